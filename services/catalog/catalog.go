@@ -1,0 +1,118 @@
+// Package catalog introspects the source database: object selection and
+// prechecks.
+package catalog
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/internal/pgsource"
+)
+
+// Server implements catalogv1.CatalogServiceServer.
+type Server struct {
+	catalogv1.UnimplementedCatalogServiceServer
+	logger *slog.Logger
+}
+
+// NewServer returns a catalog server; it opens a source session per request.
+func NewServer(logger *slog.Logger) *Server { return &Server{logger: logger} }
+
+const notYet = "catalog: %s is not implemented yet; it lands with the task-lifecycle issue"
+
+// GetServerInfo is not implemented yet.
+func (s *Server) GetServerInfo(context.Context, *catalogv1.GetServerInfoRequest) (*catalogv1.GetServerInfoResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, notYet, "GetServerInfo")
+}
+
+// ListSchemas is not implemented yet.
+func (s *Server) ListSchemas(context.Context, *catalogv1.ListSchemasRequest) (*catalogv1.ListSchemasResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, notYet, "ListSchemas")
+}
+
+// ListTables is not implemented yet.
+func (s *Server) ListTables(context.Context, *catalogv1.ListTablesRequest) (*catalogv1.ListTablesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, notYet, "ListTables")
+}
+
+// DescribeTable is not implemented yet.
+func (s *Server) DescribeTable(context.Context, *catalogv1.DescribeTableRequest) (*catalogv1.DescribeTableResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, notYet, "DescribeTable")
+}
+
+// ResolveTables expands the selection to the tables it names today.
+func (s *Server) ResolveTables(ctx context.Context, req *catalogv1.ResolveTablesRequest) (*catalogv1.ResolveTablesResponse, error) {
+	conn, err := pgsource.Connect(ctx, req.GetSource())
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	defer conn.Close(context.Background())
+	tables, err := resolve(ctx, conn, req.GetObjects())
+	if err != nil {
+		return nil, err
+	}
+	return &catalogv1.ResolveTablesResponse{Tables: tables}, nil
+}
+
+// userTables are ordinary and partitioned tables outside the system schemas;
+// partitions are left out because publications publish via their root.
+const userTables = `
+SELECT n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence = 'p'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'`
+
+func resolve(ctx context.Context, conn *pgx.Conn, sel *taskv1.ObjectSelection) ([]*taskv1.TableRef, error) {
+	seen := map[string]bool{}
+	var out []*taskv1.TableRef
+	add := func(schema, table string) {
+		key := schema + "\x00" + table
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, &taskv1.TableRef{Schema: schema, Table: table})
+		}
+	}
+	var schemas []string
+	for _, s := range sel.GetSchemas() {
+		schemas = append(schemas, s.GetSchema())
+	}
+	if sel.GetWholeDatabase() || len(schemas) > 0 {
+		q := userTables + ` AND ($1 OR n.nspname = ANY($2)) ORDER BY 1, 2`
+		rows, err := conn.Query(ctx, q, sel.GetWholeDatabase(), schemas)
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "listing tables: %v", err)
+		}
+		var schema, table string
+		if _, err := pgx.ForEachRow(rows, []any{&schema, &table}, func() error { add(schema, table); return nil }); err != nil {
+			return nil, status.Errorf(codes.Unavailable, "listing tables: %v", err)
+		}
+	}
+	var missing []string
+	for _, t := range sel.GetTables() {
+		err := conn.QueryRow(ctx, userTables+` AND n.nspname = $1 AND c.relname = $2`, t.GetSchema(), t.GetTable()).Scan(nil, nil)
+		if err == pgx.ErrNoRows {
+			missing = append(missing, pgx.Identifier{t.GetSchema(), t.GetTable()}.Sanitize())
+			continue
+		}
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "looking up table %s.%s: %v", t.GetSchema(), t.GetTable(), err)
+		}
+		add(t.GetSchema(), t.GetTable())
+	}
+	if len(missing) > 0 {
+		return nil, status.Errorf(codes.InvalidArgument,
+			"selected tables do not exist (or are not ordinary tables): %s; fix the task's objects or create the tables",
+			strings.Join(missing, ", "))
+	}
+	if len(out) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "the selection names no tables; select tables, schemas or the whole database")
+	}
+	return out, nil
+}

@@ -1,0 +1,155 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/internal/pgsource"
+)
+
+// MinServerVersion is PostgreSQL 12: pgoutput with publish_via_partition_root
+// and the catalog columns these checks read.
+const MinServerVersion = 120000
+
+// Precheck reports every item as pass, warn or fail. A source that cannot be
+// reached is itself a failed item, not an RPC error, so the caller sees why.
+func (s *Server) Precheck(ctx context.Context, req *catalogv1.PrecheckRequest) (*catalogv1.PrecheckResponse, error) {
+	src := req.GetSource()
+	conn, err := pgsource.Connect(ctx, src)
+	if err != nil {
+		return &catalogv1.PrecheckResponse{Items: []*taskv1.PrecheckItem{
+			fail("connectivity", err.Error(), "check the source host, port, user, password secret and pg_hba.conf"),
+		}}, nil
+	}
+	defer conn.Close(context.Background())
+	items := []*taskv1.PrecheckItem{pass("connectivity", "connected to "+pgsource.Describe(src))}
+	for _, check := range []func(context.Context, *pgx.Conn) *taskv1.PrecheckItem{
+		checkVersion, checkWalLevel, checkReplicationPrivilege, checkSlotRoom, checkSenderRoom,
+	} {
+		items = append(items, check(ctx, conn))
+	}
+	items = append(items, checkTables(ctx, conn, req.GetObjects())...)
+	return &catalogv1.PrecheckResponse{Items: items}, nil
+}
+
+func item(id string, sev taskv1.Severity, msg, fix string) *taskv1.PrecheckItem {
+	return &taskv1.PrecheckItem{Id: id, Severity: sev, Message: msg, Fix: fix}
+}
+
+func pass(id, msg string) *taskv1.PrecheckItem { return item(id, taskv1.Severity_SEVERITY_PASS, msg, "") }
+
+func fail(id, msg, fix string) *taskv1.PrecheckItem {
+	return item(id, taskv1.Severity_SEVERITY_FAIL, msg, fix)
+}
+
+func queryFailed(id string, err error) *taskv1.PrecheckItem {
+	return fail(id, fmt.Sprintf("could not check: %v", err), "make sure the user can read pg_settings and pg_roles, then run the precheck again")
+}
+
+func checkVersion(ctx context.Context, conn *pgx.Conn) *taskv1.PrecheckItem {
+	var num int
+	var version string
+	if err := conn.QueryRow(ctx, `SELECT current_setting('server_version_num')::int, version()`).Scan(&num, &version); err != nil {
+		return queryFailed("server_version", err)
+	}
+	if num < MinServerVersion {
+		return fail("server_version", fmt.Sprintf("the source runs %s", version),
+			"upgrade to PostgreSQL 12 or later, or AnalyticDB for PostgreSQL 7 / Greenplum 7")
+	}
+	return pass("server_version", version)
+}
+
+func checkWalLevel(ctx context.Context, conn *pgx.Conn) *taskv1.PrecheckItem {
+	var level string
+	if err := conn.QueryRow(ctx, `SELECT current_setting('wal_level')`).Scan(&level); err != nil {
+		return queryFailed("wal_level", err)
+	}
+	if level != "logical" {
+		return fail("wal_level", fmt.Sprintf("wal_level is %q; logical decoding needs 'logical'", level),
+			"run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL")
+	}
+	return pass("wal_level", "wal_level is logical")
+}
+
+func checkReplicationPrivilege(ctx context.Context, conn *pgx.Conn) *taskv1.PrecheckItem {
+	var user string
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT rolname, rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&user, &ok); err != nil {
+		return queryFailed("replication_privilege", err)
+	}
+	if !ok {
+		return fail("replication_privilege", fmt.Sprintf("role %q lacks the REPLICATION attribute", user),
+			fmt.Sprintf("run ALTER ROLE %s WITH REPLICATION", pgx.Identifier{user}.Sanitize()))
+	}
+	return pass("replication_privilege", fmt.Sprintf("role %q may replicate", user))
+}
+
+func checkSlotRoom(ctx context.Context, conn *pgx.Conn) *taskv1.PrecheckItem {
+	var max, used int
+	if err := conn.QueryRow(ctx, `SELECT current_setting('max_replication_slots')::int, (SELECT count(*) FROM pg_replication_slots)`).Scan(&max, &used); err != nil {
+		return queryFailed("max_replication_slots", err)
+	}
+	if used >= max {
+		return fail("max_replication_slots", fmt.Sprintf("all %d replication slots are in use", max),
+			"drop unused slots (see pg_replication_slots) or raise max_replication_slots and restart")
+	}
+	return pass("max_replication_slots", fmt.Sprintf("%d of %d replication slots in use", used, max))
+}
+
+func checkSenderRoom(ctx context.Context, conn *pgx.Conn) *taskv1.PrecheckItem {
+	var max, used int
+	if err := conn.QueryRow(ctx, `SELECT current_setting('max_wal_senders')::int, (SELECT count(*) FROM pg_stat_replication)`).Scan(&max, &used); err != nil {
+		return queryFailed("max_wal_senders", err)
+	}
+	if used >= max {
+		return fail("max_wal_senders", fmt.Sprintf("all %d WAL senders are in use", max),
+			"raise max_wal_senders and restart, or stop other replication clients")
+	}
+	return pass("max_wal_senders", fmt.Sprintf("%d of %d WAL senders in use", used, max))
+}
+
+// checkTables resolves the selection, then checks SELECT privileges and keys.
+func checkTables(ctx context.Context, conn *pgx.Conn, sel *taskv1.ObjectSelection) []*taskv1.PrecheckItem {
+	tables, err := resolve(ctx, conn, sel)
+	if err != nil {
+		return []*taskv1.PrecheckItem{fail("objects", err.Error(), "fix the task's object selection")}
+	}
+	var noSelect, noKey []string
+	for _, t := range tables {
+		name := pgx.Identifier{t.GetSchema(), t.GetTable()}.Sanitize()
+		var canSelect, hasKey bool
+		err := conn.QueryRow(ctx, `
+SELECT has_table_privilege($1::regclass, 'SELECT'),
+       EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1::regclass AND (indisprimary OR (indisunique AND indimmediate)))`,
+			name).Scan(&canSelect, &hasKey)
+		if err != nil {
+			return []*taskv1.PrecheckItem{queryFailed("objects", err)}
+		}
+		if !canSelect {
+			noSelect = append(noSelect, name)
+		}
+		if !hasKey {
+			noKey = append(noKey, name)
+		}
+	}
+	items := []*taskv1.PrecheckItem{pass("objects", fmt.Sprintf("%d tables selected", len(tables)))}
+	if len(noSelect) > 0 {
+		items = append(items, fail("select_privilege", "no SELECT privilege on "+strings.Join(noSelect, ", "),
+			"GRANT SELECT on those tables to the task's user"))
+	} else {
+		items = append(items, pass("select_privilege", "SELECT granted on every selected table"))
+	}
+	if len(noKey) > 0 {
+		items = append(items, item("primary_key", taskv1.Severity_SEVERITY_WARN,
+			"tables without a primary key or unique key: "+strings.Join(noKey, ", ")+"; consumers may see duplicates and UPDATE/DELETE carry no key",
+			"add a primary key, or acknowledge this warning"))
+	} else {
+		items = append(items, pass("primary_key", "every selected table has a primary or unique key"))
+	}
+	return items
+}

@@ -1,0 +1,207 @@
+// Package control implements TaskService, the control API. Each task is a
+// TaskWorkflow on Temporal whose workflow ID is the task ID; this package
+// only validates, starts, signals and queries those workflows.
+package control
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/workflows/task"
+)
+
+// Server implements taskv1.TaskServiceServer.
+type Server struct {
+	taskv1.UnimplementedTaskServiceServer
+	temporal client.Client
+	catalog  catalogv1.CatalogServiceClient
+	logger   *slog.Logger
+}
+
+// NewServer returns a control server using tc for workflows and cat for
+// prechecks run outside a task.
+func NewServer(tc client.Client, cat catalogv1.CatalogServiceClient, logger *slog.Logger) *Server {
+	return &Server{temporal: tc, catalog: cat, logger: logger}
+}
+
+const notYet = "control: %s is not implemented yet; it lands with the task-lifecycle issue"
+
+// CreateTask validates the spec and starts the task's workflow.
+func (s *Server) CreateTask(ctx context.Context, req *taskv1.CreateTaskRequest) (*taskv1.CreateTaskResponse, error) {
+	spec, err := Normalize(req.GetSpec())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if missing := notYetSupported(spec); len(missing) > 0 {
+		return nil, status.Errorf(codes.Unimplemented, "these options are not supported yet: %s; leave them unset",
+			strings.Join(missing, ", "))
+	}
+	id := req.GetTaskId()
+	if id == "" {
+		id = newTaskID()
+	} else if !taskIDPattern.MatchString(id) {
+		return nil, status.Errorf(codes.InvalidArgument,
+			"task_id: %q must be 1 to 40 letters, digits, '-' or '_', starting with a letter or digit", id)
+	}
+	run, err := s.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                                       id,
+		TaskQueue:                                task.TaskQueue,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			task.SearchTaskName.ValueSet(spec.GetName()),
+			task.SearchSourceDatabase.ValueSet(spec.GetSource().GetDatabase()),
+			task.SearchPhase.ValueSet(taskv1.Phase_PHASE_PRECHECK.String()),
+			task.SearchStatus.ValueSet(taskv1.Status_STATUS_RUNNING.String()),
+		),
+	}, task.WorkflowName, &taskv1.TaskWorkflowInput{TaskId: id, Spec: spec})
+	if err != nil {
+		var started *serviceerror.WorkflowExecutionAlreadyStarted
+		if errors.As(err, &started) {
+			return nil, status.Errorf(codes.AlreadyExists, "task %s already exists; choose another task_id or delete it", id)
+		}
+		return nil, status.Errorf(codes.Unavailable, "starting task %s on Temporal: %v", id, err)
+	}
+	s.logger.Info("task created", "task", id, "run", run.GetRunID())
+	return &taskv1.CreateTaskResponse{TaskId: id, RunId: run.GetRunID()}, nil
+}
+
+func newTaskID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "task-" + hex.EncodeToString(b)
+}
+
+// GetTask returns the workflow's state and the running attempt's newest
+// heartbeat checkpoint.
+func (s *Server) GetTask(ctx context.Context, req *taskv1.GetTaskRequest) (*taskv1.GetTaskResponse, error) {
+	resp, err := s.temporal.QueryWorkflow(ctx, req.GetTaskId(), "", task.QueryState)
+	if err != nil {
+		return nil, temporalError(req.GetTaskId(), err)
+	}
+	var st taskv1.TaskState
+	if err := resp.Get(&st); err != nil {
+		return nil, status.Errorf(codes.Internal, "decoding task %s state: %v", req.GetTaskId(), err)
+	}
+	out := &taskv1.GetTaskResponse{TaskId: req.GetTaskId(), State: &st}
+	desc, err := s.temporal.DescribeWorkflowExecution(ctx, req.GetTaskId(), "")
+	if err != nil {
+		return nil, temporalError(req.GetTaskId(), err)
+	}
+	for _, pa := range desc.GetPendingActivities() {
+		var cp cdcv1.Checkpoint
+		if pa.GetHeartbeatDetails() != nil && converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &cp) == nil {
+			out.HeartbeatConfirmedLsn = max(out.HeartbeatConfirmedLsn, cp.GetConfirmedLsn())
+		}
+	}
+	return out, nil
+}
+
+// ListTasks lists task workflows with their search attributes.
+func (s *Server) ListTasks(ctx context.Context, req *taskv1.ListTasksRequest) (*taskv1.ListTasksResponse, error) {
+	resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Query:         fmt.Sprintf("WorkflowType = '%s'", task.WorkflowName),
+		PageSize:      int32(min(req.GetPageSize(), 1000)),
+		NextPageToken: req.GetPageToken(),
+	})
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "listing tasks: %v", err)
+	}
+	out := &taskv1.ListTasksResponse{NextPageToken: resp.GetNextPageToken()}
+	for _, e := range resp.GetExecutions() {
+		out.Tasks = append(out.Tasks, &taskv1.TaskSummary{
+			TaskId: e.GetExecution().GetWorkflowId(),
+			Name:   keyword(e.GetSearchAttributes().GetIndexedFields(), "FerryTaskName"),
+			Phase:  keyword(e.GetSearchAttributes().GetIndexedFields(), "FerryPhase"),
+			Status: keyword(e.GetSearchAttributes().GetIndexedFields(), "FerryStatus"),
+		})
+	}
+	return out, nil
+}
+
+// PrecheckTask runs the prechecks for a spec without creating a task.
+func (s *Server) PrecheckTask(ctx context.Context, req *taskv1.PrecheckTaskRequest) (*taskv1.PrecheckTaskResponse, error) {
+	spec, err := Normalize(req.GetSpec())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	res, err := s.catalog.Precheck(ctx, &catalogv1.PrecheckRequest{Source: spec.GetSource(), Objects: spec.GetObjects()})
+	if err != nil {
+		return nil, err
+	}
+	return &taskv1.PrecheckTaskResponse{Items: res.GetItems()}, nil
+}
+
+// PauseTask stops incremental sync at its confirmed checkpoint.
+func (s *Server) PauseTask(ctx context.Context, req *taskv1.PauseTaskRequest) (*taskv1.PauseTaskResponse, error) {
+	return &taskv1.PauseTaskResponse{}, s.signal(ctx, req.GetTaskId(), task.SignalPause, &taskv1.PauseSignal{})
+}
+
+// ResumeTask continues a paused task from its checkpoint.
+func (s *Server) ResumeTask(ctx context.Context, req *taskv1.ResumeTaskRequest) (*taskv1.ResumeTaskResponse, error) {
+	return &taskv1.ResumeTaskResponse{}, s.signal(ctx, req.GetTaskId(), task.SignalResume, &taskv1.ResumeSignal{})
+}
+
+// StopTask ends the task, dropping its slot and publication when asked.
+func (s *Server) StopTask(ctx context.Context, req *taskv1.StopTaskRequest) (*taskv1.StopTaskResponse, error) {
+	return &taskv1.StopTaskResponse{}, s.signal(ctx, req.GetTaskId(), task.SignalStop, &taskv1.StopSignal{Release: req.GetRelease()})
+}
+
+func (s *Server) signal(ctx context.Context, id, name string, payload any) error {
+	if err := s.temporal.SignalWorkflow(ctx, id, "", name, payload); err != nil {
+		return temporalError(id, err)
+	}
+	return nil
+}
+
+// RestartTask is not implemented yet.
+func (s *Server) RestartTask(context.Context, *taskv1.RestartTaskRequest) (*taskv1.RestartTaskResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, notYet, "RestartTask")
+}
+
+// ModifyObjects is not implemented yet.
+func (s *Server) ModifyObjects(context.Context, *taskv1.ModifyObjectsRequest) (*taskv1.ModifyObjectsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, notYet, "ModifyObjects")
+}
+
+// UpdateThrottle is not implemented yet.
+func (s *Server) UpdateThrottle(context.Context, *taskv1.UpdateThrottleRequest) (*taskv1.UpdateThrottleResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, notYet, "UpdateThrottle")
+}
+
+// DeleteTask is not implemented yet.
+func (s *Server) DeleteTask(context.Context, *taskv1.DeleteTaskRequest) (*taskv1.DeleteTaskResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, notYet, "DeleteTask")
+}
+
+func temporalError(id string, err error) error {
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return status.Errorf(codes.NotFound, "task %s not found", id)
+	}
+	return status.Errorf(codes.Unavailable, "task %s: %v", id, err)
+}
+
+func keyword(fields map[string]*commonpb.Payload, name string) string {
+	var v string
+	if p, ok := fields[name]; ok {
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
+	}
+	return v
+}

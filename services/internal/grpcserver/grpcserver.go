@@ -1,0 +1,68 @@
+// Package grpcserver gives every Ferry service the same gRPC server: health,
+// reflection (so grpcurl works with no proto files), and graceful shutdown.
+package grpcserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+)
+
+// Server is a gRPC server that reports SERVING once Run has bound its port.
+type Server struct {
+	*grpc.Server
+	health *health.Server
+	name   string
+	logger *slog.Logger
+}
+
+// New returns a server; register services on it before Run.
+func New(name string, logger *slog.Logger, opts ...grpc.ServerOption) *Server {
+	s := grpc.NewServer(opts...)
+	h := health.NewServer()
+	healthpb.RegisterHealthServer(s, h)
+	reflection.Register(s)
+	return &Server{Server: s, health: h, name: name, logger: logger}
+}
+
+// Run serves on addr until ctx ends, then drains in-flight calls for up to
+// ten seconds before closing them.
+func (s *Server) Run(ctx context.Context, addr string) error {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s for %s: %w", addr, s.name, err)
+	}
+	for svc := range s.GetServiceInfo() {
+		s.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
+	}
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.logger.Info("serving", "service", s.name, "addr", lis.Addr().String())
+
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving %s: %w", s.name, err)
+	case <-ctx.Done():
+	}
+	s.health.Shutdown()
+	stopped := make(chan struct{})
+	go func() { s.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		s.Stop()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("serving %s: %w", s.name, err)
+	}
+	return nil
+}

@@ -1,0 +1,97 @@
+// Command worker runs Ferry's Temporal worker: the TaskWorkflow and the
+// activities that call the catalog, capture and delivery services.
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
+	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
+	"github.com/ferry-cdc/ferry/workflows/task"
+)
+
+// Config is everything the worker needs, read once at start.
+type Config struct {
+	TemporalAddress   string
+	TemporalNamespace string
+	CatalogAddress    string
+	CaptureAddress    string
+	DeliveryAddress   string
+}
+
+func loadConfig() Config {
+	var c Config
+	flag.StringVar(&c.TemporalAddress, "temporal", envOr("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port")
+	flag.StringVar(&c.TemporalNamespace, "namespace", envOr("FERRY_TEMPORAL_NAMESPACE", "default"), "Temporal namespace")
+	flag.StringVar(&c.CatalogAddress, "catalog", envOr("FERRY_CATALOG_ADDRESS", "127.0.0.1:7401"), "catalog service host:port")
+	flag.StringVar(&c.CaptureAddress, "capture", envOr("FERRY_CAPTURE_ADDRESS", "127.0.0.1:7402"), "capture service host:port")
+	flag.StringVar(&c.DeliveryAddress, "delivery", envOr("FERRY_DELIVERY_ADDRESS", "127.0.0.1:7403"), "delivery service host:port")
+	flag.Parse()
+	return c
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func main() {
+	cfg := loadConfig()
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, logger); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	conns := map[string]*grpc.ClientConn{}
+	for name, addr := range map[string]string{"catalog": cfg.CatalogAddress, "capture": cfg.CaptureAddress, "delivery": cfg.DeliveryAddress} {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		conns[name] = conn
+	}
+	tc, err := client.Dial(client.Options{
+		HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+
+	w := worker.New(tc, task.TaskQueue, worker.Options{})
+	w.RegisterWorkflowWithOptions(task.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowName})
+	w.RegisterActivity(&task.Activities{
+		Catalog:  catalogv1.NewCatalogServiceClient(conns["catalog"]),
+		Capture:  capturev1.NewCaptureServiceClient(conns["capture"]),
+		Delivery: deliveryv1.NewDeliveryServiceClient(conns["delivery"]),
+	})
+	logger.Info("worker starting", "temporal", cfg.TemporalAddress, "taskQueue", task.TaskQueue)
+	return w.Run(interruptOn(ctx))
+}
+
+// interruptOn adapts a context to the worker's interrupt channel.
+func interruptOn(ctx context.Context) <-chan any {
+	ch := make(chan any, 1)
+	go func() { <-ctx.Done(); ch <- struct{}{} }()
+	return ch
+}

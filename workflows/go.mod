@@ -1,0 +1,16 @@
+module github.com/ferry-cdc/ferry/workflows
+
+go 1.26.0
+
+require (
+	github.com/ferry-cdc/ferry/gen v0.0.0
+	go.temporal.io/sdk v1.50.0 // indirect
+	golang.org/x/net v0.58.0 // indirect
+	golang.org/x/sys v0.47.0 // indirect
+	golang.org/x/text v0.41.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260526163538-3dc84a4a5aaa // indirect
+	google.golang.org/grpc v1.83.2 // indirect
+	google.golang.org/protobuf v1.36.11 // indirect
+)
+
+replace github.com/ferry-cdc/ferry/gen => ../gen

@@ -1,0 +1,125 @@
+package task
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/temporal"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
+	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+)
+
+// Activities call Ferry's gRPC services; they hold no state of their own.
+type Activities struct {
+	Catalog  catalogv1.CatalogServiceClient
+	Capture  capturev1.CaptureServiceClient
+	Delivery deliveryv1.DeliveryServiceClient
+}
+
+// Precheck asks the catalog service to check the source.
+func (a *Activities) Precheck(ctx context.Context, in *taskv1.PrecheckActivityInput) (*taskv1.PrecheckActivityResult, error) {
+	res, err := a.Catalog.Precheck(ctx, &catalogv1.PrecheckRequest{
+		Source: in.GetSpec().GetSource(), Objects: in.GetSpec().GetObjects(),
+	})
+	if err != nil {
+		return nil, classifyRPC("running the precheck", err)
+	}
+	return &taskv1.PrecheckActivityResult{Items: res.GetItems()}, nil
+}
+
+// Setup is schema sync as far as it goes today: resolve the selected tables,
+// create the topics, then the publication and the slot. The slot comes last so
+// that it never starts retaining WAL for a task whose topics cannot exist.
+func (a *Activities) Setup(ctx context.Context, in *taskv1.SetupActivityInput) (*taskv1.SetupActivityResult, error) {
+	spec := in.GetSpec()
+	resolved, err := a.Catalog.ResolveTables(ctx, &catalogv1.ResolveTablesRequest{
+		Source: spec.GetSource(), Objects: spec.GetObjects(),
+	})
+	if err != nil {
+		return nil, classifyRPC("resolving the selected tables", err)
+	}
+	if _, err := a.Delivery.EnsureTopics(ctx, &deliveryv1.EnsureTopicsRequest{
+		Kafka: spec.GetDestination(), Topics: TopicsFor(spec),
+	}); err != nil {
+		return nil, classifyRPC("creating topics", err)
+	}
+	rep, err := a.Capture.EnsureReplication(ctx, &capturev1.EnsureReplicationRequest{
+		Source: spec.GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(),
+		Tables: resolved.GetTables(),
+	})
+	if err != nil {
+		return nil, classifyRPC(fmt.Sprintf("creating slot and publication %s", in.GetSlotName()), err)
+	}
+	return &taskv1.SetupActivityResult{Tables: resolved.GetTables(), StartLsn: rep.GetConfirmedLsn()}, nil
+}
+
+// TopicsFor lists the task's topics with the partition counts to create them
+// with.
+func TopicsFor(spec *taskv1.TaskSpec) []*deliveryv1.TopicSpec {
+	partitions := map[string]uint32{spec.GetDestination().GetTopic(): 1}
+	order := []string{spec.GetDestination().GetTopic()}
+	for _, t := range spec.GetObjects().GetTables() {
+		name := t.GetTopic()
+		if name == "" {
+			name = spec.GetDestination().GetTopic()
+		}
+		if _, seen := partitions[name]; !seen {
+			order = append(order, name)
+		}
+		partitions[name] = max(partitions[name], t.GetPartitions(), 1)
+	}
+	if ddl := spec.GetKafka().GetDdlTopic(); ddl != "" {
+		if _, seen := partitions[ddl]; !seen {
+			order = append(order, ddl)
+			partitions[ddl] = 1
+		}
+	}
+	out := make([]*deliveryv1.TopicSpec, 0, len(order))
+	for _, name := range order {
+		out = append(out, &deliveryv1.TopicSpec{Name: name, Partitions: partitions[name]})
+	}
+	return out
+}
+
+// Release drops the slot and publication Ferry created for the task.
+func (a *Activities) Release(ctx context.Context, in *taskv1.ReleaseActivityInput) error {
+	_, err := a.Capture.ReleaseReplication(ctx, &capturev1.ReleaseReplicationRequest{
+		Source: in.GetSpec().GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(),
+	})
+	if err != nil {
+		return classifyRPC(fmt.Sprintf("releasing slot and publication %s", in.GetSlotName()), err)
+	}
+	return nil
+}
+
+// classifyRPC turns a Ferry service's gRPC error into a typed application
+// error, which decides the retry window the workflow applies. Details ride
+// along so the workflow learns the checkpoint even from a failed attempt.
+func classifyRPC(what string, err error, details ...any) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) {
+		return temporal.NewCanceledError(details...)
+	}
+	st, _ := status.FromError(err)
+	msg := fmt.Sprintf("%s: %s", what, st.Message())
+	opts := temporal.ApplicationErrorOptions{Details: details, Cause: err}
+	switch st.Code() {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
+		return temporal.NewApplicationErrorWithOptions(msg, ErrConnection, opts)
+	case codes.InvalidArgument:
+		opts.NonRetryable = true
+		return temporal.NewApplicationErrorWithOptions(msg, ErrConfig, opts)
+	case codes.Canceled:
+		return temporal.NewCanceledError(details...)
+	default:
+		return temporal.NewApplicationErrorWithOptions(msg, ErrOther, opts)
+	}
+}

@@ -1,0 +1,42 @@
+// Package task holds the TaskWorkflow, which runs one synchronization task's
+// lifecycle, and the activities it orchestrates.
+package task
+
+import "go.temporal.io/sdk/temporal"
+
+// TaskQueue is where the worker polls for task workflows and activities.
+const TaskQueue = "ferry-tasks"
+
+// WorkflowName is the registered name of TaskWorkflow; the control API and
+// `temporal workflow start` use it.
+const WorkflowName = "TaskWorkflow"
+
+// Signal names are part of the public API: users send them with
+// `temporal workflow signal --name ...`. Never rename one.
+const (
+	SignalPause  = "ferry.pause"
+	SignalResume = "ferry.resume"
+	SignalStop   = "ferry.stop"
+)
+
+// QueryState returns the task's *taskv1.TaskState.
+const QueryState = "ferry.state"
+
+// Application error types. The workflow decides retry windows by them.
+const (
+	// ErrConnection: the source, Kafka or a Ferry service could not be reached.
+	ErrConnection = "ferry.ConnectionError"
+	// ErrOther: anything else that may pass with time.
+	ErrOther = "ferry.OtherError"
+	// ErrConfig: a precheck failure or a bad spec; retrying cannot help.
+	ErrConfig = "ferry.ConfigError"
+)
+
+// Search attributes registered in the Temporal server (deploy/local/stack.sh)
+// so that tasks can be found and read in the Temporal UI.
+var (
+	SearchTaskName       = temporal.NewSearchAttributeKeyKeyword("FerryTaskName")
+	SearchPhase          = temporal.NewSearchAttributeKeyKeyword("FerryPhase")
+	SearchStatus         = temporal.NewSearchAttributeKeyKeyword("FerryStatus")
+	SearchSourceDatabase = temporal.NewSearchAttributeKeyKeyword("FerrySourceDatabase")
+)

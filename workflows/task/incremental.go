@@ -1,0 +1,158 @@
+package task
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+
+	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+)
+
+// heartbeatEvery keeps heartbeats flowing while the stream is idle; the SDK
+// throttles the ones sent on every ack.
+const heartbeatEvery = 5 * time.Second
+
+// Incremental streams changes from capture to delivery and carries Kafka's
+// acks back: only an LSN that delivery reports safe is acknowledged to
+// capture, heartbeated, and returned with any error. It runs until cancelled
+// or until either stream fails; the workflow decides whether to retry.
+func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActivityInput) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cp := &checkpointTracker{lsn: in.GetCheckpoint().GetConfirmedLsn()}
+
+	capStream, err := a.Capture.StreamChanges(ctx)
+	if err != nil {
+		return classifyRPC("opening the capture stream", err, cp.snapshot())
+	}
+	if err := capStream.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Start{Start: &capturev1.StartStream{
+		Source: in.GetSpec().GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(),
+		StartLsn: cp.get(),
+	}}}); err != nil {
+		return classifyRPC("starting the capture stream", recvErr(capStream.Recv, err), cp.snapshot())
+	}
+	delStream, err := a.Delivery.Deliver(ctx)
+	if err != nil {
+		return classifyRPC("opening the delivery stream", err, cp.snapshot())
+	}
+	if err := delStream.Send(&deliveryv1.DeliverRequest{Kind: &deliveryv1.DeliverRequest_Start{Start: &deliveryv1.StartDelivery{
+		TaskId: in.GetTaskId(), Kafka: in.GetSpec().GetDestination(), Options: in.GetSpec().GetKafka(),
+		Objects: in.GetSpec().GetObjects(), SourceDatabase: in.GetSpec().GetSource().GetDatabase(),
+	}}}); err != nil {
+		return classifyRPC("starting the delivery stream", recvErr(delStream.Recv, err), cp.snapshot())
+	}
+
+	errc := make(chan error, 3)
+	go func() { errc <- forwardBatches(capStream, delStream) }()
+	go func() { errc <- forwardAcks(ctx, delStream, capStream, cp) }()
+	go func() { errc <- heartbeatLoop(ctx, cp) }()
+	err = <-errc
+	cancel()
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		activity.GetLogger(ctx).Info("incremental sync cancelled", "confirmedLSN", cp.get())
+	}
+	return classifyRPC("incremental sync", err, cp.snapshot())
+}
+
+// forwardBatches moves change batches from capture to delivery in order.
+func forwardBatches(capStream capturev1.CaptureService_StreamChangesClient, delStream deliveryv1.DeliveryService_DeliverClient) error {
+	for {
+		msg, err := capStream.Recv()
+		if err != nil {
+			return wrapStream("capture", err)
+		}
+		if err := delStream.Send(&deliveryv1.DeliverRequest{Kind: &deliveryv1.DeliverRequest_Batch{Batch: msg.GetBatch()}}); err != nil {
+			return wrapStream("delivery", recvErr(delStream.Recv, err))
+		}
+	}
+}
+
+// forwardAcks passes every safe LSN delivery reports on to capture, which
+// confirms it to PostgreSQL, and records it as the checkpoint.
+func forwardAcks(ctx context.Context, delStream deliveryv1.DeliveryService_DeliverClient, capStream capturev1.CaptureService_StreamChangesClient, cp *checkpointTracker) error {
+	for {
+		ack, err := delStream.Recv()
+		if err != nil {
+			return wrapStream("delivery", err)
+		}
+		if !cp.advance(ack.GetSafeLsn(), ack.GetAckedEvents()) {
+			continue
+		}
+		if err := capStream.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Ack{Ack: &capturev1.Ack{FlushedLsn: ack.GetSafeLsn()}}}); err != nil {
+			return wrapStream("capture", recvErr(capStream.Recv, err))
+		}
+		activity.RecordHeartbeat(ctx, cp.snapshot())
+	}
+}
+
+func heartbeatLoop(ctx context.Context, cp *checkpointTracker) error {
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		activity.RecordHeartbeat(ctx, cp.snapshot())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// recvErr recovers the real error behind a failed Send: gRPC reports the
+// stream's status only to Recv, and Send returns a bare io.EOF.
+func recvErr[T any](recv func() (T, error), sendErr error) error {
+	if !errors.Is(sendErr, io.EOF) {
+		return sendErr
+	}
+	if _, err := recv(); err != nil {
+		return err
+	}
+	return sendErr
+}
+
+// wrapStream names the side that failed; status.FromError still finds the
+// gRPC status through the wrapping.
+func wrapStream(side string, err error) error {
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("%s stream: %w", side, err)
+}
+
+// checkpointTracker is shared by the ack and heartbeat goroutines.
+type checkpointTracker struct {
+	mu     sync.Mutex
+	lsn    uint64
+	events uint64
+}
+
+func (c *checkpointTracker) advance(lsn, events uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.events = events
+	if lsn <= c.lsn {
+		return false
+	}
+	c.lsn = lsn
+	return true
+}
+
+func (c *checkpointTracker) get() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lsn
+}
+
+func (c *checkpointTracker) snapshot() *cdcv1.Checkpoint {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return &cdcv1.Checkpoint{ConfirmedLsn: c.lsn, AckedEvents: c.events}
+}

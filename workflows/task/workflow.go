@@ -1,0 +1,399 @@
+package task
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+)
+
+// Retry-window defaults and bounds, in minutes, as the managed service has them.
+const (
+	DefaultConnectionRetryMinutes = 720
+	DefaultOtherRetryMinutes      = 10
+)
+
+// The incremental activity heartbeats far more often than this; a worker that
+// dies is noticed within this time and the task resumes elsewhere.
+const incrementalHeartbeatTimeout = 20 * time.Second
+
+const maxBackoff = time.Minute
+
+// activities is nil on purpose: the workflow only names the methods, the
+// worker registers the real instance.
+var activities *Activities
+
+// TaskWorkflow runs one task: precheck, setup (schema sync), then incremental
+// sync until stopped. The incremental activity is single-attempt; this
+// workflow owns the retry windows and the confirmed checkpoint.
+func TaskWorkflow(ctx workflow.Context, in *taskv1.TaskWorkflowInput) error {
+	r := newTaskRun(ctx, in)
+	if err := workflow.SetQueryHandler(ctx, QueryState, func() (*taskv1.TaskState, error) {
+		return r.st, nil
+	}); err != nil {
+		return fmt.Errorf("registering query %s: %w", QueryState, err)
+	}
+	if err := r.prepare(ctx); err != nil {
+		r.st.LastError = err.Error()
+		r.setStatus(ctx, taskv1.Status_STATUS_FAILED)
+		return err
+	}
+	return r.incremental(ctx)
+}
+
+type taskRun struct {
+	in       *taskv1.TaskWorkflowInput
+	st       *taskv1.TaskState
+	stopReq  *taskv1.StopSignal
+	pauseCh  workflow.ReceiveChannel
+	resumeCh workflow.ReceiveChannel
+	stopCh   workflow.ReceiveChannel
+}
+
+func newTaskRun(ctx workflow.Context, in *taskv1.TaskWorkflowInput) *taskRun {
+	st := in.GetState()
+	if st == nil {
+		st = &taskv1.TaskState{Phase: taskv1.Phase_PHASE_PRECHECK, Status: taskv1.Status_STATUS_RUNNING}
+	}
+	return &taskRun{
+		in:       in,
+		st:       st,
+		pauseCh:  workflow.GetSignalChannel(ctx, SignalPause),
+		resumeCh: workflow.GetSignalChannel(ctx, SignalResume),
+		stopCh:   workflow.GetSignalChannel(ctx, SignalStop),
+	}
+}
+
+// prepare runs the phases before incremental sync. Each is skipped once done,
+// so a continued-as-new or restarted task never repeats them.
+func (r *taskRun) prepare(ctx workflow.Context) error {
+	if r.st.Phase == taskv1.Phase_PHASE_PRECHECK {
+		r.setPhase(ctx, taskv1.Phase_PHASE_PRECHECK)
+		var res taskv1.PrecheckActivityResult
+		actx := workflow.WithActivityOptions(ctx, r.shortActivityOptions())
+		err := workflow.ExecuteActivity(actx, activities.Precheck, &taskv1.PrecheckActivityInput{Spec: r.in.GetSpec()}).Get(ctx, &res)
+		if err != nil {
+			return fmt.Errorf("precheck: %w", err)
+		}
+		r.st.Prechecks = res.GetItems()
+		if failed := failedPrechecks(res.GetItems()); failed != "" {
+			return temporal.NewNonRetryableApplicationError("precheck failed: "+failed, ErrConfig, nil)
+		}
+		r.st.Phase = taskv1.Phase_PHASE_SCHEMA_SYNC
+	}
+	if r.st.Phase == taskv1.Phase_PHASE_SCHEMA_SYNC {
+		r.setPhase(ctx, taskv1.Phase_PHASE_SCHEMA_SYNC)
+		name := ReplicationName(r.in.GetTaskId())
+		var res taskv1.SetupActivityResult
+		actx := workflow.WithActivityOptions(ctx, r.shortActivityOptions())
+		err := workflow.ExecuteActivity(actx, activities.Setup, &taskv1.SetupActivityInput{
+			TaskId: r.in.GetTaskId(), Spec: r.in.GetSpec(), SlotName: name, PublicationName: name,
+		}).Get(ctx, &res)
+		if err != nil {
+			return fmt.Errorf("schema sync: %w", err)
+		}
+		r.st.SlotName, r.st.PublicationName = name, name
+		r.st.Checkpoint = &cdcv1.Checkpoint{ConfirmedLsn: res.GetStartLsn()}
+		r.st.Phase = taskv1.Phase_PHASE_INCREMENTAL
+	}
+	return nil
+}
+
+func failedPrechecks(items []*taskv1.PrecheckItem) string {
+	msg := ""
+	for _, it := range items {
+		if it.GetSeverity() == taskv1.Severity_SEVERITY_FAIL {
+			if msg != "" {
+				msg += "; "
+			}
+			msg += fmt.Sprintf("%s: %s (fix: %s)", it.GetId(), it.GetMessage(), it.GetFix())
+		}
+	}
+	return msg
+}
+
+// incremental keeps the incremental activity running until a stop, pausing,
+// retrying and continuing-as-new as needed.
+func (r *taskRun) incremental(ctx workflow.Context) error {
+	r.setPhase(ctx, taskv1.Phase_PHASE_INCREMENTAL)
+	for {
+		r.drainSignals(ctx)
+		switch {
+		case r.stopReq != nil:
+			return r.stop(ctx)
+		case r.st.GetPaused():
+			r.setStatus(ctx, taskv1.Status_STATUS_PAUSED)
+			r.awaitResume(ctx)
+			continue
+		case workflow.GetInfo(ctx).GetContinueAsNewSuggested():
+			r.drainSignals(ctx)
+			if r.stopReq != nil {
+				continue
+			}
+			return workflow.NewContinueAsNewError(ctx, WorkflowName, &taskv1.TaskWorkflowInput{
+				TaskId: r.in.GetTaskId(), Spec: r.in.GetSpec(), State: r.st,
+			})
+		}
+		r.setStatus(ctx, taskv1.Status_STATUS_RUNNING)
+		before := r.st.GetCheckpoint().GetConfirmedLsn()
+		err := r.runIncrementalOnce(ctx)
+		if err == nil {
+			continue
+		}
+		if err := r.onFailure(ctx, err, r.st.GetCheckpoint().GetConfirmedLsn() > before); err != nil {
+			return err
+		}
+	}
+}
+
+// runIncrementalOnce runs one attempt of the incremental activity. It returns
+// nil when a pause or stop signal cancelled the attempt.
+func (r *taskRun) runIncrementalOnce(ctx workflow.Context) error {
+	actx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	actx = workflow.WithActivityOptions(actx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * 365 * 24 * time.Hour,
+		HeartbeatTimeout:    incrementalHeartbeatTimeout,
+		WaitForCancellation: true,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+	})
+	fut := workflow.ExecuteActivity(actx, activities.Incremental, &taskv1.IncrementalActivityInput{
+		TaskId: r.in.GetTaskId(), Spec: r.in.GetSpec(), SlotName: r.st.GetSlotName(),
+		PublicationName: r.st.GetPublicationName(), Checkpoint: r.st.GetCheckpoint(),
+	})
+	interrupted := false
+	sel := workflow.NewSelector(ctx)
+	sel.AddFuture(fut, func(workflow.Future) {})
+	r.addControlSignals(ctx, sel, func() { interrupted = true })
+	for !fut.IsReady() && !interrupted {
+		sel.Select(ctx)
+	}
+	if interrupted {
+		cancel()
+	}
+	err := fut.Get(ctx, nil)
+	r.absorbCheckpoint(err)
+	if interrupted {
+		return nil
+	}
+	if err == nil {
+		return temporal.NewApplicationError("incremental sync ended without an error", ErrOther)
+	}
+	return err
+}
+
+// addControlSignals makes sel react to pause, resume and stop; interrupt is
+// called when the current work must stop.
+func (r *taskRun) addControlSignals(ctx workflow.Context, sel workflow.Selector, interrupt func()) {
+	sel.AddReceive(r.pauseCh, func(c workflow.ReceiveChannel, _ bool) {
+		c.Receive(ctx, nil)
+		r.st.Paused = true
+		interrupt()
+	})
+	sel.AddReceive(r.resumeCh, func(c workflow.ReceiveChannel, _ bool) {
+		c.Receive(ctx, nil)
+		r.st.Paused = false
+	})
+	sel.AddReceive(r.stopCh, func(c workflow.ReceiveChannel, _ bool) {
+		var s taskv1.StopSignal
+		c.Receive(ctx, &s)
+		r.stopReq = &s
+		interrupt()
+	})
+}
+
+// drainSignals applies every signal already delivered, so that none is lost
+// when the workflow continues as new.
+func (r *taskRun) drainSignals(ctx workflow.Context) {
+	for r.pauseCh.ReceiveAsync(nil) {
+		r.st.Paused = true
+	}
+	for r.resumeCh.ReceiveAsync(nil) {
+		r.st.Paused = false
+	}
+	var s taskv1.StopSignal
+	for r.stopCh.ReceiveAsync(&s) {
+		r.stopReq = &taskv1.StopSignal{Release: s.GetRelease()}
+	}
+}
+
+func (r *taskRun) awaitResume(ctx workflow.Context) {
+	sel := workflow.NewSelector(ctx)
+	r.addControlSignals(ctx, sel, func() {})
+	for r.st.GetPaused() && r.stopReq == nil {
+		sel.Select(ctx)
+	}
+}
+
+// onFailure decides, from the retry windows, whether to try again. It returns
+// an error only when the task must fail.
+func (r *taskRun) onFailure(ctx workflow.Context, err error, progressed bool) error {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() == ErrConfig {
+		r.st.LastError = err.Error()
+		r.setStatus(ctx, taskv1.Status_STATUS_FAILED)
+		return err
+	}
+	class := classify(err)
+	now := workflow.Now(ctx)
+	if progressed || r.st.GetFailingSince() == nil {
+		r.st.FailingSince = timestamppb.New(now)
+		r.st.ConsecutiveFailures = 0
+	}
+	r.st.FailingClass = class
+	r.st.ConsecutiveFailures++
+	r.st.LastError = err.Error()
+	window := retryWindow(r.in.GetSpec(), class)
+	failingFor := now.Sub(r.st.GetFailingSince().AsTime())
+	if failingFor >= window {
+		r.setStatus(ctx, taskv1.Status_STATUS_FAILED)
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("task %s failed for %s, beyond its %s retry window of %s: %v",
+				r.in.GetTaskId(), failingFor, className(class), window, err), ErrOther, err)
+	}
+	r.setStatus(ctx, taskv1.Status_STATUS_RETRYING)
+	backoff := Backoff(r.st.GetConsecutiveFailures())
+	workflow.GetLogger(ctx).Warn("incremental sync failed; retrying", "error", err, "backoff", backoff,
+		"failingFor", failingFor, "window", window)
+	timerCtx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	woke := false
+	sel := workflow.NewSelector(ctx)
+	sel.AddFuture(workflow.NewTimer(timerCtx, backoff), func(workflow.Future) { woke = true })
+	r.addControlSignals(ctx, sel, func() { woke = true })
+	for !woke {
+		sel.Select(ctx)
+	}
+	return nil
+}
+
+// Backoff is the pause before retry n (1-based): 1 s doubling to a minute.
+func Backoff(n uint32) time.Duration {
+	d := time.Second
+	for i := uint32(1); i < n && d < maxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, maxBackoff)
+}
+
+func classify(err error) taskv1.ErrorClass {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() == ErrConnection {
+		return taskv1.ErrorClass_ERROR_CLASS_CONNECTION
+	}
+	var toErr *temporal.TimeoutError
+	if errors.As(err, &toErr) {
+		// A heartbeat timeout means the worker or its host went away.
+		return taskv1.ErrorClass_ERROR_CLASS_CONNECTION
+	}
+	return taskv1.ErrorClass_ERROR_CLASS_OTHER
+}
+
+func className(c taskv1.ErrorClass) string {
+	if c == taskv1.ErrorClass_ERROR_CLASS_CONNECTION {
+		return "connection"
+	}
+	return "other-issues"
+}
+
+func retryWindow(spec *taskv1.TaskSpec, class taskv1.ErrorClass) time.Duration {
+	adv := spec.GetAdvanced()
+	if class == taskv1.ErrorClass_ERROR_CLASS_CONNECTION {
+		if m := adv.GetConnectionRetryMinutes(); m > 0 {
+			return time.Duration(m) * time.Minute
+		}
+		return DefaultConnectionRetryMinutes * time.Minute
+	}
+	if m := adv.GetOtherRetryMinutes(); m > 0 {
+		return time.Duration(m) * time.Minute
+	}
+	return DefaultOtherRetryMinutes * time.Minute
+}
+
+// absorbCheckpoint takes the confirmed LSN an attempt reported, from its
+// error details or its last heartbeat, and never moves the checkpoint back.
+func (r *taskRun) absorbCheckpoint(err error) {
+	cp := CheckpointFromError(err)
+	if cp == nil || cp.GetConfirmedLsn() <= r.st.GetCheckpoint().GetConfirmedLsn() {
+		return
+	}
+	r.st.Checkpoint = cp
+}
+
+// CheckpointFromError extracts the checkpoint an incremental attempt left.
+func CheckpointFromError(err error) *cdcv1.Checkpoint {
+	if err == nil {
+		return nil
+	}
+	// A pointer to a pointer decodes both encoded payloads (from the server)
+	// and raw values (errors built in this process).
+	var cp *cdcv1.Checkpoint
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.HasDetails() && appErr.Details(&cp) == nil {
+		return cp
+	}
+	var canErr *temporal.CanceledError
+	if errors.As(err, &canErr) && canErr.HasDetails() && canErr.Details(&cp) == nil {
+		return cp
+	}
+	var toErr *temporal.TimeoutError
+	if errors.As(err, &toErr) && toErr.HasLastHeartbeatDetails() && toErr.LastHeartbeatDetails(&cp) == nil {
+		return cp
+	}
+	return nil
+}
+
+func (r *taskRun) stop(ctx workflow.Context) error {
+	if r.stopReq.GetRelease() && r.st.GetSlotName() != "" {
+		actx := workflow.WithActivityOptions(ctx, r.shortActivityOptions())
+		err := workflow.ExecuteActivity(actx, activities.Release, &taskv1.ReleaseActivityInput{
+			Spec: r.in.GetSpec(), SlotName: r.st.GetSlotName(), PublicationName: r.st.GetPublicationName(),
+		}).Get(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("releasing slot and publication %s: %w", r.st.GetSlotName(), err)
+		}
+	}
+	r.setPhase(ctx, taskv1.Phase_PHASE_STOPPED)
+	r.setStatus(ctx, taskv1.Status_STATUS_STOPPED)
+	return nil
+}
+
+// shortActivityOptions retries setup-style activities for as long as the
+// connection window allows; ErrConfig is final.
+func (r *taskRun) shortActivityOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout:    5 * time.Minute,
+		ScheduleToCloseTimeout: retryWindow(r.in.GetSpec(), taskv1.ErrorClass_ERROR_CLASS_CONNECTION),
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        maxBackoff,
+			NonRetryableErrorTypes: []string{ErrConfig},
+		},
+	}
+}
+
+func (r *taskRun) setPhase(ctx workflow.Context, p taskv1.Phase) {
+	r.st.Phase = p
+	r.upsert(ctx, SearchPhase.ValueSet(p.String()))
+}
+
+func (r *taskRun) setStatus(ctx workflow.Context, s taskv1.Status) {
+	if r.st.Status == s {
+		return
+	}
+	r.st.Status = s
+	r.upsert(ctx, SearchStatus.ValueSet(s.String()))
+}
+
+func (r *taskRun) upsert(ctx workflow.Context, u temporal.SearchAttributeUpdate) {
+	if err := workflow.UpsertTypedSearchAttributes(ctx, u); err != nil {
+		workflow.GetLogger(ctx).Warn("updating search attributes", "error", err)
+	}
+}
