@@ -4,6 +4,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 
@@ -53,7 +54,7 @@ func (s *Server) ResolveTables(ctx context.Context, req *catalogv1.ResolveTables
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
-	defer conn.Close(context.Background())
+	defer func() { _ = conn.Close(context.Background()) }()
 	tables, err := resolve(ctx, conn, req.GetObjects())
 	if err != nil {
 		return nil, err
@@ -97,7 +98,7 @@ func resolve(ctx context.Context, conn *pgx.Conn, sel *taskv1.ObjectSelection) (
 	var missing []string
 	for _, t := range sel.GetTables() {
 		err := conn.QueryRow(ctx, userTables+` AND n.nspname = $1 AND c.relname = $2`, t.GetSchema(), t.GetTable()).Scan(nil, nil)
-		if err == pgx.ErrNoRows {
+		if errors.Is(err, pgx.ErrNoRows) {
 			missing = append(missing, pgx.Identifier{t.GetSchema(), t.GetTable()}.Sanitize())
 			continue
 		}

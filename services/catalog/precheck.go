@@ -26,7 +26,7 @@ func (s *Server) Precheck(ctx context.Context, req *catalogv1.PrecheckRequest) (
 			fail("connectivity", err.Error(), "check the source host, port, user, password secret and pg_hba.conf"),
 		}}, nil
 	}
-	defer conn.Close(context.Background())
+	defer func() { _ = conn.Close(context.Background()) }()
 	items := []*taskv1.PrecheckItem{pass("connectivity", "connected to "+pgsource.Describe(src))}
 	for _, check := range []func(context.Context, *pgx.Conn) *taskv1.PrecheckItem{
 		checkVersion, checkWalLevel, checkReplicationPrivilege, checkSlotRoom, checkSenderRoom,
@@ -41,7 +41,9 @@ func item(id string, sev taskv1.Severity, msg, fix string) *taskv1.PrecheckItem 
 	return &taskv1.PrecheckItem{Id: id, Severity: sev, Message: msg, Fix: fix}
 }
 
-func pass(id, msg string) *taskv1.PrecheckItem { return item(id, taskv1.Severity_SEVERITY_PASS, msg, "") }
+func pass(id, msg string) *taskv1.PrecheckItem {
+	return item(id, taskv1.Severity_SEVERITY_PASS, msg, "")
+}
 
 func fail(id, msg, fix string) *taskv1.PrecheckItem {
 	return item(id, taskv1.Severity_SEVERITY_FAIL, msg, fix)

@@ -30,15 +30,16 @@ import (
 // Server implements taskv1.TaskServiceServer.
 type Server struct {
 	taskv1.UnimplementedTaskServiceServer
-	temporal client.Client
-	catalog  catalogv1.CatalogServiceClient
-	logger   *slog.Logger
+	temporal  client.Client
+	taskQueue string
+	catalog   catalogv1.CatalogServiceClient
+	logger    *slog.Logger
 }
 
-// NewServer returns a control server using tc for workflows and cat for
-// prechecks run outside a task.
-func NewServer(tc client.Client, cat catalogv1.CatalogServiceClient, logger *slog.Logger) *Server {
-	return &Server{temporal: tc, catalog: cat, logger: logger}
+// NewServer returns a control server that starts tasks on taskQueue through
+// tc and runs standalone prechecks through cat.
+func NewServer(tc client.Client, taskQueue string, cat catalogv1.CatalogServiceClient, logger *slog.Logger) *Server {
+	return &Server{temporal: tc, taskQueue: taskQueue, catalog: cat, logger: logger}
 }
 
 const notYet = "control: %s is not implemented yet; it lands with the task-lifecycle issue"
@@ -62,7 +63,7 @@ func (s *Server) CreateTask(ctx context.Context, req *taskv1.CreateTaskRequest) 
 	}
 	run, err := s.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                                       id,
-		TaskQueue:                                task.TaskQueue,
+		TaskQueue:                                s.taskQueue,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			task.SearchTaskName.ValueSet(spec.GetName()),

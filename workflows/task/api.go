@@ -4,8 +4,9 @@ package task
 
 import "go.temporal.io/sdk/temporal"
 
-// TaskQueue is where the worker polls for task workflows and activities.
-const TaskQueue = "ferry-tasks"
+// DefaultTaskQueue is where workers poll for task workflows and activities
+// unless configured otherwise; the control API starts tasks on the same one.
+const DefaultTaskQueue = "ferry-tasks"
 
 // WorkflowName is the registered name of TaskWorkflow; the control API and
 // `temporal workflow start` use it.

@@ -20,6 +20,7 @@ import (
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/control"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
+	"github.com/ferry-cdc/ferry/workflows/task"
 )
 
 // Config is read once at start from flags, which default to the environment.
@@ -27,6 +28,7 @@ type Config struct {
 	Listen            string
 	TemporalAddress   string
 	TemporalNamespace string
+	TaskQueue         string
 	CatalogAddress    string
 }
 
@@ -35,6 +37,7 @@ func loadConfig() Config {
 	flag.StringVar(&c.Listen, "listen", envOr("FERRY_CONTROL_LISTEN", "127.0.0.1:7400"), "host:port to serve gRPC on")
 	flag.StringVar(&c.TemporalAddress, "temporal", envOr("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port")
 	flag.StringVar(&c.TemporalNamespace, "namespace", envOr("FERRY_TEMPORAL_NAMESPACE", "default"), "Temporal namespace")
+	flag.StringVar(&c.TaskQueue, "task-queue", envOr("FERRY_TASK_QUEUE", task.DefaultTaskQueue), "Temporal task queue tasks run on")
 	flag.StringVar(&c.CatalogAddress, "catalog", envOr("FERRY_CATALOG_ADDRESS", "127.0.0.1:7401"), "catalog service host:port")
 	flag.Parse()
 	return c
@@ -69,6 +72,6 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer cat.Close()
 	srv := grpcserver.New("control", logger)
-	taskv1.RegisterTaskServiceServer(srv, control.NewServer(tc, catalogv1.NewCatalogServiceClient(cat), logger))
+	taskv1.RegisterTaskServiceServer(srv, control.NewServer(tc, cfg.TaskQueue, catalogv1.NewCatalogServiceClient(cat), logger))
 	return srv.Run(ctx, cfg.Listen)
 }

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log"
 	"log/slog"
 	"os"
@@ -27,6 +28,7 @@ import (
 type Config struct {
 	TemporalAddress   string
 	TemporalNamespace string
+	TaskQueue         string
 	CatalogAddress    string
 	CaptureAddress    string
 	DeliveryAddress   string
@@ -36,6 +38,7 @@ func loadConfig() Config {
 	var c Config
 	flag.StringVar(&c.TemporalAddress, "temporal", envOr("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port")
 	flag.StringVar(&c.TemporalNamespace, "namespace", envOr("FERRY_TEMPORAL_NAMESPACE", "default"), "Temporal namespace")
+	flag.StringVar(&c.TaskQueue, "task-queue", envOr("FERRY_TASK_QUEUE", task.DefaultTaskQueue), "Temporal task queue to poll")
 	flag.StringVar(&c.CatalogAddress, "catalog", envOr("FERRY_CATALOG_ADDRESS", "127.0.0.1:7401"), "catalog service host:port")
 	flag.StringVar(&c.CaptureAddress, "capture", envOr("FERRY_CAPTURE_ADDRESS", "127.0.0.1:7402"), "capture service host:port")
 	flag.StringVar(&c.DeliveryAddress, "delivery", envOr("FERRY_DELIVERY_ADDRESS", "127.0.0.1:7403"), "delivery service host:port")
@@ -62,30 +65,34 @@ func main() {
 
 func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	conns := map[string]*grpc.ClientConn{}
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
 	for name, addr := range map[string]string{"catalog": cfg.CatalogAddress, "capture": cfg.CaptureAddress, "delivery": cfg.DeliveryAddress} {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
-			return err
+			return fmt.Errorf("%s client for %s: %w", name, addr, err)
 		}
-		defer conn.Close()
 		conns[name] = conn
 	}
 	tc, err := client.Dial(client.Options{
 		HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: logger,
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("connecting to Temporal at %s: %w", cfg.TemporalAddress, err)
 	}
 	defer tc.Close()
 
-	w := worker.New(tc, task.TaskQueue, worker.Options{})
+	w := worker.New(tc, cfg.TaskQueue, worker.Options{})
 	w.RegisterWorkflowWithOptions(task.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowName})
 	w.RegisterActivity(&task.Activities{
 		Catalog:  catalogv1.NewCatalogServiceClient(conns["catalog"]),
 		Capture:  capturev1.NewCaptureServiceClient(conns["capture"]),
 		Delivery: deliveryv1.NewDeliveryServiceClient(conns["delivery"]),
 	})
-	logger.Info("worker starting", "temporal", cfg.TemporalAddress, "taskQueue", task.TaskQueue)
+	logger.Info("worker starting", "temporal", cfg.TemporalAddress, "taskQueue", cfg.TaskQueue)
 	return w.Run(interruptOn(ctx))
 }
 

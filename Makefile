@@ -1,0 +1,67 @@
+# Ferry's entry points. `make demo` runs the whole thing on this machine;
+# `make test` is what CI runs (.ci/run).
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+export GOTOOLCHAIN := local
+
+STACK := deploy/local/stack.sh
+TOOLS := deploy/local/tools.sh
+MODULES := ./gen/... ./services/... ./workflows/... ./e2e/...
+# Integration and end-to-end tests share one PostgreSQL and one broker, and
+# the machine has two cores: run packages one at a time.
+GOTEST_FLAGS ?= -count=1 -p 1 -timeout 20m
+
+.PHONY: help tools gen gen-check lint build up down status demo test test-unit test-e2e clean
+
+help:
+	@echo "make demo   set up everything, run a task, show rows arriving in Kafka"
+	@echo "make test   lint, check generated code, run unit, integration and e2e tests"
+	@echo "make up | down | status   the local stack (PostgreSQL, Kafka, Temporal)"
+
+tools:
+	@$(TOOLS) ensure
+
+gen: tools
+	@PATH="$$($(TOOLS) bin-dir):$$PATH" buf generate
+
+# Generated code is committed; CI fails when it is stale.
+gen-check: gen
+	@git diff --exit-code -- gen || { echo "gen/ is stale: run 'make gen' and commit the result" >&2; exit 1; }
+	@test -z "$$(git status --porcelain -- gen)" || { echo "gen/ has uncommitted files: run 'make gen' and commit" >&2; git status --porcelain -- gen >&2; exit 1; }
+
+lint: tools
+	@echo "==> gofmt"; out=$$(gofmt -l gen services workflows e2e tools); test -z "$$out" || { echo "not gofmt-formatted: $$out" >&2; exit 1; }
+	@echo "==> go vet"; go vet $(MODULES)
+	@echo "==> buf lint"; $$($(TOOLS) path buf) lint
+	@echo "==> golangci-lint"; $$($(TOOLS) path golangci-lint) run ./services/... ./workflows/... ./e2e/...
+	@echo "==> workflowcheck"; $$($(TOOLS) path workflowcheck) ./workflows/...
+
+build:
+	go build $(MODULES)
+
+up:
+	@$(STACK) up
+
+down:
+	@$(STACK) down
+
+status:
+	@$(STACK) status
+
+demo: tools up
+	@$(STACK) up ferry
+	@deploy/local/demo.sh
+
+test-unit:
+	go test $(GOTEST_FLAGS) ./gen/... ./services/... ./workflows/...
+
+test-e2e:
+	go test $(GOTEST_FLAGS) -v ./e2e/...
+
+test: lint gen-check up
+	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-e2e
+
+clean:
+	@$(STACK) down
+	rm -rf .local

@@ -1,0 +1,717 @@
+#!/usr/bin/env bash
+# Local development stack for Ferry without Docker: PostgreSQL 15, Apache Kafka
+# (KRaft, one node) and the Temporal dev server, run as plain local processes.
+#
+#   stack.sh up [component...]      start what is not running (default: all)
+#   stack.sh down [component...]    stop and wait for exit (default: all)
+#   stack.sh status                 state, pid, RSS; exit 3 if anything is down
+#   stack.sh logs [-f] [component]  tail component logs (default: all)
+#   stack.sh env                    print export lines for tests and services
+#   stack.sh kafka-topics ARGS...   run Kafka's TopicCommand against the broker
+#
+# Components: postgres kafka temporal (the default set), and ferry: Ferry's own
+# services and worker, built from this checkout, which only `up ferry` starts.
+# State and logs: <repo>/.local/.
+# Caches (tool binaries, Kafka jars): ${FERRY_CACHE:-$HOME/.cache/ferry}.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
+# shellcheck source=SCRIPTDIR/versions.env
+source "$SCRIPT_DIR/versions.env"
+
+FERRY_CACHE=${FERRY_CACHE:-$HOME/.cache/ferry}
+LOCAL_DIR=$REPO_ROOT/.local
+LOG_DIR=$LOCAL_DIR/logs
+RUN_DIR=$LOCAL_DIR/run
+SECRETS_DIR=$LOCAL_DIR/secrets
+
+COMPONENTS=(postgres kafka temporal)
+KNOWN_COMPONENTS=(postgres kafka temporal ferry)
+# Start order matters: the worker and control API call the others.
+FERRY_SERVICES=(catalog capture delivery control worker)
+FERRY_BIN_DIR=$LOCAL_DIR/bin
+
+PG_BIN=${FERRY_PG_BIN:-/usr/lib/postgresql/$POSTGRES_MAJOR/bin}
+PG_HOST=127.0.0.1
+PG_PORT=${FERRY_PG_PORT:-55432}
+PG_DIR=$LOCAL_DIR/pg
+PG_DATA=$PG_DIR/data
+PG_SOCKET_DIR=$PG_DIR/run
+PG_DATABASE=ferry
+PG_SUPERUSER_PASSWORD=postgres
+PG_APP_USER=ferry
+PG_APP_PASSWORD=ferry
+PG_PASSWORD_FILE=$SECRETS_DIR/pg-password
+
+KAFKA_HOST=127.0.0.1
+KAFKA_PORT=${FERRY_KAFKA_PORT:-59092}
+KAFKA_CONTROLLER_PORT=${FERRY_KAFKA_CONTROLLER_PORT:-59093}
+KAFKA_DIR=$LOCAL_DIR/kafka
+KAFKA_LIBS=$FERRY_CACHE/kafka-$KAFKA_VERSION/libs
+KAFKA_PID_FILE=$RUN_DIR/kafka.pid
+
+TEMPORAL_HOST=127.0.0.1
+TEMPORAL_PORT=${FERRY_TEMPORAL_PORT:-7233}
+TEMPORAL_UI_PORT=${FERRY_TEMPORAL_UI_PORT:-8233}
+TEMPORAL_DIR=$LOCAL_DIR/temporal
+TEMPORAL_PID_FILE=$RUN_DIR/temporal.pid
+TEMPORAL_SEARCH_ATTRIBUTES=(FerryTaskName=Keyword FerryPhase=Keyword FerryStatus=Keyword FerrySourceDatabase=Keyword)
+
+START_TIMEOUT=${FERRY_START_TIMEOUT:-60}
+STOP_TIMEOUT=${FERRY_STOP_TIMEOUT:-60}
+
+# ---------------------------------------------------------------- helpers
+
+log() { echo "==> $*"; }
+die() {
+  echo "stack.sh: $*" >&2
+  exit 1
+}
+
+now() { echo "${EPOCHREALTIME/./}"; }
+elapsed() { # start_us -> "1.23s"
+  local us=$(($(now) - $1))
+  printf '%d.%02ds' $((us / 1000000)) $((us % 1000000 / 10000))
+}
+
+# Prints the component's last log lines to stderr and fails; this is what makes
+# CI (CI=true) fail loudly instead of silently skipping integration tests.
+fail_with_log() {
+  local component=$1 logfile=$2
+  shift 2
+  echo "stack.sh: $component: $*" >&2
+  if [[ -f $logfile ]]; then
+    echo "---- last 40 lines of $logfile ----" >&2
+    tail -n 40 "$logfile" >&2
+    echo "----" >&2
+  fi
+  exit 1
+}
+
+# Processes are recorded by pid file; the command-line check guards against a
+# stale pid file whose pid has been reused by an unrelated process.
+pid_alive() { # pidfile pattern
+  local pid
+  [[ -s $1 ]] || return 1
+  pid=$(<"$1")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"
+}
+
+rss_of() { # pid -> "123 MiB"
+  local kb
+  kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || true)
+  [[ -n $kb ]] && echo "$((kb / 1024)) MiB" || echo "?"
+}
+
+port_open() { # host port
+  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+# Refuses to start on a port something else already holds, which otherwise
+# shows up later as a confusing bind error deep in a component's log.
+require_free_port() { # component host port
+  if port_open "$2" "$3"; then
+    die "$1: $2:$3 is already in use by another process (not started by this stack); free it or set the FERRY_*_PORT override"
+  fi
+}
+
+# Polls until a command succeeds, the process dies, or the deadline passes.
+wait_until() { # timeout_s pidfile pattern -- command...
+  local timeout=$1 pidfile=$2 pattern=$3 deadline
+  shift 4
+  deadline=$((SECONDS + timeout))
+  while ((SECONDS < deadline)); do
+    if "$@" >/dev/null 2>&1; then
+      return 0
+    fi
+    if [[ -n $pidfile ]] && ! pid_alive "$pidfile" "$pattern"; then
+      return 2
+    fi
+    sleep 0.2
+  done
+  return 1
+}
+
+# Stops a pid-file process and waits for it to exit: Temporal's SQLite file and
+# Kafka's log dirs are locked until the old process is really gone.
+stop_pid() { # component pidfile pattern
+  local component=$1 pidfile=$2 pattern=$3 pid deadline start
+  if ! pid_alive "$pidfile" "$pattern"; then
+    rm -f "$pidfile"
+    log "$component: not running"
+    return 0
+  fi
+  pid=$(<"$pidfile")
+  start=$(now)
+  log "$component: stopping pid $pid"
+  kill -TERM "$pid" 2>/dev/null || true
+  deadline=$((SECONDS + STOP_TIMEOUT))
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+    sleep 0.2
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "stack.sh: $component: pid $pid did not exit within ${STOP_TIMEOUT}s; sending SIGKILL" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + 10))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+      sleep 0.2
+    done
+  fi
+  rm -f "$pidfile"
+  log "$component: stopped in $(elapsed "$start")"
+}
+
+# Starts a long-running process in its own session so it survives the shell
+# (and process group) that ran `stack.sh up`; the pid written is the real
+# server's pid because bash execs into it.
+spawn() { # pidfile logfile command...
+  local pidfile=$1 logfile=$2
+  shift 2
+  : >>"$logfile"
+  printf -- '---- %s starting: %s\n' "$(date -Is)" "$*" >>"$logfile"
+  # shellcheck disable=SC2016 # expanded by the inner bash, on purpose
+  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' spawn "$pidfile" "$@" \
+    </dev/null >>"$logfile" 2>&1 &
+  local deadline=$((SECONDS + 10))
+  while [[ ! -s $pidfile ]] && ((SECONDS < deadline)); do
+    sleep 0.05
+  done
+  [[ -s $pidfile ]]
+}
+
+check_components() {
+  local c known
+  for c in "$@"; do
+    for known in "${KNOWN_COMPONENTS[@]}"; do
+      [[ $c == "$known" ]] && continue 2
+    done
+    die "unknown component '$c' (known: ${KNOWN_COMPONENTS[*]})"
+  done
+}
+
+as_postgres() {
+  # initdb refuses to run as root, so the cluster is owned by the postgres user.
+  if ((EUID == 0)); then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+psql_admin() {
+  "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U postgres "$@"
+}
+
+# ---------------------------------------------------------------- postgres
+
+pg_pidfile() { echo "$PG_DATA/postmaster.pid"; }
+
+pg_running() {
+  [[ -f $PG_DATA/PG_VERSION ]] || return 1
+  as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1
+}
+
+pg_prepare_dirs() {
+  mkdir -p "$LOG_DIR" "$PG_DATA" "$PG_SOCKET_DIR"
+  # Unix socket paths are limited to 107 bytes; fail early with a clear message.
+  local sock="$PG_SOCKET_DIR/.s.PGSQL.$PG_PORT"
+  ((${#sock} <= 100)) || die "postgres: socket path too long (${#sock} bytes): $sock; move the repo to a shorter path"
+  : >>"$LOG_DIR/postgres.log"
+  if ((EUID == 0)); then
+    chown postgres:postgres "$PG_DIR" "$PG_DATA" "$PG_SOCKET_DIR" "$LOG_DIR/postgres.log"
+    # The repo may live under a root-only directory; the server cannot start if
+    # the postgres user cannot reach its own data directory.
+    runuser -u postgres -- test -w "$PG_DATA" ||
+      die "postgres: user 'postgres' cannot reach $PG_DATA; make every parent directory world-executable (chmod o+x)"
+  fi
+  # PostgreSQL insists on a private data directory; the socket dir stays reachable.
+  chmod 755 "$PG_DIR" "$PG_SOCKET_DIR"
+  chmod 700 "$PG_DATA"
+}
+
+pg_init() {
+  [[ -f $PG_DATA/PG_VERSION ]] && return 0
+  local pwfile
+  pwfile=$(mktemp "$PG_DIR/.pwfile.XXXXXX")
+  printf '%s\n' "$PG_SUPERUSER_PASSWORD" >"$pwfile"
+  ((EUID == 0)) && chown postgres:postgres "$pwfile"
+  log "postgres: initdb $PG_DATA"
+  if ! as_postgres "$PG_BIN/initdb" -D "$PG_DATA" -U postgres -E UTF8 --locale=C.UTF-8 \
+    --auth-local=trust --auth-host=scram-sha-256 --pwfile="$pwfile" >"$PG_DIR/initdb.log" 2>&1; then
+    rm -f "$pwfile"
+    fail_with_log postgres "$PG_DIR/initdb.log" "initdb failed"
+  fi
+  rm -f "$pwfile"
+  # Settings live in an included file so `up` can rewrite them (e.g. after a
+  # port change) without editing initdb's postgresql.conf more than once.
+  echo "include_if_exists = 'ferry.conf'" >>"$PG_DATA/postgresql.conf"
+}
+
+pg_write_conf() {
+  local conf=$PG_DATA/ferry.conf
+  # fsync stays on: tests exercise crash safety of replication slots and LSNs.
+  cat >"$conf.tmp" <<EOF
+# Written by deploy/local/stack.sh on every 'up'; edits are overwritten.
+listen_addresses = '$PG_HOST'
+port = $PG_PORT
+unix_socket_directories = '$PG_SOCKET_DIR'
+wal_level = logical
+max_replication_slots = 20
+max_wal_senders = 20
+fsync = on
+EOF
+  mv -f "$conf.tmp" "$conf"
+  ((EUID == 0)) && chown postgres:postgres "$conf"
+  return 0
+}
+
+pg_bootstrap() {
+  # Idempotent: role and database are created once and their attributes reset
+  # on every start, so a hand-modified local cluster heals itself.
+  psql_admin -d postgres -v app_user="$PG_APP_USER" -v app_password="$PG_APP_PASSWORD" \
+    -v app_db="$PG_DATABASE" <<'SQL'
+SELECT format('CREATE ROLE %I LOGIN REPLICATION', :'app_user')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app_user') \gexec
+SELECT format('ALTER ROLE %I LOGIN REPLICATION PASSWORD %L', :'app_user', :'app_password') \gexec
+SELECT format('CREATE DATABASE %I OWNER %I', :'app_db', :'app_user')
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'app_db') \gexec
+SELECT format('ALTER DATABASE %I OWNER TO %I', :'app_db', :'app_user') \gexec
+SELECT format('GRANT CREATE, CONNECT ON DATABASE %I TO %I', :'app_db', :'app_user') \gexec
+SQL
+}
+
+write_secret() { # file value
+  mkdir -p "$SECRETS_DIR"
+  chmod 700 "$SECRETS_DIR"
+  local tmp
+  tmp=$(mktemp "$SECRETS_DIR/.tmp.XXXXXX")
+  chmod 600 "$tmp"
+  printf '%s' "$2" >"$tmp"
+  mv -f "$tmp" "$1"
+}
+
+up_postgres() {
+  local start
+  start=$(now)
+  [[ -x $PG_BIN/postgres ]] || die "postgres: $PG_BIN/postgres not found (install postgresql-$POSTGRES_MAJOR or set FERRY_PG_BIN)"
+  if pg_running; then
+    log "postgres: already running (pid $(head -n1 "$(pg_pidfile)")) on $PG_HOST:$PG_PORT"
+  else
+    log "postgres: starting on $PG_HOST:$PG_PORT"
+    pg_prepare_dirs
+    pg_init
+    pg_write_conf
+    require_free_port postgres "$PG_HOST" "$PG_PORT"
+    # -w waits for the server to accept connections, bounded by -t.
+    if ! as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$LOG_DIR/postgres.log" \
+      -w -t "$START_TIMEOUT" start >/dev/null; then
+      fail_with_log postgres "$LOG_DIR/postgres.log" "server did not start"
+    fi
+  fi
+  pg_bootstrap || fail_with_log postgres "$LOG_DIR/postgres.log" "creating role/database failed"
+  write_secret "$PG_PASSWORD_FILE" "$PG_APP_PASSWORD"
+  log "postgres: ready in $(elapsed "$start") (database $PG_DATABASE, role $PG_APP_USER)"
+}
+
+down_postgres() {
+  if ! pg_running; then
+    log "postgres: not running"
+    return 0
+  fi
+  local start
+  start=$(now)
+  log "postgres: stopping pid $(head -n1 "$(pg_pidfile)")"
+  # Fast (not immediate) shutdown: a clean checkpoint, no crash recovery next time.
+  as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t "$STOP_TIMEOUT" stop >/dev/null ||
+    fail_with_log postgres "$LOG_DIR/postgres.log" "server did not stop"
+  log "postgres: stopped in $(elapsed "$start")"
+}
+
+status_postgres() {
+  if pg_running; then
+    local pid health=unhealthy
+    pid=$(head -n1 "$(pg_pidfile)")
+    "$PG_BIN/pg_isready" -q -h "$PG_HOST" -p "$PG_PORT" && health=healthy
+    printf '%-9s running  pid %-7s rss %-9s %-9s %s\n' postgres "$pid" "$(rss_of "$pid")" "$health" "$PG_HOST:$PG_PORT"
+    [[ $health == healthy ]]
+  else
+    printf '%-9s stopped\n' postgres
+    return 1
+  fi
+}
+
+# ---------------------------------------------------------------- kafka
+
+kafka_classpath() { echo "$KAFKA_LIBS/*"; }
+
+kafka_libs() {
+  # A marker, written only after Maven succeeds, distinguishes a complete jar
+  # set from one left behind by an interrupted download.
+  [[ -f $KAFKA_LIBS/.complete ]] && return 0
+  command -v mvn >/dev/null 2>&1 || die "kafka: mvn not found; install maven to resolve the Kafka jars"
+  local start tmp
+  start=$(now)
+  log "kafka: resolving org.apache.kafka:kafka_$KAFKA_SCALA_VERSION:$KAFKA_VERSION from Maven Central"
+  mkdir -p "$(dirname "$KAFKA_LIBS")" "$LOG_DIR"
+  tmp=$(mktemp -d "$(dirname "$KAFKA_LIBS")/.libs.XXXXXX")
+  if ! mvn -q -B -Dstyle.color=never -f "$SCRIPT_DIR/kafka/pom.xml" \
+    -Dkafka.version="$KAFKA_VERSION" \
+    -Dscala.binary.version="$KAFKA_SCALA_VERSION" \
+    -Dlog4j2.version="$KAFKA_LOG4J2_VERSION" \
+    -Dmaven.dependency.plugin.version="$MAVEN_DEPENDENCY_PLUGIN_VERSION" \
+    -DoutputDirectory="$tmp" \
+    dependency:copy-dependencies >"$LOG_DIR/kafka-mvn.log" 2>&1; then
+    rm -rf "$tmp"
+    fail_with_log kafka "$LOG_DIR/kafka-mvn.log" "resolving the Kafka jars with Maven failed"
+  fi
+  touch "$tmp/.complete"
+  rm -rf "$KAFKA_LIBS"
+  mv "$tmp" "$KAFKA_LIBS"
+  log "kafka: $(find "$KAFKA_LIBS" -name '*.jar' | wc -l) jars cached in $KAFKA_LIBS in $(elapsed "$start")"
+}
+
+kafka_write_config() {
+  mkdir -p "$KAFKA_DIR/data" "$LOG_DIR" "$RUN_DIR"
+  cat >"$KAFKA_DIR/server.properties.tmp" <<EOF
+# Written by deploy/local/stack.sh on every 'up'; edits are overwritten.
+node.id=1
+process.roles=broker,controller
+controller.quorum.voters=1@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+auto.create.topics.enable=false
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=4
+log.retention.hours=24
+log.segment.bytes=104857600
+EOF
+  mv -f "$KAFKA_DIR/server.properties.tmp" "$KAFKA_DIR/server.properties"
+}
+
+kafka_java() { # log4j-config main-class args...
+  local log4j=$1
+  shift
+  java -Dlog4j2.configurationFile="$log4j" -cp "$(kafka_classpath)" "$@"
+}
+
+kafka_format() {
+  [[ -f $KAFKA_DIR/data/meta.properties ]] && return 0
+  local cluster_id
+  if [[ -s $KAFKA_DIR/cluster.id ]]; then
+    cluster_id=$(<"$KAFKA_DIR/cluster.id")
+  else
+    cluster_id=$(kafka_java "$SCRIPT_DIR/kafka/log4j2-tools.properties" kafka.tools.StorageTool random-uuid) ||
+      die "kafka: generating a cluster id with StorageTool failed (jars in $KAFKA_LIBS incomplete? delete it and retry)"
+    echo "$cluster_id" >"$KAFKA_DIR/cluster.id"
+  fi
+  log "kafka: formatting storage (cluster id $cluster_id)"
+  kafka_java "$SCRIPT_DIR/kafka/log4j2-tools.properties" kafka.tools.StorageTool format \
+    --ignore-formatted --cluster-id "$cluster_id" --config "$KAFKA_DIR/server.properties" \
+    >>"$LOG_DIR/kafka.log" 2>&1 ||
+    fail_with_log kafka "$LOG_DIR/kafka.log" "formatting storage failed"
+}
+
+kafka_healthy() {
+  # A metadata round trip proves the broker accepts clients, not just that
+  # the port is bound (it binds before the KRaft controller has elected itself).
+  local out
+  out=$(kcat -b "$KAFKA_HOST:$KAFKA_PORT" -L -m 3 2>/dev/null) || return 1
+  [[ $out == *" 1 brokers:"* ]]
+}
+
+up_kafka() {
+  local start rc=0
+  start=$(now)
+  command -v java >/dev/null 2>&1 || die "kafka: java not found (Java 17+ required)"
+  command -v kcat >/dev/null 2>&1 || die "kafka: kcat not found; run deploy/local/tools.sh ensure kcat"
+  if pid_alive "$KAFKA_PID_FILE" kafka.Kafka; then
+    log "kafka: already running (pid $(<"$KAFKA_PID_FILE")) on $KAFKA_HOST:$KAFKA_PORT"
+  else
+    kafka_libs
+    kafka_write_config
+    kafka_format
+    require_free_port kafka "$KAFKA_HOST" "$KAFKA_PORT"
+    require_free_port kafka "$KAFKA_HOST" "$KAFKA_CONTROLLER_PORT"
+    log "kafka: starting $KAFKA_VERSION on $KAFKA_HOST:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT)"
+    # JVM flags follow kafka-run-class.sh's defaults, with a small heap for dev.
+    spawn "$KAFKA_PID_FILE" "$LOG_DIR/kafka.log" \
+      java -Xms256m -Xmx512m -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+      -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
+      -Djava.awt.headless=true -Dkafka.logs.dir="$LOG_DIR" \
+      -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka/log4j2.properties" \
+      -cp "$(kafka_classpath)" kafka.Kafka "$KAFKA_DIR/server.properties" ||
+      fail_with_log kafka "$LOG_DIR/kafka.log" "process did not start"
+  fi
+  wait_until "$START_TIMEOUT" "$KAFKA_PID_FILE" kafka.Kafka -- kafka_healthy || rc=$?
+  case $rc in
+    0) ;;
+    2) fail_with_log kafka "$LOG_DIR/kafka.log" "process exited during start-up" ;;
+    *) fail_with_log kafka "$LOG_DIR/kafka.log" "no metadata response within ${START_TIMEOUT}s" ;;
+  esac
+  log "kafka: ready in $(elapsed "$start") (pid $(<"$KAFKA_PID_FILE"))"
+}
+
+down_kafka() { stop_pid kafka "$KAFKA_PID_FILE" kafka.Kafka; }
+
+status_pid_component() { # name pidfile pattern address health-command...
+  local name=$1 pidfile=$2 pattern=$3 address=$4 pid health=unhealthy
+  shift 4
+  if pid_alive "$pidfile" "$pattern"; then
+    pid=$(<"$pidfile")
+    "$@" >/dev/null 2>&1 && health=healthy
+    printf '%-9s running  pid %-7s rss %-9s %-9s %s\n' "$name" "$pid" "$(rss_of "$pid")" "$health" "$address"
+    [[ $health == healthy ]]
+  else
+    printf '%-9s stopped\n' "$name"
+    return 1
+  fi
+}
+
+status_kafka() {
+  status_pid_component kafka "$KAFKA_PID_FILE" kafka.Kafka "$KAFKA_HOST:$KAFKA_PORT" kafka_healthy
+}
+
+cmd_kafka_topics() {
+  [[ -f $KAFKA_LIBS/.complete ]] || die "kafka: jars not resolved yet; run: $0 up kafka"
+  kafka_java "$SCRIPT_DIR/kafka/log4j2-tools.properties" org.apache.kafka.tools.TopicCommand \
+    --bootstrap-server "$KAFKA_HOST:$KAFKA_PORT" "$@"
+}
+
+# ---------------------------------------------------------------- temporal
+
+temporal_cli() {
+  "$SCRIPT_DIR/tools.sh" path temporal 2>/dev/null
+}
+
+temporal_healthy() {
+  "$TEMPORAL_BIN" operator cluster health --address "$TEMPORAL_HOST:$TEMPORAL_PORT" 2>/dev/null | grep -q SERVING
+}
+
+up_temporal() {
+  local start rc=0
+  start=$(now)
+  if ! TEMPORAL_BIN=$(temporal_cli); then
+    # A cold build takes about 3 minutes and 2 GB of RAM; it is cached afterwards.
+    log "temporal: CLI $TEMPORAL_CLI_VERSION not built yet; building it"
+    "$SCRIPT_DIR/tools.sh" ensure temporal
+    TEMPORAL_BIN=$(temporal_cli) || die "temporal: CLI still missing after build"
+  fi
+  if pid_alive "$TEMPORAL_PID_FILE" start-dev; then
+    log "temporal: already running (pid $(<"$TEMPORAL_PID_FILE")) on $TEMPORAL_HOST:$TEMPORAL_PORT"
+  else
+    mkdir -p "$TEMPORAL_DIR" "$LOG_DIR" "$RUN_DIR"
+    require_free_port temporal "$TEMPORAL_HOST" "$TEMPORAL_PORT"
+    require_free_port temporal "$TEMPORAL_HOST" "$TEMPORAL_UI_PORT"
+    log "temporal: starting dev server on $TEMPORAL_HOST:$TEMPORAL_PORT (UI http://$TEMPORAL_HOST:$TEMPORAL_UI_PORT)"
+    local sa_flags=() sa
+    for sa in "${TEMPORAL_SEARCH_ATTRIBUTES[@]}"; do
+      sa_flags+=(--search-attribute "$sa")
+    done
+    spawn "$TEMPORAL_PID_FILE" "$LOG_DIR/temporal.log" \
+      "$TEMPORAL_BIN" server start-dev --ip "$TEMPORAL_HOST" --port "$TEMPORAL_PORT" \
+      --ui-port "$TEMPORAL_UI_PORT" --db-filename "$TEMPORAL_DIR/temporal.db" \
+      --log-level warn --namespace default "${sa_flags[@]}" ||
+      fail_with_log temporal "$LOG_DIR/temporal.log" "process did not start"
+  fi
+  wait_until "$START_TIMEOUT" "$TEMPORAL_PID_FILE" start-dev -- temporal_healthy || rc=$?
+  case $rc in
+    0) ;;
+    2) fail_with_log temporal "$LOG_DIR/temporal.log" "process exited during start-up" ;;
+    *) fail_with_log temporal "$LOG_DIR/temporal.log" "not SERVING within ${START_TIMEOUT}s" ;;
+  esac
+  log "temporal: ready in $(elapsed "$start") (pid $(<"$TEMPORAL_PID_FILE"))"
+}
+
+down_temporal() { stop_pid temporal "$TEMPORAL_PID_FILE" start-dev; }
+
+status_temporal() {
+  TEMPORAL_BIN=$(temporal_cli) || TEMPORAL_BIN=false
+  status_pid_component temporal "$TEMPORAL_PID_FILE" start-dev \
+    "$TEMPORAL_HOST:$TEMPORAL_PORT ui :$TEMPORAL_UI_PORT" temporal_healthy
+}
+
+# ---------------------------------------------------------------- ferry
+
+ferry_addr() { # service -> host:port it serves gRPC on
+  case $1 in
+    control) echo "127.0.0.1:${FERRY_CONTROL_PORT:-7400}" ;;
+    catalog) echo "127.0.0.1:${FERRY_CATALOG_PORT:-7401}" ;;
+    capture) echo "127.0.0.1:${FERRY_CAPTURE_PORT:-7402}" ;;
+    delivery) echo "127.0.0.1:${FERRY_DELIVERY_PORT:-7403}" ;;
+  esac
+}
+
+ferry_build() {
+  local start
+  start=$(now)
+  mkdir -p "$FERRY_BIN_DIR"
+  (cd "$REPO_ROOT" && GOTOOLCHAIN=local go build -o "$FERRY_BIN_DIR/" \
+    ./services/cmd/catalog ./services/cmd/capture ./services/cmd/delivery ./services/cmd/control ./workflows/cmd/worker) ||
+    die "ferry: go build failed"
+  log "ferry: built ${FERRY_SERVICES[*]} into $FERRY_BIN_DIR in $(elapsed "$start")"
+}
+
+grpc_healthy() { # host:port
+  "$(tools_path grpcurl)" -plaintext -max-time 2 "$1" grpc.health.v1.Health/Check | grep -q SERVING
+}
+
+tools_path() { "$SCRIPT_DIR/tools.sh" path "$1"; }
+
+up_ferry() {
+  local svc pidfile logfile addr
+  "$SCRIPT_DIR/tools.sh" ensure grpcurl >/dev/null
+  ferry_build
+  for svc in "${FERRY_SERVICES[@]}"; do
+    pidfile=$RUN_DIR/ferry-$svc.pid
+    logfile=$LOG_DIR/ferry-$svc.log
+    if pid_alive "$pidfile" "$FERRY_BIN_DIR/$svc"; then
+      log "ferry $svc: already running (pid $(<"$pidfile"))"
+      continue
+    fi
+    addr=$(ferry_addr "$svc")
+    [[ -z $addr ]] || require_free_port "ferry $svc" "${addr%:*}" "${addr#*:}"
+    spawn "$pidfile" "$logfile" env \
+      FERRY_CONTROL_LISTEN="$(ferry_addr control)" FERRY_CATALOG_LISTEN="$(ferry_addr catalog)" \
+      FERRY_CAPTURE_LISTEN="$(ferry_addr capture)" FERRY_DELIVERY_LISTEN="$(ferry_addr delivery)" \
+      FERRY_CATALOG_ADDRESS="$(ferry_addr catalog)" FERRY_CAPTURE_ADDRESS="$(ferry_addr capture)" \
+      FERRY_DELIVERY_ADDRESS="$(ferry_addr delivery)" FERRY_TEMPORAL_ADDRESS="$TEMPORAL_HOST:$TEMPORAL_PORT" \
+      "$FERRY_BIN_DIR/$svc" || fail_with_log "ferry $svc" "$logfile" "could not start"
+    if [[ -n $addr ]] && ! wait_until "$START_TIMEOUT" "$pidfile" "$FERRY_BIN_DIR/$svc" -- grpc_healthy "$addr"; then
+      fail_with_log "ferry $svc" "$logfile" "not serving on $addr"
+    fi
+    log "ferry $svc: running (pid $(<"$pidfile"))${addr:+ on $addr}"
+  done
+}
+
+down_ferry() {
+  local i svc
+  for ((i = ${#FERRY_SERVICES[@]} - 1; i >= 0; i--)); do
+    svc=${FERRY_SERVICES[i]}
+    stop_pid "ferry $svc" "$RUN_DIR/ferry-$svc.pid" "$FERRY_BIN_DIR/$svc"
+  done
+}
+
+status_ferry() {
+  local svc pidfile
+  for svc in "${FERRY_SERVICES[@]}"; do
+    pidfile=$RUN_DIR/ferry-$svc.pid
+    if pid_alive "$pidfile" "$FERRY_BIN_DIR/$svc"; then
+      printf '%-9s running  pid %-6s rss %-9s %s\n' "$svc" "$(<"$pidfile")" "$(rss_of "$(<"$pidfile")")" "$(ferry_addr "$svc")"
+    else
+      printf '%-9s stopped\n' "$svc"
+    fi
+  done
+}
+
+# ---------------------------------------------------------------- commands
+
+cmd_up() {
+  local components=("$@") c start
+  ((${#components[@]})) || components=("${COMPONENTS[@]}")
+  check_components "${components[@]}"
+  start=$(now)
+  mkdir -p "$LOCAL_DIR" "$LOG_DIR" "$RUN_DIR"
+  for c in "${components[@]}"; do
+    "up_$c"
+  done
+  log "stack up in $(elapsed "$start"); run '$0 env' for connection settings"
+}
+
+cmd_down() {
+  local components=("$@") c i
+  ((${#components[@]})) || components=("${KNOWN_COMPONENTS[@]}")
+  check_components "${components[@]}"
+  # Reverse start order: clients before the services they depend on.
+  for ((i = ${#components[@]} - 1; i >= 0; i--)); do
+    c=${components[i]}
+    "down_$c"
+  done
+}
+
+cmd_status() {
+  local c rc=0
+  for c in "${COMPONENTS[@]}"; do
+    "status_$c" || rc=3
+  done
+  # Ferry's own processes are informational: the stack is usable without them.
+  status_ferry
+  return "$rc"
+}
+
+cmd_logs() {
+  local follow=() components=() c f
+  for c in "$@"; do
+    case $c in
+      -f | --follow) follow=(-F) ;;
+      *) components+=("$c") ;;
+    esac
+  done
+  ((${#components[@]})) || components=("${COMPONENTS[@]}")
+  check_components "${components[@]}"
+  local files=()
+  for c in "${components[@]}"; do
+    for f in "$LOG_DIR/$c.log" "$LOG_DIR/$c"-*.log; do
+      [[ -f $f ]] && files+=("$f")
+    done
+  done
+  ((${#files[@]})) || die "no logs yet under $LOG_DIR"
+  tail -n "${FERRY_LOG_LINES:-100}" "${follow[@]}" "${files[@]}"
+}
+
+cmd_env() {
+  local temporal_bin
+  # Printed even before the CLI is built, so the value is stable for callers.
+  temporal_bin=$(temporal_cli || true)
+  cat <<EOF
+export FERRY_PG_DSN='postgres://postgres:$PG_SUPERUSER_PASSWORD@$PG_HOST:$PG_PORT/$PG_DATABASE?sslmode=disable'
+export FERRY_PG_HOST='$PG_HOST'
+export FERRY_PG_PORT='$PG_PORT'
+export FERRY_PG_DATABASE='$PG_DATABASE'
+export FERRY_PG_USER='$PG_APP_USER'
+export FERRY_PG_PASSWORD_FILE='$PG_PASSWORD_FILE'
+export FERRY_KAFKA_BOOTSTRAP='$KAFKA_HOST:$KAFKA_PORT'
+export FERRY_KAFKA_LIBS='$KAFKA_LIBS'
+export FERRY_TEMPORAL_ADDRESS='$TEMPORAL_HOST:$TEMPORAL_PORT'
+export FERRY_TEMPORAL_CLI='$temporal_bin'
+EOF
+}
+
+usage() {
+  sed -n '2,13s/^# \{0,1\}//p' "$0"
+}
+
+main() {
+  local cmd=${1:-}
+  (($#)) && shift
+  case $cmd in
+    up) cmd_up "$@" ;;
+    down) cmd_down "$@" ;;
+    status) cmd_status ;;
+    logs) cmd_logs "$@" ;;
+    env) cmd_env ;;
+    kafka-topics) cmd_kafka_topics "$@" ;;
+    -h | --help | help) usage ;;
+    *)
+      usage >&2
+      exit 2
+      ;;
+  esac
+}
+
+main "$@"
