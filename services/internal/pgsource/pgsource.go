@@ -41,7 +41,7 @@ func DSN(src *taskv1.SourceEndpoint, replication bool) (string, error) {
 	// the same whatever the server's defaults: timestamptz in UTC, ISO dates,
 	// and floats printed with enough digits to round-trip exactly.
 	q.Set("timezone", "UTC")
-	q.Set("datestyle", "ISO, MDY")
+	q.Set("datestyle", "ISO")
 	q.Set("intervalstyle", "postgres")
 	q.Set("extra_float_digits", "3")
 	if replication {

@@ -1,0 +1,118 @@
+package capture
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+)
+
+// data handles one pgoutput message.
+func (st *stream) data(ctx context.Context, xld pglogrepl.XLogData) error {
+	msg, err := pglogrepl.Parse(xld.WALData)
+	if err != nil {
+		return fmt.Errorf("parsing pgoutput message at %s: %w", xld.WALStart, err)
+	}
+	now := time.Now()
+	switch m := msg.(type) {
+	case *pglogrepl.BeginMessage:
+		st.txn = &txn{xid: m.Xid, commitLSN: uint64(m.FinalLSN), commitTime: timestamppb.New(m.CommitTime)}
+		return st.flushIfDue(now)
+	case *pglogrepl.CommitMessage:
+		return st.commit(now, m)
+	case *pglogrepl.RelationMessage:
+		// Events already batched were decoded with the old definition; the
+		// receiver applies a batch's relations first, so they must not share
+		// a batch with the new one.
+		if st.batch.refers(m.RelationID) {
+			if err := st.send(st.batch.take()); err != nil {
+				return err
+			}
+		}
+		return st.rels.define(ctx, m)
+	case *pglogrepl.InsertMessage, *pglogrepl.UpdateMessage, *pglogrepl.DeleteMessage:
+		if err := st.flushIfDue(now); err != nil {
+			return err
+		}
+		return st.change(now, m, xld.WALStart)
+	case *pglogrepl.TruncateMessage:
+		st.logger.Warn("ignoring TRUNCATE: not supported yet", "relations", m.RelationIDs, "lsn", xld.WALStart.String())
+	}
+	// Origin, Type and logical decoding messages carry nothing Ferry needs:
+	// values of custom types travel as text.
+	return nil
+}
+
+// commit ends the transaction. The batch gets the commit's end LSN as its
+// watermark unless the transaction left nothing to carry it: then the
+// keepalive watermark advances the slot instead, and skipped transactions
+// do not each cost an empty batch.
+func (st *stream) commit(now time.Time, m *pglogrepl.CommitMessage) error {
+	hadEvents := st.txn != nil && st.txn.events > 0
+	st.txn = nil
+	if hadEvents || !st.batch.empty() {
+		st.batch.commit(now, uint64(m.TransactionEndLSN))
+	}
+	return st.flushIfDue(now)
+}
+
+// change decodes a row change and adds it to the batch, preceded by its
+// relation if this stream has not sent that definition yet.
+func (st *stream) change(now time.Time, m pglogrepl.Message, lsn pglogrepl.LSN) error {
+	if st.txn == nil {
+		return fmt.Errorf("row change at %s outside a transaction", lsn)
+	}
+	ev, rel, err := st.decodeChange(m)
+	if err != nil {
+		return fmt.Errorf("decoding the change at %s: %w", lsn, err)
+	}
+	ev.Lsn = uint64(lsn)
+	ev.CommitLsn = st.txn.commitLSN
+	ev.Xid = st.txn.xid
+	ev.CommitTime = st.txn.commitTime
+	var def *cdcv1.Relation
+	if !rel.sent {
+		def, rel.sent = rel.proto, true
+	}
+	st.batch.add(now, def, ev)
+	st.txn.events++
+	return nil
+}
+
+func (st *stream) decodeChange(m pglogrepl.Message) (*cdcv1.ChangeEvent, *relation, error) {
+	var (
+		op       cdcv1.Operation
+		oid      uint32
+		newTuple *pglogrepl.TupleData
+		oldTuple *pglogrepl.TupleData
+	)
+	switch m := m.(type) {
+	case *pglogrepl.InsertMessage:
+		op, oid, newTuple = cdcv1.Operation_OPERATION_INSERT, m.RelationID, m.Tuple
+	case *pglogrepl.UpdateMessage:
+		op, oid, newTuple, oldTuple = cdcv1.Operation_OPERATION_UPDATE, m.RelationID, m.NewTuple, m.OldTuple
+	case *pglogrepl.DeleteMessage:
+		op, oid, oldTuple = cdcv1.Operation_OPERATION_DELETE, m.RelationID, m.OldTuple
+	default:
+		return nil, nil, fmt.Errorf("unexpected message %T", m)
+	}
+	rel, err := st.rels.get(oid)
+	if err != nil {
+		return nil, nil, err
+	}
+	newValues, err := decodeTuple(rel, newTuple)
+	if err != nil {
+		return nil, nil, err
+	}
+	// A 'K' tuple carries the key columns and nulls elsewhere, which is
+	// the contract's "columns it does not reveal are null".
+	oldValues, err := decodeTuple(rel, oldTuple)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &cdcv1.ChangeEvent{Op: op, RelationOid: oid, NewValues: newValues, OldValues: oldValues}, rel, nil
+}

@@ -1,0 +1,334 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/internal/pgsource"
+)
+
+// PostgreSQL only accepts these slot names; checking here gives a clear
+// error instead of a syntax error from the replication protocol.
+var slotNamePattern = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+// slotReleaseWait bounds how long ReleaseReplication waits for a stream that
+// is still stopping to let go of the slot.
+const slotReleaseWait = 10 * time.Second
+
+func validateNames(slot, publication string) error {
+	if !slotNamePattern.MatchString(slot) {
+		return status.Errorf(codes.InvalidArgument,
+			"slot name %q is invalid: PostgreSQL slot names are 1-63 characters of a-z, 0-9 and _", slot)
+	}
+	if publication == "" || len(publication) > 63 {
+		return status.Errorf(codes.InvalidArgument, "publication name %q must be 1-63 bytes", publication)
+	}
+	return nil
+}
+
+// qualified is a table's quoted schema.table; an empty schema means public.
+func qualified(t *taskv1.TableRef) string {
+	schema := t.GetSchema()
+	if schema == "" {
+		schema = "public"
+	}
+	return pgx.Identifier{schema, t.GetTable()}.Sanitize()
+}
+
+// EnsureReplication creates the publication and then the slot. The order
+// matters: pgoutput looks the publication up as of each change's point in
+// the WAL, so a slot older than its publication fails to decode.
+func (s *Server) EnsureReplication(ctx context.Context, req *capturev1.EnsureReplicationRequest) (*capturev1.EnsureReplicationResponse, error) {
+	if err := validateNames(req.GetSlotName(), req.GetPublicationName()); err != nil {
+		return nil, err
+	}
+	if len(req.GetTables()) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "EnsureReplication needs at least one table")
+	}
+	conn, err := pgsource.Connect(ctx, req.GetSource())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+
+	if err := checkWALLevel(ctx, conn); err != nil {
+		return nil, err
+	}
+	pubCreated, err := ensurePublication(ctx, conn, req.GetPublicationName(), req.GetTables())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	slotCreated, err := ensureSlot(ctx, conn, req.GetSource(), req.GetSlotName())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	info, err := lookupSlot(ctx, conn, req.GetSlotName())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.logger.Info("replication ensured", "slot", req.GetSlotName(), "publication", req.GetPublicationName(),
+		"slot_created", slotCreated, "publication_created", pubCreated, "confirmed_lsn", info.confirmed.String())
+	return &capturev1.EnsureReplicationResponse{
+		ConfirmedLsn:       uint64(info.confirmed),
+		SlotCreated:        slotCreated,
+		PublicationCreated: pubCreated,
+	}, nil
+}
+
+func checkWALLevel(ctx context.Context, conn *pgx.Conn) error {
+	var level string
+	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&level); err != nil {
+		return toStatus(fmt.Errorf("reading wal_level: %w", err))
+	}
+	if level != "logical" {
+		return failedPrecondition("the source has wal_level = %s; set wal_level = logical in postgresql.conf and restart PostgreSQL", level)
+	}
+	return nil
+}
+
+// ensurePublication creates the publication, or makes an existing one
+// publish exactly the requested tables.
+func ensurePublication(ctx context.Context, conn *pgx.Conn, name string, tables []*taskv1.TableRef) (bool, error) {
+	want := make([]string, len(tables))
+	for i, t := range tables {
+		want[i] = qualified(t)
+	}
+	slices.Sort(want)
+	want = slices.Compact(want)
+	quoted := pgx.Identifier{name}.Sanitize()
+
+	have, exists, err := publicationTables(ctx, conn, name)
+	if err != nil {
+		return false, err
+	}
+	if !exists {
+		_, err := conn.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s WITH (publish_via_partition_root = true)",
+			quoted, strings.Join(want, ", ")))
+		if err == nil {
+			return true, nil
+		}
+		if !isPgCode(err, "42710") { // duplicate_object: created concurrently
+			return false, fmt.Errorf("creating publication %s: %w", quoted, err)
+		}
+	}
+	if !slices.Equal(have, want) {
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET TABLE %s", quoted, strings.Join(want, ", "))); err != nil {
+			return false, fmt.Errorf("setting the tables of publication %s: %w", quoted, err)
+		}
+	}
+	if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET (publish_via_partition_root = true)", quoted)); err != nil {
+		return false, fmt.Errorf("altering publication %s: %w", quoted, err)
+	}
+	return false, nil
+}
+
+// publicationTables lists the quoted tables a publication names directly,
+// sorted like ensurePublication's list.
+func publicationTables(ctx context.Context, conn *pgx.Conn, name string) ([]string, bool, error) {
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", name).Scan(&exists); err != nil {
+		return nil, false, fmt.Errorf("looking up publication %q: %w", name, err)
+	}
+	if !exists {
+		return nil, false, nil
+	}
+	rows, err := conn.Query(ctx, `
+		SELECT n.nspname, c.relname
+		FROM pg_publication p
+		JOIN pg_publication_rel r ON r.prpubid = p.oid
+		JOIN pg_class c ON c.oid = r.prrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE p.pubname = $1`, name)
+	if err != nil {
+		return nil, true, fmt.Errorf("listing the tables of publication %q: %w", name, err)
+	}
+	have, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (string, error) {
+		var schema, table string
+		err := row.Scan(&schema, &table)
+		return pgx.Identifier{schema, table}.Sanitize(), err
+	})
+	if err != nil {
+		return nil, true, fmt.Errorf("listing the tables of publication %q: %w", name, err)
+	}
+	slices.Sort(have)
+	return have, true, nil
+}
+
+// ensureSlot creates the logical slot unless it exists. An existing slot
+// of another plugin or database cannot serve this task and is left alone.
+func ensureSlot(ctx context.Context, conn *pgx.Conn, src *taskv1.SourceEndpoint, name string) (bool, error) {
+	info, err := lookupSlot(ctx, conn, name)
+	if err == nil {
+		if info.plugin != "pgoutput" || info.database != src.GetDatabase() {
+			return false, failedPrecondition("replication slot %s exists with plugin %q on database %q, but Ferry needs pgoutput on %q; drop it or choose another slot name",
+				name, info.plugin, info.database, src.GetDatabase())
+		}
+		return false, nil
+	}
+	if !errors.Is(err, errSlotMissing) {
+		return false, err
+	}
+	repl, err := pgsource.ConnectReplication(ctx, src)
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = repl.Close(context.WithoutCancel(ctx)) }()
+	_, err = pglogrepl.CreateReplicationSlot(ctx, repl, name, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
+		Mode:           pglogrepl.LogicalReplication,
+		SnapshotAction: "NOEXPORT_SNAPSHOT",
+	})
+	switch {
+	case err == nil:
+		return true, nil
+	case isPgCode(err, "42710"): // created concurrently
+		return false, nil
+	}
+	return false, fmt.Errorf("creating replication slot %s: %w", name, err)
+}
+
+var errSlotMissing = errors.New("replication slot does not exist")
+
+type slotInfo struct {
+	confirmed pglogrepl.LSN
+	plugin    string
+	database  string
+	active    bool
+	activePID *int32
+}
+
+func lookupSlot(ctx context.Context, conn *pgx.Conn, name string) (slotInfo, error) {
+	var (
+		info      slotInfo
+		confirmed *string
+		plugin    *string
+		database  *string
+	)
+	err := conn.QueryRow(ctx, `
+		SELECT confirmed_flush_lsn::text, plugin::text, database::text, active, active_pid
+		FROM pg_replication_slots WHERE slot_name = $1`, name).
+		Scan(&confirmed, &plugin, &database, &info.active, &info.activePID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return info, fmt.Errorf("replication slot %s: %w", name, errSlotMissing)
+	}
+	if err != nil {
+		return info, fmt.Errorf("reading replication slot %s: %w", name, err)
+	}
+	if plugin != nil {
+		info.plugin = *plugin
+	}
+	if database != nil {
+		info.database = *database
+	}
+	if confirmed != nil {
+		if info.confirmed, err = pglogrepl.ParseLSN(*confirmed); err != nil {
+			return info, fmt.Errorf("reading replication slot %s: %w", name, err)
+		}
+	}
+	return info, nil
+}
+
+// ReleaseReplication drops the slot, then the publication; each only if it
+// exists.
+func (s *Server) ReleaseReplication(ctx context.Context, req *capturev1.ReleaseReplicationRequest) (*capturev1.ReleaseReplicationResponse, error) {
+	if err := validateNames(req.GetSlotName(), req.GetPublicationName()); err != nil {
+		return nil, err
+	}
+	conn, err := pgsource.Connect(ctx, req.GetSource())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+
+	slotDropped, err := dropSlot(ctx, conn, req.GetSlotName())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	pubDropped, err := dropPublication(ctx, conn, req.GetPublicationName())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.logger.Info("replication released", "slot", req.GetSlotName(), "publication", req.GetPublicationName(),
+		"slot_dropped", slotDropped, "publication_dropped", pubDropped)
+	return &capturev1.ReleaseReplicationResponse{SlotDropped: slotDropped, PublicationDropped: pubDropped}, nil
+}
+
+func dropSlot(ctx context.Context, conn *pgx.Conn, name string) (bool, error) {
+	if err := waitSlotInactive(ctx, conn, name, slotReleaseWait); err != nil {
+		if errors.Is(err, errSlotMissing) {
+			return false, nil
+		}
+		return false, err
+	}
+	_, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", name)
+	switch {
+	case err == nil:
+		return true, nil
+	case isPgCode(err, "42704"): // dropped concurrently
+		return false, nil
+	}
+	return false, fmt.Errorf("dropping replication slot %s: %w", name, err)
+}
+
+// waitSlotInactive polls until no session streams from the slot: a stream
+// that is shutting down holds it for a moment after its client left.
+func waitSlotInactive(ctx context.Context, conn *pgx.Conn, name string, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		info, err := lookupSlot(ctx, conn, name)
+		if err != nil {
+			return err
+		}
+		if !info.active {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			pid := int32(0)
+			if info.activePID != nil {
+				pid = *info.activePID
+			}
+			return failedPrecondition("replication slot %s is still in use by process %d after %s; stop the stream that reads it (or terminate that process) and retry",
+				name, pid, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func dropPublication(ctx context.Context, conn *pgx.Conn, name string) (bool, error) {
+	_, exists, err := publicationTables(ctx, conn, name)
+	if err != nil || !exists {
+		return false, err
+	}
+	quoted := pgx.Identifier{name}.Sanitize()
+	_, err = conn.Exec(ctx, "DROP PUBLICATION "+quoted)
+	switch {
+	case err == nil:
+		return true, nil
+	case isPgCode(err, "42704"):
+		return false, nil
+	}
+	return false, fmt.Errorf("dropping publication %s: %w", quoted, err)
+}
+
+func isPgCode(err error, code string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == code
+}

@@ -1,0 +1,169 @@
+// Package capture serves CaptureService: it manages a task's publication and
+// logical replication slot and streams decoded pgoutput changes in batches,
+// confirming WAL to PostgreSQL only as far as the client acknowledges.
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	"github.com/ferry-cdc/ferry/services/internal/pgsource"
+)
+
+// Server implements capturev1.CaptureServiceServer. It keeps no state
+// between calls: every stream opens its own connections.
+type Server struct {
+	capturev1.UnimplementedCaptureServiceServer
+	logger *slog.Logger
+}
+
+// NewServer returns a Server that logs to logger.
+func NewServer(logger *slog.Logger) *Server {
+	return &Server{logger: logger}
+}
+
+// ReadSnapshot is full sync, which a later change implements.
+func (s *Server) ReadSnapshot(*capturev1.ReadSnapshotRequest, capturev1.CaptureService_ReadSnapshotServer) error {
+	return status.Error(codes.Unimplemented, "capture: ReadSnapshot (full sync) is not implemented yet; it lands with the capture issue")
+}
+
+// slotBusyWait bounds how long a new stream waits for the previous reader
+// of its slot (typically a stream that is just closing) to let go.
+const slotBusyWait = 10 * time.Second
+
+// StreamChanges reads the StartStream request, opens the slot and runs the
+// replication loop until the client leaves or something fails.
+func (s *Server) StreamChanges(gs capturev1.CaptureService_StreamChangesServer) error {
+	ctx := gs.Context()
+	first, err := gs.Recv()
+	if err != nil {
+		if errors.Is(err, io.EOF) || ctx.Err() != nil {
+			return nil
+		}
+		return toStatus(fmt.Errorf("reading StartStream: %w", err))
+	}
+	start := first.GetStart()
+	if start == nil {
+		return status.Error(codes.InvalidArgument, "the first StreamChanges message must be StartStream")
+	}
+	if err := validateNames(start.GetSlotName(), start.GetPublicationName()); err != nil {
+		return err
+	}
+	st, err := s.openStream(ctx, start, gs)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return toStatus(err)
+	}
+	defer st.close()
+
+	acks := make(chan error, 1)
+	go st.receiveAcks(gs, acks)
+	err = st.run(ctx, acks)
+	if ctx.Err() != nil || errors.Is(err, errClientDone) {
+		s.logger.Info("stream ended by the client", "slot", start.GetSlotName())
+		return nil
+	}
+	s.logger.Warn("stream failed", "slot", start.GetSlotName(), "error", err)
+	return toStatus(err)
+}
+
+// openStream checks the slot and publication, then starts replication at
+// max(start_lsn, confirmed_flush_lsn).
+func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, gs sender) (*stream, error) {
+	slot, pub := start.GetSlotName(), start.GetPublicationName()
+	conn, err := pgsource.Connect(ctx, start.GetSource())
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = conn.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	confirmed, err := checkStreamable(ctx, conn, slot, pub)
+	if err != nil {
+		return nil, err
+	}
+	repl, err := pgsource.ConnectReplication(ctx, start.GetSource())
+	if err != nil {
+		return nil, err
+	}
+	startLSN := max(pglogrepl.LSN(start.GetStartLsn()), confirmed)
+	err = pglogrepl.StartReplication(ctx, repl, slot, startLSN, pglogrepl.StartReplicationOptions{
+		Mode: pglogrepl.LogicalReplication,
+		PluginArgs: []string{
+			"proto_version '1'",
+			// publication_names is a list of identifiers inside a string
+			// literal: quote the name as an identifier, then as a literal.
+			"publication_names " + quoteLiteral(pgx.Identifier{pub}.Sanitize()),
+		},
+	})
+	if err != nil {
+		_ = repl.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("starting replication from slot %s at %s: %w", slot, startLSN, err)
+	}
+	s.logger.Info("stream started", "slot", slot, "publication", pub,
+		"start_lsn", startLSN.String(), "confirmed_lsn", confirmed.String())
+	ok = true
+	return newStream(s.logger.With("slot", slot), gs, repl, conn, confirmed, startLSN,
+		newBatcher(start.GetMaxBatchEvents(), start.GetMaxBatchDelayMs())), nil
+}
+
+// checkStreamable returns the slot's confirmed_flush_lsn once the slot is
+// free, with errors that say how to fix a missing slot or publication.
+func checkStreamable(ctx context.Context, conn *pgx.Conn, slot, pub string) (pglogrepl.LSN, error) {
+	if _, exists, err := publicationTables(ctx, conn, pub); err != nil {
+		return 0, err
+	} else if !exists {
+		return 0, failedPrecondition("publication %q does not exist; run setup (EnsureReplication) to create it", pub)
+	}
+	if err := waitSlotInactive(ctx, conn, slot, slotBusyWait); err != nil {
+		if errors.Is(err, errSlotMissing) {
+			return 0, failedPrecondition("replication slot %s does not exist; run setup (EnsureReplication) to create it", slot)
+		}
+		if s, ok := status.FromError(err); ok && s.Code() == codes.FailedPrecondition {
+			// Another stream may still be closing: worth retrying.
+			return 0, status.Error(codes.Unavailable, s.Message())
+		}
+		return 0, err
+	}
+	info, err := lookupSlot(ctx, conn, slot)
+	if err != nil {
+		return 0, err
+	}
+	if info.plugin != "pgoutput" {
+		return 0, failedPrecondition("replication slot %s uses plugin %q, not pgoutput; drop it and run setup again", slot, info.plugin)
+	}
+	if info.confirmed == 0 {
+		// Reporting a zero flush position would let pglogrepl substitute the
+		// write position, confirming WAL no one acknowledged.
+		return 0, failedPrecondition("replication slot %s has no confirmed_flush_lsn; it is not a usable logical slot", slot)
+	}
+	return info.confirmed, nil
+}
+
+// quoteLiteral quotes s as an SQL string literal.
+func quoteLiteral(s string) string {
+	out := make([]byte, 0, len(s)+2)
+	out = append(out, '\'')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			out = append(out, '\'')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '\''))
+}

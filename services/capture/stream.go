@@ -1,0 +1,273 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+)
+
+const (
+	// statusInterval is the longest gap between status updates, well
+	// inside PostgreSQL's default wal_sender_timeout of 60 s.
+	statusInterval = 10 * time.Second
+	// statusCoalesce spaces out updates that only report progress, and
+	// bounds how long a receive blocks so acks are applied promptly.
+	statusCoalesce = 100 * time.Millisecond
+	// idleWatermarkInterval spaces out empty batches that only carry a
+	// keepalive's WAL position.
+	idleWatermarkInterval = time.Second
+)
+
+// errClientDone means the client closed its side of the stream.
+var errClientDone = errors.New("client closed the stream")
+
+// sender is the sending half of the gRPC stream.
+type sender interface {
+	Send(*capturev1.StreamChangesResponse) error
+}
+
+// txn is the transaction whose changes are arriving.
+type txn struct {
+	xid        uint32
+	commitLSN  uint64
+	commitTime *timestamppb.Timestamp
+	events     int
+}
+
+// stream is one StreamChanges call. Everything but lsn is owned by the
+// goroutine running run.
+type stream struct {
+	logger  *slog.Logger
+	out     sender
+	repl    *pgconn.PgConn
+	catalog *pgx.Conn
+	rels    *relationCache
+	lsn     *lsnTracker
+	batch   *batcher
+
+	txn           *txn
+	lastStatus    time.Time
+	serverWALEnd  pglogrepl.LSN
+	lastWatermark uint64
+	lastIdleMark  time.Time
+}
+
+func newStream(logger *slog.Logger, out sender, repl *pgconn.PgConn, catalog *pgx.Conn,
+	confirmed, start pglogrepl.LSN, batch *batcher) *stream {
+	return &stream{
+		logger:        logger,
+		out:           out,
+		repl:          repl,
+		catalog:       catalog,
+		rels:          newRelationCache(catalog),
+		lsn:           newLSNTracker(confirmed, start),
+		batch:         batch,
+		lastStatus:    time.Now(),
+		lastWatermark: uint64(confirmed),
+	}
+}
+
+// close ends both sessions. It runs when the gRPC call ends, so it must not
+// use the call's context, which is already cancelled.
+func (st *stream) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = st.repl.Close(ctx)
+	_ = st.catalog.Close(ctx)
+}
+
+// receiveAcks applies the client's acks as they arrive and reports why the
+// client side ended on done.
+func (st *stream) receiveAcks(in interface {
+	Recv() (*capturev1.StreamChangesRequest, error)
+}, done chan<- error) {
+	for {
+		req, err := in.Recv()
+		if errors.Is(err, io.EOF) {
+			done <- errClientDone
+			return
+		}
+		if err != nil {
+			done <- fmt.Errorf("reading from the client: %w", err)
+			return
+		}
+		ack := req.GetAck()
+		if ack == nil {
+			done <- status.Error(codes.InvalidArgument, "after StartStream the client may only send Ack")
+			return
+		}
+		if flushed, capped := st.lsn.Ack(pglogrepl.LSN(ack.GetFlushedLsn())); capped {
+			st.logger.Warn("client acked beyond what it was sent; capped",
+				"acked", pglogrepl.LSN(ack.GetFlushedLsn()).String(), "flushed", flushed.String())
+		}
+	}
+}
+
+// run is the replication loop: report status, receive one message with a
+// deadline, act on it.
+func (st *stream) run(ctx context.Context, clientDone <-chan error) error {
+	for {
+		select {
+		case err := <-clientDone:
+			return err
+		default:
+		}
+		now := time.Now()
+		if st.statusDue(now) {
+			if err := st.sendStatus(now); err != nil {
+				return err
+			}
+		}
+		if err := st.idleWatermark(now); err != nil {
+			return err
+		}
+		msg, err := st.listen(ctx)
+		if err != nil {
+			return err
+		}
+		if msg == nil {
+			if err := st.flushIfDue(time.Now()); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := st.dispatch(ctx, msg); err != nil {
+			return err
+		}
+	}
+}
+
+// listen receives one message, or nil once the wait is over. The wait ends
+// at the pending batch's deadline so no batch is held longer than its delay.
+func (st *stream) listen(ctx context.Context) (*pgproto3.CopyData, error) {
+	wait := statusCoalesce
+	if deadline, ok := st.batch.deadline(); ok {
+		// At least a millisecond, so a message already buffered (often the
+		// commit that ends the batch) is still read before flushing.
+		wait = max(min(wait, time.Until(deadline)), time.Millisecond)
+	}
+	rctx, cancel := context.WithTimeout(ctx, wait)
+	msg, err := st.repl.ReceiveMessage(rctx)
+	cancel()
+	if err != nil {
+		if pgconn.Timeout(err) && ctx.Err() == nil {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("receiving from the replication stream: %w", err)
+	}
+	switch msg := msg.(type) {
+	case *pgproto3.CopyData:
+		return msg, nil
+	case *pgproto3.ErrorResponse:
+		return nil, fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(msg))
+	case *pgproto3.CopyDone:
+		return nil, status.Error(codes.Unavailable, "PostgreSQL ended the replication stream")
+	default:
+		st.logger.Debug("ignoring replication protocol message", "type", fmt.Sprintf("%T", msg))
+		return nil, nil
+	}
+}
+
+func (st *stream) dispatch(ctx context.Context, msg *pgproto3.CopyData) error {
+	if len(msg.Data) == 0 {
+		return nil
+	}
+	switch msg.Data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		return st.keepalive(msg.Data[1:])
+	case pglogrepl.XLogDataByteID:
+		xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
+		if err != nil {
+			return fmt.Errorf("parsing XLogData: %w", err)
+		}
+		st.lsn.Receive(xld.WALStart)
+		return st.data(ctx, xld)
+	}
+	return nil
+}
+
+// keepalive records the server's WAL end and answers at once if asked;
+// otherwise the walsender would drop the connection after
+// wal_sender_timeout.
+func (st *stream) keepalive(buf []byte) error {
+	pkm, err := pglogrepl.ParsePrimaryKeepaliveMessage(buf)
+	if err != nil {
+		return fmt.Errorf("parsing keepalive: %w", err)
+	}
+	st.lsn.Receive(pkm.ServerWALEnd)
+	st.serverWALEnd = max(st.serverWALEnd, pkm.ServerWALEnd)
+	if pkm.ReplyRequested {
+		return st.sendStatus(time.Now())
+	}
+	return nil
+}
+
+// statusDue: every statusInterval, or sooner (coalesced) when there is
+// progress to report. Keepalives asking for a reply are answered directly.
+func (st *stream) statusDue(now time.Time) bool {
+	since := now.Sub(st.lastStatus)
+	return since >= statusInterval || since >= statusCoalesce && st.lsn.Changed()
+}
+
+// sendStatus reports received as written and the acked position as flushed
+// and applied. flushed is never zero (see newLSNTracker), which matters:
+// pglogrepl would replace a zero by the write position.
+func (st *stream) sendStatus(now time.Time) error {
+	received, flushed := st.lsn.Positions()
+	if flushed == 0 {
+		return errors.New("refusing to report a zero flush position")
+	}
+	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), st.repl, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: received,
+		WALFlushPosition: flushed,
+		WALApplyPosition: flushed,
+		ClientTime:       now,
+	})
+	if err != nil {
+		return fmt.Errorf("sending standby status update: %w", err)
+	}
+	st.lsn.Reported(received, flushed)
+	st.lastStatus = now
+	return nil
+}
+
+// idleWatermark lets an idle slot advance: when nothing is pending and no
+// transaction is open, every change at or below the server's WAL end has
+// been sent, so that position is a valid watermark.
+func (st *stream) idleWatermark(now time.Time) error {
+	if st.txn != nil || !st.batch.empty() || uint64(st.serverWALEnd) <= st.lastWatermark ||
+		now.Sub(st.lastIdleMark) < idleWatermarkInterval {
+		return nil
+	}
+	st.lastIdleMark = now
+	return st.send(&cdcv1.ChangeBatch{WatermarkLsn: uint64(st.serverWALEnd)})
+}
+
+func (st *stream) flushIfDue(now time.Time) error {
+	if !st.batch.due(now) {
+		return nil
+	}
+	return st.send(st.batch.take())
+}
+
+func (st *stream) send(b *cdcv1.ChangeBatch) error {
+	if err := st.out.Send(&capturev1.StreamChangesResponse{Batch: b}); err != nil {
+		return fmt.Errorf("sending a batch to the client: %w", err)
+	}
+	st.lastWatermark = max(st.lastWatermark, b.GetWatermarkLsn())
+	return nil
+}
