@@ -11,7 +11,7 @@ MODULES := ./gen/... ./services/... ./workflows/... ./e2e/...
 # the machine has two cores: run packages one at a time.
 GOTEST_FLAGS ?= -count=1 -p 1 -timeout 20m
 
-.PHONY: help tools gen gen-check lint build up down status demo test test-unit test-e2e clean
+.PHONY: help tools gen gen-check lint build up down status demo test test-unit test-e2e clean record-history
 
 help:
 	@echo "make demo   set up everything, run a task, show rows arriving in Kafka"
@@ -65,3 +65,11 @@ test: lint gen-check up
 clean:
 	@$(STACK) down
 	rm -rf .local
+
+# Records a finished task's history for the replay test, e.g.
+#   make record-history TASK=e2e-kill-123 NAME=kill-and-resume
+record-history:
+	@test -n "$(TASK)" -a -n "$(NAME)" || { echo "usage: make record-history TASK=<workflow id> NAME=<file stem>" >&2; exit 1; }
+	@$$($(TOOLS) path temporal) workflow show --address 127.0.0.1:7233 --workflow-id "$(TASK)" --output json \
+		> workflows/task/testdata/$(NAME).history.json
+	@echo "recorded workflows/task/testdata/$(NAME).history.json"

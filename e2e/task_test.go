@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	enumspb "go.temporal.io/api/enums/v1"
+	"google.golang.org/protobuf/proto"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 )
@@ -163,3 +166,35 @@ func decodeCanal(t *testing.T, b []byte) canalMessage {
 }
 
 func ptr(s string) *string { return &s }
+
+// assertNoSecretInHistory scans every event of the task's history for the
+// source password: a spec carries only a reference to it.
+func (f *ferry) assertNoSecretInHistory(taskID string) {
+	f.t.Helper()
+	secret, err := os.ReadFile(sourceEndpoint().GetPassword().GetFile())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	secret = trimNL(secret)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	it := f.temporal.GetWorkflowHistory(ctx, taskID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	events := 0
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			f.t.Fatalf("reading history of %s: %v", taskID, err)
+		}
+		events++
+		raw, err := proto.Marshal(ev)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if bytes.Contains(raw, secret) {
+			f.t.Fatalf("event %d (%s) of task %s contains the source password", ev.GetEventId(), ev.GetEventType(), taskID)
+		}
+	}
+	if events == 0 {
+		f.t.Fatalf("task %s has an empty history", taskID)
+	}
+}

@@ -110,7 +110,9 @@ func classifyRPC(what string, err error, details ...any) error {
 	}
 	st, _ := status.FromError(err)
 	msg := fmt.Sprintf("%s: %s", what, st.Message())
-	opts := temporal.ApplicationErrorOptions{Details: details, Cause: err}
+	// The message already carries the status text, so the cause is left
+	// out rather than repeated in every error the workflow prints.
+	opts := temporal.ApplicationErrorOptions{Details: details}
 	switch st.Code() {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
 		return temporal.NewApplicationErrorWithOptions(msg, ErrConnection, opts)

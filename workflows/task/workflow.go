@@ -40,7 +40,7 @@ func TaskWorkflow(ctx workflow.Context, in *taskv1.TaskWorkflowInput) error {
 		return fmt.Errorf("registering query %s: %w", QueryState, err)
 	}
 	if err := r.prepare(ctx); err != nil {
-		r.st.LastError = err.Error()
+		r.st.LastError = describe(err)
 		r.setStatus(ctx, taskv1.Status_STATUS_FAILED)
 		return err
 	}
@@ -236,7 +236,7 @@ func (r *taskRun) awaitResume(ctx workflow.Context) {
 func (r *taskRun) onFailure(ctx workflow.Context, err error, progressed bool) error {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) && appErr.Type() == ErrConfig {
-		r.st.LastError = err.Error()
+		r.st.LastError = describe(err)
 		r.setStatus(ctx, taskv1.Status_STATUS_FAILED)
 		return err
 	}
@@ -248,7 +248,7 @@ func (r *taskRun) onFailure(ctx workflow.Context, err error, progressed bool) er
 	}
 	r.st.FailingClass = class
 	r.st.ConsecutiveFailures++
-	r.st.LastError = err.Error()
+	r.st.LastError = describe(err)
 	window := retryWindow(r.in.GetSpec(), class)
 	failingFor := now.Sub(r.st.GetFailingSince().AsTime())
 	if failingFor >= window {
@@ -280,6 +280,20 @@ func Backoff(n uint32) time.Duration {
 		d *= 2
 	}
 	return min(d, maxBackoff)
+}
+
+// describe is what users read as the task's last error: the failing
+// activity's own message, without the activity-error envelope around it.
+func describe(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	var toErr *temporal.TimeoutError
+	if errors.As(err, &toErr) {
+		return "the worker stopped heartbeating (it died or lost Temporal): " + toErr.Error()
+	}
+	return err.Error()
 }
 
 func classify(err error) taskv1.ErrorClass {
