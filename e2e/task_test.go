@@ -3,8 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"os"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
