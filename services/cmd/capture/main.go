@@ -3,17 +3,15 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"log"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	"github.com/ferry-cdc/ferry/services/capture"
+	"github.com/ferry-cdc/ferry/services/internal/config"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
 )
 
@@ -26,20 +24,13 @@ type Config struct {
 func loadConfig() (Config, error) {
 	var c Config
 	var level string
-	flag.StringVar(&c.Listen, "listen", envOr("FERRY_CAPTURE_LISTEN", "127.0.0.1:7402"), "host:port to serve gRPC on")
-	flag.StringVar(&level, "log-level", envOr("FERRY_CAPTURE_LOG_LEVEL", "info"), "debug, info, warn or error")
+	flag.StringVar(&c.Listen, "listen", config.Env("FERRY_CAPTURE_LISTEN", "127.0.0.1:7402"), "host:port to serve gRPC on")
+	flag.StringVar(&level, "log-level", config.Env("FERRY_CAPTURE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	flag.Parse()
 	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		return c, fmt.Errorf("invalid log level %q: %w", level, err)
 	}
 	return c, nil
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }
 
 func main() {
@@ -48,11 +39,9 @@ func main() {
 		log.Fatal(err)
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	srv := grpcserver.New("capture", logger)
 	capturev1.RegisterCaptureServiceServer(srv, capture.NewServer(logger))
-	if err := srv.Run(ctx, cfg.Listen); err != nil {
+	if err := srv.RunUntilSignal(cfg.Listen); err != nil {
 		log.Fatal(err)
 	}
 }

@@ -2,16 +2,14 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"log"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	"github.com/ferry-cdc/ferry/services/catalog"
+	"github.com/ferry-cdc/ferry/services/internal/config"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
 )
 
@@ -22,26 +20,17 @@ type Config struct {
 
 func loadConfig() Config {
 	var c Config
-	flag.StringVar(&c.Listen, "listen", envOr("FERRY_CATALOG_LISTEN", "127.0.0.1:7401"), "host:port to serve gRPC on")
+	flag.StringVar(&c.Listen, "listen", config.Env("FERRY_CATALOG_LISTEN", "127.0.0.1:7401"), "host:port to serve gRPC on")
 	flag.Parse()
 	return c
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }
 
 func main() {
 	cfg := loadConfig()
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	srv := grpcserver.New("catalog", logger)
 	catalogv1.RegisterCatalogServiceServer(srv, catalog.NewServer(logger))
-	if err := srv.Run(ctx, cfg.Listen); err != nil {
+	if err := srv.RunUntilSignal(cfg.Listen); err != nil {
 		log.Fatal(err)
 	}
 }

@@ -3,14 +3,11 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"log"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"go.temporal.io/sdk/client"
 	"google.golang.org/grpc"
@@ -19,6 +16,7 @@ import (
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/control"
+	"github.com/ferry-cdc/ferry/services/internal/config"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
 	"github.com/ferry-cdc/ferry/workflows/task"
 )
@@ -34,33 +32,24 @@ type Config struct {
 
 func loadConfig() Config {
 	var c Config
-	flag.StringVar(&c.Listen, "listen", envOr("FERRY_CONTROL_LISTEN", "127.0.0.1:7400"), "host:port to serve gRPC on")
-	flag.StringVar(&c.TemporalAddress, "temporal", envOr("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port")
-	flag.StringVar(&c.TemporalNamespace, "namespace", envOr("FERRY_TEMPORAL_NAMESPACE", "default"), "Temporal namespace")
-	flag.StringVar(&c.TaskQueue, "task-queue", envOr("FERRY_TASK_QUEUE", task.DefaultTaskQueue), "Temporal task queue tasks run on")
-	flag.StringVar(&c.CatalogAddress, "catalog", envOr("FERRY_CATALOG_ADDRESS", "127.0.0.1:7401"), "catalog service host:port")
+	flag.StringVar(&c.Listen, "listen", config.Env("FERRY_CONTROL_LISTEN", "127.0.0.1:7400"), "host:port to serve gRPC on")
+	flag.StringVar(&c.TemporalAddress, "temporal", config.Env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port")
+	flag.StringVar(&c.TemporalNamespace, "namespace", config.Env("FERRY_TEMPORAL_NAMESPACE", "default"), "Temporal namespace")
+	flag.StringVar(&c.TaskQueue, "task-queue", config.Env("FERRY_TASK_QUEUE", task.DefaultTaskQueue), "Temporal task queue tasks run on")
+	flag.StringVar(&c.CatalogAddress, "catalog", config.Env("FERRY_CATALOG_ADDRESS", "127.0.0.1:7401"), "catalog service host:port")
 	flag.Parse()
 	return c
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }
 
 func main() {
 	cfg := loadConfig()
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, cfg, logger); err != nil {
+	if err := run(cfg, logger); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+func run(cfg Config, logger *slog.Logger) error {
 	tc, err := client.Dial(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("connecting to Temporal at %s: %w", cfg.TemporalAddress, err)
@@ -70,8 +59,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("catalog client for %s: %w", cfg.CatalogAddress, err)
 	}
-	defer cat.Close()
+	defer func() { _ = cat.Close() }()
 	srv := grpcserver.New("control", logger)
 	taskv1.RegisterTaskServiceServer(srv, control.NewServer(tc, cfg.TaskQueue, catalogv1.NewCatalogServiceClient(cat), logger))
-	return srv.Run(ctx, cfg.Listen)
+	return srv.RunUntilSignal(cfg.Listen)
 }

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -31,6 +34,13 @@ func New(name string, logger *slog.Logger, opts ...grpc.ServerOption) *Server {
 	healthpb.RegisterHealthServer(s, h)
 	reflection.Register(s)
 	return &Server{Server: s, health: h, name: name, logger: logger}
+}
+
+// RunUntilSignal serves on addr until SIGINT or SIGTERM.
+func (s *Server) RunUntilSignal(addr string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return s.Run(ctx, addr)
 }
 
 // Run serves on addr until ctx ends, then drains in-flight calls for up to

@@ -1,0 +1,441 @@
+// Package canal encodes row changes as Canal JSON (canal's FlatMessage, as the
+// managed DTS service writes it to Kafka); see shared/spec/formats.md.
+//
+// Every message is one JSON object with exactly these keys, in this order:
+// id, database, table, pkNames, isDdl, type, es, ts, sql, sqlType, mysqlType,
+// data, old. No other key is ever written, so strict consumers keep working.
+//
+// Choices this package makes, where the format leaves room:
+//
+//   - id: a number that increases within a task across restarts without any
+//     persisted state. Each stream starts at the Unix time in microseconds at
+//     which it started and adds 1 per message. A restarted stream starts
+//     above every id the previous one wrote as long as the previous one
+//     averaged fewer than one message per microsecond (1M messages/s) and the
+//     clock did not step back.
+//   - database: the schema name (the role a MySQL database plays), or the
+//     source database's name when KafkaOptions.canal_database_is_db_name is
+//     set.
+//   - Names: column renames and drops come from ObjectSelection.tables[]
+//     .columns. The capitalization policy (ObjectSelection.name_case) applies
+//     to the database, table and column names, as the managed service's policy
+//     does, except to a column's explicit rename, which is written as given.
+//     pkNames lists the written names of the key columns; a dropped key column
+//     is left out of pkNames (and pkNames is null when none remain).
+//   - es: the transaction's commit time in Unix milliseconds; for events
+//     without one (none are expected) it is ts.
+//   - Unchanged TOAST values (pgoutput's 'u': the source did not send a large
+//     value the UPDATE did not touch). The column stays in data, with the
+//     value from the event's before-image when that reveals it (REPLICA
+//     IDENTITY FULL), else JSON null. Because that null is indistinguishable
+//     from SQL NULL on the wire, every such null is counted
+//     (Encoder.UnchangedToastNulls) so that the loss is visible in metrics and
+//     logs; use REPLICA IDENTITY FULL on tables with large values to avoid it.
+//   - data for DELETE is the before-image: all columns with REPLICA IDENTITY
+//     FULL, else the key columns, the others null.
+//   - old for UPDATE: the before-image values of the columns whose text
+//     differs from data, limited to the columns the replica identity reveals
+//     (all with FULL, the key columns otherwise); [{}] when the before-image
+//     reveals no change; null when the source sent no before-image at all. For
+//     INSERT and DELETE it is null.
+//   - sqlType: java.sql.Types codes from the column's type OID, arrays (type
+//     name ending in "[]") are ARRAY, and every other type is OTHER (1111).
+//   - mysqlType: the type as format_type() prints it.
+package canal
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+	"unsafe"
+
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/delivery/pgtext"
+)
+
+// Options configure an Encoder.
+type Options struct {
+	// SourceDatabase is written as "database" when DatabaseIsDBName is set.
+	SourceDatabase   string
+	DatabaseIsDBName bool
+	// Objects supplies column mappings and the capitalization policy.
+	Objects *taskv1.ObjectSelection
+	// IDBase is the first id; zero means the Unix time in microseconds now.
+	IDBase int64
+	// Now gives "ts"; nil means time.Now.
+	Now func() time.Time
+}
+
+type column struct {
+	src     int    // index into the event's values
+	oid     uint32 // type OID
+	key     []byte // `"name":`
+	reveals bool   // the before-image reveals it
+}
+
+// Table is a relation prepared for encoding.
+type Table struct {
+	Rel *cdcv1.Relation
+	// KeyIdx are the indexes of the key columns (Relation.key_columns), in
+	// key order, into the event's values.
+	KeyIdx []int
+
+	prefix []byte // `"database":..,"table":..,"pkNames":..,"isDdl":false,"type":"`
+	types  []byte // `"sqlType":{..},"mysqlType":{..},"data":[`
+	cols   []column
+}
+
+// Encoder turns change events into Canal JSON. It is not safe for concurrent
+// use.
+type Encoder struct {
+	opts    Options
+	next    int64
+	now     func() time.Time
+	tables  map[uint32]*Table
+	mapping map[[2]string]*taskv1.TableSelection
+	scratch []byte
+	oldBuf  []byte
+	toast   uint64
+}
+
+// New returns an encoder.
+func New(opts Options) *Encoder {
+	e := &Encoder{opts: opts, next: opts.IDBase, now: opts.Now, tables: map[uint32]*Table{}, mapping: map[[2]string]*taskv1.TableSelection{}}
+	if e.next == 0 {
+		e.next = time.Now().UnixMicro()
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	for _, t := range opts.Objects.GetTables() {
+		e.mapping[[2]string{t.GetSchema(), t.GetTable()}] = t
+	}
+	return e
+}
+
+// NextID is the id the next message will carry.
+func (e *Encoder) NextID() int64 { return e.next }
+
+// UnchangedToastNulls counts unchanged TOAST values written as null because
+// the before-image did not reveal them.
+func (e *Encoder) UnchangedToastNulls() uint64 { return e.toast }
+
+func (e *Encoder) applyCase(s string) string {
+	switch e.opts.Objects.GetNameCase() {
+	case taskv1.NameCase_NAME_CASE_LOWER:
+		return strings.ToLower(s)
+	case taskv1.NameCase_NAME_CASE_UPPER:
+		return strings.ToUpper(s)
+	}
+	return s
+}
+
+// SetRelation defines or redefines a relation.
+func (e *Encoder) SetRelation(r *cdcv1.Relation) *Table {
+	t := &Table{Rel: r}
+	sel := e.mapping[[2]string{r.GetSchema(), r.GetTable()}]
+	maps := map[string]*taskv1.ColumnMapping{}
+	for _, m := range sel.GetColumns() {
+		maps[m.GetName()] = m
+	}
+	written := map[string]string{} // source column -> written name
+	for i, c := range r.GetColumns() {
+		m := maps[c.GetName()]
+		if m.GetDrop() {
+			continue
+		}
+		name := e.applyCase(c.GetName())
+		if m.GetRename() != "" {
+			name = m.GetRename()
+		}
+		written[c.GetName()] = name
+		reveals := r.GetReplicaIdentity() == cdcv1.ReplicaIdentity_REPLICA_IDENTITY_FULL || c.GetKey()
+		t.cols = append(t.cols, column{src: i, oid: c.GetTypeOid(), key: append(appendString(nil, name), ':'), reveals: reveals})
+	}
+	idx := map[string]int{}
+	for i, c := range r.GetColumns() {
+		idx[c.GetName()] = i
+	}
+	var pk []string
+	for _, k := range r.GetKeyColumns() {
+		if i, ok := idx[k]; ok {
+			t.KeyIdx = append(t.KeyIdx, i)
+		}
+		if w, ok := written[k]; ok {
+			pk = append(pk, w)
+		}
+	}
+
+	db := r.GetSchema()
+	if e.opts.DatabaseIsDBName {
+		db = e.opts.SourceDatabase
+	}
+	b := []byte(`"database":`)
+	b = appendString(b, e.applyCase(db))
+	b = append(b, `,"table":`...)
+	b = appendString(b, e.applyCase(r.GetTable()))
+	b = append(b, `,"pkNames":`...)
+	if len(pk) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, n := range pk {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, n)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"isDdl":false,"type":"`...)
+	t.prefix = b
+
+	b = []byte(`"sqlType":{`)
+	for i, c := range t.cols {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		col := r.GetColumns()[c.src]
+		b = append(b, c.key...)
+		b = strconv.AppendInt(b, int64(SQLType(col.GetTypeOid(), col.GetTypeName())), 10)
+	}
+	b = append(b, `},"mysqlType":{`...)
+	for i, c := range t.cols {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, c.key...)
+		b = appendString(b, r.GetColumns()[c.src].GetTypeName())
+	}
+	b = append(b, `},"data":[`...)
+	t.types = b
+
+	e.tables[r.GetOid()] = t
+	return t
+}
+
+// Table returns the prepared relation for oid.
+func (e *Encoder) Table(oid uint32) (*Table, bool) {
+	t, ok := e.tables[oid]
+	return t, ok
+}
+
+// Encode appends ev's Canal JSON to dst.
+func (e *Encoder) Encode(dst []byte, t *Table, ev *cdcv1.ChangeEvent) ([]byte, error) {
+	n := len(t.Rel.GetColumns())
+	var op string
+	var row, old []*cdcv1.Value
+	switch ev.GetOp() {
+	case cdcv1.Operation_OPERATION_INSERT:
+		op, row = "INSERT", ev.GetNewValues()
+	case cdcv1.Operation_OPERATION_UPDATE:
+		op, row, old = "UPDATE", ev.GetNewValues(), ev.GetOldValues()
+	case cdcv1.Operation_OPERATION_DELETE:
+		op, row = "DELETE", ev.GetOldValues()
+	default:
+		return dst, fmt.Errorf("event at LSN %d on %s.%s has operation %v", ev.GetLsn(), t.Rel.GetSchema(), t.Rel.GetTable(), ev.GetOp())
+	}
+	if len(row) != n && (op != "DELETE" || len(row) != 0) {
+		return dst, fmt.Errorf("event at LSN %d on %s.%s has %d values for %d columns", ev.GetLsn(), t.Rel.GetSchema(), t.Rel.GetTable(), len(row), n)
+	}
+	if len(old) != 0 && len(old) != n {
+		return dst, fmt.Errorf("event at LSN %d on %s.%s has %d old values for %d columns", ev.GetLsn(), t.Rel.GetSchema(), t.Rel.GetTable(), len(old), n)
+	}
+	ts := e.now().UnixMilli()
+	es := ts
+	if ct := ev.GetCommitTime(); ct != nil {
+		es = ct.AsTime().UnixMilli()
+	}
+
+	dst = append(dst, `{"id":`...)
+	dst = strconv.AppendInt(dst, e.next, 10)
+	e.next++
+	dst = append(dst, ',')
+	dst = append(dst, t.prefix...)
+	dst = append(dst, op...)
+	dst = append(dst, `","es":`...)
+	dst = strconv.AppendInt(dst, es, 10)
+	dst = append(dst, `,"ts":`...)
+	dst = strconv.AppendInt(dst, ts, 10)
+	dst = append(dst, `,"sql":"",`...)
+	dst = append(dst, t.types...)
+
+	// data
+	dst = append(dst, '{')
+	for i, c := range t.cols {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, c.key...)
+		var v *cdcv1.Value
+		if len(row) > 0 {
+			v = row[c.src]
+		}
+		dst = e.appendValue(dst, c, v, old)
+	}
+	dst = append(dst, `}],"old":`...)
+
+	// old
+	if op != "UPDATE" || len(old) == 0 {
+		dst = append(dst, "null}"...)
+		return dst, nil
+	}
+	dst = append(dst, "[{"...)
+	first := true
+	for _, c := range t.cols {
+		if !c.reveals {
+			continue
+		}
+		var kn, ko pgtext.Kind
+		e.scratch, kn = pgtext.Append(e.scratch[:0], c.oid, row[c.src])
+		if kn == pgtext.KindUnchangedToast {
+			continue // untouched by definition
+		}
+		e.oldBuf, ko = pgtext.Append(e.oldBuf[:0], c.oid, old[c.src])
+		if ko == pgtext.KindUnchangedToast {
+			continue
+		}
+		if kn == ko && string(e.scratch) == string(e.oldBuf) {
+			continue
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = append(dst, c.key...)
+		if ko == pgtext.KindNull {
+			dst = append(dst, "null"...)
+		} else {
+			dst = appendBytes(dst, e.oldBuf)
+		}
+	}
+	dst = append(dst, "}]}"...)
+	return dst, nil
+}
+
+func (e *Encoder) appendValue(dst []byte, c column, v *cdcv1.Value, old []*cdcv1.Value) []byte {
+	var k pgtext.Kind
+	e.scratch, k = pgtext.Append(e.scratch[:0], c.oid, v)
+	if k == pgtext.KindUnchangedToast {
+		if len(old) > 0 {
+			e.scratch, k = pgtext.Append(e.scratch[:0], c.oid, old[c.src])
+		}
+		if k != pgtext.KindValue {
+			e.toast++
+			return append(dst, "null"...)
+		}
+	}
+	if k == pgtext.KindNull {
+		return append(dst, "null"...)
+	}
+	return appendBytes(dst, e.scratch)
+}
+
+// SQLType maps a PostgreSQL type to its java.sql.Types code.
+func SQLType(oid uint32, typeName string) int {
+	switch oid {
+	case 16:
+		return 16 // BOOLEAN
+	case 1560:
+		return -7 // BIT
+	case 21:
+		return 5 // SMALLINT
+	case 23:
+		return 4 // INTEGER
+	case 20:
+		return -5 // BIGINT
+	case 700:
+		return 7 // REAL
+	case 701:
+		return 8 // DOUBLE
+	case 1700:
+		return 2 // NUMERIC
+	case 1042:
+		return 1 // CHAR
+	case 1043:
+		return 12 // VARCHAR
+	case 25:
+		return -1 // LONGVARCHAR
+	case 1082:
+		return 91 // DATE
+	case 1083:
+		return 92 // TIME
+	case 1266:
+		return 2013 // TIME_WITH_TIMEZONE
+	case 1114:
+		return 93 // TIMESTAMP
+	case 1184:
+		return 2014 // TIMESTAMP_WITH_TIMEZONE
+	case 17:
+		return -2 // BINARY
+	}
+	if strings.HasSuffix(typeName, "[]") {
+		return 2003 // ARRAY
+	}
+	return 1111 // OTHER
+}
+
+// appendString appends s as a JSON string.
+func appendString(dst []byte, s string) []byte {
+	return appendJSON(dst, s)
+}
+
+// appendBytes appends s as a JSON string; s is not retained.
+func appendBytes(dst []byte, s []byte) []byte {
+	return appendJSON(dst, unsafe.String(unsafe.SliceData(s), len(s)))
+}
+
+func appendJSON(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '"':
+				dst = append(dst, '\\', '"')
+			case '\\':
+				dst = append(dst, '\\', '\\')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&15])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&15])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+const hex = "0123456789abcdef"

@@ -1,0 +1,241 @@
+package delivery
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/delivery/canal/canaltest"
+	"github.com/ferry-cdc/ferry/services/internal/testenv"
+)
+
+// realKafka returns the local Apache Kafka's bootstrap address or fails.
+func realKafka(t *testing.T) string {
+	t.Helper()
+	bootstrap := testenv.KafkaBootstrap()
+	a, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": bootstrap, "log_level": 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.GetMetadata(nil, false, 5000); err != nil {
+		t.Fatalf("the local Apache Kafka at %s is required (start the local stack with `make up`): %v", bootstrap, err)
+	}
+	return bootstrap
+}
+
+func ensure(t *testing.T, c deliveryv1.DeliveryServiceClient, bootstrap string, topics ...*deliveryv1.TopicSpec) *deliveryv1.EnsureTopicsResponse {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := c.EnsureTopics(ctx, &deliveryv1.EnsureTopicsRequest{Kafka: &taskv1.KafkaEndpoint{BootstrapServers: bootstrap}, Topics: topics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func TestEnsureTopicsReal(t *testing.T) {
+	bootstrap := realKafka(t)
+	client, _ := startServer(t)
+	a, b := testenv.UniqueName("ferry_ens_a"), testenv.UniqueName("ferry_ens_b")
+	resp := ensure(t, client, bootstrap, &deliveryv1.TopicSpec{Name: a, Partitions: 3}, &deliveryv1.TopicSpec{Name: b})
+	slices.Sort(resp.Created)
+	want := []string{a, b}
+	slices.Sort(want)
+	if !slices.Equal(resp.Created, want) || len(resp.Existing) != 0 {
+		t.Fatalf("first call: %v", resp)
+	}
+	resp = ensure(t, client, bootstrap, &deliveryv1.TopicSpec{Name: a, Partitions: 3}, &deliveryv1.TopicSpec{Name: b})
+	if len(resp.Created) != 0 || len(resp.Existing) != 2 {
+		t.Fatalf("second call: %v", resp)
+	}
+	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": bootstrap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	md, err := admin.GetMetadata(&a, false, 10_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(md.Topics[a].Partitions); n != 3 {
+		t.Fatalf("%s has %d partitions, want 3", a, n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err = client.EnsureTopics(ctx, &deliveryv1.EnsureTopicsRequest{Kafka: &taskv1.KafkaEndpoint{}, Topics: []*deliveryv1.TopicSpec{{Name: "x"}}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("empty bootstrap servers: %v", err)
+	}
+}
+
+func TestDeliverRealKafka(t *testing.T) {
+	bootstrap := realKafka(t)
+	for _, comp := range []taskv1.Compression{taskv1.Compression_COMPRESSION_LZ4, taskv1.Compression_COMPRESSION_ZSTD} {
+		t.Run(comp.String(), func(t *testing.T) {
+			client, _ := startServer(t)
+			topic := testenv.UniqueName("ferry_deliver")
+			ensure(t, client, bootstrap, &deliveryv1.TopicSpec{Name: topic, Partitions: 4})
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			st := start(bootstrap, topic, &taskv1.KafkaOptions{Compression: comp,
+				PartitionPolicy: taskv1.PartitionPolicy_PARTITION_POLICY_HASH_TABLE})
+			st.Objects = &taskv1.ObjectSelection{NameCase: taskv1.NameCase_NAME_CASE_UPPER, Tables: []*taskv1.TableSelection{{
+				Schema: "public", Table: "orders", Columns: []*taskv1.ColumnMapping{{Name: "amount", Drop: true}, {Name: "note", Rename: "remark"}},
+			}}}
+			s := openSession(t, ctx, client, st)
+
+			upd := &cdcv1.ChangeEvent{Op: cdcv1.Operation_OPERATION_UPDATE, RelationOid: ordersOID, Lsn: 120, CommitLsn: 121,
+				CommitTime: timestamppb.New(commitTime),
+				NewValues: []*cdcv1.Value{{Kind: &cdcv1.Value_Int{Int: 20}}, {Kind: &cdcv1.Value_UnchangedToast{UnchangedToast: true}},
+					{Kind: &cdcv1.Value_Numeric{Numeric: "1.00"}}, {Kind: &cdcv1.Value_Null{Null: true}}},
+				OldValues: []*cdcv1.Value{{Kind: &cdcv1.Value_Int{Int: 2}}, {Kind: &cdcv1.Value_Null{Null: true}},
+					{Kind: &cdcv1.Value_Null{Null: true}}, {Kind: &cdcv1.Value_Null{Null: true}}}}
+			del := &cdcv1.ChangeEvent{Op: cdcv1.Operation_OPERATION_DELETE, RelationOid: ordersOID, Lsn: 130, CommitLsn: 131,
+				CommitTime: timestamppb.New(commitTime),
+				OldValues: []*cdcv1.Value{{Kind: &cdcv1.Value_Int{Int: 1}}, {Kind: &cdcv1.Value_Null{Null: true}},
+					{Kind: &cdcv1.Value_Null{Null: true}}, {Kind: &cdcv1.Value_Null{Null: true}}}}
+			s.send(&cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{ordersRelation()},
+				Events: []*cdcv1.ChangeEvent{insert(1, "first\nline ü", 100), insert(2, `quote " and \`, 101)}, WatermarkLsn: 110})
+			s.waitSafe(110, 30*time.Second)
+			s.send(&cdcv1.ChangeBatch{Events: []*cdcv1.ChangeEvent{upd}})
+			s.send(&cdcv1.ChangeBatch{Events: []*cdcv1.ChangeEvent{del}, WatermarkLsn: 140})
+			last, err := s.finish(30 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if last.GetSafeLsn() != 140 || last.GetAckedEvents() != 4 {
+				t.Fatalf("final %v, want safe 140, acked 4", last)
+			}
+
+			msgs := consume(t, bootstrap, topic, 4, 30*time.Second)
+			type got struct {
+				m   canaltest.Message
+				key string
+			}
+			var rows []got
+			for _, m := range msgs {
+				if want := JavaPartition("public.orders", 4); m.TopicPartition.Partition != want {
+					t.Fatalf("partition %d, want %d (hash of the table)", m.TopicPartition.Partition, want)
+				}
+				rows = append(rows, got{canaltest.Decode(t, m.Value), string(m.Key)})
+			}
+			slices.SortFunc(rows, func(a, b got) int { return int(*a.m.ID - *b.m.ID) })
+			for i, r := range rows {
+				m := r.m
+				if *m.Database != "PUBLIC" || *m.Table != "ORDERS" || *m.IsDdl || *m.SQL != "" || *m.Es != commitTime.UnixMilli() {
+					t.Fatalf("row %d header: %+v", i, m)
+				}
+				if now := time.Now().UnixMilli(); *m.Ts > now || *m.Ts < now-120_000 {
+					t.Fatalf("row %d ts %d is not recent", i, *m.Ts)
+				}
+				if !slices.Equal(m.PkNames, []string{"ID"}) {
+					t.Fatalf("pkNames %v", m.PkNames)
+				}
+				if len(m.SQLType) != 3 || m.SQLType["ID"] != -5 || m.SQLType["remark"] != -1 || m.SQLType["AT"] != 2014 {
+					t.Fatalf("sqlType %v", m.SQLType)
+				}
+				if len(m.MysqlType) != 3 || m.MysqlType["ID"] != "bigint" || m.MysqlType["remark"] != "text" || m.MysqlType["AT"] != "timestamp with time zone" {
+					t.Fatalf("mysqlType %v", m.MysqlType)
+				}
+				if len(m.Data) != 1 || len(m.Data[0]) != 3 {
+					t.Fatalf("data %v", m.Data)
+				}
+				if i > 0 && *m.ID != *rows[i-1].m.ID+1 {
+					t.Fatalf("ids not consecutive")
+				}
+			}
+			val := func(p *string) string {
+				if p == nil {
+					return "<null>"
+				}
+				return *p
+			}
+			d := rows[0].m.Data[0]
+			if *rows[0].m.Type != "INSERT" || val(d["ID"]) != "1" || val(d["remark"]) != "first\nline ü" ||
+				val(d["AT"]) != "2024-05-06 07:08:09.123+00" || rows[0].m.Old != nil || rows[0].key != "1" {
+				t.Fatalf("insert 1: %+v key %q", d, rows[0].key)
+			}
+			if d := rows[1].m.Data[0]; val(d["remark"]) != `quote " and \` || rows[1].key != "2" {
+				t.Fatalf("insert 2: %+v", d)
+			}
+			// The UPDATE changed the key from 2 to 20: keyed by the old key,
+			// the unchanged TOAST value is null (DEFAULT identity), and old
+			// shows the key's prior value.
+			u := rows[2]
+			if *u.m.Type != "UPDATE" || u.key != "2" || val(u.m.Data[0]["ID"]) != "20" || u.m.Data[0]["remark"] != nil ||
+				len(u.m.Old) != 1 || len(u.m.Old[0]) != 1 || val(u.m.Old[0]["ID"]) != "2" {
+				t.Fatalf("update: %+v old %+v key %q", u.m.Data, u.m.Old, u.key)
+			}
+			dl := rows[3]
+			if *dl.m.Type != "DELETE" || dl.key != "1" || val(dl.m.Data[0]["ID"]) != "1" || dl.m.Old != nil {
+				t.Fatalf("delete: %+v", dl.m)
+			}
+		})
+	}
+}
+
+func TestDeliverTooLargeReal(t *testing.T) {
+	bootstrap := realKafka(t)
+	client, _ := startServer(t)
+	topic := testenv.UniqueName("ferry_small")
+	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": bootstrap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := admin.CreateTopics(ctx, []kafka.TopicSpecification{{Topic: topic, NumPartitions: 1,
+		Config: map[string]string{"max.message.bytes": "4096"}}})
+	if err != nil || res[0].Error.Code() != kafka.ErrNoError {
+		t.Fatalf("creating %s: %v %v", topic, err, res)
+	}
+
+	s := openSession(t, ctx, client, start(bootstrap, topic, nil))
+	s.send(&cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{ordersRelation()},
+		Events: []*cdcv1.ChangeEvent{insert(1, "small", 100)}, WatermarkLsn: 110})
+	s.waitSafe(110, 30*time.Second)
+	// A batch whose second row is too large: the first is delivered, the
+	// watermark never becomes safe.
+	s.send(&cdcv1.ChangeBatch{Events: []*cdcv1.ChangeEvent{insert(2, "fine", 200), insert(3, strings.Repeat("x", 10_000), 201)}, WatermarkLsn: 210})
+	s.send(&cdcv1.ChangeBatch{Events: []*cdcv1.ChangeEvent{insert(4, "after", 300)}, WatermarkLsn: 310})
+	last, err := s.drain(30 * time.Second)
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("got %v, want InvalidArgument", err)
+	}
+	msg := status.Convert(err).Message()
+	for _, want := range []string{"public.orders", `key "3"`, "note", topic, "4096"} {
+		if !strings.Contains(msg, want) {
+			t.Fatalf("error %q does not mention %q", msg, want)
+		}
+	}
+	t.Logf("error: %s", msg)
+	if last.GetSafeLsn() != 110 {
+		t.Fatalf("final safe LSN %d, want 110 (must not pass the failed row)", last.GetSafeLsn())
+	}
+	for _, r := range s.seen {
+		if r.GetSafeLsn() > 110 {
+			t.Fatalf("safe LSN %d passed the failed row", r.GetSafeLsn())
+		}
+	}
+	// Nothing from the failed batch onward but what precedes the failed row.
+	msgs := consume(t, bootstrap, topic, 2, 30*time.Second)
+	for _, m := range msgs {
+		if id, _ := strconv.Atoi(string(m.Key)); id > 2 {
+			t.Fatalf("row %d after the failed one was delivered", id)
+		}
+	}
+}

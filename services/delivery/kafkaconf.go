@@ -1,0 +1,135 @@
+package delivery
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/internal/secret"
+)
+
+const (
+	// lingerMs lets librdkafka fill batches for 5 ms: enough to batch a
+	// busy stream, short enough not to matter for latency.
+	lingerMs = 5
+	// batchBytes is librdkafka's cap on one partition's batch before
+	// compression. One megabyte per request amortizes per-request costs
+	// (about 5,000 typical 200-byte Canal messages) and stays under the
+	// broker's default max.message.bytes (1,048,588), which the compressed
+	// batch must not exceed. It is lowered when a task's topic allows less.
+	batchBytes = 1_000_000
+	// batchMessages lifts librdkafka's default of 10,000 messages per batch
+	// so that batchBytes, not the message count, ends a batch of small rows.
+	batchMessages = 100_000
+	// queueMessages is the producer's local queue: about five seconds of
+	// peak throughput, so that a broker hiccup does not stall capture at
+	// once. Memory stays bounded by queue.buffering.max.kbytes (1 GiB).
+	queueMessages = 1_000_000
+	// defaultTopicMaxBytes is Kafka's default max.message.bytes, used when a
+	// topic's own limit cannot be read.
+	defaultTopicMaxBytes = 1_048_588
+	// recordOverhead is what a one-record batch adds to key and value on
+	// the wire (61-byte batch header plus the record's own framing).
+	recordOverhead = 100
+)
+
+// clientConfig is the part of the librdkafka configuration that producers
+// and admin clients share: servers and security. Errors never contain the
+// password.
+func clientConfig(ep *taskv1.KafkaEndpoint) (kafka.ConfigMap, error) {
+	servers := strings.TrimSpace(ep.GetBootstrapServers())
+	if servers == "" {
+		return nil, fmt.Errorf("kafka.bootstrap_servers is empty")
+	}
+	c := kafka.ConfigMap{
+		"bootstrap.servers": servers,
+		"client.id":         "ferry-delivery",
+	}
+	sasl := func(mech string) error {
+		if ep.GetSaslUser() == "" {
+			return fmt.Errorf("kafka.security %s needs kafka.sasl_user", ep.GetSecurity())
+		}
+		pw, err := secret.Resolve(ep.GetSaslPassword())
+		if err != nil {
+			return fmt.Errorf("resolving kafka.sasl_password: %w", err)
+		}
+		c["security.protocol"] = "SASL_PLAINTEXT"
+		c["sasl.mechanisms"] = mech
+		c["sasl.username"] = ep.GetSaslUser()
+		c["sasl.password"] = pw
+		return nil
+	}
+	switch ep.GetSecurity() {
+	case taskv1.KafkaSecurity_KAFKA_SECURITY_UNSPECIFIED, taskv1.KafkaSecurity_KAFKA_SECURITY_PLAINTEXT:
+		c["security.protocol"] = "PLAINTEXT"
+	case taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SCRAM_SHA_256:
+		if err := sasl("SCRAM-SHA-256"); err != nil {
+			return nil, err
+		}
+	case taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SCRAM_SHA_512:
+		if err := sasl("SCRAM-SHA-512"); err != nil {
+			return nil, err
+		}
+	case taskv1.KafkaSecurity_KAFKA_SECURITY_TLS:
+		if ep.GetSaslUser() != "" {
+			// The contract has no way to say which SCRAM mechanism to use
+			// over TLS; refuse rather than guess.
+			return nil, fmt.Errorf("kafka.security TLS with kafka.sasl_user set is not expressible (SCRAM over TLS needs a mechanism); use SASL_SCRAM_SHA_256/512 or TLS without a user")
+		}
+		c["security.protocol"] = "SSL"
+	default:
+		return nil, fmt.Errorf("unknown kafka.security %v", ep.GetSecurity())
+	}
+	return c, nil
+}
+
+// producerConfig is the full producer configuration. maxTopicBytes are the
+// smallest and largest max.message.bytes of the task's topics (0 when
+// unknown).
+func producerConfig(ep *taskv1.KafkaEndpoint, opts *taskv1.KafkaOptions, minTopicBytes, maxTopicBytes int) (kafka.ConfigMap, error) {
+	c, err := clientConfig(ep)
+	if err != nil {
+		return nil, err
+	}
+	switch opts.GetCompression() {
+	case taskv1.Compression_COMPRESSION_UNSPECIFIED, taskv1.Compression_COMPRESSION_LZ4:
+		c["compression.type"] = "lz4"
+	case taskv1.Compression_COMPRESSION_GZIP:
+		c["compression.type"] = "gzip"
+	case taskv1.Compression_COMPRESSION_SNAPPY:
+		c["compression.type"] = "snappy"
+	case taskv1.Compression_COMPRESSION_ZSTD:
+		c["compression.type"] = "zstd"
+	default:
+		return nil, fmt.Errorf("unknown kafka options compression %v", opts.GetCompression())
+	}
+	switch opts.GetAcks() {
+	case taskv1.Acks_ACKS_UNSPECIFIED, taskv1.Acks_ACKS_ALL:
+		c["acks"] = "all"
+		c["enable.idempotence"] = true
+	case taskv1.Acks_ACKS_LEADER:
+		c["acks"] = "1"
+	case taskv1.Acks_ACKS_NONE:
+		c["acks"] = "0"
+	default:
+		return nil, fmt.Errorf("unknown kafka options acks %v", opts.GetAcks())
+	}
+	batch := batchBytes
+	if minTopicBytes > 0 && minTopicBytes-recordOverhead < batch {
+		batch = max(minTopicBytes-recordOverhead, 1)
+	}
+	msgMax := 1_000_000
+	if maxTopicBytes+recordOverhead > msgMax {
+		msgMax = min(maxTopicBytes+recordOverhead, 1_000_000_000)
+	}
+	c["linger.ms"] = lingerMs
+	c["batch.size"] = batch
+	c["batch.num.messages"] = batchMessages
+	c["queue.buffering.max.messages"] = queueMessages
+	c["message.max.bytes"] = msgMax
+	c["go.delivery.report.fields"] = "none"
+	c["go.logs.channel.enable"] = true
+	return c, nil
+}

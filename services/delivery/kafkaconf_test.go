@@ -1,0 +1,84 @@
+package delivery
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"google.golang.org/grpc/codes"
+
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+)
+
+func TestProducerConfig(t *testing.T) {
+	ep := &taskv1.KafkaEndpoint{BootstrapServers: "a:9092,b:9092"}
+	c, err := producerConfig(ep, nil, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{"compression.type": "lz4", "acks": "all", "enable.idempotence": true,
+		"security.protocol": "PLAINTEXT", "linger.ms": 5, "batch.size": 1_000_000, "message.max.bytes": 1_000_000} {
+		if c[k] != want {
+			t.Errorf("%s = %v, want %v", k, c[k], want)
+		}
+	}
+	c, err = producerConfig(ep, &taskv1.KafkaOptions{Compression: taskv1.Compression_COMPRESSION_GZIP, Acks: taskv1.Acks_ACKS_LEADER}, 4096, 20_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c["compression.type"] != "gzip" || c["acks"] != "1" || c["enable.idempotence"] != nil || c["batch.size"] != 3996 || c["message.max.bytes"] != 20_000_100 {
+		t.Errorf("config %v", c)
+	}
+	c, _ = producerConfig(ep, &taskv1.KafkaOptions{Compression: taskv1.Compression_COMPRESSION_SNAPPY, Acks: taskv1.Acks_ACKS_NONE}, 0, 0)
+	if c["compression.type"] != "snappy" || c["acks"] != "0" {
+		t.Errorf("config %v", c)
+	}
+
+	t.Setenv("FERRY_TEST_SASL_PW", "s3cret-pw")
+	sasl := &taskv1.KafkaEndpoint{BootstrapServers: "a:9092", Security: taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SCRAM_SHA_512,
+		SaslUser: "ferry", SaslPassword: &taskv1.SecretRef{Source: &taskv1.SecretRef_Env{Env: "FERRY_TEST_SASL_PW"}}}
+	c, err = producerConfig(sasl, &taskv1.KafkaOptions{Compression: taskv1.Compression_COMPRESSION_ZSTD}, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c["security.protocol"] != "SASL_PLAINTEXT" || c["sasl.mechanisms"] != "SCRAM-SHA-512" || c["sasl.username"] != "ferry" || c["sasl.password"] != "s3cret-pw" || c["compression.type"] != "zstd" {
+		t.Errorf("sasl config has wrong settings")
+	}
+	sasl.Security = taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SCRAM_SHA_256
+	if c, _ = clientConfig(sasl); c["sasl.mechanisms"] != "SCRAM-SHA-256" {
+		t.Errorf("mechanism %v", c["sasl.mechanisms"])
+	}
+	// Errors never carry the password.
+	for _, bad := range []*taskv1.KafkaEndpoint{
+		{BootstrapServers: "a:9092", Security: taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SCRAM_SHA_256, SaslPassword: sasl.SaslPassword},
+		{BootstrapServers: "a:9092", Security: taskv1.KafkaSecurity_KAFKA_SECURITY_TLS, SaslUser: "u", SaslPassword: sasl.SaslPassword},
+		{BootstrapServers: "a:9092", Security: taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SCRAM_SHA_256, SaslUser: "u",
+			SaslPassword: &taskv1.SecretRef{Source: &taskv1.SecretRef_Env{Env: "FERRY_TEST_UNSET_VAR"}}},
+		{Security: taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SCRAM_SHA_256},
+	} {
+		_, err := clientConfig(bad)
+		if err == nil {
+			t.Fatalf("accepted %v", bad)
+		}
+		if strings.Contains(err.Error(), "s3cret") || strings.Contains(fmt.Sprint(bad), "s3cret") {
+			t.Fatalf("error carries the password: %v", err)
+		}
+	}
+	if c, _ = clientConfig(&taskv1.KafkaEndpoint{BootstrapServers: "a:9093", Security: taskv1.KafkaSecurity_KAFKA_SECURITY_TLS}); c["security.protocol"] != "SSL" {
+		t.Errorf("TLS protocol %v", c["security.protocol"])
+	}
+}
+
+func TestKafkaCodes(t *testing.T) {
+	for code, want := range map[kafka.ErrorCode]codes.Code{
+		kafka.ErrTransport: codes.Unavailable, kafka.ErrAllBrokersDown: codes.Unavailable, kafka.ErrMsgTimedOut: codes.Unavailable,
+		kafka.ErrTimedOut: codes.Unavailable, kafka.ErrRequestTimedOut: codes.Unavailable,
+		kafka.ErrUnknownTopicOrPart: codes.FailedPrecondition, kafka.ErrUnknownTopic: codes.FailedPrecondition,
+		kafka.ErrMsgSizeTooLarge: codes.InvalidArgument, kafka.ErrTopicAuthorizationFailed: codes.PermissionDenied,
+	} {
+		if got := kafkaCode(kafka.NewError(code, "x", false)); got != want {
+			t.Errorf("%v -> %v, want %v", code, got, want)
+		}
+	}
+}

@@ -1,0 +1,182 @@
+// Package delivery serves DeliveryService: it writes change events to Kafka
+// and reports which LSNs Kafka has durably acknowledged.
+//
+// # Safe LSN
+//
+// Each produced message gets a sequence number; a batch whose watermark_lsn
+// is not zero registers (last sequence so far, watermark) once every event of
+// the batch is enqueued. Delivery reports arrive out of order across
+// partitions; the checkpoint package keeps the contiguous acknowledged prefix
+// and the safe LSN is the latest watermark that prefix covers (see package
+// checkpoint). A DeliverResponse is sent whenever the safe LSN advances, at
+// most every 20 ms, and a final one before the stream ends. A failed
+// delivery is never acknowledged, so the safe LSN never passes it, and it
+// ends the stream with:
+//
+//   - Unavailable: broker transport failures, all brokers down, timeouts
+//     (after librdkafka's own retries within message.timeout.ms);
+//   - FailedPrecondition: the topic does not exist (auto-creation is not
+//     relied on; enable schema sync or create it);
+//   - InvalidArgument: a row larger than its topic's max.message.bytes,
+//     naming the schema, table, key and the largest columns to filter out;
+//   - PermissionDenied: authorization failures.
+//
+// # Messages
+//
+// The topic is the table's topic from ObjectSelection.tables[] or else
+// KafkaEndpoint.topic. The Kafka key is the text of the key columns
+// (Relation.key_columns) concatenated in key order with no separator, nil
+// for tables without a key; an UPDATE or DELETE is keyed and routed by its
+// before-image's key when the source sent one (so a key change goes where the
+// old key's history is), else by the new row. The partition follows the
+// policy: ALL_TO_ZERO (default) 0; HASH_TABLE JavaPartition("schema.table")
+// with the source's names; HASH_PRIMARY_KEY JavaPartition(key), 0 without a
+// key.
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
+)
+
+// Server implements DeliveryService.
+type Server struct {
+	deliveryv1.UnimplementedDeliveryServiceServer
+	logger *slog.Logger
+
+	// FlushTimeout bounds the wait for outstanding acknowledgements after
+	// the client half-closes. Zero: 60 s.
+	FlushTimeout time.Duration
+	// CoalesceInterval is the minimum time between two progress responses.
+	// Zero: 20 ms.
+	CoalesceInterval time.Duration
+
+	streams sync.WaitGroup // one per stream whose producer is not closed yet
+}
+
+// Wait blocks until the producer of every stream that has ended is closed.
+// A failed stream's handler returns before its producer closes (the
+// receiving goroutine must notice the cancellation first).
+func (s *Server) Wait() { s.streams.Wait() }
+
+// NewServer returns a server that logs to logger.
+func NewServer(logger *slog.Logger) *Server {
+	return &Server{logger: logger}
+}
+
+// EnsureTopics creates the missing topics with their partition counts and
+// the broker's default replication factor.
+func (s *Server) EnsureTopics(ctx context.Context, req *deliveryv1.EnsureTopicsRequest) (*deliveryv1.EnsureTopicsResponse, error) {
+	conf, err := clientConfig(req.GetKafka())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	var specs []kafka.TopicSpecification
+	seen := map[string]bool{}
+	for _, t := range req.GetTopics() {
+		name := t.GetName()
+		if name == "" {
+			return nil, status.Error(codes.InvalidArgument, "topics[].name is empty")
+		}
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		parts := int(t.GetPartitions())
+		if parts == 0 {
+			parts = 1
+		}
+		// ReplicationFactor 0 is sent as -1: the broker's
+		// default.replication.factor.
+		specs = append(specs, kafka.TopicSpecification{Topic: name, NumPartitions: parts})
+	}
+	resp := &deliveryv1.EnsureTopicsResponse{}
+	if len(specs) == 0 {
+		return resp, nil
+	}
+	admin, err := kafka.NewAdminClient(&conf)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "creating the Kafka admin client: %v", err)
+	}
+	defer admin.Close()
+	results, err := admin.CreateTopics(ctx, specs, kafka.SetAdminOperationTimeout(30*time.Second))
+	if err != nil {
+		return nil, kafkaStatus(err, "creating topics")
+	}
+	var failed []string
+	for _, r := range results {
+		switch r.Error.Code() {
+		case kafka.ErrNoError:
+			resp.Created = append(resp.Created, r.Topic)
+		case kafka.ErrTopicAlreadyExists:
+			resp.Existing = append(resp.Existing, r.Topic)
+		default:
+			failed = append(failed, fmt.Sprintf("%s: %v", r.Topic, r.Error))
+		}
+	}
+	if len(failed) > 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "creating topics failed for %s (created %v, existing %v)",
+			strings.Join(failed, "; "), resp.Created, resp.Existing)
+	}
+	s.logger.InfoContext(ctx, "topics ensured", "created", resp.Created, "existing", resp.Existing)
+	return resp, nil
+}
+
+// Deliver runs one delivery stream; see the package documentation.
+func (s *Server) Deliver(srv deliveryv1.DeliveryService_DeliverServer) error {
+	first, err := srv.Recv()
+	if err != nil {
+		return err
+	}
+	start := first.GetStart()
+	if start == nil {
+		return status.Error(codes.InvalidArgument, "the first DeliverRequest must be start (StartDelivery)")
+	}
+	st, err := newStream(srv.Context(), s, start)
+	if err != nil {
+		return err
+	}
+	return st.run(srv)
+}
+
+// kafkaStatus maps a librdkafka error to a gRPC status, prefixed with what
+// was being done.
+func kafkaStatus(err error, what string) error {
+	var ke kafka.Error
+	if !errors.As(err, &ke) {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return status.Errorf(codes.Unavailable, "%s: %v", what, err)
+		}
+		return status.Errorf(codes.Internal, "%s: %v", what, err)
+	}
+	return status.Errorf(kafkaCode(ke), "%s: %v", what, ke)
+}
+
+func kafkaCode(ke kafka.Error) codes.Code {
+	switch ke.Code() {
+	case kafka.ErrMsgSizeTooLarge, kafka.ErrInvalidMsgSize, kafka.ErrRecordListTooLarge:
+		return codes.InvalidArgument
+	case kafka.ErrUnknownTopicOrPart, kafka.ErrUnknownTopic, kafka.ErrUnknownPartition:
+		return codes.FailedPrecondition
+	case kafka.ErrTopicAuthorizationFailed, kafka.ErrSaslAuthenticationFailed, kafka.ErrAuthentication:
+		return codes.PermissionDenied
+	case kafka.ErrTransport, kafka.ErrAllBrokersDown, kafka.ErrMsgTimedOut, kafka.ErrTimedOut,
+		kafka.ErrRequestTimedOut, kafka.ErrNotEnoughReplicas, kafka.ErrLeaderNotAvailable, kafka.ErrNotLeaderForPartition:
+		return codes.Unavailable
+	}
+	if ke.IsRetriable() || ke.IsTimeout() {
+		return codes.Unavailable
+	}
+	return codes.Internal
+}
