@@ -203,6 +203,11 @@ func TestDeliverTooLargeReal(t *testing.T) {
 	if err != nil || res[0].Error.Code() != kafka.ErrNoError {
 		t.Fatalf("creating %s: %v %v", topic, err, res)
 	}
+	// As the setup activity does: EnsureTopics returns once the topic that
+	// already exists is led, so the stream below finds it.
+	if got := ensure(t, client, bootstrap, &deliveryv1.TopicSpec{Name: topic}); len(got.GetExisting()) != 1 {
+		t.Fatalf("EnsureTopics = %v, want %s reported as existing", got, topic)
+	}
 
 	s := openSession(t, ctx, client, start(bootstrap, topic, nil))
 	s.send(&cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{ordersRelation()},

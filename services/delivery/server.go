@@ -129,8 +129,60 @@ func (s *Server) EnsureTopics(ctx context.Context, req *deliveryv1.EnsureTopicsR
 		return nil, status.Errorf(codes.FailedPrecondition, "creating topics failed for %s (created %v, existing %v)",
 			strings.Join(failed, "; "), resp.Created, resp.Existing)
 	}
+	if err := waitVisible(ctx, admin, append(append([]string{}, resp.Created...), resp.Existing...)); err != nil {
+		return nil, err
+	}
 	s.logger.InfoContext(ctx, "topics ensured", "created", resp.Created, "existing", resp.Existing)
 	return resp, nil
+}
+
+// topicsVisibleTimeout bounds the wait for new topics to reach metadata.
+const topicsVisibleTimeout = 30 * time.Second
+
+// waitVisible polls metadata until every topic has a leader for each of its
+// partitions. CreateTopics returns before a new topic is in every broker's
+// metadata, and a Deliver stream started at once would be told the topic
+// does not exist.
+func waitVisible(ctx context.Context, admin *kafka.AdminClient, names []string) error {
+	ctx, cancel := context.WithTimeout(ctx, topicsVisibleTimeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		missing := notLed(admin, names)
+		if len(missing) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return status.Errorf(codes.Unavailable, "topics %s exist but have no partition leaders in Kafka's metadata after %s; check the brokers",
+				strings.Join(missing, ", "), topicsVisibleTimeout)
+		case <-tick.C:
+		}
+	}
+}
+
+func notLed(admin *kafka.AdminClient, names []string) []string {
+	var out []string
+	for _, name := range names {
+		md, err := admin.GetMetadata(&name, false, 5000)
+		if err != nil {
+			out = append(out, name)
+			continue
+		}
+		t, ok := md.Topics[name]
+		if !ok || t.Error.Code() != kafka.ErrNoError || len(t.Partitions) == 0 {
+			out = append(out, name)
+			continue
+		}
+		for _, p := range t.Partitions {
+			if p.Leader < 0 || p.Error.Code() != kafka.ErrNoError {
+				out = append(out, name)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // Deliver runs one delivery stream; see the package documentation.
