@@ -33,6 +33,8 @@ lint: tools
 	@echo "==> gofmt"; out=$$(gofmt -l gen services workflows e2e tools); test -z "$$out" || { echo "not gofmt-formatted: $$out" >&2; exit 1; }
 	@echo "==> go vet"; go vet $(MODULES)
 	@echo "==> buf lint"; $$($(TOOLS) path buf) lint
+	@# Against main: on a branch this catches wire-breaking proto changes; on main it checks the working tree.
+	@echo "==> buf breaking"; $$($(TOOLS) path buf) breaking --against '.git#branch=main'
 	@echo "==> golangci-lint"; $$($(TOOLS) path golangci-lint) run ./services/... ./workflows/... ./e2e/...
 	@echo "==> workflowcheck"; $$($(TOOLS) path workflowcheck) ./workflows/...
 
@@ -48,7 +50,10 @@ down:
 status:
 	@$(STACK) status
 
-demo: tools up
+# The demo needs only the runtime tools, not the linters.
+demo:
+	@$(TOOLS) ensure temporal grpcurl kcat
+	@$(STACK) up
 	@$(STACK) up ferry
 	@deploy/local/demo.sh
 

@@ -31,7 +31,10 @@ func (f *ferry) createTask(conn *pgx.Conn, taskID, table, topic string) {
 	if err != nil {
 		f.t.Fatalf("CreateTask %s: %v", taskID, err)
 	}
-	f.t.Cleanup(func() { f.releaseIfRunning(taskID) })
+	f.t.Cleanup(func() {
+		f.releaseIfRunning(taskID)
+		dropLeftovers(f.t, conn, slotName(taskID))
+	})
 	slot := slotName(taskID)
 	eventually(f.t, 60*time.Second, "task "+taskID+" to stream", func() (bool, string) {
 		var active bool
@@ -70,6 +73,20 @@ func (f *ferry) releaseIfRunning(taskID string) {
 		return
 	}
 	_ = f.temporal.GetWorkflow(ctx, taskID, "").Get(ctx, nil)
+}
+
+// dropLeftovers removes the slot and publication of a task that failed: a
+// failed task keeps them on purpose, so that it can resume without loss, but
+// on the shared test cluster they would pin WAL for every later test.
+func dropLeftovers(t *testing.T, conn *pgx.Conn, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, name); err != nil {
+		t.Logf("dropping slot %s: %v", name, err)
+	}
+	if _, err := conn.Exec(ctx, `DROP PUBLICATION IF EXISTS `+pgx.Identifier{name}.Sanitize()); err != nil {
+		t.Logf("dropping publication %s: %v", name, err)
+	}
 }
 
 // stopAndRelease stops the task and checks that its slot and publication are

@@ -7,6 +7,7 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 eval "$("$SCRIPT_DIR/stack.sh" env)"
 GRPCURL=$("$SCRIPT_DIR/tools.sh" path grpcurl)
+TEMPORAL=$("$SCRIPT_DIR/tools.sh" path temporal)
 CONTROL=127.0.0.1:${FERRY_CONTROL_PORT:-7400}
 TASK_ID=${FERRY_DEMO_TASK:-demo-orders}
 TOPIC=demo_orders
@@ -81,7 +82,8 @@ cat <<EOF2
 
 Temporal UI:   http://127.0.0.1:8233/namespaces/default/workflows/$TASK_ID
 Task state:    $GRPCURL -plaintext -d '{"task_id":"$TASK_ID"}' $CONTROL ferry.task.v1.TaskService/GetTask
-Pause/resume:  temporal workflow signal --address $FERRY_TEMPORAL_ADDRESS --workflow-id $TASK_ID --name ferry.pause
+Pause:         $TEMPORAL workflow signal --address $FERRY_TEMPORAL_ADDRESS --workflow-id $TASK_ID --name ferry.pause
+Resume:        $TEMPORAL workflow signal --address $FERRY_TEMPORAL_ADDRESS --workflow-id $TASK_ID --name ferry.resume
 Stop+release:  $GRPCURL -plaintext -d '{"task_id":"$TASK_ID","release":true}' $CONTROL ferry.task.v1.TaskService/StopTask
 Stop it all:   make down
 EOF2

@@ -38,10 +38,12 @@ func Normalize(spec *taskv1.TaskSpec) (*taskv1.TaskSpec, error) {
 	if s.Destination == nil {
 		s.Destination = &taskv1.KafkaEndpoint{}
 	}
-	for field, v := range map[string]string{"source.host": s.Source.Host, "source.database": s.Source.Database, "source.user": s.Source.User,
-		"destination.bootstrap_servers": s.Destination.BootstrapServers, "destination.topic": s.Destination.Topic} {
-		if v == "" {
-			errs.add(field, "required")
+	for _, f := range []struct{ name, value string }{
+		{"source.host", s.Source.Host}, {"source.database", s.Source.Database}, {"source.user", s.Source.User},
+		{"destination.bootstrap_servers", s.Destination.BootstrapServers}, {"destination.topic", s.Destination.Topic},
+	} {
+		if f.value == "" {
+			errs.add(f.name, "required")
 		}
 	}
 	if s.Source.Port == 0 {
