@@ -31,10 +31,22 @@ func (f *ferry) createTask(conn *pgx.Conn, taskID, table, topic string) {
 	if err != nil {
 		f.t.Fatalf("CreateTask %s: %v", taskID, err)
 	}
+	f.cleanupTask(conn, taskID)
+	f.waitStreaming(conn, taskID)
+}
+
+// cleanupTask makes sure the task leaves no slot behind, however the test ends.
+func (f *ferry) cleanupTask(conn *pgx.Conn, taskID string) {
 	f.t.Cleanup(func() {
 		f.releaseIfRunning(taskID)
 		dropLeftovers(f.t, conn, slotName(taskID))
 	})
+}
+
+// waitStreaming waits until the task is in incremental sync and its slot is
+// being read.
+func (f *ferry) waitStreaming(conn *pgx.Conn, taskID string) {
+	f.t.Helper()
 	slot := slotName(taskID)
 	eventually(f.t, 60*time.Second, "task "+taskID+" to stream", func() (bool, string) {
 		var active bool

@@ -18,7 +18,11 @@ import (
 
 // heartbeatEvery keeps heartbeats flowing while the stream is idle; the SDK
 // throttles the ones sent on every ack.
-const heartbeatEvery = 5 * time.Second
+const heartbeatEvery = time.Second
+
+// HeartbeatThrottle is the longest the worker holds back a heartbeat; it
+// bounds how long a pause or stop waits for the incremental activity.
+const HeartbeatThrottle = 2 * time.Second
 
 // Incremental streams changes from capture to delivery and carries Kafka's
 // acks back: only an LSN that delivery reports safe is acknowledged to

@@ -85,7 +85,11 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer tc.Close()
 
-	w := worker.New(tc, cfg.TaskQueue, worker.Options{})
+	w := worker.New(tc, cfg.TaskQueue, worker.Options{
+		// Cancellation reaches an activity only with a heartbeat response, so
+		// the throttle bounds how fast pause and stop take effect.
+		MaxHeartbeatThrottleInterval: task.HeartbeatThrottle,
+	})
 	w.RegisterWorkflowWithOptions(task.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowName})
 	w.RegisterActivity(&task.Activities{
 		Catalog:  catalogv1.NewCatalogServiceClient(conns["catalog"]),
