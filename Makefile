@@ -6,7 +6,7 @@ export GOTOOLCHAIN := local
 
 STACK := deploy/local/stack.sh
 TOOLS := deploy/local/tools.sh
-MODULES := ./gen/... ./services/... ./workflows/... ./e2e/...
+MODULES := ./gen/... ./services/... ./workflows/... ./e2e/... ./bench/...
 # Integration and end-to-end tests share one PostgreSQL and one broker, and
 # the machine has two cores: run packages one at a time.
 GOTEST_FLAGS ?= -count=1 -p 1 -timeout 20m
@@ -30,12 +30,12 @@ gen-check: gen
 	@test -z "$$(git status --porcelain -- gen)" || { echo "gen/ has uncommitted files: run 'make gen' and commit" >&2; git status --porcelain -- gen >&2; exit 1; }
 
 lint: tools
-	@echo "==> gofmt"; out=$$(gofmt -l gen services workflows e2e tools); test -z "$$out" || { echo "not gofmt-formatted: $$out" >&2; exit 1; }
+	@echo "==> gofmt"; out=$$(gofmt -l gen services workflows e2e tools bench); test -z "$$out" || { echo "not gofmt-formatted: $$out" >&2; exit 1; }
 	@echo "==> go vet"; go vet $(MODULES)
 	@echo "==> buf lint"; $$($(TOOLS) path buf) lint
 	@# Against main: on a branch this catches wire-breaking proto changes; on main it checks the working tree.
 	@echo "==> buf breaking"; $$($(TOOLS) path buf) breaking --against '.git#branch=main'
-	@echo "==> golangci-lint"; $$($(TOOLS) path golangci-lint) run ./services/... ./workflows/... ./e2e/...
+	@echo "==> golangci-lint"; $$($(TOOLS) path golangci-lint) run ./services/... ./workflows/... ./e2e/... ./bench/...
 	@echo "==> workflowcheck"; $$($(TOOLS) path workflowcheck) ./workflows/...
 
 build:
@@ -58,7 +58,7 @@ demo:
 	@deploy/local/demo.sh
 
 test-unit:
-	go test $(GOTEST_FLAGS) ./gen/... ./services/... ./workflows/...
+	go test $(GOTEST_FLAGS) ./gen/... ./services/... ./workflows/... ./bench/...
 
 test-e2e:
 	go test $(GOTEST_FLAGS) -v ./e2e/...
@@ -66,6 +66,7 @@ test-e2e:
 test: lint gen-check up
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-e2e
+	@$(MAKE) --no-print-directory bench-smoke
 
 clean:
 	@$(STACK) down
@@ -78,3 +79,22 @@ record-history:
 	@$$($(TOOLS) path temporal) workflow show --address 127.0.0.1:7233 --workflow-id "$(TASK)" --output json \
 		> workflows/task/testdata/$(NAME).history.json
 	@echo "recorded workflows/task/testdata/$(NAME).history.json"
+
+# Benchmarks (bench/README.md): Ferry against baselines run beside it.
+# `make bench` writes bench/results/latest.md and latest.json; pass flags
+# with e.g. BENCH_FLAGS='-n 100000 -runs 5'.
+.PHONY: bench bench-smoke
+BENCH_FLAGS ?=
+
+bench: up
+	@eval "$$($(STACK) env)"; go run ./bench/cmd/ferrybench $(BENCH_FLAGS)
+
+# A correctness smoke test of the harness, not a timing test: 5,000 rows,
+# one run, report in a temporary folder. ferrybench itself fails unless
+# every row arrived; the report files are checked here.
+bench-smoke: up
+	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; eval "$$($(STACK) env)"; \
+		go run ./bench/cmd/ferrybench -n 5000 -runs 1 -ferry-timeout 2m -out "$$out" >"$$out/stdout"; \
+		test -s "$$out/latest.md" -a -s "$$out/latest.json" || { echo "bench-smoke: no report" >&2; exit 1; }; \
+		grep -q '| 1 | 5000 / 5000 |' "$$out/latest.md" || { echo "bench-smoke: rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
+		echo "bench-smoke: ok, 5000 of 5000 rows arrived and the report was written"

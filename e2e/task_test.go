@@ -19,6 +19,13 @@ import (
 // createTask starts a task on one table and waits until its slot streams.
 func (f *ferry) createTask(conn *pgx.Conn, taskID, table, topic string) {
 	f.t.Helper()
+	f.createTaskWithOptions(conn, taskID, table, topic, nil)
+}
+
+// createTaskWithOptions is createTask with the task's Kafka options set; nil
+// takes the defaults.
+func (f *ferry) createTaskWithOptions(conn *pgx.Conn, taskID, table, topic string, opts *taskv1.KafkaOptions) {
+	f.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, err := f.control.CreateTask(ctx, &taskv1.CreateTaskRequest{TaskId: taskID, Spec: &taskv1.TaskSpec{
@@ -26,6 +33,7 @@ func (f *ferry) createTask(conn *pgx.Conn, taskID, table, topic string) {
 		Source:      sourceEndpoint(),
 		Destination: &taskv1.KafkaEndpoint{BootstrapServers: kafkaBootstrap(), Topic: topic},
 		Objects:     &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{{Schema: "public", Table: table}}},
+		Kafka:       opts,
 		Advanced:    &taskv1.AdvancedOptions{ConnectionRetryMinutes: 10, OtherRetryMinutes: 2},
 	}})
 	if err != nil {

@@ -133,7 +133,6 @@ func notYetSupported(s *taskv1.TaskSpec) []string {
 		need(len(t.GetOperations()) > 0, fmt.Sprintf("objects.tables[%d].operations", i), "task-lifecycle")
 	}
 	k := s.GetKafka()
-	need(k.GetFormat() == taskv1.DataFormat_DATA_FORMAT_DTS_AVRO, "kafka.format=DTS_AVRO", "delivery")
 	need(k.GetExactlyOnce(), "kafka.exactly_once", "delivery")
 	need(k.GetDeadLetterTopic() != "", "kafka.dead_letter_topic", "delivery")
 	need(k.GetDdlTopic() != "", "kafka.ddl_topic", "delivery")

@@ -23,6 +23,10 @@
 //
 // # Messages
 //
+// The value is one row change in the task's format (KafkaOptions.format):
+// Canal JSON (package canal) by default, or DTS Avro (package dtsavro) as
+// plain Avro binary.
+//
 // The topic is the table's topic from ObjectSelection.tables[] or else
 // KafkaEndpoint.topic. The Kafka key is the text of the key columns
 // (Relation.key_columns) concatenated in key order with no separator, nil

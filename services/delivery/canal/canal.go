@@ -82,10 +82,31 @@ type Table struct {
 	// KeyIdx are the indexes of the key columns (Relation.key_columns), in
 	// key order, into the event's values.
 	KeyIdx []int
+	// Names are the relation's names after name mapping, for other formats
+	// that must name things exactly as Canal JSON does.
+	Names Names
 
 	prefix []byte // `"database":..,"table":..,"pkNames":..,"isDdl":false,"type":"`
 	types  []byte // `"sqlType":{..},"mysqlType":{..},"data":[`
 	cols   []column
+}
+
+// Names are a relation's names as messages carry them: the capitalization
+// policy applied, column renames and drops applied.
+type Names struct {
+	Database string // the source database (Options.SourceDatabase)
+	Schema   string
+	Table    string
+	Columns  []Column // the written columns, in source order
+}
+
+// Column is a written column.
+type Column struct {
+	Src  int // index into the event's values
+	Name string
+	// Reveals: the before-image carries this column's value (REPLICA
+	// IDENTITY FULL, or a key column).
+	Reveals bool
 }
 
 // Encoder turns change events into Canal JSON. It is not safe for concurrent
@@ -154,6 +175,7 @@ func (e *Encoder) SetRelation(r *cdcv1.Relation) *Table {
 		written[c.GetName()] = name
 		reveals := r.GetReplicaIdentity() == cdcv1.ReplicaIdentity_REPLICA_IDENTITY_FULL || c.GetKey()
 		t.cols = append(t.cols, column{src: i, oid: c.GetTypeOid(), key: append(appendString(nil, name), ':'), reveals: reveals})
+		t.Names.Columns = append(t.Names.Columns, Column{Src: i, Name: name, Reveals: reveals})
 	}
 	idx := map[string]int{}
 	for i, c := range r.GetColumns() {
@@ -169,6 +191,9 @@ func (e *Encoder) SetRelation(r *cdcv1.Relation) *Table {
 		}
 	}
 
+	t.Names.Database = e.applyCase(e.opts.SourceDatabase)
+	t.Names.Schema = e.applyCase(r.GetSchema())
+	t.Names.Table = e.applyCase(r.GetTable())
 	db := r.GetSchema()
 	if e.opts.DatabaseIsDBName {
 		db = e.opts.SourceDatabase

@@ -255,9 +255,9 @@ func isHalfway(s []byte, f float64, bits int) bool {
 	return false
 }
 
-// civil converts days since 1970-01-01 to a proleptic Gregorian date with
+// Civil converts days since 1970-01-01 to a proleptic Gregorian date with
 // astronomical year numbering (year 0 is 1 BC).
-func civil(days int64) (y int64, m, d int) {
+func Civil(days int64) (y int64, m, d int) {
 	z := days + 719468
 	era := z / 146097
 	if z < 0 {
@@ -291,7 +291,7 @@ func appendPad(dst []byte, v int64, width int) []byte {
 
 // appendYMD appends the date and reports whether it is BC.
 func appendYMD(dst []byte, days int64) ([]byte, bool) {
-	y, m, d := civil(days)
+	y, m, d := Civil(days)
 	bc := y <= 0
 	if bc {
 		y = 1 - y

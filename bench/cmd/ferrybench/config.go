@@ -1,0 +1,130 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// config is everything one invocation needs. Connection settings come from
+// the environment that `deploy/local/stack.sh env` prints, with the same
+// defaults the e2e suite uses, so the harness runs against the local stack
+// without extra setup.
+type config struct {
+	rows         int
+	runs         int
+	txnRows      int
+	outDir       string
+	repoRoot     string
+	ferryTimeout time.Duration
+
+	pgHost, pgDatabase string
+	pgPort             int
+	pgSuperDSN         string // postgres superuser: baseline slot, publication, cleanup
+	pgPasswordFile     string // the "ferry" role's password, passed to Ferry as a file reference
+	pgBin              string
+	kafkaBootstrap     string
+	temporalAddress    string
+}
+
+func parseConfig(args []string) (*config, error) {
+	root, err := findRepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	c := &config{repoRoot: root}
+	fs := flag.NewFlagSet("ferrybench", flag.ContinueOnError)
+	fs.IntVar(&c.rows, "n", 500_000, "rows in the backlog")
+	fs.IntVar(&c.runs, "runs", 3, "runs; figures are medians over runs")
+	fs.IntVar(&c.txnRows, "txn-rows", 1_000, "rows per source transaction")
+	fs.StringVar(&c.outDir, "out", filepath.Join(root, "bench", "results"), "directory for latest.md and latest.json")
+	fs.DurationVar(&c.ferryTimeout, "ferry-timeout", 10*time.Minute, "how long Ferry may take to deliver one backlog")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if c.rows <= 0 || c.runs <= 0 || c.txnRows <= 0 {
+		return nil, fmt.Errorf("-n, -runs and -txn-rows must be positive")
+	}
+	c.pgHost = env("FERRY_PG_HOST", "127.0.0.1")
+	c.pgDatabase = env("FERRY_PG_DATABASE", "ferry")
+	if _, err := fmt.Sscan(env("FERRY_PG_PORT", "55432"), &c.pgPort); err != nil {
+		return nil, fmt.Errorf("FERRY_PG_PORT: %w", err)
+	}
+	c.pgSuperDSN = env("FERRY_PG_DSN", fmt.Sprintf("postgres://postgres:postgres@%s:%d/%s?sslmode=disable", c.pgHost, c.pgPort, c.pgDatabase))
+	c.pgPasswordFile = env("FERRY_PG_PASSWORD_FILE", filepath.Join(root, ".local", "secrets", "pg-password"))
+	c.pgBin = env("FERRY_PG_BIN", "/usr/lib/postgresql/15/bin")
+	c.kafkaBootstrap = env("FERRY_KAFKA_BOOTSTRAP", "127.0.0.1:59092")
+	c.temporalAddress = env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233")
+	return c, nil
+}
+
+// ferryDSN connects as the non-superuser role Ferry's task uses, so that the
+// table is owned by the role that creates the task's publication.
+func (c *config) ferryDSN() (string, error) {
+	pw, err := os.ReadFile(c.pgPasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("reading the PostgreSQL password (is the stack up? `make up`): %w", err)
+	}
+	return fmt.Sprintf("postgres://ferry:%s@%s:%d/%s?sslmode=disable",
+		strings.TrimRight(string(pw), "\r\n"), c.pgHost, c.pgPort, c.pgDatabase), nil
+}
+
+func env(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// findRepoRoot walks up from the working directory to go.work, so that
+// `go run ./bench/cmd/ferrybench` works from the repository root and
+// `go run .` works from the command's own folder.
+func findRepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("working directory: %w", err)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.work")); err == nil {
+			return d, nil
+		}
+		if d == filepath.Dir(d) {
+			return "", fmt.Errorf("no go.work above %s: run from the Ferry checkout", dir)
+		}
+	}
+}
+
+// machine describes where the figures were taken: ratios travel between
+// machines, absolute numbers do not.
+type machine struct {
+	CPUs     int    `json:"cpus"`
+	MemoryMB int    `json:"memory_mb"`
+	CPUModel string `json:"cpu_model"`
+	GoVer    string `json:"go"`
+}
+
+func describeMachine() machine {
+	m := machine{CPUs: runtime.NumCPU(), GoVer: runtime.Version(), CPUModel: "unknown"}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int
+		for _, line := range strings.Split(string(b), "\n") {
+			if _, err := fmt.Sscanf(line, "MemTotal: %d kB", &kb); err == nil {
+				m.MemoryMB = kb / 1024
+				break
+			}
+		}
+	}
+	return m
+}

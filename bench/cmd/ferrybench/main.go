@@ -1,0 +1,112 @@
+// Command ferrybench measures Ferry's incremental catch-up on a backlog of
+// inserts against two baselines run beside it in the same invocation: the
+// source limit (pg_recvlogical draining the same WAL) and the Kafka limit (a
+// bare librdkafka producer with Ferry's settings sending Ferry's messages).
+// Figures are reported as medians over runs, and as ratios to the baselines,
+// because absolute numbers say little about a different machine.
+//
+// It needs the local stack (`make up`) and exits non-zero unless every run
+// delivered every row and the report was written.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+func main() {
+	log.SetFlags(log.Ltime)
+	log.SetPrefix("ferrybench ")
+	if err := run(os.Args[1:]); err != nil {
+		log.Printf("FAILED: %v", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	c, err := parseConfig(args)
+	if err != nil {
+		return err
+	}
+	// Ctrl-C cancels the context; the deferred clean-ups still run.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	e, closeEnv, err := openEnv(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer closeEnv()
+	rep := newReport(c)
+	runErr := runAll(ctx, e, &rep)
+	if runErr != nil {
+		rep.Error = runErr.Error()
+	}
+	if err := writeReport(c.outDir, rep); err != nil {
+		return err
+	}
+	fmt.Print(renderMarkdown(rep))
+	log.Printf("wrote %s and %s", filepath.Join(c.outDir, "latest.md"), filepath.Join(c.outDir, "latest.json"))
+	return runErr
+}
+
+// runAll runs the scenario c.runs times and stops at the first run that
+// fails or loses a row: a figure for an incomplete delivery means nothing.
+func runAll(ctx context.Context, e *benchEnv, rep *report) error {
+	for i := 1; i <= e.c.runs; i++ {
+		r, err := runOnce(ctx, e, i)
+		if err != nil {
+			return err
+		}
+		rep.Runs = append(rep.Runs, r)
+		if a := r.Ferry.Topic; a.Missing > 0 {
+			return fmt.Errorf("run %d: %d of %d rows never reached Kafka", i, a.Missing, e.c.rows)
+		}
+	}
+	return nil
+}
+
+// openEnv builds Ferry and opens the connections every run shares.
+func openEnv(ctx context.Context, c *config) (*benchEnv, func(), error) {
+	binDir, err := os.MkdirTemp("", "ferrybench-bin-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating the binary folder: %w", err)
+	}
+	cleanups := []func(){func() { _ = os.RemoveAll(binDir) }}
+	closeAll := func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}
+	fail := func(err error) (*benchEnv, func(), error) { closeAll(); return nil, nil, err }
+	log.Printf("building Ferry")
+	if err := buildFerry(ctx, c.repoRoot, binDir); err != nil {
+		return fail(err)
+	}
+	super, err := connect(ctx, c.pgSuperDSN)
+	if err != nil {
+		return fail(err)
+	}
+	cleanups = append(cleanups, func() { _ = super.Close(context.Background()) })
+	dsn, err := c.ferryDSN()
+	if err != nil {
+		return fail(err)
+	}
+	owner, err := connect(ctx, dsn)
+	if err != nil {
+		return fail(err)
+	}
+	cleanups = append(cleanups, func() { _ = owner.Close(context.Background()) })
+	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": c.kafkaBootstrap})
+	if err != nil {
+		return fail(fmt.Errorf("creating the Kafka admin client: %w", err))
+	}
+	cleanups = append(cleanups, admin.Close)
+	return &benchEnv{c: c, binDir: binDir, super: super, owner: owner, admin: admin}, closeAll, nil
+}

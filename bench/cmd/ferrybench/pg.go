@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+const table = "bench_orders"
+
+// createTableSQL is the scenario's one table. REPLICA IDENTITY stays DEFAULT:
+// the backlog is inserts only.
+const createTableSQL = `CREATE TABLE public.bench_orders (
+	id bigint PRIMARY KEY, customer text, amount numeric(12,2), placed_at timestamptz, note text)`
+
+// insertSQL generates rows $1..$2 from the id alone, so every run and every
+// machine writes exactly the same bytes: multiplicative hashes stand in for
+// a seeded random generator.
+const insertSQL = `INSERT INTO public.bench_orders
+	SELECT g,
+	       'customer-' || lpad(((g * 7919) % 100003)::text, 6, '0'),
+	       ((g * 104729) % 10000000) / 100.0,
+	       timestamptz '2026-01-01 00:00:00+00' + (g * 1237 % 31536000) * interval '1 second',
+	       'order ' || g || ' ' || md5(g::text)
+	FROM generate_series($1::bigint, $2::bigint) g`
+
+func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to PostgreSQL (is the stack up? `make up`): %w", err)
+	}
+	return conn, nil
+}
+
+// recreateTable drops what an aborted invocation may have left and creates
+// the table empty.
+func recreateTable(ctx context.Context, conn *pgx.Conn) error {
+	if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS public."+table); err != nil {
+		return fmt.Errorf("dropping %s: %w", table, err)
+	}
+	if _, err := conn.Exec(ctx, createTableSQL); err != nil {
+		return fmt.Errorf("creating %s: %w", table, err)
+	}
+	return nil
+}
+
+func dropTable(ctx context.Context, conn *pgx.Conn) error {
+	if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS public."+table); err != nil {
+		return fmt.Errorf("dropping %s: %w", table, err)
+	}
+	return nil
+}
+
+// writeBacklog inserts rows 1..n in transactions of txnRows rows each (every
+// Exec is its own autocommitted transaction) and returns the WAL position
+// after the last commit: the point a consumer has to reach.
+func writeBacklog(ctx context.Context, conn *pgx.Conn, n, txnRows int) (uint64, time.Duration, error) {
+	start := time.Now()
+	for lo := 1; lo <= n; lo += txnRows {
+		hi := min(lo+txnRows-1, n)
+		if _, err := conn.Exec(ctx, insertSQL, lo, hi); err != nil {
+			return 0, 0, fmt.Errorf("inserting rows %d..%d: %w", lo, hi, err)
+		}
+	}
+	took := time.Since(start)
+	lsn, err := currentLSN(ctx, conn)
+	return lsn, took, err
+}
+
+func currentLSN(ctx context.Context, conn *pgx.Conn) (uint64, error) {
+	var lsn uint64
+	if err := conn.QueryRow(ctx, `SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint`).Scan(&lsn); err != nil {
+		return 0, fmt.Errorf("reading pg_current_wal_lsn: %w", err)
+	}
+	return lsn, nil
+}
+
+// slotState is one row of pg_replication_slots; exists is false when the
+// slot is gone.
+type slotState struct {
+	exists, active bool
+	confirmed      uint64
+}
+
+func readSlot(ctx context.Context, conn *pgx.Conn, slot string) (slotState, error) {
+	var s slotState
+	var confirmed *uint64
+	err := conn.QueryRow(ctx, `SELECT active, (confirmed_flush_lsn - '0/0'::pg_lsn)::bigint
+		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&s.active, &confirmed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("reading slot %s: %w", slot, err)
+	}
+	s.exists = true
+	if confirmed != nil {
+		s.confirmed = *confirmed
+	}
+	return s, nil
+}
+
+// dropSlotAndPublication removes a slot (only when inactive: an active one
+// belongs to a process still running) and a publication of the same name.
+func dropSlotAndPublication(ctx context.Context, conn *pgx.Conn, slot, pub string) error {
+	if _, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+		WHERE slot_name = $1 AND NOT active`, slot); err != nil {
+		return fmt.Errorf("dropping slot %s: %w", slot, err)
+	}
+	if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{pub}.Sanitize()); err != nil {
+		return fmt.Errorf("dropping publication %s: %w", pub, err)
+	}
+	return nil
+}
+
+// lsnString formats an LSN the way pg_recvlogical's --endpos reads it.
+func lsnString(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }
+
+// poll calls cond every interval until it reports done, fails, or the
+// deadline passes.
+func poll(ctx context.Context, timeout, interval time.Duration, what string, cond func() (bool, string, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	last := ""
+	for {
+		done, state, err := cond()
+		if err != nil {
+			return fmt.Errorf("waiting for %s: %w", what, err)
+		}
+		if done {
+			return nil
+		}
+		last = state
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("timed out after %s waiting for %s; last state: %s", timeout, what, last)
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// report is latest.json: the raw figures of every run, so that medians can
+// be recomputed and runs compared later.
+type report struct {
+	Date    string      `json:"date"`
+	Machine machine     `json:"machine"`
+	Rows    int         `json:"rows"`
+	TxnRows int         `json:"txn_rows"`
+	Runs    []runResult `json:"runs"`
+	Error   string      `json:"error,omitempty"`
+}
+
+// Goals, printed beside the figures so that a miss is visible.
+const (
+	goalShare  = 0.70 // Ferry's rows/s over min(source, Kafka)
+	goalRSSMB  = 256  // peak RSS of each Ferry process
+	missedMark = "**missed**"
+)
+
+// figure is one row of the Markdown table.
+type figure struct {
+	name   string
+	unit   string
+	values []float64
+	// atLeast/atMost is the goal; both zero means no goal.
+	atLeast, atMost float64
+	format          string
+}
+
+func (f figure) goal() string {
+	switch {
+	case f.atLeast > 0:
+		return "≥ " + f.fmt(f.atLeast)
+	case f.atMost > 0:
+		return "≤ " + f.fmt(f.atMost)
+	}
+	return ""
+}
+
+func (f figure) misses(v float64) bool {
+	return (f.atLeast > 0 && v < f.atLeast) || (f.atMost > 0 && v > f.atMost)
+}
+
+// status marks a miss by the median, and says so too when only some runs
+// missed, so that a goal met by luck of the median still shows.
+func (f figure) status() string {
+	if f.goal() == "" || len(f.values) == 0 {
+		return ""
+	}
+	n := 0
+	for _, v := range f.values {
+		if f.misses(v) {
+			n++
+		}
+	}
+	switch {
+	case f.misses(median(f.values)):
+		return missedMark
+	case n > 0:
+		return fmt.Sprintf("met (missed in %d of %d runs)", n, len(f.values))
+	}
+	return "met"
+}
+
+func (f figure) fmt(v float64) string {
+	s := fmt.Sprintf(f.format, v)
+	if f.unit == "%" {
+		return s + "%"
+	}
+	return s
+}
+
+func (f figure) row() string {
+	if len(f.values) == 0 {
+		return fmt.Sprintf("| %s | – | – | %s | |", f.name, f.goal())
+	}
+	lo, hi := slices.Min(f.values), slices.Max(f.values)
+	return fmt.Sprintf("| %s | %s | %s – %s | %s | %s |", f.name, f.fmt(median(f.values)), f.fmt(lo), f.fmt(hi), f.goal(), f.status())
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func collect(runs []runResult, get func(runResult) float64) []float64 {
+	out := make([]float64, 0, len(runs))
+	for _, r := range runs {
+		out = append(out, get(r))
+	}
+	return out
+}
+
+// figures lists the table's rows in reading order: the two limits, Ferry,
+// the ratio that matters, then per-process costs.
+func figures(runs []runResult) []figure {
+	pct := func(get func(runResult) float64) []float64 {
+		return collect(runs, func(r runResult) float64 { return 100 * get(r) })
+	}
+	fs := []figure{
+		{name: "Source limit (pg_recvlogical), changes/s", values: collect(runs, func(r runResult) float64 { return r.Source.ChangesPerSecond }), format: "%.0f"},
+		{name: "Kafka limit (librdkafka, Ferry's settings), msgs/s", values: collect(runs, func(r runResult) float64 { return r.Kafka.MessagesPerSecond }), format: "%.0f"},
+		{name: "Kafka limit, MB/s (uncompressed)", values: collect(runs, func(r runResult) float64 { return r.Kafka.MBPerSecond }), format: "%.1f"},
+		{name: "Ferry, rows/s to Kafka", values: collect(runs, func(r runResult) float64 { return r.Ferry.RowsPerSecToKafka }), format: "%.0f"},
+		{name: "Ferry, rows/s confirmed (slot flushed)", values: collect(runs, func(r runResult) float64 { return r.Ferry.RowsPerSecToConfirmed }), format: "%.0f"},
+		{name: "Ferry, MB/s to Kafka (uncompressed)", values: collect(runs, func(r runResult) float64 { return r.Ferry.MBPerSecToKafka }), format: "%.1f"},
+		{name: "Ferry / min(source, Kafka), to Kafka", unit: "%", values: pct(func(r runResult) float64 { return r.ShareToKafka }), atLeast: 100 * goalShare, format: "%.0f"},
+		{name: "Ferry / min(source, Kafka), confirmed", unit: "%", values: pct(func(r runResult) float64 { return r.ShareToConfirmed }), atLeast: 100 * goalShare, format: "%.0f"},
+		{name: "Average Canal JSON message, bytes (key + value)", values: collect(runs, func(r runResult) float64 { return r.Ferry.Topic.AvgKey + r.Ferry.Topic.AvgValue }), format: "%.0f"},
+	}
+	for _, s := range services {
+		fs = append(fs, figure{name: s + ": peak RSS, MB", values: collect(runs, func(r runResult) float64 { return r.Ferry.Processes[s].PeakRSSMB }), atMost: goalRSSMB, format: "%.0f"})
+	}
+	for _, s := range services {
+		fs = append(fs, figure{name: s + ": CPU s per million rows", values: collect(runs, func(r runResult) float64 { return r.Ferry.Processes[s].CPUSecondsPerMillion }), format: "%.2f"})
+	}
+	return fs
+}
+
+func renderMarkdown(rep report) string {
+	var b strings.Builder
+	m := rep.Machine
+	fmt.Fprintf(&b, "# Ferry benchmark: incremental backlog\n\n")
+	fmt.Fprintf(&b, "- Date: %s\n", rep.Date)
+	fmt.Fprintf(&b, "- Machine: %d CPUs, %d MiB memory, %s (%s)\n", m.CPUs, m.MemoryMB, m.CPUModel, m.GoVer)
+	fmt.Fprintf(&b, "- Backlog: N = %d inserts into `bench_orders`, %d rows per transaction; %d run(s)\n", rep.Rows, rep.TxnRows, len(rep.Runs))
+	fmt.Fprintf(&b, "- Figures are medians over runs with min – max; goals are checked on the median. Each run measures the source limit, Ferry and the Kafka limit one after another on this machine; see bench/README.md.\n\n")
+	if rep.Error != "" {
+		fmt.Fprintf(&b, "**The invocation failed:** %s\n\n", rep.Error)
+	}
+	b.WriteString("| Figure | Median | Min – max | Goal | Status |\n|---|---|---|---|---|\n")
+	for _, f := range figures(rep.Runs) {
+		b.WriteString(f.row() + "\n")
+	}
+	b.WriteString("\n| Run | rows arrived (distinct / N) | messages | source s | Ferry s to Kafka | Ferry s confirmed | Kafka s |\n|---|---|---|---|---|---|---|\n")
+	for _, r := range rep.Runs {
+		fmt.Fprintf(&b, "| %d | %d / %d | %d | %.2f | %.2f | %.2f | %.2f |\n", r.Run, r.Ferry.Topic.Distinct, rep.Rows,
+			r.Ferry.Topic.Messages, r.Source.Seconds, r.Ferry.ToKafkaSeconds, r.Ferry.ToConfirmedSeconds, r.Kafka.Seconds)
+	}
+	return b.String()
+}
+
+// writeReport writes latest.md and latest.json into dir.
+func writeReport(dir string, rep report) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	raw, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding the report: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "latest.json"), append(raw, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing latest.json: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "latest.md"), []byte(renderMarkdown(rep)), 0o644); err != nil {
+		return fmt.Errorf("writing latest.md: %w", err)
+	}
+	return nil
+}
+
+func newReport(c *config) report {
+	return report{Date: time.Now().UTC().Format(time.RFC3339), Machine: describeMachine(), Rows: c.rows, TxnRows: c.txnRows}
+}

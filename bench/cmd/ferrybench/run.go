@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/jackc/pgx/v5"
+)
+
+// runResult holds one run's raw figures; the report takes medians over runs.
+type runResult struct {
+	Run    int          `json:"run"`
+	Source sourceResult `json:"source"`
+	Ferry  ferryResult  `json:"ferry"`
+	Kafka  kafkaResult  `json:"kafka"`
+	// Shares are Ferry's rows/s over min(source, Kafka) of the same run.
+	ShareToKafka     float64 `json:"share_to_kafka"`
+	ShareToConfirmed float64 `json:"share_to_confirmed"`
+}
+
+type ferryResult struct {
+	WriteSeconds          float64              `json:"write_seconds"`
+	ToKafkaSeconds        float64              `json:"to_kafka_seconds"`
+	ToConfirmedSeconds    float64              `json:"to_confirmed_seconds"`
+	RowsPerSecToKafka     float64              `json:"rows_per_second_to_kafka"`
+	RowsPerSecToConfirmed float64              `json:"rows_per_second_to_confirmed"`
+	MBPerSecToKafka       float64              `json:"mb_per_second_to_kafka"`
+	Topic                 topicAudit           `json:"topic"`
+	Processes             map[string]procUsage `json:"processes"`
+}
+
+// procUsage is one Ferry process over the catch-up window.
+type procUsage struct {
+	CPUSeconds           float64 `json:"cpu_seconds"`
+	CPUSecondsPerMillion float64 `json:"cpu_seconds_per_million_rows"`
+	PeakRSSMB            float64 `json:"peak_rss_mb"` // VmHWM: since the process started
+}
+
+// env is what every run shares: connections, clients and the binaries.
+type benchEnv struct {
+	c      *config
+	binDir string
+	super  *pgx.Conn // superuser: baseline slot and cleanup
+	owner  *pgx.Conn // the "ferry" role: owns the table, writes the backlog
+	admin  *kafka.AdminClient
+}
+
+// runOnce measures the three in a fixed order: the source limit, Ferry, and
+// then the Kafka limit, which replays messages taken from Ferry's topic.
+func runOnce(ctx context.Context, e *benchEnv, run int) (runResult, error) {
+	r := runResult{Run: run}
+	log.Printf("run %d: source limit (pg_recvlogical)", run)
+	src, err := measureSource(ctx, e.c, e.super, e.owner)
+	if err != nil {
+		return r, fmt.Errorf("run %d, source limit: %w", run, err)
+	}
+	r.Source = src
+	log.Printf("run %d: source %.0f changes/s; Ferry", run, src.ChangesPerSecond)
+	fr, audit, err := measureFerry(ctx, e, run)
+	if err != nil {
+		return r, fmt.Errorf("run %d, Ferry: %w", run, err)
+	}
+	r.Ferry = fr
+	log.Printf("run %d: Ferry %.0f rows/s to Kafka, %.0f rows/s confirmed; Kafka limit", run, fr.RowsPerSecToKafka, fr.RowsPerSecToConfirmed)
+	kr, err := measureKafkaRun(ctx, e, run, audit)
+	if err != nil {
+		return r, fmt.Errorf("run %d, Kafka limit: %w", run, err)
+	}
+	r.Kafka = kr
+	limit := min(r.Source.ChangesPerSecond, r.Kafka.MessagesPerSecond)
+	r.ShareToKafka = r.Ferry.RowsPerSecToKafka / limit
+	r.ShareToConfirmed = r.Ferry.RowsPerSecToConfirmed / limit
+	log.Printf("run %d: Kafka %.0f msgs/s; Ferry at %.0f%% (to Kafka) and %.0f%% (confirmed) of the lower limit",
+		run, kr.MessagesPerSecond, 100*r.ShareToKafka, 100*r.ShareToConfirmed)
+	return r, nil
+}
+
+func measureKafkaRun(ctx context.Context, e *benchEnv, run int, audit topicAudit) (kafkaResult, error) {
+	topic := fmt.Sprintf("ferrybench_kafka_%d_%d", os.Getpid(), run)
+	if err := createTopic(ctx, e.admin, topic); err != nil {
+		return kafkaResult{}, err
+	}
+	defer func() {
+		if err := deleteTopics(context.WithoutCancel(ctx), e.admin, topic); err != nil {
+			log.Printf("cleanup: %v", err)
+		}
+	}()
+	return measureKafka(ctx, e.c.kafkaBootstrap, topic, e.c.rows, audit.sampleKeys, audit.sampleVals)
+}
+
+// measureFerry starts a fresh set of Ferry processes (so that peak RSS is
+// this run's), lets a paused task accumulate the backlog, resumes it and
+// times the catch-up.
+func measureFerry(ctx context.Context, e *benchEnv, run int) (ferryResult, topicAudit, error) {
+	var res ferryResult
+	taskID := fmt.Sprintf("bench-%d-%d", os.Getpid(), run)
+	topic := fmt.Sprintf("ferrybench_orders_%d_%d", os.Getpid(), run)
+	slot := ferrySlot(taskID)
+	if err := recreateTable(ctx, e.owner); err != nil {
+		return res, topicAudit{}, err
+	}
+	logDir, err := os.MkdirTemp("", "ferrybench-logs-")
+	if err != nil {
+		return res, topicAudit{}, fmt.Errorf("creating the log folder: %w", err)
+	}
+	f, err := startFerry(ctx, e.c, e.binDir, logDir, "ferrybench-"+taskID)
+	if err != nil {
+		return res, topicAudit{}, fmt.Errorf("%w (logs in %s)", err, logDir)
+	}
+	defer e.cleanupFerry(ctx, f, taskID, topic, slot, logDir)
+	if err := f.createTask(ctx, e.c, taskID, topic); err != nil {
+		return res, topicAudit{}, err
+	}
+	if err := f.waitSlot(ctx, e.super, taskID, true); err != nil {
+		return res, topicAudit{}, err
+	}
+	if err := f.pause(ctx, e.super, taskID); err != nil {
+		return res, topicAudit{}, err
+	}
+	endLSN, wrote, err := writeBacklog(ctx, e.owner, e.c.rows, e.c.txnRows)
+	if err != nil {
+		return res, topicAudit{}, err
+	}
+	res.WriteSeconds = wrote.Seconds()
+	before, err := f.sample()
+	if err != nil {
+		return res, topicAudit{}, err
+	}
+	t0 := time.Now()
+	if err := f.resume(ctx, taskID); err != nil {
+		return res, topicAudit{}, err
+	}
+	d, err := watchDrain(ctx, e.super, e.admin, topic, slot, e.c.rows, endLSN, t0, e.c.ferryTimeout)
+	if err != nil {
+		return res, topicAudit{}, fmt.Errorf("%w (logs in %s)", err, logDir)
+	}
+	after, err := f.sample()
+	if err != nil {
+		return res, topicAudit{}, err
+	}
+	res.Processes = usage(before, after, e.c.rows)
+	end, err := topicEnd(e.admin, topic)
+	if err != nil {
+		return res, topicAudit{}, err
+	}
+	audit, err := auditTopic(ctx, e.c.kafkaBootstrap, topic, e.c.rows, end)
+	if err != nil {
+		return res, audit, err
+	}
+	res.Topic = audit
+	res.ToKafkaSeconds, res.ToConfirmedSeconds = d.toKafka.Seconds(), d.toConfirmed.Seconds()
+	res.RowsPerSecToKafka = float64(e.c.rows) / res.ToKafkaSeconds
+	res.RowsPerSecToConfirmed = float64(e.c.rows) / res.ToConfirmedSeconds
+	res.MBPerSecToKafka = float64(audit.Bytes) / 1e6 / res.ToKafkaSeconds
+	if err := f.stopAndRelease(ctx, e.super, taskID); err != nil {
+		return res, audit, err
+	}
+	return res, audit, nil
+}
+
+// usage turns two samples into CPU over the catch-up window; startup and
+// task setup are left out, peak RSS is not (VmHWM cannot be reset).
+func usage(before, after map[string]procSample, rows int) map[string]procUsage {
+	out := map[string]procUsage{}
+	for name, a := range after {
+		cpu := a.CPUSeconds - before[name].CPUSeconds
+		out[name] = procUsage{CPUSeconds: cpu, CPUSecondsPerMillion: cpu * 1e6 / float64(rows), PeakRSSMB: a.PeakRSSMB}
+	}
+	return out
+}
+
+// cleanupFerry leaves nothing behind whatever happened: a task stopped with
+// release, no processes, no table, no topic, no slot or publication.
+func (e *benchEnv) cleanupFerry(ctx context.Context, f *ferry, taskID, topic, slot, logDir string) {
+	ctx = context.WithoutCancel(ctx)
+	failed := false
+	if s, err := readSlot(ctx, e.super, slot); err == nil && s.exists {
+		// The measurement failed before its own stop: release now, and keep
+		// the logs for whoever reads the error.
+		failed = true
+		if err := f.stopAndRelease(ctx, e.super, taskID); err != nil {
+			log.Printf("cleanup: %v", err)
+		}
+	}
+	f.stop()
+	if err := dropSlotAndPublication(ctx, e.super, slot, slot); err != nil {
+		log.Printf("cleanup: %v", err)
+	}
+	if err := dropTable(ctx, e.owner); err != nil {
+		log.Printf("cleanup: %v", err)
+	}
+	if err := deleteTopics(ctx, e.admin, topic); err != nil {
+		log.Printf("cleanup: %v", err)
+	}
+	if failed {
+		log.Printf("Ferry's logs are in %s", logDir)
+		return
+	}
+	_ = os.RemoveAll(logDir)
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Names of the source baseline's own slot and publication; they never clash
+// with Ferry's, which start with "ferry_".
+const (
+	srcSlot = "bench_src_slot"
+	srcPub  = "bench_src_pub"
+)
+
+// sourceResult is the source limit: how fast PostgreSQL's walsender decodes
+// the backlog through pgoutput for a client that does nothing with it.
+type sourceResult struct {
+	Seconds          float64 `json:"seconds"`
+	ChangesPerSecond float64 `json:"changes_per_second"`
+	WriteSeconds     float64 `json:"write_seconds"`
+}
+
+// measureSource creates the slot before the backlog exists, as Ferry's slot
+// does in the Ferry part, so that both decode exactly the same WAL; then it
+// drains the slot with pg_recvlogical up to the LSN after the writes.
+func measureSource(ctx context.Context, c *config, super, owner *pgx.Conn) (sourceResult, error) {
+	var res sourceResult
+	if err := recreateTable(ctx, owner); err != nil {
+		return res, err
+	}
+	defer func() { _ = dropTable(context.WithoutCancel(ctx), owner) }()
+	if err := dropSlotAndPublication(ctx, super, srcSlot, srcPub); err != nil {
+		return res, err
+	}
+	defer func() { _ = dropSlotAndPublication(context.WithoutCancel(ctx), super, srcSlot, srcPub) }()
+	if _, err := super.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE public.%s", srcPub, table)); err != nil {
+		return res, fmt.Errorf("creating publication %s: %w", srcPub, err)
+	}
+	if _, err := super.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, srcSlot); err != nil {
+		return res, fmt.Errorf("creating slot %s: %w", srcSlot, err)
+	}
+	endLSN, wrote, err := writeBacklog(ctx, owner, c.rows, c.txnRows)
+	if err != nil {
+		return res, err
+	}
+	res.WriteSeconds = wrote.Seconds()
+	took, err := drainWithRecvlogical(ctx, c, endLSN)
+	if err != nil {
+		return res, err
+	}
+	res.Seconds = took.Seconds()
+	res.ChangesPerSecond = float64(c.rows) / res.Seconds
+	return res, nil
+}
+
+// drainWithRecvlogical times pg_recvlogical from start to exit; it exits on
+// its own once it has received everything up to endLSN.
+func drainWithRecvlogical(ctx context.Context, c *config, endLSN uint64) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.ferryTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(c.pgBin, "pg_recvlogical"),
+		"-d", c.pgSuperDSN, "--slot", srcSlot, "--start", "--plugin=pgoutput",
+		"-o", "proto_version=1", "-o", "publication_names="+srcPub,
+		"--endpos="+lsnString(endLSN), "--no-loop", "-f", "/dev/null")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("pg_recvlogical: %w: %s", err, stderr.String())
+	}
+	return time.Since(start), nil
+}
