@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"google.golang.org/grpc"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
@@ -33,7 +34,8 @@ func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActi
 	defer cancel()
 	cp := &checkpointTracker{lsn: in.GetCheckpoint().GetConfirmedLsn()}
 
-	capStream, err := a.Capture.StreamChanges(ctx)
+	relay := grpc.ForceCodecV2(frameCodec{})
+	capStream, err := a.Capture.StreamChanges(ctx, relay)
 	if err != nil {
 		return classifyRPC("opening the capture stream", err, cp.snapshot())
 	}
@@ -43,7 +45,7 @@ func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActi
 	}}}); err != nil {
 		return classifyRPC("starting the capture stream", recvErr(capStream.Recv, err), cp.snapshot())
 	}
-	delStream, err := a.Delivery.Deliver(ctx)
+	delStream, err := a.Delivery.Deliver(ctx, relay)
 	if err != nil {
 		return classifyRPC("opening the delivery stream", err, cp.snapshot())
 	}
@@ -66,14 +68,18 @@ func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActi
 	return classifyRPC("incremental sync", err, cp.snapshot())
 }
 
-// forwardBatches moves change batches from capture to delivery in order.
+// forwardBatches moves change batches from capture to delivery in order,
+// as raw frames (see frames.go).
 func forwardBatches(capStream capturev1.CaptureService_StreamChangesClient, delStream deliveryv1.DeliveryService_DeliverClient) error {
 	for {
-		msg, err := capStream.Recv()
-		if err != nil {
+		var f rawFrame
+		if err := capStream.RecvMsg(&f); err != nil {
 			return wrapStream("capture", err)
 		}
-		if err := delStream.Send(&deliveryv1.DeliverRequest{Kind: &deliveryv1.DeliverRequest_Batch{Batch: msg.GetBatch()}}); err != nil {
+		if err := f.toDeliverRequest(); err != nil {
+			return wrapStream("capture", err)
+		}
+		if err := delStream.SendMsg(&f); err != nil {
 			return wrapStream("delivery", recvErr(delStream.Recv, err))
 		}
 	}
