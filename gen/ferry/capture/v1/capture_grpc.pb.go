@@ -38,6 +38,11 @@ type CaptureServiceClient interface {
 	ReleaseReplication(ctx context.Context, in *ReleaseReplicationRequest, opts ...grpc.CallOption) (*ReleaseReplicationResponse, error)
 	// The client sends StartStream first, then Ack messages; the server sends
 	// change batches. Only an Ack moves the flushed LSN reported to PostgreSQL.
+	// Streaming starts at max(start_lsn, the slot's confirmed_flush_lsn), and
+	// the stream ends when the client closes its sending side or goes away.
+	// Errors: Unavailable when the source cannot be reached (retry),
+	// FailedPrecondition when the slot, publication, a table or a privilege is
+	// missing (fix, then retry), InvalidArgument for a bad request.
 	StreamChanges(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamChangesRequest, StreamChangesResponse], error)
 	ReadSnapshot(ctx context.Context, in *ReadSnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadSnapshotResponse], error)
 }
@@ -115,6 +120,11 @@ type CaptureServiceServer interface {
 	ReleaseReplication(context.Context, *ReleaseReplicationRequest) (*ReleaseReplicationResponse, error)
 	// The client sends StartStream first, then Ack messages; the server sends
 	// change batches. Only an Ack moves the flushed LSN reported to PostgreSQL.
+	// Streaming starts at max(start_lsn, the slot's confirmed_flush_lsn), and
+	// the stream ends when the client closes its sending side or goes away.
+	// Errors: Unavailable when the source cannot be reached (retry),
+	// FailedPrecondition when the slot, publication, a table or a privilege is
+	// missing (fix, then retry), InvalidArgument for a bad request.
 	StreamChanges(grpc.BidiStreamingServer[StreamChangesRequest, StreamChangesResponse]) error
 	ReadSnapshot(*ReadSnapshotRequest, grpc.ServerStreamingServer[ReadSnapshotResponse]) error
 	mustEmbedUnimplementedCaptureServiceServer()

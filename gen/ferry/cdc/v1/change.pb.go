@@ -814,7 +814,9 @@ func (x *ChangeEvent) GetSnapshot() bool {
 type ChangeBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Definitions of relations that events in this batch refer to and that the
-	// receiver has not been sent yet in this stream, or that changed.
+	// receiver has not been sent yet in this stream, or that changed. A batch
+	// never holds two definitions of one relation: a definition applies to
+	// every event of its batch and of later batches until the next one.
 	Relations []*Relation    `protobuf:"bytes,1,rep,name=relations,proto3" json:"relations,omitempty"`
 	Events    []*ChangeEvent `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
 	// Once every event of this batch and of all earlier batches is acknowledged

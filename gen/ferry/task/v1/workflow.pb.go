@@ -618,9 +618,10 @@ func (x *PrecheckItem) GetFix() string {
 }
 
 type TableRef struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Schema        string                 `protobuf:"bytes,1,opt,name=schema,proto3" json:"schema,omitempty"`
-	Table         string                 `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty means public.
+	Schema        string `protobuf:"bytes,1,opt,name=schema,proto3" json:"schema,omitempty"`
+	Table         string `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
