@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgtype"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -156,7 +157,7 @@ func checkRelations(t *testing.T, batches []*cdcv1.ChangeBatch, oid uint32, name
 			t.Fatalf("column %d = %v, want type %s key=%v", i, col, wantTypes[i], i == 0)
 		}
 	}
-	if first.GetColumns()[1].GetTypeOid() != oidNumeric || first.GetColumns()[1].GetTypeModifier() < 0 {
+	if first.GetColumns()[1].GetTypeOid() != pgtype.NumericOID || first.GetColumns()[1].GetTypeModifier() < 0 {
 		t.Fatalf("numeric column lacks its oid or modifier: %v", first.GetColumns()[1])
 	}
 	if full.GetReplicaIdentity() != cdcv1.ReplicaIdentity_REPLICA_IDENTITY_FULL || !slices.Equal(full.GetKeyColumns(), []string{"id"}) {

@@ -9,29 +9,9 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
-)
-
-// Type OIDs with a dedicated Value kind. Every other type travels as
-// PostgreSQL's text output.
-const (
-	oidBool        = 16
-	oidBytea       = 17
-	oidName        = 19
-	oidInt8        = 20
-	oidInt2        = 21
-	oidInt4        = 23
-	oidText        = 25
-	oidOID         = 26
-	oidFloat4      = 700
-	oidFloat8      = 701
-	oidBpchar      = 1042
-	oidVarchar     = 1043
-	oidDate        = 1082
-	oidTimestamp   = 1114
-	oidTimestamptz = 1184
-	oidNumeric     = 1700
 )
 
 var (
@@ -87,7 +67,7 @@ func decodeText(typeOID uint32, s string) (*cdcv1.Value, error) {
 
 func decodeKind(typeOID uint32, s string) (*cdcv1.Value, error) {
 	switch typeOID {
-	case oidBool:
+	case pgtype.BoolOID:
 		switch s {
 		case "t":
 			return &cdcv1.Value{Kind: &cdcv1.Value_Bool{Bool: true}}, nil
@@ -95,39 +75,39 @@ func decodeKind(typeOID uint32, s string) (*cdcv1.Value, error) {
 			return &cdcv1.Value{Kind: &cdcv1.Value_Bool{Bool: false}}, nil
 		}
 		return nil, errors.New("not a boolean")
-	case oidInt2, oidInt4, oidInt8, oidOID:
+	case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID, pgtype.OIDOID:
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
 			return nil, err
 		}
 		return &cdcv1.Value{Kind: &cdcv1.Value_Int{Int: n}}, nil
-	case oidFloat4, oidFloat8:
-		f, err := parseFloat(s, typeOID == oidFloat4)
+	case pgtype.Float4OID, pgtype.Float8OID:
+		f, err := parseFloat(s, typeOID == pgtype.Float4OID)
 		if err != nil {
 			return nil, err
 		}
 		return &cdcv1.Value{Kind: &cdcv1.Value_Float{Float: f}}, nil
-	case oidNumeric:
+	case pgtype.NumericOID:
 		return &cdcv1.Value{Kind: &cdcv1.Value_Numeric{Numeric: s}}, nil
-	case oidBytea:
+	case pgtype.ByteaOID:
 		b, err := parseBytea(s)
 		if err != nil {
 			return nil, err
 		}
 		return &cdcv1.Value{Kind: &cdcv1.Value_Bytes{Bytes: b}}, nil
-	case oidDate:
+	case pgtype.DateOID:
 		d, err := parseDate(s)
 		if err != nil {
 			return nil, err
 		}
 		return &cdcv1.Value{Kind: &cdcv1.Value_Date{Date: d}}, nil
-	case oidTimestamp:
+	case pgtype.TimestampOID:
 		ts, err := parseTimestamp(s, false)
 		if err != nil {
 			return nil, err
 		}
 		return &cdcv1.Value{Kind: &cdcv1.Value_Timestamp{Timestamp: ts}}, nil
-	case oidTimestamptz:
+	case pgtype.TimestamptzOID:
 		ts, err := parseTimestamp(s, true)
 		if err != nil {
 			return nil, err

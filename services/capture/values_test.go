@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgtype"
 	"google.golang.org/protobuf/proto"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
@@ -46,47 +47,47 @@ func TestDecodeText(t *testing.T) {
 		in   string
 		want *cdcv1.Value
 	}{
-		{"bool true", oidBool, "t", boolV(true)},
-		{"bool false", oidBool, "f", boolV(false)},
-		{"int2", oidInt2, "-32768", intV(-32768)},
-		{"int4", oidInt4, "2147483647", intV(2147483647)},
-		{"int8 min", oidInt8, "-9223372036854775808", intV(math.MinInt64)},
-		{"oid", oidOID, "4294967295", intV(4294967295)},
-		{"float8", oidFloat8, "0.30000000000000004", floatV(0.30000000000000004)},
-		{"float8 max", oidFloat8, "1.7976931348623157e+308", floatV(math.MaxFloat64)},
-		{"float8 inf", oidFloat8, "Infinity", floatV(math.Inf(1))},
-		{"float8 -inf", oidFloat8, "-Infinity", floatV(math.Inf(-1))},
-		{"float4 is the binary32 value", oidFloat4, "0.1", floatV(float64(float32(0.1)))},
-		{"float8 negative zero", oidFloat8, "-0", floatV(math.Copysign(0, -1))},
-		{"numeric exact", oidNumeric, "12345678901234567890.000000000001", numV("12345678901234567890.000000000001")},
-		{"numeric NaN", oidNumeric, "NaN", numV("NaN")},
-		{"numeric -Infinity", oidNumeric, "-Infinity", numV("-Infinity")},
-		{"text", oidText, "héllo\n'\"", textV("héllo\n'\"")},
-		{"varchar", oidVarchar, "", textV("")},
-		{"bpchar keeps padding", oidBpchar, "ab  ", textV("ab  ")},
-		{"name", oidName, "Order-Items", textV("Order-Items")},
+		{"bool true", pgtype.BoolOID, "t", boolV(true)},
+		{"bool false", pgtype.BoolOID, "f", boolV(false)},
+		{"int2", pgtype.Int2OID, "-32768", intV(-32768)},
+		{"int4", pgtype.Int4OID, "2147483647", intV(2147483647)},
+		{"int8 min", pgtype.Int8OID, "-9223372036854775808", intV(math.MinInt64)},
+		{"oid", pgtype.OIDOID, "4294967295", intV(4294967295)},
+		{"float8", pgtype.Float8OID, "0.30000000000000004", floatV(0.30000000000000004)},
+		{"float8 max", pgtype.Float8OID, "1.7976931348623157e+308", floatV(math.MaxFloat64)},
+		{"float8 inf", pgtype.Float8OID, "Infinity", floatV(math.Inf(1))},
+		{"float8 -inf", pgtype.Float8OID, "-Infinity", floatV(math.Inf(-1))},
+		{"float4 is the binary32 value", pgtype.Float4OID, "0.1", floatV(float64(float32(0.1)))},
+		{"float8 negative zero", pgtype.Float8OID, "-0", floatV(math.Copysign(0, -1))},
+		{"numeric exact", pgtype.NumericOID, "12345678901234567890.000000000001", numV("12345678901234567890.000000000001")},
+		{"numeric NaN", pgtype.NumericOID, "NaN", numV("NaN")},
+		{"numeric -Infinity", pgtype.NumericOID, "-Infinity", numV("-Infinity")},
+		{"text", pgtype.TextOID, "héllo\n'\"", textV("héllo\n'\"")},
+		{"varchar", pgtype.VarcharOID, "", textV("")},
+		{"bpchar keeps padding", pgtype.BPCharOID, "ab  ", textV("ab  ")},
+		{"name", pgtype.NameOID, "Order-Items", textV("Order-Items")},
 		{"other type as text", 114, `{"a": 1}`, textV(`{"a": 1}`)},
 		{"interval as text", 1186, "1 year 2 mons -00:00:01.5", textV("1 year 2 mons -00:00:01.5")},
-		{"bytea with zero bytes", oidBytea, `\x00ff00`, bytesV([]byte{0, 0xff, 0})},
-		{"bytea empty", oidBytea, `\x`, bytesV([]byte{})},
-		{"bytea escape format", oidBytea, `a\000\\b`, bytesV([]byte{'a', 0, '\\', 'b'})},
-		{"date epoch", oidDate, "1970-01-01", dateV(0)},
-		{"date before epoch", oidDate, "1969-12-31", dateV(-1)},
-		{"date year 1", oidDate, "0001-01-01", dateV(-719162)},
-		{"date BC", oidDate, "0044-03-15 BC", dateV(-735160)},
-		{"date year 10000", oidDate, "10000-01-01", dateV(2932897)},
-		{"date infinity", oidDate, "infinity", dateInfV(pos)},
-		{"date -infinity", oidDate, "-infinity", dateInfV(neg)},
-		{"timestamp micros before epoch", oidTimestamp, "1969-12-31 23:59:59.999999", tsV(-1)},
-		{"timestamp epoch", oidTimestamp, "1970-01-01 00:00:00", tsV(0)},
-		{"timestamp year 10000", oidTimestamp, "10000-01-01 00:00:01.5", tsV(253402300801500000)},
-		{"timestamptz utc", oidTimestamptz, "2024-02-29 07:04:56.000001+00", tstzV(1709190296000001)},
-		{"timestamptz offset", oidTimestamptz, "2024-02-29 12:34:56.000001+05:30", tstzV(1709190296000001)},
-		{"timestamptz negative offset", oidTimestamptz, "2024-02-29 01:04:56.000001-06", tstzV(1709190296000001)},
-		{"timestamptz LMT offset with seconds", oidTimestamptz, "1850-01-01 00:00:00+00:19:32", tstzV(-3786826772000000)},
-		{"timestamptz BC", oidTimestamptz, "0044-03-15 12:00:00+00 BC", tstzV(-63517780800000000)},
-		{"timestamptz infinity", oidTimestamptz, "infinity", tstzInfV(pos)},
-		{"timestamptz -infinity", oidTimestamptz, "-infinity", tstzInfV(neg)},
+		{"bytea with zero bytes", pgtype.ByteaOID, `\x00ff00`, bytesV([]byte{0, 0xff, 0})},
+		{"bytea empty", pgtype.ByteaOID, `\x`, bytesV([]byte{})},
+		{"bytea escape format", pgtype.ByteaOID, `a\000\\b`, bytesV([]byte{'a', 0, '\\', 'b'})},
+		{"date epoch", pgtype.DateOID, "1970-01-01", dateV(0)},
+		{"date before epoch", pgtype.DateOID, "1969-12-31", dateV(-1)},
+		{"date year 1", pgtype.DateOID, "0001-01-01", dateV(-719162)},
+		{"date BC", pgtype.DateOID, "0044-03-15 BC", dateV(-735160)},
+		{"date year 10000", pgtype.DateOID, "10000-01-01", dateV(2932897)},
+		{"date infinity", pgtype.DateOID, "infinity", dateInfV(pos)},
+		{"date -infinity", pgtype.DateOID, "-infinity", dateInfV(neg)},
+		{"timestamp micros before epoch", pgtype.TimestampOID, "1969-12-31 23:59:59.999999", tsV(-1)},
+		{"timestamp epoch", pgtype.TimestampOID, "1970-01-01 00:00:00", tsV(0)},
+		{"timestamp year 10000", pgtype.TimestampOID, "10000-01-01 00:00:01.5", tsV(253402300801500000)},
+		{"timestamptz utc", pgtype.TimestamptzOID, "2024-02-29 07:04:56.000001+00", tstzV(1709190296000001)},
+		{"timestamptz offset", pgtype.TimestamptzOID, "2024-02-29 12:34:56.000001+05:30", tstzV(1709190296000001)},
+		{"timestamptz negative offset", pgtype.TimestamptzOID, "2024-02-29 01:04:56.000001-06", tstzV(1709190296000001)},
+		{"timestamptz LMT offset with seconds", pgtype.TimestamptzOID, "1850-01-01 00:00:00+00:19:32", tstzV(-3786826772000000)},
+		{"timestamptz BC", pgtype.TimestamptzOID, "0044-03-15 12:00:00+00 BC", tstzV(-63517780800000000)},
+		{"timestamptz infinity", pgtype.TimestamptzOID, "infinity", tstzInfV(pos)},
+		{"timestamptz -infinity", pgtype.TimestamptzOID, "-infinity", tstzInfV(neg)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,13 +103,13 @@ func TestDecodeText(t *testing.T) {
 }
 
 func TestDecodeFloatNaNAndSignedZero(t *testing.T) {
-	for _, oid := range []uint32{oidFloat4, oidFloat8} {
+	for _, oid := range []uint32{pgtype.Float4OID, pgtype.Float8OID} {
 		v, err := decodeText(oid, "NaN")
 		if err != nil || !math.IsNaN(v.GetFloat()) {
 			t.Fatalf("decodeText(%d, NaN) = %v, %v; want NaN", oid, v, err)
 		}
 	}
-	v, _ := decodeText(oidFloat8, "-0")
+	v, _ := decodeText(pgtype.Float8OID, "-0")
 	if !math.Signbit(v.GetFloat()) {
 		t.Fatalf("-0 lost its sign: %v", v)
 	}
@@ -119,20 +120,20 @@ func TestDecodeTextRejectsWhatItCannotRead(t *testing.T) {
 		oid uint32
 		in  string
 	}{
-		{oidBool, "true"},
-		{oidInt4, "1.5"},
-		{oidFloat8, "abc"},
-		{oidBytea, `\xzz`},
-		{oidBytea, `\12`},
-		{oidDate, "2024-02-30"},
-		{oidDate, "24-01-01"},
-		{oidDate, "0000-01-01"},
-		{oidDate, "2024/01/01"},
-		{oidTimestamp, "2024-01-01T00:00:00"},
-		{oidTimestamp, "2024-01-01 25:00:00"},
-		{oidTimestamp, "2024-01-01 00:00:00.1234567"},
-		{oidTimestamptz, "2024-01-01 00:00:00"},
-		{oidTimestamptz, "2024-01-01 00:00:00 UTC"},
+		{pgtype.BoolOID, "true"},
+		{pgtype.Int4OID, "1.5"},
+		{pgtype.Float8OID, "abc"},
+		{pgtype.ByteaOID, `\xzz`},
+		{pgtype.ByteaOID, `\12`},
+		{pgtype.DateOID, "2024-02-30"},
+		{pgtype.DateOID, "24-01-01"},
+		{pgtype.DateOID, "0000-01-01"},
+		{pgtype.DateOID, "2024/01/01"},
+		{pgtype.TimestampOID, "2024-01-01T00:00:00"},
+		{pgtype.TimestampOID, "2024-01-01 25:00:00"},
+		{pgtype.TimestampOID, "2024-01-01 00:00:00.1234567"},
+		{pgtype.TimestamptzOID, "2024-01-01 00:00:00"},
+		{pgtype.TimestamptzOID, "2024-01-01 00:00:00 UTC"},
 	}
 	for _, tc := range bad {
 		_, err := decodeText(tc.oid, tc.in)
@@ -150,7 +151,7 @@ func TestDecodeTupleKindsAndColumnNames(t *testing.T) {
 	rel := &relation{msg: &pglogrepl.RelationMessage{
 		Namespace: "public", RelationName: "t",
 		Columns: []*pglogrepl.RelationMessageColumn{
-			{Name: "id", DataType: oidInt8}, {Name: "big", DataType: oidText}, {Name: "n", DataType: oidInt4}, {Name: "b", DataType: oidBytea},
+			{Name: "id", DataType: pgtype.Int8OID}, {Name: "big", DataType: pgtype.TextOID}, {Name: "n", DataType: pgtype.Int4OID}, {Name: "b", DataType: pgtype.ByteaOID},
 		},
 	}}
 	tuple := &pglogrepl.TupleData{Columns: []*pglogrepl.TupleDataColumn{

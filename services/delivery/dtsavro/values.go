@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/hamba/avro/v2"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	"github.com/ferry-cdc/ferry/services/delivery/canal"
@@ -85,38 +86,24 @@ func member(s avro.Schema, name string) int32 {
 	return int32(pos)
 }
 
-// Type OIDs with a dedicated mapping.
-const (
-	oidChar    = 18 // "char"
-	oidName    = 19
-	oidInt8    = 20
-	oidInt2    = 21
-	oidInt4    = 23
-	oidText    = 25
-	oidOID     = 26
-	oidFloat4  = 700
-	oidBpchar  = 1042
-	oidVarchar = 1043
-)
-
 // prepareColumn decides, once per relation, how the column's values map.
 func prepareColumn(c canal.Column, col *cdcv1.Column) column {
 	out := column{src: c.Src, reveals: c.Reveals, oid: col.GetTypeOid(), name: col.GetTypeName(), member: sch.textObject}
 	switch col.GetTypeOid() {
-	case oidInt2:
+	case pgtype.Int2OID:
 		out.member, out.prec = sch.integer, 5
-	case oidInt4, oidOID:
+	case pgtype.Int4OID, pgtype.OIDOID:
 		out.member, out.prec = sch.integer, 10
-	case oidInt8:
+	case pgtype.Int8OID:
 		out.member, out.prec = sch.integer, 19
-	case oidFloat4:
+	case pgtype.Float4OID:
 		out.member, out.prec = sch.float, 24
 	case pgtext.OIDFloat8:
 		out.member, out.prec = sch.float, 53
 	case 1700:
 		out.member = sch.decimal
 		out.prec, out.scale = numericTypmod(col.GetTypeModifier())
-	case oidText, oidVarchar, oidBpchar, oidChar, oidName:
+	case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.QCharOID, pgtype.NameOID:
 		out.member = sch.character
 	}
 	if isCitext(col.GetTypeName()) {
