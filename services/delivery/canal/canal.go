@@ -250,9 +250,25 @@ func (e *Encoder) Table(oid uint32) (*Table, bool) {
 
 // Encode appends ev's Canal JSON to dst.
 func (e *Encoder) Encode(dst []byte, t *Table, ev *cdcv1.ChangeEvent) ([]byte, error) {
+	op, row, old, err := images(t, ev)
+	if err != nil {
+		return dst, err
+	}
+	dst = e.appendHeader(dst, t, ev, op)
+	dst = e.appendData(dst, t, row, old)
+	dst = append(dst, `}],"old":`...)
+	if op != "UPDATE" || len(old) == 0 {
+		return append(dst, "null}"...), nil
+	}
+	dst = append(dst, "[{"...)
+	dst = e.appendChanged(dst, t, row, old)
+	return append(dst, "}]}"...), nil
+}
+
+// images picks the row that goes into data (the before-image for a DELETE)
+// and the before-image of an UPDATE, and checks they fit the relation.
+func images(t *Table, ev *cdcv1.ChangeEvent) (op string, row, old []*cdcv1.Value, err error) {
 	n := len(t.Rel.GetColumns())
-	var op string
-	var row, old []*cdcv1.Value
 	switch ev.GetOp() {
 	case cdcv1.Operation_OPERATION_INSERT:
 		op, row = "INSERT", ev.GetNewValues()
@@ -261,20 +277,25 @@ func (e *Encoder) Encode(dst []byte, t *Table, ev *cdcv1.ChangeEvent) ([]byte, e
 	case cdcv1.Operation_OPERATION_DELETE:
 		op, row = "DELETE", ev.GetOldValues()
 	default:
-		return dst, fmt.Errorf("event at LSN %d on %s.%s has operation %v", ev.GetLsn(), t.Rel.GetSchema(), t.Rel.GetTable(), ev.GetOp())
+		return "", nil, nil, fmt.Errorf("event at LSN %d on %s.%s has operation %v", ev.GetLsn(), t.Rel.GetSchema(), t.Rel.GetTable(), ev.GetOp())
 	}
 	if len(row) != n && (op != "DELETE" || len(row) != 0) {
-		return dst, fmt.Errorf("event at LSN %d on %s.%s has %d values for %d columns", ev.GetLsn(), t.Rel.GetSchema(), t.Rel.GetTable(), len(row), n)
+		return "", nil, nil, fmt.Errorf("event at LSN %d on %s.%s has %d values for %d columns", ev.GetLsn(), t.Rel.GetSchema(), t.Rel.GetTable(), len(row), n)
 	}
 	if len(old) != 0 && len(old) != n {
-		return dst, fmt.Errorf("event at LSN %d on %s.%s has %d old values for %d columns", ev.GetLsn(), t.Rel.GetSchema(), t.Rel.GetTable(), len(old), n)
+		return "", nil, nil, fmt.Errorf("event at LSN %d on %s.%s has %d old values for %d columns", ev.GetLsn(), t.Rel.GetSchema(), t.Rel.GetTable(), len(old), n)
 	}
+	return op, row, old, nil
+}
+
+// appendHeader writes every key before data: id, the table's precomputed
+// names and types, the operation and the times.
+func (e *Encoder) appendHeader(dst []byte, t *Table, ev *cdcv1.ChangeEvent, op string) []byte {
 	ts := e.now().UnixMilli()
 	es := ts
 	if ct := ev.GetCommitTime(); ct != nil {
 		es = ct.AsTime().UnixMilli()
 	}
-
 	dst = append(dst, `{"id":`...)
 	dst = strconv.AppendInt(dst, e.next, 10)
 	e.next++
@@ -286,9 +307,11 @@ func (e *Encoder) Encode(dst []byte, t *Table, ev *cdcv1.ChangeEvent) ([]byte, e
 	dst = append(dst, `,"ts":`...)
 	dst = strconv.AppendInt(dst, ts, 10)
 	dst = append(dst, `,"sql":"",`...)
-	dst = append(dst, t.types...)
+	return append(dst, t.types...)
+}
 
-	// data
+// appendData writes data's one row object.
+func (e *Encoder) appendData(dst []byte, t *Table, row, old []*cdcv1.Value) []byte {
 	dst = append(dst, '{')
 	for i, c := range t.cols {
 		if i > 0 {
@@ -301,14 +324,12 @@ func (e *Encoder) Encode(dst []byte, t *Table, ev *cdcv1.ChangeEvent) ([]byte, e
 		}
 		dst = e.appendValue(dst, c, v, old)
 	}
-	dst = append(dst, `}],"old":`...)
+	return dst
+}
 
-	// old
-	if op != "UPDATE" || len(old) == 0 {
-		dst = append(dst, "null}"...)
-		return dst, nil
-	}
-	dst = append(dst, "[{"...)
+// appendChanged writes old's members: the prior values of the columns the
+// UPDATE changed, among those the replica identity reveals.
+func (e *Encoder) appendChanged(dst []byte, t *Table, row, old []*cdcv1.Value) []byte {
 	first := true
 	for _, c := range t.cols {
 		if !c.reveals {
@@ -337,8 +358,7 @@ func (e *Encoder) Encode(dst []byte, t *Table, ev *cdcv1.ChangeEvent) ([]byte, e
 			dst = appendBytes(dst, e.oldBuf)
 		}
 	}
-	dst = append(dst, "}]}"...)
-	return dst, nil
+	return dst
 }
 
 func (e *Encoder) appendValue(dst []byte, c column, v *cdcv1.Value, old []*cdcv1.Value) []byte {
