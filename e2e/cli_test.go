@@ -48,7 +48,8 @@ func TestREADMECommandsSteerATask(t *testing.T) {
 	spec := fmt.Sprintf(`{"task_id": %q, "spec": {
 		"name": "cli", "source": {"host": %q, "port": %d, "database": %q, "user": %q, "password": {"file": %q}},
 		"destination": {"bootstrap_servers": %q, "topic": %q},
-		"objects": {"tables": [{"schema": "public", "table": %q}]}}}`,
+		"objects": {"tables": [{"schema": "public", "table": %q}]},
+		"sync_types": {"schema": true}}}`,
 		taskID, src.GetHost(), src.GetPort(), src.GetDatabase(), src.GetUser(), src.GetPassword().GetFile(),
 		kafkaBootstrap(), table, table)
 	control := f.addrs["control"]
@@ -61,7 +62,12 @@ func TestREADMECommandsSteerATask(t *testing.T) {
 	consumer := newConsumer(t, table)
 
 	exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s VALUES (1, 'before pause')`, table))
-	readMessages(t, consumer, 1, 30*time.Second)
+	// Schema sync describes the table, on the data topic since no DDL
+	// topic is set, before its first row.
+	first := readMessages(t, consumer, 2, 30*time.Second)
+	if m := decodeCanal(t, first[0].Value); !m.IsDdl || m.Type != "CREATE" || !strings.HasPrefix(m.SQL, "CREATE TABLE ") {
+		t.Fatalf("first message %s, want the table's CREATE record", first[0].Value)
+	}
 
 	signal := func(name string) {
 		run(t, temporal, "workflow", "signal", "--address", temporalAddress(), "--workflow-id", taskID, "--name", name)

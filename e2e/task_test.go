@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"os"
@@ -26,16 +27,30 @@ func (f *ferry) createTask(conn *pgx.Conn, taskID, table, topic string) {
 // takes the defaults.
 func (f *ferry) createTaskWithOptions(conn *pgx.Conn, taskID, table, topic string, opts *taskv1.KafkaOptions) {
 	f.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err := f.control.CreateTask(ctx, &taskv1.CreateTaskRequest{TaskId: taskID, Spec: &taskv1.TaskSpec{
+	// Schema sync creates the topic; some tests create it first, with
+	// settings of their own, and have the task write into it.
+	opts = proto.Clone(cmp.Or(opts, &taskv1.KafkaOptions{})).(*taskv1.KafkaOptions)
+	opts.ConflictMode = taskv1.ConflictMode_CONFLICT_MODE_IGNORE
+	// Table definitions go to a topic of their own, so that the data topic
+	// holds exactly the rows the tests count.
+	opts.DdlTopic = cmp.Or(opts.DdlTopic, topic+"_ddl")
+	f.createTaskFromSpec(conn, taskID, &taskv1.TaskSpec{
 		Name:        "e2e " + table,
 		Source:      sourceEndpoint(),
 		Destination: &taskv1.KafkaEndpoint{BootstrapServers: kafkaBootstrap(), Topic: topic},
 		Objects:     &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{{Schema: "public", Table: table}}},
 		Kafka:       opts,
+		SyncTypes:   &taskv1.SyncTypes{Schema: true},
 		Advanced:    &taskv1.AdvancedOptions{ConnectionRetryMinutes: 10, OtherRetryMinutes: 2},
-	}})
+	})
+}
+
+// createTaskFromSpec creates a task and waits until it streams.
+func (f *ferry) createTaskFromSpec(conn *pgx.Conn, taskID string, spec *taskv1.TaskSpec) {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := f.control.CreateTask(ctx, &taskv1.CreateTaskRequest{TaskId: taskID, Spec: spec})
 	if err != nil {
 		f.t.Fatalf("CreateTask %s: %v", taskID, err)
 	}
@@ -70,13 +85,24 @@ func slotName(taskID string) string {
 }
 
 func (f *ferry) state(taskID string) *taskv1.TaskState {
+	res := f.task(taskID)
+	if res.GetState() == nil {
+		return &taskv1.TaskState{LastError: "GetTask failed"}
+	}
+	return res.GetState()
+}
+
+// task is GetTask's answer, or an empty one when the call fails (the test
+// polls again).
+func (f *ferry) task(taskID string) *taskv1.GetTaskResponse {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	res, err := f.control.GetTask(ctx, &taskv1.GetTaskRequest{TaskId: taskID})
 	if err != nil {
-		return &taskv1.TaskState{LastError: "GetTask: " + err.Error()}
+		f.t.Logf("GetTask %s: %v", taskID, err)
+		return &taskv1.GetTaskResponse{}
 	}
-	return res.GetState()
+	return res
 }
 
 // releaseIfRunning stops a task a failed test left behind, so that its slot

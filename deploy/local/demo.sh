@@ -32,7 +32,9 @@ spec=$(cat <<JSON
   "source": {"host": "$FERRY_PG_HOST", "port": $FERRY_PG_PORT, "database": "$FERRY_PG_DATABASE",
              "user": "$FERRY_PG_USER", "password": {"file": "$FERRY_PG_PASSWORD_FILE"}},
   "destination": {"bootstrap_servers": "$FERRY_KAFKA_BOOTSTRAP", "topic": "$TOPIC"},
-  "objects": {"tables": [{"schema": "public", "table": "demo_orders"}]}
+  "objects": {"tables": [{"schema": "public", "table": "demo_orders"}]},
+  "sync_types": {"schema": true},
+  "kafka": {"conflict_mode": "CONFLICT_MODE_IGNORE"}
 }}
 JSON
 )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Local development stack for Ferry without Docker: PostgreSQL 15, Apache Kafka
-# (KRaft, one node) and the Temporal dev server, run as plain local processes.
+# (KRaft, one node), the Temporal dev server and Apicurio Registry (a
+# Confluent-compatible schema registry), run as plain local processes.
 #
 #   stack.sh up [component...]      start what is not running (default: all)
 #   stack.sh down [component...]    stop and wait for exit (default: all)
@@ -9,10 +10,10 @@
 #   stack.sh env                    print export lines for tests and services
 #   stack.sh kafka-topics ARGS...   run Kafka's TopicCommand against the broker
 #
-# Components: postgres kafka temporal (the default set), and ferry: Ferry's own
-# services and worker, built from this checkout, which only `up ferry` starts.
+# Components: postgres kafka temporal registry (the default set), and ferry:
+# Ferry's own services and worker, built from this checkout, which only `up ferry` starts.
 # State and logs: <repo>/.local/.
-# Caches (tool binaries, Kafka jars): ${FERRY_CACHE:-$HOME/.cache/ferry}.
+# Caches (tool binaries, Kafka jars, Apicurio Registry): ${FERRY_CACHE:-$HOME/.cache/ferry}.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,8 +27,8 @@ LOG_DIR=$LOCAL_DIR/logs
 RUN_DIR=$LOCAL_DIR/run
 SECRETS_DIR=$LOCAL_DIR/secrets
 
-COMPONENTS=(postgres kafka temporal)
-KNOWN_COMPONENTS=(postgres kafka temporal ferry)
+COMPONENTS=(postgres kafka temporal registry)
+KNOWN_COMPONENTS=(postgres kafka temporal registry ferry)
 # Start order matters: the worker and control API call the others.
 FERRY_SERVICES=(catalog capture delivery control worker)
 FERRY_BIN_DIR=$LOCAL_DIR/bin
@@ -49,6 +50,14 @@ KAFKA_CONTROLLER_PORT=${FERRY_KAFKA_CONTROLLER_PORT:-59093}
 KAFKA_DIR=$LOCAL_DIR/kafka
 KAFKA_LIBS=$FERRY_CACHE/kafka-$KAFKA_VERSION/libs
 KAFKA_PID_FILE=$RUN_DIR/kafka.pid
+# Secured listeners beside PLAINTEXT (which stays the default and
+# inter-broker listener): SCRAM without TLS, TLS alone, and SCRAM over TLS.
+KAFKA_SASL_PORT=${FERRY_KAFKA_SASL_PORT:-59094}
+KAFKA_TLS_PORT=${FERRY_KAFKA_TLS_PORT:-59095}
+KAFKA_SASL_SSL_PORT=${FERRY_KAFKA_SASL_SSL_PORT:-59096}
+KAFKA_TLS_DIR=$KAFKA_DIR/tls
+# user:mechanism; each password is random, in $SECRETS_DIR/kafka-<user>-password.
+KAFKA_SCRAM_USERS=(ferry-scram256:SCRAM-SHA-256 ferry-scram512:SCRAM-SHA-512)
 
 TEMPORAL_HOST=127.0.0.1
 TEMPORAL_PORT=${FERRY_TEMPORAL_PORT:-7233}
@@ -56,6 +65,13 @@ TEMPORAL_UI_PORT=${FERRY_TEMPORAL_UI_PORT:-8233}
 TEMPORAL_DIR=$LOCAL_DIR/temporal
 TEMPORAL_PID_FILE=$RUN_DIR/temporal.pid
 TEMPORAL_SEARCH_ATTRIBUTES=(FerryTaskName=Keyword FerryPhase=Keyword FerryStatus=Keyword FerrySourceDatabase=Keyword)
+
+REGISTRY_HOST=127.0.0.1
+REGISTRY_PORT=${FERRY_REGISTRY_PORT:-58081}
+REGISTRY_HOME=$FERRY_CACHE/apicurio-registry-$APICURIO_REGISTRY_VERSION
+REGISTRY_JAR=$REGISTRY_HOME/apicurio-registry-app-$APICURIO_REGISTRY_VERSION-runner.jar
+REGISTRY_PID_FILE=$RUN_DIR/registry.pid
+REGISTRY_URL=http://$REGISTRY_HOST:$REGISTRY_PORT/apis/ccompat/v7
 
 START_TIMEOUT=${FERRY_START_TIMEOUT:-60}
 STOP_TIMEOUT=${FERRY_STOP_TIMEOUT:-60}
@@ -382,11 +398,20 @@ kafka_write_config() {
 node.id=1
 process.roles=broker,controller
 controller.quorum.voters=1@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT
+listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT,SASL_PLAINTEXT://$KAFKA_HOST:$KAFKA_SASL_PORT,SSL://$KAFKA_HOST:$KAFKA_TLS_PORT,SASL_SSL://$KAFKA_HOST:$KAFKA_SASL_SSL_PORT
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SASL_PLAINTEXT://$KAFKA_HOST:$KAFKA_SASL_PORT,SSL://$KAFKA_HOST:$KAFKA_TLS_PORT,SASL_SSL://$KAFKA_HOST:$KAFKA_SASL_SSL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+# PEM avoids JKS: the key (unencrypted PKCS#8) and chain in one file.
+ssl.keystore.type=PEM
+ssl.keystore.location=$KAFKA_TLS_DIR/broker.pem
+ssl.client.auth=none
 log.dirs=$KAFKA_DIR/data
 num.partitions=1
 default.replication.factor=1
@@ -422,11 +447,103 @@ kafka_format() {
       die "kafka: generating a cluster id with StorageTool failed (jars in $KAFKA_LIBS incomplete? delete it and retry)"
     echo "$cluster_id" >"$KAFKA_DIR/cluster.id"
   fi
+  # A fresh cluster gets its SCRAM users in its first metadata; an older one
+  # gets them at start-up (kafka_scram_users).
+  local scram=() entry
+  for entry in "${KAFKA_SCRAM_USERS[@]}"; do
+    scram+=(--add-scram "${entry#*:}=[name=${entry%%:*},password=$(<"$(kafka_scram_file "${entry%%:*}")")]")
+  done
   log "kafka: formatting storage (cluster id $cluster_id)"
   kafka_java "$SCRIPT_DIR/kafka/log4j2-tools.properties" kafka.tools.StorageTool format \
     --ignore-formatted --cluster-id "$cluster_id" --config "$KAFKA_DIR/server.properties" \
-    >>"$LOG_DIR/kafka.log" 2>&1 ||
+    "${scram[@]}" >>"$LOG_DIR/kafka.log" 2>&1 ||
     fail_with_log kafka "$LOG_DIR/kafka.log" "formatting storage failed"
+  kafka_scram_fingerprint >"$KAFKA_DIR/scram.sha256"
+}
+
+kafka_scram_file() { echo "$SECRETS_DIR/kafka-$1-password"; }
+
+kafka_scram_secrets() {
+  local entry file
+  for entry in "${KAFKA_SCRAM_USERS[@]}"; do
+    file=$(kafka_scram_file "${entry%%:*}")
+    [[ -s $file ]] || write_secret "$file" "$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')"
+  done
+}
+
+# A throwaway CA and a broker certificate for 127.0.0.1 and localhost, made
+# once; clients trust the CA through $KAFKA_TLS_DIR/ca.pem.
+kafka_tls() {
+  [[ -s $KAFKA_TLS_DIR/broker.pem && -s $KAFKA_TLS_DIR/ca.pem ]] && return 0
+  command -v openssl >/dev/null 2>&1 || die "kafka: openssl not found; it makes the local TLS certificates"
+  local tmp
+  mkdir -p "$KAFKA_DIR"
+  tmp=$(mktemp -d "$KAFKA_DIR/.tls.XXXXXX")
+  if ! (
+    cd "$tmp" &&
+      openssl req -x509 -newkey rsa:2048 -noenc -days 3650 -subj "/CN=Ferry local Kafka CA" \
+        -keyout ca.key -out ca.pem &&
+      openssl req -newkey rsa:2048 -noenc -subj "/CN=$KAFKA_HOST" -keyout broker.key -out broker.csr &&
+      printf 'subjectAltName=IP:%s,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+        "$KAFKA_HOST" >broker.ext &&
+      openssl x509 -req -days 3650 -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+        -extfile broker.ext -out broker.crt &&
+      cat broker.key broker.crt ca.pem >broker.pem &&
+      chmod 600 ca.key broker.key broker.pem
+  ) >"$tmp/openssl.log" 2>&1; then
+    cat "$tmp/openssl.log" >&2
+    rm -rf "$tmp"
+    die "kafka: making the local TLS certificates with openssl failed"
+  fi
+  rm -rf "$KAFKA_TLS_DIR"
+  mv "$tmp" "$KAFKA_TLS_DIR"
+  log "kafka: made a local CA and broker certificate in $KAFKA_TLS_DIR"
+}
+
+# The SCRAM users the broker knows match the password files when this
+# fingerprint of those files and of the cluster's identity is unchanged.
+kafka_scram_fingerprint() {
+  local entry
+  {
+    cat "$KAFKA_DIR/data/meta.properties"
+    for entry in "${KAFKA_SCRAM_USERS[@]}"; do
+      echo "$entry:$(<"$(kafka_scram_file "${entry%%:*}")")"
+    done
+  } | sha256sum | cut -d' ' -f1
+}
+
+# Creates or resets the SCRAM users through the admin API when the cluster
+# was formatted before they existed or a password file changed. Debian's kcat
+# (librdkafka 2.0.2) cannot log in with SCRAM to Kafka 4 (a nonce bug fixed
+# in librdkafka 2.6.1), so the fingerprint, not a login, decides.
+kafka_scram_users() {
+  local marker=$KAFKA_DIR/scram.sha256 entry user mech cfg
+  [[ -s $marker && $(<"$marker") == "$(kafka_scram_fingerprint)" ]] && return 0
+  for entry in "${KAFKA_SCRAM_USERS[@]}"; do
+    user=${entry%%:*} mech=${entry#*:}
+    log "kafka: creating or resetting SCRAM user $user ($mech)"
+    cfg=$(mktemp "$SECRETS_DIR/.scram.XXXXXX")
+    # A file keeps the password out of ps; runtime credentials need explicit
+    # iterations (4096, the minimum).
+    printf '%s=iterations=4096,password=%s\n' "$mech" "$(<"$(kafka_scram_file "$user")")" >"$cfg"
+    if ! kafka_java "$SCRIPT_DIR/kafka/log4j2-tools.properties" kafka.admin.ConfigCommand \
+      --bootstrap-server "$KAFKA_HOST:$KAFKA_PORT" --alter --entity-type users --entity-name "$user" \
+      --add-config-file "$cfg" >"$LOG_DIR/kafka-scram.log" 2>&1; then
+      rm -f "$cfg"
+      # Its messages can quote the credential line: show only the verdict.
+      die "kafka: creating SCRAM user $user with kafka.admin.ConfigCommand failed: $(grep -v -- "password" "$LOG_DIR/kafka-scram.log" | tail -n 3)"
+    fi
+    rm -f "$cfg"
+  done
+  kafka_scram_fingerprint >"$marker"
+}
+
+# The TLS listener answers with the local CA (kcat's SSL works; see above
+# for SCRAM).
+kafka_tls_healthy() {
+  kcat -b "$KAFKA_HOST:$KAFKA_TLS_PORT" -X security.protocol=SSL -X ssl.ca.location="$KAFKA_TLS_DIR/ca.pem" \
+    -L -m 5 2>/dev/null | grep -q " 1 brokers:" ||
+    fail_with_log kafka "$LOG_DIR/kafka.log" "the TLS listener :$KAFKA_TLS_PORT does not answer with the CA $KAFKA_TLS_DIR/ca.pem"
 }
 
 kafka_healthy() {
@@ -442,15 +559,19 @@ up_kafka() {
   start=$(now)
   command -v java >/dev/null 2>&1 || die "kafka: java not found (Java 17+ required)"
   command -v kcat >/dev/null 2>&1 || die "kafka: kcat not found; run deploy/local/tools.sh ensure kcat"
+  kafka_tls
+  kafka_scram_secrets
   if pid_alive "$KAFKA_PID_FILE" kafka.Kafka; then
     log "kafka: already running (pid $(<"$KAFKA_PID_FILE")) on $KAFKA_HOST:$KAFKA_PORT"
   else
     kafka_libs
     kafka_write_config
     kafka_format
-    require_free_port kafka "$KAFKA_HOST" "$KAFKA_PORT"
-    require_free_port kafka "$KAFKA_HOST" "$KAFKA_CONTROLLER_PORT"
-    log "kafka: starting $KAFKA_VERSION on $KAFKA_HOST:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT)"
+    local port
+    for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_PORT" "$KAFKA_TLS_PORT" "$KAFKA_SASL_SSL_PORT"; do
+      require_free_port kafka "$KAFKA_HOST" "$port"
+    done
+    log "kafka: starting $KAFKA_VERSION on $KAFKA_HOST:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT, SCRAM :$KAFKA_SASL_PORT, TLS :$KAFKA_TLS_PORT, SCRAM over TLS :$KAFKA_SASL_SSL_PORT)"
     # JVM flags follow kafka-run-class.sh's defaults, with a small heap for dev.
     spawn "$KAFKA_PID_FILE" "$LOG_DIR/kafka.log" \
       java -Xms256m -Xmx512m -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
@@ -466,6 +587,12 @@ up_kafka() {
     2) fail_with_log kafka "$LOG_DIR/kafka.log" "process exited during start-up" ;;
     *) fail_with_log kafka "$LOG_DIR/kafka.log" "no metadata response within ${START_TIMEOUT}s" ;;
   esac
+  if port_open "$KAFKA_HOST" "$KAFKA_SASL_PORT"; then
+    kafka_scram_users
+    kafka_tls_healthy
+  else
+    echo "stack.sh: kafka: the running broker predates the SASL/TLS listeners; restart it: $0 down kafka && $0 up kafka" >&2
+  fi
   log "kafka: ready in $(elapsed "$start") (pid $(<"$KAFKA_PID_FILE"))"
 }
 
@@ -546,6 +673,78 @@ status_temporal() {
   TEMPORAL_BIN=$(temporal_cli) || TEMPORAL_BIN=false
   status_pid_component temporal "$TEMPORAL_PID_FILE" start-dev \
     "$TEMPORAL_HOST:$TEMPORAL_PORT ui :$TEMPORAL_UI_PORT" temporal_healthy
+}
+
+# ---------------------------------------------------------------- registry
+
+registry_dist() {
+  # The marker is written only after Maven succeeds, as for Kafka's jars.
+  [[ -f $REGISTRY_HOME/.complete ]] && return 0
+  command -v mvn >/dev/null 2>&1 || die "registry: mvn not found; install maven to resolve Apicurio Registry"
+  local start tmp
+  start=$(now)
+  log "registry: resolving io.apicurio:apicurio-registry-app:$APICURIO_REGISTRY_VERSION (all.zip) from Maven Central"
+  mkdir -p "$(dirname "$REGISTRY_HOME")" "$LOG_DIR"
+  tmp=$(mktemp -d "$(dirname "$REGISTRY_HOME")/.registry.XXXXXX")
+  if ! mvn -q -B -Dstyle.color=never -f "$SCRIPT_DIR/registry/pom.xml" \
+    -Dapicurio.version="$APICURIO_REGISTRY_VERSION" \
+    -Dmaven.dependency.plugin.version="$MAVEN_DEPENDENCY_PLUGIN_VERSION" \
+    -DoutputDirectory="$tmp" \
+    dependency:unpack >"$LOG_DIR/registry-mvn.log" 2>&1; then
+    rm -rf "$tmp"
+    fail_with_log registry "$LOG_DIR/registry-mvn.log" "resolving Apicurio Registry with Maven failed"
+  fi
+  [[ -f $tmp/$(basename "$REGISTRY_JAR") ]] || {
+    rm -rf "$tmp"
+    die "registry: the archive has no $(basename "$REGISTRY_JAR"); check APICURIO_REGISTRY_VERSION"
+  }
+  touch "$tmp/.complete"
+  rm -rf "$REGISTRY_HOME"
+  mv "$tmp" "$REGISTRY_HOME"
+  log "registry: cached in $REGISTRY_HOME in $(elapsed "$start")"
+}
+
+# The subjects listing goes through the same ccompat resource Ferry uses, so
+# healthy means Confluent clients can register, not just that HTTP is bound.
+registry_healthy() {
+  curl -sf -m 2 "$REGISTRY_URL/subjects" >/dev/null
+}
+
+up_registry() {
+  local start rc=0
+  start=$(now)
+  command -v java >/dev/null 2>&1 || die "registry: java not found (Java 17+ required)"
+  command -v curl >/dev/null 2>&1 || die "registry: curl not found; apt-get install curl"
+  if pid_alive "$REGISTRY_PID_FILE" apicurio-registry-app; then
+    log "registry: already running (pid $(<"$REGISTRY_PID_FILE")) on $REGISTRY_HOST:$REGISTRY_PORT"
+  else
+    registry_dist
+    mkdir -p "$LOG_DIR" "$RUN_DIR"
+    require_free_port registry "$REGISTRY_HOST" "$REGISTRY_PORT"
+    log "registry: starting Apicurio Registry $APICURIO_REGISTRY_VERSION on $REGISTRY_HOST:$REGISTRY_PORT (in-memory storage)"
+    # Storage is in-memory: schemas do not survive a restart, and Ferry
+    # registers its schema again at every stream start.
+    spawn "$REGISTRY_PID_FILE" "$LOG_DIR/registry.log" \
+      java -Xms32m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+      -Dquarkus.http.host="$REGISTRY_HOST" -Dquarkus.http.port="$REGISTRY_PORT" \
+      -Dquarkus.log.console.color=false \
+      -jar "$REGISTRY_JAR" ||
+      fail_with_log registry "$LOG_DIR/registry.log" "process did not start"
+  fi
+  wait_until "$START_TIMEOUT" "$REGISTRY_PID_FILE" apicurio-registry-app -- registry_healthy || rc=$?
+  case $rc in
+    0) ;;
+    2) fail_with_log registry "$LOG_DIR/registry.log" "process exited during start-up" ;;
+    *) fail_with_log registry "$LOG_DIR/registry.log" "ccompat API not answering within ${START_TIMEOUT}s" ;;
+  esac
+  log "registry: ready in $(elapsed "$start") (pid $(<"$REGISTRY_PID_FILE"))"
+}
+
+down_registry() { stop_pid registry "$REGISTRY_PID_FILE" apicurio-registry-app; }
+
+status_registry() {
+  status_pid_component registry "$REGISTRY_PID_FILE" apicurio-registry-app \
+    "$REGISTRY_HOST:$REGISTRY_PORT" registry_healthy
 }
 
 # ---------------------------------------------------------------- ferry
@@ -689,13 +888,22 @@ export FERRY_PG_USER='$PG_APP_USER'
 export FERRY_PG_PASSWORD_FILE='$PG_PASSWORD_FILE'
 export FERRY_KAFKA_BOOTSTRAP='$KAFKA_HOST:$KAFKA_PORT'
 export FERRY_KAFKA_LIBS='$KAFKA_LIBS'
+export FERRY_KAFKA_SASL_BOOTSTRAP='$KAFKA_HOST:$KAFKA_SASL_PORT'
+export FERRY_KAFKA_TLS_BOOTSTRAP='$KAFKA_HOST:$KAFKA_TLS_PORT'
+export FERRY_KAFKA_SASL_SSL_BOOTSTRAP='$KAFKA_HOST:$KAFKA_SASL_SSL_PORT'
+export FERRY_KAFKA_TLS_CA_FILE='$KAFKA_TLS_DIR/ca.pem'
+export FERRY_KAFKA_SCRAM256_USER='${KAFKA_SCRAM_USERS[0]%%:*}'
+export FERRY_KAFKA_SCRAM256_PASSWORD_FILE='$(kafka_scram_file "${KAFKA_SCRAM_USERS[0]%%:*}")'
+export FERRY_KAFKA_SCRAM512_USER='${KAFKA_SCRAM_USERS[1]%%:*}'
+export FERRY_KAFKA_SCRAM512_PASSWORD_FILE='$(kafka_scram_file "${KAFKA_SCRAM_USERS[1]%%:*}")'
 export FERRY_TEMPORAL_ADDRESS='$TEMPORAL_HOST:$TEMPORAL_PORT'
 export FERRY_TEMPORAL_CLI='$temporal_bin'
+export FERRY_SCHEMA_REGISTRY_URL='$REGISTRY_URL'
 EOF
 }
 
 usage() {
-  sed -n '2,13s/^# \{0,1\}//p' "$0"
+  sed -n '2,14s/^# \{0,1\}//p' "$0"
 }
 
 main() {

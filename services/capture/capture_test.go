@@ -400,8 +400,8 @@ func TestStreamChangesErrors(t *testing.T) {
 	if err == nil {
 		_, err = snap.Recv()
 	}
-	if status.Code(err) != codes.Unimplemented {
-		t.Fatalf("ReadSnapshot: %v; want Unimplemented", err)
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("ReadSnapshot without a slot: %v; want InvalidArgument", err)
 	}
 	_, err = client.EnsureReplication(context.Background(), &capturev1.EnsureReplicationRequest{
 		Source: testenv.Source(), SlotName: "Bad-Slot", PublicationName: "p", Tables: r.tables,

@@ -37,7 +37,7 @@ func newRelationCache(conn catalog) *relationCache {
 
 // define describes msg's relation, looking up type names and key columns.
 func (c *relationCache) define(ctx context.Context, msg *pglogrepl.RelationMessage) error {
-	typeNames, err := c.typeNames(ctx, msg)
+	types, err := c.columnTypes(ctx, msg)
 	if err != nil {
 		return fmt.Errorf("describing the columns of %s.%s: %w", msg.Namespace, msg.RelationName, err)
 	}
@@ -56,9 +56,11 @@ func (c *relationCache) define(ctx context.Context, msg *pglogrepl.RelationMessa
 		rel.Columns = append(rel.Columns, &cdcv1.Column{
 			Name:         col.Name,
 			TypeOid:      col.DataType,
-			TypeName:     typeNames[i],
+			TypeName:     types[i].name,
 			TypeModifier: col.TypeModifier,
 			Key:          col.Flags&1 != 0,
+			BaseTypeOid:  types[i].baseOID,
+			BaseTypeKind: types[i].baseKind,
 		})
 	}
 	c.byOID[msg.RelationID] = &relation{msg: msg, proto: rel}
@@ -73,30 +75,91 @@ func (c *relationCache) get(oid uint32) (*relation, error) {
 	return rel, nil
 }
 
-// typeNames formats the message's own type OIDs and modifiers, so names
+// columnType is what the catalog says about a column's type.
+type columnType struct {
+	name     string // format_type
+	baseOID  uint32 // the domain's base type, nested domains resolved; else the type
+	baseKind cdcv1.TypeKind
+}
+
+// columnTypes formats the message's own type OIDs and modifiers, so names
 // match the definition the change was decoded with even if the table has
-// been altered since.
-func (c *relationCache) typeNames(ctx context.Context, msg *pglogrepl.RelationMessage) ([]string, error) {
+// been altered since. It also resolves domains to their base types: a
+// domain's text output is its base type's, so values decode as the base
+// type's and formats map them as that type (formats.md: domains by base
+// type).
+func (c *relationCache) columnTypes(ctx context.Context, msg *pglogrepl.RelationMessage) ([]columnType, error) {
 	oids := make([]uint32, len(msg.Columns))
 	mods := make([]int32, len(msg.Columns))
 	for i, col := range msg.Columns {
 		oids[i], mods[i] = col.DataType, col.TypeModifier
 	}
 	rows, err := c.conn.Query(ctx, `
-		SELECT format_type(t.oid, t.mod)
-		FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS t(oid, mod, ord)
-		ORDER BY t.ord`, oids, mods)
+		WITH RECURSIVE col AS (
+			SELECT * FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS t(oid, mod, ord)
+		), base(ord, oid, depth) AS (
+			SELECT ord, oid, 0 FROM col
+			UNION ALL
+			SELECT b.ord, ty.typbasetype, b.depth + 1
+			FROM base b JOIN pg_type ty ON ty.oid = b.oid
+			WHERE ty.typtype = 'd'
+		), resolved AS (
+			SELECT DISTINCT ON (ord) ord, oid FROM base ORDER BY ord, depth DESC
+		)
+		SELECT format_type(col.oid, col.mod), r.oid,
+		       coalesce(ty.typtype::text, ''), coalesce(ty.typcategory::text, '')
+		FROM col JOIN resolved r USING (ord)
+		LEFT JOIN pg_type ty ON ty.oid = r.oid
+		ORDER BY col.ord`, oids, mods)
 	if err != nil {
 		return nil, err
 	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	types, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (columnType, error) {
+		var t columnType
+		var typtype, category string
+		err := row.Scan(&t.name, &t.baseOID, &typtype, &category)
+		t.baseKind = typeKind(typtype, category)
+		return t, err
+	})
 	if err != nil {
 		return nil, err
 	}
-	if len(names) != len(msg.Columns) {
-		return nil, fmt.Errorf("format_type returned %d names for %d columns", len(names), len(msg.Columns))
+	if len(types) != len(msg.Columns) {
+		return nil, fmt.Errorf("format_type returned %d names for %d columns", len(types), len(msg.Columns))
 	}
-	return names, nil
+	return types, nil
+}
+
+// typeKind maps pg_type.typtype and typcategory.
+func typeKind(typtype, category string) cdcv1.TypeKind {
+	switch {
+	case typtype == "b" && category == "A":
+		return cdcv1.TypeKind_TYPE_KIND_ARRAY
+	case typtype == "b":
+		return cdcv1.TypeKind_TYPE_KIND_BASE
+	case typtype == "c":
+		return cdcv1.TypeKind_TYPE_KIND_COMPOSITE
+	case typtype == "e":
+		return cdcv1.TypeKind_TYPE_KIND_ENUM
+	case typtype == "r":
+		return cdcv1.TypeKind_TYPE_KIND_RANGE
+	case typtype == "m":
+		return cdcv1.TypeKind_TYPE_KIND_MULTIRANGE
+	case typtype == "p":
+		return cdcv1.TypeKind_TYPE_KIND_PSEUDO
+	}
+	return cdcv1.TypeKind_TYPE_KIND_UNSPECIFIED
+}
+
+// decodeOID is the type column i's values are decoded as: the domain's base
+// type for a domain.
+func (r *relation) decodeOID(i int) uint32 {
+	if i < len(r.proto.GetColumns()) {
+		if b := r.proto.GetColumns()[i].GetBaseTypeOid(); b != 0 {
+			return b
+		}
+	}
+	return r.msg.Columns[i].DataType
 }
 
 // keyColumns returns the primary key's columns, or else those of the best

@@ -48,7 +48,8 @@ func qualified(t *taskv1.TableRef) string {
 	return pgx.Identifier{schema, t.GetTable()}.Sanitize()
 }
 
-// EnsureReplication creates the publication and then the slot. The order
+// EnsureReplication creates the publication and then, unless asked for the
+// publication only, the slot. The order
 // matters: pgoutput looks the publication up as of each change's point in
 // the WAL, so a slot older than its publication fails to decode.
 func (s *Server) EnsureReplication(ctx context.Context, req *capturev1.EnsureReplicationRequest) (*capturev1.EnsureReplicationResponse, error) {
@@ -70,6 +71,11 @@ func (s *Server) EnsureReplication(ctx context.Context, req *capturev1.EnsureRep
 	pubCreated, err := ensurePublication(ctx, conn, req.GetPublicationName(), req.GetTables())
 	if err != nil {
 		return nil, toStatus(err)
+	}
+	if req.GetPublicationOnly() {
+		// Full sync creates the slot with the snapshot it reads.
+		s.logger.Info("publication ensured", "publication", req.GetPublicationName(), "publication_created", pubCreated)
+		return &capturev1.EnsureReplicationResponse{PublicationCreated: pubCreated}, nil
 	}
 	slotCreated, err := ensureSlot(ctx, conn, req.GetSource(), req.GetSlotName())
 	if err != nil {

@@ -1,6 +1,21 @@
 // Package capture serves CaptureService: it manages a task's publication and
 // logical replication slot and streams decoded pgoutput changes in batches,
 // confirming WAL to PostgreSQL only as far as the client acknowledges.
+//
+// Values travel in PostgreSQL's text protocol: pgoutput runs without
+// binary = true, and full sync reads COPY's text format; both are decoded
+// by decodeText (values.go). Text is exact for every type because it is
+// what the type's own output function prints, and each session fixes the
+// settings that shape it (pgsource: TimeZone=UTC, DateStyle=ISO,
+// IntervalStyle=postgres, extra_float_digits=3). Only a few types are
+// parsed into typed kinds, each losslessly: integers, float4 and float8
+// (extra_float_digits=3 prints the shortest text that reads back to the
+// same binary value; float4 is parsed at 32 bits), bytea, and date and
+// timestamps as days and microseconds, with the infinities, BC years and
+// timestamps beyond int64 microseconds since 1970 (past 294247 AD) kept as
+// their text. numeric stays its exact decimal text (NaN and ±Infinity
+// included), and every other type is its text unchanged. Domains are
+// decoded as their base type, which prints them.
 package capture
 
 import (
@@ -30,11 +45,6 @@ type Server struct {
 // NewServer returns a Server that logs to logger.
 func NewServer(logger *slog.Logger) *Server {
 	return &Server{logger: logger}
-}
-
-// ReadSnapshot is full sync, which a later change implements.
-func (s *Server) ReadSnapshot(*capturev1.ReadSnapshotRequest, capturev1.CaptureService_ReadSnapshotServer) error {
-	return status.Error(codes.Unimplemented, "capture: ReadSnapshot (full sync) is not implemented yet; it lands with the capture issue")
 }
 
 // slotBusyWait bounds how long a new stream waits for the previous reader

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -31,7 +32,7 @@ func decodeTuple(rel *relation, tuple *pglogrepl.TupleData) ([]*cdcv1.Value, err
 	values := make([]*cdcv1.Value, len(tuple.Columns))
 	for i, col := range tuple.Columns {
 		meta := rel.msg.Columns[i]
-		v, err := decodeColumn(col, meta.DataType)
+		v, err := decodeColumn(col, rel.decodeOID(i))
 		if err != nil {
 			return nil, fmt.Errorf("column %q of %s.%s: %w", meta.Name, rel.msg.Namespace, rel.msg.RelationName, err)
 		}
@@ -103,12 +104,18 @@ func decodeKind(typeOID uint32, s string) (*cdcv1.Value, error) {
 		return &cdcv1.Value{Kind: &cdcv1.Value_Date{Date: d}}, nil
 	case pgtype.TimestampOID:
 		ts, err := parseTimestamp(s, false)
+		if errors.Is(err, errBeyondMicros) {
+			return &cdcv1.Value{Kind: &cdcv1.Value_Text{Text: s}}, nil
+		}
 		if err != nil {
 			return nil, err
 		}
 		return &cdcv1.Value{Kind: &cdcv1.Value_Timestamp{Timestamp: ts}}, nil
 	case pgtype.TimestamptzOID:
 		ts, err := parseTimestamp(s, true)
+		if errors.Is(err, errBeyondMicros) {
+			return &cdcv1.Value{Kind: &cdcv1.Value_Text{Text: s}}, nil
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -245,9 +252,18 @@ func parseTimestamp(s string, withZone bool) (*cdcv1.Timestamp, error) {
 	if err != nil {
 		return nil, err
 	}
-	day := time.Date(y, time.Month(mo), d, 0, 0, 0, 0, time.UTC).Unix()
-	return &cdcv1.Timestamp{Micros: (day+int64(secOfDay-offset))*1_000_000 + micros}, nil
+	secs := time.Date(y, time.Month(mo), d, 0, 0, 0, 0, time.UTC).Unix() + int64(secOfDay-offset)
+	if secs > (math.MaxInt64-micros)/1_000_000 {
+		return nil, errBeyondMicros
+	}
+	return &cdcv1.Timestamp{Micros: secs*1_000_000 + micros}, nil
 }
+
+// errBeyondMicros marks a timestamp past 294247-01-10 04:00:54.775807 UTC,
+// the last instant int64 microseconds since 1970 can hold. PostgreSQL counts
+// from 2000 and so goes on to 294276 AD; such values travel as their text,
+// which is exact, instead of wrapping around to a date in the BC era.
+var errBeyondMicros = errors.New("timestamp beyond int64 microseconds since 1970")
 
 // cutOffset splits a trailing UTC offset such as "+00", "+05:30" or the
 // "+00:19:32" of historical local mean times, returning it in seconds.

@@ -86,6 +86,13 @@ func TestDecodeText(t *testing.T) {
 		{"timestamptz negative offset", pgtype.TimestamptzOID, "2024-02-29 01:04:56.000001-06", tstzV(1709190296000001)},
 		{"timestamptz LMT offset with seconds", pgtype.TimestamptzOID, "1850-01-01 00:00:00+00:19:32", tstzV(-3786826772000000)},
 		{"timestamptz BC", pgtype.TimestamptzOID, "0044-03-15 12:00:00+00 BC", tstzV(-63517780800000000)},
+		{"timestamp last int64 micro", pgtype.TimestampOID, "294247-01-10 04:00:54.775807", tsV(math.MaxInt64)},
+		// Past int64 micros since 1970 (PostgreSQL allows up to 294276 AD)
+		// the exact text travels instead of a wrapped-around value.
+		{"timestamp beyond int64 micros", pgtype.TimestampOID, "294247-01-10 04:00:54.775808", textV("294247-01-10 04:00:54.775808")},
+		{"timestamp max", pgtype.TimestampOID, "294276-12-31 23:59:59.999999", textV("294276-12-31 23:59:59.999999")},
+		{"timestamptz last int64 micro", pgtype.TimestamptzOID, "294247-01-10 09:30:54.775807+05:30", tstzV(math.MaxInt64)},
+		{"timestamptz max", pgtype.TimestamptzOID, "294276-12-31 23:59:59.999999+00", textV("294276-12-31 23:59:59.999999+00")},
 		{"timestamptz infinity", pgtype.TimestamptzOID, "infinity", tstzInfV(pos)},
 		{"timestamptz -infinity", pgtype.TimestamptzOID, "-infinity", tstzInfV(neg)},
 	}
@@ -175,5 +182,33 @@ func TestDecodeTupleKindsAndColumnNames(t *testing.T) {
 	}
 	if _, err := decodeTuple(rel, &pglogrepl.TupleData{Columns: tuple.Columns[:2]}); err == nil {
 		t.Fatal("a tuple with too few columns decoded")
+	}
+}
+
+// TestDecodeTupleDomainsAsBaseType: a domain's text output is its base
+// type's, so a column whose relation names a base type decodes as that type
+// (float4 at 32 bits, int4 as an int), not as text.
+func TestDecodeTupleDomainsAsBaseType(t *testing.T) {
+	rel := &relation{
+		msg: &pglogrepl.RelationMessage{Namespace: "public", RelationName: "t", Columns: []*pglogrepl.RelationMessageColumn{
+			{Name: "posint", DataType: 91236}, {Name: "temp", DataType: 91237}, {Name: "mood", DataType: 91238},
+		}},
+		proto: &cdcv1.Relation{Columns: []*cdcv1.Column{
+			{Name: "posint", TypeOid: 91236, BaseTypeOid: pgtype.Int4OID},
+			{Name: "temp", TypeOid: 91237, BaseTypeOid: pgtype.Float4OID},
+			{Name: "mood", TypeOid: 91238, BaseTypeOid: 91238, BaseTypeKind: cdcv1.TypeKind_TYPE_KIND_ENUM},
+		}},
+	}
+	got, err := decodeTuple(rel, &pglogrepl.TupleData{Columns: []*pglogrepl.TupleDataColumn{
+		{DataType: 't', Data: []byte("42")}, {DataType: 't', Data: []byte("0.1")}, {DataType: 't', Data: []byte("happy")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []*cdcv1.Value{intV(42), floatV(float64(float32(0.1))), textV("happy")}
+	for i := range want {
+		if !proto.Equal(got[i], want[i]) {
+			t.Errorf("column %d = %v, want %v", i, got[i], want[i])
+		}
 	}
 }

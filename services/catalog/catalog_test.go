@@ -110,3 +110,43 @@ func TestResolveTables(t *testing.T) {
 		t.Fatalf("missing table: err = %v, want InvalidArgument naming the table", err)
 	}
 }
+
+func TestPrecheckSchemaRegistryReal(t *testing.T) {
+	s := NewServer(slog.Default())
+	find := func(dest *taskv1.KafkaEndpoint) *taskv1.PrecheckItem {
+		t.Helper()
+		res, err := s.Precheck(context.Background(), &catalogv1.PrecheckRequest{
+			Source: testenv.Source(), Objects: &taskv1.ObjectSelection{Schemas: []*taskv1.SchemaSelection{{Schema: "public"}}},
+			Destination: dest,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range res.GetItems() {
+			if it.GetId() == "schema_registry" {
+				return it
+			}
+		}
+		return nil
+	}
+	if it := find(&taskv1.KafkaEndpoint{}); it != nil {
+		t.Fatalf("no registry configured, yet the precheck reports %v", it)
+	}
+	it := find(&taskv1.KafkaEndpoint{SchemaRegistryUrl: testenv.SchemaRegistryURL()})
+	if it.GetSeverity() != taskv1.Severity_SEVERITY_PASS {
+		t.Fatalf("the local registry: %v, want PASS (start the local stack with `make up`)", it)
+	}
+	// Something that answers HTTP but not the Confluent API there: the
+	// registry's own root, without /apis/ccompat/v7.
+	root := strings.TrimSuffix(testenv.SchemaRegistryURL(), "/apis/ccompat/v7")
+	for bad, say := range map[string]string{
+		root + "/not-an-api": root + "/not-an-api", // answers 404
+		"http://127.0.0.1:1": "unreachable",
+		"127.0.0.1:58081":    "destination.schema_registry_url",
+	} {
+		it := find(&taskv1.KafkaEndpoint{SchemaRegistryUrl: bad})
+		if it.GetSeverity() != taskv1.Severity_SEVERITY_FAIL || it.GetFix() == "" || !strings.Contains(it.GetMessage(), say) {
+			t.Errorf("%s: %v, want FAIL saying %q, with a fix", bad, it, say)
+		}
+	}
+}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/delivery/registry"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 )
 
@@ -22,9 +24,9 @@ func (s *Server) Precheck(ctx context.Context, req *catalogv1.PrecheckRequest) (
 	src := req.GetSource()
 	conn, err := pgsource.Connect(ctx, src)
 	if err != nil {
-		return &catalogv1.PrecheckResponse{Items: []*taskv1.PrecheckItem{
+		return &catalogv1.PrecheckResponse{Items: append([]*taskv1.PrecheckItem{
 			fail("connectivity", err.Error(), "check the source host, port, user, password secret and pg_hba.conf"),
-		}}, nil
+		}, checkSchemaRegistry(ctx, req.GetDestination())...)}, nil
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 	items := []*taskv1.PrecheckItem{pass("connectivity", "connected to "+pgsource.Describe(src))}
@@ -34,6 +36,7 @@ func (s *Server) Precheck(ctx context.Context, req *catalogv1.PrecheckRequest) (
 		items = append(items, check(ctx, conn))
 	}
 	items = append(items, checkTables(ctx, conn, req.GetObjects())...)
+	items = append(items, checkSchemaRegistry(ctx, req.GetDestination())...)
 	return &catalogv1.PrecheckResponse{Items: items}, nil
 }
 
@@ -154,4 +157,28 @@ SELECT has_table_privilege($1::regclass, 'SELECT'),
 		items = append(items, pass("primary_key", "every selected table has a primary or unique key"))
 	}
 	return items
+}
+
+// registryTimeout bounds the schema registry check.
+const registryTimeout = 5 * time.Second
+
+// checkSchemaRegistry reports whether the configured schema registry's
+// Confluent-compatible API answers; nothing when none is configured.
+func checkSchemaRegistry(ctx context.Context, dest *taskv1.KafkaEndpoint) []*taskv1.PrecheckItem {
+	const id = "schema_registry"
+	raw := dest.GetSchemaRegistryUrl()
+	if raw == "" {
+		return nil
+	}
+	c, err := registry.New(raw, registry.Options{Timeout: registryTimeout})
+	if err != nil {
+		return []*taskv1.PrecheckItem{fail(id, "destination.schema_registry_url: "+err.Error(),
+			"set destination.schema_registry_url to http(s)://host:port[/path]")}
+	}
+	if err := c.Ping(ctx); err != nil {
+		return []*taskv1.PrecheckItem{fail(id, err.Error(),
+			"start the schema registry or fix destination.schema_registry_url: it must be the root of a Confluent-compatible API "+
+				"(http://host:8081 for Confluent, http://host:8080/apis/ccompat/v7 for Apicurio) reachable from Ferry's services")}
+	}
+	return []*taskv1.PrecheckItem{pass(id, "the schema registry at "+c.URL()+" answers")}
 }

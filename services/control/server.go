@@ -107,8 +107,9 @@ func (s *Server) GetTask(ctx context.Context, req *taskv1.GetTaskRequest) (*task
 	}
 	for _, pa := range desc.GetPendingActivities() {
 		var cp cdcv1.Checkpoint
-		if pa.GetHeartbeatDetails() != nil && converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &cp) == nil {
-			out.HeartbeatConfirmedLsn = max(out.HeartbeatConfirmedLsn, cp.GetConfirmedLsn())
+		if pa.GetHeartbeatDetails() != nil && converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &cp) == nil &&
+			cp.GetConfirmedLsn() >= out.HeartbeatConfirmedLsn {
+			out.HeartbeatConfirmedLsn, out.Heartbeat = cp.GetConfirmedLsn(), &cp
 		}
 	}
 	return out, nil
@@ -142,7 +143,9 @@ func (s *Server) PrecheckTask(ctx context.Context, req *taskv1.PrecheckTaskReque
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	res, err := s.catalog.Precheck(ctx, &catalogv1.PrecheckRequest{Source: spec.GetSource(), Objects: spec.GetObjects()})
+	res, err := s.catalog.Precheck(ctx, &catalogv1.PrecheckRequest{
+		Source: spec.GetSource(), Objects: spec.GetObjects(), Destination: spec.GetDestination(),
+	})
 	if err != nil {
 		return nil, err
 	}

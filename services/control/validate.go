@@ -2,12 +2,15 @@ package control
 
 import (
 	"fmt"
+	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/delivery/registry"
 	"github.com/ferry-cdc/ferry/workflows/task"
 )
 
@@ -52,6 +55,11 @@ func Normalize(spec *taskv1.TaskSpec) (*taskv1.TaskSpec, error) {
 		errs.add("source.port", "%d is not a port (1 to 65535)", s.Source.Port)
 	}
 	normalizeKafka(s)
+	checkExactlyOnce(s, &errs)
+	checkTopics(s, &errs)
+	checkColumns(s, &errs)
+	checkSchemaRegistry(s, &errs)
+	checkSecurity(s.Destination, &errs)
 	normalizeAdvanced(s, &errs)
 	sel := s.GetObjects()
 	if !sel.GetWholeDatabase() && len(sel.GetSchemas()) == 0 && len(sel.GetTables()) == 0 {
@@ -90,6 +98,138 @@ func normalizeKafka(s *taskv1.TaskSpec) {
 	}
 }
 
+// checkExactlyOnce refuses exactly-once without acks all: Kafka
+// transactions need the idempotent producer, which needs acks all.
+func checkExactlyOnce(s *taskv1.TaskSpec, errs *fieldErrors) {
+	if k := s.GetKafka(); k.GetExactlyOnce() && k.GetAcks() != taskv1.Acks_ACKS_ALL {
+		errs.add("kafka.acks", "%v cannot be used with kafka.exactly_once, which needs ACKS_ALL; set acks to ALL or leave it unset", k.GetAcks())
+	}
+}
+
+// checkTopics refuses a dead-letter topic that is also a data or DDL topic:
+// a row too large for its data topic would be too large there as well, and
+// consumers of data topics cannot tell dead letters from rows.
+func checkTopics(s *taskv1.TaskSpec, errs *fieldErrors) {
+	dlq := s.GetKafka().GetDeadLetterTopic()
+	if dlq == "" {
+		return
+	}
+	if dlq == s.GetDestination().GetTopic() || dlq == s.GetKafka().GetDdlTopic() {
+		errs.add("kafka.dead_letter_topic", "%q is also the data or DDL topic; name a topic of its own", dlq)
+	}
+	for i, t := range s.GetObjects().GetTables() {
+		if t.GetTopic() == dlq {
+			errs.add("kafka.dead_letter_topic", "%q is also the topic of objects.tables[%d]; name a topic of its own", dlq, i)
+		}
+	}
+}
+
+// checkColumns refuses column mappings that are ambiguous: a column named
+// twice, a mapping that both drops and renames, or two columns written under
+// one name. Whether the columns exist is the precheck's business, since the
+// table can change after the task is created.
+func checkColumns(s *taskv1.TaskSpec, errs *fieldErrors) {
+	for i, t := range s.GetObjects().GetTables() {
+		seen := map[string]bool{}
+		renamed := map[string]string{}
+		for j, c := range t.GetColumns() {
+			field := fmt.Sprintf("objects.tables[%d].columns[%d]", i, j)
+			switch {
+			case c.GetName() == "":
+				errs.add(field, "name the source column")
+			case seen[c.GetName()]:
+				errs.add(field, "column %q of %s.%s is mapped twice; keep one mapping", c.GetName(), t.GetSchema(), t.GetTable())
+			case c.GetDrop() && c.GetRename() != "":
+				errs.add(field, "column %q of %s.%s is both dropped and renamed; choose one", c.GetName(), t.GetSchema(), t.GetTable())
+			case c.GetRename() != "":
+				if prev, dup := renamed[c.GetRename()]; dup {
+					errs.add(field, "columns %q and %q of %s.%s are both renamed to %q", prev, c.GetName(), t.GetSchema(), t.GetTable(), c.GetRename())
+				}
+				renamed[c.GetRename()] = c.GetName()
+			}
+			seen[c.GetName()] = true
+		}
+	}
+}
+
+// checkSchemaRegistry accepts a registry URL only for DTS Avro, whose values
+// then use the Confluent wire format. Canal JSON has no schema to register,
+// and its consumers (canal-adapter, Flink's canal-json) read plain JSON that
+// a binary header would break, so a registry there is a mistake to report.
+// Credentials in the URL are refused: the spec lands in the workflow's
+// history, where secrets never go.
+func checkSchemaRegistry(s *taskv1.TaskSpec, errs *fieldErrors) {
+	raw := s.GetDestination().GetSchemaRegistryUrl()
+	if raw == "" {
+		return
+	}
+	const field = "destination.schema_registry_url"
+	if _, err := registry.CheckURL(raw); err != nil {
+		errs.add(field, "%v", err)
+	} else if u, _ := url.Parse(raw); u.User != nil {
+		errs.add(field, "holds credentials, which would be stored in the task's history; use a registry that needs none")
+	}
+	if f := s.GetKafka().GetFormat(); f != taskv1.DataFormat_DATA_FORMAT_DTS_AVRO {
+		errs.add(field, "applies to kafka.format DATA_FORMAT_DTS_AVRO only (the format is %v); unset it or choose DTS Avro", f)
+	}
+}
+
+// checkSecurity checks that the SCRAM credentials and the TLS CA are given
+// exactly when destination.security uses them. Whether the password and CA
+// files exist is checked by delivery, where they are read: control may run
+// on a host that does not mount them.
+func checkSecurity(d *taskv1.KafkaEndpoint, errs *fieldErrors) {
+	sec := d.GetSecurity()
+	var scram, tls bool
+	switch sec {
+	case taskv1.KafkaSecurity_KAFKA_SECURITY_PLAINTEXT:
+	case taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SCRAM_SHA_256, taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SCRAM_SHA_512:
+		scram = true
+	case taskv1.KafkaSecurity_KAFKA_SECURITY_TLS:
+		tls = true
+	case taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_256, taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_512:
+		scram, tls = true, true
+	default:
+		errs.add("destination.security", "%v is not a known security setting", sec)
+		return
+	}
+	if scram {
+		if d.GetSaslUser() == "" {
+			errs.add("destination.sasl_user", "required with destination.security %v", sec)
+		}
+		checkSecretRef(d.GetSaslPassword(), "destination.sasl_password",
+			fmt.Sprintf(`required with destination.security %v: {"file": "/path"} or {"env": "VAR"}`, sec), errs)
+	} else if d.GetSaslUser() != "" || d.GetSaslPassword() != nil {
+		errs.add("destination.sasl_user", "destination.security %v sends no user; choose a SASL_* security (SCRAM) or clear destination.sasl_user and destination.sasl_password", sec)
+	}
+	switch {
+	case d.GetTlsCa() == nil:
+	case !tls:
+		errs.add("destination.tls_ca", "destination.security %v does not use TLS; choose TLS or SASL_SSL_SCRAM_SHA_256/512, or clear destination.tls_ca", sec)
+	default:
+		checkSecretRef(d.GetTlsCa(), "destination.tls_ca",
+			`name the CA's PEM file {"file": "/path"} or a variable holding it {"env": "VAR"}, or leave it unset for the system's CA store`, errs)
+	}
+}
+
+// checkSecretRef requires a reference to name an absolute file path or an
+// environment variable; services resolve it where they run, so a relative
+// path would depend on each one's working directory.
+func checkSecretRef(ref *taskv1.SecretRef, field, missing string, errs *fieldErrors) {
+	switch src := ref.GetSource().(type) {
+	case *taskv1.SecretRef_File:
+		if !filepath.IsAbs(src.File) {
+			errs.add(field, "file %q must be an absolute path", src.File)
+		}
+	case *taskv1.SecretRef_Env:
+		if src.Env == "" {
+			errs.add(field, "env must name an environment variable")
+		}
+	default:
+		errs.add(field, "%s", missing)
+	}
+}
+
 func normalizeAdvanced(s *taskv1.TaskSpec, errs *fieldErrors) {
 	if s.Advanced == nil {
 		s.Advanced = &taskv1.AdvancedOptions{}
@@ -123,21 +263,13 @@ func notYetSupported(s *taskv1.TaskSpec) []string {
 		}
 	}
 	sel := s.GetObjects()
-	need(s.GetSyncTypes().GetFull(), "sync_types.full", "capture")
 	need(sel.GetWholeDatabase() || len(sel.GetSchemas()) > 0, "objects.whole_database/objects.schemas (tables created later)", "task-lifecycle")
-	need(sel.GetNameCase() > taskv1.NameCase_NAME_CASE_SOURCE, "objects.name_case", "delivery")
-	need(len(sel.GetOperations()) > 0, "objects.operations", "task-lifecycle")
 	for i, t := range sel.GetTables() {
 		need(t.GetFilter() != "", fmt.Sprintf("objects.tables[%d].filter", i), "capture")
-		need(len(t.GetColumns()) > 0, fmt.Sprintf("objects.tables[%d].columns", i), "delivery")
-		need(len(t.GetOperations()) > 0, fmt.Sprintf("objects.tables[%d].operations", i), "task-lifecycle")
 	}
-	k := s.GetKafka()
-	need(k.GetExactlyOnce(), "kafka.exactly_once", "delivery")
-	need(k.GetDeadLetterTopic() != "", "kafka.dead_letter_topic", "delivery")
-	need(k.GetDdlTopic() != "", "kafka.ddl_topic", "delivery")
-	need(s.GetDestination().GetSchemaRegistryUrl() != "", "destination.schema_registry_url", "delivery")
-	need(s.GetDestination().GetSecurity() != taskv1.KafkaSecurity_KAFKA_SECURITY_PLAINTEXT, "destination.security", "delivery")
+	// A snapshot read in one go would sit in one Kafka transaction past its
+	// timeout; exactly-once full sync needs the resumable, chunked snapshot.
+	need(s.GetKafka().GetExactlyOnce() && s.GetSyncTypes().GetFull(), "kafka.exactly_once with sync_types.full", "capture")
 	adv := s.GetAdvanced()
 	need(adv.GetFullThrottle().GetRowsPerSecond()+adv.GetFullThrottle().GetQueriesPerSecond()+adv.GetFullThrottle().GetMegabytesPerSecond() > 0,
 		"advanced.full_throttle", "task-lifecycle")

@@ -71,10 +71,12 @@ func TestUnsupportedOptionsAreRefusedByName(t *testing.T) {
 	s.SyncTypes = &taskv1.SyncTypes{Full: true}
 	s.Objects.Tables[0].Filter = "id > 10"
 	got := strings.Join(notYetSupported(s), "; ")
-	for _, want := range []string{"sync_types.full", "objects.tables[0].filter"} {
-		if !strings.Contains(got, want) {
-			t.Errorf("refusals %q do not name %s", got, want)
-		}
+	if !strings.Contains(got, "objects.tables[0].filter") {
+		t.Errorf("refusals %q do not name objects.tables[0].filter", got)
+	}
+	// Full sync has landed: it is accepted.
+	if strings.Contains(got, "sync_types.full") {
+		t.Errorf("refusals %q name sync_types.full, which is supported", got)
 	}
 }
 
@@ -83,5 +85,174 @@ func TestUnimplementedRPCsSayWhere(t *testing.T) {
 	_, err := s.RestartTask(context.Background(), &taskv1.RestartTaskRequest{TaskId: "x"})
 	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "task-lifecycle issue") {
 		t.Fatalf("RestartTask: err = %v, want Unimplemented naming the issue area", err)
+	}
+}
+
+func TestDeadLetterTopicMustBeItsOwn(t *testing.T) {
+	s := validSpec()
+	s.Kafka = &taskv1.KafkaOptions{DeadLetterTopic: "big-rows"}
+	s.Objects.Tables[0].Topic = "big-rows"
+	_, err := Normalize(s)
+	if err == nil || !strings.Contains(err.Error(), "kafka.dead_letter_topic") || !strings.Contains(err.Error(), "objects.tables[0]") {
+		t.Fatalf("got %v, want an error naming kafka.dead_letter_topic and objects.tables[0]", err)
+	}
+	s.Objects.Tables[0].Topic = ""
+	n, err := Normalize(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if missing := notYetSupported(n); len(missing) != 0 {
+		t.Fatalf("a dead-letter topic is refused for %v", missing)
+	}
+}
+
+func TestSchemaRegistryURLIsCheckedAndSupported(t *testing.T) {
+	s := validSpec()
+	s.Kafka = &taskv1.KafkaOptions{Format: taskv1.DataFormat_DATA_FORMAT_DTS_AVRO}
+	s.Destination.SchemaRegistryUrl = "http://127.0.0.1:58081/apis/ccompat/v7"
+	n, err := Normalize(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if missing := notYetSupported(n); len(missing) != 0 {
+		t.Fatalf("a schema registry with DTS Avro is refused for %v", missing)
+	}
+	for _, tc := range []struct {
+		url    string
+		format taskv1.DataFormat
+		want   string
+	}{
+		{"127.0.0.1:58081", taskv1.DataFormat_DATA_FORMAT_DTS_AVRO, "not a URL"},
+		{"ftp://r:1", taskv1.DataFormat_DATA_FORMAT_DTS_AVRO, "http or https"},
+		{"http://u:pw@r:8081", taskv1.DataFormat_DATA_FORMAT_DTS_AVRO, "credentials"},
+		{"http://r:8081", taskv1.DataFormat_DATA_FORMAT_CANAL_JSON, "DTS_AVRO only"},
+		{"http://r:8081", taskv1.DataFormat_DATA_FORMAT_UNSPECIFIED, "DTS_AVRO only"}, // Canal JSON by default
+	} {
+		s := validSpec()
+		s.Kafka = &taskv1.KafkaOptions{Format: tc.format}
+		s.Destination.SchemaRegistryUrl = tc.url
+		_, err := Normalize(s)
+		if err == nil || !strings.Contains(err.Error(), "destination.schema_registry_url") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q with %v: err = %v, want destination.schema_registry_url named with %q", tc.url, tc.format, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "pw") {
+			t.Errorf("%q: the error leaks the password: %v", tc.url, err)
+		}
+	}
+}
+
+func TestColumnMappingsMustBeUnambiguous(t *testing.T) {
+	s := validSpec()
+	s.Objects.Tables[0].Columns = []*taskv1.ColumnMapping{
+		{Name: "a", Rename: "x"}, {Name: "b", Rename: "x"}, {Name: "a", Drop: true}, {Name: "c", Drop: true, Rename: "y"}, {},
+	}
+	_, err := Normalize(s)
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, want := range []string{
+		`objects.tables[0].columns[1]: columns "a" and "b" of public.orders are both renamed to "x"`,
+		`objects.tables[0].columns[2]: column "a" of public.orders is mapped twice`,
+		`objects.tables[0].columns[3]: column "c" of public.orders is both dropped and renamed`,
+		`objects.tables[0].columns[4]: name the source column`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	s.Objects.Tables[0].Columns = []*taskv1.ColumnMapping{{Name: "a", Rename: "x"}, {Name: "b", Drop: true}}
+	s.Objects.NameCase = taskv1.NameCase_NAME_CASE_UPPER
+	s.Objects.Operations = []taskv1.OperationSet{taskv1.OperationSet_OPERATION_SET_INSERT}
+	s.Kafka = &taskv1.KafkaOptions{DdlTopic: "ddl"}
+	n, err := Normalize(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if missing := notYetSupported(n); len(missing) != 0 {
+		t.Fatalf("refused for %v", missing)
+	}
+}
+
+func TestExactlyOnceNeedsAcksAll(t *testing.T) {
+	s := validSpec()
+	s.Kafka = &taskv1.KafkaOptions{ExactlyOnce: true, Acks: taskv1.Acks_ACKS_LEADER}
+	if _, err := Normalize(s); err == nil || !strings.Contains(err.Error(), "kafka.acks") || !strings.Contains(err.Error(), "kafka.exactly_once") {
+		t.Fatalf("got %v, want an error naming kafka.acks and kafka.exactly_once", err)
+	}
+	s.Kafka.Acks = taskv1.Acks_ACKS_UNSPECIFIED
+	n, err := Normalize(s)
+	if err != nil {
+		t.Fatalf("exactly-once with default acks: %v", err)
+	}
+	if missing := notYetSupported(n); len(missing) != 0 {
+		t.Fatalf("exactly-once is refused for %v", missing)
+	}
+}
+
+func TestKafkaSecurityIsCheckedAndSupported(t *testing.T) {
+	pw := &taskv1.SecretRef{Source: &taskv1.SecretRef_File{File: "/secrets/kafka-password"}}
+	ca := &taskv1.SecretRef{Source: &taskv1.SecretRef_Env{Env: "KAFKA_CA_PEM"}}
+	for _, d := range []*taskv1.KafkaEndpoint{
+		{Security: taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SCRAM_SHA_256, SaslUser: "u", SaslPassword: pw},
+		{Security: taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SCRAM_SHA_512, SaslUser: "u", SaslPassword: pw},
+		{Security: taskv1.KafkaSecurity_KAFKA_SECURITY_TLS},
+		{Security: taskv1.KafkaSecurity_KAFKA_SECURITY_TLS, TlsCa: ca},
+		{Security: taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_256, SaslUser: "u", SaslPassword: pw, TlsCa: ca},
+		{Security: taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_512, SaslUser: "u", SaslPassword: pw},
+	} {
+		s := validSpec()
+		d.BootstrapServers, d.Topic = "k:9093", "t"
+		s.Destination = d
+		n, err := Normalize(s)
+		if err != nil {
+			t.Fatalf("%v: %v", d, err)
+		}
+		if missing := notYetSupported(n); len(missing) != 0 {
+			t.Fatalf("%v is refused for %v", d.GetSecurity(), missing)
+		}
+	}
+	for _, tc := range []struct {
+		d     *taskv1.KafkaEndpoint
+		wants []string
+	}{
+		{&taskv1.KafkaEndpoint{Security: taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SCRAM_SHA_256},
+			[]string{"destination.sasl_user: required", "destination.sasl_password: required", `{"file": "/path"}`}},
+		{&taskv1.KafkaEndpoint{Security: taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_512, SaslUser: "u",
+			SaslPassword: &taskv1.SecretRef{Source: &taskv1.SecretRef_File{File: "secrets/pw"}}},
+			[]string{"destination.sasl_password", "absolute path"}},
+		{&taskv1.KafkaEndpoint{Security: taskv1.KafkaSecurity_KAFKA_SECURITY_PLAINTEXT, SaslUser: "u", TlsCa: ca},
+			[]string{"destination.sasl_user", "sends no user", "destination.tls_ca", "does not use TLS"}},
+		{&taskv1.KafkaEndpoint{Security: taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SCRAM_SHA_256, SaslUser: "u", SaslPassword: pw, TlsCa: ca},
+			[]string{"destination.tls_ca", "does not use TLS"}},
+		{&taskv1.KafkaEndpoint{Security: taskv1.KafkaSecurity_KAFKA_SECURITY_TLS, TlsCa: &taskv1.SecretRef{}},
+			[]string{"destination.tls_ca", "PEM file"}},
+		{&taskv1.KafkaEndpoint{Security: taskv1.KafkaSecurity(99)}, []string{"destination.security", "not a known"}},
+	} {
+		s := validSpec()
+		tc.d.BootstrapServers, tc.d.Topic = "k:9093", "t"
+		s.Destination = tc.d
+		_, err := Normalize(s)
+		for _, want := range tc.wants {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%v: err = %v, want it to mention %q", tc.d, err, want)
+			}
+		}
+	}
+}
+
+func TestExactlyOnceFullSyncIsRefusedForNow(t *testing.T) {
+	s := validSpec()
+	s.Kafka = &taskv1.KafkaOptions{ExactlyOnce: true}
+	s.SyncTypes = &taskv1.SyncTypes{Full: true}
+	n, err := Normalize(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(notYetSupported(n), "; "); !strings.Contains(got, "kafka.exactly_once with sync_types.full") {
+		t.Fatalf("not refused: %q", got)
+	}
+	s.SyncTypes = &taskv1.SyncTypes{Schema: true}
+	if n, _ = Normalize(s); len(notYetSupported(n)) != 0 {
+		t.Fatalf("exactly-once with incremental sync refused: %v", notYetSupported(n))
 	}
 }

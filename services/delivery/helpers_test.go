@@ -18,13 +18,19 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/internal/testenv"
 )
 
 // startServer serves a DeliveryService on a loopback port and returns a
 // client for it.
 func startServer(t *testing.T) (deliveryv1.DeliveryServiceClient, *Server) {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return startServerLogging(t, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+}
+
+// startServerLogging is startServer with the service logging to logger.
+func startServerLogging(t *testing.T, logger *slog.Logger) (deliveryv1.DeliveryServiceClient, *Server) {
+	t.Helper()
 	impl := NewServer(logger)
 	gs := grpc.NewServer()
 	deliveryv1.RegisterDeliveryServiceServer(gs, impl)
@@ -186,7 +192,8 @@ func insert(id int64, note string, lsn uint64) *cdcv1.ChangeEvent {
 
 func start(bootstrap, topic string, opts *taskv1.KafkaOptions) *deliveryv1.StartDelivery {
 	return &deliveryv1.StartDelivery{
-		TaskId:         "task-test",
+		// Unique: delivery remembers each task's table definitions in Kafka.
+		TaskId:         testenv.UniqueName("task-test"),
 		Kafka:          &taskv1.KafkaEndpoint{BootstrapServers: bootstrap, Topic: topic},
 		Options:        opts,
 		Objects:        &taskv1.ObjectSelection{Schemas: []*taskv1.SchemaSelection{{Schema: "public"}}},

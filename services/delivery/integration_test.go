@@ -83,14 +83,25 @@ func TestEnsureTopicsReal(t *testing.T) {
 
 func TestDeliverRealKafka(t *testing.T) {
 	bootstrap := realKafka(t)
-	for _, comp := range []taskv1.Compression{taskv1.Compression_COMPRESSION_LZ4, taskv1.Compression_COMPRESSION_ZSTD} {
-		t.Run(comp.String(), func(t *testing.T) {
+	// Every codec, and every acks setting, on the real broker: each pair
+	// must deliver, decode and be acknowledged the same way.
+	for _, c := range []struct {
+		comp taskv1.Compression
+		acks taskv1.Acks
+	}{
+		{taskv1.Compression_COMPRESSION_LZ4, taskv1.Acks_ACKS_ALL},
+		{taskv1.Compression_COMPRESSION_ZSTD, taskv1.Acks_ACKS_LEADER},
+		{taskv1.Compression_COMPRESSION_GZIP, taskv1.Acks_ACKS_NONE},
+		{taskv1.Compression_COMPRESSION_SNAPPY, taskv1.Acks_ACKS_ALL},
+	} {
+		comp := c.comp
+		t.Run(comp.String()+"/"+c.acks.String(), func(t *testing.T) {
 			client, _ := startServer(t)
 			topic := testenv.UniqueName("ferry_deliver")
 			ensure(t, client, bootstrap, &deliveryv1.TopicSpec{Name: topic, Partitions: 4})
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
-			st := start(bootstrap, topic, &taskv1.KafkaOptions{Compression: comp,
+			st := start(bootstrap, topic, &taskv1.KafkaOptions{Compression: comp, Acks: c.acks,
 				PartitionPolicy: taskv1.PartitionPolicy_PARTITION_POLICY_HASH_TABLE})
 			st.Objects = &taskv1.ObjectSelection{NameCase: taskv1.NameCase_NAME_CASE_UPPER, Tables: []*taskv1.TableSelection{{
 				Schema: "public", Table: "orders", Columns: []*taskv1.ColumnMapping{{Name: "amount", Drop: true}, {Name: "note", Rename: "remark"}},
@@ -190,25 +201,9 @@ func TestDeliverRealKafka(t *testing.T) {
 func TestDeliverTooLargeReal(t *testing.T) {
 	bootstrap := realKafka(t)
 	client, _ := startServer(t)
-	topic := testenv.UniqueName("ferry_small")
-	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": bootstrap})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
+	topic := createTopic(t, client, bootstrap, "ferry_small", map[string]string{"max.message.bytes": "4096"})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	res, err := admin.CreateTopics(ctx, []kafka.TopicSpecification{{Topic: topic, NumPartitions: 1,
-		Config: map[string]string{"max.message.bytes": "4096"}}})
-	if err != nil || res[0].Error.Code() != kafka.ErrNoError {
-		t.Fatalf("creating %s: %v %v", topic, err, res)
-	}
-	// As the setup activity does: EnsureTopics returns once the topic that
-	// already exists is led, so the stream below finds it.
-	if got := ensure(t, client, bootstrap, &deliveryv1.TopicSpec{Name: topic}); len(got.GetExisting()) != 1 {
-		t.Fatalf("EnsureTopics = %v, want %s reported as existing", got, topic)
-	}
-
 	s := openSession(t, ctx, client, start(bootstrap, topic, nil))
 	s.send(&cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{ordersRelation()},
 		Events: []*cdcv1.ChangeEvent{insert(1, "small", 100)}, WatermarkLsn: 110})
@@ -241,6 +236,88 @@ func TestDeliverTooLargeReal(t *testing.T) {
 	for _, m := range msgs {
 		if id, _ := strconv.Atoi(string(m.Key)); id > 2 {
 			t.Fatalf("row %d after the failed one was delivered", id)
+		}
+	}
+}
+
+// createTopic creates a one-partition topic with configs and waits, as the
+// setup activity does, until EnsureTopics sees it led.
+func createTopic(t *testing.T, client deliveryv1.DeliveryServiceClient, bootstrap, prefix string, configs map[string]string) string {
+	t.Helper()
+	topic := testenv.UniqueName(prefix)
+	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": bootstrap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := admin.CreateTopics(ctx, []kafka.TopicSpecification{{Topic: topic, NumPartitions: 1, Config: configs}})
+	if err != nil || res[0].Error.Code() != kafka.ErrNoError {
+		t.Fatalf("creating %s: %v %v", topic, err, res)
+	}
+	if got := ensure(t, client, bootstrap, &deliveryv1.TopicSpec{Name: topic}); len(got.GetExisting()) != 1 {
+		t.Fatalf("EnsureTopics = %v, want %s reported as existing", got, topic)
+	}
+	return topic
+}
+
+func header(m *kafka.Message, key string) string {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func TestDeadLetterTopicReal(t *testing.T) {
+	bootstrap := realKafka(t)
+	client, _ := startServer(t)
+	topic := createTopic(t, client, bootstrap, "ferry_small", map[string]string{"max.message.bytes": "4096"})
+	dlq := createTopic(t, client, bootstrap, "ferry_dlq", map[string]string{"max.message.bytes": "20000"})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	s := openSession(t, ctx, client, start(bootstrap, topic, &taskv1.KafkaOptions{DeadLetterTopic: dlq}))
+	big, huge := strings.Repeat("x", 10_000), strings.Repeat("y", 30_000)
+	s.send(&cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{ordersRelation()},
+		Events:       []*cdcv1.ChangeEvent{insert(1, "small", 100), insert(2, big, 101), insert(3, huge, 102), insert(4, "after", 103)},
+		WatermarkLsn: 110})
+	last := s.waitSafe(110, 30*time.Second)
+	if last.GetAckedEvents() != 4 || last.GetDeadLettered() != 2 {
+		t.Fatalf("acked %d, dead-lettered %d; want 4 and 2", last.GetAckedEvents(), last.GetDeadLettered())
+	}
+	if _, err := s.finish(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	var keys []string
+	for _, m := range consume(t, bootstrap, topic, 2, 30*time.Second) {
+		keys = append(keys, string(m.Key))
+	}
+	slices.Sort(keys)
+	if !slices.Equal(keys, []string{"1", "4"}) {
+		t.Fatalf("data topic keys %v, want [1 4]", keys)
+	}
+	dead := consume(t, bootstrap, dlq, 2, 30*time.Second)
+	slices.SortFunc(dead, func(a, b *kafka.Message) int { return strings.Compare(string(a.Key), string(b.Key)) })
+	// Row 2 fits the dead-letter topic's limit and arrives whole; row 3
+	// does not, and arrives as headers alone.
+	if m := canaltest.Decode(t, dead[0].Value); string(dead[0].Key) != "2" || *m.Data[0]["note"] != big {
+		t.Fatalf("first dead letter: key %q, value %.80q", dead[0].Key, dead[0].Value)
+	}
+	if string(dead[1].Key) != "3" || len(dead[1].Value) != 0 || header(dead[1], hdrValueDropped) != "true" {
+		t.Fatalf("second dead letter: key %q, %d value bytes, headers %v", dead[1].Key, len(dead[1].Value), dead[1].Headers)
+	}
+	for _, m := range dead {
+		for k, want := range map[string]string{hdrReason: reasonTooLarge, hdrSchema: "public", hdrTable: "orders", hdrTopic: topic, hdrTopicLimit: "4096"} {
+			if got := header(m, k); got != want {
+				t.Fatalf("dead letter %s: header %s = %q, want %q", m.Key, k, got, want)
+			}
+		}
+		if size, _ := strconv.Atoi(header(m, hdrSize)); size <= 4096 {
+			t.Fatalf("dead letter %s: header %s = %d, want the oversized size", m.Key, hdrSize, size)
 		}
 	}
 }

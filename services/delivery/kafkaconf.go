@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -47,42 +48,85 @@ func clientConfig(ep *taskv1.KafkaEndpoint) (kafka.ConfigMap, error) {
 		"bootstrap.servers": servers,
 		"client.id":         "ferry-delivery",
 	}
-	sasl := func(mech string) error {
-		if ep.GetSaslUser() == "" {
-			return fmt.Errorf("kafka.security %s needs kafka.sasl_user", ep.GetSecurity())
-		}
-		pw, err := secret.Resolve(ep.GetSaslPassword())
-		if err != nil {
-			return fmt.Errorf("resolving kafka.sasl_password: %w", err)
-		}
-		c["security.protocol"] = "SASL_PLAINTEXT"
-		c["sasl.mechanisms"] = mech
-		c["sasl.username"] = ep.GetSaslUser()
-		c["sasl.password"] = pw
-		return nil
-	}
-	switch ep.GetSecurity() {
+	sec := ep.GetSecurity()
+	var protocol, mech string
+	switch sec {
 	case taskv1.KafkaSecurity_KAFKA_SECURITY_UNSPECIFIED, taskv1.KafkaSecurity_KAFKA_SECURITY_PLAINTEXT:
-		c["security.protocol"] = "PLAINTEXT"
+		protocol = "PLAINTEXT"
 	case taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SCRAM_SHA_256:
-		if err := sasl("SCRAM-SHA-256"); err != nil {
-			return nil, err
-		}
+		protocol, mech = "SASL_PLAINTEXT", "SCRAM-SHA-256"
 	case taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SCRAM_SHA_512:
-		if err := sasl("SCRAM-SHA-512"); err != nil {
+		protocol, mech = "SASL_PLAINTEXT", "SCRAM-SHA-512"
+	case taskv1.KafkaSecurity_KAFKA_SECURITY_TLS:
+		protocol = "SSL"
+	case taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_256:
+		protocol, mech = "SASL_SSL", "SCRAM-SHA-256"
+	case taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_512:
+		protocol, mech = "SASL_SSL", "SCRAM-SHA-512"
+	default:
+		return nil, fmt.Errorf("unknown kafka.security %v", sec)
+	}
+	c["security.protocol"] = protocol
+	if mech != "" {
+		if err := setSCRAM(c, ep, mech); err != nil {
 			return nil, err
 		}
-	case taskv1.KafkaSecurity_KAFKA_SECURITY_TLS:
-		if ep.GetSaslUser() != "" {
-			// The contract has no way to say which SCRAM mechanism to use
-			// over TLS; refuse rather than guess.
-			return nil, fmt.Errorf("kafka.security TLS with kafka.sasl_user set is not expressible (SCRAM over TLS needs a mechanism); use SASL_SCRAM_SHA_256/512 or TLS without a user")
-		}
-		c["security.protocol"] = "SSL"
-	default:
-		return nil, fmt.Errorf("unknown kafka.security %v", ep.GetSecurity())
+	} else if ep.GetSaslUser() != "" {
+		// A user the security setting would not send is a misconfiguration,
+		// not something to ignore.
+		return nil, fmt.Errorf("kafka.sasl_user is set but kafka.security %s sends no user; use SASL_SCRAM_SHA_256/512 (or SASL_SSL_SCRAM_SHA_256/512 over TLS) or clear kafka.sasl_user", sec)
+	}
+	if strings.HasSuffix(protocol, "SSL") {
+		return c, setCA(c, ep.GetTlsCa())
+	}
+	if ep.GetTlsCa() != nil {
+		return nil, fmt.Errorf("kafka.tls_ca is set but kafka.security %s does not use TLS; use TLS or SASL_SSL_SCRAM_SHA_256/512, or clear kafka.tls_ca", sec)
 	}
 	return c, nil
+}
+
+func setSCRAM(c kafka.ConfigMap, ep *taskv1.KafkaEndpoint, mech string) error {
+	if ep.GetSaslUser() == "" {
+		return fmt.Errorf("kafka.security %s needs kafka.sasl_user", ep.GetSecurity())
+	}
+	if ep.GetSaslPassword().GetSource() == nil {
+		return fmt.Errorf("kafka.security %s needs kafka.sasl_password (a file or environment variable reference)", ep.GetSecurity())
+	}
+	pw, err := secret.Resolve(ep.GetSaslPassword())
+	if err != nil {
+		return fmt.Errorf("resolving kafka.sasl_password: %w", err)
+	}
+	c["sasl.mechanisms"] = mech
+	c["sasl.username"] = ep.GetSaslUser()
+	c["sasl.password"] = pw
+	return nil
+}
+
+// setCA points librdkafka at the CA that verifies the brokers: a file by
+// path, so librdkafka reads it itself, or PEM text from a variable. Without
+// one, librdkafka uses the system's CA store.
+func setCA(c kafka.ConfigMap, ref *taskv1.SecretRef) error {
+	switch src := ref.GetSource().(type) {
+	case nil:
+		return nil
+	case *taskv1.SecretRef_File:
+		f, err := os.Open(src.File)
+		if err != nil {
+			return fmt.Errorf("kafka.tls_ca: %w (check the path and that this service may read it)", err)
+		}
+		_ = f.Close()
+		c["ssl.ca.location"] = src.File
+	default:
+		pem, err := secret.Resolve(ref)
+		if err != nil {
+			return fmt.Errorf("resolving kafka.tls_ca: %w", err)
+		}
+		if !strings.Contains(pem, "-----BEGIN CERTIFICATE-----") {
+			return fmt.Errorf("kafka.tls_ca: the variable holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+		}
+		c["ssl.ca.pem"] = pem
+	}
+	return nil
 }
 
 // producerConfig is the full producer configuration. maxTopicBytes are the

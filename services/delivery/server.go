@@ -16,10 +16,25 @@
 //   - Unavailable: broker transport failures, all brokers down, timeouts
 //     (after librdkafka's own retries within message.timeout.ms);
 //   - FailedPrecondition: the topic does not exist (auto-creation is not
-//     relied on; enable schema sync or create it);
+//     relied on; enable schema sync or create it), or was deleted while the
+//     stream ran (reported after librdkafka's
+//     topic.metadata.propagation.max.ms, 30 s); the workflow retries it
+//     within the window for other failures, not the connection window;
 //   - InvalidArgument: a row larger than its topic's max.message.bytes,
 //     naming the schema, table, key and the largest columns to filter out;
-//   - PermissionDenied: authorization failures.
+//   - PermissionDenied: authorization failures;
+//   - Unauthenticated: the brokers rejected the SASL user or password;
+//   - FailedPrecondition also: the TLS handshake failed (an untrusted or
+//     misnamed broker certificate).
+//
+// Stream start and EnsureTopics first wait (up to 15 s) for a broker to
+// answer, so these security failures surface at once, naming the brokers,
+// the user and the field to fix, and never the password.
+//
+// With KafkaOptions.exactly_once the producer is transactional and the safe
+// LSN advances only when a Kafka transaction, which also stores the task's
+// checkpoint, commits; a restarted stream resumes from that checkpoint and
+// drops what it covers (see txn.go).
 //
 // # Messages
 //
@@ -65,6 +80,9 @@ type Server struct {
 	// CoalesceInterval is the minimum time between two progress responses.
 	// Zero: 20 ms.
 	CoalesceInterval time.Duration
+	// CheckpointTopic is where exactly-once streams keep their checkpoints
+	// (see txn.go). Empty: DefaultCheckpointTopic.
+	CheckpointTopic string
 
 	streams sync.WaitGroup // one per stream whose producer is not closed yet
 }
@@ -80,11 +98,14 @@ func NewServer(logger *slog.Logger) *Server {
 }
 
 // EnsureTopics creates the missing topics with their partition counts and
-// the broker's default replication factor.
+// the broker's default replication factor, or with verify_only checks that
+// they all exist.
 func (s *Server) EnsureTopics(ctx context.Context, req *deliveryv1.EnsureTopicsRequest) (*deliveryv1.EnsureTopicsResponse, error) {
-	conf, err := clientConfig(req.GetKafka())
-	if err != nil {
+	if _, err := clientConfig(req.GetKafka()); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if req.GetVerifyOnly() {
+		return s.verifyTopics(ctx, req)
 	}
 	var specs []kafka.TopicSpecification
 	seen := map[string]bool{}
@@ -109,11 +130,12 @@ func (s *Server) EnsureTopics(ctx context.Context, req *deliveryv1.EnsureTopicsR
 	if len(specs) == 0 {
 		return resp, nil
 	}
-	admin, err := kafka.NewAdminClient(&conf)
+	conn, err := dialKafka(ctx, s.logger, req.GetKafka())
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "creating the Kafka admin client: %v", err)
+		return nil, err
 	}
-	defer admin.Close()
+	defer conn.Close()
+	admin := conn.admin
 	results, err := admin.CreateTopics(ctx, specs, kafka.SetAdminOperationTimeout(30*time.Second))
 	if err != nil {
 		return nil, kafkaStatus(err, "creating topics")
@@ -220,13 +242,18 @@ func kafkaStatus(err error, what string) error {
 }
 
 func kafkaCode(ke kafka.Error) codes.Code {
+	if missingTopic(ke.Code()) {
+		return codes.FailedPrecondition
+	}
 	switch ke.Code() {
 	case kafka.ErrMsgSizeTooLarge, kafka.ErrInvalidMsgSize, kafka.ErrRecordListTooLarge:
 		return codes.InvalidArgument
-	case kafka.ErrUnknownTopicOrPart, kafka.ErrUnknownTopic, kafka.ErrUnknownPartition:
-		return codes.FailedPrecondition
-	case kafka.ErrTopicAuthorizationFailed, kafka.ErrSaslAuthenticationFailed, kafka.ErrAuthentication:
+	case kafka.ErrTopicAuthorizationFailed:
 		return codes.PermissionDenied
+	case kafka.ErrSaslAuthenticationFailed, kafka.ErrAuthentication:
+		return codes.Unauthenticated
+	case kafka.ErrSsl:
+		return codes.FailedPrecondition
 	case kafka.ErrTransport, kafka.ErrAllBrokersDown, kafka.ErrMsgTimedOut, kafka.ErrTimedOut,
 		kafka.ErrRequestTimedOut, kafka.ErrNotEnoughReplicas, kafka.ErrLeaderNotAvailable, kafka.ErrNotLeaderForPartition:
 		return codes.Unavailable
@@ -235,4 +262,14 @@ func kafkaCode(ke kafka.Error) codes.Code {
 		return codes.Unavailable
 	}
 	return codes.Internal
+}
+
+// missingTopic reports the errors of a topic or partition Kafka does not
+// have: never created, or deleted while a stream ran.
+func missingTopic(code kafka.ErrorCode) bool {
+	switch code {
+	case kafka.ErrUnknownTopicOrPart, kafka.ErrUnknownTopic, kafka.ErrUnknownPartition:
+		return true
+	}
+	return false
 }

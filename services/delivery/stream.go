@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -23,6 +24,7 @@ import (
 	"github.com/ferry-cdc/ferry/services/delivery/checkpoint"
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
 	"github.com/ferry-cdc/ferry/services/delivery/pgtext"
+	"github.com/ferry-cdc/ferry/services/internal/secret"
 )
 
 // msgInfo travels with each message as its Opaque.
@@ -31,6 +33,9 @@ type msgInfo struct {
 	tab   *canal.Table
 	key   string
 	topic string
+	// schema is the definition a DDL record describes, stored once Kafka
+	// acknowledges the record.
+	schema *schemaRecord
 }
 
 // topicInfo is cached per topic.
@@ -43,7 +48,8 @@ type topicInfo struct {
 // route is cached per relation.
 type route struct {
 	topic     *topicInfo
-	tablePart int32 // HASH_TABLE partition
+	ops       opMask // operations shipped
+	tablePart int32  // HASH_TABLE partition
 	full      string
 }
 
@@ -66,6 +72,10 @@ type stream struct {
 	failed   chan struct{} // closed when a delivery failure is recorded
 	failOnce sync.Once
 	bg       sync.WaitGroup
+	txn      *txnState // exactly-once streams only (txn.go)
+
+	deadLettered atomic.Uint64 // rows sent to the dead-letter topic
+	schemas      *schemaLog
 }
 
 func newStream(ctx context.Context, srv *Server, start *deliveryv1.StartDelivery) (*stream, error) {
@@ -75,17 +85,27 @@ func newStream(ctx context.Context, srv *Server, start *deliveryv1.StartDelivery
 	default:
 		return nil, status.Errorf(codes.InvalidArgument, "options.format %v is not a known format", opts.GetFormat())
 	}
-	if opts.GetDeadLetterTopic() != "" {
-		return nil, status.Error(codes.FailedPrecondition, "options.dead_letter_topic is not supported by delivery yet")
-	}
-	if opts.GetExactlyOnce() {
-		return nil, status.Error(codes.FailedPrecondition, "options.exactly_once is not supported by delivery yet")
+	if err := checkExactlyOnce(opts); err != nil {
+		return nil, err
 	}
 	ep := start.GetKafka()
-	if _, err := clientConfig(ep); err != nil {
+	cc, err := clientConfig(ep)
+	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	// A rejected password or certificate fails the start with its cause,
+	// rather than as a timeout of whatever touches Kafka first.
+	conn, err := dialKafka(ctx, srv.logger.With("task_id", start.GetTaskId()), ep)
+	if err != nil {
+		return nil, err
+	}
+	conn.Close()
+	schemas, err := loadSchemas(ctx, cc, start.GetTaskId())
+	if err != nil {
+		return nil, err
+	}
 	s := &stream{
+		schemas:  schemas,
 		srv:      srv,
 		ctx:      ctx,
 		logger:   srv.logger.With("task_id", start.GetTaskId()),
@@ -107,6 +127,15 @@ func newStream(ctx context.Context, srv *Server, start *deliveryv1.StartDelivery
 			names = append(names, t.GetTopic())
 		}
 	}
+	for _, t := range []string{opts.GetDdlTopic(), opts.GetDeadLetterTopic()} {
+		if t != "" && !slices.Contains(names, t) {
+			names = append(names, t)
+		}
+	}
+	s.enc = newEncoder(start)
+	if err := s.useRegistry(names); err != nil {
+		return nil, err
+	}
 	limits := s.topicLimits(names)
 	minB, maxB := 0, 0
 	for _, b := range limits {
@@ -119,6 +148,9 @@ func newStream(ctx context.Context, srv *Server, start *deliveryv1.StartDelivery
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	if opts.GetExactlyOnce() {
+		setTransactional(conf, start.GetTaskId())
+	}
 	p, err := kafka.NewProducer(&conf)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "creating the Kafka producer: %v", err)
@@ -128,10 +160,15 @@ func newStream(ctx context.Context, srv *Server, start *deliveryv1.StartDelivery
 	for name, b := range limits {
 		s.topics[name] = &topicInfo{name: name, maxBytes: b}
 	}
-	s.enc = newEncoder(start)
 	s.bg.Add(2)
 	go s.readEvents()
 	go s.readLogs()
+	if opts.GetExactlyOnce() {
+		if err := s.startTxns(); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
 	s.logger.InfoContext(ctx, "delivery started", "topics", names, "compression", conf["compression.type"],
 		"acks", conf["acks"], "partition_policy", opts.GetPartitionPolicy().String(), "format", opts.GetFormat().String(), "first_id", s.enc.NextID())
 	return s, nil
@@ -144,6 +181,8 @@ type encoder interface {
 	SetRelation(r *cdcv1.Relation) *canal.Table
 	Table(oid uint32) (*canal.Table, bool)
 	Encode(dst []byte, t *canal.Table, ev *cdcv1.ChangeEvent) ([]byte, error)
+	// EncodeDDL encodes a DDL record (see ddl.go).
+	EncodeDDL(dst []byte, t *canal.Table, d canal.DDL) ([]byte, error)
 	// NextID is the id the next message will carry.
 	NextID() int64
 	// UnchangedToastNulls counts unchanged TOAST values the format could not
@@ -155,8 +194,8 @@ type encoder interface {
 func newEncoder(start *deliveryv1.StartDelivery) encoder {
 	opts := start.GetOptions()
 	if opts.GetFormat() == taskv1.DataFormat_DATA_FORMAT_DTS_AVRO {
-		// Plain Avro binary for now; with a schema registry the Confluent
-		// framing goes around Encode's output (formats.md).
+		// Plain Avro binary; with a schema registry, useRegistry wraps it
+		// in the Confluent framing (formats.md).
 		return dtsavro.New(dtsavro.Options{
 			SourceDatabase: start.GetSourceDatabase(),
 			Objects:        start.GetObjects(),
@@ -213,6 +252,12 @@ func (s *stream) topicLimits(names []string) map[string]int {
 
 // run drives the stream until the client half-closes or delivery fails.
 func (s *stream) run(srv deliveryv1.DeliveryService_DeliverServer) error {
+	if s.txn != nil {
+		if err := s.txn.sendResumed(srv); err != nil {
+			s.close()
+			return err
+		}
+	}
 	recvDone := make(chan error, 1)
 	go func() { recvDone <- s.receive(srv) }()
 
@@ -229,7 +274,9 @@ func (s *stream) run(srv deliveryv1.DeliveryService_DeliverServer) error {
 			result = err
 			break
 		}
-		result = s.drain()
+		if result = s.drain(); result == nil {
+			s.finishSchemaState()
+		}
 	case <-s.failed:
 		result = s.ckpt.Err()
 	case err := <-senderDone:
@@ -243,7 +290,7 @@ func (s *stream) run(srv deliveryv1.DeliveryService_DeliverServer) error {
 	// The last word: the final safe LSN, also when failing, so the client
 	// can confirm everything that did reach Kafka.
 	stt := s.ckpt.State()
-	if err := srv.Send(&deliveryv1.DeliverResponse{SafeLsn: stt.SafeLSN, AckedEvents: stt.Acked}); err != nil && result == nil {
+	if err := srv.Send(&deliveryv1.DeliverResponse{SafeLsn: stt.SafeLSN, AckedEvents: stt.Acked, DeadLettered: s.deadLettered.Load()}); err != nil && result == nil {
 		result = err
 	}
 	if n := s.enc.UnchangedToastNulls(); n > 0 {
@@ -267,6 +314,9 @@ func (s *stream) run(srv deliveryv1.DeliveryService_DeliverServer) error {
 }
 
 func (s *stream) close() {
+	if s.txn != nil {
+		s.txn.close()
+	}
 	s.p.Close()
 	s.bg.Wait()
 	s.srv.streams.Done()
@@ -293,9 +343,25 @@ func (s *stream) receive(srv deliveryv1.DeliveryService_DeliverServer) error {
 }
 
 func (s *stream) handleBatch(b *cdcv1.ChangeBatch) error {
+	if s.txn != nil {
+		return s.txn.handleBatch(b)
+	}
+	if err := s.produceBatch(b); err != nil {
+		return err
+	}
+	s.ckpt.Watermark(b.GetWatermarkLsn())
+	return nil
+}
+
+// produceBatch applies b's relations and enqueues its events.
+func (s *stream) produceBatch(b *cdcv1.ChangeBatch) error {
+	s.flushSchemaState()
 	for _, r := range b.GetRelations() {
-		s.enc.SetRelation(r)
+		t := s.enc.SetRelation(r)
 		delete(s.routes, r.GetOid())
+		if err := s.observeSchema(t, b); err != nil {
+			return err
+		}
 	}
 	for _, ev := range b.GetEvents() {
 		if err := s.ckpt.Err(); err != nil {
@@ -305,7 +371,6 @@ func (s *stream) handleBatch(b *cdcv1.ChangeBatch) error {
 			return err
 		}
 	}
-	s.ckpt.Watermark(b.GetWatermarkLsn())
 	return nil
 }
 
@@ -324,10 +389,11 @@ func (s *stream) routeFor(tab *canal.Table) (*route, error) {
 	}
 	ti, err := s.topic(name)
 	if err != nil {
-		return nil, err
+		return nil, status.Errorf(status.Code(err), "table %s.%s: %s", rel.GetSchema(), rel.GetTable(), status.Convert(err).Message())
 	}
 	full := rel.GetSchema() + "." + rel.GetTable()
-	r := &route{topic: ti, full: full, tablePart: JavaPartition(full, ti.partitions)}
+	r := &route{topic: ti, full: full, tablePart: JavaPartition(full, ti.partitions),
+		ops: operationsFor(s.start.GetObjects(), rel.GetSchema(), rel.GetTable())}
 	s.routes[oid] = r
 	return r, nil
 }
@@ -398,9 +464,12 @@ func (s *stream) produce(ev *cdcv1.ChangeEvent) error {
 	if err != nil {
 		return err
 	}
+	if !r.ops.allows(ev.GetOp()) {
+		return nil
+	}
 	s.buf, err = s.enc.Encode(s.buf[:0], tab, ev)
 	if err != nil {
-		return status.Error(codes.InvalidArgument, err.Error())
+		return encodeError(err)
 	}
 	var hasKey bool
 	s.keyBuf, hasKey = s.appendKey(s.keyBuf[:0], tab, ev)
@@ -409,6 +478,9 @@ func (s *stream) produce(ev *cdcv1.ChangeEvent) error {
 		key = s.keyBuf
 	}
 	if size := len(s.buf) + len(key) + recordOverhead; size > r.topic.maxBytes {
+		if s.start.GetOptions().GetDeadLetterTopic() != "" {
+			return s.deadLetter(tab, ev, r.topic, key, s.buf, size)
+		}
 		return s.tooLarge(tab, ev, r.topic, string(key), size)
 	}
 	part := int32(0)
@@ -421,16 +493,36 @@ func (s *stream) produce(ev *cdcv1.ChangeEvent) error {
 			part = 0
 		}
 	}
-	info := &msgInfo{tab: tab, key: string(key), topic: r.topic.name}
-	info.seq = s.ckpt.Enqueue()
-	msg := &kafka.Message{
+	return s.send(&kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &r.topic.name, Partition: part},
 		Value:          s.buf,
-		Opaque:         info,
+		Key:            key,
+		Headers:        headersFor(ev),
+	}, &msgInfo{tab: tab, key: string(key), topic: r.topic.name})
+}
+
+// snapshotHeaders mark rows read by full sync, in every format: Canal JSON's
+// key set is fixed and strict consumers reject any other key, so the mark
+// cannot go into the message itself. librdkafka copies headers on Produce,
+// so one shared slice serves every message.
+var snapshotHeaders = []kafka.Header{{Key: SnapshotHeader, Value: []byte("true")}}
+
+// SnapshotHeader is the Kafka header, valued "true", on rows from full sync.
+const SnapshotHeader = "ferry.snapshot"
+
+func headersFor(ev *cdcv1.ChangeEvent) []kafka.Header {
+	if ev.GetSnapshot() {
+		return snapshotHeaders
 	}
-	if hasKey {
-		msg.Key = key
-	}
+	return nil
+}
+
+// send enqueues msg under a new sequence number, waiting while the
+// producer's queue is full. librdkafka copies key and value, so the caller
+// may reuse their buffers at once.
+func (s *stream) send(msg *kafka.Message, info *msgInfo) error {
+	info.seq = s.ckpt.Enqueue()
+	msg.Opaque = info
 	for {
 		err := s.p.Produce(msg, nil)
 		if err == nil {
@@ -451,11 +543,20 @@ func (s *stream) produce(ev *cdcv1.ChangeEvent) error {
 		}
 		derr := s.deliveryError(ke, info)
 		if !errors.As(err, &ke) {
-			derr = status.Errorf(codes.Internal, "producing to %q: %v", r.topic.name, err)
+			derr = status.Errorf(codes.Internal, "producing to %q: %v", info.topic, err)
 		}
 		s.fail(info.seq, derr)
 		return derr
 	}
+}
+
+// encodeError keeps an error the encoder already classified (the schema
+// registry's, say) and calls any other a bad event.
+func encodeError(err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codes.InvalidArgument, err.Error())
 }
 
 // tooLarge explains a row over its topic's limit.
@@ -492,14 +593,19 @@ func (s *stream) tooLarge(tab *canal.Table, ev *cdcv1.ChangeEvent, ti *topicInfo
 func (s *stream) deliveryError(ke kafka.Error, info *msgInfo) error {
 	rel := info.tab.Rel
 	code := kafkaCode(ke)
-	switch code {
-	case codes.InvalidArgument:
+	switch {
+	case code == codes.InvalidArgument:
 		return status.Errorf(code, "Kafka rejected a row of table %s.%s with key %q on topic %q as too large (%v): "+
 			"drop its largest columns in the table's column mapping, or raise the topic's max.message.bytes",
 			rel.GetSchema(), rel.GetTable(), info.key, info.topic, ke)
-	case codes.FailedPrecondition:
-		return status.Errorf(code, "topic %q for table %s.%s is missing in Kafka (%v): enable schema sync or create it",
-			info.topic, rel.GetSchema(), rel.GetTable(), ke)
+	case missingTopic(ke.Code()):
+		// librdkafka reports it once the topic has been gone from metadata
+		// for topic.metadata.propagation.max.ms (30 s). Not a connection
+		// failure: the workflow retries it only within the task's window
+		// for other failures, in which recreating the topic heals the task.
+		return status.Errorf(codes.FailedPrecondition, "topic %q for table %s.%s is missing in Kafka (%v): it was deleted while the task ran, "+
+			"or never created; create it (schema sync creates topics only when a task starts) and the task resumes from its checkpoint "+
+			"if that happens within advanced.other_retry_minutes", info.topic, rel.GetSchema(), rel.GetTable(), ke)
 	default:
 		return status.Errorf(code, "delivering a row of table %s.%s to topic %q failed: %v", rel.GetSchema(), rel.GetTable(), info.topic, ke)
 	}
@@ -519,6 +625,9 @@ func (s *stream) readEvents() {
 		case *kafka.Message:
 			info, ok := e.Opaque.(*msgInfo)
 			if !ok {
+				if _, state := e.Opaque.(stateWrite); state && e.TopicPartition.Error != nil {
+					s.logger.Warn("storing a table definition failed; its DDL record may repeat after a restart", "error", e.TopicPartition.Error)
+				}
 				continue
 			}
 			if err := e.TopicPartition.Error; err != nil {
@@ -530,6 +639,8 @@ func (s *stream) readEvents() {
 				}
 			} else if _, err := s.ckpt.Ack(info.seq); err != nil {
 				s.fail(info.seq, status.Error(codes.Internal, err.Error()))
+			} else if info.schema != nil {
+				s.schemaAcked(*info.schema)
 			}
 			select {
 			case s.progress <- struct{}{}:
@@ -537,7 +648,12 @@ func (s *stream) readEvents() {
 			}
 		case kafka.Error:
 			if e.IsFatal() {
-				s.fail(0, status.Errorf(codes.Internal, "the Kafka producer hit a fatal error: %v", e))
+				s.fail(0, s.fatalError(e))
+			} else if securityCode(e.Code()) {
+				// librdkafka would retry until message.timeout.ms; a
+				// rejected password or certificate will not heal by itself.
+				pw, _ := secret.Resolve(s.start.GetKafka().GetSaslPassword())
+				s.fail(0, securityStatus(s.start.GetKafka(), e, pw))
 			} else {
 				s.logger.Warn("kafka client error", "error", e.Error(), "code", e.Code().String())
 			}
@@ -580,7 +696,7 @@ func (s *stream) sendLoop(srv deliveryv1.DeliveryService_DeliverServer, stop <-c
 			return nil
 		}
 		lastSent, lastAt = st.SafeLSN, time.Now()
-		return srv.Send(&deliveryv1.DeliverResponse{SafeLsn: st.SafeLSN, AckedEvents: st.Acked})
+		return srv.Send(&deliveryv1.DeliverResponse{SafeLsn: st.SafeLSN, AckedEvents: st.Acked, DeadLettered: s.deadLettered.Load()})
 	}
 	for {
 		select {
@@ -613,6 +729,11 @@ func (s *stream) sendLoop(srv deliveryv1.DeliveryService_DeliverServer, stop <-c
 
 // drain waits, bounded, for every enqueued message to be acknowledged.
 func (s *stream) drain() error {
+	if s.txn != nil {
+		if err := s.txn.finish(); err != nil {
+			return err
+		}
+	}
 	timeout := s.srv.FlushTimeout
 	if timeout == 0 {
 		timeout = 60 * time.Second

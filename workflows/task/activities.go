@@ -22,20 +22,30 @@ type Activities struct {
 	Delivery deliveryv1.DeliveryServiceClient
 }
 
-// Precheck asks the catalog service to check the source.
+// Precheck asks the catalog service to check the source (and the schema
+// registry, when one is configured).
 func (a *Activities) Precheck(ctx context.Context, in *taskv1.PrecheckActivityInput) (*taskv1.PrecheckActivityResult, error) {
 	res, err := a.Catalog.Precheck(ctx, &catalogv1.PrecheckRequest{
-		Source: in.GetSpec().GetSource(), Objects: in.GetSpec().GetObjects(),
+		Source: in.GetSpec().GetSource(), Objects: in.GetSpec().GetObjects(), Destination: in.GetSpec().GetDestination(),
 	})
 	if err != nil {
 		return nil, classifyRPC("running the precheck", err)
 	}
-	return &taskv1.PrecheckActivityResult{Items: res.GetItems()}, nil
+	spec := in.GetSpec()
+	topics, err := a.Delivery.CheckTopics(ctx, &deliveryv1.CheckTopicsRequest{
+		Kafka: spec.GetDestination(), Topics: TopicsFor(spec),
+		CreateMissing: spec.GetSyncTypes().GetSchema(), ConflictMode: spec.GetKafka().GetConflictMode(),
+	})
+	if err != nil {
+		return nil, classifyRPC("checking the Kafka topics", err)
+	}
+	return &taskv1.PrecheckActivityResult{Items: append(res.GetItems(), topics.GetItems()...)}, nil
 }
 
 // Setup is schema sync as far as it goes today: resolve the selected tables,
 // create the topics, then the publication and the slot. The slot comes last so
 // that it never starts retaining WAL for a task whose topics cannot exist.
+// With publication_only, full sync creates the slot later, with its snapshot.
 func (a *Activities) Setup(ctx context.Context, in *taskv1.SetupActivityInput) (*taskv1.SetupActivityResult, error) {
 	spec := in.GetSpec()
 	resolved, err := a.Catalog.ResolveTables(ctx, &catalogv1.ResolveTablesRequest{
@@ -45,13 +55,13 @@ func (a *Activities) Setup(ctx context.Context, in *taskv1.SetupActivityInput) (
 		return nil, classifyRPC("resolving the selected tables", err)
 	}
 	if _, err := a.Delivery.EnsureTopics(ctx, &deliveryv1.EnsureTopicsRequest{
-		Kafka: spec.GetDestination(), Topics: TopicsFor(spec),
+		Kafka: spec.GetDestination(), Topics: TopicsFor(spec), VerifyOnly: !spec.GetSyncTypes().GetSchema(),
 	}); err != nil {
 		return nil, classifyRPC("creating topics", err)
 	}
 	rep, err := a.Capture.EnsureReplication(ctx, &capturev1.EnsureReplicationRequest{
 		Source: spec.GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(),
-		Tables: resolved.GetTables(),
+		Tables: resolved.GetTables(), PublicationOnly: in.GetPublicationOnly(),
 	})
 	if err != nil {
 		return nil, classifyRPC(fmt.Sprintf("creating slot and publication %s", in.GetSlotName()), err)
@@ -74,10 +84,12 @@ func TopicsFor(spec *taskv1.TaskSpec) []*deliveryv1.TopicSpec {
 		}
 		partitions[name] = max(partitions[name], t.GetPartitions(), 1)
 	}
-	if ddl := spec.GetKafka().GetDdlTopic(); ddl != "" {
-		if _, seen := partitions[ddl]; !seen {
-			order = append(order, ddl)
-			partitions[ddl] = 1
+	// The DDL and dead-letter topics get one partition unless they are also
+	// data topics: their records are read in order, not in parallel.
+	for _, extra := range []string{spec.GetKafka().GetDdlTopic(), spec.GetKafka().GetDeadLetterTopic()} {
+		if _, seen := partitions[extra]; extra != "" && !seen {
+			order = append(order, extra)
+			partitions[extra] = 1
 		}
 	}
 	out := make([]*deliveryv1.TopicSpec, 0, len(order))

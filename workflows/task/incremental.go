@@ -49,10 +49,7 @@ func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActi
 	if err != nil {
 		return classifyRPC("opening the delivery stream", err, cp.snapshot())
 	}
-	if err := delStream.Send(&deliveryv1.DeliverRequest{Kind: &deliveryv1.DeliverRequest_Start{Start: &deliveryv1.StartDelivery{
-		TaskId: in.GetTaskId(), Kafka: in.GetSpec().GetDestination(), Options: in.GetSpec().GetKafka(),
-		Objects: in.GetSpec().GetObjects(), SourceDatabase: in.GetSpec().GetSource().GetDatabase(),
-	}}}); err != nil {
+	if err := delStream.Send(&deliveryv1.DeliverRequest{Kind: &deliveryv1.DeliverRequest_Start{Start: deliveryStart(in.GetTaskId(), in.GetSpec())}}); err != nil {
 		return classifyRPC("starting the delivery stream", recvErr(delStream.Recv, err), cp.snapshot())
 	}
 
@@ -85,6 +82,15 @@ func forwardBatches(capStream capturev1.CaptureService_StreamChangesClient, delS
 	}
 }
 
+// deliveryStart opens a delivery stream for the task, whichever phase feeds it.
+func deliveryStart(taskID string, spec *taskv1.TaskSpec) *deliveryv1.StartDelivery {
+	return &deliveryv1.StartDelivery{
+		TaskId: taskID, Kafka: spec.GetDestination(), Options: spec.GetKafka(),
+		Objects: spec.GetObjects(), SourceDatabase: spec.GetSource().GetDatabase(),
+		WriteTableDefinitions: spec.GetSyncTypes().GetSchema(),
+	}
+}
+
 // forwardAcks passes every safe LSN delivery reports on to capture, which
 // confirms it to PostgreSQL, and records it as the checkpoint.
 func forwardAcks(ctx context.Context, delStream deliveryv1.DeliveryService_DeliverClient, capStream capturev1.CaptureService_StreamChangesClient, cp *checkpointTracker) error {
@@ -93,7 +99,12 @@ func forwardAcks(ctx context.Context, delStream deliveryv1.DeliveryService_Deliv
 		if err != nil {
 			return wrapStream("delivery", err)
 		}
-		if !cp.advance(ack.GetSafeLsn(), ack.GetAckedEvents()) {
+		if r := ack.GetResumedFromLsn(); r > 0 {
+			// Exactly-once: delivery recovered its committed checkpoint and
+			// reports it as safe, so it is confirmed below like any other.
+			activity.GetLogger(ctx).Info("delivery resumed from its exactly-once checkpoint", "lsn", r)
+		}
+		if !cp.advance(ack) {
 			continue
 		}
 		if err := capStream.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Ack{Ack: &capturev1.Ack{FlushedLsn: ack.GetSafeLsn()}}}); err != nil {
@@ -139,19 +150,21 @@ func wrapStream(side string, err error) error {
 
 // checkpointTracker is shared by the ack and heartbeat goroutines.
 type checkpointTracker struct {
-	mu     sync.Mutex
-	lsn    uint64
-	events uint64
+	mu           sync.Mutex
+	lsn          uint64
+	events       uint64
+	deadLettered uint64
 }
 
-func (c *checkpointTracker) advance(lsn, events uint64) bool {
+// advance records delivery's progress and reports whether the safe LSN moved.
+func (c *checkpointTracker) advance(ack *deliveryv1.DeliverResponse) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.events = events
-	if lsn <= c.lsn {
+	c.events, c.deadLettered = ack.GetAckedEvents(), ack.GetDeadLettered()
+	if ack.GetSafeLsn() <= c.lsn {
 		return false
 	}
-	c.lsn = lsn
+	c.lsn = ack.GetSafeLsn()
 	return true
 }
 
@@ -164,5 +177,5 @@ func (c *checkpointTracker) get() uint64 {
 func (c *checkpointTracker) snapshot() *cdcv1.Checkpoint {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return &cdcv1.Checkpoint{ConfirmedLsn: c.lsn, AckedEvents: c.events}
+	return &cdcv1.Checkpoint{ConfirmedLsn: c.lsn, AckedEvents: c.events, DeadLettered: c.deadLettered}
 }

@@ -44,6 +44,9 @@ func TaskWorkflow(ctx workflow.Context, in *taskv1.TaskWorkflowInput) error {
 		r.setStatus(ctx, taskv1.Status_STATUS_FAILED)
 		return err
 	}
+	if r.stopReq != nil { // stopped during full sync
+		return r.stop(ctx)
+	}
 	return r.incremental(ctx)
 }
 
@@ -54,6 +57,8 @@ type taskRun struct {
 	pauseCh  workflow.ReceiveChannel
 	resumeCh workflow.ReceiveChannel
 	stopCh   workflow.ReceiveChannel
+	// tables are what setup resolved in this run, for full sync.
+	tables []*taskv1.TableRef
 }
 
 func newTaskRun(ctx workflow.Context, in *taskv1.TaskWorkflowInput) *taskRun {
@@ -90,17 +95,29 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 	if r.st.Phase == taskv1.Phase_PHASE_SCHEMA_SYNC {
 		r.setPhase(ctx, taskv1.Phase_PHASE_SCHEMA_SYNC)
 		name := ReplicationName(r.in.GetTaskId())
+		full := r.fullSyncPending(ctx)
 		var res taskv1.SetupActivityResult
 		actx := workflow.WithActivityOptions(ctx, r.shortActivityOptions())
 		err := workflow.ExecuteActivity(actx, activities.Setup, &taskv1.SetupActivityInput{
 			TaskId: r.in.GetTaskId(), Spec: r.in.GetSpec(), SlotName: name, PublicationName: name,
+			PublicationOnly: full,
 		}).Get(ctx, &res)
 		if err != nil {
 			return fmt.Errorf("schema sync: %w", err)
 		}
 		r.st.SlotName, r.st.PublicationName = name, name
-		r.st.Checkpoint = &cdcv1.Checkpoint{ConfirmedLsn: res.GetStartLsn()}
-		r.st.Phase = taskv1.Phase_PHASE_INCREMENTAL
+		r.tables = res.GetTables()
+		if full {
+			// Full sync creates the slot; its consistent point becomes
+			// the checkpoint.
+			r.st.Phase = taskv1.Phase_PHASE_FULL_SYNC
+		} else {
+			r.st.Checkpoint = &cdcv1.Checkpoint{ConfirmedLsn: res.GetStartLsn()}
+			r.st.Phase = taskv1.Phase_PHASE_INCREMENTAL
+		}
+	}
+	if r.st.Phase == taskv1.Phase_PHASE_FULL_SYNC {
+		return r.fullSync(ctx)
 	}
 	return nil
 }
@@ -259,7 +276,7 @@ func (r *taskRun) onFailure(ctx workflow.Context, err error, progressed bool) er
 	}
 	r.setStatus(ctx, taskv1.Status_STATUS_RETRYING)
 	backoff := Backoff(r.st.GetConsecutiveFailures())
-	workflow.GetLogger(ctx).Warn("incremental sync failed; retrying", "error", err, "backoff", backoff,
+	workflow.GetLogger(ctx).Warn("sync failed; retrying", "phase", r.st.GetPhase().String(), "error", err, "backoff", backoff,
 		"failingFor", failingFor, "window", window)
 	timerCtx, cancel := workflow.WithCancel(ctx)
 	defer cancel()

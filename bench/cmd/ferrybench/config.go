@@ -21,6 +21,17 @@ type config struct {
 	outDir       string
 	repoRoot     string
 	ferryTimeout time.Duration
+	// scenarios to run: "backlog", "delivery" or both.
+	scenarios map[string]bool
+
+	// The delivery scenario (bench/README.md).
+	dlvRows       int
+	dlvBatch      int
+	codecs        []string
+	latencyRate   int
+	latencyFor    time.Duration
+	latencyWarmup time.Duration
+	dlvProfile    string
 
 	pgHost, pgDatabase string
 	pgPort             int
@@ -43,11 +54,22 @@ func parseConfig(args []string) (*config, error) {
 	fs.IntVar(&c.txnRows, "txn-rows", 1_000, "rows per source transaction")
 	fs.StringVar(&c.outDir, "out", filepath.Join(root, "bench", "results"), "directory for latest.md and latest.json")
 	fs.DurationVar(&c.ferryTimeout, "ferry-timeout", 10*time.Minute, "how long Ferry may take to deliver one backlog")
+	scenarios := fs.String("scenarios", "backlog,delivery", "comma-separated scenarios to run: backlog, delivery")
+	fs.IntVar(&c.dlvRows, "delivery-n", 200_000, "delivery scenario: rows per throughput measurement")
+	fs.IntVar(&c.dlvBatch, "delivery-batch", 1_000, "delivery scenario: rows per change batch in the throughput measurement")
+	codecList := fs.String("codecs", "lz4,zstd,gzip,snappy", "delivery scenario: comma-separated codecs to measure")
+	fs.IntVar(&c.latencyRate, "latency-rate", 10_000, "delivery scenario: rows per second of the latency measurement")
+	fs.DurationVar(&c.latencyFor, "latency-for", 12*time.Second, "delivery scenario: how long latency is measured, after the warm-up")
+	fs.DurationVar(&c.latencyWarmup, "latency-warmup", 2*time.Second, "delivery scenario: paced warm-up left out of the latency figures")
+	fs.StringVar(&c.dlvProfile, "delivery-cpuprofile", "", "delivery scenario: write a CPU profile of the last run's delivery process here")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if c.rows <= 0 || c.runs <= 0 || c.txnRows <= 0 {
 		return nil, fmt.Errorf("-n, -runs and -txn-rows must be positive")
+	}
+	if err := c.parseDelivery(*scenarios, *codecList); err != nil {
+		return nil, err
 	}
 	c.pgHost = env("FERRY_PG_HOST", "127.0.0.1")
 	c.pgDatabase = env("FERRY_PG_DATABASE", "ferry")
@@ -60,6 +82,31 @@ func parseConfig(args []string) (*config, error) {
 	c.kafkaBootstrap = env("FERRY_KAFKA_BOOTSTRAP", "127.0.0.1:59092")
 	c.temporalAddress = env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233")
 	return c, nil
+}
+
+// parseDelivery checks the scenario list and the delivery scenario's flags.
+func (c *config) parseDelivery(scenarios, codecList string) error {
+	c.scenarios = map[string]bool{}
+	for _, s := range strings.Split(scenarios, ",") {
+		if s = strings.TrimSpace(s); s != "backlog" && s != "delivery" {
+			return fmt.Errorf("-scenarios: unknown scenario %q; use backlog, delivery or both", s)
+		}
+		c.scenarios[s] = true
+	}
+	for _, name := range strings.Split(codecList, ",") {
+		name = strings.TrimSpace(name)
+		if _, ok := codecs[name]; !ok {
+			return fmt.Errorf("-codecs: unknown codec %q; use lz4, zstd, gzip or snappy", name)
+		}
+		c.codecs = append(c.codecs, name)
+	}
+	if c.dlvRows <= 0 || c.dlvBatch <= 0 || c.latencyRate < pacedBatchesPerSecond {
+		return fmt.Errorf("-delivery-n and -delivery-batch must be positive and -latency-rate at least %d", pacedBatchesPerSecond)
+	}
+	if c.latencyFor < pacedInterval || c.latencyWarmup < 0 {
+		return fmt.Errorf("-latency-for must be at least %s and -latency-warmup not negative", pacedInterval)
+	}
+	return nil
 }
 
 // ferryDSN connects as the non-superuser role Ferry's task uses, so that the

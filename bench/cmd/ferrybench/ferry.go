@@ -46,6 +46,7 @@ type ferry struct {
 	temporal       string
 	addrs          map[string]string
 	procs          map[string]*exec.Cmd
+	env            []string // extra environment for every process
 	conn           *grpc.ClientConn
 	control        taskv1.TaskServiceClient
 }
@@ -94,6 +95,7 @@ func (f *ferry) start(ctx context.Context, name string) error {
 		"FERRY_DELIVERY_ADDRESS="+f.addrs["delivery"], "FERRY_TEMPORAL_ADDRESS="+f.temporal,
 		"FERRY_TASK_QUEUE="+f.taskQueue,
 	)
+	cmd.Env = append(cmd.Env, f.env...)
 	logFile, err := os.OpenFile(filepath.Join(f.logDir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("opening %s's log: %w", name, err)

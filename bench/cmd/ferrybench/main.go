@@ -11,6 +11,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -44,10 +46,8 @@ func run(args []string) error {
 	}
 	defer closeEnv()
 	rep := newReport(c)
-	runErr := runAll(ctx, e, &rep)
-	if runErr != nil {
-		rep.Error = runErr.Error()
-	}
+	runErr := runScenarios(ctx, e, &rep)
+	carryOver(c, &rep)
 	if err := writeReport(c.outDir, rep); err != nil {
 		return err
 	}
@@ -56,7 +56,49 @@ func run(args []string) error {
 	return runErr
 }
 
-// runAll runs the scenario c.runs times and stops at the first run that
+// runScenarios runs the chosen scenarios, each even when the other failed,
+// and records each one's failure in its part of the report.
+func runScenarios(ctx context.Context, e *benchEnv, rep *report) error {
+	var errs []error
+	if e.c.scenarios["backlog"] {
+		if err := runAll(ctx, e, rep); err != nil {
+			rep.Error = err.Error()
+			errs = append(errs, err)
+		}
+	}
+	if e.c.scenarios["delivery"] {
+		rep.Delivery = newDlvReport(e.c)
+		if err := runDeliveryScenario(ctx, e, rep.Delivery); err != nil {
+			rep.Delivery.Error = err.Error()
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// carryOver keeps the part of the previous report in the output folder that
+// this invocation did not run, so that `-scenarios delivery` updates the
+// delivery figures without dropping the backlog's (each part keeps its own
+// date).
+func carryOver(c *config, rep *report) {
+	raw, err := os.ReadFile(filepath.Join(c.outDir, "latest.json"))
+	if err != nil {
+		return
+	}
+	var prev report
+	if err := json.Unmarshal(raw, &prev); err != nil {
+		log.Printf("not carrying over the previous report: %v", err)
+		return
+	}
+	if !c.scenarios["backlog"] {
+		rep.Date, rep.Machine, rep.Rows, rep.TxnRows, rep.Runs, rep.Error = prev.Date, prev.Machine, prev.Rows, prev.TxnRows, prev.Runs, prev.Error
+	}
+	if !c.scenarios["delivery"] {
+		rep.Delivery = prev.Delivery
+	}
+}
+
+// runAll runs the backlog scenario c.runs times and stops at the first run that
 // fails or loses a row: a figure for an incomplete delivery means nothing.
 func runAll(ctx context.Context, e *benchEnv, rep *report) error {
 	for i := 1; i <= e.c.runs; i++ {

@@ -19,6 +19,8 @@ type report struct {
 	TxnRows int         `json:"txn_rows"`
 	Runs    []runResult `json:"runs"`
 	Error   string      `json:"error,omitempty"`
+	// Delivery is the delivery scenario's part (dlvreport.go).
+	Delivery *dlvReport `json:"delivery,omitempty"`
 }
 
 // Goals, printed beside the figures so that a miss is visible.
@@ -137,14 +139,27 @@ func figures(runs []runResult) []figure {
 
 func renderMarkdown(rep report) string {
 	var b strings.Builder
+	if len(rep.Runs) > 0 || rep.Error != "" {
+		renderBacklog(&b, rep)
+	}
+	if rep.Delivery != nil {
+		if b.Len() > 0 {
+			b.WriteString("\n")
+		}
+		renderDelivery(&b, rep.Delivery)
+	}
+	return b.String()
+}
+
+func renderBacklog(b *strings.Builder, rep report) {
 	m := rep.Machine
-	fmt.Fprintf(&b, "# Ferry benchmark: incremental backlog\n\n")
-	fmt.Fprintf(&b, "- Date: %s\n", rep.Date)
-	fmt.Fprintf(&b, "- Machine: %d CPUs, %d MiB memory, %s (%s)\n", m.CPUs, m.MemoryMB, m.CPUModel, m.GoVer)
-	fmt.Fprintf(&b, "- Backlog: N = %d inserts into `bench_orders`, %d rows per transaction; %d run(s)\n", rep.Rows, rep.TxnRows, len(rep.Runs))
-	fmt.Fprintf(&b, "- Figures are medians over runs with min – max; goals are checked on the median. Each run measures the source limit, Ferry and the Kafka limit one after another on this machine; see bench/README.md.\n\n")
+	fmt.Fprintf(b, "# Ferry benchmark: incremental backlog\n\n")
+	fmt.Fprintf(b, "- Date: %s\n", rep.Date)
+	fmt.Fprintf(b, "- Machine: %d CPUs, %d MiB memory, %s (%s)\n", m.CPUs, m.MemoryMB, m.CPUModel, m.GoVer)
+	fmt.Fprintf(b, "- Backlog: N = %d inserts into `bench_orders`, %d rows per transaction; %d run(s)\n", rep.Rows, rep.TxnRows, len(rep.Runs))
+	fmt.Fprintf(b, "- Figures are medians over runs with min – max; goals are checked on the median. Each run measures the source limit, Ferry and the Kafka limit one after another on this machine; see bench/README.md.\n\n")
 	if rep.Error != "" {
-		fmt.Fprintf(&b, "**The invocation failed:** %s\n\n", rep.Error)
+		fmt.Fprintf(b, "**The backlog scenario failed:** %s\n\n", rep.Error)
 	}
 	b.WriteString("| Figure | Median | Min – max | Goal | Status |\n|---|---|---|---|---|\n")
 	for _, f := range figures(rep.Runs) {
@@ -152,10 +167,9 @@ func renderMarkdown(rep report) string {
 	}
 	b.WriteString("\n| Run | rows arrived (distinct / N) | messages | source s | Ferry s to Kafka | Ferry s confirmed | Kafka s |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range rep.Runs {
-		fmt.Fprintf(&b, "| %d | %d / %d | %d | %.2f | %.2f | %.2f | %.2f |\n", r.Run, r.Ferry.Topic.Distinct, rep.Rows,
+		fmt.Fprintf(b, "| %d | %d / %d | %d | %.2f | %.2f | %.2f | %.2f |\n", r.Run, r.Ferry.Topic.Distinct, rep.Rows,
 			r.Ferry.Topic.Messages, r.Source.Seconds, r.Ferry.ToKafkaSeconds, r.Ferry.ToConfirmedSeconds, r.Kafka.Seconds)
 	}
-	return b.String()
 }
 
 // writeReport writes latest.md and latest.json into dir.

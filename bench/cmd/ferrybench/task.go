@@ -29,6 +29,8 @@ func (f *ferry) createTask(ctx context.Context, c *config, taskID, topic string)
 		},
 		Destination: &taskv1.KafkaEndpoint{BootstrapServers: c.kafkaBootstrap, Topic: topic},
 		Objects:     &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{{Schema: "public", Table: table}}},
+		SyncTypes:   &taskv1.SyncTypes{Schema: true},
+		Kafka:       &taskv1.KafkaOptions{ConflictMode: taskv1.ConflictMode_CONFLICT_MODE_IGNORE},
 		Advanced:    &taskv1.AdvancedOptions{ConnectionRetryMinutes: 10, OtherRetryMinutes: 2},
 	}})
 	if err != nil {

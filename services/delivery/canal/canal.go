@@ -38,8 +38,9 @@
 //     (all with FULL, the key columns otherwise); [{}] when the before-image
 //     reveals no change; null when the source sent no before-image at all. For
 //     INSERT and DELETE it is null.
-//   - sqlType: java.sql.Types codes from the column's type OID, arrays (type
-//     name ending in "[]") are ARRAY, and every other type is OTHER (1111).
+//   - sqlType: java.sql.Types codes from the column's type (see SQLType):
+//     arrays are ARRAY, composites STRUCT, enums VARCHAR, a domain maps as
+//     its base type, and types without a code of their own are OTHER (1111).
 //   - mysqlType: the type as format_type() prints it.
 package canal
 
@@ -86,9 +87,10 @@ type Table struct {
 	// that must name things exactly as Canal JSON does.
 	Names Names
 
-	prefix []byte // `"database":..,"table":..,"pkNames":..,"isDdl":false,"type":"`
-	types  []byte // `"sqlType":{..},"mysqlType":{..},"data":[`
-	cols   []column
+	database, table string // as "database" and "table" carry them
+	prefix          []byte // `"database":..,"table":..,"pkNames":..,"isDdl":false,"type":"`
+	types           []byte // `"sqlType":{..},"mysqlType":{..},"data":[`
+	cols            []column
 }
 
 // Names are a relation's names as messages carry them: the capitalization
@@ -174,7 +176,7 @@ func (e *Encoder) SetRelation(r *cdcv1.Relation) *Table {
 		}
 		written[c.GetName()] = name
 		reveals := r.GetReplicaIdentity() == cdcv1.ReplicaIdentity_REPLICA_IDENTITY_FULL || c.GetKey()
-		t.cols = append(t.cols, column{src: i, oid: c.GetTypeOid(), key: append(appendString(nil, name), ':'), reveals: reveals})
+		t.cols = append(t.cols, column{src: i, oid: ValueOID(c), key: append(appendString(nil, name), ':'), reveals: reveals})
 		t.Names.Columns = append(t.Names.Columns, Column{Src: i, Name: name, Reveals: reveals})
 	}
 	idx := map[string]int{}
@@ -198,10 +200,11 @@ func (e *Encoder) SetRelation(r *cdcv1.Relation) *Table {
 	if e.opts.DatabaseIsDBName {
 		db = e.opts.SourceDatabase
 	}
+	t.database, t.table = e.applyCase(db), e.applyCase(r.GetTable())
 	b := []byte(`"database":`)
-	b = appendString(b, e.applyCase(db))
+	b = appendString(b, t.database)
 	b = append(b, `,"table":`...)
-	b = appendString(b, e.applyCase(r.GetTable()))
+	b = appendString(b, t.table)
 	b = append(b, `,"pkNames":`...)
 	if len(pk) == 0 {
 		b = append(b, "null"...)
@@ -225,7 +228,7 @@ func (e *Encoder) SetRelation(r *cdcv1.Relation) *Table {
 		}
 		col := r.GetColumns()[c.src]
 		b = append(b, c.key...)
-		b = strconv.AppendInt(b, int64(SQLType(col.GetTypeOid(), col.GetTypeName())), 10)
+		b = strconv.AppendInt(b, int64(SQLType(col)), 10)
 	}
 	b = append(b, `},"mysqlType":{`...)
 	for i, c := range t.cols {
@@ -379,9 +382,36 @@ func (e *Encoder) appendValue(dst []byte, c column, v *cdcv1.Value, old []*cdcv1
 	return appendBytes(dst, e.scratch)
 }
 
-// SQLType maps a PostgreSQL type to its java.sql.Types code.
-func SQLType(oid uint32, typeName string) int {
-	switch oid {
+// ValueOID is the type a column's values have: the base type of a domain
+// (capture resolves it), else the column's own type.
+func ValueOID(col *cdcv1.Column) uint32 {
+	if b := col.GetBaseTypeOid(); b != 0 {
+		return b
+	}
+	return col.GetTypeOid()
+}
+
+// IsCitext recognizes the citext extension's type, whose OID differs per
+// database; format_type qualifies it when its schema is not on the path.
+func IsCitext(typeName string) bool {
+	return typeName == "citext" || strings.HasSuffix(typeName, ".citext")
+}
+
+// SQLType maps a column's type to its java.sql.Types code. A domain maps as
+// its base type. Types formats.md does not assign get the code PostgreSQL's
+// JDBC driver reports where formats.md lists that code (oid BIGINT, name
+// VARCHAR, "char" CHAR, enums VARCHAR, composites STRUCT), citext that of
+// text, and every other type OTHER.
+func SQLType(col *cdcv1.Column) int {
+	switch col.GetBaseTypeKind() {
+	case cdcv1.TypeKind_TYPE_KIND_ARRAY:
+		return 2003 // ARRAY
+	case cdcv1.TypeKind_TYPE_KIND_COMPOSITE:
+		return 2002 // STRUCT
+	case cdcv1.TypeKind_TYPE_KIND_ENUM:
+		return 12 // VARCHAR
+	}
+	switch ValueOID(col) {
 	case 16:
 		return 16 // BOOLEAN
 	case 1560:
@@ -416,9 +446,18 @@ func SQLType(oid uint32, typeName string) int {
 		return 2014 // TIMESTAMP_WITH_TIMEZONE
 	case 17:
 		return -2 // BINARY
+	case 26:
+		return -5 // BIGINT: oid is unsigned 32-bit
+	case 19:
+		return 12 // VARCHAR
+	case 18:
+		return 1 // CHAR
 	}
-	if strings.HasSuffix(typeName, "[]") {
-		return 2003 // ARRAY
+	switch {
+	case IsCitext(col.GetTypeName()):
+		return -1 // LONGVARCHAR, as text
+	case col.GetBaseTypeKind() == cdcv1.TypeKind_TYPE_KIND_UNSPECIFIED && strings.HasSuffix(col.GetTypeName(), "[]"):
+		return 2003 // ARRAY, from a relation that does not say its kind
 	}
 	return 1111 // OTHER
 }

@@ -192,9 +192,31 @@ func TestSQLTypes(t *testing.T) {
 		{1266, "time with time zone", 2013}, {1114, "timestamp without time zone", 93},
 		{1184, "timestamp with time zone", 2014}, {17, "bytea", -2}, {1007, "integer[]", 2003},
 		{99999, "my_enum[]", 2003}, {2950, "uuid", 1111}, {99999, "my_enum", 1111},
+		{26, "oid", -5}, {19, "name", 12}, {18, `"char"`, 1}, {99998, "citext", -1}, {99998, "ext.citext", -1},
+		{790, "money", 1111}, {1562, "bit varying(8)", 1111},
 	} {
-		if got := SQLType(c.oid, c.name); got != c.want {
+		if got := SQLType(&cdcv1.Column{TypeOid: c.oid, TypeName: c.name}); got != c.want {
 			t.Errorf("SQLType(%d, %q) = %d, want %d", c.oid, c.name, got, c.want)
+		}
+	}
+}
+
+// TestSQLTypesByBaseType: capture resolves domains and names each type's
+// kind, and sqlType follows the base type and kind.
+func TestSQLTypesByBaseType(t *testing.T) {
+	for _, c := range []struct {
+		col  *cdcv1.Column
+		want int
+	}{
+		{&cdcv1.Column{TypeOid: 99999, TypeName: "posint", BaseTypeOid: 23, BaseTypeKind: cdcv1.TypeKind_TYPE_KIND_BASE}, 4},
+		{&cdcv1.Column{TypeOid: 99999, TypeName: "label", BaseTypeOid: 1043, BaseTypeKind: cdcv1.TypeKind_TYPE_KIND_BASE}, 12},
+		{&cdcv1.Column{TypeOid: 99999, TypeName: "ints", BaseTypeOid: 1007, BaseTypeKind: cdcv1.TypeKind_TYPE_KIND_ARRAY}, 2003},
+		{&cdcv1.Column{TypeOid: 99999, TypeName: "mood", BaseTypeOid: 99999, BaseTypeKind: cdcv1.TypeKind_TYPE_KIND_ENUM}, 12},
+		{&cdcv1.Column{TypeOid: 99999, TypeName: "pair", BaseTypeOid: 99999, BaseTypeKind: cdcv1.TypeKind_TYPE_KIND_COMPOSITE}, 2002},
+		{&cdcv1.Column{TypeOid: 3904, TypeName: "int4range", BaseTypeOid: 3904, BaseTypeKind: cdcv1.TypeKind_TYPE_KIND_RANGE}, 1111},
+	} {
+		if got := SQLType(c.col); got != c.want {
+			t.Errorf("SQLType(%v) = %d, want %d", c.col, got, c.want)
 		}
 	}
 }

@@ -63,7 +63,7 @@
 //     exactly), precision 24 or 53 (binary digits, as
 //     information_schema.columns.numeric_precision reports them) and scale 0
 //     (floats have no scale).
-//   - text, varchar, char, "char", name and citext: Character, charset
+//   - text, varchar, char, "char", name, citext and enums: Character, charset
 //     "utf8", value the bytes. The text arrives in the replication session's
 //     client_encoding, which is the database's encoding unless set; the
 //     charset is right for UTF8 databases, which Ferry assumes.
@@ -80,16 +80,18 @@
 //     microseconds past that second (0..999999)}. The DTS reader takes this
 //     second field as microseconds (UnixTimestamp.micro), so writing micros
 //     is both exact and what a stock reader expects. infinity and -infinity
-//     are TextObject.
+//     are TextObject, and so are timestamps past 294247 AD, which capture
+//     sends as text because int64 microseconds since 1970 cannot hold them.
+//   - a domain maps as its base type (capture resolves it; Column
+//     .base_type_oid), with its own name where the member has a type field.
 //   - everything else, including boolean ("t"/"f", which the DTS reader
 //     turns into 1/0 for PostgreSQL), time, timetz and interval (TextObject
 //     keeps their microseconds and offsets exactly where DateTime could not),
 //     json, jsonb, xml, uuid, network, money, bit strings, geometric types,
-//     arrays, ranges, composites, enums and domains: TextObject{type: the
+//     arrays, ranges, multiranges and composites: TextObject{type: the
 //     column's type as format_type prints it, value: PostgreSQL's text
-//     output}. Enums and domains are TextObject rather than Character or
-//     their base type's member because the relation Ferry receives names the
-//     type but does not say what kind of type it is.
+//     output}. A relation that does not name its types' kinds (older
+//     senders) maps enums as TextObject too.
 package dtsavro
 
 import (
@@ -239,8 +241,8 @@ func (e *Encoder) Encode(dst []byte, ct *canal.Table, ev *cdcv1.ChangeEvent) ([]
 	e.writeImage(w, t, before, nil, true)
 	e.writeImage(w, t, after, before, false)
 	w.WriteLong(commit.UnixMilli())
-	// The Confluent wire format (magic byte, schema id) will be prepended
-	// here once a schema registry is configured; see formats.md.
+	// With a schema registry, the delivery stream writes the Confluent
+	// header (magic byte, schema id) into dst before this; see formats.md.
 	return append(dst, w.Buffer()...), nil
 }
 
@@ -288,7 +290,12 @@ func (e *Encoder) writeHeader(w *avro.Writer, t *table, op int32, ev *cdcv1.Chan
 	w.WriteBytes(e.text)
 	e.text = AppendLSN(e.text[:0], ev.GetCommitLsn())
 	w.WriteBytes(e.text)
-	e.text = strconv.AppendUint(e.text[:0], uint64(ev.GetXid()), 10)
+	// Xid 0 is PostgreSQL's InvalidTransactionId: no transaction, as for a
+	// DDL record, which is written as the field's default "".
+	e.text = e.text[:0]
+	if ev.GetXid() != 0 {
+		e.text = strconv.AppendUint(e.text, uint64(ev.GetXid()), 10)
+	}
 	w.WriteBytes(e.text)
 	w.WriteInt(sch.postgreSQL)
 	w.WriteString(e.opts.ServerVersion)

@@ -476,3 +476,30 @@ func TestDeleteWithoutBeforeImage(t *testing.T) {
 	checkImage(t, "beforeImages", r["beforeImages"], before)
 	checkImage(t, "afterImages", r["afterImages"], nil)
 }
+
+// TestKindsFromCapture: with the base type and kind capture resolves, an
+// enum is Character (formats.md), and a domain maps as its base type, down
+// to float4's precision, while TextObject.type keeps the domain's name.
+func TestKindsFromCapture(t *testing.T) {
+	base, enum, comp := cdcv1.TypeKind_TYPE_KIND_BASE, cdcv1.TypeKind_TYPE_KIND_ENUM, cdcv1.TypeKind_TYPE_KIND_COMPOSITE
+	rel := &cdcv1.Relation{Oid: 16384, Schema: "Sales", Table: "Kinds", KeyColumns: []string{"id"},
+		ReplicaIdentity: cdcv1.ReplicaIdentity_REPLICA_IDENTITY_DEFAULT,
+		Columns: []*cdcv1.Column{
+			{Name: "id", TypeOid: 20, TypeName: "bigint", Key: true, BaseTypeOid: 20, BaseTypeKind: base},
+			{Name: "mood", TypeOid: 91235, TypeName: "mood", BaseTypeOid: 91235, BaseTypeKind: enum},
+			{Name: "posint", TypeOid: 91236, TypeName: "posint", BaseTypeOid: 23, BaseTypeKind: base},
+			{Name: "temp", TypeOid: 91237, TypeName: "temp", BaseTypeOid: 700, BaseTypeKind: base},
+			{Name: "label", TypeOid: 91238, TypeName: "label", BaseTypeOid: 1043, BaseTypeKind: base},
+			{Name: "doc", TypeOid: 91239, TypeName: "doc", BaseTypeOid: 3802, BaseTypeKind: base},
+			{Name: "pair", TypeOid: 91240, TypeName: "pair", BaseTypeOid: 91240, BaseTypeKind: comp},
+		}}
+	e := dtsavro.New(dtsavro.Options{SourceDatabase: "Shop", IDBase: 1})
+	e.SetRelation(rel)
+	r := encode(t, e, event(cdcv1.Operation_OPERATION_INSERT, []*cdcv1.Value{
+		i64(1), text("happy"), i64(42), flt(float64(float32(0.1))), text("x"), text(`{"a": 1}`), text("(1,)"),
+	}, nil))
+	checkImage(t, "afterImages", r["afterImages"], []any{
+		integer(19, "1"), character("happy"), integer(10, "42"), float(float64(float32(0.1)), 24),
+		character("x"), textObject("doc", `{"a": 1}`), textObject("pair", "(1,)"),
+	})
+}

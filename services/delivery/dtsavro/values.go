@@ -2,7 +2,6 @@ package dtsavro
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/hamba/avro/v2"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -18,10 +17,10 @@ import (
 type positions struct {
 	schema avro.Schema
 
-	opInsert, opUpdate, opDelete int32
-	postgreSQL                   int32
-	fieldsArray, imageArray      int32
-	none                         int32
+	opInsert, opUpdate, opDelete, opDDL int32
+	postgreSQL                          int32
+	fieldsArray, imageArray, imageText  int32
+	none                                int32
 
 	integer, character, decimal, float, timestamp, dateTime, binaryObject, textObject, emptyObject int32
 }
@@ -49,10 +48,12 @@ func mustPositions() positions {
 	p.opInsert = symbol(field("operation"), "INSERT")
 	p.opUpdate = symbol(field("operation"), "UPDATE")
 	p.opDelete = symbol(field("operation"), "DELETE")
+	p.opDDL = symbol(field("operation"), "DDL")
 	source := field("source").(*avro.RecordSchema)
 	p.postgreSQL = symbol(source.Fields()[0].Type(), "PostgreSQL")
 	p.fieldsArray = member(field("fields"), "array")
 	p.imageArray = member(field("beforeImages"), "array")
+	p.imageText = member(field("afterImages"), "string")
 	images := field("beforeImages").(*avro.UnionSchema).Types()[p.imageArray].(*avro.ArraySchema).Items()
 	const ns = "com.alibaba.dts.formats.avro."
 	p.integer = member(images, ns+"Integer")
@@ -88,8 +89,9 @@ func member(s avro.Schema, name string) int32 {
 
 // prepareColumn decides, once per relation, how the column's values map.
 func prepareColumn(c canal.Column, col *cdcv1.Column) column {
-	out := column{src: c.Src, reveals: c.Reveals, oid: col.GetTypeOid(), name: col.GetTypeName(), member: sch.textObject}
-	switch col.GetTypeOid() {
+	oid := canal.ValueOID(col) // a domain maps as its base type
+	out := column{src: c.Src, reveals: c.Reveals, oid: oid, name: col.GetTypeName(), member: sch.textObject}
+	switch oid {
 	case pgtype.Int2OID:
 		out.member, out.prec = sch.integer, 5
 	case pgtype.Int4OID, pgtype.OIDOID:
@@ -106,16 +108,10 @@ func prepareColumn(c canal.Column, col *cdcv1.Column) column {
 	case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.QCharOID, pgtype.NameOID:
 		out.member = sch.character
 	}
-	if isCitext(col.GetTypeName()) {
+	if canal.IsCitext(col.GetTypeName()) || col.GetBaseTypeKind() == cdcv1.TypeKind_TYPE_KIND_ENUM {
 		out.member = sch.character
 	}
 	return out
-}
-
-// isCitext recognizes the citext extension's type, whose OID differs per
-// database; format_type qualifies it when its schema is not on the path.
-func isCitext(typeName string) bool {
-	return typeName == "citext" || strings.HasSuffix(typeName, ".citext")
 }
 
 // numericTypmod decodes numeric's type modifier as PostgreSQL 15's

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,4 +83,36 @@ func Exec(t testing.TB, conn *pgx.Conn, stmts ...string) {
 // tables, slots, publications and topics.
 func UniqueName(prefix string) string {
 	return fmt.Sprintf("%s_%d_%d", prefix, os.Getpid(), time.Now().UnixNano()%1e9)
+}
+
+// SchemaRegistryURL is the local Apicurio Registry's Confluent-compatible API.
+func SchemaRegistryURL() string {
+	return env("FERRY_SCHEMA_REGISTRY_URL", "http://127.0.0.1:58081/apis/ccompat/v7")
+}
+
+// KafkaSecured is the local broker's listener for sec, with its SCRAM user,
+// password file and CA as deploy/local/stack.sh makes them: SCRAM on
+// 59094, TLS on 59095, SCRAM over TLS on 59096.
+func KafkaSecured(sec taskv1.KafkaSecurity) *taskv1.KafkaEndpoint {
+	local := filepath.Join(RepoRoot(), ".local")
+	bits := "256"
+	if strings.HasSuffix(sec.String(), "512") {
+		bits = "512"
+	}
+	user := env("FERRY_KAFKA_SCRAM"+bits+"_USER", "ferry-scram"+bits)
+	ep := &taskv1.KafkaEndpoint{Security: sec, SaslUser: user, SaslPassword: &taskv1.SecretRef{Source: &taskv1.SecretRef_File{
+		File: env("FERRY_KAFKA_SCRAM"+bits+"_PASSWORD_FILE", filepath.Join(local, "secrets", "kafka-"+user+"-password")),
+	}}}
+	ca := &taskv1.SecretRef{Source: &taskv1.SecretRef_File{
+		File: env("FERRY_KAFKA_TLS_CA_FILE", filepath.Join(local, "kafka", "tls", "ca.pem")),
+	}}
+	switch sec {
+	case taskv1.KafkaSecurity_KAFKA_SECURITY_TLS:
+		ep.BootstrapServers, ep.SaslUser, ep.SaslPassword, ep.TlsCa = env("FERRY_KAFKA_TLS_BOOTSTRAP", "127.0.0.1:59095"), "", nil, ca
+	case taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_256, taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_512:
+		ep.BootstrapServers, ep.TlsCa = env("FERRY_KAFKA_SASL_SSL_BOOTSTRAP", "127.0.0.1:59096"), ca
+	default:
+		ep.BootstrapServers = env("FERRY_KAFKA_SASL_BOOTSTRAP", "127.0.0.1:59094")
+	}
+	return ep
 }

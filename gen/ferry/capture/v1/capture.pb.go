@@ -11,6 +11,7 @@ import (
 	v1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -29,6 +30,9 @@ type EnsureReplicationRequest struct {
 	SlotName        string                 `protobuf:"bytes,2,opt,name=slot_name,json=slotName,proto3" json:"slot_name,omitempty"`
 	PublicationName string                 `protobuf:"bytes,3,opt,name=publication_name,json=publicationName,proto3" json:"publication_name,omitempty"`
 	Tables          []*v1.TableRef         `protobuf:"bytes,4,rep,name=tables,proto3" json:"tables,omitempty"`
+	// Create (or update) only the publication. Full sync sets this: ReadSnapshot
+	// creates the slot itself, exporting the snapshot it reads.
+	PublicationOnly bool `protobuf:"varint,5,opt,name=publication_only,json=publicationOnly,proto3" json:"publication_only,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -89,6 +93,13 @@ func (x *EnsureReplicationRequest) GetTables() []*v1.TableRef {
 		return x.Tables
 	}
 	return nil
+}
+
+func (x *EnsureReplicationRequest) GetPublicationOnly() bool {
+	if x != nil {
+		return x.PublicationOnly
+	}
+	return false
 }
 
 type EnsureReplicationResponse struct {
@@ -524,9 +535,24 @@ func (x *StreamChangesResponse) GetBatch() *v11.ChangeBatch {
 }
 
 type ReadSnapshotRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Source        *v1.SourceEndpoint     `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
-	Table         *v1.TableRef           `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Source *v1.SourceEndpoint     `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	// Never implemented and ignored; kept only so the wire contract stays
+	// additive. Use tables.
+	//
+	// Deprecated: Marked as deprecated in ferry/capture/v1/capture.proto.
+	Table *v1.TableRef `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
+	// The slot to create; it must not be in use.
+	SlotName string `protobuf:"bytes,3,opt,name=slot_name,json=slotName,proto3" json:"slot_name,omitempty"`
+	// The publication incremental sync will stream; it must exist, so that the
+	// slot is younger than its publication.
+	PublicationName string `protobuf:"bytes,4,opt,name=publication_name,json=publicationName,proto3" json:"publication_name,omitempty"`
+	// The tables to read; at least one.
+	Tables []*v1.TableRef `protobuf:"bytes,5,rep,name=tables,proto3" json:"tables,omitempty"`
+	// Zero: 1000 rows per batch.
+	MaxBatchEvents uint32 `protobuf:"varint,6,opt,name=max_batch_events,json=maxBatchEvents,proto3" json:"max_batch_events,omitempty"`
+	// Tables read at once, each on its own connection. Zero: up to 4.
+	Parallelism   uint32 `protobuf:"varint,7,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -568,6 +594,7 @@ func (x *ReadSnapshotRequest) GetSource() *v1.SourceEndpoint {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in ferry/capture/v1/capture.proto.
 func (x *ReadSnapshotRequest) GetTable() *v1.TableRef {
 	if x != nil {
 		return x.Table
@@ -575,9 +602,48 @@ func (x *ReadSnapshotRequest) GetTable() *v1.TableRef {
 	return nil
 }
 
+func (x *ReadSnapshotRequest) GetSlotName() string {
+	if x != nil {
+		return x.SlotName
+	}
+	return ""
+}
+
+func (x *ReadSnapshotRequest) GetPublicationName() string {
+	if x != nil {
+		return x.PublicationName
+	}
+	return ""
+}
+
+func (x *ReadSnapshotRequest) GetTables() []*v1.TableRef {
+	if x != nil {
+		return x.Tables
+	}
+	return nil
+}
+
+func (x *ReadSnapshotRequest) GetMaxBatchEvents() uint32 {
+	if x != nil {
+		return x.MaxBatchEvents
+	}
+	return 0
+}
+
+func (x *ReadSnapshotRequest) GetParallelism() uint32 {
+	if x != nil {
+		return x.Parallelism
+	}
+	return 0
+}
+
+// Exactly one field is set. batch keeps field number 1, as in
+// StreamChangesResponse, so that the worker relays it as a raw frame.
 type ReadSnapshotResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Batch         *v11.ChangeBatch       `protobuf:"bytes,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	Started       *SnapshotStarted       `protobuf:"bytes,2,opt,name=started,proto3" json:"started,omitempty"`
+	Progress      *SnapshotProgress      `protobuf:"bytes,3,opt,name=progress,proto3" json:"progress,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -619,16 +685,151 @@ func (x *ReadSnapshotResponse) GetBatch() *v11.ChangeBatch {
 	return nil
 }
 
+func (x *ReadSnapshotResponse) GetStarted() *SnapshotStarted {
+	if x != nil {
+		return x.Started
+	}
+	return nil
+}
+
+func (x *ReadSnapshotResponse) GetProgress() *SnapshotProgress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+type SnapshotStarted struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The slot's consistent point: the snapshot holds every transaction that
+	// commits before it, and the slot streams every one that commits after.
+	ConsistentLsn uint64 `protobuf:"varint,1,opt,name=consistent_lsn,json=consistentLsn,proto3" json:"consistent_lsn,omitempty"`
+	// The exported snapshot's name, for logs.
+	SnapshotName string `protobuf:"bytes,2,opt,name=snapshot_name,json=snapshotName,proto3" json:"snapshot_name,omitempty"`
+	// The source's clock when the snapshot was taken; snapshot rows carry it
+	// as their commit_time.
+	SnapshotTime  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=snapshot_time,json=snapshotTime,proto3" json:"snapshot_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotStarted) Reset() {
+	*x = SnapshotStarted{}
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotStarted) ProtoMessage() {}
+
+func (x *SnapshotStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotStarted.ProtoReflect.Descriptor instead.
+func (*SnapshotStarted) Descriptor() ([]byte, []int) {
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SnapshotStarted) GetConsistentLsn() uint64 {
+	if x != nil {
+		return x.ConsistentLsn
+	}
+	return 0
+}
+
+func (x *SnapshotStarted) GetSnapshotName() string {
+	if x != nil {
+		return x.SnapshotName
+	}
+	return ""
+}
+
+func (x *SnapshotStarted) GetSnapshotTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SnapshotTime
+	}
+	return nil
+}
+
+// Rows sent so far per table, counting only batches sent before this
+// message. Sent about once a second and when a table is done.
+type SnapshotProgress struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tables []*v1.TableRowCount    `protobuf:"bytes,1,rep,name=tables,proto3" json:"tables,omitempty"`
+	// Every table is read; this is the last message.
+	Done          bool `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotProgress) Reset() {
+	*x = SnapshotProgress{}
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotProgress) ProtoMessage() {}
+
+func (x *SnapshotProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotProgress.ProtoReflect.Descriptor instead.
+func (*SnapshotProgress) Descriptor() ([]byte, []int) {
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SnapshotProgress) GetTables() []*v1.TableRowCount {
+	if x != nil {
+		return x.Tables
+	}
+	return nil
+}
+
+func (x *SnapshotProgress) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
 var File_ferry_capture_v1_capture_proto protoreflect.FileDescriptor
 
 const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"\n" +
-	"\x1eferry/capture/v1/capture.proto\x12\x10ferry.capture.v1\x1a\x19ferry/cdc/v1/change.proto\x1a\x18ferry/task/v1/spec.proto\x1a\x1cferry/task/v1/workflow.proto\"\xca\x01\n" +
+	"\x1eferry/capture/v1/capture.proto\x12\x10ferry.capture.v1\x1a\x19ferry/cdc/v1/change.proto\x1a\x18ferry/task/v1/spec.proto\x1a\x1cferry/task/v1/workflow.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x01\n" +
 	"\x18EnsureReplicationRequest\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x12\x1b\n" +
 	"\tslot_name\x18\x02 \x01(\tR\bslotName\x12)\n" +
 	"\x10publication_name\x18\x03 \x01(\tR\x0fpublicationName\x12/\n" +
-	"\x06tables\x18\x04 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\"\x94\x01\n" +
+	"\x06tables\x18\x04 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\x12)\n" +
+	"\x10publication_only\x18\x05 \x01(\bR\x0fpublicationOnly\"\x94\x01\n" +
 	"\x19EnsureReplicationResponse\x12#\n" +
 	"\rconfirmed_lsn\x18\x01 \x01(\x04R\fconfirmedLsn\x12!\n" +
 	"\fslot_created\x18\x02 \x01(\bR\vslotCreated\x12/\n" +
@@ -655,12 +856,26 @@ const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"\vflushed_lsn\x18\x01 \x01(\x04R\n" +
 	"flushedLsn\"H\n" +
 	"\x15StreamChangesResponse\x12/\n" +
-	"\x05batch\x18\x01 \x01(\v2\x19.ferry.cdc.v1.ChangeBatchR\x05batch\"{\n" +
+	"\x05batch\x18\x01 \x01(\v2\x19.ferry.cdc.v1.ChangeBatchR\x05batch\"\xc4\x02\n" +
 	"\x13ReadSnapshotRequest\x125\n" +
-	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x12-\n" +
-	"\x05table\x18\x02 \x01(\v2\x17.ferry.task.v1.TableRefR\x05table\"G\n" +
+	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x121\n" +
+	"\x05table\x18\x02 \x01(\v2\x17.ferry.task.v1.TableRefB\x02\x18\x01R\x05table\x12\x1b\n" +
+	"\tslot_name\x18\x03 \x01(\tR\bslotName\x12)\n" +
+	"\x10publication_name\x18\x04 \x01(\tR\x0fpublicationName\x12/\n" +
+	"\x06tables\x18\x05 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\x12(\n" +
+	"\x10max_batch_events\x18\x06 \x01(\rR\x0emaxBatchEvents\x12 \n" +
+	"\vparallelism\x18\a \x01(\rR\vparallelism\"\xc4\x01\n" +
 	"\x14ReadSnapshotResponse\x12/\n" +
-	"\x05batch\x18\x01 \x01(\v2\x19.ferry.cdc.v1.ChangeBatchR\x05batch2\xb6\x03\n" +
+	"\x05batch\x18\x01 \x01(\v2\x19.ferry.cdc.v1.ChangeBatchR\x05batch\x12;\n" +
+	"\astarted\x18\x02 \x01(\v2!.ferry.capture.v1.SnapshotStartedR\astarted\x12>\n" +
+	"\bprogress\x18\x03 \x01(\v2\".ferry.capture.v1.SnapshotProgressR\bprogress\"\x9e\x01\n" +
+	"\x0fSnapshotStarted\x12%\n" +
+	"\x0econsistent_lsn\x18\x01 \x01(\x04R\rconsistentLsn\x12#\n" +
+	"\rsnapshot_name\x18\x02 \x01(\tR\fsnapshotName\x12?\n" +
+	"\rsnapshot_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\fsnapshotTime\"\\\n" +
+	"\x10SnapshotProgress\x124\n" +
+	"\x06tables\x18\x01 \x03(\v2\x1c.ferry.task.v1.TableRowCountR\x06tables\x12\x12\n" +
+	"\x04done\x18\x02 \x01(\bR\x04done2\xb6\x03\n" +
 	"\x0eCaptureService\x12l\n" +
 	"\x11EnsureReplication\x12*.ferry.capture.v1.EnsureReplicationRequest\x1a+.ferry.capture.v1.EnsureReplicationResponse\x12o\n" +
 	"\x12ReleaseReplication\x12+.ferry.capture.v1.ReleaseReplicationRequest\x1a,.ferry.capture.v1.ReleaseReplicationResponse\x12d\n" +
@@ -679,7 +894,7 @@ func file_ferry_capture_v1_capture_proto_rawDescGZIP() []byte {
 	return file_ferry_capture_v1_capture_proto_rawDescData
 }
 
-var file_ferry_capture_v1_capture_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_ferry_capture_v1_capture_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_ferry_capture_v1_capture_proto_goTypes = []any{
 	(*EnsureReplicationRequest)(nil),   // 0: ferry.capture.v1.EnsureReplicationRequest
 	(*EnsureReplicationResponse)(nil),  // 1: ferry.capture.v1.EnsureReplicationResponse
@@ -691,34 +906,43 @@ var file_ferry_capture_v1_capture_proto_goTypes = []any{
 	(*StreamChangesResponse)(nil),      // 7: ferry.capture.v1.StreamChangesResponse
 	(*ReadSnapshotRequest)(nil),        // 8: ferry.capture.v1.ReadSnapshotRequest
 	(*ReadSnapshotResponse)(nil),       // 9: ferry.capture.v1.ReadSnapshotResponse
-	(*v1.SourceEndpoint)(nil),          // 10: ferry.task.v1.SourceEndpoint
-	(*v1.TableRef)(nil),                // 11: ferry.task.v1.TableRef
-	(*v11.ChangeBatch)(nil),            // 12: ferry.cdc.v1.ChangeBatch
+	(*SnapshotStarted)(nil),            // 10: ferry.capture.v1.SnapshotStarted
+	(*SnapshotProgress)(nil),           // 11: ferry.capture.v1.SnapshotProgress
+	(*v1.SourceEndpoint)(nil),          // 12: ferry.task.v1.SourceEndpoint
+	(*v1.TableRef)(nil),                // 13: ferry.task.v1.TableRef
+	(*v11.ChangeBatch)(nil),            // 14: ferry.cdc.v1.ChangeBatch
+	(*timestamppb.Timestamp)(nil),      // 15: google.protobuf.Timestamp
+	(*v1.TableRowCount)(nil),           // 16: ferry.task.v1.TableRowCount
 }
 var file_ferry_capture_v1_capture_proto_depIdxs = []int32{
-	10, // 0: ferry.capture.v1.EnsureReplicationRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	11, // 1: ferry.capture.v1.EnsureReplicationRequest.tables:type_name -> ferry.task.v1.TableRef
-	10, // 2: ferry.capture.v1.ReleaseReplicationRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	12, // 0: ferry.capture.v1.EnsureReplicationRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	13, // 1: ferry.capture.v1.EnsureReplicationRequest.tables:type_name -> ferry.task.v1.TableRef
+	12, // 2: ferry.capture.v1.ReleaseReplicationRequest.source:type_name -> ferry.task.v1.SourceEndpoint
 	5,  // 3: ferry.capture.v1.StreamChangesRequest.start:type_name -> ferry.capture.v1.StartStream
 	6,  // 4: ferry.capture.v1.StreamChangesRequest.ack:type_name -> ferry.capture.v1.Ack
-	10, // 5: ferry.capture.v1.StartStream.source:type_name -> ferry.task.v1.SourceEndpoint
-	12, // 6: ferry.capture.v1.StreamChangesResponse.batch:type_name -> ferry.cdc.v1.ChangeBatch
-	10, // 7: ferry.capture.v1.ReadSnapshotRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	11, // 8: ferry.capture.v1.ReadSnapshotRequest.table:type_name -> ferry.task.v1.TableRef
-	12, // 9: ferry.capture.v1.ReadSnapshotResponse.batch:type_name -> ferry.cdc.v1.ChangeBatch
-	0,  // 10: ferry.capture.v1.CaptureService.EnsureReplication:input_type -> ferry.capture.v1.EnsureReplicationRequest
-	2,  // 11: ferry.capture.v1.CaptureService.ReleaseReplication:input_type -> ferry.capture.v1.ReleaseReplicationRequest
-	4,  // 12: ferry.capture.v1.CaptureService.StreamChanges:input_type -> ferry.capture.v1.StreamChangesRequest
-	8,  // 13: ferry.capture.v1.CaptureService.ReadSnapshot:input_type -> ferry.capture.v1.ReadSnapshotRequest
-	1,  // 14: ferry.capture.v1.CaptureService.EnsureReplication:output_type -> ferry.capture.v1.EnsureReplicationResponse
-	3,  // 15: ferry.capture.v1.CaptureService.ReleaseReplication:output_type -> ferry.capture.v1.ReleaseReplicationResponse
-	7,  // 16: ferry.capture.v1.CaptureService.StreamChanges:output_type -> ferry.capture.v1.StreamChangesResponse
-	9,  // 17: ferry.capture.v1.CaptureService.ReadSnapshot:output_type -> ferry.capture.v1.ReadSnapshotResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	12, // 5: ferry.capture.v1.StartStream.source:type_name -> ferry.task.v1.SourceEndpoint
+	14, // 6: ferry.capture.v1.StreamChangesResponse.batch:type_name -> ferry.cdc.v1.ChangeBatch
+	12, // 7: ferry.capture.v1.ReadSnapshotRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	13, // 8: ferry.capture.v1.ReadSnapshotRequest.table:type_name -> ferry.task.v1.TableRef
+	13, // 9: ferry.capture.v1.ReadSnapshotRequest.tables:type_name -> ferry.task.v1.TableRef
+	14, // 10: ferry.capture.v1.ReadSnapshotResponse.batch:type_name -> ferry.cdc.v1.ChangeBatch
+	10, // 11: ferry.capture.v1.ReadSnapshotResponse.started:type_name -> ferry.capture.v1.SnapshotStarted
+	11, // 12: ferry.capture.v1.ReadSnapshotResponse.progress:type_name -> ferry.capture.v1.SnapshotProgress
+	15, // 13: ferry.capture.v1.SnapshotStarted.snapshot_time:type_name -> google.protobuf.Timestamp
+	16, // 14: ferry.capture.v1.SnapshotProgress.tables:type_name -> ferry.task.v1.TableRowCount
+	0,  // 15: ferry.capture.v1.CaptureService.EnsureReplication:input_type -> ferry.capture.v1.EnsureReplicationRequest
+	2,  // 16: ferry.capture.v1.CaptureService.ReleaseReplication:input_type -> ferry.capture.v1.ReleaseReplicationRequest
+	4,  // 17: ferry.capture.v1.CaptureService.StreamChanges:input_type -> ferry.capture.v1.StreamChangesRequest
+	8,  // 18: ferry.capture.v1.CaptureService.ReadSnapshot:input_type -> ferry.capture.v1.ReadSnapshotRequest
+	1,  // 19: ferry.capture.v1.CaptureService.EnsureReplication:output_type -> ferry.capture.v1.EnsureReplicationResponse
+	3,  // 20: ferry.capture.v1.CaptureService.ReleaseReplication:output_type -> ferry.capture.v1.ReleaseReplicationResponse
+	7,  // 21: ferry.capture.v1.CaptureService.StreamChanges:output_type -> ferry.capture.v1.StreamChangesResponse
+	9,  // 22: ferry.capture.v1.CaptureService.ReadSnapshot:output_type -> ferry.capture.v1.ReadSnapshotResponse
+	19, // [19:23] is the sub-list for method output_type
+	15, // [15:19] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_ferry_capture_v1_capture_proto_init() }
@@ -736,7 +960,7 @@ func file_ferry_capture_v1_capture_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ferry_capture_v1_capture_proto_rawDesc), len(file_ferry_capture_v1_capture_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

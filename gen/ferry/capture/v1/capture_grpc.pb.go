@@ -44,6 +44,15 @@ type CaptureServiceClient interface {
 	// FailedPrecondition when the slot, publication, a table or a privilege is
 	// missing (fix, then retry), InvalidArgument for a bad request.
 	StreamChanges(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamChangesRequest, StreamChangesResponse], error)
+	// Full sync. Creates the task's slot with an exported snapshot (dropping
+	// a slot left by an earlier, interrupted snapshot: that snapshot died with
+	// its session), then reads every table in that snapshot. The server sends
+	// `started` (the slot's consistent point) first, then `batch`es of
+	// snapshot INSERTs with the relations they need, then one empty batch
+	// whose watermark_lsn is the consistent point, and last a `progress` with
+	// done set and the final per-table row counts. Incremental sync from the
+	// consistent point continues exactly where the snapshot ends. Errors as
+	// for StreamChanges.
 	ReadSnapshot(ctx context.Context, in *ReadSnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadSnapshotResponse], error)
 }
 
@@ -126,6 +135,15 @@ type CaptureServiceServer interface {
 	// FailedPrecondition when the slot, publication, a table or a privilege is
 	// missing (fix, then retry), InvalidArgument for a bad request.
 	StreamChanges(grpc.BidiStreamingServer[StreamChangesRequest, StreamChangesResponse]) error
+	// Full sync. Creates the task's slot with an exported snapshot (dropping
+	// a slot left by an earlier, interrupted snapshot: that snapshot died with
+	// its session), then reads every table in that snapshot. The server sends
+	// `started` (the slot's consistent point) first, then `batch`es of
+	// snapshot INSERTs with the relations they need, then one empty batch
+	// whose watermark_lsn is the consistent point, and last a `progress` with
+	// done set and the final per-table row counts. Incremental sync from the
+	// consistent point continues exactly where the snapshot ends. Errors as
+	// for StreamChanges.
 	ReadSnapshot(*ReadSnapshotRequest, grpc.ServerStreamingServer[ReadSnapshotResponse]) error
 	mustEmbedUnimplementedCaptureServiceServer()
 }

@@ -23,9 +23,13 @@ const (
 )
 
 type PrecheckRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Source        *v1.SourceEndpoint     `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
-	Objects       *v1.ObjectSelection    `protobuf:"bytes,2,opt,name=objects,proto3" json:"objects,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Source  *v1.SourceEndpoint     `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	Objects *v1.ObjectSelection    `protobuf:"bytes,2,opt,name=objects,proto3" json:"objects,omitempty"`
+	// The task's destination. Only schema_registry_url is checked today: when
+	// set, the item "schema_registry" says whether its Confluent-compatible
+	// API answers.
+	Destination   *v1.KafkaEndpoint `protobuf:"bytes,3,opt,name=destination,proto3" json:"destination,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -70,6 +74,13 @@ func (x *PrecheckRequest) GetSource() *v1.SourceEndpoint {
 func (x *PrecheckRequest) GetObjects() *v1.ObjectSelection {
 	if x != nil {
 		return x.Objects
+	}
+	return nil
+}
+
+func (x *PrecheckRequest) GetDestination() *v1.KafkaEndpoint {
+	if x != nil {
+		return x.Destination
 	}
 	return nil
 }
@@ -670,10 +681,11 @@ var File_ferry_catalog_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_ferry_catalog_v1_catalog_proto_rawDesc = "" +
 	"\n" +
-	"\x1eferry/catalog/v1/catalog.proto\x12\x10ferry.catalog.v1\x1a\x18ferry/task/v1/spec.proto\x1a\x1cferry/task/v1/workflow.proto\"\x82\x01\n" +
+	"\x1eferry/catalog/v1/catalog.proto\x12\x10ferry.catalog.v1\x1a\x18ferry/task/v1/spec.proto\x1a\x1cferry/task/v1/workflow.proto\"\xc2\x01\n" +
 	"\x0fPrecheckRequest\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x128\n" +
-	"\aobjects\x18\x02 \x01(\v2\x1e.ferry.task.v1.ObjectSelectionR\aobjects\"E\n" +
+	"\aobjects\x18\x02 \x01(\v2\x1e.ferry.task.v1.ObjectSelectionR\aobjects\x12>\n" +
+	"\vdestination\x18\x03 \x01(\v2\x1c.ferry.task.v1.KafkaEndpointR\vdestination\"E\n" +
 	"\x10PrecheckResponse\x121\n" +
 	"\x05items\x18\x01 \x03(\v2\x1b.ferry.task.v1.PrecheckItemR\x05items\"\x87\x01\n" +
 	"\x14ResolveTablesRequest\x125\n" +
@@ -750,42 +762,44 @@ var file_ferry_catalog_v1_catalog_proto_goTypes = []any{
 	nil,                           // 13: ferry.catalog.v1.GetServerInfoResponse.SettingsEntry
 	(*v1.SourceEndpoint)(nil),     // 14: ferry.task.v1.SourceEndpoint
 	(*v1.ObjectSelection)(nil),    // 15: ferry.task.v1.ObjectSelection
-	(*v1.PrecheckItem)(nil),       // 16: ferry.task.v1.PrecheckItem
-	(*v1.TableRef)(nil),           // 17: ferry.task.v1.TableRef
+	(*v1.KafkaEndpoint)(nil),      // 16: ferry.task.v1.KafkaEndpoint
+	(*v1.PrecheckItem)(nil),       // 17: ferry.task.v1.PrecheckItem
+	(*v1.TableRef)(nil),           // 18: ferry.task.v1.TableRef
 }
 var file_ferry_catalog_v1_catalog_proto_depIdxs = []int32{
 	14, // 0: ferry.catalog.v1.PrecheckRequest.source:type_name -> ferry.task.v1.SourceEndpoint
 	15, // 1: ferry.catalog.v1.PrecheckRequest.objects:type_name -> ferry.task.v1.ObjectSelection
-	16, // 2: ferry.catalog.v1.PrecheckResponse.items:type_name -> ferry.task.v1.PrecheckItem
-	14, // 3: ferry.catalog.v1.ResolveTablesRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	15, // 4: ferry.catalog.v1.ResolveTablesRequest.objects:type_name -> ferry.task.v1.ObjectSelection
-	17, // 5: ferry.catalog.v1.ResolveTablesResponse.tables:type_name -> ferry.task.v1.TableRef
-	14, // 6: ferry.catalog.v1.GetServerInfoRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	13, // 7: ferry.catalog.v1.GetServerInfoResponse.settings:type_name -> ferry.catalog.v1.GetServerInfoResponse.SettingsEntry
-	14, // 8: ferry.catalog.v1.ListSchemasRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	14, // 9: ferry.catalog.v1.ListTablesRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	17, // 10: ferry.catalog.v1.TableInfo.table:type_name -> ferry.task.v1.TableRef
-	9,  // 11: ferry.catalog.v1.ListTablesResponse.tables:type_name -> ferry.catalog.v1.TableInfo
-	14, // 12: ferry.catalog.v1.DescribeTableRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	17, // 13: ferry.catalog.v1.DescribeTableRequest.table:type_name -> ferry.task.v1.TableRef
-	9,  // 14: ferry.catalog.v1.DescribeTableResponse.info:type_name -> ferry.catalog.v1.TableInfo
-	0,  // 15: ferry.catalog.v1.CatalogService.Precheck:input_type -> ferry.catalog.v1.PrecheckRequest
-	2,  // 16: ferry.catalog.v1.CatalogService.ResolveTables:input_type -> ferry.catalog.v1.ResolveTablesRequest
-	4,  // 17: ferry.catalog.v1.CatalogService.GetServerInfo:input_type -> ferry.catalog.v1.GetServerInfoRequest
-	6,  // 18: ferry.catalog.v1.CatalogService.ListSchemas:input_type -> ferry.catalog.v1.ListSchemasRequest
-	8,  // 19: ferry.catalog.v1.CatalogService.ListTables:input_type -> ferry.catalog.v1.ListTablesRequest
-	11, // 20: ferry.catalog.v1.CatalogService.DescribeTable:input_type -> ferry.catalog.v1.DescribeTableRequest
-	1,  // 21: ferry.catalog.v1.CatalogService.Precheck:output_type -> ferry.catalog.v1.PrecheckResponse
-	3,  // 22: ferry.catalog.v1.CatalogService.ResolveTables:output_type -> ferry.catalog.v1.ResolveTablesResponse
-	5,  // 23: ferry.catalog.v1.CatalogService.GetServerInfo:output_type -> ferry.catalog.v1.GetServerInfoResponse
-	7,  // 24: ferry.catalog.v1.CatalogService.ListSchemas:output_type -> ferry.catalog.v1.ListSchemasResponse
-	10, // 25: ferry.catalog.v1.CatalogService.ListTables:output_type -> ferry.catalog.v1.ListTablesResponse
-	12, // 26: ferry.catalog.v1.CatalogService.DescribeTable:output_type -> ferry.catalog.v1.DescribeTableResponse
-	21, // [21:27] is the sub-list for method output_type
-	15, // [15:21] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	16, // 2: ferry.catalog.v1.PrecheckRequest.destination:type_name -> ferry.task.v1.KafkaEndpoint
+	17, // 3: ferry.catalog.v1.PrecheckResponse.items:type_name -> ferry.task.v1.PrecheckItem
+	14, // 4: ferry.catalog.v1.ResolveTablesRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	15, // 5: ferry.catalog.v1.ResolveTablesRequest.objects:type_name -> ferry.task.v1.ObjectSelection
+	18, // 6: ferry.catalog.v1.ResolveTablesResponse.tables:type_name -> ferry.task.v1.TableRef
+	14, // 7: ferry.catalog.v1.GetServerInfoRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	13, // 8: ferry.catalog.v1.GetServerInfoResponse.settings:type_name -> ferry.catalog.v1.GetServerInfoResponse.SettingsEntry
+	14, // 9: ferry.catalog.v1.ListSchemasRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	14, // 10: ferry.catalog.v1.ListTablesRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	18, // 11: ferry.catalog.v1.TableInfo.table:type_name -> ferry.task.v1.TableRef
+	9,  // 12: ferry.catalog.v1.ListTablesResponse.tables:type_name -> ferry.catalog.v1.TableInfo
+	14, // 13: ferry.catalog.v1.DescribeTableRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	18, // 14: ferry.catalog.v1.DescribeTableRequest.table:type_name -> ferry.task.v1.TableRef
+	9,  // 15: ferry.catalog.v1.DescribeTableResponse.info:type_name -> ferry.catalog.v1.TableInfo
+	0,  // 16: ferry.catalog.v1.CatalogService.Precheck:input_type -> ferry.catalog.v1.PrecheckRequest
+	2,  // 17: ferry.catalog.v1.CatalogService.ResolveTables:input_type -> ferry.catalog.v1.ResolveTablesRequest
+	4,  // 18: ferry.catalog.v1.CatalogService.GetServerInfo:input_type -> ferry.catalog.v1.GetServerInfoRequest
+	6,  // 19: ferry.catalog.v1.CatalogService.ListSchemas:input_type -> ferry.catalog.v1.ListSchemasRequest
+	8,  // 20: ferry.catalog.v1.CatalogService.ListTables:input_type -> ferry.catalog.v1.ListTablesRequest
+	11, // 21: ferry.catalog.v1.CatalogService.DescribeTable:input_type -> ferry.catalog.v1.DescribeTableRequest
+	1,  // 22: ferry.catalog.v1.CatalogService.Precheck:output_type -> ferry.catalog.v1.PrecheckResponse
+	3,  // 23: ferry.catalog.v1.CatalogService.ResolveTables:output_type -> ferry.catalog.v1.ResolveTablesResponse
+	5,  // 24: ferry.catalog.v1.CatalogService.GetServerInfo:output_type -> ferry.catalog.v1.GetServerInfoResponse
+	7,  // 25: ferry.catalog.v1.CatalogService.ListSchemas:output_type -> ferry.catalog.v1.ListSchemasResponse
+	10, // 26: ferry.catalog.v1.CatalogService.ListTables:output_type -> ferry.catalog.v1.ListTablesResponse
+	12, // 27: ferry.catalog.v1.CatalogService.DescribeTable:output_type -> ferry.catalog.v1.DescribeTableResponse
+	22, // [22:28] is the sub-list for method output_type
+	16, // [16:22] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_ferry_catalog_v1_catalog_proto_init() }

@@ -132,6 +132,72 @@ func (ReplicaIdentity) EnumDescriptor() ([]byte, []int) {
 	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{1}
 }
 
+// TypeKind is pg_type.typtype, with arrays (typcategory 'A') told apart from
+// other base types.
+type TypeKind int32
+
+const (
+	TypeKind_TYPE_KIND_UNSPECIFIED TypeKind = 0
+	TypeKind_TYPE_KIND_BASE        TypeKind = 1
+	TypeKind_TYPE_KIND_ARRAY       TypeKind = 2
+	TypeKind_TYPE_KIND_COMPOSITE   TypeKind = 3
+	TypeKind_TYPE_KIND_ENUM        TypeKind = 4
+	TypeKind_TYPE_KIND_RANGE       TypeKind = 5
+	TypeKind_TYPE_KIND_MULTIRANGE  TypeKind = 6
+	TypeKind_TYPE_KIND_PSEUDO      TypeKind = 7
+)
+
+// Enum value maps for TypeKind.
+var (
+	TypeKind_name = map[int32]string{
+		0: "TYPE_KIND_UNSPECIFIED",
+		1: "TYPE_KIND_BASE",
+		2: "TYPE_KIND_ARRAY",
+		3: "TYPE_KIND_COMPOSITE",
+		4: "TYPE_KIND_ENUM",
+		5: "TYPE_KIND_RANGE",
+		6: "TYPE_KIND_MULTIRANGE",
+		7: "TYPE_KIND_PSEUDO",
+	}
+	TypeKind_value = map[string]int32{
+		"TYPE_KIND_UNSPECIFIED": 0,
+		"TYPE_KIND_BASE":        1,
+		"TYPE_KIND_ARRAY":       2,
+		"TYPE_KIND_COMPOSITE":   3,
+		"TYPE_KIND_ENUM":        4,
+		"TYPE_KIND_RANGE":       5,
+		"TYPE_KIND_MULTIRANGE":  6,
+		"TYPE_KIND_PSEUDO":      7,
+	}
+)
+
+func (x TypeKind) Enum() *TypeKind {
+	p := new(TypeKind)
+	*p = x
+	return p
+}
+
+func (x TypeKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TypeKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_ferry_cdc_v1_change_proto_enumTypes[2].Descriptor()
+}
+
+func (TypeKind) Type() protoreflect.EnumType {
+	return &file_ferry_cdc_v1_change_proto_enumTypes[2]
+}
+
+func (x TypeKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TypeKind.Descriptor instead.
+func (TypeKind) EnumDescriptor() ([]byte, []int) {
+	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{2}
+}
+
 // Infinity marks the infinite date and timestamp values PostgreSQL allows.
 type Infinity int32
 
@@ -166,11 +232,11 @@ func (x Infinity) String() string {
 }
 
 func (Infinity) Descriptor() protoreflect.EnumDescriptor {
-	return file_ferry_cdc_v1_change_proto_enumTypes[2].Descriptor()
+	return file_ferry_cdc_v1_change_proto_enumTypes[3].Descriptor()
 }
 
 func (Infinity) Type() protoreflect.EnumType {
-	return &file_ferry_cdc_v1_change_proto_enumTypes[2]
+	return &file_ferry_cdc_v1_change_proto_enumTypes[3]
 }
 
 func (x Infinity) Number() protoreflect.EnumNumber {
@@ -179,7 +245,7 @@ func (x Infinity) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Infinity.Descriptor instead.
 func (Infinity) EnumDescriptor() ([]byte, []int) {
-	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{2}
+	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{3}
 }
 
 // Column describes one column of a relation as the source names it.
@@ -191,7 +257,14 @@ type Column struct {
 	TypeName     string `protobuf:"bytes,3,opt,name=type_name,json=typeName,proto3" json:"type_name,omitempty"`
 	TypeModifier int32  `protobuf:"varint,4,opt,name=type_modifier,json=typeModifier,proto3" json:"type_modifier,omitempty"`
 	// Part of the replica identity key.
-	Key           bool `protobuf:"varint,5,opt,name=key,proto3" json:"key,omitempty"`
+	Key bool `protobuf:"varint,5,opt,name=key,proto3" json:"key,omitempty"`
+	// For a domain, the type it is defined over, nested domains resolved;
+	// otherwise type_oid. Values are decoded and mapped as this type's. Zero
+	// when the sender did not look it up; then read type_oid.
+	BaseTypeOid uint32 `protobuf:"varint,6,opt,name=base_type_oid,json=baseTypeOid,proto3" json:"base_type_oid,omitempty"`
+	// What kind of type base_type_oid is, so that formats can map enums,
+	// composites and arrays without a catalog of their own.
+	BaseTypeKind  TypeKind `protobuf:"varint,7,opt,name=base_type_kind,json=baseTypeKind,proto3,enum=ferry.cdc.v1.TypeKind" json:"base_type_kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -259,6 +332,20 @@ func (x *Column) GetKey() bool {
 		return x.Key
 	}
 	return false
+}
+
+func (x *Column) GetBaseTypeOid() uint32 {
+	if x != nil {
+		return x.BaseTypeOid
+	}
+	return 0
+}
+
+func (x *Column) GetBaseTypeKind() TypeKind {
+	if x != nil {
+		return x.BaseTypeKind
+	}
+	return TypeKind_TYPE_KIND_UNSPECIFIED
 }
 
 // Relation is a table definition. Capture sends it before the first change
@@ -711,7 +798,9 @@ type ChangeEvent struct {
 	CommitLsn  uint64                 `protobuf:"varint,6,opt,name=commit_lsn,json=commitLsn,proto3" json:"commit_lsn,omitempty"`
 	Xid        uint32                 `protobuf:"varint,7,opt,name=xid,proto3" json:"xid,omitempty"`
 	CommitTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=commit_time,json=commitTime,proto3" json:"commit_time,omitempty"`
-	// True for rows read by full sync rather than from the WAL.
+	// True for rows read by full sync rather than from the WAL. Such a row is
+	// an INSERT whose lsn and commit_lsn are the snapshot's consistent point,
+	// whose xid is 0 and whose commit_time is when the snapshot was taken.
 	Snapshot      bool `protobuf:"varint,9,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -883,7 +972,10 @@ type Checkpoint struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	ConfirmedLsn uint64                 `protobuf:"varint,1,opt,name=confirmed_lsn,json=confirmedLsn,proto3" json:"confirmed_lsn,omitempty"`
 	// Rows acknowledged by Kafka in the stream that produced this checkpoint.
-	AckedEvents   uint64 `protobuf:"varint,2,opt,name=acked_events,json=ackedEvents,proto3" json:"acked_events,omitempty"`
+	AckedEvents uint64 `protobuf:"varint,2,opt,name=acked_events,json=ackedEvents,proto3" json:"acked_events,omitempty"`
+	// Rows of that stream sent to the dead-letter topic for being over their
+	// topic's message size limit.
+	DeadLettered  uint64 `protobuf:"varint,3,opt,name=dead_lettered,json=deadLettered,proto3" json:"dead_lettered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -932,17 +1024,26 @@ func (x *Checkpoint) GetAckedEvents() uint64 {
 	return 0
 }
 
+func (x *Checkpoint) GetDeadLettered() uint64 {
+	if x != nil {
+		return x.DeadLettered
+	}
+	return 0
+}
+
 var File_ferry_cdc_v1_change_proto protoreflect.FileDescriptor
 
 const file_ferry_cdc_v1_change_proto_rawDesc = "" +
 	"\n" +
-	"\x19ferry/cdc/v1/change.proto\x12\fferry.cdc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x01\n" +
+	"\x19ferry/cdc/v1/change.proto\x12\fferry.cdc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x01\n" +
 	"\x06Column\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
 	"\btype_oid\x18\x02 \x01(\rR\atypeOid\x12\x1b\n" +
 	"\ttype_name\x18\x03 \x01(\tR\btypeName\x12#\n" +
 	"\rtype_modifier\x18\x04 \x01(\x05R\ftypeModifier\x12\x10\n" +
-	"\x03key\x18\x05 \x01(\bR\x03key\"\xe5\x01\n" +
+	"\x03key\x18\x05 \x01(\bR\x03key\x12\"\n" +
+	"\rbase_type_oid\x18\x06 \x01(\rR\vbaseTypeOid\x12<\n" +
+	"\x0ebase_type_kind\x18\a \x01(\x0e2\x16.ferry.cdc.v1.TypeKindR\fbaseTypeKind\"\xe5\x01\n" +
 	"\bRelation\x12\x10\n" +
 	"\x03oid\x18\x01 \x01(\rR\x03oid\x12\x16\n" +
 	"\x06schema\x18\x02 \x01(\tR\x06schema\x12\x14\n" +
@@ -988,11 +1089,12 @@ const file_ferry_cdc_v1_change_proto_rawDesc = "" +
 	"\vChangeBatch\x124\n" +
 	"\trelations\x18\x01 \x03(\v2\x16.ferry.cdc.v1.RelationR\trelations\x121\n" +
 	"\x06events\x18\x02 \x03(\v2\x19.ferry.cdc.v1.ChangeEventR\x06events\x12#\n" +
-	"\rwatermark_lsn\x18\x03 \x01(\x04R\fwatermarkLsn\"T\n" +
+	"\rwatermark_lsn\x18\x03 \x01(\x04R\fwatermarkLsn\"y\n" +
 	"\n" +
 	"Checkpoint\x12#\n" +
 	"\rconfirmed_lsn\x18\x01 \x01(\x04R\fconfirmedLsn\x12!\n" +
-	"\facked_events\x18\x02 \x01(\x04R\vackedEvents*h\n" +
+	"\facked_events\x18\x02 \x01(\x04R\vackedEvents\x12#\n" +
+	"\rdead_lettered\x18\x03 \x01(\x04R\fdeadLettered*h\n" +
 	"\tOperation\x12\x19\n" +
 	"\x15OPERATION_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10OPERATION_INSERT\x10\x01\x12\x14\n" +
@@ -1003,7 +1105,16 @@ const file_ferry_cdc_v1_change_proto_rawDesc = "" +
 	"\x18REPLICA_IDENTITY_DEFAULT\x10\x01\x12\x1c\n" +
 	"\x18REPLICA_IDENTITY_NOTHING\x10\x02\x12\x19\n" +
 	"\x15REPLICA_IDENTITY_FULL\x10\x03\x12\x1a\n" +
-	"\x16REPLICA_IDENTITY_INDEX\x10\x04*R\n" +
+	"\x16REPLICA_IDENTITY_INDEX\x10\x04*\xc0\x01\n" +
+	"\bTypeKind\x12\x19\n" +
+	"\x15TYPE_KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eTYPE_KIND_BASE\x10\x01\x12\x13\n" +
+	"\x0fTYPE_KIND_ARRAY\x10\x02\x12\x17\n" +
+	"\x13TYPE_KIND_COMPOSITE\x10\x03\x12\x12\n" +
+	"\x0eTYPE_KIND_ENUM\x10\x04\x12\x13\n" +
+	"\x0fTYPE_KIND_RANGE\x10\x05\x12\x18\n" +
+	"\x14TYPE_KIND_MULTIRANGE\x10\x06\x12\x14\n" +
+	"\x10TYPE_KIND_PSEUDO\x10\a*R\n" +
 	"\bInfinity\x12\x18\n" +
 	"\x14INFINITY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11INFINITY_POSITIVE\x10\x01\x12\x15\n" +
@@ -1021,41 +1132,43 @@ func file_ferry_cdc_v1_change_proto_rawDescGZIP() []byte {
 	return file_ferry_cdc_v1_change_proto_rawDescData
 }
 
-var file_ferry_cdc_v1_change_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_ferry_cdc_v1_change_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_ferry_cdc_v1_change_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_ferry_cdc_v1_change_proto_goTypes = []any{
 	(Operation)(0),                // 0: ferry.cdc.v1.Operation
 	(ReplicaIdentity)(0),          // 1: ferry.cdc.v1.ReplicaIdentity
-	(Infinity)(0),                 // 2: ferry.cdc.v1.Infinity
-	(*Column)(nil),                // 3: ferry.cdc.v1.Column
-	(*Relation)(nil),              // 4: ferry.cdc.v1.Relation
-	(*Date)(nil),                  // 5: ferry.cdc.v1.Date
-	(*Timestamp)(nil),             // 6: ferry.cdc.v1.Timestamp
-	(*Value)(nil),                 // 7: ferry.cdc.v1.Value
-	(*ChangeEvent)(nil),           // 8: ferry.cdc.v1.ChangeEvent
-	(*ChangeBatch)(nil),           // 9: ferry.cdc.v1.ChangeBatch
-	(*Checkpoint)(nil),            // 10: ferry.cdc.v1.Checkpoint
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(TypeKind)(0),                 // 2: ferry.cdc.v1.TypeKind
+	(Infinity)(0),                 // 3: ferry.cdc.v1.Infinity
+	(*Column)(nil),                // 4: ferry.cdc.v1.Column
+	(*Relation)(nil),              // 5: ferry.cdc.v1.Relation
+	(*Date)(nil),                  // 6: ferry.cdc.v1.Date
+	(*Timestamp)(nil),             // 7: ferry.cdc.v1.Timestamp
+	(*Value)(nil),                 // 8: ferry.cdc.v1.Value
+	(*ChangeEvent)(nil),           // 9: ferry.cdc.v1.ChangeEvent
+	(*ChangeBatch)(nil),           // 10: ferry.cdc.v1.ChangeBatch
+	(*Checkpoint)(nil),            // 11: ferry.cdc.v1.Checkpoint
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
 }
 var file_ferry_cdc_v1_change_proto_depIdxs = []int32{
-	3,  // 0: ferry.cdc.v1.Relation.columns:type_name -> ferry.cdc.v1.Column
-	1,  // 1: ferry.cdc.v1.Relation.replica_identity:type_name -> ferry.cdc.v1.ReplicaIdentity
-	2,  // 2: ferry.cdc.v1.Date.infinity:type_name -> ferry.cdc.v1.Infinity
-	2,  // 3: ferry.cdc.v1.Timestamp.infinity:type_name -> ferry.cdc.v1.Infinity
-	5,  // 4: ferry.cdc.v1.Value.date:type_name -> ferry.cdc.v1.Date
-	6,  // 5: ferry.cdc.v1.Value.timestamp:type_name -> ferry.cdc.v1.Timestamp
-	6,  // 6: ferry.cdc.v1.Value.timestamptz:type_name -> ferry.cdc.v1.Timestamp
-	0,  // 7: ferry.cdc.v1.ChangeEvent.op:type_name -> ferry.cdc.v1.Operation
-	7,  // 8: ferry.cdc.v1.ChangeEvent.new_values:type_name -> ferry.cdc.v1.Value
-	7,  // 9: ferry.cdc.v1.ChangeEvent.old_values:type_name -> ferry.cdc.v1.Value
-	11, // 10: ferry.cdc.v1.ChangeEvent.commit_time:type_name -> google.protobuf.Timestamp
-	4,  // 11: ferry.cdc.v1.ChangeBatch.relations:type_name -> ferry.cdc.v1.Relation
-	8,  // 12: ferry.cdc.v1.ChangeBatch.events:type_name -> ferry.cdc.v1.ChangeEvent
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	2,  // 0: ferry.cdc.v1.Column.base_type_kind:type_name -> ferry.cdc.v1.TypeKind
+	4,  // 1: ferry.cdc.v1.Relation.columns:type_name -> ferry.cdc.v1.Column
+	1,  // 2: ferry.cdc.v1.Relation.replica_identity:type_name -> ferry.cdc.v1.ReplicaIdentity
+	3,  // 3: ferry.cdc.v1.Date.infinity:type_name -> ferry.cdc.v1.Infinity
+	3,  // 4: ferry.cdc.v1.Timestamp.infinity:type_name -> ferry.cdc.v1.Infinity
+	6,  // 5: ferry.cdc.v1.Value.date:type_name -> ferry.cdc.v1.Date
+	7,  // 6: ferry.cdc.v1.Value.timestamp:type_name -> ferry.cdc.v1.Timestamp
+	7,  // 7: ferry.cdc.v1.Value.timestamptz:type_name -> ferry.cdc.v1.Timestamp
+	0,  // 8: ferry.cdc.v1.ChangeEvent.op:type_name -> ferry.cdc.v1.Operation
+	8,  // 9: ferry.cdc.v1.ChangeEvent.new_values:type_name -> ferry.cdc.v1.Value
+	8,  // 10: ferry.cdc.v1.ChangeEvent.old_values:type_name -> ferry.cdc.v1.Value
+	12, // 11: ferry.cdc.v1.ChangeEvent.commit_time:type_name -> google.protobuf.Timestamp
+	5,  // 12: ferry.cdc.v1.ChangeBatch.relations:type_name -> ferry.cdc.v1.Relation
+	9,  // 13: ferry.cdc.v1.ChangeBatch.events:type_name -> ferry.cdc.v1.ChangeEvent
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_ferry_cdc_v1_change_proto_init() }
@@ -1081,7 +1194,7 @@ func file_ferry_cdc_v1_change_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ferry_cdc_v1_change_proto_rawDesc), len(file_ferry_cdc_v1_change_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,

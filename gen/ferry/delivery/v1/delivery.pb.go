@@ -76,9 +76,12 @@ func (x *TopicSpec) GetPartitions() uint32 {
 }
 
 type EnsureTopicsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kafka         *v1.KafkaEndpoint      `protobuf:"bytes,1,opt,name=kafka,proto3" json:"kafka,omitempty"`
-	Topics        []*TopicSpec           `protobuf:"bytes,2,rep,name=topics,proto3" json:"topics,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Kafka  *v1.KafkaEndpoint      `protobuf:"bytes,1,opt,name=kafka,proto3" json:"kafka,omitempty"`
+	Topics []*TopicSpec           `protobuf:"bytes,2,rep,name=topics,proto3" json:"topics,omitempty"`
+	// Create nothing: fail with FailedPrecondition naming the missing topics
+	// (a task without schema sync writes only into topics that exist).
+	VerifyOnly    bool `protobuf:"varint,3,opt,name=verify_only,json=verifyOnly,proto3" json:"verify_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -127,6 +130,127 @@ func (x *EnsureTopicsRequest) GetTopics() []*TopicSpec {
 	return nil
 }
 
+func (x *EnsureTopicsRequest) GetVerifyOnly() bool {
+	if x != nil {
+		return x.VerifyOnly
+	}
+	return false
+}
+
+type CheckTopicsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Kafka  *v1.KafkaEndpoint      `protobuf:"bytes,1,opt,name=kafka,proto3" json:"kafka,omitempty"`
+	Topics []*TopicSpec           `protobuf:"bytes,2,rep,name=topics,proto3" json:"topics,omitempty"`
+	// Schema sync is on: missing topics will be created, and an existing one
+	// is a conflict unless conflict_mode is IGNORE.
+	CreateMissing bool            `protobuf:"varint,3,opt,name=create_missing,json=createMissing,proto3" json:"create_missing,omitempty"`
+	ConflictMode  v1.ConflictMode `protobuf:"varint,4,opt,name=conflict_mode,json=conflictMode,proto3,enum=ferry.task.v1.ConflictMode" json:"conflict_mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckTopicsRequest) Reset() {
+	*x = CheckTopicsRequest{}
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckTopicsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckTopicsRequest) ProtoMessage() {}
+
+func (x *CheckTopicsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckTopicsRequest.ProtoReflect.Descriptor instead.
+func (*CheckTopicsRequest) Descriptor() ([]byte, []int) {
+	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CheckTopicsRequest) GetKafka() *v1.KafkaEndpoint {
+	if x != nil {
+		return x.Kafka
+	}
+	return nil
+}
+
+func (x *CheckTopicsRequest) GetTopics() []*TopicSpec {
+	if x != nil {
+		return x.Topics
+	}
+	return nil
+}
+
+func (x *CheckTopicsRequest) GetCreateMissing() bool {
+	if x != nil {
+		return x.CreateMissing
+	}
+	return false
+}
+
+func (x *CheckTopicsRequest) GetConflictMode() v1.ConflictMode {
+	if x != nil {
+		return x.ConflictMode
+	}
+	return v1.ConflictMode(0)
+}
+
+type CheckTopicsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Items         []*v1.PrecheckItem     `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckTopicsResponse) Reset() {
+	*x = CheckTopicsResponse{}
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckTopicsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckTopicsResponse) ProtoMessage() {}
+
+func (x *CheckTopicsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckTopicsResponse.ProtoReflect.Descriptor instead.
+func (*CheckTopicsResponse) Descriptor() ([]byte, []int) {
+	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CheckTopicsResponse) GetItems() []*v1.PrecheckItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
 type EnsureTopicsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Created       []string               `protobuf:"bytes,1,rep,name=created,proto3" json:"created,omitempty"`
@@ -137,7 +261,7 @@ type EnsureTopicsResponse struct {
 
 func (x *EnsureTopicsResponse) Reset() {
 	*x = EnsureTopicsResponse{}
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[2]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -149,7 +273,7 @@ func (x *EnsureTopicsResponse) String() string {
 func (*EnsureTopicsResponse) ProtoMessage() {}
 
 func (x *EnsureTopicsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[2]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -162,7 +286,7 @@ func (x *EnsureTopicsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureTopicsResponse.ProtoReflect.Descriptor instead.
 func (*EnsureTopicsResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{2}
+	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *EnsureTopicsResponse) GetCreated() []string {
@@ -192,7 +316,7 @@ type DeliverRequest struct {
 
 func (x *DeliverRequest) Reset() {
 	*x = DeliverRequest{}
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[3]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -204,7 +328,7 @@ func (x *DeliverRequest) String() string {
 func (*DeliverRequest) ProtoMessage() {}
 
 func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[3]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -217,7 +341,7 @@ func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverRequest.ProtoReflect.Descriptor instead.
 func (*DeliverRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{3}
+	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DeliverRequest) GetKind() isDeliverRequest_Kind {
@@ -269,13 +393,17 @@ type StartDelivery struct {
 	Objects *v1.ObjectSelection    `protobuf:"bytes,4,opt,name=objects,proto3" json:"objects,omitempty"`
 	// The source database's name, for formats that carry it.
 	SourceDatabase string `protobuf:"bytes,5,opt,name=source_database,json=sourceDatabase,proto3" json:"source_database,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Schema sync is on: a table whose definition this task has never written
+	// gets a CREATE record on the DDL topic when it is first seen. Changes to
+	// a written definition always get an ALTER record.
+	WriteTableDefinitions bool `protobuf:"varint,6,opt,name=write_table_definitions,json=writeTableDefinitions,proto3" json:"write_table_definitions,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *StartDelivery) Reset() {
 	*x = StartDelivery{}
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[4]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +415,7 @@ func (x *StartDelivery) String() string {
 func (*StartDelivery) ProtoMessage() {}
 
 func (x *StartDelivery) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[4]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +428,7 @@ func (x *StartDelivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartDelivery.ProtoReflect.Descriptor instead.
 func (*StartDelivery) Descriptor() ([]byte, []int) {
-	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{4}
+	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StartDelivery) GetTaskId() string {
@@ -338,19 +466,37 @@ func (x *StartDelivery) GetSourceDatabase() string {
 	return ""
 }
 
+func (x *StartDelivery) GetWriteTableDefinitions() bool {
+	if x != nil {
+		return x.WriteTableDefinitions
+	}
+	return false
+}
+
 type DeliverResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Every change at or below this LSN has been acknowledged by Kafka.
 	SafeLsn uint64 `protobuf:"varint,1,opt,name=safe_lsn,json=safeLsn,proto3" json:"safe_lsn,omitempty"`
 	// Messages acknowledged so far in this stream.
-	AckedEvents   uint64 `protobuf:"varint,2,opt,name=acked_events,json=ackedEvents,proto3" json:"acked_events,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AckedEvents uint64 `protobuf:"varint,2,opt,name=acked_events,json=ackedEvents,proto3" json:"acked_events,omitempty"`
+	// Rows sent to KafkaOptions.dead_letter_topic so far in this stream,
+	// because they were over their topic's max.message.bytes. They count in
+	// acked_events too.
+	DeadLettered uint64 `protobuf:"varint,3,opt,name=dead_lettered,json=deadLettered,proto3" json:"dead_lettered,omitempty"`
+	// With KafkaOptions.exactly_once, set in the stream's first response only:
+	// the task's checkpoint recovered from Kafka (the watermark of its last
+	// committed transaction; 0 when it has none). Every change of a source
+	// transaction that committed before it is already in Kafka, and delivery
+	// drops such changes when they are sent again; safe_lsn starts there, so
+	// the client may confirm it to the source at once.
+	ResumedFromLsn uint64 `protobuf:"varint,4,opt,name=resumed_from_lsn,json=resumedFromLsn,proto3" json:"resumed_from_lsn,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DeliverResponse) Reset() {
 	*x = DeliverResponse{}
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[5]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -362,7 +508,7 @@ func (x *DeliverResponse) String() string {
 func (*DeliverResponse) ProtoMessage() {}
 
 func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[5]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -375,7 +521,7 @@ func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverResponse.ProtoReflect.Descriptor instead.
 func (*DeliverResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{5}
+	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeliverResponse) GetSafeLsn() uint64 {
@@ -392,37 +538,64 @@ func (x *DeliverResponse) GetAckedEvents() uint64 {
 	return 0
 }
 
+func (x *DeliverResponse) GetDeadLettered() uint64 {
+	if x != nil {
+		return x.DeadLettered
+	}
+	return 0
+}
+
+func (x *DeliverResponse) GetResumedFromLsn() uint64 {
+	if x != nil {
+		return x.ResumedFromLsn
+	}
+	return 0
+}
+
 var File_ferry_delivery_v1_delivery_proto protoreflect.FileDescriptor
 
 const file_ferry_delivery_v1_delivery_proto_rawDesc = "" +
 	"\n" +
-	" ferry/delivery/v1/delivery.proto\x12\x11ferry.delivery.v1\x1a\x19ferry/cdc/v1/change.proto\x1a\x18ferry/task/v1/spec.proto\"?\n" +
+	" ferry/delivery/v1/delivery.proto\x12\x11ferry.delivery.v1\x1a\x19ferry/cdc/v1/change.proto\x1a\x18ferry/task/v1/spec.proto\x1a\x1cferry/task/v1/workflow.proto\"?\n" +
 	"\tTopicSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\x02 \x01(\rR\n" +
-	"partitions\"\x7f\n" +
+	"partitions\"\xa0\x01\n" +
 	"\x13EnsureTopicsRequest\x122\n" +
 	"\x05kafka\x18\x01 \x01(\v2\x1c.ferry.task.v1.KafkaEndpointR\x05kafka\x124\n" +
-	"\x06topics\x18\x02 \x03(\v2\x1c.ferry.delivery.v1.TopicSpecR\x06topics\"L\n" +
+	"\x06topics\x18\x02 \x03(\v2\x1c.ferry.delivery.v1.TopicSpecR\x06topics\x12\x1f\n" +
+	"\vverify_only\x18\x03 \x01(\bR\n" +
+	"verifyOnly\"\xe7\x01\n" +
+	"\x12CheckTopicsRequest\x122\n" +
+	"\x05kafka\x18\x01 \x01(\v2\x1c.ferry.task.v1.KafkaEndpointR\x05kafka\x124\n" +
+	"\x06topics\x18\x02 \x03(\v2\x1c.ferry.delivery.v1.TopicSpecR\x06topics\x12%\n" +
+	"\x0ecreate_missing\x18\x03 \x01(\bR\rcreateMissing\x12@\n" +
+	"\rconflict_mode\x18\x04 \x01(\x0e2\x1b.ferry.task.v1.ConflictModeR\fconflictMode\"H\n" +
+	"\x13CheckTopicsResponse\x121\n" +
+	"\x05items\x18\x01 \x03(\v2\x1b.ferry.task.v1.PrecheckItemR\x05items\"L\n" +
 	"\x14EnsureTopicsResponse\x12\x18\n" +
 	"\acreated\x18\x01 \x03(\tR\acreated\x12\x1a\n" +
 	"\bexisting\x18\x02 \x03(\tR\bexisting\"\x85\x01\n" +
 	"\x0eDeliverRequest\x128\n" +
 	"\x05start\x18\x01 \x01(\v2 .ferry.delivery.v1.StartDeliveryH\x00R\x05start\x121\n" +
 	"\x05batch\x18\x02 \x01(\v2\x19.ferry.cdc.v1.ChangeBatchH\x00R\x05batchB\x06\n" +
-	"\x04kind\"\xf6\x01\n" +
+	"\x04kind\"\xae\x02\n" +
 	"\rStartDelivery\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x122\n" +
 	"\x05kafka\x18\x02 \x01(\v2\x1c.ferry.task.v1.KafkaEndpointR\x05kafka\x125\n" +
 	"\aoptions\x18\x03 \x01(\v2\x1b.ferry.task.v1.KafkaOptionsR\aoptions\x128\n" +
 	"\aobjects\x18\x04 \x01(\v2\x1e.ferry.task.v1.ObjectSelectionR\aobjects\x12'\n" +
-	"\x0fsource_database\x18\x05 \x01(\tR\x0esourceDatabase\"O\n" +
+	"\x0fsource_database\x18\x05 \x01(\tR\x0esourceDatabase\x126\n" +
+	"\x17write_table_definitions\x18\x06 \x01(\bR\x15writeTableDefinitions\"\x9e\x01\n" +
 	"\x0fDeliverResponse\x12\x19\n" +
 	"\bsafe_lsn\x18\x01 \x01(\x04R\asafeLsn\x12!\n" +
-	"\facked_events\x18\x02 \x01(\x04R\vackedEvents2\xc8\x01\n" +
+	"\facked_events\x18\x02 \x01(\x04R\vackedEvents\x12#\n" +
+	"\rdead_lettered\x18\x03 \x01(\x04R\fdeadLettered\x12(\n" +
+	"\x10resumed_from_lsn\x18\x04 \x01(\x04R\x0eresumedFromLsn2\xa6\x02\n" +
 	"\x0fDeliveryService\x12_\n" +
-	"\fEnsureTopics\x12&.ferry.delivery.v1.EnsureTopicsRequest\x1a'.ferry.delivery.v1.EnsureTopicsResponse\x12T\n" +
+	"\fEnsureTopics\x12&.ferry.delivery.v1.EnsureTopicsRequest\x1a'.ferry.delivery.v1.EnsureTopicsResponse\x12\\\n" +
+	"\vCheckTopics\x12%.ferry.delivery.v1.CheckTopicsRequest\x1a&.ferry.delivery.v1.CheckTopicsResponse\x12T\n" +
 	"\aDeliver\x12!.ferry.delivery.v1.DeliverRequest\x1a\".ferry.delivery.v1.DeliverResponse(\x010\x01B=Z;github.com/ferry-cdc/ferry/gen/ferry/delivery/v1;deliveryv1b\x06proto3"
 
 var (
@@ -437,36 +610,46 @@ func file_ferry_delivery_v1_delivery_proto_rawDescGZIP() []byte {
 	return file_ferry_delivery_v1_delivery_proto_rawDescData
 }
 
-var file_ferry_delivery_v1_delivery_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_ferry_delivery_v1_delivery_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_ferry_delivery_v1_delivery_proto_goTypes = []any{
 	(*TopicSpec)(nil),            // 0: ferry.delivery.v1.TopicSpec
 	(*EnsureTopicsRequest)(nil),  // 1: ferry.delivery.v1.EnsureTopicsRequest
-	(*EnsureTopicsResponse)(nil), // 2: ferry.delivery.v1.EnsureTopicsResponse
-	(*DeliverRequest)(nil),       // 3: ferry.delivery.v1.DeliverRequest
-	(*StartDelivery)(nil),        // 4: ferry.delivery.v1.StartDelivery
-	(*DeliverResponse)(nil),      // 5: ferry.delivery.v1.DeliverResponse
-	(*v1.KafkaEndpoint)(nil),     // 6: ferry.task.v1.KafkaEndpoint
-	(*v11.ChangeBatch)(nil),      // 7: ferry.cdc.v1.ChangeBatch
-	(*v1.KafkaOptions)(nil),      // 8: ferry.task.v1.KafkaOptions
-	(*v1.ObjectSelection)(nil),   // 9: ferry.task.v1.ObjectSelection
+	(*CheckTopicsRequest)(nil),   // 2: ferry.delivery.v1.CheckTopicsRequest
+	(*CheckTopicsResponse)(nil),  // 3: ferry.delivery.v1.CheckTopicsResponse
+	(*EnsureTopicsResponse)(nil), // 4: ferry.delivery.v1.EnsureTopicsResponse
+	(*DeliverRequest)(nil),       // 5: ferry.delivery.v1.DeliverRequest
+	(*StartDelivery)(nil),        // 6: ferry.delivery.v1.StartDelivery
+	(*DeliverResponse)(nil),      // 7: ferry.delivery.v1.DeliverResponse
+	(*v1.KafkaEndpoint)(nil),     // 8: ferry.task.v1.KafkaEndpoint
+	(v1.ConflictMode)(0),         // 9: ferry.task.v1.ConflictMode
+	(*v1.PrecheckItem)(nil),      // 10: ferry.task.v1.PrecheckItem
+	(*v11.ChangeBatch)(nil),      // 11: ferry.cdc.v1.ChangeBatch
+	(*v1.KafkaOptions)(nil),      // 12: ferry.task.v1.KafkaOptions
+	(*v1.ObjectSelection)(nil),   // 13: ferry.task.v1.ObjectSelection
 }
 var file_ferry_delivery_v1_delivery_proto_depIdxs = []int32{
-	6, // 0: ferry.delivery.v1.EnsureTopicsRequest.kafka:type_name -> ferry.task.v1.KafkaEndpoint
-	0, // 1: ferry.delivery.v1.EnsureTopicsRequest.topics:type_name -> ferry.delivery.v1.TopicSpec
-	4, // 2: ferry.delivery.v1.DeliverRequest.start:type_name -> ferry.delivery.v1.StartDelivery
-	7, // 3: ferry.delivery.v1.DeliverRequest.batch:type_name -> ferry.cdc.v1.ChangeBatch
-	6, // 4: ferry.delivery.v1.StartDelivery.kafka:type_name -> ferry.task.v1.KafkaEndpoint
-	8, // 5: ferry.delivery.v1.StartDelivery.options:type_name -> ferry.task.v1.KafkaOptions
-	9, // 6: ferry.delivery.v1.StartDelivery.objects:type_name -> ferry.task.v1.ObjectSelection
-	1, // 7: ferry.delivery.v1.DeliveryService.EnsureTopics:input_type -> ferry.delivery.v1.EnsureTopicsRequest
-	3, // 8: ferry.delivery.v1.DeliveryService.Deliver:input_type -> ferry.delivery.v1.DeliverRequest
-	2, // 9: ferry.delivery.v1.DeliveryService.EnsureTopics:output_type -> ferry.delivery.v1.EnsureTopicsResponse
-	5, // 10: ferry.delivery.v1.DeliveryService.Deliver:output_type -> ferry.delivery.v1.DeliverResponse
-	9, // [9:11] is the sub-list for method output_type
-	7, // [7:9] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	8,  // 0: ferry.delivery.v1.EnsureTopicsRequest.kafka:type_name -> ferry.task.v1.KafkaEndpoint
+	0,  // 1: ferry.delivery.v1.EnsureTopicsRequest.topics:type_name -> ferry.delivery.v1.TopicSpec
+	8,  // 2: ferry.delivery.v1.CheckTopicsRequest.kafka:type_name -> ferry.task.v1.KafkaEndpoint
+	0,  // 3: ferry.delivery.v1.CheckTopicsRequest.topics:type_name -> ferry.delivery.v1.TopicSpec
+	9,  // 4: ferry.delivery.v1.CheckTopicsRequest.conflict_mode:type_name -> ferry.task.v1.ConflictMode
+	10, // 5: ferry.delivery.v1.CheckTopicsResponse.items:type_name -> ferry.task.v1.PrecheckItem
+	6,  // 6: ferry.delivery.v1.DeliverRequest.start:type_name -> ferry.delivery.v1.StartDelivery
+	11, // 7: ferry.delivery.v1.DeliverRequest.batch:type_name -> ferry.cdc.v1.ChangeBatch
+	8,  // 8: ferry.delivery.v1.StartDelivery.kafka:type_name -> ferry.task.v1.KafkaEndpoint
+	12, // 9: ferry.delivery.v1.StartDelivery.options:type_name -> ferry.task.v1.KafkaOptions
+	13, // 10: ferry.delivery.v1.StartDelivery.objects:type_name -> ferry.task.v1.ObjectSelection
+	1,  // 11: ferry.delivery.v1.DeliveryService.EnsureTopics:input_type -> ferry.delivery.v1.EnsureTopicsRequest
+	2,  // 12: ferry.delivery.v1.DeliveryService.CheckTopics:input_type -> ferry.delivery.v1.CheckTopicsRequest
+	5,  // 13: ferry.delivery.v1.DeliveryService.Deliver:input_type -> ferry.delivery.v1.DeliverRequest
+	4,  // 14: ferry.delivery.v1.DeliveryService.EnsureTopics:output_type -> ferry.delivery.v1.EnsureTopicsResponse
+	3,  // 15: ferry.delivery.v1.DeliveryService.CheckTopics:output_type -> ferry.delivery.v1.CheckTopicsResponse
+	7,  // 16: ferry.delivery.v1.DeliveryService.Deliver:output_type -> ferry.delivery.v1.DeliverResponse
+	14, // [14:17] is the sub-list for method output_type
+	11, // [11:14] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_ferry_delivery_v1_delivery_proto_init() }
@@ -474,7 +657,7 @@ func file_ferry_delivery_v1_delivery_proto_init() {
 	if File_ferry_delivery_v1_delivery_proto != nil {
 		return
 	}
-	file_ferry_delivery_v1_delivery_proto_msgTypes[3].OneofWrappers = []any{
+	file_ferry_delivery_v1_delivery_proto_msgTypes[5].OneofWrappers = []any{
 		(*DeliverRequest_Start)(nil),
 		(*DeliverRequest_Batch)(nil),
 	}
@@ -484,7 +667,7 @@ func file_ferry_delivery_v1_delivery_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ferry_delivery_v1_delivery_proto_rawDesc), len(file_ferry_delivery_v1_delivery_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

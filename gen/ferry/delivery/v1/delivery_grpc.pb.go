@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	DeliveryService_EnsureTopics_FullMethodName = "/ferry.delivery.v1.DeliveryService/EnsureTopics"
+	DeliveryService_CheckTopics_FullMethodName  = "/ferry.delivery.v1.DeliveryService/CheckTopics"
 	DeliveryService_Deliver_FullMethodName      = "/ferry.delivery.v1.DeliveryService/Deliver"
 )
 
@@ -32,6 +33,9 @@ const (
 type DeliveryServiceClient interface {
 	// Creates missing topics with their partition counts.
 	EnsureTopics(ctx context.Context, in *EnsureTopicsRequest, opts ...grpc.CallOption) (*EnsureTopicsResponse, error)
+	// CheckTopics is the Kafka side of the precheck: connectivity, whether
+	// the topics exist or will be created, and conflicts per the conflict mode.
+	CheckTopics(ctx context.Context, in *CheckTopicsRequest, opts ...grpc.CallOption) (*CheckTopicsResponse, error)
 	// The client sends StartDelivery first, then change batches in stream
 	// order; the server answers with the safe LSN whenever it advances.
 	Deliver(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[DeliverRequest, DeliverResponse], error)
@@ -49,6 +53,16 @@ func (c *deliveryServiceClient) EnsureTopics(ctx context.Context, in *EnsureTopi
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(EnsureTopicsResponse)
 	err := c.cc.Invoke(ctx, DeliveryService_EnsureTopics_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deliveryServiceClient) CheckTopics(ctx context.Context, in *CheckTopicsRequest, opts ...grpc.CallOption) (*CheckTopicsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckTopicsResponse)
+	err := c.cc.Invoke(ctx, DeliveryService_CheckTopics_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +91,9 @@ type DeliveryService_DeliverClient = grpc.BidiStreamingClient[DeliverRequest, De
 type DeliveryServiceServer interface {
 	// Creates missing topics with their partition counts.
 	EnsureTopics(context.Context, *EnsureTopicsRequest) (*EnsureTopicsResponse, error)
+	// CheckTopics is the Kafka side of the precheck: connectivity, whether
+	// the topics exist or will be created, and conflicts per the conflict mode.
+	CheckTopics(context.Context, *CheckTopicsRequest) (*CheckTopicsResponse, error)
 	// The client sends StartDelivery first, then change batches in stream
 	// order; the server answers with the safe LSN whenever it advances.
 	Deliver(grpc.BidiStreamingServer[DeliverRequest, DeliverResponse]) error
@@ -92,6 +109,9 @@ type UnimplementedDeliveryServiceServer struct{}
 
 func (UnimplementedDeliveryServiceServer) EnsureTopics(context.Context, *EnsureTopicsRequest) (*EnsureTopicsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method EnsureTopics not implemented")
+}
+func (UnimplementedDeliveryServiceServer) CheckTopics(context.Context, *CheckTopicsRequest) (*CheckTopicsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckTopics not implemented")
 }
 func (UnimplementedDeliveryServiceServer) Deliver(grpc.BidiStreamingServer[DeliverRequest, DeliverResponse]) error {
 	return status.Error(codes.Unimplemented, "method Deliver not implemented")
@@ -135,6 +155,24 @@ func _DeliveryService_EnsureTopics_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DeliveryService_CheckTopics_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckTopicsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeliveryServiceServer).CheckTopics(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeliveryService_CheckTopics_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeliveryServiceServer).CheckTopics(ctx, req.(*CheckTopicsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _DeliveryService_Deliver_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(DeliveryServiceServer).Deliver(&grpc.GenericServerStream[DeliverRequest, DeliverResponse]{ServerStream: stream})
 }
@@ -152,6 +190,10 @@ var DeliveryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "EnsureTopics",
 			Handler:    _DeliveryService_EnsureTopics_Handler,
+		},
+		{
+			MethodName: "CheckTopics",
+			Handler:    _DeliveryService_CheckTopics_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

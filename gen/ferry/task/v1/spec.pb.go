@@ -82,11 +82,21 @@ func (SslMode) EnumDescriptor() ([]byte, []int) {
 type KafkaSecurity int32
 
 const (
-	KafkaSecurity_KAFKA_SECURITY_UNSPECIFIED        KafkaSecurity = 0
-	KafkaSecurity_KAFKA_SECURITY_PLAINTEXT          KafkaSecurity = 1
+	KafkaSecurity_KAFKA_SECURITY_UNSPECIFIED KafkaSecurity = 0
+	KafkaSecurity_KAFKA_SECURITY_PLAINTEXT   KafkaSecurity = 1
+	// SCRAM without TLS (Kafka's SASL_PLAINTEXT): sasl_user and sasl_password
+	// are required.
 	KafkaSecurity_KAFKA_SECURITY_SASL_SCRAM_SHA_256 KafkaSecurity = 2
 	KafkaSecurity_KAFKA_SECURITY_SASL_SCRAM_SHA_512 KafkaSecurity = 3
-	KafkaSecurity_KAFKA_SECURITY_TLS                KafkaSecurity = 4
+	// TLS (Kafka's SSL) without client authentication. The brokers'
+	// certificates are verified against KafkaEndpoint.tls_ca, or the system's
+	// CA store when it is unset, and must name the host that bootstrap_servers
+	// (and the brokers' advertised listeners) use. sasl_user must be empty.
+	KafkaSecurity_KAFKA_SECURITY_TLS KafkaSecurity = 4
+	// SCRAM over TLS (Kafka's SASL_SSL): sasl_user and sasl_password are
+	// required, and certificates are verified as for TLS.
+	KafkaSecurity_KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_256 KafkaSecurity = 5
+	KafkaSecurity_KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_512 KafkaSecurity = 6
 )
 
 // Enum value maps for KafkaSecurity.
@@ -97,13 +107,17 @@ var (
 		2: "KAFKA_SECURITY_SASL_SCRAM_SHA_256",
 		3: "KAFKA_SECURITY_SASL_SCRAM_SHA_512",
 		4: "KAFKA_SECURITY_TLS",
+		5: "KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_256",
+		6: "KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_512",
 	}
 	KafkaSecurity_value = map[string]int32{
-		"KAFKA_SECURITY_UNSPECIFIED":        0,
-		"KAFKA_SECURITY_PLAINTEXT":          1,
-		"KAFKA_SECURITY_SASL_SCRAM_SHA_256": 2,
-		"KAFKA_SECURITY_SASL_SCRAM_SHA_512": 3,
-		"KAFKA_SECURITY_TLS":                4,
+		"KAFKA_SECURITY_UNSPECIFIED":            0,
+		"KAFKA_SECURITY_PLAINTEXT":              1,
+		"KAFKA_SECURITY_SASL_SCRAM_SHA_256":     2,
+		"KAFKA_SECURITY_SASL_SCRAM_SHA_512":     3,
+		"KAFKA_SECURITY_TLS":                    4,
+		"KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_256": 5,
+		"KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_512": 6,
 	}
 )
 
@@ -788,15 +802,22 @@ type KafkaEndpoint struct {
 	// Comma-separated host:port list.
 	BootstrapServers string `protobuf:"bytes,1,opt,name=bootstrap_servers,json=bootstrapServers,proto3" json:"bootstrap_servers,omitempty"`
 	// Default: plaintext.
-	Security     KafkaSecurity `protobuf:"varint,2,opt,name=security,proto3,enum=ferry.task.v1.KafkaSecurity" json:"security,omitempty"`
-	SaslUser     string        `protobuf:"bytes,3,opt,name=sasl_user,json=saslUser,proto3" json:"sasl_user,omitempty"`
-	SaslPassword *SecretRef    `protobuf:"bytes,4,opt,name=sasl_password,json=saslPassword,proto3" json:"sasl_password,omitempty"`
+	Security KafkaSecurity `protobuf:"varint,2,opt,name=security,proto3,enum=ferry.task.v1.KafkaSecurity" json:"security,omitempty"`
+	// The SCRAM user and password, for the SASL_* securities only.
+	SaslUser     string     `protobuf:"bytes,3,opt,name=sasl_user,json=saslUser,proto3" json:"sasl_user,omitempty"`
+	SaslPassword *SecretRef `protobuf:"bytes,4,opt,name=sasl_password,json=saslPassword,proto3" json:"sasl_password,omitempty"`
 	// The topic for every table without a topic of its own.
 	Topic string `protobuf:"bytes,5,opt,name=topic,proto3" json:"topic,omitempty"`
 	// Empty: no schema registry.
 	SchemaRegistryUrl string `protobuf:"bytes,6,opt,name=schema_registry_url,json=schemaRegistryUrl,proto3" json:"schema_registry_url,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The CA certificates, in PEM, that verify the brokers' certificates with
+	// TLS and SASL_SSL_*: `file` is a PEM file's path, read by the services
+	// where they run (so it may be rotated in place); `env` names a variable
+	// holding the PEM text. Unset: the system's CA store. A CA is public, but
+	// a SecretRef keeps the spec's way of pointing at files the same.
+	TlsCa         *SecretRef `protobuf:"bytes,7,opt,name=tls_ca,json=tlsCa,proto3" json:"tls_ca,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KafkaEndpoint) Reset() {
@@ -869,6 +890,13 @@ func (x *KafkaEndpoint) GetSchemaRegistryUrl() string {
 		return x.SchemaRegistryUrl
 	}
 	return ""
+}
+
+func (x *KafkaEndpoint) GetTlsCa() *SecretRef {
+	if x != nil {
+		return x.TlsCa
+	}
+	return nil
 }
 
 type ColumnMapping struct {
@@ -1232,6 +1260,10 @@ type KafkaOptions struct {
 	// Route rows over the topic's message size limit here instead of stopping.
 	DeadLetterTopic string `protobuf:"bytes,7,opt,name=dead_letter_topic,json=deadLetterTopic,proto3" json:"dead_letter_topic,omitempty"`
 	// Kafka transactions: messages and checkpoint commit atomically.
+	// Messages are written in transactions that end at source transaction
+	// boundaries, each together with the task's checkpoint in the compacted
+	// topic __ferry_checkpoints, so a read_committed consumer sees every
+	// change exactly once across restarts. Requires acks ALL.
 	ExactlyOnce bool `protobuf:"varint,8,opt,name=exactly_once,json=exactlyOnce,proto3" json:"exactly_once,omitempty"`
 	// The Canal JSON "database" key: the schema name by default, or the
 	// database name when set.
@@ -1673,14 +1705,15 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\bdatabase\x18\x03 \x01(\tR\bdatabase\x12\x12\n" +
 	"\x04user\x18\x04 \x01(\tR\x04user\x124\n" +
 	"\bpassword\x18\x05 \x01(\v2\x18.ferry.task.v1.SecretRefR\bpassword\x121\n" +
-	"\bssl_mode\x18\x06 \x01(\x0e2\x16.ferry.task.v1.SslModeR\asslMode\"\x98\x02\n" +
+	"\bssl_mode\x18\x06 \x01(\x0e2\x16.ferry.task.v1.SslModeR\asslMode\"\xc9\x02\n" +
 	"\rKafkaEndpoint\x12+\n" +
 	"\x11bootstrap_servers\x18\x01 \x01(\tR\x10bootstrapServers\x128\n" +
 	"\bsecurity\x18\x02 \x01(\x0e2\x1c.ferry.task.v1.KafkaSecurityR\bsecurity\x12\x1b\n" +
 	"\tsasl_user\x18\x03 \x01(\tR\bsaslUser\x12=\n" +
 	"\rsasl_password\x18\x04 \x01(\v2\x18.ferry.task.v1.SecretRefR\fsaslPassword\x12\x14\n" +
 	"\x05topic\x18\x05 \x01(\tR\x05topic\x12.\n" +
-	"\x13schema_registry_url\x18\x06 \x01(\tR\x11schemaRegistryUrl\"O\n" +
+	"\x13schema_registry_url\x18\x06 \x01(\tR\x11schemaRegistryUrl\x12/\n" +
+	"\x06tls_ca\x18\a \x01(\v2\x18.ferry.task.v1.SecretRefR\x05tlsCa\"O\n" +
 	"\rColumnMapping\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06rename\x18\x02 \x01(\tR\x06rename\x12\x12\n" +
@@ -1753,13 +1786,15 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\x0fSSL_MODE_PREFER\x10\x02\x12\x14\n" +
 	"\x10SSL_MODE_REQUIRE\x10\x03\x12\x16\n" +
 	"\x12SSL_MODE_VERIFY_CA\x10\x04\x12\x18\n" +
-	"\x14SSL_MODE_VERIFY_FULL\x10\x05*\xb3\x01\n" +
+	"\x14SSL_MODE_VERIFY_FULL\x10\x05*\x89\x02\n" +
 	"\rKafkaSecurity\x12\x1e\n" +
 	"\x1aKAFKA_SECURITY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18KAFKA_SECURITY_PLAINTEXT\x10\x01\x12%\n" +
 	"!KAFKA_SECURITY_SASL_SCRAM_SHA_256\x10\x02\x12%\n" +
 	"!KAFKA_SECURITY_SASL_SCRAM_SHA_512\x10\x03\x12\x16\n" +
-	"\x12KAFKA_SECURITY_TLS\x10\x04*{\n" +
+	"\x12KAFKA_SECURITY_TLS\x10\x04\x12)\n" +
+	"%KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_256\x10\x05\x12)\n" +
+	"%KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_512\x10\x06*{\n" +
 	"\fOperationSet\x12\x1d\n" +
 	"\x19OPERATION_SET_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14OPERATION_SET_INSERT\x10\x01\x12\x18\n" +
@@ -1849,25 +1884,26 @@ var file_ferry_task_v1_spec_proto_depIdxs = []int32{
 	0,  // 9: ferry.task.v1.SourceEndpoint.ssl_mode:type_name -> ferry.task.v1.SslMode
 	1,  // 10: ferry.task.v1.KafkaEndpoint.security:type_name -> ferry.task.v1.KafkaSecurity
 	10, // 11: ferry.task.v1.KafkaEndpoint.sasl_password:type_name -> ferry.task.v1.SecretRef
-	13, // 12: ferry.task.v1.TableSelection.columns:type_name -> ferry.task.v1.ColumnMapping
-	2,  // 13: ferry.task.v1.TableSelection.operations:type_name -> ferry.task.v1.OperationSet
-	2,  // 14: ferry.task.v1.SchemaSelection.operations:type_name -> ferry.task.v1.OperationSet
-	15, // 15: ferry.task.v1.ObjectSelection.schemas:type_name -> ferry.task.v1.SchemaSelection
-	14, // 16: ferry.task.v1.ObjectSelection.tables:type_name -> ferry.task.v1.TableSelection
-	2,  // 17: ferry.task.v1.ObjectSelection.operations:type_name -> ferry.task.v1.OperationSet
-	3,  // 18: ferry.task.v1.ObjectSelection.name_case:type_name -> ferry.task.v1.NameCase
-	4,  // 19: ferry.task.v1.KafkaOptions.format:type_name -> ferry.task.v1.DataFormat
-	5,  // 20: ferry.task.v1.KafkaOptions.compression:type_name -> ferry.task.v1.Compression
-	6,  // 21: ferry.task.v1.KafkaOptions.partition_policy:type_name -> ferry.task.v1.PartitionPolicy
-	7,  // 22: ferry.task.v1.KafkaOptions.acks:type_name -> ferry.task.v1.Acks
-	8,  // 23: ferry.task.v1.KafkaOptions.conflict_mode:type_name -> ferry.task.v1.ConflictMode
-	19, // 24: ferry.task.v1.AdvancedOptions.full_throttle:type_name -> ferry.task.v1.FullSyncThrottle
-	20, // 25: ferry.task.v1.AdvancedOptions.incremental_throttle:type_name -> ferry.task.v1.IncrementalThrottle
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	10, // 12: ferry.task.v1.KafkaEndpoint.tls_ca:type_name -> ferry.task.v1.SecretRef
+	13, // 13: ferry.task.v1.TableSelection.columns:type_name -> ferry.task.v1.ColumnMapping
+	2,  // 14: ferry.task.v1.TableSelection.operations:type_name -> ferry.task.v1.OperationSet
+	2,  // 15: ferry.task.v1.SchemaSelection.operations:type_name -> ferry.task.v1.OperationSet
+	15, // 16: ferry.task.v1.ObjectSelection.schemas:type_name -> ferry.task.v1.SchemaSelection
+	14, // 17: ferry.task.v1.ObjectSelection.tables:type_name -> ferry.task.v1.TableSelection
+	2,  // 18: ferry.task.v1.ObjectSelection.operations:type_name -> ferry.task.v1.OperationSet
+	3,  // 19: ferry.task.v1.ObjectSelection.name_case:type_name -> ferry.task.v1.NameCase
+	4,  // 20: ferry.task.v1.KafkaOptions.format:type_name -> ferry.task.v1.DataFormat
+	5,  // 21: ferry.task.v1.KafkaOptions.compression:type_name -> ferry.task.v1.Compression
+	6,  // 22: ferry.task.v1.KafkaOptions.partition_policy:type_name -> ferry.task.v1.PartitionPolicy
+	7,  // 23: ferry.task.v1.KafkaOptions.acks:type_name -> ferry.task.v1.Acks
+	8,  // 24: ferry.task.v1.KafkaOptions.conflict_mode:type_name -> ferry.task.v1.ConflictMode
+	19, // 25: ferry.task.v1.AdvancedOptions.full_throttle:type_name -> ferry.task.v1.FullSyncThrottle
+	20, // 26: ferry.task.v1.AdvancedOptions.incremental_throttle:type_name -> ferry.task.v1.IncrementalThrottle
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_ferry_task_v1_spec_proto_init() }

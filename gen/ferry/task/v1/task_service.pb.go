@@ -7,6 +7,7 @@
 package taskv1
 
 import (
+	v1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -177,8 +178,11 @@ type GetTaskResponse struct {
 	// From the running incremental activity's last heartbeat, which is newer
 	// than the workflow's own copy between failures.
 	HeartbeatConfirmedLsn uint64 `protobuf:"varint,3,opt,name=heartbeat_confirmed_lsn,json=heartbeatConfirmedLsn,proto3" json:"heartbeat_confirmed_lsn,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// The running attempt's last heartbeat whole: rows acknowledged and
+	// dead-lettered in its stream, beside the LSN above.
+	Heartbeat     *v1.Checkpoint `protobuf:"bytes,4,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetTaskResponse) Reset() {
@@ -230,6 +234,13 @@ func (x *GetTaskResponse) GetHeartbeatConfirmedLsn() uint64 {
 		return x.HeartbeatConfirmedLsn
 	}
 	return 0
+}
+
+func (x *GetTaskResponse) GetHeartbeat() *v1.Checkpoint {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return nil
 }
 
 type ListTasksRequest struct {
@@ -1089,7 +1100,7 @@ var File_ferry_task_v1_task_service_proto protoreflect.FileDescriptor
 
 const file_ferry_task_v1_task_service_proto_rawDesc = "" +
 	"\n" +
-	" ferry/task/v1/task_service.proto\x12\rferry.task.v1\x1a\x18ferry/task/v1/spec.proto\x1a\x1cferry/task/v1/workflow.proto\"Y\n" +
+	" ferry/task/v1/task_service.proto\x12\rferry.task.v1\x1a\x19ferry/cdc/v1/change.proto\x1a\x18ferry/task/v1/spec.proto\x1a\x1cferry/task/v1/workflow.proto\"Y\n" +
 	"\x11CreateTaskRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12+\n" +
 	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\"D\n" +
@@ -1097,11 +1108,12 @@ const file_ferry_task_v1_task_service_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\")\n" +
 	"\x0eGetTaskRequest\x12\x17\n" +
-	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\x92\x01\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\xca\x01\n" +
 	"\x0fGetTaskResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
 	"\x05state\x18\x02 \x01(\v2\x18.ferry.task.v1.TaskStateR\x05state\x126\n" +
-	"\x17heartbeat_confirmed_lsn\x18\x03 \x01(\x04R\x15heartbeatConfirmedLsn\"N\n" +
+	"\x17heartbeat_confirmed_lsn\x18\x03 \x01(\x04R\x15heartbeatConfirmedLsn\x126\n" +
+	"\theartbeat\x18\x04 \x01(\v2\x18.ferry.cdc.v1.CheckpointR\theartbeat\"N\n" +
 	"\x10ListTasksRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -1198,47 +1210,49 @@ var file_ferry_task_v1_task_service_proto_goTypes = []any{
 	(*DeleteTaskResponse)(nil),     // 22: ferry.task.v1.DeleteTaskResponse
 	(*TaskSpec)(nil),               // 23: ferry.task.v1.TaskSpec
 	(*TaskState)(nil),              // 24: ferry.task.v1.TaskState
-	(*PrecheckItem)(nil),           // 25: ferry.task.v1.PrecheckItem
-	(*ObjectSelection)(nil),        // 26: ferry.task.v1.ObjectSelection
-	(*FullSyncThrottle)(nil),       // 27: ferry.task.v1.FullSyncThrottle
-	(*IncrementalThrottle)(nil),    // 28: ferry.task.v1.IncrementalThrottle
+	(*v1.Checkpoint)(nil),          // 25: ferry.cdc.v1.Checkpoint
+	(*PrecheckItem)(nil),           // 26: ferry.task.v1.PrecheckItem
+	(*ObjectSelection)(nil),        // 27: ferry.task.v1.ObjectSelection
+	(*FullSyncThrottle)(nil),       // 28: ferry.task.v1.FullSyncThrottle
+	(*IncrementalThrottle)(nil),    // 29: ferry.task.v1.IncrementalThrottle
 }
 var file_ferry_task_v1_task_service_proto_depIdxs = []int32{
 	23, // 0: ferry.task.v1.CreateTaskRequest.spec:type_name -> ferry.task.v1.TaskSpec
 	24, // 1: ferry.task.v1.GetTaskResponse.state:type_name -> ferry.task.v1.TaskState
-	5,  // 2: ferry.task.v1.ListTasksResponse.tasks:type_name -> ferry.task.v1.TaskSummary
-	23, // 3: ferry.task.v1.PrecheckTaskRequest.spec:type_name -> ferry.task.v1.TaskSpec
-	25, // 4: ferry.task.v1.PrecheckTaskResponse.items:type_name -> ferry.task.v1.PrecheckItem
-	26, // 5: ferry.task.v1.ModifyObjectsRequest.objects:type_name -> ferry.task.v1.ObjectSelection
-	27, // 6: ferry.task.v1.UpdateThrottleRequest.full:type_name -> ferry.task.v1.FullSyncThrottle
-	28, // 7: ferry.task.v1.UpdateThrottleRequest.incremental:type_name -> ferry.task.v1.IncrementalThrottle
-	0,  // 8: ferry.task.v1.TaskService.CreateTask:input_type -> ferry.task.v1.CreateTaskRequest
-	2,  // 9: ferry.task.v1.TaskService.GetTask:input_type -> ferry.task.v1.GetTaskRequest
-	4,  // 10: ferry.task.v1.TaskService.ListTasks:input_type -> ferry.task.v1.ListTasksRequest
-	7,  // 11: ferry.task.v1.TaskService.PrecheckTask:input_type -> ferry.task.v1.PrecheckTaskRequest
-	9,  // 12: ferry.task.v1.TaskService.PauseTask:input_type -> ferry.task.v1.PauseTaskRequest
-	11, // 13: ferry.task.v1.TaskService.ResumeTask:input_type -> ferry.task.v1.ResumeTaskRequest
-	13, // 14: ferry.task.v1.TaskService.RestartTask:input_type -> ferry.task.v1.RestartTaskRequest
-	15, // 15: ferry.task.v1.TaskService.ModifyObjects:input_type -> ferry.task.v1.ModifyObjectsRequest
-	17, // 16: ferry.task.v1.TaskService.UpdateThrottle:input_type -> ferry.task.v1.UpdateThrottleRequest
-	19, // 17: ferry.task.v1.TaskService.StopTask:input_type -> ferry.task.v1.StopTaskRequest
-	21, // 18: ferry.task.v1.TaskService.DeleteTask:input_type -> ferry.task.v1.DeleteTaskRequest
-	1,  // 19: ferry.task.v1.TaskService.CreateTask:output_type -> ferry.task.v1.CreateTaskResponse
-	3,  // 20: ferry.task.v1.TaskService.GetTask:output_type -> ferry.task.v1.GetTaskResponse
-	6,  // 21: ferry.task.v1.TaskService.ListTasks:output_type -> ferry.task.v1.ListTasksResponse
-	8,  // 22: ferry.task.v1.TaskService.PrecheckTask:output_type -> ferry.task.v1.PrecheckTaskResponse
-	10, // 23: ferry.task.v1.TaskService.PauseTask:output_type -> ferry.task.v1.PauseTaskResponse
-	12, // 24: ferry.task.v1.TaskService.ResumeTask:output_type -> ferry.task.v1.ResumeTaskResponse
-	14, // 25: ferry.task.v1.TaskService.RestartTask:output_type -> ferry.task.v1.RestartTaskResponse
-	16, // 26: ferry.task.v1.TaskService.ModifyObjects:output_type -> ferry.task.v1.ModifyObjectsResponse
-	18, // 27: ferry.task.v1.TaskService.UpdateThrottle:output_type -> ferry.task.v1.UpdateThrottleResponse
-	20, // 28: ferry.task.v1.TaskService.StopTask:output_type -> ferry.task.v1.StopTaskResponse
-	22, // 29: ferry.task.v1.TaskService.DeleteTask:output_type -> ferry.task.v1.DeleteTaskResponse
-	19, // [19:30] is the sub-list for method output_type
-	8,  // [8:19] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	25, // 2: ferry.task.v1.GetTaskResponse.heartbeat:type_name -> ferry.cdc.v1.Checkpoint
+	5,  // 3: ferry.task.v1.ListTasksResponse.tasks:type_name -> ferry.task.v1.TaskSummary
+	23, // 4: ferry.task.v1.PrecheckTaskRequest.spec:type_name -> ferry.task.v1.TaskSpec
+	26, // 5: ferry.task.v1.PrecheckTaskResponse.items:type_name -> ferry.task.v1.PrecheckItem
+	27, // 6: ferry.task.v1.ModifyObjectsRequest.objects:type_name -> ferry.task.v1.ObjectSelection
+	28, // 7: ferry.task.v1.UpdateThrottleRequest.full:type_name -> ferry.task.v1.FullSyncThrottle
+	29, // 8: ferry.task.v1.UpdateThrottleRequest.incremental:type_name -> ferry.task.v1.IncrementalThrottle
+	0,  // 9: ferry.task.v1.TaskService.CreateTask:input_type -> ferry.task.v1.CreateTaskRequest
+	2,  // 10: ferry.task.v1.TaskService.GetTask:input_type -> ferry.task.v1.GetTaskRequest
+	4,  // 11: ferry.task.v1.TaskService.ListTasks:input_type -> ferry.task.v1.ListTasksRequest
+	7,  // 12: ferry.task.v1.TaskService.PrecheckTask:input_type -> ferry.task.v1.PrecheckTaskRequest
+	9,  // 13: ferry.task.v1.TaskService.PauseTask:input_type -> ferry.task.v1.PauseTaskRequest
+	11, // 14: ferry.task.v1.TaskService.ResumeTask:input_type -> ferry.task.v1.ResumeTaskRequest
+	13, // 15: ferry.task.v1.TaskService.RestartTask:input_type -> ferry.task.v1.RestartTaskRequest
+	15, // 16: ferry.task.v1.TaskService.ModifyObjects:input_type -> ferry.task.v1.ModifyObjectsRequest
+	17, // 17: ferry.task.v1.TaskService.UpdateThrottle:input_type -> ferry.task.v1.UpdateThrottleRequest
+	19, // 18: ferry.task.v1.TaskService.StopTask:input_type -> ferry.task.v1.StopTaskRequest
+	21, // 19: ferry.task.v1.TaskService.DeleteTask:input_type -> ferry.task.v1.DeleteTaskRequest
+	1,  // 20: ferry.task.v1.TaskService.CreateTask:output_type -> ferry.task.v1.CreateTaskResponse
+	3,  // 21: ferry.task.v1.TaskService.GetTask:output_type -> ferry.task.v1.GetTaskResponse
+	6,  // 22: ferry.task.v1.TaskService.ListTasks:output_type -> ferry.task.v1.ListTasksResponse
+	8,  // 23: ferry.task.v1.TaskService.PrecheckTask:output_type -> ferry.task.v1.PrecheckTaskResponse
+	10, // 24: ferry.task.v1.TaskService.PauseTask:output_type -> ferry.task.v1.PauseTaskResponse
+	12, // 25: ferry.task.v1.TaskService.ResumeTask:output_type -> ferry.task.v1.ResumeTaskResponse
+	14, // 26: ferry.task.v1.TaskService.RestartTask:output_type -> ferry.task.v1.RestartTaskResponse
+	16, // 27: ferry.task.v1.TaskService.ModifyObjects:output_type -> ferry.task.v1.ModifyObjectsResponse
+	18, // 28: ferry.task.v1.TaskService.UpdateThrottle:output_type -> ferry.task.v1.UpdateThrottleResponse
+	20, // 29: ferry.task.v1.TaskService.StopTask:output_type -> ferry.task.v1.StopTaskResponse
+	22, // 30: ferry.task.v1.TaskService.DeleteTask:output_type -> ferry.task.v1.DeleteTaskResponse
+	20, // [20:31] is the sub-list for method output_type
+	9,  // [9:20] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_ferry_task_v1_task_service_proto_init() }

@@ -318,8 +318,12 @@ type TaskState struct {
 	ConsecutiveFailures uint32                 `protobuf:"varint,9,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
 	Prechecks           []*PrecheckItem        `protobuf:"bytes,10,rep,name=prechecks,proto3" json:"prechecks,omitempty"`
 	Paused              bool                   `protobuf:"varint,11,opt,name=paused,proto3" json:"paused,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Full sync completed and is never run again for this task.
+	FullSyncDone bool `protobuf:"varint,12,opt,name=full_sync_done,json=fullSyncDone,proto3" json:"full_sync_done,omitempty"`
+	// The rows full sync delivered, per table.
+	FullSyncRows  []*TableRowCount `protobuf:"bytes,13,rep,name=full_sync_rows,json=fullSyncRows,proto3" json:"full_sync_rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskState) Reset() {
@@ -427,6 +431,20 @@ func (x *TaskState) GetPaused() bool {
 		return x.Paused
 	}
 	return false
+}
+
+func (x *TaskState) GetFullSyncDone() bool {
+	if x != nil {
+		return x.FullSyncDone
+	}
+	return false
+}
+
+func (x *TaskState) GetFullSyncRows() []*TableRowCount {
+	if x != nil {
+		return x.FullSyncRows
+	}
+	return nil
 }
 
 // Signal payloads. Signal names are constants in workflows/task.
@@ -670,6 +688,67 @@ func (x *TableRef) GetTable() string {
 	return ""
 }
 
+type TableRowCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Table *TableRef              `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	Rows  uint64                 `protobuf:"varint,2,opt,name=rows,proto3" json:"rows,omitempty"`
+	// All of the table's rows are counted.
+	Done          bool `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TableRowCount) Reset() {
+	*x = TableRowCount{}
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TableRowCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TableRowCount) ProtoMessage() {}
+
+func (x *TableRowCount) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TableRowCount.ProtoReflect.Descriptor instead.
+func (*TableRowCount) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TableRowCount) GetTable() *TableRef {
+	if x != nil {
+		return x.Table
+	}
+	return nil
+}
+
+func (x *TableRowCount) GetRows() uint64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *TableRowCount) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
 type PrecheckActivityInput struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Spec          *TaskSpec              `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -679,7 +758,7 @@ type PrecheckActivityInput struct {
 
 func (x *PrecheckActivityInput) Reset() {
 	*x = PrecheckActivityInput{}
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[7]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -691,7 +770,7 @@ func (x *PrecheckActivityInput) String() string {
 func (*PrecheckActivityInput) ProtoMessage() {}
 
 func (x *PrecheckActivityInput) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[7]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -704,7 +783,7 @@ func (x *PrecheckActivityInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrecheckActivityInput.ProtoReflect.Descriptor instead.
 func (*PrecheckActivityInput) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{7}
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PrecheckActivityInput) GetSpec() *TaskSpec {
@@ -723,7 +802,7 @@ type PrecheckActivityResult struct {
 
 func (x *PrecheckActivityResult) Reset() {
 	*x = PrecheckActivityResult{}
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[8]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +814,7 @@ func (x *PrecheckActivityResult) String() string {
 func (*PrecheckActivityResult) ProtoMessage() {}
 
 func (x *PrecheckActivityResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[8]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +827,7 @@ func (x *PrecheckActivityResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrecheckActivityResult.ProtoReflect.Descriptor instead.
 func (*PrecheckActivityResult) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{8}
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PrecheckActivityResult) GetItems() []*PrecheckItem {
@@ -764,13 +843,15 @@ type SetupActivityInput struct {
 	Spec            *TaskSpec              `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
 	SlotName        string                 `protobuf:"bytes,3,opt,name=slot_name,json=slotName,proto3" json:"slot_name,omitempty"`
 	PublicationName string                 `protobuf:"bytes,4,opt,name=publication_name,json=publicationName,proto3" json:"publication_name,omitempty"`
+	// Leave the slot to full sync, which creates it with its snapshot.
+	PublicationOnly bool `protobuf:"varint,5,opt,name=publication_only,json=publicationOnly,proto3" json:"publication_only,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SetupActivityInput) Reset() {
 	*x = SetupActivityInput{}
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[9]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +863,7 @@ func (x *SetupActivityInput) String() string {
 func (*SetupActivityInput) ProtoMessage() {}
 
 func (x *SetupActivityInput) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[9]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +876,7 @@ func (x *SetupActivityInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetupActivityInput.ProtoReflect.Descriptor instead.
 func (*SetupActivityInput) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{9}
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetupActivityInput) GetTaskId() string {
@@ -826,6 +907,13 @@ func (x *SetupActivityInput) GetPublicationName() string {
 	return ""
 }
 
+func (x *SetupActivityInput) GetPublicationOnly() bool {
+	if x != nil {
+		return x.PublicationOnly
+	}
+	return false
+}
+
 type SetupActivityResult struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Tables []*TableRef            `protobuf:"bytes,1,rep,name=tables,proto3" json:"tables,omitempty"`
@@ -837,7 +925,7 @@ type SetupActivityResult struct {
 
 func (x *SetupActivityResult) Reset() {
 	*x = SetupActivityResult{}
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[10]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -849,7 +937,7 @@ func (x *SetupActivityResult) String() string {
 func (*SetupActivityResult) ProtoMessage() {}
 
 func (x *SetupActivityResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[10]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -862,7 +950,7 @@ func (x *SetupActivityResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetupActivityResult.ProtoReflect.Descriptor instead.
 func (*SetupActivityResult) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{10}
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetupActivityResult) GetTables() []*TableRef {
@@ -892,7 +980,7 @@ type IncrementalActivityInput struct {
 
 func (x *IncrementalActivityInput) Reset() {
 	*x = IncrementalActivityInput{}
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[11]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -904,7 +992,7 @@ func (x *IncrementalActivityInput) String() string {
 func (*IncrementalActivityInput) ProtoMessage() {}
 
 func (x *IncrementalActivityInput) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[11]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -917,7 +1005,7 @@ func (x *IncrementalActivityInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementalActivityInput.ProtoReflect.Descriptor instead.
 func (*IncrementalActivityInput) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{11}
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *IncrementalActivityInput) GetTaskId() string {
@@ -955,6 +1043,154 @@ func (x *IncrementalActivityInput) GetCheckpoint() *v1.Checkpoint {
 	return nil
 }
 
+type FullSyncActivityInput struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	TaskId          string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Spec            *TaskSpec              `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	SlotName        string                 `protobuf:"bytes,3,opt,name=slot_name,json=slotName,proto3" json:"slot_name,omitempty"`
+	PublicationName string                 `protobuf:"bytes,4,opt,name=publication_name,json=publicationName,proto3" json:"publication_name,omitempty"`
+	Tables          []*TableRef            `protobuf:"bytes,5,rep,name=tables,proto3" json:"tables,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *FullSyncActivityInput) Reset() {
+	*x = FullSyncActivityInput{}
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FullSyncActivityInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FullSyncActivityInput) ProtoMessage() {}
+
+func (x *FullSyncActivityInput) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FullSyncActivityInput.ProtoReflect.Descriptor instead.
+func (*FullSyncActivityInput) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *FullSyncActivityInput) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *FullSyncActivityInput) GetSpec() *TaskSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *FullSyncActivityInput) GetSlotName() string {
+	if x != nil {
+		return x.SlotName
+	}
+	return ""
+}
+
+func (x *FullSyncActivityInput) GetPublicationName() string {
+	if x != nil {
+		return x.PublicationName
+	}
+	return ""
+}
+
+func (x *FullSyncActivityInput) GetTables() []*TableRef {
+	if x != nil {
+		return x.Tables
+	}
+	return nil
+}
+
+// The result of the full sync activity, and its heartbeat details while it
+// runs (then done is false and rows are those relayed so far).
+type FullSyncActivityResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The slot's consistent point, where incremental sync starts.
+	ConsistentLsn uint64           `protobuf:"varint,1,opt,name=consistent_lsn,json=consistentLsn,proto3" json:"consistent_lsn,omitempty"`
+	Tables        []*TableRowCount `protobuf:"bytes,2,rep,name=tables,proto3" json:"tables,omitempty"`
+	// Rows Kafka acknowledged (equal to the sum of tables once done).
+	AckedRows     uint64 `protobuf:"varint,3,opt,name=acked_rows,json=ackedRows,proto3" json:"acked_rows,omitempty"`
+	Done          bool   `protobuf:"varint,4,opt,name=done,proto3" json:"done,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FullSyncActivityResult) Reset() {
+	*x = FullSyncActivityResult{}
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FullSyncActivityResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FullSyncActivityResult) ProtoMessage() {}
+
+func (x *FullSyncActivityResult) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FullSyncActivityResult.ProtoReflect.Descriptor instead.
+func (*FullSyncActivityResult) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *FullSyncActivityResult) GetConsistentLsn() uint64 {
+	if x != nil {
+		return x.ConsistentLsn
+	}
+	return 0
+}
+
+func (x *FullSyncActivityResult) GetTables() []*TableRowCount {
+	if x != nil {
+		return x.Tables
+	}
+	return nil
+}
+
+func (x *FullSyncActivityResult) GetAckedRows() uint64 {
+	if x != nil {
+		return x.AckedRows
+	}
+	return 0
+}
+
+func (x *FullSyncActivityResult) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
 type ReleaseActivityInput struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Spec            *TaskSpec              `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -966,7 +1202,7 @@ type ReleaseActivityInput struct {
 
 func (x *ReleaseActivityInput) Reset() {
 	*x = ReleaseActivityInput{}
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[12]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1214,7 @@ func (x *ReleaseActivityInput) String() string {
 func (*ReleaseActivityInput) ProtoMessage() {}
 
 func (x *ReleaseActivityInput) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[12]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1227,7 @@ func (x *ReleaseActivityInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseActivityInput.ProtoReflect.Descriptor instead.
 func (*ReleaseActivityInput) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{12}
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReleaseActivityInput) GetSpec() *TaskSpec {
@@ -1023,7 +1259,7 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\x11TaskWorkflowInput\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12+\n" +
 	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12.\n" +
-	"\x05state\x18\x03 \x01(\v2\x18.ferry.task.v1.TaskStateR\x05state\"\x8e\x04\n" +
+	"\x05state\x18\x03 \x01(\v2\x18.ferry.task.v1.TaskStateR\x05state\"\xf8\x04\n" +
 	"\tTaskState\x12*\n" +
 	"\x05phase\x18\x01 \x01(\x0e2\x14.ferry.task.v1.PhaseR\x05phase\x12-\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x15.ferry.task.v1.StatusR\x06status\x128\n" +
@@ -1039,7 +1275,9 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\x14consecutive_failures\x18\t \x01(\rR\x13consecutiveFailures\x129\n" +
 	"\tprechecks\x18\n" +
 	" \x03(\v2\x1b.ferry.task.v1.PrecheckItemR\tprechecks\x12\x16\n" +
-	"\x06paused\x18\v \x01(\bR\x06paused\"\r\n" +
+	"\x06paused\x18\v \x01(\bR\x06paused\x12$\n" +
+	"\x0efull_sync_done\x18\f \x01(\bR\ffullSyncDone\x12B\n" +
+	"\x0efull_sync_rows\x18\r \x03(\v2\x1c.ferry.task.v1.TableRowCountR\ffullSyncRows\"\r\n" +
 	"\vPauseSignal\"\x0e\n" +
 	"\fResumeSignal\"&\n" +
 	"\n" +
@@ -1052,16 +1290,21 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\x03fix\x18\x04 \x01(\tR\x03fix\"8\n" +
 	"\bTableRef\x12\x16\n" +
 	"\x06schema\x18\x01 \x01(\tR\x06schema\x12\x14\n" +
-	"\x05table\x18\x02 \x01(\tR\x05table\"D\n" +
+	"\x05table\x18\x02 \x01(\tR\x05table\"f\n" +
+	"\rTableRowCount\x12-\n" +
+	"\x05table\x18\x01 \x01(\v2\x17.ferry.task.v1.TableRefR\x05table\x12\x12\n" +
+	"\x04rows\x18\x02 \x01(\x04R\x04rows\x12\x12\n" +
+	"\x04done\x18\x03 \x01(\bR\x04done\"D\n" +
 	"\x15PrecheckActivityInput\x12+\n" +
 	"\x04spec\x18\x01 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\"K\n" +
 	"\x16PrecheckActivityResult\x121\n" +
-	"\x05items\x18\x01 \x03(\v2\x1b.ferry.task.v1.PrecheckItemR\x05items\"\xa2\x01\n" +
+	"\x05items\x18\x01 \x03(\v2\x1b.ferry.task.v1.PrecheckItemR\x05items\"\xcd\x01\n" +
 	"\x12SetupActivityInput\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12+\n" +
 	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12\x1b\n" +
 	"\tslot_name\x18\x03 \x01(\tR\bslotName\x12)\n" +
-	"\x10publication_name\x18\x04 \x01(\tR\x0fpublicationName\"c\n" +
+	"\x10publication_name\x18\x04 \x01(\tR\x0fpublicationName\x12)\n" +
+	"\x10publication_only\x18\x05 \x01(\bR\x0fpublicationOnly\"c\n" +
 	"\x13SetupActivityResult\x12/\n" +
 	"\x06tables\x18\x01 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\x12\x1b\n" +
 	"\tstart_lsn\x18\x02 \x01(\x04R\bstartLsn\"\xe2\x01\n" +
@@ -1072,7 +1315,19 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\x10publication_name\x18\x04 \x01(\tR\x0fpublicationName\x128\n" +
 	"\n" +
 	"checkpoint\x18\x05 \x01(\v2\x18.ferry.cdc.v1.CheckpointR\n" +
-	"checkpoint\"\x8b\x01\n" +
+	"checkpoint\"\xd6\x01\n" +
+	"\x15FullSyncActivityInput\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12+\n" +
+	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12\x1b\n" +
+	"\tslot_name\x18\x03 \x01(\tR\bslotName\x12)\n" +
+	"\x10publication_name\x18\x04 \x01(\tR\x0fpublicationName\x12/\n" +
+	"\x06tables\x18\x05 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\"\xa8\x01\n" +
+	"\x16FullSyncActivityResult\x12%\n" +
+	"\x0econsistent_lsn\x18\x01 \x01(\x04R\rconsistentLsn\x124\n" +
+	"\x06tables\x18\x02 \x03(\v2\x1c.ferry.task.v1.TableRowCountR\x06tables\x12\x1d\n" +
+	"\n" +
+	"acked_rows\x18\x03 \x01(\x04R\tackedRows\x12\x12\n" +
+	"\x04done\x18\x04 \x01(\bR\x04done\"\x8b\x01\n" +
 	"\x14ReleaseActivityInput\x12+\n" +
 	"\x04spec\x18\x01 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12\x1b\n" +
 	"\tslot_name\x18\x02 \x01(\tR\bslotName\x12)\n" +
@@ -1115,7 +1370,7 @@ func file_ferry_task_v1_workflow_proto_rawDescGZIP() []byte {
 }
 
 var file_ferry_task_v1_workflow_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_ferry_task_v1_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_ferry_task_v1_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_ferry_task_v1_workflow_proto_goTypes = []any{
 	(Phase)(0),                       // 0: ferry.task.v1.Phase
 	(Status)(0),                      // 1: ferry.task.v1.Status
@@ -1128,38 +1383,46 @@ var file_ferry_task_v1_workflow_proto_goTypes = []any{
 	(*StopSignal)(nil),               // 8: ferry.task.v1.StopSignal
 	(*PrecheckItem)(nil),             // 9: ferry.task.v1.PrecheckItem
 	(*TableRef)(nil),                 // 10: ferry.task.v1.TableRef
-	(*PrecheckActivityInput)(nil),    // 11: ferry.task.v1.PrecheckActivityInput
-	(*PrecheckActivityResult)(nil),   // 12: ferry.task.v1.PrecheckActivityResult
-	(*SetupActivityInput)(nil),       // 13: ferry.task.v1.SetupActivityInput
-	(*SetupActivityResult)(nil),      // 14: ferry.task.v1.SetupActivityResult
-	(*IncrementalActivityInput)(nil), // 15: ferry.task.v1.IncrementalActivityInput
-	(*ReleaseActivityInput)(nil),     // 16: ferry.task.v1.ReleaseActivityInput
-	(*TaskSpec)(nil),                 // 17: ferry.task.v1.TaskSpec
-	(*v1.Checkpoint)(nil),            // 18: ferry.cdc.v1.Checkpoint
-	(*timestamppb.Timestamp)(nil),    // 19: google.protobuf.Timestamp
+	(*TableRowCount)(nil),            // 11: ferry.task.v1.TableRowCount
+	(*PrecheckActivityInput)(nil),    // 12: ferry.task.v1.PrecheckActivityInput
+	(*PrecheckActivityResult)(nil),   // 13: ferry.task.v1.PrecheckActivityResult
+	(*SetupActivityInput)(nil),       // 14: ferry.task.v1.SetupActivityInput
+	(*SetupActivityResult)(nil),      // 15: ferry.task.v1.SetupActivityResult
+	(*IncrementalActivityInput)(nil), // 16: ferry.task.v1.IncrementalActivityInput
+	(*FullSyncActivityInput)(nil),    // 17: ferry.task.v1.FullSyncActivityInput
+	(*FullSyncActivityResult)(nil),   // 18: ferry.task.v1.FullSyncActivityResult
+	(*ReleaseActivityInput)(nil),     // 19: ferry.task.v1.ReleaseActivityInput
+	(*TaskSpec)(nil),                 // 20: ferry.task.v1.TaskSpec
+	(*v1.Checkpoint)(nil),            // 21: ferry.cdc.v1.Checkpoint
+	(*timestamppb.Timestamp)(nil),    // 22: google.protobuf.Timestamp
 }
 var file_ferry_task_v1_workflow_proto_depIdxs = []int32{
-	17, // 0: ferry.task.v1.TaskWorkflowInput.spec:type_name -> ferry.task.v1.TaskSpec
+	20, // 0: ferry.task.v1.TaskWorkflowInput.spec:type_name -> ferry.task.v1.TaskSpec
 	5,  // 1: ferry.task.v1.TaskWorkflowInput.state:type_name -> ferry.task.v1.TaskState
 	0,  // 2: ferry.task.v1.TaskState.phase:type_name -> ferry.task.v1.Phase
 	1,  // 3: ferry.task.v1.TaskState.status:type_name -> ferry.task.v1.Status
-	18, // 4: ferry.task.v1.TaskState.checkpoint:type_name -> ferry.cdc.v1.Checkpoint
-	19, // 5: ferry.task.v1.TaskState.failing_since:type_name -> google.protobuf.Timestamp
+	21, // 4: ferry.task.v1.TaskState.checkpoint:type_name -> ferry.cdc.v1.Checkpoint
+	22, // 5: ferry.task.v1.TaskState.failing_since:type_name -> google.protobuf.Timestamp
 	2,  // 6: ferry.task.v1.TaskState.failing_class:type_name -> ferry.task.v1.ErrorClass
 	9,  // 7: ferry.task.v1.TaskState.prechecks:type_name -> ferry.task.v1.PrecheckItem
-	3,  // 8: ferry.task.v1.PrecheckItem.severity:type_name -> ferry.task.v1.Severity
-	17, // 9: ferry.task.v1.PrecheckActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	9,  // 10: ferry.task.v1.PrecheckActivityResult.items:type_name -> ferry.task.v1.PrecheckItem
-	17, // 11: ferry.task.v1.SetupActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	10, // 12: ferry.task.v1.SetupActivityResult.tables:type_name -> ferry.task.v1.TableRef
-	17, // 13: ferry.task.v1.IncrementalActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	18, // 14: ferry.task.v1.IncrementalActivityInput.checkpoint:type_name -> ferry.cdc.v1.Checkpoint
-	17, // 15: ferry.task.v1.ReleaseActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	11, // 8: ferry.task.v1.TaskState.full_sync_rows:type_name -> ferry.task.v1.TableRowCount
+	3,  // 9: ferry.task.v1.PrecheckItem.severity:type_name -> ferry.task.v1.Severity
+	10, // 10: ferry.task.v1.TableRowCount.table:type_name -> ferry.task.v1.TableRef
+	20, // 11: ferry.task.v1.PrecheckActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	9,  // 12: ferry.task.v1.PrecheckActivityResult.items:type_name -> ferry.task.v1.PrecheckItem
+	20, // 13: ferry.task.v1.SetupActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	10, // 14: ferry.task.v1.SetupActivityResult.tables:type_name -> ferry.task.v1.TableRef
+	20, // 15: ferry.task.v1.IncrementalActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	21, // 16: ferry.task.v1.IncrementalActivityInput.checkpoint:type_name -> ferry.cdc.v1.Checkpoint
+	20, // 17: ferry.task.v1.FullSyncActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	10, // 18: ferry.task.v1.FullSyncActivityInput.tables:type_name -> ferry.task.v1.TableRef
+	11, // 19: ferry.task.v1.FullSyncActivityResult.tables:type_name -> ferry.task.v1.TableRowCount
+	20, // 20: ferry.task.v1.ReleaseActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_ferry_task_v1_workflow_proto_init() }
@@ -1174,7 +1437,7 @@ func file_ferry_task_v1_workflow_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ferry_task_v1_workflow_proto_rawDesc), len(file_ferry_task_v1_workflow_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,272 @@
+package capture
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+)
+
+// tableReader reads one table of a snapshot with COPY ... TO STDOUT in text
+// format. COPY's text format is each value's output function text, as
+// pgoutput sends it, with backslash escapes around it; unescaped, it goes
+// through the stream's own decoder (decodeText), so both phases produce
+// identical values.
+type tableReader struct {
+	idx      int
+	snap     *exportedSnapshot
+	maxBatch int
+	items    chan<- snapshotItem
+
+	rel     *relation
+	cur     *cdcv1.ChangeBatch
+	partial []byte
+	fields  [][]byte
+	text    []byte
+}
+
+func (tr *tableReader) read(ctx context.Context, conn *pgx.Conn, t *taskv1.TableRef) error {
+	rel, relkind, err := describeTable(ctx, conn, t)
+	if err != nil {
+		return err
+	}
+	tr.rel = rel
+	tr.cur = &cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{rel.proto}}
+	cols := make([]string, len(rel.msg.Columns))
+	for i, c := range rel.msg.Columns {
+		cols[i] = pgx.Identifier{c.Name}.Sanitize()
+	}
+	// A partitioned table is published through its root
+	// (publish_via_partition_root), so its partitions' rows are read through
+	// it; any other table only for its own rows, as pgoutput reports them.
+	from := "ONLY " + qualified(t)
+	if relkind == "p" {
+		from = qualified(t)
+	}
+	sql := fmt.Sprintf("COPY (SELECT %s FROM %s) TO STDOUT", strings.Join(cols, ", "), from)
+	if _, err := conn.PgConn().CopyTo(ctx, copyWriter{tr, ctx}, sql); err != nil {
+		return err
+	}
+	if len(tr.partial) > 0 {
+		return errors.New("COPY output ended inside a row")
+	}
+	return tr.emit(ctx, true)
+}
+
+// copyWriter adapts tableReader to the io.Writer that CopyTo fills; the
+// context lets a blocked hand-over end when the snapshot is abandoned.
+type copyWriter struct {
+	tr  *tableReader
+	ctx context.Context
+}
+
+// Write takes whatever part of COPY's output arrives and decodes each
+// complete row at once, so memory holds one batch, never a table.
+func (w copyWriter) Write(p []byte) (int, error) {
+	tr := w.tr
+	data := p
+	if len(tr.partial) > 0 {
+		tr.partial = append(tr.partial, p...)
+		data = tr.partial
+	}
+	for {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break
+		}
+		if err := tr.row(data[:i]); err != nil {
+			return 0, err
+		}
+		data = data[i+1:]
+		if len(tr.cur.GetEvents()) >= tr.maxBatch {
+			if err := tr.emit(w.ctx, false); err != nil {
+				return 0, err
+			}
+		}
+	}
+	tr.partial = append(tr.partial[:0], data...)
+	return len(p), nil
+}
+
+// row decodes one line of COPY's text format into a snapshot INSERT.
+func (tr *tableReader) row(line []byte) error {
+	cols := tr.rel.msg.Columns
+	tr.fields = tr.fields[:0]
+	if len(cols) > 0 {
+		for f := range bytes.SplitSeq(line, []byte{'\t'}) {
+			tr.fields = append(tr.fields, f)
+		}
+	}
+	if len(tr.fields) != len(cols) {
+		return fmt.Errorf("COPY row has %d fields, the table has %d columns", len(tr.fields), len(cols))
+	}
+	values := make([]*cdcv1.Value, len(cols))
+	for i, f := range tr.fields {
+		if string(f) == `\N` {
+			values[i] = nullValue
+			continue
+		}
+		var err error
+		if tr.text, err = unescapeCopyText(tr.text[:0], f); err != nil {
+			return fmt.Errorf("column %q: %w", cols[i].Name, err)
+		}
+		if values[i], err = decodeText(tr.rel.decodeOID(i), string(tr.text)); err != nil {
+			return fmt.Errorf("column %q: %w", cols[i].Name, err)
+		}
+	}
+	lsn := uint64(tr.snap.lsn)
+	tr.cur.Events = append(tr.cur.Events, &cdcv1.ChangeEvent{
+		Op: cdcv1.Operation_OPERATION_INSERT, RelationOid: tr.rel.msg.RelationID, NewValues: values,
+		Lsn: lsn, CommitLsn: lsn, CommitTime: tr.snap.at, Snapshot: true,
+	})
+	return nil
+}
+
+// emit hands the current batch over (and the end of the table when last).
+func (tr *tableReader) emit(ctx context.Context, last bool) error {
+	it := snapshotItem{table: tr.idx, done: last}
+	if len(tr.cur.GetEvents()) > 0 {
+		it.batch = tr.cur
+		tr.cur = &cdcv1.ChangeBatch{}
+	}
+	if it.batch == nil && !last {
+		return nil
+	}
+	select {
+	case tr.items <- it:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// unescapeCopyText undoes COPY's text-format escapes. COPY TO writes only
+// \\, \b, \f, \n, \r, \t and \v; the octal and \x forms COPY FROM accepts
+// are decoded too, so nothing is passed on half-escaped.
+func unescapeCopyText(dst, f []byte) ([]byte, error) {
+	if bytes.IndexByte(f, '\\') < 0 {
+		return append(dst, f...), nil
+	}
+	for i := 0; i < len(f); i++ {
+		c := f[i]
+		if c != '\\' {
+			dst = append(dst, c)
+			continue
+		}
+		i++
+		if i >= len(f) {
+			return dst, errors.New("COPY field ends in a lone backslash")
+		}
+		switch c = f[i]; c {
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'v':
+			dst = append(dst, '\v')
+		case 'x':
+			n, used := parseDigits(f[i+1:], 16, 2)
+			if used == 0 {
+				dst = append(dst, 'x')
+				continue
+			}
+			dst, i = append(dst, byte(n)), i+used
+		case '0', '1', '2', '3', '4', '5', '6', '7':
+			n, used := parseDigits(f[i:], 8, 3)
+			dst, i = append(dst, byte(n)), i+used-1
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst, nil
+}
+
+// parseDigits reads up to max digits of base from the start of b.
+func parseDigits(b []byte, base, limit int) (n, used int) {
+	for used < limit && used < len(b) {
+		d := strings.IndexByte("0123456789abcdef", b[used]|0x20)
+		if d < 0 || d >= base {
+			break
+		}
+		n = n*base + d
+		used++
+	}
+	return n, used
+}
+
+// describeTable builds the table's relation as pgoutput would send it: the
+// columns pgoutput publishes (not dropped, not generated) in attnum order,
+// flagged as key when in the replica identity, then described by the
+// stream's own relationCache so that both phases carry the same Relation.
+func describeTable(ctx context.Context, conn *pgx.Conn, t *taskv1.TableRef) (*relation, string, error) {
+	schema := t.GetSchema()
+	if schema == "" {
+		schema = "public"
+	}
+	msg := &pglogrepl.RelationMessage{Namespace: schema, RelationName: t.GetTable()}
+	var relkind, ident string
+	err := conn.QueryRow(ctx, `
+		SELECT c.oid, c.relkind::text, c.relreplident::text
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2`, schema, t.GetTable()).Scan(&msg.RelationID, &relkind, &ident)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, "", failedPrecondition("table %s does not exist in the snapshot; create it or remove it from the task", qualified(t))
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("looking up the table: %w", err)
+	}
+	msg.ReplicaIdentity = ident[0]
+	if msg.Columns, err = publishedColumns(ctx, conn, msg.RelationID); err != nil {
+		return nil, "", fmt.Errorf("listing the columns: %w", err)
+	}
+	msg.ColumnNum = uint16(len(msg.Columns))
+	cache := newRelationCache(conn)
+	if err := cache.define(ctx, msg); err != nil {
+		return nil, "", err
+	}
+	return cache.byOID[msg.RelationID], relkind, nil
+}
+
+// publishedColumns lists the columns pgoutput sends, with its key flag:
+// every column under REPLICA IDENTITY FULL, else those of the replica
+// identity index (the primary key by default), none under NOTHING.
+func publishedColumns(ctx context.Context, conn *pgx.Conn, oid uint32) ([]*pglogrepl.RelationMessageColumn, error) {
+	rows, err := conn.Query(ctx, `
+		SELECT a.attname, a.atttypid, a.atttypmod,
+		       CASE c.relreplident
+		         WHEN 'f' THEN true
+		         WHEN 'd' THEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary
+		                               AND a.attnum = ANY (i.indkey::int2[]))
+		         WHEN 'i' THEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident
+		                               AND a.attnum = ANY (i.indkey::int2[]))
+		         ELSE false
+		       END
+		FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+		WHERE c.oid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+		ORDER BY a.attnum`, oid)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*pglogrepl.RelationMessageColumn, error) {
+		var c pglogrepl.RelationMessageColumn
+		var key bool
+		err := row.Scan(&c.Name, &c.DataType, &c.TypeModifier, &key)
+		if key {
+			c.Flags = 1
+		}
+		return &c, err
+	})
+}

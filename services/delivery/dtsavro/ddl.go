@@ -1,0 +1,32 @@
+package dtsavro
+
+import (
+	"fmt"
+
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	"github.com/ferry-cdc/ferry/services/delivery/canal"
+)
+
+// EncodeDDL appends a DDL Record for ct: operation DDL, objectName as for the
+// table's rows, fields and beforeImages null, and the statement in the
+// string branch of afterImages (formats.md). sourcePosition and
+// safeSourcePosition are the LSN where the definition took effect.
+func (e *Encoder) EncodeDDL(dst []byte, ct *canal.Table, d canal.DDL) ([]byte, error) {
+	t := e.tables[ct.Rel.GetOid()]
+	if t == nil {
+		return dst, fmt.Errorf("relation %d was never set", ct.Rel.GetOid())
+	}
+	commit := d.Commit
+	if commit.IsZero() {
+		commit = e.now()
+	}
+	w := e.w
+	w.Reset(nil)
+	e.writeHeader(w, t, sch.opDDL, &cdcv1.ChangeEvent{Lsn: d.LSN, CommitLsn: d.LSN}, commit)
+	w.WriteInt(0) // fields: null
+	w.WriteInt(0) // beforeImages: null
+	w.WriteInt(sch.imageText)
+	w.WriteString(d.SQL)
+	w.WriteLong(commit.UnixMilli())
+	return append(dst, w.Buffer()...), nil
+}

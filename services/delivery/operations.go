@@ -1,0 +1,49 @@
+package delivery
+
+import (
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+)
+
+// opMask is a set of row operations, one bit per cdcv1.Operation.
+type opMask uint8
+
+const allOps opMask = 1<<cdcv1.Operation_OPERATION_INSERT | 1<<cdcv1.Operation_OPERATION_UPDATE | 1<<cdcv1.Operation_OPERATION_DELETE
+
+func (m opMask) allows(op cdcv1.Operation) bool { return m&(1<<op) != 0 }
+
+func maskOf(ops []taskv1.OperationSet) opMask {
+	var m opMask
+	for _, o := range ops {
+		switch o {
+		case taskv1.OperationSet_OPERATION_SET_INSERT:
+			m |= 1 << cdcv1.Operation_OPERATION_INSERT
+		case taskv1.OperationSet_OPERATION_SET_UPDATE:
+			m |= 1 << cdcv1.Operation_OPERATION_UPDATE
+		case taskv1.OperationSet_OPERATION_SET_DELETE:
+			m |= 1 << cdcv1.Operation_OPERATION_DELETE
+		}
+	}
+	return m
+}
+
+// operationsFor is the set of operations shipped for a table: the table's
+// own list, else its schema's, else the selection's, else all three. A row
+// change that is not shipped is still covered by its batch's watermark, so
+// skipping it never holds the safe LSN back.
+func operationsFor(sel *taskv1.ObjectSelection, schema, table string) opMask {
+	for _, t := range sel.GetTables() {
+		if t.GetSchema() == schema && t.GetTable() == table && len(t.GetOperations()) > 0 {
+			return maskOf(t.GetOperations())
+		}
+	}
+	for _, sc := range sel.GetSchemas() {
+		if sc.GetSchema() == schema && len(sc.GetOperations()) > 0 {
+			return maskOf(sc.GetOperations())
+		}
+	}
+	if len(sel.GetOperations()) > 0 {
+		return maskOf(sel.GetOperations())
+	}
+	return allOps
+}
