@@ -196,25 +196,8 @@ func TestKillWorkerAndCaptureLosesNothing(t *testing.T) {
 	f.createTask(conn, taskID, table, table)
 	col := collectIDs(t, table)
 
-	writer := pgConnect(t)
-	written := make(chan int, txns)
-	go func() {
-		defer close(written)
-		// Paced like an application writing, so the kills land mid-stream.
-		pace := time.NewTicker(100 * time.Millisecond)
-		defer pace.Stop()
-		for i := 0; i < txns; i++ {
-			<-pace.C
-			_, err := writer.Exec(context.Background(), fmt.Sprintf(
-				`INSERT INTO public.%s SELECT g, 'row ' || g FROM generate_series($1::bigint, $2::bigint) g`, table),
-				i*rowsPerTxn+1, (i+1)*rowsPerTxn)
-			if err != nil {
-				t.Errorf("writer: %v", err)
-				return
-			}
-			written <- (i + 1) * rowsPerTxn
-		}
-	}()
+	// Paced like an application writing, so the kills land mid-stream.
+	written := writeRows(t, table, txns, rowsPerTxn, 100*time.Millisecond)
 
 	// Capture first: the task notices at once and retries after a second.
 	eventually(t, 60*time.Second, "rows before killing capture", func() (bool, string) {
@@ -291,4 +274,29 @@ func TestRowKafkaRefusesIsNeverConfirmed(t *testing.T) {
 	if msg, err := consumer.ReadMessage(2 * time.Second); err == nil {
 		t.Fatalf("Kafka has a message after the refused row: %s", msg.Value)
 	}
+}
+
+// writeRows inserts txns transactions of rowsPerTxn rows with ids from 1, one
+// every pace, on a connection of its own, and reports the rows written so far
+// after each; the channel closes when it is done or fails.
+func writeRows(t *testing.T, table string, txns, rowsPerTxn int, pace time.Duration) <-chan int {
+	writer := pgConnect(t)
+	written := make(chan int, txns)
+	go func() {
+		defer close(written)
+		tick := time.NewTicker(pace)
+		defer tick.Stop()
+		for i := 0; i < txns; i++ {
+			<-tick.C
+			_, err := writer.Exec(context.Background(), fmt.Sprintf(
+				`INSERT INTO public.%s SELECT g, 'row ' || g FROM generate_series($1::bigint, $2::bigint) g`, table),
+				i*rowsPerTxn+1, (i+1)*rowsPerTxn)
+			if err != nil {
+				t.Errorf("writer: %v", err)
+				return
+			}
+			written <- (i + 1) * rowsPerTxn
+		}
+	}()
+	return written
 }

@@ -43,24 +43,7 @@ func TestExactlyOnceSurvivesDeliveryKill(t *testing.T) {
 	})
 	col := collectIDs(t, table) // read_committed
 
-	writer := pgConnect(t)
-	written := make(chan int, txns)
-	go func() {
-		defer close(written)
-		pace := time.NewTicker(50 * time.Millisecond)
-		defer pace.Stop()
-		for i := 0; i < txns; i++ {
-			<-pace.C
-			_, err := writer.Exec(context.Background(), fmt.Sprintf(
-				`INSERT INTO public.%s SELECT g, 'row ' || g FROM generate_series($1::bigint, $2::bigint) g`, table),
-				i*rowsPerTxn+1, (i+1)*rowsPerTxn)
-			if err != nil {
-				t.Errorf("writer: %v", err)
-				return
-			}
-			written <- (i + 1) * rowsPerTxn
-		}
-	}()
+	written := writeRows(t, table, txns, rowsPerTxn, 50*time.Millisecond)
 
 	killedAt := 0
 	for round := 1; round <= 2; round++ {

@@ -77,16 +77,7 @@ func (r *taskRun) runFullSyncOnce(ctx workflow.Context) (*taskv1.FullSyncActivit
 		TaskId: r.in.GetTaskId(), Spec: r.in.GetSpec(), SlotName: r.st.GetSlotName(),
 		PublicationName: r.st.GetPublicationName(), Tables: r.tables,
 	})
-	interrupted := false
-	sel := workflow.NewSelector(ctx)
-	sel.AddFuture(fut, func(workflow.Future) {})
-	r.addControlSignals(ctx, sel, func() { interrupted = true })
-	for !fut.IsReady() && !interrupted {
-		sel.Select(ctx)
-	}
-	if interrupted {
-		cancel()
-	}
+	interrupted := r.awaitOrInterrupt(ctx, fut, cancel)
 	var res taskv1.FullSyncActivityResult
 	if err := fut.Get(ctx, &res); err != nil {
 		return nil, interrupted, err

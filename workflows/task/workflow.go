@@ -184,16 +184,7 @@ func (r *taskRun) runIncrementalOnce(ctx workflow.Context) error {
 		TaskId: r.in.GetTaskId(), Spec: r.in.GetSpec(), SlotName: r.st.GetSlotName(),
 		PublicationName: r.st.GetPublicationName(), Checkpoint: r.st.GetCheckpoint(),
 	})
-	interrupted := false
-	sel := workflow.NewSelector(ctx)
-	sel.AddFuture(fut, func(workflow.Future) {})
-	r.addControlSignals(ctx, sel, func() { interrupted = true })
-	for !fut.IsReady() && !interrupted {
-		sel.Select(ctx)
-	}
-	if interrupted {
-		cancel()
-	}
+	interrupted := r.awaitOrInterrupt(ctx, fut, cancel)
 	err := fut.Get(ctx, nil)
 	r.absorbCheckpoint(err)
 	if interrupted {
@@ -207,6 +198,22 @@ func (r *taskRun) runIncrementalOnce(ctx workflow.Context) error {
 
 // addControlSignals makes sel react to pause, resume and stop; interrupt is
 // called when the current work must stop.
+// awaitOrInterrupt waits for an activity while serving the control signals;
+// a pause or stop cancels it (through cancel) and reports interrupted.
+func (r *taskRun) awaitOrInterrupt(ctx workflow.Context, fut workflow.Future, cancel workflow.CancelFunc) bool {
+	interrupted := false
+	sel := workflow.NewSelector(ctx)
+	sel.AddFuture(fut, func(workflow.Future) {})
+	r.addControlSignals(ctx, sel, func() { interrupted = true })
+	for !fut.IsReady() && !interrupted {
+		sel.Select(ctx)
+	}
+	if interrupted {
+		cancel()
+	}
+	return interrupted
+}
+
 func (r *taskRun) addControlSignals(ctx workflow.Context, sel workflow.Selector, interrupt func()) {
 	sel.AddReceive(r.pauseCh, func(c workflow.ReceiveChannel, _ bool) {
 		c.Receive(ctx, nil)
