@@ -133,9 +133,11 @@ func endOffset(t *testing.T, c *kafka.Consumer, topic string, part int32, deadli
 			return high
 		}
 		var ke kafka.Error
-		if !errors.As(err, &ke) || !ke.IsRetriable() || time.Now().After(deadline) {
+		leaderless := errors.As(err, &ke) && (ke.Code() == kafka.ErrNotLeaderForPartition || ke.Code() == kafka.ErrLeaderNotAvailable)
+		if !leaderless || time.Now().After(deadline) {
 			t.Fatalf("end offset of %s[%d]: %v", topic, part, err)
 		}
+		<-time.After(100 * time.Millisecond) // poll interval
 	}
 }
 

@@ -30,8 +30,8 @@ type Broker struct {
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has been waited for
-	// StartTime is how long the last Start took, until a metadata request
-	// succeeded.
+	// StartTime is how long the last Start took, until the broker was
+	// ready (see metadataReady).
 	StartTime time.Duration
 }
 
@@ -53,6 +53,9 @@ func StartKafka(t testing.TB) *Broker {
 	}
 	b := &Broker{t: t, dir: t.TempDir(), libs: libs}
 	b.port, b.ctlPort = freePort(t), freePort(t)
+	for b.ctlPort == b.port {
+		b.ctlPort = freePort(t)
+	}
 	if err := b.writeConfig(); err != nil {
 		t.Fatalf("writing the private Kafka broker's config: %v", err)
 	}
@@ -228,7 +231,7 @@ func (b *Broker) waitReady() error {
 		case <-b.exited:
 			return fmt.Errorf("the process exited during start-up (%v)", b.cmd.ProcessState)
 		case <-deadline.C:
-			return fmt.Errorf("no metadata response within %s (last: %v)", brokerStartTimeout, last)
+			return fmt.Errorf("not ready (metadata with a leader for every partition) within %s (last: %v)", brokerStartTimeout, last)
 		case <-tick.C:
 		}
 	}
