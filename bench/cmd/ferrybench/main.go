@@ -1,9 +1,13 @@
-// Command ferrybench measures Ferry's incremental catch-up on a backlog of
-// inserts against two baselines run beside it in the same invocation: the
-// source limit (pg_recvlogical draining the same WAL) and the Kafka limit (a
-// bare librdkafka producer with Ferry's settings sending Ferry's messages).
-// Figures are reported as medians over runs, and as ratios to the baselines,
-// because absolute numbers say little about a different machine.
+// Command ferrybench measures Ferry against baselines run beside it in the
+// same invocation. The backlog scenario times Ferry's incremental catch-up
+// on a backlog of inserts against the source limit (pg_recvlogical draining
+// the same WAL) and the Kafka limit (a bare librdkafka producer with Ferry's
+// settings sending Ferry's messages). The delivery scenario times the
+// delivery service against a plain producer loop sending the same encoded
+// messages with delivery's own settings, per format and codec, and its ack
+// latency at a fixed rate. Figures are reported as medians over runs, and as
+// ratios to the baselines, because absolute numbers say little about a
+// different machine.
 //
 // It needs the local stack (`make up`) and exits non-zero unless every run
 // delivered every row and the report was written.
