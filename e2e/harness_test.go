@@ -21,6 +21,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/workflows/grpccodec"
 )
 
 // The suite runs Ferry's real binaries against the local stack
@@ -186,7 +187,7 @@ func startFerry(t *testing.T) *ferry {
 	for _, s := range services {
 		f.start(s)
 	}
-	conn, err := grpc.NewClient(f.addrs["control"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(f.addrs["control"], grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +228,7 @@ func (f *ferry) start(name string) {
 
 func (f *ferry) waitServing(name, addr string) {
 	f.t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ module github.com/ferry-cdc/ferry/gen
 go 1.26.0
 
 require (
+	github.com/planetscale/vtprotobuf v0.6.1-0.20250313105119-ba97887b0a25
 	google.golang.org/grpc v1.83.2
 	google.golang.org/protobuf v1.36.11
 )

@@ -56,12 +56,14 @@ func (b *batcher) add(now time.Time, rel *cdcv1.Relation, ev *cdcv1.ChangeEvent)
 	b.cur.WatermarkLsn = 0
 }
 
-// commit marks that the batch now ends at a transaction's end. A commit
-// with no events pending still makes a (possibly empty) batch, so that a
-// transaction whose events went out in earlier batches gets its watermark.
+// commit marks that the batch now ends at a transaction's end (or at a
+// logical message outside any transaction). A commit with no events pending
+// still makes a (possibly empty) batch, so that a transaction whose events
+// went out in earlier batches gets its watermark. The watermark never moves
+// back.
 func (b *batcher) commit(now time.Time, endLSN uint64) {
 	b.start(now)
-	b.cur.WatermarkLsn = endLSN
+	b.cur.WatermarkLsn = max(b.cur.WatermarkLsn, endLSN)
 }
 
 func (b *batcher) empty() bool { return b.cur == nil }

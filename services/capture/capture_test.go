@@ -378,8 +378,8 @@ func TestStreamChangesErrors(t *testing.T) {
 	r.ensure(t, client)
 	start := r.start()
 	start.SlotName = missing
-	if code, msg := streamError(t, client, &capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Start{Start: start}}); code != codes.FailedPrecondition || !contains(msg, missing, "EnsureReplication") {
-		t.Fatalf("missing slot: %v %q; want FailedPrecondition naming the slot and the fix", code, msg)
+	if code, msg := streamError(t, client, &capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Start{Start: start}}); code != codes.DataLoss || !contains(msg, missing, "full sync") {
+		t.Fatalf("missing slot: %v %q; want DataLoss naming the slot and the fix", code, msg)
 	}
 	start = r.start()
 	start.PublicationName = "No-Such-Pub"

@@ -13,7 +13,7 @@ import (
 
 // data handles one pgoutput message.
 func (st *stream) data(ctx context.Context, xld pglogrepl.XLogData) error {
-	msg, err := pglogrepl.Parse(xld.WALData)
+	msg, err := parseMessage(xld.WALData)
 	if err != nil {
 		return fmt.Errorf("parsing pgoutput message at %s: %w", xld.WALStart, err)
 	}
@@ -41,10 +41,32 @@ func (st *stream) data(ctx context.Context, xld pglogrepl.XLogData) error {
 		return st.change(now, m, xld.WALStart)
 	case *pglogrepl.TruncateMessage:
 		st.logger.Warn("ignoring TRUNCATE: not supported yet", "relations", m.RelationIDs, "lsn", xld.WALStart.String())
+	case *pglogrepl.LogicalDecodingMessage:
+		return st.message(now, m, xld.WALStart)
 	}
-	// Origin, Type and logical decoding messages carry nothing Ferry needs:
-	// values of custom types travel as text.
+	// Origin and Type messages carry nothing Ferry needs: values of custom
+	// types travel as text.
 	return nil
+}
+
+// message handles a logical decoding message: Ferry's heartbeat or any
+// other application's. None is ever shipped as a row; a message only marks
+// a position. A non-transactional one outside a transaction is sent where
+// the walsender decodes it, after every transaction that committed before
+// it, so its position (the end of its WAL record) is a valid watermark. A
+// transactional one belongs to its transaction, whose commit carries the
+// watermark.
+func (st *stream) message(now time.Time, m *pglogrepl.LogicalDecodingMessage, walStart pglogrepl.LSN) error {
+	if m.Transactional || st.txn != nil {
+		return nil
+	}
+	lsn := max(m.LSN, walStart)
+	if uint64(lsn) <= st.lastWatermark {
+		return nil
+	}
+	st.lsn.Receive(lsn)
+	st.batch.commit(now, uint64(lsn))
+	return st.flushIfDue(now)
 }
 
 // commit ends the transaction. The batch gets the commit's end LSN as its

@@ -21,6 +21,7 @@ import (
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 	"github.com/ferry-cdc/ferry/services/internal/testenv"
+	"github.com/ferry-cdc/ferry/workflows/grpccodec"
 )
 
 const waitLimit = 30 * time.Second
@@ -34,10 +35,10 @@ func startServer(t *testing.T) capturev1.CaptureServiceClient {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(grpccodec.ServerOption())
 	capturev1.RegisterCaptureServiceServer(srv, NewServer(logger))
 	go func() { _ = srv.Serve(lis) }()
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,13 @@ func (c *relationCache) define(ctx context.Context, msg *pglogrepl.RelationMessa
 	if err != nil {
 		return fmt.Errorf("reading the key of %s.%s: %w", msg.Namespace, msg.RelationName, err)
 	}
+	c.put(msg, types, keys)
+	return nil
+}
+
+// put records msg's relation with what the catalog said about its columns
+// (types has one entry per column) and key.
+func (c *relationCache) put(msg *pglogrepl.RelationMessage, types []columnType, keys []string) {
 	rel := &cdcv1.Relation{
 		Oid:             msg.RelationID,
 		Schema:          msg.Namespace,
@@ -64,7 +71,6 @@ func (c *relationCache) define(ctx context.Context, msg *pglogrepl.RelationMessa
 		})
 	}
 	c.byOID[msg.RelationID] = &relation{msg: msg, proto: rel}
-	return nil
 }
 
 func (c *relationCache) get(oid uint32) (*relation, error) {

@@ -187,7 +187,7 @@ func ensureSlot(ctx context.Context, conn *pgx.Conn, src *taskv1.SourceEndpoint,
 	if !errors.Is(err, errSlotMissing) {
 		return false, err
 	}
-	repl, err := pgsource.ConnectReplication(ctx, src)
+	repl, err := connectReplication(ctx, src)
 	if err != nil {
 		return false, err
 	}

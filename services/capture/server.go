@@ -86,7 +86,7 @@ func (s *Server) StreamChanges(gs capturev1.CaptureService_StreamChangesServer) 
 		return nil
 	}
 	s.logger.Warn("stream failed", "slot", start.GetSlotName(), "error", err)
-	return toStatus(err)
+	return toStatus(describeStreamFailure(start.GetSlotName(), start.GetPublicationName(), err))
 }
 
 // openStream checks the slot and publication, then starts replication at
@@ -103,23 +103,22 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 			_ = conn.Close(context.WithoutCancel(ctx))
 		}
 	}()
-	confirmed, err := checkStreamable(ctx, conn, slot, pub)
+	confirmed, err := checkStreamable(ctx, conn, slot, pub, pglogrepl.LSN(start.GetStartLsn()))
 	if err != nil {
 		return nil, err
 	}
-	repl, err := pgsource.ConnectReplication(ctx, start.GetSource())
+	repl, err := connectReplication(ctx, start.GetSource())
 	if err != nil {
 		return nil, err
 	}
 	startLSN := max(pglogrepl.LSN(start.GetStartLsn()), confirmed)
+	args, err := pluginArgs(ctx, conn, pub)
+	if err != nil {
+		_ = repl.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
 	err = pglogrepl.StartReplication(ctx, repl, slot, startLSN, pglogrepl.StartReplicationOptions{
-		Mode: pglogrepl.LogicalReplication,
-		PluginArgs: []string{
-			"proto_version '1'",
-			// publication_names is a list of identifiers inside a string
-			// literal: quote the name as an identifier, then as a literal.
-			"publication_names " + quoteLiteral(pgx.Identifier{pub}.Sanitize()),
-		},
+		Mode: pglogrepl.LogicalReplication, PluginArgs: args,
 	})
 	if err != nil {
 		_ = repl.Close(context.WithoutCancel(ctx))
@@ -128,27 +127,56 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 	s.logger.Info("stream started", "slot", slot, "publication", pub,
 		"start_lsn", startLSN.String(), "confirmed_lsn", confirmed.String())
 	ok = true
-	return newStream(s.logger.With("slot", slot), gs, repl, conn, confirmed, startLSN,
-		newBatcher(start.GetMaxBatchEvents(), start.GetMaxBatchDelayMs())), nil
+	st := newStream(s.logger.With("slot", slot), gs, repl, conn, confirmed, startLSN,
+		newBatcher(start.GetMaxBatchEvents(), start.GetMaxBatchDelayMs()))
+	st.hb = heartbeat{every: time.Duration(start.GetHeartbeatSeconds()) * time.Second, payload: slot}
+	return st, nil
+}
+
+// pluginArgs are pgoutput's options. messages 'true' (PostgreSQL 14 and
+// later; older servers reject the option) forwards logical messages, which
+// carries the heartbeat's position to the stream.
+func pluginArgs(ctx context.Context, conn *pgx.Conn, pub string) ([]string, error) {
+	var version int
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
+		return nil, fmt.Errorf("reading the source's server_version_num: %w", err)
+	}
+	args := []string{
+		"proto_version '1'",
+		// publication_names is a list of identifiers inside a string
+		// literal: quote the name as an identifier, then as a literal.
+		"publication_names " + quoteLiteral(pgx.Identifier{pub}.Sanitize()),
+	}
+	if version >= 140000 {
+		args = append(args, "messages 'true'")
+	}
+	return args, nil
 }
 
 // checkStreamable returns the slot's confirmed_flush_lsn once the slot is
-// free, with errors that say how to fix a missing slot or publication.
-func checkStreamable(ctx context.Context, conn *pgx.Conn, slot, pub string) (pglogrepl.LSN, error) {
-	if _, exists, err := publicationTables(ctx, conn, pub); err != nil {
+// free, with errors that say how to fix wal_level or a missing slot or
+// publication. wal_level comes first: it is the cause to fix first when a
+// slot is missing too.
+func checkStreamable(ctx context.Context, conn *pgx.Conn, slot, pub string, resume pglogrepl.LSN) (pglogrepl.LSN, error) {
+	if err := checkWALLevel(ctx, conn); err != nil {
 		return 0, err
-	} else if !exists {
-		return 0, failedPrecondition("publication %q does not exist; run setup (EnsureReplication) to create it", pub)
+	}
+	_, pubExists, err := publicationTables(ctx, conn, pub)
+	if err != nil {
+		return 0, err
 	}
 	if err := waitSlotInactive(ctx, conn, slot, slotBusyWait); err != nil {
 		if errors.Is(err, errSlotMissing) {
-			return 0, failedPrecondition("replication slot %s does not exist; run setup (EnsureReplication) to create it", slot)
+			return 0, slotDropped(slot, resume)
 		}
 		if s, ok := status.FromError(err); ok && s.Code() == codes.FailedPrecondition {
 			// Another stream may still be closing: worth retrying.
 			return 0, status.Error(codes.Unavailable, s.Message())
 		}
 		return 0, err
+	}
+	if !pubExists {
+		return 0, publicationMissing(pub, slot)
 	}
 	info, err := lookupSlot(ctx, conn, slot)
 	if err != nil {

@@ -108,7 +108,7 @@ func (s *Server) exportSnapshot(ctx context.Context, req *capturev1.ReadSnapshot
 	if err := s.dropStaleSlot(ctx, conn, req.GetSource(), slot); err != nil {
 		return nil, err
 	}
-	repl, err := pgsource.ConnectReplication(ctx, req.GetSource())
+	repl, err := connectReplication(ctx, req.GetSource())
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +276,7 @@ func readerLoop(ctx context.Context, req *capturev1.ReadSnapshotRequest, snap *e
 		}
 		tr := &tableReader{idx: i, snap: snap, maxBatch: maxBatch, items: items}
 		if err := tr.read(ctx, conn, tables[i]); err != nil {
-			return fmt.Errorf("reading %s in snapshot %s: %w", qualified(tables[i]), snap.name, err)
+			return snapshotReadError(req.GetSource().GetUser(), tables[i], snap.name, err)
 		}
 	}
 	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {

@@ -30,6 +30,11 @@ const (
 	// idleWatermarkInterval spaces out empty batches that only carry a
 	// keepalive's WAL position.
 	idleWatermarkInterval = time.Second
+	// heartbeatTimeout bounds a heartbeat statement, which runs inside the
+	// replication loop.
+	heartbeatTimeout = 5 * time.Second
+	// heartbeatPrefix is the logical message prefix of Ferry's heartbeats.
+	heartbeatPrefix = "ferry_heartbeat"
 )
 
 // errClientDone means the client closed its side of the stream.
@@ -64,6 +69,16 @@ type stream struct {
 	serverWALEnd  pglogrepl.LSN
 	lastWatermark uint64
 	lastIdleMark  time.Time
+	hb            heartbeat
+}
+
+// heartbeat is the schedule of the logical messages that keep the slot
+// moving while the published tables are idle.
+type heartbeat struct {
+	every   time.Duration // zero: none
+	payload string        // the slot's name, so a DBA can tell whose it is
+	last    time.Time
+	failing bool // the last one failed; log recovery once
 }
 
 func newStream(logger *slog.Logger, out sender, repl *pgconn.PgConn, catalog *pgx.Conn,
@@ -133,6 +148,9 @@ func (st *stream) run(ctx context.Context, clientDone <-chan error) error {
 			}
 		}
 		if err := st.idleWatermark(now); err != nil {
+			return err
+		}
+		if err := st.heartbeat(ctx, now); err != nil {
 			return err
 		}
 		msg, err := st.listen(ctx)
@@ -255,6 +273,40 @@ func (st *stream) idleWatermark(now time.Time) error {
 	}
 	st.lastIdleMark = now
 	return st.send(&cdcv1.ChangeBatch{WatermarkLsn: uint64(st.serverWALEnd)})
+}
+
+// heartbeat writes a non-transactional logical message into the source's
+// WAL when one is due. It needs no table and no privilege beyond connecting
+// (pg_logical_emit_message is executable by PUBLIC). On PostgreSQL 14 and
+// later the walsender forwards it (messages 'true'), and message turns it
+// into a watermark; on older servers it still moves the WAL the walsender
+// reports in keepalives. A failed heartbeat is logged, not fatal: the slot
+// keeps advancing on keepalives. Only a lost session ends the stream, since
+// relation lookups need it too.
+func (st *stream) heartbeat(ctx context.Context, now time.Time) error {
+	if st.hb.every <= 0 || now.Sub(st.hb.last) < st.hb.every {
+		return nil
+	}
+	st.hb.last = now
+	hctx, cancel := context.WithTimeout(ctx, heartbeatTimeout)
+	defer cancel()
+	_, err := st.catalog.Exec(hctx, "SELECT pg_logical_emit_message(false, $1, $2)", heartbeatPrefix, st.hb.payload)
+	switch {
+	case err == nil:
+		if st.hb.failing {
+			st.logger.Info("heartbeats work again")
+		}
+		st.hb.failing = false
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case st.catalog.IsClosed():
+		return status.Errorf(codes.Unavailable, "writing the heartbeat: the source session was lost: %v", err)
+	}
+	st.hb.failing = true
+	st.logger.Warn("writing the heartbeat failed; the slot advances on keepalives only until it works",
+		"error", err, "hint", "pg_logical_emit_message must be executable by the source user and the source must not be a standby")
+	return nil
 }
 
 func (st *stream) flushIfDue(now time.Time) error {

@@ -4,9 +4,9 @@ package catalog
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc/codes"
@@ -21,10 +21,21 @@ import (
 type Server struct {
 	catalogv1.UnimplementedCatalogServiceServer
 	logger *slog.Logger
+	// longTransactionAge is how long a transaction may be open before the
+	// precheck warns about it.
+	longTransactionAge time.Duration
+	// messageLimit is the message size the row size item compares against.
+	messageLimit int64
 }
 
+// DefaultLongTransactionAge is the age from which an open transaction is
+// reported: a normal OLTP transaction is far shorter.
+const DefaultLongTransactionAge = 5 * time.Minute
+
 // NewServer returns a catalog server; it opens a source session per request.
-func NewServer(logger *slog.Logger) *Server { return &Server{logger: logger} }
+func NewServer(logger *slog.Logger) *Server {
+	return &Server{logger: logger, longTransactionAge: DefaultLongTransactionAge, messageLimit: DefaultMessageLimit}
+}
 
 const notYet = "catalog: %s is not implemented yet; it lands with the task-lifecycle issue"
 
@@ -95,15 +106,15 @@ func resolve(ctx context.Context, conn *pgx.Conn, sel *taskv1.ObjectSelection) (
 			return nil, status.Errorf(codes.Unavailable, "listing tables: %v", err)
 		}
 	}
+	found, err := existingTables(ctx, conn, sel.GetTables())
+	if err != nil {
+		return nil, err
+	}
 	var missing []string
 	for _, t := range sel.GetTables() {
-		err := conn.QueryRow(ctx, userTables+` AND n.nspname = $1 AND c.relname = $2`, t.GetSchema(), t.GetTable()).Scan(nil, nil)
-		if errors.Is(err, pgx.ErrNoRows) {
+		if !found[t.GetSchema()+"\x00"+t.GetTable()] {
 			missing = append(missing, pgx.Identifier{t.GetSchema(), t.GetTable()}.Sanitize())
 			continue
-		}
-		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "looking up table %s.%s: %v", t.GetSchema(), t.GetTable(), err)
 		}
 		add(t.GetSchema(), t.GetTable())
 	}
@@ -116,4 +127,30 @@ func resolve(ctx context.Context, conn *pgx.Conn, sel *taskv1.ObjectSelection) (
 		return nil, status.Error(codes.InvalidArgument, "the selection names no tables; select tables, schemas or the whole database")
 	}
 	return out, nil
+}
+
+// existingTables looks the named tables up in one query, keyed by schema and
+// table joined with a NUL, so a selection of thousands is one round trip.
+func existingTables(ctx context.Context, conn *pgx.Conn, tables []*taskv1.TableSelection) (map[string]bool, error) {
+	found := map[string]bool{}
+	if len(tables) == 0 {
+		return found, nil
+	}
+	var schemas, names []string
+	for _, t := range tables {
+		schemas = append(schemas, t.GetSchema())
+		names = append(names, t.GetTable())
+	}
+	rows, err := conn.Query(ctx, userTables+` AND (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, schemas, names)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "looking up the selected tables: %v", err)
+	}
+	var schema, table string
+	if _, err := pgx.ForEachRow(rows, []any{&schema, &table}, func() error {
+		found[schema+"\x00"+table] = true
+		return nil
+	}); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "looking up the selected tables: %v", err)
+	}
+	return found, nil
 }

@@ -3,7 +3,6 @@ package catalog
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,15 +28,29 @@ func (s *Server) Precheck(ctx context.Context, req *catalogv1.PrecheckRequest) (
 		}, checkSchemaRegistry(ctx, req.GetDestination())...)}, nil
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
+	start := time.Now()
 	items := []*taskv1.PrecheckItem{pass("connectivity", "connected to "+pgsource.Describe(src))}
 	for _, check := range []func(context.Context, *pgx.Conn) *taskv1.PrecheckItem{
 		checkVersion, checkWalLevel, checkReplicationPrivilege, checkSlotRoom, checkSenderRoom,
+		checkDatabaseName, checkTemporaryTables,
 	} {
 		items = append(items, check(ctx, conn))
 	}
-	items = append(items, checkTables(ctx, conn, req.GetObjects())...)
+	items = append(items, checkHighAvailability(ctx, conn)...)
+	items = append(items, checkLongTransactions(ctx, conn, s.longTransactionAge))
+	items = append(items, s.checkTables(ctx, conn, req.GetObjects())...)
 	items = append(items, checkSchemaRegistry(ctx, req.GetDestination())...)
+	s.logger.Info("precheck done", "source", pgsource.Describe(src), "items", len(items), "took", time.Since(start))
 	return &catalogv1.PrecheckResponse{Items: items}, nil
+}
+
+// WarningIDs lists the precheck items that can be warnings, and so the ids a
+// task spec may list in acknowledged_warnings.
+func WarningIDs() []string {
+	return []string{
+		"primary_key", "replica_identity", "toast", "row_size", "database_name", "hot_standby", "hot_standby_feedback",
+		"sync_replication_slots", "long_transactions", "temporary_tables", "unlogged_tables",
+	}
 }
 
 func item(id string, sev taskv1.Severity, msg, fix string) *taskv1.PrecheckItem {
@@ -53,7 +66,7 @@ func fail(id, msg, fix string) *taskv1.PrecheckItem {
 }
 
 func queryFailed(id string, err error) *taskv1.PrecheckItem {
-	return fail(id, fmt.Sprintf("could not check: %v", err), "make sure the user can read pg_settings and pg_roles, then run the precheck again")
+	return fail(id, fmt.Sprintf("could not check: %v", err), "make sure the user can read the system catalogs (pg_settings, pg_roles, pg_class, pg_stat_activity), then run the precheck again")
 }
 
 func checkVersion(ctx context.Context, conn *pgx.Conn) *taskv1.PrecheckItem {
@@ -116,47 +129,6 @@ func checkSenderRoom(ctx context.Context, conn *pgx.Conn) *taskv1.PrecheckItem {
 			"raise max_wal_senders and restart, or stop other replication clients")
 	}
 	return pass("max_wal_senders", fmt.Sprintf("%d of %d WAL senders in use", used, max))
-}
-
-// checkTables resolves the selection, then checks SELECT privileges and keys.
-func checkTables(ctx context.Context, conn *pgx.Conn, sel *taskv1.ObjectSelection) []*taskv1.PrecheckItem {
-	tables, err := resolve(ctx, conn, sel)
-	if err != nil {
-		return []*taskv1.PrecheckItem{fail("objects", err.Error(), "fix the task's object selection")}
-	}
-	var noSelect, noKey []string
-	for _, t := range tables {
-		name := pgx.Identifier{t.GetSchema(), t.GetTable()}.Sanitize()
-		var canSelect, hasKey bool
-		err := conn.QueryRow(ctx, `
-SELECT has_table_privilege($1::regclass, 'SELECT'),
-       EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1::regclass AND (indisprimary OR (indisunique AND indimmediate)))`,
-			name).Scan(&canSelect, &hasKey)
-		if err != nil {
-			return []*taskv1.PrecheckItem{queryFailed("objects", err)}
-		}
-		if !canSelect {
-			noSelect = append(noSelect, name)
-		}
-		if !hasKey {
-			noKey = append(noKey, name)
-		}
-	}
-	items := []*taskv1.PrecheckItem{pass("objects", fmt.Sprintf("%d tables selected", len(tables)))}
-	if len(noSelect) > 0 {
-		items = append(items, fail("select_privilege", "no SELECT privilege on "+strings.Join(noSelect, ", "),
-			"GRANT SELECT on those tables to the task's user"))
-	} else {
-		items = append(items, pass("select_privilege", "SELECT granted on every selected table"))
-	}
-	if len(noKey) > 0 {
-		items = append(items, item("primary_key", taskv1.Severity_SEVERITY_WARN,
-			"tables without a primary key or unique key: "+strings.Join(noKey, ", ")+"; consumers may see duplicates and UPDATE/DELETE carry no key",
-			"add a primary key, or acknowledge this warning"))
-	} else {
-		items = append(items, pass("primary_key", "every selected table has a primary or unique key"))
-	}
-	return items
 }
 
 // registryTimeout bounds the schema registry check.

@@ -149,7 +149,7 @@ func (s *Server) PrecheckTask(ctx context.Context, req *taskv1.PrecheckTaskReque
 	if err != nil {
 		return nil, err
 	}
-	return &taskv1.PrecheckTaskResponse{Items: res.GetItems()}, nil
+	return &taskv1.PrecheckTaskResponse{Items: task.AcknowledgeWarnings(res.GetItems(), spec.GetAcknowledgedWarnings())}, nil
 }
 
 // PauseTask stops incremental sync at its confirmed checkpoint.

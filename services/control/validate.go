@@ -5,11 +5,13 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/catalog"
 	"github.com/ferry-cdc/ferry/services/delivery/registry"
 	"github.com/ferry-cdc/ferry/workflows/task"
 )
@@ -61,6 +63,7 @@ func Normalize(spec *taskv1.TaskSpec) (*taskv1.TaskSpec, error) {
 	checkSchemaRegistry(s, &errs)
 	checkSecurity(s.Destination, &errs)
 	normalizeAdvanced(s, &errs)
+	normalizeAcknowledged(s, &errs)
 	sel := s.GetObjects()
 	if !sel.GetWholeDatabase() && len(sel.GetSchemas()) == 0 && len(sel.GetTables()) == 0 {
 		errs.add("objects", "select the whole database, schemas or tables")
@@ -251,6 +254,35 @@ func normalizeAdvanced(s *taskv1.TaskSpec, errs *fieldErrors) {
 		errs.add("advanced.other_retry_minutes", "%d must be smaller than advanced.connection_retry_minutes (%d)",
 			a.OtherRetryMinutes, a.ConnectionRetryMinutes)
 	}
+	if a.HeartbeatSeconds == 0 {
+		a.HeartbeatSeconds = task.DefaultHeartbeatSeconds
+	}
+	if a.HeartbeatSeconds > maxHeartbeatSeconds {
+		errs.add("advanced.heartbeat_seconds", "%d is out of range (1 to %d, default %d); an idle slot can trail the WAL by this long",
+			a.HeartbeatSeconds, maxHeartbeatSeconds, task.DefaultHeartbeatSeconds)
+	}
+}
+
+// maxHeartbeatSeconds caps the heartbeat interval at an hour: beyond that an
+// idle slot could pin an hour of a busy server's WAL.
+const maxHeartbeatSeconds = 3600
+
+// normalizeAcknowledged refuses ids that name no precheck warning, since a
+// misspelt id would otherwise acknowledge nothing without a word, and drops
+// repeats.
+func normalizeAcknowledged(s *taskv1.TaskSpec, errs *fieldErrors) {
+	known := catalog.WarningIDs()
+	var out []string
+	for i, id := range s.AcknowledgedWarnings {
+		switch {
+		case !slices.Contains(known, id):
+			errs.add(fmt.Sprintf("acknowledged_warnings[%d]", i), "%q is not a precheck item that can warn; use one of %s",
+				id, strings.Join(known, ", "))
+		case !slices.Contains(out, id):
+			out = append(out, id)
+		}
+	}
+	s.AcknowledgedWarnings = out
 }
 
 // notYetSupported lists options that are part of the contract but whose

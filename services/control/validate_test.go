@@ -27,7 +27,8 @@ func TestNormalizeFillsDefaults(t *testing.T) {
 	}
 	if s.GetSource().GetPort() != 5432 || s.GetKafka().GetCompression() != taskv1.Compression_COMPRESSION_LZ4 ||
 		s.GetKafka().GetAcks() != taskv1.Acks_ACKS_ALL || s.GetKafka().GetFormat() != taskv1.DataFormat_DATA_FORMAT_CANAL_JSON ||
-		s.GetAdvanced().GetConnectionRetryMinutes() != 720 || s.GetAdvanced().GetOtherRetryMinutes() != 10 {
+		s.GetAdvanced().GetConnectionRetryMinutes() != 720 || s.GetAdvanced().GetOtherRetryMinutes() != 10 ||
+		s.GetAdvanced().GetHeartbeatSeconds() != 30 {
 		t.Fatalf("defaults not applied: %v", s)
 	}
 	if in.GetAdvanced() != nil {
@@ -51,6 +52,29 @@ func TestNormalizeNamesEveryBadField(t *testing.T) {
 		"advanced.other_retry_minutes", "1 to 1440"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+func TestHeartbeatSecondsRange(t *testing.T) {
+	for _, tc := range []struct {
+		in, want uint32
+		bad      bool
+	}{{0, 30, false}, {1, 1, false}, {3600, 3600, false}, {3601, 0, true}} {
+		s := validSpec()
+		s.Advanced = &taskv1.AdvancedOptions{HeartbeatSeconds: tc.in}
+		got, err := Normalize(s)
+		if tc.bad {
+			if err == nil || !strings.Contains(err.Error(), "advanced.heartbeat_seconds: 3601 is out of range (1 to 3600, default 30)") {
+				t.Errorf("heartbeat_seconds %d: err = %v, want it refused by name with the range", tc.in, err)
+			}
+			continue
+		}
+		if err != nil || got.GetAdvanced().GetHeartbeatSeconds() != tc.want {
+			t.Errorf("heartbeat_seconds %d: got %d, %v; want %d", tc.in, got.GetAdvanced().GetHeartbeatSeconds(), err, tc.want)
+		}
+		if missing := notYetSupported(got); len(missing) != 0 {
+			t.Errorf("heartbeat_seconds %d is refused as not yet supported: %v", tc.in, missing)
 		}
 	}
 }
@@ -254,5 +278,25 @@ func TestExactlyOnceFullSyncIsRefusedForNow(t *testing.T) {
 	s.SyncTypes = &taskv1.SyncTypes{Schema: true}
 	if n, _ = Normalize(s); len(notYetSupported(n)) != 0 {
 		t.Fatalf("exactly-once with incremental sync refused: %v", notYetSupported(n))
+	}
+}
+
+func TestNormalizeAcknowledgedWarnings(t *testing.T) {
+	in := validSpec()
+	in.AcknowledgedWarnings = []string{"toast", "primary_key", "toast"}
+	s, err := Normalize(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(s.GetAcknowledgedWarnings(), ","); got != "toast,primary_key" {
+		t.Errorf("acknowledged_warnings = %s, want toast,primary_key (repeats dropped)", got)
+	}
+	// wal_level can only fail, and a misspelt id would acknowledge nothing.
+	in.AcknowledgedWarnings = []string{"primary_key", "wal_level", "primary_keys"}
+	_, err = Normalize(in)
+	for _, want := range []string{`acknowledged_warnings[1]: "wal_level"`, `acknowledged_warnings[2]: "primary_keys"`, "use one of primary_key, "} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want it to say %q", err, want)
+		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/internal/testenv"
+	"github.com/ferry-cdc/ferry/workflows/grpccodec"
 )
 
 // startServer serves a DeliveryService on a loopback port and returns a
@@ -32,7 +33,7 @@ func startServer(t *testing.T) (deliveryv1.DeliveryServiceClient, *Server) {
 func startServerLogging(t *testing.T, logger *slog.Logger) (deliveryv1.DeliveryServiceClient, *Server) {
 	t.Helper()
 	impl := NewServer(logger)
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(grpccodec.ServerOption())
 	deliveryv1.RegisterDeliveryServiceServer(gs, impl)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -41,7 +42,7 @@ func startServerLogging(t *testing.T, logger *slog.Logger) (deliveryv1.DeliveryS
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(impl.Wait) // runs after gs.Stop
 	t.Cleanup(gs.Stop)
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -128,7 +128,10 @@ func classifyRPC(what string, err error, details ...any) error {
 	switch st.Code() {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
 		return temporal.NewApplicationErrorWithOptions(msg, ErrConnection, opts)
-	case codes.InvalidArgument:
+	case codes.InvalidArgument, codes.DataLoss:
+		// DataLoss: the source lost what the task needs to resume (its
+		// slot, or a publication the slot still needs). No retry brings
+		// it back; only a new full sync does, so the task fails at once.
 		opts.NonRetryable = true
 		return temporal.NewApplicationErrorWithOptions(msg, ErrConfig, opts)
 	case codes.Canceled:

@@ -29,7 +29,8 @@ const (
 	ErrConnection = "ferry.ConnectionError"
 	// ErrOther: anything else that may pass with time.
 	ErrOther = "ferry.OtherError"
-	// ErrConfig: a precheck failure or a bad spec; retrying cannot help.
+	// ErrConfig: a precheck failure, a bad spec, or a source that lost what
+	// the task needs to resume (capture's DataLoss); retrying cannot help.
 	ErrConfig = "ferry.ConfigError"
 )
 

@@ -21,6 +21,14 @@ import (
 // throttles the ones sent on every ack.
 const heartbeatEvery = time.Second
 
+// DefaultHeartbeatSeconds is how often capture writes a heartbeat into the
+// source's WAL when a task leaves advanced.heartbeat_seconds unset
+// (control fills it in; tasks created before it did get this too). Each
+// heartbeat is a WAL record of about 100 bytes; the interval bounds how far
+// an idle slot's confirmed_flush_lsn trails the WAL when keepalives do not
+// carry the position.
+const DefaultHeartbeatSeconds = 30
+
 // HeartbeatThrottle is the longest the worker holds back a heartbeat; it
 // bounds how long a pause or stop waits for the incremental activity.
 const HeartbeatThrottle = 2 * time.Second
@@ -41,7 +49,7 @@ func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActi
 	}
 	if err := capStream.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Start{Start: &capturev1.StartStream{
 		Source: in.GetSpec().GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(),
-		StartLsn: cp.get(),
+		StartLsn: cp.get(), HeartbeatSeconds: heartbeatSeconds(in.GetSpec()),
 	}}}); err != nil {
 		return classifyRPC("starting the capture stream", recvErr(capStream.Recv, err), cp.snapshot())
 	}
@@ -63,6 +71,15 @@ func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActi
 		activity.GetLogger(ctx).Info("incremental sync cancelled", "confirmedLSN", cp.get())
 	}
 	return classifyRPC("incremental sync", err, cp.snapshot())
+}
+
+// heartbeatSeconds is the task's heartbeat interval, defaulted for specs
+// normalized before the option was.
+func heartbeatSeconds(spec *taskv1.TaskSpec) uint32 {
+	if h := spec.GetAdvanced().GetHeartbeatSeconds(); h > 0 {
+		return h
+	}
+	return DefaultHeartbeatSeconds
 }
 
 // forwardBatches moves change batches from capture to delivery in order,

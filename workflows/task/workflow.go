@@ -3,6 +3,7 @@ package task
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -86,8 +87,8 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 		if err != nil {
 			return fmt.Errorf("precheck: %w", err)
 		}
-		r.st.Prechecks = res.GetItems()
-		if failed := failedPrechecks(res.GetItems()); failed != "" {
+		r.st.Prechecks = AcknowledgeWarnings(res.GetItems(), r.in.GetSpec().GetAcknowledgedWarnings())
+		if failed := failedPrechecks(r.st.Prechecks); failed != "" {
 			return temporal.NewNonRetryableApplicationError("precheck failed: "+failed, ErrConfig, nil)
 		}
 		r.st.Phase = taskv1.Phase_PHASE_SCHEMA_SYNC
@@ -122,6 +123,27 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 	return nil
 }
 
+// AcknowledgeWarnings turns the warnings the spec acknowledges into passes
+// marked acknowledged, keeping their message and fix so the state still says
+// what was accepted. Failures stay failures: they cannot be acknowledged.
+func AcknowledgeWarnings(items []*taskv1.PrecheckItem, acked []string) []*taskv1.PrecheckItem {
+	if len(acked) == 0 {
+		return items
+	}
+	out := make([]*taskv1.PrecheckItem, len(items))
+	for i, it := range items {
+		out[i] = it
+		if it.GetSeverity() == taskv1.Severity_SEVERITY_WARN && slices.Contains(acked, it.GetId()) {
+			out[i] = &taskv1.PrecheckItem{
+				Id: it.GetId(), Severity: taskv1.Severity_SEVERITY_PASS, Message: it.GetMessage(), Fix: it.GetFix(), Acknowledged: true,
+			}
+		}
+	}
+	return out
+}
+
+// failedPrechecks lists the failed items; only they block a task, warnings
+// (acknowledged or not) never do.
 func failedPrechecks(items []*taskv1.PrecheckItem) string {
 	msg := ""
 	for _, it := range items {

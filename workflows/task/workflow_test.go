@@ -3,6 +3,8 @@ package task
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,6 +31,7 @@ type wfTest struct {
 	t          *testing.T
 	a          *Activities
 	increments []*taskv1.IncrementalActivityInput
+	running    atomic.Int32 // incremental attempts started
 }
 
 // newWFTest registers the workflow with passing precheck and setup; each test
@@ -54,8 +57,24 @@ func (w *wfTest) onIncremental(attempts ...func(ctx context.Context, in *taskv1.
 		w.increments = append(w.increments, in)
 		f := attempts[min(n, len(attempts)-1)]
 		n++
+		w.running.Add(1)
 		return f(ctx, in)
 	})
+}
+
+// whenIncrementalRuns calls f once an incremental attempt has started. A
+// fixed delay is not enough: the test environment fast-forwards timers
+// whenever no activity runs, which can fire a callback before the attempt.
+func (w *wfTest) whenIncrementalRuns(f func()) {
+	var try func()
+	try = func() {
+		if w.running.Load() == 0 {
+			w.RegisterDelayedCallback(try, blockedDelay)
+			return
+		}
+		f()
+	}
+	w.RegisterDelayedCallback(try, blockedDelay)
 }
 
 func (w *wfTest) run() error {
@@ -105,7 +124,7 @@ func TestStopReleasesAndKeepsCheckpoint(t *testing.T) {
 		released = in
 		return nil
 	})
-	w.RegisterDelayedCallback(func() { w.SignalWorkflow(SignalStop, &taskv1.StopSignal{Release: true}) }, blockedDelay)
+	w.whenIncrementalRuns(func() { w.SignalWorkflow(SignalStop, &taskv1.StopSignal{Release: true}) })
 	if err := w.run(); err != nil {
 		t.Fatalf("workflow error: %v", err)
 	}
@@ -147,6 +166,89 @@ func TestPrecheckFailureFailsTaskWithoutSetup(t *testing.T) {
 		t.Error("precheck failure must be non-retryable")
 	}
 	env.AssertNotCalled(t, "Setup", mock.Anything, mock.Anything)
+}
+
+func TestAcknowledgedWarningIsReportedAsAcknowledged(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	a := &Activities{}
+	env.RegisterActivity(a)
+	env.OnActivity(a.Precheck, mock.Anything, mock.Anything).Return(&taskv1.PrecheckActivityResult{Items: []*taskv1.PrecheckItem{
+		{Id: "wal_level", Severity: taskv1.Severity_SEVERITY_PASS},
+		{Id: "primary_key", Severity: taskv1.Severity_SEVERITY_WARN, Message: "no key on public.t", Fix: "add a primary key"},
+		{Id: "long_transactions", Severity: taskv1.Severity_SEVERITY_WARN, Message: "pid 7 open for 10m"},
+		{Id: "temporary_tables", Severity: taskv1.Severity_SEVERITY_FAIL, Message: "made up", Fix: "none"},
+	}}, nil)
+	spec := testSpec()
+	// A failure cannot be acknowledged: naming it changes nothing.
+	spec.AcknowledgedWarnings = []string{"primary_key", "temporary_tables"}
+	env.ExecuteWorkflow(TaskWorkflow, &taskv1.TaskWorkflowInput{TaskId: "t-ack", Spec: spec})
+	var appErr *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != ErrConfig || !appErr.NonRetryable() {
+		t.Fatalf("workflow error = %v, want a non-retryable %s for the failed item", err, ErrConfig)
+	}
+	if !strings.Contains(appErr.Error(), "temporary_tables") || strings.Contains(appErr.Error(), "primary_key") ||
+		strings.Contains(appErr.Error(), "long_transactions") {
+		t.Errorf("error %q should name only the failed item", appErr.Error())
+	}
+	v, err := env.QueryWorkflow(QueryState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st taskv1.TaskState
+	if err := v.Get(&st); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*taskv1.PrecheckItem{}
+	for _, it := range st.GetPrechecks() {
+		got[it.GetId()] = it
+	}
+	if it := got["primary_key"]; it.GetSeverity() != taskv1.Severity_SEVERITY_PASS || !it.GetAcknowledged() ||
+		it.GetMessage() != "no key on public.t" || it.GetFix() != "add a primary key" {
+		t.Errorf("acknowledged warning in state = %v, want PASS, acknowledged, message and fix kept", it)
+	}
+	if it := got["long_transactions"]; it.GetSeverity() != taskv1.Severity_SEVERITY_WARN || it.GetAcknowledged() {
+		t.Errorf("unacknowledged warning in state = %v, want WARN, not acknowledged", it)
+	}
+	if it := got["temporary_tables"]; it.GetSeverity() != taskv1.Severity_SEVERITY_FAIL || it.GetAcknowledged() {
+		t.Errorf("failure in state = %v, want FAIL, not acknowledged", it)
+	}
+	env.AssertNotCalled(t, "Setup", mock.Anything, mock.Anything)
+}
+
+func TestUnacknowledgedWarningDoesNotBlock(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	a := &Activities{}
+	env.RegisterActivity(a)
+	env.OnActivity(a.Precheck, mock.Anything, mock.Anything).Return(&taskv1.PrecheckActivityResult{Items: []*taskv1.PrecheckItem{
+		{Id: "primary_key", Severity: taskv1.Severity_SEVERITY_WARN, Message: "no key"},
+	}}, nil)
+	// Setup ends the run, so reaching it is the proof that the warning
+	// did not block; no timing is involved.
+	setupCalls := 0
+	env.OnActivity(a.Setup, mock.Anything, mock.Anything).Return(func(context.Context, *taskv1.SetupActivityInput) (*taskv1.SetupActivityResult, error) {
+		setupCalls++
+		return nil, temporal.NewNonRetryableApplicationError("end of test", ErrConfig, nil)
+	})
+	env.ExecuteWorkflow(TaskWorkflow, &taskv1.TaskWorkflowInput{TaskId: "t-warn", Spec: testSpec()})
+	if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), "schema sync") {
+		t.Fatalf("workflow error = %v, want the schema sync error the mock returns", err)
+	}
+	if setupCalls != 1 {
+		t.Fatalf("setup calls = %d, want 1: a warning must not block the task", setupCalls)
+	}
+	v, err := env.QueryWorkflow(QueryState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st taskv1.TaskState
+	if err := v.Get(&st); err != nil {
+		t.Fatal(err)
+	}
+	if its := st.GetPrechecks(); len(its) != 1 || its[0].GetSeverity() != taskv1.Severity_SEVERITY_WARN || its[0].GetAcknowledged() {
+		t.Errorf("prechecks in state = %v, want one unacknowledged WARN", its)
+	}
 }
 
 func TestRetriesResumeFromReportedCheckpoint(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/workflows/grpccodec"
 )
 
 // dlvRun is one run of the delivery scenario: every format and codec's
@@ -68,7 +69,7 @@ func runDeliveryOnce(ctx context.Context, e *benchEnv, data *dlvData, run int) (
 		}
 		_ = os.RemoveAll(logDir)
 	}()
-	conn, err := grpc.NewClient(f.addrs["delivery"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(f.addrs["delivery"], grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
 	if err != nil {
 		return r, fmt.Errorf("dialing delivery: %w", err)
 	}

@@ -18,6 +18,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/workflows/grpccodec"
 )
 
 // services in start order: the worker and control API call the others.
@@ -67,7 +68,7 @@ func startFerry(ctx context.Context, c *config, binDir, logDir, taskQueue string
 			return nil, err
 		}
 	}
-	conn, err := grpc.NewClient(f.addrs["control"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(f.addrs["control"], grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
 	if err != nil {
 		f.stop()
 		return nil, fmt.Errorf("dialing control: %w", err)
@@ -113,7 +114,7 @@ func (f *ferry) start(ctx context.Context, name string) error {
 }
 
 func (f *ferry) waitServing(ctx context.Context, name, addr string) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
 	if err != nil {
 		return fmt.Errorf("dialing %s: %w", name, err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/ferry-cdc/ferry/services/control"
 	"github.com/ferry-cdc/ferry/services/internal/config"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
+	"github.com/ferry-cdc/ferry/workflows/grpccodec"
 	"github.com/ferry-cdc/ferry/workflows/task"
 )
 
@@ -55,7 +56,7 @@ func run(cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("connecting to Temporal at %s: %w", cfg.TemporalAddress, err)
 	}
 	defer tc.Close()
-	cat, err := grpc.NewClient(cfg.CatalogAddress, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cat, err := grpc.NewClient(cfg.CatalogAddress, grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
 	if err != nil {
 		return fmt.Errorf("catalog client for %s: %w", cfg.CatalogAddress, err)
 	}

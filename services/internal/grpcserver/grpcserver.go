@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+
+	"github.com/ferry-cdc/ferry/workflows/grpccodec"
 )
 
 // Server is a gRPC server that reports SERVING once Run has bound its port.
@@ -27,9 +29,10 @@ type Server struct {
 	logger *slog.Logger
 }
 
-// New returns a server; register services on it before Run.
+// New returns a server; register services on it before Run. It encodes
+// with grpccodec, which decodes Ferry's messages without reflection.
 func New(name string, logger *slog.Logger, opts ...grpc.ServerOption) *Server {
-	s := grpc.NewServer(opts...)
+	s := grpc.NewServer(append([]grpc.ServerOption{grpccodec.ServerOption()}, opts...)...)
 	h := health.NewServer()
 	healthpb.RegisterHealthServer(s, h)
 	reflection.Register(s)

@@ -11,10 +11,13 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+
+	"github.com/ferry-cdc/ferry/workflows/grpccodec"
 )
 
 // Every Ferry service must answer health checks and reflection, which is
-// what grpcurl and Kubernetes probes rely on.
+// what grpcurl and Kubernetes probes rely on; their messages have no
+// vtprotobuf methods, so they take grpccodec's protobuf-go path both ways.
 func TestServesHealthAndReflectionThenDrains(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -28,7 +31,7 @@ func TestServesHealthAndReflectionThenDrains(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx, addr) }()
 
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,7 +102,7 @@ func readEnvFile(path string) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	out := map[string]string{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -120,7 +120,7 @@ func freePort(t testing.TB) int {
 	if err != nil {
 		t.Fatalf("finding a free port: %v", err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port
 }
 
@@ -192,7 +192,7 @@ func (b *Broker) Start() {
 	if err != nil {
 		b.t.Fatalf("opening the private Kafka broker's log: %v", err)
 	}
-	defer logf.Close()
+	defer func() { _ = logf.Close() }()
 	// JVM flags as stack.sh's up_kafka, with a smaller heap.
 	cmd := exec.Command("java", "-Xms128m", "-Xmx384m", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
 		"-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
@@ -231,7 +231,7 @@ func (b *Broker) waitReady() error {
 		case <-b.exited:
 			return fmt.Errorf("the process exited during start-up (%v)", b.cmd.ProcessState)
 		case <-deadline.C:
-			return fmt.Errorf("not ready (metadata with a leader for every partition) within %s (last: %v)", brokerStartTimeout, last)
+			return fmt.Errorf("not ready (metadata with a leader for every partition) within %s (last: %w)", brokerStartTimeout, last)
 		case <-tick.C:
 		}
 	}
@@ -287,7 +287,7 @@ func metadataReady(addr string) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
 	const clientID = "ferry-testenv"
 	// Header v1: api_key 3 (Metadata), version 4, correlation id, client id.

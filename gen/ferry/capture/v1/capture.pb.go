@@ -369,8 +369,17 @@ type StartStream struct {
 	// Zero: 20 ms. A batch is sent when full, at a commit once this has passed,
 	// or when the stream goes idle.
 	MaxBatchDelayMs uint32 `protobuf:"varint,6,opt,name=max_batch_delay_ms,json=maxBatchDelayMs,proto3" json:"max_batch_delay_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// How often capture writes a non-transactional logical message
+	// (pg_logical_emit_message, prefix "ferry_heartbeat") on the source while
+	// streaming. On PostgreSQL 14 and later pgoutput forwards it, and it comes
+	// back as an empty batch whose watermark_lsn is the message's position, so
+	// the slot's confirmed_flush_lsn keeps up with the WAL even when the
+	// published tables are idle and other tables are busy. Zero: no heartbeat;
+	// the slot then advances only on the server's keepalives. The worker passes
+	// the task's advanced.heartbeat_seconds.
+	HeartbeatSeconds uint32 `protobuf:"varint,7,opt,name=heartbeat_seconds,json=heartbeatSeconds,proto3" json:"heartbeat_seconds,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StartStream) Reset() {
@@ -441,6 +450,13 @@ func (x *StartStream) GetMaxBatchEvents() uint32 {
 func (x *StartStream) GetMaxBatchDelayMs() uint32 {
 	if x != nil {
 		return x.MaxBatchDelayMs
+	}
+	return 0
+}
+
+func (x *StartStream) GetHeartbeatSeconds() uint32 {
+	if x != nil {
+		return x.HeartbeatSeconds
 	}
 	return 0
 }
@@ -844,14 +860,15 @@ const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"\x14StreamChangesRequest\x125\n" +
 	"\x05start\x18\x01 \x01(\v2\x1d.ferry.capture.v1.StartStreamH\x00R\x05start\x12)\n" +
 	"\x03ack\x18\x02 \x01(\v2\x15.ferry.capture.v1.AckH\x00R\x03ackB\x06\n" +
-	"\x04kind\"\x80\x02\n" +
+	"\x04kind\"\xad\x02\n" +
 	"\vStartStream\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x12\x1b\n" +
 	"\tslot_name\x18\x02 \x01(\tR\bslotName\x12)\n" +
 	"\x10publication_name\x18\x03 \x01(\tR\x0fpublicationName\x12\x1b\n" +
 	"\tstart_lsn\x18\x04 \x01(\x04R\bstartLsn\x12(\n" +
 	"\x10max_batch_events\x18\x05 \x01(\rR\x0emaxBatchEvents\x12+\n" +
-	"\x12max_batch_delay_ms\x18\x06 \x01(\rR\x0fmaxBatchDelayMs\"&\n" +
+	"\x12max_batch_delay_ms\x18\x06 \x01(\rR\x0fmaxBatchDelayMs\x12+\n" +
+	"\x11heartbeat_seconds\x18\a \x01(\rR\x10heartbeatSeconds\"&\n" +
 	"\x03Ack\x12\x1f\n" +
 	"\vflushed_lsn\x18\x01 \x01(\x04R\n" +
 	"flushedLsn\"H\n" +

@@ -40,9 +40,12 @@ type CaptureServiceClient interface {
 	// change batches. Only an Ack moves the flushed LSN reported to PostgreSQL.
 	// Streaming starts at max(start_lsn, the slot's confirmed_flush_lsn), and
 	// the stream ends when the client closes its sending side or goes away.
-	// Errors: Unavailable when the source cannot be reached (retry),
-	// FailedPrecondition when the slot, publication, a table or a privilege is
-	// missing (fix, then retry), InvalidArgument for a bad request.
+	// Errors: Unavailable when the source cannot be reached or restarts
+	// (retry), FailedPrecondition when wal_level, the publication or a table
+	// needs fixing and PermissionDenied when the role lacks a privilege (fix,
+	// then retry), DataLoss when the slot is gone or a dropped publication
+	// left changes it can never decode (the task cannot resume; a new full
+	// sync can), InvalidArgument for a bad request.
 	StreamChanges(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamChangesRequest, StreamChangesResponse], error)
 	// Full sync. Creates the task's slot with an exported snapshot (dropping
 	// a slot left by an earlier, interrupted snapshot: that snapshot died with
@@ -131,9 +134,12 @@ type CaptureServiceServer interface {
 	// change batches. Only an Ack moves the flushed LSN reported to PostgreSQL.
 	// Streaming starts at max(start_lsn, the slot's confirmed_flush_lsn), and
 	// the stream ends when the client closes its sending side or goes away.
-	// Errors: Unavailable when the source cannot be reached (retry),
-	// FailedPrecondition when the slot, publication, a table or a privilege is
-	// missing (fix, then retry), InvalidArgument for a bad request.
+	// Errors: Unavailable when the source cannot be reached or restarts
+	// (retry), FailedPrecondition when wal_level, the publication or a table
+	// needs fixing and PermissionDenied when the role lacks a privilege (fix,
+	// then retry), DataLoss when the slot is gone or a dropped publication
+	// left changes it can never decode (the task cannot resume; a new full
+	// sync can), InvalidArgument for a bad request.
 	StreamChanges(grpc.BidiStreamingServer[StreamChangesRequest, StreamChangesResponse]) error
 	// Full sync. Creates the task's slot with an exported snapshot (dropping
 	// a slot left by an earlier, interrupted snapshot: that snapshot died with

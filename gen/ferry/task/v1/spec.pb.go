@@ -518,17 +518,24 @@ func (ConflictMode) EnumDescriptor() ([]byte, []int) {
 type TaskSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A human-readable name; it need not be unique.
-	Name          string           `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Source        *SourceEndpoint  `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
-	Destination   *KafkaEndpoint   `protobuf:"bytes,3,opt,name=destination,proto3" json:"destination,omitempty"`
-	Objects       *ObjectSelection `protobuf:"bytes,4,opt,name=objects,proto3" json:"objects,omitempty"`
-	SyncTypes     *SyncTypes       `protobuf:"bytes,5,opt,name=sync_types,json=syncTypes,proto3" json:"sync_types,omitempty"`
-	Kafka         *KafkaOptions    `protobuf:"bytes,6,opt,name=kafka,proto3" json:"kafka,omitempty"`
-	Advanced      *AdvancedOptions `protobuf:"bytes,7,opt,name=advanced,proto3" json:"advanced,omitempty"`
-	Labels        *Labels          `protobuf:"bytes,8,opt,name=labels,proto3" json:"labels,omitempty"`
-	Alerts        *AlertRules      `protobuf:"bytes,9,opt,name=alerts,proto3" json:"alerts,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Name        string           `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Source      *SourceEndpoint  `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	Destination *KafkaEndpoint   `protobuf:"bytes,3,opt,name=destination,proto3" json:"destination,omitempty"`
+	Objects     *ObjectSelection `protobuf:"bytes,4,opt,name=objects,proto3" json:"objects,omitempty"`
+	SyncTypes   *SyncTypes       `protobuf:"bytes,5,opt,name=sync_types,json=syncTypes,proto3" json:"sync_types,omitempty"`
+	Kafka       *KafkaOptions    `protobuf:"bytes,6,opt,name=kafka,proto3" json:"kafka,omitempty"`
+	Advanced    *AdvancedOptions `protobuf:"bytes,7,opt,name=advanced,proto3" json:"advanced,omitempty"`
+	Labels      *Labels          `protobuf:"bytes,8,opt,name=labels,proto3" json:"labels,omitempty"`
+	Alerts      *AlertRules      `protobuf:"bytes,9,opt,name=alerts,proto3" json:"alerts,omitempty"`
+	// Precheck warnings accepted for this task, by item id (for example
+	// "primary_key" or "sync_replication_slots"). An acknowledged warning is
+	// kept in the task's state as a pass marked acknowledged. Warnings never
+	// block a task and failures cannot be acknowledged: acknowledging only
+	// records that the risk was seen. CreateTask refuses an id that names no
+	// item that can warn, so a misspelling cannot acknowledge nothing.
+	AcknowledgedWarnings []string `protobuf:"bytes,10,rep,name=acknowledged_warnings,json=acknowledgedWarnings,proto3" json:"acknowledged_warnings,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
@@ -620,6 +627,13 @@ func (x *TaskSpec) GetLabels() *Labels {
 func (x *TaskSpec) GetAlerts() *AlertRules {
 	if x != nil {
 		return x.Alerts
+	}
+	return nil
+}
+
+func (x *TaskSpec) GetAcknowledgedWarnings() []string {
+	if x != nil {
+		return x.AcknowledgedWarnings
 	}
 	return nil
 }
@@ -1487,7 +1501,9 @@ type AdvancedOptions struct {
 	OtherRetryMinutes   uint32               `protobuf:"varint,2,opt,name=other_retry_minutes,json=otherRetryMinutes,proto3" json:"other_retry_minutes,omitempty"`
 	FullThrottle        *FullSyncThrottle    `protobuf:"bytes,3,opt,name=full_throttle,json=fullThrottle,proto3" json:"full_throttle,omitempty"`
 	IncrementalThrottle *IncrementalThrottle `protobuf:"bytes,4,opt,name=incremental_throttle,json=incrementalThrottle,proto3" json:"incremental_throttle,omitempty"`
-	// Keep the slot moving while the selected tables are idle. Zero: 10 s.
+	// Keep the slot moving while the selected tables are idle: how often, in
+	// seconds, capture writes a heartbeat message into the source's WAL
+	// (see capture.v1.StartStream.heartbeat_seconds). 1 to 3600, default 30.
 	HeartbeatSeconds uint32 `protobuf:"varint,5,opt,name=heartbeat_seconds,json=heartbeatSeconds,proto3" json:"heartbeat_seconds,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -1683,7 +1699,7 @@ var File_ferry_task_v1_spec_proto protoreflect.FileDescriptor
 
 const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\n" +
-	"\x18ferry/task/v1/spec.proto\x12\rferry.task.v1\"\xd9\x03\n" +
+	"\x18ferry/task/v1/spec.proto\x12\rferry.task.v1\"\x8e\x04\n" +
 	"\bTaskSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
 	"\x06source\x18\x02 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x12>\n" +
@@ -1694,7 +1710,9 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\x05kafka\x18\x06 \x01(\v2\x1b.ferry.task.v1.KafkaOptionsR\x05kafka\x12:\n" +
 	"\badvanced\x18\a \x01(\v2\x1e.ferry.task.v1.AdvancedOptionsR\badvanced\x12-\n" +
 	"\x06labels\x18\b \x01(\v2\x15.ferry.task.v1.LabelsR\x06labels\x121\n" +
-	"\x06alerts\x18\t \x01(\v2\x19.ferry.task.v1.AlertRulesR\x06alerts\"?\n" +
+	"\x06alerts\x18\t \x01(\v2\x19.ferry.task.v1.AlertRulesR\x06alerts\x123\n" +
+	"\x15acknowledged_warnings\x18\n" +
+	" \x03(\tR\x14acknowledgedWarnings\"?\n" +
 	"\tSecretRef\x12\x14\n" +
 	"\x04file\x18\x01 \x01(\tH\x00R\x04file\x12\x12\n" +
 	"\x03env\x18\x02 \x01(\tH\x00R\x03envB\b\n" +

@@ -572,7 +572,10 @@ type PrecheckItem struct {
 	Severity Severity `protobuf:"varint,2,opt,name=severity,proto3,enum=ferry.task.v1.Severity" json:"severity,omitempty"`
 	Message  string   `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
 	// What to do about a warning or a failure.
-	Fix           string `protobuf:"bytes,4,opt,name=fix,proto3" json:"fix,omitempty"`
+	Fix string `protobuf:"bytes,4,opt,name=fix,proto3" json:"fix,omitempty"`
+	// The item was a warning that the task spec's acknowledged_warnings names;
+	// its severity is then PASS, and message and fix are the warning's.
+	Acknowledged  bool `protobuf:"varint,5,opt,name=acknowledged,proto3" json:"acknowledged,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -633,6 +636,13 @@ func (x *PrecheckItem) GetFix() string {
 		return x.Fix
 	}
 	return ""
+}
+
+func (x *PrecheckItem) GetAcknowledged() bool {
+	if x != nil {
+		return x.Acknowledged
+	}
+	return false
 }
 
 type TableRef struct {
@@ -1282,12 +1292,13 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\fResumeSignal\"&\n" +
 	"\n" +
 	"StopSignal\x12\x18\n" +
-	"\arelease\x18\x01 \x01(\bR\arelease\"\x7f\n" +
+	"\arelease\x18\x01 \x01(\bR\arelease\"\xa3\x01\n" +
 	"\fPrecheckItem\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
 	"\bseverity\x18\x02 \x01(\x0e2\x17.ferry.task.v1.SeverityR\bseverity\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x10\n" +
-	"\x03fix\x18\x04 \x01(\tR\x03fix\"8\n" +
+	"\x03fix\x18\x04 \x01(\tR\x03fix\x12\"\n" +
+	"\facknowledged\x18\x05 \x01(\bR\facknowledged\"8\n" +
 	"\bTableRef\x12\x16\n" +
 	"\x06schema\x18\x01 \x01(\tR\x06schema\x12\x14\n" +
 	"\x05table\x18\x02 \x01(\tR\x05table\"f\n" +

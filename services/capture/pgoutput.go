@@ -1,0 +1,189 @@
+package capture
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pglogrepl"
+)
+
+// errDecoderPanic marks a message that made pglogrepl's decoder panic. The
+// framing check below exists so that this never happens; the fuzz tests
+// fail when it does.
+var errDecoderPanic = errors.New("pgoutput decoder panicked")
+
+// parseMessage decodes one pgoutput (protocol version 1) message. pglogrepl
+// trusts the server's lengths: a short or corrupt message makes it index
+// past the buffer, and a tuple column or TRUNCATE claiming 4 GiB makes it
+// allocate that much. checkFraming walks the message first, so whatever
+// reaches pglogrepl is complete and exactly as long as it says.
+func parseMessage(data []byte) (msg pglogrepl.Message, err error) {
+	if err := checkFraming(data); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			msg, err = nil, fmt.Errorf("%w on message type %q: %v", errDecoderPanic, data[0], r)
+		}
+	}()
+	return pglogrepl.Parse(data)
+}
+
+// wireReader reads big-endian protocol fields and remembers the first
+// short read, so callers check once at the end.
+type wireReader struct {
+	buf []byte
+	err error
+}
+
+func (r *wireReader) take(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || n > len(r.buf) {
+		r.err = fmt.Errorf("message is truncated: %d more bytes needed, %d left", n, len(r.buf))
+		return nil
+	}
+	out := r.buf[:n]
+	r.buf = r.buf[n:]
+	return out
+}
+
+func (r *wireReader) byte1() byte {
+	if b := r.take(1); b != nil {
+		return b[0]
+	}
+	return 0
+}
+
+func (r *wireReader) uint16() uint16 {
+	if b := r.take(2); b != nil {
+		return binary.BigEndian.Uint16(b)
+	}
+	return 0
+}
+
+func (r *wireReader) uint32() uint32 {
+	if b := r.take(4); b != nil {
+		return binary.BigEndian.Uint32(b)
+	}
+	return 0
+}
+
+// cstring skips a NUL-terminated string.
+func (r *wireReader) cstring() {
+	if r.err != nil {
+		return
+	}
+	for i, b := range r.buf {
+		if b == 0 {
+			r.buf = r.buf[i+1:]
+			return
+		}
+	}
+	r.err = errors.New("message is truncated: string without its terminating NUL")
+}
+
+// tuple skips a TupleData, refusing column kinds pgoutput does not send.
+func (r *wireReader) tuple() {
+	n := r.uint16()
+	for i := 0; i < int(n) && r.err == nil; i++ {
+		switch kind := r.byte1(); kind {
+		case pglogrepl.TupleDataTypeNull, pglogrepl.TupleDataTypeToast:
+		case pglogrepl.TupleDataTypeText, pglogrepl.TupleDataTypeBinary:
+			r.take(int(r.uint32()))
+		default:
+			if r.err == nil {
+				r.err = fmt.Errorf("tuple column %d has unknown kind %q", i, kind)
+			}
+		}
+	}
+}
+
+// expect consumes one byte that must be one of want.
+func (r *wireReader) expect(what string, want ...byte) byte {
+	b := r.byte1()
+	if r.err != nil {
+		return 0
+	}
+	for _, w := range want {
+		if b == w {
+			return b
+		}
+	}
+	r.err = fmt.Errorf("%s is %q, want one of %q", what, b, want)
+	return 0
+}
+
+// checkFraming checks that data is one complete message of a type protocol
+// version 1 defines (plus 'M', which messages 'true' enables), with nothing
+// left over.
+func checkFraming(data []byte) error {
+	if len(data) == 0 {
+		return errors.New("empty pgoutput message")
+	}
+	r := &wireReader{buf: data[1:]}
+	switch data[0] {
+	case 'B': // final LSN, commit time, xid
+		r.take(8 + 8 + 4)
+	case 'C': // flags, commit LSN, end LSN, commit time
+		r.take(1 + 8 + 8 + 8)
+	case 'O': // origin LSN, name
+		r.take(8)
+		r.cstring()
+	case 'Y': // type OID, namespace, name
+		r.take(4)
+		r.cstring()
+		r.cstring()
+	case 'R':
+		checkRelation(r)
+	case 'I':
+		r.take(4)
+		r.expect("insert tuple marker", 'N')
+		r.tuple()
+	case 'U':
+		r.take(4)
+		if r.expect("update tuple marker", 'K', 'O', 'N') != 'N' {
+			r.tuple()
+			r.expect("update new-tuple marker", 'N')
+		}
+		r.tuple()
+	case 'D':
+		r.take(4)
+		r.expect("delete tuple marker", 'K', 'O')
+		r.tuple()
+	case 'T': // relation count, options, OIDs
+		n := r.uint32()
+		r.take(1)
+		r.take(int(min(uint64(n)*4, uint64(len(r.buf))+1)))
+	case 'M': // flags, LSN, prefix, content
+		r.take(1 + 8)
+		r.cstring()
+		r.take(int(r.uint32()))
+	default:
+		return fmt.Errorf("unsupported pgoutput message type %q", data[0])
+	}
+	if r.err != nil {
+		return fmt.Errorf("pgoutput message %q: %w", data[0], r.err)
+	}
+	if len(r.buf) != 0 {
+		return fmt.Errorf("pgoutput message %q has %d unexpected trailing bytes", data[0], len(r.buf))
+	}
+	return nil
+}
+
+// checkRelation walks a Relation message: OID, namespace, name, replica
+// identity, then each column's flags, name, type OID and modifier.
+func checkRelation(r *wireReader) {
+	r.take(4)
+	r.cstring()
+	r.cstring()
+	r.take(1)
+	n := r.uint16()
+	for i := 0; i < int(n) && r.err == nil; i++ {
+		r.take(1)
+		r.cstring()
+		r.take(4 + 4)
+	}
+}

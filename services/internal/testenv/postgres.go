@@ -1,0 +1,342 @@
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/internal/pgsource"
+)
+
+// Postgres is a PostgreSQL 15 cluster private to one test, set up as
+// deploy/local/stack.sh sets up the shared one (wal_level=logical, a role
+// "ferry" with REPLICATION and a password that owns database "ferry"). Unlike
+// the shared server it may be stopped, restarted and reconfigured, to test
+// faults.
+type Postgres struct {
+	t        testing.TB
+	bin      string
+	dir      string // the data directory
+	port     int
+	pwFile   string
+	settings map[string]string
+	running  bool
+	// InitTime is how long initdb took; StartTime how long the last start
+	// took until the server accepted connections.
+	InitTime, StartTime time.Duration
+}
+
+// pgStartTimeout bounds pg_ctl start; start-up takes well under a second,
+// but crash recovery after an immediate stop can take longer.
+const pgStartTimeout = 60
+
+// pgInstallHint is what to do when the binaries are missing.
+const pgInstallHint = "install the PostgreSQL 15 server binaries (apt-get install postgresql-15) or set FERRY_PG_BIN to their folder"
+
+// StartPostgres creates and starts a private cluster in t.TempDir() on a
+// free loopback port; t.Cleanup stops it. Missing binaries fail the test.
+func StartPostgres(t testing.TB) *Postgres {
+	t.Helper()
+	bin := env("FERRY_PG_BIN", "/usr/lib/postgresql/15/bin")
+	for _, b := range []string{"initdb", "pg_ctl", "postgres"} {
+		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
+			t.Fatalf("a private PostgreSQL needs %s: %v; %s", filepath.Join(bin, b), err, pgInstallHint)
+		}
+	}
+	p := &Postgres{t: t, bin: bin, port: freePort(t), settings: map[string]string{}}
+	root := t.TempDir()
+	p.dir, p.pwFile = filepath.Join(root, "data"), filepath.Join(root, "ferry-password")
+	if err := p.initdb(root); err != nil {
+		t.Fatalf("creating a private PostgreSQL in %s: %v", p.dir, err)
+	}
+	t.Cleanup(p.kill)
+	p.Start()
+	if err := p.bootstrap(); err != nil {
+		t.Fatalf("creating role and database ferry in the private PostgreSQL: %v; log:\n%s", err, p.logTail())
+	}
+	return p
+}
+
+// initdb creates the cluster as stack.sh's pg_init does: owned by the
+// postgres user when run as root (initdb refuses root), local trust, and
+// scram-sha-256 over TCP except for the superuser, whom tests use freely.
+func (p *Postgres) initdb(root string) error {
+	if err := p.ownByPostgres(root); err != nil {
+		return err
+	}
+	password := make([]byte, 12)
+	_, _ = rand.Read(password)
+	if err := os.WriteFile(p.pwFile, []byte(hex.EncodeToString(password)+"\n"), 0o600); err != nil {
+		return err
+	}
+	begun := time.Now()
+	// --no-sync: the cluster is thrown away; fsync stays on while it runs,
+	// since tests check what survives a restart.
+	if out, err := p.run(filepath.Join(p.bin, "initdb"), "-D", p.dir, "-U", "postgres", "-E", "UTF8",
+		"--locale=C.UTF-8", "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"); err != nil {
+		return fmt.Errorf("initdb: %w: %s", err, out)
+	}
+	p.InitTime = time.Since(begun)
+	hba := "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+	if err := p.writeOwned(filepath.Join(p.dir, "pg_hba.conf"), hba); err != nil {
+		return err
+	}
+	if err := appendFile(filepath.Join(p.dir, "postgresql.conf"), "include_if_exists = 'ferry.conf'\n"); err != nil {
+		return err
+	}
+	return p.writeConf()
+}
+
+// ownByPostgres lets the postgres user, as whom the server runs under root,
+// reach and own root (t.TempDir() is private to the test's user).
+func (p *Postgres) ownByPostgres(root string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	for d := root; d != filepath.Dir(d) && strings.HasPrefix(d, os.TempDir()) && d != os.TempDir(); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o711); err != nil {
+			return err
+		}
+	}
+	return p.chown(root)
+}
+
+func (p *Postgres) chown(path string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	if out, err := exec.Command("chown", "postgres:postgres", path).CombinedOutput(); err != nil {
+		return fmt.Errorf("chown postgres %s: %w: %s", path, err, out)
+	}
+	return nil
+}
+
+// run runs a PostgreSQL binary as the cluster's owner.
+func (p *Postgres) run(name string, args ...string) ([]byte, error) {
+	cmd := exec.Command(name, args...)
+	if os.Geteuid() == 0 {
+		cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
+	}
+	return cmd.CombinedOutput()
+}
+
+func (p *Postgres) writeOwned(path, content string) error {
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		return err
+	}
+	return p.chown(path)
+}
+
+func appendFile(path, line string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(line)
+	return errors.Join(err, f.Close())
+}
+
+// writeConf mirrors stack.sh's pg_write_conf, then applies the test's
+// settings. Unix sockets are off: t.TempDir() paths can exceed their limit.
+func (p *Postgres) writeConf() error {
+	conf := map[string]string{
+		"listen_addresses": "'127.0.0.1'", "port": fmt.Sprint(p.port), "unix_socket_directories": "''",
+		"wal_level": "logical", "max_replication_slots": "20", "max_wal_senders": "20", "fsync": "on",
+	}
+	for k, v := range p.settings {
+		conf[k] = v
+	}
+	keys := make([]string, 0, len(conf))
+	for k := range conf {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s = %s\n", k, conf[k])
+	}
+	return p.writeOwned(filepath.Join(p.dir, "ferry.conf"), b.String())
+}
+
+// bootstrap mirrors stack.sh's pg_bootstrap.
+func (p *Postgres) bootstrap() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, p.superDSN("postgres"))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	password, err := os.ReadFile(p.pwFile)
+	if err != nil {
+		return err
+	}
+	for _, sql := range []string{
+		fmt.Sprintf("CREATE ROLE ferry LOGIN REPLICATION PASSWORD '%s'", strings.TrimSpace(string(password))),
+		"CREATE DATABASE ferry OWNER ferry",
+		"GRANT CREATE, CONNECT ON DATABASE ferry TO ferry",
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("%s: %w", strings.SplitN(sql, " PASSWORD", 2)[0], err)
+		}
+	}
+	return nil
+}
+
+func (p *Postgres) superDSN(database string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", p.port, database)
+}
+
+// Port is the server's TCP port on 127.0.0.1.
+func (p *Postgres) Port() int { return p.port }
+
+// Source is the private server as the role "ferry", like Source() for the
+// shared one.
+func (p *Postgres) Source() *taskv1.SourceEndpoint {
+	return &taskv1.SourceEndpoint{
+		Host: "127.0.0.1", Port: uint32(p.port), Database: "ferry", User: "ferry",
+		Password: &taskv1.SecretRef{Source: &taskv1.SecretRef_File{File: p.pwFile}},
+	}
+}
+
+// Conn connects as "ferry" to database "ferry"; t.Cleanup closes it.
+func (p *Postgres) Conn(t testing.TB) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgsource.Connect(ctx, p.Source())
+	if err != nil {
+		t.Fatalf("connecting to the private PostgreSQL as ferry: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn
+}
+
+// SuperConn connects as the superuser to database "ferry"; t.Cleanup closes it.
+func (p *Postgres) SuperConn(t testing.TB) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, p.superDSN("ferry"))
+	if err != nil {
+		t.Fatalf("connecting to the private PostgreSQL as postgres: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn
+}
+
+// Start starts the server on its data directory and waits until it accepts
+// connections, failing the test otherwise.
+func (p *Postgres) Start() {
+	p.t.Helper()
+	if err := p.TryStart(); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// TryStart starts the server and returns why it did not come up, with the
+// end of its log, for tests that expect a start to fail.
+func (p *Postgres) TryStart() error {
+	begun := time.Now()
+	out, err := p.run(filepath.Join(p.bin, "pg_ctl"), "-D", p.dir, "-l", p.logPath(), "-w",
+		"-t", fmt.Sprint(pgStartTimeout), "start")
+	if err != nil {
+		return fmt.Errorf("starting the private PostgreSQL in %s: %w: %s; log:\n%s", p.dir, err, out, p.logTail())
+	}
+	p.running = true
+	p.StartTime = time.Since(begun)
+	return nil
+}
+
+// Stop shuts the server down cleanly (fast mode: sessions are ended, a
+// shutdown checkpoint is written), as an administrator's restart does.
+// PostgreSQL waits for every walsender's client to confirm all WAL sent, so
+// a logical stream with unacknowledged changes holds the shutdown up.
+func (p *Postgres) Stop() {
+	p.t.Helper()
+	if err := p.TryStop(pgStartTimeout * time.Second); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// TryStop is Stop, giving up after timeout (whole seconds); the shutdown
+// then goes on in the background.
+func (p *Postgres) TryStop(timeout time.Duration) error {
+	out, err := p.run(filepath.Join(p.bin, "pg_ctl"), "-D", p.dir, "-m", "fast", "-w",
+		"-t", fmt.Sprint(int(max(timeout.Seconds(), 1))), "stop")
+	if err != nil {
+		return fmt.Errorf("stopping the private PostgreSQL: %w: %s; log:\n%s", err, out, p.logTail())
+	}
+	p.running = false
+	return nil
+}
+
+// Crash stops the server at once (immediate mode: no checkpoint, crash
+// recovery on the next start), as a power loss or a killed postmaster does.
+func (p *Postgres) Crash() {
+	p.t.Helper()
+	if out, err := p.run(filepath.Join(p.bin, "pg_ctl"), "-D", p.dir, "-m", "immediate", "-w", "stop"); err != nil {
+		p.t.Fatalf("crashing the private PostgreSQL: %v: %s; log:\n%s", err, out, p.logTail())
+	}
+	p.running = false
+}
+
+// Configure sets "name=value" settings for the next start, e.g.
+// "wal_level=replica"; they replace earlier values of the same settings.
+func (p *Postgres) Configure(settings ...string) {
+	p.t.Helper()
+	for _, s := range settings {
+		name, value, ok := strings.Cut(s, "=")
+		if !ok {
+			p.t.Fatalf("setting %q is not name=value", s)
+		}
+		p.settings[strings.TrimSpace(name)] = strings.TrimSpace(value)
+	}
+	if err := p.writeConf(); err != nil {
+		p.t.Fatalf("writing the private PostgreSQL's settings: %v", err)
+	}
+}
+
+// Restart stops the server, applies settings (see Configure) and starts it.
+func (p *Postgres) Restart(settings ...string) {
+	p.t.Helper()
+	p.Stop()
+	p.Configure(settings...)
+	p.Start()
+}
+
+// kill ends a server still running when the test ends; immediate mode,
+// since its data is thrown away.
+func (p *Postgres) kill() {
+	if _, err := os.Stat(filepath.Join(p.dir, "postmaster.pid")); err != nil && !p.running {
+		return
+	}
+	if out, err := p.run(filepath.Join(p.bin, "pg_ctl"), "-D", p.dir, "-m", "immediate", "-w", "stop"); err != nil && p.running {
+		p.t.Errorf("stopping the private PostgreSQL: %v: %s", err, out)
+	}
+}
+
+func (p *Postgres) logPath() string { return filepath.Join(filepath.Dir(p.dir), "postgres.log") }
+
+// Log is the server's log so far.
+func (p *Postgres) Log() string {
+	b, _ := os.ReadFile(p.logPath())
+	return string(b)
+}
+
+func (p *Postgres) logTail() string {
+	lines := strings.Split(strings.TrimRight(p.Log(), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-20):], "\n")
+}
