@@ -183,14 +183,10 @@ WHERE usesysid IS NOT NULL AND NOT pg_has_role(usesysid, 'USAGE') AND NOT pg_has
 // example one that shadows a selected table) never reach Kafka.
 func checkTemporaryTables(ctx context.Context, conn *pgx.Conn) *taskv1.PrecheckItem {
 	const id = "temporary_tables"
-	rows, err := conn.Query(ctx, `
+	names, err := queryNames(ctx, conn, `
 SELECT format('%I.%I', n.nspname, c.relname)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relpersistence = 't' AND c.relkind IN ('r', 'p') ORDER BY 1`)
-	if err != nil {
-		return queryFailed(id, err)
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return queryFailed(id, err)
 	}
@@ -199,6 +195,15 @@ WHERE c.relpersistence = 't' AND c.relkind IN ('r', 'p') ORDER BY 1`)
 	}
 	return warn(id, "temporary tables are never captured (logical decoding skips them): "+listNames(names),
 		"write the data to be synchronized to permanent tables, or acknowledge this warning")
+}
+
+// queryNames runs a query that returns one name per row.
+func queryNames(ctx context.Context, conn *pgx.Conn, sql string, args ...any) ([]string, error) {
+	rows, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // listNames joins names for a message, at most maxListed of them.

@@ -211,16 +211,12 @@ func checkUnloggedTables(ctx context.Context, conn *pgx.Conn, sel *taskv1.Object
 	for _, s := range sel.GetSchemas() {
 		schemas = append(schemas, s.GetSchema())
 	}
-	rows, err := conn.Query(ctx, `
+	names, err := queryNames(ctx, conn, `
 SELECT format('%I.%I', n.nspname, c.relname)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'p')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
   AND ($1 OR n.nspname = ANY($2)) ORDER BY 1`, sel.GetWholeDatabase(), schemas)
-	if err != nil {
-		return queryFailed(id, err)
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return queryFailed(id, err)
 	}

@@ -22,14 +22,7 @@ import (
 // must fix is the other-issues window; what no fix can bring back fails at
 // once.
 func TestClassifyRPCSourceFaults(t *testing.T) {
-	cp := &cdcv1.Checkpoint{ConfirmedLsn: 77}
-	for _, c := range []struct {
-		name         string
-		err          error
-		typ          string
-		class        taskv1.ErrorClass
-		nonRetryable bool
-	}{
+	checkClassification(t, "incremental sync", []classifyCase{
 		{"server restart", status.Error(codes.Unavailable, "streaming from replication slot s (publication p): receiving from the replication stream: receive message failed: unexpected EOF; PostgreSQL could not be reached or the connection was lost: check that it is running and reachable; Ferry retries and resumes from the last acknowledged position"),
 			ErrConnection, taskv1.ErrorClass_ERROR_CLASS_CONNECTION, false},
 		{"server shutting down", status.Error(codes.Unavailable, "connecting to postgres ferry@h:5432/ferry: FATAL: the database system is shutting down (SQLSTATE 57P03); the server is shutting down or restarting, or an administrator ended the session; Ferry retries and resumes from the last acknowledged position"),
@@ -50,27 +43,7 @@ func TestClassifyRPCSourceFaults(t *testing.T) {
 			ErrConfig, taskv1.ErrorClass_ERROR_CLASS_OTHER, true},
 		{"slot dropped", status.Error(codes.DataLoss, "replication slot s does not exist: it was dropped (or never created). ... stop it with release and create it again with full sync to read the tables again"),
 			ErrConfig, taskv1.ErrorClass_ERROR_CLASS_OTHER, true},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			err := classifyRPC("incremental sync", c.err, cp)
-			var appErr *temporal.ApplicationError
-			if !errors.As(err, &appErr) {
-				t.Fatalf("classifyRPC(%v) = %T %v, want an application error", c.err, err, err)
-			}
-			if appErr.Type() != c.typ || appErr.NonRetryable() != c.nonRetryable {
-				t.Fatalf("type %s non-retryable %v, want %s and %v", appErr.Type(), appErr.NonRetryable(), c.typ, c.nonRetryable)
-			}
-			if want := "incremental sync: " + status.Convert(c.err).Message(); appErr.Message() != want {
-				t.Fatalf("message %q, want %q", appErr.Message(), want)
-			}
-			if got := classify(err); got != c.class {
-				t.Fatalf("workflow class %v, want %v", got, c.class)
-			}
-			if got := CheckpointFromError(err); got.GetConfirmedLsn() != 77 {
-				t.Fatalf("checkpoint %v, want 77", got)
-			}
-		})
-	}
+	})
 }
 
 // A dropped slot fails the task on the first attempt, with capture's

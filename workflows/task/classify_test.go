@@ -16,14 +16,7 @@ import (
 // for Kafka faults (services/delivery/faults_integration_test.go) and checks
 // the retry window each one gets.
 func TestClassifyRPCKafkaFaults(t *testing.T) {
-	cp := &cdcv1.Checkpoint{ConfirmedLsn: 77}
-	for _, c := range []struct {
-		name         string
-		err          error
-		typ          string
-		class        taskv1.ErrorClass
-		nonRetryable bool
-	}{
+	checkClassification(t, "starting the delivery stream", []classifyCase{
 		{"unreachable broker", status.Error(codes.Unavailable, "no Kafka broker at 127.0.0.1:1 answered within 15s (last error: Local: Broker transport failure); check destination.bootstrap_servers"),
 			ErrConnection, taskv1.ErrorClass_ERROR_CLASS_CONNECTION, false},
 		{"messages timed out", status.Error(codes.Unavailable, "delivering a row of table public.orders to topic \"t\" failed: Local: Message timed out"),
@@ -36,9 +29,30 @@ func TestClassifyRPCKafkaFaults(t *testing.T) {
 			ErrOther, taskv1.ErrorClass_ERROR_CLASS_OTHER, false},
 		{"row too large", status.Error(codes.InvalidArgument, "row of table public.orders encodes to 2000000 bytes"),
 			ErrConfig, taskv1.ErrorClass_ERROR_CLASS_OTHER, true},
-	} {
+	})
+	var canErr *temporal.CanceledError
+	if err := classifyRPC("x", status.Error(codes.Canceled, "cancelled"), nil); !errors.As(err, &canErr) {
+		t.Fatalf("Canceled became %T %v, want a cancellation", err, err)
+	}
+}
+
+// classifyCase is a service status and the retry treatment it must get.
+type classifyCase struct {
+	name         string
+	err          error
+	typ          string
+	class        taskv1.ErrorClass
+	nonRetryable bool
+}
+
+// checkClassification runs classifyRPC on each case: the application error
+// type, retryability, message, workflow class and carried checkpoint.
+func checkClassification(t *testing.T, what string, cases []classifyCase) {
+	t.Helper()
+	cp := &cdcv1.Checkpoint{ConfirmedLsn: 77}
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			err := classifyRPC("starting the delivery stream", c.err, cp)
+			err := classifyRPC(what, c.err, cp)
 			var appErr *temporal.ApplicationError
 			if !errors.As(err, &appErr) {
 				t.Fatalf("classifyRPC(%v) = %T %v, want an application error", c.err, err, err)
@@ -46,7 +60,7 @@ func TestClassifyRPCKafkaFaults(t *testing.T) {
 			if appErr.Type() != c.typ || appErr.NonRetryable() != c.nonRetryable {
 				t.Fatalf("type %s non-retryable %v, want %s and %v", appErr.Type(), appErr.NonRetryable(), c.typ, c.nonRetryable)
 			}
-			if want := "starting the delivery stream: " + status.Convert(c.err).Message(); appErr.Message() != want {
+			if want := what + ": " + status.Convert(c.err).Message(); appErr.Message() != want {
 				t.Fatalf("message %q, want %q", appErr.Message(), want)
 			}
 			if got := classify(err); got != c.class {
@@ -56,9 +70,5 @@ func TestClassifyRPCKafkaFaults(t *testing.T) {
 				t.Fatalf("checkpoint %v, want 77", got)
 			}
 		})
-	}
-	var canErr *temporal.CanceledError
-	if err := classifyRPC("x", status.Error(codes.Canceled, "cancelled"), cp); !errors.As(err, &canErr) {
-		t.Fatalf("Canceled became %T %v, want a cancellation", err, err)
 	}
 }
