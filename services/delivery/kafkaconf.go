@@ -24,10 +24,13 @@ const (
 	// batchMessages lifts librdkafka's default of 10,000 messages per batch
 	// so that batchBytes, not the message count, ends a batch of small rows.
 	batchMessages = 100_000
-	// queueMessages is the producer's local queue: about five seconds of
-	// peak throughput, so that a broker hiccup does not stall capture at
-	// once. Memory stays bounded by queue.buffering.max.kbytes (1 GiB).
-	queueMessages = 1_000_000
+	// queueMessages and queueKBytes bound the producer's local queue. At
+	// about a second of peak throughput it rides out a broker hiccup, and
+	// past it Produce pushes back on capture instead of growing: with
+	// librdkafka's defaults (100k messages and 1 GiB, or the 1M messages
+	// this used to allow) a burst took delivery's RSS past 256 MB.
+	queueMessages = 200_000
+	queueKBytes   = 64 << 10
 	// defaultTopicMaxBytes is Kafka's default max.message.bytes, used when a
 	// topic's own limit cannot be read.
 	defaultTopicMaxBytes = 1_048_588
@@ -172,6 +175,7 @@ func producerConfig(ep *taskv1.KafkaEndpoint, opts *taskv1.KafkaOptions, minTopi
 	c["batch.size"] = batch
 	c["batch.num.messages"] = batchMessages
 	c["queue.buffering.max.messages"] = queueMessages
+	c["queue.buffering.max.kbytes"] = queueKBytes
 	c["message.max.bytes"] = msgMax
 	c["go.delivery.report.fields"] = "none"
 	c["go.logs.channel.enable"] = true
