@@ -1,0 +1,264 @@
+package delivery
+
+// Producing one row: its route (topic, partition policy, operations), key,
+// size check against the topic's limit, and the enqueue that gives it a
+// sequence number in the checkpointer.
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/delivery/canal"
+	"github.com/ferry-cdc/ferry/services/delivery/pgtext"
+)
+
+func (s *stream) routeFor(tab *canal.Table) (*route, error) {
+	oid := tab.Rel.GetOid()
+	if r, ok := s.routes[oid]; ok {
+		return r, nil
+	}
+	rel := tab.Rel
+	name := s.start.GetKafka().GetTopic()
+	if sel := s.tsel[[2]string{rel.GetSchema(), rel.GetTable()}]; sel.GetTopic() != "" {
+		name = sel.GetTopic()
+	}
+	if name == "" {
+		return nil, status.Errorf(codes.FailedPrecondition, "no topic for table %s.%s: set kafka.topic or the table's topic", rel.GetSchema(), rel.GetTable())
+	}
+	ti, err := s.topic(name)
+	if err != nil {
+		return nil, status.Errorf(status.Code(err), "table %s.%s: %s", rel.GetSchema(), rel.GetTable(), status.Convert(err).Message())
+	}
+	full := rel.GetSchema() + "." + rel.GetTable()
+	r := &route{topic: ti, full: full, tablePart: JavaPartition(full, ti.partitions),
+		ops: operationsFor(s.start.GetObjects(), rel.GetSchema(), rel.GetTable())}
+	s.routes[oid] = r
+	return r, nil
+}
+
+// topic returns the cached partition count and size limit of a topic.
+func (s *stream) topic(name string) (*topicInfo, error) {
+	ti := s.topics[name]
+	if ti != nil && ti.partitions > 0 {
+		return ti, nil
+	}
+	md, err := s.p.GetMetadata(&name, false, 10_000)
+	if err != nil {
+		return nil, kafkaStatus(err, fmt.Sprintf("reading metadata of topic %q", name))
+	}
+	tm, ok := md.Topics[name]
+	if !ok || tm.Error.Code() == kafka.ErrUnknownTopicOrPart || tm.Error.Code() == kafka.ErrUnknownTopic {
+		return nil, status.Errorf(codes.FailedPrecondition, "topic %q does not exist in Kafka: enable schema sync or create it", name)
+	}
+	if tm.Error.Code() != kafka.ErrNoError {
+		return nil, kafkaStatus(tm.Error, fmt.Sprintf("reading metadata of topic %q", name))
+	}
+	if len(tm.Partitions) == 0 {
+		return nil, status.Errorf(codes.Unavailable, "topic %q has no partitions in the metadata yet", name)
+	}
+	if ti == nil {
+		lim := s.topicLimits([]string{name})
+		ti = &topicInfo{name: name, maxBytes: lim[name]}
+		s.topics[name] = ti
+	}
+	if ti.maxBytes == 0 {
+		ti.maxBytes = defaultTopicMaxBytes
+	}
+	ti.partitions = int32(len(tm.Partitions))
+	return ti, nil
+}
+
+// appendKey appends the key text of ev (see the package documentation) and
+// reports whether the table has a key.
+func (s *stream) appendKey(dst []byte, tab *canal.Table, ev *cdcv1.ChangeEvent) ([]byte, bool) {
+	if len(tab.KeyIdx) == 0 {
+		return dst, false
+	}
+	row, other := ev.GetNewValues(), ev.GetOldValues()
+	if len(other) > 0 || len(row) == 0 {
+		row, other = other, row
+	}
+	cols := tab.Rel.GetColumns()
+	for _, i := range tab.KeyIdx {
+		if i >= len(row) {
+			continue
+		}
+		var k pgtext.Kind
+		before := len(dst)
+		dst, k = pgtext.Append(dst, cols[i].GetTypeOid(), row[i])
+		if k != pgtext.KindValue && i < len(other) {
+			dst, _ = pgtext.Append(dst[:before], cols[i].GetTypeOid(), other[i])
+		}
+	}
+	return dst, true
+}
+
+func (s *stream) produce(ev *cdcv1.ChangeEvent) error {
+	tab, ok := s.enc.Table(ev.GetRelationOid())
+	if !ok {
+		return status.Errorf(codes.InvalidArgument, "event at LSN %d refers to relation %d, which this stream was never sent", ev.GetLsn(), ev.GetRelationOid())
+	}
+	r, err := s.routeFor(tab)
+	if err != nil {
+		return err
+	}
+	if !r.ops.allows(ev.GetOp()) {
+		return nil
+	}
+	s.buf, err = s.enc.Encode(s.buf[:0], tab, ev)
+	if err != nil {
+		return encodeError(err)
+	}
+	var hasKey bool
+	s.keyBuf, hasKey = s.appendKey(s.keyBuf[:0], tab, ev)
+	var key []byte
+	if hasKey {
+		key = s.keyBuf
+	}
+	if size := len(s.buf) + len(key) + recordOverhead; size > r.topic.maxBytes {
+		if s.start.GetOptions().GetDeadLetterTopic() != "" {
+			return s.deadLetter(tab, ev, r.topic, key, s.buf, size)
+		}
+		return s.tooLarge(tab, ev, r.topic, string(key), size)
+	}
+	part := int32(0)
+	switch s.start.GetOptions().GetPartitionPolicy() {
+	case taskv1.PartitionPolicy_PARTITION_POLICY_HASH_TABLE:
+		part = r.tablePart
+	case taskv1.PartitionPolicy_PARTITION_POLICY_HASH_PRIMARY_KEY:
+		part = partitionFor(taskv1.PartitionPolicy_PARTITION_POLICY_HASH_PRIMARY_KEY, r.full, key, r.topic.partitions)
+		if !hasKey {
+			part = 0
+		}
+	}
+	return s.send(&kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &r.topic.name, Partition: part},
+		Value:          s.buf,
+		Key:            key,
+		Headers:        headersFor(ev),
+	}, &msgInfo{tab: tab, key: string(key), topic: r.topic.name})
+}
+
+// snapshotHeaders mark rows read by full sync, in every format: Canal JSON's
+// key set is fixed and strict consumers reject any other key, so the mark
+// cannot go into the message itself. librdkafka copies headers on Produce,
+// so one shared slice serves every message.
+var snapshotHeaders = []kafka.Header{{Key: SnapshotHeader, Value: []byte("true")}}
+
+// SnapshotHeader is the Kafka header, valued "true", on rows from full sync.
+const SnapshotHeader = "ferry.snapshot"
+
+func headersFor(ev *cdcv1.ChangeEvent) []kafka.Header {
+	if ev.GetSnapshot() {
+		return snapshotHeaders
+	}
+	return nil
+}
+
+// send enqueues msg under a new sequence number, waiting while the
+// producer's queue is full. librdkafka copies key and value, so the caller
+// may reuse their buffers at once.
+func (s *stream) send(msg *kafka.Message, info *msgInfo) error {
+	info.seq = s.ckpt.Enqueue()
+	msg.Opaque = info
+	for {
+		err := s.p.Produce(msg, nil)
+		if err == nil {
+			return nil
+		}
+		var ke kafka.Error
+		if errors.As(err, &ke) && ke.Code() == kafka.ErrQueueFull {
+			// Wait for delivery reports to make room.
+			select {
+			case <-s.progress:
+			case <-time.After(100 * time.Millisecond):
+			case <-s.failed:
+				return s.ckpt.Err()
+			case <-s.ctx.Done():
+				return status.FromContextError(s.ctx.Err()).Err()
+			}
+			continue
+		}
+		derr := s.deliveryError(ke, info)
+		if !errors.As(err, &ke) {
+			derr = status.Errorf(codes.Internal, "producing to %q: %v", info.topic, err)
+		}
+		s.fail(info.seq, derr)
+		return derr
+	}
+}
+
+// encodeError keeps an error the encoder already classified (the schema
+// registry's, say) and calls any other a bad event.
+func encodeError(err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codes.InvalidArgument, err.Error())
+}
+
+// tooLarge explains a row over its topic's limit.
+func (s *stream) tooLarge(tab *canal.Table, ev *cdcv1.ChangeEvent, ti *topicInfo, key string, size int) error {
+	rel := tab.Rel
+	row := ev.GetNewValues()
+	if len(row) == 0 {
+		row = ev.GetOldValues()
+	}
+	type colSize struct {
+		name string
+		n    int
+	}
+	var sizes []colSize
+	var b []byte
+	for i, c := range rel.GetColumns() {
+		if i < len(row) {
+			b, _ = pgtext.Append(b[:0], c.GetTypeOid(), row[i])
+			sizes = append(sizes, colSize{c.GetName(), len(b)})
+		}
+	}
+	slices.SortFunc(sizes, func(a, b colSize) int { return b.n - a.n })
+	var top []string
+	for _, c := range sizes[:min(3, len(sizes))] {
+		top = append(top, fmt.Sprintf("%s (%d bytes)", c.name, c.n))
+	}
+	return status.Errorf(codes.InvalidArgument,
+		"row of table %s.%s with key %q at LSN %d encodes to %d bytes, over the max.message.bytes of topic %q (%d): "+
+			"largest columns %s; drop them in the table's column mapping, or raise the topic's max.message.bytes",
+		rel.GetSchema(), rel.GetTable(), key, ev.GetLsn(), size, ti.name, ti.maxBytes, strings.Join(top, ", "))
+}
+
+// deliveryError explains a failed message.
+func (s *stream) deliveryError(ke kafka.Error, info *msgInfo) error {
+	rel := info.tab.Rel
+	code := kafkaCode(ke)
+	switch {
+	case code == codes.InvalidArgument:
+		return status.Errorf(code, "Kafka rejected a row of table %s.%s with key %q on topic %q as too large (%v): "+
+			"drop its largest columns in the table's column mapping, or raise the topic's max.message.bytes",
+			rel.GetSchema(), rel.GetTable(), info.key, info.topic, ke)
+	case missingTopic(ke.Code()):
+		// librdkafka reports it once the topic has been gone from metadata
+		// for topic.metadata.propagation.max.ms (30 s). Not a connection
+		// failure: the workflow retries it only within the task's window
+		// for other failures, in which recreating the topic heals the task.
+		return status.Errorf(codes.FailedPrecondition, "topic %q for table %s.%s is missing in Kafka (%v): it was deleted while the task ran, "+
+			"or never created; create it (schema sync creates topics only when a task starts) and the task resumes from its checkpoint "+
+			"if that happens within advanced.other_retry_minutes", info.topic, rel.GetSchema(), rel.GetTable(), ke)
+	default:
+		return status.Errorf(code, "delivering a row of table %s.%s to topic %q failed: %v", rel.GetSchema(), rel.GetTable(), info.topic, ke)
+	}
+}
+
+func (s *stream) fail(seq uint64, err error) {
+	s.ckpt.Fail(seq, err)
+	s.failOnce.Do(func() { close(s.failed) })
+}
