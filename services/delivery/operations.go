@@ -30,12 +30,12 @@ func maskOf(ops []taskv1.OperationSet) opMask {
 // operationsFor is the set of operations shipped for a table: the table's
 // own list, else its schema's, else the selection's, else all three. A row
 // change that is not shipped is still covered by its batch's watermark, so
-// skipping it never holds the safe LSN back.
-func operationsFor(sel *taskv1.ObjectSelection, schema, table string) opMask {
-	for _, t := range sel.GetTables() {
-		if t.GetSchema() == schema && t.GetTable() == table && len(t.GetOperations()) > 0 {
-			return maskOf(t.GetOperations())
-		}
+// skipping it never holds the safe LSN back. tsel is the table's own
+// selection, nil when it has none (found by the caller's index, so that a
+// task of 10,000 tables does not scan them all per table).
+func operationsFor(sel *taskv1.ObjectSelection, tsel *taskv1.TableSelection, schema string) opMask {
+	if len(tsel.GetOperations()) > 0 {
+		return maskOf(tsel.GetOperations())
 	}
 	for _, sc := range sel.GetSchemas() {
 		if sc.GetSchema() == schema && len(sc.GetOperations()) > 0 {

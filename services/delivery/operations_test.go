@@ -26,7 +26,13 @@ func TestOperationsMostSpecificWins(t *testing.T) {
 		{"sales", "items", []cdcv1.Operation{I, U}}, // empty: the schema's
 		{"hr", "people", []cdcv1.Operation{I}},      // empty schema list: the selection's
 	} {
-		m := operationsFor(sel, c.schema, c.table)
+		var tsel *taskv1.TableSelection
+		for _, ts := range sel.GetTables() {
+			if ts.GetSchema() == c.schema && ts.GetTable() == c.table {
+				tsel = ts
+			}
+		}
+		m := operationsFor(sel, tsel, c.schema)
 		for _, op := range []cdcv1.Operation{I, U, D} {
 			want := false
 			for _, w := range c.want {
@@ -37,7 +43,7 @@ func TestOperationsMostSpecificWins(t *testing.T) {
 			}
 		}
 	}
-	if m := operationsFor(nil, "a", "b"); !m.allows(I) || !m.allows(U) || !m.allows(D) {
+	if m := operationsFor(nil, nil, "a"); !m.allows(I) || !m.allows(U) || !m.allows(D) {
 		t.Fatal("no lists must ship every operation")
 	}
 }

@@ -40,7 +40,7 @@ func (s *stream) routeFor(tab *canal.Table) (*route, error) {
 	}
 	full := rel.GetSchema() + "." + rel.GetTable()
 	r := &route{topic: ti, full: full, tablePart: JavaPartition(full, ti.partitions),
-		ops: operationsFor(s.start.GetObjects(), rel.GetSchema(), rel.GetTable())}
+		ops: operationsFor(s.start.GetObjects(), s.tsel[[2]string{rel.GetSchema(), rel.GetTable()}], rel.GetSchema())}
 	s.routes[oid] = r
 	return r, nil
 }

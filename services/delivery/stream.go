@@ -14,6 +14,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
@@ -354,6 +355,12 @@ func (s *stream) handleBatch(b *cdcv1.ChangeBatch) error {
 func (s *stream) produceBatch(b *cdcv1.ChangeBatch) error {
 	s.flushSchemaState()
 	for _, r := range b.GetRelations() {
+		// Capture sends a relation with every batch that uses it; only a
+		// new or changed one is worth re-preparing, re-routing and
+		// comparing with the DDL topic's definition.
+		if prev, ok := s.enc.Table(r.GetOid()); ok && proto.Equal(prev.Rel, r) {
+			continue
+		}
 		t := s.enc.SetRelation(r)
 		delete(s.routes, r.GetOid())
 		if err := s.observeSchema(t, b); err != nil {
