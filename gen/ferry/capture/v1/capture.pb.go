@@ -24,6 +24,113 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type UpdateThrottleRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	SlotName string                 `protobuf:"bytes,1,opt,name=slot_name,json=slotName,proto3" json:"slot_name,omitempty"`
+	// Unset: leave the streams' incremental throttle as it is.
+	Incremental *v1.IncrementalThrottle `protobuf:"bytes,2,opt,name=incremental,proto3" json:"incremental,omitempty"`
+	// Unset: leave the snapshots' throttle as it is.
+	Full          *v1.FullSyncThrottle `protobuf:"bytes,3,opt,name=full,proto3" json:"full,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateThrottleRequest) Reset() {
+	*x = UpdateThrottleRequest{}
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateThrottleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateThrottleRequest) ProtoMessage() {}
+
+func (x *UpdateThrottleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateThrottleRequest.ProtoReflect.Descriptor instead.
+func (*UpdateThrottleRequest) Descriptor() ([]byte, []int) {
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *UpdateThrottleRequest) GetSlotName() string {
+	if x != nil {
+		return x.SlotName
+	}
+	return ""
+}
+
+func (x *UpdateThrottleRequest) GetIncremental() *v1.IncrementalThrottle {
+	if x != nil {
+		return x.Incremental
+	}
+	return nil
+}
+
+func (x *UpdateThrottleRequest) GetFull() *v1.FullSyncThrottle {
+	if x != nil {
+		return x.Full
+	}
+	return nil
+}
+
+type UpdateThrottleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Running calls on the slot that took the new throttle.
+	StreamsUpdated uint32 `protobuf:"varint,1,opt,name=streams_updated,json=streamsUpdated,proto3" json:"streams_updated,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *UpdateThrottleResponse) Reset() {
+	*x = UpdateThrottleResponse{}
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateThrottleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateThrottleResponse) ProtoMessage() {}
+
+func (x *UpdateThrottleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateThrottleResponse.ProtoReflect.Descriptor instead.
+func (*UpdateThrottleResponse) Descriptor() ([]byte, []int) {
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *UpdateThrottleResponse) GetStreamsUpdated() uint32 {
+	if x != nil {
+		return x.StreamsUpdated
+	}
+	return 0
+}
+
 type EnsureReplicationRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Source          *v1.SourceEndpoint     `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
@@ -39,7 +146,7 @@ type EnsureReplicationRequest struct {
 
 func (x *EnsureReplicationRequest) Reset() {
 	*x = EnsureReplicationRequest{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[0]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -51,7 +158,7 @@ func (x *EnsureReplicationRequest) String() string {
 func (*EnsureReplicationRequest) ProtoMessage() {}
 
 func (x *EnsureReplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[0]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -64,7 +171,7 @@ func (x *EnsureReplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureReplicationRequest.ProtoReflect.Descriptor instead.
 func (*EnsureReplicationRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{0}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *EnsureReplicationRequest) GetSource() *v1.SourceEndpoint {
@@ -114,7 +221,7 @@ type EnsureReplicationResponse struct {
 
 func (x *EnsureReplicationResponse) Reset() {
 	*x = EnsureReplicationResponse{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[1]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -126,7 +233,7 @@ func (x *EnsureReplicationResponse) String() string {
 func (*EnsureReplicationResponse) ProtoMessage() {}
 
 func (x *EnsureReplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[1]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -139,7 +246,7 @@ func (x *EnsureReplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureReplicationResponse.ProtoReflect.Descriptor instead.
 func (*EnsureReplicationResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{1}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *EnsureReplicationResponse) GetConfirmedLsn() uint64 {
@@ -174,7 +281,7 @@ type ReleaseReplicationRequest struct {
 
 func (x *ReleaseReplicationRequest) Reset() {
 	*x = ReleaseReplicationRequest{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[2]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -186,7 +293,7 @@ func (x *ReleaseReplicationRequest) String() string {
 func (*ReleaseReplicationRequest) ProtoMessage() {}
 
 func (x *ReleaseReplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[2]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -199,7 +306,7 @@ func (x *ReleaseReplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseReplicationRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseReplicationRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{2}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ReleaseReplicationRequest) GetSource() *v1.SourceEndpoint {
@@ -233,7 +340,7 @@ type ReleaseReplicationResponse struct {
 
 func (x *ReleaseReplicationResponse) Reset() {
 	*x = ReleaseReplicationResponse{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[3]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -245,7 +352,7 @@ func (x *ReleaseReplicationResponse) String() string {
 func (*ReleaseReplicationResponse) ProtoMessage() {}
 
 func (x *ReleaseReplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[3]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -258,7 +365,7 @@ func (x *ReleaseReplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseReplicationResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseReplicationResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{3}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReleaseReplicationResponse) GetSlotDropped() bool {
@@ -288,7 +395,7 @@ type StreamChangesRequest struct {
 
 func (x *StreamChangesRequest) Reset() {
 	*x = StreamChangesRequest{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[4]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -300,7 +407,7 @@ func (x *StreamChangesRequest) String() string {
 func (*StreamChangesRequest) ProtoMessage() {}
 
 func (x *StreamChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[4]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -313,7 +420,7 @@ func (x *StreamChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamChangesRequest.ProtoReflect.Descriptor instead.
 func (*StreamChangesRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{4}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StreamChangesRequest) GetKind() isStreamChangesRequest_Kind {
@@ -378,13 +485,27 @@ type StartStream struct {
 	// the slot then advances only on the server's keepalives. The worker passes
 	// the task's advanced.heartbeat_seconds.
 	HeartbeatSeconds uint32 `protobuf:"varint,7,opt,name=heartbeat_seconds,json=heartbeatSeconds,proto3" json:"heartbeat_seconds,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Token buckets on what capture sends: rows and megabytes (of decoded
+	// change data) per second. Unset or zero: unlimited. Changed live with
+	// UpdateThrottle.
+	Throttle *v1.IncrementalThrottle `protobuf:"bytes,8,opt,name=throttle,proto3" json:"throttle,omitempty"`
+	// Tables added to the task while it runs, to be snapshotted beside the
+	// stream (DBLog): each is read in primary-key order in chunks, starting
+	// after_key, and every chunk's rows are sent as a batch of snapshot
+	// INSERTs at the chunk's high watermark, minus the keys that changed
+	// between its watermarks (their newer versions are in the stream). After
+	// each chunk the server sends a StreamChangesResponse with backfill set.
+	// The table must be in the publication and have a primary key.
+	Backfills []*v11.BackfillProgress `protobuf:"bytes,9,rep,name=backfills,proto3" json:"backfills,omitempty"`
+	// Zero: 1000 rows per backfill chunk.
+	BackfillChunkRows uint32 `protobuf:"varint,10,opt,name=backfill_chunk_rows,json=backfillChunkRows,proto3" json:"backfill_chunk_rows,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *StartStream) Reset() {
 	*x = StartStream{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[5]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +517,7 @@ func (x *StartStream) String() string {
 func (*StartStream) ProtoMessage() {}
 
 func (x *StartStream) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[5]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +530,7 @@ func (x *StartStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartStream.ProtoReflect.Descriptor instead.
 func (*StartStream) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{5}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StartStream) GetSource() *v1.SourceEndpoint {
@@ -461,6 +582,27 @@ func (x *StartStream) GetHeartbeatSeconds() uint32 {
 	return 0
 }
 
+func (x *StartStream) GetThrottle() *v1.IncrementalThrottle {
+	if x != nil {
+		return x.Throttle
+	}
+	return nil
+}
+
+func (x *StartStream) GetBackfills() []*v11.BackfillProgress {
+	if x != nil {
+		return x.Backfills
+	}
+	return nil
+}
+
+func (x *StartStream) GetBackfillChunkRows() uint32 {
+	if x != nil {
+		return x.BackfillChunkRows
+	}
+	return 0
+}
+
 type Ack struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Every change at or below this LSN is durable in Kafka.
@@ -471,7 +613,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[6]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +625,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[6]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +638,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{6}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Ack) GetFlushedLsn() uint64 {
@@ -506,16 +648,20 @@ func (x *Ack) GetFlushedLsn() uint64 {
 	return 0
 }
 
+// Exactly one field is set.
 type StreamChangesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Batch         *v11.ChangeBatch       `protobuf:"bytes,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Batch *v11.ChangeBatch       `protobuf:"bytes,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	// Sent right after the batch that ends a backfill chunk; it is durable
+	// once its lsn is confirmed.
+	Backfill      *v11.BackfillProgress `protobuf:"bytes,2,opt,name=backfill,proto3" json:"backfill,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamChangesResponse) Reset() {
 	*x = StreamChangesResponse{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[7]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -527,7 +673,7 @@ func (x *StreamChangesResponse) String() string {
 func (*StreamChangesResponse) ProtoMessage() {}
 
 func (x *StreamChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[7]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -540,12 +686,19 @@ func (x *StreamChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamChangesResponse.ProtoReflect.Descriptor instead.
 func (*StreamChangesResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{7}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StreamChangesResponse) GetBatch() *v11.ChangeBatch {
 	if x != nil {
 		return x.Batch
+	}
+	return nil
+}
+
+func (x *StreamChangesResponse) GetBackfill() *v11.BackfillProgress {
+	if x != nil {
+		return x.Backfill
 	}
 	return nil
 }
@@ -568,14 +721,18 @@ type ReadSnapshotRequest struct {
 	// Zero: 1000 rows per batch.
 	MaxBatchEvents uint32 `protobuf:"varint,6,opt,name=max_batch_events,json=maxBatchEvents,proto3" json:"max_batch_events,omitempty"`
 	// Tables read at once, each on its own connection. Zero: up to 4.
-	Parallelism   uint32 `protobuf:"varint,7,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
+	Parallelism uint32 `protobuf:"varint,7,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
+	// Token buckets on the snapshot: queries to the source per second, rows
+	// and megabytes per second. Unset or zero: unlimited. Changed live with
+	// UpdateThrottle.
+	Throttle      *v1.FullSyncThrottle `protobuf:"bytes,8,opt,name=throttle,proto3" json:"throttle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReadSnapshotRequest) Reset() {
 	*x = ReadSnapshotRequest{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[8]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -587,7 +744,7 @@ func (x *ReadSnapshotRequest) String() string {
 func (*ReadSnapshotRequest) ProtoMessage() {}
 
 func (x *ReadSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[8]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -600,7 +757,7 @@ func (x *ReadSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*ReadSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{8}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReadSnapshotRequest) GetSource() *v1.SourceEndpoint {
@@ -653,6 +810,13 @@ func (x *ReadSnapshotRequest) GetParallelism() uint32 {
 	return 0
 }
 
+func (x *ReadSnapshotRequest) GetThrottle() *v1.FullSyncThrottle {
+	if x != nil {
+		return x.Throttle
+	}
+	return nil
+}
+
 // Exactly one field is set. batch keeps field number 1, as in
 // StreamChangesResponse, so that the worker relays it as a raw frame.
 type ReadSnapshotResponse struct {
@@ -666,7 +830,7 @@ type ReadSnapshotResponse struct {
 
 func (x *ReadSnapshotResponse) Reset() {
 	*x = ReadSnapshotResponse{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[9]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -678,7 +842,7 @@ func (x *ReadSnapshotResponse) String() string {
 func (*ReadSnapshotResponse) ProtoMessage() {}
 
 func (x *ReadSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[9]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -691,7 +855,7 @@ func (x *ReadSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*ReadSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{9}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReadSnapshotResponse) GetBatch() *v11.ChangeBatch {
@@ -731,7 +895,7 @@ type SnapshotStarted struct {
 
 func (x *SnapshotStarted) Reset() {
 	*x = SnapshotStarted{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[10]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +907,7 @@ func (x *SnapshotStarted) String() string {
 func (*SnapshotStarted) ProtoMessage() {}
 
 func (x *SnapshotStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[10]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +920,7 @@ func (x *SnapshotStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotStarted.ProtoReflect.Descriptor instead.
 func (*SnapshotStarted) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{10}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SnapshotStarted) GetConsistentLsn() uint64 {
@@ -793,7 +957,7 @@ type SnapshotProgress struct {
 
 func (x *SnapshotProgress) Reset() {
 	*x = SnapshotProgress{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[11]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -805,7 +969,7 @@ func (x *SnapshotProgress) String() string {
 func (*SnapshotProgress) ProtoMessage() {}
 
 func (x *SnapshotProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[11]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -818,7 +982,7 @@ func (x *SnapshotProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotProgress.ProtoReflect.Descriptor instead.
 func (*SnapshotProgress) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{11}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SnapshotProgress) GetTables() []*v1.TableRowCount {
@@ -839,7 +1003,13 @@ var File_ferry_capture_v1_capture_proto protoreflect.FileDescriptor
 
 const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"\n" +
-	"\x1eferry/capture/v1/capture.proto\x12\x10ferry.capture.v1\x1a\x19ferry/cdc/v1/change.proto\x1a\x18ferry/task/v1/spec.proto\x1a\x1cferry/task/v1/workflow.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x01\n" +
+	"\x1eferry/capture/v1/capture.proto\x12\x10ferry.capture.v1\x1a\x19ferry/cdc/v1/change.proto\x1a\x18ferry/task/v1/spec.proto\x1a\x1cferry/task/v1/workflow.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x01\n" +
+	"\x15UpdateThrottleRequest\x12\x1b\n" +
+	"\tslot_name\x18\x01 \x01(\tR\bslotName\x12D\n" +
+	"\vincremental\x18\x02 \x01(\v2\".ferry.task.v1.IncrementalThrottleR\vincremental\x123\n" +
+	"\x04full\x18\x03 \x01(\v2\x1f.ferry.task.v1.FullSyncThrottleR\x04full\"A\n" +
+	"\x16UpdateThrottleResponse\x12'\n" +
+	"\x0fstreams_updated\x18\x01 \x01(\rR\x0estreamsUpdated\"\xf5\x01\n" +
 	"\x18EnsureReplicationRequest\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x12\x1b\n" +
 	"\tslot_name\x18\x02 \x01(\tR\bslotName\x12)\n" +
@@ -860,7 +1030,7 @@ const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"\x14StreamChangesRequest\x125\n" +
 	"\x05start\x18\x01 \x01(\v2\x1d.ferry.capture.v1.StartStreamH\x00R\x05start\x12)\n" +
 	"\x03ack\x18\x02 \x01(\v2\x15.ferry.capture.v1.AckH\x00R\x03ackB\x06\n" +
-	"\x04kind\"\xad\x02\n" +
+	"\x04kind\"\xdb\x03\n" +
 	"\vStartStream\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x12\x1b\n" +
 	"\tslot_name\x18\x02 \x01(\tR\bslotName\x12)\n" +
@@ -868,12 +1038,17 @@ const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"\tstart_lsn\x18\x04 \x01(\x04R\bstartLsn\x12(\n" +
 	"\x10max_batch_events\x18\x05 \x01(\rR\x0emaxBatchEvents\x12+\n" +
 	"\x12max_batch_delay_ms\x18\x06 \x01(\rR\x0fmaxBatchDelayMs\x12+\n" +
-	"\x11heartbeat_seconds\x18\a \x01(\rR\x10heartbeatSeconds\"&\n" +
+	"\x11heartbeat_seconds\x18\a \x01(\rR\x10heartbeatSeconds\x12>\n" +
+	"\bthrottle\x18\b \x01(\v2\".ferry.task.v1.IncrementalThrottleR\bthrottle\x12<\n" +
+	"\tbackfills\x18\t \x03(\v2\x1e.ferry.cdc.v1.BackfillProgressR\tbackfills\x12.\n" +
+	"\x13backfill_chunk_rows\x18\n" +
+	" \x01(\rR\x11backfillChunkRows\"&\n" +
 	"\x03Ack\x12\x1f\n" +
 	"\vflushed_lsn\x18\x01 \x01(\x04R\n" +
-	"flushedLsn\"H\n" +
+	"flushedLsn\"\x84\x01\n" +
 	"\x15StreamChangesResponse\x12/\n" +
-	"\x05batch\x18\x01 \x01(\v2\x19.ferry.cdc.v1.ChangeBatchR\x05batch\"\xc4\x02\n" +
+	"\x05batch\x18\x01 \x01(\v2\x19.ferry.cdc.v1.ChangeBatchR\x05batch\x12:\n" +
+	"\bbackfill\x18\x02 \x01(\v2\x1e.ferry.cdc.v1.BackfillProgressR\bbackfill\"\x81\x03\n" +
 	"\x13ReadSnapshotRequest\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x121\n" +
 	"\x05table\x18\x02 \x01(\v2\x17.ferry.task.v1.TableRefB\x02\x18\x01R\x05table\x12\x1b\n" +
@@ -881,7 +1056,8 @@ const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"\x10publication_name\x18\x04 \x01(\tR\x0fpublicationName\x12/\n" +
 	"\x06tables\x18\x05 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\x12(\n" +
 	"\x10max_batch_events\x18\x06 \x01(\rR\x0emaxBatchEvents\x12 \n" +
-	"\vparallelism\x18\a \x01(\rR\vparallelism\"\xc4\x01\n" +
+	"\vparallelism\x18\a \x01(\rR\vparallelism\x12;\n" +
+	"\bthrottle\x18\b \x01(\v2\x1f.ferry.task.v1.FullSyncThrottleR\bthrottle\"\xc4\x01\n" +
 	"\x14ReadSnapshotResponse\x12/\n" +
 	"\x05batch\x18\x01 \x01(\v2\x19.ferry.cdc.v1.ChangeBatchR\x05batch\x12;\n" +
 	"\astarted\x18\x02 \x01(\v2!.ferry.capture.v1.SnapshotStartedR\astarted\x12>\n" +
@@ -892,12 +1068,13 @@ const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"\rsnapshot_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\fsnapshotTime\"\\\n" +
 	"\x10SnapshotProgress\x124\n" +
 	"\x06tables\x18\x01 \x03(\v2\x1c.ferry.task.v1.TableRowCountR\x06tables\x12\x12\n" +
-	"\x04done\x18\x02 \x01(\bR\x04done2\xb6\x03\n" +
+	"\x04done\x18\x02 \x01(\bR\x04done2\x9b\x04\n" +
 	"\x0eCaptureService\x12l\n" +
 	"\x11EnsureReplication\x12*.ferry.capture.v1.EnsureReplicationRequest\x1a+.ferry.capture.v1.EnsureReplicationResponse\x12o\n" +
 	"\x12ReleaseReplication\x12+.ferry.capture.v1.ReleaseReplicationRequest\x1a,.ferry.capture.v1.ReleaseReplicationResponse\x12d\n" +
 	"\rStreamChanges\x12&.ferry.capture.v1.StreamChangesRequest\x1a'.ferry.capture.v1.StreamChangesResponse(\x010\x01\x12_\n" +
-	"\fReadSnapshot\x12%.ferry.capture.v1.ReadSnapshotRequest\x1a&.ferry.capture.v1.ReadSnapshotResponse0\x01B;Z9github.com/ferry-cdc/ferry/gen/ferry/capture/v1;capturev1b\x06proto3"
+	"\fReadSnapshot\x12%.ferry.capture.v1.ReadSnapshotRequest\x1a&.ferry.capture.v1.ReadSnapshotResponse0\x01\x12c\n" +
+	"\x0eUpdateThrottle\x12'.ferry.capture.v1.UpdateThrottleRequest\x1a(.ferry.capture.v1.UpdateThrottleResponseB;Z9github.com/ferry-cdc/ferry/gen/ferry/capture/v1;capturev1b\x06proto3"
 
 var (
 	file_ferry_capture_v1_capture_proto_rawDescOnce sync.Once
@@ -911,55 +1088,68 @@ func file_ferry_capture_v1_capture_proto_rawDescGZIP() []byte {
 	return file_ferry_capture_v1_capture_proto_rawDescData
 }
 
-var file_ferry_capture_v1_capture_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_ferry_capture_v1_capture_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_ferry_capture_v1_capture_proto_goTypes = []any{
-	(*EnsureReplicationRequest)(nil),   // 0: ferry.capture.v1.EnsureReplicationRequest
-	(*EnsureReplicationResponse)(nil),  // 1: ferry.capture.v1.EnsureReplicationResponse
-	(*ReleaseReplicationRequest)(nil),  // 2: ferry.capture.v1.ReleaseReplicationRequest
-	(*ReleaseReplicationResponse)(nil), // 3: ferry.capture.v1.ReleaseReplicationResponse
-	(*StreamChangesRequest)(nil),       // 4: ferry.capture.v1.StreamChangesRequest
-	(*StartStream)(nil),                // 5: ferry.capture.v1.StartStream
-	(*Ack)(nil),                        // 6: ferry.capture.v1.Ack
-	(*StreamChangesResponse)(nil),      // 7: ferry.capture.v1.StreamChangesResponse
-	(*ReadSnapshotRequest)(nil),        // 8: ferry.capture.v1.ReadSnapshotRequest
-	(*ReadSnapshotResponse)(nil),       // 9: ferry.capture.v1.ReadSnapshotResponse
-	(*SnapshotStarted)(nil),            // 10: ferry.capture.v1.SnapshotStarted
-	(*SnapshotProgress)(nil),           // 11: ferry.capture.v1.SnapshotProgress
-	(*v1.SourceEndpoint)(nil),          // 12: ferry.task.v1.SourceEndpoint
-	(*v1.TableRef)(nil),                // 13: ferry.task.v1.TableRef
-	(*v11.ChangeBatch)(nil),            // 14: ferry.cdc.v1.ChangeBatch
-	(*timestamppb.Timestamp)(nil),      // 15: google.protobuf.Timestamp
-	(*v1.TableRowCount)(nil),           // 16: ferry.task.v1.TableRowCount
+	(*UpdateThrottleRequest)(nil),      // 0: ferry.capture.v1.UpdateThrottleRequest
+	(*UpdateThrottleResponse)(nil),     // 1: ferry.capture.v1.UpdateThrottleResponse
+	(*EnsureReplicationRequest)(nil),   // 2: ferry.capture.v1.EnsureReplicationRequest
+	(*EnsureReplicationResponse)(nil),  // 3: ferry.capture.v1.EnsureReplicationResponse
+	(*ReleaseReplicationRequest)(nil),  // 4: ferry.capture.v1.ReleaseReplicationRequest
+	(*ReleaseReplicationResponse)(nil), // 5: ferry.capture.v1.ReleaseReplicationResponse
+	(*StreamChangesRequest)(nil),       // 6: ferry.capture.v1.StreamChangesRequest
+	(*StartStream)(nil),                // 7: ferry.capture.v1.StartStream
+	(*Ack)(nil),                        // 8: ferry.capture.v1.Ack
+	(*StreamChangesResponse)(nil),      // 9: ferry.capture.v1.StreamChangesResponse
+	(*ReadSnapshotRequest)(nil),        // 10: ferry.capture.v1.ReadSnapshotRequest
+	(*ReadSnapshotResponse)(nil),       // 11: ferry.capture.v1.ReadSnapshotResponse
+	(*SnapshotStarted)(nil),            // 12: ferry.capture.v1.SnapshotStarted
+	(*SnapshotProgress)(nil),           // 13: ferry.capture.v1.SnapshotProgress
+	(*v1.IncrementalThrottle)(nil),     // 14: ferry.task.v1.IncrementalThrottle
+	(*v1.FullSyncThrottle)(nil),        // 15: ferry.task.v1.FullSyncThrottle
+	(*v1.SourceEndpoint)(nil),          // 16: ferry.task.v1.SourceEndpoint
+	(*v1.TableRef)(nil),                // 17: ferry.task.v1.TableRef
+	(*v11.BackfillProgress)(nil),       // 18: ferry.cdc.v1.BackfillProgress
+	(*v11.ChangeBatch)(nil),            // 19: ferry.cdc.v1.ChangeBatch
+	(*timestamppb.Timestamp)(nil),      // 20: google.protobuf.Timestamp
+	(*v1.TableRowCount)(nil),           // 21: ferry.task.v1.TableRowCount
 }
 var file_ferry_capture_v1_capture_proto_depIdxs = []int32{
-	12, // 0: ferry.capture.v1.EnsureReplicationRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	13, // 1: ferry.capture.v1.EnsureReplicationRequest.tables:type_name -> ferry.task.v1.TableRef
-	12, // 2: ferry.capture.v1.ReleaseReplicationRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	5,  // 3: ferry.capture.v1.StreamChangesRequest.start:type_name -> ferry.capture.v1.StartStream
-	6,  // 4: ferry.capture.v1.StreamChangesRequest.ack:type_name -> ferry.capture.v1.Ack
-	12, // 5: ferry.capture.v1.StartStream.source:type_name -> ferry.task.v1.SourceEndpoint
-	14, // 6: ferry.capture.v1.StreamChangesResponse.batch:type_name -> ferry.cdc.v1.ChangeBatch
-	12, // 7: ferry.capture.v1.ReadSnapshotRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	13, // 8: ferry.capture.v1.ReadSnapshotRequest.table:type_name -> ferry.task.v1.TableRef
-	13, // 9: ferry.capture.v1.ReadSnapshotRequest.tables:type_name -> ferry.task.v1.TableRef
-	14, // 10: ferry.capture.v1.ReadSnapshotResponse.batch:type_name -> ferry.cdc.v1.ChangeBatch
-	10, // 11: ferry.capture.v1.ReadSnapshotResponse.started:type_name -> ferry.capture.v1.SnapshotStarted
-	11, // 12: ferry.capture.v1.ReadSnapshotResponse.progress:type_name -> ferry.capture.v1.SnapshotProgress
-	15, // 13: ferry.capture.v1.SnapshotStarted.snapshot_time:type_name -> google.protobuf.Timestamp
-	16, // 14: ferry.capture.v1.SnapshotProgress.tables:type_name -> ferry.task.v1.TableRowCount
-	0,  // 15: ferry.capture.v1.CaptureService.EnsureReplication:input_type -> ferry.capture.v1.EnsureReplicationRequest
-	2,  // 16: ferry.capture.v1.CaptureService.ReleaseReplication:input_type -> ferry.capture.v1.ReleaseReplicationRequest
-	4,  // 17: ferry.capture.v1.CaptureService.StreamChanges:input_type -> ferry.capture.v1.StreamChangesRequest
-	8,  // 18: ferry.capture.v1.CaptureService.ReadSnapshot:input_type -> ferry.capture.v1.ReadSnapshotRequest
-	1,  // 19: ferry.capture.v1.CaptureService.EnsureReplication:output_type -> ferry.capture.v1.EnsureReplicationResponse
-	3,  // 20: ferry.capture.v1.CaptureService.ReleaseReplication:output_type -> ferry.capture.v1.ReleaseReplicationResponse
-	7,  // 21: ferry.capture.v1.CaptureService.StreamChanges:output_type -> ferry.capture.v1.StreamChangesResponse
-	9,  // 22: ferry.capture.v1.CaptureService.ReadSnapshot:output_type -> ferry.capture.v1.ReadSnapshotResponse
-	19, // [19:23] is the sub-list for method output_type
-	15, // [15:19] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	14, // 0: ferry.capture.v1.UpdateThrottleRequest.incremental:type_name -> ferry.task.v1.IncrementalThrottle
+	15, // 1: ferry.capture.v1.UpdateThrottleRequest.full:type_name -> ferry.task.v1.FullSyncThrottle
+	16, // 2: ferry.capture.v1.EnsureReplicationRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	17, // 3: ferry.capture.v1.EnsureReplicationRequest.tables:type_name -> ferry.task.v1.TableRef
+	16, // 4: ferry.capture.v1.ReleaseReplicationRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	7,  // 5: ferry.capture.v1.StreamChangesRequest.start:type_name -> ferry.capture.v1.StartStream
+	8,  // 6: ferry.capture.v1.StreamChangesRequest.ack:type_name -> ferry.capture.v1.Ack
+	16, // 7: ferry.capture.v1.StartStream.source:type_name -> ferry.task.v1.SourceEndpoint
+	14, // 8: ferry.capture.v1.StartStream.throttle:type_name -> ferry.task.v1.IncrementalThrottle
+	18, // 9: ferry.capture.v1.StartStream.backfills:type_name -> ferry.cdc.v1.BackfillProgress
+	19, // 10: ferry.capture.v1.StreamChangesResponse.batch:type_name -> ferry.cdc.v1.ChangeBatch
+	18, // 11: ferry.capture.v1.StreamChangesResponse.backfill:type_name -> ferry.cdc.v1.BackfillProgress
+	16, // 12: ferry.capture.v1.ReadSnapshotRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	17, // 13: ferry.capture.v1.ReadSnapshotRequest.table:type_name -> ferry.task.v1.TableRef
+	17, // 14: ferry.capture.v1.ReadSnapshotRequest.tables:type_name -> ferry.task.v1.TableRef
+	15, // 15: ferry.capture.v1.ReadSnapshotRequest.throttle:type_name -> ferry.task.v1.FullSyncThrottle
+	19, // 16: ferry.capture.v1.ReadSnapshotResponse.batch:type_name -> ferry.cdc.v1.ChangeBatch
+	12, // 17: ferry.capture.v1.ReadSnapshotResponse.started:type_name -> ferry.capture.v1.SnapshotStarted
+	13, // 18: ferry.capture.v1.ReadSnapshotResponse.progress:type_name -> ferry.capture.v1.SnapshotProgress
+	20, // 19: ferry.capture.v1.SnapshotStarted.snapshot_time:type_name -> google.protobuf.Timestamp
+	21, // 20: ferry.capture.v1.SnapshotProgress.tables:type_name -> ferry.task.v1.TableRowCount
+	2,  // 21: ferry.capture.v1.CaptureService.EnsureReplication:input_type -> ferry.capture.v1.EnsureReplicationRequest
+	4,  // 22: ferry.capture.v1.CaptureService.ReleaseReplication:input_type -> ferry.capture.v1.ReleaseReplicationRequest
+	6,  // 23: ferry.capture.v1.CaptureService.StreamChanges:input_type -> ferry.capture.v1.StreamChangesRequest
+	10, // 24: ferry.capture.v1.CaptureService.ReadSnapshot:input_type -> ferry.capture.v1.ReadSnapshotRequest
+	0,  // 25: ferry.capture.v1.CaptureService.UpdateThrottle:input_type -> ferry.capture.v1.UpdateThrottleRequest
+	3,  // 26: ferry.capture.v1.CaptureService.EnsureReplication:output_type -> ferry.capture.v1.EnsureReplicationResponse
+	5,  // 27: ferry.capture.v1.CaptureService.ReleaseReplication:output_type -> ferry.capture.v1.ReleaseReplicationResponse
+	9,  // 28: ferry.capture.v1.CaptureService.StreamChanges:output_type -> ferry.capture.v1.StreamChangesResponse
+	11, // 29: ferry.capture.v1.CaptureService.ReadSnapshot:output_type -> ferry.capture.v1.ReadSnapshotResponse
+	1,  // 30: ferry.capture.v1.CaptureService.UpdateThrottle:output_type -> ferry.capture.v1.UpdateThrottleResponse
+	26, // [26:31] is the sub-list for method output_type
+	21, // [21:26] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_ferry_capture_v1_capture_proto_init() }
@@ -967,7 +1157,7 @@ func file_ferry_capture_v1_capture_proto_init() {
 	if File_ferry_capture_v1_capture_proto != nil {
 		return
 	}
-	file_ferry_capture_v1_capture_proto_msgTypes[4].OneofWrappers = []any{
+	file_ferry_capture_v1_capture_proto_msgTypes[6].OneofWrappers = []any{
 		(*StreamChangesRequest_Start)(nil),
 		(*StreamChangesRequest_Ack)(nil),
 	}
@@ -977,7 +1167,7 @@ func file_ferry_capture_v1_capture_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ferry_capture_v1_capture_proto_rawDesc), len(file_ferry_capture_v1_capture_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

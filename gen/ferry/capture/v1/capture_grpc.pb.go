@@ -23,6 +23,7 @@ const (
 	CaptureService_ReleaseReplication_FullMethodName = "/ferry.capture.v1.CaptureService/ReleaseReplication"
 	CaptureService_StreamChanges_FullMethodName      = "/ferry.capture.v1.CaptureService/StreamChanges"
 	CaptureService_ReadSnapshot_FullMethodName       = "/ferry.capture.v1.CaptureService/ReadSnapshot"
+	CaptureService_UpdateThrottle_FullMethodName     = "/ferry.capture.v1.CaptureService/UpdateThrottle"
 )
 
 // CaptureServiceClient is the client API for CaptureService service.
@@ -57,6 +58,10 @@ type CaptureServiceClient interface {
 	// consistent point continues exactly where the snapshot ends. Errors as
 	// for StreamChanges.
 	ReadSnapshot(ctx context.Context, in *ReadSnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadSnapshotResponse], error)
+	// Changes the throttle of the running StreamChanges and ReadSnapshot calls
+	// on a slot at once, without restarting them. A call that starts later
+	// takes its throttle from its own request.
+	UpdateThrottle(ctx context.Context, in *UpdateThrottleRequest, opts ...grpc.CallOption) (*UpdateThrottleResponse, error)
 }
 
 type captureServiceClient struct {
@@ -119,6 +124,16 @@ func (c *captureServiceClient) ReadSnapshot(ctx context.Context, in *ReadSnapsho
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type CaptureService_ReadSnapshotClient = grpc.ServerStreamingClient[ReadSnapshotResponse]
 
+func (c *captureServiceClient) UpdateThrottle(ctx context.Context, in *UpdateThrottleRequest, opts ...grpc.CallOption) (*UpdateThrottleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateThrottleResponse)
+	err := c.cc.Invoke(ctx, CaptureService_UpdateThrottle_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CaptureServiceServer is the server API for CaptureService service.
 // All implementations must embed UnimplementedCaptureServiceServer
 // for forward compatibility.
@@ -151,6 +166,10 @@ type CaptureServiceServer interface {
 	// consistent point continues exactly where the snapshot ends. Errors as
 	// for StreamChanges.
 	ReadSnapshot(*ReadSnapshotRequest, grpc.ServerStreamingServer[ReadSnapshotResponse]) error
+	// Changes the throttle of the running StreamChanges and ReadSnapshot calls
+	// on a slot at once, without restarting them. A call that starts later
+	// takes its throttle from its own request.
+	UpdateThrottle(context.Context, *UpdateThrottleRequest) (*UpdateThrottleResponse, error)
 	mustEmbedUnimplementedCaptureServiceServer()
 }
 
@@ -172,6 +191,9 @@ func (UnimplementedCaptureServiceServer) StreamChanges(grpc.BidiStreamingServer[
 }
 func (UnimplementedCaptureServiceServer) ReadSnapshot(*ReadSnapshotRequest, grpc.ServerStreamingServer[ReadSnapshotResponse]) error {
 	return status.Error(codes.Unimplemented, "method ReadSnapshot not implemented")
+}
+func (UnimplementedCaptureServiceServer) UpdateThrottle(context.Context, *UpdateThrottleRequest) (*UpdateThrottleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateThrottle not implemented")
 }
 func (UnimplementedCaptureServiceServer) mustEmbedUnimplementedCaptureServiceServer() {}
 func (UnimplementedCaptureServiceServer) testEmbeddedByValue()                        {}
@@ -248,6 +270,24 @@ func _CaptureService_ReadSnapshot_Handler(srv interface{}, stream grpc.ServerStr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type CaptureService_ReadSnapshotServer = grpc.ServerStreamingServer[ReadSnapshotResponse]
 
+func _CaptureService_UpdateThrottle_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateThrottleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CaptureServiceServer).UpdateThrottle(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CaptureService_UpdateThrottle_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CaptureServiceServer).UpdateThrottle(ctx, req.(*UpdateThrottleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CaptureService_ServiceDesc is the grpc.ServiceDesc for CaptureService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -262,6 +302,10 @@ var CaptureService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReleaseReplication",
 			Handler:    _CaptureService_ReleaseReplication_Handler,
+		},
+		{
+			MethodName: "UpdateThrottle",
+			Handler:    _CaptureService_UpdateThrottle_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -975,7 +975,14 @@ type Checkpoint struct {
 	AckedEvents uint64 `protobuf:"varint,2,opt,name=acked_events,json=ackedEvents,proto3" json:"acked_events,omitempty"`
 	// Rows of that stream sent to the dead-letter topic for being over their
 	// topic's message size limit.
-	DeadLettered  uint64 `protobuf:"varint,3,opt,name=dead_lettered,json=deadLettered,proto3" json:"dead_lettered,omitempty"`
+	DeadLettered uint64 `protobuf:"varint,3,opt,name=dead_lettered,json=deadLettered,proto3" json:"dead_lettered,omitempty"`
+	// Snapshots of tables added to a running task (see
+	// capture.v1.StartStream.backfills), as far as Kafka confirmed them.
+	Backfills []*BackfillProgress `protobuf:"bytes,4,rep,name=backfills,proto3" json:"backfills,omitempty"`
+	// Commit-to-Kafka-ack latency of the newest confirmed change, in
+	// milliseconds: the source commit time of the change at confirmed_lsn
+	// against the time Kafka acknowledged it. Zero when unknown.
+	LatencyMs     uint64 `protobuf:"varint,5,opt,name=latency_ms,json=latencyMs,proto3" json:"latency_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1027,6 +1034,123 @@ func (x *Checkpoint) GetAckedEvents() uint64 {
 func (x *Checkpoint) GetDeadLettered() uint64 {
 	if x != nil {
 		return x.DeadLettered
+	}
+	return 0
+}
+
+func (x *Checkpoint) GetBackfills() []*BackfillProgress {
+	if x != nil {
+		return x.Backfills
+	}
+	return nil
+}
+
+func (x *Checkpoint) GetLatencyMs() uint64 {
+	if x != nil {
+		return x.LatencyMs
+	}
+	return 0
+}
+
+// BackfillProgress is how far the snapshot of one table added to a running
+// task has gone. Capture reads such a table in primary-key order, a chunk at
+// a time, between two watermarks in the WAL (DBLog), so the snapshot runs
+// beside streaming and never holds the other tables back.
+type BackfillProgress struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Schema string                 `protobuf:"bytes,1,opt,name=schema,proto3" json:"schema,omitempty"`
+	Table  string                 `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
+	// The primary key of the last row of the last chunk, each column in
+	// PostgreSQL's text form, in key order. Empty: nothing read yet.
+	AfterKey []string `protobuf:"bytes,3,rep,name=after_key,json=afterKey,proto3" json:"after_key,omitempty"`
+	// Rows sent so far.
+	Rows uint64 `protobuf:"varint,4,opt,name=rows,proto3" json:"rows,omitempty"`
+	// The whole table is read.
+	Done bool `protobuf:"varint,5,opt,name=done,proto3" json:"done,omitempty"`
+	// The WAL position of the chunk's high watermark: the chunk's rows carry it
+	// as their LSN, so this progress is durable once it is confirmed.
+	Lsn uint64 `protobuf:"varint,6,opt,name=lsn,proto3" json:"lsn,omitempty"`
+	// The table's estimated row count when the backfill started.
+	EstimatedRows uint64 `protobuf:"varint,7,opt,name=estimated_rows,json=estimatedRows,proto3" json:"estimated_rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackfillProgress) Reset() {
+	*x = BackfillProgress{}
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackfillProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackfillProgress) ProtoMessage() {}
+
+func (x *BackfillProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackfillProgress.ProtoReflect.Descriptor instead.
+func (*BackfillProgress) Descriptor() ([]byte, []int) {
+	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *BackfillProgress) GetSchema() string {
+	if x != nil {
+		return x.Schema
+	}
+	return ""
+}
+
+func (x *BackfillProgress) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *BackfillProgress) GetAfterKey() []string {
+	if x != nil {
+		return x.AfterKey
+	}
+	return nil
+}
+
+func (x *BackfillProgress) GetRows() uint64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *BackfillProgress) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *BackfillProgress) GetLsn() uint64 {
+	if x != nil {
+		return x.Lsn
+	}
+	return 0
+}
+
+func (x *BackfillProgress) GetEstimatedRows() uint64 {
+	if x != nil {
+		return x.EstimatedRows
 	}
 	return 0
 }
@@ -1089,12 +1213,23 @@ const file_ferry_cdc_v1_change_proto_rawDesc = "" +
 	"\vChangeBatch\x124\n" +
 	"\trelations\x18\x01 \x03(\v2\x16.ferry.cdc.v1.RelationR\trelations\x121\n" +
 	"\x06events\x18\x02 \x03(\v2\x19.ferry.cdc.v1.ChangeEventR\x06events\x12#\n" +
-	"\rwatermark_lsn\x18\x03 \x01(\x04R\fwatermarkLsn\"y\n" +
+	"\rwatermark_lsn\x18\x03 \x01(\x04R\fwatermarkLsn\"\xd6\x01\n" +
 	"\n" +
 	"Checkpoint\x12#\n" +
 	"\rconfirmed_lsn\x18\x01 \x01(\x04R\fconfirmedLsn\x12!\n" +
 	"\facked_events\x18\x02 \x01(\x04R\vackedEvents\x12#\n" +
-	"\rdead_lettered\x18\x03 \x01(\x04R\fdeadLettered*h\n" +
+	"\rdead_lettered\x18\x03 \x01(\x04R\fdeadLettered\x12<\n" +
+	"\tbackfills\x18\x04 \x03(\v2\x1e.ferry.cdc.v1.BackfillProgressR\tbackfills\x12\x1d\n" +
+	"\n" +
+	"latency_ms\x18\x05 \x01(\x04R\tlatencyMs\"\xbe\x01\n" +
+	"\x10BackfillProgress\x12\x16\n" +
+	"\x06schema\x18\x01 \x01(\tR\x06schema\x12\x14\n" +
+	"\x05table\x18\x02 \x01(\tR\x05table\x12\x1b\n" +
+	"\tafter_key\x18\x03 \x03(\tR\bafterKey\x12\x12\n" +
+	"\x04rows\x18\x04 \x01(\x04R\x04rows\x12\x12\n" +
+	"\x04done\x18\x05 \x01(\bR\x04done\x12\x10\n" +
+	"\x03lsn\x18\x06 \x01(\x04R\x03lsn\x12%\n" +
+	"\x0eestimated_rows\x18\a \x01(\x04R\restimatedRows*h\n" +
 	"\tOperation\x12\x19\n" +
 	"\x15OPERATION_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10OPERATION_INSERT\x10\x01\x12\x14\n" +
@@ -1133,7 +1268,7 @@ func file_ferry_cdc_v1_change_proto_rawDescGZIP() []byte {
 }
 
 var file_ferry_cdc_v1_change_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_ferry_cdc_v1_change_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_ferry_cdc_v1_change_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_ferry_cdc_v1_change_proto_goTypes = []any{
 	(Operation)(0),                // 0: ferry.cdc.v1.Operation
 	(ReplicaIdentity)(0),          // 1: ferry.cdc.v1.ReplicaIdentity
@@ -1147,7 +1282,8 @@ var file_ferry_cdc_v1_change_proto_goTypes = []any{
 	(*ChangeEvent)(nil),           // 9: ferry.cdc.v1.ChangeEvent
 	(*ChangeBatch)(nil),           // 10: ferry.cdc.v1.ChangeBatch
 	(*Checkpoint)(nil),            // 11: ferry.cdc.v1.Checkpoint
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*BackfillProgress)(nil),      // 12: ferry.cdc.v1.BackfillProgress
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_ferry_cdc_v1_change_proto_depIdxs = []int32{
 	2,  // 0: ferry.cdc.v1.Column.base_type_kind:type_name -> ferry.cdc.v1.TypeKind
@@ -1161,14 +1297,15 @@ var file_ferry_cdc_v1_change_proto_depIdxs = []int32{
 	0,  // 8: ferry.cdc.v1.ChangeEvent.op:type_name -> ferry.cdc.v1.Operation
 	8,  // 9: ferry.cdc.v1.ChangeEvent.new_values:type_name -> ferry.cdc.v1.Value
 	8,  // 10: ferry.cdc.v1.ChangeEvent.old_values:type_name -> ferry.cdc.v1.Value
-	12, // 11: ferry.cdc.v1.ChangeEvent.commit_time:type_name -> google.protobuf.Timestamp
+	13, // 11: ferry.cdc.v1.ChangeEvent.commit_time:type_name -> google.protobuf.Timestamp
 	5,  // 12: ferry.cdc.v1.ChangeBatch.relations:type_name -> ferry.cdc.v1.Relation
 	9,  // 13: ferry.cdc.v1.ChangeBatch.events:type_name -> ferry.cdc.v1.ChangeEvent
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	12, // 14: ferry.cdc.v1.Checkpoint.backfills:type_name -> ferry.cdc.v1.BackfillProgress
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_ferry_cdc_v1_change_proto_init() }
@@ -1195,7 +1332,7 @@ func file_ferry_cdc_v1_change_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ferry_cdc_v1_change_proto_rawDesc), len(file_ferry_cdc_v1_change_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

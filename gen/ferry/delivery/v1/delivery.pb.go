@@ -490,8 +490,14 @@ type DeliverResponse struct {
 	// drops such changes when they are sent again; safe_lsn starts there, so
 	// the client may confirm it to the source at once.
 	ResumedFromLsn uint64 `protobuf:"varint,4,opt,name=resumed_from_lsn,json=resumedFromLsn,proto3" json:"resumed_from_lsn,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The source commit time of the newest change at or below safe_lsn, in
+	// Unix microseconds, and when Kafka acknowledged it (delivery's clock).
+	// Their difference is the end-to-end latency. Zero when safe_lsn moved
+	// on a watermark alone.
+	SafeCommitTimeMicros int64 `protobuf:"varint,5,opt,name=safe_commit_time_micros,json=safeCommitTimeMicros,proto3" json:"safe_commit_time_micros,omitempty"`
+	SafeAckedTimeMicros  int64 `protobuf:"varint,6,opt,name=safe_acked_time_micros,json=safeAckedTimeMicros,proto3" json:"safe_acked_time_micros,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *DeliverResponse) Reset() {
@@ -552,6 +558,20 @@ func (x *DeliverResponse) GetResumedFromLsn() uint64 {
 	return 0
 }
 
+func (x *DeliverResponse) GetSafeCommitTimeMicros() int64 {
+	if x != nil {
+		return x.SafeCommitTimeMicros
+	}
+	return 0
+}
+
+func (x *DeliverResponse) GetSafeAckedTimeMicros() int64 {
+	if x != nil {
+		return x.SafeAckedTimeMicros
+	}
+	return 0
+}
+
 var File_ferry_delivery_v1_delivery_proto protoreflect.FileDescriptor
 
 const file_ferry_delivery_v1_delivery_proto_rawDesc = "" +
@@ -587,12 +607,14 @@ const file_ferry_delivery_v1_delivery_proto_rawDesc = "" +
 	"\aoptions\x18\x03 \x01(\v2\x1b.ferry.task.v1.KafkaOptionsR\aoptions\x128\n" +
 	"\aobjects\x18\x04 \x01(\v2\x1e.ferry.task.v1.ObjectSelectionR\aobjects\x12'\n" +
 	"\x0fsource_database\x18\x05 \x01(\tR\x0esourceDatabase\x126\n" +
-	"\x17write_table_definitions\x18\x06 \x01(\bR\x15writeTableDefinitions\"\x9e\x01\n" +
+	"\x17write_table_definitions\x18\x06 \x01(\bR\x15writeTableDefinitions\"\x8a\x02\n" +
 	"\x0fDeliverResponse\x12\x19\n" +
 	"\bsafe_lsn\x18\x01 \x01(\x04R\asafeLsn\x12!\n" +
 	"\facked_events\x18\x02 \x01(\x04R\vackedEvents\x12#\n" +
 	"\rdead_lettered\x18\x03 \x01(\x04R\fdeadLettered\x12(\n" +
-	"\x10resumed_from_lsn\x18\x04 \x01(\x04R\x0eresumedFromLsn2\xa6\x02\n" +
+	"\x10resumed_from_lsn\x18\x04 \x01(\x04R\x0eresumedFromLsn\x125\n" +
+	"\x17safe_commit_time_micros\x18\x05 \x01(\x03R\x14safeCommitTimeMicros\x123\n" +
+	"\x16safe_acked_time_micros\x18\x06 \x01(\x03R\x13safeAckedTimeMicros2\xa6\x02\n" +
 	"\x0fDeliveryService\x12_\n" +
 	"\fEnsureTopics\x12&.ferry.delivery.v1.EnsureTopicsRequest\x1a'.ferry.delivery.v1.EnsureTopicsResponse\x12\\\n" +
 	"\vCheckTopics\x12%.ferry.delivery.v1.CheckTopicsRequest\x1a&.ferry.delivery.v1.CheckTopicsResponse\x12T\n" +

@@ -586,6 +586,16 @@ func (m *DeliverResponse) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.SafeAckedTimeMicros != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.SafeAckedTimeMicros))
+		i--
+		dAtA[i] = 0x30
+	}
+	if m.SafeCommitTimeMicros != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.SafeCommitTimeMicros))
+		i--
+		dAtA[i] = 0x28
+	}
 	if m.ResumedFromLsn != 0 {
 		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.ResumedFromLsn))
 		i--
@@ -846,6 +856,12 @@ func (m *DeliverResponse) SizeVT() (n int) {
 	}
 	if m.ResumedFromLsn != 0 {
 		n += 1 + protohelpers.SizeOfVarint(uint64(m.ResumedFromLsn))
+	}
+	if m.SafeCommitTimeMicros != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.SafeCommitTimeMicros))
+	}
+	if m.SafeAckedTimeMicros != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.SafeAckedTimeMicros))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -1995,6 +2011,44 @@ func (m *DeliverResponse) UnmarshalVT(dAtA []byte) error {
 				b := dAtA[iNdEx]
 				iNdEx++
 				m.ResumedFromLsn |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 5:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field SafeCommitTimeMicros", wireType)
+			}
+			m.SafeCommitTimeMicros = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.SafeCommitTimeMicros |= int64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 6:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field SafeAckedTimeMicros", wireType)
+			}
+			m.SafeAckedTimeMicros = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.SafeAckedTimeMicros |= int64(b&0x7F) << shift
 				if b < 0x80 {
 					break
 				}

@@ -708,7 +708,9 @@ func (x *RestartTaskRequest) GetTaskId() string {
 }
 
 type RestartTaskResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set when a failed task was started again as a new run.
+	RunId         string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -743,10 +745,24 @@ func (*RestartTaskResponse) Descriptor() ([]byte, []int) {
 	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{14}
 }
 
+func (x *RestartTaskResponse) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
 type ModifyObjectsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Objects       *ObjectSelection       `protobuf:"bytes,2,opt,name=objects,proto3" json:"objects,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// The new selection, whole: it replaces the task's. Tables it adds are
+	// snapshotted beside the stream when the task has full sync; tables it
+	// drops leave the publication.
+	Objects *ObjectSelection `protobuf:"bytes,2,opt,name=objects,proto3" json:"objects,omitempty"`
+	// Unspecified: unchanged.
+	Compression Compression `protobuf:"varint,3,opt,name=compression,proto3,enum=ferry.task.v1.Compression" json:"compression,omitempty"`
+	// Unspecified: unchanged.
+	Acks          Acks `protobuf:"varint,4,opt,name=acks,proto3,enum=ferry.task.v1.Acks" json:"acks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -793,6 +809,20 @@ func (x *ModifyObjectsRequest) GetObjects() *ObjectSelection {
 		return x.Objects
 	}
 	return nil
+}
+
+func (x *ModifyObjectsRequest) GetCompression() Compression {
+	if x != nil {
+		return x.Compression
+	}
+	return Compression_COMPRESSION_UNSPECIFIED
+}
+
+func (x *ModifyObjectsRequest) GetAcks() Acks {
+	if x != nil {
+		return x.Acks
+	}
+	return Acks_ACKS_UNSPECIFIED
 }
 
 type ModifyObjectsResponse struct {
@@ -1137,11 +1167,14 @@ const file_ferry_task_v1_task_service_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\x14\n" +
 	"\x12ResumeTaskResponse\"-\n" +
 	"\x12RestartTaskRequest\x12\x17\n" +
-	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\x15\n" +
-	"\x13RestartTaskResponse\"i\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\",\n" +
+	"\x13RestartTaskResponse\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"\xd0\x01\n" +
 	"\x14ModifyObjectsRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x128\n" +
-	"\aobjects\x18\x02 \x01(\v2\x1e.ferry.task.v1.ObjectSelectionR\aobjects\"\x17\n" +
+	"\aobjects\x18\x02 \x01(\v2\x1e.ferry.task.v1.ObjectSelectionR\aobjects\x12<\n" +
+	"\vcompression\x18\x03 \x01(\x0e2\x1a.ferry.task.v1.CompressionR\vcompression\x12'\n" +
+	"\x04acks\x18\x04 \x01(\x0e2\x13.ferry.task.v1.AcksR\x04acks\"\x17\n" +
 	"\x15ModifyObjectsResponse\"\xab\x01\n" +
 	"\x15UpdateThrottleRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x123\n" +
@@ -1213,8 +1246,10 @@ var file_ferry_task_v1_task_service_proto_goTypes = []any{
 	(*v1.Checkpoint)(nil),          // 25: ferry.cdc.v1.Checkpoint
 	(*PrecheckItem)(nil),           // 26: ferry.task.v1.PrecheckItem
 	(*ObjectSelection)(nil),        // 27: ferry.task.v1.ObjectSelection
-	(*FullSyncThrottle)(nil),       // 28: ferry.task.v1.FullSyncThrottle
-	(*IncrementalThrottle)(nil),    // 29: ferry.task.v1.IncrementalThrottle
+	(Compression)(0),               // 28: ferry.task.v1.Compression
+	(Acks)(0),                      // 29: ferry.task.v1.Acks
+	(*FullSyncThrottle)(nil),       // 30: ferry.task.v1.FullSyncThrottle
+	(*IncrementalThrottle)(nil),    // 31: ferry.task.v1.IncrementalThrottle
 }
 var file_ferry_task_v1_task_service_proto_depIdxs = []int32{
 	23, // 0: ferry.task.v1.CreateTaskRequest.spec:type_name -> ferry.task.v1.TaskSpec
@@ -1224,35 +1259,37 @@ var file_ferry_task_v1_task_service_proto_depIdxs = []int32{
 	23, // 4: ferry.task.v1.PrecheckTaskRequest.spec:type_name -> ferry.task.v1.TaskSpec
 	26, // 5: ferry.task.v1.PrecheckTaskResponse.items:type_name -> ferry.task.v1.PrecheckItem
 	27, // 6: ferry.task.v1.ModifyObjectsRequest.objects:type_name -> ferry.task.v1.ObjectSelection
-	28, // 7: ferry.task.v1.UpdateThrottleRequest.full:type_name -> ferry.task.v1.FullSyncThrottle
-	29, // 8: ferry.task.v1.UpdateThrottleRequest.incremental:type_name -> ferry.task.v1.IncrementalThrottle
-	0,  // 9: ferry.task.v1.TaskService.CreateTask:input_type -> ferry.task.v1.CreateTaskRequest
-	2,  // 10: ferry.task.v1.TaskService.GetTask:input_type -> ferry.task.v1.GetTaskRequest
-	4,  // 11: ferry.task.v1.TaskService.ListTasks:input_type -> ferry.task.v1.ListTasksRequest
-	7,  // 12: ferry.task.v1.TaskService.PrecheckTask:input_type -> ferry.task.v1.PrecheckTaskRequest
-	9,  // 13: ferry.task.v1.TaskService.PauseTask:input_type -> ferry.task.v1.PauseTaskRequest
-	11, // 14: ferry.task.v1.TaskService.ResumeTask:input_type -> ferry.task.v1.ResumeTaskRequest
-	13, // 15: ferry.task.v1.TaskService.RestartTask:input_type -> ferry.task.v1.RestartTaskRequest
-	15, // 16: ferry.task.v1.TaskService.ModifyObjects:input_type -> ferry.task.v1.ModifyObjectsRequest
-	17, // 17: ferry.task.v1.TaskService.UpdateThrottle:input_type -> ferry.task.v1.UpdateThrottleRequest
-	19, // 18: ferry.task.v1.TaskService.StopTask:input_type -> ferry.task.v1.StopTaskRequest
-	21, // 19: ferry.task.v1.TaskService.DeleteTask:input_type -> ferry.task.v1.DeleteTaskRequest
-	1,  // 20: ferry.task.v1.TaskService.CreateTask:output_type -> ferry.task.v1.CreateTaskResponse
-	3,  // 21: ferry.task.v1.TaskService.GetTask:output_type -> ferry.task.v1.GetTaskResponse
-	6,  // 22: ferry.task.v1.TaskService.ListTasks:output_type -> ferry.task.v1.ListTasksResponse
-	8,  // 23: ferry.task.v1.TaskService.PrecheckTask:output_type -> ferry.task.v1.PrecheckTaskResponse
-	10, // 24: ferry.task.v1.TaskService.PauseTask:output_type -> ferry.task.v1.PauseTaskResponse
-	12, // 25: ferry.task.v1.TaskService.ResumeTask:output_type -> ferry.task.v1.ResumeTaskResponse
-	14, // 26: ferry.task.v1.TaskService.RestartTask:output_type -> ferry.task.v1.RestartTaskResponse
-	16, // 27: ferry.task.v1.TaskService.ModifyObjects:output_type -> ferry.task.v1.ModifyObjectsResponse
-	18, // 28: ferry.task.v1.TaskService.UpdateThrottle:output_type -> ferry.task.v1.UpdateThrottleResponse
-	20, // 29: ferry.task.v1.TaskService.StopTask:output_type -> ferry.task.v1.StopTaskResponse
-	22, // 30: ferry.task.v1.TaskService.DeleteTask:output_type -> ferry.task.v1.DeleteTaskResponse
-	20, // [20:31] is the sub-list for method output_type
-	9,  // [9:20] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	28, // 7: ferry.task.v1.ModifyObjectsRequest.compression:type_name -> ferry.task.v1.Compression
+	29, // 8: ferry.task.v1.ModifyObjectsRequest.acks:type_name -> ferry.task.v1.Acks
+	30, // 9: ferry.task.v1.UpdateThrottleRequest.full:type_name -> ferry.task.v1.FullSyncThrottle
+	31, // 10: ferry.task.v1.UpdateThrottleRequest.incremental:type_name -> ferry.task.v1.IncrementalThrottle
+	0,  // 11: ferry.task.v1.TaskService.CreateTask:input_type -> ferry.task.v1.CreateTaskRequest
+	2,  // 12: ferry.task.v1.TaskService.GetTask:input_type -> ferry.task.v1.GetTaskRequest
+	4,  // 13: ferry.task.v1.TaskService.ListTasks:input_type -> ferry.task.v1.ListTasksRequest
+	7,  // 14: ferry.task.v1.TaskService.PrecheckTask:input_type -> ferry.task.v1.PrecheckTaskRequest
+	9,  // 15: ferry.task.v1.TaskService.PauseTask:input_type -> ferry.task.v1.PauseTaskRequest
+	11, // 16: ferry.task.v1.TaskService.ResumeTask:input_type -> ferry.task.v1.ResumeTaskRequest
+	13, // 17: ferry.task.v1.TaskService.RestartTask:input_type -> ferry.task.v1.RestartTaskRequest
+	15, // 18: ferry.task.v1.TaskService.ModifyObjects:input_type -> ferry.task.v1.ModifyObjectsRequest
+	17, // 19: ferry.task.v1.TaskService.UpdateThrottle:input_type -> ferry.task.v1.UpdateThrottleRequest
+	19, // 20: ferry.task.v1.TaskService.StopTask:input_type -> ferry.task.v1.StopTaskRequest
+	21, // 21: ferry.task.v1.TaskService.DeleteTask:input_type -> ferry.task.v1.DeleteTaskRequest
+	1,  // 22: ferry.task.v1.TaskService.CreateTask:output_type -> ferry.task.v1.CreateTaskResponse
+	3,  // 23: ferry.task.v1.TaskService.GetTask:output_type -> ferry.task.v1.GetTaskResponse
+	6,  // 24: ferry.task.v1.TaskService.ListTasks:output_type -> ferry.task.v1.ListTasksResponse
+	8,  // 25: ferry.task.v1.TaskService.PrecheckTask:output_type -> ferry.task.v1.PrecheckTaskResponse
+	10, // 26: ferry.task.v1.TaskService.PauseTask:output_type -> ferry.task.v1.PauseTaskResponse
+	12, // 27: ferry.task.v1.TaskService.ResumeTask:output_type -> ferry.task.v1.ResumeTaskResponse
+	14, // 28: ferry.task.v1.TaskService.RestartTask:output_type -> ferry.task.v1.RestartTaskResponse
+	16, // 29: ferry.task.v1.TaskService.ModifyObjects:output_type -> ferry.task.v1.ModifyObjectsResponse
+	18, // 30: ferry.task.v1.TaskService.UpdateThrottle:output_type -> ferry.task.v1.UpdateThrottleResponse
+	20, // 31: ferry.task.v1.TaskService.StopTask:output_type -> ferry.task.v1.StopTaskResponse
+	22, // 32: ferry.task.v1.TaskService.DeleteTask:output_type -> ferry.task.v1.DeleteTaskResponse
+	22, // [22:33] is the sub-list for method output_type
+	11, // [11:22] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_ferry_task_v1_task_service_proto_init() }

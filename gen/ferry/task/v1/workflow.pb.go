@@ -248,9 +248,13 @@ type TaskWorkflowInput struct {
 	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	Spec   *TaskSpec              `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
 	// Set when the workflow continues as new; empty on the first run.
-	State         *TaskState `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	State *TaskState `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// The length of a retry-window minute in seconds; zero is 60. Only tests
+	// set it, so that windows expire in seconds against real services; the
+	// control API never does.
+	RetryMinuteSeconds uint32 `protobuf:"varint,4,opt,name=retry_minute_seconds,json=retryMinuteSeconds,proto3" json:"retry_minute_seconds,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *TaskWorkflowInput) Reset() {
@@ -304,6 +308,13 @@ func (x *TaskWorkflowInput) GetState() *TaskState {
 	return nil
 }
 
+func (x *TaskWorkflowInput) GetRetryMinuteSeconds() uint32 {
+	if x != nil {
+		return x.RetryMinuteSeconds
+	}
+	return 0
+}
+
 type TaskState struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Phase           Phase                  `protobuf:"varint,1,opt,name=phase,proto3,enum=ferry.task.v1.Phase" json:"phase,omitempty"`
@@ -321,7 +332,18 @@ type TaskState struct {
 	// Full sync completed and is never run again for this task.
 	FullSyncDone bool `protobuf:"varint,12,opt,name=full_sync_done,json=fullSyncDone,proto3" json:"full_sync_done,omitempty"`
 	// The rows full sync delivered, per table.
-	FullSyncRows  []*TableRowCount `protobuf:"bytes,13,rep,name=full_sync_rows,json=fullSyncRows,proto3" json:"full_sync_rows,omitempty"`
+	FullSyncRows []*TableRowCount `protobuf:"bytes,13,rep,name=full_sync_rows,json=fullSyncRows,proto3" json:"full_sync_rows,omitempty"`
+	// The spec as modified by signals since the task was created; when set it
+	// overrides the input's. Snapshots of tables added while the task runs
+	// are in checkpoint.backfills.
+	Spec *TaskSpec `protobuf:"bytes,15,opt,name=spec,proto3" json:"spec,omitempty"`
+	// Why the last modify-objects or update-throttle signal was refused; the
+	// task then kept its previous objects or throttle.
+	LastSignalError string `protobuf:"bytes,16,opt,name=last_signal_error,json=lastSignalError,proto3" json:"last_signal_error,omitempty"`
+	// Restarts asked for with the restart signal or RestartTask.
+	Restarts uint32 `protobuf:"varint,17,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	// Alerts sent to the task's webhook.
+	AlertsSent    uint32 `protobuf:"varint,18,opt,name=alerts_sent,json=alertsSent,proto3" json:"alerts_sent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -447,6 +469,34 @@ func (x *TaskState) GetFullSyncRows() []*TableRowCount {
 	return nil
 }
 
+func (x *TaskState) GetSpec() *TaskSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *TaskState) GetLastSignalError() string {
+	if x != nil {
+		return x.LastSignalError
+	}
+	return ""
+}
+
+func (x *TaskState) GetRestarts() uint32 {
+	if x != nil {
+		return x.Restarts
+	}
+	return 0
+}
+
+func (x *TaskState) GetAlertsSent() uint32 {
+	if x != nil {
+		return x.AlertsSent
+	}
+	return 0
+}
+
 // Signal payloads. Signal names are constants in workflows/task.
 type PauseSignal struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -520,6 +570,158 @@ func (*ResumeSignal) Descriptor() ([]byte, []int) {
 	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{3}
 }
 
+// Replaces the task's objects; see ModifyObjectsRequest.
+type ModifyObjectsSignal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Objects       *ObjectSelection       `protobuf:"bytes,1,opt,name=objects,proto3" json:"objects,omitempty"`
+	Compression   Compression            `protobuf:"varint,2,opt,name=compression,proto3,enum=ferry.task.v1.Compression" json:"compression,omitempty"`
+	Acks          Acks                   `protobuf:"varint,3,opt,name=acks,proto3,enum=ferry.task.v1.Acks" json:"acks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModifyObjectsSignal) Reset() {
+	*x = ModifyObjectsSignal{}
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModifyObjectsSignal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModifyObjectsSignal) ProtoMessage() {}
+
+func (x *ModifyObjectsSignal) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModifyObjectsSignal.ProtoReflect.Descriptor instead.
+func (*ModifyObjectsSignal) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ModifyObjectsSignal) GetObjects() *ObjectSelection {
+	if x != nil {
+		return x.Objects
+	}
+	return nil
+}
+
+func (x *ModifyObjectsSignal) GetCompression() Compression {
+	if x != nil {
+		return x.Compression
+	}
+	return Compression_COMPRESSION_UNSPECIFIED
+}
+
+func (x *ModifyObjectsSignal) GetAcks() Acks {
+	if x != nil {
+		return x.Acks
+	}
+	return Acks_ACKS_UNSPECIFIED
+}
+
+// Unset messages leave their throttle as it is; a set one replaces it whole
+// (a zero field is unlimited).
+type UpdateThrottleSignal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Full          *FullSyncThrottle      `protobuf:"bytes,1,opt,name=full,proto3" json:"full,omitempty"`
+	Incremental   *IncrementalThrottle   `protobuf:"bytes,2,opt,name=incremental,proto3" json:"incremental,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateThrottleSignal) Reset() {
+	*x = UpdateThrottleSignal{}
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateThrottleSignal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateThrottleSignal) ProtoMessage() {}
+
+func (x *UpdateThrottleSignal) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateThrottleSignal.ProtoReflect.Descriptor instead.
+func (*UpdateThrottleSignal) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *UpdateThrottleSignal) GetFull() *FullSyncThrottle {
+	if x != nil {
+		return x.Full
+	}
+	return nil
+}
+
+func (x *UpdateThrottleSignal) GetIncremental() *IncrementalThrottle {
+	if x != nil {
+		return x.Incremental
+	}
+	return nil
+}
+
+// Restart the running phase from the confirmed checkpoint.
+type RestartSignal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartSignal) Reset() {
+	*x = RestartSignal{}
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartSignal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartSignal) ProtoMessage() {}
+
+func (x *RestartSignal) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartSignal.ProtoReflect.Descriptor instead.
+func (*RestartSignal) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{6}
+}
+
 type StopSignal struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Drop the slot and publication that Ferry created.
@@ -530,7 +732,7 @@ type StopSignal struct {
 
 func (x *StopSignal) Reset() {
 	*x = StopSignal{}
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[4]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +744,7 @@ func (x *StopSignal) String() string {
 func (*StopSignal) ProtoMessage() {}
 
 func (x *StopSignal) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[4]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +757,7 @@ func (x *StopSignal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopSignal.ProtoReflect.Descriptor instead.
 func (*StopSignal) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{4}
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StopSignal) GetRelease() bool {
@@ -582,7 +784,7 @@ type PrecheckItem struct {
 
 func (x *PrecheckItem) Reset() {
 	*x = PrecheckItem{}
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[5]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +796,7 @@ func (x *PrecheckItem) String() string {
 func (*PrecheckItem) ProtoMessage() {}
 
 func (x *PrecheckItem) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[5]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +809,7 @@ func (x *PrecheckItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrecheckItem.ProtoReflect.Descriptor instead.
 func (*PrecheckItem) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{5}
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PrecheckItem) GetId() string {
@@ -656,7 +858,7 @@ type TableRef struct {
 
 func (x *TableRef) Reset() {
 	*x = TableRef{}
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[6]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +870,7 @@ func (x *TableRef) String() string {
 func (*TableRef) ProtoMessage() {}
 
 func (x *TableRef) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[6]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +883,7 @@ func (x *TableRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TableRef.ProtoReflect.Descriptor instead.
 func (*TableRef) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{6}
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TableRef) GetSchema() string {
@@ -703,14 +905,16 @@ type TableRowCount struct {
 	Table *TableRef              `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
 	Rows  uint64                 `protobuf:"varint,2,opt,name=rows,proto3" json:"rows,omitempty"`
 	// All of the table's rows are counted.
-	Done          bool `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
+	Done bool `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
+	// The catalog's estimate when the phase started (pg_class.reltuples).
+	EstimatedRows uint64 `protobuf:"varint,4,opt,name=estimated_rows,json=estimatedRows,proto3" json:"estimated_rows,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TableRowCount) Reset() {
 	*x = TableRowCount{}
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[7]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +926,7 @@ func (x *TableRowCount) String() string {
 func (*TableRowCount) ProtoMessage() {}
 
 func (x *TableRowCount) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[7]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +939,7 @@ func (x *TableRowCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TableRowCount.ProtoReflect.Descriptor instead.
 func (*TableRowCount) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{7}
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TableRowCount) GetTable() *TableRef {
@@ -759,6 +963,13 @@ func (x *TableRowCount) GetDone() bool {
 	return false
 }
 
+func (x *TableRowCount) GetEstimatedRows() uint64 {
+	if x != nil {
+		return x.EstimatedRows
+	}
+	return 0
+}
+
 type PrecheckActivityInput struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Spec          *TaskSpec              `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -768,7 +979,7 @@ type PrecheckActivityInput struct {
 
 func (x *PrecheckActivityInput) Reset() {
 	*x = PrecheckActivityInput{}
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[8]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +991,7 @@ func (x *PrecheckActivityInput) String() string {
 func (*PrecheckActivityInput) ProtoMessage() {}
 
 func (x *PrecheckActivityInput) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[8]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +1004,7 @@ func (x *PrecheckActivityInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrecheckActivityInput.ProtoReflect.Descriptor instead.
 func (*PrecheckActivityInput) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{8}
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PrecheckActivityInput) GetSpec() *TaskSpec {
@@ -812,7 +1023,7 @@ type PrecheckActivityResult struct {
 
 func (x *PrecheckActivityResult) Reset() {
 	*x = PrecheckActivityResult{}
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[9]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +1035,7 @@ func (x *PrecheckActivityResult) String() string {
 func (*PrecheckActivityResult) ProtoMessage() {}
 
 func (x *PrecheckActivityResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[9]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +1048,7 @@ func (x *PrecheckActivityResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrecheckActivityResult.ProtoReflect.Descriptor instead.
 func (*PrecheckActivityResult) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{9}
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PrecheckActivityResult) GetItems() []*PrecheckItem {
@@ -861,7 +1072,7 @@ type SetupActivityInput struct {
 
 func (x *SetupActivityInput) Reset() {
 	*x = SetupActivityInput{}
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[10]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +1084,7 @@ func (x *SetupActivityInput) String() string {
 func (*SetupActivityInput) ProtoMessage() {}
 
 func (x *SetupActivityInput) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[10]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +1097,7 @@ func (x *SetupActivityInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetupActivityInput.ProtoReflect.Descriptor instead.
 func (*SetupActivityInput) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{10}
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SetupActivityInput) GetTaskId() string {
@@ -935,7 +1146,7 @@ type SetupActivityResult struct {
 
 func (x *SetupActivityResult) Reset() {
 	*x = SetupActivityResult{}
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[11]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -947,7 +1158,7 @@ func (x *SetupActivityResult) String() string {
 func (*SetupActivityResult) ProtoMessage() {}
 
 func (x *SetupActivityResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[11]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -960,7 +1171,7 @@ func (x *SetupActivityResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetupActivityResult.ProtoReflect.Descriptor instead.
 func (*SetupActivityResult) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{11}
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SetupActivityResult) GetTables() []*TableRef {
@@ -990,7 +1201,7 @@ type IncrementalActivityInput struct {
 
 func (x *IncrementalActivityInput) Reset() {
 	*x = IncrementalActivityInput{}
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[12]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1002,7 +1213,7 @@ func (x *IncrementalActivityInput) String() string {
 func (*IncrementalActivityInput) ProtoMessage() {}
 
 func (x *IncrementalActivityInput) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[12]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1015,7 +1226,7 @@ func (x *IncrementalActivityInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementalActivityInput.ProtoReflect.Descriptor instead.
 func (*IncrementalActivityInput) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{12}
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *IncrementalActivityInput) GetTaskId() string {
@@ -1066,7 +1277,7 @@ type FullSyncActivityInput struct {
 
 func (x *FullSyncActivityInput) Reset() {
 	*x = FullSyncActivityInput{}
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[13]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1289,7 @@ func (x *FullSyncActivityInput) String() string {
 func (*FullSyncActivityInput) ProtoMessage() {}
 
 func (x *FullSyncActivityInput) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[13]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1302,7 @@ func (x *FullSyncActivityInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FullSyncActivityInput.ProtoReflect.Descriptor instead.
 func (*FullSyncActivityInput) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{13}
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FullSyncActivityInput) GetTaskId() string {
@@ -1129,6 +1340,285 @@ func (x *FullSyncActivityInput) GetTables() []*TableRef {
 	return nil
 }
 
+// Modify applies a ModifyObjectsSignal: it resolves the new selection,
+// creates missing topics and sets the publication's tables.
+type ModifyActivityInput struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// The spec with the new objects.
+	Spec            *TaskSpec `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	PublicationName string    `protobuf:"bytes,3,opt,name=publication_name,json=publicationName,proto3" json:"publication_name,omitempty"`
+	// The tables the task streamed before.
+	PreviousTables []*TableRef `protobuf:"bytes,4,rep,name=previous_tables,json=previousTables,proto3" json:"previous_tables,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ModifyActivityInput) Reset() {
+	*x = ModifyActivityInput{}
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModifyActivityInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModifyActivityInput) ProtoMessage() {}
+
+func (x *ModifyActivityInput) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModifyActivityInput.ProtoReflect.Descriptor instead.
+func (*ModifyActivityInput) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ModifyActivityInput) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *ModifyActivityInput) GetSpec() *TaskSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *ModifyActivityInput) GetPublicationName() string {
+	if x != nil {
+		return x.PublicationName
+	}
+	return ""
+}
+
+func (x *ModifyActivityInput) GetPreviousTables() []*TableRef {
+	if x != nil {
+		return x.PreviousTables
+	}
+	return nil
+}
+
+type ModifyActivityResult struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Tables  []*TableRef            `protobuf:"bytes,1,rep,name=tables,proto3" json:"tables,omitempty"`
+	Added   []*TableRef            `protobuf:"bytes,2,rep,name=added,proto3" json:"added,omitempty"`
+	Removed []*TableRef            `protobuf:"bytes,3,rep,name=removed,proto3" json:"removed,omitempty"`
+	// Estimated rows of each added table.
+	AddedEstimatedRows []uint64 `protobuf:"varint,4,rep,packed,name=added_estimated_rows,json=addedEstimatedRows,proto3" json:"added_estimated_rows,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *ModifyActivityResult) Reset() {
+	*x = ModifyActivityResult{}
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModifyActivityResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModifyActivityResult) ProtoMessage() {}
+
+func (x *ModifyActivityResult) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModifyActivityResult.ProtoReflect.Descriptor instead.
+func (*ModifyActivityResult) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ModifyActivityResult) GetTables() []*TableRef {
+	if x != nil {
+		return x.Tables
+	}
+	return nil
+}
+
+func (x *ModifyActivityResult) GetAdded() []*TableRef {
+	if x != nil {
+		return x.Added
+	}
+	return nil
+}
+
+func (x *ModifyActivityResult) GetRemoved() []*TableRef {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+func (x *ModifyActivityResult) GetAddedEstimatedRows() []uint64 {
+	if x != nil {
+		return x.AddedEstimatedRows
+	}
+	return nil
+}
+
+type ApplyThrottleInput struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *TaskSpec              `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	SlotName      string                 `protobuf:"bytes,2,opt,name=slot_name,json=slotName,proto3" json:"slot_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyThrottleInput) Reset() {
+	*x = ApplyThrottleInput{}
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyThrottleInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyThrottleInput) ProtoMessage() {}
+
+func (x *ApplyThrottleInput) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyThrottleInput.ProtoReflect.Descriptor instead.
+func (*ApplyThrottleInput) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ApplyThrottleInput) GetSpec() *TaskSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *ApplyThrottleInput) GetSlotName() string {
+	if x != nil {
+		return x.SlotName
+	}
+	return ""
+}
+
+// AlertActivityInput is one alert for the task's webhook.
+type AlertActivityInput struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TaskId   string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	TaskName string                 `protobuf:"bytes,2,opt,name=task_name,json=taskName,proto3" json:"task_name,omitempty"`
+	Rules    *AlertRules            `protobuf:"bytes,3,opt,name=rules,proto3" json:"rules,omitempty"`
+	// "task_failed" or "latency".
+	Kind          string                 `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	Message       string                 `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlertActivityInput) Reset() {
+	*x = AlertActivityInput{}
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlertActivityInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlertActivityInput) ProtoMessage() {}
+
+func (x *AlertActivityInput) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlertActivityInput.ProtoReflect.Descriptor instead.
+func (*AlertActivityInput) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AlertActivityInput) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *AlertActivityInput) GetTaskName() string {
+	if x != nil {
+		return x.TaskName
+	}
+	return ""
+}
+
+func (x *AlertActivityInput) GetRules() *AlertRules {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *AlertActivityInput) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *AlertActivityInput) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *AlertActivityInput) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 // The result of the full sync activity, and its heartbeat details while it
 // runs (then done is false and rows are those relayed so far).
 type FullSyncActivityResult struct {
@@ -1145,7 +1635,7 @@ type FullSyncActivityResult struct {
 
 func (x *FullSyncActivityResult) Reset() {
 	*x = FullSyncActivityResult{}
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[14]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1647,7 @@ func (x *FullSyncActivityResult) String() string {
 func (*FullSyncActivityResult) ProtoMessage() {}
 
 func (x *FullSyncActivityResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[14]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1660,7 @@ func (x *FullSyncActivityResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FullSyncActivityResult.ProtoReflect.Descriptor instead.
 func (*FullSyncActivityResult) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{14}
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FullSyncActivityResult) GetConsistentLsn() uint64 {
@@ -1212,7 +1702,7 @@ type ReleaseActivityInput struct {
 
 func (x *ReleaseActivityInput) Reset() {
 	*x = ReleaseActivityInput{}
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[15]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1224,7 +1714,7 @@ func (x *ReleaseActivityInput) String() string {
 func (*ReleaseActivityInput) ProtoMessage() {}
 
 func (x *ReleaseActivityInput) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_workflow_proto_msgTypes[15]
+	mi := &file_ferry_task_v1_workflow_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1237,7 +1727,7 @@ func (x *ReleaseActivityInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseActivityInput.ProtoReflect.Descriptor instead.
 func (*ReleaseActivityInput) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{15}
+	return file_ferry_task_v1_workflow_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReleaseActivityInput) GetSpec() *TaskSpec {
@@ -1265,11 +1755,12 @@ var File_ferry_task_v1_workflow_proto protoreflect.FileDescriptor
 
 const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\n" +
-	"\x1cferry/task/v1/workflow.proto\x12\rferry.task.v1\x1a\x19ferry/cdc/v1/change.proto\x1a\x18ferry/task/v1/spec.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\x01\n" +
+	"\x1cferry/task/v1/workflow.proto\x12\rferry.task.v1\x1a\x19ferry/cdc/v1/change.proto\x1a\x18ferry/task/v1/spec.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbb\x01\n" +
 	"\x11TaskWorkflowInput\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12+\n" +
 	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12.\n" +
-	"\x05state\x18\x03 \x01(\v2\x18.ferry.task.v1.TaskStateR\x05state\"\xf8\x04\n" +
+	"\x05state\x18\x03 \x01(\v2\x18.ferry.task.v1.TaskStateR\x05state\x120\n" +
+	"\x14retry_minute_seconds\x18\x04 \x01(\rR\x12retryMinuteSeconds\"\x8e\x06\n" +
 	"\tTaskState\x12*\n" +
 	"\x05phase\x18\x01 \x01(\x0e2\x14.ferry.task.v1.PhaseR\x05phase\x12-\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x15.ferry.task.v1.StatusR\x06status\x128\n" +
@@ -1287,9 +1778,22 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	" \x03(\v2\x1b.ferry.task.v1.PrecheckItemR\tprechecks\x12\x16\n" +
 	"\x06paused\x18\v \x01(\bR\x06paused\x12$\n" +
 	"\x0efull_sync_done\x18\f \x01(\bR\ffullSyncDone\x12B\n" +
-	"\x0efull_sync_rows\x18\r \x03(\v2\x1c.ferry.task.v1.TableRowCountR\ffullSyncRows\"\r\n" +
+	"\x0efull_sync_rows\x18\r \x03(\v2\x1c.ferry.task.v1.TableRowCountR\ffullSyncRows\x12+\n" +
+	"\x04spec\x18\x0f \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12*\n" +
+	"\x11last_signal_error\x18\x10 \x01(\tR\x0flastSignalError\x12\x1a\n" +
+	"\brestarts\x18\x11 \x01(\rR\brestarts\x12\x1f\n" +
+	"\valerts_sent\x18\x12 \x01(\rR\n" +
+	"alertsSent\"\r\n" +
 	"\vPauseSignal\"\x0e\n" +
-	"\fResumeSignal\"&\n" +
+	"\fResumeSignal\"\xb6\x01\n" +
+	"\x13ModifyObjectsSignal\x128\n" +
+	"\aobjects\x18\x01 \x01(\v2\x1e.ferry.task.v1.ObjectSelectionR\aobjects\x12<\n" +
+	"\vcompression\x18\x02 \x01(\x0e2\x1a.ferry.task.v1.CompressionR\vcompression\x12'\n" +
+	"\x04acks\x18\x03 \x01(\x0e2\x13.ferry.task.v1.AcksR\x04acks\"\x91\x01\n" +
+	"\x14UpdateThrottleSignal\x123\n" +
+	"\x04full\x18\x01 \x01(\v2\x1f.ferry.task.v1.FullSyncThrottleR\x04full\x12D\n" +
+	"\vincremental\x18\x02 \x01(\v2\".ferry.task.v1.IncrementalThrottleR\vincremental\"\x0f\n" +
+	"\rRestartSignal\"&\n" +
 	"\n" +
 	"StopSignal\x12\x18\n" +
 	"\arelease\x18\x01 \x01(\bR\arelease\"\xa3\x01\n" +
@@ -1301,11 +1805,12 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\facknowledged\x18\x05 \x01(\bR\facknowledged\"8\n" +
 	"\bTableRef\x12\x16\n" +
 	"\x06schema\x18\x01 \x01(\tR\x06schema\x12\x14\n" +
-	"\x05table\x18\x02 \x01(\tR\x05table\"f\n" +
+	"\x05table\x18\x02 \x01(\tR\x05table\"\x8d\x01\n" +
 	"\rTableRowCount\x12-\n" +
 	"\x05table\x18\x01 \x01(\v2\x17.ferry.task.v1.TableRefR\x05table\x12\x12\n" +
 	"\x04rows\x18\x02 \x01(\x04R\x04rows\x12\x12\n" +
-	"\x04done\x18\x03 \x01(\bR\x04done\"D\n" +
+	"\x04done\x18\x03 \x01(\bR\x04done\x12%\n" +
+	"\x0eestimated_rows\x18\x04 \x01(\x04R\restimatedRows\"D\n" +
 	"\x15PrecheckActivityInput\x12+\n" +
 	"\x04spec\x18\x01 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\"K\n" +
 	"\x16PrecheckActivityResult\x121\n" +
@@ -1332,7 +1837,27 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12\x1b\n" +
 	"\tslot_name\x18\x03 \x01(\tR\bslotName\x12)\n" +
 	"\x10publication_name\x18\x04 \x01(\tR\x0fpublicationName\x12/\n" +
-	"\x06tables\x18\x05 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\"\xa8\x01\n" +
+	"\x06tables\x18\x05 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\"\xc8\x01\n" +
+	"\x13ModifyActivityInput\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12+\n" +
+	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12)\n" +
+	"\x10publication_name\x18\x03 \x01(\tR\x0fpublicationName\x12@\n" +
+	"\x0fprevious_tables\x18\x04 \x03(\v2\x17.ferry.task.v1.TableRefR\x0epreviousTables\"\xdb\x01\n" +
+	"\x14ModifyActivityResult\x12/\n" +
+	"\x06tables\x18\x01 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\x12-\n" +
+	"\x05added\x18\x02 \x03(\v2\x17.ferry.task.v1.TableRefR\x05added\x121\n" +
+	"\aremoved\x18\x03 \x03(\v2\x17.ferry.task.v1.TableRefR\aremoved\x120\n" +
+	"\x14added_estimated_rows\x18\x04 \x03(\x04R\x12addedEstimatedRows\"^\n" +
+	"\x12ApplyThrottleInput\x12+\n" +
+	"\x04spec\x18\x01 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12\x1b\n" +
+	"\tslot_name\x18\x02 \x01(\tR\bslotName\"\xd5\x01\n" +
+	"\x12AlertActivityInput\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1b\n" +
+	"\ttask_name\x18\x02 \x01(\tR\btaskName\x12/\n" +
+	"\x05rules\x18\x03 \x01(\v2\x19.ferry.task.v1.AlertRulesR\x05rules\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x12*\n" +
+	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xa8\x01\n" +
 	"\x16FullSyncActivityResult\x12%\n" +
 	"\x0econsistent_lsn\x18\x01 \x01(\x04R\rconsistentLsn\x124\n" +
 	"\x06tables\x18\x02 \x03(\v2\x1c.ferry.task.v1.TableRowCountR\x06tables\x12\x1d\n" +
@@ -1381,7 +1906,7 @@ func file_ferry_task_v1_workflow_proto_rawDescGZIP() []byte {
 }
 
 var file_ferry_task_v1_workflow_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_ferry_task_v1_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_ferry_task_v1_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_ferry_task_v1_workflow_proto_goTypes = []any{
 	(Phase)(0),                       // 0: ferry.task.v1.Phase
 	(Status)(0),                      // 1: ferry.task.v1.Status
@@ -1391,49 +1916,76 @@ var file_ferry_task_v1_workflow_proto_goTypes = []any{
 	(*TaskState)(nil),                // 5: ferry.task.v1.TaskState
 	(*PauseSignal)(nil),              // 6: ferry.task.v1.PauseSignal
 	(*ResumeSignal)(nil),             // 7: ferry.task.v1.ResumeSignal
-	(*StopSignal)(nil),               // 8: ferry.task.v1.StopSignal
-	(*PrecheckItem)(nil),             // 9: ferry.task.v1.PrecheckItem
-	(*TableRef)(nil),                 // 10: ferry.task.v1.TableRef
-	(*TableRowCount)(nil),            // 11: ferry.task.v1.TableRowCount
-	(*PrecheckActivityInput)(nil),    // 12: ferry.task.v1.PrecheckActivityInput
-	(*PrecheckActivityResult)(nil),   // 13: ferry.task.v1.PrecheckActivityResult
-	(*SetupActivityInput)(nil),       // 14: ferry.task.v1.SetupActivityInput
-	(*SetupActivityResult)(nil),      // 15: ferry.task.v1.SetupActivityResult
-	(*IncrementalActivityInput)(nil), // 16: ferry.task.v1.IncrementalActivityInput
-	(*FullSyncActivityInput)(nil),    // 17: ferry.task.v1.FullSyncActivityInput
-	(*FullSyncActivityResult)(nil),   // 18: ferry.task.v1.FullSyncActivityResult
-	(*ReleaseActivityInput)(nil),     // 19: ferry.task.v1.ReleaseActivityInput
-	(*TaskSpec)(nil),                 // 20: ferry.task.v1.TaskSpec
-	(*v1.Checkpoint)(nil),            // 21: ferry.cdc.v1.Checkpoint
-	(*timestamppb.Timestamp)(nil),    // 22: google.protobuf.Timestamp
+	(*ModifyObjectsSignal)(nil),      // 8: ferry.task.v1.ModifyObjectsSignal
+	(*UpdateThrottleSignal)(nil),     // 9: ferry.task.v1.UpdateThrottleSignal
+	(*RestartSignal)(nil),            // 10: ferry.task.v1.RestartSignal
+	(*StopSignal)(nil),               // 11: ferry.task.v1.StopSignal
+	(*PrecheckItem)(nil),             // 12: ferry.task.v1.PrecheckItem
+	(*TableRef)(nil),                 // 13: ferry.task.v1.TableRef
+	(*TableRowCount)(nil),            // 14: ferry.task.v1.TableRowCount
+	(*PrecheckActivityInput)(nil),    // 15: ferry.task.v1.PrecheckActivityInput
+	(*PrecheckActivityResult)(nil),   // 16: ferry.task.v1.PrecheckActivityResult
+	(*SetupActivityInput)(nil),       // 17: ferry.task.v1.SetupActivityInput
+	(*SetupActivityResult)(nil),      // 18: ferry.task.v1.SetupActivityResult
+	(*IncrementalActivityInput)(nil), // 19: ferry.task.v1.IncrementalActivityInput
+	(*FullSyncActivityInput)(nil),    // 20: ferry.task.v1.FullSyncActivityInput
+	(*ModifyActivityInput)(nil),      // 21: ferry.task.v1.ModifyActivityInput
+	(*ModifyActivityResult)(nil),     // 22: ferry.task.v1.ModifyActivityResult
+	(*ApplyThrottleInput)(nil),       // 23: ferry.task.v1.ApplyThrottleInput
+	(*AlertActivityInput)(nil),       // 24: ferry.task.v1.AlertActivityInput
+	(*FullSyncActivityResult)(nil),   // 25: ferry.task.v1.FullSyncActivityResult
+	(*ReleaseActivityInput)(nil),     // 26: ferry.task.v1.ReleaseActivityInput
+	(*TaskSpec)(nil),                 // 27: ferry.task.v1.TaskSpec
+	(*v1.Checkpoint)(nil),            // 28: ferry.cdc.v1.Checkpoint
+	(*timestamppb.Timestamp)(nil),    // 29: google.protobuf.Timestamp
+	(*ObjectSelection)(nil),          // 30: ferry.task.v1.ObjectSelection
+	(Compression)(0),                 // 31: ferry.task.v1.Compression
+	(Acks)(0),                        // 32: ferry.task.v1.Acks
+	(*FullSyncThrottle)(nil),         // 33: ferry.task.v1.FullSyncThrottle
+	(*IncrementalThrottle)(nil),      // 34: ferry.task.v1.IncrementalThrottle
+	(*AlertRules)(nil),               // 35: ferry.task.v1.AlertRules
 }
 var file_ferry_task_v1_workflow_proto_depIdxs = []int32{
-	20, // 0: ferry.task.v1.TaskWorkflowInput.spec:type_name -> ferry.task.v1.TaskSpec
+	27, // 0: ferry.task.v1.TaskWorkflowInput.spec:type_name -> ferry.task.v1.TaskSpec
 	5,  // 1: ferry.task.v1.TaskWorkflowInput.state:type_name -> ferry.task.v1.TaskState
 	0,  // 2: ferry.task.v1.TaskState.phase:type_name -> ferry.task.v1.Phase
 	1,  // 3: ferry.task.v1.TaskState.status:type_name -> ferry.task.v1.Status
-	21, // 4: ferry.task.v1.TaskState.checkpoint:type_name -> ferry.cdc.v1.Checkpoint
-	22, // 5: ferry.task.v1.TaskState.failing_since:type_name -> google.protobuf.Timestamp
+	28, // 4: ferry.task.v1.TaskState.checkpoint:type_name -> ferry.cdc.v1.Checkpoint
+	29, // 5: ferry.task.v1.TaskState.failing_since:type_name -> google.protobuf.Timestamp
 	2,  // 6: ferry.task.v1.TaskState.failing_class:type_name -> ferry.task.v1.ErrorClass
-	9,  // 7: ferry.task.v1.TaskState.prechecks:type_name -> ferry.task.v1.PrecheckItem
-	11, // 8: ferry.task.v1.TaskState.full_sync_rows:type_name -> ferry.task.v1.TableRowCount
-	3,  // 9: ferry.task.v1.PrecheckItem.severity:type_name -> ferry.task.v1.Severity
-	10, // 10: ferry.task.v1.TableRowCount.table:type_name -> ferry.task.v1.TableRef
-	20, // 11: ferry.task.v1.PrecheckActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	9,  // 12: ferry.task.v1.PrecheckActivityResult.items:type_name -> ferry.task.v1.PrecheckItem
-	20, // 13: ferry.task.v1.SetupActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	10, // 14: ferry.task.v1.SetupActivityResult.tables:type_name -> ferry.task.v1.TableRef
-	20, // 15: ferry.task.v1.IncrementalActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	21, // 16: ferry.task.v1.IncrementalActivityInput.checkpoint:type_name -> ferry.cdc.v1.Checkpoint
-	20, // 17: ferry.task.v1.FullSyncActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	10, // 18: ferry.task.v1.FullSyncActivityInput.tables:type_name -> ferry.task.v1.TableRef
-	11, // 19: ferry.task.v1.FullSyncActivityResult.tables:type_name -> ferry.task.v1.TableRowCount
-	20, // 20: ferry.task.v1.ReleaseActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	12, // 7: ferry.task.v1.TaskState.prechecks:type_name -> ferry.task.v1.PrecheckItem
+	14, // 8: ferry.task.v1.TaskState.full_sync_rows:type_name -> ferry.task.v1.TableRowCount
+	27, // 9: ferry.task.v1.TaskState.spec:type_name -> ferry.task.v1.TaskSpec
+	30, // 10: ferry.task.v1.ModifyObjectsSignal.objects:type_name -> ferry.task.v1.ObjectSelection
+	31, // 11: ferry.task.v1.ModifyObjectsSignal.compression:type_name -> ferry.task.v1.Compression
+	32, // 12: ferry.task.v1.ModifyObjectsSignal.acks:type_name -> ferry.task.v1.Acks
+	33, // 13: ferry.task.v1.UpdateThrottleSignal.full:type_name -> ferry.task.v1.FullSyncThrottle
+	34, // 14: ferry.task.v1.UpdateThrottleSignal.incremental:type_name -> ferry.task.v1.IncrementalThrottle
+	3,  // 15: ferry.task.v1.PrecheckItem.severity:type_name -> ferry.task.v1.Severity
+	13, // 16: ferry.task.v1.TableRowCount.table:type_name -> ferry.task.v1.TableRef
+	27, // 17: ferry.task.v1.PrecheckActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	12, // 18: ferry.task.v1.PrecheckActivityResult.items:type_name -> ferry.task.v1.PrecheckItem
+	27, // 19: ferry.task.v1.SetupActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	13, // 20: ferry.task.v1.SetupActivityResult.tables:type_name -> ferry.task.v1.TableRef
+	27, // 21: ferry.task.v1.IncrementalActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	28, // 22: ferry.task.v1.IncrementalActivityInput.checkpoint:type_name -> ferry.cdc.v1.Checkpoint
+	27, // 23: ferry.task.v1.FullSyncActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	13, // 24: ferry.task.v1.FullSyncActivityInput.tables:type_name -> ferry.task.v1.TableRef
+	27, // 25: ferry.task.v1.ModifyActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	13, // 26: ferry.task.v1.ModifyActivityInput.previous_tables:type_name -> ferry.task.v1.TableRef
+	13, // 27: ferry.task.v1.ModifyActivityResult.tables:type_name -> ferry.task.v1.TableRef
+	13, // 28: ferry.task.v1.ModifyActivityResult.added:type_name -> ferry.task.v1.TableRef
+	13, // 29: ferry.task.v1.ModifyActivityResult.removed:type_name -> ferry.task.v1.TableRef
+	27, // 30: ferry.task.v1.ApplyThrottleInput.spec:type_name -> ferry.task.v1.TaskSpec
+	35, // 31: ferry.task.v1.AlertActivityInput.rules:type_name -> ferry.task.v1.AlertRules
+	29, // 32: ferry.task.v1.AlertActivityInput.at:type_name -> google.protobuf.Timestamp
+	14, // 33: ferry.task.v1.FullSyncActivityResult.tables:type_name -> ferry.task.v1.TableRowCount
+	27, // 34: ferry.task.v1.ReleaseActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_ferry_task_v1_workflow_proto_init() }
@@ -1448,7 +2000,7 @@ func file_ferry_task_v1_workflow_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ferry_task_v1_workflow_proto_rawDesc), len(file_ferry_task_v1_workflow_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   16,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
