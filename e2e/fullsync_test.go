@@ -167,6 +167,12 @@ type writer struct {
 }
 
 func startWriter(t *testing.T, big, small string) *writer {
+	return startWriterSized(t, big, 200_000, small, 1_000)
+}
+
+// startWriterSized is startWriter for tables of other sizes; bigRows and
+// smallRows bound the ids it updates and deletes.
+func startWriterSized(t *testing.T, big string, bigRows int, small string, smallRows int) *writer {
 	conn := pgConnect(t)
 	w := &writer{stop: make(chan struct{}), done: make(chan error, 1)}
 	step := func(i int, tab string, rows int) error {
@@ -186,9 +192,9 @@ func startWriter(t *testing.T, big, small string) *writer {
 				return
 			case <-pace.C:
 			}
-			tab, rows := big, 200_000
+			tab, rows := big, bigRows
 			if i%10 == 9 {
-				tab, rows = small, 1_000
+				tab, rows = small, smallRows
 			}
 			if err := step(i, tab, rows); err != nil {
 				w.done <- fmt.Errorf("writer transaction %d: %w", i, err)
@@ -272,6 +278,47 @@ type changeLog struct {
 	firstSnap  time.Time
 	lastSnap   time.Time
 	violations []string
+	// Tables added to a running task: their snapshot rows arrive between
+	// stream changes (DBLog), so see applyBackfilled.
+	backfilled map[string]bool
+}
+
+// expectBackfill marks a table whose snapshot comes beside the stream.
+func (l *changeLog) expectBackfill(table string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.backfilled == nil {
+		l.backfilled = map[string]bool{}
+	}
+	l.backfilled[table] = true
+}
+
+// applyBackfilled applies a message of a backfilled table. A change may
+// come before the chunk that reads its row, so a change to a row not yet
+// seen is taken as it is; a snapshot row is an upsert, but never of an
+// older version than one the stream already delivered (its chunk was read
+// between watermarks, and keys that changed there are left out of it).
+func (l *changeLog) applyBackfilled(msg *kafka.Message, m *canalMessage, id, row, ver string) {
+	state, vers := l.state[m.Table], l.vers[m.Table]
+	if isSnapshot(msg) {
+		l.snapshot[m.Table][id]++
+		l.snapTotal++
+		if prev, ok := vers[id]; ok && atoi(ver) < atoi(prev) {
+			l.violate("%s id %s: backfill row ver %s after the stream's ver %s", m.Table, id, ver, prev)
+		}
+		state[id], vers[id] = row, ver
+		return
+	}
+	l.streamed++
+	if m.Type == "DELETE" {
+		delete(state, id)
+		delete(vers, id)
+		return
+	}
+	if prev, ok := vers[id]; ok && m.Type == "UPDATE" && atoi(ver) != atoi(prev)+1 {
+		l.violate("%s id %s updated to ver %s after ver %s: a change lost or applied twice", m.Table, id, ver, prev)
+	}
+	state[id], vers[id] = row, ver
 }
 
 func collectChanges(t *testing.T, topic string) *changeLog {
@@ -325,6 +372,14 @@ func (l *changeLog) apply(msg *kafka.Message) {
 	id := *row["id"]
 	if l.state[m.Table] == nil {
 		l.state[m.Table], l.vers[m.Table], l.snapshot[m.Table] = map[string]string{}, map[string]string{}, map[string]int{}
+	}
+	if l.backfilled[m.Table] {
+		ver := "" // a DELETE carries only the key
+		if v := row["ver"]; v != nil {
+			ver = *v
+		}
+		l.applyBackfilled(msg, &m, id, rowString(vals), ver)
+		return
 	}
 	state, vers := l.state[m.Table], l.vers[m.Table]
 	if isSnapshot(msg) {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -56,7 +57,7 @@ func repoRoot() string {
 func buildBinaries(dir string) error {
 	cmd := exec.Command("go", "build", "-o", dir+"/",
 		"./services/cmd/catalog", "./services/cmd/capture", "./services/cmd/delivery",
-		"./services/cmd/control", "./workflows/cmd/worker")
+		"./services/cmd/control", "./workflows/cmd/worker", "./services/cmd/ferryctl")
 	cmd.Dir = repoRoot()
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
@@ -162,6 +163,7 @@ func freePort(t *testing.T) string {
 type ferry struct {
 	t         *testing.T
 	addrs     map[string]string
+	metrics   map[string]string // each process's Prometheus endpoint
 	taskQueue string
 	procs     map[string]*exec.Cmd
 	logDir    string
@@ -176,12 +178,16 @@ func startFerry(t *testing.T) *ferry {
 	f := &ferry{
 		t:         t,
 		addrs:     map[string]string{},
+		metrics:   map[string]string{},
 		taskQueue: uniqueName("ferry-e2e"),
 		procs:     map[string]*exec.Cmd{},
 		logDir:    t.TempDir(),
 	}
 	for _, s := range []string{"catalog", "capture", "delivery", "control"} {
 		f.addrs[s] = freePort(t)
+	}
+	for _, s := range services {
+		f.metrics[s] = freePort(t)
 	}
 	t.Cleanup(f.stopAll)
 	for _, s := range services {
@@ -211,6 +217,7 @@ func (f *ferry) start(name string) {
 		"FERRY_CATALOG_ADDRESS="+f.addrs["catalog"], "FERRY_CAPTURE_ADDRESS="+f.addrs["capture"],
 		"FERRY_DELIVERY_ADDRESS="+f.addrs["delivery"], "FERRY_TEMPORAL_ADDRESS="+temporalAddress(),
 		"FERRY_TASK_QUEUE="+f.taskQueue,
+		"FERRY_"+strings.ToUpper(name)+"_METRICS_ADDR="+f.metrics[name],
 	)
 	logFile, err := os.OpenFile(filepath.Join(f.logDir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {

@@ -758,14 +758,25 @@ ferry_addr() { # service -> host:port it serves gRPC on
   esac
 }
 
+ferry_metrics_addr() { # service -> host:port it serves Prometheus /metrics on
+  case $1 in
+    control) echo "127.0.0.1:${FERRY_CONTROL_METRICS_PORT:-9400}" ;;
+    catalog) echo "127.0.0.1:${FERRY_CATALOG_METRICS_PORT:-9401}" ;;
+    capture) echo "127.0.0.1:${FERRY_CAPTURE_METRICS_PORT:-9402}" ;;
+    delivery) echo "127.0.0.1:${FERRY_DELIVERY_METRICS_PORT:-9403}" ;;
+    worker) echo "127.0.0.1:${FERRY_WORKER_METRICS_PORT:-9404}" ;;
+  esac
+}
+
 ferry_build() {
   local start
   start=$(now)
   mkdir -p "$FERRY_BIN_DIR"
   (cd "$REPO_ROOT" && GOTOOLCHAIN=local go build -o "$FERRY_BIN_DIR/" \
-    ./services/cmd/catalog ./services/cmd/capture ./services/cmd/delivery ./services/cmd/control ./workflows/cmd/worker) ||
+    ./services/cmd/catalog ./services/cmd/capture ./services/cmd/delivery ./services/cmd/control ./workflows/cmd/worker \
+    ./services/cmd/ferryctl) ||
     die "ferry: go build failed"
-  log "ferry: built ${FERRY_SERVICES[*]} into $FERRY_BIN_DIR in $(elapsed "$start")"
+  log "ferry: built ${FERRY_SERVICES[*]} and ferryctl into $FERRY_BIN_DIR in $(elapsed "$start")"
 }
 
 grpc_healthy() { # host:port
@@ -775,7 +786,7 @@ grpc_healthy() { # host:port
 tools_path() { "$SCRIPT_DIR/tools.sh" path "$1"; }
 
 up_ferry() {
-  local svc pidfile logfile addr
+  local svc pidfile logfile addr metrics
   "$SCRIPT_DIR/tools.sh" ensure grpcurl >/dev/null
   ferry_build
   for svc in "${FERRY_SERVICES[@]}"; do
@@ -787,16 +798,19 @@ up_ferry() {
     fi
     addr=$(ferry_addr "$svc")
     [[ -z $addr ]] || require_free_port "ferry $svc" "${addr%:*}" "${addr#*:}"
+    metrics=$(ferry_metrics_addr "$svc")
+    require_free_port "ferry $svc metrics" "${metrics%:*}" "${metrics#*:}"
     spawn "$pidfile" "$logfile" env \
       FERRY_CONTROL_LISTEN="$(ferry_addr control)" FERRY_CATALOG_LISTEN="$(ferry_addr catalog)" \
       FERRY_CAPTURE_LISTEN="$(ferry_addr capture)" FERRY_DELIVERY_LISTEN="$(ferry_addr delivery)" \
       FERRY_CATALOG_ADDRESS="$(ferry_addr catalog)" FERRY_CAPTURE_ADDRESS="$(ferry_addr capture)" \
       FERRY_DELIVERY_ADDRESS="$(ferry_addr delivery)" FERRY_TEMPORAL_ADDRESS="$TEMPORAL_HOST:$TEMPORAL_PORT" \
+      "FERRY_${svc^^}_METRICS_ADDR=$metrics" \
       "$FERRY_BIN_DIR/$svc" || fail_with_log "ferry $svc" "$logfile" "could not start"
     if [[ -n $addr ]] && ! wait_until "$START_TIMEOUT" "$pidfile" "$FERRY_BIN_DIR/$svc" -- grpc_healthy "$addr"; then
       fail_with_log "ferry $svc" "$logfile" "not serving on $addr"
     fi
-    log "ferry $svc: running (pid $(<"$pidfile"))${addr:+ on $addr}"
+    log "ferry $svc: running (pid $(<"$pidfile"))${addr:+ on $addr}, metrics on http://$metrics/metrics"
   done
 }
 

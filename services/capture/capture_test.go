@@ -15,7 +15,7 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
-	"github.com/ferry-cdc/ferry/services/internal/testenv"
+	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
 var nullV = &cdcv1.Value{Kind: &cdcv1.Value_Null{Null: true}}

@@ -57,6 +57,9 @@ func (st *stream) data(ctx context.Context, xld pglogrepl.XLogData) error {
 // transactional one belongs to its transaction, whose commit carries the
 // watermark.
 func (st *stream) message(now time.Time, m *pglogrepl.LogicalDecodingMessage, walStart pglogrepl.LSN) error {
+	if consumed, err := st.backfillMark(m, max(m.LSN, walStart)); consumed || err != nil {
+		return err
+	}
 	if m.Transactional || st.txn != nil {
 		return nil
 	}
@@ -91,6 +94,9 @@ func (st *stream) change(now time.Time, m pglogrepl.Message, lsn pglogrepl.LSN) 
 	ev, rel, err := st.decodeChange(m)
 	if err != nil {
 		return fmt.Errorf("decoding the change at %s: %w", lsn, err)
+	}
+	if err := st.bf.observe(rel, m, st.txn.xid); err != nil {
+		return fmt.Errorf("the change at %s: %w", lsn, err)
 	}
 	ev.Lsn = uint64(lsn)
 	ev.CommitLsn = st.txn.commitLSN

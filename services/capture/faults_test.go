@@ -19,7 +19,7 @@ import (
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-	"github.com/ferry-cdc/ferry/services/internal/testenv"
+	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
 // Source faults run against a private PostgreSQL, which they stop, restart,

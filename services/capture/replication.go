@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -53,11 +51,8 @@ func qualified(t *taskv1.TableRef) string {
 // matters: pgoutput looks the publication up as of each change's point in
 // the WAL, so a slot older than its publication fails to decode.
 func (s *Server) EnsureReplication(ctx context.Context, req *capturev1.EnsureReplicationRequest) (*capturev1.EnsureReplicationResponse, error) {
-	if err := validateNames(req.GetSlotName(), req.GetPublicationName()); err != nil {
+	if err := validateEnsure(req); err != nil {
 		return nil, err
-	}
-	if len(req.GetTables()) == 0 {
-		return nil, status.Error(codes.InvalidArgument, "EnsureReplication needs at least one table")
 	}
 	conn, err := pgsource.Connect(ctx, req.GetSource())
 	if err != nil {
@@ -68,7 +63,7 @@ func (s *Server) EnsureReplication(ctx context.Context, req *capturev1.EnsureRep
 	if err := checkWALLevel(ctx, conn); err != nil {
 		return nil, err
 	}
-	pubCreated, err := ensurePublication(ctx, conn, req.GetPublicationName(), req.GetTables())
+	pubCreated, err := ensurePublication(ctx, conn, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -94,6 +89,28 @@ func (s *Server) EnsureReplication(ctx context.Context, req *capturev1.EnsureRep
 	}, nil
 }
 
+// validateEnsure checks the request before connecting. A publication-only
+// request may leave the slot unnamed: modify-objects sets the tables of a
+// running task's publication and has no slot to create.
+func validateEnsure(req *capturev1.EnsureReplicationRequest) error {
+	slot := req.GetSlotName()
+	if slot == "" && req.GetPublicationOnly() {
+		slot = "unnamed"
+	}
+	if err := validateNames(slot, req.GetPublicationName()); err != nil {
+		return err
+	}
+	if !req.GetAllTables() && len(req.GetTables()) == 0 && len(req.GetSchemas()) == 0 {
+		return status.Error(codes.InvalidArgument, "EnsureReplication needs tables, schemas or all_tables")
+	}
+	for i, sc := range req.GetSchemas() {
+		if sc == "" {
+			return status.Errorf(codes.InvalidArgument, "schemas[%d] is empty; name the schema to publish", i)
+		}
+	}
+	return nil
+}
+
 func checkWALLevel(ctx context.Context, conn *pgx.Conn) error {
 	var level string
 	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&level); err != nil {
@@ -103,74 +120,6 @@ func checkWALLevel(ctx context.Context, conn *pgx.Conn) error {
 		return failedPrecondition("the source has wal_level = %s; set wal_level = logical in postgresql.conf and restart PostgreSQL", level)
 	}
 	return nil
-}
-
-// ensurePublication creates the publication, or makes an existing one
-// publish exactly the requested tables.
-func ensurePublication(ctx context.Context, conn *pgx.Conn, name string, tables []*taskv1.TableRef) (bool, error) {
-	want := make([]string, len(tables))
-	for i, t := range tables {
-		want[i] = qualified(t)
-	}
-	slices.Sort(want)
-	want = slices.Compact(want)
-	quoted := pgx.Identifier{name}.Sanitize()
-
-	have, exists, err := publicationTables(ctx, conn, name)
-	if err != nil {
-		return false, err
-	}
-	if !exists {
-		_, err := conn.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s WITH (publish_via_partition_root = true)",
-			quoted, strings.Join(want, ", ")))
-		if err == nil {
-			return true, nil
-		}
-		if !isPgCode(err, "42710") { // duplicate_object: created concurrently
-			return false, fmt.Errorf("creating publication %s: %w", quoted, err)
-		}
-	}
-	if !slices.Equal(have, want) {
-		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET TABLE %s", quoted, strings.Join(want, ", "))); err != nil {
-			return false, fmt.Errorf("setting the tables of publication %s: %w", quoted, err)
-		}
-	}
-	if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET (publish_via_partition_root = true)", quoted)); err != nil {
-		return false, fmt.Errorf("altering publication %s: %w", quoted, err)
-	}
-	return false, nil
-}
-
-// publicationTables lists the quoted tables a publication names directly,
-// sorted like ensurePublication's list.
-func publicationTables(ctx context.Context, conn *pgx.Conn, name string) ([]string, bool, error) {
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", name).Scan(&exists); err != nil {
-		return nil, false, fmt.Errorf("looking up publication %q: %w", name, err)
-	}
-	if !exists {
-		return nil, false, nil
-	}
-	rows, err := conn.Query(ctx, `
-		SELECT n.nspname, c.relname
-		FROM pg_publication p
-		JOIN pg_publication_rel r ON r.prpubid = p.oid
-		JOIN pg_class c ON c.oid = r.prrelid
-		JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE p.pubname = $1`, name)
-	if err != nil {
-		return nil, true, fmt.Errorf("listing the tables of publication %q: %w", name, err)
-	}
-	have, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (string, error) {
-		var schema, table string
-		err := row.Scan(&schema, &table)
-		return pgx.Identifier{schema, table}.Sanitize(), err
-	})
-	if err != nil {
-		return nil, true, fmt.Errorf("listing the tables of publication %q: %w", name, err)
-	}
-	slices.Sort(have)
-	return have, true, nil
 }
 
 // ensureSlot creates the logical slot unless it exists. An existing slot
@@ -319,8 +268,8 @@ func waitSlotInactive(ctx context.Context, conn *pgx.Conn, name string, wait tim
 }
 
 func dropPublication(ctx context.Context, conn *pgx.Conn, name string) (bool, error) {
-	_, exists, err := publicationTables(ctx, conn, name)
-	if err != nil || !exists {
+	st, err := readPublication(ctx, conn, name)
+	if err != nil || !st.exists {
 		return false, err
 	}
 	quoted := pgx.Identifier{name}.Sanitize()

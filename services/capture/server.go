@@ -36,10 +36,14 @@ import (
 )
 
 // Server implements capturev1.CaptureServiceServer. It keeps no state
-// between calls: every stream opens its own connections.
+// between calls: every stream opens its own connections. It only knows the
+// throttles of the running calls, for UpdateThrottle.
 type Server struct {
 	capturev1.UnimplementedCaptureServiceServer
-	logger *slog.Logger
+	logger    *slog.Logger
+	throttles throttleRegistry
+	// Metrics records per-slot metrics (metrics.go); nil records none.
+	Metrics *Metrics
 }
 
 // NewServer returns a Server that logs to logger.
@@ -69,6 +73,10 @@ func (s *Server) StreamChanges(gs capturev1.CaptureService_StreamChangesServer) 
 	if err := validateNames(start.GetSlotName(), start.GetPublicationName()); err != nil {
 		return err
 	}
+	thr := newStreamThrottle(start.GetThrottle())
+	defer s.throttles.add(start.GetSlotName(), thr)()
+	gs, unwatch := s.Metrics.watchStream(start, gs)
+	defer unwatch()
 	st, err := s.openStream(ctx, start, gs)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -77,6 +85,8 @@ func (s *Server) StreamChanges(gs capturev1.CaptureService_StreamChangesServer) 
 		return toStatus(err)
 	}
 	defer st.close()
+	st.pace = st.paceWith(ctx, thr)
+	st.limited = thr.limited
 
 	acks := make(chan error, 1)
 	go st.receiveAcks(gs, acks)
@@ -130,6 +140,11 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 	st := newStream(s.logger.With("slot", slot), gs, repl, conn, confirmed, startLSN,
 		newBatcher(start.GetMaxBatchEvents(), start.GetMaxBatchDelayMs()))
 	st.hb = heartbeat{every: time.Duration(start.GetHeartbeatSeconds()) * time.Second, payload: slot}
+	// Started once replication has, so every watermark is in the stream.
+	if st.bf, err = startBackfill(ctx, start, conn); err != nil {
+		st.close()
+		return nil, err
+	}
 	return st, nil
 }
 

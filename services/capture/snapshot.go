@@ -64,6 +64,10 @@ func (s *Server) ReadSnapshot(req *capturev1.ReadSnapshotRequest, gs capturev1.C
 		return status.Error(codes.InvalidArgument, "ReadSnapshot needs at least one table")
 	}
 	ctx := gs.Context()
+	thr := newSnapshotThrottle(req.GetThrottle())
+	defer s.throttles.add(req.GetSlotName(), thr)()
+	gs, unwatch := s.Metrics.watchSnapshot(req, gs)
+	defer unwatch()
 	snap, err := s.exportSnapshot(ctx, req)
 	if err != nil {
 		return toStatus(err)
@@ -74,7 +78,7 @@ func (s *Server) ReadSnapshot(req *capturev1.ReadSnapshotRequest, gs capturev1.C
 		return toStatus(fmt.Errorf("sending the snapshot's start: %w", err))
 	}
 	begun := time.Now()
-	counts, err := s.readTables(ctx, req, snap, gs)
+	counts, err := s.readTables(ctx, req, snap, thr, gs)
 	if err != nil {
 		if ctx.Err() != nil {
 			return status.FromContextError(ctx.Err()).Err()
@@ -156,7 +160,7 @@ func (s *Server) dropStaleSlot(ctx context.Context, conn *pgx.Conn, src *taskv1.
 // readTables runs the table readers and sends what they read, in order per
 // table, with progress about once a second. It returns the final counts.
 func (s *Server) readTables(ctx context.Context, req *capturev1.ReadSnapshotRequest, snap *exportedSnapshot,
-	gs capturev1.CaptureService_ReadSnapshotServer) ([]*taskv1.TableRowCount, error) {
+	thr *throttle, gs capturev1.CaptureService_ReadSnapshotServer) ([]*taskv1.TableRowCount, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	tables := req.GetTables()
@@ -182,7 +186,7 @@ func (s *Server) readTables(ctx context.Context, req *capturev1.ReadSnapshotRequ
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := readerLoop(ctx, req, snap, &next, items); err != nil {
+			if err := readerLoop(ctx, req, snap, thr, &next, items); err != nil {
 				fail(err)
 			}
 		}()
@@ -252,7 +256,8 @@ func finishSnapshot(gs capturev1.CaptureService_ReadSnapshotServer, snap *export
 
 // readerLoop imports the snapshot on a connection of its own and reads
 // tables from the shared queue until none is left.
-func readerLoop(ctx context.Context, req *capturev1.ReadSnapshotRequest, snap *exportedSnapshot, next *atomic.Int64, items chan<- snapshotItem) error {
+func readerLoop(ctx context.Context, req *capturev1.ReadSnapshotRequest, snap *exportedSnapshot, thr *throttle,
+	next *atomic.Int64, items chan<- snapshotItem) error {
 	conn, err := pgsource.Connect(ctx, req.GetSource())
 	if err != nil {
 		return err
@@ -274,7 +279,7 @@ func readerLoop(ctx context.Context, req *capturev1.ReadSnapshotRequest, snap *e
 		if i >= len(tables) {
 			break
 		}
-		tr := &tableReader{idx: i, snap: snap, maxBatch: maxBatch, items: items}
+		tr := &tableReader{idx: i, snap: snap, maxBatch: maxBatch, items: items, thr: thr}
 		if err := tr.read(ctx, conn, tables[i]); err != nil {
 			return snapshotReadError(req.GetSource().GetUser(), tables[i], snap.name, err)
 		}

@@ -24,6 +24,11 @@ type tableReader struct {
 	snap     *exportedSnapshot
 	maxBatch int
 	items    chan<- snapshotItem
+	thr      *throttle // shared by the snapshot's readers
+	// keyCols, set by a backfill, are the primary-key columns whose text
+	// each row's key is kept from, in keys (backfill.go).
+	keyCols []int
+	keys    [][]string
 
 	rel     *relation
 	cur     *cdcv1.ChangeBatch
@@ -51,6 +56,11 @@ func (tr *tableReader) read(ctx context.Context, conn *pgx.Conn, t *taskv1.Table
 		from = qualified(t)
 	}
 	sql := fmt.Sprintf("COPY (SELECT %s FROM %s) TO STDOUT", strings.Join(cols, ", "), from)
+	// queries_per_second counts the queries that read table data, one COPY
+	// per table; the few catalog lookups describing the table are not.
+	if err := tr.thr.wait(ctx, cost{queries: 1}); err != nil {
+		return err
+	}
 	if _, err := conn.PgConn().CopyTo(ctx, copyWriter{tr, ctx}, sql); err != nil {
 		return err
 	}
@@ -121,6 +131,13 @@ func (tr *tableReader) row(line []byte) error {
 			return fmt.Errorf("column %q: %w", cols[i].Name, err)
 		}
 	}
+	if tr.keyCols != nil {
+		key, err := copyKey(tr.fields, tr.keyCols)
+		if err != nil {
+			return err
+		}
+		tr.keys = append(tr.keys, key)
+	}
 	lsn := uint64(tr.snap.lsn)
 	tr.cur.Events = append(tr.cur.Events, &cdcv1.ChangeEvent{
 		Op: cdcv1.Operation_OPERATION_INSERT, RelationOid: tr.rel.msg.RelationID, NewValues: values,
@@ -138,6 +155,13 @@ func (tr *tableReader) emit(ctx context.Context, last bool) error {
 	}
 	if it.batch == nil && !last {
 		return nil
+	}
+	// Rows and bytes are paid before the hand-over, so the readers together
+	// emit no faster than the throttle allows, whatever their number.
+	if it.batch != nil {
+		if err := tr.thr.wait(ctx, tr.thr.batchCost(it.batch)); err != nil {
+			return err
+		}
 	}
 	select {
 	case tr.items <- it:

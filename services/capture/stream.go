@@ -70,6 +70,11 @@ type stream struct {
 	lastWatermark uint64
 	lastIdleMark  time.Time
 	hb            heartbeat
+	bf            *backfiller // nil: no tables to backfill (backfill.go)
+	// pace holds a batch until the throttle lets it go; nil: unthrottled.
+	pace func(*cdcv1.ChangeBatch) error
+	// limited reports whether a rows or bytes limit is on; nil: never.
+	limited func() bool
 }
 
 // heartbeat is the schedule of the logical messages that keep the slot
@@ -99,6 +104,7 @@ func newStream(logger *slog.Logger, out sender, repl *pgconn.PgConn, catalog *pg
 // close ends both sessions. It runs when the gRPC call ends, so it must not
 // use the call's context, which is already cancelled.
 func (st *stream) close() {
+	st.bf.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = st.repl.Close(ctx)
@@ -140,6 +146,9 @@ func (st *stream) run(ctx context.Context, clientDone <-chan error) error {
 		case err := <-clientDone:
 			return err
 		default:
+		}
+		if err := st.bf.failed(); err != nil {
+			return err
 		}
 		now := time.Now()
 		if st.statusDue(now) {
@@ -317,8 +326,27 @@ func (st *stream) flushIfDue(now time.Time) error {
 }
 
 func (st *stream) send(b *cdcv1.ChangeBatch) error {
-	if err := st.out.Send(&capturev1.StreamChangesResponse{Batch: b}); err != nil {
-		return fmt.Errorf("sending a batch to the client: %w", err)
+	parts := []*cdcv1.ChangeBatch{b}
+	if st.limited != nil && st.limited() {
+		parts = splitBatch(b, throttledPartEvents)
+	}
+	for _, p := range parts {
+		if st.pace != nil {
+			if err := st.pace(p); err != nil {
+				return err
+			}
+		}
+		// Parts each paid within a slice still add up to a long time away
+		// from the replication connection: keep the walsender hearing from
+		// us (the update reports only what acks confirmed).
+		if now := time.Now(); len(parts) > 1 && now.Sub(st.lastStatus) >= throttleSlice {
+			if err := st.sendStatus(now); err != nil {
+				return err
+			}
+		}
+		if err := st.out.Send(&capturev1.StreamChangesResponse{Batch: p}); err != nil {
+			return fmt.Errorf("sending a batch to the client: %w", err)
+		}
 	}
 	st.lastWatermark = max(st.lastWatermark, b.GetWatermarkLsn())
 	return nil

@@ -49,16 +49,6 @@ func (s *Server) ListSchemas(context.Context, *catalogv1.ListSchemasRequest) (*c
 	return nil, status.Errorf(codes.Unimplemented, notYet, "ListSchemas")
 }
 
-// ListTables is not implemented yet.
-func (s *Server) ListTables(context.Context, *catalogv1.ListTablesRequest) (*catalogv1.ListTablesResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, notYet, "ListTables")
-}
-
-// DescribeTable is not implemented yet.
-func (s *Server) DescribeTable(context.Context, *catalogv1.DescribeTableRequest) (*catalogv1.DescribeTableResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, notYet, "DescribeTable")
-}
-
 // ResolveTables expands the selection to the tables it names today.
 func (s *Server) ResolveTables(ctx context.Context, req *catalogv1.ResolveTablesRequest) (*catalogv1.ResolveTablesResponse, error) {
 	conn, err := pgsource.Connect(ctx, req.GetSource())
@@ -70,13 +60,41 @@ func (s *Server) ResolveTables(ctx context.Context, req *catalogv1.ResolveTables
 	if err != nil {
 		return nil, err
 	}
-	return &catalogv1.ResolveTablesResponse{Tables: tables}, nil
+	estimates, err := estimateRows(ctx, conn, tables)
+	if err != nil {
+		return nil, err
+	}
+	return &catalogv1.ResolveTablesResponse{Tables: tables, EstimatedRows: estimates}, nil
+}
+
+// estimateRows reads reltuples, which costs nothing, rather than counting:
+// progress needs a denominator, not an exact one (see estimatedRowsExpr).
+func estimateRows(ctx context.Context, conn *pgx.Conn, tables []*taskv1.TableRef) ([]uint64, error) {
+	schemas, names := make([]string, len(tables)), make([]string, len(tables))
+	for i, t := range tables {
+		schemas[i], names[i] = t.GetSchema(), t.GetTable()
+	}
+	rows, err := conn.Query(ctx, `SELECT `+estimatedRowsExpr+`
+FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(s, t, i)
+LEFT JOIN pg_namespace n ON n.nspname = u.s
+LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = u.t
+ORDER BY u.i`, schemas, names)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "estimating table sizes: %v", err)
+	}
+	out := make([]uint64, 0, len(tables))
+	var n int64
+	if _, err := pgx.ForEachRow(rows, []any{&n}, func() error { out = append(out, uint64(max(n, 0))); return nil }); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "estimating table sizes: %v", err)
+	}
+	return out, nil
 }
 
 // userTables are ordinary and partitioned tables outside the system schemas;
 // partitions are left out because publications publish via their root.
-const userTables = `
-SELECT n.nspname, c.relname
+const userTables = `SELECT n.nspname, c.relname` + userTablesFrom
+
+const userTablesFrom = `
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence = 'p'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'`

@@ -11,7 +11,7 @@ import (
 
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-	"github.com/ferry-cdc/ferry/services/internal/testenv"
+	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
 func severities(items []*taskv1.PrecheckItem) map[string]taskv1.Severity {
@@ -82,7 +82,10 @@ func TestResolveTables(t *testing.T) {
 		`CREATE SCHEMA `+schema,
 		`CREATE TABLE `+schema+`."Order-Items" (id int PRIMARY KEY)`,
 		`CREATE TABLE `+schema+`.parted (id int, at date) PARTITION BY RANGE (at)`,
-		`CREATE TABLE `+schema+`.parted_2026 PARTITION OF `+schema+`.parted FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`)
+		`CREATE TABLE `+schema+`.parted_2026 PARTITION OF `+schema+`.parted FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`,
+		`INSERT INTO `+schema+`."Order-Items" SELECT generate_series(1, 300)`,
+		`INSERT INTO `+schema+`.parted SELECT g, '2026-05-01' FROM generate_series(1, 200) g`,
+		`ANALYZE `+schema+`."Order-Items", `+schema+`.parted`)
 	t.Cleanup(func() { testenv.Exec(t, conn, `DROP SCHEMA `+schema+` CASCADE`) })
 	s := NewServer(slog.Default())
 
@@ -100,6 +103,10 @@ func TestResolveTables(t *testing.T) {
 	// Partitions are published through their root, so only the root is listed.
 	if strings.Join(names, ",") != "Order-Items,parted" {
 		t.Fatalf("resolved %v, want [Order-Items parted]", names)
+	}
+	// ANALYZE counts small tables exactly; the partitioned root sums its leaves.
+	if got := res.GetEstimatedRows(); len(got) != 2 || got[0] != 300 || got[1] != 200 {
+		t.Fatalf("estimated rows %v, want [300 200]", got)
 	}
 
 	_, err = s.ResolveTables(context.Background(), &catalogv1.ResolveTablesRequest{

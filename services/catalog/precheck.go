@@ -38,6 +38,7 @@ func (s *Server) Precheck(ctx context.Context, req *catalogv1.PrecheckRequest) (
 	}
 	items = append(items, checkHighAvailability(ctx, conn)...)
 	items = append(items, checkLongTransactions(ctx, conn, s.longTransactionAge))
+	items = append(items, checkPublicationPrivilege(ctx, conn, req.GetObjects()))
 	items = append(items, s.checkTables(ctx, conn, req.GetObjects())...)
 	items = append(items, checkSchemaRegistry(ctx, req.GetDestination())...)
 	s.logger.Info("precheck done", "source", pgsource.Describe(src), "items", len(items), "took", time.Since(start))
@@ -95,12 +96,12 @@ func checkWalLevel(ctx context.Context, conn *pgx.Conn) *taskv1.PrecheckItem {
 }
 
 func checkReplicationPrivilege(ctx context.Context, conn *pgx.Conn) *taskv1.PrecheckItem {
-	var user string
-	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT rolname, rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&user, &ok); err != nil {
+	r, err := readRole(ctx, conn)
+	if err != nil {
 		return queryFailed("replication_privilege", err)
 	}
-	if !ok {
+	user := r.GetRole()
+	if !r.GetReplication() && !r.GetSuperuser() {
 		return fail("replication_privilege", fmt.Sprintf("role %q lacks the REPLICATION attribute", user),
 			fmt.Sprintf("run ALTER ROLE %s WITH REPLICATION", pgx.Identifier{user}.Sanitize()))
 	}

@@ -29,15 +29,14 @@ const (
 // TOAST table's pages as of the last VACUUM, or rows ever inserted into it
 // (the statistics counters, which need no lock), so thousands of tables cost
 // one catalog query.
-const rowSizeCandidates = `WITH RECURSIVE ` + selectedTables + `,
+var rowSizeCandidates = `WITH RECURSIVE ` + selectedTables + `,
 tree AS (
   SELECT sel.oid AS root, sel.oid AS rel FROM sel WHERE has_table_privilege(sel.oid, 'SELECT')
   UNION ALL
   SELECT t.root, h.inhrelid FROM tree t JOIN pg_inherits h ON h.inhparent = t.rel
   JOIN pg_class p ON p.oid = h.inhrelid AND p.relispartition)
 SELECT r.relkind::text, format('%I.%I', n.nspname, r.relname), r.reltuples::float8,
-  (SELECT string_agg(format('COALESCE(pg_column_size(%I), 0)', a.attname), ' + ' ORDER BY a.attnum)
-   FROM pg_attribute a WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped)
+  ` + columnSizesSQL("r") + `
 FROM tree JOIN pg_class c ON c.oid = tree.rel
 LEFT JOIN pg_class tc ON tc.oid = c.reltoastrelid
 JOIN pg_class r ON r.oid = tree.root JOIN pg_namespace n ON n.oid = r.relnamespace
@@ -45,6 +44,15 @@ GROUP BY r.oid, r.relkind, n.nspname, r.relname, r.reltuples
 HAVING sum(coalesce(tc.relpages, 0)) > 0 OR sum(coalesce(pg_stat_get_tuples_inserted(tc.oid), 0)) > 0
 ORDER BY sum(coalesce(tc.relpages, 0)) DESC, sum(coalesce(pg_stat_get_tuples_inserted(tc.oid), 0)) DESC
 LIMIT $3`
+
+// columnSizesSQL is a subquery on pg_class alias rel: the SQL expression
+// that sums the stored sizes of a row's columns, or NULL without columns.
+// pg_column_size of each column reads a TOASTed value's size from its
+// pointer; pg_column_size of the whole row would fetch the value instead.
+func columnSizesSQL(rel string) string {
+	return `(SELECT string_agg(format('COALESCE(pg_column_size(%I), 0)', a.attname), ' + ' ORDER BY a.attnum)
+   FROM pg_attribute a WHERE a.attrelid = ` + rel + `.oid AND a.attnum > 0 AND NOT a.attisdropped)`
+}
 
 type sizeCandidate struct {
 	relkind, name, sizeExpr string
@@ -109,7 +117,11 @@ func rowSizeItem(limit int64, sampled int, over, unsampled []string, largest int
 }
 
 // sampleLargestRow returns the largest row size among up to sampleRows rows
-// drawn from random pages of the table.
+// drawn from random pages of the table. Three things bound it: TABLESAMPLE
+// SYSTEM reads only the pages it draws (about twice sampleRows rows' worth,
+// as reltuples estimates them), LIMIT stops the scan at sampleRows rows, and
+// statement_timeout (with the context's deadline as a client-side backstop)
+// stops it after sampleTimeout whatever the table's state.
 func sampleLargestRow(ctx context.Context, conn *pgx.Conn, c sizeCandidate) (int64, error) {
 	if c.sizeExpr == "" {
 		return 0, nil
@@ -122,12 +134,25 @@ func sampleLargestRow(ctx context.Context, conn *pgx.Conn, c sizeCandidate) (int
 	if c.relkind == "p" {
 		only = "" // a partitioned table's rows are in its partitions
 	}
-	ctx, cancel := context.WithTimeout(ctx, sampleTimeout)
+	ctx, cancel := context.WithTimeout(ctx, sampleTimeout+time.Second)
 	defer cancel()
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return 0, fmt.Errorf("sampling %s: %w", c.name, err)
+	}
+	defer func() {
+		// The sample's own context may be spent; the rollback gets its own.
+		rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer rcancel()
+		_ = tx.Rollback(rctx)
+	}()
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", sampleTimeout.Milliseconds())); err != nil {
+		return 0, fmt.Errorf("sampling %s: %w", c.name, err)
+	}
 	var size int64
 	q := fmt.Sprintf(`SELECT COALESCE(max(%s), 0)::bigint FROM (SELECT * FROM %s%s TABLESAMPLE SYSTEM (%g) LIMIT %d) s`,
 		c.sizeExpr, only, c.name, percent, sampleRows)
-	if err := conn.QueryRow(ctx, q).Scan(&size); err != nil {
+	if err := tx.QueryRow(ctx, q).Scan(&size); err != nil {
 		return 0, fmt.Errorf("sampling %s: %w", c.name, err)
 	}
 	return size, nil

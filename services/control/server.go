@@ -32,17 +32,22 @@ type Server struct {
 	taskv1.UnimplementedTaskServiceServer
 	temporal  client.Client
 	taskQueue string
+	namespace string
 	catalog   catalogv1.CatalogServiceClient
 	logger    *slog.Logger
 }
 
-// NewServer returns a control server that starts tasks on taskQueue through
-// tc and runs standalone prechecks through cat.
-func NewServer(tc client.Client, taskQueue string, cat catalogv1.CatalogServiceClient, logger *slog.Logger) *Server {
-	return &Server{temporal: tc, taskQueue: taskQueue, catalog: cat, logger: logger}
+// Options say where tasks live in Temporal.
+type Options struct {
+	TaskQueue string
+	Namespace string
 }
 
-const notYet = "control: %s is not implemented yet; it lands with the task-lifecycle issue"
+// NewServer returns a control server that starts tasks through tc and runs
+// standalone prechecks through cat.
+func NewServer(tc client.Client, opts Options, cat catalogv1.CatalogServiceClient, logger *slog.Logger) *Server {
+	return &Server{temporal: tc, taskQueue: opts.TaskQueue, namespace: opts.Namespace, catalog: cat, logger: logger}
+}
 
 // CreateTask validates the spec and starts the task's workflow.
 func (s *Server) CreateTask(ctx context.Context, req *taskv1.CreateTaskRequest) (*taskv1.CreateTaskResponse, error) {
@@ -92,20 +97,23 @@ func newTaskID() string {
 // GetTask returns the workflow's state and the running attempt's newest
 // heartbeat checkpoint.
 func (s *Server) GetTask(ctx context.Context, req *taskv1.GetTaskRequest) (*taskv1.GetTaskResponse, error) {
-	resp, err := s.temporal.QueryWorkflow(ctx, req.GetTaskId(), "", task.QueryState)
+	st, err := s.state(ctx, req.GetTaskId())
 	if err != nil {
-		return nil, temporalError(req.GetTaskId(), err)
+		return nil, err
 	}
-	var st taskv1.TaskState
-	if err := resp.Get(&st); err != nil {
-		return nil, status.Errorf(codes.Internal, "decoding task %s state: %v", req.GetTaskId(), err)
-	}
-	out := &taskv1.GetTaskResponse{TaskId: req.GetTaskId(), State: &st}
+	out := &taskv1.GetTaskResponse{TaskId: req.GetTaskId(), State: st}
 	desc, err := s.temporal.DescribeWorkflowExecution(ctx, req.GetTaskId(), "")
 	if err != nil {
 		return nil, temporalError(req.GetTaskId(), err)
 	}
 	for _, pa := range desc.GetPendingActivities() {
+		if pa.GetActivityType().GetName() == task.ActivityFullSync {
+			var fs taskv1.FullSyncActivityResult
+			if pa.GetHeartbeatDetails() != nil && converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &fs) == nil {
+				out.FullSync = &fs
+			}
+			continue
+		}
 		var cp cdcv1.Checkpoint
 		if pa.GetHeartbeatDetails() != nil && converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &cp) == nil &&
 			cp.GetConfirmedLsn() >= out.HeartbeatConfirmedLsn {
@@ -172,26 +180,6 @@ func (s *Server) signal(ctx context.Context, id, name string, payload any) error
 		return temporalError(id, err)
 	}
 	return nil
-}
-
-// RestartTask is not implemented yet.
-func (s *Server) RestartTask(context.Context, *taskv1.RestartTaskRequest) (*taskv1.RestartTaskResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, notYet, "RestartTask")
-}
-
-// ModifyObjects is not implemented yet.
-func (s *Server) ModifyObjects(context.Context, *taskv1.ModifyObjectsRequest) (*taskv1.ModifyObjectsResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, notYet, "ModifyObjects")
-}
-
-// UpdateThrottle is not implemented yet.
-func (s *Server) UpdateThrottle(context.Context, *taskv1.UpdateThrottleRequest) (*taskv1.UpdateThrottleResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, notYet, "UpdateThrottle")
-}
-
-// DeleteTask is not implemented yet.
-func (s *Server) DeleteTask(context.Context, *taskv1.DeleteTaskRequest) (*taskv1.DeleteTaskResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, notYet, "DeleteTask")
 }
 
 func temporalError(id string, err error) error {

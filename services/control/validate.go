@@ -64,6 +64,7 @@ func Normalize(spec *taskv1.TaskSpec) (*taskv1.TaskSpec, error) {
 	checkSecurity(s.Destination, &errs)
 	normalizeAdvanced(s, &errs)
 	normalizeAcknowledged(s, &errs)
+	checkAlerts(s.GetAlerts(), &errs)
 	sel := s.GetObjects()
 	if !sel.GetWholeDatabase() && len(sel.GetSchemas()) == 0 && len(sel.GetTables()) == 0 {
 		errs.add("objects", "select the whole database, schemas or tables")
@@ -73,7 +74,29 @@ func Normalize(spec *taskv1.TaskSpec) (*taskv1.TaskSpec, error) {
 			errs.add(fmt.Sprintf("objects.tables[%d]", i), "schema and table are required")
 		}
 	}
+	checkSchemas(sel, &errs)
 	return s, errs.err()
+}
+
+// checkSchemas wants each selected schema named once: a second entry could
+// only contradict the first's operations. A table listed as well inside a
+// selected schema is fine; its own options (topic, operations, columns)
+// apply to it.
+func checkSchemas(sel *taskv1.ObjectSelection, errs *fieldErrors) {
+	seen := map[string]int{}
+	for i, sc := range sel.GetSchemas() {
+		field := fmt.Sprintf("objects.schemas[%d].schema", i)
+		name := sc.GetSchema()
+		if name == "" {
+			errs.add(field, "required: name the schema to take whole (tables created in it later included)")
+			continue
+		}
+		if first, dup := seen[name]; dup {
+			errs.add(field, "schema %q is already selected by objects.schemas[%d]; keep one entry", name, first)
+			continue
+		}
+		seen[name] = i
+	}
 }
 
 func normalizeKafka(s *taskv1.TaskSpec) {
@@ -285,6 +308,31 @@ func normalizeAcknowledged(s *taskv1.TaskSpec, errs *fieldErrors) {
 	s.AcknowledgedWarnings = out
 }
 
+// checkAlerts wants a webhook for any rule: an alert nobody receives is a
+// log line, and the spec would promise more than that. A latency rule
+// needs both its threshold and how long latency must stay over it.
+func checkAlerts(a *taskv1.AlertRules, errs *fieldErrors) {
+	rules := a.GetOnFailure() || a.GetLatencyThresholdSeconds() > 0 || a.GetLatencyForSeconds() > 0
+	if !rules {
+		if a.GetWebhookUrl() != "" {
+			errs.add("alerts.webhook_url", "set, but no rule is on: set alerts.on_failure or alerts.latency_threshold_seconds")
+		}
+		return
+	}
+	if u, err := url.Parse(a.GetWebhookUrl()); a.GetWebhookUrl() == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs.add("alerts.webhook_url", "%q must be an http:// or https:// URL that receives the alerts' JSON", a.GetWebhookUrl())
+	}
+	if a.GetLatencyForSeconds() > 0 && a.GetLatencyThresholdSeconds() == 0 {
+		errs.add("alerts.latency_threshold_seconds", "required when alerts.latency_for_seconds is set (1 to 86400)")
+	}
+	if a.GetLatencyThresholdSeconds() > 86400 {
+		errs.add("alerts.latency_threshold_seconds", "%d is over a day (1 to 86400)", a.GetLatencyThresholdSeconds())
+	}
+	if a.GetLatencyForSeconds() > 86400 {
+		errs.add("alerts.latency_for_seconds", "%d is over a day (0 to 86400)", a.GetLatencyForSeconds())
+	}
+}
+
 // notYetSupported lists options that are part of the contract but whose
 // implementation has not landed. Refusing them beats silently ignoring them.
 func notYetSupported(s *taskv1.TaskSpec) []string {
@@ -294,19 +342,11 @@ func notYetSupported(s *taskv1.TaskSpec) []string {
 			out = append(out, fmt.Sprintf("%s (lands with the %s issue)", field, area))
 		}
 	}
-	sel := s.GetObjects()
-	need(sel.GetWholeDatabase() || len(sel.GetSchemas()) > 0, "objects.whole_database/objects.schemas (tables created later)", "task-lifecycle")
-	for i, t := range sel.GetTables() {
+	for i, t := range s.GetObjects().GetTables() {
 		need(t.GetFilter() != "", fmt.Sprintf("objects.tables[%d].filter", i), "capture")
 	}
 	// A snapshot read in one go would sit in one Kafka transaction past its
 	// timeout; exactly-once full sync needs the resumable, chunked snapshot.
 	need(s.GetKafka().GetExactlyOnce() && s.GetSyncTypes().GetFull(), "kafka.exactly_once with sync_types.full", "capture")
-	adv := s.GetAdvanced()
-	need(adv.GetFullThrottle().GetRowsPerSecond()+adv.GetFullThrottle().GetQueriesPerSecond()+adv.GetFullThrottle().GetMegabytesPerSecond() > 0,
-		"advanced.full_throttle", "task-lifecycle")
-	need(adv.GetIncrementalThrottle().GetRowsPerSecond()+adv.GetIncrementalThrottle().GetMegabytesPerSecond() > 0,
-		"advanced.incremental_throttle", "task-lifecycle")
-	need(s.GetAlerts().GetOnFailure() || s.GetAlerts().GetLatencyThresholdSeconds() > 0, "alerts", "task-lifecycle")
 	return out
 }

@@ -104,11 +104,74 @@ func TestUnsupportedOptionsAreRefusedByName(t *testing.T) {
 	}
 }
 
-func TestUnimplementedRPCsSayWhere(t *testing.T) {
-	s := NewServer(nil, "q", nil, nil)
-	_, err := s.RestartTask(context.Background(), &taskv1.RestartTaskRequest{TaskId: "x"})
-	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "task-lifecycle issue") {
-		t.Fatalf("RestartTask: err = %v, want Unimplemented naming the issue area", err)
+// Whole schemas and the whole database are selections like tables: a table
+// listed inside a selected schema keeps its own options.
+func TestWholeDatabaseAndSchemasAreAccepted(t *testing.T) {
+	for name, sel := range map[string]*taskv1.ObjectSelection{
+		"whole database": {WholeDatabase: true},
+		"schemas":        {Schemas: []*taskv1.SchemaSelection{{Schema: "sales"}, {Schema: "Ops-2"}}},
+		"schema with a table of its own": {
+			Schemas: []*taskv1.SchemaSelection{{Schema: "sales"}},
+			Tables:  []*taskv1.TableSelection{{Schema: "sales", Table: "orders", Topic: "orders"}},
+		},
+	} {
+		s := validSpec()
+		s.Objects = sel
+		n, err := Normalize(s)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if missing := notYetSupported(n); len(missing) != 0 {
+			t.Errorf("%s is refused as not yet supported: %v", name, missing)
+		}
+	}
+}
+
+func TestSchemaSelectionsAreNamedOnce(t *testing.T) {
+	s := validSpec()
+	s.Objects = &taskv1.ObjectSelection{Schemas: []*taskv1.SchemaSelection{{Schema: "sales"}, {}, {Schema: "sales"}}}
+	_, err := Normalize(s)
+	for _, want := range []string{
+		"objects.schemas[1].schema: required",
+		`objects.schemas[2].schema: schema "sales" is already selected by objects.schemas[0]`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want it to say %q", err, want)
+		}
+	}
+}
+
+func TestAlertRulesNeedAWebhook(t *testing.T) {
+	for _, tc := range []struct {
+		rules *taskv1.AlertRules
+		want  string // empty: valid
+	}{
+		{&taskv1.AlertRules{OnFailure: true, WebhookUrl: "http://127.0.0.1:9999/hook"}, ""},
+		{&taskv1.AlertRules{LatencyThresholdSeconds: 30, LatencyForSeconds: 60, WebhookUrl: "https://alerts.example/x"}, ""},
+		{&taskv1.AlertRules{OnFailure: true}, "alerts.webhook_url"},
+		{&taskv1.AlertRules{OnFailure: true, WebhookUrl: "ftp://x/y"}, "http:// or https://"},
+		{&taskv1.AlertRules{WebhookUrl: "http://x/y"}, "no rule is on"},
+		{&taskv1.AlertRules{LatencyForSeconds: 60, WebhookUrl: "http://x/y"}, "alerts.latency_threshold_seconds"},
+		{&taskv1.AlertRules{LatencyThresholdSeconds: 90000, WebhookUrl: "http://x/y"}, "1 to 86400"},
+	} {
+		s := validSpec()
+		s.Alerts = tc.rules
+		_, err := Normalize(s)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: unexpected error %v", tc.rules, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: error %v, want one mentioning %q", tc.rules, err, tc.want)
+		}
+	}
+}
+
+func TestUpdateThrottleNeedsAThrottle(t *testing.T) {
+	s := NewServer(nil, Options{TaskQueue: "q"}, nil, nil)
+	_, err := s.UpdateThrottle(context.Background(), &taskv1.UpdateThrottleRequest{TaskId: "x"})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "full and/or incremental") {
+		t.Fatalf("UpdateThrottle without a throttle: err = %v, want InvalidArgument saying what to set", err)
 	}
 }
 

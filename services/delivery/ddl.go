@@ -157,6 +157,10 @@ func (d tableDef) equal(o tableDef) bool {
 // observeSchema writes a DDL record when t's definition is new or changed.
 // b is the batch that carried it, for the LSN and time of the change.
 func (s *stream) observeSchema(t *canal.Table, b *cdcv1.ChangeBatch) error {
+	if operationsFor(s.start.GetObjects(), s.tsel[[2]string{t.Rel.GetSchema(), t.Rel.GetTable()}], t.Rel.GetSchema()) == 0 {
+		// A table the task no longer selects gets no DDL records either.
+		return nil
+	}
 	key := s.schemas.stateKey(t.Rel)
 	def := defOf(t)
 	old, known := s.schemas.known[key]

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
@@ -32,6 +33,7 @@ func TestDeliverKfake(t *testing.T) {
 	client, _ := startServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	began := time.Now()
 	s := openSession(t, ctx, client, start(bootstrap, "orders", &taskv1.KafkaOptions{
 		PartitionPolicy: taskv1.PartitionPolicy_PARTITION_POLICY_HASH_PRIMARY_KEY,
 		Compression:     taskv1.Compression_COMPRESSION_ZSTD,
@@ -39,16 +41,31 @@ func TestDeliverKfake(t *testing.T) {
 
 	s.send(&cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{ordersRelation()},
 		Events: []*cdcv1.ChangeEvent{insert(1, "a", 90), insert(2, "b", 91), insert(3, "c", 92)}, WatermarkLsn: 100})
-	if r := s.waitSafe(100, 20*time.Second); r.GetAckedEvents() != 3 {
+	r := s.waitSafe(100, 20*time.Second)
+	if r.GetAckedEvents() != 3 {
 		t.Fatalf("acked %d at safe 100, want 3", r.GetAckedEvents())
 	}
-	// A transaction split over two batches: the first has no watermark.
-	s.send(&cdcv1.ChangeBatch{Events: []*cdcv1.ChangeEvent{insert(4, "d", 150), insert(5, "e", 151)}})
-	s.send(&cdcv1.ChangeBatch{Events: []*cdcv1.ChangeEvent{insert(6, "f", 152)}, WatermarkLsn: 200})
-	s.waitSafe(200, 20*time.Second)
-	// An idle keepalive.
+	if r.GetSafeCommitTimeMicros() != commitTime.UnixMicro() || r.GetSafeAckedTimeMicros() == 0 {
+		t.Fatalf("safe 100 moved over changes but reports commit %d ack %d, want commit %d and an ack time",
+			r.GetSafeCommitTimeMicros(), r.GetSafeAckedTimeMicros(), commitTime.UnixMicro())
+	}
+	// A transaction split over two batches: the first has no watermark, and
+	// its commit time reaches the watermark of the second.
+	later := commitTime.Add(time.Minute)
+	split := insert(4, "d", 150)
+	split.CommitTime = timestamppb.New(later)
+	s.send(&cdcv1.ChangeBatch{Events: []*cdcv1.ChangeEvent{insert(5, "e", 151), split}})
+	s.send(&cdcv1.ChangeBatch{Events: []*cdcv1.ChangeEvent{}, WatermarkLsn: 200})
+	if r := s.waitSafe(200, 20*time.Second); r.GetSafeCommitTimeMicros() != later.UnixMicro() {
+		t.Fatalf("safe 200 reports commit time %d, want the split transaction's %d", r.GetSafeCommitTimeMicros(), later.UnixMicro())
+	}
+	s.send(&cdcv1.ChangeBatch{Events: []*cdcv1.ChangeEvent{insert(6, "f", 210)}, WatermarkLsn: 220})
+	s.waitSafe(220, 20*time.Second)
+	// An idle keepalive: the safe LSN moves on a watermark alone.
 	s.send(&cdcv1.ChangeBatch{WatermarkLsn: 250})
-	s.waitSafe(250, 20*time.Second)
+	if r := s.waitSafe(250, 20*time.Second); r.GetSafeCommitTimeMicros() != 0 || r.GetSafeAckedTimeMicros() != 0 {
+		t.Fatalf("idle keepalive reports commit %d ack %d, want zero", r.GetSafeCommitTimeMicros(), r.GetSafeAckedTimeMicros())
+	}
 	s.send(&cdcv1.ChangeBatch{Events: []*cdcv1.ChangeEvent{insert(7, "g", 260)}, WatermarkLsn: 300})
 	last, err := s.finish(20 * time.Second)
 	if err != nil {
@@ -57,8 +74,9 @@ func TestDeliverKfake(t *testing.T) {
 	if last.GetSafeLsn() != 300 || last.GetAckedEvents() != 7 {
 		t.Fatalf("final response %v, want safe 300 acked 7", last)
 	}
+	checkLatencyTimes(t, s.seen, began, time.Now(), 300)
 	for _, r := range s.seen {
-		if l := r.GetSafeLsn(); l != 100 && l != 200 && l != 250 && l != 300 {
+		if l := r.GetSafeLsn(); l != 100 && l != 200 && l != 220 && l != 250 && l != 300 {
 			t.Fatalf("safe LSN %d is not a watermark", l)
 		}
 	}
@@ -74,7 +92,11 @@ func TestDeliverKfake(t *testing.T) {
 		if want := JavaPartition(key, 3); m.TopicPartition.Partition != want {
 			t.Fatalf("key %q on partition %d, want %d", key, m.TopicPartition.Partition, want)
 		}
-		if *c.Database != "public" || *c.Table != "orders" || *c.Type != "INSERT" || *c.Es != commitTime.UnixMilli() {
+		wantEs := commitTime.UnixMilli()
+		if key == "4" {
+			wantEs = later.UnixMilli()
+		}
+		if *c.Database != "public" || *c.Table != "orders" || *c.Type != "INSERT" || *c.Es != wantEs {
 			t.Fatalf("unexpected message %s", m.Value)
 		}
 		ids = append(ids, *c.ID)
@@ -84,6 +106,38 @@ func TestDeliverKfake(t *testing.T) {
 		if ids[i] != ids[i-1]+1 {
 			t.Fatalf("ids not consecutive: %v", ids)
 		}
+	}
+}
+
+// checkLatencyTimes checks the commit and acknowledgement times of every
+// response: either both zero or a commit time no later than an ack time
+// taken while the test ran, each ack time reported once. The response that
+// first reports safe LSN lastLSN must carry them.
+func checkLatencyTimes(t *testing.T, seen []*deliveryv1.DeliverResponse, began, ended time.Time, lastLSN uint64) {
+	t.Helper()
+	reported := map[int64]bool{}
+	firstLast := true
+	for _, r := range seen {
+		commit, acked := r.GetSafeCommitTimeMicros(), r.GetSafeAckedTimeMicros()
+		if r.GetSafeLsn() == lastLSN && firstLast {
+			firstLast = false
+			if acked == 0 {
+				t.Fatalf("the first response at safe %d carries no times: %v", lastLSN, r)
+			}
+		}
+		if commit == 0 && acked == 0 {
+			continue
+		}
+		if commit == 0 || commit > acked {
+			t.Fatalf("response %v: commit time after the ack time, or only one of them", r)
+		}
+		if acked < began.UnixMicro() || acked > ended.UnixMicro() {
+			t.Fatalf("ack time %s is outside the test's run %s..%s", time.UnixMicro(acked), began, ended)
+		}
+		if reported[acked] {
+			t.Fatalf("ack time %d reported twice", acked)
+		}
+		reported[acked] = true
 	}
 }
 
@@ -142,6 +196,7 @@ func TestDeliverVolume(t *testing.T) {
 	client, _ := startServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
+	began := time.Now()
 	s := openSession(t, ctx, client, start(bootstrap, "orders", &taskv1.KafkaOptions{
 		PartitionPolicy: taskv1.PartitionPolicy_PARTITION_POLICY_HASH_PRIMARY_KEY}))
 	const batches, per = 200, 100
@@ -169,6 +224,7 @@ func TestDeliverVolume(t *testing.T) {
 	if last.GetSafeLsn() != uint64(id) || last.GetAckedEvents() != uint64(id) {
 		t.Fatalf("final %v, want safe %d acked %d", last, id, id)
 	}
+	checkLatencyTimes(t, s.seen, began, time.Now(), uint64(id))
 	for _, r := range s.seen {
 		// Safe LSNs are only ever watermarks: ends of batches b%3 != 1.
 		if l := r.GetSafeLsn(); l%per != 0 || ((l/per-1)%3 == 1 && l != uint64(id)) {

@@ -125,7 +125,7 @@ func (s *stream) useRegistry(topics []string) error {
 		return status.Errorf(codes.InvalidArgument, "destination.schema_registry_url: %v", err)
 	}
 	fe := newFramedEncoder(s.ctx, s.enc, reg, func(oid uint32) string {
-		if r := s.routes[oid]; r != nil {
+		if r := s.routes[oid]; r != nil && r.topic != nil {
 			return r.topic.name
 		}
 		return ""

@@ -1,6 +1,8 @@
 package delivery
 
 import (
+	"slices"
+
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 )
@@ -34,6 +36,16 @@ func maskOf(ops []taskv1.OperationSet) opMask {
 // selection, nil when it has none (found by the caller's index, so that a
 // task of 10,000 tables does not scan them all per table).
 func operationsFor(sel *taskv1.ObjectSelection, tsel *taskv1.TableSelection, schema string) opMask {
+	selects := sel.GetWholeDatabase() || len(sel.GetSchemas()) > 0 || len(sel.GetTables()) > 0
+	if selects && tsel == nil && !sel.GetWholeDatabase() && !slices.ContainsFunc(sel.GetSchemas(), func(sc *taskv1.SchemaSelection) bool {
+		return sc.GetSchema() == schema
+	}) {
+		// Not selected (a stream without any selection, as tools open,
+		// ships everything): a table that modify-objects removed still has the
+		// changes it made before it left the publication in the slot's
+		// backlog, and they must not reach Kafka after the removal.
+		return 0
+	}
 	if len(tsel.GetOperations()) > 0 {
 		return maskOf(tsel.GetOperations())
 	}

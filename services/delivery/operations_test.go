@@ -7,6 +7,25 @@ import (
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 )
 
+// A table outside the selection ships nothing: after modify-objects removes
+// it, its backlog in the slot must not reach Kafka.
+func TestOperationsOfAnUnselectedTableAreNone(t *testing.T) {
+	tables := &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{{Schema: "public", Table: "orders"}}}
+	if m := operationsFor(tables, nil, "public"); m != 0 {
+		t.Errorf("unselected public.items ships %b, want nothing", m)
+	}
+	schemas := &taskv1.ObjectSelection{Schemas: []*taskv1.SchemaSelection{{Schema: "sales"}}}
+	if m := operationsFor(schemas, nil, "sales"); m != allOps {
+		t.Errorf("a table of a selected schema ships %b, want all", m)
+	}
+	if m := operationsFor(schemas, nil, "hr"); m != 0 {
+		t.Errorf("a table of another schema ships %b, want nothing", m)
+	}
+	if m := operationsFor(&taskv1.ObjectSelection{WholeDatabase: true}, nil, "hr"); m != allOps {
+		t.Errorf("whole database ships %b, want all", m)
+	}
+}
+
 func TestOperationsMostSpecificWins(t *testing.T) {
 	ins, upd, del := taskv1.OperationSet_OPERATION_SET_INSERT, taskv1.OperationSet_OPERATION_SET_UPDATE, taskv1.OperationSet_OPERATION_SET_DELETE
 	sel := &taskv1.ObjectSelection{

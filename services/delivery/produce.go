@@ -27,9 +27,16 @@ func (s *stream) routeFor(tab *canal.Table) (*route, error) {
 		return r, nil
 	}
 	rel := tab.Rel
+	tsel := s.tsel[[2]string{rel.GetSchema(), rel.GetTable()}]
+	ops := operationsFor(s.start.GetObjects(), tsel, rel.GetSchema())
+	if ops == 0 {
+		r := &route{ops: ops}
+		s.routes[oid] = r
+		return r, nil
+	}
 	name := s.start.GetKafka().GetTopic()
-	if sel := s.tsel[[2]string{rel.GetSchema(), rel.GetTable()}]; sel.GetTopic() != "" {
-		name = sel.GetTopic()
+	if tsel.GetTopic() != "" {
+		name = tsel.GetTopic()
 	}
 	if name == "" {
 		return nil, status.Errorf(codes.FailedPrecondition, "no topic for table %s.%s: set kafka.topic or the table's topic", rel.GetSchema(), rel.GetTable())
@@ -39,8 +46,7 @@ func (s *stream) routeFor(tab *canal.Table) (*route, error) {
 		return nil, status.Errorf(status.Code(err), "table %s.%s: %s", rel.GetSchema(), rel.GetTable(), status.Convert(err).Message())
 	}
 	full := rel.GetSchema() + "." + rel.GetTable()
-	r := &route{topic: ti, full: full, tablePart: JavaPartition(full, ti.partitions),
-		ops: operationsFor(s.start.GetObjects(), s.tsel[[2]string{rel.GetSchema(), rel.GetTable()}], rel.GetSchema())}
+	r := &route{topic: ti, full: full, tablePart: JavaPartition(full, ti.partitions), ops: ops}
 	s.routes[oid] = r
 	return r, nil
 }
@@ -145,7 +151,7 @@ func (s *stream) produce(ev *cdcv1.ChangeEvent) error {
 		Value:          s.buf,
 		Key:            key,
 		Headers:        headersFor(ev),
-	}, &msgInfo{tab: tab, key: string(key), topic: r.topic.name})
+	}, &msgInfo{tab: tab, key: string(key), topic: r.topic.name, commitMicros: commitMicros(ev)})
 }
 
 // snapshotHeaders mark rows read by full sync, in every format: Canal JSON's
@@ -170,6 +176,7 @@ func headersFor(ev *cdcv1.ChangeEvent) []kafka.Header {
 func (s *stream) send(msg *kafka.Message, info *msgInfo) error {
 	info.seq = s.ckpt.Enqueue()
 	msg.Opaque = info
+	info.size = len(msg.Key) + len(msg.Value)
 	for {
 		err := s.p.Produce(msg, nil)
 		if err == nil {

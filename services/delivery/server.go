@@ -84,6 +84,9 @@ type Server struct {
 	// (see txn.go). Empty: DefaultCheckpointTopic.
 	CheckpointTopic string
 
+	// Metrics records per-task metrics (metrics.go); nil records none.
+	Metrics *Metrics
+
 	streams sync.WaitGroup // one per stream whose producer is not closed yet
 }
 
@@ -223,9 +226,9 @@ func (s *Server) Deliver(srv deliveryv1.DeliveryService_DeliverServer) error {
 	}
 	st, err := newStream(srv.Context(), s, start)
 	if err != nil {
-		return err
+		return s.Metrics.countError(start.GetTaskId(), err)
 	}
-	return st.run(srv)
+	return s.Metrics.countError(start.GetTaskId(), st.run(srv))
 }
 
 // kafkaStatus maps a librdkafka error to a gRPC status, prefixed with what

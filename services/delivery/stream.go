@@ -34,6 +34,10 @@ type msgInfo struct {
 	// schema is the definition a DDL record describes, stored once Kafka
 	// acknowledges the record.
 	schema *schemaRecord
+	// size (key and value bytes) and commitMicros (commitMicros of the
+	// row, zero for others) feed the metrics (metrics.go).
+	size         int
+	commitMicros int64
 }
 
 // topicInfo is cached per topic.
@@ -74,6 +78,16 @@ type stream struct {
 
 	deadLettered atomic.Uint64 // rows sent to the dead-letter topic
 	schemas      *schemaLog
+
+	// pendingCommit is the source commit time (Unix µs) of the newest
+	// change received since the last watermark; the next watermark carries
+	// it into the checkpointer. Only the goroutine handling batches uses it
+	// (under txnState.mu for exactly-once streams).
+	pendingCommit int64
+	// sentAcked is the checkpointer's SafeAckedMicros last reported, so
+	// that each latency sample goes out once. Only the sender uses it, and
+	// run after the sender has stopped.
+	sentAcked int64
 }
 
 func newStream(ctx context.Context, srv *Server, start *deliveryv1.StartDelivery) (*stream, error) {
@@ -288,7 +302,7 @@ func (s *stream) run(srv deliveryv1.DeliveryService_DeliverServer) error {
 	// The last word: the final safe LSN, also when failing, so the client
 	// can confirm everything that did reach Kafka.
 	stt := s.ckpt.State()
-	if err := srv.Send(&deliveryv1.DeliverResponse{SafeLsn: stt.SafeLSN, AckedEvents: stt.Acked, DeadLettered: s.deadLettered.Load()}); err != nil && result == nil {
+	if err := srv.Send(s.response(stt)); err != nil && result == nil {
 		result = err
 	}
 	if n := s.enc.UnchangedToastNulls(); n > 0 {
@@ -347,8 +361,41 @@ func (s *stream) handleBatch(b *cdcv1.ChangeBatch) error {
 	if err := s.produceBatch(b); err != nil {
 		return err
 	}
-	s.ckpt.Watermark(b.GetWatermarkLsn())
+	if w := b.GetWatermarkLsn(); w != 0 {
+		s.ckpt.WatermarkAt(w, s.takeCommit())
+	}
 	return nil
+}
+
+// takeCommit hands the commit time of the changes since the last watermark
+// to the next one.
+func (s *stream) takeCommit() int64 {
+	c := s.pendingCommit
+	s.pendingCommit = 0
+	return c
+}
+
+// noteCommit remembers the commit time of a batch's newest change: its
+// last, since capture sends transactions in commit order. Once per batch,
+// not per row.
+func (s *stream) noteCommit(evs []*cdcv1.ChangeEvent) {
+	if len(evs) == 0 {
+		return
+	}
+	ts := evs[len(evs)-1].GetCommitTime()
+	s.pendingCommit = max(s.pendingCommit, ts.GetSeconds()*1_000_000+int64(ts.GetNanos()/1_000))
+}
+
+// response reports st. The commit and acknowledgement times go out in the
+// first response after the advance that set them, and are zero in one whose
+// safe LSN moved over idle watermarks alone.
+func (s *stream) response(st checkpoint.State) *deliveryv1.DeliverResponse {
+	r := &deliveryv1.DeliverResponse{SafeLsn: st.SafeLSN, AckedEvents: st.Acked, DeadLettered: s.deadLettered.Load()}
+	if st.SafeAckedMicros != s.sentAcked {
+		r.SafeCommitTimeMicros, r.SafeAckedTimeMicros = st.SafeCommitMicros, st.SafeAckedMicros
+		s.sentAcked = st.SafeAckedMicros
+	}
+	return r
 }
 
 // produceBatch applies b's relations and enqueues its events.
@@ -375,6 +422,7 @@ func (s *stream) produceBatch(b *cdcv1.ChangeBatch) error {
 			return err
 		}
 	}
+	s.noteCommit(b.GetEvents())
 	return nil
 }
 
@@ -404,6 +452,7 @@ func (s *stream) readEvents() {
 			} else if info.schema != nil {
 				s.schemaAcked(*info.schema)
 			}
+			s.srv.Metrics.acked(s.start.GetTaskId(), e.TopicPartition.Error, info)
 			select {
 			case s.progress <- struct{}{}:
 			default:
@@ -416,6 +465,14 @@ func (s *stream) readEvents() {
 				// rejected password or certificate will not heal by itself.
 				pw, _ := secret.Resolve(s.start.GetKafka().GetSaslPassword())
 				s.fail(0, securityStatus(s.start.GetKafka(), e, pw))
+			} else if e.Code() == kafka.ErrAllBrokersDown {
+				// librdkafka would hold the messages until
+				// message.timeout.ms (5 minutes) and an idle stream
+				// forever, so the task would look healthy while Kafka is
+				// gone. Failing lets the workflow retry within its
+				// connection window, from the safe LSN.
+				s.fail(0, status.Errorf(codes.Unavailable, "every Kafka broker at %s is unreachable (%v); the safe LSN stays at %d until one answers again",
+					s.start.GetKafka().GetBootstrapServers(), e, s.ckpt.State().SafeLSN))
 			} else {
 				s.logger.Warn("kafka client error", "error", e.Error(), "code", e.Code().String())
 			}
@@ -458,7 +515,7 @@ func (s *stream) sendLoop(srv deliveryv1.DeliveryService_DeliverServer, stop <-c
 			return nil
 		}
 		lastSent, lastAt = st.SafeLSN, time.Now()
-		return srv.Send(&deliveryv1.DeliverResponse{SafeLsn: st.SafeLSN, AckedEvents: st.Acked, DeadLettered: s.deadLettered.Load()})
+		return srv.Send(s.response(st))
 	}
 	for {
 		select {

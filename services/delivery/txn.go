@@ -292,7 +292,7 @@ func (t *txnState) commitLocked() error {
 		return t.failLocked(t.abortIfNeeded(err, "committing a transaction"))
 	}
 	t.open, t.atMark, t.committed = false, false, t.mark
-	t.s.ckpt.Watermark(t.mark)
+	t.s.ckpt.WatermarkAt(t.mark, t.s.takeCommit())
 	return nil
 }
 

@@ -16,7 +16,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-	"github.com/ferry-cdc/ferry/services/internal/testenv"
+	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
 // inTxn is a change of the source transaction that commits at commitLSN.
@@ -53,6 +53,7 @@ func TestExactlyOnceResumeReal(t *testing.T) {
 	c1 := &cdcv1.ChangeBatch{Events: []*cdcv1.ChangeEvent{inTxn(6, 125, 140)}}
 	c2 := &cdcv1.ChangeBatch{Events: []*cdcv1.ChangeEvent{inTxn(7, 138, 140)}, WatermarkLsn: 150}
 
+	began := time.Now()
 	first := openSession(t, ctx, client, st)
 	if r := first.next(time.After(60 * time.Second)); r == nil || r.GetResumedFromLsn() != 0 {
 		t.Fatalf("a new task's first response: %v (stream %v), want resumed_from_lsn 0", r, first.result)
@@ -85,6 +86,9 @@ func TestExactlyOnceResumeReal(t *testing.T) {
 	if _, err := second.finish(30 * time.Second); err != nil {
 		t.Fatalf("second stream: %v", err)
 	}
+	// Committed transactions report their changes' commit and ack times.
+	checkLatencyTimes(t, first.seen, began, time.Now(), 130)
+	checkLatencyTimes(t, second.seen, began, time.Now(), 150)
 
 	counts := readCommitted(t, bootstrap, topic, 7, 30*time.Second)
 	for id := 1; id <= 7; id++ {

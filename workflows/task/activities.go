@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"go.temporal.io/sdk/temporal"
 	"google.golang.org/grpc/codes"
@@ -20,6 +21,9 @@ type Activities struct {
 	Catalog  catalogv1.CatalogServiceClient
 	Capture  capturev1.CaptureServiceClient
 	Delivery deliveryv1.DeliveryServiceClient
+	// HTTP posts alert webhooks (alert.go); nil uses a client with
+	// WebhookTimeout.
+	HTTP *http.Client
 }
 
 // Precheck asks the catalog service to check the source (and the schema
@@ -62,11 +66,23 @@ func (a *Activities) Setup(ctx context.Context, in *taskv1.SetupActivityInput) (
 	rep, err := a.Capture.EnsureReplication(ctx, &capturev1.EnsureReplicationRequest{
 		Source: spec.GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(),
 		Tables: resolved.GetTables(), PublicationOnly: in.GetPublicationOnly(),
+		Schemas: selectedSchemas(spec.GetObjects()), AllTables: spec.GetObjects().GetWholeDatabase(),
 	})
 	if err != nil {
 		return nil, classifyRPC(fmt.Sprintf("creating slot and publication %s", in.GetSlotName()), err)
 	}
 	return &taskv1.SetupActivityResult{Tables: resolved.GetTables(), StartLsn: rep.GetConfirmedLsn()}, nil
+}
+
+// selectedSchemas names the schemas the selection takes whole, which the
+// publication then covers FOR TABLES IN SCHEMA, tables created later
+// included.
+func selectedSchemas(sel *taskv1.ObjectSelection) []string {
+	var out []string
+	for _, s := range sel.GetSchemas() {
+		out = append(out, s.GetSchema())
+	}
+	return out
 }
 
 // TopicsFor lists the task's topics with the partition counts to create them

@@ -18,7 +18,19 @@ const (
 	SignalPause  = "ferry.pause"
 	SignalResume = "ferry.resume"
 	SignalStop   = "ferry.stop"
+	// SignalModifyObjects takes a *taskv1.ModifyObjectsSignal: the task's
+	// new selection, whole.
+	SignalModifyObjects = "ferry.modify-objects"
+	// SignalUpdateThrottle takes a *taskv1.UpdateThrottleSignal; it applies
+	// to running streams and snapshots without restarting them.
+	SignalUpdateThrottle = "ferry.update-throttle"
+	// SignalRestart restarts the running phase from the confirmed checkpoint.
+	SignalRestart = "ferry.restart"
 )
+
+// ActivityFullSync is the full sync activity's registered name; the
+// control API reads its heartbeat for per-table progress.
+const ActivityFullSync = "FullSync"
 
 // QueryState returns the task's *taskv1.TaskState.
 const QueryState = "ferry.state"

@@ -29,15 +29,17 @@ import (
 func (a *Activities) FullSync(ctx context.Context, in *taskv1.FullSyncActivityInput) (*taskv1.FullSyncActivityResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Resolved again even when setup passed the tables: the estimates give
+	// progress its denominator.
+	resolved, err := a.Catalog.ResolveTables(ctx, &catalogv1.ResolveTablesRequest{
+		Source: in.GetSpec().GetSource(), Objects: in.GetSpec().GetObjects(),
+	})
+	if err != nil {
+		return nil, classifyRPC("resolving the selected tables", err)
+	}
 	tables := in.GetTables()
 	if len(tables) == 0 {
-		res, err := a.Catalog.ResolveTables(ctx, &catalogv1.ResolveTablesRequest{
-			Source: in.GetSpec().GetSource(), Objects: in.GetSpec().GetObjects(),
-		})
-		if err != nil {
-			return nil, classifyRPC("resolving the selected tables", err)
-		}
-		tables = res.GetTables()
+		tables = resolved.GetTables()
 	}
 	relay := grpc.ForceCodecV2(frameCodec{})
 	delStream, err := a.Delivery.Deliver(ctx, relay)
@@ -52,11 +54,12 @@ func (a *Activities) FullSync(ctx context.Context, in *taskv1.FullSyncActivityIn
 	}
 	capStream, err := a.Capture.ReadSnapshot(ctx, &capturev1.ReadSnapshotRequest{
 		Source: in.GetSpec().GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(), Tables: tables,
+		Throttle: in.GetSpec().GetAdvanced().GetFullThrottle(),
 	}, relay)
 	if err != nil {
 		return nil, classifyRPC("opening the snapshot stream", err)
 	}
-	prog := &snapshotProgress{}
+	prog := &snapshotProgress{estimates: estimatesByTable(resolved)}
 	acksDone := make(chan error, 1)
 	go func() { acksDone <- prog.collectAcks(delStream) }()
 	go prog.heartbeat(ctx)
@@ -163,6 +166,18 @@ type snapshotProgress struct {
 	rows     uint64
 	lastAck  *deliveryv1.DeliverResponse
 	ackCount uint64
+	// The catalog's row estimates by schema and table, for progress.
+	estimates map[string]uint64
+}
+
+func estimatesByTable(res *catalogv1.ResolveTablesResponse) map[string]uint64 {
+	out := make(map[string]uint64, len(res.GetTables()))
+	for i, t := range res.GetTables() {
+		if i < len(res.GetEstimatedRows()) {
+			out[tableKey(t)] = res.GetEstimatedRows()[i]
+		}
+	}
+	return out
 }
 
 func (p *snapshotProgress) relayed(n int) {
@@ -180,6 +195,9 @@ func (p *snapshotProgress) absorb(resp *capturev1.ReadSnapshotResponse) bool {
 	}
 	if pr := resp.GetProgress(); pr != nil {
 		p.tables, p.done = pr.GetTables(), pr.GetDone()
+		for _, t := range p.tables {
+			t.EstimatedRows = p.estimates[tableKey(t.GetTable())]
+		}
 	}
 	return p.done
 }

@@ -61,6 +61,19 @@ func newFullSyncTest(t *testing.T, attempts ...func(context.Context, *taskv1.Ful
 	return f
 }
 
+// when calls then once cond holds, checking every blockedDelay.
+func (f *fullSyncTest) when(cond func() bool, then func()) {
+	var try func()
+	try = func() {
+		if !cond() {
+			f.RegisterDelayedCallback(try, blockedDelay)
+			return
+		}
+		then()
+	}
+	f.RegisterDelayedCallback(try, blockedDelay)
+}
+
 var snapshotDone = func(context.Context, *taskv1.FullSyncActivityInput) (*taskv1.FullSyncActivityResult, error) {
 	return &taskv1.FullSyncActivityResult{ConsistentLsn: 500, AckedRows: 7, Done: true,
 		Tables: []*taskv1.TableRowCount{{Table: ordersRef, Rows: 7, Done: true}}}, nil
@@ -157,14 +170,18 @@ func TestPauseDuringFullSyncRestartsIt(t *testing.T) {
 		},
 		snapshotDone)
 	f.onIncremental(blockUntilCancelled(500))
-	f.RegisterDelayedCallback(func() { f.SignalWorkflow(SignalPause, &taskv1.PauseSignal{}) }, blockedDelay)
-	f.RegisterDelayedCallback(func() {
-		if st := f.state(); st.GetStatus() != taskv1.Status_STATUS_PAUSED || st.GetPhase() != taskv1.Phase_PHASE_FULL_SYNC {
-			t.Errorf("while paused: %v/%v, want FULL_SYNC/PAUSED", st.GetPhase(), st.GetStatus())
-		}
-		f.SignalWorkflow(SignalResume, &taskv1.ResumeSignal{})
-	}, 3*blockedDelay)
-	f.RegisterDelayedCallback(func() { f.SignalWorkflow(SignalStop, &taskv1.StopSignal{}) }, 6*blockedDelay)
+	// Each step waits for the state it needs rather than for a fixed time:
+	// the test clock runs in real time while an activity runs.
+	f.when(func() bool { return len(f.fullSyncs) == 1 }, func() {
+		f.SignalWorkflow(SignalPause, &taskv1.PauseSignal{})
+		f.when(func() bool { return f.state().GetStatus() == taskv1.Status_STATUS_PAUSED }, func() {
+			if st := f.state(); st.GetPhase() != taskv1.Phase_PHASE_FULL_SYNC {
+				t.Errorf("while paused: phase %v, want FULL_SYNC", st.GetPhase())
+			}
+			f.SignalWorkflow(SignalResume, &taskv1.ResumeSignal{})
+			f.whenIncrementalRuns(func() { f.SignalWorkflow(SignalStop, &taskv1.StopSignal{}) })
+		})
+	})
 	if err := f.run(&taskv1.TaskWorkflowInput{TaskId: "t-1", Spec: fullSpec()}); err != nil {
 		t.Fatalf("workflow error: %v", err)
 	}

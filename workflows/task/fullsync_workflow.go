@@ -67,6 +67,7 @@ func (r *taskRun) fullSync(ctx workflow.Context) error {
 func (r *taskRun) runFullSyncOnce(ctx workflow.Context) (*taskv1.FullSyncActivityResult, bool, error) {
 	actx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
+	r.throttleDirty = false // the attempt takes the throttle from its input
 	actx = workflow.WithActivityOptions(actx, workflow.ActivityOptions{
 		StartToCloseTimeout: fullSyncStartToClose,
 		HeartbeatTimeout:    incrementalHeartbeatTimeout,
@@ -75,7 +76,7 @@ func (r *taskRun) runFullSyncOnce(ctx workflow.Context) (*taskv1.FullSyncActivit
 	})
 	fut := workflow.ExecuteActivity(actx, activities.FullSync, &taskv1.FullSyncActivityInput{
 		TaskId: r.in.GetTaskId(), Spec: r.in.GetSpec(), SlotName: r.st.GetSlotName(),
-		PublicationName: r.st.GetPublicationName(), Tables: r.tables,
+		PublicationName: r.st.GetPublicationName(), Tables: r.st.GetTables(),
 	})
 	interrupted := r.awaitOrInterrupt(ctx, fut, cancel)
 	var res taskv1.FullSyncActivityResult

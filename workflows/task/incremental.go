@@ -40,7 +40,7 @@ const HeartbeatThrottle = 2 * time.Second
 func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActivityInput) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cp := &checkpointTracker{lsn: in.GetCheckpoint().GetConfirmedLsn()}
+	cp := &checkpointTracker{lsn: in.GetCheckpoint().GetConfirmedLsn(), backfills: newBackfillProgress(in.GetCheckpoint().GetBackfills())}
 
 	relay := grpc.ForceCodecV2(frameCodec{})
 	capStream, err := a.Capture.StreamChanges(ctx, relay)
@@ -50,6 +50,7 @@ func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActi
 	if err := capStream.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Start{Start: &capturev1.StartStream{
 		Source: in.GetSpec().GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(),
 		StartLsn: cp.get(), HeartbeatSeconds: heartbeatSeconds(in.GetSpec()),
+		Throttle: in.GetSpec().GetAdvanced().GetIncrementalThrottle(), Backfills: pendingBackfills(in.GetCheckpoint()),
 	}}}); err != nil {
 		return classifyRPC("starting the capture stream", recvErr(capStream.Recv, err), cp.snapshot())
 	}
@@ -62,8 +63,8 @@ func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActi
 	}
 
 	errc := make(chan error, 3)
-	go func() { errc <- forwardBatches(capStream, delStream) }()
-	go func() { errc <- forwardAcks(ctx, delStream, capStream, cp) }()
+	go func() { errc <- forwardBatches(capStream, delStream, cp) }()
+	go func() { errc <- forwardAcks(ctx, delStream, capStream, cp, a.latencyWatch(ctx, in)) }()
 	go func() { errc <- heartbeatLoop(ctx, cp) }()
 	err = <-errc
 	cancel()
@@ -83,12 +84,21 @@ func heartbeatSeconds(spec *taskv1.TaskSpec) uint32 {
 }
 
 // forwardBatches moves change batches from capture to delivery in order,
-// as raw frames (see frames.go).
-func forwardBatches(capStream capturev1.CaptureService_StreamChangesClient, delStream deliveryv1.DeliveryService_DeliverClient) error {
+// as raw frames (see frames.go), and keeps backfill progress for cp.
+func forwardBatches(capStream capturev1.CaptureService_StreamChangesClient, delStream deliveryv1.DeliveryService_DeliverClient,
+	cp *checkpointTracker) error {
 	for {
 		var f rawFrame
 		if err := capStream.RecvMsg(&f); err != nil {
 			return wrapStream("capture", err)
+		}
+		if f.isBackfill() {
+			b, err := f.backfill()
+			if err != nil {
+				return wrapStream("capture", err)
+			}
+			cp.reportBackfill(b)
+			continue
 		}
 		if err := f.toDeliverRequest(); err != nil {
 			return wrapStream("capture", err)
@@ -109,8 +119,11 @@ func deliveryStart(taskID string, spec *taskv1.TaskSpec) *deliveryv1.StartDelive
 }
 
 // forwardAcks passes every safe LSN delivery reports on to capture, which
-// confirms it to PostgreSQL, and records it as the checkpoint.
-func forwardAcks(ctx context.Context, delStream deliveryv1.DeliveryService_DeliverClient, capStream capturev1.CaptureService_StreamChangesClient, cp *checkpointTracker) error {
+// confirms it to PostgreSQL, and records it as the checkpoint, with the
+// end-to-end latency it reports (alert.go), which also feeds alerts (nil:
+// the task has no latency alert).
+func forwardAcks(ctx context.Context, delStream deliveryv1.DeliveryService_DeliverClient, capStream capturev1.CaptureService_StreamChangesClient,
+	cp *checkpointTracker, alerts *latencyWatch) error {
 	for {
 		ack, err := delStream.Recv()
 		if err != nil {
@@ -124,6 +137,9 @@ func forwardAcks(ctx context.Context, delStream deliveryv1.DeliveryService_Deliv
 		if !cp.advance(ack) {
 			continue
 		}
+		latency := ackLatency(ack)
+		cp.setLatency(latency)
+		alerts.observe(latency, time.Now())
 		if err := capStream.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Ack{Ack: &capturev1.Ack{FlushedLsn: ack.GetSafeLsn()}}}); err != nil {
 			return wrapStream("capture", recvErr(capStream.Recv, err))
 		}
@@ -171,6 +187,25 @@ type checkpointTracker struct {
 	lsn          uint64
 	events       uint64
 	deadLettered uint64
+	latencyMs    uint64 // of the last ack that moved lsn
+	backfills    backfillProgress
+}
+
+func (c *checkpointTracker) reportBackfill(b *cdcv1.BackfillProgress) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.backfills.report(b, c.lsn)
+}
+
+// pendingBackfills are the added tables whose snapshot is not finished.
+func pendingBackfills(cp *cdcv1.Checkpoint) []*cdcv1.BackfillProgress {
+	var out []*cdcv1.BackfillProgress
+	for _, b := range cp.GetBackfills() {
+		if !b.GetDone() {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // advance records delivery's progress and reports whether the safe LSN moved.
@@ -182,7 +217,15 @@ func (c *checkpointTracker) advance(ack *deliveryv1.DeliverResponse) bool {
 		return false
 	}
 	c.lsn = ack.GetSafeLsn()
+	c.backfills.promote(c.lsn)
 	return true
+}
+
+// setLatency records the end-to-end latency of the last safe LSN.
+func (c *checkpointTracker) setLatency(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.latencyMs = uint64(d.Milliseconds())
 }
 
 func (c *checkpointTracker) get() uint64 {
@@ -194,5 +237,6 @@ func (c *checkpointTracker) get() uint64 {
 func (c *checkpointTracker) snapshot() *cdcv1.Checkpoint {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return &cdcv1.Checkpoint{ConfirmedLsn: c.lsn, AckedEvents: c.events, DeadLettered: c.deadLettered}
+	return &cdcv1.Checkpoint{ConfirmedLsn: c.lsn, AckedEvents: c.events, DeadLettered: c.deadLettered, LatencyMs: c.latencyMs,
+		Backfills: c.backfills.snapshot()}
 }

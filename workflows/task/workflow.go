@@ -41,8 +41,7 @@ func TaskWorkflow(ctx workflow.Context, in *taskv1.TaskWorkflowInput) error {
 		return fmt.Errorf("registering query %s: %w", QueryState, err)
 	}
 	if err := r.prepare(ctx); err != nil {
-		r.st.LastError = describe(err)
-		r.setStatus(ctx, taskv1.Status_STATUS_FAILED)
+		r.fail(ctx, describe(err))
 		return err
 	}
 	if r.stopReq != nil { // stopped during full sync
@@ -52,14 +51,15 @@ func TaskWorkflow(ctx workflow.Context, in *taskv1.TaskWorkflowInput) error {
 }
 
 type taskRun struct {
-	in       *taskv1.TaskWorkflowInput
-	st       *taskv1.TaskState
-	stopReq  *taskv1.StopSignal
-	pauseCh  workflow.ReceiveChannel
-	resumeCh workflow.ReceiveChannel
-	stopCh   workflow.ReceiveChannel
-	// tables are what setup resolved in this run, for full sync.
-	tables []*taskv1.TableRef
+	in      *taskv1.TaskWorkflowInput
+	st      *taskv1.TaskState
+	stopReq *taskv1.StopSignal
+	signals taskSignals
+	// Modifications wait here until incremental sync can apply them.
+	pendingModify []*taskv1.ModifyObjectsSignal
+	// The throttle changed and running streams have not been told yet.
+	throttleDirty bool
+	restartReq    bool
 }
 
 func newTaskRun(ctx workflow.Context, in *taskv1.TaskWorkflowInput) *taskRun {
@@ -67,14 +67,14 @@ func newTaskRun(ctx workflow.Context, in *taskv1.TaskWorkflowInput) *taskRun {
 	if st == nil {
 		st = &taskv1.TaskState{Phase: taskv1.Phase_PHASE_PRECHECK, Status: taskv1.Status_STATUS_RUNNING}
 	}
-	return &taskRun{
-		in:       in,
-		st:       st,
-		pauseCh:  workflow.GetSignalChannel(ctx, SignalPause),
-		resumeCh: workflow.GetSignalChannel(ctx, SignalResume),
-		stopCh:   workflow.GetSignalChannel(ctx, SignalStop),
+	if st.Spec == nil {
+		st.Spec = in.GetSpec()
 	}
+	return &taskRun{in: in, st: st, signals: newTaskSignals(ctx)}
 }
+
+// spec is the task's spec as signals left it.
+func (r *taskRun) spec() *taskv1.TaskSpec { return r.st.GetSpec() }
 
 // prepare runs the phases before incremental sync. Each is skipped once done,
 // so a continued-as-new or restarted task never repeats them.
@@ -83,11 +83,11 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 		r.setPhase(ctx, taskv1.Phase_PHASE_PRECHECK)
 		var res taskv1.PrecheckActivityResult
 		actx := workflow.WithActivityOptions(ctx, r.shortActivityOptions())
-		err := workflow.ExecuteActivity(actx, activities.Precheck, &taskv1.PrecheckActivityInput{Spec: r.in.GetSpec()}).Get(ctx, &res)
+		err := workflow.ExecuteActivity(actx, activities.Precheck, &taskv1.PrecheckActivityInput{Spec: r.spec()}).Get(ctx, &res)
 		if err != nil {
 			return fmt.Errorf("precheck: %w", err)
 		}
-		r.st.Prechecks = AcknowledgeWarnings(res.GetItems(), r.in.GetSpec().GetAcknowledgedWarnings())
+		r.st.Prechecks = AcknowledgeWarnings(res.GetItems(), r.spec().GetAcknowledgedWarnings())
 		if failed := failedPrechecks(r.st.Prechecks); failed != "" {
 			return temporal.NewNonRetryableApplicationError("precheck failed: "+failed, ErrConfig, nil)
 		}
@@ -100,14 +100,14 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 		var res taskv1.SetupActivityResult
 		actx := workflow.WithActivityOptions(ctx, r.shortActivityOptions())
 		err := workflow.ExecuteActivity(actx, activities.Setup, &taskv1.SetupActivityInput{
-			TaskId: r.in.GetTaskId(), Spec: r.in.GetSpec(), SlotName: name, PublicationName: name,
+			TaskId: r.in.GetTaskId(), Spec: r.spec(), SlotName: name, PublicationName: name,
 			PublicationOnly: full,
 		}).Get(ctx, &res)
 		if err != nil {
 			return fmt.Errorf("schema sync: %w", err)
 		}
 		r.st.SlotName, r.st.PublicationName = name, name
-		r.tables = res.GetTables()
+		r.st.Tables = res.GetTables()
 		if full {
 			// Full sync creates the slot; its consistent point becomes
 			// the checkpoint.
@@ -166,17 +166,23 @@ func (r *taskRun) incremental(ctx workflow.Context) error {
 		switch {
 		case r.stopReq != nil:
 			return r.stop(ctx)
+		case len(r.pendingModify) > 0:
+			r.applyModifications(ctx)
+			continue
+		case r.restartReq:
+			r.restart(ctx)
+			continue
 		case r.st.GetPaused():
 			r.setStatus(ctx, taskv1.Status_STATUS_PAUSED)
 			r.awaitResume(ctx)
 			continue
 		case workflow.GetInfo(ctx).GetContinueAsNewSuggested():
 			r.drainSignals(ctx)
-			if r.stopReq != nil {
+			if r.stopReq != nil || len(r.pendingModify) > 0 || r.restartReq {
 				continue
 			}
 			return workflow.NewContinueAsNewError(ctx, WorkflowName, &taskv1.TaskWorkflowInput{
-				TaskId: r.in.GetTaskId(), Spec: r.in.GetSpec(), State: r.st,
+				TaskId: r.in.GetTaskId(), Spec: r.spec(), State: r.st, RetryMinuteSeconds: r.in.GetRetryMinuteSeconds(),
 			})
 		}
 		r.setStatus(ctx, taskv1.Status_STATUS_RUNNING)
@@ -191,11 +197,22 @@ func (r *taskRun) incremental(ctx workflow.Context) error {
 	}
 }
 
+// restart clears the retry window: a restart asked for is a fresh start
+// from the confirmed checkpoint, not another failure.
+func (r *taskRun) restart(ctx workflow.Context) {
+	r.restartReq = false
+	r.st.Restarts++
+	r.st.FailingSince, r.st.ConsecutiveFailures = nil, 0
+	workflow.GetLogger(ctx).Info("restarting from the confirmed checkpoint", "phase", r.st.GetPhase().String(),
+		"lsn", r.st.GetCheckpoint().GetConfirmedLsn())
+}
+
 // runIncrementalOnce runs one attempt of the incremental activity. It returns
 // nil when a pause or stop signal cancelled the attempt.
 func (r *taskRun) runIncrementalOnce(ctx workflow.Context) error {
 	actx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
+	r.throttleDirty = false // the attempt takes the throttle from its input
 	actx = workflow.WithActivityOptions(actx, workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * 365 * 24 * time.Hour,
 		HeartbeatTimeout:    incrementalHeartbeatTimeout,
@@ -203,7 +220,7 @@ func (r *taskRun) runIncrementalOnce(ctx workflow.Context) error {
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
 	})
 	fut := workflow.ExecuteActivity(actx, activities.Incremental, &taskv1.IncrementalActivityInput{
-		TaskId: r.in.GetTaskId(), Spec: r.in.GetSpec(), SlotName: r.st.GetSlotName(),
+		TaskId: r.in.GetTaskId(), Spec: r.spec(), SlotName: r.st.GetSlotName(),
 		PublicationName: r.st.GetPublicationName(), Checkpoint: r.st.GetCheckpoint(),
 	})
 	interrupted := r.awaitOrInterrupt(ctx, fut, cancel)
@@ -218,72 +235,12 @@ func (r *taskRun) runIncrementalOnce(ctx workflow.Context) error {
 	return err
 }
 
-// addControlSignals makes sel react to pause, resume and stop; interrupt is
-// called when the current work must stop.
-// awaitOrInterrupt waits for an activity while serving the control signals;
-// a pause or stop cancels it (through cancel) and reports interrupted.
-func (r *taskRun) awaitOrInterrupt(ctx workflow.Context, fut workflow.Future, cancel workflow.CancelFunc) bool {
-	interrupted := false
-	sel := workflow.NewSelector(ctx)
-	sel.AddFuture(fut, func(workflow.Future) {})
-	r.addControlSignals(ctx, sel, func() { interrupted = true })
-	for !fut.IsReady() && !interrupted {
-		sel.Select(ctx)
-	}
-	if interrupted {
-		cancel()
-	}
-	return interrupted
-}
-
-func (r *taskRun) addControlSignals(ctx workflow.Context, sel workflow.Selector, interrupt func()) {
-	sel.AddReceive(r.pauseCh, func(c workflow.ReceiveChannel, _ bool) {
-		c.Receive(ctx, nil)
-		r.st.Paused = true
-		interrupt()
-	})
-	sel.AddReceive(r.resumeCh, func(c workflow.ReceiveChannel, _ bool) {
-		c.Receive(ctx, nil)
-		r.st.Paused = false
-	})
-	sel.AddReceive(r.stopCh, func(c workflow.ReceiveChannel, _ bool) {
-		var s taskv1.StopSignal
-		c.Receive(ctx, &s)
-		r.stopReq = &s
-		interrupt()
-	})
-}
-
-// drainSignals applies every signal already delivered, so that none is lost
-// when the workflow continues as new.
-func (r *taskRun) drainSignals(ctx workflow.Context) {
-	for r.pauseCh.ReceiveAsync(nil) {
-		r.st.Paused = true
-	}
-	for r.resumeCh.ReceiveAsync(nil) {
-		r.st.Paused = false
-	}
-	var s taskv1.StopSignal
-	for r.stopCh.ReceiveAsync(&s) {
-		r.stopReq = &taskv1.StopSignal{Release: s.GetRelease()}
-	}
-}
-
-func (r *taskRun) awaitResume(ctx workflow.Context) {
-	sel := workflow.NewSelector(ctx)
-	r.addControlSignals(ctx, sel, func() {})
-	for r.st.GetPaused() && r.stopReq == nil {
-		sel.Select(ctx)
-	}
-}
-
 // onFailure decides, from the retry windows, whether to try again. It returns
 // an error only when the task must fail.
 func (r *taskRun) onFailure(ctx workflow.Context, err error, progressed bool) error {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) && appErr.Type() == ErrConfig {
-		r.st.LastError = describe(err)
-		r.setStatus(ctx, taskv1.Status_STATUS_FAILED)
+		r.fail(ctx, describe(err))
 		return err
 	}
 	class := classify(err)
@@ -295,13 +252,13 @@ func (r *taskRun) onFailure(ctx workflow.Context, err error, progressed bool) er
 	r.st.FailingClass = class
 	r.st.ConsecutiveFailures++
 	r.st.LastError = describe(err)
-	window := retryWindow(r.in.GetSpec(), class)
+	window := r.retryWindow(class)
 	failingFor := now.Sub(r.st.GetFailingSince().AsTime())
 	if failingFor >= window {
-		r.setStatus(ctx, taskv1.Status_STATUS_FAILED)
-		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("task %s failed for %s, beyond its %s retry window of %s: %v",
-				r.in.GetTaskId(), failingFor, className(class), window, err), ErrOther, err)
+		msg := fmt.Sprintf("task %s failed for %s, beyond its %s retry window of %s: %s",
+			r.in.GetTaskId(), failingFor, className(class), window, describe(err))
+		r.fail(ctx, msg)
+		return temporal.NewNonRetryableApplicationError(msg, ErrOther, err)
 	}
 	r.setStatus(ctx, taskv1.Status_STATUS_RETRYING)
 	backoff := Backoff(r.st.GetConsecutiveFailures())
@@ -317,6 +274,34 @@ func (r *taskRun) onFailure(ctx workflow.Context, err error, progressed bool) er
 		sel.Select(ctx)
 	}
 	return nil
+}
+
+// fail marks the task failed, once, and sends the failure alert when the
+// task asks for one. An alert that cannot be sent is logged, never fatal:
+// the task has failed either way.
+func (r *taskRun) fail(ctx workflow.Context, msg string) {
+	if r.st.GetStatus() == taskv1.Status_STATUS_FAILED {
+		return
+	}
+	r.st.LastError = msg
+	r.setStatus(ctx, taskv1.Status_STATUS_FAILED)
+	rules := r.spec().GetAlerts()
+	if !rules.GetOnFailure() {
+		return
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+	})
+	err := workflow.ExecuteActivity(actx, activities.Alert, &taskv1.AlertActivityInput{
+		TaskId: r.in.GetTaskId(), TaskName: r.spec().GetName(), Rules: rules, Kind: AlertKindTaskFailed,
+		Message: msg, At: timestamppb.New(workflow.Now(ctx)),
+	}).Get(ctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Error("sending the failure alert", "error", err)
+		return
+	}
+	r.st.AlertsSent++
 }
 
 // Backoff is the pause before retry n (1-based): 1 s doubling to a minute.
@@ -362,18 +347,22 @@ func className(c taskv1.ErrorClass) string {
 	return "other-issues"
 }
 
-func retryWindow(spec *taskv1.TaskSpec, class taskv1.ErrorClass) time.Duration {
-	adv := spec.GetAdvanced()
+func (r *taskRun) retryWindow(class taskv1.ErrorClass) time.Duration {
+	minute := time.Minute
+	if s := r.in.GetRetryMinuteSeconds(); s > 0 {
+		minute = time.Duration(s) * time.Second
+	}
+	adv := r.spec().GetAdvanced()
 	if class == taskv1.ErrorClass_ERROR_CLASS_CONNECTION {
 		if m := adv.GetConnectionRetryMinutes(); m > 0 {
-			return time.Duration(m) * time.Minute
+			return time.Duration(m) * minute
 		}
-		return DefaultConnectionRetryMinutes * time.Minute
+		return DefaultConnectionRetryMinutes * minute
 	}
 	if m := adv.GetOtherRetryMinutes(); m > 0 {
-		return time.Duration(m) * time.Minute
+		return time.Duration(m) * minute
 	}
-	return DefaultOtherRetryMinutes * time.Minute
+	return DefaultOtherRetryMinutes * minute
 }
 
 // absorbCheckpoint takes the confirmed LSN an attempt reported, from its
@@ -413,11 +402,12 @@ func (r *taskRun) stop(ctx workflow.Context) error {
 	if r.stopReq.GetRelease() && r.st.GetSlotName() != "" {
 		actx := workflow.WithActivityOptions(ctx, r.shortActivityOptions())
 		err := workflow.ExecuteActivity(actx, activities.Release, &taskv1.ReleaseActivityInput{
-			Spec: r.in.GetSpec(), SlotName: r.st.GetSlotName(), PublicationName: r.st.GetPublicationName(),
+			Spec: r.spec(), SlotName: r.st.GetSlotName(), PublicationName: r.st.GetPublicationName(),
 		}).Get(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("releasing slot and publication %s: %w", r.st.GetSlotName(), err)
 		}
+		r.st.Released = true
 	}
 	r.setPhase(ctx, taskv1.Phase_PHASE_STOPPED)
 	r.setStatus(ctx, taskv1.Status_STATUS_STOPPED)
@@ -429,7 +419,7 @@ func (r *taskRun) stop(ctx workflow.Context) error {
 func (r *taskRun) shortActivityOptions() workflow.ActivityOptions {
 	return workflow.ActivityOptions{
 		StartToCloseTimeout:    5 * time.Minute,
-		ScheduleToCloseTimeout: retryWindow(r.in.GetSpec(), taskv1.ErrorClass_ERROR_CLASS_CONNECTION),
+		ScheduleToCloseTimeout: r.retryWindow(taskv1.ErrorClass_ERROR_CLASS_CONNECTION),
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log"
@@ -13,18 +14,22 @@ import (
 	"github.com/ferry-cdc/ferry/services/capture"
 	"github.com/ferry-cdc/ferry/services/internal/config"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
+	"github.com/ferry-cdc/ferry/workflows/telemetry"
 )
 
 // Config is read once at start from flags, which default to the environment.
 type Config struct {
 	Listen   string
 	LogLevel slog.Level
+	// MetricsAddr serves Prometheus /metrics; empty: not served.
+	MetricsAddr string
 }
 
 func loadConfig() (Config, error) {
 	var c Config
 	var level string
 	flag.StringVar(&c.Listen, "listen", config.Env("FERRY_CAPTURE_LISTEN", "127.0.0.1:7402"), "host:port to serve gRPC on")
+	flag.StringVar(&c.MetricsAddr, "metrics-addr", config.EnvOrOff("FERRY_CAPTURE_METRICS_ADDR", "127.0.0.1:9402"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_CAPTURE_METRICS_ADDR)")
 	flag.StringVar(&level, "log-level", config.Env("FERRY_CAPTURE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	flag.Parse()
 	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
@@ -38,10 +43,24 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	srv := grpcserver.New("capture", logger)
-	capturev1.RegisterCaptureServiceServer(srv, capture.NewServer(logger))
-	if err := srv.RunUntilSignal(cfg.Listen); err != nil {
+	logger := slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel})))
+	if err := run(cfg, logger); err != nil {
 		log.Fatal(err)
 	}
+}
+
+func run(cfg Config, logger *slog.Logger) error {
+	tel, err := telemetry.Start(context.Background(), telemetry.Config{Service: "ferry-capture", MetricsAddr: cfg.MetricsAddr, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
+	tel.SetGlobal()
+	impl := capture.NewServer(logger)
+	if impl.Metrics, err = capture.NewMetrics(tel.Meters, logger); err != nil {
+		return err
+	}
+	srv := grpcserver.New("capture", logger, tel.ServerOptions()...)
+	capturev1.RegisterCaptureServiceServer(srv, impl)
+	return srv.RunUntilSignal(cfg.Listen)
 }

@@ -2,6 +2,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"log"
 	"log/slog"
@@ -11,26 +12,40 @@ import (
 	"github.com/ferry-cdc/ferry/services/catalog"
 	"github.com/ferry-cdc/ferry/services/internal/config"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
+	"github.com/ferry-cdc/ferry/workflows/telemetry"
 )
 
 // Config is read once at start from flags, which default to the environment.
 type Config struct {
 	Listen string
+	// MetricsAddr serves Prometheus /metrics; empty: not served.
+	MetricsAddr string
 }
 
 func loadConfig() Config {
 	var c Config
 	flag.StringVar(&c.Listen, "listen", config.Env("FERRY_CATALOG_LISTEN", "127.0.0.1:7401"), "host:port to serve gRPC on")
+	flag.StringVar(&c.MetricsAddr, "metrics-addr", config.EnvOrOff("FERRY_CATALOG_METRICS_ADDR", "127.0.0.1:9401"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_CATALOG_METRICS_ADDR)")
 	flag.Parse()
 	return c
 }
 
 func main() {
 	cfg := loadConfig()
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	srv := grpcserver.New("catalog", logger)
-	catalogv1.RegisterCatalogServiceServer(srv, catalog.NewServer(logger))
-	if err := srv.RunUntilSignal(cfg.Listen); err != nil {
+	logger := slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stderr, nil)))
+	if err := run(cfg, logger); err != nil {
 		log.Fatal(err)
 	}
+}
+
+func run(cfg Config, logger *slog.Logger) error {
+	tel, err := telemetry.Start(context.Background(), telemetry.Config{Service: "ferry-catalog", MetricsAddr: cfg.MetricsAddr, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
+	tel.SetGlobal()
+	srv := grpcserver.New("catalog", logger, tel.ServerOptions()...)
+	catalogv1.RegisterCatalogServiceServer(srv, catalog.NewServer(logger))
+	return srv.RunUntilSignal(cfg.Listen)
 }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log"
@@ -20,6 +21,7 @@ import (
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
 	"github.com/ferry-cdc/ferry/workflows/grpccodec"
 	"github.com/ferry-cdc/ferry/workflows/task"
+	"github.com/ferry-cdc/ferry/workflows/telemetry"
 )
 
 // Config is read once at start from flags, which default to the environment.
@@ -29,6 +31,8 @@ type Config struct {
 	TemporalNamespace string
 	TaskQueue         string
 	CatalogAddress    string
+	// MetricsAddr serves Prometheus /metrics; empty: not served.
+	MetricsAddr string
 }
 
 func loadConfig() Config {
@@ -38,30 +42,37 @@ func loadConfig() Config {
 	flag.StringVar(&c.TemporalNamespace, "namespace", config.Env("FERRY_TEMPORAL_NAMESPACE", "default"), "Temporal namespace")
 	flag.StringVar(&c.TaskQueue, "task-queue", config.Env("FERRY_TASK_QUEUE", task.DefaultTaskQueue), "Temporal task queue tasks run on")
 	flag.StringVar(&c.CatalogAddress, "catalog", config.Env("FERRY_CATALOG_ADDRESS", "127.0.0.1:7401"), "catalog service host:port")
+	flag.StringVar(&c.MetricsAddr, "metrics-addr", config.EnvOrOff("FERRY_CONTROL_METRICS_ADDR", "127.0.0.1:9400"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_CONTROL_METRICS_ADDR)")
 	flag.Parse()
 	return c
 }
 
 func main() {
 	cfg := loadConfig()
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	logger := slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stderr, nil)))
 	if err := run(cfg, logger); err != nil {
 		log.Fatal(err)
 	}
 }
 
 func run(cfg Config, logger *slog.Logger) error {
-	tc, err := client.Dial(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: logger})
+	tel, err := telemetry.Start(context.Background(), telemetry.Config{Service: "ferry-control", MetricsAddr: cfg.MetricsAddr, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
+	tel.SetGlobal()
+	tc, err := client.Dial(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: logger, DataConverter: task.DataConverter()})
 	if err != nil {
 		return fmt.Errorf("connecting to Temporal at %s: %w", cfg.TemporalAddress, err)
 	}
 	defer tc.Close()
-	cat, err := grpc.NewClient(cfg.CatalogAddress, grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
+	cat, err := grpc.NewClient(cfg.CatalogAddress, append(tel.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())...)
 	if err != nil {
 		return fmt.Errorf("catalog client for %s: %w", cfg.CatalogAddress, err)
 	}
 	defer func() { _ = cat.Close() }()
-	srv := grpcserver.New("control", logger)
-	taskv1.RegisterTaskServiceServer(srv, control.NewServer(tc, cfg.TaskQueue, catalogv1.NewCatalogServiceClient(cat), logger))
+	srv := grpcserver.New("control", logger, tel.ServerOptions()...)
+	taskv1.RegisterTaskServiceServer(srv, control.NewServer(tc, control.Options{TaskQueue: cfg.TaskQueue, Namespace: cfg.TemporalNamespace}, catalogv1.NewCatalogServiceClient(cat), logger))
 	return srv.RunUntilSignal(cfg.Listen)
 }

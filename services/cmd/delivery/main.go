@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"log"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"github.com/ferry-cdc/ferry/services/delivery"
 	"github.com/ferry-cdc/ferry/services/internal/config"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
+	"github.com/ferry-cdc/ferry/workflows/telemetry"
 )
 
 // Config is read once at start from flags, which default to the environment.
@@ -21,11 +23,14 @@ type Config struct {
 	// CPUProfile, when set, is where a CPU profile of the whole run is
 	// written at exit (for the benchmark; off in production).
 	CPUProfile string
+	// MetricsAddr serves Prometheus /metrics; empty: not served.
+	MetricsAddr string
 }
 
 func loadConfig() Config {
 	var c Config
 	flag.StringVar(&c.Listen, "listen", config.Env("FERRY_DELIVERY_LISTEN", "127.0.0.1:7403"), "host:port to serve gRPC on (env FERRY_DELIVERY_LISTEN)")
+	flag.StringVar(&c.MetricsAddr, "metrics-addr", config.EnvOrOff("FERRY_DELIVERY_METRICS_ADDR", "127.0.0.1:9403"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_DELIVERY_METRICS_ADDR)")
 	flag.StringVar(&c.CPUProfile, "cpuprofile", config.Env("FERRY_CPU_PROFILE", ""), "write a CPU profile to this file until exit (env FERRY_CPU_PROFILE)")
 	flag.Parse()
 	return c
@@ -33,22 +38,35 @@ func loadConfig() Config {
 
 func main() {
 	cfg := loadConfig()
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	srv := grpcserver.New("delivery", logger)
-	deliveryv1.RegisterDeliveryServiceServer(srv, delivery.NewServer(logger))
-	stopProfile := func() error { return nil }
+	logger := slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stderr, nil)))
+	if err := run(cfg, logger); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(cfg Config, logger *slog.Logger) (err error) {
+	tel, err := telemetry.Start(context.Background(), telemetry.Config{Service: "ferry-delivery", MetricsAddr: cfg.MetricsAddr, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
+	tel.SetGlobal()
+	impl := delivery.NewServer(logger)
+	if impl.Metrics, err = delivery.NewMetrics(tel.Meters); err != nil {
+		return err
+	}
+	srv := grpcserver.New("delivery", logger, tel.ServerOptions()...)
+	deliveryv1.RegisterDeliveryServiceServer(srv, impl)
 	if cfg.CPUProfile != "" {
 		stop, err := grpcserver.ProfileCPU(cfg.CPUProfile)
 		if err != nil {
-			log.Fatal(err)
+			return err
 		}
-		stopProfile = stop
+		defer func() {
+			if perr := stop(); perr != nil && err == nil {
+				err = perr
+			}
+		}()
 	}
-	err := srv.RunUntilSignal(cfg.Listen)
-	if perr := stopProfile(); perr != nil && err == nil {
-		err = perr
-	}
-	if err != nil {
-		log.Fatal(err)
-	}
+	return srv.RunUntilSignal(cfg.Listen)
 }

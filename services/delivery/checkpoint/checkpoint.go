@@ -26,6 +26,16 @@
 //     failure so that the owner can end the stream.
 //   - The safe LSN never moves backwards.
 //
+// # Latency
+//
+// WatermarkAt also records the source commit time of the newest change the
+// watermark covers. When the safe LSN advances past such a watermark, the
+// checkpointer reads the clock once (per advance, never per message) and
+// keeps the pair (commit time, acknowledgement time): the end-to-end latency
+// of the newest safe change. An advance over watermarks that cover no change
+// (idle keepalives) leaves the pair as it was, so the owner can tell the two
+// apart by whether the pair changed.
+//
 // # Memory
 //
 // Out-of-order acknowledgements are kept in a ring of flags that covers only
@@ -44,11 +54,15 @@ package checkpoint
 import (
 	"fmt"
 	"sync"
+	"time"
 )
 
 type watermark struct {
 	pos uint64
 	lsn uint64
+	// commit is the source commit time, in Unix microseconds, of the newest
+	// change the watermark covers; 0 when it covers none (or none known).
+	commit int64
 }
 
 // Checkpointer tracks in-flight messages and watermarks. The zero value is not
@@ -70,6 +84,12 @@ type Checkpointer struct {
 	failedSeq uint64 // first failed seq, 0 when none
 	failErr   error
 
+	// The newest change made safe: its source commit time and when the
+	// advance that made it safe happened, both Unix microseconds.
+	safeCommit int64
+	safeAcked  int64
+	now        func() time.Time
+
 	notify chan struct{}
 }
 
@@ -78,6 +98,7 @@ func New() *Checkpointer {
 	return &Checkpointer{
 		ring:   make([]bool, 1024),
 		mask:   1023,
+		now:    time.Now,
 		notify: make(chan struct{}, 1),
 	}
 }
@@ -110,7 +131,12 @@ func (c *Checkpointer) grow() {
 // Watermark records that once every message enqueued so far is acknowledged,
 // every change at or below lsn is durable. A zero lsn is ignored (a batch
 // that ends inside a transaction).
-func (c *Checkpointer) Watermark(lsn uint64) {
+func (c *Checkpointer) Watermark(lsn uint64) { c.WatermarkAt(lsn, 0) }
+
+// WatermarkAt is Watermark for a watermark that covers changes: commitMicros
+// is the source commit time, in Unix microseconds, of the newest change
+// since the previous watermark (0 when there was none).
+func (c *Checkpointer) WatermarkAt(lsn uint64, commitMicros int64) {
 	if lsn == 0 {
 		return
 	}
@@ -118,11 +144,11 @@ func (c *Checkpointer) Watermark(lsn uint64) {
 	defer c.mu.Unlock()
 	pos := c.enqueued
 	if n := len(c.marks); n > c.markHead && c.marks[n-1].pos == pos {
-		if lsn > c.marks[n-1].lsn {
-			c.marks[n-1].lsn = lsn
-		}
+		last := &c.marks[n-1]
+		last.lsn = max(last.lsn, lsn)
+		last.commit = max(last.commit, commitMicros)
 	} else {
-		c.marks = append(c.marks, watermark{pos: pos, lsn: lsn})
+		c.marks = append(c.marks, watermark{pos: pos, lsn: lsn, commit: commitMicros})
 	}
 	c.advanceLocked()
 }
@@ -171,12 +197,20 @@ func (c *Checkpointer) Err() error {
 // whether the safe LSN moved.
 func (c *Checkpointer) advanceLocked() bool {
 	moved := false
+	var commit int64
 	for c.markHead < len(c.marks) && c.marks[c.markHead].pos <= c.prefix {
-		if l := c.marks[c.markHead].lsn; l > c.safe {
-			c.safe = l
+		if m := c.marks[c.markHead]; m.lsn > c.safe {
+			c.safe = m.lsn
 			moved = true
+			commit = max(commit, m.commit)
 		}
 		c.markHead++
+	}
+	if commit > 0 {
+		// Strictly increasing, so that every advance over changes is told
+		// apart from the previous one even within one microsecond.
+		c.safeCommit = commit
+		c.safeAcked = max(c.now().UnixMicro(), c.safeAcked+1)
 	}
 	// Compact the queue once its consumed head dominates it.
 	if c.markHead > 0 && c.markHead*2 >= len(c.marks) {
@@ -213,6 +247,12 @@ type State struct {
 	InFlight uint64
 	// PendingWatermarks counts watermarks not yet safe.
 	PendingWatermarks int
+	// SafeCommitMicros is the source commit time of the newest change made
+	// safe so far and SafeAckedMicros when that happened (Unix
+	// microseconds); both zero until a watermark covering changes is safe.
+	// They stay put while the safe LSN moves over idle watermarks alone.
+	SafeCommitMicros int64
+	SafeAckedMicros  int64
 }
 
 // State returns a snapshot.
@@ -225,6 +265,8 @@ func (c *Checkpointer) State() State {
 		Enqueued:          c.enqueued,
 		InFlight:          c.enqueued - c.acked,
 		PendingWatermarks: len(c.marks) - c.markHead,
+		SafeCommitMicros:  c.safeCommit,
+		SafeAckedMicros:   c.safeAcked,
 	}
 }
 

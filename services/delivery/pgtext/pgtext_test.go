@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
-	"github.com/ferry-cdc/ferry/services/internal/testenv"
+	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
 // session connects to the local PostgreSQL and fixes the settings that

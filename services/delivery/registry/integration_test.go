@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
-	"github.com/ferry-cdc/ferry/services/internal/testenv"
+	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
 // realRegistry is a client for the local stack's Apicurio Registry, or fails.

@@ -11,3 +11,12 @@ func Env(key, def string) string {
 	}
 	return def
 }
+
+// EnvOrOff is Env for settings that an empty value turns off: a variable
+// set to the empty string gives "", and only an unset one gives def.
+func EnvOrOff(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok {
+		return v
+	}
+	return def
+}

@@ -7,7 +7,7 @@ import (
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
-	"github.com/ferry-cdc/ferry/services/internal/testenv"
+	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
 // Values decode exactly only if every Ferry session prints them the same way,

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"google.golang.org/grpc"
@@ -23,6 +25,7 @@ import (
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	"github.com/ferry-cdc/ferry/workflows/grpccodec"
 	"github.com/ferry-cdc/ferry/workflows/task"
+	"github.com/ferry-cdc/ferry/workflows/telemetry"
 )
 
 // Config is everything the worker needs, read once at start.
@@ -33,6 +36,8 @@ type Config struct {
 	CatalogAddress    string
 	CaptureAddress    string
 	DeliveryAddress   string
+	// MetricsAddr serves Prometheus /metrics; empty: not served.
+	MetricsAddr string
 }
 
 func loadConfig() Config {
@@ -43,6 +48,7 @@ func loadConfig() Config {
 	flag.StringVar(&c.CatalogAddress, "catalog", envOr("FERRY_CATALOG_ADDRESS", "127.0.0.1:7401"), "catalog service host:port")
 	flag.StringVar(&c.CaptureAddress, "capture", envOr("FERRY_CAPTURE_ADDRESS", "127.0.0.1:7402"), "capture service host:port")
 	flag.StringVar(&c.DeliveryAddress, "delivery", envOr("FERRY_DELIVERY_ADDRESS", "127.0.0.1:7403"), "delivery service host:port")
+	flag.StringVar(&c.MetricsAddr, "metrics-addr", envOrOff("FERRY_WORKER_METRICS_ADDR", "127.0.0.1:9404"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_WORKER_METRICS_ADDR)")
 	flag.Parse()
 	return c
 }
@@ -54,9 +60,17 @@ func envOr(key, def string) string {
 	return def
 }
 
+// envOrOff is envOr for settings that an empty value turns off.
+func envOrOff(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok {
+		return v
+	}
+	return def
+}
+
 func main() {
 	cfg := loadConfig()
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	logger := slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stderr, nil)))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, logger); err != nil {
@@ -65,6 +79,16 @@ func main() {
 }
 
 func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	tel, err := telemetry.Start(ctx, telemetry.Config{Service: "ferry-worker", MetricsAddr: cfg.MetricsAddr, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
+	tel.SetGlobal()
+	metrics, err := task.NewMetrics(tel.Meters)
+	if err != nil {
+		return err
+	}
 	conns := map[string]*grpc.ClientConn{}
 	defer func() {
 		for _, c := range conns {
@@ -72,14 +96,14 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 	}()
 	for name, addr := range map[string]string{"catalog": cfg.CatalogAddress, "capture": cfg.CaptureAddress, "delivery": cfg.DeliveryAddress} {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
+		conn, err := grpc.NewClient(addr, append(tel.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())...)
 		if err != nil {
 			return fmt.Errorf("%s client for %s: %w", name, addr, err)
 		}
 		conns[name] = conn
 	}
 	tc, err := client.Dial(client.Options{
-		HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: logger,
+		HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: logger, DataConverter: task.DataConverter(),
 	})
 	if err != nil {
 		return fmt.Errorf("connecting to Temporal at %s: %w", cfg.TemporalAddress, err)
@@ -90,12 +114,14 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		// Cancellation reaches an activity only with a heartbeat response, so
 		// the throttle bounds how fast pause and stop take effect.
 		MaxHeartbeatThrottleInterval: task.HeartbeatThrottle,
+		Interceptors:                 []interceptor.WorkerInterceptor{metrics.Interceptor()},
 	})
 	w.RegisterWorkflowWithOptions(task.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowName})
 	w.RegisterActivity(&task.Activities{
 		Catalog:  catalogv1.NewCatalogServiceClient(conns["catalog"]),
 		Capture:  capturev1.NewCaptureServiceClient(conns["capture"]),
 		Delivery: deliveryv1.NewDeliveryServiceClient(conns["delivery"]),
+		HTTP:     &http.Client{Timeout: task.WebhookTimeout},
 	})
 	logger.Info("worker starting", "temporal", cfg.TemporalAddress, "taskQueue", cfg.TaskQueue)
 	return w.Run(interruptOn(ctx))

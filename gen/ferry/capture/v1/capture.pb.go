@@ -140,8 +140,15 @@ type EnsureReplicationRequest struct {
 	// Create (or update) only the publication. Full sync sets this: ReadSnapshot
 	// creates the slot itself, exporting the snapshot it reads.
 	PublicationOnly bool `protobuf:"varint,5,opt,name=publication_only,json=publicationOnly,proto3" json:"publication_only,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Whole schemas to publish, including tables created in them later
+	// (FOR TABLES IN SCHEMA, PostgreSQL 15 and later). tables may list other
+	// tables beside them.
+	Schemas []string `protobuf:"bytes,6,rep,name=schemas,proto3" json:"schemas,omitempty"`
+	// Publish every table of the database, including later ones (FOR ALL
+	// TABLES, which needs a superuser); schemas and tables are then ignored.
+	AllTables     bool `protobuf:"varint,7,opt,name=all_tables,json=allTables,proto3" json:"all_tables,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EnsureReplicationRequest) Reset() {
@@ -205,6 +212,20 @@ func (x *EnsureReplicationRequest) GetTables() []*v1.TableRef {
 func (x *EnsureReplicationRequest) GetPublicationOnly() bool {
 	if x != nil {
 		return x.PublicationOnly
+	}
+	return false
+}
+
+func (x *EnsureReplicationRequest) GetSchemas() []string {
+	if x != nil {
+		return x.Schemas
+	}
+	return nil
+}
+
+func (x *EnsureReplicationRequest) GetAllTables() bool {
+	if x != nil {
+		return x.AllTables
 	}
 	return false
 }
@@ -1009,13 +1030,16 @@ const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"\vincremental\x18\x02 \x01(\v2\".ferry.task.v1.IncrementalThrottleR\vincremental\x123\n" +
 	"\x04full\x18\x03 \x01(\v2\x1f.ferry.task.v1.FullSyncThrottleR\x04full\"A\n" +
 	"\x16UpdateThrottleResponse\x12'\n" +
-	"\x0fstreams_updated\x18\x01 \x01(\rR\x0estreamsUpdated\"\xf5\x01\n" +
+	"\x0fstreams_updated\x18\x01 \x01(\rR\x0estreamsUpdated\"\xae\x02\n" +
 	"\x18EnsureReplicationRequest\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x12\x1b\n" +
 	"\tslot_name\x18\x02 \x01(\tR\bslotName\x12)\n" +
 	"\x10publication_name\x18\x03 \x01(\tR\x0fpublicationName\x12/\n" +
 	"\x06tables\x18\x04 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\x12)\n" +
-	"\x10publication_only\x18\x05 \x01(\bR\x0fpublicationOnly\"\x94\x01\n" +
+	"\x10publication_only\x18\x05 \x01(\bR\x0fpublicationOnly\x12\x18\n" +
+	"\aschemas\x18\x06 \x03(\tR\aschemas\x12\x1d\n" +
+	"\n" +
+	"all_tables\x18\a \x01(\bR\tallTables\"\x94\x01\n" +
 	"\x19EnsureReplicationResponse\x12#\n" +
 	"\rconfirmed_lsn\x18\x01 \x01(\x04R\fconfirmedLsn\x12!\n" +
 	"\fslot_created\x18\x02 \x01(\bR\vslotCreated\x12/\n" +

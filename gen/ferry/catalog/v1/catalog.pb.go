@@ -22,6 +22,199 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type GetPrivilegesRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Source *v1.SourceEndpoint     `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	// Tables to report SELECT on; empty reports the role's attributes only.
+	Objects       *v1.ObjectSelection `protobuf:"bytes,2,opt,name=objects,proto3" json:"objects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPrivilegesRequest) Reset() {
+	*x = GetPrivilegesRequest{}
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPrivilegesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPrivilegesRequest) ProtoMessage() {}
+
+func (x *GetPrivilegesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPrivilegesRequest.ProtoReflect.Descriptor instead.
+func (*GetPrivilegesRequest) Descriptor() ([]byte, []int) {
+	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetPrivilegesRequest) GetSource() *v1.SourceEndpoint {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *GetPrivilegesRequest) GetObjects() *v1.ObjectSelection {
+	if x != nil {
+		return x.Objects
+	}
+	return nil
+}
+
+type GetPrivilegesResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Role      string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	Superuser bool                   `protobuf:"varint,2,opt,name=superuser,proto3" json:"superuser,omitempty"`
+	// rolreplication: the role may open replication connections.
+	Replication bool `protobuf:"varint,3,opt,name=replication,proto3" json:"replication,omitempty"`
+	// CREATE on the database: the role may create publications.
+	CreateOnDatabase bool `protobuf:"varint,4,opt,name=create_on_database,json=createOnDatabase,proto3" json:"create_on_database,omitempty"`
+	// Tables the role owns (needed to add them to a publication) and may
+	// SELECT (needed for full sync), among the selected ones.
+	Tables        []*TablePrivilege `protobuf:"bytes,5,rep,name=tables,proto3" json:"tables,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPrivilegesResponse) Reset() {
+	*x = GetPrivilegesResponse{}
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPrivilegesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPrivilegesResponse) ProtoMessage() {}
+
+func (x *GetPrivilegesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPrivilegesResponse.ProtoReflect.Descriptor instead.
+func (*GetPrivilegesResponse) Descriptor() ([]byte, []int) {
+	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetPrivilegesResponse) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *GetPrivilegesResponse) GetSuperuser() bool {
+	if x != nil {
+		return x.Superuser
+	}
+	return false
+}
+
+func (x *GetPrivilegesResponse) GetReplication() bool {
+	if x != nil {
+		return x.Replication
+	}
+	return false
+}
+
+func (x *GetPrivilegesResponse) GetCreateOnDatabase() bool {
+	if x != nil {
+		return x.CreateOnDatabase
+	}
+	return false
+}
+
+func (x *GetPrivilegesResponse) GetTables() []*TablePrivilege {
+	if x != nil {
+		return x.Tables
+	}
+	return nil
+}
+
+type TablePrivilege struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Table         *v1.TableRef           `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	Select        bool                   `protobuf:"varint,2,opt,name=select,proto3" json:"select,omitempty"`
+	Owner         bool                   `protobuf:"varint,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TablePrivilege) Reset() {
+	*x = TablePrivilege{}
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TablePrivilege) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TablePrivilege) ProtoMessage() {}
+
+func (x *TablePrivilege) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TablePrivilege.ProtoReflect.Descriptor instead.
+func (*TablePrivilege) Descriptor() ([]byte, []int) {
+	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TablePrivilege) GetTable() *v1.TableRef {
+	if x != nil {
+		return x.Table
+	}
+	return nil
+}
+
+func (x *TablePrivilege) GetSelect() bool {
+	if x != nil {
+		return x.Select
+	}
+	return false
+}
+
+func (x *TablePrivilege) GetOwner() bool {
+	if x != nil {
+		return x.Owner
+	}
+	return false
+}
+
 type PrecheckRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Source  *v1.SourceEndpoint     `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
@@ -36,7 +229,7 @@ type PrecheckRequest struct {
 
 func (x *PrecheckRequest) Reset() {
 	*x = PrecheckRequest{}
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[0]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +241,7 @@ func (x *PrecheckRequest) String() string {
 func (*PrecheckRequest) ProtoMessage() {}
 
 func (x *PrecheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[0]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +254,7 @@ func (x *PrecheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrecheckRequest.ProtoReflect.Descriptor instead.
 func (*PrecheckRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{0}
+	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PrecheckRequest) GetSource() *v1.SourceEndpoint {
@@ -94,7 +287,7 @@ type PrecheckResponse struct {
 
 func (x *PrecheckResponse) Reset() {
 	*x = PrecheckResponse{}
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[1]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -106,7 +299,7 @@ func (x *PrecheckResponse) String() string {
 func (*PrecheckResponse) ProtoMessage() {}
 
 func (x *PrecheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[1]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -119,7 +312,7 @@ func (x *PrecheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrecheckResponse.ProtoReflect.Descriptor instead.
 func (*PrecheckResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{1}
+	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PrecheckResponse) GetItems() []*v1.PrecheckItem {
@@ -139,7 +332,7 @@ type ResolveTablesRequest struct {
 
 func (x *ResolveTablesRequest) Reset() {
 	*x = ResolveTablesRequest{}
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[2]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -151,7 +344,7 @@ func (x *ResolveTablesRequest) String() string {
 func (*ResolveTablesRequest) ProtoMessage() {}
 
 func (x *ResolveTablesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[2]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -164,7 +357,7 @@ func (x *ResolveTablesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveTablesRequest.ProtoReflect.Descriptor instead.
 func (*ResolveTablesRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{2}
+	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ResolveTablesRequest) GetSource() *v1.SourceEndpoint {
@@ -182,15 +375,19 @@ func (x *ResolveTablesRequest) GetObjects() *v1.ObjectSelection {
 }
 
 type ResolveTablesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tables        []*v1.TableRef         `protobuf:"bytes,1,rep,name=tables,proto3" json:"tables,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tables []*v1.TableRef         `protobuf:"bytes,1,rep,name=tables,proto3" json:"tables,omitempty"`
+	// The planner's row estimate of each table, in the order of tables
+	// (partitioned tables sum their leaf partitions); zero for a table never
+	// analyzed or vacuumed.
+	EstimatedRows []uint64 `protobuf:"varint,2,rep,packed,name=estimated_rows,json=estimatedRows,proto3" json:"estimated_rows,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ResolveTablesResponse) Reset() {
 	*x = ResolveTablesResponse{}
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[3]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -202,7 +399,7 @@ func (x *ResolveTablesResponse) String() string {
 func (*ResolveTablesResponse) ProtoMessage() {}
 
 func (x *ResolveTablesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[3]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -215,12 +412,19 @@ func (x *ResolveTablesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveTablesResponse.ProtoReflect.Descriptor instead.
 func (*ResolveTablesResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{3}
+	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ResolveTablesResponse) GetTables() []*v1.TableRef {
 	if x != nil {
 		return x.Tables
+	}
+	return nil
+}
+
+func (x *ResolveTablesResponse) GetEstimatedRows() []uint64 {
+	if x != nil {
+		return x.EstimatedRows
 	}
 	return nil
 }
@@ -234,7 +438,7 @@ type GetServerInfoRequest struct {
 
 func (x *GetServerInfoRequest) Reset() {
 	*x = GetServerInfoRequest{}
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[4]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -246,7 +450,7 @@ func (x *GetServerInfoRequest) String() string {
 func (*GetServerInfoRequest) ProtoMessage() {}
 
 func (x *GetServerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[4]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -259,7 +463,7 @@ func (x *GetServerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetServerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{4}
+	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetServerInfoRequest) GetSource() *v1.SourceEndpoint {
@@ -281,7 +485,7 @@ type GetServerInfoResponse struct {
 
 func (x *GetServerInfoResponse) Reset() {
 	*x = GetServerInfoResponse{}
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[5]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -293,7 +497,7 @@ func (x *GetServerInfoResponse) String() string {
 func (*GetServerInfoResponse) ProtoMessage() {}
 
 func (x *GetServerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[5]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -306,7 +510,7 @@ func (x *GetServerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetServerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{5}
+	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetServerInfoResponse) GetVersion() string {
@@ -346,7 +550,7 @@ type ListSchemasRequest struct {
 
 func (x *ListSchemasRequest) Reset() {
 	*x = ListSchemasRequest{}
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[6]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -358,7 +562,7 @@ func (x *ListSchemasRequest) String() string {
 func (*ListSchemasRequest) ProtoMessage() {}
 
 func (x *ListSchemasRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[6]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -371,7 +575,7 @@ func (x *ListSchemasRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchemasRequest.ProtoReflect.Descriptor instead.
 func (*ListSchemasRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{6}
+	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListSchemasRequest) GetSource() *v1.SourceEndpoint {
@@ -390,7 +594,7 @@ type ListSchemasResponse struct {
 
 func (x *ListSchemasResponse) Reset() {
 	*x = ListSchemasResponse{}
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[7]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +606,7 @@ func (x *ListSchemasResponse) String() string {
 func (*ListSchemasResponse) ProtoMessage() {}
 
 func (x *ListSchemasResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[7]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +619,7 @@ func (x *ListSchemasResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchemasResponse.ProtoReflect.Descriptor instead.
 func (*ListSchemasResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{7}
+	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListSchemasResponse) GetSchemas() []string {
@@ -435,7 +639,7 @@ type ListTablesRequest struct {
 
 func (x *ListTablesRequest) Reset() {
 	*x = ListTablesRequest{}
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[8]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -447,7 +651,7 @@ func (x *ListTablesRequest) String() string {
 func (*ListTablesRequest) ProtoMessage() {}
 
 func (x *ListTablesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[8]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -460,7 +664,7 @@ func (x *ListTablesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTablesRequest.ProtoReflect.Descriptor instead.
 func (*ListTablesRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{8}
+	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListTablesRequest) GetSource() *v1.SourceEndpoint {
@@ -488,7 +692,7 @@ type TableInfo struct {
 
 func (x *TableInfo) Reset() {
 	*x = TableInfo{}
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[9]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -500,7 +704,7 @@ func (x *TableInfo) String() string {
 func (*TableInfo) ProtoMessage() {}
 
 func (x *TableInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[9]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -513,7 +717,7 @@ func (x *TableInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TableInfo.ProtoReflect.Descriptor instead.
 func (*TableInfo) Descriptor() ([]byte, []int) {
-	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{9}
+	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TableInfo) GetTable() *v1.TableRef {
@@ -546,7 +750,7 @@ type ListTablesResponse struct {
 
 func (x *ListTablesResponse) Reset() {
 	*x = ListTablesResponse{}
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[10]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +762,7 @@ func (x *ListTablesResponse) String() string {
 func (*ListTablesResponse) ProtoMessage() {}
 
 func (x *ListTablesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[10]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +775,7 @@ func (x *ListTablesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTablesResponse.ProtoReflect.Descriptor instead.
 func (*ListTablesResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{10}
+	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListTablesResponse) GetTables() []*TableInfo {
@@ -591,7 +795,7 @@ type DescribeTableRequest struct {
 
 func (x *DescribeTableRequest) Reset() {
 	*x = DescribeTableRequest{}
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[11]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +807,7 @@ func (x *DescribeTableRequest) String() string {
 func (*DescribeTableRequest) ProtoMessage() {}
 
 func (x *DescribeTableRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[11]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +820,7 @@ func (x *DescribeTableRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTableRequest.ProtoReflect.Descriptor instead.
 func (*DescribeTableRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{11}
+	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DescribeTableRequest) GetSource() *v1.SourceEndpoint {
@@ -634,15 +838,34 @@ func (x *DescribeTableRequest) GetTable() *v1.TableRef {
 }
 
 type DescribeTableResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Info          *TableInfo             `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Info  *TableInfo             `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	// In attnum order, dropped columns left out.
+	Columns []*ColumnInfo `protobuf:"bytes,2,rep,name=columns,proto3" json:"columns,omitempty"`
+	// Primary key columns in key order; empty without a primary key.
+	PrimaryKey []string     `protobuf:"bytes,3,rep,name=primary_key,json=primaryKey,proto3" json:"primary_key,omitempty"`
+	UniqueKeys []*UniqueKey `protobuf:"bytes,4,rep,name=unique_keys,json=uniqueKeys,proto3" json:"unique_keys,omitempty"`
+	// "default", "full", "nothing" or "index" (pg_class.relreplident).
+	ReplicaIdentity string `protobuf:"bytes,5,opt,name=replica_identity,json=replicaIdentity,proto3" json:"replica_identity,omitempty"`
+	// The index replica identity "index" uses.
+	ReplicaIdentityIndex string `protobuf:"bytes,6,opt,name=replica_identity_index,json=replicaIdentityIndex,proto3" json:"replica_identity_index,omitempty"`
+	// A partitioned table, and its leaf partitions.
+	Partitioned bool           `protobuf:"varint,7,opt,name=partitioned,proto3" json:"partitioned,omitempty"`
+	Partitions  []*v1.TableRef `protobuf:"bytes,8,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	// Parents by inheritance (not partitioning), and children.
+	InheritsFrom []*v1.TableRef `protobuf:"bytes,9,rep,name=inherits_from,json=inheritsFrom,proto3" json:"inherits_from,omitempty"`
+	InheritedBy  []*v1.TableRef `protobuf:"bytes,10,rep,name=inherited_by,json=inheritedBy,proto3" json:"inherited_by,omitempty"`
+	// The largest row seen by a bounded sample, in bytes (pg_column_size of
+	// the row), and the average from pg_stats; zero when unknown.
+	LargestRowBytes int64 `protobuf:"varint,11,opt,name=largest_row_bytes,json=largestRowBytes,proto3" json:"largest_row_bytes,omitempty"`
+	AverageRowBytes int64 `protobuf:"varint,12,opt,name=average_row_bytes,json=averageRowBytes,proto3" json:"average_row_bytes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *DescribeTableResponse) Reset() {
 	*x = DescribeTableResponse{}
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[12]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -654,7 +877,7 @@ func (x *DescribeTableResponse) String() string {
 func (*DescribeTableResponse) ProtoMessage() {}
 
 func (x *DescribeTableResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[12]
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -667,7 +890,7 @@ func (x *DescribeTableResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTableResponse.ProtoReflect.Descriptor instead.
 func (*DescribeTableResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{12}
+	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DescribeTableResponse) GetInfo() *TableInfo {
@@ -677,11 +900,252 @@ func (x *DescribeTableResponse) GetInfo() *TableInfo {
 	return nil
 }
 
+func (x *DescribeTableResponse) GetColumns() []*ColumnInfo {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
+func (x *DescribeTableResponse) GetPrimaryKey() []string {
+	if x != nil {
+		return x.PrimaryKey
+	}
+	return nil
+}
+
+func (x *DescribeTableResponse) GetUniqueKeys() []*UniqueKey {
+	if x != nil {
+		return x.UniqueKeys
+	}
+	return nil
+}
+
+func (x *DescribeTableResponse) GetReplicaIdentity() string {
+	if x != nil {
+		return x.ReplicaIdentity
+	}
+	return ""
+}
+
+func (x *DescribeTableResponse) GetReplicaIdentityIndex() string {
+	if x != nil {
+		return x.ReplicaIdentityIndex
+	}
+	return ""
+}
+
+func (x *DescribeTableResponse) GetPartitioned() bool {
+	if x != nil {
+		return x.Partitioned
+	}
+	return false
+}
+
+func (x *DescribeTableResponse) GetPartitions() []*v1.TableRef {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+func (x *DescribeTableResponse) GetInheritsFrom() []*v1.TableRef {
+	if x != nil {
+		return x.InheritsFrom
+	}
+	return nil
+}
+
+func (x *DescribeTableResponse) GetInheritedBy() []*v1.TableRef {
+	if x != nil {
+		return x.InheritedBy
+	}
+	return nil
+}
+
+func (x *DescribeTableResponse) GetLargestRowBytes() int64 {
+	if x != nil {
+		return x.LargestRowBytes
+	}
+	return 0
+}
+
+func (x *DescribeTableResponse) GetAverageRowBytes() int64 {
+	if x != nil {
+		return x.AverageRowBytes
+	}
+	return 0
+}
+
+type ColumnInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// format_type(atttypid, atttypmod), e.g. "numeric(12,2)".
+	Type    string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	NotNull bool   `protobuf:"varint,3,opt,name=not_null,json=notNull,proto3" json:"not_null,omitempty"`
+	// The type is not one of pg_catalog's (a domain, enum, composite, or an
+	// extension's type); its values travel in their text form.
+	CustomType bool `protobuf:"varint,4,opt,name=custom_type,json=customType,proto3" json:"custom_type,omitempty"`
+	// Values may be TOASTed (attstorage is not 'p'): an UPDATE that leaves
+	// them unchanged does not carry them without REPLICA IDENTITY FULL.
+	Toastable bool `protobuf:"varint,5,opt,name=toastable,proto3" json:"toastable,omitempty"`
+	// The column default's expression; empty when none.
+	Default string `protobuf:"bytes,6,opt,name=default,proto3" json:"default,omitempty"`
+	// Identity or generated column kind: "", "identity" or "generated".
+	Kind          string `protobuf:"bytes,7,opt,name=kind,proto3" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ColumnInfo) Reset() {
+	*x = ColumnInfo{}
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ColumnInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ColumnInfo) ProtoMessage() {}
+
+func (x *ColumnInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ColumnInfo.ProtoReflect.Descriptor instead.
+func (*ColumnInfo) Descriptor() ([]byte, []int) {
+	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ColumnInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ColumnInfo) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *ColumnInfo) GetNotNull() bool {
+	if x != nil {
+		return x.NotNull
+	}
+	return false
+}
+
+func (x *ColumnInfo) GetCustomType() bool {
+	if x != nil {
+		return x.CustomType
+	}
+	return false
+}
+
+func (x *ColumnInfo) GetToastable() bool {
+	if x != nil {
+		return x.Toastable
+	}
+	return false
+}
+
+func (x *ColumnInfo) GetDefault() string {
+	if x != nil {
+		return x.Default
+	}
+	return ""
+}
+
+func (x *ColumnInfo) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+type UniqueKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Columns       []string               `protobuf:"bytes,2,rep,name=columns,proto3" json:"columns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UniqueKey) Reset() {
+	*x = UniqueKey{}
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UniqueKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UniqueKey) ProtoMessage() {}
+
+func (x *UniqueKey) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_catalog_v1_catalog_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UniqueKey.ProtoReflect.Descriptor instead.
+func (*UniqueKey) Descriptor() ([]byte, []int) {
+	return file_ferry_catalog_v1_catalog_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *UniqueKey) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UniqueKey) GetColumns() []string {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
 var File_ferry_catalog_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_ferry_catalog_v1_catalog_proto_rawDesc = "" +
 	"\n" +
-	"\x1eferry/catalog/v1/catalog.proto\x12\x10ferry.catalog.v1\x1a\x18ferry/task/v1/spec.proto\x1a\x1cferry/task/v1/workflow.proto\"\xc2\x01\n" +
+	"\x1eferry/catalog/v1/catalog.proto\x12\x10ferry.catalog.v1\x1a\x18ferry/task/v1/spec.proto\x1a\x1cferry/task/v1/workflow.proto\"\x87\x01\n" +
+	"\x14GetPrivilegesRequest\x125\n" +
+	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x128\n" +
+	"\aobjects\x18\x02 \x01(\v2\x1e.ferry.task.v1.ObjectSelectionR\aobjects\"\xd3\x01\n" +
+	"\x15GetPrivilegesResponse\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x12\x1c\n" +
+	"\tsuperuser\x18\x02 \x01(\bR\tsuperuser\x12 \n" +
+	"\vreplication\x18\x03 \x01(\bR\vreplication\x12,\n" +
+	"\x12create_on_database\x18\x04 \x01(\bR\x10createOnDatabase\x128\n" +
+	"\x06tables\x18\x05 \x03(\v2 .ferry.catalog.v1.TablePrivilegeR\x06tables\"m\n" +
+	"\x0eTablePrivilege\x12-\n" +
+	"\x05table\x18\x01 \x01(\v2\x17.ferry.task.v1.TableRefR\x05table\x12\x16\n" +
+	"\x06select\x18\x02 \x01(\bR\x06select\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\bR\x05owner\"\xc2\x01\n" +
 	"\x0fPrecheckRequest\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x128\n" +
 	"\aobjects\x18\x02 \x01(\v2\x1e.ferry.task.v1.ObjectSelectionR\aobjects\x12>\n" +
@@ -690,9 +1154,10 @@ const file_ferry_catalog_v1_catalog_proto_rawDesc = "" +
 	"\x05items\x18\x01 \x03(\v2\x1b.ferry.task.v1.PrecheckItemR\x05items\"\x87\x01\n" +
 	"\x14ResolveTablesRequest\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x128\n" +
-	"\aobjects\x18\x02 \x01(\v2\x1e.ferry.task.v1.ObjectSelectionR\aobjects\"H\n" +
+	"\aobjects\x18\x02 \x01(\v2\x1e.ferry.task.v1.ObjectSelectionR\aobjects\"o\n" +
 	"\x15ResolveTablesResponse\x12/\n" +
-	"\x06tables\x18\x01 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\"M\n" +
+	"\x06tables\x18\x01 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\x12%\n" +
+	"\x0eestimated_rows\x18\x02 \x03(\x04R\restimatedRows\"M\n" +
 	"\x14GetServerInfoRequest\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\"\x80\x02\n" +
 	"\x15GetServerInfoResponse\x12\x18\n" +
@@ -720,9 +1185,38 @@ const file_ferry_catalog_v1_catalog_proto_rawDesc = "" +
 	"\x06tables\x18\x01 \x03(\v2\x1b.ferry.catalog.v1.TableInfoR\x06tables\"|\n" +
 	"\x14DescribeTableRequest\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x12-\n" +
-	"\x05table\x18\x02 \x01(\v2\x17.ferry.task.v1.TableRefR\x05table\"H\n" +
+	"\x05table\x18\x02 \x01(\v2\x17.ferry.task.v1.TableRefR\x05table\"\xed\x04\n" +
 	"\x15DescribeTableResponse\x12/\n" +
-	"\x04info\x18\x01 \x01(\v2\x1b.ferry.catalog.v1.TableInfoR\x04info2\xbe\x04\n" +
+	"\x04info\x18\x01 \x01(\v2\x1b.ferry.catalog.v1.TableInfoR\x04info\x126\n" +
+	"\acolumns\x18\x02 \x03(\v2\x1c.ferry.catalog.v1.ColumnInfoR\acolumns\x12\x1f\n" +
+	"\vprimary_key\x18\x03 \x03(\tR\n" +
+	"primaryKey\x12<\n" +
+	"\vunique_keys\x18\x04 \x03(\v2\x1b.ferry.catalog.v1.UniqueKeyR\n" +
+	"uniqueKeys\x12)\n" +
+	"\x10replica_identity\x18\x05 \x01(\tR\x0freplicaIdentity\x124\n" +
+	"\x16replica_identity_index\x18\x06 \x01(\tR\x14replicaIdentityIndex\x12 \n" +
+	"\vpartitioned\x18\a \x01(\bR\vpartitioned\x127\n" +
+	"\n" +
+	"partitions\x18\b \x03(\v2\x17.ferry.task.v1.TableRefR\n" +
+	"partitions\x12<\n" +
+	"\rinherits_from\x18\t \x03(\v2\x17.ferry.task.v1.TableRefR\finheritsFrom\x12:\n" +
+	"\finherited_by\x18\n" +
+	" \x03(\v2\x17.ferry.task.v1.TableRefR\vinheritedBy\x12*\n" +
+	"\x11largest_row_bytes\x18\v \x01(\x03R\x0flargestRowBytes\x12*\n" +
+	"\x11average_row_bytes\x18\f \x01(\x03R\x0faverageRowBytes\"\xbc\x01\n" +
+	"\n" +
+	"ColumnInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x19\n" +
+	"\bnot_null\x18\x03 \x01(\bR\anotNull\x12\x1f\n" +
+	"\vcustom_type\x18\x04 \x01(\bR\n" +
+	"customType\x12\x1c\n" +
+	"\ttoastable\x18\x05 \x01(\bR\ttoastable\x12\x18\n" +
+	"\adefault\x18\x06 \x01(\tR\adefault\x12\x12\n" +
+	"\x04kind\x18\a \x01(\tR\x04kind\"9\n" +
+	"\tUniqueKey\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\acolumns\x18\x02 \x03(\tR\acolumns2\xa0\x05\n" +
 	"\x0eCatalogService\x12Q\n" +
 	"\bPrecheck\x12!.ferry.catalog.v1.PrecheckRequest\x1a\".ferry.catalog.v1.PrecheckResponse\x12`\n" +
 	"\rResolveTables\x12&.ferry.catalog.v1.ResolveTablesRequest\x1a'.ferry.catalog.v1.ResolveTablesResponse\x12`\n" +
@@ -730,7 +1224,8 @@ const file_ferry_catalog_v1_catalog_proto_rawDesc = "" +
 	"\vListSchemas\x12$.ferry.catalog.v1.ListSchemasRequest\x1a%.ferry.catalog.v1.ListSchemasResponse\x12W\n" +
 	"\n" +
 	"ListTables\x12#.ferry.catalog.v1.ListTablesRequest\x1a$.ferry.catalog.v1.ListTablesResponse\x12`\n" +
-	"\rDescribeTable\x12&.ferry.catalog.v1.DescribeTableRequest\x1a'.ferry.catalog.v1.DescribeTableResponseB;Z9github.com/ferry-cdc/ferry/gen/ferry/catalog/v1;catalogv1b\x06proto3"
+	"\rDescribeTable\x12&.ferry.catalog.v1.DescribeTableRequest\x1a'.ferry.catalog.v1.DescribeTableResponse\x12`\n" +
+	"\rGetPrivileges\x12&.ferry.catalog.v1.GetPrivilegesRequest\x1a'.ferry.catalog.v1.GetPrivilegesResponseB;Z9github.com/ferry-cdc/ferry/gen/ferry/catalog/v1;catalogv1b\x06proto3"
 
 var (
 	file_ferry_catalog_v1_catalog_proto_rawDescOnce sync.Once
@@ -744,62 +1239,78 @@ func file_ferry_catalog_v1_catalog_proto_rawDescGZIP() []byte {
 	return file_ferry_catalog_v1_catalog_proto_rawDescData
 }
 
-var file_ferry_catalog_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_ferry_catalog_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_ferry_catalog_v1_catalog_proto_goTypes = []any{
-	(*PrecheckRequest)(nil),       // 0: ferry.catalog.v1.PrecheckRequest
-	(*PrecheckResponse)(nil),      // 1: ferry.catalog.v1.PrecheckResponse
-	(*ResolveTablesRequest)(nil),  // 2: ferry.catalog.v1.ResolveTablesRequest
-	(*ResolveTablesResponse)(nil), // 3: ferry.catalog.v1.ResolveTablesResponse
-	(*GetServerInfoRequest)(nil),  // 4: ferry.catalog.v1.GetServerInfoRequest
-	(*GetServerInfoResponse)(nil), // 5: ferry.catalog.v1.GetServerInfoResponse
-	(*ListSchemasRequest)(nil),    // 6: ferry.catalog.v1.ListSchemasRequest
-	(*ListSchemasResponse)(nil),   // 7: ferry.catalog.v1.ListSchemasResponse
-	(*ListTablesRequest)(nil),     // 8: ferry.catalog.v1.ListTablesRequest
-	(*TableInfo)(nil),             // 9: ferry.catalog.v1.TableInfo
-	(*ListTablesResponse)(nil),    // 10: ferry.catalog.v1.ListTablesResponse
-	(*DescribeTableRequest)(nil),  // 11: ferry.catalog.v1.DescribeTableRequest
-	(*DescribeTableResponse)(nil), // 12: ferry.catalog.v1.DescribeTableResponse
-	nil,                           // 13: ferry.catalog.v1.GetServerInfoResponse.SettingsEntry
-	(*v1.SourceEndpoint)(nil),     // 14: ferry.task.v1.SourceEndpoint
-	(*v1.ObjectSelection)(nil),    // 15: ferry.task.v1.ObjectSelection
-	(*v1.KafkaEndpoint)(nil),      // 16: ferry.task.v1.KafkaEndpoint
-	(*v1.PrecheckItem)(nil),       // 17: ferry.task.v1.PrecheckItem
-	(*v1.TableRef)(nil),           // 18: ferry.task.v1.TableRef
+	(*GetPrivilegesRequest)(nil),  // 0: ferry.catalog.v1.GetPrivilegesRequest
+	(*GetPrivilegesResponse)(nil), // 1: ferry.catalog.v1.GetPrivilegesResponse
+	(*TablePrivilege)(nil),        // 2: ferry.catalog.v1.TablePrivilege
+	(*PrecheckRequest)(nil),       // 3: ferry.catalog.v1.PrecheckRequest
+	(*PrecheckResponse)(nil),      // 4: ferry.catalog.v1.PrecheckResponse
+	(*ResolveTablesRequest)(nil),  // 5: ferry.catalog.v1.ResolveTablesRequest
+	(*ResolveTablesResponse)(nil), // 6: ferry.catalog.v1.ResolveTablesResponse
+	(*GetServerInfoRequest)(nil),  // 7: ferry.catalog.v1.GetServerInfoRequest
+	(*GetServerInfoResponse)(nil), // 8: ferry.catalog.v1.GetServerInfoResponse
+	(*ListSchemasRequest)(nil),    // 9: ferry.catalog.v1.ListSchemasRequest
+	(*ListSchemasResponse)(nil),   // 10: ferry.catalog.v1.ListSchemasResponse
+	(*ListTablesRequest)(nil),     // 11: ferry.catalog.v1.ListTablesRequest
+	(*TableInfo)(nil),             // 12: ferry.catalog.v1.TableInfo
+	(*ListTablesResponse)(nil),    // 13: ferry.catalog.v1.ListTablesResponse
+	(*DescribeTableRequest)(nil),  // 14: ferry.catalog.v1.DescribeTableRequest
+	(*DescribeTableResponse)(nil), // 15: ferry.catalog.v1.DescribeTableResponse
+	(*ColumnInfo)(nil),            // 16: ferry.catalog.v1.ColumnInfo
+	(*UniqueKey)(nil),             // 17: ferry.catalog.v1.UniqueKey
+	nil,                           // 18: ferry.catalog.v1.GetServerInfoResponse.SettingsEntry
+	(*v1.SourceEndpoint)(nil),     // 19: ferry.task.v1.SourceEndpoint
+	(*v1.ObjectSelection)(nil),    // 20: ferry.task.v1.ObjectSelection
+	(*v1.TableRef)(nil),           // 21: ferry.task.v1.TableRef
+	(*v1.KafkaEndpoint)(nil),      // 22: ferry.task.v1.KafkaEndpoint
+	(*v1.PrecheckItem)(nil),       // 23: ferry.task.v1.PrecheckItem
 }
 var file_ferry_catalog_v1_catalog_proto_depIdxs = []int32{
-	14, // 0: ferry.catalog.v1.PrecheckRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	15, // 1: ferry.catalog.v1.PrecheckRequest.objects:type_name -> ferry.task.v1.ObjectSelection
-	16, // 2: ferry.catalog.v1.PrecheckRequest.destination:type_name -> ferry.task.v1.KafkaEndpoint
-	17, // 3: ferry.catalog.v1.PrecheckResponse.items:type_name -> ferry.task.v1.PrecheckItem
-	14, // 4: ferry.catalog.v1.ResolveTablesRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	15, // 5: ferry.catalog.v1.ResolveTablesRequest.objects:type_name -> ferry.task.v1.ObjectSelection
-	18, // 6: ferry.catalog.v1.ResolveTablesResponse.tables:type_name -> ferry.task.v1.TableRef
-	14, // 7: ferry.catalog.v1.GetServerInfoRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	13, // 8: ferry.catalog.v1.GetServerInfoResponse.settings:type_name -> ferry.catalog.v1.GetServerInfoResponse.SettingsEntry
-	14, // 9: ferry.catalog.v1.ListSchemasRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	14, // 10: ferry.catalog.v1.ListTablesRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	18, // 11: ferry.catalog.v1.TableInfo.table:type_name -> ferry.task.v1.TableRef
-	9,  // 12: ferry.catalog.v1.ListTablesResponse.tables:type_name -> ferry.catalog.v1.TableInfo
-	14, // 13: ferry.catalog.v1.DescribeTableRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	18, // 14: ferry.catalog.v1.DescribeTableRequest.table:type_name -> ferry.task.v1.TableRef
-	9,  // 15: ferry.catalog.v1.DescribeTableResponse.info:type_name -> ferry.catalog.v1.TableInfo
-	0,  // 16: ferry.catalog.v1.CatalogService.Precheck:input_type -> ferry.catalog.v1.PrecheckRequest
-	2,  // 17: ferry.catalog.v1.CatalogService.ResolveTables:input_type -> ferry.catalog.v1.ResolveTablesRequest
-	4,  // 18: ferry.catalog.v1.CatalogService.GetServerInfo:input_type -> ferry.catalog.v1.GetServerInfoRequest
-	6,  // 19: ferry.catalog.v1.CatalogService.ListSchemas:input_type -> ferry.catalog.v1.ListSchemasRequest
-	8,  // 20: ferry.catalog.v1.CatalogService.ListTables:input_type -> ferry.catalog.v1.ListTablesRequest
-	11, // 21: ferry.catalog.v1.CatalogService.DescribeTable:input_type -> ferry.catalog.v1.DescribeTableRequest
-	1,  // 22: ferry.catalog.v1.CatalogService.Precheck:output_type -> ferry.catalog.v1.PrecheckResponse
-	3,  // 23: ferry.catalog.v1.CatalogService.ResolveTables:output_type -> ferry.catalog.v1.ResolveTablesResponse
-	5,  // 24: ferry.catalog.v1.CatalogService.GetServerInfo:output_type -> ferry.catalog.v1.GetServerInfoResponse
-	7,  // 25: ferry.catalog.v1.CatalogService.ListSchemas:output_type -> ferry.catalog.v1.ListSchemasResponse
-	10, // 26: ferry.catalog.v1.CatalogService.ListTables:output_type -> ferry.catalog.v1.ListTablesResponse
-	12, // 27: ferry.catalog.v1.CatalogService.DescribeTable:output_type -> ferry.catalog.v1.DescribeTableResponse
-	22, // [22:28] is the sub-list for method output_type
-	16, // [16:22] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	19, // 0: ferry.catalog.v1.GetPrivilegesRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	20, // 1: ferry.catalog.v1.GetPrivilegesRequest.objects:type_name -> ferry.task.v1.ObjectSelection
+	2,  // 2: ferry.catalog.v1.GetPrivilegesResponse.tables:type_name -> ferry.catalog.v1.TablePrivilege
+	21, // 3: ferry.catalog.v1.TablePrivilege.table:type_name -> ferry.task.v1.TableRef
+	19, // 4: ferry.catalog.v1.PrecheckRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	20, // 5: ferry.catalog.v1.PrecheckRequest.objects:type_name -> ferry.task.v1.ObjectSelection
+	22, // 6: ferry.catalog.v1.PrecheckRequest.destination:type_name -> ferry.task.v1.KafkaEndpoint
+	23, // 7: ferry.catalog.v1.PrecheckResponse.items:type_name -> ferry.task.v1.PrecheckItem
+	19, // 8: ferry.catalog.v1.ResolveTablesRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	20, // 9: ferry.catalog.v1.ResolveTablesRequest.objects:type_name -> ferry.task.v1.ObjectSelection
+	21, // 10: ferry.catalog.v1.ResolveTablesResponse.tables:type_name -> ferry.task.v1.TableRef
+	19, // 11: ferry.catalog.v1.GetServerInfoRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	18, // 12: ferry.catalog.v1.GetServerInfoResponse.settings:type_name -> ferry.catalog.v1.GetServerInfoResponse.SettingsEntry
+	19, // 13: ferry.catalog.v1.ListSchemasRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	19, // 14: ferry.catalog.v1.ListTablesRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	21, // 15: ferry.catalog.v1.TableInfo.table:type_name -> ferry.task.v1.TableRef
+	12, // 16: ferry.catalog.v1.ListTablesResponse.tables:type_name -> ferry.catalog.v1.TableInfo
+	19, // 17: ferry.catalog.v1.DescribeTableRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	21, // 18: ferry.catalog.v1.DescribeTableRequest.table:type_name -> ferry.task.v1.TableRef
+	12, // 19: ferry.catalog.v1.DescribeTableResponse.info:type_name -> ferry.catalog.v1.TableInfo
+	16, // 20: ferry.catalog.v1.DescribeTableResponse.columns:type_name -> ferry.catalog.v1.ColumnInfo
+	17, // 21: ferry.catalog.v1.DescribeTableResponse.unique_keys:type_name -> ferry.catalog.v1.UniqueKey
+	21, // 22: ferry.catalog.v1.DescribeTableResponse.partitions:type_name -> ferry.task.v1.TableRef
+	21, // 23: ferry.catalog.v1.DescribeTableResponse.inherits_from:type_name -> ferry.task.v1.TableRef
+	21, // 24: ferry.catalog.v1.DescribeTableResponse.inherited_by:type_name -> ferry.task.v1.TableRef
+	3,  // 25: ferry.catalog.v1.CatalogService.Precheck:input_type -> ferry.catalog.v1.PrecheckRequest
+	5,  // 26: ferry.catalog.v1.CatalogService.ResolveTables:input_type -> ferry.catalog.v1.ResolveTablesRequest
+	7,  // 27: ferry.catalog.v1.CatalogService.GetServerInfo:input_type -> ferry.catalog.v1.GetServerInfoRequest
+	9,  // 28: ferry.catalog.v1.CatalogService.ListSchemas:input_type -> ferry.catalog.v1.ListSchemasRequest
+	11, // 29: ferry.catalog.v1.CatalogService.ListTables:input_type -> ferry.catalog.v1.ListTablesRequest
+	14, // 30: ferry.catalog.v1.CatalogService.DescribeTable:input_type -> ferry.catalog.v1.DescribeTableRequest
+	0,  // 31: ferry.catalog.v1.CatalogService.GetPrivileges:input_type -> ferry.catalog.v1.GetPrivilegesRequest
+	4,  // 32: ferry.catalog.v1.CatalogService.Precheck:output_type -> ferry.catalog.v1.PrecheckResponse
+	6,  // 33: ferry.catalog.v1.CatalogService.ResolveTables:output_type -> ferry.catalog.v1.ResolveTablesResponse
+	8,  // 34: ferry.catalog.v1.CatalogService.GetServerInfo:output_type -> ferry.catalog.v1.GetServerInfoResponse
+	10, // 35: ferry.catalog.v1.CatalogService.ListSchemas:output_type -> ferry.catalog.v1.ListSchemasResponse
+	13, // 36: ferry.catalog.v1.CatalogService.ListTables:output_type -> ferry.catalog.v1.ListTablesResponse
+	15, // 37: ferry.catalog.v1.CatalogService.DescribeTable:output_type -> ferry.catalog.v1.DescribeTableResponse
+	1,  // 38: ferry.catalog.v1.CatalogService.GetPrivileges:output_type -> ferry.catalog.v1.GetPrivilegesResponse
+	32, // [32:39] is the sub-list for method output_type
+	25, // [25:32] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_ferry_catalog_v1_catalog_proto_init() }
@@ -813,7 +1324,7 @@ func file_ferry_catalog_v1_catalog_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ferry_catalog_v1_catalog_proto_rawDesc), len(file_ferry_catalog_v1_catalog_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const (
 	CatalogService_ListSchemas_FullMethodName   = "/ferry.catalog.v1.CatalogService/ListSchemas"
 	CatalogService_ListTables_FullMethodName    = "/ferry.catalog.v1.CatalogService/ListTables"
 	CatalogService_DescribeTable_FullMethodName = "/ferry.catalog.v1.CatalogService/DescribeTable"
+	CatalogService_GetPrivileges_FullMethodName = "/ferry.catalog.v1.CatalogService/GetPrivileges"
 )
 
 // CatalogServiceClient is the client API for CatalogService service.
@@ -40,6 +41,9 @@ type CatalogServiceClient interface {
 	ListSchemas(ctx context.Context, in *ListSchemasRequest, opts ...grpc.CallOption) (*ListSchemasResponse, error)
 	ListTables(ctx context.Context, in *ListTablesRequest, opts ...grpc.CallOption) (*ListTablesResponse, error)
 	DescribeTable(ctx context.Context, in *DescribeTableRequest, opts ...grpc.CallOption) (*DescribeTableResponse, error)
+	// What the task's role may do: the privileges replication needs, and
+	// SELECT on each selected table.
+	GetPrivileges(ctx context.Context, in *GetPrivilegesRequest, opts ...grpc.CallOption) (*GetPrivilegesResponse, error)
 }
 
 type catalogServiceClient struct {
@@ -110,6 +114,16 @@ func (c *catalogServiceClient) DescribeTable(ctx context.Context, in *DescribeTa
 	return out, nil
 }
 
+func (c *catalogServiceClient) GetPrivileges(ctx context.Context, in *GetPrivilegesRequest, opts ...grpc.CallOption) (*GetPrivilegesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPrivilegesResponse)
+	err := c.cc.Invoke(ctx, CatalogService_GetPrivileges_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CatalogServiceServer is the server API for CatalogService service.
 // All implementations must embed UnimplementedCatalogServiceServer
 // for forward compatibility.
@@ -123,6 +137,9 @@ type CatalogServiceServer interface {
 	ListSchemas(context.Context, *ListSchemasRequest) (*ListSchemasResponse, error)
 	ListTables(context.Context, *ListTablesRequest) (*ListTablesResponse, error)
 	DescribeTable(context.Context, *DescribeTableRequest) (*DescribeTableResponse, error)
+	// What the task's role may do: the privileges replication needs, and
+	// SELECT on each selected table.
+	GetPrivileges(context.Context, *GetPrivilegesRequest) (*GetPrivilegesResponse, error)
 	mustEmbedUnimplementedCatalogServiceServer()
 }
 
@@ -150,6 +167,9 @@ func (UnimplementedCatalogServiceServer) ListTables(context.Context, *ListTables
 }
 func (UnimplementedCatalogServiceServer) DescribeTable(context.Context, *DescribeTableRequest) (*DescribeTableResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DescribeTable not implemented")
+}
+func (UnimplementedCatalogServiceServer) GetPrivileges(context.Context, *GetPrivilegesRequest) (*GetPrivilegesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPrivileges not implemented")
 }
 func (UnimplementedCatalogServiceServer) mustEmbedUnimplementedCatalogServiceServer() {}
 func (UnimplementedCatalogServiceServer) testEmbeddedByValue()                        {}
@@ -280,6 +300,24 @@ func _CatalogService_DescribeTable_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CatalogService_GetPrivileges_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPrivilegesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).GetPrivileges(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_GetPrivileges_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).GetPrivileges(ctx, req.(*GetPrivilegesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CatalogService_ServiceDesc is the grpc.ServiceDesc for CatalogService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -310,6 +348,10 @@ var CatalogService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DescribeTable",
 			Handler:    _CatalogService_DescribeTable_Handler,
+		},
+		{
+			MethodName: "GetPrivileges",
+			Handler:    _CatalogService_GetPrivileges_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

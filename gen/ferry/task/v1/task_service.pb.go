@@ -180,7 +180,9 @@ type GetTaskResponse struct {
 	HeartbeatConfirmedLsn uint64 `protobuf:"varint,3,opt,name=heartbeat_confirmed_lsn,json=heartbeatConfirmedLsn,proto3" json:"heartbeat_confirmed_lsn,omitempty"`
 	// The running attempt's last heartbeat whole: rows acknowledged and
 	// dead-lettered in its stream, beside the LSN above.
-	Heartbeat     *v1.Checkpoint `protobuf:"bytes,4,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	Heartbeat *v1.Checkpoint `protobuf:"bytes,4,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	// While full sync runs: its last heartbeat, with rows per table.
+	FullSync      *FullSyncActivityResult `protobuf:"bytes,5,opt,name=full_sync,json=fullSync,proto3" json:"full_sync,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -239,6 +241,13 @@ func (x *GetTaskResponse) GetHeartbeatConfirmedLsn() uint64 {
 func (x *GetTaskResponse) GetHeartbeat() *v1.Checkpoint {
 	if x != nil {
 		return x.Heartbeat
+	}
+	return nil
+}
+
+func (x *GetTaskResponse) GetFullSync() *FullSyncActivityResult {
+	if x != nil {
+		return x.FullSync
 	}
 	return nil
 }
@@ -1046,9 +1055,13 @@ func (*StopTaskResponse) Descriptor() ([]byte, []int) {
 	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{20}
 }
 
+// Deletes a task that is no longer running from Temporal. A task whose
+// slot was not released is refused unless force is set, since the slot
+// would go on retaining WAL on the source with nothing to consume it.
 type DeleteTaskRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Force         bool                   `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1088,6 +1101,13 @@ func (x *DeleteTaskRequest) GetTaskId() string {
 		return x.TaskId
 	}
 	return ""
+}
+
+func (x *DeleteTaskRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
 }
 
 type DeleteTaskResponse struct {
@@ -1138,12 +1158,13 @@ const file_ferry_task_v1_task_service_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\")\n" +
 	"\x0eGetTaskRequest\x12\x17\n" +
-	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\xca\x01\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\x8e\x02\n" +
 	"\x0fGetTaskResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
 	"\x05state\x18\x02 \x01(\v2\x18.ferry.task.v1.TaskStateR\x05state\x126\n" +
 	"\x17heartbeat_confirmed_lsn\x18\x03 \x01(\x04R\x15heartbeatConfirmedLsn\x126\n" +
-	"\theartbeat\x18\x04 \x01(\v2\x18.ferry.cdc.v1.CheckpointR\theartbeat\"N\n" +
+	"\theartbeat\x18\x04 \x01(\v2\x18.ferry.cdc.v1.CheckpointR\theartbeat\x12B\n" +
+	"\tfull_sync\x18\x05 \x01(\v2%.ferry.task.v1.FullSyncActivityResultR\bfullSync\"N\n" +
 	"\x10ListTasksRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -1184,9 +1205,10 @@ const file_ferry_task_v1_task_service_proto_rawDesc = "" +
 	"\x0fStopTaskRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
 	"\arelease\x18\x02 \x01(\bR\arelease\"\x12\n" +
-	"\x10StopTaskResponse\",\n" +
+	"\x10StopTaskResponse\"B\n" +
 	"\x11DeleteTaskRequest\x12\x17\n" +
-	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\x14\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"\x14\n" +
 	"\x12DeleteTaskResponse2\xa7\a\n" +
 	"\vTaskService\x12Q\n" +
 	"\n" +
@@ -1244,52 +1266,54 @@ var file_ferry_task_v1_task_service_proto_goTypes = []any{
 	(*TaskSpec)(nil),               // 23: ferry.task.v1.TaskSpec
 	(*TaskState)(nil),              // 24: ferry.task.v1.TaskState
 	(*v1.Checkpoint)(nil),          // 25: ferry.cdc.v1.Checkpoint
-	(*PrecheckItem)(nil),           // 26: ferry.task.v1.PrecheckItem
-	(*ObjectSelection)(nil),        // 27: ferry.task.v1.ObjectSelection
-	(Compression)(0),               // 28: ferry.task.v1.Compression
-	(Acks)(0),                      // 29: ferry.task.v1.Acks
-	(*FullSyncThrottle)(nil),       // 30: ferry.task.v1.FullSyncThrottle
-	(*IncrementalThrottle)(nil),    // 31: ferry.task.v1.IncrementalThrottle
+	(*FullSyncActivityResult)(nil), // 26: ferry.task.v1.FullSyncActivityResult
+	(*PrecheckItem)(nil),           // 27: ferry.task.v1.PrecheckItem
+	(*ObjectSelection)(nil),        // 28: ferry.task.v1.ObjectSelection
+	(Compression)(0),               // 29: ferry.task.v1.Compression
+	(Acks)(0),                      // 30: ferry.task.v1.Acks
+	(*FullSyncThrottle)(nil),       // 31: ferry.task.v1.FullSyncThrottle
+	(*IncrementalThrottle)(nil),    // 32: ferry.task.v1.IncrementalThrottle
 }
 var file_ferry_task_v1_task_service_proto_depIdxs = []int32{
 	23, // 0: ferry.task.v1.CreateTaskRequest.spec:type_name -> ferry.task.v1.TaskSpec
 	24, // 1: ferry.task.v1.GetTaskResponse.state:type_name -> ferry.task.v1.TaskState
 	25, // 2: ferry.task.v1.GetTaskResponse.heartbeat:type_name -> ferry.cdc.v1.Checkpoint
-	5,  // 3: ferry.task.v1.ListTasksResponse.tasks:type_name -> ferry.task.v1.TaskSummary
-	23, // 4: ferry.task.v1.PrecheckTaskRequest.spec:type_name -> ferry.task.v1.TaskSpec
-	26, // 5: ferry.task.v1.PrecheckTaskResponse.items:type_name -> ferry.task.v1.PrecheckItem
-	27, // 6: ferry.task.v1.ModifyObjectsRequest.objects:type_name -> ferry.task.v1.ObjectSelection
-	28, // 7: ferry.task.v1.ModifyObjectsRequest.compression:type_name -> ferry.task.v1.Compression
-	29, // 8: ferry.task.v1.ModifyObjectsRequest.acks:type_name -> ferry.task.v1.Acks
-	30, // 9: ferry.task.v1.UpdateThrottleRequest.full:type_name -> ferry.task.v1.FullSyncThrottle
-	31, // 10: ferry.task.v1.UpdateThrottleRequest.incremental:type_name -> ferry.task.v1.IncrementalThrottle
-	0,  // 11: ferry.task.v1.TaskService.CreateTask:input_type -> ferry.task.v1.CreateTaskRequest
-	2,  // 12: ferry.task.v1.TaskService.GetTask:input_type -> ferry.task.v1.GetTaskRequest
-	4,  // 13: ferry.task.v1.TaskService.ListTasks:input_type -> ferry.task.v1.ListTasksRequest
-	7,  // 14: ferry.task.v1.TaskService.PrecheckTask:input_type -> ferry.task.v1.PrecheckTaskRequest
-	9,  // 15: ferry.task.v1.TaskService.PauseTask:input_type -> ferry.task.v1.PauseTaskRequest
-	11, // 16: ferry.task.v1.TaskService.ResumeTask:input_type -> ferry.task.v1.ResumeTaskRequest
-	13, // 17: ferry.task.v1.TaskService.RestartTask:input_type -> ferry.task.v1.RestartTaskRequest
-	15, // 18: ferry.task.v1.TaskService.ModifyObjects:input_type -> ferry.task.v1.ModifyObjectsRequest
-	17, // 19: ferry.task.v1.TaskService.UpdateThrottle:input_type -> ferry.task.v1.UpdateThrottleRequest
-	19, // 20: ferry.task.v1.TaskService.StopTask:input_type -> ferry.task.v1.StopTaskRequest
-	21, // 21: ferry.task.v1.TaskService.DeleteTask:input_type -> ferry.task.v1.DeleteTaskRequest
-	1,  // 22: ferry.task.v1.TaskService.CreateTask:output_type -> ferry.task.v1.CreateTaskResponse
-	3,  // 23: ferry.task.v1.TaskService.GetTask:output_type -> ferry.task.v1.GetTaskResponse
-	6,  // 24: ferry.task.v1.TaskService.ListTasks:output_type -> ferry.task.v1.ListTasksResponse
-	8,  // 25: ferry.task.v1.TaskService.PrecheckTask:output_type -> ferry.task.v1.PrecheckTaskResponse
-	10, // 26: ferry.task.v1.TaskService.PauseTask:output_type -> ferry.task.v1.PauseTaskResponse
-	12, // 27: ferry.task.v1.TaskService.ResumeTask:output_type -> ferry.task.v1.ResumeTaskResponse
-	14, // 28: ferry.task.v1.TaskService.RestartTask:output_type -> ferry.task.v1.RestartTaskResponse
-	16, // 29: ferry.task.v1.TaskService.ModifyObjects:output_type -> ferry.task.v1.ModifyObjectsResponse
-	18, // 30: ferry.task.v1.TaskService.UpdateThrottle:output_type -> ferry.task.v1.UpdateThrottleResponse
-	20, // 31: ferry.task.v1.TaskService.StopTask:output_type -> ferry.task.v1.StopTaskResponse
-	22, // 32: ferry.task.v1.TaskService.DeleteTask:output_type -> ferry.task.v1.DeleteTaskResponse
-	22, // [22:33] is the sub-list for method output_type
-	11, // [11:22] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	26, // 3: ferry.task.v1.GetTaskResponse.full_sync:type_name -> ferry.task.v1.FullSyncActivityResult
+	5,  // 4: ferry.task.v1.ListTasksResponse.tasks:type_name -> ferry.task.v1.TaskSummary
+	23, // 5: ferry.task.v1.PrecheckTaskRequest.spec:type_name -> ferry.task.v1.TaskSpec
+	27, // 6: ferry.task.v1.PrecheckTaskResponse.items:type_name -> ferry.task.v1.PrecheckItem
+	28, // 7: ferry.task.v1.ModifyObjectsRequest.objects:type_name -> ferry.task.v1.ObjectSelection
+	29, // 8: ferry.task.v1.ModifyObjectsRequest.compression:type_name -> ferry.task.v1.Compression
+	30, // 9: ferry.task.v1.ModifyObjectsRequest.acks:type_name -> ferry.task.v1.Acks
+	31, // 10: ferry.task.v1.UpdateThrottleRequest.full:type_name -> ferry.task.v1.FullSyncThrottle
+	32, // 11: ferry.task.v1.UpdateThrottleRequest.incremental:type_name -> ferry.task.v1.IncrementalThrottle
+	0,  // 12: ferry.task.v1.TaskService.CreateTask:input_type -> ferry.task.v1.CreateTaskRequest
+	2,  // 13: ferry.task.v1.TaskService.GetTask:input_type -> ferry.task.v1.GetTaskRequest
+	4,  // 14: ferry.task.v1.TaskService.ListTasks:input_type -> ferry.task.v1.ListTasksRequest
+	7,  // 15: ferry.task.v1.TaskService.PrecheckTask:input_type -> ferry.task.v1.PrecheckTaskRequest
+	9,  // 16: ferry.task.v1.TaskService.PauseTask:input_type -> ferry.task.v1.PauseTaskRequest
+	11, // 17: ferry.task.v1.TaskService.ResumeTask:input_type -> ferry.task.v1.ResumeTaskRequest
+	13, // 18: ferry.task.v1.TaskService.RestartTask:input_type -> ferry.task.v1.RestartTaskRequest
+	15, // 19: ferry.task.v1.TaskService.ModifyObjects:input_type -> ferry.task.v1.ModifyObjectsRequest
+	17, // 20: ferry.task.v1.TaskService.UpdateThrottle:input_type -> ferry.task.v1.UpdateThrottleRequest
+	19, // 21: ferry.task.v1.TaskService.StopTask:input_type -> ferry.task.v1.StopTaskRequest
+	21, // 22: ferry.task.v1.TaskService.DeleteTask:input_type -> ferry.task.v1.DeleteTaskRequest
+	1,  // 23: ferry.task.v1.TaskService.CreateTask:output_type -> ferry.task.v1.CreateTaskResponse
+	3,  // 24: ferry.task.v1.TaskService.GetTask:output_type -> ferry.task.v1.GetTaskResponse
+	6,  // 25: ferry.task.v1.TaskService.ListTasks:output_type -> ferry.task.v1.ListTasksResponse
+	8,  // 26: ferry.task.v1.TaskService.PrecheckTask:output_type -> ferry.task.v1.PrecheckTaskResponse
+	10, // 27: ferry.task.v1.TaskService.PauseTask:output_type -> ferry.task.v1.PauseTaskResponse
+	12, // 28: ferry.task.v1.TaskService.ResumeTask:output_type -> ferry.task.v1.ResumeTaskResponse
+	14, // 29: ferry.task.v1.TaskService.RestartTask:output_type -> ferry.task.v1.RestartTaskResponse
+	16, // 30: ferry.task.v1.TaskService.ModifyObjects:output_type -> ferry.task.v1.ModifyObjectsResponse
+	18, // 31: ferry.task.v1.TaskService.UpdateThrottle:output_type -> ferry.task.v1.UpdateThrottleResponse
+	20, // 32: ferry.task.v1.TaskService.StopTask:output_type -> ferry.task.v1.StopTaskResponse
+	22, // 33: ferry.task.v1.TaskService.DeleteTask:output_type -> ferry.task.v1.DeleteTaskResponse
+	23, // [23:34] is the sub-list for method output_type
+	12, // [12:23] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_ferry_task_v1_task_service_proto_init() }

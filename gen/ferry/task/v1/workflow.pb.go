@@ -343,7 +343,12 @@ type TaskState struct {
 	// Restarts asked for with the restart signal or RestartTask.
 	Restarts uint32 `protobuf:"varint,17,opt,name=restarts,proto3" json:"restarts,omitempty"`
 	// Alerts sent to the task's webhook.
-	AlertsSent    uint32 `protobuf:"varint,18,opt,name=alerts_sent,json=alertsSent,proto3" json:"alerts_sent,omitempty"`
+	AlertsSent uint32 `protobuf:"varint,18,opt,name=alerts_sent,json=alertsSent,proto3" json:"alerts_sent,omitempty"`
+	// The tables the task streams, as schema sync or the last modify-objects
+	// resolved them.
+	Tables []*TableRef `protobuf:"bytes,19,rep,name=tables,proto3" json:"tables,omitempty"`
+	// Stop dropped the slot and publication.
+	Released      bool `protobuf:"varint,20,opt,name=released,proto3" json:"released,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -495,6 +500,20 @@ func (x *TaskState) GetAlertsSent() uint32 {
 		return x.AlertsSent
 	}
 	return 0
+}
+
+func (x *TaskState) GetTables() []*TableRef {
+	if x != nil {
+		return x.Tables
+	}
+	return nil
+}
+
+func (x *TaskState) GetReleased() bool {
+	if x != nil {
+		return x.Released
+	}
+	return false
 }
 
 // Signal payloads. Signal names are constants in workflows/task.
@@ -1348,10 +1367,12 @@ type ModifyActivityInput struct {
 	// The spec with the new objects.
 	Spec            *TaskSpec `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
 	PublicationName string    `protobuf:"bytes,3,opt,name=publication_name,json=publicationName,proto3" json:"publication_name,omitempty"`
-	// The tables the task streamed before.
-	PreviousTables []*TableRef `protobuf:"bytes,4,rep,name=previous_tables,json=previousTables,proto3" json:"previous_tables,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The tables the task streamed before, when its state knows them;
+	// otherwise they are resolved again from previous_objects.
+	PreviousTables  []*TableRef      `protobuf:"bytes,4,rep,name=previous_tables,json=previousTables,proto3" json:"previous_tables,omitempty"`
+	PreviousObjects *ObjectSelection `protobuf:"bytes,5,opt,name=previous_objects,json=previousObjects,proto3" json:"previous_objects,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ModifyActivityInput) Reset() {
@@ -1408,6 +1429,13 @@ func (x *ModifyActivityInput) GetPublicationName() string {
 func (x *ModifyActivityInput) GetPreviousTables() []*TableRef {
 	if x != nil {
 		return x.PreviousTables
+	}
+	return nil
+}
+
+func (x *ModifyActivityInput) GetPreviousObjects() *ObjectSelection {
+	if x != nil {
+		return x.PreviousObjects
 	}
 	return nil
 }
@@ -1760,7 +1788,7 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12+\n" +
 	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12.\n" +
 	"\x05state\x18\x03 \x01(\v2\x18.ferry.task.v1.TaskStateR\x05state\x120\n" +
-	"\x14retry_minute_seconds\x18\x04 \x01(\rR\x12retryMinuteSeconds\"\x8e\x06\n" +
+	"\x14retry_minute_seconds\x18\x04 \x01(\rR\x12retryMinuteSeconds\"\xdb\x06\n" +
 	"\tTaskState\x12*\n" +
 	"\x05phase\x18\x01 \x01(\x0e2\x14.ferry.task.v1.PhaseR\x05phase\x12-\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x15.ferry.task.v1.StatusR\x06status\x128\n" +
@@ -1783,7 +1811,9 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\x11last_signal_error\x18\x10 \x01(\tR\x0flastSignalError\x12\x1a\n" +
 	"\brestarts\x18\x11 \x01(\rR\brestarts\x12\x1f\n" +
 	"\valerts_sent\x18\x12 \x01(\rR\n" +
-	"alertsSent\"\r\n" +
+	"alertsSent\x12/\n" +
+	"\x06tables\x18\x13 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\x12\x1a\n" +
+	"\breleased\x18\x14 \x01(\bR\breleased\"\r\n" +
 	"\vPauseSignal\"\x0e\n" +
 	"\fResumeSignal\"\xb6\x01\n" +
 	"\x13ModifyObjectsSignal\x128\n" +
@@ -1837,12 +1867,13 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12\x1b\n" +
 	"\tslot_name\x18\x03 \x01(\tR\bslotName\x12)\n" +
 	"\x10publication_name\x18\x04 \x01(\tR\x0fpublicationName\x12/\n" +
-	"\x06tables\x18\x05 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\"\xc8\x01\n" +
+	"\x06tables\x18\x05 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\"\x93\x02\n" +
 	"\x13ModifyActivityInput\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12+\n" +
 	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12)\n" +
 	"\x10publication_name\x18\x03 \x01(\tR\x0fpublicationName\x12@\n" +
-	"\x0fprevious_tables\x18\x04 \x03(\v2\x17.ferry.task.v1.TableRefR\x0epreviousTables\"\xdb\x01\n" +
+	"\x0fprevious_tables\x18\x04 \x03(\v2\x17.ferry.task.v1.TableRefR\x0epreviousTables\x12I\n" +
+	"\x10previous_objects\x18\x05 \x01(\v2\x1e.ferry.task.v1.ObjectSelectionR\x0fpreviousObjects\"\xdb\x01\n" +
 	"\x14ModifyActivityResult\x12/\n" +
 	"\x06tables\x18\x01 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\x12-\n" +
 	"\x05added\x18\x02 \x03(\v2\x17.ferry.task.v1.TableRefR\x05added\x121\n" +
@@ -1956,36 +1987,38 @@ var file_ferry_task_v1_workflow_proto_depIdxs = []int32{
 	12, // 7: ferry.task.v1.TaskState.prechecks:type_name -> ferry.task.v1.PrecheckItem
 	14, // 8: ferry.task.v1.TaskState.full_sync_rows:type_name -> ferry.task.v1.TableRowCount
 	27, // 9: ferry.task.v1.TaskState.spec:type_name -> ferry.task.v1.TaskSpec
-	30, // 10: ferry.task.v1.ModifyObjectsSignal.objects:type_name -> ferry.task.v1.ObjectSelection
-	31, // 11: ferry.task.v1.ModifyObjectsSignal.compression:type_name -> ferry.task.v1.Compression
-	32, // 12: ferry.task.v1.ModifyObjectsSignal.acks:type_name -> ferry.task.v1.Acks
-	33, // 13: ferry.task.v1.UpdateThrottleSignal.full:type_name -> ferry.task.v1.FullSyncThrottle
-	34, // 14: ferry.task.v1.UpdateThrottleSignal.incremental:type_name -> ferry.task.v1.IncrementalThrottle
-	3,  // 15: ferry.task.v1.PrecheckItem.severity:type_name -> ferry.task.v1.Severity
-	13, // 16: ferry.task.v1.TableRowCount.table:type_name -> ferry.task.v1.TableRef
-	27, // 17: ferry.task.v1.PrecheckActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	12, // 18: ferry.task.v1.PrecheckActivityResult.items:type_name -> ferry.task.v1.PrecheckItem
-	27, // 19: ferry.task.v1.SetupActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	13, // 20: ferry.task.v1.SetupActivityResult.tables:type_name -> ferry.task.v1.TableRef
-	27, // 21: ferry.task.v1.IncrementalActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	28, // 22: ferry.task.v1.IncrementalActivityInput.checkpoint:type_name -> ferry.cdc.v1.Checkpoint
-	27, // 23: ferry.task.v1.FullSyncActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	13, // 24: ferry.task.v1.FullSyncActivityInput.tables:type_name -> ferry.task.v1.TableRef
-	27, // 25: ferry.task.v1.ModifyActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	13, // 26: ferry.task.v1.ModifyActivityInput.previous_tables:type_name -> ferry.task.v1.TableRef
-	13, // 27: ferry.task.v1.ModifyActivityResult.tables:type_name -> ferry.task.v1.TableRef
-	13, // 28: ferry.task.v1.ModifyActivityResult.added:type_name -> ferry.task.v1.TableRef
-	13, // 29: ferry.task.v1.ModifyActivityResult.removed:type_name -> ferry.task.v1.TableRef
-	27, // 30: ferry.task.v1.ApplyThrottleInput.spec:type_name -> ferry.task.v1.TaskSpec
-	35, // 31: ferry.task.v1.AlertActivityInput.rules:type_name -> ferry.task.v1.AlertRules
-	29, // 32: ferry.task.v1.AlertActivityInput.at:type_name -> google.protobuf.Timestamp
-	14, // 33: ferry.task.v1.FullSyncActivityResult.tables:type_name -> ferry.task.v1.TableRowCount
-	27, // 34: ferry.task.v1.ReleaseActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	13, // 10: ferry.task.v1.TaskState.tables:type_name -> ferry.task.v1.TableRef
+	30, // 11: ferry.task.v1.ModifyObjectsSignal.objects:type_name -> ferry.task.v1.ObjectSelection
+	31, // 12: ferry.task.v1.ModifyObjectsSignal.compression:type_name -> ferry.task.v1.Compression
+	32, // 13: ferry.task.v1.ModifyObjectsSignal.acks:type_name -> ferry.task.v1.Acks
+	33, // 14: ferry.task.v1.UpdateThrottleSignal.full:type_name -> ferry.task.v1.FullSyncThrottle
+	34, // 15: ferry.task.v1.UpdateThrottleSignal.incremental:type_name -> ferry.task.v1.IncrementalThrottle
+	3,  // 16: ferry.task.v1.PrecheckItem.severity:type_name -> ferry.task.v1.Severity
+	13, // 17: ferry.task.v1.TableRowCount.table:type_name -> ferry.task.v1.TableRef
+	27, // 18: ferry.task.v1.PrecheckActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	12, // 19: ferry.task.v1.PrecheckActivityResult.items:type_name -> ferry.task.v1.PrecheckItem
+	27, // 20: ferry.task.v1.SetupActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	13, // 21: ferry.task.v1.SetupActivityResult.tables:type_name -> ferry.task.v1.TableRef
+	27, // 22: ferry.task.v1.IncrementalActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	28, // 23: ferry.task.v1.IncrementalActivityInput.checkpoint:type_name -> ferry.cdc.v1.Checkpoint
+	27, // 24: ferry.task.v1.FullSyncActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	13, // 25: ferry.task.v1.FullSyncActivityInput.tables:type_name -> ferry.task.v1.TableRef
+	27, // 26: ferry.task.v1.ModifyActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	13, // 27: ferry.task.v1.ModifyActivityInput.previous_tables:type_name -> ferry.task.v1.TableRef
+	30, // 28: ferry.task.v1.ModifyActivityInput.previous_objects:type_name -> ferry.task.v1.ObjectSelection
+	13, // 29: ferry.task.v1.ModifyActivityResult.tables:type_name -> ferry.task.v1.TableRef
+	13, // 30: ferry.task.v1.ModifyActivityResult.added:type_name -> ferry.task.v1.TableRef
+	13, // 31: ferry.task.v1.ModifyActivityResult.removed:type_name -> ferry.task.v1.TableRef
+	27, // 32: ferry.task.v1.ApplyThrottleInput.spec:type_name -> ferry.task.v1.TaskSpec
+	35, // 33: ferry.task.v1.AlertActivityInput.rules:type_name -> ferry.task.v1.AlertRules
+	29, // 34: ferry.task.v1.AlertActivityInput.at:type_name -> google.protobuf.Timestamp
+	14, // 35: ferry.task.v1.FullSyncActivityResult.tables:type_name -> ferry.task.v1.TableRowCount
+	27, // 36: ferry.task.v1.ReleaseActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_ferry_task_v1_workflow_proto_init() }

@@ -25,7 +25,7 @@ const hint = "start the local stack with `make up` (or run the suite with `make 
 // RepoRoot is the repository's top folder, found from this file's location.
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
 func env(key, def string) string {

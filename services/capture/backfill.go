@@ -1,0 +1,555 @@
+package capture
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+)
+
+// Backfill snapshots the tables added to a running task beside the stream,
+// as DBLog does (Andreas Andreakis and Ioannis Papapanagiotou, 2020). A
+// reader on a plain SQL session of its own reads each table in primary-key
+// order, one chunk at a time, between two logical messages it writes into
+// the WAL: a low watermark (LW) before the chunk and a high watermark (HW)
+// after it. The replication loop meets both in the stream. Between them it
+// notes the key of every change to the table; at the HW it drops the chunk
+// rows whose key changed (the stream already carries their newer versions)
+// and sends the others as snapshot INSERTs whose position is the HW. Rows
+// the stream sent before the HW are older than the chunk's, rows after it
+// newer, so a consumer applying everything in order ends with the table.
+//
+// One correction to the paper: a transaction's commit record reaches the
+// WAL (and the stream) a moment before the transaction becomes visible to
+// new snapshots, while its commit is flushed or waits for a synchronous
+// standby. Such a transaction can land before the LW and still be missing
+// from the chunk, whose row would then overwrite its change (the test
+// catches this about one run in seven without the correction). The reader
+// therefore records the chunk's snapshot (txid_current_snapshot), and the
+// loop also drops rows whose key was changed before the LW by a
+// transaction that snapshot does not see. It keeps noting changes from
+// the stream's start, and forgets those of transactions older than the
+// last chunk snapshot's xmin, which every later snapshot sees.
+//
+// Messages need pgoutput's messages option (PostgreSQL 14 and later), and
+// carry a random session id so that watermarks replayed from an earlier
+// stream are ignored. One chunk is in flight at a time: the reader waits
+// until the loop has sent it before it writes the next LW. The loop never
+// waits for the reader: the reader hands the chunk over before it writes
+// the HW, so the chunk is there when the HW is decoded.
+
+const (
+	// backfillPrefix is the logical message prefix of backfill watermarks.
+	backfillPrefix       = "ferry_backfill"
+	defaultBackfillChunk = 1000
+	// backfillStatementTimeout bounds the reader's short statements:
+	// connecting, describing a table, writing a watermark.
+	backfillStatementTimeout = 30 * time.Second
+	backfillChunkTimeout     = 5 * time.Minute
+	minBackfillServerVersion = 140000
+)
+
+// backfiller is one stream's backfills. The fields after done belong to the
+// replication loop; the reader only touches tables (read-only), the
+// channels and its own chunkReader.
+type backfiller struct {
+	tables    []backfillTable
+	tag       string // "<slot>:<session>:", the start of this stream's watermark contents
+	chunkRows int
+
+	ready  chan *chunk   // reader to loop: the chunk, before its HW is written
+	errs   chan error    // reader to loop: why the reader stopped
+	next   chan struct{} // loop to reader: the chunk in flight is sent
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	progress []*cdcv1.BackfillProgress
+	// window is the chunk whose LW the loop has met and whose HW not yet.
+	window  int64
+	changed []map[string]keyChange // per table: keys changed recently
+	matches map[uint32]relMatch
+	// horizon: every chunk still to come sees the transactions before it,
+	// which the loop therefore need not note (nor keep while it replays a
+	// backlog).
+	horizon uint32
+}
+
+// backfillTable is what the request and the catalog say about one table.
+type backfillTable struct {
+	ref   *taskv1.TableRef
+	pk    []string // primary-key columns, in key order
+	after []string // where the request resumes
+}
+
+// keyChange is the latest change of one key the loop has seen.
+type keyChange struct {
+	xid    uint32
+	window int64 // the chunk between whose watermarks it came; 0: none
+}
+
+// relMatch says whether a relation is a table being backfilled, and where
+// its primary key's columns are.
+type relMatch struct {
+	rel   *relation
+	table int // -1: not backfilled
+	key   []int
+}
+
+// chunk is what the reader read between one LW and HW.
+type chunk struct {
+	n      int64
+	table  int
+	rel    *relation
+	events []*cdcv1.ChangeEvent
+	keys   []string // the encoded key of each event
+	last   []string // the last row's key texts; nil when the chunk is empty
+	full   bool
+	snap   xidSnapshot
+}
+
+// startBackfill checks the request's unfinished backfills and starts the
+// reader. It returns nil when there is nothing to backfill.
+func startBackfill(ctx context.Context, start *capturev1.StartStream, conn *pgx.Conn) (*backfiller, error) {
+	if !slices.ContainsFunc(start.GetBackfills(), func(p *cdcv1.BackfillProgress) bool { return !p.GetDone() }) {
+		return nil, nil
+	}
+	horizon, err := checkBackfillServer(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	session := make([]byte, 8)
+	_, _ = rand.Read(session)
+	bf := &backfiller{
+		tag:       start.GetSlotName() + ":" + hex.EncodeToString(session) + ":",
+		chunkRows: int(start.GetBackfillChunkRows()),
+		ready:     make(chan *chunk, 1),
+		errs:      make(chan error, 1),
+		next:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		matches:   map[uint32]relMatch{},
+		horizon:   horizon,
+	}
+	if bf.chunkRows == 0 {
+		bf.chunkRows = defaultBackfillChunk
+	}
+	seen := map[string]bool{}
+	for _, p := range start.GetBackfills() {
+		if p.GetDone() {
+			continue // the worker may pass finished ones along
+		}
+		t, estimate, err := checkBackfillTable(ctx, conn, start.GetPublicationName(), p)
+		if err != nil {
+			return nil, err
+		}
+		if seen[qualified(t.ref)] {
+			return nil, status.Errorf(codes.InvalidArgument, "table %s is backfilled twice; list each table once", qualified(t.ref))
+		}
+		seen[qualified(t.ref)] = true
+		p = proto.Clone(p).(*cdcv1.BackfillProgress)
+		if p.GetEstimatedRows() == 0 {
+			p.EstimatedRows = estimate
+		}
+		bf.tables = append(bf.tables, t)
+		bf.progress = append(bf.progress, p)
+		bf.changed = append(bf.changed, map[string]keyChange{})
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	bf.cancel = cancel
+	go bf.read(rctx, start.GetSource())
+	return bf, nil
+}
+
+// checkBackfillServer returns the xmin of a snapshot taken now: every
+// chunk's snapshot sees the transactions before it. Before PostgreSQL 14
+// pgoutput drops logical messages, and a high watermark would never come
+// back.
+func checkBackfillServer(ctx context.Context, conn *pgx.Conn) (uint32, error) {
+	var version int
+	var snap string
+	err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int, txid_current_snapshot()::text").Scan(&version, &snap)
+	if err != nil {
+		return 0, fmt.Errorf("reading the source's server_version_num: %w", err)
+	}
+	if version < minBackfillServerVersion {
+		return 0, failedPrecondition("adding tables to a running task needs PostgreSQL 14 or later (the source runs %d), whose pgoutput forwards the logical messages that frame each chunk; upgrade the source, or create a new task with full sync instead", version)
+	}
+	s, err := parseXidSnapshot(snap)
+	return s.xmin, err
+}
+
+// checkBackfillTable looks the table up and checks that a backfill can
+// work on it: it is published, has a primary key to read it in order by,
+// and its deletes carry that key. It also returns the planner's row count.
+func checkBackfillTable(ctx context.Context, conn *pgx.Conn, pub string, p *cdcv1.BackfillProgress) (backfillTable, uint64, error) {
+	t := backfillTable{ref: &taskv1.TableRef{Schema: p.GetSchema(), Table: p.GetTable()}, after: p.GetAfterKey()}
+	if p.GetTable() == "" {
+		return t, 0, status.Error(codes.InvalidArgument, "a backfill needs a table name")
+	}
+	if t.ref.Schema == "" {
+		t.ref.Schema = "public"
+	}
+	name := qualified(t.ref)
+	var (
+		ident     string
+		published bool
+		estimate  int64
+		identCols []string
+	)
+	err := conn.QueryRow(ctx, `
+		SELECT c.relreplident::text,
+		       EXISTS (SELECT 1 FROM pg_publication_tables pt
+		               WHERE pt.pubname = $3 AND pt.schemaname = n.nspname AND pt.tablename = c.relname),
+		       CASE WHEN c.relkind = 'p'
+		            THEN coalesce((SELECT sum(greatest(l.reltuples, 0)) FROM pg_partition_tree(c.oid) pt
+		                           JOIN pg_class l ON l.oid = pt.relid WHERE pt.isleaf), 0)
+		            ELSE greatest(c.reltuples, 0) END::int8,
+		       coalesce((SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_index i
+		                 CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+		                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		                 WHERE i.indrelid = c.oid AND i.indisprimary), '{}'),
+		       coalesce((SELECT array_agg(a.attname::text) FROM pg_index i
+		                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[])
+		                 WHERE i.indrelid = c.oid AND i.indisreplident), '{}')
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
+		t.ref.Schema, t.ref.Table, pub).Scan(&ident, &published, &estimate, &t.pk, &identCols)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return t, 0, failedPrecondition("table %s does not exist; create it or remove it from the task", name)
+	case err != nil:
+		return t, 0, fmt.Errorf("looking up table %s for its backfill: %w", name, err)
+	}
+	if err := checkBackfillShape(t, name, pub, ident, published, identCols); err != nil {
+		return t, 0, err
+	}
+	return t, uint64(estimate), nil
+}
+
+func checkBackfillShape(t backfillTable, name, pub, ident string, published bool, identCols []string) error {
+	switch {
+	case !published:
+		return failedPrecondition("table %s is not in publication %q, so its changes are not streamed; add it to the publication (run setup with the task's tables) before backfilling it", name, pub)
+	case len(t.pk) == 0:
+		return failedPrecondition("table %s has no primary key: a backfill reads a table in primary-key order and matches its rows with the stream by that key; add a primary key (ALTER TABLE %s ADD PRIMARY KEY (...)) or remove the table from the task", name, name)
+	case ident == "n" || ident == "i" && slices.ContainsFunc(t.pk, func(c string) bool { return !slices.Contains(identCols, c) }):
+		return failedPrecondition("table %s has a replica identity that leaves its primary key out of deletes, so a backfill could not tell which rows they remove; run ALTER TABLE %s REPLICA IDENTITY DEFAULT (or FULL)", name, name)
+	case len(t.after) != 0 && len(t.after) != len(t.pk):
+		return status.Errorf(codes.InvalidArgument, "the backfill of %s resumes after a key of %d values, but its primary key has %d columns (%s)",
+			name, len(t.after), len(t.pk), strings.Join(t.pk, ", "))
+	}
+	return nil
+}
+
+// failed returns the reader's error, if it stopped on one. Safe on nil.
+func (bf *backfiller) failed() error {
+	if bf == nil {
+		return nil
+	}
+	select {
+	case err := <-bf.errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// stop ends the reader and waits for it. Safe on nil.
+func (bf *backfiller) stop() {
+	if bf == nil {
+		return
+	}
+	bf.cancel()
+	<-bf.done
+}
+
+// markContent is the payload of chunk n's watermark of kind "lw" or "hw".
+func (bf *backfiller) markContent(kind string, n int64) string {
+	return bf.tag + kind + ":" + strconv.FormatInt(n, 10)
+}
+
+// parseMark reads a watermark of this stream; ok is false for any other.
+func (bf *backfiller) parseMark(content []byte) (kind string, n int64, ok bool) {
+	rest, ok := strings.CutPrefix(string(content), bf.tag)
+	if !ok {
+		return "", 0, false
+	}
+	kind, num, ok := strings.Cut(rest, ":")
+	if !ok || kind != "lw" && kind != "hw" {
+		return "", 0, false
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	return kind, n, err == nil && n > 0
+}
+
+// backfillMark handles a watermark of this stream's backfill and reports
+// whether it consumed the message. A low watermark only opens the chunk's
+// window; message then treats it as any other position.
+func (st *stream) backfillMark(m *pglogrepl.LogicalDecodingMessage, lsn pglogrepl.LSN) (bool, error) {
+	bf := st.bf
+	if bf == nil || m.Transactional || m.Prefix != backfillPrefix {
+		return false, nil
+	}
+	kind, n, ok := bf.parseMark(m.Content)
+	if !ok {
+		return false, nil // another stream's, or replayed from an earlier one
+	}
+	if st.txn != nil {
+		return true, fmt.Errorf("backfill watermark %q at %s arrived inside transaction %d", m.Content, lsn, st.txn.xid)
+	}
+	if kind == "lw" {
+		bf.window = n
+		return false, nil
+	}
+	return true, st.backfillChunk(n, lsn)
+}
+
+// backfillChunk sends chunk n at its high watermark hw: first what the
+// stream holds (all of it older than the chunk), then the chunk's rows as
+// a batch whose watermark is hw, then the table's progress.
+func (st *stream) backfillChunk(n int64, hw pglogrepl.LSN) error {
+	bf := st.bf
+	c, err := bf.take(n)
+	if err != nil {
+		return err
+	}
+	if !st.batch.empty() {
+		if err := st.send(st.batch.take()); err != nil {
+			return err
+		}
+	}
+	st.lsn.Receive(hw)
+	b := &cdcv1.ChangeBatch{Events: bf.keep(c, uint64(hw)), WatermarkLsn: uint64(hw)}
+	if def := st.chunkRelation(c.rel); def != nil && len(b.Events) > 0 {
+		b.Relations = []*cdcv1.Relation{def}
+	}
+	if err := st.send(b); err != nil {
+		return err
+	}
+	p := bf.advance(c, len(b.Events), uint64(hw))
+	if p.GetDone() {
+		st.logger.Info("backfill done", "table", qualified(bf.tables[c.table].ref), "rows", p.GetRows())
+	}
+	if err := st.out.Send(&capturev1.StreamChangesResponse{Backfill: p}); err != nil {
+		return fmt.Errorf("sending the backfill progress of %s: %w", qualified(bf.tables[c.table].ref), err)
+	}
+	return nil
+}
+
+// take is chunk n, which the reader handed over before writing its HW.
+func (bf *backfiller) take(n int64) (*chunk, error) {
+	if bf.window != n {
+		return nil, fmt.Errorf("backfill chunk %d: its high watermark came without its low watermark", n)
+	}
+	select {
+	case c := <-bf.ready:
+		if c.n != n {
+			return nil, fmt.Errorf("backfill: the high watermark of chunk %d came with chunk %d", n, c.n)
+		}
+		return c, nil
+	default:
+		return nil, fmt.Errorf("backfill chunk %d: its high watermark came before the chunk", n)
+	}
+}
+
+// keep drops the rows whose key changed under the chunk and places the
+// others at hw: changed between the watermarks, or by a transaction the
+// chunk's snapshot does not see.
+func (bf *backfiller) keep(c *chunk, hw uint64) []*cdcv1.ChangeEvent {
+	changed := bf.changed[c.table]
+	kept := c.events[:0]
+	for i, ev := range c.events {
+		if k, ok := changed[c.keys[i]]; ok && (k.window == c.n || !c.snap.visible(k.xid)) {
+			continue
+		}
+		ev.Lsn, ev.CommitLsn = hw, hw
+		kept = append(kept, ev)
+	}
+	return kept
+}
+
+// advance records the sent chunk in its table's progress, forgets the
+// changes every later snapshot sees, and lets the reader go on.
+func (bf *backfiller) advance(c *chunk, sent int, hw uint64) *cdcv1.BackfillProgress {
+	p := bf.progress[c.table]
+	p.Rows += uint64(sent)
+	if c.last != nil {
+		p.AfterKey = c.last
+	}
+	p.Done = !c.full
+	p.Lsn = hw
+	bf.window = 0
+	if xidPrecedes(bf.horizon, c.snap.xmin) {
+		bf.horizon = c.snap.xmin
+	}
+	for _, changed := range bf.changed {
+		for key, k := range changed {
+			if xidPrecedes(k.xid, bf.horizon) {
+				delete(changed, key)
+			}
+		}
+	}
+	if p.Done {
+		bf.changed[c.table] = nil
+		clear(bf.matches)
+	}
+	select {
+	case bf.next <- struct{}{}:
+	default: // cannot happen: one chunk is in flight
+	}
+	return proto.Clone(p).(*cdcv1.BackfillProgress)
+}
+
+// chunkRelation is the definition to send with a chunk read as rel: none
+// when the stream sent that very definition already. When the stream's
+// differs (the table changed), the chunk carries its own and the stream's
+// goes out again before its next change.
+func (st *stream) chunkRelation(rel *relation) *cdcv1.Relation {
+	cur, ok := st.rels.byOID[rel.msg.RelationID]
+	if ok && proto.Equal(cur.proto, rel.proto) {
+		if cur.sent {
+			return nil
+		}
+		cur.sent = true
+		return cur.proto
+	}
+	if ok {
+		cur.sent = false
+	}
+	return rel.proto
+}
+
+// observe notes the keys a change of a table being backfilled touches.
+// Safe on nil.
+func (bf *backfiller) observe(rel *relation, m pglogrepl.Message, xid uint32) error {
+	if bf == nil {
+		return nil
+	}
+	if xidPrecedes(xid, bf.horizon) {
+		return nil
+	}
+	mt, err := bf.match(rel)
+	if err != nil || mt.table < 0 {
+		return err
+	}
+	var newTuple, oldTuple *pglogrepl.TupleData
+	switch m := m.(type) {
+	case *pglogrepl.InsertMessage:
+		newTuple = m.Tuple
+	case *pglogrepl.UpdateMessage:
+		newTuple, oldTuple = m.NewTuple, m.OldTuple
+	case *pglogrepl.DeleteMessage:
+		oldTuple = m.OldTuple
+	}
+	change := keyChange{xid: xid, window: bf.window}
+	newKey, newOK := tupleKey(newTuple, mt.key)
+	oldKey, oldOK := tupleKey(oldTuple, mt.key)
+	if newOK {
+		bf.changed[mt.table][newKey] = change
+	}
+	if oldOK {
+		bf.changed[mt.table][oldKey] = change
+	}
+	if !newOK && !oldOK {
+		return fmt.Errorf("a change of %s, which is being backfilled, does not carry its primary key (an unchanged TOASTed key column, or a delete without the key in its replica identity), so the backfill cannot tell which row it touched; run ALTER TABLE %s REPLICA IDENTITY FULL",
+			qualified(bf.tables[mt.table].ref), qualified(bf.tables[mt.table].ref))
+	}
+	return nil
+}
+
+// match tells whether rel is a table still being backfilled.
+func (bf *backfiller) match(rel *relation) (relMatch, error) {
+	oid := rel.msg.RelationID
+	if m, ok := bf.matches[oid]; ok && m.rel == rel {
+		return m, nil
+	}
+	m := relMatch{rel: rel, table: -1}
+	for i, t := range bf.tables {
+		if bf.progress[i].GetDone() || t.ref.GetSchema() != rel.msg.Namespace || t.ref.GetTable() != rel.msg.RelationName {
+			continue
+		}
+		key, err := columnIndexes(rel, t.pk)
+		if err != nil {
+			return m, fmt.Errorf("backfill of %s: %w", qualified(t.ref), err)
+		}
+		m.table, m.key = i, key
+		break
+	}
+	bf.matches[oid] = m
+	return m, nil
+}
+
+// columnIndexes finds the named columns in rel.
+func columnIndexes(rel *relation, names []string) ([]int, error) {
+	idx := make([]int, len(names))
+	for i, name := range names {
+		idx[i] = slices.IndexFunc(rel.msg.Columns, func(c *pglogrepl.RelationMessageColumn) bool { return c.Name == name })
+		if idx[i] < 0 {
+			return nil, fmt.Errorf("primary-key column %q is not among the table's published columns", name)
+		}
+	}
+	return idx, nil
+}
+
+// tupleKey encodes the key columns of a pgoutput tuple, which are the
+// columns' text output, as COPY's are once unescaped. ok is false when a
+// key column is missing (no tuple, a null, or an unchanged TOAST value).
+func tupleKey(tuple *pglogrepl.TupleData, cols []int) (string, bool) {
+	if tuple == nil {
+		return "", false
+	}
+	var b []byte
+	for _, ci := range cols {
+		if ci >= len(tuple.Columns) || tuple.Columns[ci].DataType != pglogrepl.TupleDataTypeText {
+			return "", false
+		}
+		b = appendKeyPart(b, tuple.Columns[ci].Data)
+	}
+	return string(b), true
+}
+
+// encodeKey encodes key texts the way tupleKey does.
+func encodeKey(texts []string) string {
+	var b []byte
+	for _, t := range texts {
+		b = appendKeyPart(b, []byte(t))
+	}
+	return string(b)
+}
+
+// appendKeyPart length-prefixes each part, so no text can pass for two.
+func appendKeyPart(b, part []byte) []byte {
+	b = strconv.AppendInt(b, int64(len(part)), 10)
+	b = append(b, ':')
+	return append(b, part...)
+}
+
+// copyKey is the unescaped text of a COPY row's key fields.
+func copyKey(fields [][]byte, cols []int) ([]string, error) {
+	key := make([]string, len(cols))
+	for i, ci := range cols {
+		if string(fields[ci]) == `\N` {
+			return nil, errors.New("a primary-key column is null")
+		}
+		text, err := unescapeCopyText(nil, fields[ci])
+		if err != nil {
+			return nil, err
+		}
+		key[i] = string(text)
+	}
+	return key, nil
+}

@@ -1,0 +1,294 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/internal/pgsource"
+)
+
+// The backfill's reader (see backfill.go): a goroutine with a plain SQL
+// session of its own that frames each chunk with its watermarks.
+
+// xidSnapshot is txid_current_snapshot() cut to 32-bit xids, which is what
+// pgoutput's BEGIN carries.
+type xidSnapshot struct {
+	xmin, xmax uint32
+	xip        []uint32
+}
+
+// parseXidSnapshot reads txid_current_snapshot's text, "xmin:xmax:xip,...".
+func parseXidSnapshot(text string) (xidSnapshot, error) {
+	var s xidSnapshot
+	parts := strings.Split(text, ":")
+	if len(parts) != 3 {
+		return s, fmt.Errorf("snapshot %q is not xmin:xmax:xip", text)
+	}
+	xids := []string{parts[0], parts[1]}
+	if parts[2] != "" {
+		xids = append(xids, strings.Split(parts[2], ",")...)
+	}
+	for i, x := range xids {
+		v, err := strconv.ParseUint(x, 10, 64)
+		if err != nil {
+			return s, fmt.Errorf("snapshot %q: %w", text, err)
+		}
+		switch i {
+		case 0:
+			s.xmin = uint32(v)
+		case 1:
+			s.xmax = uint32(v)
+		default:
+			s.xip = append(s.xip, uint32(v))
+		}
+	}
+	return s, nil
+}
+
+// visible tells whether the snapshot sees the committed transaction xid.
+func (s xidSnapshot) visible(xid uint32) bool {
+	if xidPrecedes(xid, s.xmin) {
+		return true
+	}
+	return xidPrecedes(xid, s.xmax) && !slices.Contains(s.xip, xid)
+}
+
+// xidPrecedes compares xids modulo 2^32, as PostgreSQL does.
+func xidPrecedes(a, b uint32) bool { return int32(a-b) < 0 }
+
+// chunkReader is the reader goroutine's state.
+type chunkReader struct {
+	bf       *backfiller
+	conn     *pgx.Conn
+	n        int64 // the last chunk's number
+	inFlight bool  // a chunk was handed over and the loop has not sent it yet
+}
+
+// chunkQuery reads one table's chunks.
+type chunkQuery struct {
+	rel    *relation
+	key    []int
+	prefix string // COPY (SELECT ... FROM ...
+	order  string // ORDER BY ... LIMIT n) TO STDOUT
+	limit  int
+}
+
+// read runs the reader until every table is read, reporting a failure to
+// the loop.
+func (bf *backfiller) read(ctx context.Context, src *taskv1.SourceEndpoint) {
+	defer close(bf.done)
+	if err := bf.readAll(ctx, src); err != nil && ctx.Err() == nil {
+		bf.errs <- err
+	}
+}
+
+func (bf *backfiller) readAll(ctx context.Context, src *taskv1.SourceEndpoint) error {
+	cctx, cancel := context.WithTimeout(ctx, backfillStatementTimeout)
+	conn, err := pgsource.Connect(cctx, src)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("backfill: %w", err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
+	r := &chunkReader{bf: bf, conn: conn}
+	for i, t := range bf.tables {
+		if err := r.table(ctx, i); err != nil {
+			return backfillError(src.GetUser(), t.ref, err)
+		}
+	}
+	return nil
+}
+
+// table reads table i chunk by chunk until a chunk comes back short.
+func (r *chunkReader) table(ctx context.Context, i int) error {
+	t := r.bf.tables[i]
+	dctx, cancel := context.WithTimeout(ctx, backfillStatementTimeout)
+	rel, relkind, err := describeTable(dctx, r.conn, t.ref)
+	cancel()
+	if err != nil {
+		return err
+	}
+	q, err := newChunkQuery(t, rel, relkind, r.bf.chunkRows)
+	if err != nil {
+		return err
+	}
+	after := t.after
+	for {
+		if err := r.awaitTurn(ctx); err != nil {
+			return err
+		}
+		c, err := r.chunk(ctx, i, q, after)
+		if err != nil {
+			return err
+		}
+		if err := r.handOver(ctx, c); err != nil {
+			return err
+		}
+		if !c.full {
+			return nil
+		}
+		after = c.last
+	}
+}
+
+func newChunkQuery(t backfillTable, rel *relation, relkind string, limit int) (chunkQuery, error) {
+	key, err := columnIndexes(rel, t.pk)
+	if err != nil {
+		return chunkQuery{}, err
+	}
+	cols := make([]string, len(rel.msg.Columns))
+	for i, c := range rel.msg.Columns {
+		cols[i] = pgx.Identifier{c.Name}.Sanitize()
+	}
+	keys := make([]string, len(key))
+	for i, ci := range key {
+		keys[i] = cols[ci]
+	}
+	// As full sync: a partitioned table's rows are read through its root.
+	from := "ONLY " + qualified(t.ref)
+	if relkind == "p" {
+		from = qualified(t.ref)
+	}
+	return chunkQuery{
+		rel: rel, key: key, limit: limit,
+		prefix: fmt.Sprintf("COPY (SELECT %s FROM %s", strings.Join(cols, ", "), from),
+		order:  fmt.Sprintf(" ORDER BY %s LIMIT %d) TO STDOUT", strings.Join(keys, ", "), limit),
+	}, nil
+}
+
+// sql reads the chunk after the key texts after (all of it when empty).
+// The row comparison casts each text to its column's type, so it orders
+// exactly as ORDER BY and the primary-key index do.
+func (q chunkQuery) sql(after []string) string {
+	if len(after) == 0 {
+		return q.prefix + q.order
+	}
+	cols := make([]string, len(q.key))
+	lits := make([]string, len(q.key))
+	for i, ci := range q.key {
+		col := q.rel.proto.GetColumns()[ci]
+		cols[i] = pgx.Identifier{col.GetName()}.Sanitize()
+		lits[i] = sqlString(after[i]) + "::" + col.GetTypeName()
+	}
+	return fmt.Sprintf("%s WHERE (%s) > (%s)%s", q.prefix, strings.Join(cols, ", "), strings.Join(lits, ", "), q.order)
+}
+
+// sqlString quotes s as an escape string literal, which reads the same
+// whatever standard_conforming_strings is.
+func sqlString(s string) string {
+	return "E'" + strings.NewReplacer(`\`, `\\`, "'", "''").Replace(s) + "'"
+}
+
+// awaitTurn waits until the loop has sent the chunk in flight.
+func (r *chunkReader) awaitTurn(ctx context.Context) error {
+	if !r.inFlight {
+		return nil
+	}
+	select {
+	case <-r.bf.next:
+		r.inFlight = false
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// chunk writes the LW and reads the rows after the key after in a
+// snapshot it records.
+func (r *chunkReader) chunk(ctx context.Context, table int, q chunkQuery, after []string) (*chunk, error) {
+	r.n++
+	if err := r.mark(ctx, "lw"); err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, backfillChunkTimeout)
+	defer cancel()
+	tx, err := r.conn.BeginTx(cctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("starting the transaction of chunk %d: %w", r.n, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op once committed
+	var text string
+	var at time.Time
+	// The first statement takes the transaction's snapshot, which the COPY
+	// then reads in.
+	if err := tx.QueryRow(cctx, "SELECT txid_current_snapshot()::text, clock_timestamp()").Scan(&text, &at); err != nil {
+		return nil, fmt.Errorf("taking the snapshot of chunk %d: %w", r.n, err)
+	}
+	c := &chunk{n: r.n, table: table, rel: q.rel}
+	if c.snap, err = parseXidSnapshot(text); err != nil {
+		return nil, err
+	}
+	tr := &tableReader{snap: &exportedSnapshot{at: timestamppb.New(at)}, maxBatch: q.limit + 1,
+		rel: q.rel, cur: &cdcv1.ChangeBatch{}, keyCols: q.key}
+	if _, err := r.conn.PgConn().CopyTo(cctx, copyWriter{tr, cctx}, q.sql(after)); err != nil {
+		return nil, fmt.Errorf("reading chunk %d: %w", r.n, err)
+	}
+	if len(tr.partial) > 0 {
+		return nil, fmt.Errorf("reading chunk %d: COPY output ended inside a row", r.n)
+	}
+	if err := tx.Commit(cctx); err != nil {
+		return nil, fmt.Errorf("ending the transaction of chunk %d: %w", r.n, err)
+	}
+	c.events, c.full = tr.cur.GetEvents(), len(tr.cur.GetEvents()) >= q.limit
+	c.keys = make([]string, len(tr.keys))
+	for i, k := range tr.keys {
+		c.keys[i] = encodeKey(k)
+	}
+	if len(tr.keys) > 0 {
+		c.last = tr.keys[len(tr.keys)-1]
+	}
+	return c, nil
+}
+
+// handOver gives the chunk to the loop, then writes its HW: the loop finds
+// the chunk waiting when it decodes the HW.
+func (r *chunkReader) handOver(ctx context.Context, c *chunk) error {
+	select {
+	case r.bf.ready <- c:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	r.inFlight = true
+	return r.mark(ctx, "hw")
+}
+
+// mark writes the current chunk's watermark of kind "lw" or "hw". Not
+// transactional, so pgoutput sends it at its own WAL position.
+func (r *chunkReader) mark(ctx context.Context, kind string) error {
+	mctx, cancel := context.WithTimeout(ctx, backfillStatementTimeout)
+	defer cancel()
+	_, err := r.conn.Exec(mctx, "SELECT pg_logical_emit_message(false, $1, $2)", backfillPrefix, r.bf.markContent(kind, r.n))
+	if err != nil {
+		return fmt.Errorf("writing the %s watermark of chunk %d: %w", kind, r.n, err)
+	}
+	return nil
+}
+
+// backfillError names the table, says which GRANT a role that may not read
+// it needs, and makes a timeout retryable.
+func backfillError(role string, t *taskv1.TableRef, err error) error {
+	switch {
+	case isPgCode(err, "42501"):
+		return status.Errorf(codes.PermissionDenied, "backfill of %s: %v; role %q may not read the table: run GRANT SELECT ON %s TO %s",
+			qualified(t), err, role, qualified(t), pgx.Identifier{role}.Sanitize())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Errorf(codes.Unavailable, "backfill of %s: %v; the source answered too slowly, the backfill resumes at its last confirmed chunk", qualified(t), err)
+	}
+	return fmt.Errorf("backfill of %s: %w", qualified(t), err)
+}

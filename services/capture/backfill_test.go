@@ -1,0 +1,850 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+
+	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/testenv"
+)
+
+// Tenants make the first key column awkward: a quote, a backslash and a tab
+// (which COPY escapes) and non-ASCII text, all of which after_key carries
+// back into the chunk query.
+var bfTenants = []string{"acme", "o'brien", `back\slash`, "tab\tsep", "ünï ✓"}
+
+// bfItem is one StreamChanges response: a batch or a backfill frame.
+type bfItem struct {
+	batch *cdcv1.ChangeBatch
+	frame *cdcv1.BackfillProgress
+}
+
+// bfStream is a StreamChanges client that keeps batches and backfill
+// frames in arrival order and acks every watermark as soon as it arrives,
+// as delivery does once Kafka holds the batch.
+type bfStream struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu    sync.Mutex
+	items []bfItem
+	acked uint64
+	err   error
+}
+
+func openBackfillStream(t *testing.T, c capturev1.CaptureServiceClient, start *capturev1.StartStream) *bfStream {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := c.StreamChanges(ctx)
+	if err == nil {
+		err = stream.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Start{Start: start}})
+	}
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	s := &bfStream{cancel: cancel, done: make(chan struct{})}
+	go s.collect(stream)
+	t.Cleanup(s.close)
+	return s
+}
+
+func (s *bfStream) collect(stream grpc.BidiStreamingClient[capturev1.StreamChangesRequest, capturev1.StreamChangesResponse]) {
+	defer close(s.done)
+	for {
+		resp, err := stream.Recv()
+		s.mu.Lock()
+		if err != nil {
+			s.err = err
+			s.mu.Unlock()
+			return
+		}
+		var ack uint64
+		if f := resp.GetBackfill(); f != nil {
+			s.items = append(s.items, bfItem{frame: f})
+		} else {
+			s.items = append(s.items, bfItem{batch: resp.GetBatch()})
+			if w := resp.GetBatch().GetWatermarkLsn(); w > s.acked {
+				ack = w
+			}
+		}
+		s.mu.Unlock()
+		if ack == 0 {
+			continue
+		}
+		if err := stream.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Ack{Ack: &capturev1.Ack{FlushedLsn: ack}}}); err != nil {
+			continue // the stream is ending; Recv reports why
+		}
+		s.mu.Lock()
+		s.acked = ack
+		s.mu.Unlock()
+	}
+}
+
+func (s *bfStream) close() {
+	s.cancel()
+	<-s.done
+}
+
+func (s *bfStream) snapshot() ([]bfItem, uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.items), s.acked, s.err
+}
+
+// until polls the items until cond holds, failing after waitLimit or when
+// the stream fails.
+func (s *bfStream) until(t *testing.T, what string, cond func([]bfItem) bool) []bfItem {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		items, _, err := s.snapshot()
+		if cond(items) {
+			return items
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			t.Fatalf("waiting for %s: stream failed: %v", what, err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: gave up after %s with %d responses", what, waitLimit, len(items))
+		}
+		<-tick.C
+	}
+}
+
+// lastFrame is the newest backfill frame, or nil.
+func lastFrame(items []bfItem) *cdcv1.BackfillProgress {
+	for i := len(items) - 1; i >= 0; i-- {
+		if items[i].frame != nil {
+			return items[i].frame
+		}
+	}
+	return nil
+}
+
+func countFrames(items []bfItem) int {
+	n := 0
+	for _, it := range items {
+		if it.frame != nil {
+			n++
+		}
+	}
+	return n
+}
+
+func itemsWatermark(items []bfItem) uint64 {
+	var w uint64
+	for _, it := range items {
+		w = max(w, it.batch.GetWatermarkLsn())
+	}
+	return w
+}
+
+// createTenants makes a table keyed by (tenant, id) with perTenant rows for
+// each of bfTenants, analyzed so that its estimated row count is exact.
+func createTenants(t *testing.T, name string, perTenant int) string {
+	t.Helper()
+	conn := testenv.PG(t)
+	q := quoteIdent("public", name)
+	testenv.Exec(t, conn, `CREATE TABLE `+q+` (
+		tenant text, id int8, amount numeric(12,3) NOT NULL, note text, at timestamptz NOT NULL,
+		PRIMARY KEY (tenant, id))`)
+	t.Cleanup(func() { testenv.Exec(t, testenv.PG(t), `DROP TABLE IF EXISTS `+q) })
+	_, err := conn.Exec(context.Background(), `INSERT INTO `+q+`
+		SELECT tn, g, g / 7.0, 'row ' || g, '2024-01-01 00:00:00+00'::timestamptz + g * interval '1.5 second'
+		FROM unnest($1::text[]) tn, generate_series(1, $2::int8) g`, bfTenants, perTenant)
+	if err != nil {
+		t.Fatalf("filling %s: %v", q, err)
+	}
+	testenv.Exec(t, conn, `ANALYZE `+q)
+	return q
+}
+
+// churn changes random rows of a tenants table until stopped: updates,
+// deletes, inserts and key-changing updates, alone or three to a
+// transaction. Half of them hit the rows just after the backfill's latest
+// position, so that they meet the chunk being read.
+type churn struct {
+	q         string
+	perTenant int64
+	near      func() []string // the latest after_key
+	stop      chan struct{}
+	done      chan error
+	ops       atomic.Int64
+}
+
+func startChurn(t *testing.T, q string, perTenant int, near func() []string) *churn {
+	t.Helper()
+	c := &churn{q: q, perTenant: int64(perTenant), near: near, stop: make(chan struct{}), done: make(chan error, 1)}
+	conn := testenv.PG(t)
+	go func() { c.done <- c.run(conn) }()
+	t.Cleanup(func() { c.halt(t) })
+	return c
+}
+
+// halt stops the writer and fails the test if it failed.
+func (c *churn) halt(t *testing.T) {
+	t.Helper()
+	select {
+	case <-c.stop:
+		return
+	default:
+	}
+	close(c.stop)
+	if err := <-c.done; err != nil {
+		t.Fatalf("churn: %v", err)
+	}
+}
+
+func (c *churn) run(conn *pgx.Conn) error {
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return nil
+		case <-tick.C:
+		}
+		var err error
+		if r.IntN(10) == 0 {
+			err = c.transaction(conn, r)
+		} else {
+			err = c.op(context.Background(), conn, r)
+		}
+		if err != nil && !isPgCode(err, "23505") { // a key change onto a taken key
+			return err
+		}
+	}
+}
+
+func (c *churn) transaction(conn *pgx.Conn, r *rand.Rand) error {
+	tx, err := conn.Begin(context.Background())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	for range 3 {
+		if err := c.op(context.Background(), tx, r); err != nil {
+			return err
+		}
+	}
+	return tx.Commit(context.Background())
+}
+
+// key picks a key: half the time just after the backfill's position.
+func (c *churn) key(r *rand.Rand) (string, int64) {
+	if after := c.near(); len(after) == 2 && r.IntN(2) == 0 {
+		id, _ := strconv.ParseInt(after[1], 10, 64)
+		return after[0], id + 1 + r.Int64N(300)
+	}
+	return bfTenants[r.IntN(len(bfTenants))], 1 + r.Int64N(c.perTenant*6/5)
+}
+
+// execer is a connection or a transaction.
+type execer interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}
+
+func (c *churn) op(ctx context.Context, db execer, r *rand.Rand) error {
+	tenant, id := c.key(r)
+	var err error
+	switch n := r.IntN(20); {
+	case n < 8:
+		var note any = fmt.Sprintf("upd %d", r.Int64())
+		if n == 0 {
+			note = nil
+		}
+		_, err = db.Exec(ctx, `UPDATE `+c.q+` SET amount = amount + 1, note = $3, at = clock_timestamp() WHERE tenant = $1 AND id = $2`, tenant, id, note)
+	case n < 12:
+		_, err = db.Exec(ctx, `DELETE FROM `+c.q+` WHERE tenant = $1 AND id = $2`, tenant, id)
+	case n < 17:
+		_, err = db.Exec(ctx, `INSERT INTO `+c.q+` VALUES ($1, $2, $3, 'new', clock_timestamp()) ON CONFLICT DO NOTHING`, tenant, id, r.IntN(1000))
+	default:
+		// Only in autocommit: a clash aborts the statement, which in a
+		// transaction would abort the others too.
+		if _, ok := db.(*pgx.Conn); ok {
+			_, err = db.Exec(ctx, `UPDATE `+c.q+` SET id = $3 WHERE tenant = $1 AND id = $2`, tenant, id, c.perTenant*2+r.Int64N(c.perTenant*20))
+		}
+	}
+	c.ops.Add(1)
+	return err
+}
+
+// renderValue prints a value so that it compares with renderRow's columns.
+func renderValue(v *cdcv1.Value) string {
+	switch k := v.GetKind().(type) {
+	case *cdcv1.Value_Null:
+		return "null"
+	case *cdcv1.Value_Int:
+		return "i:" + strconv.FormatInt(k.Int, 10)
+	case *cdcv1.Value_Numeric:
+		return "n:" + k.Numeric
+	case *cdcv1.Value_Text:
+		return "t:" + k.Text
+	case *cdcv1.Value_Timestamptz:
+		return "ts:" + strconv.FormatInt(k.Timestamptz.GetMicros(), 10)
+	}
+	return fmt.Sprintf("?%v", v)
+}
+
+func renderValues(vs []*cdcv1.Value) string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = renderValue(v)
+	}
+	return strings.Join(out, " | ")
+}
+
+// replay applies every change and snapshot row in order, keyed by the
+// primary key (tenant, id), and returns the rows that remain.
+func replay(t *testing.T, streams ...[]bfItem) map[string]string {
+	t.Helper()
+	rows := map[string]string{}
+	key := func(vs []*cdcv1.Value) string { return renderValue(vs[0]) + " | " + renderValue(vs[1]) }
+	for _, items := range streams {
+		for _, it := range items {
+			for _, rel := range it.batch.GetRelations() {
+				var names []string
+				for _, c := range rel.GetColumns() {
+					names = append(names, c.GetName())
+				}
+				if !slices.Equal(names, []string{"tenant", "id", "amount", "note", "at"}) {
+					t.Fatalf("relation %s has columns %v", rel.GetTable(), names)
+				}
+			}
+			for _, ev := range it.batch.GetEvents() {
+				switch ev.GetOp() {
+				case cdcv1.Operation_OPERATION_INSERT:
+					rows[key(ev.GetNewValues())] = renderValues(ev.GetNewValues())
+				case cdcv1.Operation_OPERATION_UPDATE:
+					if len(ev.GetOldValues()) > 0 { // the key changed
+						delete(rows, key(ev.GetOldValues()))
+					}
+					rows[key(ev.GetNewValues())] = renderValues(ev.GetNewValues())
+				case cdcv1.Operation_OPERATION_DELETE:
+					delete(rows, key(ev.GetOldValues()))
+				}
+			}
+		}
+	}
+	return rows
+}
+
+// tableRows reads the table as replay renders it.
+func tableRows(t *testing.T, conn *pgx.Conn, q string) map[string]string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), `
+		SELECT tenant, id, amount::text, note, (extract(epoch FROM at) * 1000000)::int8 FROM `+q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for rows.Next() {
+		var tenant, amount string
+		var note *string
+		var id, at int64
+		if err := rows.Scan(&tenant, &id, &amount, &note, &at); err != nil {
+			t.Fatal(err)
+		}
+		n := "null"
+		if note != nil {
+			n = "t:" + *note
+		}
+		k := "t:" + tenant + " | i:" + strconv.FormatInt(id, 10)
+		out[k] = k + " | n:" + amount + " | " + n + " | ts:" + strconv.FormatInt(at, 10)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// compareRows fails the test with the first differences.
+func compareRows(t *testing.T, got, want map[string]string) {
+	t.Helper()
+	var diffs []string
+	for k, w := range want {
+		if g, ok := got[k]; !ok {
+			diffs = append(diffs, "missing "+w)
+		} else if g != w {
+			diffs = append(diffs, "stale   "+g+"\n   want "+w)
+		}
+	}
+	for k, g := range got {
+		if _, ok := want[k]; !ok {
+			diffs = append(diffs, "extra   "+g)
+		}
+	}
+	if len(diffs) > 0 {
+		slices.Sort(diffs)
+		t.Fatalf("the stream replayed gives %d rows, the table has %d; %d differences, first ones:\n%s",
+			len(got), len(want), len(diffs), strings.Join(diffs[:min(len(diffs), 10)], "\n"))
+	}
+}
+
+// checkFrames checks the backfill frames of one stream, whose tables
+// started with rows already sent: each follows the batch that ends its
+// chunk, whose watermark is its lsn and whose events are exactly the
+// chunk's snapshot INSERTs positioned at it; rows counts what was sent;
+// only a table's last is done. It also checks that every event's relation
+// was sent before it.
+func checkFrames(t *testing.T, items []bfItem, rows map[string]uint64, chunk int) []*cdcv1.BackfillProgress {
+	t.Helper()
+	var frames []*cdcv1.BackfillProgress
+	defined := map[uint32]bool{}
+	finished := map[string]bool{}
+	for i, it := range items {
+		if it.frame == nil {
+			for _, rel := range it.batch.GetRelations() {
+				defined[rel.GetOid()] = true
+			}
+			for _, ev := range it.batch.GetEvents() {
+				if !defined[ev.GetRelationOid()] {
+					t.Fatalf("response %d: an event of relation %d before its definition", i, ev.GetRelationOid())
+				}
+				if ev.GetSnapshot() && i+1 < len(items) && items[i+1].frame == nil {
+					t.Fatalf("response %d: a snapshot row in a batch that no backfill frame follows", i)
+				}
+			}
+			continue
+		}
+		f := it.frame
+		prev := items[max(i-1, 0)].batch
+		if i == 0 || prev == nil || prev.GetWatermarkLsn() != f.GetLsn() || f.GetLsn() == 0 {
+			t.Fatalf("frame %d (%v) does not follow a batch whose watermark is its lsn (previous: %v)", len(frames), f, prev)
+		}
+		if len(prev.GetEvents()) > chunk {
+			t.Fatalf("frame %d: its chunk sent %d rows, more than the chunk size %d", len(frames), len(prev.GetEvents()), chunk)
+		}
+		for _, ev := range prev.GetEvents() {
+			if !ev.GetSnapshot() || ev.GetOp() != cdcv1.Operation_OPERATION_INSERT || ev.GetLsn() != f.GetLsn() ||
+				ev.GetCommitLsn() != f.GetLsn() || ev.GetXid() != 0 || ev.GetCommitTime() == nil || len(ev.GetOldValues()) != 0 {
+				t.Fatalf("frame %d: its batch holds %v, want snapshot INSERTs at lsn %d", len(frames), ev, f.GetLsn())
+			}
+		}
+		rows[f.GetTable()] += uint64(len(prev.GetEvents()))
+		if f.GetRows() != rows[f.GetTable()] {
+			t.Fatalf("frame %d says %d rows, the stream sent %d", len(frames), f.GetRows(), rows[f.GetTable()])
+		}
+		if finished[f.GetTable()] {
+			t.Fatalf("frame %d comes after the one that said %s was done", len(frames), f.GetTable())
+		}
+		finished[f.GetTable()] = f.GetDone()
+		frames = append(frames, f)
+	}
+	return frames
+}
+
+// checkAfterKeys asserts that after_key moves forward in the table's
+// order (the database compares, in its collation).
+func checkAfterKeys(t *testing.T, conn *pgx.Conn, frames []*cdcv1.BackfillProgress, from []string) {
+	t.Helper()
+	prev := from
+	for i, f := range frames {
+		key := f.GetAfterKey()
+		if len(key) != 2 {
+			t.Fatalf("frame %d: after_key %q, want (tenant, id)", i, key)
+		}
+		if prev != nil {
+			var ahead bool
+			err := conn.QueryRow(context.Background(), `SELECT ($1::text, $2::int8) > ($3::text, $4::int8)`,
+				key[0], key[1], prev[0], prev[1]).Scan(&ahead)
+			if err != nil || !ahead && !f.GetDone() {
+				t.Fatalf("frame %d: after_key %q is not past %q (%v)", i, key, prev, err)
+			}
+		}
+		prev = key
+	}
+}
+
+// currentWAL is the source's WAL insert position.
+func currentWAL(t *testing.T, conn *pgx.Conn) uint64 {
+	t.Helper()
+	var lsn string
+	if err := conn.QueryRow(context.Background(), "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+		t.Fatal(err)
+	}
+	return uint64(mustLSN(t, &lsn))
+}
+
+// The table is added while it takes updates, deletes, inserts and key
+// changes, some just ahead of the chunk being read. Replaying everything
+// the stream sent, in order and by key, must give the table exactly.
+func TestBackfillBesideLiveChangesRebuildsTheTable(t *testing.T) {
+	client := startServer(t)
+	conn := testenv.PG(t)
+	name := testenv.UniqueName("bf_live")
+	q := createTenants(t, name, 1000)
+	r := newReplication(t, testenv.UniqueName("ferry_pub"), table("public", name))
+	r.ensure(t, client)
+
+	start := r.start()
+	start.HeartbeatSeconds = 1
+	start.BackfillChunkRows = 500
+	start.Backfills = []*cdcv1.BackfillProgress{{Table: name}}
+	s := openBackfillStream(t, client, start)
+	ch := startChurn(t, q, 1000, func() []string {
+		items, _, _ := s.snapshot()
+		return lastFrame(items).GetAfterKey()
+	})
+	s.until(t, "the backfill to finish", func(items []bfItem) bool { return lastFrame(items).GetDone() })
+	during := ch.ops.Load()
+	// Changes after the backfill too, then let the stream catch up.
+	s.until(t, "more changes", func([]bfItem) bool { return ch.ops.Load() >= during+50 })
+	ch.halt(t)
+	end := currentWAL(t, conn)
+	items := s.until(t, "the stream to pass the last change", func(items []bfItem) bool { return itemsWatermark(items) >= end })
+
+	frames := checkFrames(t, items, map[string]uint64{name: 0}, 500)
+	if len(frames) < 10 {
+		t.Fatalf("%d frames for 5,000 rows in chunks of 500", len(frames))
+	}
+	if f := frames[0]; f.GetEstimatedRows() != 5000 || f.GetSchema() != "" || f.GetTable() != name {
+		t.Fatalf("first frame %v: want estimated_rows 5000 and the table as requested", f)
+	}
+	checkAfterKeys(t, conn, frames, nil)
+	compareRows(t, replay(t, items), tableRows(t, conn, q))
+	t.Logf("%d changes made during the backfill, %d in all; %d frames, %d snapshot rows sent",
+		during, ch.ops.Load(), len(frames), frames[len(frames)-1].GetRows())
+}
+
+// A stream stopped mid-backfill resumes from the last frame whose lsn was
+// acknowledged: the new stream reads only the rows after its after_key,
+// and everything sent by both streams still replays to the table.
+func TestBackfillResumesAfterTheLastAckedChunk(t *testing.T) {
+	client := startServer(t)
+	conn := testenv.PG(t)
+	name := testenv.UniqueName("bf_resume")
+	q := createTenants(t, name, 600)
+	r := newReplication(t, testenv.UniqueName("ferry_pub"), table("public", name))
+	r.ensure(t, client)
+
+	start := r.start()
+	start.HeartbeatSeconds = 1
+	start.BackfillChunkRows = 300
+	start.Backfills = []*cdcv1.BackfillProgress{{Schema: "public", Table: name}}
+	first := openBackfillStream(t, client, start)
+	var active atomic.Pointer[bfStream]
+	active.Store(first)
+	ch := startChurn(t, q, 600, func() []string {
+		items, _, _ := active.Load().snapshot()
+		return lastFrame(items).GetAfterKey()
+	})
+	first.until(t, "three chunks", func(items []bfItem) bool { return countFrames(items) >= 3 })
+	first.close()
+	items1, acked, _ := first.snapshot()
+	// As the worker does: the newest frame that the acks made durable.
+	var resume *cdcv1.BackfillProgress
+	for _, it := range items1 {
+		if it.frame != nil && it.frame.GetLsn() <= acked {
+			resume = it.frame
+		}
+	}
+	if resume == nil || resume.GetDone() {
+		t.Fatalf("resuming from %v with %d acked: want an unfinished frame whose lsn was acked", resume, acked)
+	}
+	after := resume.GetAfterKey()
+
+	start.StartLsn = acked
+	start.Backfills = []*cdcv1.BackfillProgress{resume}
+	second := openBackfillStream(t, client, start)
+	active.Store(second)
+	second.until(t, "the backfill to finish", func(items []bfItem) bool { return lastFrame(items).GetDone() })
+	ch.halt(t)
+	end := currentWAL(t, conn)
+	items2 := second.until(t, "the stream to pass the last change", func(items []bfItem) bool { return itemsWatermark(items) >= end })
+
+	frames1 := checkFrames(t, items1, map[string]uint64{name: 0}, 300)
+	frames2 := checkFrames(t, items2, map[string]uint64{name: resume.GetRows()}, 300)
+	checkAfterKeys(t, conn, frames2, after)
+	if f := frames2[0]; f.GetEstimatedRows() != resume.GetEstimatedRows() || f.GetEstimatedRows() != 3000 {
+		t.Fatalf("the resumed stream's first frame %v does not pass estimated_rows %d through", f, resume.GetEstimatedRows())
+	}
+	checkResumedRows(t, conn, items2, after)
+	compareRows(t, replay(t, items1, items2), tableRows(t, conn, q))
+	t.Logf("first stream: %d frames; resumed after %q at %d rows; second stream: %d frames, %d rows in all",
+		len(frames1), after, resume.GetRows(), len(frames2), frames2[len(frames2)-1].GetRows())
+}
+
+// checkResumedRows: a resumed backfill reads only keys past after.
+func checkResumedRows(t *testing.T, conn *pgx.Conn, items []bfItem, after []string) {
+	t.Helper()
+	var tenants []string
+	var ids []int64
+	for _, it := range items {
+		for _, ev := range it.batch.GetEvents() {
+			if ev.GetSnapshot() {
+				tenants = append(tenants, ev.GetNewValues()[0].GetText())
+				ids = append(ids, ev.GetNewValues()[1].GetInt())
+			}
+		}
+	}
+	if len(ids) == 0 {
+		t.Fatal("the resumed stream sent no snapshot rows")
+	}
+	var behind int
+	err := conn.QueryRow(context.Background(), `
+		SELECT count(*) FROM unnest($1::text[], $2::int8[]) AS k(tenant, id)
+		WHERE (k.tenant, k.id) <= ($3::text, $4::int8)`, tenants, ids, after[0], after[1]).Scan(&behind)
+	if err != nil || behind != 0 {
+		t.Fatalf("%d of %d snapshot rows of the resumed stream are not past %q (%v)", behind, len(ids), after, err)
+	}
+}
+
+// Tables are read one after the other in the order given; an empty table
+// takes one empty chunk, and a table already done is skipped.
+func TestBackfillReadsTablesInTurn(t *testing.T) {
+	client := startServer(t)
+	conn := testenv.PG(t)
+	empty, small, done := testenv.UniqueName("bf_empty"), testenv.UniqueName("bf_small"), testenv.UniqueName("bf_done")
+	for _, name := range []string{empty, small, done} {
+		q := quoteIdent("public", name)
+		testenv.Exec(t, conn, `CREATE TABLE `+q+` (id int8 PRIMARY KEY, v text)`)
+		t.Cleanup(func() { testenv.Exec(t, testenv.PG(t), `DROP TABLE IF EXISTS `+q) })
+	}
+	testenv.Exec(t, conn, `INSERT INTO `+quoteIdent("public", small)+` VALUES (1, 'a'), (2, 'b'), (3, 'c')`,
+		`INSERT INTO `+quoteIdent("public", done)+` VALUES (1, 'x')`)
+	r := newReplication(t, testenv.UniqueName("ferry_pub"), table("public", empty), table("public", small), table("public", done))
+	r.ensure(t, client)
+	start := r.start()
+	start.BackfillChunkRows = 2
+	start.Backfills = []*cdcv1.BackfillProgress{
+		{Table: done, Done: true, Rows: 1, AfterKey: []string{"1"}},
+		{Table: empty},
+		{Table: small},
+	}
+	s := openBackfillStream(t, client, start)
+	items := s.until(t, "both tables", func(items []bfItem) bool { return countFrames(items) >= 3 })
+	var got []string
+	for _, f := range checkFrames(t, items, map[string]uint64{}, 2) {
+		got = append(got, fmt.Sprintf("%s %d %q %v", strings.SplitN(f.GetTable(), "_", 3)[1], f.GetRows(), f.GetAfterKey(), f.GetDone()))
+	}
+	want := []string{`empty 0 [] true`, `small 2 ["2"] false`, `small 3 ["3"] true`}
+	if !slices.Equal(got, want) {
+		t.Fatalf("frames %q, want %q", got, want)
+	}
+}
+
+func TestBackfillRefusesTablesItCannotRead(t *testing.T) {
+	client := startServer(t)
+	conn := testenv.PG(t)
+	nokey, nothing, outside := testenv.UniqueName("bf_nokey"), testenv.UniqueName("bf_nothing"), testenv.UniqueName("bf_outside")
+	for _, ddl := range []string{
+		`CREATE TABLE ` + quoteIdent("public", nokey) + ` (k text, v int)`,
+		`CREATE TABLE ` + quoteIdent("public", nothing) + ` (id int PRIMARY KEY, v int)`,
+		`ALTER TABLE ` + quoteIdent("public", nothing) + ` REPLICA IDENTITY NOTHING`,
+		`CREATE TABLE ` + quoteIdent("public", outside) + ` (id int PRIMARY KEY)`,
+	} {
+		testenv.Exec(t, conn, ddl)
+	}
+	t.Cleanup(func() {
+		testenv.Exec(t, testenv.PG(t), `DROP TABLE IF EXISTS `+quoteIdent("public", nokey)+`, `+
+			quoteIdent("public", nothing)+`, `+quoteIdent("public", outside))
+	})
+	r := newReplication(t, testenv.UniqueName("ferry_pub"), table("public", nokey), table("public", nothing))
+	r.ensure(t, client)
+	for _, tc := range []struct {
+		table string
+		want  []string
+	}{
+		{nokey, []string{"has no primary key", "add a primary key", "remove the table from the task"}},
+		{nothing, []string{"replica identity", "REPLICA IDENTITY DEFAULT"}},
+		{outside, []string{"is not in publication", r.pub}},
+	} {
+		start := r.start()
+		start.Backfills = []*cdcv1.BackfillProgress{{Schema: "public", Table: tc.table}}
+		code, msg := streamError(t, client, &capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Start{Start: start}})
+		if code != codes.FailedPrecondition || !contains(msg, append(tc.want, tc.table)...) {
+			t.Fatalf("backfill of %s: %v %q; want FailedPrecondition naming the table and saying %q", tc.table, code, msg, tc.want)
+		}
+	}
+}
+
+// textTuple is a pgoutput tuple of text values; "" stands for an unchanged
+// TOAST value.
+func textTuple(values ...string) *pglogrepl.TupleData {
+	td := &pglogrepl.TupleData{ColumnNum: uint16(len(values))}
+	for _, v := range values {
+		col := &pglogrepl.TupleDataColumn{DataType: pglogrepl.TupleDataTypeText, Data: []byte(v), Length: uint32(len(v))}
+		if v == "" {
+			col = &pglogrepl.TupleDataColumn{DataType: pglogrepl.TupleDataTypeToast}
+		}
+		td.Columns = append(td.Columns, col)
+	}
+	return td
+}
+
+func testRelation(oid uint32, name string) *relation {
+	return &relation{msg: &pglogrepl.RelationMessage{RelationID: oid, Namespace: "public", RelationName: name,
+		Columns: []*pglogrepl.RelationMessageColumn{{Name: "note"}, {Name: "id", Flags: 1}}}}
+}
+
+// The drop rule, change by change: a chunk row goes only when the stream
+// already carries a newer version of it.
+func TestBackfillDropsTheRowsTheStreamSupersedes(t *testing.T) {
+	rel, other := testRelation(42, "t"), testRelation(43, "u")
+	bf := &backfiller{
+		tables:   []backfillTable{{ref: &taskv1.TableRef{Schema: "public", Table: "t"}, pk: []string{"id"}}},
+		progress: []*cdcv1.BackfillProgress{{Table: "t", Rows: 10}},
+		changed:  []map[string]keyChange{{}},
+		matches:  map[uint32]relMatch{},
+		next:     make(chan struct{}, 1),
+		horizon:  90,
+	}
+	snap, err := parseXidSnapshot("100:110:105")
+	if err != nil {
+		t.Fatal(err)
+	}
+	observe := func(r *relation, m pglogrepl.Message, xid uint32) {
+		t.Helper()
+		if err := bf.observe(r, m, xid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Before the LW: transactions the snapshot sees are in the chunk, the
+	// others (committed but not yet visible when it was taken) are not.
+	observe(rel, &pglogrepl.UpdateMessage{RelationID: 42, NewTuple: textTuple("a", "1")}, 99)
+	observe(rel, &pglogrepl.DeleteMessage{RelationID: 42, OldTuple: textTuple("", "6")}, 89) // older than any chunk
+	observe(rel, &pglogrepl.UpdateMessage{RelationID: 42, NewTuple: textTuple("b", "2")}, 105)
+	observe(rel, &pglogrepl.DeleteMessage{RelationID: 42, OldTuple: textTuple("", "3")}, 111)
+	// Between the watermarks every change counts, a key change under both
+	// keys, and other tables not at all.
+	bf.window = 7
+	observe(rel, &pglogrepl.UpdateMessage{RelationID: 42, NewTuple: textTuple("", "4")}, 101)
+	observe(rel, &pglogrepl.UpdateMessage{RelationID: 42, OldTuple: textTuple("", "5"), NewTuple: textTuple("c", "50")}, 102)
+	observe(other, &pglogrepl.InsertMessage{RelationID: 43, Tuple: textTuple("d", "6")}, 103)
+	if err := bf.observe(rel, &pglogrepl.UpdateMessage{RelationID: 42, NewTuple: textTuple("e", "")}, 104); err == nil ||
+		!strings.Contains(err.Error(), "REPLICA IDENTITY FULL") {
+		t.Fatalf("an update without its key: %v; want an error that says how to fix it", err)
+	}
+
+	c := &chunk{n: 7, rel: rel, full: true, snap: snap, last: []string{"7"}}
+	for id := 1; id <= 7; id++ {
+		c.events = append(c.events, &cdcv1.ChangeEvent{Snapshot: true, NewValues: []*cdcv1.Value{textV("x"), intV(int64(id))}})
+		c.keys = append(c.keys, encodeKey([]string{strconv.Itoa(id)}))
+	}
+	kept := bf.keep(c, 5000)
+	var ids []int64
+	for _, ev := range kept {
+		ids = append(ids, ev.GetNewValues()[1].GetInt())
+		if ev.GetLsn() != 5000 || ev.GetCommitLsn() != 5000 {
+			t.Fatalf("kept row %v is not at the high watermark", ev)
+		}
+	}
+	if !slices.Equal(ids, []int64{1, 6, 7}) {
+		t.Fatalf("kept ids %v, want [1 6 7]", ids)
+	}
+	p := bf.advance(c, len(kept), 5000)
+	if p.GetRows() != 13 || !slices.Equal(p.GetAfterKey(), []string{"7"}) || p.GetDone() || p.GetLsn() != 5000 || bf.window != 0 {
+		t.Fatalf("progress %v, window %d", p, bf.window)
+	}
+	// Every later snapshot sees what committed before this one's xmin.
+	if _, ok := bf.changed[0][encodeKey([]string{"1"})]; ok || len(bf.changed[0]) != 5 || bf.horizon != 100 {
+		t.Fatalf("after the chunk the loop remembers %v, horizon %d", bf.changed[0], bf.horizon)
+	}
+	observe(rel, &pglogrepl.InsertMessage{RelationID: 42, Tuple: textTuple("f", "8")}, 99)
+	if len(bf.changed[0]) != 5 {
+		t.Fatalf("a change older than the horizon was noted: %v", bf.changed[0])
+	}
+	select {
+	case <-bf.next:
+	default:
+		t.Fatal("the reader was not let go on")
+	}
+}
+
+func TestXidSnapshotVisibility(t *testing.T) {
+	s, err := parseXidSnapshot("100:110:105,107")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for xid, want := range map[uint32]bool{99: true, 100: true, 104: true, 105: false, 107: false, 109: true, 110: false, 200: false} {
+		if got := s.visible(xid); got != want {
+			t.Errorf("visible(%d) = %v, want %v", xid, got, want)
+		}
+	}
+	// Epoch-qualified xids across the 32-bit wraparound.
+	w, err := parseXidSnapshot("4294967290:4294967300:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for xid, want := range map[uint32]bool{4294967280: true, 4294967295: true, 3: true, 4: false, 5: false} {
+		if got := w.visible(xid); got != want {
+			t.Errorf("across the wraparound: visible(%d) = %v, want %v", xid, got, want)
+		}
+	}
+	for _, bad := range []string{"", "1:2", "a:2:", "1:2:x"} {
+		if _, err := parseXidSnapshot(bad); err == nil {
+			t.Errorf("parseXidSnapshot(%q) accepted", bad)
+		}
+	}
+}
+
+func TestBackfillWatermarksBelongToOneStream(t *testing.T) {
+	bf := &backfiller{tag: "slot_a:0011223344556677:"}
+	for content, want := range map[string]string{
+		"slot_a:0011223344556677:lw:3":  "lw 3",
+		"slot_a:0011223344556677:hw:12": "hw 12",
+		"slot_a:8899aabbccddeeff:hw:12": "", // an earlier stream's, replayed
+		"slot_b:0011223344556677:hw:12": "",
+		"slot_a:0011223344556677:xx:1":  "",
+		"slot_a:0011223344556677:hw:0":  "",
+		"slot_a:0011223344556677:hw:":   "",
+	} {
+		kind, n, ok := bf.parseMark([]byte(content))
+		got := ""
+		if ok {
+			got = fmt.Sprintf("%s %d", kind, n)
+		}
+		if got != want {
+			t.Errorf("parseMark(%q) = %q, want %q", content, got, want)
+		}
+	}
+	if got := bf.markContent("hw", 12); got != "slot_a:0011223344556677:hw:12" {
+		t.Errorf("markContent = %q", got)
+	}
+}
+
+func TestChunkQueryQuotesTheKey(t *testing.T) {
+	rel := testRelation(42, "t")
+	rel.proto = &cdcv1.Relation{Columns: []*cdcv1.Column{{Name: "note", TypeName: "text"}, {Name: "id", TypeName: "character varying(20)"}}}
+	q, err := newChunkQuery(backfillTable{ref: &taskv1.TableRef{Schema: "public", Table: "t"}, pk: []string{"id"}}, rel, "r", 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `COPY (SELECT "note", "id" FROM ONLY "public"."t" ORDER BY "id" LIMIT 500) TO STDOUT`
+	if got := q.sql(nil); got != want {
+		t.Errorf("first chunk:\n got %s\nwant %s", got, want)
+	}
+	want = `COPY (SELECT "note", "id" FROM ONLY "public"."t" WHERE ("id") > (E'o''b\\x'::character varying(20)) ORDER BY "id" LIMIT 500) TO STDOUT`
+	if got := q.sql([]string{`o'b\x`}); got != want {
+		t.Errorf("next chunk:\n got %s\nwant %s", got, want)
+	}
+	if _, err := newChunkQuery(backfillTable{ref: &taskv1.TableRef{Table: "t"}, pk: []string{"gone"}}, rel, "r", 500); err == nil {
+		t.Error("a key column the relation lacks was accepted")
+	}
+	if encodeKey([]string{"a:1", "b"}) == encodeKey([]string{"a", "1:b"}) {
+		t.Error("two keys encode alike")
+	}
+}

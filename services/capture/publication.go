@@ -1,0 +1,240 @@
+package capture
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+)
+
+// schemaPublicationVersion is PostgreSQL 15, which brought FOR TABLES IN
+// SCHEMA and pg_publication_namespace.
+const schemaPublicationVersion = 150000
+
+// pubTarget is what a publication publishes: every table of the database,
+// or whole schemas plus tables named outside them. Names are quoted and
+// sorted, so that the wanted and the current state compare as strings.
+type pubTarget struct {
+	allTables bool
+	schemas   []string
+	tables    []string
+}
+
+// wantedTarget is what the request asks the publication to publish. A table
+// inside a selected schema is left to the schema: PostgreSQL would accept it
+// in both, but listing it once keeps the comparison with the catalog exact.
+func wantedTarget(req *capturev1.EnsureReplicationRequest) pubTarget {
+	if req.GetAllTables() {
+		return pubTarget{allTables: true}
+	}
+	var p pubTarget
+	inSchema := map[string]bool{}
+	for _, s := range req.GetSchemas() {
+		inSchema[s] = true
+		p.schemas = append(p.schemas, pgx.Identifier{s}.Sanitize())
+	}
+	for _, t := range req.GetTables() {
+		if !inSchema[cmp.Or(t.GetSchema(), "public")] {
+			p.tables = append(p.tables, qualified(t))
+		}
+	}
+	slices.Sort(p.schemas)
+	slices.Sort(p.tables)
+	p.schemas, p.tables = slices.Compact(p.schemas), slices.Compact(p.tables)
+	return p
+}
+
+// clause is the object list of CREATE PUBLICATION ... FOR and of ALTER
+// PUBLICATION ... SET (the latter never with ALL TABLES).
+func (p pubTarget) clause() string {
+	if p.allTables {
+		return "ALL TABLES"
+	}
+	var parts []string
+	if len(p.schemas) > 0 {
+		parts = append(parts, "TABLES IN SCHEMA "+strings.Join(p.schemas, ", "))
+	}
+	if len(p.tables) > 0 {
+		parts = append(parts, "TABLE "+strings.Join(p.tables, ", "))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (p pubTarget) equal(o pubTarget) bool {
+	return p.allTables == o.allTables && slices.Equal(p.schemas, o.schemas) && slices.Equal(p.tables, o.tables)
+}
+
+// needsSuperuser: PostgreSQL lets only superusers publish FOR ALL TABLES or
+// FOR TABLES IN SCHEMA (CREATE and ALTER ... SET alike).
+func (p pubTarget) needsSuperuser() bool { return p.allTables || len(p.schemas) > 0 }
+
+func (p pubTarget) describe() string {
+	if p.allTables {
+		return "FOR ALL TABLES (objects.whole_database)"
+	}
+	return "a list of schemas and tables"
+}
+
+// pubState is a publication as the catalog holds it.
+type pubState struct {
+	version int // server_version_num
+	exists  bool
+	have    pubTarget
+}
+
+// readPublication reads whether the publication exists and what it
+// publishes: every table, or the schemas (pg_publication_namespace) and
+// tables (pg_publication_rel) it names directly.
+func readPublication(ctx context.Context, conn *pgx.Conn, name string) (pubState, error) {
+	var st pubState
+	err := conn.QueryRow(ctx, `
+		SELECT current_setting('server_version_num')::int, p.oid IS NOT NULL, coalesce(p.puballtables, false)
+		FROM (SELECT 1) AS one LEFT JOIN pg_publication p ON p.pubname = $1`, name).
+		Scan(&st.version, &st.exists, &st.have.allTables)
+	if err != nil {
+		return st, fmt.Errorf("looking up publication %q: %w", name, err)
+	}
+	if !st.exists || st.have.allTables {
+		return st, nil
+	}
+	rows, err := conn.Query(ctx, `
+		SELECT format('%I.%I', n.nspname, c.relname)
+		FROM pg_publication p
+		JOIN pg_publication_rel r ON r.prpubid = p.oid
+		JOIN pg_class c ON c.oid = r.prrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE p.pubname = $1 ORDER BY 1`, name)
+	if err == nil {
+		st.have.tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil {
+		return st, fmt.Errorf("listing the tables of publication %q: %w", name, err)
+	}
+	// Sorted like wantedTarget: ORDER BY collates, Sort compares bytes.
+	slices.Sort(st.have.tables)
+	if st.version < schemaPublicationVersion {
+		return st, nil
+	}
+	rows, err = conn.Query(ctx, `
+		SELECT format('%I', n.nspname)
+		FROM pg_publication p
+		JOIN pg_publication_namespace pn ON pn.pnpubid = p.oid
+		JOIN pg_namespace n ON n.oid = pn.pnnspid
+		WHERE p.pubname = $1 ORDER BY 1`, name)
+	if err == nil {
+		st.have.schemas, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil {
+		return st, fmt.Errorf("listing the schemas of publication %q: %w", name, err)
+	}
+	slices.Sort(st.have.schemas)
+	return st, nil
+}
+
+// ensurePublication creates the publication, or makes an existing one
+// publish exactly what the request asks for, always via the partition root.
+func ensurePublication(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureReplicationRequest) (bool, error) {
+	name := req.GetPublicationName()
+	quoted := pgx.Identifier{name}.Sanitize()
+	want := wantedTarget(req)
+	st, err := readPublication(ctx, conn, name)
+	if err != nil {
+		return false, err
+	}
+	if len(want.schemas) > 0 && st.version < schemaPublicationVersion {
+		return false, failedPrecondition("publication %s: selecting whole schemas needs PostgreSQL 15 or later (FOR TABLES IN SCHEMA), and the source runs server_version_num %d; select the tables in objects.tables or the whole database instead",
+			quoted, st.version)
+	}
+	if !st.exists {
+		_, err := conn.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR %s WITH (publish_via_partition_root = true)", quoted, want.clause()))
+		if err == nil {
+			return true, nil
+		}
+		if !isPgCode(err, "42710") { // duplicate_object: created concurrently
+			return false, publishError(conn, "creating", quoted, want, err)
+		}
+		if st, err = readPublication(ctx, conn, name); err != nil {
+			return false, err
+		}
+	}
+	switch {
+	case st.have.allTables != want.allTables:
+		if err := recreatePublication(ctx, conn, req.GetSlotName(), quoted, st.have, want); err != nil {
+			return false, err
+		}
+		return false, nil
+	case !st.have.equal(want):
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET %s", quoted, want.clause())); err != nil {
+			return false, publishError(conn, "setting the tables of", quoted, want, err)
+		}
+	}
+	if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET (publish_via_partition_root = true)", quoted)); err != nil {
+		return false, fmt.Errorf("altering publication %s: %w", quoted, err)
+	}
+	return false, nil
+}
+
+// recreatePublication turns a FOR ALL TABLES publication into a list or
+// back, which ALTER PUBLICATION cannot do. It does so only while the task's
+// slot does not exist yet (a setup that is retried, or full sync's setup,
+// whose snapshot creates the slot later): no decoding session depends on
+// the publication then. Under a slot, a publication missing for a moment
+// leaves changes that never decode (see publicationMissing); a drop and
+// create in one transaction would leave no such gap, but PostgreSQL does
+// not document replacing the publication a live decoder reads as safe, and
+// a change of selection that big is made safely by a new task.
+func recreatePublication(ctx context.Context, conn *pgx.Conn, slot, quoted string, have, want pubTarget) error {
+	refuse := func(why string) error {
+		return failedPrecondition("publication %s publishes %s, but the task now selects %s, and PostgreSQL cannot alter one into the other; %s. To change between objects.whole_database and a list of schemas or tables, stop the task with release and create it again with the new selection (with sync_types.full to read the tables)",
+			quoted, have.describe(), want.describe(), why)
+	}
+	if slot == "" {
+		return refuse("Ferry does not recreate the publication of a running task, whose replication slot decodes with it")
+	}
+	_, err := lookupSlot(ctx, conn, slot)
+	if err == nil {
+		return refuse(fmt.Sprintf("Ferry does not recreate it under replication slot %s, which decodes with it", slot))
+	}
+	if !errors.Is(err, errSlotMissing) {
+		return err
+	}
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "DROP PUBLICATION "+quoted); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR %s WITH (publish_via_partition_root = true)", quoted, want.clause()))
+		return err
+	})
+	if err != nil {
+		return publishError(conn, "recreating", quoted, want, err)
+	}
+	return nil
+}
+
+// publishError explains the superuser rule, which PostgreSQL's own message
+// ("must be superuser to create FOR ALL TABLES publication") leaves without
+// a way out.
+func publishError(conn *pgx.Conn, doing, quoted string, want pubTarget, err error) error {
+	if isPgCode(err, "42501") && want.needsSuperuser() {
+		role := conn.Config().User
+		return status.Errorf(codes.PermissionDenied,
+			"%s publication %s %s: %v; PostgreSQL lets only superusers publish whole schemas (objects.schemas, FOR TABLES IN SCHEMA) or the whole database (objects.whole_database, FOR ALL TABLES), and role %q is not one: run ALTER ROLE %s WITH SUPERUSER, or select the tables by name in objects.tables (a table created later is then captured only once modify-objects adds it)",
+			doing, quoted, want.clause(), err, role, pgx.Identifier{role}.Sanitize())
+	}
+	return fmt.Errorf("%s publication %s: %w", doing, quoted, err)
+}
+
+// publicationTables reports whether the publication exists and the tables
+// it names directly (none for FOR ALL TABLES; schemas are not listed).
+func publicationTables(ctx context.Context, conn *pgx.Conn, name string) ([]string, bool, error) {
+	st, err := readPublication(ctx, conn, name)
+	return st.have.tables, st.exists, err
+}

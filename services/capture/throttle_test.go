@@ -1,0 +1,432 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/testenv"
+)
+
+var t0 = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// drain takes n tokens from b on a fake clock that jumps by each wait, and
+// returns the time it took.
+func drain(t *testing.T, b *bucket, now time.Time, n int64) time.Duration {
+	t.Helper()
+	start := now
+	for steps := 0; n > 0; steps++ {
+		if steps > 10_000 {
+			t.Fatalf("still %d tokens owed after %d steps: the bucket never pays", n, steps)
+		}
+		took, wait := b.take(now, n)
+		n -= took
+		now = now.Add(wait)
+	}
+	return now.Sub(start)
+}
+
+func near(got, want time.Duration) bool {
+	return got >= want-time.Millisecond && got <= want+20*time.Millisecond
+}
+
+func TestBucketPaysABatchLargerThanItsBurstInParts(t *testing.T) {
+	var b bucket
+	b.set(t0, 100) // burst 100
+	// A full bucket pays 100 at once; the other 900 take 9 s at 100 a second.
+	if got := drain(t, &b, t0, 1000); !near(got, 9*time.Second) {
+		t.Fatalf("1000 tokens at 100/s from a full bucket took %s, want 9s", got)
+	}
+}
+
+func TestBucketZeroIsUnlimited(t *testing.T) {
+	var b bucket
+	b.set(t0, 0)
+	if took, wait := b.take(t0, 1<<40); took != 1<<40 || wait != 0 {
+		t.Fatalf("unlimited take = %d, %s; want everything at once", took, wait)
+	}
+	b.set(t0, 10)
+	// Coming from unlimited, the bucket starts full: 10 at once, then 10/s.
+	if got := drain(t, &b, t0, 15); !near(got, 500*time.Millisecond) {
+		t.Fatalf("15 tokens at 10/s took %s, want 500ms", got)
+	}
+	b.set(t0, 0)
+	if took, wait := b.take(t0, 1000); took != 1000 || wait != 0 {
+		t.Fatalf("take after going back to unlimited = %d, %s; want everything at once", took, wait)
+	}
+}
+
+func TestBucketLimitChangesTakeEffect(t *testing.T) {
+	var b bucket
+	b.set(t0, 10)
+	drain(t, &b, t0, 10) // empty now
+	if _, wait := b.take(t0, 1); !near(wait, 100*time.Millisecond) {
+		t.Fatalf("next token at 10/s in %s, want 100ms", wait)
+	}
+	b.set(t0, 1000)
+	if got := drain(t, &b, t0, 500); !near(got, 500*time.Millisecond) {
+		t.Fatalf("500 tokens after raising to 1000/s took %s, want 500ms", got)
+	}
+	now := t0.Add(time.Second)
+	b.set(now, 2) // lowering caps the tokens at the new burst
+	if got := drain(t, &b, now, 6); !near(got, 2*time.Second) {
+		t.Fatalf("6 tokens after lowering to 2/s took %s, want 2s", got)
+	}
+}
+
+func TestThrottleWaitIsBoundedByTheRate(t *testing.T) {
+	thr := newSnapshotThrottle(&taskv1.FullSyncThrottle{RowsPerSecond: 100, MegabytesPerSecond: 1})
+	begun := time.Now()
+	// 100 rows and 1 MB at once, then 50 rows (0.5 s) and 0.25 MB (0.25 s).
+	if err := thr.wait(context.Background(), cost{rows: 150, bytes: 1_250_000}); err != nil {
+		t.Fatal(err)
+	}
+	if got := time.Since(begun); got < 700*time.Millisecond {
+		t.Fatalf("150 rows at 100/s and 1.25 MB at 1 MB/s took %s; want at least 750ms", got)
+	}
+}
+
+func TestThrottlePayStopsAtItsDeadlineAndResumes(t *testing.T) {
+	thr := newStreamThrottle(&taskv1.IncrementalThrottle{RowsPerSecond: 1})
+	c := cost{rows: 3}
+	paid, err := thr.pay(context.Background(), &c, time.Now().Add(50*time.Millisecond))
+	if paid || err != nil || c.rows != 2 {
+		t.Fatalf("pay with a 50ms deadline = %v, %v, %d owed; want not paid, one row taken", paid, err, c.rows)
+	}
+	thr.setIncremental(&taskv1.IncrementalThrottle{})
+	paid, err = thr.pay(context.Background(), &c, time.Now())
+	if !paid || err != nil || c.rows != 0 {
+		t.Fatalf("pay once unlimited = %v, %v, %d owed; want paid at once", paid, err, c.rows)
+	}
+}
+
+// waitingPay starts paying 3 rows at 1 row/s and returns once the first row
+// is taken, so the pay is in (or about to enter) its wait for the second.
+func waitingPay(t *testing.T, ctx context.Context, thr *throttle) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- thr.wait(ctx, cost{rows: 3}) }()
+	deadline := time.Now().Add(waitLimit)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for thr.rows.lim.Load().TokensAt(time.Now()) > 0.5 {
+		if time.Now().After(deadline) {
+			t.Fatal("the pay never took its first row")
+		}
+		<-tick.C
+	}
+	return done
+}
+
+func TestThrottleChangeWakesAWaitingPay(t *testing.T) {
+	thr := newStreamThrottle(&taskv1.IncrementalThrottle{RowsPerSecond: 1})
+	done := waitingPay(t, context.Background(), thr)
+	changed := time.Now()
+	thr.setIncremental(&taskv1.IncrementalThrottle{})
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("the pay did not end after the throttle was lifted")
+	}
+	// Without the wake-up it would sleep out the second row's wait (~1 s).
+	if got := time.Since(changed); got > 700*time.Millisecond {
+		t.Fatalf("the pay ended %s after the throttle was lifted; want at once", got)
+	}
+}
+
+func TestThrottleWaitEndsOnCancel(t *testing.T) {
+	thr := newStreamThrottle(&taskv1.IncrementalThrottle{RowsPerSecond: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := waitingPay(t, ctx, thr)
+	cancelled := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled wait returned %v, want context.Canceled", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("the wait did not end on cancel")
+	}
+	if got := time.Since(cancelled); got > 700*time.Millisecond {
+		t.Fatalf("the wait ended %s after the cancel; want at once", got)
+	}
+}
+
+func TestThrottleBatchCost(t *testing.T) {
+	b := &cdcv1.ChangeBatch{Events: []*cdcv1.ChangeEvent{
+		{NewValues: []*cdcv1.Value{textV("a value")}}, {NewValues: []*cdcv1.Value{intV(7)}}, {},
+	}}
+	if c := newStreamThrottle(nil).batchCost(b); c != (cost{rows: 3}) {
+		t.Fatalf("cost with bytes unlimited = %+v; want 3 rows and no size computed", c)
+	}
+	limited := newStreamThrottle(&taskv1.IncrementalThrottle{MegabytesPerSecond: 1})
+	if c := limited.batchCost(b); c.rows != 3 || c.bytes != int64(b.SizeVT()) || c.bytes == 0 {
+		t.Fatalf("cost with bytes limited = %+v; want 3 rows and %d bytes", c, b.SizeVT())
+	}
+	var none *throttle
+	if c := none.batchCost(b); c.rows != 3 || none.wait(context.Background(), c) != nil {
+		t.Fatal("a nil throttle must cost rows and never wait")
+	}
+}
+
+func TestThrottleRegistryUpdatesTheSlotsRunningCalls(t *testing.T) {
+	var r throttleRegistry
+	stream := newStreamThrottle(nil)
+	snap := newSnapshotThrottle(&taskv1.FullSyncThrottle{QueriesPerSecond: 3})
+	removeStream := r.add("slot_a", stream)
+	removeSnap := r.add("slot_a", snap)
+	other := newStreamThrottle(nil)
+	defer r.add("slot_b", other)()
+
+	if n := r.update("slot_a", &taskv1.IncrementalThrottle{RowsPerSecond: 50}, nil); n != 1 {
+		t.Fatalf("incremental update changed %d calls, want 1 (the stream)", n)
+	}
+	if lim := stream.rows.lim.Load(); lim == nil || lim.Limit() != 50 || other.rows.limited() {
+		t.Fatal("the update must limit slot_a's stream to 50 rows/s and leave slot_b's alone")
+	}
+	if lim := snap.queries.lim.Load(); lim == nil || lim.Limit() != 3 || snap.rows.limited() {
+		t.Fatal("an update without full must leave the snapshot's throttle as it was")
+	}
+	if n := r.update("slot_a", &taskv1.IncrementalThrottle{}, &taskv1.FullSyncThrottle{RowsPerSecond: 9}); n != 2 {
+		t.Fatalf("update of both changed %d calls, want 2", n)
+	}
+	if stream.rows.limited() || snap.queries.limited() || snap.rows.lim.Load().Limit() != 9 {
+		t.Fatal("zero fields must lift their limits and set ones apply")
+	}
+	removeStream()
+	removeSnap()
+	if n := r.update("slot_a", &taskv1.IncrementalThrottle{}, &taskv1.FullSyncThrottle{}); n != 0 {
+		t.Fatalf("update after the calls ended changed %d, want 0", n)
+	}
+	if _, ok := r.bySlot["slot_a"]; ok {
+		t.Fatal("an empty slot must leave the registry")
+	}
+}
+
+func TestUpdateThrottleNeedsASlot(t *testing.T) {
+	s := NewServer(slog.New(slog.DiscardHandler))
+	_, err := s.UpdateThrottle(context.Background(), &capturev1.UpdateThrottleRequest{Incremental: &taskv1.IncrementalThrottle{}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("UpdateThrottle without slot_name = %v, want InvalidArgument", err)
+	}
+	resp, err := s.UpdateThrottle(context.Background(), &capturev1.UpdateThrottleRequest{SlotName: "nobody"})
+	if err != nil || resp.GetStreamsUpdated() != 0 {
+		t.Fatalf("UpdateThrottle on a slot with no calls = %v, %v; want 0 updated", resp, err)
+	}
+}
+
+// createThrottled makes a table of (id, note) with rows 1..n.
+func createThrottled(t *testing.T, n int) (name, quoted string) {
+	t.Helper()
+	name = testenv.UniqueName("throttled")
+	quoted = quoteIdent("public", name)
+	testenv.Exec(t, testenv.PG(t), `CREATE TABLE `+quoted+` (id int8 PRIMARY KEY, note text)`)
+	t.Cleanup(func() { testenv.Exec(t, testenv.PG(t), `DROP TABLE IF EXISTS `+quoted) })
+	if n > 0 {
+		testenv.Exec(t, testenv.PG(t), `INSERT INTO `+quoted+` SELECT g, 'row ' || g FROM generate_series(1, `+strconv.Itoa(n)+`) g`)
+	}
+	return name, quoted
+}
+
+func insertRows(t *testing.T, quoted string, from, to int) {
+	t.Helper()
+	testenv.Exec(t, testenv.PG(t), `INSERT INTO `+quoted+` SELECT g, 'row ' || g FROM generate_series(`+strconv.Itoa(from)+`, `+strconv.Itoa(to)+`) g`)
+}
+
+func TestStreamThrottleBoundsTheRateAndChangesLive(t *testing.T) {
+	client := startServer(t)
+	name, q := createThrottled(t, 0)
+	r := newReplication(t, testenv.UniqueName("ferry_pub"), table("public", name))
+	r.ensure(t, client)
+	start := r.start()
+	start.MaxBatchEvents = 50
+	start.Throttle = &taskv1.IncrementalThrottle{RowsPerSecond: 200}
+	s := openStream(t, client, start)
+
+	begun := time.Now()
+	insertRows(t, q, 1, 2000)
+	s.until(t, "500 rows", func(bs []*cdcv1.ChangeBatch) bool { return len(events(bs)) >= 500 })
+	// A full bucket (200 rows), then 200 a second: 500 rows take 1.5 s.
+	if got := time.Since(begun); got < 1400*time.Millisecond {
+		t.Fatalf("500 rows arrived after %s at 200 rows/s; want at least 1.5s", got)
+	}
+
+	resp, err := client.UpdateThrottle(context.Background(), &capturev1.UpdateThrottleRequest{
+		SlotName: r.slot, Incremental: &taskv1.IncrementalThrottle{},
+	})
+	if err != nil || resp.GetStreamsUpdated() != 1 {
+		t.Fatalf("UpdateThrottle = %v, %v; want the one stream updated", resp, err)
+	}
+	lifted := time.Now()
+	batches := s.untilEvents(t, 2000)
+	// Still throttled, the last 1500 rows would need 7.5 s.
+	if got := time.Since(lifted); got > 4*time.Second {
+		t.Fatalf("the rest took %s after the throttle was lifted; want well under the 7.5s it would take throttled", got)
+	}
+	checkWatermarks(t, batches)
+	for i, ev := range events(batches) {
+		if id := ev.GetNewValues()[0].GetInt(); id != int64(i+1) {
+			t.Fatalf("event %d has id %d: throttling must not lose or reorder rows", i, id)
+		}
+	}
+}
+
+func TestThrottledStreamKeepsTheWalsenderAnswered(t *testing.T) {
+	// Every session of this test gets a 1.5 s wal_sender_timeout, so a
+	// stream that held a batch back without answering the walsender would
+	// be dropped long before the 3 s the throttle holds it.
+	t.Setenv("PGOPTIONS", "-c wal_sender_timeout=1500ms")
+	client := startServer(t)
+	name, q := createThrottled(t, 0)
+	r := newReplication(t, testenv.UniqueName("ferry_pub"), table("public", name))
+	confirmed := r.ensure(t, client).GetConfirmedLsn()
+	start := r.start()
+	start.MaxBatchDelayMs = 1000 // one batch of all 400 rows
+	start.Throttle = &taskv1.IncrementalThrottle{RowsPerSecond: 100}
+	s := openStream(t, client, start)
+
+	begun := time.Now()
+	insertRows(t, q, 1, 400)
+	s.untilEvents(t, 400)
+	if got := time.Since(begun); got < 2900*time.Millisecond {
+		t.Fatalf("400 rows at 100 rows/s arrived after %s; want at least 3s", got)
+	}
+	insertRows(t, q, 401, 401)
+	s.untilEvents(t, 401)
+	if err := s.failure(); err != nil {
+		t.Fatalf("the throttled stream failed: %v", err)
+	}
+	// No ack was sent: the status updates sent while throttled confirmed
+	// nothing.
+	if got := readSlot(t, testenv.PG(t), r.slot).confirmed; uint64(got) != confirmed {
+		t.Fatalf("slot confirmed %s without any ack; want it still at %d", got, confirmed)
+	}
+}
+
+// publicationOnly creates the replication's publication, as full sync does.
+func (r replication) publicationOnly(t *testing.T, c capturev1.CaptureServiceClient) {
+	t.Helper()
+	_, err := c.EnsureReplication(context.Background(), &capturev1.EnsureReplicationRequest{
+		Source: testenv.Source(), SlotName: r.slot, PublicationName: r.pub, Tables: r.tables, PublicationOnly: true,
+	})
+	if err != nil {
+		t.Fatalf("EnsureReplication(publication_only): %v", err)
+	}
+}
+
+func TestSnapshotThrottleBoundsRowsAndChangesLive(t *testing.T) {
+	client := startServer(t)
+	name, _ := createThrottled(t, 3000)
+	r := newReplication(t, testenv.UniqueName("ferry_pub"), table("public", name))
+	r.publicationOnly(t, client)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	begun := time.Now()
+	stream, err := client.ReadSnapshot(ctx, &capturev1.ReadSnapshotRequest{
+		Source: testenv.Source(), SlotName: r.slot, PublicationName: r.pub, Tables: r.tables,
+		MaxBatchEvents: 100, Parallelism: 1, Throttle: &taskv1.FullSyncThrottle{RowsPerSecond: 200},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows int
+	var lifted time.Time
+	var last *capturev1.SnapshotProgress
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("ReadSnapshot: %v", err)
+		}
+		rows += len(resp.GetBatch().GetEvents())
+		if p := resp.GetProgress(); p != nil {
+			last = p
+		}
+		if rows < 500 || !lifted.IsZero() {
+			continue
+		}
+		if got := time.Since(begun); got < 1400*time.Millisecond {
+			t.Fatalf("500 snapshot rows arrived after %s at 200 rows/s; want at least 1.5s", got)
+		}
+		up, err := client.UpdateThrottle(ctx, &capturev1.UpdateThrottleRequest{SlotName: r.slot, Full: &taskv1.FullSyncThrottle{}})
+		if err != nil || up.GetStreamsUpdated() != 1 {
+			t.Fatalf("UpdateThrottle = %v, %v; want the snapshot updated", up, err)
+		}
+		lifted = time.Now()
+	}
+	if rows != 3000 || !last.GetDone() || last.GetTables()[0].GetRows() != 3000 {
+		t.Fatalf("snapshot sent %d rows, final progress %v; want 3000 and done", rows, last)
+	}
+	// Still throttled, the last 2500 rows would need 12.5 s.
+	if got := time.Since(lifted); got > 5*time.Second {
+		t.Fatalf("the rest took %s after the throttle was lifted; want well under 12.5s", got)
+	}
+}
+
+func TestSnapshotThrottleLimitsQueries(t *testing.T) {
+	client := startServer(t)
+	var tables []*taskv1.TableRef
+	want := map[string]uint64{}
+	for range 3 {
+		name, _ := createThrottled(t, 1)
+		tables = append(tables, table("public", name))
+		want[name] = 1
+	}
+	r := newReplication(t, testenv.UniqueName("ferry_pub"), tables...)
+	r.publicationOnly(t, client)
+	begun := time.Now()
+	snap := readSnapshot(t, client, &capturev1.ReadSnapshotRequest{
+		Source: testenv.Source(), SlotName: r.slot, PublicationName: r.pub, Tables: r.tables,
+		Parallelism: 3, Throttle: &taskv1.FullSyncThrottle{QueriesPerSecond: 1},
+	})
+	// One COPY per table at one query a second: the third starts 2 s in.
+	if got := time.Since(begun); got < 1900*time.Millisecond {
+		t.Fatalf("three tables at 1 query/s read in %s; want at least 2s", got)
+	}
+	checkSnapshotShape(t, snap, want)
+}
+
+func TestSplitBatchKeepsRelationsFirstAndWatermarkLast(t *testing.T) {
+	b := &cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{{Oid: 7}}, WatermarkLsn: 900}
+	for i := range 60 {
+		b.Events = append(b.Events, &cdcv1.ChangeEvent{Lsn: uint64(100 + i)})
+	}
+	parts := splitBatch(b, 25)
+	if len(parts) != 3 || len(parts[0].GetEvents()) != 25 || len(parts[2].GetEvents()) != 10 {
+		t.Fatalf("parts of %d, want 25+25+10", len(parts))
+	}
+	if len(parts[0].GetRelations()) != 1 || len(parts[1].GetRelations())+len(parts[2].GetRelations()) != 0 {
+		t.Error("the relations must ride in the first part only")
+	}
+	if parts[0].GetWatermarkLsn() != 0 || parts[1].GetWatermarkLsn() != 0 || parts[2].GetWatermarkLsn() != 900 {
+		t.Error("only the last part may carry the watermark")
+	}
+	next := uint64(100)
+	for _, p := range parts {
+		for _, e := range p.GetEvents() {
+			if e.GetLsn() != next {
+				t.Fatalf("event %d out of order", e.GetLsn())
+			}
+			next++
+		}
+	}
+	if one := splitBatch(&cdcv1.ChangeBatch{Events: b.Events[:3], WatermarkLsn: 5}, 25); len(one) != 1 || one[0].GetWatermarkLsn() != 5 {
+		t.Error("a small batch must go whole")
+	}
+}

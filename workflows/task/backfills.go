@@ -1,0 +1,83 @@
+package task
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+)
+
+// captureBackfillTag starts a StreamChangesResponse frame that carries
+// backfill progress (field 2) instead of a batch.
+const captureBackfillTag = 2<<3 | 2
+
+func (f *rawFrame) isBackfill() bool { return len(f.b) > 0 && f.b[0] == captureBackfillTag }
+
+// backfill decodes a backfill-progress frame; these are rare (one per
+// chunk), so they are decoded rather than relayed.
+func (f *rawFrame) backfill() (*cdcv1.BackfillProgress, error) {
+	var m capturev1.StreamChangesResponse
+	if err := proto.Unmarshal(f.b, &m); err != nil {
+		return nil, fmt.Errorf("decoding backfill progress from capture: %w", err)
+	}
+	return m.GetBackfill(), nil
+}
+
+// backfillProgress holds what capture reported of added tables' snapshots
+// until Kafka confirms it: a chunk's progress counts only once the safe LSN
+// reaches the chunk's high watermark, since its rows ride at that LSN.
+type backfillProgress struct {
+	confirmed []*cdcv1.BackfillProgress
+	pending   []*cdcv1.BackfillProgress
+}
+
+func newBackfillProgress(from []*cdcv1.BackfillProgress) backfillProgress {
+	out := backfillProgress{}
+	for _, b := range from {
+		out.confirmed = append(out.confirmed, proto.Clone(b).(*cdcv1.BackfillProgress))
+	}
+	return out
+}
+
+// report queues a chunk's progress and promotes what lsn already covers.
+func (p *backfillProgress) report(b *cdcv1.BackfillProgress, lsn uint64) {
+	p.pending = append(p.pending, b)
+	p.promote(lsn)
+}
+
+// promote moves pending progress at or below the safe LSN into the
+// confirmed list, replacing the table's earlier entry.
+func (p *backfillProgress) promote(lsn uint64) {
+	keep := p.pending[:0]
+	for _, b := range p.pending {
+		if b.GetLsn() > lsn {
+			keep = append(keep, b)
+			continue
+		}
+		replaced := false
+		for i, c := range p.confirmed {
+			if c.GetSchema() == b.GetSchema() && c.GetTable() == b.GetTable() {
+				b.EstimatedRows = max(b.GetEstimatedRows(), c.GetEstimatedRows())
+				p.confirmed[i], replaced = b, true
+			}
+		}
+		if !replaced {
+			p.confirmed = append(p.confirmed, b)
+		}
+	}
+	p.pending = keep
+}
+
+// snapshot copies the confirmed list for a heartbeat.
+func (p *backfillProgress) snapshot() []*cdcv1.BackfillProgress {
+	if len(p.confirmed) == 0 {
+		return nil
+	}
+	out := make([]*cdcv1.BackfillProgress, len(p.confirmed))
+	for i, b := range p.confirmed {
+		out[i] = proto.Clone(b).(*cdcv1.BackfillProgress)
+	}
+	return out
+}

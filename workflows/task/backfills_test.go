@@ -1,0 +1,53 @@
+package task
+
+import (
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+)
+
+func TestBackfillProgressWaitsForItsLSN(t *testing.T) {
+	p := newBackfillProgress([]*cdcv1.BackfillProgress{{Schema: "public", Table: "a", EstimatedRows: 5000}})
+	p.report(&cdcv1.BackfillProgress{Schema: "public", Table: "a", AfterKey: []string{"500"}, Rows: 500, Lsn: 100}, 90)
+	if got := p.snapshot()[0].GetRows(); got != 0 {
+		t.Fatalf("progress at LSN 100 confirmed at safe LSN 90: rows = %d", got)
+	}
+	p.report(&cdcv1.BackfillProgress{Schema: "public", Table: "a", AfterKey: []string{"1000"}, Rows: 1000, Lsn: 200}, 90)
+	p.promote(150)
+	got := p.snapshot()
+	if len(got) != 1 || got[0].GetRows() != 500 || got[0].GetAfterKey()[0] != "500" || got[0].GetEstimatedRows() != 5000 {
+		t.Fatalf("after safe LSN 150: %v, want the first chunk only, estimate kept", got)
+	}
+	p.promote(200)
+	if got := p.snapshot(); got[0].GetRows() != 1000 || len(p.pending) != 0 {
+		t.Fatalf("after safe LSN 200: %v (pending %d)", got, len(p.pending))
+	}
+	// A second table's first report adds an entry.
+	p.report(&cdcv1.BackfillProgress{Schema: "public", Table: "b", Rows: 7, Done: true, Lsn: 210}, 300)
+	if got := p.snapshot(); len(got) != 2 || !got[1].GetDone() {
+		t.Fatalf("second table: %v", got)
+	}
+}
+
+func TestBackfillFrameIsRecognised(t *testing.T) {
+	want := &cdcv1.BackfillProgress{Schema: "s", Table: "t", AfterKey: []string{"42"}, Rows: 3, Lsn: 77}
+	b, err := proto.Marshal(&capturev1.StreamChangesResponse{Backfill: want})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := rawFrame{b: b}
+	if !f.isBackfill() {
+		t.Fatalf("frame %x not recognised as backfill progress", b[:1])
+	}
+	got, err := f.backfill()
+	if err != nil || !proto.Equal(got, want) {
+		t.Fatalf("decoded %v, %v; want %v", got, err, want)
+	}
+	batch, _ := proto.Marshal(&capturev1.StreamChangesResponse{Batch: &cdcv1.ChangeBatch{WatermarkLsn: 1}})
+	if (&rawFrame{b: batch}).isBackfill() {
+		t.Fatal("a batch frame taken for backfill progress")
+	}
+}
