@@ -47,13 +47,14 @@ type retryEnv struct {
 	taskID    string
 	rows      *rowCollector
 	conn      *pgx.Conn // to the private PostgreSQL; nil after a failure
+	hook      *webhook  // receives the task's failure alert
 }
 
 // newRetryEnv starts Ferry and a task on a fresh table whose connection
 // window is connMinutes one-second minutes, and waits until it streams.
 func newRetryEnv(t *testing.T, privateBroker bool, connMinutes uint32) *retryEnv {
 	t.Helper()
-	e := &retryEnv{t: t, pg: testenv.StartPostgres(t), bootstrap: kafkaBootstrap()}
+	e := &retryEnv{t: t, pg: testenv.StartPostgres(t), bootstrap: kafkaBootstrap(), hook: startWebhook(t)}
 	if privateBroker {
 		e.broker = testenv.StartKafka(t)
 		e.bootstrap = e.broker.Bootstrap()
@@ -80,6 +81,7 @@ func (e *retryEnv) startTask(connMinutes uint32) {
 		Kafka:       &taskv1.KafkaOptions{ConflictMode: taskv1.ConflictMode_CONFLICT_MODE_IGNORE, DdlTopic: e.table + "_ddl"},
 		SyncTypes:   &taskv1.SyncTypes{Schema: true},
 		Advanced:    &taskv1.AdvancedOptions{ConnectionRetryMinutes: connMinutes, OtherRetryMinutes: otherWindow},
+		Alerts:      &taskv1.AlertRules{OnFailure: true, WebhookUrl: e.hook.url},
 	})
 	if err != nil {
 		e.t.Fatalf("normalizing the spec of %s: %v", e.taskID, err)
@@ -313,6 +315,27 @@ func TestRetryWindowSourceDownFails(t *testing.T) {
 	t.Logf("failed %s after the stop, %d consecutive failures: %v", time.Since(began).Round(time.Millisecond),
 		st.GetConsecutiveFailures(), err)
 	e.checkFailedPastWindow(err, st, fmt.Sprintf("127.0.0.1:%d", e.pg.Port()), "connection refused")
+	e.checkFailureAlert("connection refused")
+}
+
+// checkFailureAlert waits for the webhook to receive the task_failed alert
+// carrying the task's final error.
+func (e *retryEnv) checkFailureAlert(want string) {
+	e.t.Helper()
+	eventually(e.t, 30*time.Second, "the failure alert at the webhook", func() (bool, string) {
+		a := e.hook.find("task_failed", "firing")
+		if a == nil {
+			return false, fmt.Sprintf("%d alerts", e.hook.count())
+		}
+		msg, _ := a["message"].(string)
+		if a["task_id"] != e.taskID || !strings.Contains(msg, "retry window") || !strings.Contains(msg, want) {
+			e.t.Fatalf("failure alert %v: want task %s, its retry window and %q", a, e.taskID, want)
+		}
+		return true, ""
+	})
+	if got := e.f.state(e.taskID).GetAlertsSent(); got != 1 {
+		e.t.Errorf("state counts %d alerts sent, want 1", got)
+	}
 }
 
 // TestRetryWindowBrokerRecovers stops the task's Kafka broker while rows
@@ -383,6 +406,7 @@ func TestRetryWindowBrokerDownFails(t *testing.T) {
 	t.Logf("failed %s after the stop, %d consecutive failures: %v", time.Since(began).Round(time.Millisecond),
 		st.GetConsecutiveFailures(), err)
 	e.checkFailedPastWindow(err, st, "Kafka", e.bootstrap)
+	e.checkFailureAlert("Kafka")
 }
 
 // rowCollector consumes a topic in the background and counts every row id;

@@ -71,6 +71,8 @@ type backfiller struct {
 	tables    []backfillTable
 	tag       string // "<slot>:<session>:", the start of this stream's watermark contents
 	chunkRows int
+	pub       string // whose row filters the chunks apply
+	version   int    // the source's server_version_num
 
 	ready  chan *chunk   // reader to loop: the chunk, before its HW is written
 	errs   chan error    // reader to loop: why the reader stopped
@@ -128,7 +130,7 @@ func startBackfill(ctx context.Context, start *capturev1.StartStream, conn *pgx.
 	if !slices.ContainsFunc(start.GetBackfills(), func(p *cdcv1.BackfillProgress) bool { return !p.GetDone() }) {
 		return nil, nil
 	}
-	horizon, err := checkBackfillServer(ctx, conn)
+	horizon, version, err := checkBackfillServer(ctx, conn)
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +139,8 @@ func startBackfill(ctx context.Context, start *capturev1.StartStream, conn *pgx.
 	bf := &backfiller{
 		tag:       start.GetSlotName() + ":" + hex.EncodeToString(session) + ":",
 		chunkRows: int(start.GetBackfillChunkRows()),
+		pub:       start.GetPublicationName(),
+		version:   version,
 		ready:     make(chan *chunk, 1),
 		errs:      make(chan error, 1),
 		next:      make(chan struct{}, 1),
@@ -174,22 +178,22 @@ func startBackfill(ctx context.Context, start *capturev1.StartStream, conn *pgx.
 	return bf, nil
 }
 
-// checkBackfillServer returns the xmin of a snapshot taken now: every
-// chunk's snapshot sees the transactions before it. Before PostgreSQL 14
-// pgoutput drops logical messages, and a high watermark would never come
-// back.
-func checkBackfillServer(ctx context.Context, conn *pgx.Conn) (uint32, error) {
+// checkBackfillServer returns the xmin of a snapshot taken now (every
+// chunk's snapshot sees the transactions before it) and the server's
+// server_version_num. Before PostgreSQL 14 pgoutput drops logical
+// messages, and a high watermark would never come back.
+func checkBackfillServer(ctx context.Context, conn *pgx.Conn) (uint32, int, error) {
 	var version int
 	var snap string
 	err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int, txid_current_snapshot()::text").Scan(&version, &snap)
 	if err != nil {
-		return 0, fmt.Errorf("reading the source's server_version_num: %w", err)
+		return 0, 0, fmt.Errorf("reading the source's server_version_num: %w", err)
 	}
 	if version < minBackfillServerVersion {
-		return 0, failedPrecondition("adding tables to a running task needs PostgreSQL 14 or later (the source runs %d), whose pgoutput forwards the logical messages that frame each chunk; upgrade the source, or create a new task with full sync instead", version)
+		return 0, 0, failedPrecondition("adding tables to a running task needs PostgreSQL 14 or later (the source runs %d), whose pgoutput forwards the logical messages that frame each chunk; upgrade the source, or create a new task with full sync instead", version)
 	}
 	s, err := parseXidSnapshot(snap)
-	return s.xmin, err
+	return s.xmin, version, err
 }
 
 // checkBackfillTable looks the table up and checks that a backfill can

@@ -83,6 +83,9 @@ type chunkQuery struct {
 	prefix string // COPY (SELECT ... FROM ...
 	order  string // ORDER BY ... LIMIT n) TO STDOUT
 	limit  int
+	// filter is the publication's row filter on the table as the chunk's
+	// snapshot sees it (publishedFilter); "" for none.
+	filter string
 }
 
 // read runs the reader until every table is read, reporting a failure to
@@ -176,9 +179,21 @@ func newChunkQuery(t backfillTable, rel *relation, relkind string, limit int) (c
 // The row comparison casts each text to its column's type, so it orders
 // exactly as ORDER BY and the primary-key index do.
 func (q chunkQuery) sql(after []string) string {
-	if len(after) == 0 {
+	var conds []string
+	if len(after) > 0 {
+		conds = append(conds, q.after(after))
+	}
+	if q.filter != "" {
+		conds = append(conds, "("+q.filter+")")
+	}
+	if len(conds) == 0 {
 		return q.prefix + q.order
 	}
+	return q.prefix + " WHERE " + strings.Join(conds, " AND ") + q.order
+}
+
+// after is the condition that skips the keys up to after.
+func (q chunkQuery) after(after []string) string {
 	cols := make([]string, len(q.key))
 	lits := make([]string, len(q.key))
 	for i, ci := range q.key {
@@ -186,7 +201,7 @@ func (q chunkQuery) sql(after []string) string {
 		cols[i] = pgx.Identifier{col.GetName()}.Sanitize()
 		lits[i] = sqlString(after[i]) + "::" + col.GetTypeName()
 	}
-	return fmt.Sprintf("%s WHERE (%s) > (%s)%s", q.prefix, strings.Join(cols, ", "), strings.Join(lits, ", "), q.order)
+	return fmt.Sprintf("(%s) > (%s)", strings.Join(cols, ", "), strings.Join(lits, ", "))
 }
 
 // sqlString quotes s as an escape string literal, which reads the same
@@ -233,6 +248,11 @@ func (r *chunkReader) chunk(ctx context.Context, table int, q chunkQuery, after 
 	c := &chunk{n: r.n, table: table, rel: q.rel}
 	if c.snap, err = parseXidSnapshot(text); err != nil {
 		return nil, err
+	}
+	// The stream filters the table with the publication as of each change,
+	// so the chunk takes the filter as of its own snapshot.
+	if q.filter, err = publishedFilter(cctx, tx, r.bf.version, r.bf.pub, q.rel.msg.RelationID); err != nil {
+		return nil, fmt.Errorf("chunk %d: %w", r.n, err)
 	}
 	tr := &tableReader{snap: &exportedSnapshot{at: timestamppb.New(at)}, maxBatch: q.limit + 1,
 		rel: q.rel, cur: &cdcv1.ChangeBatch{}, keyCols: q.key}

@@ -243,15 +243,7 @@ type slotState struct {
 // pg_read_all_stats) may read the positions in pg_stat_replication.
 func superPG(t *testing.T) *pgx.Conn {
 	t.Helper()
-	src := testenv.Source()
-	src.User = "postgres"
-	if v := os.Getenv("FERRY_PG_SUPERUSER"); v != "" {
-		src.User = v
-	}
-	if os.Getenv("FERRY_PG_SUPERUSER_PASSWORD") == "" {
-		t.Setenv("FERRY_PG_SUPERUSER_PASSWORD", "postgres") // deploy/local/stack.sh's default
-	}
-	src.Password = &taskv1.SecretRef{Source: &taskv1.SecretRef_Env{Env: "FERRY_PG_SUPERUSER_PASSWORD"}}
+	src := superSource(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := pgsource.Connect(ctx, src)
@@ -295,16 +287,23 @@ func mustLSN(t *testing.T, s *string) pglogrepl.LSN {
 // pollSlot polls the slot until cond holds.
 func pollSlot(t *testing.T, conn *pgx.Conn, slot, what string, cond func(slotState) bool) slotState {
 	t.Helper()
+	return pollUntil(t, "slot "+slot+": "+what, func() slotState { return readSlot(t, conn, slot) }, cond)
+}
+
+// pollUntil reads until cond holds, failing after waitLimit with the last
+// reading.
+func pollUntil[T any](t *testing.T, what string, read func() T, cond func(T) bool) T {
+	t.Helper()
 	deadline := time.Now().Add(waitLimit)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		st := readSlot(t, conn, slot)
-		if cond(st) {
-			return st
+		v := read()
+		if cond(v) {
+			return v
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("slot %s: waiting for %s: gave up with %+v", slot, what, st)
+			t.Fatalf("waiting for %s: gave up after %s with %+v", what, waitLimit, v)
 		}
 		<-tick.C
 	}

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"testing"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -86,19 +85,7 @@ func slotPoints(t *testing.T, reader *sdkmetric.ManualReader, slot string) map[s
 // pollPoints collects until cond holds, failing after waitLimit.
 func pollPoints(t *testing.T, reader *sdkmetric.ManualReader, slot, what string, cond func(map[string]int64) bool) map[string]int64 {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		pts := slotPoints(t, reader, slot)
-		if cond(pts) {
-			return pts
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slot %s: waiting for %s: gave up after %s with %v", slot, what, waitLimit, pts)
-		}
-		<-tick.C
-	}
+	return pollUntil(t, "slot "+slot+": "+what, func() map[string]int64 { return slotPoints(t, reader, slot) }, cond)
 }
 
 // A live stream whose changes nobody acknowledged reports a positive lag

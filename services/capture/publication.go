@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	"github.com/ferry-cdc/ferry/services/internal/rowfilter"
 )
 
 // schemaPublicationVersion is PostgreSQL 15, which brought FOR TABLES IN
@@ -20,18 +21,22 @@ import (
 const schemaPublicationVersion = 150000
 
 // pubTarget is what a publication publishes: every table of the database,
-// or whole schemas plus tables named outside them. Names are quoted and
-// sorted, so that the wanted and the current state compare as strings.
+// or whole schemas plus tables named outside them, each table with its row
+// filter if it has one ("s"."t" WHERE (expr)). Names are quoted, filters
+// are PostgreSQL's own rendering (pg_get_expr), and both lists are sorted,
+// so that the wanted and the current state compare as strings.
 type pubTarget struct {
 	allTables bool
 	schemas   []string
 	tables    []string
 }
 
-// wantedTarget is what the request asks the publication to publish. A table
-// inside a selected schema is left to the schema: PostgreSQL would accept it
-// in both, but listing it once keeps the comparison with the catalog exact.
-func wantedTarget(req *capturev1.EnsureReplicationRequest) pubTarget {
+// wantedTarget is what the request asks the publication to publish, with
+// the row filters checkFilters rendered, by quoted table name. A table
+// inside a selected schema is left to the schema: PostgreSQL would accept
+// it in both, but listing it once keeps the comparison with the catalog
+// exact.
+func wantedTarget(req *capturev1.EnsureReplicationRequest, filters map[string]string) pubTarget {
 	if req.GetAllTables() {
 		return pubTarget{allTables: true}
 	}
@@ -43,13 +48,21 @@ func wantedTarget(req *capturev1.EnsureReplicationRequest) pubTarget {
 	}
 	for _, t := range req.GetTables() {
 		if !inSchema[cmp.Or(t.GetSchema(), "public")] {
-			p.tables = append(p.tables, qualified(t))
+			p.tables = append(p.tables, withFilter(qualified(t), filters[qualified(t)]))
 		}
 	}
 	slices.Sort(p.schemas)
 	slices.Sort(p.tables)
 	p.schemas, p.tables = slices.Compact(p.schemas), slices.Compact(p.tables)
 	return p
+}
+
+// withFilter is a table as a publication's object list names it.
+func withFilter(quoted, expr string) string {
+	if expr == "" {
+		return quoted
+	}
+	return quoted + " WHERE (" + expr + ")"
 }
 
 // clause is the object list of CREATE PUBLICATION ... FOR and of ALTER
@@ -105,8 +118,14 @@ func readPublication(ctx context.Context, conn *pgx.Conn, name string) (pubState
 	if !st.exists || st.have.allTables {
 		return st, nil
 	}
+	// Names are quoted as qualified quotes them (always, unlike format's
+	// %I), so that they compare with wantedTarget's.
+	filter := `''`
+	if st.version >= rowfilter.MinServerVersion {
+		filter = `coalesce(' WHERE (' || pg_get_expr(r.prqual, r.prrelid) || ')', '')`
+	}
 	rows, err := conn.Query(ctx, `
-		SELECT format('%I.%I', n.nspname, c.relname)
+		SELECT '"' || replace(n.nspname, '"', '""') || '"."' || replace(c.relname, '"', '""') || '"' || `+filter+`
 		FROM pg_publication p
 		JOIN pg_publication_rel r ON r.prpubid = p.oid
 		JOIN pg_class c ON c.oid = r.prrelid
@@ -144,7 +163,11 @@ func readPublication(ctx context.Context, conn *pgx.Conn, name string) (pubState
 func ensurePublication(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureReplicationRequest) (bool, error) {
 	name := req.GetPublicationName()
 	quoted := pgx.Identifier{name}.Sanitize()
-	want := wantedTarget(req)
+	filters, err := checkFilters(ctx, conn, req)
+	if err != nil {
+		return false, err
+	}
+	want := wantedTarget(req, filters)
 	st, err := readPublication(ctx, conn, name)
 	if err != nil {
 		return false, err
@@ -165,19 +188,18 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, req *capturev1.Ensur
 			return false, err
 		}
 	}
-	switch {
-	case st.have.allTables != want.allTables:
-		if err := recreatePublication(ctx, conn, req.GetSlotName(), quoted, st.have, want); err != nil {
-			return false, err
-		}
-		return false, nil
-	case !st.have.equal(want):
+	if st.have.allTables != want.allTables {
+		return false, recreatePublication(ctx, conn, req.GetSlotName(), quoted, st.have, want)
+	}
+	// Before the tables: PostgreSQL refuses a row filter on a partitioned
+	// table while publish_via_partition_root is false.
+	if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET (publish_via_partition_root = true)", quoted)); err != nil {
+		return false, fmt.Errorf("altering publication %s: %w", quoted, err)
+	}
+	if !st.have.equal(want) {
 		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET %s", quoted, want.clause())); err != nil {
 			return false, publishError(conn, "setting the tables of", quoted, want, err)
 		}
-	}
-	if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET (publish_via_partition_root = true)", quoted)); err != nil {
-		return false, fmt.Errorf("altering publication %s: %w", quoted, err)
 	}
 	return false, nil
 }

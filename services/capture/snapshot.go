@@ -269,6 +269,10 @@ func readerLoop(ctx context.Context, req *capturev1.ReadSnapshotRequest, snap *e
 	if _, err := conn.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(snap.name)); err != nil {
 		return fmt.Errorf("importing snapshot %s: %w", snap.name, err)
 	}
+	version, err := serverVersion(ctx, conn)
+	if err != nil {
+		return err
+	}
 	maxBatch := int(req.GetMaxBatchEvents())
 	if maxBatch == 0 {
 		maxBatch = defaultMaxBatchEvents
@@ -279,7 +283,8 @@ func readerLoop(ctx context.Context, req *capturev1.ReadSnapshotRequest, snap *e
 		if i >= len(tables) {
 			break
 		}
-		tr := &tableReader{idx: i, snap: snap, maxBatch: maxBatch, items: items, thr: thr}
+		tr := &tableReader{idx: i, snap: snap, maxBatch: maxBatch, items: items, thr: thr,
+			pub: req.GetPublicationName(), version: version}
 		if err := tr.read(ctx, conn, tables[i]); err != nil {
 			return snapshotReadError(req.GetSource().GetUser(), tables[i], snap.name, err)
 		}

@@ -25,6 +25,10 @@ type tableReader struct {
 	maxBatch int
 	items    chan<- snapshotItem
 	thr      *throttle // shared by the snapshot's readers
+	// pub's row filter on the table, if any, is applied to the read (see
+	// filters.go); version is the source's server_version_num.
+	pub     string
+	version int
 	// keyCols, set by a backfill, are the primary-key columns whose text
 	// each row's key is kept from, in keys (backfill.go).
 	keyCols []int
@@ -55,7 +59,17 @@ func (tr *tableReader) read(ctx context.Context, conn *pgx.Conn, t *taskv1.Table
 	if relkind == "p" {
 		from = qualified(t)
 	}
-	sql := fmt.Sprintf("COPY (SELECT %s FROM %s) TO STDOUT", strings.Join(cols, ", "), from)
+	// The filter as this snapshot sees the publication: the one the slot
+	// decodes the changes after the snapshot with.
+	filter, err := publishedFilter(ctx, conn, tr.version, tr.pub, rel.msg.RelationID)
+	if err != nil {
+		return err
+	}
+	where := ""
+	if filter != "" {
+		where = " WHERE (" + filter + ")"
+	}
+	sql := fmt.Sprintf("COPY (SELECT %s FROM %s%s) TO STDOUT", strings.Join(cols, ", "), from, where)
 	// queries_per_second counts the queries that read table data, one COPY
 	// per table; the few catalog lookups describing the table are not.
 	if err := tr.thr.wait(ctx, cost{queries: 1}); err != nil {

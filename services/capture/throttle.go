@@ -139,8 +139,13 @@ func (t *throttle) limited() bool { return t.rows.limited() || t.bytes.limited()
 const throttledPartEvents = 25
 
 // splitBatch cuts b into parts of at most n events, in order. The first
-// part carries the relations, and only the last the watermark: the parts
-// before it end inside what b covers, so none of them may confirm it.
+// part carries the relations and the last b's watermark. A part that ends
+// where a transaction ends gets that transaction's commit LSN as its
+// watermark, so that Kafka's acks confirm progress part by part; one that
+// ends inside a transaction gets none. Confirming a commit record's own
+// position is safe: PostgreSQL skips only transactions whose commit record
+// starts before the confirmed position, so that transaction would be sent
+// again, never lost.
 func splitBatch(b *cdcv1.ChangeBatch, n int) []*cdcv1.ChangeBatch {
 	ev := b.GetEvents()
 	if len(ev) <= n {
@@ -148,7 +153,12 @@ func splitBatch(b *cdcv1.ChangeBatch, n int) []*cdcv1.ChangeBatch {
 	}
 	parts := make([]*cdcv1.ChangeBatch, 0, (len(ev)+n-1)/n)
 	for i := 0; i < len(ev); i += n {
-		parts = append(parts, &cdcv1.ChangeBatch{Events: ev[i:min(i+n, len(ev))]})
+		end := min(i+n, len(ev))
+		p := &cdcv1.ChangeBatch{Events: ev[i:end]}
+		if last := ev[end-1].GetCommitLsn(); end < len(ev) && last != 0 && ev[end].GetCommitLsn() != last {
+			p.WatermarkLsn = last
+		}
+		parts = append(parts, p)
 	}
 	parts[0].Relations = b.GetRelations()
 	parts[len(parts)-1].WatermarkLsn = b.GetWatermarkLsn()

@@ -415,7 +415,16 @@ func TestSplitBatchKeepsRelationsFirstAndWatermarkLast(t *testing.T) {
 		t.Error("the relations must ride in the first part only")
 	}
 	if parts[0].GetWatermarkLsn() != 0 || parts[1].GetWatermarkLsn() != 0 || parts[2].GetWatermarkLsn() != 900 {
-		t.Error("only the last part may carry the watermark")
+		t.Error("parts ending inside a transaction must not carry a watermark; the last carries the batch's")
+	}
+	// One transaction per five events: each part ends where one ends.
+	for i, e := range b.Events {
+		e.CommitLsn = uint64(1000 + i/5*10)
+	}
+	parts = splitBatch(b, 25)
+	if parts[0].GetWatermarkLsn() != 1040 || parts[1].GetWatermarkLsn() != 1090 || parts[2].GetWatermarkLsn() != 900 {
+		t.Errorf("watermarks %d %d %d, want the commit LSNs 1040 and 1090, then the batch's 900",
+			parts[0].GetWatermarkLsn(), parts[1].GetWatermarkLsn(), parts[2].GetWatermarkLsn())
 	}
 	next := uint64(100)
 	for _, p := range parts {

@@ -37,18 +37,6 @@ func NewServer(logger *slog.Logger) *Server {
 	return &Server{logger: logger, longTransactionAge: DefaultLongTransactionAge, messageLimit: DefaultMessageLimit}
 }
 
-const notYet = "catalog: %s is not implemented yet; it lands with the task-lifecycle issue"
-
-// GetServerInfo is not implemented yet.
-func (s *Server) GetServerInfo(context.Context, *catalogv1.GetServerInfoRequest) (*catalogv1.GetServerInfoResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, notYet, "GetServerInfo")
-}
-
-// ListSchemas is not implemented yet.
-func (s *Server) ListSchemas(context.Context, *catalogv1.ListSchemasRequest) (*catalogv1.ListSchemasResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, notYet, "ListSchemas")
-}
-
 // ResolveTables expands the selection to the tables it names today.
 func (s *Server) ResolveTables(ctx context.Context, req *catalogv1.ResolveTablesRequest) (*catalogv1.ResolveTablesResponse, error) {
 	conn, err := pgsource.Connect(ctx, req.GetSource())
@@ -60,34 +48,38 @@ func (s *Server) ResolveTables(ctx context.Context, req *catalogv1.ResolveTables
 	if err != nil {
 		return nil, err
 	}
-	estimates, err := estimateRows(ctx, conn, tables)
+	estimates, keyed, err := estimateRows(ctx, conn, tables)
 	if err != nil {
 		return nil, err
 	}
-	return &catalogv1.ResolveTablesResponse{Tables: tables, EstimatedRows: estimates}, nil
+	return &catalogv1.ResolveTablesResponse{Tables: tables, EstimatedRows: estimates, HasPrimaryKey: keyed}, nil
 }
 
 // estimateRows reads reltuples, which costs nothing, rather than counting:
 // progress needs a denominator, not an exact one (see estimatedRowsExpr).
-func estimateRows(ctx context.Context, conn *pgx.Conn, tables []*taskv1.TableRef) ([]uint64, error) {
-	schemas, names := make([]string, len(tables)), make([]string, len(tables))
-	for i, t := range tables {
-		schemas[i], names[i] = t.GetSchema(), t.GetTable()
-	}
-	rows, err := conn.Query(ctx, `SELECT `+estimatedRowsExpr+`
+// It also says which tables have a primary key, which decides how full sync
+// reads them.
+func estimateRows(ctx context.Context, conn *pgx.Conn, tables []*taskv1.TableRef) ([]uint64, []bool, error) {
+	schemas, names := tableArrays(tables)
+	rows, err := conn.Query(ctx, `SELECT `+estimatedRowsExpr+`,
+  EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'p')
 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(s, t, i)
 LEFT JOIN pg_namespace n ON n.nspname = u.s
 LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = u.t
 ORDER BY u.i`, schemas, names)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "estimating table sizes: %v", err)
+		return nil, nil, status.Errorf(codes.Unavailable, "estimating table sizes: %v", err)
 	}
-	out := make([]uint64, 0, len(tables))
+	out, keyed := make([]uint64, 0, len(tables)), make([]bool, 0, len(tables))
 	var n int64
-	if _, err := pgx.ForEachRow(rows, []any{&n}, func() error { out = append(out, uint64(max(n, 0))); return nil }); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "estimating table sizes: %v", err)
+	var pk bool
+	if _, err := pgx.ForEachRow(rows, []any{&n, &pk}, func() error {
+		out, keyed = append(out, uint64(max(n, 0))), append(keyed, pk)
+		return nil
+	}); err != nil {
+		return nil, nil, status.Errorf(codes.Unavailable, "estimating table sizes: %v", err)
 	}
-	return out, nil
+	return out, keyed, nil
 }
 
 // userTables are ordinary and partitioned tables outside the system schemas;

@@ -108,6 +108,9 @@ func TestResolveTables(t *testing.T) {
 	if got := res.GetEstimatedRows(); len(got) != 2 || got[0] != 300 || got[1] != 200 {
 		t.Fatalf("estimated rows %v, want [300 200]", got)
 	}
+	if got := res.GetHasPrimaryKey(); len(got) != 2 || !got[0] || got[1] {
+		t.Fatalf("has primary key %v, want [true false]", got)
+	}
 
 	_, err = s.ResolveTables(context.Background(), &catalogv1.ResolveTablesRequest{
 		Source:  testenv.Source(),

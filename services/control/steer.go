@@ -12,7 +12,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/workflows/task"
@@ -25,17 +24,9 @@ func (s *Server) ModifyObjects(ctx context.Context, req *taskv1.ModifyObjectsReq
 	if err != nil {
 		return nil, err
 	}
-	spec := proto.Clone(st.GetSpec()).(*taskv1.TaskSpec)
-	spec.Objects = req.GetObjects()
-	if spec.Kafka == nil {
-		spec.Kafka = &taskv1.KafkaOptions{}
-	}
-	if c := req.GetCompression(); c != taskv1.Compression_COMPRESSION_UNSPECIFIED {
-		spec.Kafka.Compression = c
-	}
-	if a := req.GetAcks(); a != taskv1.Acks_ACKS_UNSPECIFIED {
-		spec.Kafka.Acks = a
-	}
+	spec := task.ModifiedSpec(st.GetSpec(), &taskv1.ModifyObjectsSignal{
+		Objects: req.GetObjects(), Compression: req.GetCompression(), Acks: req.GetAcks(),
+	})
 	norm, err := Normalize(spec)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -81,7 +72,8 @@ func (s *Server) RestartTask(ctx context.Context, req *taskv1.RestartTaskRequest
 	if st.GetReleased() {
 		return nil, status.Errorf(codes.FailedPrecondition, "task %s released its slot and cannot resume; create a new task", id)
 	}
-	st.Status, st.FailingSince, st.ConsecutiveFailures = taskv1.Status_STATUS_RUNNING, nil, 0
+	// The failed run's history keeps its error; the new run starts clean.
+	st.Status, st.FailingSince, st.ConsecutiveFailures, st.LastError = taskv1.Status_STATUS_RUNNING, nil, 0, ""
 	st.Restarts++
 	run, err := s.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: id, TaskQueue: s.taskQueue, WorkflowExecutionErrorWhenAlreadyStarted: true,

@@ -75,7 +75,42 @@ func Normalize(spec *taskv1.TaskSpec) (*taskv1.TaskSpec, error) {
 		}
 	}
 	checkSchemas(sel, &errs)
+	checkFilters(sel, &errs)
 	return s, errs.err()
+}
+
+// maxFilterLength bounds a table's filter: a condition, not a program.
+const maxFilterLength = 4096
+
+// checkFilters trims each table's filter and refuses what can never be a
+// publication row filter. Whether PostgreSQL accepts the condition, and
+// whether it uses only replica-identity columns, the precheck (row_filter)
+// and setup find out on the source (services/internal/rowfilter).
+func checkFilters(sel *taskv1.ObjectSelection, errs *fieldErrors) {
+	whole := map[string]bool{}
+	for _, sc := range sel.GetSchemas() {
+		whole[sc.GetSchema()] = true
+	}
+	for i, t := range sel.GetTables() {
+		if t.GetFilter() == "" {
+			continue
+		}
+		field := fmt.Sprintf("objects.tables[%d].filter", i)
+		t.Filter = strings.TrimSpace(t.Filter)
+		switch {
+		case t.Filter == "":
+			errs.add(field, "blank; write a condition over the table's columns, or leave filter unset to take every row")
+		case len(t.Filter) > maxFilterLength:
+			errs.add(field, "%d bytes, over the limit of %d; a filter is one condition", len(t.Filter), maxFilterLength)
+		case strings.Contains(t.Filter, ";"):
+			errs.add(field, "contains ';', but a filter is one condition, not statements (inside a string literal, write chr(59) instead)")
+		case sel.GetWholeDatabase():
+			errs.add(field, "objects.whole_database publishes FOR ALL TABLES, whose tables PostgreSQL publishes unfiltered; to filter a table, select the tables by name in objects.tables instead of the whole database")
+		case whole[t.GetSchema()]:
+			errs.add(field, "schema %q is selected whole in objects.schemas, whose tables PostgreSQL publishes unfiltered; to filter this table, take the schema out of objects.schemas and select its tables by name",
+				t.GetSchema())
+		}
+	}
 }
 
 // checkSchemas wants each selected schema named once: a second entry could
@@ -341,9 +376,6 @@ func notYetSupported(s *taskv1.TaskSpec) []string {
 		if cond {
 			out = append(out, fmt.Sprintf("%s (lands with the %s issue)", field, area))
 		}
-	}
-	for i, t := range s.GetObjects().GetTables() {
-		need(t.GetFilter() != "", fmt.Sprintf("objects.tables[%d].filter", i), "capture")
 	}
 	// A snapshot read in one go would sit in one Kafka transaction past its
 	// timeout; exactly-once full sync needs the resumable, chunked snapshot.

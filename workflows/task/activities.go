@@ -63,15 +63,34 @@ func (a *Activities) Setup(ctx context.Context, in *taskv1.SetupActivityInput) (
 	}); err != nil {
 		return nil, classifyRPC("creating topics", err)
 	}
+	keyed := allKeyed(resolved)
 	rep, err := a.Capture.EnsureReplication(ctx, &capturev1.EnsureReplicationRequest{
 		Source: spec.GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(),
-		Tables: resolved.GetTables(), PublicationOnly: in.GetPublicationOnly(),
+		Tables: resolved.GetTables(), PublicationOnly: in.GetPublicationOnly() && (!in.GetChunkIfKeyed() || !keyed),
 		Schemas: selectedSchemas(spec.GetObjects()), AllTables: spec.GetObjects().GetWholeDatabase(),
+		Filters: tableFilters(spec),
 	})
 	if err != nil {
 		return nil, classifyRPC(fmt.Sprintf("creating slot and publication %s", in.GetSlotName()), err)
 	}
-	return &taskv1.SetupActivityResult{Tables: resolved.GetTables(), StartLsn: rep.GetConfirmedLsn()}, nil
+	return &taskv1.SetupActivityResult{
+		Tables: resolved.GetTables(), StartLsn: rep.GetConfirmedLsn(), EstimatedRows: resolved.GetEstimatedRows(), AllKeyed: keyed,
+	}, nil
+}
+
+// allKeyed tells whether every resolved table has a primary key, which
+// chunked full sync needs.
+func allKeyed(res *catalogv1.ResolveTablesResponse) bool {
+	keys := res.GetHasPrimaryKey()
+	if len(keys) != len(res.GetTables()) {
+		return false
+	}
+	for _, k := range keys {
+		if !k {
+			return false
+		}
+	}
+	return true
 }
 
 // selectedSchemas names the schemas the selection takes whole, which the

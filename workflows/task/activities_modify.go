@@ -49,6 +49,7 @@ func (a *Activities) Modify(ctx context.Context, in *taskv1.ModifyActivityInput)
 	if _, err := a.Capture.EnsureReplication(ctx, &capturev1.EnsureReplicationRequest{
 		Source: spec.GetSource(), PublicationName: in.GetPublicationName(), Tables: now.GetTables(), PublicationOnly: true,
 		Schemas: selectedSchemas(spec.GetObjects()), AllTables: spec.GetObjects().GetWholeDatabase(),
+		Filters: tableFilters(spec),
 	}); err != nil {
 		return nil, classifyRPC(fmt.Sprintf("setting the tables of publication %s", in.GetPublicationName()), err)
 	}

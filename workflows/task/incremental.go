@@ -37,29 +37,30 @@ const HeartbeatThrottle = 2 * time.Second
 // acks back: only an LSN that delivery reports safe is acknowledged to
 // capture, heartbeated, and returned with any error. It runs until cancelled
 // or until either stream fails; the workflow decides whether to retry.
-func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActivityInput) error {
+func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActivityInput) (*cdcv1.Checkpoint, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cp := &checkpointTracker{lsn: in.GetCheckpoint().GetConfirmedLsn(), backfills: newBackfillProgress(in.GetCheckpoint().GetBackfills())}
+	cp := &checkpointTracker{lsn: in.GetCheckpoint().GetConfirmedLsn(), backfills: newBackfillProgress(in.GetCheckpoint().GetBackfills()),
+		untilBackfilled: in.GetUntilBackfilled()}
 
 	relay := grpc.ForceCodecV2(frameCodec{})
 	capStream, err := a.Capture.StreamChanges(ctx, relay)
 	if err != nil {
-		return classifyRPC("opening the capture stream", err, cp.snapshot())
+		return nil, classifyRPC("opening the capture stream", err, cp.snapshot())
 	}
 	if err := capStream.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Start{Start: &capturev1.StartStream{
 		Source: in.GetSpec().GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(),
 		StartLsn: cp.get(), HeartbeatSeconds: heartbeatSeconds(in.GetSpec()),
 		Throttle: in.GetSpec().GetAdvanced().GetIncrementalThrottle(), Backfills: pendingBackfills(in.GetCheckpoint()),
 	}}}); err != nil {
-		return classifyRPC("starting the capture stream", recvErr(capStream.Recv, err), cp.snapshot())
+		return nil, classifyRPC("starting the capture stream", recvErr(capStream.Recv, err), cp.snapshot())
 	}
 	delStream, err := a.Delivery.Deliver(ctx, relay)
 	if err != nil {
-		return classifyRPC("opening the delivery stream", err, cp.snapshot())
+		return nil, classifyRPC("opening the delivery stream", err, cp.snapshot())
 	}
 	if err := delStream.Send(&deliveryv1.DeliverRequest{Kind: &deliveryv1.DeliverRequest_Start{Start: deliveryStart(in.GetTaskId(), in.GetSpec())}}); err != nil {
-		return classifyRPC("starting the delivery stream", recvErr(delStream.Recv, err), cp.snapshot())
+		return nil, classifyRPC("starting the delivery stream", recvErr(delStream.Recv, err), cp.snapshot())
 	}
 
 	errc := make(chan error, 3)
@@ -68,11 +69,19 @@ func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActi
 	go func() { errc <- heartbeatLoop(ctx, cp) }()
 	err = <-errc
 	cancel()
+	if errors.Is(err, errBackfilled) {
+		activity.GetLogger(ctx).Info("every backfill confirmed", "confirmedLSN", cp.get())
+		return cp.snapshot(), nil
+	}
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		activity.GetLogger(ctx).Info("incremental sync cancelled", "confirmedLSN", cp.get())
 	}
-	return classifyRPC("incremental sync", err, cp.snapshot())
+	return nil, classifyRPC("incremental sync", err, cp.snapshot())
 }
+
+// errBackfilled ends an attempt asked to stop once every backfill is
+// confirmed (chunked full sync).
+var errBackfilled = errors.New("every backfill is confirmed")
 
 // heartbeatSeconds is the task's heartbeat interval, defaulted for specs
 // normalized before the option was.
@@ -144,6 +153,9 @@ func forwardAcks(ctx context.Context, delStream deliveryv1.DeliveryService_Deliv
 			return wrapStream("capture", recvErr(capStream.Recv, err))
 		}
 		activity.RecordHeartbeat(ctx, cp.snapshot())
+		if cp.finished() {
+			return errBackfilled
+		}
 	}
 }
 
@@ -189,6 +201,24 @@ type checkpointTracker struct {
 	deadLettered uint64
 	latencyMs    uint64 // of the last ack that moved lsn
 	backfills    backfillProgress
+	// Chunked full sync: the attempt ends once every backfill is confirmed.
+	untilBackfilled bool
+}
+
+// finished tells a chunked full sync attempt that Kafka confirmed the last
+// chunk of every table.
+func (c *checkpointTracker) finished() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.untilBackfilled {
+		return false
+	}
+	for _, b := range c.backfills.confirmed {
+		if !b.GetDone() {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *checkpointTracker) reportBackfill(b *cdcv1.BackfillProgress) {

@@ -35,17 +35,7 @@ func (r *taskRun) modify(ctx workflow.Context, sig *taskv1.ModifyObjectsSignal) 
 		return temporal.NewNonRetryableApplicationError(
 			"modify-objects: objects selects nothing; send the whole new selection (tables, schemas or whole_database)", ErrConfig, nil)
 	}
-	spec := proto.Clone(r.spec()).(*taskv1.TaskSpec)
-	spec.Objects = sig.GetObjects()
-	if spec.Kafka == nil {
-		spec.Kafka = &taskv1.KafkaOptions{}
-	}
-	if c := sig.GetCompression(); c != taskv1.Compression_COMPRESSION_UNSPECIFIED {
-		spec.Kafka.Compression = c
-	}
-	if a := sig.GetAcks(); a != taskv1.Acks_ACKS_UNSPECIFIED {
-		spec.Kafka.Acks = a
-	}
+	spec := ModifiedSpec(r.spec(), sig)
 	// A modification must not hold the stream back for a whole connection
 	// window: past the other-issues window it is refused instead.
 	opts := r.shortActivityOptions()
@@ -63,6 +53,23 @@ func (r *taskRun) modify(ctx workflow.Context, sig *taskv1.ModifyObjectsSignal) 
 	workflow.GetLogger(ctx).Info("objects modified", "added", len(res.GetAdded()), "removed", len(res.GetRemoved()),
 		"tables", len(res.GetTables()))
 	return nil
+}
+
+// ModifiedSpec is spec with a modification applied: the new objects whole,
+// and compression and acks where the modification sets them.
+func ModifiedSpec(spec *taskv1.TaskSpec, sig *taskv1.ModifyObjectsSignal) *taskv1.TaskSpec {
+	out := proto.Clone(spec).(*taskv1.TaskSpec)
+	out.Objects = sig.GetObjects()
+	if out.Kafka == nil {
+		out.Kafka = &taskv1.KafkaOptions{}
+	}
+	if c := sig.GetCompression(); c != taskv1.Compression_COMPRESSION_UNSPECIFIED {
+		out.Kafka.Compression = c
+	}
+	if a := sig.GetAcks(); a != taskv1.Acks_ACKS_UNSPECIFIED {
+		out.Kafka.Acks = a
+	}
+	return out
 }
 
 // planBackfills gives each added table a snapshot of its own when the task
@@ -103,7 +110,7 @@ func (r *taskRun) pushThrottle(ctx workflow.Context) bool {
 	})
 	var res capturev1.UpdateThrottleResponse
 	err := workflow.ExecuteActivity(actx, activities.ApplyThrottle, &taskv1.ApplyThrottleInput{
-		Spec: r.spec(), SlotName: r.st.GetSlotName(),
+		Spec: r.streamSpec(), SlotName: r.st.GetSlotName(),
 	}).Get(ctx, &res)
 	if err != nil || res.GetStreamsUpdated() == 0 {
 		workflow.GetLogger(ctx).Warn("the running stream did not take the new throttle", "error", err)

@@ -22,7 +22,12 @@ func TestReplayRecordedHistories(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatal("no recorded histories in testdata/")
 	}
-	r := worker.NewWorkflowReplayer()
+	// The worker's converter: recorded signals from the temporal CLI are
+	// plain JSON that it decodes with protojson.
+	r, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{DataConverter: DataConverter()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	r.RegisterWorkflowWithOptions(TaskWorkflow, workflow.RegisterOptions{Name: WorkflowName})
 	for _, f := range files {
 		if err := r.ReplayWorkflowHistoryFromJSONFile(log.NewStructuredLogger(slog.Default()), f); err != nil {

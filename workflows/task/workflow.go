@@ -97,25 +97,32 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 		r.setPhase(ctx, taskv1.Phase_PHASE_SCHEMA_SYNC)
 		name := ReplicationName(r.in.GetTaskId())
 		full := r.fullSyncPending(ctx)
+		chunked := full && workflow.GetVersion(ctx, chunkedFullSyncChange, workflow.DefaultVersion, 1) >= 1
 		var res taskv1.SetupActivityResult
 		actx := workflow.WithActivityOptions(ctx, r.shortActivityOptions())
 		err := workflow.ExecuteActivity(actx, activities.Setup, &taskv1.SetupActivityInput{
 			TaskId: r.in.GetTaskId(), Spec: r.spec(), SlotName: name, PublicationName: name,
-			PublicationOnly: full,
+			PublicationOnly: full, ChunkIfKeyed: chunked,
 		}).Get(ctx, &res)
 		if err != nil {
 			return fmt.Errorf("schema sync: %w", err)
 		}
 		r.st.SlotName, r.st.PublicationName = name, name
 		r.st.Tables = res.GetTables()
-		if full {
+		switch {
+		case chunked && res.GetAllKeyed():
+			r.planChunkedFullSync(&res)
+		case full:
 			// Full sync creates the slot; its consistent point becomes
 			// the checkpoint.
 			r.st.Phase = taskv1.Phase_PHASE_FULL_SYNC
-		} else {
+		default:
 			r.st.Checkpoint = &cdcv1.Checkpoint{ConfirmedLsn: res.GetStartLsn()}
 			r.st.Phase = taskv1.Phase_PHASE_INCREMENTAL
 		}
+	}
+	if r.st.Phase == taskv1.Phase_PHASE_FULL_SYNC && r.st.GetFullSyncChunked() {
+		return r.chunkedFullSync(ctx)
 	}
 	if r.st.Phase == taskv1.Phase_PHASE_FULL_SYNC {
 		return r.fullSync(ctx)
@@ -187,7 +194,7 @@ func (r *taskRun) incremental(ctx workflow.Context) error {
 		}
 		r.setStatus(ctx, taskv1.Status_STATUS_RUNNING)
 		before := r.st.GetCheckpoint().GetConfirmedLsn()
-		err := r.runIncrementalOnce(ctx)
+		_, err := r.runIncrementalOnce(ctx, false)
 		if err == nil {
 			continue
 		}
@@ -208,8 +215,9 @@ func (r *taskRun) restart(ctx workflow.Context) {
 }
 
 // runIncrementalOnce runs one attempt of the incremental activity. It returns
-// nil when a pause or stop signal cancelled the attempt.
-func (r *taskRun) runIncrementalOnce(ctx workflow.Context) error {
+// nil when a signal cancelled the attempt. With untilBackfilled (chunked full
+// sync) an attempt that confirmed every backfill returns done.
+func (r *taskRun) runIncrementalOnce(ctx workflow.Context, untilBackfilled bool) (done bool, _ error) {
 	actx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
 	r.throttleDirty = false // the attempt takes the throttle from its input
@@ -220,19 +228,24 @@ func (r *taskRun) runIncrementalOnce(ctx workflow.Context) error {
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
 	})
 	fut := workflow.ExecuteActivity(actx, activities.Incremental, &taskv1.IncrementalActivityInput{
-		TaskId: r.in.GetTaskId(), Spec: r.spec(), SlotName: r.st.GetSlotName(),
-		PublicationName: r.st.GetPublicationName(), Checkpoint: r.st.GetCheckpoint(),
+		TaskId: r.in.GetTaskId(), Spec: r.streamSpec(), SlotName: r.st.GetSlotName(),
+		PublicationName: r.st.GetPublicationName(), Checkpoint: r.st.GetCheckpoint(), UntilBackfilled: untilBackfilled,
 	})
 	interrupted := r.awaitOrInterrupt(ctx, fut, cancel)
-	err := fut.Get(ctx, nil)
+	var cp cdcv1.Checkpoint
+	err := fut.Get(ctx, &cp)
+	if err == nil && untilBackfilled {
+		r.st.Checkpoint = &cp
+		return true, nil
+	}
 	r.absorbCheckpoint(err)
 	if interrupted {
-		return nil
+		return false, nil
 	}
 	if err == nil {
-		return temporal.NewApplicationError("incremental sync ended without an error", ErrOther)
+		return false, temporal.NewApplicationError("incremental sync ended without an error", ErrOther)
 	}
-	return err
+	return false, err
 }
 
 // onFailure decides, from the retry windows, whether to try again. It returns

@@ -53,12 +53,12 @@ func newWFTest(t *testing.T) *wfTest {
 // repeats for later attempts.
 func (w *wfTest) onIncremental(attempts ...func(ctx context.Context, in *taskv1.IncrementalActivityInput) error) {
 	n := 0
-	w.OnActivity(w.a.Incremental, mock.Anything, mock.Anything).Return(func(ctx context.Context, in *taskv1.IncrementalActivityInput) error {
+	w.OnActivity(w.a.Incremental, mock.Anything, mock.Anything).Return(func(ctx context.Context, in *taskv1.IncrementalActivityInput) (*cdcv1.Checkpoint, error) {
 		w.increments = append(w.increments, in)
 		f := attempts[min(n, len(attempts)-1)]
 		n++
 		w.running.Add(1)
-		return f(ctx, in)
+		return nil, f(ctx, in)
 	})
 }
 

@@ -146,7 +146,18 @@ type EnsureReplicationRequest struct {
 	Schemas []string `protobuf:"bytes,6,rep,name=schemas,proto3" json:"schemas,omitempty"`
 	// Publish every table of the database, including later ones (FOR ALL
 	// TABLES, which needs a superuser); schemas and tables are then ignored.
-	AllTables     bool `protobuf:"varint,7,opt,name=all_tables,json=allTables,proto3" json:"all_tables,omitempty"`
+	AllTables bool `protobuf:"varint,7,opt,name=all_tables,json=allTables,proto3" json:"all_tables,omitempty"`
+	// Row filters (PostgreSQL 15 and later): each table must be one of tables,
+	// outside schemas, and all_tables must be false. The publication lists the
+	// table with its filter, so the server streams only matching rows, and
+	// ReadSnapshot and backfills read the filter back from the publication.
+	// A table not listed here is published whole; a filter removed from the
+	// request is removed from the publication. Errors: InvalidArgument when
+	// PostgreSQL does not accept the filter as a publication row filter,
+	// FailedPrecondition when it uses a column outside the table's replica
+	// identity (PostgreSQL would then refuse the application's UPDATEs and
+	// DELETEs on the table), and the publication is then left unchanged.
+	Filters       []*TableFilter `protobuf:"bytes,8,rep,name=filters,proto3" json:"filters,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -230,6 +241,69 @@ func (x *EnsureReplicationRequest) GetAllTables() bool {
 	return false
 }
 
+func (x *EnsureReplicationRequest) GetFilters() []*TableFilter {
+	if x != nil {
+		return x.Filters
+	}
+	return nil
+}
+
+// A row filter on one published table.
+type TableFilter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Table *v1.TableRef           `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	// A SQL boolean condition over the table's columns, as the WHERE clause of
+	// a publication row filter: columns, constants, built-in operators and
+	// immutable built-in functions only.
+	Filter        string `protobuf:"bytes,2,opt,name=filter,proto3" json:"filter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TableFilter) Reset() {
+	*x = TableFilter{}
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TableFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TableFilter) ProtoMessage() {}
+
+func (x *TableFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TableFilter.ProtoReflect.Descriptor instead.
+func (*TableFilter) Descriptor() ([]byte, []int) {
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *TableFilter) GetTable() *v1.TableRef {
+	if x != nil {
+		return x.Table
+	}
+	return nil
+}
+
+func (x *TableFilter) GetFilter() string {
+	if x != nil {
+		return x.Filter
+	}
+	return ""
+}
+
 type EnsureReplicationResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The slot's confirmed_flush_lsn.
@@ -242,7 +316,7 @@ type EnsureReplicationResponse struct {
 
 func (x *EnsureReplicationResponse) Reset() {
 	*x = EnsureReplicationResponse{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[3]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -254,7 +328,7 @@ func (x *EnsureReplicationResponse) String() string {
 func (*EnsureReplicationResponse) ProtoMessage() {}
 
 func (x *EnsureReplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[3]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -267,7 +341,7 @@ func (x *EnsureReplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureReplicationResponse.ProtoReflect.Descriptor instead.
 func (*EnsureReplicationResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{3}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *EnsureReplicationResponse) GetConfirmedLsn() uint64 {
@@ -302,7 +376,7 @@ type ReleaseReplicationRequest struct {
 
 func (x *ReleaseReplicationRequest) Reset() {
 	*x = ReleaseReplicationRequest{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[4]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -314,7 +388,7 @@ func (x *ReleaseReplicationRequest) String() string {
 func (*ReleaseReplicationRequest) ProtoMessage() {}
 
 func (x *ReleaseReplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[4]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -327,7 +401,7 @@ func (x *ReleaseReplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseReplicationRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseReplicationRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{4}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReleaseReplicationRequest) GetSource() *v1.SourceEndpoint {
@@ -361,7 +435,7 @@ type ReleaseReplicationResponse struct {
 
 func (x *ReleaseReplicationResponse) Reset() {
 	*x = ReleaseReplicationResponse{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[5]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -373,7 +447,7 @@ func (x *ReleaseReplicationResponse) String() string {
 func (*ReleaseReplicationResponse) ProtoMessage() {}
 
 func (x *ReleaseReplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[5]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -386,7 +460,7 @@ func (x *ReleaseReplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseReplicationResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseReplicationResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{5}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReleaseReplicationResponse) GetSlotDropped() bool {
@@ -416,7 +490,7 @@ type StreamChangesRequest struct {
 
 func (x *StreamChangesRequest) Reset() {
 	*x = StreamChangesRequest{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[6]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -428,7 +502,7 @@ func (x *StreamChangesRequest) String() string {
 func (*StreamChangesRequest) ProtoMessage() {}
 
 func (x *StreamChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[6]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -441,7 +515,7 @@ func (x *StreamChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamChangesRequest.ProtoReflect.Descriptor instead.
 func (*StreamChangesRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{6}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StreamChangesRequest) GetKind() isStreamChangesRequest_Kind {
@@ -516,7 +590,9 @@ type StartStream struct {
 	// INSERTs at the chunk's high watermark, minus the keys that changed
 	// between its watermarks (their newer versions are in the stream). After
 	// each chunk the server sends a StreamChangesResponse with backfill set.
-	// The table must be in the publication and have a primary key.
+	// The table must be in the publication and have a primary key. A table
+	// the publication lists with a row filter is read through that filter, as
+	// each chunk's snapshot sees the publication.
 	Backfills []*v11.BackfillProgress `protobuf:"bytes,9,rep,name=backfills,proto3" json:"backfills,omitempty"`
 	// Zero: 1000 rows per backfill chunk.
 	BackfillChunkRows uint32 `protobuf:"varint,10,opt,name=backfill_chunk_rows,json=backfillChunkRows,proto3" json:"backfill_chunk_rows,omitempty"`
@@ -526,7 +602,7 @@ type StartStream struct {
 
 func (x *StartStream) Reset() {
 	*x = StartStream{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[7]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +614,7 @@ func (x *StartStream) String() string {
 func (*StartStream) ProtoMessage() {}
 
 func (x *StartStream) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[7]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +627,7 @@ func (x *StartStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartStream.ProtoReflect.Descriptor instead.
 func (*StartStream) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{7}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StartStream) GetSource() *v1.SourceEndpoint {
@@ -634,7 +710,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[8]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +722,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[8]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +735,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{8}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Ack) GetFlushedLsn() uint64 {
@@ -682,7 +758,7 @@ type StreamChangesResponse struct {
 
 func (x *StreamChangesResponse) Reset() {
 	*x = StreamChangesResponse{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[9]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +770,7 @@ func (x *StreamChangesResponse) String() string {
 func (*StreamChangesResponse) ProtoMessage() {}
 
 func (x *StreamChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[9]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +783,7 @@ func (x *StreamChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamChangesResponse.ProtoReflect.Descriptor instead.
 func (*StreamChangesResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{9}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StreamChangesResponse) GetBatch() *v11.ChangeBatch {
@@ -753,7 +829,7 @@ type ReadSnapshotRequest struct {
 
 func (x *ReadSnapshotRequest) Reset() {
 	*x = ReadSnapshotRequest{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[10]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -765,7 +841,7 @@ func (x *ReadSnapshotRequest) String() string {
 func (*ReadSnapshotRequest) ProtoMessage() {}
 
 func (x *ReadSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[10]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -778,7 +854,7 @@ func (x *ReadSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*ReadSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{10}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReadSnapshotRequest) GetSource() *v1.SourceEndpoint {
@@ -851,7 +927,7 @@ type ReadSnapshotResponse struct {
 
 func (x *ReadSnapshotResponse) Reset() {
 	*x = ReadSnapshotResponse{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[11]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +939,7 @@ func (x *ReadSnapshotResponse) String() string {
 func (*ReadSnapshotResponse) ProtoMessage() {}
 
 func (x *ReadSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[11]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +952,7 @@ func (x *ReadSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*ReadSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{11}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReadSnapshotResponse) GetBatch() *v11.ChangeBatch {
@@ -916,7 +992,7 @@ type SnapshotStarted struct {
 
 func (x *SnapshotStarted) Reset() {
 	*x = SnapshotStarted{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[12]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -928,7 +1004,7 @@ func (x *SnapshotStarted) String() string {
 func (*SnapshotStarted) ProtoMessage() {}
 
 func (x *SnapshotStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[12]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -941,7 +1017,7 @@ func (x *SnapshotStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotStarted.ProtoReflect.Descriptor instead.
 func (*SnapshotStarted) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{12}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SnapshotStarted) GetConsistentLsn() uint64 {
@@ -978,7 +1054,7 @@ type SnapshotProgress struct {
 
 func (x *SnapshotProgress) Reset() {
 	*x = SnapshotProgress{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[13]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1066,7 @@ func (x *SnapshotProgress) String() string {
 func (*SnapshotProgress) ProtoMessage() {}
 
 func (x *SnapshotProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[13]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1079,7 @@ func (x *SnapshotProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotProgress.ProtoReflect.Descriptor instead.
 func (*SnapshotProgress) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{13}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SnapshotProgress) GetTables() []*v1.TableRowCount {
@@ -1030,7 +1106,7 @@ const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"\vincremental\x18\x02 \x01(\v2\".ferry.task.v1.IncrementalThrottleR\vincremental\x123\n" +
 	"\x04full\x18\x03 \x01(\v2\x1f.ferry.task.v1.FullSyncThrottleR\x04full\"A\n" +
 	"\x16UpdateThrottleResponse\x12'\n" +
-	"\x0fstreams_updated\x18\x01 \x01(\rR\x0estreamsUpdated\"\xae\x02\n" +
+	"\x0fstreams_updated\x18\x01 \x01(\rR\x0estreamsUpdated\"\xe7\x02\n" +
 	"\x18EnsureReplicationRequest\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x12\x1b\n" +
 	"\tslot_name\x18\x02 \x01(\tR\bslotName\x12)\n" +
@@ -1039,7 +1115,11 @@ const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"\x10publication_only\x18\x05 \x01(\bR\x0fpublicationOnly\x12\x18\n" +
 	"\aschemas\x18\x06 \x03(\tR\aschemas\x12\x1d\n" +
 	"\n" +
-	"all_tables\x18\a \x01(\bR\tallTables\"\x94\x01\n" +
+	"all_tables\x18\a \x01(\bR\tallTables\x127\n" +
+	"\afilters\x18\b \x03(\v2\x1d.ferry.capture.v1.TableFilterR\afilters\"T\n" +
+	"\vTableFilter\x12-\n" +
+	"\x05table\x18\x01 \x01(\v2\x17.ferry.task.v1.TableRefR\x05table\x12\x16\n" +
+	"\x06filter\x18\x02 \x01(\tR\x06filter\"\x94\x01\n" +
 	"\x19EnsureReplicationResponse\x12#\n" +
 	"\rconfirmed_lsn\x18\x01 \x01(\x04R\fconfirmedLsn\x12!\n" +
 	"\fslot_created\x18\x02 \x01(\bR\vslotCreated\x12/\n" +
@@ -1112,68 +1192,71 @@ func file_ferry_capture_v1_capture_proto_rawDescGZIP() []byte {
 	return file_ferry_capture_v1_capture_proto_rawDescData
 }
 
-var file_ferry_capture_v1_capture_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_ferry_capture_v1_capture_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_ferry_capture_v1_capture_proto_goTypes = []any{
 	(*UpdateThrottleRequest)(nil),      // 0: ferry.capture.v1.UpdateThrottleRequest
 	(*UpdateThrottleResponse)(nil),     // 1: ferry.capture.v1.UpdateThrottleResponse
 	(*EnsureReplicationRequest)(nil),   // 2: ferry.capture.v1.EnsureReplicationRequest
-	(*EnsureReplicationResponse)(nil),  // 3: ferry.capture.v1.EnsureReplicationResponse
-	(*ReleaseReplicationRequest)(nil),  // 4: ferry.capture.v1.ReleaseReplicationRequest
-	(*ReleaseReplicationResponse)(nil), // 5: ferry.capture.v1.ReleaseReplicationResponse
-	(*StreamChangesRequest)(nil),       // 6: ferry.capture.v1.StreamChangesRequest
-	(*StartStream)(nil),                // 7: ferry.capture.v1.StartStream
-	(*Ack)(nil),                        // 8: ferry.capture.v1.Ack
-	(*StreamChangesResponse)(nil),      // 9: ferry.capture.v1.StreamChangesResponse
-	(*ReadSnapshotRequest)(nil),        // 10: ferry.capture.v1.ReadSnapshotRequest
-	(*ReadSnapshotResponse)(nil),       // 11: ferry.capture.v1.ReadSnapshotResponse
-	(*SnapshotStarted)(nil),            // 12: ferry.capture.v1.SnapshotStarted
-	(*SnapshotProgress)(nil),           // 13: ferry.capture.v1.SnapshotProgress
-	(*v1.IncrementalThrottle)(nil),     // 14: ferry.task.v1.IncrementalThrottle
-	(*v1.FullSyncThrottle)(nil),        // 15: ferry.task.v1.FullSyncThrottle
-	(*v1.SourceEndpoint)(nil),          // 16: ferry.task.v1.SourceEndpoint
-	(*v1.TableRef)(nil),                // 17: ferry.task.v1.TableRef
-	(*v11.BackfillProgress)(nil),       // 18: ferry.cdc.v1.BackfillProgress
-	(*v11.ChangeBatch)(nil),            // 19: ferry.cdc.v1.ChangeBatch
-	(*timestamppb.Timestamp)(nil),      // 20: google.protobuf.Timestamp
-	(*v1.TableRowCount)(nil),           // 21: ferry.task.v1.TableRowCount
+	(*TableFilter)(nil),                // 3: ferry.capture.v1.TableFilter
+	(*EnsureReplicationResponse)(nil),  // 4: ferry.capture.v1.EnsureReplicationResponse
+	(*ReleaseReplicationRequest)(nil),  // 5: ferry.capture.v1.ReleaseReplicationRequest
+	(*ReleaseReplicationResponse)(nil), // 6: ferry.capture.v1.ReleaseReplicationResponse
+	(*StreamChangesRequest)(nil),       // 7: ferry.capture.v1.StreamChangesRequest
+	(*StartStream)(nil),                // 8: ferry.capture.v1.StartStream
+	(*Ack)(nil),                        // 9: ferry.capture.v1.Ack
+	(*StreamChangesResponse)(nil),      // 10: ferry.capture.v1.StreamChangesResponse
+	(*ReadSnapshotRequest)(nil),        // 11: ferry.capture.v1.ReadSnapshotRequest
+	(*ReadSnapshotResponse)(nil),       // 12: ferry.capture.v1.ReadSnapshotResponse
+	(*SnapshotStarted)(nil),            // 13: ferry.capture.v1.SnapshotStarted
+	(*SnapshotProgress)(nil),           // 14: ferry.capture.v1.SnapshotProgress
+	(*v1.IncrementalThrottle)(nil),     // 15: ferry.task.v1.IncrementalThrottle
+	(*v1.FullSyncThrottle)(nil),        // 16: ferry.task.v1.FullSyncThrottle
+	(*v1.SourceEndpoint)(nil),          // 17: ferry.task.v1.SourceEndpoint
+	(*v1.TableRef)(nil),                // 18: ferry.task.v1.TableRef
+	(*v11.BackfillProgress)(nil),       // 19: ferry.cdc.v1.BackfillProgress
+	(*v11.ChangeBatch)(nil),            // 20: ferry.cdc.v1.ChangeBatch
+	(*timestamppb.Timestamp)(nil),      // 21: google.protobuf.Timestamp
+	(*v1.TableRowCount)(nil),           // 22: ferry.task.v1.TableRowCount
 }
 var file_ferry_capture_v1_capture_proto_depIdxs = []int32{
-	14, // 0: ferry.capture.v1.UpdateThrottleRequest.incremental:type_name -> ferry.task.v1.IncrementalThrottle
-	15, // 1: ferry.capture.v1.UpdateThrottleRequest.full:type_name -> ferry.task.v1.FullSyncThrottle
-	16, // 2: ferry.capture.v1.EnsureReplicationRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	17, // 3: ferry.capture.v1.EnsureReplicationRequest.tables:type_name -> ferry.task.v1.TableRef
-	16, // 4: ferry.capture.v1.ReleaseReplicationRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	7,  // 5: ferry.capture.v1.StreamChangesRequest.start:type_name -> ferry.capture.v1.StartStream
-	8,  // 6: ferry.capture.v1.StreamChangesRequest.ack:type_name -> ferry.capture.v1.Ack
-	16, // 7: ferry.capture.v1.StartStream.source:type_name -> ferry.task.v1.SourceEndpoint
-	14, // 8: ferry.capture.v1.StartStream.throttle:type_name -> ferry.task.v1.IncrementalThrottle
-	18, // 9: ferry.capture.v1.StartStream.backfills:type_name -> ferry.cdc.v1.BackfillProgress
-	19, // 10: ferry.capture.v1.StreamChangesResponse.batch:type_name -> ferry.cdc.v1.ChangeBatch
-	18, // 11: ferry.capture.v1.StreamChangesResponse.backfill:type_name -> ferry.cdc.v1.BackfillProgress
-	16, // 12: ferry.capture.v1.ReadSnapshotRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	17, // 13: ferry.capture.v1.ReadSnapshotRequest.table:type_name -> ferry.task.v1.TableRef
-	17, // 14: ferry.capture.v1.ReadSnapshotRequest.tables:type_name -> ferry.task.v1.TableRef
-	15, // 15: ferry.capture.v1.ReadSnapshotRequest.throttle:type_name -> ferry.task.v1.FullSyncThrottle
-	19, // 16: ferry.capture.v1.ReadSnapshotResponse.batch:type_name -> ferry.cdc.v1.ChangeBatch
-	12, // 17: ferry.capture.v1.ReadSnapshotResponse.started:type_name -> ferry.capture.v1.SnapshotStarted
-	13, // 18: ferry.capture.v1.ReadSnapshotResponse.progress:type_name -> ferry.capture.v1.SnapshotProgress
-	20, // 19: ferry.capture.v1.SnapshotStarted.snapshot_time:type_name -> google.protobuf.Timestamp
-	21, // 20: ferry.capture.v1.SnapshotProgress.tables:type_name -> ferry.task.v1.TableRowCount
-	2,  // 21: ferry.capture.v1.CaptureService.EnsureReplication:input_type -> ferry.capture.v1.EnsureReplicationRequest
-	4,  // 22: ferry.capture.v1.CaptureService.ReleaseReplication:input_type -> ferry.capture.v1.ReleaseReplicationRequest
-	6,  // 23: ferry.capture.v1.CaptureService.StreamChanges:input_type -> ferry.capture.v1.StreamChangesRequest
-	10, // 24: ferry.capture.v1.CaptureService.ReadSnapshot:input_type -> ferry.capture.v1.ReadSnapshotRequest
-	0,  // 25: ferry.capture.v1.CaptureService.UpdateThrottle:input_type -> ferry.capture.v1.UpdateThrottleRequest
-	3,  // 26: ferry.capture.v1.CaptureService.EnsureReplication:output_type -> ferry.capture.v1.EnsureReplicationResponse
-	5,  // 27: ferry.capture.v1.CaptureService.ReleaseReplication:output_type -> ferry.capture.v1.ReleaseReplicationResponse
-	9,  // 28: ferry.capture.v1.CaptureService.StreamChanges:output_type -> ferry.capture.v1.StreamChangesResponse
-	11, // 29: ferry.capture.v1.CaptureService.ReadSnapshot:output_type -> ferry.capture.v1.ReadSnapshotResponse
-	1,  // 30: ferry.capture.v1.CaptureService.UpdateThrottle:output_type -> ferry.capture.v1.UpdateThrottleResponse
-	26, // [26:31] is the sub-list for method output_type
-	21, // [21:26] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	15, // 0: ferry.capture.v1.UpdateThrottleRequest.incremental:type_name -> ferry.task.v1.IncrementalThrottle
+	16, // 1: ferry.capture.v1.UpdateThrottleRequest.full:type_name -> ferry.task.v1.FullSyncThrottle
+	17, // 2: ferry.capture.v1.EnsureReplicationRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	18, // 3: ferry.capture.v1.EnsureReplicationRequest.tables:type_name -> ferry.task.v1.TableRef
+	3,  // 4: ferry.capture.v1.EnsureReplicationRequest.filters:type_name -> ferry.capture.v1.TableFilter
+	18, // 5: ferry.capture.v1.TableFilter.table:type_name -> ferry.task.v1.TableRef
+	17, // 6: ferry.capture.v1.ReleaseReplicationRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	8,  // 7: ferry.capture.v1.StreamChangesRequest.start:type_name -> ferry.capture.v1.StartStream
+	9,  // 8: ferry.capture.v1.StreamChangesRequest.ack:type_name -> ferry.capture.v1.Ack
+	17, // 9: ferry.capture.v1.StartStream.source:type_name -> ferry.task.v1.SourceEndpoint
+	15, // 10: ferry.capture.v1.StartStream.throttle:type_name -> ferry.task.v1.IncrementalThrottle
+	19, // 11: ferry.capture.v1.StartStream.backfills:type_name -> ferry.cdc.v1.BackfillProgress
+	20, // 12: ferry.capture.v1.StreamChangesResponse.batch:type_name -> ferry.cdc.v1.ChangeBatch
+	19, // 13: ferry.capture.v1.StreamChangesResponse.backfill:type_name -> ferry.cdc.v1.BackfillProgress
+	17, // 14: ferry.capture.v1.ReadSnapshotRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	18, // 15: ferry.capture.v1.ReadSnapshotRequest.table:type_name -> ferry.task.v1.TableRef
+	18, // 16: ferry.capture.v1.ReadSnapshotRequest.tables:type_name -> ferry.task.v1.TableRef
+	16, // 17: ferry.capture.v1.ReadSnapshotRequest.throttle:type_name -> ferry.task.v1.FullSyncThrottle
+	20, // 18: ferry.capture.v1.ReadSnapshotResponse.batch:type_name -> ferry.cdc.v1.ChangeBatch
+	13, // 19: ferry.capture.v1.ReadSnapshotResponse.started:type_name -> ferry.capture.v1.SnapshotStarted
+	14, // 20: ferry.capture.v1.ReadSnapshotResponse.progress:type_name -> ferry.capture.v1.SnapshotProgress
+	21, // 21: ferry.capture.v1.SnapshotStarted.snapshot_time:type_name -> google.protobuf.Timestamp
+	22, // 22: ferry.capture.v1.SnapshotProgress.tables:type_name -> ferry.task.v1.TableRowCount
+	2,  // 23: ferry.capture.v1.CaptureService.EnsureReplication:input_type -> ferry.capture.v1.EnsureReplicationRequest
+	5,  // 24: ferry.capture.v1.CaptureService.ReleaseReplication:input_type -> ferry.capture.v1.ReleaseReplicationRequest
+	7,  // 25: ferry.capture.v1.CaptureService.StreamChanges:input_type -> ferry.capture.v1.StreamChangesRequest
+	11, // 26: ferry.capture.v1.CaptureService.ReadSnapshot:input_type -> ferry.capture.v1.ReadSnapshotRequest
+	0,  // 27: ferry.capture.v1.CaptureService.UpdateThrottle:input_type -> ferry.capture.v1.UpdateThrottleRequest
+	4,  // 28: ferry.capture.v1.CaptureService.EnsureReplication:output_type -> ferry.capture.v1.EnsureReplicationResponse
+	6,  // 29: ferry.capture.v1.CaptureService.ReleaseReplication:output_type -> ferry.capture.v1.ReleaseReplicationResponse
+	10, // 30: ferry.capture.v1.CaptureService.StreamChanges:output_type -> ferry.capture.v1.StreamChangesResponse
+	12, // 31: ferry.capture.v1.CaptureService.ReadSnapshot:output_type -> ferry.capture.v1.ReadSnapshotResponse
+	1,  // 32: ferry.capture.v1.CaptureService.UpdateThrottle:output_type -> ferry.capture.v1.UpdateThrottleResponse
+	28, // [28:33] is the sub-list for method output_type
+	23, // [23:28] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_ferry_capture_v1_capture_proto_init() }
@@ -1181,7 +1264,7 @@ func file_ferry_capture_v1_capture_proto_init() {
 	if File_ferry_capture_v1_capture_proto != nil {
 		return
 	}
-	file_ferry_capture_v1_capture_proto_msgTypes[6].OneofWrappers = []any{
+	file_ferry_capture_v1_capture_proto_msgTypes[7].OneofWrappers = []any{
 		(*StreamChangesRequest_Start)(nil),
 		(*StreamChangesRequest_Ack)(nil),
 	}
@@ -1191,7 +1274,7 @@ func file_ferry_capture_v1_capture_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ferry_capture_v1_capture_proto_rawDesc), len(file_ferry_capture_v1_capture_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

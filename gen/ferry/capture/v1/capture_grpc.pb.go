@@ -54,7 +54,10 @@ type CaptureServiceClient interface {
 	// `started` (the slot's consistent point) first, then `batch`es of
 	// snapshot INSERTs with the relations they need, then one empty batch
 	// whose watermark_lsn is the consistent point, and last a `progress` with
-	// done set and the final per-table row counts. Incremental sync from the
+	// done set and the final per-table row counts. A table the publication
+	// lists with a row filter (EnsureReplicationRequest.filters) is read
+	// through that filter, as the snapshot sees the publication, so the
+	// snapshot holds exactly the rows the stream would. Incremental sync from the
 	// consistent point continues exactly where the snapshot ends. Errors as
 	// for StreamChanges.
 	ReadSnapshot(ctx context.Context, in *ReadSnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadSnapshotResponse], error)
@@ -162,7 +165,10 @@ type CaptureServiceServer interface {
 	// `started` (the slot's consistent point) first, then `batch`es of
 	// snapshot INSERTs with the relations they need, then one empty batch
 	// whose watermark_lsn is the consistent point, and last a `progress` with
-	// done set and the final per-table row counts. Incremental sync from the
+	// done set and the final per-table row counts. A table the publication
+	// lists with a row filter (EnsureReplicationRequest.filters) is read
+	// through that filter, as the snapshot sees the publication, so the
+	// snapshot holds exactly the rows the stream would. Incremental sync from the
 	// consistent point continues exactly where the snapshot ends. Errors as
 	// for StreamChanges.
 	ReadSnapshot(*ReadSnapshotRequest, grpc.ServerStreamingServer[ReadSnapshotResponse]) error

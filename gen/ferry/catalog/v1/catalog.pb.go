@@ -381,6 +381,8 @@ type ResolveTablesResponse struct {
 	// (partitioned tables sum their leaf partitions); zero for a table never
 	// analyzed or vacuumed.
 	EstimatedRows []uint64 `protobuf:"varint,2,rep,packed,name=estimated_rows,json=estimatedRows,proto3" json:"estimated_rows,omitempty"`
+	// Whether each table has a primary key, in the order of tables.
+	HasPrimaryKey []bool `protobuf:"varint,3,rep,packed,name=has_primary_key,json=hasPrimaryKey,proto3" json:"has_primary_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -425,6 +427,13 @@ func (x *ResolveTablesResponse) GetTables() []*v1.TableRef {
 func (x *ResolveTablesResponse) GetEstimatedRows() []uint64 {
 	if x != nil {
 		return x.EstimatedRows
+	}
+	return nil
+}
+
+func (x *ResolveTablesResponse) GetHasPrimaryKey() []bool {
+	if x != nil {
+		return x.HasPrimaryKey
 	}
 	return nil
 }
@@ -1154,10 +1163,11 @@ const file_ferry_catalog_v1_catalog_proto_rawDesc = "" +
 	"\x05items\x18\x01 \x03(\v2\x1b.ferry.task.v1.PrecheckItemR\x05items\"\x87\x01\n" +
 	"\x14ResolveTablesRequest\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x128\n" +
-	"\aobjects\x18\x02 \x01(\v2\x1e.ferry.task.v1.ObjectSelectionR\aobjects\"o\n" +
+	"\aobjects\x18\x02 \x01(\v2\x1e.ferry.task.v1.ObjectSelectionR\aobjects\"\x97\x01\n" +
 	"\x15ResolveTablesResponse\x12/\n" +
 	"\x06tables\x18\x01 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\x12%\n" +
-	"\x0eestimated_rows\x18\x02 \x03(\x04R\restimatedRows\"M\n" +
+	"\x0eestimated_rows\x18\x02 \x03(\x04R\restimatedRows\x12&\n" +
+	"\x0fhas_primary_key\x18\x03 \x03(\bR\rhasPrimaryKey\"M\n" +
 	"\x14GetServerInfoRequest\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\"\x80\x02\n" +
 	"\x15GetServerInfoResponse\x12\x18\n" +

@@ -517,6 +517,19 @@ func (m *ResolveTablesResponse) MarshalToSizedBufferVT(dAtA []byte) (int, error)
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if len(m.HasPrimaryKey) > 0 {
+		for iNdEx := len(m.HasPrimaryKey) - 1; iNdEx >= 0; iNdEx-- {
+			i--
+			if m.HasPrimaryKey[iNdEx] {
+				dAtA[i] = 1
+			} else {
+				dAtA[i] = 0
+			}
+		}
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(len(m.HasPrimaryKey)))
+		i--
+		dAtA[i] = 0x1a
+	}
 	if len(m.EstimatedRows) > 0 {
 		var pksize2 int
 		for _, num := range m.EstimatedRows {
@@ -1562,6 +1575,9 @@ func (m *ResolveTablesResponse) SizeVT() (n int) {
 			l += protohelpers.SizeOfVarint(uint64(e))
 		}
 		n += 1 + protohelpers.SizeOfVarint(uint64(l)) + l
+	}
+	if len(m.HasPrimaryKey) > 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(len(m.HasPrimaryKey))) + len(m.HasPrimaryKey)*1
 	}
 	n += len(m.unknownFields)
 	return n
@@ -2899,6 +2915,76 @@ func (m *ResolveTablesResponse) UnmarshalVT(dAtA []byte) error {
 				}
 			} else {
 				return fmt.Errorf("proto: wrong wireType = %d for field EstimatedRows", wireType)
+			}
+		case 3:
+			if wireType == 0 {
+				var v int
+				for shift := uint(0); ; shift += 7 {
+					if shift >= 64 {
+						return protohelpers.ErrIntOverflow
+					}
+					if iNdEx >= l {
+						return io.ErrUnexpectedEOF
+					}
+					b := dAtA[iNdEx]
+					iNdEx++
+					v |= int(b&0x7F) << shift
+					if b < 0x80 {
+						break
+					}
+				}
+				m.HasPrimaryKey = append(m.HasPrimaryKey, bool(v != 0))
+			} else if wireType == 2 {
+				var packedLen int
+				for shift := uint(0); ; shift += 7 {
+					if shift >= 64 {
+						return protohelpers.ErrIntOverflow
+					}
+					if iNdEx >= l {
+						return io.ErrUnexpectedEOF
+					}
+					b := dAtA[iNdEx]
+					iNdEx++
+					packedLen |= int(b&0x7F) << shift
+					if b < 0x80 {
+						break
+					}
+				}
+				if packedLen < 0 {
+					return protohelpers.ErrInvalidLength
+				}
+				postIndex := iNdEx + packedLen
+				if postIndex < 0 {
+					return protohelpers.ErrInvalidLength
+				}
+				if postIndex > l {
+					return io.ErrUnexpectedEOF
+				}
+				var elementCount int
+				elementCount = packedLen
+				if elementCount != 0 && len(m.HasPrimaryKey) == 0 {
+					m.HasPrimaryKey = make([]bool, 0, elementCount)
+				}
+				for iNdEx < postIndex {
+					var v int
+					for shift := uint(0); ; shift += 7 {
+						if shift >= 64 {
+							return protohelpers.ErrIntOverflow
+						}
+						if iNdEx >= l {
+							return io.ErrUnexpectedEOF
+						}
+						b := dAtA[iNdEx]
+						iNdEx++
+						v |= int(b&0x7F) << shift
+						if b < 0x80 {
+							break
+						}
+					}
+					m.HasPrimaryKey = append(m.HasPrimaryKey, bool(v != 0))
+				}
+			} else {
+				return fmt.Errorf("proto: wrong wireType = %d for field HasPrimaryKey", wireType)
 			}
 		default:
 			iNdEx = preIndex

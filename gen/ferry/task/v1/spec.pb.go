@@ -985,7 +985,11 @@ type TableSelection struct {
 	// Used when Ferry creates the topic. Default 1.
 	Partitions uint32 `protobuf:"varint,4,opt,name=partitions,proto3" json:"partitions,omitempty"`
 	// A SQL WHERE condition over the table's columns, applied in full and
-	// incremental sync alike.
+	// incremental sync alike. It becomes the table's row filter in the task's
+	// publication (PostgreSQL 15 and later), so it may use only replica
+	// identity columns unless the table has REPLICA IDENTITY FULL; an UPDATE
+	// whose row enters or leaves the filter arrives as an INSERT or a DELETE.
+	// Only for tables selected by name.
 	Filter  string           `protobuf:"bytes,5,opt,name=filter,proto3" json:"filter,omitempty"`
 	Columns []*ColumnMapping `protobuf:"bytes,6,rep,name=columns,proto3" json:"columns,omitempty"`
 	// Empty: the schema's or database's operations.

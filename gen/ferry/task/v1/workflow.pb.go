@@ -348,9 +348,14 @@ type TaskState struct {
 	// resolved them.
 	Tables []*TableRef `protobuf:"bytes,19,rep,name=tables,proto3" json:"tables,omitempty"`
 	// Stop dropped the slot and publication.
-	Released      bool `protobuf:"varint,20,opt,name=released,proto3" json:"released,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Released bool `protobuf:"varint,20,opt,name=released,proto3" json:"released,omitempty"`
+	// Full sync reads the tables in primary-key chunks beside the stream
+	// (checkpoint.backfills), so an interrupted one resumes at its next
+	// chunk. Chosen at schema sync when every table has a primary key;
+	// otherwise full sync reads one exported snapshot.
+	FullSyncChunked bool `protobuf:"varint,21,opt,name=full_sync_chunked,json=fullSyncChunked,proto3" json:"full_sync_chunked,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TaskState) Reset() {
@@ -512,6 +517,13 @@ func (x *TaskState) GetTables() []*TableRef {
 func (x *TaskState) GetReleased() bool {
 	if x != nil {
 		return x.Released
+	}
+	return false
+}
+
+func (x *TaskState) GetFullSyncChunked() bool {
+	if x != nil {
+		return x.FullSyncChunked
 	}
 	return false
 }
@@ -1085,8 +1097,12 @@ type SetupActivityInput struct {
 	PublicationName string                 `protobuf:"bytes,4,opt,name=publication_name,json=publicationName,proto3" json:"publication_name,omitempty"`
 	// Leave the slot to full sync, which creates it with its snapshot.
 	PublicationOnly bool `protobuf:"varint,5,opt,name=publication_only,json=publicationOnly,proto3" json:"publication_only,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// With publication_only: when every table has a primary key, create the
+	// slot after all, since full sync will then read the tables in chunks
+	// beside the stream (SetupActivityResult.all_keyed says so).
+	ChunkIfKeyed  bool `protobuf:"varint,6,opt,name=chunk_if_keyed,json=chunkIfKeyed,proto3" json:"chunk_if_keyed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetupActivityInput) Reset() {
@@ -1154,11 +1170,22 @@ func (x *SetupActivityInput) GetPublicationOnly() bool {
 	return false
 }
 
+func (x *SetupActivityInput) GetChunkIfKeyed() bool {
+	if x != nil {
+		return x.ChunkIfKeyed
+	}
+	return false
+}
+
 type SetupActivityResult struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Tables []*TableRef            `protobuf:"bytes,1,rep,name=tables,proto3" json:"tables,omitempty"`
 	// The slot's confirmed position when setup returned.
-	StartLsn      uint64 `protobuf:"varint,2,opt,name=start_lsn,json=startLsn,proto3" json:"start_lsn,omitempty"`
+	StartLsn uint64 `protobuf:"varint,2,opt,name=start_lsn,json=startLsn,proto3" json:"start_lsn,omitempty"`
+	// Row estimates, in the order of tables.
+	EstimatedRows []uint64 `protobuf:"varint,3,rep,packed,name=estimated_rows,json=estimatedRows,proto3" json:"estimated_rows,omitempty"`
+	// Every table has a primary key.
+	AllKeyed      bool `protobuf:"varint,4,opt,name=all_keyed,json=allKeyed,proto3" json:"all_keyed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1207,6 +1234,20 @@ func (x *SetupActivityResult) GetStartLsn() uint64 {
 	return 0
 }
 
+func (x *SetupActivityResult) GetEstimatedRows() []uint64 {
+	if x != nil {
+		return x.EstimatedRows
+	}
+	return nil
+}
+
+func (x *SetupActivityResult) GetAllKeyed() bool {
+	if x != nil {
+		return x.AllKeyed
+	}
+	return false
+}
+
 type IncrementalActivityInput struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	TaskId          string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -1214,6 +1255,9 @@ type IncrementalActivityInput struct {
 	SlotName        string                 `protobuf:"bytes,3,opt,name=slot_name,json=slotName,proto3" json:"slot_name,omitempty"`
 	PublicationName string                 `protobuf:"bytes,4,opt,name=publication_name,json=publicationName,proto3" json:"publication_name,omitempty"`
 	Checkpoint      *v1.Checkpoint         `protobuf:"bytes,5,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	// Chunked full sync: return the checkpoint once Kafka confirmed every
+	// backfill in it as done, instead of streaming until cancelled.
+	UntilBackfilled bool `protobuf:"varint,6,opt,name=until_backfilled,json=untilBackfilled,proto3" json:"until_backfilled,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1281,6 +1325,13 @@ func (x *IncrementalActivityInput) GetCheckpoint() *v1.Checkpoint {
 		return x.Checkpoint
 	}
 	return nil
+}
+
+func (x *IncrementalActivityInput) GetUntilBackfilled() bool {
+	if x != nil {
+		return x.UntilBackfilled
+	}
+	return false
 }
 
 type FullSyncActivityInput struct {
@@ -1788,7 +1839,7 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12+\n" +
 	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12.\n" +
 	"\x05state\x18\x03 \x01(\v2\x18.ferry.task.v1.TaskStateR\x05state\x120\n" +
-	"\x14retry_minute_seconds\x18\x04 \x01(\rR\x12retryMinuteSeconds\"\xdb\x06\n" +
+	"\x14retry_minute_seconds\x18\x04 \x01(\rR\x12retryMinuteSeconds\"\x87\a\n" +
 	"\tTaskState\x12*\n" +
 	"\x05phase\x18\x01 \x01(\x0e2\x14.ferry.task.v1.PhaseR\x05phase\x12-\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x15.ferry.task.v1.StatusR\x06status\x128\n" +
@@ -1813,7 +1864,8 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\valerts_sent\x18\x12 \x01(\rR\n" +
 	"alertsSent\x12/\n" +
 	"\x06tables\x18\x13 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\x12\x1a\n" +
-	"\breleased\x18\x14 \x01(\bR\breleased\"\r\n" +
+	"\breleased\x18\x14 \x01(\bR\breleased\x12*\n" +
+	"\x11full_sync_chunked\x18\x15 \x01(\bR\x0ffullSyncChunked\"\r\n" +
 	"\vPauseSignal\"\x0e\n" +
 	"\fResumeSignal\"\xb6\x01\n" +
 	"\x13ModifyObjectsSignal\x128\n" +
@@ -1844,16 +1896,19 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\x15PrecheckActivityInput\x12+\n" +
 	"\x04spec\x18\x01 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\"K\n" +
 	"\x16PrecheckActivityResult\x121\n" +
-	"\x05items\x18\x01 \x03(\v2\x1b.ferry.task.v1.PrecheckItemR\x05items\"\xcd\x01\n" +
+	"\x05items\x18\x01 \x03(\v2\x1b.ferry.task.v1.PrecheckItemR\x05items\"\xf3\x01\n" +
 	"\x12SetupActivityInput\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12+\n" +
 	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12\x1b\n" +
 	"\tslot_name\x18\x03 \x01(\tR\bslotName\x12)\n" +
 	"\x10publication_name\x18\x04 \x01(\tR\x0fpublicationName\x12)\n" +
-	"\x10publication_only\x18\x05 \x01(\bR\x0fpublicationOnly\"c\n" +
+	"\x10publication_only\x18\x05 \x01(\bR\x0fpublicationOnly\x12$\n" +
+	"\x0echunk_if_keyed\x18\x06 \x01(\bR\fchunkIfKeyed\"\xa7\x01\n" +
 	"\x13SetupActivityResult\x12/\n" +
 	"\x06tables\x18\x01 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\x12\x1b\n" +
-	"\tstart_lsn\x18\x02 \x01(\x04R\bstartLsn\"\xe2\x01\n" +
+	"\tstart_lsn\x18\x02 \x01(\x04R\bstartLsn\x12%\n" +
+	"\x0eestimated_rows\x18\x03 \x03(\x04R\restimatedRows\x12\x1b\n" +
+	"\tall_keyed\x18\x04 \x01(\bR\ballKeyed\"\x8d\x02\n" +
 	"\x18IncrementalActivityInput\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12+\n" +
 	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12\x1b\n" +
@@ -1861,7 +1916,8 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\x10publication_name\x18\x04 \x01(\tR\x0fpublicationName\x128\n" +
 	"\n" +
 	"checkpoint\x18\x05 \x01(\v2\x18.ferry.cdc.v1.CheckpointR\n" +
-	"checkpoint\"\xd6\x01\n" +
+	"checkpoint\x12)\n" +
+	"\x10until_backfilled\x18\x06 \x01(\bR\x0funtilBackfilled\"\xd6\x01\n" +
 	"\x15FullSyncActivityInput\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12+\n" +
 	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12\x1b\n" +
