@@ -344,9 +344,19 @@ func (s *stream) receive(srv deliveryv1.DeliveryService_DeliverServer) error {
 		if err != nil {
 			return err
 		}
+		if p := req.GetBackfill(); p != nil {
+			// Without exactly-once there is no checkpoint to keep it in;
+			// the client keeps its own.
+			if s.txn != nil {
+				if err := s.txn.handleBackfill(p); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		b := req.GetBatch()
 		if b == nil {
-			return status.Error(codes.InvalidArgument, "only the first DeliverRequest may be start; later ones must be batch")
+			return emptyRequestError()
 		}
 		if err := s.handleBatch(b); err != nil {
 			return err

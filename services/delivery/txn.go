@@ -108,6 +108,13 @@ type txnState struct {
 	openedAt  time.Time // when it began
 	msgs      int       // events in it
 	err       error     // the stream is failed; no more transactional calls
+	// Backfill progress (txn_backfill.go): per table the latest committed
+	// or about to be, the progress received since the last commit, and the
+	// watermark of a chunk whose progress the open transaction waits for.
+	backfills map[string]*cdcv1.BackfillProgress
+	queued    []*cdcv1.BackfillProgress
+	held      uint64
+	heldAt    time.Time
 
 	stop chan struct{}
 	done chan struct{}
@@ -143,7 +150,7 @@ func (s *stream) startTxns() error {
 	}
 	rctx, rcancel := context.WithTimeout(s.ctx, 2*time.Minute)
 	defer rcancel()
-	if t.resumed, err = readCheckpoint(rctx, conf, topic, t.part, taskID); err != nil {
+	if t.resumed, t.backfills, err = readCheckpoint(rctx, conf, topic, t.part, taskID); err != nil {
 		return err
 	}
 	t.committed, t.mark = t.resumed, t.resumed
@@ -151,7 +158,7 @@ func (s *stream) startTxns() error {
 	s.txn = t
 	go t.idleCommitter()
 	s.logger.InfoContext(s.ctx, "exactly-once delivery resumed", "transactional_id", transactionalID(taskID),
-		"checkpoint_topic", topic, "resumed_from_lsn", pglogrepl.LSN(t.resumed).String())
+		"checkpoint_topic", topic, "resumed_from_lsn", pglogrepl.LSN(t.resumed).String(), "backfills", len(t.backfills))
 	return nil
 }
 
@@ -172,35 +179,41 @@ type checkpointRecord struct {
 	WatermarkLSN uint64 `json:"watermark_lsn"`
 	// LSN is WatermarkLSN in PostgreSQL's notation, for people.
 	LSN string `json:"lsn"`
+	// Backfills: per table, the latest backfill progress whose chunk is in
+	// Kafka, as cdc.v1.BackfillProgress in protobuf's JSON form.
+	Backfills []json.RawMessage `json:"backfills,omitempty"`
 }
 
-// readCheckpoint returns the task's last committed checkpoint, 0 if none.
-func readCheckpoint(ctx context.Context, conf kafka.ConfigMap, topic string, part int32, taskID string) (uint64, error) {
-	var lsn uint64
+// readCheckpoint returns the task's last committed checkpoint, 0 and no
+// backfills if none.
+func readCheckpoint(ctx context.Context, conf kafka.ConfigMap, topic string, part int32, taskID string) (uint64, map[string]*cdcv1.BackfillProgress, error) {
+	var r checkpointRecord
 	err := readCompacted(ctx, conf, topic, func(m *kafka.Message) error {
 		if m.TopicPartition.Partition != part || string(m.Key) != taskID {
 			return nil
 		}
+		r = checkpointRecord{}
 		if m.Value == nil {
-			lsn = 0 // a tombstone: the task's checkpoint was deleted
-			return nil
+			return nil // a tombstone: the task's checkpoint was deleted
 		}
-		var r checkpointRecord
 		if err := json.Unmarshal(m.Value, &r); err != nil {
 			return fmt.Errorf("decoding the checkpoint of task %s at offset %d: %w", taskID, m.TopicPartition.Offset, err)
 		}
-		lsn = r.WatermarkLSN
 		return nil
 	})
 	if err != nil {
-		return 0, status.Errorf(codes.Unavailable, "reading the checkpoint of task %s from topic %s: %v", taskID, topic, err)
+		return 0, nil, status.Errorf(codes.Unavailable, "reading the checkpoint of task %s from topic %s: %v", taskID, topic, err)
 	}
-	return lsn, nil
+	bfs, err := decodeBackfills(r.Backfills)
+	if err != nil {
+		return 0, nil, status.Errorf(codes.DataLoss, "the checkpoint of task %s in topic %s: %v; delete the task's record from the topic to start it over", taskID, topic, err)
+	}
+	return r.WatermarkLSN, bfs, nil
 }
 
 // sendResumed is the stream's first response.
 func (t *txnState) sendResumed(srv deliveryv1.DeliveryService_DeliverServer) error {
-	return srv.Send(&deliveryv1.DeliverResponse{SafeLsn: t.resumed, ResumedFromLsn: t.resumed})
+	return srv.Send(&deliveryv1.DeliverResponse{SafeLsn: t.resumed, ResumedFromLsn: t.resumed, ResumedBackfills: t.resumedBackfills()})
 }
 
 // handleBatch enqueues a batch inside the current transaction and commits
@@ -210,6 +223,9 @@ func (t *txnState) handleBatch(b *cdcv1.ChangeBatch) error {
 	defer t.mu.Unlock()
 	if t.err != nil {
 		return t.err
+	}
+	if err := t.releaseHeldLocked(); err != nil {
+		return err
 	}
 	if t.resumed > 0 {
 		b.Events = dropCovered(b.Events, t.resumed)
@@ -233,9 +249,11 @@ func (t *txnState) handleBatch(b *cdcv1.ChangeBatch) error {
 	}
 	if w > 0 {
 		t.mark, t.atMark = w, true
-		if t.msgs >= txnMaxMessages || time.Since(t.openedAt) >= txnMaxAge {
-			return t.commitLocked()
+		if chunkBatch(b) {
+			t.held, t.heldAt = w, time.Now() // commit with the chunk's progress
+			return nil
 		}
+		return t.commitIfDueLocked()
 	}
 	return nil
 }
@@ -266,7 +284,7 @@ func (t *txnState) idleCommitter() {
 		case <-tick.C:
 		}
 		t.mu.Lock()
-		if t.err == nil && t.open && t.atMark && time.Since(t.openedAt) >= txnMaxAge {
+		if t.err == nil && t.open && t.atMark && !t.holding() && time.Since(t.openedAt) >= txnMaxAge {
 			_ = t.commitLocked() // a failure fails the stream
 		}
 		t.mu.Unlock()
@@ -276,7 +294,11 @@ func (t *txnState) idleCommitter() {
 // commitLocked writes the checkpoint and commits; only then does the
 // watermark reach the checkpointer.
 func (t *txnState) commitLocked() error {
-	rec, err := json.Marshal(checkpointRecord{WatermarkLSN: t.mark, LSN: pglogrepl.LSN(t.mark).String()})
+	bfs, err := t.takeBackfillsLocked()
+	if err != nil {
+		return t.failLocked(status.Errorf(codes.Internal, "encoding the checkpoint: %v", err))
+	}
+	rec, err := json.Marshal(checkpointRecord{WatermarkLSN: t.mark, LSN: pglogrepl.LSN(t.mark).String(), Backfills: bfs})
 	if err != nil {
 		return t.failLocked(status.Errorf(codes.Internal, "encoding the checkpoint: %v", err))
 	}
@@ -291,7 +313,7 @@ func (t *txnState) commitLocked() error {
 	if err := t.commitWithRetry(); err != nil {
 		return t.failLocked(t.abortIfNeeded(err, "committing a transaction"))
 	}
-	t.open, t.atMark, t.committed = false, false, t.mark
+	t.open, t.atMark, t.committed, t.held = false, false, t.mark, 0
 	t.s.ckpt.WatermarkAt(t.mark, t.s.takeCommit())
 	return nil
 }

@@ -309,6 +309,7 @@ type DeliverRequest struct {
 	//
 	//	*DeliverRequest_Start
 	//	*DeliverRequest_Batch
+	//	*DeliverRequest_Backfill
 	Kind          isDeliverRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -369,6 +370,15 @@ func (x *DeliverRequest) GetBatch() *v11.ChangeBatch {
 	return nil
 }
 
+func (x *DeliverRequest) GetBackfill() *v11.BackfillProgress {
+	if x != nil {
+		if x, ok := x.Kind.(*DeliverRequest_Backfill); ok {
+			return x.Backfill
+		}
+	}
+	return nil
+}
+
 type isDeliverRequest_Kind interface {
 	isDeliverRequest_Kind()
 }
@@ -381,9 +391,20 @@ type DeliverRequest_Batch struct {
 	Batch *v11.ChangeBatch `protobuf:"bytes,2,opt,name=batch,proto3,oneof"`
 }
 
+type DeliverRequest_Backfill struct {
+	// Capture's progress of one table's backfill, relayed right after the
+	// batch that carries the chunk (that batch's watermark is the
+	// progress's lsn). With KafkaOptions.exactly_once delivery keeps it in
+	// the checkpoint it commits with that chunk's transaction; otherwise it
+	// is ignored.
+	Backfill *v11.BackfillProgress `protobuf:"bytes,3,opt,name=backfill,proto3,oneof"`
+}
+
 func (*DeliverRequest_Start) isDeliverRequest_Kind() {}
 
 func (*DeliverRequest_Batch) isDeliverRequest_Kind() {}
+
+func (*DeliverRequest_Backfill) isDeliverRequest_Kind() {}
 
 type StartDelivery struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -496,8 +517,15 @@ type DeliverResponse struct {
 	// on a watermark alone.
 	SafeCommitTimeMicros int64 `protobuf:"varint,5,opt,name=safe_commit_time_micros,json=safeCommitTimeMicros,proto3" json:"safe_commit_time_micros,omitempty"`
 	SafeAckedTimeMicros  int64 `protobuf:"varint,6,opt,name=safe_acked_time_micros,json=safeAckedTimeMicros,proto3" json:"safe_acked_time_micros,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// With KafkaOptions.exactly_once, in the first response with
+	// resumed_from_lsn: the backfill progress committed with that checkpoint,
+	// per table the latest whose chunk is in Kafka (every lsn is at or below
+	// resumed_from_lsn). A backfill resumes after its after_key, so that no
+	// chunk already in Kafka is read again at a new watermark. Tables no
+	// longer backfilled may still be listed; the client ignores them.
+	ResumedBackfills []*v11.BackfillProgress `protobuf:"bytes,7,rep,name=resumed_backfills,json=resumedBackfills,proto3" json:"resumed_backfills,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *DeliverResponse) Reset() {
@@ -572,6 +600,13 @@ func (x *DeliverResponse) GetSafeAckedTimeMicros() int64 {
 	return 0
 }
 
+func (x *DeliverResponse) GetResumedBackfills() []*v11.BackfillProgress {
+	if x != nil {
+		return x.ResumedBackfills
+	}
+	return nil
+}
+
 var File_ferry_delivery_v1_delivery_proto protoreflect.FileDescriptor
 
 const file_ferry_delivery_v1_delivery_proto_rawDesc = "" +
@@ -596,10 +631,11 @@ const file_ferry_delivery_v1_delivery_proto_rawDesc = "" +
 	"\x05items\x18\x01 \x03(\v2\x1b.ferry.task.v1.PrecheckItemR\x05items\"L\n" +
 	"\x14EnsureTopicsResponse\x12\x18\n" +
 	"\acreated\x18\x01 \x03(\tR\acreated\x12\x1a\n" +
-	"\bexisting\x18\x02 \x03(\tR\bexisting\"\x85\x01\n" +
+	"\bexisting\x18\x02 \x03(\tR\bexisting\"\xc3\x01\n" +
 	"\x0eDeliverRequest\x128\n" +
 	"\x05start\x18\x01 \x01(\v2 .ferry.delivery.v1.StartDeliveryH\x00R\x05start\x121\n" +
-	"\x05batch\x18\x02 \x01(\v2\x19.ferry.cdc.v1.ChangeBatchH\x00R\x05batchB\x06\n" +
+	"\x05batch\x18\x02 \x01(\v2\x19.ferry.cdc.v1.ChangeBatchH\x00R\x05batch\x12<\n" +
+	"\bbackfill\x18\x03 \x01(\v2\x1e.ferry.cdc.v1.BackfillProgressH\x00R\bbackfillB\x06\n" +
 	"\x04kind\"\xae\x02\n" +
 	"\rStartDelivery\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x122\n" +
@@ -607,14 +643,15 @@ const file_ferry_delivery_v1_delivery_proto_rawDesc = "" +
 	"\aoptions\x18\x03 \x01(\v2\x1b.ferry.task.v1.KafkaOptionsR\aoptions\x128\n" +
 	"\aobjects\x18\x04 \x01(\v2\x1e.ferry.task.v1.ObjectSelectionR\aobjects\x12'\n" +
 	"\x0fsource_database\x18\x05 \x01(\tR\x0esourceDatabase\x126\n" +
-	"\x17write_table_definitions\x18\x06 \x01(\bR\x15writeTableDefinitions\"\x8a\x02\n" +
+	"\x17write_table_definitions\x18\x06 \x01(\bR\x15writeTableDefinitions\"\xd7\x02\n" +
 	"\x0fDeliverResponse\x12\x19\n" +
 	"\bsafe_lsn\x18\x01 \x01(\x04R\asafeLsn\x12!\n" +
 	"\facked_events\x18\x02 \x01(\x04R\vackedEvents\x12#\n" +
 	"\rdead_lettered\x18\x03 \x01(\x04R\fdeadLettered\x12(\n" +
 	"\x10resumed_from_lsn\x18\x04 \x01(\x04R\x0eresumedFromLsn\x125\n" +
 	"\x17safe_commit_time_micros\x18\x05 \x01(\x03R\x14safeCommitTimeMicros\x123\n" +
-	"\x16safe_acked_time_micros\x18\x06 \x01(\x03R\x13safeAckedTimeMicros2\xa6\x02\n" +
+	"\x16safe_acked_time_micros\x18\x06 \x01(\x03R\x13safeAckedTimeMicros\x12K\n" +
+	"\x11resumed_backfills\x18\a \x03(\v2\x1e.ferry.cdc.v1.BackfillProgressR\x10resumedBackfills2\xa6\x02\n" +
 	"\x0fDeliveryService\x12_\n" +
 	"\fEnsureTopics\x12&.ferry.delivery.v1.EnsureTopicsRequest\x1a'.ferry.delivery.v1.EnsureTopicsResponse\x12\\\n" +
 	"\vCheckTopics\x12%.ferry.delivery.v1.CheckTopicsRequest\x1a&.ferry.delivery.v1.CheckTopicsResponse\x12T\n" +
@@ -646,8 +683,9 @@ var file_ferry_delivery_v1_delivery_proto_goTypes = []any{
 	(v1.ConflictMode)(0),         // 9: ferry.task.v1.ConflictMode
 	(*v1.PrecheckItem)(nil),      // 10: ferry.task.v1.PrecheckItem
 	(*v11.ChangeBatch)(nil),      // 11: ferry.cdc.v1.ChangeBatch
-	(*v1.KafkaOptions)(nil),      // 12: ferry.task.v1.KafkaOptions
-	(*v1.ObjectSelection)(nil),   // 13: ferry.task.v1.ObjectSelection
+	(*v11.BackfillProgress)(nil), // 12: ferry.cdc.v1.BackfillProgress
+	(*v1.KafkaOptions)(nil),      // 13: ferry.task.v1.KafkaOptions
+	(*v1.ObjectSelection)(nil),   // 14: ferry.task.v1.ObjectSelection
 }
 var file_ferry_delivery_v1_delivery_proto_depIdxs = []int32{
 	8,  // 0: ferry.delivery.v1.EnsureTopicsRequest.kafka:type_name -> ferry.task.v1.KafkaEndpoint
@@ -658,20 +696,22 @@ var file_ferry_delivery_v1_delivery_proto_depIdxs = []int32{
 	10, // 5: ferry.delivery.v1.CheckTopicsResponse.items:type_name -> ferry.task.v1.PrecheckItem
 	6,  // 6: ferry.delivery.v1.DeliverRequest.start:type_name -> ferry.delivery.v1.StartDelivery
 	11, // 7: ferry.delivery.v1.DeliverRequest.batch:type_name -> ferry.cdc.v1.ChangeBatch
-	8,  // 8: ferry.delivery.v1.StartDelivery.kafka:type_name -> ferry.task.v1.KafkaEndpoint
-	12, // 9: ferry.delivery.v1.StartDelivery.options:type_name -> ferry.task.v1.KafkaOptions
-	13, // 10: ferry.delivery.v1.StartDelivery.objects:type_name -> ferry.task.v1.ObjectSelection
-	1,  // 11: ferry.delivery.v1.DeliveryService.EnsureTopics:input_type -> ferry.delivery.v1.EnsureTopicsRequest
-	2,  // 12: ferry.delivery.v1.DeliveryService.CheckTopics:input_type -> ferry.delivery.v1.CheckTopicsRequest
-	5,  // 13: ferry.delivery.v1.DeliveryService.Deliver:input_type -> ferry.delivery.v1.DeliverRequest
-	4,  // 14: ferry.delivery.v1.DeliveryService.EnsureTopics:output_type -> ferry.delivery.v1.EnsureTopicsResponse
-	3,  // 15: ferry.delivery.v1.DeliveryService.CheckTopics:output_type -> ferry.delivery.v1.CheckTopicsResponse
-	7,  // 16: ferry.delivery.v1.DeliveryService.Deliver:output_type -> ferry.delivery.v1.DeliverResponse
-	14, // [14:17] is the sub-list for method output_type
-	11, // [11:14] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	12, // 8: ferry.delivery.v1.DeliverRequest.backfill:type_name -> ferry.cdc.v1.BackfillProgress
+	8,  // 9: ferry.delivery.v1.StartDelivery.kafka:type_name -> ferry.task.v1.KafkaEndpoint
+	13, // 10: ferry.delivery.v1.StartDelivery.options:type_name -> ferry.task.v1.KafkaOptions
+	14, // 11: ferry.delivery.v1.StartDelivery.objects:type_name -> ferry.task.v1.ObjectSelection
+	12, // 12: ferry.delivery.v1.DeliverResponse.resumed_backfills:type_name -> ferry.cdc.v1.BackfillProgress
+	1,  // 13: ferry.delivery.v1.DeliveryService.EnsureTopics:input_type -> ferry.delivery.v1.EnsureTopicsRequest
+	2,  // 14: ferry.delivery.v1.DeliveryService.CheckTopics:input_type -> ferry.delivery.v1.CheckTopicsRequest
+	5,  // 15: ferry.delivery.v1.DeliveryService.Deliver:input_type -> ferry.delivery.v1.DeliverRequest
+	4,  // 16: ferry.delivery.v1.DeliveryService.EnsureTopics:output_type -> ferry.delivery.v1.EnsureTopicsResponse
+	3,  // 17: ferry.delivery.v1.DeliveryService.CheckTopics:output_type -> ferry.delivery.v1.CheckTopicsResponse
+	7,  // 18: ferry.delivery.v1.DeliveryService.Deliver:output_type -> ferry.delivery.v1.DeliverResponse
+	16, // [16:19] is the sub-list for method output_type
+	13, // [13:16] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_ferry_delivery_v1_delivery_proto_init() }
@@ -682,6 +722,7 @@ func file_ferry_delivery_v1_delivery_proto_init() {
 	file_ferry_delivery_v1_delivery_proto_msgTypes[5].OneofWrappers = []any{
 		(*DeliverRequest_Start)(nil),
 		(*DeliverRequest_Batch)(nil),
+		(*DeliverRequest_Backfill)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
