@@ -10,10 +10,18 @@ import (
 )
 
 // captureBackfillTag starts a StreamChangesResponse frame that carries
-// backfill progress (field 2) instead of a batch.
-const captureBackfillTag = 2<<3 | 2
+// backfill progress (field 2) instead of a batch; deliveryBackfillTag the
+// DeliverRequest frame that carries the same message (field 3).
+const (
+	captureBackfillTag  = 2<<3 | 2
+	deliveryBackfillTag = 3<<3 | 2
+)
 
 func (f *rawFrame) isBackfill() bool { return len(f.b) > 0 && f.b[0] == captureBackfillTag }
+
+// backfillToDeliverRequest rewrites a backfill frame (isBackfill) into a
+// DeliverRequest frame in place, as toDeliverRequest does for batches.
+func (f *rawFrame) backfillToDeliverRequest() { f.b[0] = deliveryBackfillTag }
 
 // backfill decodes a backfill-progress frame; these are rare (one per
 // chunk), so they are decoded rather than relayed.

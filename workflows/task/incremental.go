@@ -37,36 +37,37 @@ const HeartbeatThrottle = 2 * time.Second
 // acks back: only an LSN that delivery reports safe is acknowledged to
 // capture, heartbeated, and returned with any error. It runs until cancelled
 // or until either stream fails; the workflow decides whether to retry.
+//
+// With exactly-once delivery, delivery's committed checkpoint may be ahead
+// of the heartbeated one (a worker died after Kafka committed), so delivery
+// is opened first and capture starts where Kafka already is (incremental_eos.go).
 func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActivityInput) (*cdcv1.Checkpoint, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cp := &checkpointTracker{lsn: in.GetCheckpoint().GetConfirmedLsn(), backfills: newBackfillProgress(in.GetCheckpoint().GetBackfills()),
 		untilBackfilled: in.GetUntilBackfilled()}
-
-	relay := grpc.ForceCodecV2(frameCodec{})
-	capStream, err := a.Capture.StreamChanges(ctx, relay)
-	if err != nil {
-		return nil, classifyRPC("opening the capture stream", err, cp.snapshot())
-	}
-	if err := capStream.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Start{Start: &capturev1.StartStream{
-		Source: in.GetSpec().GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(),
-		StartLsn: cp.get(), HeartbeatSeconds: heartbeatSeconds(in.GetSpec()),
-		Throttle: in.GetSpec().GetAdvanced().GetIncrementalThrottle(), Backfills: pendingBackfills(in.GetCheckpoint()),
-	}}}); err != nil {
-		return nil, classifyRPC("starting the capture stream", recvErr(capStream.Recv, err), cp.snapshot())
-	}
-	delStream, err := a.Delivery.Deliver(ctx, relay)
-	if err != nil {
-		return nil, classifyRPC("opening the delivery stream", err, cp.snapshot())
-	}
-	if err := delStream.Send(&deliveryv1.DeliverRequest{Kind: &deliveryv1.DeliverRequest_Start{Start: deliveryStart(in.GetTaskId(), in.GetSpec())}}); err != nil {
-		return nil, classifyRPC("starting the delivery stream", recvErr(delStream.Recv, err), cp.snapshot())
-	}
-
 	errc := make(chan error, 3)
-	go func() { errc <- forwardBatches(capStream, delStream, cp) }()
-	go func() { errc <- forwardAcks(ctx, delStream, capStream, cp, a.latencyWatch(ctx, in)) }()
 	go func() { errc <- heartbeatLoop(ctx, cp) }()
+
+	var capStream capturev1.CaptureService_StreamChangesClient
+	var delStream deliveryv1.DeliveryService_DeliverClient
+	var err error
+	eos := in.GetSpec().GetKafka().GetExactlyOnce()
+	if eos {
+		capStream, delStream, err = a.openResumed(ctx, in, cp)
+	} else {
+		capStream, delStream, err = a.openInOrder(ctx, in, cp)
+	}
+	if errors.Is(err, errBackfilled) {
+		activity.GetLogger(ctx).Info("every backfill was already committed to Kafka", "confirmedLSN", cp.get())
+		return cp.snapshot(), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	go func() { errc <- forwardBatches(capStream, delStream, cp, eos) }()
+	go func() { errc <- forwardAcks(ctx, delStream, capStream, cp, a.latencyWatch(ctx, in)) }()
 	err = <-errc
 	cancel()
 	if errors.Is(err, errBackfilled) {
@@ -77,6 +78,52 @@ func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActi
 		activity.GetLogger(ctx).Info("incremental sync cancelled", "confirmedLSN", cp.get())
 	}
 	return nil, classifyRPC("incremental sync", err, cp.snapshot())
+}
+
+// openInOrder starts capture from the heartbeated checkpoint, then delivery.
+func (a *Activities) openInOrder(ctx context.Context, in *taskv1.IncrementalActivityInput, cp *checkpointTracker) (
+	capturev1.CaptureService_StreamChangesClient, deliveryv1.DeliveryService_DeliverClient, error) {
+	capStream, err := a.openCapture(ctx, in, cp)
+	if err != nil {
+		return nil, nil, err
+	}
+	delStream, err := a.openDelivery(ctx, in, cp)
+	if err != nil {
+		return nil, nil, err
+	}
+	return capStream, delStream, nil
+}
+
+// relayCodec relays change batches as raw frames (frames.go).
+var relayCodec = grpc.ForceCodecV2(frameCodec{})
+
+// openCapture starts the change stream at cp's LSN with cp's unfinished
+// backfills.
+func (a *Activities) openCapture(ctx context.Context, in *taskv1.IncrementalActivityInput, cp *checkpointTracker) (capturev1.CaptureService_StreamChangesClient, error) {
+	capStream, err := a.Capture.StreamChanges(ctx, relayCodec)
+	if err != nil {
+		return nil, classifyRPC("opening the capture stream", err, cp.snapshot())
+	}
+	if err := capStream.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Start{Start: &capturev1.StartStream{
+		Source: in.GetSpec().GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(),
+		StartLsn: cp.get(), HeartbeatSeconds: heartbeatSeconds(in.GetSpec()),
+		Throttle: in.GetSpec().GetAdvanced().GetIncrementalThrottle(), Backfills: cp.pendingBackfills(),
+	}}}); err != nil {
+		return nil, classifyRPC("starting the capture stream", recvErr(capStream.Recv, err), cp.snapshot())
+	}
+	return capStream, nil
+}
+
+// openDelivery starts the task's delivery stream.
+func (a *Activities) openDelivery(ctx context.Context, in *taskv1.IncrementalActivityInput, cp *checkpointTracker) (deliveryv1.DeliveryService_DeliverClient, error) {
+	delStream, err := a.Delivery.Deliver(ctx, relayCodec)
+	if err != nil {
+		return nil, classifyRPC("opening the delivery stream", err, cp.snapshot())
+	}
+	if err := delStream.Send(&deliveryv1.DeliverRequest{Kind: &deliveryv1.DeliverRequest_Start{Start: deliveryStart(in.GetTaskId(), in.GetSpec())}}); err != nil {
+		return nil, classifyRPC("starting the delivery stream", recvErr(delStream.Recv, err), cp.snapshot())
+	}
+	return delStream, nil
 }
 
 // errBackfilled ends an attempt asked to stop once every backfill is
@@ -93,9 +140,11 @@ func heartbeatSeconds(spec *taskv1.TaskSpec) uint32 {
 }
 
 // forwardBatches moves change batches from capture to delivery in order,
-// as raw frames (see frames.go), and keeps backfill progress for cp.
+// as raw frames (see frames.go), and keeps backfill progress for cp. With
+// exactly-once delivery (relayProgress) the progress goes on to delivery
+// too, which commits it with the chunk's rows.
 func forwardBatches(capStream capturev1.CaptureService_StreamChangesClient, delStream deliveryv1.DeliveryService_DeliverClient,
-	cp *checkpointTracker) error {
+	cp *checkpointTracker, relayProgress bool) error {
 	for {
 		var f rawFrame
 		if err := capStream.RecvMsg(&f); err != nil {
@@ -107,9 +156,11 @@ func forwardBatches(capStream capturev1.CaptureService_StreamChangesClient, delS
 				return wrapStream("capture", err)
 			}
 			cp.reportBackfill(b)
-			continue
-		}
-		if err := f.toDeliverRequest(); err != nil {
+			if !relayProgress {
+				continue
+			}
+			f.backfillToDeliverRequest()
+		} else if err := f.toDeliverRequest(); err != nil {
 			return wrapStream("capture", err)
 		}
 		if err := delStream.SendMsg(&f); err != nil {
@@ -137,11 +188,6 @@ func forwardAcks(ctx context.Context, delStream deliveryv1.DeliveryService_Deliv
 		ack, err := delStream.Recv()
 		if err != nil {
 			return wrapStream("delivery", err)
-		}
-		if r := ack.GetResumedFromLsn(); r > 0 {
-			// Exactly-once: delivery recovered its committed checkpoint and
-			// reports it as safe, so it is confirmed below like any other.
-			activity.GetLogger(ctx).Info("delivery resumed from its exactly-once checkpoint", "lsn", r)
 		}
 		if !cp.advance(ack) {
 			continue
@@ -228,9 +274,11 @@ func (c *checkpointTracker) reportBackfill(b *cdcv1.BackfillProgress) {
 }
 
 // pendingBackfills are the added tables whose snapshot is not finished.
-func pendingBackfills(cp *cdcv1.Checkpoint) []*cdcv1.BackfillProgress {
+func (c *checkpointTracker) pendingBackfills() []*cdcv1.BackfillProgress {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var out []*cdcv1.BackfillProgress
-	for _, b := range cp.GetBackfills() {
+	for _, b := range c.backfills.snapshot() {
 		if !b.GetDone() {
 			out = append(out, b)
 		}

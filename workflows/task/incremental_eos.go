@@ -1,0 +1,118 @@
+package task
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"google.golang.org/protobuf/proto"
+
+	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+)
+
+// resumeTimeout bounds the wait for an exactly-once delivery stream's
+// first response: delivery fences the task's earlier producer (up to a
+// minute) and reads its checkpoint (up to two) before it answers.
+const resumeTimeout = 4 * time.Minute
+
+// openResumed opens delivery first and waits for the checkpoint it
+// committed to Kafka with its last transaction, then starts capture at the
+// further along of that and the heartbeated checkpoint, each backfill after
+// its further along progress. A chunk Kafka already holds is thus never read
+// again: read at a new watermark, its rows would not be dropped as resent.
+// It returns errBackfilled when Kafka already holds every chunk of a
+// chunked full sync.
+func (a *Activities) openResumed(ctx context.Context, in *taskv1.IncrementalActivityInput, cp *checkpointTracker) (
+	capturev1.CaptureService_StreamChangesClient, deliveryv1.DeliveryService_DeliverClient, error) {
+	delStream, err := a.openDelivery(ctx, in, cp)
+	if err != nil {
+		return nil, nil, err
+	}
+	first, err := firstResponse(ctx, delStream, resumeTimeout)
+	if err != nil {
+		return nil, nil, classifyRPC("resuming the exactly-once delivery stream", err, cp.snapshot())
+	}
+	cp.resume(first)
+	activity.GetLogger(ctx).Info("delivery resumed from its exactly-once checkpoint",
+		"lsn", first.GetResumedFromLsn(), "backfills", len(first.GetResumedBackfills()), "startLSN", cp.get())
+	activity.RecordHeartbeat(ctx, cp.snapshot())
+	if cp.finished() {
+		return nil, nil, errBackfilled
+	}
+	capStream, err := a.openCapture(ctx, in, cp)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Confirm at once what Kafka holds, as forwardAcks would have.
+	if lsn := cp.get(); lsn > 0 {
+		if err := capStream.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Ack{Ack: &capturev1.Ack{FlushedLsn: lsn}}}); err != nil {
+			return nil, nil, classifyRPC("confirming the resumed checkpoint to capture", recvErr(capStream.Recv, err), cp.snapshot())
+		}
+	}
+	return capStream, delStream, nil
+}
+
+// firstResponse receives a stream's first response within timeout.
+func firstResponse(ctx context.Context, delStream deliveryv1.DeliveryService_DeliverClient, timeout time.Duration) (*deliveryv1.DeliverResponse, error) {
+	type result struct {
+		r   *deliveryv1.DeliverResponse
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		r, err := delStream.Recv()
+		got <- result{r, err}
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case res := <-got:
+		if res.err != nil {
+			return nil, wrapStream("delivery", res.err)
+		}
+		return res.r, nil
+	case <-t.C:
+		// The caller cancels ctx, which ends the Recv.
+		return nil, fmt.Errorf("delivery did not answer within %s: is the broker reachable and the task's transactional.id free?", timeout)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// resume takes delivery's first exactly-once response: its checkpoint if
+// further along than the heartbeated one, and its backfill progress (see
+// backfillProgress.merge).
+func (c *checkpointTracker) resume(r *deliveryv1.DeliverResponse) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.backfills.merge(r.GetResumedBackfills(), c.lsn)
+	c.lsn = max(c.lsn, r.GetSafeLsn())
+	c.events, c.deadLettered = r.GetAckedEvents(), r.GetDeadLettered()
+}
+
+// merge takes, for each table this checkpoint backfills, Kafka's committed
+// progress when it is further along (a later chunk's lsn). Progress at or
+// below the heartbeated LSN base is not newer than what the checkpoint
+// holds: the worker reports each progress before delivery sees it and
+// heartbeats it with any LSN that covers it. Such progress can only be
+// left from an earlier backfill of a table removed and added again, and
+// must not skip the new one. Tables the checkpoint does not backfill are
+// done or removed, and ignored.
+func (p *backfillProgress) merge(committed []*cdcv1.BackfillProgress, base uint64) {
+	for _, k := range committed {
+		if k.GetLsn() <= base {
+			continue
+		}
+		for i, b := range p.confirmed {
+			if b.GetSchema() == k.GetSchema() && b.GetTable() == k.GetTable() && k.GetLsn() > b.GetLsn() {
+				next := proto.Clone(k).(*cdcv1.BackfillProgress)
+				next.EstimatedRows = max(next.GetEstimatedRows(), b.GetEstimatedRows())
+				p.confirmed[i] = next
+			}
+		}
+	}
+}
