@@ -370,15 +370,9 @@ func checkAlerts(a *taskv1.AlertRules, errs *fieldErrors) {
 
 // notYetSupported lists options that are part of the contract but whose
 // implementation has not landed. Refusing them beats silently ignoring them.
-func notYetSupported(s *taskv1.TaskSpec) []string {
-	var out []string
-	need := func(cond bool, field, area string) {
-		if cond {
-			out = append(out, fmt.Sprintf("%s (lands with the %s issue)", field, area))
-		}
-	}
-	// A snapshot read in one go would sit in one Kafka transaction past its
-	// timeout; exactly-once full sync needs the resumable, chunked snapshot.
-	need(s.GetKafka().GetExactlyOnce() && s.GetSyncTypes().GetFull(), "kafka.exactly_once with sync_types.full", "capture")
-	return out
+// None is pending now: exactly_once with full sync landed with chunked full
+// sync, and setup refuses it only where full sync would not be chunked (a
+// table without a primary key; workflows/task checkExactlyOnceFullSync).
+func notYetSupported(*taskv1.TaskSpec) []string {
+	return nil
 }

@@ -327,20 +327,17 @@ func TestKafkaSecurityIsCheckedAndSupported(t *testing.T) {
 	}
 }
 
-func TestExactlyOnceFullSyncIsRefusedForNow(t *testing.T) {
+func TestExactlyOnceFullSyncIsAccepted(t *testing.T) {
 	s := validSpec()
 	s.Kafka = &taskv1.KafkaOptions{ExactlyOnce: true}
-	s.SyncTypes = &taskv1.SyncTypes{Full: true}
+	s.SyncTypes = &taskv1.SyncTypes{Full: true, Schema: true}
 	n, err := Normalize(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(notYetSupported(n), "; "); !strings.Contains(got, "kafka.exactly_once with sync_types.full") {
-		t.Fatalf("not refused: %q", got)
-	}
-	s.SyncTypes = &taskv1.SyncTypes{Schema: true}
-	if n, _ = Normalize(s); len(notYetSupported(n)) != 0 {
-		t.Fatalf("exactly-once with incremental sync refused: %v", notYetSupported(n))
+	// Keyless tables are refused at setup, where the tables are known.
+	if missing := notYetSupported(n); len(missing) != 0 {
+		t.Fatalf("exactly-once with full sync refused: %v", missing)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"go.temporal.io/sdk/temporal"
 	"google.golang.org/grpc/codes"
@@ -58,12 +59,15 @@ func (a *Activities) Setup(ctx context.Context, in *taskv1.SetupActivityInput) (
 	if err != nil {
 		return nil, classifyRPC("resolving the selected tables", err)
 	}
+	keyed := allKeyed(resolved)
+	if err := checkExactlyOnceFullSync(in, resolved, keyed); err != nil {
+		return nil, err
+	}
 	if _, err := a.Delivery.EnsureTopics(ctx, &deliveryv1.EnsureTopicsRequest{
 		Kafka: spec.GetDestination(), Topics: TopicsFor(spec), VerifyOnly: !spec.GetSyncTypes().GetSchema(),
 	}); err != nil {
 		return nil, classifyRPC("creating topics", err)
 	}
-	keyed := allKeyed(resolved)
 	rep, err := a.Capture.EnsureReplication(ctx, &capturev1.EnsureReplicationRequest{
 		Source: spec.GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(),
 		Tables: resolved.GetTables(), PublicationOnly: in.GetPublicationOnly() && (!in.GetChunkIfKeyed() || !keyed),
@@ -76,6 +80,29 @@ func (a *Activities) Setup(ctx context.Context, in *taskv1.SetupActivityInput) (
 	return &taskv1.SetupActivityResult{
 		Tables: resolved.GetTables(), StartLsn: rep.GetConfirmedLsn(), EstimatedRows: resolved.GetEstimatedRows(), AllKeyed: keyed,
 	}, nil
+}
+
+// checkExactlyOnceFullSync refuses, before anything is created, an
+// exactly-once task whose full sync would take the exported snapshot:
+// that snapshot is read in one go, cannot resume part-way, and a retried
+// one writes every row again. Only chunked full sync, which needs a primary
+// key on every table, keeps its progress in Kafka's transactions.
+func checkExactlyOnceFullSync(in *taskv1.SetupActivityInput, resolved *catalogv1.ResolveTablesResponse, keyed bool) error {
+	if !in.GetSpec().GetKafka().GetExactlyOnce() || !in.GetPublicationOnly() || in.GetChunkIfKeyed() && keyed {
+		return nil
+	}
+	var keyless []string
+	for i, t := range resolved.GetTables() {
+		if i >= len(resolved.GetHasPrimaryKey()) || !resolved.GetHasPrimaryKey()[i] {
+			keyless = append(keyless, t.GetSchema()+"."+t.GetTable())
+		}
+	}
+	if len(keyless) == 0 { // a workflow started before chunked full sync
+		return temporal.NewNonRetryableApplicationError("kafka.exactly_once with sync_types.full needs chunked full sync, "+
+			"which this task predates; recreate the task", ErrConfig, nil)
+	}
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("exactly_once with full sync needs a primary key on every table: %s; "+
+		"add primary keys, or turn off kafka.exactly_once or sync_types.full", strings.Join(keyless, ", ")), ErrConfig, nil)
 }
 
 // allKeyed tells whether every resolved table has a primary key, which

@@ -1,13 +1,18 @@
 package task
 
 import (
+	"errors"
+	"strings"
 	"testing"
 
+	"go.temporal.io/sdk/temporal"
 	"google.golang.org/protobuf/proto"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 )
 
 func progress(table string, lsn, rows uint64, done bool) *cdcv1.BackfillProgress {
@@ -69,5 +74,33 @@ func TestBackfillFrameRelaysToDelivery(t *testing.T) {
 	var req deliveryv1.DeliverRequest
 	if err := proto.Unmarshal(f.b, &req); err != nil || !proto.Equal(req.GetBackfill(), want) {
 		t.Fatalf("delivery would read %v (%v), want backfill %v", &req, err, want)
+	}
+}
+
+func TestSetupRefusesExactlyOnceFullSyncWithoutKeys(t *testing.T) {
+	eos := &taskv1.TaskSpec{Kafka: &taskv1.KafkaOptions{ExactlyOnce: true}, SyncTypes: &taskv1.SyncTypes{Full: true}}
+	resolved := &catalogv1.ResolveTablesResponse{
+		Tables:        []*taskv1.TableRef{{Schema: "public", Table: "a"}, {Schema: "public", Table: "logs"}},
+		HasPrimaryKey: []bool{true, false},
+	}
+	full := &taskv1.SetupActivityInput{Spec: eos, PublicationOnly: true, ChunkIfKeyed: true}
+	err := checkExactlyOnceFullSync(full, resolved, allKeyed(resolved))
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || app.Type() != ErrConfig || !app.NonRetryable() ||
+		!strings.Contains(err.Error(), "exactly_once with full sync needs a primary key on every table: public.logs;") {
+		t.Fatalf("got %v, want a non-retryable ErrConfig naming public.logs", err)
+	}
+	resolved.HasPrimaryKey[1] = true
+	if err := checkExactlyOnceFullSync(full, resolved, allKeyed(resolved)); err != nil {
+		t.Fatalf("every table keyed: %v", err)
+	}
+	resolved.HasPrimaryKey[1] = false
+	for _, in := range []*taskv1.SetupActivityInput{
+		{Spec: eos, ChunkIfKeyed: true}, // no full sync pending
+		{Spec: &taskv1.TaskSpec{SyncTypes: &taskv1.SyncTypes{Full: true}}, PublicationOnly: true, ChunkIfKeyed: true},
+	} {
+		if err := checkExactlyOnceFullSync(in, resolved, false); err != nil {
+			t.Errorf("%v: refused: %v", in, err)
+		}
 	}
 }
