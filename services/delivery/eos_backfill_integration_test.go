@@ -1,0 +1,165 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"go.temporal.io/sdk/testsuite"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/testenv"
+	"github.com/ferry-cdc/ferry/workflows/grpccodec"
+	"github.com/ferry-cdc/ferry/workflows/task"
+)
+
+// TestExactlyOnceChunkedBackfillSurvivesDeliveryKill runs the worker's
+// incremental activity over real capture and delivery services, a private
+// PostgreSQL and a private broker, as chunked full sync does: one keyed
+// table of 12000 rows read in chunks of 1000. Delivery is killed once Kafka
+// holds part of the backfill, and the activity runs again from the
+// checkpoint it started with, as after a worker that died before any
+// heartbeat reached Temporal. It must resume where Kafka is, and a
+// read_committed consumer must see every row exactly once.
+func TestExactlyOnceChunkedBackfillSurvivesDeliveryKill(t *testing.T) {
+	const rows = 12000
+	pg := testenv.StartPostgres(t)
+	bootstrap := testenv.StartKafka(t).Bootstrap()
+	tbl, topic := testenv.UniqueName("eos_bf"), testenv.UniqueName("ferry_eos_bf_task")
+	testenv.Exec(t, pg.Conn(t), fmt.Sprintf("CREATE TABLE public.%s (id int8 PRIMARY KEY, note text)", tbl),
+		fmt.Sprintf("INSERT INTO public.%s SELECT g, 'row ' || g FROM generate_series(1, %d) g", tbl, rows))
+	capture := startCapture(t)
+	ref := &taskv1.TableRef{Schema: "public", Table: tbl}
+	rep, err := capture.EnsureReplication(context.Background(), &capturev1.EnsureReplicationRequest{
+		Source: pg.Source(), SlotName: tbl, PublicationName: tbl, Tables: []*taskv1.TableRef{ref},
+	})
+	if err != nil {
+		t.Fatalf("EnsureReplication: %v", err)
+	}
+	in := &taskv1.IncrementalActivityInput{
+		TaskId: topic, SlotName: tbl, PublicationName: tbl, UntilBackfilled: true,
+		Checkpoint: &cdcv1.Checkpoint{ConfirmedLsn: rep.GetConfirmedLsn(), Backfills: []*cdcv1.BackfillProgress{{Schema: "public", Table: tbl}}},
+		Spec: &taskv1.TaskSpec{
+			Source:      pg.Source(),
+			Destination: &taskv1.KafkaEndpoint{BootstrapServers: bootstrap, Topic: topic},
+			Objects:     &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{{Schema: "public", Table: tbl}}},
+			SyncTypes:   &taskv1.SyncTypes{Full: true},
+			Kafka: &taskv1.KafkaOptions{ExactlyOnce: true, Acks: taskv1.Acks_ACKS_ALL,
+				PartitionPolicy: taskv1.PartitionPolicy_PARTITION_POLICY_HASH_PRIMARY_KEY},
+			// Slow enough that the kill lands mid-backfill.
+			Advanced: &taskv1.AdvancedOptions{IncrementalThrottle: &taskv1.IncrementalThrottle{RowsPerSecond: 1500}},
+		},
+	}
+
+	first := startKillableDelivery(t)
+	ensure(t, first.client, bootstrap, &deliveryv1.TopicSpec{Name: topic, Partitions: 3})
+	env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
+	env.RegisterActivity(&task.Activities{Capture: capture, Delivery: first.client})
+	killed := make(chan *cdcv1.BackfillProgress, 1)
+	go func() { killed <- killMidBackfill(t, bootstrap, topic, first) }()
+	if _, err := env.ExecuteActivity("Incremental", in); err == nil {
+		t.Fatal("the incremental activity ended cleanly though its delivery was killed")
+	}
+	atKill := <-killed
+	if atKill == nil {
+		t.Fatal("Kafka held no partial backfill before the activity ended")
+	}
+	t.Logf("delivery killed with %d rows of the backfill committed", atKill.GetRows())
+
+	second := startKillableDelivery(t)
+	env = (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
+	env.RegisterActivity(&task.Activities{Capture: capture, Delivery: second.client})
+	val, err := env.ExecuteActivity("Incremental", in) // the stale checkpoint again
+	if err != nil {
+		t.Fatalf("the resumed activity: %v", err)
+	}
+	var done cdcv1.Checkpoint
+	if err := val.Get(&done); err != nil {
+		t.Fatal(err)
+	}
+	if b := done.GetBackfills(); len(b) != 1 || !b[0].GetDone() || b[0].GetRows() != rows {
+		t.Fatalf("final checkpoint %v, want the backfill done with %d rows", &done, rows)
+	}
+	counts := readCommitted(t, bootstrap, topic, rows, 90*time.Second)
+	for id := 1; id <= rows; id++ {
+		if n := counts[strconv.Itoa(id)]; n != 1 {
+			t.Errorf("row %d read %d times, want once", id, n)
+		}
+	}
+}
+
+// killMidBackfill kills d once the task's checkpoint in Kafka holds part of
+// the backfill, and returns that progress; nil if the backfill finished or
+// a minute passed first.
+func killMidBackfill(t *testing.T, bootstrap, taskID string, d *killableDelivery) *cdcv1.BackfillProgress {
+	defer d.kill()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var rec checkpointRecord
+		err := readCompacted(ctx, kafka.ConfigMap{"bootstrap.servers": bootstrap}, DefaultCheckpointTopic, func(m *kafka.Message) error {
+			if string(m.Key) != taskID {
+				return nil
+			}
+			rec = checkpointRecord{}
+			return json.Unmarshal(m.Value, &rec)
+		})
+		cancel()
+		bfs, derr := decodeBackfills(rec.Backfills)
+		if err != nil || derr != nil {
+			t.Logf("reading the checkpoint: %v %v", err, derr)
+			continue
+		}
+		for _, b := range bfs {
+			if b.GetDone() {
+				return nil
+			}
+			if b.GetRows() > 0 {
+				return b
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // between polls of the checkpoint topic
+	}
+	return nil
+}
+
+// killableDelivery is a delivery service whose server can be stopped
+// mid-stream, as a crash would.
+type killableDelivery struct {
+	client deliveryv1.DeliveryServiceClient
+	kill   func()
+}
+
+func startKillableDelivery(t *testing.T) *killableDelivery {
+	t.Helper()
+	impl := NewServer(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	gs := grpc.NewServer(grpccodec.ServerOption())
+	deliveryv1.RegisterDeliveryServiceServer(gs, impl)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(lis) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { gs.Stop(); impl.Wait() }) }
+	t.Cleanup(stop)
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return &killableDelivery{client: deliveryv1.NewDeliveryServiceClient(cc), kill: stop}
+}
