@@ -1281,7 +1281,11 @@ type KafkaOptions struct {
 	// Messages are written in transactions that end at source transaction
 	// boundaries, each together with the task's checkpoint in the compacted
 	// topic __ferry_checkpoints, so a read_committed consumer sees every
-	// change exactly once across restarts. Requires acks ALL.
+	// change exactly once across restarts. Requires acks ALL. With
+	// sync_types.full every table needs a primary key (setup fails naming
+	// those without one): full sync is then chunked, and each chunk commits
+	// together with its progress, so a restart resumes after the last chunk
+	// in Kafka.
 	ExactlyOnce bool `protobuf:"varint,8,opt,name=exactly_once,json=exactlyOnce,proto3" json:"exactly_once,omitempty"`
 	// The Canal JSON "database" key: the schema name by default, or the
 	// database name when set.
