@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/jackc/pgx/v5"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 )
@@ -95,70 +96,142 @@ func TestExactlyOnceFullSyncSurvivesKills(t *testing.T) {
 	const rows = 30_000
 	conn := pgConnect(t)
 	table := uniqueName("e2e_eos_fs")
-	exec1(t, conn, fmt.Sprintf(`CREATE TABLE public.%s (id bigint PRIMARY KEY, val text NOT NULL)`, table))
-	t.Cleanup(func() { _, _ = conn.Exec(context.Background(), "DROP TABLE IF EXISTS public."+table) })
-	exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s SELECT g, 'v' || g FROM generate_series(1, %d) g`, table, rows))
-	exec1(t, conn, "ANALYZE public."+table)
-
+	keyedTable(t, conn, table, 1, rows)
 	createTopic(t, table, nil)
 	col := collectIDs(t, table) // read_committed
 	f := startFerry(t)
 	taskID := strings.ReplaceAll(table, "_", "-")
-	// Not createTaskFromSpec: it waits for incremental sync, after full sync.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err := f.control.CreateTask(ctx, &taskv1.CreateTaskRequest{TaskId: taskID, Spec: &taskv1.TaskSpec{
-		Name:        "e2e " + table,
-		Source:      sourceEndpoint(),
-		Destination: &taskv1.KafkaEndpoint{BootstrapServers: kafkaBootstrap(), Topic: table},
-		Objects:     &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{{Schema: "public", Table: table}}},
-		SyncTypes:   &taskv1.SyncTypes{Full: true},
-		Kafka:       &taskv1.KafkaOptions{ExactlyOnce: true, ConflictMode: taskv1.ConflictMode_CONFLICT_MODE_IGNORE},
-		Advanced: &taskv1.AdvancedOptions{ConnectionRetryMinutes: 10, OtherRetryMinutes: 2,
-			// Slow enough that both kills land in the middle of full sync.
-			FullThrottle: &taskv1.FullSyncThrottle{RowsPerSecond: 1_500}},
-	}})
-	if err != nil {
-		t.Fatalf("CreateTask %s: %v", taskID, err)
-	}
-	f.cleanupTask(conn, taskID)
+	f.createEOSFullSyncTask(conn, taskID, table, table)
 
-	for i, name := range []string{"delivery", "worker"} {
-		eventually(t, 120*time.Second, "rows before killing "+name, func() (bool, string) {
-			d, _ := col.counts()
-			return d >= (i+1)*rows/5, fmt.Sprintf("%d distinct rows", d)
-		})
-		f.kill(name)
-		d, _ := col.counts()
-		f.start(name)
-		t.Logf("%s killed after %d committed rows and restarted", name, d)
-	}
+	killDuringBackfill(t, f, col, 0, rows)
 	if st := f.state(taskID); st.GetFullSyncDone() {
 		t.Fatal("full sync finished before the kills; the test proved nothing")
 	}
-
-	// One partition: once the last row is read, every earlier message,
-	// duplicates included, has been read too.
 	eventually(t, 180*time.Second, "every row in Kafka and full sync done", func() (bool, string) {
 		d, total := col.counts()
 		st := f.state(taskID)
 		return d == rows && st.GetFullSyncDone(), fmt.Sprintf("%d of %d distinct rows (%d messages); phase %s, error %q",
 			d, rows, total, st.GetPhase(), st.GetLastError())
 	})
+	checkExactlyOnce(t, f, col, rows)
+	if st := f.state(taskID); !st.GetFullSyncChunked() || f.activityCount(taskID, "FullSync") != 0 {
+		t.Errorf("state %v: want a chunked full sync and no exported snapshot", st)
+	}
+	f.stopAndRelease(conn, taskID)
+}
+
+// TestExactlyOnceAddedTableSurvivesKills adds a table to a running
+// exactly-once task with full sync; its snapshot runs beside the stream
+// (a backfill) while delivery and then the worker are killed. Every row of
+// both tables must reach a read_committed consumer exactly once.
+func TestExactlyOnceAddedTableSurvivesKills(t *testing.T) {
+	const first, added = 1_000, 20_000
+	conn := pgConnect(t)
+	a, c := uniqueName("e2e_eos_add_a"), uniqueName("e2e_eos_add_c")
+	keyedTable(t, conn, a, 1, first)
+	// Ids distinct from a's: the consumer counts rows by id.
+	keyedTable(t, conn, c, 1_000_001, added)
+	createTopic(t, a, nil)
+	col := collectIDs(t, a)
+	f := startFerry(t)
+	taskID := strings.ReplaceAll(a, "_", "-")
+	f.createEOSFullSyncTask(conn, taskID, a, a)
+	eventually(t, 120*time.Second, "full sync of "+a, func() (bool, string) {
+		d, _ := col.counts()
+		st := f.state(taskID)
+		return d == first && st.GetFullSyncDone() && st.GetPhase() == taskv1.Phase_PHASE_INCREMENTAL,
+			fmt.Sprintf("%d rows; phase %s", d, st.GetPhase())
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := f.control.ModifyObjects(ctx, &taskv1.ModifyObjectsRequest{TaskId: taskID, Objects: &taskv1.ObjectSelection{
+		Tables: []*taskv1.TableSelection{{Schema: "public", Table: a}, {Schema: "public", Table: c}},
+	}}); err != nil {
+		t.Fatalf("ModifyObjects adding %s: %v", c, err)
+	}
+	killDuringBackfill(t, f, col, first, added)
+	eventually(t, 180*time.Second, "every row of both tables in Kafka and "+c+" backfilled", func() (bool, string) {
+		d, total := col.counts()
+		done := false
+		for _, bf := range f.task(taskID).GetHeartbeat().GetBackfills() {
+			done = done || bf.GetTable() == c && bf.GetDone()
+		}
+		return d == first+added && done, fmt.Sprintf("%d of %d distinct rows (%d messages); backfill done %t; error %q",
+			d, first+added, total, done, f.state(taskID).GetLastError())
+	})
+	checkExactlyOnce(t, f, col, first+added)
+	f.stopAndRelease(conn, taskID)
+}
+
+// keyedTable creates public.name with n rows whose ids start at from.
+func keyedTable(t *testing.T, conn *pgx.Conn, name string, from, n int) {
+	t.Helper()
+	exec1(t, conn, fmt.Sprintf(`CREATE TABLE public.%s (id bigint PRIMARY KEY, val text NOT NULL)`, name))
+	t.Cleanup(func() { _, _ = conn.Exec(context.Background(), "DROP TABLE IF EXISTS public."+name) })
+	exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s SELECT g, 'v' || g FROM generate_series(%d, %d) g`, name, from, from+n-1))
+	exec1(t, conn, "ANALYZE public."+name)
+}
+
+// createEOSFullSyncTask creates an exactly-once task with full sync whose
+// snapshots (full sync's and added tables') run at 1,500 rows a second, so
+// that kills land in their middle. Unlike createTaskFromSpec it does not
+// wait for incremental sync.
+func (f *ferry) createEOSFullSyncTask(conn *pgx.Conn, taskID, topic string, tables ...string) {
+	f.t.Helper()
+	var sel []*taskv1.TableSelection
+	for _, tab := range tables {
+		sel = append(sel, &taskv1.TableSelection{Schema: "public", Table: tab})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := f.control.CreateTask(ctx, &taskv1.CreateTaskRequest{TaskId: taskID, Spec: &taskv1.TaskSpec{
+		Name:        "e2e " + topic,
+		Source:      sourceEndpoint(),
+		Destination: &taskv1.KafkaEndpoint{BootstrapServers: kafkaBootstrap(), Topic: topic},
+		Objects:     &taskv1.ObjectSelection{Tables: sel},
+		SyncTypes:   &taskv1.SyncTypes{Full: true},
+		Kafka:       &taskv1.KafkaOptions{ExactlyOnce: true, ConflictMode: taskv1.ConflictMode_CONFLICT_MODE_IGNORE},
+		Advanced: &taskv1.AdvancedOptions{ConnectionRetryMinutes: 10, OtherRetryMinutes: 2,
+			FullThrottle:        &taskv1.FullSyncThrottle{RowsPerSecond: 1_500},
+			IncrementalThrottle: &taskv1.IncrementalThrottle{RowsPerSecond: 1_500}},
+	}})
+	if err != nil {
+		f.t.Fatalf("CreateTask %s: %v", taskID, err)
+	}
+	f.cleanupTask(conn, taskID)
+}
+
+// killDuringBackfill SIGKILLs delivery once a fifth of a snapshot of rows
+// rows (after base rows already in Kafka) is committed, then the worker at
+// two fifths, restarting each.
+func killDuringBackfill(t *testing.T, f *ferry, col *idCollector, base, rows int) {
+	t.Helper()
+	for i, name := range []string{"delivery", "worker"} {
+		eventually(t, 120*time.Second, "rows before killing "+name, func() (bool, string) {
+			d, _ := col.counts()
+			return d >= base+(i+1)*rows/5, fmt.Sprintf("%d distinct rows", d)
+		})
+		f.kill(name)
+		d, _ := col.counts()
+		f.start(name)
+		t.Logf("%s killed after %d of %d snapshot rows were committed, and restarted", name, d-base, rows)
+	}
+}
+
+// checkExactlyOnce asserts that the read_committed consumer read every row
+// once, and that delivery resumed from its checkpoint after each kill.
+func checkExactlyOnce(t *testing.T, f *ferry, col *idCollector, rows int) {
+	t.Helper()
 	distinct, total := col.counts()
 	if total != rows || distinct != rows {
 		t.Errorf("read_committed: %d messages, %d distinct rows, want exactly %d of each", total, distinct, rows)
-	}
-	st := f.state(taskID)
-	if !st.GetFullSyncChunked() || f.activityCount(taskID, "FullSync") != 0 {
-		t.Errorf("state %v: want a chunked full sync and no exported snapshot", st)
 	}
 	resumed := resumedCheckpoints(t, f)
 	t.Logf("rows %d, read_committed distinct %d, messages %d; delivery resumed from %v", rows, distinct, total, resumed)
 	if len(resumed) < 2 {
 		t.Errorf("delivery resumed from a checkpoint %d times, want one per kill (2): %v", len(resumed), resumed)
 	}
-	f.stopAndRelease(conn, taskID)
 }
 
 // countUncommitted counts every data record in the topic's one partition as
