@@ -153,6 +153,7 @@ func (s *stream) startTxns() error {
 	if t.resumed, t.backfills, err = readCheckpoint(rctx, conf, topic, t.part, taskID); err != nil {
 		return err
 	}
+	forgetHeld(t.backfills, s.start.GetCheckpointLsn())
 	t.committed, t.mark = t.resumed, t.resumed
 	s.ckpt.Watermark(t.resumed) // nothing is enqueued: safe at once
 	s.txn = t

@@ -135,6 +135,13 @@ func decodeBackfills(raw []json.RawMessage) (map[string]*cdcv1.BackfillProgress,
 	return out, nil
 }
 
+// forgetHeld drops the progress at or below the client's checkpoint, which
+// the client holds already (StartDelivery.checkpoint_lsn). Without it a
+// record would carry every table ever backfilled, for good.
+func forgetHeld(m map[string]*cdcv1.BackfillProgress, clientLSN uint64) {
+	maps.DeleteFunc(m, func(_ string, p *cdcv1.BackfillProgress) bool { return p.GetLsn() <= clientLSN })
+}
+
 // resumedBackfills lists the recovered progress for the first response.
 func (t *txnState) resumedBackfills() []*cdcv1.BackfillProgress {
 	out := make([]*cdcv1.BackfillProgress, 0, len(t.backfills))

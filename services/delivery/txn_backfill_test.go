@@ -73,6 +73,9 @@ func TestExactlyOnceBackfillProgressResumes(t *testing.T) {
 	first.waitSafe(300, 30*time.Second)
 	first.send(chunkOf(400, 5)) // cut before its progress: never committed
 
+	// The client's own checkpoint trails Kafka's: it holds the first
+	// chunk's progress, not the second's.
+	st.CheckpointLsn = 200
 	second := openSession(t, ctx, client, st)
 	r := second.next(time.After(90 * time.Second))
 	want := progressOf(300, 4, 4, false)
@@ -104,6 +107,22 @@ func TestExactlyOnceBackfillProgressResumes(t *testing.T) {
 	}
 	if rec.WatermarkLSN != 450 || len(got) != 1 || !proto.Equal(got["public.orders"], progressOf(450, 5, 5, true)) {
 		t.Fatalf("checkpoint record %+v (backfills %v), want watermark 450 with the finished backfill", rec, got)
+	}
+
+	// A client whose checkpoint holds the finished backfill: delivery
+	// forgets it, and its next record no longer carries it.
+	st.CheckpointLsn = 450
+	third := openSession(t, ctx, client, st)
+	if r := third.next(time.After(90 * time.Second)); r == nil || r.GetResumedFromLsn() != 450 || len(r.GetResumedBackfills()) != 0 {
+		t.Fatalf("third stream's first response: %v (stream %v), want resumed_from_lsn 450 and no backfills", r, third.result)
+	}
+	third.send(&cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{ordersRelation()}, Events: []*cdcv1.ChangeEvent{insert(6, "later", 470)}, WatermarkLsn: 480})
+	third.waitSafe(480, 30*time.Second)
+	if _, err := third.finish(30 * time.Second); err != nil {
+		t.Fatalf("third stream: %v", err)
+	}
+	if rec := storedRecord(t, bootstrap, st.GetTaskId()); rec.WatermarkLSN != 480 || len(rec.Backfills) != 0 {
+		t.Fatalf("checkpoint record %+v, want watermark 480 without backfills", rec)
 	}
 }
 

@@ -120,7 +120,7 @@ func (a *Activities) openDelivery(ctx context.Context, in *taskv1.IncrementalAct
 	if err != nil {
 		return nil, classifyRPC("opening the delivery stream", err, cp.snapshot())
 	}
-	if err := delStream.Send(&deliveryv1.DeliverRequest{Kind: &deliveryv1.DeliverRequest_Start{Start: deliveryStart(in.GetTaskId(), in.GetSpec())}}); err != nil {
+	if err := delStream.Send(&deliveryv1.DeliverRequest{Kind: &deliveryv1.DeliverRequest_Start{Start: deliveryStart(in.GetTaskId(), in.GetSpec(), cp.get())}}); err != nil {
 		return nil, classifyRPC("starting the delivery stream", recvErr(delStream.Recv, err), cp.snapshot())
 	}
 	return delStream, nil
@@ -169,12 +169,13 @@ func forwardBatches(capStream capturev1.CaptureService_StreamChangesClient, delS
 	}
 }
 
-// deliveryStart opens a delivery stream for the task, whichever phase feeds it.
-func deliveryStart(taskID string, spec *taskv1.TaskSpec) *deliveryv1.StartDelivery {
+// deliveryStart opens a delivery stream for the task, whichever phase
+// feeds it; checkpoint is the worker's (see StartDelivery.checkpoint_lsn).
+func deliveryStart(taskID string, spec *taskv1.TaskSpec, checkpoint uint64) *deliveryv1.StartDelivery {
 	return &deliveryv1.StartDelivery{
 		TaskId: taskID, Kafka: spec.GetDestination(), Options: spec.GetKafka(),
 		Objects: spec.GetObjects(), SourceDatabase: spec.GetSource().GetDatabase(),
-		WriteTableDefinitions: spec.GetSyncTypes().GetSchema(),
+		WriteTableDefinitions: spec.GetSyncTypes().GetSchema(), CheckpointLsn: checkpoint,
 	}
 }
 

@@ -418,8 +418,14 @@ type StartDelivery struct {
 	// gets a CREATE record on the DDL topic when it is first seen. Changes to
 	// a written definition always get an ALTER record.
 	WriteTableDefinitions bool `protobuf:"varint,6,opt,name=write_table_definitions,json=writeTableDefinitions,proto3" json:"write_table_definitions,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// With options.exactly_once: the client's own checkpoint, which holds
+	// every backfill progress at or below it. Delivery forgets such progress
+	// from its checkpoint record, which would otherwise carry every table
+	// ever backfilled in each transaction, and returns only newer progress
+	// in resumed_backfills.
+	CheckpointLsn uint64 `protobuf:"varint,7,opt,name=checkpoint_lsn,json=checkpointLsn,proto3" json:"checkpoint_lsn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StartDelivery) Reset() {
@@ -492,6 +498,13 @@ func (x *StartDelivery) GetWriteTableDefinitions() bool {
 		return x.WriteTableDefinitions
 	}
 	return false
+}
+
+func (x *StartDelivery) GetCheckpointLsn() uint64 {
+	if x != nil {
+		return x.CheckpointLsn
+	}
+	return 0
 }
 
 type DeliverResponse struct {
@@ -636,14 +649,15 @@ const file_ferry_delivery_v1_delivery_proto_rawDesc = "" +
 	"\x05start\x18\x01 \x01(\v2 .ferry.delivery.v1.StartDeliveryH\x00R\x05start\x121\n" +
 	"\x05batch\x18\x02 \x01(\v2\x19.ferry.cdc.v1.ChangeBatchH\x00R\x05batch\x12<\n" +
 	"\bbackfill\x18\x03 \x01(\v2\x1e.ferry.cdc.v1.BackfillProgressH\x00R\bbackfillB\x06\n" +
-	"\x04kind\"\xae\x02\n" +
+	"\x04kind\"\xd5\x02\n" +
 	"\rStartDelivery\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x122\n" +
 	"\x05kafka\x18\x02 \x01(\v2\x1c.ferry.task.v1.KafkaEndpointR\x05kafka\x125\n" +
 	"\aoptions\x18\x03 \x01(\v2\x1b.ferry.task.v1.KafkaOptionsR\aoptions\x128\n" +
 	"\aobjects\x18\x04 \x01(\v2\x1e.ferry.task.v1.ObjectSelectionR\aobjects\x12'\n" +
 	"\x0fsource_database\x18\x05 \x01(\tR\x0esourceDatabase\x126\n" +
-	"\x17write_table_definitions\x18\x06 \x01(\bR\x15writeTableDefinitions\"\xd7\x02\n" +
+	"\x17write_table_definitions\x18\x06 \x01(\bR\x15writeTableDefinitions\x12%\n" +
+	"\x0echeckpoint_lsn\x18\a \x01(\x04R\rcheckpointLsn\"\xd7\x02\n" +
 	"\x0fDeliverResponse\x12\x19\n" +
 	"\bsafe_lsn\x18\x01 \x01(\x04R\asafeLsn\x12!\n" +
 	"\facked_events\x18\x02 \x01(\x04R\vackedEvents\x12#\n" +

@@ -498,6 +498,11 @@ func (m *StartDelivery) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.CheckpointLsn != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.CheckpointLsn))
+		i--
+		dAtA[i] = 0x38
+	}
 	if m.WriteTableDefinitions {
 		i--
 		if m.WriteTableDefinitions {
@@ -913,6 +918,9 @@ func (m *StartDelivery) SizeVT() (n int) {
 	}
 	if m.WriteTableDefinitions {
 		n += 2
+	}
+	if m.CheckpointLsn != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.CheckpointLsn))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -2036,6 +2044,25 @@ func (m *StartDelivery) UnmarshalVT(dAtA []byte) error {
 				}
 			}
 			m.WriteTableDefinitions = bool(v != 0)
+		case 7:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field CheckpointLsn", wireType)
+			}
+			m.CheckpointLsn = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.CheckpointLsn |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
