@@ -24,6 +24,8 @@ type Activities struct {
 	// HTTP posts alert webhooks (alert.go); nil uses a client with
 	// WebhookTimeout.
 	HTTP *http.Client
+	// Metrics counts alerts; nil counts nothing.
+	Metrics *Metrics
 }
 
 // Precheck asks the catalog service to check the source (and the schema
