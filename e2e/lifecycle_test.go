@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 )
 
@@ -127,9 +129,16 @@ func TestLifecycleThroughCLIAndGrpcurl(t *testing.T) {
 	}
 	writeFile(t, specFile, lifecycleSpecYAML("lifecycle", topic, hook.url, []string{"toast"}, a, b))
 	w := startWriterSized(t, a, aRows, b, bRows)
-	cli.ok("create", "-f", specFile, "--id", taskID)
+	// Created paused, the task runs nothing (no precheck, no slot) until
+	// started.
+	cli.ok("create", "-f", specFile, "--id", taskID, "--paused")
 	f.cleanupTask(conn, taskID)
-	marks.mark("created")
+	if out := cli.ok("status", taskID); field(out, "Status") != "STATUS_PAUSED" || field(out, "Phase") != "PHASE_PRECHECK" ||
+		slotExists(t, conn, slotName(taskID)) {
+		t.Fatalf("a task created paused is not waiting:\n%s", out)
+	}
+	cli.ok("start", taskID)
+	marks.mark("created and started")
 
 	// Schema sync, then full sync under the writer, then incremental.
 	sawFullSync := f.waitFullSyncDone(conn, taskID, w)
@@ -270,6 +279,15 @@ func TestLifecycleThroughCLIAndGrpcurl(t *testing.T) {
 	}
 	marks.mark("stopped and released")
 	marks.log()
+}
+
+func slotExists(t *testing.T, conn *pgx.Conn, slot string) bool {
+	t.Helper()
+	var n int
+	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n > 0
 }
 
 func ackedItem(items []*taskv1.PrecheckItem, id string) *taskv1.PrecheckItem {
