@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"net/http"
+	"strings"
 
 	"go.temporal.io/sdk/temporal"
 	"google.golang.org/grpc/codes"
