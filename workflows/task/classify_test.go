@@ -33,8 +33,10 @@ func TestClassifyRPCKafkaFaults(t *testing.T) {
 	// A status wrapped on the way (wrapStream) keeps its code, and its
 	// message loses gRPC's "rpc error: code = ... desc =" envelope.
 	wrapped := wrapStream("capture", status.Error(codes.Unavailable, "streaming from replication slot s: connection refused"))
-	if err := classifyRPC("incremental sync", wrapped); classify(err) != taskv1.ErrorClass_ERROR_CLASS_CONNECTION ||
-		err.(*temporal.ApplicationError).Message() != "incremental sync: capture stream: streaming from replication slot s: connection refused" {
+	err := classifyRPC("incremental sync", wrapped)
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || classify(err) != taskv1.ErrorClass_ERROR_CLASS_CONNECTION ||
+		appErr.Message() != "incremental sync: capture stream: streaming from replication slot s: connection refused" {
 		t.Fatalf("wrapped status: %v", err)
 	}
 	var canErr *temporal.CanceledError
