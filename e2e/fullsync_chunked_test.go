@@ -64,10 +64,10 @@ func TestChunkedFullSyncResumesAfterCaptureKill(t *testing.T) {
 		return col.matches(want)
 	})
 	// Resumed, not restarted: the rows read twice are at most the chunks in
-	// flight when capture died (a chunk is 1,000 rows; a few may have been in
-	// Kafka without their progress confirmed).
+	// flight when capture died (full sync reads 10,000-row chunks; one may
+	// be in Kafka without its progress confirmed yet, another being read).
 	n := col.snapshotCount(big)
-	if n < rows-rows/5 || n > rows+10_000 {
+	if n < rows-rows/5 || n > rows+30_000 {
 		t.Errorf("%s: %d snapshot messages for %d rows; a restart from scratch would be about %d", big, n, rows, rows+int(before))
 	}
 	st := f.state(taskID)
