@@ -97,14 +97,7 @@ func TestLifecycleThroughCLIAndGrpcurl(t *testing.T) {
 	grpcurl, temporal := toolPath(t, "grpcurl"), toolPath(t, "temporal")
 	conn := pgConnect(t)
 	a, b, c := uniqueName("e2e_lc_a"), uniqueName("e2e_lc_b"), uniqueName("e2e_lc_c")
-	for tab, n := range map[string]int{a: aRows, b: bRows, c: cRows} {
-		exec1(t, conn, fmt.Sprintf(`CREATE TABLE public.%s (id bigint PRIMARY KEY, ver int NOT NULL DEFAULT 0,
-			val text, amount numeric(12,2), at timestamptz)`, tab))
-		t.Cleanup(func() { _, _ = conn.Exec(context.Background(), "DROP TABLE IF EXISTS public."+tab) })
-		exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s SELECT g, 0, 'v' || g, g / 100.0,
-			'2026-01-01 00:00:00+00'::timestamptz + g * interval '1 second' FROM generate_series(1, %d) g`, tab, n))
-		exec1(t, conn, "ANALYZE public."+tab)
-	}
+	createVersionedTables(t, conn, map[string]int{a: aRows, b: bRows, c: cRows})
 	topic := a
 	createTopic(t, topic, nil) // one partition: Kafka's order is Ferry's
 	col := collectChanges(t, topic)

@@ -25,15 +25,22 @@ import (
 // a reader the test collects from.
 func metricsEnv(t *testing.T) (*testsuite.TestActivityEnvironment, *sdkmetric.ManualReader) {
 	t.Helper()
+	m, reader := newTestMetrics(t)
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{m.Interceptor()}})
+	return env, reader
+}
+
+// newTestMetrics records Metrics into a reader the test collects from.
+func newTestMetrics(t *testing.T) (*Metrics, *sdkmetric.ManualReader) {
+	t.Helper()
 	reader := sdkmetric.NewManualReader()
 	m, err := NewMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{m.Interceptor()}})
-	return env, reader
+	return m, reader
 }
 
 // point finds the value of metric name at exactly attrs; ok is false when
@@ -144,11 +151,7 @@ func TestMetricsFullSyncRowsAndCancellation(t *testing.T) {
 // Every alert is counted, by kind and state, webhook or not: the failure
 // alert through the Alert activity, the latency one from the watch.
 func TestMetricsCountAlerts(t *testing.T) {
-	reader := sdkmetric.NewManualReader()
-	m, err := NewMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, reader := newTestMetrics(t)
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
 	a := &Activities{Metrics: m}
