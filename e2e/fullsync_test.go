@@ -110,6 +110,21 @@ func TestFullSyncMeetsIncrementalWithNoGapAndNoDouble(t *testing.T) {
 	f.stopAndRelease(conn, taskID)
 }
 
+// createVersionedTables creates tables of the shape the writer and the
+// changeLog use (id, ver, val, amount, at), each filled with rows from id 1
+// and analyzed so that their row estimates are exact.
+func createVersionedTables(t *testing.T, conn *pgx.Conn, rows map[string]int) {
+	t.Helper()
+	for tab, n := range rows {
+		exec1(t, conn, fmt.Sprintf(`CREATE TABLE public.%s (id bigint PRIMARY KEY, ver int NOT NULL DEFAULT 0,
+			val text, amount numeric(12,2), at timestamptz)`, tab))
+		t.Cleanup(func() { _, _ = conn.Exec(context.Background(), "DROP TABLE IF EXISTS public."+tab) })
+		exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s SELECT g, 0, 'v' || g, g / 100.0,
+			'2026-01-01 00:00:00+00'::timestamptz + g * interval '1 second' FROM generate_series(1, %d) g`, tab, n))
+		exec1(t, conn, "ANALYZE public."+tab)
+	}
+}
+
 func (f *ferry) createFullSyncTask(conn *pgx.Conn, taskID, topic string, tables ...string) {
 	f.t.Helper()
 	var sel []*taskv1.TableSelection

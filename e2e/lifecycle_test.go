@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 )
 
@@ -87,21 +89,15 @@ acknowledged_warnings: [%s]
 // added by a Temporal signal and snapshotted beside the stream while it is
 // written to, a throttle change that raises latency until the webhook gets a
 // latency alert, pause and resume, a forced restart that runs no snapshot
-// again, and stop with release. Kafka, rebuilt, must equal every table, and
-// the slot and publication must be gone.
+// again, a table removed with ferryctl modify, and stop with release. Kafka,
+// rebuilt, must equal every table, and the slot and publication must be
+// gone.
 func TestLifecycleThroughCLIAndGrpcurl(t *testing.T) {
 	const aRows, bRows, cRows = 20_000, 2_000, 5_000
 	grpcurl, temporal := toolPath(t, "grpcurl"), toolPath(t, "temporal")
 	conn := pgConnect(t)
 	a, b, c := uniqueName("e2e_lc_a"), uniqueName("e2e_lc_b"), uniqueName("e2e_lc_c")
-	for tab, n := range map[string]int{a: aRows, b: bRows, c: cRows} {
-		exec1(t, conn, fmt.Sprintf(`CREATE TABLE public.%s (id bigint PRIMARY KEY, ver int NOT NULL DEFAULT 0,
-			val text, amount numeric(12,2), at timestamptz)`, tab))
-		t.Cleanup(func() { _, _ = conn.Exec(context.Background(), "DROP TABLE IF EXISTS public."+tab) })
-		exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s SELECT g, 0, 'v' || g, g / 100.0,
-			'2026-01-01 00:00:00+00'::timestamptz + g * interval '1 second' FROM generate_series(1, %d) g`, tab, n))
-		exec1(t, conn, "ANALYZE public."+tab)
-	}
+	createVersionedTables(t, conn, map[string]int{a: aRows, b: bRows, c: cRows})
 	topic := a
 	createTopic(t, topic, nil) // one partition: Kafka's order is Ferry's
 	col := collectChanges(t, topic)
@@ -126,9 +122,16 @@ func TestLifecycleThroughCLIAndGrpcurl(t *testing.T) {
 	}
 	writeFile(t, specFile, lifecycleSpecYAML("lifecycle", topic, hook.url, []string{"toast"}, a, b))
 	w := startWriterSized(t, a, aRows, b, bRows)
-	cli.ok("create", "-f", specFile, "--id", taskID)
+	// Created paused, the task runs nothing (no precheck, no slot) until
+	// started.
+	cli.ok("create", "-f", specFile, "--id", taskID, "--paused")
 	f.cleanupTask(conn, taskID)
-	marks.mark("created")
+	if out := cli.ok("status", taskID); field(out, "Status") != "STATUS_PAUSED" || field(out, "Phase") != "PHASE_PRECHECK" ||
+		slotExists(t, conn, slotName(taskID)) {
+		t.Fatalf("a task created paused is not waiting:\n%s", out)
+	}
+	cli.ok("start", taskID)
+	marks.mark("created and started")
 
 	// Schema sync, then full sync under the writer, then incremental.
 	sawFullSync := f.waitFullSyncDone(conn, taskID, w)
@@ -220,8 +223,31 @@ func TestLifecycleThroughCLIAndGrpcurl(t *testing.T) {
 		t.Errorf("the exported-snapshot FullSync ran %d times; keyed tables are read in chunks", n)
 	}
 
-	// Kafka, rebuilt, equals every table.
-	want := map[string]map[string]string{a: tableRows(t, a), b: tableRows(t, b), c: tableRows(t, c)}
+	// Remove table b with ferryctl: it leaves the publication, and a row
+	// written to it afterwards never reaches Kafka, while a later row of a
+	// (same topic, one partition, so in order) does.
+	objFile := filepath.Join(dir, "objects.yaml")
+	writeFile(t, objFile, fmt.Sprintf("tables:\n  - {schema: public, table: %q}\n  - {schema: public, table: %q}\n", a, c))
+	cli.ok("modify", taskID, "-f", objFile)
+	eventually(t, 60*time.Second, b+" to leave the publication", func() (bool, string) {
+		var n int
+		_ = conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_publication_tables WHERE pubname = $1 AND tablename = $2`,
+			slotName(taskID), b).Scan(&n)
+		return n == 0 && len(f.state(taskID).GetTables()) == 2, fmt.Sprintf("%d entries", n)
+	})
+	bFinal := tableRows(t, b)
+	exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s VALUES (900900, 0, 'after removal', 1, now())`, b))
+	exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s VALUES (900901, 0, 'after removal', 1, now())`, a))
+	eventually(t, 60*time.Second, "the row of "+a+" written after the removal", func() (bool, string) {
+		return col.has(a, "900901"), "not yet"
+	})
+	if col.has(b, "900900") {
+		t.Errorf("a row written to %s after its removal reached Kafka", b)
+	}
+	marks.mark("table removed")
+
+	// Kafka, rebuilt, equals every table (b as it was when removed).
+	want := map[string]map[string]string{a: tableRows(t, a), b: bFinal, c: tableRows(t, c)}
 	eventually(t, 120*time.Second, "Kafka to hold every table's final contents", func() (bool, string) {
 		return col.matches(want)
 	})
@@ -246,6 +272,15 @@ func TestLifecycleThroughCLIAndGrpcurl(t *testing.T) {
 	}
 	marks.mark("stopped and released")
 	marks.log()
+}
+
+func slotExists(t *testing.T, conn *pgx.Conn, slot string) bool {
+	t.Helper()
+	var n int
+	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n > 0
 }
 
 func ackedItem(items []*taskv1.PrecheckItem, id string) *taskv1.PrecheckItem {

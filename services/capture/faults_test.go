@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -273,11 +274,14 @@ func TestFaultLostConnectionResumes(t *testing.T) {
 }
 
 // tcpProxy forwards connections to PostgreSQL until cut, which drops every
-// open connection the way a broken network path does.
+// open connection the way a broken network path does, or freeze, which
+// keeps them open but passes nothing on, the way a silent partition (a
+// firewall dropping packets, a dead route) does.
 type tcpProxy struct {
-	lis   net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
+	lis    net.Listener
+	mu     sync.Mutex
+	conns  []net.Conn
+	frozen atomic.Bool
 }
 
 func startProxy(t *testing.T, target string) *tcpProxy {
@@ -308,10 +312,28 @@ func (p *tcpProxy) serve(target string) {
 		p.mu.Lock()
 		p.conns = append(p.conns, in, out)
 		p.mu.Unlock()
-		go func() { _, _ = io.Copy(out, in); _ = out.Close() }()
-		go func() { _, _ = io.Copy(in, out); _ = in.Close() }()
+		go func() { p.pipe(out, in); _ = out.Close() }()
+		go func() { p.pipe(in, out); _ = in.Close() }()
 	}
 }
+
+// pipe copies src to dst, dropping what it reads while frozen.
+func (p *tcpProxy) pipe(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !p.frozen.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *tcpProxy) freeze() { p.frozen.Store(true) }
 
 func (p *tcpProxy) cut() {
 	p.mu.Lock()
@@ -320,6 +342,30 @@ func (p *tcpProxy) cut() {
 		_ = c.Close()
 	}
 	p.conns = nil
+}
+
+// A silent partition sends no error and closes nothing: the replication
+// connection just stops delivering. The heartbeat, written every second
+// here over the same network path, times out, which ends the stream as
+// Unavailable within the heartbeat interval plus its 5 s timeout instead
+// of waiting on TCP for many minutes.
+func TestFaultSilentPartitionIsDetected(t *testing.T) {
+	f := newFaultEnv(t, "silent_items")
+	proxy := startProxy(t, fmt.Sprintf("127.0.0.1:%d", f.pg.Port()))
+	st := f.startStream(f.start)
+	st.Source.Port, st.HeartbeatSeconds = uint32(proxy.port()), 1
+	s := openStream(t, f.client, st)
+	f.insert(t, "silent_items", 1)
+	f.ackAll(t, s, s.untilIDs(t, 1))
+
+	proxy.freeze()
+	frozeAt := time.Now()
+	checkStatus(t, "silent partition", streamFailure(t, s), codes.Unavailable, f.slot)
+	if took := time.Since(frozeAt); took > 15*time.Second {
+		t.Fatalf("the partition was noticed after %s, want within the heartbeat interval plus its timeout", took)
+	} else {
+		t.Logf("silent partition noticed after %s", took.Round(10*time.Millisecond))
+	}
 }
 
 // A dropped slot cannot be replaced: the WAL since its confirmed position

@@ -35,6 +35,7 @@ type Metrics struct {
 	snapshotRows metric.Int64Counter
 	lag          metric.Int64ObservableGauge
 	retained     metric.Int64ObservableGauge
+	oldestTxn    metric.Int64ObservableGauge
 	snapTables   metric.Int64ObservableGauge
 	snapDone     metric.Int64ObservableGauge
 
@@ -52,8 +53,9 @@ type slotWatch struct {
 	source *taskv1.SourceEndpoint
 	attrs  metric.MeasurementOption
 
-	known         bool // lag and retained hold the last successful reading
+	known         bool // lag, retained and oldestTxn hold the last successful reading
 	lag, retained int64
+	oldestTxn     int64 // seconds
 	checked       time.Time
 	querying      chan struct{} // closed when the reading in flight ends; nil: none
 	failing       bool
@@ -96,12 +98,14 @@ func NewMetrics(mp metric.MeterProvider, logger *slog.Logger) (*Metrics, error) 
 	m.snapshotRows = counter("ferry_capture_snapshot_rows", "{row}", "Rows full sync read and sent, by slot.")
 	m.lag = gauge("ferry_capture_slot_lag_bytes", "By", "WAL written since the slot's confirmed_flush_lsn: what Kafka has not acknowledged yet, for slots with a live stream.")
 	m.retained = gauge("ferry_capture_slot_retained_wal_bytes", "By", "WAL the slot keeps on the source (since its restart_lsn), for slots with a live stream.")
+	m.oldestTxn = gauge("ferry_capture_oldest_transaction_seconds", "s",
+		"Age of the source's oldest open transaction that wrote (has an xid), as the task's role sees pg_stat_activity (pg_read_all_stats sees every session): logical decoding cannot move a slot's restart point past it.")
 	m.snapTables = gauge("ferry_capture_snapshot_tables", "{table}", "Tables a running full sync reads, by slot.")
 	m.snapDone = gauge("ferry_capture_snapshot_tables_done", "{table}", "Tables a running full sync has finished, by slot.")
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("creating capture's instruments: %w", err)
 	}
-	_, err := meter.RegisterCallback(m.observe, m.lag, m.retained, m.snapTables, m.snapDone)
+	_, err := meter.RegisterCallback(m.observe, m.lag, m.retained, m.oldestTxn, m.snapTables, m.snapDone)
 	if err != nil {
 		return nil, fmt.Errorf("registering capture's gauges: %w", err)
 	}
@@ -198,6 +202,7 @@ func (m *Metrics) observe(ctx context.Context, o metric.Observer) error {
 		if w.known {
 			o.ObserveInt64(m.lag, w.lag, w.attrs)
 			o.ObserveInt64(m.retained, w.retained, w.attrs)
+			o.ObserveInt64(m.oldestTxn, w.oldestTxn, w.attrs)
 		}
 	}
 	for w := range m.snapshots {
@@ -249,7 +254,7 @@ func (m *Metrics) read(w *slotWatch, done chan struct{}) {
 	defer close(done)
 	ctx, cancel := context.WithTimeout(context.Background(), m.lagTimeout)
 	defer cancel()
-	lag, retained, err := readSlotLag(ctx, w.source, w.slot)
+	r, err := readSlotLag(ctx, w.source, w.slot)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	w.querying = nil
@@ -263,31 +268,38 @@ func (m *Metrics) read(w *slotWatch, done chan struct{}) {
 	if w.failing {
 		m.logger.Info("reading the slot's lag works again", "slot", w.slot)
 	}
-	w.known, w.failing, w.lag, w.retained = true, false, lag, retained
+	w.known, w.failing, w.lag, w.retained, w.oldestTxn = true, false, r.lag, r.retained, r.oldestTxn
 }
+
+// slotReading is one reading of a slot and of the source around it.
+type slotReading struct{ lag, retained, oldestTxn int64 }
 
 // readSlotLag measures the slot against the server's current WAL position
 // (the replayed one on a standby, where logical slots exist from
 // PostgreSQL 16).
-func readSlotLag(ctx context.Context, src *taskv1.SourceEndpoint, slot string) (lag, retained int64, err error) {
+func readSlotLag(ctx context.Context, src *taskv1.SourceEndpoint, slot string) (slotReading, error) {
 	conn, err := pgsource.Connect(ctx, src)
 	if err != nil {
-		return 0, 0, err
+		return slotReading{}, err
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	var lagp, retainedp *int64
+	var r slotReading
 	err = conn.QueryRow(ctx, `
 		WITH cur AS (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END AS lsn)
-		SELECT pg_wal_lsn_diff(cur.lsn, s.confirmed_flush_lsn)::bigint, pg_wal_lsn_diff(cur.lsn, s.restart_lsn)::bigint
-		FROM pg_replication_slots s, cur WHERE s.slot_name = $1`, slot).Scan(&lagp, &retainedp)
+		SELECT pg_wal_lsn_diff(cur.lsn, s.confirmed_flush_lsn)::bigint, pg_wal_lsn_diff(cur.lsn, s.restart_lsn)::bigint,
+		  (SELECT coalesce(extract(epoch FROM now() - min(a.xact_start)), 0)::bigint
+		     FROM pg_stat_activity a WHERE a.backend_xid IS NOT NULL AND a.pid <> pg_backend_pid())
+		FROM pg_replication_slots s, cur WHERE s.slot_name = $1`, slot).Scan(&lagp, &retainedp, &r.oldestTxn)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, 0, fmt.Errorf("replication slot %s: %w", slot, errSlotMissing)
+		return r, fmt.Errorf("replication slot %s: %w", slot, errSlotMissing)
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("reading the lag of replication slot %s: %w", slot, err)
+		return r, fmt.Errorf("reading the lag of replication slot %s: %w", slot, err)
 	}
 	if lagp == nil || retainedp == nil {
-		return 0, 0, fmt.Errorf("replication slot %s has no confirmed_flush_lsn or restart_lsn (invalidated?)", slot)
+		return r, fmt.Errorf("replication slot %s has no confirmed_flush_lsn or restart_lsn (invalidated?)", slot)
 	}
-	return *lagp, *retainedp, nil
+	r.lag, r.retained = *lagp, *retainedp
+	return r, nil
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -242,4 +243,40 @@ func BenchmarkMetricsPerBatch(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// An open transaction that wrote holds back every slot's restart point;
+// its age is exposed beside the slot's lag.
+func TestOldestTransactionGauge(t *testing.T) {
+	client, reader := startMeteredServer(t)
+	name := testenv.UniqueName("oldest")
+	createItems(t, name)
+	r := newReplication(t, testenv.UniqueName("ferry_pub"), table("public", name))
+	r.ensure(t, client)
+	s := openStream(t, client, r.start())
+	defer s.close()
+
+	open := testenv.PG(t)
+	ctx := context.Background()
+	tx, err := open.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT txid_current()`); err != nil { // assigns an xid
+		t.Fatal(err)
+	}
+	began := time.Now()
+	// Another test's transaction may be older, never younger: the gauge
+	// is at least this one's age.
+	pollPoints(t, reader, r.slot, "the open transaction to be 2 s old", func(p map[string]int64) bool {
+		age := time.Since(began)
+		return age >= 2*time.Second && p["ferry_capture_oldest_transaction_seconds"] >= int64(age.Seconds())-1
+	})
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pollPoints(t, reader, r.slot, "the age to drop once it commits", func(p map[string]int64) bool {
+		v, ok := p["ferry_capture_oldest_transaction_seconds"]
+		return ok && v < 2
+	})
 }

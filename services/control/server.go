@@ -66,6 +66,11 @@ func (s *Server) CreateTask(ctx context.Context, req *taskv1.CreateTaskRequest) 
 		return nil, status.Errorf(codes.InvalidArgument,
 			"task_id: %q must be 1 to 40 letters, digits, '-' or '_', starting with a letter or digit", id)
 	}
+	in, status0 := &taskv1.TaskWorkflowInput{TaskId: id, Spec: spec}, taskv1.Status_STATUS_RUNNING
+	if req.GetCreatePaused() {
+		status0 = taskv1.Status_STATUS_PAUSED
+		in.State = &taskv1.TaskState{Phase: taskv1.Phase_PHASE_PRECHECK, Status: status0, Paused: true}
+	}
 	run, err := s.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                                       id,
 		TaskQueue:                                s.taskQueue,
@@ -74,9 +79,9 @@ func (s *Server) CreateTask(ctx context.Context, req *taskv1.CreateTaskRequest) 
 			task.SearchTaskName.ValueSet(spec.GetName()),
 			task.SearchSourceDatabase.ValueSet(spec.GetSource().GetDatabase()),
 			task.SearchPhase.ValueSet(taskv1.Phase_PHASE_PRECHECK.String()),
-			task.SearchStatus.ValueSet(taskv1.Status_STATUS_RUNNING.String()),
+			task.SearchStatus.ValueSet(status0.String()),
 		),
-	}, task.WorkflowName, &taskv1.TaskWorkflowInput{TaskId: id, Spec: spec})
+	}, task.WorkflowName, in)
 	if err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &started) {
@@ -163,6 +168,11 @@ func (s *Server) PrecheckTask(ctx context.Context, req *taskv1.PrecheckTaskReque
 // PauseTask stops incremental sync at its confirmed checkpoint.
 func (s *Server) PauseTask(ctx context.Context, req *taskv1.PauseTaskRequest) (*taskv1.PauseTaskResponse, error) {
 	return &taskv1.PauseTaskResponse{}, s.signal(ctx, req.GetTaskId(), task.SignalPause, &taskv1.PauseSignal{})
+}
+
+// StartTask starts a task created with create_paused.
+func (s *Server) StartTask(ctx context.Context, req *taskv1.StartTaskRequest) (*taskv1.StartTaskResponse, error) {
+	return &taskv1.StartTaskResponse{}, s.signal(ctx, req.GetTaskId(), task.SignalResume, &taskv1.ResumeSignal{})
 }
 
 // ResumeTask continues a paused task from its checkpoint.

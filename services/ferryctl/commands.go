@@ -13,10 +13,11 @@ import (
 
 func commands() []command {
 	return []command{
-		{name: "create", args: "-f FILE [--id ID]", summary: "Create a task from a TaskSpec file (YAML or JSON, protojson field names).", setup: setupCreate},
+		{name: "create", args: "-f FILE [--id ID] [--paused]", summary: "Create a task from a TaskSpec file (YAML or JSON, protojson field names).", setup: setupCreate},
 		{name: "precheck", args: "-f FILE", summary: "Run a spec's prechecks without creating a task; exits 1 when one fails.", setup: setupPrecheck},
 		{name: "status", args: "ID", nargs: 1, summary: "Show a task's phase, status, checkpoint and progress.", setup: setupStatus},
 		{name: "list", summary: "List the tasks.", setup: setupList},
+		{name: "start", args: "ID", nargs: 1, summary: "Start a task created with --paused.", setup: simple(start)},
 		{name: "pause", args: "ID", nargs: 1, summary: "Pause a task at its confirmed checkpoint.", setup: simple(pause)},
 		{name: "resume", args: "ID", nargs: 1, summary: "Resume a paused task from its checkpoint.", setup: simple(resume)},
 		{name: "restart", args: "ID", nargs: 1, summary: "Restart a task's current phase from its confirmed checkpoint.", setup: simple(restart)},
@@ -54,12 +55,13 @@ func loadSpec(path string) (*taskv1.TaskSpec, error) {
 func setupCreate(fs *flag.FlagSet) action {
 	file := specFlag(fs, "task spec")
 	id := fs.String("id", "", "the task `ID`: letters, digits, '-' and '_'; generated when empty")
+	paused := fs.Bool("paused", false, "create the task without starting it (not even its precheck runs) until `ferryctl start`")
 	return func(ctx context.Context, s *session, _ []string) error {
 		spec, err := loadSpec(*file)
 		if err != nil {
 			return err
 		}
-		res, err := s.client.CreateTask(ctx, &taskv1.CreateTaskRequest{TaskId: *id, Spec: spec})
+		res, err := s.client.CreateTask(ctx, &taskv1.CreateTaskRequest{TaskId: *id, Spec: spec, CreatePaused: *paused})
 		if err != nil {
 			return s.rpcError(err)
 		}
@@ -139,6 +141,14 @@ func pause(ctx context.Context, s *session, pos []string) error {
 		return s.rpcError(err)
 	}
 	return s.printf(res, "asked task %s to pause\n", pos[0])
+}
+
+func start(ctx context.Context, s *session, pos []string) error {
+	res, err := s.client.StartTask(ctx, &taskv1.StartTaskRequest{TaskId: pos[0]})
+	if err != nil {
+		return s.rpcError(err)
+	}
+	return s.printf(res, "asked task %s to start\n", pos[0])
 }
 
 func resume(ctx context.Context, s *session, pos []string) error {

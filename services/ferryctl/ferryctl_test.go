@@ -77,6 +77,10 @@ func (r *recorder) PauseTask(ctx context.Context, q *taskv1.PauseTaskRequest) (*
 	return answer[*taskv1.PauseTaskResponse](ctx, r, "PauseTask", q)
 }
 
+func (r *recorder) StartTask(ctx context.Context, q *taskv1.StartTaskRequest) (*taskv1.StartTaskResponse, error) {
+	return answer[*taskv1.StartTaskResponse](ctx, r, "StartTask", q)
+}
+
 func (r *recorder) ResumeTask(ctx context.Context, q *taskv1.ResumeTaskRequest) (*taskv1.ResumeTaskResponse, error) {
 	return answer[*taskv1.ResumeTaskResponse](ctx, r, "ResumeTask", q)
 }
@@ -203,7 +207,7 @@ func TestUsageErrorsExit2WithTheCommandsUsage(t *testing.T) {
 	}{
 		{nil, []string{"ferryctl: no command given", "commands:", "throttle"}},
 		{[]string{"launch"}, []string{`ferryctl: unknown command "launch"`, "commands:"}},
-		{[]string{"create"}, []string{"ferryctl: create: -f is required: give the task spec file", "usage: ferryctl [global flags] create -f FILE [--id ID]\n", "-id ID"}},
+		{[]string{"create"}, []string{"ferryctl: create: -f is required: give the task spec file", "usage: ferryctl [global flags] create -f FILE [--id ID] [--paused]\n", "-id ID"}},
 		{[]string{"status"}, []string{"ferryctl: status: want the task ID, got 0 arguments", "usage: ferryctl [global flags] status ID\n"}},
 		{[]string{"pause", "a", "b"}, []string{"ferryctl: pause: want the task ID, got 2 arguments"}},
 		{[]string{"stop", "t1", "--purge"}, []string{"ferryctl: stop: flag provided but not defined: -purge", "-release"}},
@@ -276,6 +280,7 @@ func TestSimpleCommands(t *testing.T) {
 		out    string
 	}{
 		{[]string{"pause", "t1"}, "PauseTask", &taskv1.PauseTaskResponse{}, &taskv1.PauseTaskRequest{TaskId: "t1"}, "asked task t1 to pause\n"},
+		{[]string{"start", "t1"}, "StartTask", &taskv1.StartTaskResponse{}, &taskv1.StartTaskRequest{TaskId: "t1"}, "asked task t1 to start\n"},
 		{[]string{"resume", "t1"}, "ResumeTask", &taskv1.ResumeTaskResponse{}, &taskv1.ResumeTaskRequest{TaskId: "t1"}, "asked task t1 to resume\n"},
 		{[]string{"restart", "t1"}, "RestartTask", &taskv1.RestartTaskResponse{}, &taskv1.RestartTaskRequest{TaskId: "t1"}, "asked task t1 to restart\n"},
 		{[]string{"restart", "t1"}, "RestartTask", &taskv1.RestartTaskResponse{RunId: "r2"}, &taskv1.RestartTaskRequest{TaskId: "t1"}, "task t1 started again as run r2\n"},

@@ -25,6 +25,8 @@ type Activities struct {
 	// HTTP posts alert webhooks (alert.go); nil uses a client with
 	// WebhookTimeout.
 	HTTP *http.Client
+	// Metrics counts alerts; nil counts nothing.
+	Metrics *Metrics
 }
 
 // Precheck asks the catalog service to check the source (and the schema
@@ -183,7 +185,10 @@ func classifyRPC(what string, err error, details ...any) error {
 		return temporal.NewCanceledError(details...)
 	}
 	st, _ := status.FromError(err)
-	msg := fmt.Sprintf("%s: %s", what, st.Message())
+	// A status wrapped on its way up (say "capture stream: ...") comes back
+	// with the whole text as its message, gRPC's own prefix included; users
+	// read the message, not the envelope.
+	msg := fmt.Sprintf("%s: %s", what, strings.Replace(st.Message(), fmt.Sprintf("rpc error: code = %s desc = ", st.Code()), "", 1))
 	// The message already carries the status text, so the cause is left
 	// out rather than repeated in every error the workflow prints.
 	opts := temporal.ApplicationErrorOptions{Details: details}

@@ -194,6 +194,7 @@ func (a *Activities) Alert(ctx context.Context, in *taskv1.AlertActivityInput) e
 		alert.ThresholdSeconds = in.GetRules().GetLatencyThresholdSeconds()
 	}
 	hook := in.GetRules().GetWebhookUrl()
+	a.Metrics.alert(ctx, alert.TaskID, kind, alert.State)
 	activity.GetLogger(ctx).Warn("task alert", "taskID", alert.TaskID, "taskName", alert.TaskName,
 		"kind", kind, "message", alert.Message, "at", alert.At, "webhook", hook != "")
 	if hook == "" {
@@ -258,12 +259,18 @@ type latencyWatch struct {
 	rules    *taskv1.AlertRules
 	logger   log.Logger
 	notify   *alertNotifier // nil without a webhook
+	metrics  *Metrics
+	ctx      context.Context
 }
 
 // latencyWatch builds the watch for an incremental attempt, nil when the
 // task has no latency alert.
 func (a *Activities) latencyWatch(ctx context.Context, in *taskv1.IncrementalActivityInput) *latencyWatch {
-	return newLatencyWatch(ctx, activity.GetLogger(ctx), a.httpClient(), in.GetTaskId(), in.GetSpec())
+	w := newLatencyWatch(ctx, activity.GetLogger(ctx), a.httpClient(), in.GetTaskId(), in.GetSpec())
+	if w != nil {
+		w.metrics, w.ctx = a.Metrics, ctx
+	}
+	return w
 }
 
 // newLatencyWatch returns nil when spec has no latency alert. Webhooks go
@@ -306,6 +313,7 @@ func (w *latencyWatch) observe(latency time.Duration, now time.Time) {
 		At: now.UTC().Format(time.RFC3339Nano), LatencyMs: uint64(latency.Milliseconds()),
 		ThresholdSeconds: w.rules.GetLatencyThresholdSeconds(),
 	}
+	w.metrics.alert(w.ctx, w.taskID, AlertKindLatency, state)
 	w.logger.Warn("task alert", "taskID", w.taskID, "taskName", w.taskName, "kind", AlertKindLatency,
 		"state", state, "message", msg, "latencyMs", alert.LatencyMs)
 	if w.notify != nil {

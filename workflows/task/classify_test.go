@@ -30,6 +30,15 @@ func TestClassifyRPCKafkaFaults(t *testing.T) {
 		{"row too large", status.Error(codes.InvalidArgument, "row of table public.orders encodes to 2000000 bytes"),
 			ErrConfig, taskv1.ErrorClass_ERROR_CLASS_OTHER, true},
 	})
+	// A status wrapped on the way (wrapStream) keeps its code, and its
+	// message loses gRPC's "rpc error: code = ... desc =" envelope.
+	wrapped := wrapStream("capture", status.Error(codes.Unavailable, "streaming from replication slot s: connection refused"))
+	err := classifyRPC("incremental sync", wrapped)
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || classify(err) != taskv1.ErrorClass_ERROR_CLASS_CONNECTION ||
+		appErr.Message() != "incremental sync: capture stream: streaming from replication slot s: connection refused" {
+		t.Fatalf("wrapped status: %v", err)
+	}
 	var canErr *temporal.CanceledError
 	if err := classifyRPC("x", status.Error(codes.Canceled, "cancelled"), nil); !errors.As(err, &canErr) {
 		t.Fatalf("Canceled became %T %v, want a cancellation", err, err)

@@ -35,14 +35,8 @@ func (r *taskRun) fullSyncPending(ctx workflow.Context) bool {
 func (r *taskRun) fullSync(ctx workflow.Context) error {
 	r.setPhase(ctx, taskv1.Phase_PHASE_FULL_SYNC)
 	for {
-		r.drainSignals(ctx)
-		switch {
-		case r.stopReq != nil:
+		if r.settle(ctx) {
 			return nil
-		case r.st.GetPaused():
-			r.setStatus(ctx, taskv1.Status_STATUS_PAUSED)
-			r.awaitResume(ctx)
-			continue
 		}
 		r.setStatus(ctx, taskv1.Status_STATUS_RUNNING)
 		res, interrupted, err := r.runFullSyncOnce(ctx)
@@ -59,6 +53,27 @@ func (r *taskRun) fullSync(ctx workflow.Context) error {
 		}
 		if err := r.onFailure(ctx, err, false); err != nil {
 			return err
+		}
+	}
+}
+
+// settle applies the signals delivered between two full sync attempts: it
+// waits out a pause and clears a restart (the next attempt is the restart),
+// and reports a stop, which the caller leaves to r.stopReq. Modifications
+// stay queued for incremental sync.
+func (r *taskRun) settle(ctx workflow.Context) (stopped bool) {
+	for {
+		r.drainSignals(ctx)
+		switch {
+		case r.stopReq != nil:
+			return true
+		case r.restartReq:
+			r.restart(ctx)
+		case r.st.GetPaused():
+			r.setStatus(ctx, taskv1.Status_STATUS_PAUSED)
+			r.awaitResume(ctx)
+		default:
+			return false
 		}
 	}
 }
@@ -132,17 +147,8 @@ func (r *taskRun) streamSpec() *taskv1.TaskSpec {
 func (r *taskRun) chunkedFullSync(ctx workflow.Context) error {
 	r.setPhase(ctx, taskv1.Phase_PHASE_FULL_SYNC)
 	for {
-		r.drainSignals(ctx)
-		switch {
-		case r.stopReq != nil:
+		if r.settle(ctx) {
 			return nil
-		case r.restartReq:
-			r.restart(ctx)
-			continue
-		case r.st.GetPaused():
-			r.setStatus(ctx, taskv1.Status_STATUS_PAUSED)
-			r.awaitResume(ctx)
-			continue
 		}
 		r.setStatus(ctx, taskv1.Status_STATUS_RUNNING)
 		before := r.st.GetCheckpoint().GetConfirmedLsn()

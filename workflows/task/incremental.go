@@ -108,6 +108,7 @@ func (a *Activities) openCapture(ctx context.Context, in *taskv1.IncrementalActi
 		Source: in.GetSpec().GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(),
 		StartLsn: cp.get(), HeartbeatSeconds: heartbeatSeconds(in.GetSpec()),
 		Throttle: in.GetSpec().GetAdvanced().GetIncrementalThrottle(), Backfills: cp.pendingBackfills(),
+		BackfillChunkRows: backfillChunkRows(in),
 	}}}); err != nil {
 		return nil, classifyRPC("starting the capture stream", recvErr(capStream.Recv, err), cp.snapshot())
 	}
@@ -124,6 +125,21 @@ func (a *Activities) openDelivery(ctx context.Context, in *taskv1.IncrementalAct
 		return nil, classifyRPC("starting the delivery stream", recvErr(delStream.Recv, err), cp.snapshot())
 	}
 	return delStream, nil
+}
+
+// fullSyncChunkRows is the chunk size of chunked full sync. Each chunk
+// costs two watermarks, a query and a wait for the stream to reach its high
+// watermark, so larger chunks read faster (1,000-row chunks ran a 200,000-row
+// table at about 45,000 rows/s here); a chunk is held in capture's memory
+// until then, and rows changed during its window are dropped from it.
+// Tables added to a running task keep capture's default of 1,000.
+const fullSyncChunkRows = 10_000
+
+func backfillChunkRows(in *taskv1.IncrementalActivityInput) uint32 {
+	if in.GetUntilBackfilled() {
+		return fullSyncChunkRows
+	}
+	return 0
 }
 
 // errBackfilled ends an attempt asked to stop once every backfill is

@@ -23,6 +23,7 @@ import (
 type Metrics struct {
 	errors metric.Int64Counter
 	acked  metric.Int64Counter
+	alerts metric.Int64Counter
 
 	mu        sync.Mutex
 	confirmed map[string]int64 // task ID -> LSN its running incremental attempt confirmed
@@ -49,6 +50,11 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 		metric.WithUnit("{row}")); err != nil {
 		return nil, fmt.Errorf("creating ferry_task_acked_rows: %w", err)
 	}
+	if m.alerts, err = meter.Int64Counter("ferry_task_alerts",
+		metric.WithDescription("Alerts raised, by kind (task_failed, latency) and state (firing, resolved), whether or not a webhook took them."),
+		metric.WithUnit("{alert}")); err != nil {
+		return nil, fmt.Errorf("creating ferry_task_alerts: %w", err)
+	}
 	_, err = meter.Int64ObservableGauge("ferry_task_confirmed_lsn",
 		metric.WithDescription("The LSN the task's running incremental attempt last confirmed to PostgreSQL (every change at or below it is in Kafka)."),
 		metric.WithInt64Callback(m.observeConfirmed))
@@ -56,6 +62,15 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 		return nil, fmt.Errorf("creating ferry_task_confirmed_lsn: %w", err)
 	}
 	return m, nil
+}
+
+// alert counts one alert; a nil Metrics counts nothing.
+func (m *Metrics) alert(ctx context.Context, taskID, kind, state string) {
+	if m == nil {
+		return
+	}
+	m.alerts.Add(context.WithoutCancel(ctx), 1, metric.WithAttributes(
+		attribute.String("task_id", taskID), attribute.String("kind", kind), attribute.String("state", state)))
 }
 
 func (m *Metrics) observeConfirmed(_ context.Context, o metric.Int64Observer) error {

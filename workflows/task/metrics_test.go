@@ -3,6 +3,7 @@ package task
 import (
 	"context"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -24,15 +25,22 @@ import (
 // a reader the test collects from.
 func metricsEnv(t *testing.T) (*testsuite.TestActivityEnvironment, *sdkmetric.ManualReader) {
 	t.Helper()
+	m, reader := newTestMetrics(t)
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{m.Interceptor()}})
+	return env, reader
+}
+
+// newTestMetrics records Metrics into a reader the test collects from.
+func newTestMetrics(t *testing.T) (*Metrics, *sdkmetric.ManualReader) {
+	t.Helper()
 	reader := sdkmetric.NewManualReader()
 	m, err := NewMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{m.Interceptor()}})
-	return env, reader
+	return m, reader
 }
 
 // point finds the value of metric name at exactly attrs; ok is false when
@@ -136,6 +144,37 @@ func TestMetricsFullSyncRowsAndCancellation(t *testing.T) {
 	for _, class := range []string{"connection", "config", "other"} {
 		if got, ok := point(t, reader, "ferry_task_errors", attribute.String("task_id", "t2"), attribute.String("phase", phaseFullSync), attribute.String("class", class)); ok {
 			t.Errorf("a cancelled attempt counted as %s (%d)", class, got)
+		}
+	}
+}
+
+// Every alert is counted, by kind and state, webhook or not: the failure
+// alert through the Alert activity, the latency one from the watch.
+func TestMetricsCountAlerts(t *testing.T) {
+	m, reader := newTestMetrics(t)
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	a := &Activities{Metrics: m}
+	env.RegisterActivity(a)
+	if _, err := env.ExecuteActivity(a.Alert, &taskv1.AlertActivityInput{TaskId: "t1", Kind: AlertKindTaskFailed, Message: "gone",
+		Rules: &taskv1.AlertRules{OnFailure: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := point(t, reader, "ferry_task_alerts", attribute.String("task_id", "t1"), attribute.String("kind", AlertKindTaskFailed),
+		attribute.String("state", AlertFiring)); got != 1 {
+		t.Errorf("task_failed alerts counted %d, want 1", got)
+	}
+	spec := &taskv1.TaskSpec{Alerts: &taskv1.AlertRules{LatencyThresholdSeconds: 1, LatencyForSeconds: 1}}
+	w := newLatencyWatch(context.Background(), nil, nil, "t1", spec)
+	w.metrics, w.ctx, w.logger = m, context.Background(), &recLogger{}
+	now := time.Now()
+	w.observe(3*time.Second, now)
+	w.observe(3*time.Second, now.Add(2*time.Second))
+	w.observe(0, now.Add(3*time.Second))
+	for _, state := range []string{AlertFiring, AlertResolved} {
+		if got, _ := point(t, reader, "ferry_task_alerts", attribute.String("task_id", "t1"), attribute.String("kind", AlertKindLatency),
+			attribute.String("state", state)); got != 1 {
+			t.Errorf("latency %s alerts counted %d, want 1", state, got)
 		}
 	}
 }

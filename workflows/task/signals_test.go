@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
@@ -208,5 +209,34 @@ func TestFailureSendsTheAlertOnce(t *testing.T) {
 	}
 	if st := w.state(); st.GetAlertsSent() != 1 || st.GetStatus() != taskv1.Status_STATUS_FAILED {
 		t.Errorf("state: alerts sent %d, status %v", st.GetAlertsSent(), st.GetStatus())
+	}
+}
+
+// A task created paused runs nothing, not even the precheck, until it is
+// started (resumed).
+func TestCreatedPausedRunsNothingUntilStarted(t *testing.T) {
+	w := newWFTest(t)
+	w.onIncremental(blockUntilCancelled(150))
+	var prechecked bool
+	w.RegisterDelayedCallback(func() {
+		st := w.state()
+		prechecked = len(st.GetPrechecks()) > 0
+		if st.GetStatus() != taskv1.Status_STATUS_PAUSED || st.GetPhase() != taskv1.Phase_PHASE_PRECHECK {
+			t.Errorf("before start: %v/%v, want PRECHECK/PAUSED", st.GetPhase(), st.GetStatus())
+		}
+		w.SignalWorkflow(SignalResume, &taskv1.ResumeSignal{})
+		w.whenIncrementalRuns(func() { w.SignalWorkflow(SignalStop, &taskv1.StopSignal{}) })
+	}, time.Hour) // the test clock skips ahead: an hour of waiting runs nothing
+	w.ExecuteWorkflow(TaskWorkflow, &taskv1.TaskWorkflowInput{TaskId: "t-1", Spec: testSpec(), State: &taskv1.TaskState{
+		Phase: taskv1.Phase_PHASE_PRECHECK, Status: taskv1.Status_STATUS_PAUSED, Paused: true,
+	}})
+	if err := w.GetWorkflowError(); err != nil {
+		t.Fatalf("workflow error: %v", err)
+	}
+	if prechecked {
+		t.Error("the precheck ran before the task was started")
+	}
+	if len(w.increments) != 1 || w.state().GetPhase() != taskv1.Phase_PHASE_STOPPED {
+		t.Errorf("after start: %d incremental attempts, phase %v", len(w.increments), w.state().GetPhase())
 	}
 }

@@ -40,6 +40,16 @@ func TaskWorkflow(ctx workflow.Context, in *taskv1.TaskWorkflowInput) error {
 	}); err != nil {
 		return fmt.Errorf("registering query %s: %w", QueryState, err)
 	}
+	if r.st.GetPaused() && r.st.GetPhase() == taskv1.Phase_PHASE_PRECHECK {
+		// Created paused: nothing runs, not even the precheck, until
+		// started (resumed) or stopped.
+		r.setStatus(ctx, taskv1.Status_STATUS_PAUSED)
+		r.awaitResume(ctx)
+		if r.stopReq != nil {
+			return r.stop(ctx)
+		}
+		r.setStatus(ctx, taskv1.Status_STATUS_RUNNING)
+	}
 	if err := r.prepare(ctx); err != nil {
 		r.fail(ctx, describe(err))
 		return err

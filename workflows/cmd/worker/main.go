@@ -122,6 +122,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Capture:  capturev1.NewCaptureServiceClient(conns["capture"]),
 		Delivery: deliveryv1.NewDeliveryServiceClient(conns["delivery"]),
 		HTTP:     &http.Client{Timeout: task.WebhookTimeout},
+		Metrics:  metrics,
 	})
 	logger.Info("worker starting", "temporal", cfg.TemporalAddress, "taskQueue", cfg.TaskQueue)
 	return w.Run(interruptOn(ctx))

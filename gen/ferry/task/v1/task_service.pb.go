@@ -25,8 +25,11 @@ const (
 type CreateTaskRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Optional; generated when empty. Letters, digits, '-' and '_'.
-	TaskId        string    `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Spec          *TaskSpec `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	TaskId string    `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Spec   *TaskSpec `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	// Create the task without starting it: it runs nothing, not even the
+	// precheck, until StartTask (or ResumeTask).
+	CreatePaused  bool `protobuf:"varint,3,opt,name=create_paused,json=createPaused,proto3" json:"create_paused,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -75,6 +78,93 @@ func (x *CreateTaskRequest) GetSpec() *TaskSpec {
 	return nil
 }
 
+func (x *CreateTaskRequest) GetCreatePaused() bool {
+	if x != nil {
+		return x.CreatePaused
+	}
+	return false
+}
+
+type StartTaskRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartTaskRequest) Reset() {
+	*x = StartTaskRequest{}
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartTaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartTaskRequest) ProtoMessage() {}
+
+func (x *StartTaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartTaskRequest.ProtoReflect.Descriptor instead.
+func (*StartTaskRequest) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StartTaskRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+type StartTaskResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartTaskResponse) Reset() {
+	*x = StartTaskResponse{}
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartTaskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartTaskResponse) ProtoMessage() {}
+
+func (x *StartTaskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartTaskResponse.ProtoReflect.Descriptor instead.
+func (*StartTaskResponse) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{2}
+}
+
 type CreateTaskResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -85,7 +175,7 @@ type CreateTaskResponse struct {
 
 func (x *CreateTaskResponse) Reset() {
 	*x = CreateTaskResponse{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[1]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -97,7 +187,7 @@ func (x *CreateTaskResponse) String() string {
 func (*CreateTaskResponse) ProtoMessage() {}
 
 func (x *CreateTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[1]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -110,7 +200,7 @@ func (x *CreateTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTaskResponse.ProtoReflect.Descriptor instead.
 func (*CreateTaskResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{1}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateTaskResponse) GetTaskId() string {
@@ -136,7 +226,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[2]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -148,7 +238,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[2]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -161,7 +251,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{2}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetTaskRequest) GetTaskId() string {
@@ -189,7 +279,7 @@ type GetTaskResponse struct {
 
 func (x *GetTaskResponse) Reset() {
 	*x = GetTaskResponse{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[3]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -201,7 +291,7 @@ func (x *GetTaskResponse) String() string {
 func (*GetTaskResponse) ProtoMessage() {}
 
 func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[3]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -214,7 +304,7 @@ func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskResponse.ProtoReflect.Descriptor instead.
 func (*GetTaskResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{3}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetTaskResponse) GetTaskId() string {
@@ -262,7 +352,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[4]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +364,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[4]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +377,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{4}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListTasksRequest) GetPageSize() uint32 {
@@ -316,7 +406,7 @@ type TaskSummary struct {
 
 func (x *TaskSummary) Reset() {
 	*x = TaskSummary{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[5]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -328,7 +418,7 @@ func (x *TaskSummary) String() string {
 func (*TaskSummary) ProtoMessage() {}
 
 func (x *TaskSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[5]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -341,7 +431,7 @@ func (x *TaskSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSummary.ProtoReflect.Descriptor instead.
 func (*TaskSummary) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{5}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TaskSummary) GetTaskId() string {
@@ -382,7 +472,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[6]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -394,7 +484,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[6]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -407,7 +497,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{6}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListTasksResponse) GetTasks() []*TaskSummary {
@@ -433,7 +523,7 @@ type PrecheckTaskRequest struct {
 
 func (x *PrecheckTaskRequest) Reset() {
 	*x = PrecheckTaskRequest{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[7]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +535,7 @@ func (x *PrecheckTaskRequest) String() string {
 func (*PrecheckTaskRequest) ProtoMessage() {}
 
 func (x *PrecheckTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[7]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +548,7 @@ func (x *PrecheckTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrecheckTaskRequest.ProtoReflect.Descriptor instead.
 func (*PrecheckTaskRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{7}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PrecheckTaskRequest) GetSpec() *TaskSpec {
@@ -477,7 +567,7 @@ type PrecheckTaskResponse struct {
 
 func (x *PrecheckTaskResponse) Reset() {
 	*x = PrecheckTaskResponse{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[8]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +579,7 @@ func (x *PrecheckTaskResponse) String() string {
 func (*PrecheckTaskResponse) ProtoMessage() {}
 
 func (x *PrecheckTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[8]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +592,7 @@ func (x *PrecheckTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrecheckTaskResponse.ProtoReflect.Descriptor instead.
 func (*PrecheckTaskResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{8}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PrecheckTaskResponse) GetItems() []*PrecheckItem {
@@ -521,7 +611,7 @@ type PauseTaskRequest struct {
 
 func (x *PauseTaskRequest) Reset() {
 	*x = PauseTaskRequest{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[9]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +623,7 @@ func (x *PauseTaskRequest) String() string {
 func (*PauseTaskRequest) ProtoMessage() {}
 
 func (x *PauseTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[9]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +636,7 @@ func (x *PauseTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseTaskRequest.ProtoReflect.Descriptor instead.
 func (*PauseTaskRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{9}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PauseTaskRequest) GetTaskId() string {
@@ -564,7 +654,7 @@ type PauseTaskResponse struct {
 
 func (x *PauseTaskResponse) Reset() {
 	*x = PauseTaskResponse{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[10]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -576,7 +666,7 @@ func (x *PauseTaskResponse) String() string {
 func (*PauseTaskResponse) ProtoMessage() {}
 
 func (x *PauseTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[10]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -589,7 +679,7 @@ func (x *PauseTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseTaskResponse.ProtoReflect.Descriptor instead.
 func (*PauseTaskResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{10}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{12}
 }
 
 type ResumeTaskRequest struct {
@@ -601,7 +691,7 @@ type ResumeTaskRequest struct {
 
 func (x *ResumeTaskRequest) Reset() {
 	*x = ResumeTaskRequest{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[11]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +703,7 @@ func (x *ResumeTaskRequest) String() string {
 func (*ResumeTaskRequest) ProtoMessage() {}
 
 func (x *ResumeTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[11]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +716,7 @@ func (x *ResumeTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeTaskRequest.ProtoReflect.Descriptor instead.
 func (*ResumeTaskRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{11}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ResumeTaskRequest) GetTaskId() string {
@@ -644,7 +734,7 @@ type ResumeTaskResponse struct {
 
 func (x *ResumeTaskResponse) Reset() {
 	*x = ResumeTaskResponse{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[12]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -656,7 +746,7 @@ func (x *ResumeTaskResponse) String() string {
 func (*ResumeTaskResponse) ProtoMessage() {}
 
 func (x *ResumeTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[12]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -669,7 +759,7 @@ func (x *ResumeTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeTaskResponse.ProtoReflect.Descriptor instead.
 func (*ResumeTaskResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{12}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{14}
 }
 
 type RestartTaskRequest struct {
@@ -681,7 +771,7 @@ type RestartTaskRequest struct {
 
 func (x *RestartTaskRequest) Reset() {
 	*x = RestartTaskRequest{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[13]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +783,7 @@ func (x *RestartTaskRequest) String() string {
 func (*RestartTaskRequest) ProtoMessage() {}
 
 func (x *RestartTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[13]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +796,7 @@ func (x *RestartTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartTaskRequest.ProtoReflect.Descriptor instead.
 func (*RestartTaskRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{13}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RestartTaskRequest) GetTaskId() string {
@@ -726,7 +816,7 @@ type RestartTaskResponse struct {
 
 func (x *RestartTaskResponse) Reset() {
 	*x = RestartTaskResponse{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[14]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +828,7 @@ func (x *RestartTaskResponse) String() string {
 func (*RestartTaskResponse) ProtoMessage() {}
 
 func (x *RestartTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[14]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +841,7 @@ func (x *RestartTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartTaskResponse.ProtoReflect.Descriptor instead.
 func (*RestartTaskResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{14}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RestartTaskResponse) GetRunId() string {
@@ -778,7 +868,7 @@ type ModifyObjectsRequest struct {
 
 func (x *ModifyObjectsRequest) Reset() {
 	*x = ModifyObjectsRequest{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[15]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +880,7 @@ func (x *ModifyObjectsRequest) String() string {
 func (*ModifyObjectsRequest) ProtoMessage() {}
 
 func (x *ModifyObjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[15]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +893,7 @@ func (x *ModifyObjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModifyObjectsRequest.ProtoReflect.Descriptor instead.
 func (*ModifyObjectsRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{15}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ModifyObjectsRequest) GetTaskId() string {
@@ -842,7 +932,7 @@ type ModifyObjectsResponse struct {
 
 func (x *ModifyObjectsResponse) Reset() {
 	*x = ModifyObjectsResponse{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[16]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +944,7 @@ func (x *ModifyObjectsResponse) String() string {
 func (*ModifyObjectsResponse) ProtoMessage() {}
 
 func (x *ModifyObjectsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[16]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +957,7 @@ func (x *ModifyObjectsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModifyObjectsResponse.ProtoReflect.Descriptor instead.
 func (*ModifyObjectsResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{16}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{18}
 }
 
 type UpdateThrottleRequest struct {
@@ -881,7 +971,7 @@ type UpdateThrottleRequest struct {
 
 func (x *UpdateThrottleRequest) Reset() {
 	*x = UpdateThrottleRequest{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[17]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +983,7 @@ func (x *UpdateThrottleRequest) String() string {
 func (*UpdateThrottleRequest) ProtoMessage() {}
 
 func (x *UpdateThrottleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[17]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +996,7 @@ func (x *UpdateThrottleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateThrottleRequest.ProtoReflect.Descriptor instead.
 func (*UpdateThrottleRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{17}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpdateThrottleRequest) GetTaskId() string {
@@ -938,7 +1028,7 @@ type UpdateThrottleResponse struct {
 
 func (x *UpdateThrottleResponse) Reset() {
 	*x = UpdateThrottleResponse{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[18]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1040,7 @@ func (x *UpdateThrottleResponse) String() string {
 func (*UpdateThrottleResponse) ProtoMessage() {}
 
 func (x *UpdateThrottleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[18]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1053,7 @@ func (x *UpdateThrottleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateThrottleResponse.ProtoReflect.Descriptor instead.
 func (*UpdateThrottleResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{18}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{20}
 }
 
 type StopTaskRequest struct {
@@ -977,7 +1067,7 @@ type StopTaskRequest struct {
 
 func (x *StopTaskRequest) Reset() {
 	*x = StopTaskRequest{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[19]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -989,7 +1079,7 @@ func (x *StopTaskRequest) String() string {
 func (*StopTaskRequest) ProtoMessage() {}
 
 func (x *StopTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[19]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1002,7 +1092,7 @@ func (x *StopTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopTaskRequest.ProtoReflect.Descriptor instead.
 func (*StopTaskRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{19}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StopTaskRequest) GetTaskId() string {
@@ -1027,7 +1117,7 @@ type StopTaskResponse struct {
 
 func (x *StopTaskResponse) Reset() {
 	*x = StopTaskResponse{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[20]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1129,7 @@ func (x *StopTaskResponse) String() string {
 func (*StopTaskResponse) ProtoMessage() {}
 
 func (x *StopTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[20]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1142,7 @@ func (x *StopTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopTaskResponse.ProtoReflect.Descriptor instead.
 func (*StopTaskResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{20}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{22}
 }
 
 // Deletes a task that is no longer running from Temporal. A task whose
@@ -1068,7 +1158,7 @@ type DeleteTaskRequest struct {
 
 func (x *DeleteTaskRequest) Reset() {
 	*x = DeleteTaskRequest{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[21]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1170,7 @@ func (x *DeleteTaskRequest) String() string {
 func (*DeleteTaskRequest) ProtoMessage() {}
 
 func (x *DeleteTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[21]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1183,7 @@ func (x *DeleteTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTaskRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTaskRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{21}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteTaskRequest) GetTaskId() string {
@@ -1118,7 +1208,7 @@ type DeleteTaskResponse struct {
 
 func (x *DeleteTaskResponse) Reset() {
 	*x = DeleteTaskResponse{}
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[22]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1220,7 @@ func (x *DeleteTaskResponse) String() string {
 func (*DeleteTaskResponse) ProtoMessage() {}
 
 func (x *DeleteTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_task_service_proto_msgTypes[22]
+	mi := &file_ferry_task_v1_task_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,17 +1233,21 @@ func (x *DeleteTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTaskResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTaskResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{22}
+	return file_ferry_task_v1_task_service_proto_rawDescGZIP(), []int{24}
 }
 
 var File_ferry_task_v1_task_service_proto protoreflect.FileDescriptor
 
 const file_ferry_task_v1_task_service_proto_rawDesc = "" +
 	"\n" +
-	" ferry/task/v1/task_service.proto\x12\rferry.task.v1\x1a\x19ferry/cdc/v1/change.proto\x1a\x18ferry/task/v1/spec.proto\x1a\x1cferry/task/v1/workflow.proto\"Y\n" +
+	" ferry/task/v1/task_service.proto\x12\rferry.task.v1\x1a\x19ferry/cdc/v1/change.proto\x1a\x18ferry/task/v1/spec.proto\x1a\x1cferry/task/v1/workflow.proto\"~\n" +
 	"\x11CreateTaskRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12+\n" +
-	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\"D\n" +
+	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12#\n" +
+	"\rcreate_paused\x18\x03 \x01(\bR\fcreatePaused\"+\n" +
+	"\x10StartTaskRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\x13\n" +
+	"\x11StartTaskResponse\"D\n" +
 	"\x12CreateTaskResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\")\n" +
@@ -1209,10 +1303,11 @@ const file_ferry_task_v1_task_service_proto_rawDesc = "" +
 	"\x11DeleteTaskRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\"\x14\n" +
-	"\x12DeleteTaskResponse2\xa7\a\n" +
+	"\x12DeleteTaskResponse2\xf7\a\n" +
 	"\vTaskService\x12Q\n" +
 	"\n" +
-	"CreateTask\x12 .ferry.task.v1.CreateTaskRequest\x1a!.ferry.task.v1.CreateTaskResponse\x12H\n" +
+	"CreateTask\x12 .ferry.task.v1.CreateTaskRequest\x1a!.ferry.task.v1.CreateTaskResponse\x12N\n" +
+	"\tStartTask\x12\x1f.ferry.task.v1.StartTaskRequest\x1a .ferry.task.v1.StartTaskResponse\x12H\n" +
 	"\aGetTask\x12\x1d.ferry.task.v1.GetTaskRequest\x1a\x1e.ferry.task.v1.GetTaskResponse\x12N\n" +
 	"\tListTasks\x12\x1f.ferry.task.v1.ListTasksRequest\x1a .ferry.task.v1.ListTasksResponse\x12W\n" +
 	"\fPrecheckTask\x12\".ferry.task.v1.PrecheckTaskRequest\x1a#.ferry.task.v1.PrecheckTaskResponse\x12N\n" +
@@ -1238,79 +1333,83 @@ func file_ferry_task_v1_task_service_proto_rawDescGZIP() []byte {
 	return file_ferry_task_v1_task_service_proto_rawDescData
 }
 
-var file_ferry_task_v1_task_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_ferry_task_v1_task_service_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_ferry_task_v1_task_service_proto_goTypes = []any{
 	(*CreateTaskRequest)(nil),      // 0: ferry.task.v1.CreateTaskRequest
-	(*CreateTaskResponse)(nil),     // 1: ferry.task.v1.CreateTaskResponse
-	(*GetTaskRequest)(nil),         // 2: ferry.task.v1.GetTaskRequest
-	(*GetTaskResponse)(nil),        // 3: ferry.task.v1.GetTaskResponse
-	(*ListTasksRequest)(nil),       // 4: ferry.task.v1.ListTasksRequest
-	(*TaskSummary)(nil),            // 5: ferry.task.v1.TaskSummary
-	(*ListTasksResponse)(nil),      // 6: ferry.task.v1.ListTasksResponse
-	(*PrecheckTaskRequest)(nil),    // 7: ferry.task.v1.PrecheckTaskRequest
-	(*PrecheckTaskResponse)(nil),   // 8: ferry.task.v1.PrecheckTaskResponse
-	(*PauseTaskRequest)(nil),       // 9: ferry.task.v1.PauseTaskRequest
-	(*PauseTaskResponse)(nil),      // 10: ferry.task.v1.PauseTaskResponse
-	(*ResumeTaskRequest)(nil),      // 11: ferry.task.v1.ResumeTaskRequest
-	(*ResumeTaskResponse)(nil),     // 12: ferry.task.v1.ResumeTaskResponse
-	(*RestartTaskRequest)(nil),     // 13: ferry.task.v1.RestartTaskRequest
-	(*RestartTaskResponse)(nil),    // 14: ferry.task.v1.RestartTaskResponse
-	(*ModifyObjectsRequest)(nil),   // 15: ferry.task.v1.ModifyObjectsRequest
-	(*ModifyObjectsResponse)(nil),  // 16: ferry.task.v1.ModifyObjectsResponse
-	(*UpdateThrottleRequest)(nil),  // 17: ferry.task.v1.UpdateThrottleRequest
-	(*UpdateThrottleResponse)(nil), // 18: ferry.task.v1.UpdateThrottleResponse
-	(*StopTaskRequest)(nil),        // 19: ferry.task.v1.StopTaskRequest
-	(*StopTaskResponse)(nil),       // 20: ferry.task.v1.StopTaskResponse
-	(*DeleteTaskRequest)(nil),      // 21: ferry.task.v1.DeleteTaskRequest
-	(*DeleteTaskResponse)(nil),     // 22: ferry.task.v1.DeleteTaskResponse
-	(*TaskSpec)(nil),               // 23: ferry.task.v1.TaskSpec
-	(*TaskState)(nil),              // 24: ferry.task.v1.TaskState
-	(*v1.Checkpoint)(nil),          // 25: ferry.cdc.v1.Checkpoint
-	(*FullSyncActivityResult)(nil), // 26: ferry.task.v1.FullSyncActivityResult
-	(*PrecheckItem)(nil),           // 27: ferry.task.v1.PrecheckItem
-	(*ObjectSelection)(nil),        // 28: ferry.task.v1.ObjectSelection
-	(Compression)(0),               // 29: ferry.task.v1.Compression
-	(Acks)(0),                      // 30: ferry.task.v1.Acks
-	(*FullSyncThrottle)(nil),       // 31: ferry.task.v1.FullSyncThrottle
-	(*IncrementalThrottle)(nil),    // 32: ferry.task.v1.IncrementalThrottle
+	(*StartTaskRequest)(nil),       // 1: ferry.task.v1.StartTaskRequest
+	(*StartTaskResponse)(nil),      // 2: ferry.task.v1.StartTaskResponse
+	(*CreateTaskResponse)(nil),     // 3: ferry.task.v1.CreateTaskResponse
+	(*GetTaskRequest)(nil),         // 4: ferry.task.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),        // 5: ferry.task.v1.GetTaskResponse
+	(*ListTasksRequest)(nil),       // 6: ferry.task.v1.ListTasksRequest
+	(*TaskSummary)(nil),            // 7: ferry.task.v1.TaskSummary
+	(*ListTasksResponse)(nil),      // 8: ferry.task.v1.ListTasksResponse
+	(*PrecheckTaskRequest)(nil),    // 9: ferry.task.v1.PrecheckTaskRequest
+	(*PrecheckTaskResponse)(nil),   // 10: ferry.task.v1.PrecheckTaskResponse
+	(*PauseTaskRequest)(nil),       // 11: ferry.task.v1.PauseTaskRequest
+	(*PauseTaskResponse)(nil),      // 12: ferry.task.v1.PauseTaskResponse
+	(*ResumeTaskRequest)(nil),      // 13: ferry.task.v1.ResumeTaskRequest
+	(*ResumeTaskResponse)(nil),     // 14: ferry.task.v1.ResumeTaskResponse
+	(*RestartTaskRequest)(nil),     // 15: ferry.task.v1.RestartTaskRequest
+	(*RestartTaskResponse)(nil),    // 16: ferry.task.v1.RestartTaskResponse
+	(*ModifyObjectsRequest)(nil),   // 17: ferry.task.v1.ModifyObjectsRequest
+	(*ModifyObjectsResponse)(nil),  // 18: ferry.task.v1.ModifyObjectsResponse
+	(*UpdateThrottleRequest)(nil),  // 19: ferry.task.v1.UpdateThrottleRequest
+	(*UpdateThrottleResponse)(nil), // 20: ferry.task.v1.UpdateThrottleResponse
+	(*StopTaskRequest)(nil),        // 21: ferry.task.v1.StopTaskRequest
+	(*StopTaskResponse)(nil),       // 22: ferry.task.v1.StopTaskResponse
+	(*DeleteTaskRequest)(nil),      // 23: ferry.task.v1.DeleteTaskRequest
+	(*DeleteTaskResponse)(nil),     // 24: ferry.task.v1.DeleteTaskResponse
+	(*TaskSpec)(nil),               // 25: ferry.task.v1.TaskSpec
+	(*TaskState)(nil),              // 26: ferry.task.v1.TaskState
+	(*v1.Checkpoint)(nil),          // 27: ferry.cdc.v1.Checkpoint
+	(*FullSyncActivityResult)(nil), // 28: ferry.task.v1.FullSyncActivityResult
+	(*PrecheckItem)(nil),           // 29: ferry.task.v1.PrecheckItem
+	(*ObjectSelection)(nil),        // 30: ferry.task.v1.ObjectSelection
+	(Compression)(0),               // 31: ferry.task.v1.Compression
+	(Acks)(0),                      // 32: ferry.task.v1.Acks
+	(*FullSyncThrottle)(nil),       // 33: ferry.task.v1.FullSyncThrottle
+	(*IncrementalThrottle)(nil),    // 34: ferry.task.v1.IncrementalThrottle
 }
 var file_ferry_task_v1_task_service_proto_depIdxs = []int32{
-	23, // 0: ferry.task.v1.CreateTaskRequest.spec:type_name -> ferry.task.v1.TaskSpec
-	24, // 1: ferry.task.v1.GetTaskResponse.state:type_name -> ferry.task.v1.TaskState
-	25, // 2: ferry.task.v1.GetTaskResponse.heartbeat:type_name -> ferry.cdc.v1.Checkpoint
-	26, // 3: ferry.task.v1.GetTaskResponse.full_sync:type_name -> ferry.task.v1.FullSyncActivityResult
-	5,  // 4: ferry.task.v1.ListTasksResponse.tasks:type_name -> ferry.task.v1.TaskSummary
-	23, // 5: ferry.task.v1.PrecheckTaskRequest.spec:type_name -> ferry.task.v1.TaskSpec
-	27, // 6: ferry.task.v1.PrecheckTaskResponse.items:type_name -> ferry.task.v1.PrecheckItem
-	28, // 7: ferry.task.v1.ModifyObjectsRequest.objects:type_name -> ferry.task.v1.ObjectSelection
-	29, // 8: ferry.task.v1.ModifyObjectsRequest.compression:type_name -> ferry.task.v1.Compression
-	30, // 9: ferry.task.v1.ModifyObjectsRequest.acks:type_name -> ferry.task.v1.Acks
-	31, // 10: ferry.task.v1.UpdateThrottleRequest.full:type_name -> ferry.task.v1.FullSyncThrottle
-	32, // 11: ferry.task.v1.UpdateThrottleRequest.incremental:type_name -> ferry.task.v1.IncrementalThrottle
+	25, // 0: ferry.task.v1.CreateTaskRequest.spec:type_name -> ferry.task.v1.TaskSpec
+	26, // 1: ferry.task.v1.GetTaskResponse.state:type_name -> ferry.task.v1.TaskState
+	27, // 2: ferry.task.v1.GetTaskResponse.heartbeat:type_name -> ferry.cdc.v1.Checkpoint
+	28, // 3: ferry.task.v1.GetTaskResponse.full_sync:type_name -> ferry.task.v1.FullSyncActivityResult
+	7,  // 4: ferry.task.v1.ListTasksResponse.tasks:type_name -> ferry.task.v1.TaskSummary
+	25, // 5: ferry.task.v1.PrecheckTaskRequest.spec:type_name -> ferry.task.v1.TaskSpec
+	29, // 6: ferry.task.v1.PrecheckTaskResponse.items:type_name -> ferry.task.v1.PrecheckItem
+	30, // 7: ferry.task.v1.ModifyObjectsRequest.objects:type_name -> ferry.task.v1.ObjectSelection
+	31, // 8: ferry.task.v1.ModifyObjectsRequest.compression:type_name -> ferry.task.v1.Compression
+	32, // 9: ferry.task.v1.ModifyObjectsRequest.acks:type_name -> ferry.task.v1.Acks
+	33, // 10: ferry.task.v1.UpdateThrottleRequest.full:type_name -> ferry.task.v1.FullSyncThrottle
+	34, // 11: ferry.task.v1.UpdateThrottleRequest.incremental:type_name -> ferry.task.v1.IncrementalThrottle
 	0,  // 12: ferry.task.v1.TaskService.CreateTask:input_type -> ferry.task.v1.CreateTaskRequest
-	2,  // 13: ferry.task.v1.TaskService.GetTask:input_type -> ferry.task.v1.GetTaskRequest
-	4,  // 14: ferry.task.v1.TaskService.ListTasks:input_type -> ferry.task.v1.ListTasksRequest
-	7,  // 15: ferry.task.v1.TaskService.PrecheckTask:input_type -> ferry.task.v1.PrecheckTaskRequest
-	9,  // 16: ferry.task.v1.TaskService.PauseTask:input_type -> ferry.task.v1.PauseTaskRequest
-	11, // 17: ferry.task.v1.TaskService.ResumeTask:input_type -> ferry.task.v1.ResumeTaskRequest
-	13, // 18: ferry.task.v1.TaskService.RestartTask:input_type -> ferry.task.v1.RestartTaskRequest
-	15, // 19: ferry.task.v1.TaskService.ModifyObjects:input_type -> ferry.task.v1.ModifyObjectsRequest
-	17, // 20: ferry.task.v1.TaskService.UpdateThrottle:input_type -> ferry.task.v1.UpdateThrottleRequest
-	19, // 21: ferry.task.v1.TaskService.StopTask:input_type -> ferry.task.v1.StopTaskRequest
-	21, // 22: ferry.task.v1.TaskService.DeleteTask:input_type -> ferry.task.v1.DeleteTaskRequest
-	1,  // 23: ferry.task.v1.TaskService.CreateTask:output_type -> ferry.task.v1.CreateTaskResponse
-	3,  // 24: ferry.task.v1.TaskService.GetTask:output_type -> ferry.task.v1.GetTaskResponse
-	6,  // 25: ferry.task.v1.TaskService.ListTasks:output_type -> ferry.task.v1.ListTasksResponse
-	8,  // 26: ferry.task.v1.TaskService.PrecheckTask:output_type -> ferry.task.v1.PrecheckTaskResponse
-	10, // 27: ferry.task.v1.TaskService.PauseTask:output_type -> ferry.task.v1.PauseTaskResponse
-	12, // 28: ferry.task.v1.TaskService.ResumeTask:output_type -> ferry.task.v1.ResumeTaskResponse
-	14, // 29: ferry.task.v1.TaskService.RestartTask:output_type -> ferry.task.v1.RestartTaskResponse
-	16, // 30: ferry.task.v1.TaskService.ModifyObjects:output_type -> ferry.task.v1.ModifyObjectsResponse
-	18, // 31: ferry.task.v1.TaskService.UpdateThrottle:output_type -> ferry.task.v1.UpdateThrottleResponse
-	20, // 32: ferry.task.v1.TaskService.StopTask:output_type -> ferry.task.v1.StopTaskResponse
-	22, // 33: ferry.task.v1.TaskService.DeleteTask:output_type -> ferry.task.v1.DeleteTaskResponse
-	23, // [23:34] is the sub-list for method output_type
-	12, // [12:23] is the sub-list for method input_type
+	1,  // 13: ferry.task.v1.TaskService.StartTask:input_type -> ferry.task.v1.StartTaskRequest
+	4,  // 14: ferry.task.v1.TaskService.GetTask:input_type -> ferry.task.v1.GetTaskRequest
+	6,  // 15: ferry.task.v1.TaskService.ListTasks:input_type -> ferry.task.v1.ListTasksRequest
+	9,  // 16: ferry.task.v1.TaskService.PrecheckTask:input_type -> ferry.task.v1.PrecheckTaskRequest
+	11, // 17: ferry.task.v1.TaskService.PauseTask:input_type -> ferry.task.v1.PauseTaskRequest
+	13, // 18: ferry.task.v1.TaskService.ResumeTask:input_type -> ferry.task.v1.ResumeTaskRequest
+	15, // 19: ferry.task.v1.TaskService.RestartTask:input_type -> ferry.task.v1.RestartTaskRequest
+	17, // 20: ferry.task.v1.TaskService.ModifyObjects:input_type -> ferry.task.v1.ModifyObjectsRequest
+	19, // 21: ferry.task.v1.TaskService.UpdateThrottle:input_type -> ferry.task.v1.UpdateThrottleRequest
+	21, // 22: ferry.task.v1.TaskService.StopTask:input_type -> ferry.task.v1.StopTaskRequest
+	23, // 23: ferry.task.v1.TaskService.DeleteTask:input_type -> ferry.task.v1.DeleteTaskRequest
+	3,  // 24: ferry.task.v1.TaskService.CreateTask:output_type -> ferry.task.v1.CreateTaskResponse
+	2,  // 25: ferry.task.v1.TaskService.StartTask:output_type -> ferry.task.v1.StartTaskResponse
+	5,  // 26: ferry.task.v1.TaskService.GetTask:output_type -> ferry.task.v1.GetTaskResponse
+	8,  // 27: ferry.task.v1.TaskService.ListTasks:output_type -> ferry.task.v1.ListTasksResponse
+	10, // 28: ferry.task.v1.TaskService.PrecheckTask:output_type -> ferry.task.v1.PrecheckTaskResponse
+	12, // 29: ferry.task.v1.TaskService.PauseTask:output_type -> ferry.task.v1.PauseTaskResponse
+	14, // 30: ferry.task.v1.TaskService.ResumeTask:output_type -> ferry.task.v1.ResumeTaskResponse
+	16, // 31: ferry.task.v1.TaskService.RestartTask:output_type -> ferry.task.v1.RestartTaskResponse
+	18, // 32: ferry.task.v1.TaskService.ModifyObjects:output_type -> ferry.task.v1.ModifyObjectsResponse
+	20, // 33: ferry.task.v1.TaskService.UpdateThrottle:output_type -> ferry.task.v1.UpdateThrottleResponse
+	22, // 34: ferry.task.v1.TaskService.StopTask:output_type -> ferry.task.v1.StopTaskResponse
+	24, // 35: ferry.task.v1.TaskService.DeleteTask:output_type -> ferry.task.v1.DeleteTaskResponse
+	24, // [24:36] is the sub-list for method output_type
+	12, // [12:24] is the sub-list for method input_type
 	12, // [12:12] is the sub-list for extension type_name
 	12, // [12:12] is the sub-list for extension extendee
 	0,  // [0:12] is the sub-list for field type_name
@@ -1329,7 +1428,7 @@ func file_ferry_task_v1_task_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ferry_task_v1_task_service_proto_rawDesc), len(file_ferry_task_v1_task_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
