@@ -29,11 +29,12 @@ import (
 // TestExactlyOnceChunkedBackfillSurvivesDeliveryKill runs the worker's
 // incremental activity over real capture and delivery services, a private
 // PostgreSQL and a private broker, as chunked full sync does: one keyed
-// table of 12000 rows read in chunks of 1000. Delivery is killed once Kafka
-// holds part of the backfill, and the activity runs again from the
-// checkpoint it started with, as after a worker that died before any
-// heartbeat reached Temporal. It must resume where Kafka is, and a
-// read_committed consumer must see every row exactly once.
+// table of 12000 rows read in primary-key chunks (two, of full sync's
+// 10,000 rows). Delivery is killed once Kafka holds part of the backfill,
+// and the activity runs again from the checkpoint it started with, as
+// after a worker that died before any heartbeat reached Temporal. It must
+// resume where Kafka is, and a read_committed consumer must see every row
+// exactly once.
 func TestExactlyOnceChunkedBackfillSurvivesDeliveryKill(t *testing.T) {
 	const rows = 12000
 	pg := testenv.StartPostgres(t)
