@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/serviceerror"
@@ -54,10 +53,6 @@ func (s *Server) CreateTask(ctx context.Context, req *taskv1.CreateTaskRequest) 
 	spec, err := Normalize(req.GetSpec())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	if missing := notYetSupported(spec); len(missing) > 0 {
-		return nil, status.Errorf(codes.Unimplemented, "these options are not supported yet: %s; leave them unset",
-			strings.Join(missing, ", "))
 	}
 	id := req.GetTaskId()
 	if id == "" {

@@ -3,7 +3,6 @@ package control
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -30,10 +29,6 @@ func (s *Server) ModifyObjects(ctx context.Context, req *taskv1.ModifyObjectsReq
 	norm, err := Normalize(spec)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	if missing := notYetSupported(norm); len(missing) > 0 {
-		return nil, status.Errorf(codes.Unimplemented, "these options are not supported yet: %s; leave them unset",
-			strings.Join(missing, ", "))
 	}
 	sig := &taskv1.ModifyObjectsSignal{Objects: norm.GetObjects(), Compression: req.GetCompression(), Acks: req.GetAcks()}
 	return &taskv1.ModifyObjectsResponse{}, s.signal(ctx, req.GetTaskId(), task.SignalModifyObjects, sig)

@@ -367,12 +367,3 @@ func checkAlerts(a *taskv1.AlertRules, errs *fieldErrors) {
 		errs.add("alerts.latency_for_seconds", "%d is over a day (0 to 86400)", a.GetLatencyForSeconds())
 	}
 }
-
-// notYetSupported lists options that are part of the contract but whose
-// implementation has not landed. Refusing them beats silently ignoring them.
-// None is pending now: exactly_once with full sync landed with chunked full
-// sync, and setup refuses it only where full sync would not be chunked (a
-// table without a primary key; workflows/task checkExactlyOnceFullSync).
-func notYetSupported(*taskv1.TaskSpec) []string {
-	return nil
-}

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 )
@@ -33,9 +34,6 @@ func TestNormalizeFillsDefaults(t *testing.T) {
 	}
 	if in.GetAdvanced() != nil {
 		t.Fatal("Normalize must not modify its input")
-	}
-	if missing := notYetSupported(s); len(missing) != 0 {
-		t.Fatalf("a plain spec is refused for %v", missing)
 	}
 }
 
@@ -73,9 +71,6 @@ func TestHeartbeatSecondsRange(t *testing.T) {
 		if err != nil || got.GetAdvanced().GetHeartbeatSeconds() != tc.want {
 			t.Errorf("heartbeat_seconds %d: got %d, %v; want %d", tc.in, got.GetAdvanced().GetHeartbeatSeconds(), err, tc.want)
 		}
-		if missing := notYetSupported(got); len(missing) != 0 {
-			t.Errorf("heartbeat_seconds %d is refused as not yet supported: %v", tc.in, missing)
-		}
 	}
 }
 
@@ -84,23 +79,6 @@ func TestOtherWindowMustBeBelowConnectionWindow(t *testing.T) {
 	s.Advanced = &taskv1.AdvancedOptions{ConnectionRetryMinutes: 30, OtherRetryMinutes: 30}
 	if _, err := Normalize(s); err == nil || !strings.Contains(err.Error(), "smaller than advanced.connection_retry_minutes") {
 		t.Fatalf("err = %v, want the other window refused", err)
-	}
-}
-
-func TestUnsupportedOptionsAreRefusedByName(t *testing.T) {
-	s, err := Normalize(validSpec())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.SyncTypes = &taskv1.SyncTypes{Full: true}
-	s.Objects.Tables[0].Filter = "id > 10"
-	got := strings.Join(notYetSupported(s), "; ")
-	// Filters and full sync have landed: they are accepted.
-	if strings.Contains(got, "filter") {
-		t.Errorf("refusals %q name the filter, which is supported", got)
-	}
-	if strings.Contains(got, "sync_types.full") {
-		t.Errorf("refusals %q name sync_types.full, which is supported", got)
 	}
 }
 
@@ -122,8 +100,8 @@ func TestWholeDatabaseAndSchemasAreAccepted(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 			continue
 		}
-		if missing := notYetSupported(n); len(missing) != 0 {
-			t.Errorf("%s is refused as not yet supported: %v", name, missing)
+		if !proto.Equal(n.GetObjects(), sel) {
+			t.Errorf("%s: the selection came back as %v", name, n.GetObjects())
 		}
 	}
 }
@@ -184,12 +162,9 @@ func TestDeadLetterTopicMustBeItsOwn(t *testing.T) {
 		t.Fatalf("got %v, want an error naming kafka.dead_letter_topic and objects.tables[0]", err)
 	}
 	s.Objects.Tables[0].Topic = ""
-	n, err := Normalize(s)
+	_, err = Normalize(s)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if missing := notYetSupported(n); len(missing) != 0 {
-		t.Fatalf("a dead-letter topic is refused for %v", missing)
 	}
 }
 
@@ -197,12 +172,9 @@ func TestSchemaRegistryURLIsCheckedAndSupported(t *testing.T) {
 	s := validSpec()
 	s.Kafka = &taskv1.KafkaOptions{Format: taskv1.DataFormat_DATA_FORMAT_DTS_AVRO}
 	s.Destination.SchemaRegistryUrl = "http://127.0.0.1:58081/apis/ccompat/v7"
-	n, err := Normalize(s)
+	_, err := Normalize(s)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if missing := notYetSupported(n); len(missing) != 0 {
-		t.Fatalf("a schema registry with DTS Avro is refused for %v", missing)
 	}
 	for _, tc := range []struct {
 		url    string
@@ -251,12 +223,9 @@ func TestColumnMappingsMustBeUnambiguous(t *testing.T) {
 	s.Objects.NameCase = taskv1.NameCase_NAME_CASE_UPPER
 	s.Objects.Operations = []taskv1.OperationSet{taskv1.OperationSet_OPERATION_SET_INSERT}
 	s.Kafka = &taskv1.KafkaOptions{DdlTopic: "ddl"}
-	n, err := Normalize(s)
+	_, err = Normalize(s)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if missing := notYetSupported(n); len(missing) != 0 {
-		t.Fatalf("refused for %v", missing)
 	}
 }
 
@@ -267,12 +236,9 @@ func TestExactlyOnceNeedsAcksAll(t *testing.T) {
 		t.Fatalf("got %v, want an error naming kafka.acks and kafka.exactly_once", err)
 	}
 	s.Kafka.Acks = taskv1.Acks_ACKS_UNSPECIFIED
-	n, err := Normalize(s)
+	_, err := Normalize(s)
 	if err != nil {
 		t.Fatalf("exactly-once with default acks: %v", err)
-	}
-	if missing := notYetSupported(n); len(missing) != 0 {
-		t.Fatalf("exactly-once is refused for %v", missing)
 	}
 }
 
@@ -290,12 +256,9 @@ func TestKafkaSecurityIsCheckedAndSupported(t *testing.T) {
 		s := validSpec()
 		d.BootstrapServers, d.Topic = "k:9093", "t"
 		s.Destination = d
-		n, err := Normalize(s)
+		_, err := Normalize(s)
 		if err != nil {
 			t.Fatalf("%v: %v", d, err)
-		}
-		if missing := notYetSupported(n); len(missing) != 0 {
-			t.Fatalf("%v is refused for %v", d.GetSecurity(), missing)
 		}
 	}
 	for _, tc := range []struct {
@@ -331,14 +294,11 @@ func TestExactlyOnceFullSyncIsAccepted(t *testing.T) {
 	s := validSpec()
 	s.Kafka = &taskv1.KafkaOptions{ExactlyOnce: true}
 	s.SyncTypes = &taskv1.SyncTypes{Full: true, Schema: true}
-	n, err := Normalize(s)
+	_, err := Normalize(s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Keyless tables are refused at setup, where the tables are known.
-	if missing := notYetSupported(n); len(missing) != 0 {
-		t.Fatalf("exactly-once with full sync refused: %v", missing)
-	}
 }
 
 func TestNormalizeAcknowledgedWarnings(t *testing.T) {
