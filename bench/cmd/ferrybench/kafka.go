@@ -111,9 +111,13 @@ type topicAudit struct {
 // payload would compress far better than a real stream does.
 const sampleSize = 10_000
 
+// rowIDs extracts the ids of the rows a message carries; a message format
+// (Ferry's Canal JSON, Debezium's JSON) has one.
+type rowIDs func(value []byte) ([]int, error)
+
 // auditTopic reads the topic from the start up to its end offset and checks
 // that rows 1..n each arrived at least once.
-func auditTopic(ctx context.Context, bootstrap, topic string, n int, end int64) (topicAudit, error) {
+func auditTopic(ctx context.Context, bootstrap, topic string, n int, end int64, ids rowIDs) (topicAudit, error) {
 	var a topicAudit
 	c, err := kafka.NewConsumer(&kafka.ConfigMap{
 		"bootstrap.servers":  bootstrap,
@@ -145,7 +149,7 @@ func auditTopic(ctx context.Context, bootstrap, topic string, n int, end int64) 
 			}
 			return a, fmt.Errorf("reading %s: %w", topic, err)
 		}
-		if err := a.add(msg, seen); err != nil {
+		if err := a.add(msg, seen, ids); err != nil {
 			return a, err
 		}
 	}
@@ -173,14 +177,27 @@ func assignAll(c *kafka.Consumer, topic string) error {
 	return nil
 }
 
-// canalRow is the one field of a Canal JSON message the audit needs.
-type canalRow struct {
-	Data []struct {
-		ID string `json:"id"`
-	} `json:"data"`
+// canalIDs reads the ids of a Canal JSON message's rows ("data", text).
+func canalIDs(value []byte) ([]int, error) {
+	var row struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(value, &row); err != nil {
+		return nil, err
+	}
+	ids := make([]int, 0, len(row.Data))
+	for _, d := range row.Data {
+		var id int
+		if _, err := fmt.Sscan(d.ID, &id); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
 }
 
-func (a *topicAudit) add(msg *kafka.Message, seen []bool) error {
+func (a *topicAudit) add(msg *kafka.Message, seen []bool, ids rowIDs) error {
 	a.Messages++
 	a.Bytes += int64(len(msg.Key) + len(msg.Value))
 	a.AvgKey += float64(len(msg.Key))
@@ -189,13 +206,12 @@ func (a *topicAudit) add(msg *kafka.Message, seen []bool) error {
 		a.sampleKeys = append(a.sampleKeys, msg.Key)
 		a.sampleVals = append(a.sampleVals, msg.Value)
 	}
-	var row canalRow
-	if err := json.Unmarshal(msg.Value, &row); err != nil {
+	got, err := ids(msg.Value)
+	if err != nil {
 		return fmt.Errorf("decoding message at offset %v: %w", msg.TopicPartition.Offset, err)
 	}
-	for _, d := range row.Data {
-		var id int
-		if _, err := fmt.Sscan(d.ID, &id); err == nil && id >= 1 && id < len(seen) {
+	for _, id := range got {
+		if id >= 1 && id < len(seen) {
 			seen[id] = true
 		}
 	}
