@@ -19,14 +19,19 @@ const (
 	dbzSlot      = "bench_dbz_slot"
 	dbzPub       = "bench_dbz_pub"
 	dbzConnector = "ferrybench-debezium"
-	// dbzStartTimeout bounds the JVM's and the connector's start on a busy
-	// two-core machine.
+	// dbzStartTimeout bounds the JVM's and the connector's start, and its
+	// warm-up, on a busy two-core machine.
 	dbzStartTimeout = 3 * time.Minute
+	// dbzWarmupRows are streamed before the clock, so that the JVM has
+	// compiled Debezium's hot paths: cold, its first seconds run at a
+	// fraction of its speed, which a long-running connector never sees.
+	dbzWarmupRows = 20_000
 )
 
 // debeziumResult is one run of the Debezium baseline, timed as Ferry is.
 type debeziumResult struct {
 	StartSeconds          float64    `json:"start_seconds"` // JVM start to the slot streaming; not timed
+	WarmupRows            int        `json:"warmup_rows"`   // streamed before the clock, ids above N
 	WriteSeconds          float64    `json:"write_seconds"`
 	ToKafkaSeconds        float64    `json:"to_kafka_seconds"`
 	ToConfirmedSeconds    float64    `json:"to_confirmed_seconds"`
@@ -39,19 +44,20 @@ type debeziumResult struct {
 }
 
 // measureDebezium runs the Debezium PostgreSQL connector in a fresh Kafka
-// Connect standalone worker and times its catch-up exactly as Ferry's: once
-// its slot streams, the connector is stopped (its task closes the
-// replication connection, the slot goes inactive), the backlog is written,
-// and the clock starts when the connector is resumed.
+// Connect standalone worker and times its catch-up as Ferry's is: once its
+// slot streams and a warm-up went through, the connector is stopped (its
+// task closes the replication connection, the slot goes inactive), the
+// backlog is written, and the clock starts when the connector is resumed.
 func measureDebezium(ctx context.Context, e *benchEnv, run int) (res debeziumResult, err error) {
 	prefix := fmt.Sprintf("ferrybench_dbz_%d_%d", os.Getpid(), run)
 	topic := prefix + ".public." + table
+	heartbeats := "__debezium-heartbeat." + prefix
 	dir, err := os.MkdirTemp("", "ferrybench-debezium-")
 	if err != nil {
 		return res, fmt.Errorf("creating the Kafka Connect folder: %w", err)
 	}
-	k, err := e.startDebezium(ctx, dir, prefix, topic)
-	defer e.cleanupDebezium(ctx, k, topic, dir, &err)
+	k, err := e.startDebezium(ctx, dir, prefix, topic, heartbeats)
+	defer e.cleanupDebezium(ctx, k, dir, &err, topic, heartbeats)
 	if err != nil {
 		return res, err
 	}
@@ -60,6 +66,11 @@ func measureDebezium(ctx context.Context, e *benchEnv, run int) (res debeziumRes
 		return res, err
 	}
 	res.StartSeconds = time.Since(started).Seconds()
+	warm := min(dbzWarmupRows, e.c.rows)
+	res.WarmupRows = warm
+	if err = k.warmUp(ctx, e, topic, warm); err != nil {
+		return res, err
+	}
 	if err = k.put(ctx, "stop"); err != nil {
 		return res, err
 	}
@@ -71,7 +82,23 @@ func measureDebezium(ctx context.Context, e *benchEnv, run int) (res debeziumRes
 		return res, err
 	}
 	res.WriteSeconds = b.took.Seconds()
-	return k.timeCatchUp(ctx, e, res, topic, b)
+	return k.timeCatchUp(ctx, e, res, topic, warm, b)
+}
+
+// warmUp streams rows N+1..N+warm (ids the audit ignores) through the
+// connector and waits until they are in Kafka and confirmed. Stopped after
+// that, the connector resumes from committed offsets, as a restarted one
+// does.
+func (k *connectWorker) warmUp(ctx context.Context, e *benchEnv, topic string, warm int) error {
+	b, err := writeRows(ctx, e.owner, e.c.rows+1, e.c.rows+warm, e.c.txnRows)
+	if err != nil {
+		return err
+	}
+	confirmed := func(lsn uint64) bool { return lsn > b.lastTxn }
+	if _, err := watchDrain(ctx, e.super, e.admin, topic, dbzSlot, warm, confirmed, time.Now(), dbzStartTimeout); err != nil {
+		return fmt.Errorf("warming Debezium up: %w; %s", err, k.status(ctx))
+	}
+	return nil
 }
 
 // timeCatchUp resumes the stopped connector and times it to the two ends
@@ -81,7 +108,7 @@ func measureDebezium(ctx context.Context, e *benchEnv, run int) (res debeziumRes
 // is a position beyond the start of the last transaction: its commit. Other
 // WAL written after that commit may put the write position b.end out of
 // Debezium's reach for good, while Ferry does confirm keepalive positions.
-func (k *connectWorker) timeCatchUp(ctx context.Context, e *benchEnv, res debeziumResult, topic string, b backlog) (debeziumResult, error) {
+func (k *connectWorker) timeCatchUp(ctx context.Context, e *benchEnv, res debeziumResult, topic string, warm int, b backlog) (debeziumResult, error) {
 	pid := k.cmd.Process.Pid
 	before, err := readProc(pid)
 	if err != nil {
@@ -92,7 +119,7 @@ func (k *connectWorker) timeCatchUp(ctx context.Context, e *benchEnv, res debezi
 		return res, err
 	}
 	confirmed := func(lsn uint64) bool { return lsn > b.lastTxn }
-	d, err := watchDrain(ctx, e.super, e.admin, topic, dbzSlot, e.c.rows, confirmed, t0, e.c.ferryTimeout)
+	d, err := watchDrain(ctx, e.super, e.admin, topic, dbzSlot, warm+e.c.rows, confirmed, t0, e.c.ferryTimeout)
 	if err != nil {
 		return res, fmt.Errorf("%w; %s", err, k.status(ctx))
 	}
@@ -106,7 +133,7 @@ func (k *connectWorker) timeCatchUp(ctx context.Context, e *benchEnv, res debezi
 	if err != nil {
 		return res, err
 	}
-	if res.Topic, err = auditTopic(ctx, e.c.kafkaBootstrap, topic, e.c.rows, end, debeziumIDs); err != nil {
+	if res.Topic, err = auditTopic(ctx, e.c.kafkaBootstrap, topic, e.c.rows, int64(warm), end, debeziumIDs); err != nil {
 		return res, err
 	}
 	if res.Topic.Missing > 0 {
@@ -123,7 +150,7 @@ func (k *connectWorker) timeCatchUp(ctx context.Context, e *benchEnv, res debezi
 // cleanupDebezium leaves nothing behind whatever happened: no worker, slot,
 // publication, table or topic. After a failure the worker's folder (log,
 // properties, offsets) is kept for whoever reads the error.
-func (e *benchEnv) cleanupDebezium(ctx context.Context, k *connectWorker, topic, dir string, failed *error) {
+func (e *benchEnv) cleanupDebezium(ctx context.Context, k *connectWorker, dir string, failed *error, topics ...string) {
 	ctx = context.WithoutCancel(ctx)
 	k.stop()
 	if err := dropSlotAndPublication(ctx, e.super, dbzSlot, dbzPub); err != nil {
@@ -132,7 +159,7 @@ func (e *benchEnv) cleanupDebezium(ctx context.Context, k *connectWorker, topic,
 	if err := dropTable(ctx, e.owner); err != nil {
 		log.Printf("cleanup: %v", err)
 	}
-	if err := deleteTopics(ctx, e.admin, topic); err != nil {
+	if err := deleteTopics(ctx, e.admin, topics...); err != nil {
 		log.Printf("cleanup: %v", err)
 	}
 	if *failed != nil {
@@ -143,9 +170,9 @@ func (e *benchEnv) cleanupDebezium(ctx context.Context, k *connectWorker, topic,
 }
 
 // startDebezium prepares what the connector expects to find (the table, a
-// publication for it, the topic: the stack's broker does not create topics)
-// and starts the worker.
-func (e *benchEnv) startDebezium(ctx context.Context, dir, prefix, topic string) (*connectWorker, error) {
+// publication for it, its topics: the stack's broker does not create
+// topics) and starts the worker.
+func (e *benchEnv) startDebezium(ctx context.Context, dir, prefix string, topics ...string) (*connectWorker, error) {
 	if err := recreateTable(ctx, e.owner); err != nil {
 		return nil, err
 	}
@@ -155,8 +182,10 @@ func (e *benchEnv) startDebezium(ctx context.Context, dir, prefix, topic string)
 	if _, err := e.super.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE public.%s", dbzPub, table)); err != nil {
 		return nil, fmt.Errorf("creating publication %s: %w", dbzPub, err)
 	}
-	if err := createTopic(ctx, e.admin, topic); err != nil {
-		return nil, err
+	for _, t := range topics {
+		if err := createTopic(ctx, e.admin, t); err != nil {
+			return nil, err
+		}
 	}
 	pw, err := os.ReadFile(e.c.pgPasswordFile)
 	if err != nil {
@@ -173,6 +202,16 @@ func (e *benchEnv) startDebezium(ctx context.Context, dir, prefix, topic string)
 		// offsets, every 60 s by default; 100 ms is how often Ferry's
 		// capture reports progress, so "confirmed" means the same for both.
 		{"offset.flush.interval.ms", "100"},
+		// Ferry's producer settings (services/delivery/kafkaconf.go, as the
+		// Kafka limit uses them) in place of Connect's defaults (16 KB
+		// batches, one request in flight, no compression): the comparison
+		// is of the two pipelines, not of their producers' defaults.
+		{"producer.compression.type", "lz4"},
+		{"producer.acks", "all"},
+		{"producer.enable.idempotence", "true"},
+		{"producer.max.in.flight.requests.per.connection", "5"},
+		{"producer.linger.ms", "5"},
+		{"producer.batch.size", "1000000"},
 	}
 	connector := [][2]string{
 		{"name", dbzConnector},
@@ -190,6 +229,16 @@ func (e *benchEnv) startDebezium(ctx context.Context, dir, prefix, topic string)
 		{"table.include.list", "public." + table},
 		// Stream only: the table is empty when the connector first starts.
 		{"snapshot.mode", "no_data"},
+		// Debezium confirms the commit position carried by the offset of the
+		// last record it sent, and a transaction's own commit carries no
+		// record: without heartbeats the backlog's last transaction stays
+		// unconfirmed until the next change. Heartbeats (Debezium's own
+		// remedy, to a topic of their own) carry it, at Ferry's cadence.
+		{"heartbeat.interval.ms", "100"},
+		// Logical decoding messages (pg_logical_emit_message, e.g. Ferry's
+		// heartbeats from another task on the same server) are not the
+		// table's changes, and would go to a topic of their own.
+		{"message.prefix.exclude.list", ".*"},
 	}
 	return startConnect(e.dbzLibs, dir, worker, connector)
 }

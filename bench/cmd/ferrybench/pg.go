@@ -72,11 +72,16 @@ type backlog struct {
 // writeBacklog inserts rows 1..n in transactions of txnRows rows each (every
 // Exec is its own autocommitted transaction).
 func writeBacklog(ctx context.Context, conn *pgx.Conn, n, txnRows int) (backlog, error) {
+	return writeRows(ctx, conn, 1, n, txnRows)
+}
+
+// writeRows inserts rows first..last as writeBacklog does.
+func writeRows(ctx context.Context, conn *pgx.Conn, first, last, txnRows int) (backlog, error) {
 	var b backlog
 	start := time.Now()
-	for lo := 1; lo <= n; lo += txnRows {
-		hi := min(lo+txnRows-1, n)
-		if hi == n {
+	for lo := first; lo <= last; lo += txnRows {
+		hi := min(lo+txnRows-1, last)
+		if hi == last {
 			lsn, err := currentLSN(ctx, conn)
 			if err != nil {
 				return b, err

@@ -195,7 +195,8 @@ func renderBacklog(b *strings.Builder, rep report) {
 	fmt.Fprintf(b, "- Backlog: N = %d inserts into `bench_orders`, %d rows per transaction; %d run(s)\n", rep.Rows, rep.TxnRows, len(rep.Runs))
 	fmt.Fprintf(b, "- Figures are medians over runs with min – max; goals are checked on the median. Each run measures the source limit, Ferry, the Kafka limit and Debezium one after another on this machine; see bench/README.md.\n")
 	if rep.DebeziumVersion != "" {
-		fmt.Fprintf(b, "- Debezium baseline: debezium-connector-postgres %s in Kafka Connect %s standalone, JsonConverter with schemas off, Connect's and Debezium's defaults but offset.flush.interval.ms=100\n\n", rep.DebeziumVersion, rep.ConnectVersion)
+		fmt.Fprintf(b, "- Debezium baseline: debezium-connector-postgres %s in Kafka Connect %s standalone: JsonConverter with schemas off, Ferry's producer settings, offsets committed and heartbeats every 100 ms, up to %d warm-up rows before the clock; Connect's and Debezium's defaults otherwise (see bench/README.md)\n\n",
+			rep.DebeziumVersion, rep.ConnectVersion, dbzWarmupRows)
 	} else {
 		b.WriteString("- Debezium baseline: **skipped** (-debezium=false)\n\n")
 	}

@@ -167,7 +167,7 @@ func measureFerry(ctx context.Context, e *benchEnv, run int) (ferryResult, topic
 	if err != nil {
 		return res, topicAudit{}, err
 	}
-	audit, err := auditTopic(ctx, e.c.kafkaBootstrap, topic, e.c.rows, end, canalIDs)
+	audit, err := auditTopic(ctx, e.c.kafkaBootstrap, topic, e.c.rows, 0, end, canalIDs)
 	if err != nil {
 		return res, audit, err
 	}
