@@ -90,7 +90,8 @@ bench: up
 	@eval "$$($(STACK) env)"; go run ./bench/cmd/ferrybench $(BENCH_FLAGS)
 
 # A correctness smoke test of the harness, not a timing test: 5,000 rows,
-# one run, report in a temporary folder; the delivery scenario with 2,000
+# one run, report in a temporary folder, Debezium included (about 20 s; its
+# jars are fetched with Maven on first use); the delivery scenario with 2,000
 # rows per codec and format and one second of paced latency. ferrybench
 # itself fails unless every row arrived; the report files are checked here.
 bench-smoke: up
@@ -99,6 +100,7 @@ bench-smoke: up
 			-delivery-n 2000 -latency-for 1s -latency-warmup 200ms >"$$out/stdout"; \
 		test -s "$$out/latest.md" -a -s "$$out/latest.json" || { echo "bench-smoke: no report" >&2; exit 1; }; \
 		grep -q '| 1 | 5000 / 5000 |' "$$out/latest.md" || { echo "bench-smoke: rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
+		grep -qE '^\| 1 \| 5000 / 5000 \|.*\| 5000 / 5000 \|' "$$out/latest.md" || { echo "bench-smoke: Debezium's rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
 		test "$$(grep -cE '^\| (Canal JSON|DTS Avro) \| (lz4|zstd|gzip|snappy) \|' "$$out/latest.md")" = 10 || \
 			{ echo "bench-smoke: delivery figures missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
-		echo "bench-smoke: ok, 5000 of 5000 rows arrived, delivery measured for 2 formats x 4 codecs, and the report was written"
+		echo "bench-smoke: ok, 5000 of 5000 rows arrived through Ferry and through Debezium, delivery measured for 2 formats x 4 codecs, and the report was written"

@@ -21,6 +21,7 @@ type config struct {
 	outDir       string
 	repoRoot     string
 	ferryTimeout time.Duration
+	debezium     bool // run the Debezium baseline in the backlog scenario
 	// scenarios to run: "backlog", "delivery" or both.
 	scenarios map[string]bool
 
@@ -53,7 +54,8 @@ func parseConfig(args []string) (*config, error) {
 	fs.IntVar(&c.runs, "runs", 3, "runs; figures are medians over runs")
 	fs.IntVar(&c.txnRows, "txn-rows", 1_000, "rows per source transaction")
 	fs.StringVar(&c.outDir, "out", filepath.Join(root, "bench", "results"), "directory for latest.md and latest.json")
-	fs.DurationVar(&c.ferryTimeout, "ferry-timeout", 10*time.Minute, "how long Ferry may take to deliver one backlog")
+	fs.DurationVar(&c.ferryTimeout, "ferry-timeout", 10*time.Minute, "how long Ferry (or Debezium) may take to deliver one backlog")
+	fs.BoolVar(&c.debezium, "debezium", true, "backlog scenario: run the Debezium baseline (Kafka Connect standalone; fetches its jars with Maven on first use)")
 	scenarios := fs.String("scenarios", "backlog,delivery", "comma-separated scenarios to run: backlog, delivery")
 	fs.IntVar(&c.dlvRows, "delivery-n", 200_000, "delivery scenario: rows per throughput measurement")
 	fs.IntVar(&c.dlvBatch, "delivery-batch", 1_000, "delivery scenario: rows per change batch in the throughput measurement")

@@ -135,7 +135,7 @@ func sameMessages(ctx context.Context, bootstrap, topic string, msgs *encoded, n
 		return fmt.Errorf("creating the audit consumer: %w", err)
 	}
 	defer func() { _ = c.Close() }()
-	if err := assignAll(c, topic); err != nil {
+	if err := assignAll(c, topic, 0); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(time.Minute)

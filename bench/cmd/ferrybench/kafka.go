@@ -111,9 +111,14 @@ type topicAudit struct {
 // payload would compress far better than a real stream does.
 const sampleSize = 10_000
 
-// auditTopic reads the topic from the start up to its end offset and checks
-// that rows 1..n each arrived at least once.
-func auditTopic(ctx context.Context, bootstrap, topic string, n int, end int64) (topicAudit, error) {
+// rowIDs extracts the ids of the rows a message carries; a message format
+// (Ferry's Canal JSON, Debezium's JSON) has one.
+type rowIDs func(value []byte) ([]int, error)
+
+// auditTopic reads the topic from offset skip (0: the start; more only for
+// a one-partition topic) up to its end offset and checks that rows 1..n
+// each arrived at least once.
+func auditTopic(ctx context.Context, bootstrap, topic string, n int, skip, end int64, ids rowIDs) (topicAudit, error) {
 	var a topicAudit
 	c, err := kafka.NewConsumer(&kafka.ConfigMap{
 		"bootstrap.servers":  bootstrap,
@@ -125,17 +130,17 @@ func auditTopic(ctx context.Context, bootstrap, topic string, n int, end int64) 
 		return a, fmt.Errorf("creating the audit consumer: %w", err)
 	}
 	defer func() { _ = c.Close() }()
-	if err := assignAll(c, topic); err != nil {
+	if err := assignAll(c, topic, skip); err != nil {
 		return a, err
 	}
 	seen := make([]bool, n+1)
 	deadline := time.Now().Add(5 * time.Minute)
-	for int64(a.Messages) < end {
+	for int64(a.Messages) < end-skip {
 		if err := ctx.Err(); err != nil {
 			return a, fmt.Errorf("auditing %s: %w", topic, err)
 		}
 		if time.Now().After(deadline) {
-			return a, fmt.Errorf("auditing %s: read %d of %d messages in 5 minutes", topic, a.Messages, end)
+			return a, fmt.Errorf("auditing %s: read %d of %d messages in 5 minutes", topic, a.Messages, end-skip)
 		}
 		msg, err := c.ReadMessage(500 * time.Millisecond)
 		if err != nil {
@@ -145,7 +150,7 @@ func auditTopic(ctx context.Context, bootstrap, topic string, n int, end int64) 
 			}
 			return a, fmt.Errorf("reading %s: %w", topic, err)
 		}
-		if err := a.add(msg, seen); err != nil {
+		if err := a.add(msg, seen, ids); err != nil {
 			return a, err
 		}
 	}
@@ -153,9 +158,10 @@ func auditTopic(ctx context.Context, bootstrap, topic string, n int, end int64) 
 	return a, nil
 }
 
-// assignAll reads every partition of topic from the beginning. Assign, not
-// Subscribe: there is no group rebalance to wait for.
-func assignAll(c *kafka.Consumer, topic string) error {
+// assignAll reads every partition of topic from the beginning, or a
+// one-partition topic from offset skip. Assign, not Subscribe: there is no
+// group rebalance to wait for.
+func assignAll(c *kafka.Consumer, topic string, skip int64) error {
 	md, err := c.GetMetadata(&topic, false, 5000)
 	if err != nil {
 		return fmt.Errorf("metadata of %s: %w", topic, err)
@@ -167,20 +173,39 @@ func assignAll(c *kafka.Consumer, topic string) error {
 	if len(parts) == 0 {
 		return fmt.Errorf("topic %s has no partitions", topic)
 	}
+	if skip > 0 {
+		if len(parts) > 1 {
+			return fmt.Errorf("topic %s has %d partitions: cannot skip its first %d messages", topic, len(parts), skip)
+		}
+		parts[0].Offset = kafka.Offset(skip)
+	}
 	if err := c.Assign(parts); err != nil {
 		return fmt.Errorf("assigning %s: %w", topic, err)
 	}
 	return nil
 }
 
-// canalRow is the one field of a Canal JSON message the audit needs.
-type canalRow struct {
-	Data []struct {
-		ID string `json:"id"`
-	} `json:"data"`
+// canalIDs reads the ids of a Canal JSON message's rows ("data", text).
+func canalIDs(value []byte) ([]int, error) {
+	var row struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(value, &row); err != nil {
+		return nil, err
+	}
+	ids := make([]int, 0, len(row.Data))
+	for _, d := range row.Data {
+		var id int
+		if _, err := fmt.Sscan(d.ID, &id); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
 }
 
-func (a *topicAudit) add(msg *kafka.Message, seen []bool) error {
+func (a *topicAudit) add(msg *kafka.Message, seen []bool, ids rowIDs) error {
 	a.Messages++
 	a.Bytes += int64(len(msg.Key) + len(msg.Value))
 	a.AvgKey += float64(len(msg.Key))
@@ -189,13 +214,12 @@ func (a *topicAudit) add(msg *kafka.Message, seen []bool) error {
 		a.sampleKeys = append(a.sampleKeys, msg.Key)
 		a.sampleVals = append(a.sampleVals, msg.Value)
 	}
-	var row canalRow
-	if err := json.Unmarshal(msg.Value, &row); err != nil {
+	got, err := ids(msg.Value)
+	if err != nil {
 		return fmt.Errorf("decoding message at offset %v: %w", msg.TopicPartition.Offset, err)
 	}
-	for _, d := range row.Data {
-		var id int
-		if _, err := fmt.Sscan(d.ID, &id); err == nil && id >= 1 && id < len(seen) {
+	for _, id := range got {
+		if id >= 1 && id < len(seen) {
 			seen[id] = true
 		}
 	}

@@ -96,6 +96,7 @@ func carryOver(c *config, rep *report) {
 	}
 	if !c.scenarios["backlog"] {
 		rep.Date, rep.Machine, rep.Rows, rep.TxnRows, rep.Runs, rep.Error = prev.Date, prev.Machine, prev.Rows, prev.TxnRows, prev.Runs, prev.Error
+		rep.DebeziumVersion, rep.ConnectVersion = prev.DebeziumVersion, prev.ConnectVersion
 	}
 	if !c.scenarios["delivery"] {
 		rep.Delivery = prev.Delivery
@@ -131,6 +132,16 @@ func openEnv(ctx context.Context, c *config) (*benchEnv, func(), error) {
 		}
 	}
 	fail := func(err error) (*benchEnv, func(), error) { closeAll(); return nil, nil, err }
+	var dbzLibs string
+	if c.scenarios["backlog"] && c.debezium {
+		libs, err := debeziumLibs(ctx, c.repoRoot)
+		if err != nil {
+			return fail(err)
+		}
+		dbzLibs = libs
+	} else if c.scenarios["backlog"] {
+		log.Printf("the Debezium baseline is skipped (-debezium=false)")
+	}
 	log.Printf("building Ferry")
 	if err := buildFerry(ctx, c.repoRoot, binDir); err != nil {
 		return fail(err)
@@ -154,5 +165,5 @@ func openEnv(ctx context.Context, c *config) (*benchEnv, func(), error) {
 		return fail(fmt.Errorf("creating the Kafka admin client: %w", err))
 	}
 	cleanups = append(cleanups, admin.Close)
-	return &benchEnv{c: c, binDir: binDir, super: super, owner: owner, admin: admin}, closeAll, nil
+	return &benchEnv{c: c, binDir: binDir, dbzLibs: dbzLibs, super: super, owner: owner, admin: admin}, closeAll, nil
 }

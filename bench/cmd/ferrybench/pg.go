@@ -56,20 +56,46 @@ func dropTable(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
+// backlog is where a written backlog lies in the WAL.
+type backlog struct {
+	// end is the WAL position after the last commit: the point a consumer
+	// has to reach.
+	end uint64
+	// lastTxn is the WAL position just before the last transaction: a
+	// consumer that confirms only commit positions (Debezium) has confirmed
+	// the last commit once it confirms anything past lastTxn, even when other
+	// WAL written after the commit puts end beyond its reach.
+	lastTxn uint64
+	took    time.Duration
+}
+
 // writeBacklog inserts rows 1..n in transactions of txnRows rows each (every
-// Exec is its own autocommitted transaction) and returns the WAL position
-// after the last commit: the point a consumer has to reach.
-func writeBacklog(ctx context.Context, conn *pgx.Conn, n, txnRows int) (uint64, time.Duration, error) {
+// Exec is its own autocommitted transaction).
+func writeBacklog(ctx context.Context, conn *pgx.Conn, n, txnRows int) (backlog, error) {
+	return writeRows(ctx, conn, 1, n, txnRows)
+}
+
+// writeRows inserts rows first..last as writeBacklog does.
+func writeRows(ctx context.Context, conn *pgx.Conn, first, last, txnRows int) (backlog, error) {
+	var b backlog
 	start := time.Now()
-	for lo := 1; lo <= n; lo += txnRows {
-		hi := min(lo+txnRows-1, n)
+	for lo := first; lo <= last; lo += txnRows {
+		hi := min(lo+txnRows-1, last)
+		if hi == last {
+			lsn, err := currentLSN(ctx, conn)
+			if err != nil {
+				return b, err
+			}
+			b.lastTxn = lsn
+		}
 		if _, err := conn.Exec(ctx, insertSQL, lo, hi); err != nil {
-			return 0, 0, fmt.Errorf("inserting rows %d..%d: %w", lo, hi, err)
+			return b, fmt.Errorf("inserting rows %d..%d: %w", lo, hi, err)
 		}
 	}
-	took := time.Since(start)
+	b.took = time.Since(start)
 	lsn, err := currentLSN(ctx, conn)
-	return lsn, took, err
+	b.end = lsn
+	return b, err
 }
 
 func currentLSN(ctx context.Context, conn *pgx.Conn) (uint64, error) {

@@ -19,15 +19,19 @@ type report struct {
 	TxnRows int         `json:"txn_rows"`
 	Runs    []runResult `json:"runs"`
 	Error   string      `json:"error,omitempty"`
+	// The Debezium baseline's versions; empty when it was skipped.
+	DebeziumVersion string `json:"debezium_version,omitempty"`
+	ConnectVersion  string `json:"kafka_connect_version,omitempty"`
 	// Delivery is the delivery scenario's part (dlvreport.go).
 	Delivery *dlvReport `json:"delivery,omitempty"`
 }
 
 // Goals, printed beside the figures so that a miss is visible.
 const (
-	goalShare  = 0.70 // Ferry's rows/s over min(source, Kafka)
-	goalRSSMB  = 256  // peak RSS of each Ferry process
-	missedMark = "**missed**"
+	goalShare   = 0.70 // Ferry's rows/s over min(source, Kafka)
+	goalOverDbz = 3    // Ferry's rows/s over Debezium's
+	goalRSSMB   = 256  // peak RSS of each Ferry process
+	missedMark  = "**missed**"
 )
 
 // figure is one row of the Markdown table.
@@ -77,8 +81,11 @@ func (f figure) status() string {
 
 func (f figure) fmt(v float64) string {
 	s := fmt.Sprintf(f.format, v)
-	if f.unit == "%" {
+	switch f.unit {
+	case "%":
 		return s + "%"
+	case "x":
+		return s + "×"
 	}
 	return s
 }
@@ -128,13 +135,42 @@ func figures(runs []runResult) []figure {
 		{name: "Ferry / min(source, Kafka), confirmed", unit: "%", values: pct(func(r runResult) float64 { return r.ShareToConfirmed }), atLeast: 100 * goalShare, format: "%.0f"},
 		{name: "Average Canal JSON message, bytes (key + value)", values: collect(runs, func(r runResult) float64 { return r.Ferry.Topic.AvgKey + r.Ferry.Topic.AvgValue }), format: "%.0f"},
 	}
+	fs = append(fs, debeziumFigures(runs)...)
 	for _, s := range services {
 		fs = append(fs, figure{name: s + ": peak RSS, MB", values: collect(runs, func(r runResult) float64 { return r.Ferry.Processes[s].PeakRSSMB }), atMost: goalRSSMB, format: "%.0f"})
 	}
 	for _, s := range services {
 		fs = append(fs, figure{name: s + ": CPU s per million rows", values: collect(runs, func(r runResult) float64 { return r.Ferry.Processes[s].CPUSecondsPerMillion }), format: "%.2f"})
 	}
+	fs = append(fs, figure{name: "Ferry, all processes: CPU s per million rows", values: collect(runs, func(r runResult) float64 {
+		total := 0.0
+		for _, p := range r.Ferry.Processes {
+			total += p.CPUSecondsPerMillion
+		}
+		return total
+	}), format: "%.2f"})
 	return fs
+}
+
+// debeziumFigures are the Debezium baseline's rows, when every run has it
+// (it runs in all or none).
+func debeziumFigures(runs []runResult) []figure {
+	if len(runs) == 0 || slices.ContainsFunc(runs, func(r runResult) bool { return r.Debezium == nil }) {
+		return nil
+	}
+	dbz := func(get func(d *debeziumResult) float64) []float64 {
+		return collect(runs, func(r runResult) float64 { return get(r.Debezium) })
+	}
+	return []figure{
+		{name: "Debezium, rows/s to Kafka", values: dbz(func(d *debeziumResult) float64 { return d.RowsPerSecToKafka }), format: "%.0f"},
+		{name: "Debezium, rows/s confirmed (slot flushed)", values: dbz(func(d *debeziumResult) float64 { return d.RowsPerSecToConfirmed }), format: "%.0f"},
+		{name: "Debezium, MB/s to Kafka (uncompressed)", values: dbz(func(d *debeziumResult) float64 { return d.MBPerSecToKafka }), format: "%.1f"},
+		{name: "Ferry / Debezium, to Kafka", unit: "x", values: collect(runs, func(r runResult) float64 { return r.OverDebeziumToKafka }), atLeast: goalOverDbz, format: "%.2f"},
+		{name: "Ferry / Debezium, confirmed", unit: "x", values: collect(runs, func(r runResult) float64 { return r.OverDebeziumToConfirmed }), atLeast: goalOverDbz, format: "%.2f"},
+		{name: "Average Debezium JSON message, bytes (key + value)", values: dbz(func(d *debeziumResult) float64 { return d.Topic.AvgKey + d.Topic.AvgValue }), format: "%.0f"},
+		{name: "Debezium (Kafka Connect JVM): peak RSS, MB", values: dbz(func(d *debeziumResult) float64 { return d.Process.PeakRSSMB }), format: "%.0f"},
+		{name: "Debezium (Kafka Connect JVM): CPU s per million rows", values: dbz(func(d *debeziumResult) float64 { return d.Process.CPUSecondsPerMillion }), format: "%.2f"},
+	}
 }
 
 func renderMarkdown(rep report) string {
@@ -157,7 +193,13 @@ func renderBacklog(b *strings.Builder, rep report) {
 	fmt.Fprintf(b, "- Date: %s\n", rep.Date)
 	fmt.Fprintf(b, "- Machine: %d CPUs, %d MiB memory, %s (%s)\n", m.CPUs, m.MemoryMB, m.CPUModel, m.GoVer)
 	fmt.Fprintf(b, "- Backlog: N = %d inserts into `bench_orders`, %d rows per transaction; %d run(s)\n", rep.Rows, rep.TxnRows, len(rep.Runs))
-	fmt.Fprintf(b, "- Figures are medians over runs with min – max; goals are checked on the median. Each run measures the source limit, Ferry and the Kafka limit one after another on this machine; see bench/README.md.\n\n")
+	fmt.Fprintf(b, "- Figures are medians over runs with min – max; goals are checked on the median. Each run measures the source limit, Ferry, the Kafka limit and Debezium one after another on this machine; see bench/README.md.\n")
+	if rep.DebeziumVersion != "" {
+		fmt.Fprintf(b, "- Debezium baseline: debezium-connector-postgres %s in Kafka Connect %s standalone: JsonConverter with schemas off, Ferry's producer settings, offsets committed and heartbeats every 100 ms, up to %d warm-up rows before the clock; Connect's and Debezium's defaults otherwise (see bench/README.md)\n\n",
+			rep.DebeziumVersion, rep.ConnectVersion, dbzWarmupRows)
+	} else {
+		b.WriteString("- Debezium baseline: **skipped** (-debezium=false)\n\n")
+	}
 	if rep.Error != "" {
 		fmt.Fprintf(b, "**The backlog scenario failed:** %s\n\n", rep.Error)
 	}
@@ -165,10 +207,20 @@ func renderBacklog(b *strings.Builder, rep report) {
 	for _, f := range figures(rep.Runs) {
 		b.WriteString(f.row() + "\n")
 	}
-	b.WriteString("\n| Run | rows arrived (distinct / N) | messages | source s | Ferry s to Kafka | Ferry s confirmed | Kafka s |\n|---|---|---|---|---|---|---|\n")
+	renderBacklogRuns(b, rep)
+}
+
+// renderBacklogRuns is the per-run table: rows arrived and each timing.
+func renderBacklogRuns(b *strings.Builder, rep report) {
+	b.WriteString("\n| Run | rows arrived (distinct / N) | messages | source s | Ferry s to Kafka | Ferry s confirmed | Kafka s | Debezium rows arrived | Debezium messages | Debezium s to Kafka | Debezium s confirmed |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rep.Runs {
-		fmt.Fprintf(b, "| %d | %d / %d | %d | %.2f | %.2f | %.2f | %.2f |\n", r.Run, r.Ferry.Topic.Distinct, rep.Rows,
+		fmt.Fprintf(b, "| %d | %d / %d | %d | %.2f | %.2f | %.2f | %.2f |", r.Run, r.Ferry.Topic.Distinct, rep.Rows,
 			r.Ferry.Topic.Messages, r.Source.Seconds, r.Ferry.ToKafkaSeconds, r.Ferry.ToConfirmedSeconds, r.Kafka.Seconds)
+		if d := r.Debezium; d != nil {
+			fmt.Fprintf(b, " %d / %d | %d | %.2f | %.2f |\n", d.Topic.Distinct, rep.Rows, d.Topic.Messages, d.ToKafkaSeconds, d.ToConfirmedSeconds)
+		} else {
+			b.WriteString(" – | – | – | – |\n")
+		}
 	}
 }
 
@@ -191,5 +243,9 @@ func writeReport(dir string, rep report) error {
 }
 
 func newReport(c *config) report {
-	return report{Date: time.Now().UTC().Format(time.RFC3339), Machine: describeMachine(), Rows: c.rows, TxnRows: c.txnRows}
+	rep := report{Date: time.Now().UTC().Format(time.RFC3339), Machine: describeMachine(), Rows: c.rows, TxnRows: c.txnRows}
+	if c.debezium {
+		rep.DebeziumVersion, rep.ConnectVersion = debeziumVersion, connectVersion
+	}
+	return rep
 }

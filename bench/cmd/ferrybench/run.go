@@ -17,15 +17,21 @@ type runResult struct {
 	Source sourceResult `json:"source"`
 	Ferry  ferryResult  `json:"ferry"`
 	Kafka  kafkaResult  `json:"kafka"`
+	// Debezium is nil when the baseline was skipped (-debezium=false).
+	Debezium *debeziumResult `json:"debezium,omitempty"`
 	// Shares are Ferry's rows/s over min(source, Kafka) of the same run.
 	ShareToKafka     float64 `json:"share_to_kafka"`
 	ShareToConfirmed float64 `json:"share_to_confirmed"`
+	// Ferry's rows/s over Debezium's in the same run.
+	OverDebeziumToKafka     float64 `json:"ferry_over_debezium_to_kafka,omitempty"`
+	OverDebeziumToConfirmed float64 `json:"ferry_over_debezium_confirmed,omitempty"`
 }
 
 type ferryResult struct {
 	WriteSeconds          float64              `json:"write_seconds"`
 	ToKafkaSeconds        float64              `json:"to_kafka_seconds"`
 	ToConfirmedSeconds    float64              `json:"to_confirmed_seconds"`
+	ToStreamingSeconds    float64              `json:"to_streaming_seconds"` // resume to the slot active
 	RowsPerSecToKafka     float64              `json:"rows_per_second_to_kafka"`
 	RowsPerSecToConfirmed float64              `json:"rows_per_second_to_confirmed"`
 	MBPerSecToKafka       float64              `json:"mb_per_second_to_kafka"`
@@ -42,15 +48,16 @@ type procUsage struct {
 
 // env is what every run shares: connections, clients and the binaries.
 type benchEnv struct {
-	c      *config
-	binDir string
-	super  *pgx.Conn // superuser: baseline slot and cleanup
-	owner  *pgx.Conn // the "ferry" role: owns the table, writes the backlog
-	admin  *kafka.AdminClient
+	c       *config
+	binDir  string
+	dbzLibs string    // Kafka Connect's and Debezium's jars; empty when skipped
+	super   *pgx.Conn // superuser: baseline slot and cleanup
+	owner   *pgx.Conn // the "ferry" role: owns the table, writes the backlog
+	admin   *kafka.AdminClient
 }
 
-// runOnce measures the three in a fixed order: the source limit, Ferry, and
-// then the Kafka limit, which replays messages taken from Ferry's topic.
+// runOnce measures in a fixed order: the source limit, Ferry, the Kafka
+// limit, which replays messages taken from Ferry's topic, and Debezium.
 func runOnce(ctx context.Context, e *benchEnv, run int) (runResult, error) {
 	r := runResult{Run: run}
 	log.Printf("run %d: source limit (pg_recvlogical)", run)
@@ -76,6 +83,19 @@ func runOnce(ctx context.Context, e *benchEnv, run int) (runResult, error) {
 	r.ShareToConfirmed = r.Ferry.RowsPerSecToConfirmed / limit
 	log.Printf("run %d: Kafka %.0f msgs/s; Ferry at %.0f%% (to Kafka) and %.0f%% (confirmed) of the lower limit",
 		run, kr.MessagesPerSecond, 100*r.ShareToKafka, 100*r.ShareToConfirmed)
+	if e.dbzLibs == "" {
+		return r, nil
+	}
+	log.Printf("run %d: Debezium %s (Kafka Connect %s standalone)", run, debeziumVersion, connectVersion)
+	dr, err := measureDebezium(ctx, e, run)
+	if err != nil {
+		return r, fmt.Errorf("run %d, Debezium: %w", run, err)
+	}
+	r.Debezium = &dr
+	r.OverDebeziumToKafka = r.Ferry.RowsPerSecToKafka / dr.RowsPerSecToKafka
+	r.OverDebeziumToConfirmed = r.Ferry.RowsPerSecToConfirmed / dr.RowsPerSecToConfirmed
+	log.Printf("run %d: Debezium %.0f rows/s to Kafka, %.0f rows/s confirmed; Ferry at %.2fx (to Kafka) and %.2fx (confirmed) Debezium",
+		run, dr.RowsPerSecToKafka, dr.RowsPerSecToConfirmed, r.OverDebeziumToKafka, r.OverDebeziumToConfirmed)
 	return r, nil
 }
 
@@ -121,11 +141,11 @@ func measureFerry(ctx context.Context, e *benchEnv, run int) (ferryResult, topic
 	if err := f.pause(ctx, e.super, taskID); err != nil {
 		return res, topicAudit{}, err
 	}
-	endLSN, wrote, err := writeBacklog(ctx, e.owner, e.c.rows, e.c.txnRows)
+	b, err := writeBacklog(ctx, e.owner, e.c.rows, e.c.txnRows)
 	if err != nil {
 		return res, topicAudit{}, err
 	}
-	res.WriteSeconds = wrote.Seconds()
+	res.WriteSeconds = b.took.Seconds()
 	before, err := f.sample()
 	if err != nil {
 		return res, topicAudit{}, err
@@ -134,7 +154,7 @@ func measureFerry(ctx context.Context, e *benchEnv, run int) (ferryResult, topic
 	if err := f.resume(ctx, taskID); err != nil {
 		return res, topicAudit{}, err
 	}
-	d, err := watchDrain(ctx, e.super, e.admin, topic, slot, e.c.rows, endLSN, t0, e.c.ferryTimeout)
+	d, err := watchDrain(ctx, e.super, e.admin, topic, slot, e.c.rows, func(lsn uint64) bool { return lsn >= b.end }, t0, e.c.ferryTimeout)
 	if err != nil {
 		return res, topicAudit{}, fmt.Errorf("%w (logs in %s)", err, logDir)
 	}
@@ -147,12 +167,13 @@ func measureFerry(ctx context.Context, e *benchEnv, run int) (ferryResult, topic
 	if err != nil {
 		return res, topicAudit{}, err
 	}
-	audit, err := auditTopic(ctx, e.c.kafkaBootstrap, topic, e.c.rows, end)
+	audit, err := auditTopic(ctx, e.c.kafkaBootstrap, topic, e.c.rows, 0, end, canalIDs)
 	if err != nil {
 		return res, audit, err
 	}
 	res.Topic = audit
 	res.ToKafkaSeconds, res.ToConfirmedSeconds = d.toKafka.Seconds(), d.toConfirmed.Seconds()
+	res.ToStreamingSeconds = d.toStreaming.Seconds()
 	res.RowsPerSecToKafka = float64(e.c.rows) / res.ToKafkaSeconds
 	res.RowsPerSecToConfirmed = float64(e.c.rows) / res.ToConfirmedSeconds
 	res.MBPerSecToKafka = float64(audit.Bytes) / 1e6 / res.ToKafkaSeconds

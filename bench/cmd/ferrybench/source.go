@@ -45,12 +45,12 @@ func measureSource(ctx context.Context, c *config, super, owner *pgx.Conn) (sour
 	if _, err := super.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, srcSlot); err != nil {
 		return res, fmt.Errorf("creating slot %s: %w", srcSlot, err)
 	}
-	endLSN, wrote, err := writeBacklog(ctx, owner, c.rows, c.txnRows)
+	b, err := writeBacklog(ctx, owner, c.rows, c.txnRows)
 	if err != nil {
 		return res, err
 	}
-	res.WriteSeconds = wrote.Seconds()
-	took, err := drainWithRecvlogical(ctx, c, endLSN)
+	res.WriteSeconds = b.took.Seconds()
+	took, err := drainWithRecvlogical(ctx, c, b.end)
 	if err != nil {
 		return res, err
 	}

@@ -108,14 +108,18 @@ func (f *ferry) stopAndRelease(ctx context.Context, conn *pgx.Conn, taskID strin
 // backlog, which is when Ferry knows Kafka acknowledged all of it.
 type drainTimes struct {
 	toKafka, toConfirmed time.Duration
+	// toStreaming is when the slot was first seen active: the resume's own
+	// cost (reconnecting, restarting the stream), inside both figures.
+	toStreaming time.Duration
 }
 
 // watchDrain polls the topic's end offset and the slot's confirmed_flush_lsn
-// until both reached the backlog's end.
+// until the topic holds n messages and confirmed says the slot is confirmed
+// past the backlog.
 func watchDrain(ctx context.Context, conn *pgx.Conn, admin *kafka.AdminClient, topic, slot string,
-	n int, endLSN uint64, t0 time.Time, timeout time.Duration) (drainTimes, error) {
+	n int, confirmed func(lsn uint64) bool, t0 time.Time, timeout time.Duration) (drainTimes, error) {
 	var d drainTimes
-	err := poll(ctx, timeout, 50*time.Millisecond, "Ferry to deliver the backlog", func() (bool, string, error) {
+	err := poll(ctx, timeout, 50*time.Millisecond, "the backlog to reach "+topic+" and be confirmed on "+slot, func() (bool, string, error) {
 		if d.toKafka == 0 {
 			end, err := topicEnd(admin, topic)
 			if err != nil {
@@ -130,7 +134,10 @@ func watchDrain(ctx context.Context, conn *pgx.Conn, admin *kafka.AdminClient, t
 			if err != nil {
 				return false, "", err
 			}
-			if s.confirmed >= endLSN {
+			if s.active && d.toStreaming == 0 {
+				d.toStreaming = time.Since(t0)
+			}
+			if confirmed(s.confirmed) {
 				d.toConfirmed = time.Since(t0)
 			}
 		}
