@@ -34,7 +34,9 @@ func run(t *testing.T, name string, args ...string) string {
 
 // TestREADMECommandsSteerATask drives a task only through the commands the
 // README documents: grpcurl against the control API (by reflection, with no
-// proto files) and `temporal workflow signal` with Ferry's signal names.
+// proto files: CreateTask, GetTask, ListTasks, UpdateThrottle,
+// ModifyObjects, StopTask, DeleteTask) and `temporal workflow signal` with
+// Ferry's signal names.
 func TestREADMECommandsSteerATask(t *testing.T) {
 	grpcurl, temporal := toolPath(t, "grpcurl"), toolPath(t, "temporal")
 	conn := pgConnect(t)
@@ -84,6 +86,30 @@ func TestREADMECommandsSteerATask(t *testing.T) {
 		t.Fatalf("after resume got %s, want the row written while paused", msgs[0].Value)
 	}
 
+	// The README's UpdateThrottle and ModifyObjects bodies, on this task:
+	// the throttle lands in the spec without a restart; the modification
+	// switches to zstd and ships INSERTs only, so an UPDATE between two
+	// INSERTs never reaches Kafka.
+	grpc("UpdateThrottle", fmt.Sprintf(`{"task_id": %q, "incremental": {"rows_per_second": 5000, "megabytes_per_second": 20},
+		"full": {"queries_per_second": 50, "rows_per_second": 20000}}`, taskID))
+	grpc("ModifyObjects", fmt.Sprintf(`{"task_id": %q, "objects": {"tables": [
+		{"schema": "public", "table": %q, "operations": ["OPERATION_SET_INSERT"]}]}, "compression": "COMPRESSION_ZSTD"}`, taskID, table))
+	eventually(t, 60*time.Second, "the throttle and the modification in the task's spec", func() (bool, string) {
+		out := grpc("GetTask", fmt.Sprintf(`{"task_id": %q}`, taskID))
+		ok := strings.Contains(out, `"rowsPerSecond": 5000`) && strings.Contains(out, `"COMPRESSION_ZSTD"`) &&
+			strings.Contains(out, `"OPERATION_SET_INSERT"`) && !strings.Contains(out, "lastSignalError")
+		return ok, out
+	})
+	exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s VALUES (3, 'after modify')`, table))
+	exec1(t, conn, fmt.Sprintf(`UPDATE public.%s SET note = 'not shipped' WHERE id = 1`, table))
+	exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s VALUES (4, 'after the update')`, table))
+	for _, want := range []string{"after modify", "after the update"} {
+		m := decodeCanal(t, readMessages(t, consumer, 1, 60*time.Second)[0].Value)
+		if m.Type != "INSERT" || *m.Data[0]["note"] != want {
+			t.Fatalf("got %s %v, want the INSERT %q (UPDATEs are no longer shipped)", m.Type, m.Data, want)
+		}
+	}
+
 	listed := grpc("ListTasks", `{}`)
 	if !strings.Contains(listed, taskID) {
 		t.Fatalf("ListTasks does not list %s:\n%s", taskID, listed)
@@ -93,6 +119,17 @@ func TestREADMECommandsSteerATask(t *testing.T) {
 		var n int
 		_ = conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, slotName(taskID)).Scan(&n)
 		return n == 0, fmt.Sprintf("%d slots", n)
+	})
+	// A stopped, released task can be deleted; it is then gone.
+	eventually(t, 30*time.Second, "the workflow to close", func() (bool, string) {
+		st := taskStatus(t, grpc, taskID)
+		return st == "STATUS_STOPPED", st
+	})
+	grpc("DeleteTask", fmt.Sprintf(`{"task_id": %q}`, taskID))
+	eventually(t, 30*time.Second, "the deleted task to be gone", func() (bool, string) {
+		out, err := exec.Command(grpcurl, "-plaintext", "-d", fmt.Sprintf(`{"task_id": %q}`, taskID), control,
+			"ferry.task.v1.TaskService/GetTask").CombinedOutput()
+		return err != nil && strings.Contains(string(out), "NotFound"), string(out)
 	})
 }
 
