@@ -1148,6 +1148,8 @@ func (*StopTaskResponse) Descriptor() ([]byte, []int) {
 // Deletes a task that is no longer running from Temporal. A task whose
 // slot was not released is refused unless force is set, since the slot
 // would go on retaining WAL on the source with nothing to consume it.
+// Temporal removes the task in the background: GetTask may still answer for
+// a while (up to a minute under load) after DeleteTask returns.
 type DeleteTaskRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
