@@ -163,7 +163,6 @@ func freePort(t *testing.T) string {
 type ferry struct {
 	t         *testing.T
 	addrs     map[string]string
-	metrics   map[string]string // each process's Prometheus endpoint
 	taskQueue string
 	procs     map[string]*exec.Cmd
 	logDir    string
@@ -178,16 +177,12 @@ func startFerry(t *testing.T) *ferry {
 	f := &ferry{
 		t:         t,
 		addrs:     map[string]string{},
-		metrics:   map[string]string{},
 		taskQueue: uniqueName("ferry-e2e"),
 		procs:     map[string]*exec.Cmd{},
 		logDir:    t.TempDir(),
 	}
 	for _, s := range []string{"catalog", "capture", "delivery", "control"} {
 		f.addrs[s] = freePort(t)
-	}
-	for _, s := range services {
-		f.metrics[s] = freePort(t)
 	}
 	t.Cleanup(f.stopAll)
 	for _, s := range services {
@@ -217,7 +212,9 @@ func (f *ferry) start(name string) {
 		"FERRY_CATALOG_ADDRESS="+f.addrs["catalog"], "FERRY_CAPTURE_ADDRESS="+f.addrs["capture"],
 		"FERRY_DELIVERY_ADDRESS="+f.addrs["delivery"], "FERRY_TEMPORAL_ADDRESS="+temporalAddress(),
 		"FERRY_TASK_QUEUE="+f.taskQueue,
-		"FERRY_"+strings.ToUpper(name)+"_METRICS_ADDR="+f.metrics[name],
+		// Port 0: the kernel picks the port as the process binds it, so
+		// no other process can take it in between, as one picked ahead can.
+		"FERRY_"+strings.ToUpper(name)+"_METRICS_ADDR=127.0.0.1:0",
 	)
 	logFile, err := os.OpenFile(filepath.Join(f.logDir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
