@@ -108,7 +108,9 @@ func TestExactlyOnceChunkedBackfillSurvivesDeliveryKill(t *testing.T) {
 func killMidBackfill(t *testing.T, bootstrap, taskID string, d *killableDelivery) *cdcv1.BackfillProgress {
 	defer d.kill()
 	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
+	tick := time.NewTicker(100 * time.Millisecond) // between polls of the checkpoint topic
+	defer tick.Stop()
+	for ; time.Now().Before(deadline); <-tick.C {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		var rec checkpointRecord
 		err := readCompacted(ctx, kafka.ConfigMap{"bootstrap.servers": bootstrap}, DefaultCheckpointTopic, func(m *kafka.Message) error {
@@ -132,7 +134,6 @@ func killMidBackfill(t *testing.T, bootstrap, taskID string, d *killableDelivery
 				return b
 			}
 		}
-		time.Sleep(100 * time.Millisecond) // between polls of the checkpoint topic
 	}
 	return nil
 }
