@@ -30,13 +30,19 @@ const waitLimit = 30 * time.Second
 // client connected to it over real gRPC.
 func startServer(t *testing.T) capturev1.CaptureServiceClient {
 	t.Helper()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return serve(t, NewServer(logger))
+}
+
+// serve serves s like startServer, for a test that sets s up first.
+func serve(t *testing.T, s *Server) capturev1.CaptureServiceClient {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv := grpc.NewServer(grpccodec.ServerOption())
-	capturev1.RegisterCaptureServiceServer(srv, NewServer(logger))
+	capturev1.RegisterCaptureServiceServer(srv, s)
 	go func() { _ = srv.Serve(lis) }()
 	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
 	if err != nil {

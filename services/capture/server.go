@@ -44,6 +44,9 @@ type Server struct {
 	throttles throttleRegistry
 	// Metrics records per-slot metrics (metrics.go); nil records none.
 	Metrics *Metrics
+	// snapshotChunkBlocks, when set, replaces snapshotChunkBlocks, so that
+	// tests split small tables into many chunks.
+	snapshotChunkBlocks int64
 }
 
 // NewServer returns a Server that logs to logger.

@@ -1,9 +1,11 @@
 package capture
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,21 +27,29 @@ import (
 // is created with EXPORT_SNAPSHOT, so the exported snapshot holds exactly
 // the transactions that commit before that point and the slot streams
 // exactly those that commit after it. No row is missed and none is read
-// twice.
+// twice. Several readers import the snapshot, each on a connection of its
+// own, and share the tables in chunks of blocks (snapshot_chunks.go), so a
+// large table is read at the speed of all of them.
 //
 // The snapshot lives only as long as the replication session that exported
 // it, so a snapshot that is interrupted cannot be resumed: the next attempt
-// drops the slot and starts again. A resumable, chunked snapshot (DBLog's
-// watermark approach, which the contract's "resumes at its last finished
-// chunk" asks for) is later work.
+// drops the slot and starts again. The resumable path is DBLog's
+// watermarks beside the stream (backfill.go), which reads tables in
+// primary-key order and so needs a key on every table. The task workflow
+// (workflows/task, Setup and planChunkedFullSync) takes that path for full
+// sync when every selected table has a primary key, and for tables added
+// to a running task; it takes this one when any table has none, and for
+// tasks whose workflow began before chunked full sync existed.
+// Exactly-once delivery refuses this path, whose retries write every row
+// again.
 
 const (
 	defaultSnapshotParallelism = 4
 	snapshotProgressEvery      = time.Second
 )
 
-// snapshotItem is what a table reader hands to the sending loop: a batch,
-// the end of its table, or both.
+// snapshotItem is what a reader hands to the sending loop: a batch of a
+// table, the end of a chunk of it, or both.
 type snapshotItem struct {
 	table int
 	batch *cdcv1.ChangeBatch
@@ -157,18 +167,23 @@ func (s *Server) dropStaleSlot(ctx context.Context, conn *pgx.Conn, src *taskv1.
 	return err
 }
 
-// readTables runs the table readers and sends what they read, in order per
-// table, with progress about once a second. It returns the final counts.
+// readTables plans the chunks, runs the readers and sends what they read,
+// with progress about once a second. It returns the final counts.
 func (s *Server) readTables(ctx context.Context, req *capturev1.ReadSnapshotRequest, snap *exportedSnapshot,
 	thr *throttle, gs capturev1.CaptureService_ReadSnapshotServer) ([]*taskv1.TableRowCount, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	tables := req.GetTables()
-	workers := int(req.GetParallelism())
-	if workers == 0 {
-		workers = defaultSnapshotParallelism
+	// The first reader's session plans: it is in the snapshot already.
+	first, version, err := openSnapshotSession(ctx, req, snap)
+	if err != nil {
+		return nil, err
 	}
-	workers = min(workers, len(tables))
+	chunks, perTable, err := planChunks(ctx, first, version, req.GetTables(), cmp.Or(s.snapshotChunkBlocks, snapshotChunkBlocks))
+	if err != nil {
+		_ = first.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	workers := min(cmp.Or(int(req.GetParallelism()), defaultSnapshotParallelism), len(chunks))
 	// Two batches per reader in flight: enough to keep the sender busy,
 	// little enough that memory stays a few batches whatever the table size.
 	items := make(chan snapshotItem, 2*workers)
@@ -182,22 +197,27 @@ func (s *Server) readTables(ctx context.Context, req *capturev1.ReadSnapshotRequ
 		errOnce.Do(func() { firstErr = err })
 		cancel()
 	}
-	for range workers {
+	r := &chunkReaders{req: req, snap: snap, thr: thr, version: version, chunks: chunks, next: &next, items: items}
+	for w := range workers {
+		conn := first
+		if w > 0 {
+			conn = nil // opened by the reader, in parallel with the others
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := readerLoop(ctx, req, snap, thr, &next, items); err != nil {
+			if err := r.loop(ctx, conn); err != nil {
 				fail(err)
 			}
 		}()
 	}
 	go func() { wg.Wait(); close(items) }()
 
-	counts := make([]*taskv1.TableRowCount, len(tables))
-	for i, t := range tables {
+	counts := make([]*taskv1.TableRowCount, len(req.GetTables()))
+	for i, t := range req.GetTables() {
 		counts[i] = &taskv1.TableRowCount{Table: t}
 	}
-	if err := sendSnapshot(gs, items, counts); err != nil {
+	if err := sendSnapshot(gs, items, counts, perTable); err != nil {
 		fail(err)
 		for range items { // let the readers see the cancellation and leave
 		}
@@ -208,13 +228,17 @@ func (s *Server) readTables(ctx context.Context, req *capturev1.ReadSnapshotRequ
 	return counts, finishSnapshot(gs, snap, counts)
 }
 
-// sendSnapshot relays the readers' items until they are all done.
-func sendSnapshot(gs capturev1.CaptureService_ReadSnapshotServer, items <-chan snapshotItem, counts []*taskv1.TableRowCount) error {
+// sendSnapshot relays the readers' items until they are all done. Chunks
+// of a table are read at once by several readers, so their batches
+// interleave; a table is done when every one of its chunks is (perTable
+// counts each table's chunks).
+func sendSnapshot(gs capturev1.CaptureService_ReadSnapshotServer, items <-chan snapshotItem, counts []*taskv1.TableRowCount, perTable []int) error {
 	tick := time.NewTicker(snapshotProgressEvery)
 	defer tick.Stop()
 	progress := func() error {
 		return gs.Send(&capturev1.ReadSnapshotResponse{Progress: &capturev1.SnapshotProgress{Tables: counts}})
 	}
+	left := slices.Clone(perTable)
 	for {
 		select {
 		case it, ok := <-items:
@@ -228,6 +252,9 @@ func sendSnapshot(gs capturev1.CaptureService_ReadSnapshotServer, items <-chan s
 				counts[it.table].Rows += uint64(len(it.batch.GetEvents()))
 			}
 			if it.done {
+				if left[it.table]--; left[it.table] > 0 {
+					continue
+				}
 				counts[it.table].Done = true
 				if err := progress(); err != nil {
 					return fmt.Errorf("sending snapshot progress: %w", err)
@@ -254,39 +281,72 @@ func finishSnapshot(gs capturev1.CaptureService_ReadSnapshotServer, snap *export
 	return nil
 }
 
-// readerLoop imports the snapshot on a connection of its own and reads
-// tables from the shared queue until none is left.
-func readerLoop(ctx context.Context, req *capturev1.ReadSnapshotRequest, snap *exportedSnapshot, thr *throttle,
-	next *atomic.Int64, items chan<- snapshotItem) error {
+// openSnapshotSession opens a connection in a transaction that imports
+// the snapshot, and reads the source's server_version_num.
+func openSnapshotSession(ctx context.Context, req *capturev1.ReadSnapshotRequest, snap *exportedSnapshot) (*pgx.Conn, int, error) {
 	conn, err := pgsource.Connect(ctx, req.GetSource())
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
-	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	version, err := importSnapshot(ctx, conn, snap)
+	if err != nil {
+		_ = conn.Close(context.WithoutCancel(ctx))
+		return nil, 0, err
+	}
+	return conn, version, nil
+}
+
+func importSnapshot(ctx context.Context, conn *pgx.Conn, snap *exportedSnapshot) (int, error) {
 	if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
-		return fmt.Errorf("starting the snapshot transaction: %w", err)
+		return 0, fmt.Errorf("starting the snapshot transaction: %w", err)
 	}
 	if _, err := conn.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(snap.name)); err != nil {
-		return fmt.Errorf("importing snapshot %s: %w", snap.name, err)
+		return 0, fmt.Errorf("importing snapshot %s: %w", snap.name, err)
 	}
-	version, err := serverVersion(ctx, conn)
-	if err != nil {
-		return err
+	return serverVersion(ctx, conn)
+}
+
+// chunkReaders is what the readers of one snapshot share: the plan and
+// the queue of chunks (next is the next chunk to take).
+type chunkReaders struct {
+	req     *capturev1.ReadSnapshotRequest
+	snap    *exportedSnapshot
+	thr     *throttle
+	version int
+	chunks  []tableChunk
+	next    *atomic.Int64
+	items   chan<- snapshotItem
+}
+
+// loop reads chunks from the shared queue until none is left, on conn or,
+// when nil, on a connection of its own that imports the snapshot.
+func (r *chunkReaders) loop(ctx context.Context, conn *pgx.Conn) error {
+	if conn == nil {
+		var err error
+		if conn, _, err = openSnapshotSession(ctx, r.req, r.snap); err != nil {
+			return err
+		}
 	}
-	maxBatch := int(req.GetMaxBatchEvents())
-	if maxBatch == 0 {
-		maxBatch = defaultMaxBatchEvents
-	}
-	tables := req.GetTables()
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	maxBatch := cmp.Or(int(r.req.GetMaxBatchEvents()), defaultMaxBatchEvents)
+	tables := r.req.GetTables()
+	var st *snapshotTable // the table of the last chunk, usually the next's too
 	for {
-		i := int(next.Add(1)) - 1
-		if i >= len(tables) {
+		i := int(r.next.Add(1)) - 1
+		if i >= len(r.chunks) {
 			break
 		}
-		tr := &tableReader{idx: i, snap: snap, maxBatch: maxBatch, items: items, thr: thr,
-			pub: req.GetPublicationName(), version: version}
-		if err := tr.read(ctx, conn, tables[i]); err != nil {
-			return snapshotReadError(req.GetSource().GetUser(), tables[i], snap.name, err)
+		c := r.chunks[i]
+		var err error
+		if st == nil || st.idx != c.table {
+			st, err = describeSnapshotTable(ctx, conn, r.version, r.req.GetPublicationName(), c.table, tables[c.table])
+		}
+		if err == nil {
+			tr := &tableReader{idx: c.table, snap: r.snap, maxBatch: maxBatch, items: r.items, thr: r.thr}
+			err = tr.read(ctx, conn, st, c)
+		}
+		if err != nil {
+			return snapshotReadError(r.req.GetSource().GetUser(), tables[c.table], r.snap.name, err)
 		}
 	}
 	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {

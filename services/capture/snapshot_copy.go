@@ -14,21 +14,17 @@ import (
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 )
 
-// tableReader reads one table of a snapshot with COPY ... TO STDOUT in text
-// format. COPY's text format is each value's output function text, as
-// pgoutput sends it, with backslash escapes around it; unescaped, it goes
-// through the stream's own decoder (decodeText), so both phases produce
-// identical values.
+// tableReader reads one chunk of a snapshot's table with COPY ... TO STDOUT
+// in text format. COPY's text format is each value's output function text,
+// as pgoutput sends it, with backslash escapes around it; unescaped, it
+// goes through the stream's own decoder (decodeText), so both phases
+// produce identical values.
 type tableReader struct {
 	idx      int
 	snap     *exportedSnapshot
 	maxBatch int
 	items    chan<- snapshotItem
 	thr      *throttle // shared by the snapshot's readers
-	// pub's row filter on the table, if any, is applied to the read (see
-	// filters.go); version is the source's server_version_num.
-	pub     string
-	version int
 	// keyCols, set by a backfill, are the primary-key columns whose text
 	// each row's key is kept from, in keys (backfill.go).
 	keyCols []int
@@ -41,45 +37,62 @@ type tableReader struct {
 	text    []byte
 }
 
-func (tr *tableReader) read(ctx context.Context, conn *pgx.Conn, t *taskv1.TableRef) error {
+// snapshotTable is a table as one reader reads its chunks: described once
+// per reader and table, on the reader's connection and in the snapshot.
+type snapshotTable struct {
+	idx  int
+	ref  *taskv1.TableRef
+	rel  *relation
+	cols []string // quoted
+	from string
+	// filter is pub's row filter on the table, if any, as this snapshot
+	// sees the publication: the one the slot decodes the changes after the
+	// snapshot with (see filters.go).
+	filter string
+}
+
+// describeSnapshotTable describes table idx for reading; version is the
+// source's server_version_num.
+func describeSnapshotTable(ctx context.Context, conn *pgx.Conn, version int, pub string, idx int, t *taskv1.TableRef) (*snapshotTable, error) {
 	rel, relkind, err := describeTable(ctx, conn, t)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	tr.rel = rel
-	tr.cur = &cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{rel.proto}}
-	cols := make([]string, len(rel.msg.Columns))
+	st := &snapshotTable{idx: idx, ref: t, rel: rel, cols: make([]string, len(rel.msg.Columns))}
 	for i, c := range rel.msg.Columns {
-		cols[i] = pgx.Identifier{c.Name}.Sanitize()
+		st.cols[i] = pgx.Identifier{c.Name}.Sanitize()
 	}
 	// A partitioned table is published through its root
 	// (publish_via_partition_root), so its partitions' rows are read through
 	// it; any other table only for its own rows, as pgoutput reports them.
-	from := "ONLY " + qualified(t)
+	st.from = "ONLY " + qualified(t)
 	if relkind == "p" {
-		from = qualified(t)
+		st.from = qualified(t)
 	}
-	// The filter as this snapshot sees the publication: the one the slot
-	// decodes the changes after the snapshot with.
-	filter, err := publishedFilter(ctx, conn, tr.version, tr.pub, rel.msg.RelationID)
-	if err != nil {
-		return err
+	if st.filter, err = publishedFilter(ctx, conn, version, pub, rel.msg.RelationID); err != nil {
+		return nil, err
 	}
-	where := ""
-	if filter != "" {
-		where = " WHERE (" + filter + ")"
-	}
-	sql := fmt.Sprintf("COPY (SELECT %s FROM %s%s) TO STDOUT", strings.Join(cols, ", "), from, where)
+	return st, nil
+}
+
+// read reads chunk c of table st and hands over its rows, then the end of
+// the chunk.
+func (tr *tableReader) read(ctx context.Context, conn *pgx.Conn, st *snapshotTable, c tableChunk) error {
+	tr.rel = st.rel
+	tr.cur = &cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{st.rel.proto}}
 	// queries_per_second counts the queries that read table data, one COPY
-	// per table; the few catalog lookups describing the table are not.
+	// per chunk; the few catalog lookups describing the table are not.
 	if err := tr.thr.wait(ctx, cost{queries: 1}); err != nil {
 		return err
 	}
-	if _, err := conn.PgConn().CopyTo(ctx, copyWriter{tr, ctx}, sql); err != nil {
+	if _, err := conn.PgConn().CopyTo(ctx, copyWriter{tr, ctx}, snapshotChunkQuery(st.cols, st.from, st.filter, c)); err != nil {
 		return err
 	}
 	if len(tr.partial) > 0 {
 		return errors.New("COPY output ended inside a row")
+	}
+	if err := checkFilenode(ctx, conn, st.ref, c); err != nil {
+		return err
 	}
 	return tr.emit(ctx, true)
 }
@@ -160,7 +173,7 @@ func (tr *tableReader) row(line []byte) error {
 	return nil
 }
 
-// emit hands the current batch over (and the end of the table when last).
+// emit hands the current batch over (and the end of the chunk when last).
 func (tr *tableReader) emit(ctx context.Context, last bool) error {
 	it := snapshotItem{table: tr.idx, done: last}
 	if len(tr.cur.GetEvents()) > 0 {

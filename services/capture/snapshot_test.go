@@ -6,6 +6,7 @@ import (
 	"io"
 	"testing"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
@@ -30,10 +31,17 @@ func readSnapshot(t *testing.T, c capturev1.CaptureServiceClient, req *capturev1
 		t.Fatal(err)
 	}
 	var out snapshotRead
+	receiveSnapshot(t, stream, &out)
+	return out
+}
+
+// receiveSnapshot adds what the stream sends to out until it ends.
+func receiveSnapshot(t *testing.T, stream grpc.ServerStreamingClient[capturev1.ReadSnapshotResponse], out *snapshotRead) {
+	t.Helper()
 	for {
 		resp, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return out
+			return
 		}
 		if err != nil {
 			t.Fatalf("ReadSnapshot: %v", err)

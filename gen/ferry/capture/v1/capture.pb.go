@@ -817,7 +817,9 @@ type ReadSnapshotRequest struct {
 	Tables []*v1.TableRef `protobuf:"bytes,5,rep,name=tables,proto3" json:"tables,omitempty"`
 	// Zero: 1000 rows per batch.
 	MaxBatchEvents uint32 `protobuf:"varint,6,opt,name=max_batch_events,json=maxBatchEvents,proto3" json:"max_batch_events,omitempty"`
-	// Tables read at once, each on its own connection. Zero: up to 4.
+	// Readers at once, each on its own connection in the snapshot. They share
+	// the tables in chunks of blocks (ctid ranges), so one large table is read
+	// by all of them. Zero: up to 4.
 	Parallelism uint32 `protobuf:"varint,7,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
 	// Token buckets on the snapshot: queries to the source per second, rows
 	// and megabytes per second. Unset or zero: unlimited. Changed live with

@@ -52,7 +52,8 @@ type CaptureServiceClient interface {
 	// a slot left by an earlier, interrupted snapshot: that snapshot died with
 	// its session), then reads every table in that snapshot. The server sends
 	// `started` (the slot's consistent point) first, then `batch`es of
-	// snapshot INSERTs with the relations they need, then one empty batch
+	// snapshot INSERTs with the relations they need (in no set order: tables,
+	// and parts of one table, are read at once), then one empty batch
 	// whose watermark_lsn is the consistent point, and last a `progress` with
 	// done set and the final per-table row counts. A table the publication
 	// lists with a row filter (EnsureReplicationRequest.filters) is read
@@ -163,7 +164,8 @@ type CaptureServiceServer interface {
 	// a slot left by an earlier, interrupted snapshot: that snapshot died with
 	// its session), then reads every table in that snapshot. The server sends
 	// `started` (the slot's consistent point) first, then `batch`es of
-	// snapshot INSERTs with the relations they need, then one empty batch
+	// snapshot INSERTs with the relations they need (in no set order: tables,
+	// and parts of one table, are read at once), then one empty batch
 	// whose watermark_lsn is the consistent point, and last a `progress` with
 	// done set and the final per-table row counts. A table the publication
 	// lists with a row filter (EnsureReplicationRequest.filters) is read
