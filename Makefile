@@ -92,15 +92,24 @@ bench: up
 # A correctness smoke test of the harness, not a timing test: 5,000 rows,
 # one run, report in a temporary folder, Debezium included (about 20 s; its
 # jars are fetched with Maven on first use); the delivery scenario with 2,000
-# rows per codec and format and one second of paced latency. ferrybench
-# itself fails unless every row arrived; the report files are checked here.
+# rows per codec and format and one second of paced latency; the mixed
+# scenario with 5,000 changes (its seeded workload: 3,531 INSERTs, 979
+# UPDATEs, 490 DELETEs) and the latency scenario for one second at 2,000
+# rows/s (2,400 rows with the warm-up), Debezium included in both.
+# ferrybench itself fails unless every row arrived; the report files are
+# checked here.
 bench-smoke: up
 	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; eval "$$($(STACK) env)"; \
 		go run ./bench/cmd/ferrybench -n 5000 -runs 1 -ferry-timeout 2m -out "$$out" \
-			-delivery-n 2000 -latency-for 1s -latency-warmup 200ms >"$$out/stdout"; \
+			-scenarios backlog,delivery,mixed,latency -mixed-n 5000 -mixed-prefill 2000 \
+			-delivery-n 2000 -latency-rate 2000 -latency-for 1s -latency-warmup 200ms >"$$out/stdout"; \
 		test -s "$$out/latest.md" -a -s "$$out/latest.json" || { echo "bench-smoke: no report" >&2; exit 1; }; \
 		grep -q '| 1 | 5000 / 5000 |' "$$out/latest.md" || { echo "bench-smoke: rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
 		grep -qE '^\| 1 \| 5000 / 5000 \|.*\| 5000 / 5000 \|' "$$out/latest.md" || { echo "bench-smoke: Debezium's rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
 		test "$$(grep -cE '^\| (Canal JSON|DTS Avro) \| (lz4|zstd|gzip|snappy) \|' "$$out/latest.md")" = 10 || \
 			{ echo "bench-smoke: delivery figures missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
-		echo "bench-smoke: ok, 5000 of 5000 rows arrived through Ferry and through Debezium, delivery measured for 2 formats x 4 codecs, and the report was written"
+		grep -qE '^\| 1 \| 3531 / 979 / 490 \|.*\| 3531 / 979 / 490 \|' "$$out/latest.md" || \
+			{ echo "bench-smoke: mixed changes missing (Ferry or Debezium)" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
+		grep -qE '^\| 1 \| 2000 \| 2400 \| 2000 \| 2400 \|' "$$out/latest.md" || \
+			{ echo "bench-smoke: latency rows missing (Ferry or Debezium)" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
+		echo "bench-smoke: ok, 5000 of 5000 rows arrived through Ferry and through Debezium, delivery measured for 2 formats x 4 codecs, 5000 mixed changes and 2400 paced rows arrived through both, and the report was written"

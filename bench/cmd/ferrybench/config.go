@@ -34,6 +34,13 @@ type config struct {
 	latencyWarmup time.Duration
 	dlvProfile    string
 
+	// The mixed and latency scenarios (bench/README.md); latency uses
+	// latencyRate, latencyFor and latencyWarmup too.
+	mixedN        int
+	mixedTxnRows  int
+	mixedPrefill  int
+	cpuProfileDir string
+
 	pgHost, pgDatabase string
 	pgPort             int
 	pgSuperDSN         string // postgres superuser: baseline slot, publication, cleanup
@@ -55,8 +62,8 @@ func parseConfig(args []string) (*config, error) {
 	fs.IntVar(&c.txnRows, "txn-rows", 1_000, "rows per source transaction")
 	fs.StringVar(&c.outDir, "out", filepath.Join(root, "bench", "results"), "directory for latest.md and latest.json")
 	fs.DurationVar(&c.ferryTimeout, "ferry-timeout", 10*time.Minute, "how long Ferry (or Debezium) may take to deliver one backlog")
-	fs.BoolVar(&c.debezium, "debezium", true, "backlog scenario: run the Debezium baseline (Kafka Connect standalone; fetches its jars with Maven on first use)")
-	scenarios := fs.String("scenarios", "backlog,delivery", "comma-separated scenarios to run: backlog, delivery")
+	fs.BoolVar(&c.debezium, "debezium", true, "backlog, mixed and latency scenarios: run the Debezium baseline (Kafka Connect standalone; fetches its jars with Maven on first use)")
+	scenarios := fs.String("scenarios", "backlog,delivery,mixed,latency", "comma-separated scenarios to run: backlog, delivery, mixed, latency")
 	fs.IntVar(&c.dlvRows, "delivery-n", 200_000, "delivery scenario: rows per throughput measurement")
 	fs.IntVar(&c.dlvBatch, "delivery-batch", 1_000, "delivery scenario: rows per change batch in the throughput measurement")
 	codecList := fs.String("codecs", "lz4,zstd,gzip,snappy", "delivery scenario: comma-separated codecs to measure")
@@ -64,11 +71,26 @@ func parseConfig(args []string) (*config, error) {
 	fs.DurationVar(&c.latencyFor, "latency-for", 12*time.Second, "delivery scenario: how long latency is measured, after the warm-up")
 	fs.DurationVar(&c.latencyWarmup, "latency-warmup", 2*time.Second, "delivery scenario: paced warm-up left out of the latency figures")
 	fs.StringVar(&c.dlvProfile, "delivery-cpuprofile", "", "delivery scenario: write a CPU profile of the last run's delivery process here")
+	fs.IntVar(&c.mixedN, "mixed-n", 500_000, "mixed scenario: changes in the backlog (70% INSERT, 20% UPDATE, 10% DELETE)")
+	fs.IntVar(&c.mixedTxnRows, "mixed-txn-rows", 10, "mixed scenario: changes per source transaction")
+	fs.IntVar(&c.mixedPrefill, "mixed-prefill", 100_000, "mixed scenario: rows in the table before the backlog, for UPDATEs and DELETEs to change")
+	fs.StringVar(&c.cpuProfileDir, "cpuprofile", "", "mixed scenario: the last run's capture and delivery write CPU profiles (capture.pprof, delivery.pprof) into this folder")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if c.rows <= 0 || c.runs <= 0 || c.txnRows <= 0 {
 		return nil, fmt.Errorf("-n, -runs and -txn-rows must be positive")
+	}
+	if c.mixedN <= 0 || c.mixedTxnRows <= 0 || c.mixedPrefill <= 0 {
+		return nil, fmt.Errorf("-mixed-n, -mixed-txn-rows and -mixed-prefill must be positive")
+	}
+	if c.cpuProfileDir != "" {
+		if err := os.MkdirAll(c.cpuProfileDir, 0o755); err != nil {
+			return nil, fmt.Errorf("-cpuprofile: creating %s: %w", c.cpuProfileDir, err)
+		}
+		if c.cpuProfileDir, err = filepath.Abs(c.cpuProfileDir); err != nil {
+			return nil, fmt.Errorf("-cpuprofile: %w", err)
+		}
 	}
 	if err := c.parseDelivery(*scenarios, *codecList); err != nil {
 		return nil, err
@@ -90,8 +112,8 @@ func parseConfig(args []string) (*config, error) {
 func (c *config) parseDelivery(scenarios, codecList string) error {
 	c.scenarios = map[string]bool{}
 	for _, s := range strings.Split(scenarios, ",") {
-		if s = strings.TrimSpace(s); s != "backlog" && s != "delivery" {
-			return fmt.Errorf("-scenarios: unknown scenario %q; use backlog, delivery or both", s)
+		if s = strings.TrimSpace(s); s != "backlog" && s != "delivery" && s != "mixed" && s != "latency" {
+			return fmt.Errorf("-scenarios: unknown scenario %q; use backlog, delivery, mixed or latency", s)
 		}
 		c.scenarios[s] = true
 	}

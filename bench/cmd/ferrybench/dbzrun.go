@@ -176,11 +176,25 @@ func (e *benchEnv) startDebezium(ctx context.Context, dir, prefix string, topics
 	if err := recreateTable(ctx, e.owner); err != nil {
 		return nil, err
 	}
-	if err := dropSlotAndPublication(ctx, e.super, dbzSlot, dbzPub); err != nil {
+	return e.startDebeziumOn(ctx, dbzTarget{table: table, slot: dbzSlot, pub: dbzPub}, dir, prefix, topics...)
+}
+
+// dbzTarget is what one connector streams: a table that exists, through a
+// slot and publication of its own, with connector settings added to (or
+// overriding) the ones below.
+type dbzTarget struct {
+	table, slot, pub string
+	extra            [][2]string
+}
+
+// startDebeziumOn is startDebezium for any table, which the caller has
+// created.
+func (e *benchEnv) startDebeziumOn(ctx context.Context, t dbzTarget, dir, prefix string, topics ...string) (*connectWorker, error) {
+	if err := dropSlotAndPublication(ctx, e.super, t.slot, t.pub); err != nil {
 		return nil, err
 	}
-	if _, err := e.super.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE public.%s", dbzPub, table)); err != nil {
-		return nil, fmt.Errorf("creating publication %s: %w", dbzPub, err)
+	if _, err := e.super.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE public.%s", t.pub, t.table)); err != nil {
+		return nil, fmt.Errorf("creating publication %s: %w", t.pub, err)
 	}
 	for _, t := range topics {
 		if err := createTopic(ctx, e.admin, t); err != nil {
@@ -223,10 +237,10 @@ func (e *benchEnv) startDebezium(ctx context.Context, dir, prefix string, topics
 		{"database.dbname", e.c.pgDatabase},
 		{"topic.prefix", prefix},
 		{"plugin.name", "pgoutput"},
-		{"slot.name", dbzSlot},
-		{"publication.name", dbzPub},
+		{"slot.name", t.slot},
+		{"publication.name", t.pub},
 		{"publication.autocreate.mode", "disabled"},
-		{"table.include.list", "public." + table},
+		{"table.include.list", "public." + t.table},
 		// Stream only: the table is empty when the connector first starts.
 		{"snapshot.mode", "no_data"},
 		// Debezium confirms the commit position carried by the offset of the
@@ -240,23 +254,31 @@ func (e *benchEnv) startDebezium(ctx context.Context, dir, prefix string, topics
 		// table's changes, and would go to a topic of their own.
 		{"message.prefix.exclude.list", ".*"},
 	}
-	return startConnect(e.dbzLibs, dir, worker, connector)
+	return startConnect(e.dbzLibs, dir, worker, append(connector, t.extra...))
 }
 
 // waitSlot waits until Debezium's slot exists and its active flag is want,
 // and fails early, with the task's trace, when the worker dies.
 func (k *connectWorker) waitSlot(ctx context.Context, conn *pgx.Conn, want bool, timeout time.Duration) error {
-	return poll(ctx, timeout, 50*time.Millisecond, fmt.Sprintf("slot %s active=%v", dbzSlot, want), func() (bool, string, error) {
+	return k.waitSlotNamed(ctx, conn, dbzSlot, want, timeout)
+}
+
+// waitSlotNamed is waitSlot for a connector on another slot.
+func (k *connectWorker) waitSlotNamed(ctx context.Context, conn *pgx.Conn, slot string, want bool, timeout time.Duration) error {
+	return poll(ctx, timeout, 50*time.Millisecond, fmt.Sprintf("slot %s active=%v", slot, want), func() (bool, string, error) {
 		select {
 		case <-k.exited:
 			return false, "", fmt.Errorf("kafka Connect exited; its log ends: %s", k.logTail())
 		default:
 		}
-		s, err := readSlot(ctx, conn, dbzSlot)
+		s, err := readSlot(ctx, conn, slot)
 		if err != nil {
 			return false, "", err
 		}
-		if s.exists && s.active == want {
+		// While CREATE_REPLICATION_SLOT waits for running transactions to
+		// end, the slot is already active but has no confirmed position:
+		// what commits before it has one is never decoded.
+		if s.exists && s.active == want && (!want || s.confirmed > 0) {
 			return true, "", nil
 		}
 		return false, fmt.Sprintf("slot exists %v active %v; %s", s.exists, s.active, k.status(ctx)), nil

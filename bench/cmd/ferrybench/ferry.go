@@ -47,14 +47,21 @@ type ferry struct {
 	temporal       string
 	addrs          map[string]string
 	procs          map[string]*exec.Cmd
-	env            []string // extra environment for every process
+	env            []string            // extra environment for every process
+	procEnv        map[string][]string // extra environment for one process, by name
 	conn           *grpc.ClientConn
 	control        taskv1.TaskServiceClient
 }
 
 func startFerry(ctx context.Context, c *config, binDir, logDir, taskQueue string) (*ferry, error) {
+	return startFerryWith(ctx, c, binDir, logDir, taskQueue, nil)
+}
+
+// startFerryWith is startFerry with extra environment for some processes
+// (FERRY_CPU_PROFILE for capture and delivery, say).
+func startFerryWith(ctx context.Context, c *config, binDir, logDir, taskQueue string, procEnv map[string][]string) (*ferry, error) {
 	f := &ferry{binDir: binDir, logDir: logDir, taskQueue: taskQueue, temporal: c.temporalAddress,
-		addrs: map[string]string{}, procs: map[string]*exec.Cmd{}}
+		addrs: map[string]string{}, procs: map[string]*exec.Cmd{}, procEnv: procEnv}
 	for _, s := range []string{"catalog", "capture", "delivery", "control"} {
 		addr, err := freePort()
 		if err != nil {
@@ -95,8 +102,12 @@ func (f *ferry) start(ctx context.Context, name string) error {
 		"FERRY_CATALOG_ADDRESS="+f.addrs["catalog"], "FERRY_CAPTURE_ADDRESS="+f.addrs["capture"],
 		"FERRY_DELIVERY_ADDRESS="+f.addrs["delivery"], "FERRY_TEMPORAL_ADDRESS="+f.temporal,
 		"FERRY_TASK_QUEUE="+f.taskQueue,
+		// Port 0: the stack's services (and other runs) hold the default
+		// metrics ports.
+		"FERRY_"+strings.ToUpper(name)+"_METRICS_ADDR=127.0.0.1:0",
 	)
 	cmd.Env = append(cmd.Env, f.env...)
+	cmd.Env = append(cmd.Env, f.procEnv[name]...)
 	logFile, err := os.OpenFile(filepath.Join(f.logDir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("opening %s's log: %w", name, err)

@@ -77,6 +77,20 @@ func runScenarios(ctx context.Context, e *benchEnv, rep *report) error {
 			errs = append(errs, err)
 		}
 	}
+	if e.c.scenarios["mixed"] {
+		rep.Mixed = newMixedReport(e.c)
+		if err := runMixed(ctx, e, rep.Mixed); err != nil {
+			rep.Mixed.Error = err.Error()
+			errs = append(errs, err)
+		}
+	}
+	if e.c.scenarios["latency"] {
+		rep.Latency = newLatencyReport(e.c)
+		if err := runLatency(ctx, e, rep.Latency); err != nil {
+			rep.Latency.Error = err.Error()
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -100,6 +114,12 @@ func carryOver(c *config, rep *report) {
 	}
 	if !c.scenarios["delivery"] {
 		rep.Delivery = prev.Delivery
+	}
+	if !c.scenarios["mixed"] {
+		rep.Mixed = prev.Mixed
+	}
+	if !c.scenarios["latency"] {
+		rep.Latency = prev.Latency
 	}
 }
 
@@ -133,13 +153,14 @@ func openEnv(ctx context.Context, c *config) (*benchEnv, func(), error) {
 	}
 	fail := func(err error) (*benchEnv, func(), error) { closeAll(); return nil, nil, err }
 	var dbzLibs string
-	if c.scenarios["backlog"] && c.debezium {
+	withDbz := c.scenarios["backlog"] || c.scenarios["mixed"] || c.scenarios["latency"]
+	if withDbz && c.debezium {
 		libs, err := debeziumLibs(ctx, c.repoRoot)
 		if err != nil {
 			return fail(err)
 		}
 		dbzLibs = libs
-	} else if c.scenarios["backlog"] {
+	} else if withDbz {
 		log.Printf("the Debezium baseline is skipped (-debezium=false)")
 	}
 	log.Printf("building Ferry")

@@ -24,6 +24,10 @@ type report struct {
 	ConnectVersion  string `json:"kafka_connect_version,omitempty"`
 	// Delivery is the delivery scenario's part (dlvreport.go).
 	Delivery *dlvReport `json:"delivery,omitempty"`
+	// Mixed and Latency are those scenarios' parts (mixedreport.go,
+	// latencyrun.go).
+	Mixed   *mixedReport   `json:"mixed,omitempty"`
+	Latency *latencyReport `json:"latency,omitempty"`
 }
 
 // Goals, printed beside the figures so that a miss is visible.
@@ -183,6 +187,18 @@ func renderMarkdown(rep report) string {
 			b.WriteString("\n")
 		}
 		renderDelivery(&b, rep.Delivery)
+	}
+	if rep.Mixed != nil {
+		if b.Len() > 0 {
+			b.WriteString("\n")
+		}
+		renderMixed(&b, rep.Mixed)
+	}
+	if rep.Latency != nil {
+		if b.Len() > 0 {
+			b.WriteString("\n")
+		}
+		renderE2ELatency(&b, rep.Latency)
 	}
 	return b.String()
 }

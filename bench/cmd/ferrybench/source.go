@@ -62,11 +62,16 @@ func measureSource(ctx context.Context, c *config, super, owner *pgx.Conn) (sour
 // drainWithRecvlogical times pg_recvlogical from start to exit; it exits on
 // its own once it has received everything up to endLSN.
 func drainWithRecvlogical(ctx context.Context, c *config, endLSN uint64) (time.Duration, error) {
+	return drainSlot(ctx, c, srcSlot, srcPub, endLSN)
+}
+
+// drainSlot is drainWithRecvlogical for any pgoutput slot and publication.
+func drainSlot(ctx context.Context, c *config, slot, pub string, endLSN uint64) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.ferryTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(c.pgBin, "pg_recvlogical"),
-		"-d", c.pgSuperDSN, "--slot", srcSlot, "--start", "--plugin=pgoutput",
-		"-o", "proto_version=1", "-o", "publication_names="+srcPub,
+		"-d", c.pgSuperDSN, "--slot", slot, "--start", "--plugin=pgoutput",
+		"-o", "proto_version=1", "-o", "publication_names="+pub,
 		"--endpos="+lsnString(endLSN), "--no-loop", "-f", "/dev/null")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -23,6 +23,9 @@ type Config struct {
 	LogLevel slog.Level
 	// MetricsAddr serves Prometheus /metrics; empty: not served.
 	MetricsAddr string
+	// CPUProfile, when set, is where a CPU profile of the whole run is
+	// written at exit (for the benchmark; off in production).
+	CPUProfile string
 }
 
 func loadConfig() (Config, error) {
@@ -30,6 +33,7 @@ func loadConfig() (Config, error) {
 	var level string
 	flag.StringVar(&c.Listen, "listen", config.Env("FERRY_CAPTURE_LISTEN", "127.0.0.1:7402"), "host:port to serve gRPC on")
 	flag.StringVar(&c.MetricsAddr, "metrics-addr", config.EnvOrOff("FERRY_CAPTURE_METRICS_ADDR", "127.0.0.1:9402"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_CAPTURE_METRICS_ADDR)")
+	flag.StringVar(&c.CPUProfile, "cpuprofile", config.Env("FERRY_CPU_PROFILE", ""), "write a CPU profile to this file until exit (env FERRY_CPU_PROFILE)")
 	flag.StringVar(&level, "log-level", config.Env("FERRY_CAPTURE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	flag.Parse()
 	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
@@ -49,7 +53,7 @@ func main() {
 	}
 }
 
-func run(cfg Config, logger *slog.Logger) error {
+func run(cfg Config, logger *slog.Logger) (err error) {
 	tel, err := telemetry.Start(context.Background(), telemetry.Config{Service: "ferry-capture", MetricsAddr: cfg.MetricsAddr, Logger: logger})
 	if err != nil {
 		return err
@@ -62,5 +66,16 @@ func run(cfg Config, logger *slog.Logger) error {
 	}
 	srv := grpcserver.New("capture", logger, tel.ServerOptions()...)
 	capturev1.RegisterCaptureServiceServer(srv, impl)
+	if cfg.CPUProfile != "" {
+		stop, err := grpcserver.ProfileCPU(cfg.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if perr := stop(); perr != nil && err == nil {
+				err = perr
+			}
+		}()
+	}
 	return srv.RunUntilSignal(cfg.Listen)
 }
