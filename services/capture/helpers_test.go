@@ -30,13 +30,24 @@ const waitLimit = 30 * time.Second
 // client connected to it over real gRPC.
 func startServer(t *testing.T) capturev1.CaptureServiceClient {
 	t.Helper()
+	return startServerWith(t, nil)
+}
+
+// startServerWith is startServer with the Server set up by configure (nil:
+// as NewServer makes it).
+func startServerWith(t *testing.T, configure func(*Server)) capturev1.CaptureServiceClient {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv := grpc.NewServer(grpccodec.ServerOption())
-	capturev1.RegisterCaptureServiceServer(srv, NewServer(logger))
+	impl := NewServer(logger)
+	if configure != nil {
+		configure(impl)
+	}
+	capturev1.RegisterCaptureServiceServer(srv, impl)
 	go func() { _ = srv.Serve(lis) }()
 	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
 	if err != nil {
