@@ -13,10 +13,20 @@ import (
 
 // data handles one pgoutput message.
 func (st *stream) data(ctx context.Context, xld pglogrepl.XLogData) error {
+	if st.spools != nil {
+		if handled, err := st.streamData(ctx, xld); handled || err != nil {
+			return err
+		}
+	}
 	msg, err := parseMessage(xld.WALData)
 	if err != nil {
 		return fmt.Errorf("parsing pgoutput message at %s: %w", xld.WALStart, err)
 	}
+	return st.apply(ctx, msg, xld.WALStart)
+}
+
+// apply acts on one protocol 1 message, received or replayed from a spool.
+func (st *stream) apply(ctx context.Context, msg pglogrepl.Message, walStart pglogrepl.LSN) error {
 	now := time.Now()
 	switch m := msg.(type) {
 	case *pglogrepl.BeginMessage:
@@ -33,16 +43,16 @@ func (st *stream) data(ctx context.Context, xld pglogrepl.XLogData) error {
 				return err
 			}
 		}
-		return st.rels.define(ctx, m)
+		return st.defineRelation(ctx, m)
 	case *pglogrepl.InsertMessage, *pglogrepl.UpdateMessage, *pglogrepl.DeleteMessage:
 		if err := st.flushIfDue(now); err != nil {
 			return err
 		}
-		return st.change(now, m, xld.WALStart)
+		return st.change(now, m, walStart)
 	case *pglogrepl.TruncateMessage:
-		st.logger.Warn("ignoring TRUNCATE: not supported yet", "relations", m.RelationIDs, "lsn", xld.WALStart.String())
+		st.logger.Warn("ignoring TRUNCATE: not supported yet", "relations", m.RelationIDs, "lsn", walStart.String())
 	case *pglogrepl.LogicalDecodingMessage:
-		return st.message(now, m, xld.WALStart)
+		return st.message(now, m, walStart)
 	}
 	// Origin and Type messages carry nothing Ferry needs: values of custom
 	// types travel as text.
@@ -55,7 +65,9 @@ func (st *stream) data(ctx context.Context, xld pglogrepl.XLogData) error {
 // the walsender decodes it, after every transaction that committed before
 // it, so its position (the end of its WAL record) is a valid watermark. A
 // transactional one belongs to its transaction, whose commit carries the
-// watermark.
+// watermark. A streamed transaction still in progress does not stop a
+// message from being a watermark, for the reasons idleWatermark gives;
+// pgoutput never sends a non-transactional message inside a stream block.
 func (st *stream) message(now time.Time, m *pglogrepl.LogicalDecodingMessage, walStart pglogrepl.LSN) error {
 	if consumed, err := st.backfillMark(m, max(m.LSN, walStart)); consumed || err != nil {
 		return err

@@ -68,6 +68,123 @@ func FuzzStreamMessages(f *testing.F) {
 	})
 }
 
+// FuzzParseStreamMessage is FuzzParseMessage for protocol 2, inside and
+// outside a stream block.
+func FuzzParseStreamMessage(f *testing.F) {
+	f.Add([]byte("S\x00\x00\x00\x07\x01"), false)
+	f.Add([]byte("I\x00\x00\x00\x07\x00\x00\x40\x00N\x00\x01t\xff\xff\xff\xff"), true)
+	f.Fuzz(func(t *testing.T, data []byte, inStream bool) {
+		msg, err := parseStreamMessage(data, inStream)
+		if errors.Is(err, errDecoderPanic) {
+			t.Fatalf("framing check let through a message pglogrepl cannot decode: %v", err)
+		}
+		if (err == nil) == (msg == nil) {
+			t.Fatalf("message %T and error %v", msg, err)
+		}
+		// What is spooled is replayed as protocol 1: the same framing.
+		if err := checkStreamFraming(data, true); err == nil && inStream && hasStreamXid(data[0]) {
+			if _, err := parseMessage(append([]byte{data[0]}, data[5:]...)); err != nil {
+				t.Fatalf("a framed stream message does not replay: %v", err)
+			}
+		}
+	})
+}
+
+// FuzzStreamedMessages is FuzzStreamMessages speaking protocol 2, with
+// stream blocks, aborts and commits: besides its checks, no row of a
+// rolled-back (sub)transaction, nor of one not committed yet, is shipped,
+// and every streamed row carries its commit's LSN and top-level xid.
+func FuzzStreamedMessages(f *testing.F) {
+	f.Add(joinSequence(streamStartMsg(7, true), streamStopMsg(), streamCommitMsg(7, 1, 2)))
+	f.Fuzz(func(t *testing.T, seq []byte) {
+		msgs := splitSequence(seq)
+		out := &recorder{}
+		dir := t.TempDir()
+		st := fuzzStreamV2(out, dir)
+		err := feed(st, msgs)
+		if errors.Is(err, errDecoderPanic) {
+			t.Fatalf("decoder panicked: %v", err)
+		}
+		if err == nil && !st.batch.empty() {
+			out.batches = append(out.batches, st.batch.take())
+		}
+		checkFedBatches(t, msgs, out.batches, st.rels)
+		checkStreamedRows(t, msgs, out.batches)
+		if err := st.spools.removeAll(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// streamOrigin is where a message inside a stream block came from.
+type streamOrigin struct {
+	top, sub uint32
+	pos      int
+}
+
+// streamedOrigins maps the feed LSN of every message inside a stream block
+// to its transaction, and says for each message whether a block was open
+// before it, following the protocol as the handler does up to its first
+// error (after which nothing more is shipped).
+func streamedOrigins(msgs [][]byte) (map[uint64]streamOrigin, []bool) {
+	lsns := feedLSNs(msgs)
+	origins := map[uint64]streamOrigin{}
+	inBlock := make([]bool, len(msgs))
+	open, top := false, uint32(0)
+	for i, m := range msgs {
+		inBlock[i] = open
+		switch {
+		case len(m) == 0:
+		case open && m[0] == msgStreamStop:
+			open = false
+		case open && hasStreamXid(m[0]) && len(m) >= 5:
+			origins[uint64(lsns[i])] = streamOrigin{top: top, sub: binary.BigEndian.Uint32(m[1:]), pos: i}
+		case !open && m[0] == msgStreamStart && len(m) >= 5:
+			open, top = true, binary.BigEndian.Uint32(m[1:])
+		}
+	}
+	return origins, inBlock
+}
+
+func checkStreamedRows(t *testing.T, msgs [][]byte, batches []*cdcv1.ChangeBatch) {
+	t.Helper()
+	origins, inBlock := streamedOrigins(msgs)
+	for _, ev := range events(batches) {
+		o, ok := origins[ev.GetLsn()]
+		if !ok {
+			continue
+		}
+		if ev.GetXid() != o.top {
+			t.Fatalf("a row of transaction %d was shipped as %d", o.top, ev.GetXid())
+		}
+		checkRowEnd(t, msgs, inBlock, o, ev)
+	}
+}
+
+// checkRowEnd: the first end of o's transaction after it is a commit, with
+// no abort of its subtransaction before, and the row has its commit LSN.
+func checkRowEnd(t *testing.T, msgs [][]byte, inBlock []bool, o streamOrigin, ev *cdcv1.ChangeEvent) {
+	t.Helper()
+	for j := o.pos + 1; j < len(msgs); j++ {
+		m := msgs[j]
+		if inBlock[j] || len(m) < 5 || binary.BigEndian.Uint32(m[1:]) != o.top {
+			continue
+		}
+		switch {
+		case m[0] == msgStreamAbort && len(m) >= 9:
+			if sub := binary.BigEndian.Uint32(m[5:]); sub == o.top || sub == o.sub {
+				t.Fatalf("a row of %d/%d was shipped though message %d aborted it", o.top, o.sub, j)
+			}
+		case m[0] == msgStreamCommit && len(m) >= 14:
+			if want := binary.BigEndian.Uint64(m[6:]); ev.GetCommitLsn() != want {
+				t.Fatalf("a row of %d carries commit %x, its commit is at %x", o.top, ev.GetCommitLsn(), want)
+			}
+			return
+		}
+	}
+	t.Fatalf("a row of %d/%d was shipped though its transaction never committed", o.top, o.sub)
+}
+
 // FuzzDecodeText: no text makes decodeText panic, and a value it decodes
 // prints back (as PostgreSQL would) to text that decodes to the same value.
 func FuzzDecodeText(f *testing.F) {
@@ -103,11 +220,28 @@ func (r *recorder) Send(resp *capturev1.StreamChangesResponse) error {
 	return nil
 }
 
-// fuzzStream is a stream with no connections: feed defines relations
-// itself, so nothing asks the catalog.
+// fuzzStream is a stream with no connections: Relation messages record
+// their columns' own types as their base types instead of asking the
+// catalog.
 func fuzzStream(out sender) *stream {
 	logger := slog.New(slog.DiscardHandler)
-	return newStream(logger, out, nil, nil, 0x1000000, 0x1000000, newBatcher(4, 1000))
+	st := newStream(logger, out, nil, nil, 0x1000000, 0x1000000, newBatcher(4, 1000))
+	st.defineRelation = func(_ context.Context, rm *pglogrepl.RelationMessage) error {
+		types := make([]columnType, len(rm.Columns))
+		for j, c := range rm.Columns {
+			types[j] = columnType{name: strconv.Itoa(int(c.DataType)), baseOID: c.DataType}
+		}
+		st.rels.put(rm, types, nil)
+		return nil
+	}
+	return st
+}
+
+// fuzzStreamV2 is fuzzStream speaking protocol 2, spooling to dir.
+func fuzzStreamV2(out sender, dir string) *stream {
+	st := fuzzStream(out)
+	st.spools = newSpoolSet(dir, "fuzz")
+	return st
 }
 
 func joinSequence(msgs ...[]byte) []byte {
@@ -132,27 +266,21 @@ func splitSequence(seq []byte) [][]byte {
 	return out
 }
 
-// feed hands each message to the stream at increasing LSNs. A Relation
-// message is recorded with its columns' own types as their base types,
-// instead of asking the catalog.
-func feed(st *stream, msgs [][]byte) error {
+// feedLSN is the WAL position feed gives message i of msgs.
+func feedLSNs(msgs [][]byte) []pglogrepl.LSN {
+	out := make([]pglogrepl.LSN, len(msgs))
 	lsn := pglogrepl.LSN(0x1000000)
 	for i, m := range msgs {
 		lsn += pglogrepl.LSN(len(m) + 1)
-		if len(m) > 0 && m[0] == 'R' {
-			msg, err := parseMessage(m)
-			if err != nil {
-				return fmt.Errorf("message %d: %w", i, err)
-			}
-			rm := msg.(*pglogrepl.RelationMessage)
-			types := make([]columnType, len(rm.Columns))
-			for j, c := range rm.Columns {
-				types[j] = columnType{name: strconv.Itoa(int(c.DataType)), baseOID: c.DataType}
-			}
-			st.rels.put(rm, types, nil)
-			continue
-		}
-		if err := st.data(context.Background(), pglogrepl.XLogData{WALStart: lsn, ServerWALEnd: lsn, WALData: m}); err != nil {
+		out[i] = lsn
+	}
+	return out
+}
+
+// feed hands each message to the stream at increasing LSNs (feedLSNs).
+func feed(st *stream, msgs [][]byte) error {
+	for i, lsn := range feedLSNs(msgs) {
+		if err := st.data(context.Background(), pglogrepl.XLogData{WALStart: lsn, ServerWALEnd: lsn, WALData: msgs[i]}); err != nil {
 			return fmt.Errorf("message %d: %w", i, err)
 		}
 	}

@@ -30,8 +30,19 @@ const waitLimit = 30 * time.Second
 // client connected to it over real gRPC.
 func startServer(t *testing.T) capturev1.CaptureServiceClient {
 	t.Helper()
+	return startServerWith(t, nil)
+}
+
+// startServerWith is startServer with the Server set up by configure (nil:
+// as NewServer makes it).
+func startServerWith(t *testing.T, configure func(*Server)) capturev1.CaptureServiceClient {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	return serve(t, NewServer(logger))
+	impl := NewServer(logger)
+	if configure != nil {
+		configure(impl)
+	}
+	return serve(t, impl)
 }
 
 // serve serves s like startServer, for a test that sets s up first.

@@ -81,7 +81,7 @@ func recordWorkload(t *testing.T) [][]byte {
 		t.Fatal(err)
 	}
 	defer func() { _ = repl.Close(context.Background()) }()
-	args, err := pluginArgs(ctx, conn, r.pub)
+	args, _, err := pluginArgs(ctx, conn, r.pub, false)
 	if err != nil {
 		t.Fatal(err)
 	}

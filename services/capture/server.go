@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -47,11 +48,21 @@ type Server struct {
 	// snapshotChunkBlocks, when set, replaces snapshotChunkBlocks, so that
 	// tests split small tables into many chunks.
 	snapshotChunkBlocks int64
+	// StreamInProgress asks PostgreSQL 14 and later to stream large
+	// transactions while they run (pgoutput protocol 2, streaming.go)
+	// rather than spill them to the server's disk until they commit; the
+	// capture spools them to SpoolDir instead. False, or an older server,
+	// keeps protocol 1.
+	StreamInProgress bool
+	// SpoolDir holds the spools of streamed transactions; empty:
+	// os.TempDir().
+	SpoolDir string
 }
 
-// NewServer returns a Server that logs to logger.
+// NewServer returns a Server that logs to logger and streams in-progress
+// transactions where the source supports it.
 func NewServer(logger *slog.Logger) *Server {
-	return &Server{logger: logger}
+	return &Server{logger: logger, StreamInProgress: true}
 }
 
 // slotBusyWait bounds how long a new stream waits for the previous reader
@@ -125,7 +136,7 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 		return nil, err
 	}
 	startLSN := max(pglogrepl.LSN(start.GetStartLsn()), confirmed)
-	args, err := pluginArgs(ctx, conn, pub)
+	args, streaming, err := pluginArgs(ctx, conn, pub, s.StreamInProgress)
 	if err != nil {
 		_ = repl.Close(context.WithoutCancel(ctx))
 		return nil, err
@@ -138,10 +149,18 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 		return nil, fmt.Errorf("starting replication from slot %s at %s: %w", slot, startLSN, err)
 	}
 	s.logger.Info("stream started", "slot", slot, "publication", pub,
-		"start_lsn", startLSN.String(), "confirmed_lsn", confirmed.String())
+		"start_lsn", startLSN.String(), "confirmed_lsn", confirmed.String(), "streaming", streaming)
 	ok = true
 	st := newStream(s.logger.With("slot", slot), gs, repl, conn, confirmed, startLSN,
 		newBatcher(start.GetMaxBatchEvents(), start.GetMaxBatchDelayMs()))
+	if streaming {
+		st.spools = newSpoolSet(s.SpoolDir, slot)
+		if n, err := st.spools.removeOrphans(); err != nil {
+			s.logger.Warn("old spools are left in the spool folder; delete them by hand", "slot", slot, "error", err)
+		} else if n > 0 {
+			s.logger.Info("deleted spools an earlier stream left behind", "slot", slot, "files", n)
+		}
+	}
 	st.hb = heartbeat{every: time.Duration(start.GetHeartbeatSeconds()) * time.Second, payload: slot}
 	// Started once replication has, so every watermark is in the stream.
 	if st.bf, err = startBackfill(ctx, start, conn); err != nil {
@@ -151,16 +170,23 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 	return st, nil
 }
 
-// pluginArgs are pgoutput's options. messages 'true' (PostgreSQL 14 and
-// later; older servers reject the option) forwards logical messages, which
-// carries the heartbeat's position to the stream.
-func pluginArgs(ctx context.Context, conn *pgx.Conn, pub string) ([]string, error) {
+// pluginArgs are pgoutput's options, and whether they ask for streaming.
+// messages 'true' (PostgreSQL 14 and later; older servers reject the
+// option) forwards logical messages, which carries the heartbeat's position
+// to the stream. With streamInProgress, PostgreSQL 14 and later also get
+// protocol 2 with streaming 'on' (both are new in 14).
+func pluginArgs(ctx context.Context, conn *pgx.Conn, pub string, streamInProgress bool) ([]string, bool, error) {
 	var version int
 	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
-		return nil, fmt.Errorf("reading the source's server_version_num: %w", err)
+		return nil, false, fmt.Errorf("reading the source's server_version_num: %w", err)
+	}
+	streaming := streamInProgress && version >= 140000
+	proto := "proto_version '1'"
+	if streaming {
+		proto = "proto_version '2'"
 	}
 	args := []string{
-		"proto_version '1'",
+		proto,
 		// publication_names is a list of identifiers inside a string
 		// literal: quote the name as an identifier, then as a literal.
 		"publication_names " + quoteLiteral(pgx.Identifier{pub}.Sanitize()),
@@ -168,7 +194,21 @@ func pluginArgs(ctx context.Context, conn *pgx.Conn, pub string) ([]string, erro
 	if version >= 140000 {
 		args = append(args, "messages 'true'")
 	}
-	return args, nil
+	if streaming {
+		args = append(args, "streaming 'on'")
+	}
+	return args, streaming, nil
+}
+
+// CheckSpoolDir tells whether dir (empty: os.TempDir()) can hold spools,
+// by creating and deleting one, so a capture started with an unusable
+// folder fails at once rather than at its first large transaction.
+func CheckSpoolDir(dir string) error {
+	f, err := os.CreateTemp(dir, "ferry-spool-check-*")
+	if err != nil {
+		return fmt.Errorf("the spool folder %q is not writable: %w", dir, err)
+	}
+	return errors.Join(f.Close(), os.Remove(f.Name()))
 }
 
 // checkStreamable returns the slot's confirmed_flush_lsn once the slot is

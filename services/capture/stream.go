@@ -71,6 +71,12 @@ type stream struct {
 	lastIdleMark  time.Time
 	hb            heartbeat
 	bf            *backfiller // nil: no tables to backfill (backfill.go)
+	// spools hold in-progress streamed transactions (protocol 2,
+	// streaming.go); nil: protocol 1, where none are streamed.
+	spools *spoolSet
+	// defineRelation records a Relation message; the relation cache's
+	// define, which asks the catalog, unless a test replaces it.
+	defineRelation func(context.Context, *pglogrepl.RelationMessage) error
 	// pace holds a batch until the throttle lets it go; nil: unthrottled.
 	pace func(*cdcv1.ChangeBatch) error
 	// limited reports whether a rows or bytes limit is on; nil: never.
@@ -88,7 +94,7 @@ type heartbeat struct {
 
 func newStream(logger *slog.Logger, out sender, repl *pgconn.PgConn, catalog *pgx.Conn,
 	confirmed, start pglogrepl.LSN, batch *batcher) *stream {
-	return &stream{
+	st := &stream{
 		logger:        logger,
 		out:           out,
 		repl:          repl,
@@ -99,12 +105,17 @@ func newStream(logger *slog.Logger, out sender, repl *pgconn.PgConn, catalog *pg
 		lastStatus:    time.Now(),
 		lastWatermark: uint64(confirmed),
 	}
+	st.defineRelation = st.rels.define
+	return st
 }
 
 // close ends both sessions. It runs when the gRPC call ends, so it must not
 // use the call's context, which is already cancelled.
 func (st *stream) close() {
 	st.bf.stop()
+	if err := st.spools.removeAll(); err != nil {
+		st.logger.Warn("deleting the spools of in-progress streamed transactions failed; delete them by hand", "error", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = st.repl.Close(ctx)
@@ -275,6 +286,16 @@ func (st *stream) sendStatus(now time.Time) error {
 // idleWatermark lets an idle slot advance: when nothing is pending and no
 // transaction is open, every change at or below the server's WAL end has
 // been sent, so that position is a valid watermark.
+//
+// A streamed transaction still in progress (protocol 2, spooled) does not
+// count as open here, and the watermark may pass the start of its changes:
+// none of them has been sent, and its commit, which is what replays them,
+// lies beyond the server's WAL end (the walsender reports the end of what
+// it decoded, and sends a StreamCommit as soon as it decodes the commit).
+// Confirming such a position is safe for PostgreSQL: the slot's
+// restart_lsn stays behind the start of every running transaction, and a
+// transaction whose commit lies beyond the confirmed position is decoded
+// and sent again whole on the next connection.
 func (st *stream) idleWatermark(now time.Time) error {
 	if st.txn != nil || !st.batch.empty() || uint64(st.serverWALEnd) <= st.lastWatermark ||
 		now.Sub(st.lastIdleMark) < idleWatermarkInterval {

@@ -9,6 +9,7 @@ import (
 	"log"
 	"log/slog"
 	"os"
+	"strconv"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	"github.com/ferry-cdc/ferry/services/capture"
@@ -26,6 +27,9 @@ type Config struct {
 	// CPUProfile, when set, is where a CPU profile of the whole run is
 	// written at exit (for the benchmark; off in production).
 	CPUProfile string
+	// StreamInProgress and SpoolDir: see capture.Server.
+	StreamInProgress bool
+	SpoolDir         string
 }
 
 func loadConfig() (Config, error) {
@@ -35,6 +39,15 @@ func loadConfig() (Config, error) {
 	flag.StringVar(&c.MetricsAddr, "metrics-addr", config.EnvOrOff("FERRY_CAPTURE_METRICS_ADDR", "127.0.0.1:9402"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_CAPTURE_METRICS_ADDR)")
 	flag.StringVar(&c.CPUProfile, "cpuprofile", config.Env("FERRY_CPU_PROFILE", ""), "write a CPU profile to this file until exit (env FERRY_CPU_PROFILE)")
 	flag.StringVar(&level, "log-level", config.Env("FERRY_CAPTURE_LOG_LEVEL", "info"), "debug, info, warn or error")
+	streamEnv := config.Env("FERRY_CAPTURE_STREAM_IN_PROGRESS", "true")
+	streamDefault, err := strconv.ParseBool(streamEnv)
+	if err != nil {
+		return c, fmt.Errorf("FERRY_CAPTURE_STREAM_IN_PROGRESS=%q is not true or false: %w", streamEnv, err)
+	}
+	flag.BoolVar(&c.StreamInProgress, "stream-in-progress", streamDefault,
+		"on PostgreSQL 14 and later, receive large transactions while they run (pgoutput protocol 2) and spool them to -spool-dir (env FERRY_CAPTURE_STREAM_IN_PROGRESS)")
+	flag.StringVar(&c.SpoolDir, "spool-dir", config.Env("FERRY_CAPTURE_SPOOL_DIR", os.TempDir()),
+		"folder for the temporary files of in-progress streamed transactions (env FERRY_CAPTURE_SPOOL_DIR)")
 	flag.Parse()
 	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		return c, fmt.Errorf("invalid log level %q: %w", level, err)
@@ -61,6 +74,12 @@ func run(cfg Config, logger *slog.Logger) (err error) {
 	defer tel.Close()
 	tel.SetGlobal()
 	impl := capture.NewServer(logger)
+	impl.StreamInProgress, impl.SpoolDir = cfg.StreamInProgress, cfg.SpoolDir
+	if cfg.StreamInProgress {
+		if err := capture.CheckSpoolDir(cfg.SpoolDir); err != nil {
+			return err
+		}
+	}
 	if impl.Metrics, err = capture.NewMetrics(tel.Meters, logger); err != nil {
 		return err
 	}

@@ -1,0 +1,155 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Protocol version 2 with streaming 'on' lets PostgreSQL 14 and later send
+// a transaction before it ends, once it outgrows logical_decoding_work_mem,
+// instead of spilling it to the server's disk until the commit. It arrives
+// in stream blocks (StreamStart .. StreamStop), which interleave with other
+// transactions' blocks and with ordinary transactions, and ends with a
+// StreamCommit or a StreamAbort. Until then it may still roll back, whole
+// or one subtransaction at a time, so nothing of it may reach the client:
+// its messages go to a spool (spool.go), and the commit replays them
+// through the protocol 1 path (apply) as one ordinary transaction at the
+// commit's position. The client sees exactly what protocol 1 would have
+// sent, at the same place in the stream, with the same LSNs.
+
+// streamData handles the four stream messages and every message inside a
+// stream block, and reports whether it handled xld; anything else is a
+// protocol 1 message for data.
+func (st *stream) streamData(ctx context.Context, xld pglogrepl.XLogData) (bool, error) {
+	data := xld.WALData
+	inBlock := st.spools.inBlock()
+	if len(data) == 0 || !inBlock && !isStreamControl(data[0]) {
+		return false, nil
+	}
+	if inBlock && data[0] != msgStreamStop {
+		return true, st.spoolMessage(xld)
+	}
+	msg, err := parseStreamMessage(data, inBlock)
+	if err != nil {
+		return true, fmt.Errorf("parsing pgoutput message at %s: %w", xld.WALStart, err)
+	}
+	if st.txn != nil {
+		return true, fmt.Errorf("stream message %q at %s inside transaction %d", data[0], xld.WALStart, st.txn.xid)
+	}
+	switch m := msg.(type) {
+	case *pglogrepl.StreamStartMessageV2:
+		return true, st.spools.start(m.Xid, m.FirstSegment == 1)
+	case *pglogrepl.StreamStopMessageV2:
+		return true, st.spools.stop()
+	case *pglogrepl.StreamCommitMessageV2:
+		return true, st.streamCommit(ctx, m)
+	case *pglogrepl.StreamAbortMessageV2:
+		return true, st.streamAbort(m.Xid, m.SubXid)
+	}
+	return true, fmt.Errorf("unexpected stream message %T at %s", msg, xld.WALStart)
+}
+
+// spoolMessage writes a message of the open stream block to its
+// transaction's spool, as the protocol 1 message it would have been, with
+// its own (sub)transaction's xid beside it. It checks only the framing:
+// decoding waits for the commit, which may never come.
+//
+// Relation and Type messages are spooled too and, on purpose, not applied
+// to the relation cache now. pgoutput tracks which definitions each
+// streamed transaction was sent apart from those of ordinary transactions:
+// a definition inside a stream block may come from DDL the transaction
+// itself ran, and ordinary transactions that commit first are still sent
+// without a Relation message, expecting the definition the client had
+// before. Applying it now would decode them with the uncommitted one, or
+// keep it after an abort. Replayed in order at the commit, it takes effect
+// exactly where pgoutput (which marks it sent only when the streamed
+// transaction commits) assumes the client has it.
+func (st *stream) spoolMessage(xld pglogrepl.XLogData) error {
+	data := xld.WALData
+	if err := checkStreamFraming(data, true); err != nil {
+		return fmt.Errorf("parsing pgoutput message at %s: %w", xld.WALStart, err)
+	}
+	if data[0] == 'O' {
+		return nil // an origin carries nothing Ferry needs
+	}
+	r := wireReader{buf: data[1:]}
+	subxid := r.uint32()
+	return st.spools.add(subxid, xld.WALStart, data[0], r.buf)
+}
+
+// streamAbort drops what a rolled-back transaction or subtransaction
+// streamed: the spool of a top-level transaction, or the marked records of
+// a subtransaction at replay.
+func (st *stream) streamAbort(xid, subxid uint32) error {
+	known, err := st.spools.abort(xid, subxid)
+	if err != nil {
+		return err
+	}
+	if !known {
+		st.logger.Warn("abort of a streamed transaction that sent nothing on this stream; nothing to discard", "xid", xid, "subxid", subxid)
+	}
+	return nil
+}
+
+// streamCommit replays transaction m.Xid from its spool as an ordinary
+// transaction: Begin's fields come from the commit (its LSN, which is what
+// Begin's final LSN would have been, and its time), then the changes of
+// every subtransaction that did not roll back, in the order they were
+// streamed, then the commit, whose end LSN is the watermark. Nothing of the
+// transaction moved any watermark before this point.
+func (st *stream) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitMessageV2) error {
+	now := time.Now()
+	if err := st.flushIfDue(now); err != nil {
+		return err
+	}
+	st.txn = &txn{xid: m.Xid, commitLSN: uint64(m.CommitLSN), commitTime: timestamppb.New(m.CommitTime)}
+	begun := now
+	err := st.spools.replay(m.Xid, func(rec spoolRecord) error { return st.replayRecord(ctx, rec) })
+	if err != nil {
+		if errors.Is(err, errNoSpool) {
+			// Committing a transaction whose changes were never seen would
+			// skip them: fail, and let the next connection send it again.
+			return fmt.Errorf("slot %s: streamed transaction %d committed at %s but none of it was streamed on this connection: %w",
+				st.spools.slot, m.Xid, m.CommitLSN, err)
+		}
+		return fmt.Errorf("replaying streamed transaction %d (commit %s): %w", m.Xid, m.CommitLSN, err)
+	}
+	st.logger.Debug("replayed a streamed transaction", "xid", m.Xid, "commit_lsn", m.CommitLSN.String(),
+		"events", st.txn.events, "took", time.Since(begun))
+	return st.commit(time.Now(), &pglogrepl.CommitMessage{
+		CommitLSN: m.CommitLSN, TransactionEndLSN: m.TransactionEndLSN, CommitTime: m.CommitTime,
+	})
+}
+
+// replayRecord applies one spooled message. Changes of a rolled-back
+// subtransaction are skipped. Its Relation and Type messages are not:
+// pgoutput counts a definition as sent to the whole top-level transaction,
+// so later changes outside the subtransaction rely on it without a Relation
+// message of their own.
+//
+// A long replay keeps away from the replication connection; status updates
+// go on meanwhile so the walsender does not time the stream out.
+func (st *stream) replayRecord(ctx context.Context, rec spoolRecord) error {
+	typ := rec.data[0]
+	if rec.aborted && typ != 'R' && typ != 'Y' {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if now := time.Now(); st.repl != nil && st.statusDue(now) { // nil: a test without a connection
+		if err := st.sendStatus(now); err != nil {
+			return err
+		}
+	}
+	msg, err := parseMessage(rec.data)
+	if err != nil {
+		return fmt.Errorf("parsing the spooled message at %s of subtransaction %d: %w", rec.lsn, rec.subxid, err)
+	}
+	return st.apply(ctx, msg, rec.lsn)
+}
