@@ -34,6 +34,10 @@ type config struct {
 	latencyWarmup time.Duration
 	dlvProfile    string
 
+	// The full sync scenario (bench/README.md).
+	fsRows, fsTables, fsTableRows, fsRuns int
+	fsDbzMaxRows                          int
+
 	pgHost, pgDatabase string
 	pgPort             int
 	pgSuperDSN         string // postgres superuser: baseline slot, publication, cleanup
@@ -55,8 +59,8 @@ func parseConfig(args []string) (*config, error) {
 	fs.IntVar(&c.txnRows, "txn-rows", 1_000, "rows per source transaction")
 	fs.StringVar(&c.outDir, "out", filepath.Join(root, "bench", "results"), "directory for latest.md and latest.json")
 	fs.DurationVar(&c.ferryTimeout, "ferry-timeout", 10*time.Minute, "how long Ferry (or Debezium) may take to deliver one backlog")
-	fs.BoolVar(&c.debezium, "debezium", true, "backlog scenario: run the Debezium baseline (Kafka Connect standalone; fetches its jars with Maven on first use)")
-	scenarios := fs.String("scenarios", "backlog,delivery", "comma-separated scenarios to run: backlog, delivery")
+	fs.BoolVar(&c.debezium, "debezium", true, "backlog and fullsync scenarios: run the Debezium baseline (Kafka Connect standalone; fetches its jars with Maven on first use)")
+	scenarios := fs.String("scenarios", "backlog,delivery,fullsync", "comma-separated scenarios to run: backlog, delivery, fullsync")
 	fs.IntVar(&c.dlvRows, "delivery-n", 200_000, "delivery scenario: rows per throughput measurement")
 	fs.IntVar(&c.dlvBatch, "delivery-batch", 1_000, "delivery scenario: rows per change batch in the throughput measurement")
 	codecList := fs.String("codecs", "lz4,zstd,gzip,snappy", "delivery scenario: comma-separated codecs to measure")
@@ -64,11 +68,19 @@ func parseConfig(args []string) (*config, error) {
 	fs.DurationVar(&c.latencyFor, "latency-for", 12*time.Second, "delivery scenario: how long latency is measured, after the warm-up")
 	fs.DurationVar(&c.latencyWarmup, "latency-warmup", 2*time.Second, "delivery scenario: paced warm-up left out of the latency figures")
 	fs.StringVar(&c.dlvProfile, "delivery-cpuprofile", "", "delivery scenario: write a CPU profile of the last run's delivery process here")
+	fs.IntVar(&c.fsRows, "fullsync-rows", 10_000_000, "fullsync scenario: rows of the one big table")
+	fs.IntVar(&c.fsTables, "fullsync-tables", 100, "fullsync scenario: number of small tables (0: leave that shape out)")
+	fs.IntVar(&c.fsTableRows, "fullsync-table-rows", 100_000, "fullsync scenario: rows of each small table")
+	fs.IntVar(&c.fsRuns, "fullsync-runs", 1, "fullsync scenario: runs per shape (one run of the default sizes takes 10-15 minutes on 2 cores)")
+	fs.IntVar(&c.fsDbzMaxRows, "fullsync-debezium-max-rows", 1_000_000, "fullsync scenario: cap on the rows Debezium snapshots per shape (0: no cap); the report says when it applied")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if c.rows <= 0 || c.runs <= 0 || c.txnRows <= 0 {
 		return nil, fmt.Errorf("-n, -runs and -txn-rows must be positive")
+	}
+	if c.fsRows <= 0 || c.fsRuns <= 0 || c.fsTables < 0 || c.fsTableRows < 0 || c.fsDbzMaxRows < 0 {
+		return nil, fmt.Errorf("-fullsync-rows and -fullsync-runs must be positive, -fullsync-tables, -fullsync-table-rows and -fullsync-debezium-max-rows not negative")
 	}
 	if err := c.parseDelivery(*scenarios, *codecList); err != nil {
 		return nil, err
@@ -90,8 +102,8 @@ func parseConfig(args []string) (*config, error) {
 func (c *config) parseDelivery(scenarios, codecList string) error {
 	c.scenarios = map[string]bool{}
 	for _, s := range strings.Split(scenarios, ",") {
-		if s = strings.TrimSpace(s); s != "backlog" && s != "delivery" {
-			return fmt.Errorf("-scenarios: unknown scenario %q; use backlog, delivery or both", s)
+		if s = strings.TrimSpace(s); s != "backlog" && s != "delivery" && s != "fullsync" {
+			return fmt.Errorf("-scenarios: unknown scenario %q; use backlog, delivery, fullsync or a comma-separated list", s)
 		}
 		c.scenarios[s] = true
 	}

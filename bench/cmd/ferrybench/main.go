@@ -5,9 +5,11 @@
 // settings sending Ferry's messages). The delivery scenario times the
 // delivery service against a plain producer loop sending the same encoded
 // messages with delivery's own settings, per format and codec, and its ack
-// latency at a fixed rate. Figures are reported as medians over runs, and as
-// ratios to the baselines, because absolute numbers say little about a
-// different machine.
+// latency at a fixed rate. The fullsync scenario times a task's full sync of
+// generated tables against COPY, the Kafka limit and Debezium's initial
+// snapshot, and capture's snapshot read alone against COPY. Figures are
+// reported as medians over runs, and as ratios to the baselines, because
+// absolute numbers say little about a different machine.
 //
 // It needs the local stack (`make up`) and exits non-zero unless every run
 // delivered every row and the report was written.
@@ -77,6 +79,13 @@ func runScenarios(ctx context.Context, e *benchEnv, rep *report) error {
 			errs = append(errs, err)
 		}
 	}
+	if e.c.scenarios["fullsync"] {
+		rep.FullSync = newFsReport(e.c)
+		if err := runFullSyncScenario(ctx, e, rep.FullSync); err != nil {
+			rep.FullSync.Error = err.Error()
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -100,6 +109,9 @@ func carryOver(c *config, rep *report) {
 	}
 	if !c.scenarios["delivery"] {
 		rep.Delivery = prev.Delivery
+	}
+	if !c.scenarios["fullsync"] {
+		rep.FullSync = prev.FullSync
 	}
 }
 
@@ -133,13 +145,13 @@ func openEnv(ctx context.Context, c *config) (*benchEnv, func(), error) {
 	}
 	fail := func(err error) (*benchEnv, func(), error) { closeAll(); return nil, nil, err }
 	var dbzLibs string
-	if c.scenarios["backlog"] && c.debezium {
+	if (c.scenarios["backlog"] || c.scenarios["fullsync"]) && c.debezium {
 		libs, err := debeziumLibs(ctx, c.repoRoot)
 		if err != nil {
 			return fail(err)
 		}
 		dbzLibs = libs
-	} else if c.scenarios["backlog"] {
+	} else if c.scenarios["backlog"] || c.scenarios["fullsync"] {
 		log.Printf("the Debezium baseline is skipped (-debezium=false)")
 	}
 	log.Printf("building Ferry")

@@ -24,6 +24,8 @@ type report struct {
 	ConnectVersion  string `json:"kafka_connect_version,omitempty"`
 	// Delivery is the delivery scenario's part (dlvreport.go).
 	Delivery *dlvReport `json:"delivery,omitempty"`
+	// FullSync is the full sync scenario's part (fullsync_report.go).
+	FullSync *fsReport `json:"fullsync,omitempty"`
 }
 
 // Goals, printed beside the figures so that a miss is visible.
@@ -183,6 +185,12 @@ func renderMarkdown(rep report) string {
 			b.WriteString("\n")
 		}
 		renderDelivery(&b, rep.Delivery)
+	}
+	if rep.FullSync != nil {
+		if b.Len() > 0 {
+			b.WriteString("\n")
+		}
+		renderFullSync(&b, rep.FullSync)
 	}
 	return b.String()
 }
