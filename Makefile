@@ -95,14 +95,16 @@ bench: up
 # rows per codec and format and one second of paced latency; the mixed
 # scenario with 5,000 changes (its seeded workload: 3,531 INSERTs, 979
 # UPDATEs, 490 DELETEs) and the latency scenario for one second at 2,000
-# rows/s (2,400 rows with the warm-up), Debezium included in both.
+# rows/s (2,400 rows with the warm-up); full sync of one 5,000-row table and
+# three 1,000-row tables; Debezium included in all of them.
 # ferrybench itself fails unless every row arrived; the report files are
 # checked here.
 bench-smoke: up
 	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; eval "$$($(STACK) env)"; \
 		go run ./bench/cmd/ferrybench -n 5000 -runs 1 -ferry-timeout 2m -out "$$out" \
-			-scenarios backlog,delivery,mixed,latency -mixed-n 5000 -mixed-prefill 2000 \
-			-delivery-n 2000 -latency-rate 2000 -latency-for 1s -latency-warmup 200ms >"$$out/stdout"; \
+			-mixed-n 5000 -mixed-prefill 2000 \
+			-delivery-n 2000 -latency-rate 2000 -latency-for 1s -latency-warmup 200ms \
+			-fullsync-rows 5000 -fullsync-tables 3 -fullsync-table-rows 1000 -fullsync-runs 1 >"$$out/stdout"; \
 		test -s "$$out/latest.md" -a -s "$$out/latest.json" || { echo "bench-smoke: no report" >&2; exit 1; }; \
 		grep -q '| 1 | 5000 / 5000 |' "$$out/latest.md" || { echo "bench-smoke: rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
 		grep -qE '^\| 1 \| 5000 / 5000 \|.*\| 5000 / 5000 \|' "$$out/latest.md" || { echo "bench-smoke: Debezium's rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
@@ -112,4 +114,7 @@ bench-smoke: up
 			{ echo "bench-smoke: mixed changes missing (Ferry or Debezium)" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
 		grep -qE '^\| 1 \| 2000 \| 2400 \| 2000 \| 2400 \|' "$$out/latest.md" || \
 			{ echo "bench-smoke: latency rows missing (Ferry or Debezium)" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
-		echo "bench-smoke: ok, 5000 of 5000 rows arrived through Ferry and through Debezium, delivery measured for 2 formats x 4 codecs, 5000 mixed changes and 2400 paced rows arrived through both, and the report was written"
+		test "$$(grep -cE '^\| 1 \| 5000 / 5000 \|.*\| 5000 / 5000 \|' "$$out/latest.md")" = 2 -a \
+			"$$(grep -cE '^\| 1 \| 3000 / 3000 \|.*\| 3000 / 3000 \|' "$$out/latest.md")" = 1 || \
+			{ echo "bench-smoke: full sync rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
+		echo "bench-smoke: ok, 5000 of 5000 rows arrived through Ferry and through Debezium, delivery measured for 2 formats x 4 codecs, 5000 mixed changes and 2400 paced rows arrived through both, full sync of 5000 + 3 x 1000 rows through both, and the report was written"

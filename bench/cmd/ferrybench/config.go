@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -40,6 +41,9 @@ type config struct {
 	mixedTxnRows  int
 	mixedPrefill  int
 	cpuProfileDir string
+	// The full sync scenario (bench/README.md).
+	fsRows, fsTables, fsTableRows, fsRuns int
+	fsDbzMaxRows                          int
 
 	pgHost, pgDatabase string
 	pgPort             int
@@ -48,6 +52,12 @@ type config struct {
 	pgBin              string
 	kafkaBootstrap     string
 	temporalAddress    string
+}
+
+// allScenarios are the scenarios -scenarios knows, in the order they run;
+// all of them run by default.
+func allScenarios() []string {
+	return []string{"backlog", "delivery", "mixed", "latency", "fullsync"}
 }
 
 func parseConfig(args []string) (*config, error) {
@@ -62,8 +72,8 @@ func parseConfig(args []string) (*config, error) {
 	fs.IntVar(&c.txnRows, "txn-rows", 1_000, "rows per source transaction")
 	fs.StringVar(&c.outDir, "out", filepath.Join(root, "bench", "results"), "directory for latest.md and latest.json")
 	fs.DurationVar(&c.ferryTimeout, "ferry-timeout", 10*time.Minute, "how long Ferry (or Debezium) may take to deliver one backlog")
-	fs.BoolVar(&c.debezium, "debezium", true, "backlog, mixed and latency scenarios: run the Debezium baseline (Kafka Connect standalone; fetches its jars with Maven on first use)")
-	scenarios := fs.String("scenarios", "backlog,delivery,mixed,latency", "comma-separated scenarios to run: backlog, delivery, mixed, latency")
+	fs.BoolVar(&c.debezium, "debezium", true, "backlog, mixed, latency and fullsync scenarios: run the Debezium baseline (Kafka Connect standalone; fetches its jars with Maven on first use)")
+	scenarios := fs.String("scenarios", strings.Join(allScenarios(), ","), "comma-separated scenarios to run: "+strings.Join(allScenarios(), ", "))
 	fs.IntVar(&c.dlvRows, "delivery-n", 200_000, "delivery scenario: rows per throughput measurement")
 	fs.IntVar(&c.dlvBatch, "delivery-batch", 1_000, "delivery scenario: rows per change batch in the throughput measurement")
 	codecList := fs.String("codecs", "lz4,zstd,gzip,snappy", "delivery scenario: comma-separated codecs to measure")
@@ -75,6 +85,11 @@ func parseConfig(args []string) (*config, error) {
 	fs.IntVar(&c.mixedTxnRows, "mixed-txn-rows", 10, "mixed scenario: changes per source transaction")
 	fs.IntVar(&c.mixedPrefill, "mixed-prefill", 100_000, "mixed scenario: rows in the table before the backlog, for UPDATEs and DELETEs to change")
 	fs.StringVar(&c.cpuProfileDir, "cpuprofile", "", "mixed scenario: the last run's capture and delivery write CPU profiles (capture.pprof, delivery.pprof) into this folder")
+	fs.IntVar(&c.fsRows, "fullsync-rows", 10_000_000, "fullsync scenario: rows of the one big table")
+	fs.IntVar(&c.fsTables, "fullsync-tables", 100, "fullsync scenario: number of small tables (0: leave that shape out)")
+	fs.IntVar(&c.fsTableRows, "fullsync-table-rows", 100_000, "fullsync scenario: rows of each small table")
+	fs.IntVar(&c.fsRuns, "fullsync-runs", 1, "fullsync scenario: runs per shape (one run of the default sizes takes 10-15 minutes on 2 cores)")
+	fs.IntVar(&c.fsDbzMaxRows, "fullsync-debezium-max-rows", 1_000_000, "fullsync scenario: cap on the rows Debezium snapshots per shape (0: no cap); the report says when it applied")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -91,6 +106,9 @@ func parseConfig(args []string) (*config, error) {
 		if c.cpuProfileDir, err = filepath.Abs(c.cpuProfileDir); err != nil {
 			return nil, fmt.Errorf("-cpuprofile: %w", err)
 		}
+	}
+	if c.fsRows <= 0 || c.fsRuns <= 0 || c.fsTables < 0 || c.fsTableRows < 0 || c.fsDbzMaxRows < 0 {
+		return nil, fmt.Errorf("-fullsync-rows and -fullsync-runs must be positive, -fullsync-tables, -fullsync-table-rows and -fullsync-debezium-max-rows not negative")
 	}
 	if err := c.parseDelivery(*scenarios, *codecList); err != nil {
 		return nil, err
@@ -112,8 +130,8 @@ func parseConfig(args []string) (*config, error) {
 func (c *config) parseDelivery(scenarios, codecList string) error {
 	c.scenarios = map[string]bool{}
 	for _, s := range strings.Split(scenarios, ",") {
-		if s = strings.TrimSpace(s); s != "backlog" && s != "delivery" && s != "mixed" && s != "latency" {
-			return fmt.Errorf("-scenarios: unknown scenario %q; use backlog, delivery, mixed or latency", s)
+		if s = strings.TrimSpace(s); !slices.Contains(allScenarios(), s) {
+			return fmt.Errorf("-scenarios: unknown scenario %q; use %s or a comma-separated list", s, strings.Join(allScenarios(), ", "))
 		}
 		c.scenarios[s] = true
 	}

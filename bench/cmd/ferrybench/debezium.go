@@ -128,7 +128,12 @@ func startConnect(libs, dir string, worker, connector [][2]string) (*connectWork
 			k.connector = kv[1]
 		}
 	}
-	files := map[string]string{"worker.properties": properties(worker), "connector.properties": properties(connector), "log4j2.properties": connectLog4j2}
+	files := map[string]string{"worker.properties": properties(worker), "log4j2.properties": connectLog4j2}
+	confs := []string{filepath.Join(dir, "worker.properties")}
+	if len(connector) > 0 { // none: the connector is created later through the REST API
+		files["connector.properties"] = properties(connector)
+		confs = append(confs, filepath.Join(dir, "connector.properties"))
+	}
 	for name, body := range files {
 		// 0600: the connector's file holds the database password.
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
@@ -141,8 +146,8 @@ func startConnect(libs, dir string, worker, connector [][2]string) (*connectWork
 	}
 	defer func() { _ = logFile.Close() }() // the child keeps its own descriptor
 	args := append(append([]string{}, connectJVM...), "-Dlog4j2.configurationFile="+filepath.Join(dir, "log4j2.properties"),
-		"-cp", filepath.Join(libs, "*"), "org.apache.kafka.connect.cli.ConnectStandalone",
-		filepath.Join(dir, "worker.properties"), filepath.Join(dir, "connector.properties"))
+		"-cp", filepath.Join(libs, "*"), "org.apache.kafka.connect.cli.ConnectStandalone")
+	args = append(args, confs...)
 	k.cmd = exec.Command("java", args...)
 	k.cmd.Stdout, k.cmd.Stderr = logFile, logFile
 	if err := k.cmd.Start(); err != nil {

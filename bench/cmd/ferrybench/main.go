@@ -5,9 +5,11 @@
 // settings sending Ferry's messages). The delivery scenario times the
 // delivery service against a plain producer loop sending the same encoded
 // messages with delivery's own settings, per format and codec, and its ack
-// latency at a fixed rate. Figures are reported as medians over runs, and as
-// ratios to the baselines, because absolute numbers say little about a
-// different machine.
+// latency at a fixed rate. The fullsync scenario times a task's full sync of
+// generated tables against COPY, the Kafka limit and Debezium's initial
+// snapshot, and capture's snapshot read alone against COPY. Figures are
+// reported as medians over runs, and as ratios to the baselines, because
+// absolute numbers say little about a different machine.
 //
 // It needs the local stack (`make up`) and exits non-zero unless every run
 // delivered every row and the report was written.
@@ -91,6 +93,13 @@ func runScenarios(ctx context.Context, e *benchEnv, rep *report) error {
 			errs = append(errs, err)
 		}
 	}
+	if e.c.scenarios["fullsync"] {
+		rep.FullSync = newFsReport(e.c)
+		if err := runFullSyncScenario(ctx, e, rep.FullSync); err != nil {
+			rep.FullSync.Error = err.Error()
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -120,6 +129,9 @@ func carryOver(c *config, rep *report) {
 	}
 	if !c.scenarios["latency"] {
 		rep.Latency = prev.Latency
+	}
+	if !c.scenarios["fullsync"] {
+		rep.FullSync = prev.FullSync
 	}
 }
 
@@ -153,7 +165,7 @@ func openEnv(ctx context.Context, c *config) (*benchEnv, func(), error) {
 	}
 	fail := func(err error) (*benchEnv, func(), error) { closeAll(); return nil, nil, err }
 	var dbzLibs string
-	withDbz := c.scenarios["backlog"] || c.scenarios["mixed"] || c.scenarios["latency"]
+	withDbz := c.scenarios["backlog"] || c.scenarios["mixed"] || c.scenarios["latency"] || c.scenarios["fullsync"]
 	if withDbz && c.debezium {
 		libs, err := debeziumLibs(ctx, c.repoRoot)
 		if err != nil {

@@ -28,6 +28,8 @@ type report struct {
 	// latencyrun.go).
 	Mixed   *mixedReport   `json:"mixed,omitempty"`
 	Latency *latencyReport `json:"latency,omitempty"`
+	// FullSync is the full sync scenario's part (fullsync_report.go).
+	FullSync *fsReport `json:"fullsync,omitempty"`
 }
 
 // Goals, printed beside the figures so that a miss is visible.
@@ -199,6 +201,12 @@ func renderMarkdown(rep report) string {
 			b.WriteString("\n")
 		}
 		renderE2ELatency(&b, rep.Latency)
+	}
+	if rep.FullSync != nil {
+		if b.Len() > 0 {
+			b.WriteString("\n")
+		}
+		renderFullSync(&b, rep.FullSync)
 	}
 	return b.String()
 }
