@@ -48,10 +48,14 @@ import (
 //
 // Messages need pgoutput's messages option (PostgreSQL 14 and later), and
 // carry a random session id so that watermarks replayed from an earlier
-// stream are ignored. One chunk is in flight at a time: the reader waits
-// until the loop has sent it before it writes the next LW. The loop never
-// waits for the reader: the reader hands the chunk over before it writes
-// the HW, so the chunk is there when the HW is decoded.
+// stream are ignored. The loop never waits for the reader: the reader hands
+// the chunk over before it writes the HW, so the chunk is there when the HW
+// is decoded. Up to backfillChunksInFlight chunks are in flight: the reader
+// reads the next chunk while the loop still waits for the previous one's
+// HW or sends it. Their windows cannot overlap, because a chunk's LW is
+// written after the previous chunk's HW, and each chunk's snapshot is
+// taken after the previous one's, so it sees everything that one did (the
+// horizon below stays right).
 
 const (
 	// backfillPrefix is the logical message prefix of backfill watermarks.
@@ -62,6 +66,11 @@ const (
 	backfillStatementTimeout = 30 * time.Second
 	backfillChunkTimeout     = 5 * time.Minute
 	minBackfillServerVersion = 140000
+	// backfillChunksInFlight: two, so that reading a chunk overlaps the
+	// round trip of the one before (its HW through the walsender, its rows
+	// to the client), which otherwise left the source idle half the time.
+	// Memory is two chunks.
+	backfillChunksInFlight = 2
 )
 
 // backfiller is one stream's backfills. The fields after done belong to the
@@ -76,7 +85,7 @@ type backfiller struct {
 
 	ready  chan *chunk   // reader to loop: the chunk, before its HW is written
 	errs   chan error    // reader to loop: why the reader stopped
-	next   chan struct{} // loop to reader: the chunk in flight is sent
+	next   chan struct{} // loop to reader: a chunk in flight is sent
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -141,9 +150,9 @@ func startBackfill(ctx context.Context, start *capturev1.StartStream, conn *pgx.
 		chunkRows: int(start.GetBackfillChunkRows()),
 		pub:       start.GetPublicationName(),
 		version:   version,
-		ready:     make(chan *chunk, 1),
+		ready:     make(chan *chunk, backfillChunksInFlight),
 		errs:      make(chan error, 1),
-		next:      make(chan struct{}, 1),
+		next:      make(chan struct{}, backfillChunksInFlight),
 		done:      make(chan struct{}),
 		matches:   map[uint32]relMatch{},
 		horizon:   horizon,
@@ -413,7 +422,7 @@ func (bf *backfiller) advance(c *chunk, sent int, hw uint64) *cdcv1.BackfillProg
 	}
 	select {
 	case bf.next <- struct{}{}:
-	default: // cannot happen: one chunk is in flight
+	default: // cannot happen: at most backfillChunksInFlight are in flight
 	}
 	return proto.Clone(p).(*cdcv1.BackfillProgress)
 }

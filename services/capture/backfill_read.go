@@ -73,7 +73,7 @@ type chunkReader struct {
 	bf       *backfiller
 	conn     *pgx.Conn
 	n        int64 // the last chunk's number
-	inFlight bool  // a chunk was handed over and the loop has not sent it yet
+	inFlight int   // chunks handed over that the loop has not sent yet
 }
 
 // chunkQuery reads one table's chunks.
@@ -218,18 +218,18 @@ func sqlString(s string) string {
 	return "E'" + strings.NewReplacer(`\`, `\\`, "'", "''").Replace(s) + "'"
 }
 
-// awaitTurn waits until the loop has sent the chunk in flight.
+// awaitTurn waits until fewer than backfillChunksInFlight chunks wait for
+// the loop.
 func (r *chunkReader) awaitTurn(ctx context.Context) error {
-	if !r.inFlight {
-		return nil
+	for r.inFlight >= backfillChunksInFlight {
+		select {
+		case <-r.bf.next:
+			r.inFlight--
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	select {
-	case <-r.bf.next:
-		r.inFlight = false
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return nil
 }
 
 // chunk writes the LW and reads the rows after the key after in a
@@ -292,7 +292,7 @@ func (r *chunkReader) handOver(ctx context.Context, c *chunk) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	r.inFlight = true
+	r.inFlight++
 	return r.mark(ctx, "hw")
 }
 
