@@ -92,15 +92,21 @@ bench: up
 # A correctness smoke test of the harness, not a timing test: 5,000 rows,
 # one run, report in a temporary folder, Debezium included (about 20 s; its
 # jars are fetched with Maven on first use); the delivery scenario with 2,000
-# rows per codec and format and one second of paced latency. ferrybench
+# rows per codec and format and one second of paced latency; one 20,000-row
+# transaction through Ferry in DTS Avro with zstd (no Debezium), and capture's
+# decode of 20,000 rows in both shapes. ferrybench
 # itself fails unless every row arrived; the report files are checked here.
 bench-smoke: up
 	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; eval "$$($(STACK) env)"; \
 		go run ./bench/cmd/ferrybench -n 5000 -runs 1 -ferry-timeout 2m -out "$$out" \
-			-delivery-n 2000 -latency-for 1s -latency-warmup 200ms >"$$out/stdout"; \
+			-delivery-n 2000 -latency-for 1s -latency-warmup 200ms -backlog-combos canal/lz4 \
+			-bigtxn-n 20000 -bigtxn-combos avro/zstd -bigtxn-debezium=false -decode-n 20000 >"$$out/stdout"; \
 		test -s "$$out/latest.md" -a -s "$$out/latest.json" || { echo "bench-smoke: no report" >&2; exit 1; }; \
 		grep -q '| 1 | 5000 / 5000 |' "$$out/latest.md" || { echo "bench-smoke: rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
 		grep -qE '^\| 1 \| 5000 / 5000 \|.*\| 5000 / 5000 \|' "$$out/latest.md" || { echo "bench-smoke: Debezium's rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
 		test "$$(grep -cE '^\| (Canal JSON|DTS Avro) \| (lz4|zstd|gzip|snappy) \|' "$$out/latest.md")" = 10 || \
 			{ echo "bench-smoke: delivery figures missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
-		echo "bench-smoke: ok, 5000 of 5000 rows arrived through Ferry and through Debezium, delivery measured for 2 formats x 4 codecs, and the report was written"
+		grep -q '^| 1 | 20000 / 20000 |' "$$out/latest.md" || { echo "bench-smoke: bigtxn rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
+		test "$$(grep -cE '^\| (backlog \| 20000 \| 1000|bigtxn \| 20000 \| 20000) \|' "$$out/latest.md")" = 2 || \
+			{ echo "bench-smoke: decode figures missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
+		echo "bench-smoke: ok, 5000 of 5000 rows arrived through Ferry and through Debezium, delivery measured for 2 formats x 4 codecs, a 20000-row transaction arrived through Ferry (DTS Avro, zstd), capture decoded both shapes, and the report was written"

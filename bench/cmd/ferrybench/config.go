@@ -22,8 +22,15 @@ type config struct {
 	repoRoot     string
 	ferryTimeout time.Duration
 	debezium     bool // run the Debezium baseline in the backlog scenario
-	// scenarios to run: "backlog", "delivery" or both.
+	// scenarios to run: "backlog", "delivery", "bigtxn", "decode".
 	scenarios map[string]bool
+	// Formats and codecs of the backlog and bigtxn scenarios (combos.go).
+	backlogCombos, bigCombos []combo
+
+	// The bigtxn and decode scenarios (bench/README.md).
+	bigRows     int
+	bigDebezium bool
+	decodeRows  int
 
 	// The delivery scenario (bench/README.md).
 	dlvRows       int
@@ -56,7 +63,12 @@ func parseConfig(args []string) (*config, error) {
 	fs.StringVar(&c.outDir, "out", filepath.Join(root, "bench", "results"), "directory for latest.md and latest.json")
 	fs.DurationVar(&c.ferryTimeout, "ferry-timeout", 10*time.Minute, "how long Ferry (or Debezium) may take to deliver one backlog")
 	fs.BoolVar(&c.debezium, "debezium", true, "backlog scenario: run the Debezium baseline (Kafka Connect standalone; fetches its jars with Maven on first use)")
-	scenarios := fs.String("scenarios", "backlog,delivery", "comma-separated scenarios to run: backlog, delivery")
+	scenarios := fs.String("scenarios", "backlog,delivery,bigtxn,decode", "comma-separated scenarios to run: backlog, delivery, bigtxn, decode")
+	backlogCombos := fs.String("backlog-combos", "canal/lz4,canal/zstd,avro/lz4,avro/zstd", "backlog scenario: comma-separated format/codec pairs Ferry runs with (formats canal, avro); Debezium runs once per run, against the first")
+	bigCombos := fs.String("bigtxn-combos", "canal/lz4", "bigtxn scenario: comma-separated format/codec pairs, as -backlog-combos")
+	fs.IntVar(&c.bigRows, "bigtxn-n", 1_000_000, "bigtxn and decode scenarios: rows in the one big transaction")
+	fs.BoolVar(&c.bigDebezium, "bigtxn-debezium", true, "bigtxn scenario: run the Debezium baseline too (when -debezium)")
+	fs.IntVar(&c.decodeRows, "decode-n", 500_000, "decode scenario: rows of the backlog shape, in -txn-rows transactions")
 	fs.IntVar(&c.dlvRows, "delivery-n", 200_000, "delivery scenario: rows per throughput measurement")
 	fs.IntVar(&c.dlvBatch, "delivery-batch", 1_000, "delivery scenario: rows per change batch in the throughput measurement")
 	codecList := fs.String("codecs", "lz4,zstd,gzip,snappy", "delivery scenario: comma-separated codecs to measure")
@@ -71,6 +83,9 @@ func parseConfig(args []string) (*config, error) {
 		return nil, fmt.Errorf("-n, -runs and -txn-rows must be positive")
 	}
 	if err := c.parseDelivery(*scenarios, *codecList); err != nil {
+		return nil, err
+	}
+	if err := c.parseBigTxn(*backlogCombos, *bigCombos); err != nil {
 		return nil, err
 	}
 	c.pgHost = env("FERRY_PG_HOST", "127.0.0.1")
@@ -90,8 +105,8 @@ func parseConfig(args []string) (*config, error) {
 func (c *config) parseDelivery(scenarios, codecList string) error {
 	c.scenarios = map[string]bool{}
 	for _, s := range strings.Split(scenarios, ",") {
-		if s = strings.TrimSpace(s); s != "backlog" && s != "delivery" {
-			return fmt.Errorf("-scenarios: unknown scenario %q; use backlog, delivery or both", s)
+		if s = strings.TrimSpace(s); s != "backlog" && s != "delivery" && s != "bigtxn" && s != "decode" {
+			return fmt.Errorf("-scenarios: unknown scenario %q; use backlog, delivery, bigtxn or decode", s)
 		}
 		c.scenarios[s] = true
 	}

@@ -95,6 +95,8 @@ func (f *ferry) start(ctx context.Context, name string) error {
 		"FERRY_CATALOG_ADDRESS="+f.addrs["catalog"], "FERRY_CAPTURE_ADDRESS="+f.addrs["capture"],
 		"FERRY_DELIVERY_ADDRESS="+f.addrs["delivery"], "FERRY_TEMPORAL_ADDRESS="+f.temporal,
 		"FERRY_TASK_QUEUE="+f.taskQueue,
+		// Any free port: the stack's own services hold the default ones.
+		"FERRY_"+strings.ToUpper(name)+"_METRICS_ADDR=127.0.0.1:0",
 	)
 	cmd.Env = append(cmd.Env, f.env...)
 	logFile, err := os.OpenFile(filepath.Join(f.logDir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
