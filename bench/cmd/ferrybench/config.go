@@ -23,8 +23,15 @@ type config struct {
 	repoRoot     string
 	ferryTimeout time.Duration
 	debezium     bool // run the Debezium baseline in the backlog scenario
-	// scenarios to run: "backlog", "delivery" or both.
+	// scenarios to run: "backlog", "delivery", "bigtxn", "decode".
 	scenarios map[string]bool
+	// Formats and codecs of the backlog and bigtxn scenarios (combos.go).
+	backlogCombos, bigCombos []combo
+
+	// The bigtxn and decode scenarios (bench/README.md).
+	bigRows     int
+	bigDebezium bool
+	decodeRows  int
 
 	// The delivery scenario (bench/README.md).
 	dlvRows       int
@@ -57,7 +64,7 @@ type config struct {
 // allScenarios are the scenarios -scenarios knows, in the order they run;
 // all of them run by default.
 func allScenarios() []string {
-	return []string{"backlog", "delivery", "mixed", "latency", "fullsync"}
+	return []string{"backlog", "delivery", "mixed", "latency", "fullsync", "bigtxn", "decode"}
 }
 
 func parseConfig(args []string) (*config, error) {
@@ -74,6 +81,11 @@ func parseConfig(args []string) (*config, error) {
 	fs.DurationVar(&c.ferryTimeout, "ferry-timeout", 10*time.Minute, "how long Ferry (or Debezium) may take to deliver one backlog")
 	fs.BoolVar(&c.debezium, "debezium", true, "backlog, mixed, latency and fullsync scenarios: run the Debezium baseline (Kafka Connect standalone; fetches its jars with Maven on first use)")
 	scenarios := fs.String("scenarios", strings.Join(allScenarios(), ","), "comma-separated scenarios to run: "+strings.Join(allScenarios(), ", "))
+	backlogCombos := fs.String("backlog-combos", "canal/lz4,canal/zstd,avro/lz4,avro/zstd", "backlog scenario: comma-separated format/codec pairs Ferry runs with (formats canal, avro); Debezium runs once per run, against the first")
+	bigCombos := fs.String("bigtxn-combos", "canal/lz4", "bigtxn scenario: comma-separated format/codec pairs, as -backlog-combos")
+	fs.IntVar(&c.bigRows, "bigtxn-n", 1_000_000, "bigtxn and decode scenarios: rows in the one big transaction")
+	fs.BoolVar(&c.bigDebezium, "bigtxn-debezium", true, "bigtxn scenario: run the Debezium baseline too (when -debezium)")
+	fs.IntVar(&c.decodeRows, "decode-n", 500_000, "decode scenario: rows of the backlog shape, in -txn-rows transactions")
 	fs.IntVar(&c.dlvRows, "delivery-n", 200_000, "delivery scenario: rows per throughput measurement")
 	fs.IntVar(&c.dlvBatch, "delivery-batch", 1_000, "delivery scenario: rows per change batch in the throughput measurement")
 	codecList := fs.String("codecs", "lz4,zstd,gzip,snappy", "delivery scenario: comma-separated codecs to measure")
@@ -111,6 +123,9 @@ func parseConfig(args []string) (*config, error) {
 		return nil, fmt.Errorf("-fullsync-rows and -fullsync-runs must be positive, -fullsync-tables, -fullsync-table-rows and -fullsync-debezium-max-rows not negative")
 	}
 	if err := c.parseDelivery(*scenarios, *codecList); err != nil {
+		return nil, err
+	}
+	if err := c.parseBigTxn(*backlogCombos, *bigCombos); err != nil {
 		return nil, err
 	}
 	c.pgHost = env("FERRY_PG_HOST", "127.0.0.1")

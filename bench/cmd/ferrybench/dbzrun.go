@@ -48,54 +48,54 @@ type debeziumResult struct {
 // slot streams and a warm-up went through, the connector is stopped (its
 // task closes the replication connection, the slot goes inactive), the
 // backlog is written, and the clock starts when the connector is resumed.
-func measureDebezium(ctx context.Context, e *benchEnv, run int) (res debeziumResult, err error) {
+func measureDebezium(ctx context.Context, e *benchEnv, w workload, run int) (res debeziumResult, err error) {
 	prefix := fmt.Sprintf("ferrybench_dbz_%d_%d", os.Getpid(), run)
-	topic := prefix + ".public." + table
+	topic := prefix + ".public." + w.table
 	heartbeats := "__debezium-heartbeat." + prefix
 	dir, err := os.MkdirTemp("", "ferrybench-debezium-")
 	if err != nil {
 		return res, fmt.Errorf("creating the Kafka Connect folder: %w", err)
 	}
-	k, err := e.startDebezium(ctx, dir, prefix, topic, heartbeats)
-	defer e.cleanupDebezium(ctx, k, dir, &err, topic, heartbeats)
+	k, err := e.startDebezium(ctx, w, dir, prefix, topic, heartbeats)
+	defer e.cleanupDebezium(ctx, w, k, dir, &err, topic, heartbeats)
 	if err != nil {
 		return res, err
 	}
 	started := time.Now()
-	if err = k.waitSlot(ctx, e.super, true, dbzStartTimeout); err != nil {
+	if err = k.waitSlot(ctx, e.super, w.dbzSlot, true, dbzStartTimeout); err != nil {
 		return res, err
 	}
 	res.StartSeconds = time.Since(started).Seconds()
-	warm := min(dbzWarmupRows, e.c.rows)
+	warm := min(dbzWarmupRows, w.rows)
 	res.WarmupRows = warm
-	if err = k.warmUp(ctx, e, topic, warm); err != nil {
+	if err = k.warmUp(ctx, e, w, topic, warm); err != nil {
 		return res, err
 	}
 	if err = k.put(ctx, "stop"); err != nil {
 		return res, err
 	}
-	if err = k.waitSlot(ctx, e.super, false, time.Minute); err != nil {
+	if err = k.waitSlot(ctx, e.super, w.dbzSlot, false, time.Minute); err != nil {
 		return res, err
 	}
-	b, err := writeBacklog(ctx, e.owner, e.c.rows, e.c.txnRows)
+	b, err := writeBacklog(ctx, e.owner, w)
 	if err != nil {
 		return res, err
 	}
 	res.WriteSeconds = b.took.Seconds()
-	return k.timeCatchUp(ctx, e, res, topic, warm, b)
+	return k.timeCatchUp(ctx, e, w, res, topic, warm, b)
 }
 
 // warmUp streams rows N+1..N+warm (ids the audit ignores) through the
 // connector and waits until they are in Kafka and confirmed. Stopped after
 // that, the connector resumes from committed offsets, as a restarted one
 // does.
-func (k *connectWorker) warmUp(ctx context.Context, e *benchEnv, topic string, warm int) error {
-	b, err := writeRows(ctx, e.owner, e.c.rows+1, e.c.rows+warm, e.c.txnRows)
+func (k *connectWorker) warmUp(ctx context.Context, e *benchEnv, w workload, topic string, warm int) error {
+	b, err := writeRows(ctx, e.owner, w.table, w.rows+1, w.rows+warm, w.txnRows)
 	if err != nil {
 		return err
 	}
 	confirmed := func(lsn uint64) bool { return lsn > b.lastTxn }
-	if _, err := watchDrain(ctx, e.super, e.admin, topic, dbzSlot, warm, confirmed, time.Now(), dbzStartTimeout); err != nil {
+	if _, err := watchDrain(ctx, e.super, e.admin, topic, w.dbzSlot, warm, confirmed, time.Now(), dbzStartTimeout); err != nil {
 		return fmt.Errorf("warming Debezium up: %w; %s", err, k.status(ctx))
 	}
 	return nil
@@ -108,7 +108,7 @@ func (k *connectWorker) warmUp(ctx context.Context, e *benchEnv, topic string, w
 // is a position beyond the start of the last transaction: its commit. Other
 // WAL written after that commit may put the write position b.end out of
 // Debezium's reach for good, while Ferry does confirm keepalive positions.
-func (k *connectWorker) timeCatchUp(ctx context.Context, e *benchEnv, res debeziumResult, topic string, warm int, b backlog) (debeziumResult, error) {
+func (k *connectWorker) timeCatchUp(ctx context.Context, e *benchEnv, w workload, res debeziumResult, topic string, warm int, b backlog) (debeziumResult, error) {
 	pid := k.cmd.Process.Pid
 	before, err := readProc(pid)
 	if err != nil {
@@ -119,7 +119,7 @@ func (k *connectWorker) timeCatchUp(ctx context.Context, e *benchEnv, res debezi
 		return res, err
 	}
 	confirmed := func(lsn uint64) bool { return lsn > b.lastTxn }
-	d, err := watchDrain(ctx, e.super, e.admin, topic, dbzSlot, warm+e.c.rows, confirmed, t0, e.c.ferryTimeout)
+	d, err := watchDrain(ctx, e.super, e.admin, topic, w.dbzSlot, warm+w.rows, confirmed, t0, e.c.ferryTimeout)
 	if err != nil {
 		return res, fmt.Errorf("%w; %s", err, k.status(ctx))
 	}
@@ -128,21 +128,21 @@ func (k *connectWorker) timeCatchUp(ctx context.Context, e *benchEnv, res debezi
 		return res, fmt.Errorf("sampling Kafka Connect: %w", err)
 	}
 	cpu := after.CPUSeconds - before.CPUSeconds
-	res.Process = procUsage{CPUSeconds: cpu, CPUSecondsPerMillion: cpu * 1e6 / float64(e.c.rows), PeakRSSMB: after.PeakRSSMB}
+	res.Process = procUsage{CPUSeconds: cpu, CPUSecondsPerMillion: cpu * 1e6 / float64(w.rows), PeakRSSMB: after.PeakRSSMB}
 	end, err := topicEnd(e.admin, topic)
 	if err != nil {
 		return res, err
 	}
-	if res.Topic, err = auditTopic(ctx, e.c.kafkaBootstrap, topic, e.c.rows, int64(warm), end, debeziumIDs); err != nil {
+	if res.Topic, err = auditTopic(ctx, e.c.kafkaBootstrap, topic, w.rows, int64(warm), end, debeziumIDs); err != nil {
 		return res, err
 	}
 	if res.Topic.Missing > 0 {
-		return res, fmt.Errorf("%d of %d rows never reached %s", res.Topic.Missing, e.c.rows, topic)
+		return res, fmt.Errorf("%d of %d rows never reached %s", res.Topic.Missing, w.rows, topic)
 	}
 	res.ToKafkaSeconds, res.ToConfirmedSeconds = d.toKafka.Seconds(), d.toConfirmed.Seconds()
 	res.ToStreamingSeconds = d.toStreaming.Seconds()
-	res.RowsPerSecToKafka = float64(e.c.rows) / res.ToKafkaSeconds
-	res.RowsPerSecToConfirmed = float64(e.c.rows) / res.ToConfirmedSeconds
+	res.RowsPerSecToKafka = float64(w.rows) / res.ToKafkaSeconds
+	res.RowsPerSecToConfirmed = float64(w.rows) / res.ToConfirmedSeconds
 	res.MBPerSecToKafka = float64(res.Topic.Bytes) / 1e6 / res.ToKafkaSeconds
 	return res, nil
 }
@@ -150,13 +150,13 @@ func (k *connectWorker) timeCatchUp(ctx context.Context, e *benchEnv, res debezi
 // cleanupDebezium leaves nothing behind whatever happened: no worker, slot,
 // publication, table or topic. After a failure the worker's folder (log,
 // properties, offsets) is kept for whoever reads the error.
-func (e *benchEnv) cleanupDebezium(ctx context.Context, k *connectWorker, dir string, failed *error, topics ...string) {
+func (e *benchEnv) cleanupDebezium(ctx context.Context, w workload, k *connectWorker, dir string, failed *error, topics ...string) {
 	ctx = context.WithoutCancel(ctx)
 	k.stop()
-	if err := dropSlotAndPublication(ctx, e.super, dbzSlot, dbzPub); err != nil {
+	if err := dropSlotAndPublication(ctx, e.super, w.dbzSlot, w.dbzPub); err != nil {
 		log.Printf("cleanup: %v", err)
 	}
-	if err := dropTable(ctx, e.owner); err != nil {
+	if err := dropTable(ctx, e.owner, w.table); err != nil {
 		log.Printf("cleanup: %v", err)
 	}
 	if err := deleteTopics(ctx, e.admin, topics...); err != nil {
@@ -172,11 +172,11 @@ func (e *benchEnv) cleanupDebezium(ctx context.Context, k *connectWorker, dir st
 // startDebezium prepares what the connector expects to find (the table, a
 // publication for it, its topics: the stack's broker does not create
 // topics) and starts the worker.
-func (e *benchEnv) startDebezium(ctx context.Context, dir, prefix string, topics ...string) (*connectWorker, error) {
-	if err := recreateTable(ctx, e.owner); err != nil {
+func (e *benchEnv) startDebezium(ctx context.Context, w workload, dir, prefix string, topics ...string) (*connectWorker, error) {
+	if err := recreateTable(ctx, e.owner, w.table); err != nil {
 		return nil, err
 	}
-	return e.startDebeziumOn(ctx, dbzTarget{table: table, slot: dbzSlot, pub: dbzPub}, dir, prefix, topics...)
+	return e.startDebeziumOn(ctx, dbzTarget{table: w.table, slot: w.dbzSlot, pub: w.dbzPub}, dir, prefix, topics...)
 }
 
 // dbzTarget is what one connector streams: a table that exists, through a
@@ -259,12 +259,7 @@ func (e *benchEnv) startDebeziumOn(ctx context.Context, t dbzTarget, dir, prefix
 
 // waitSlot waits until Debezium's slot exists and its active flag is want,
 // and fails early, with the task's trace, when the worker dies.
-func (k *connectWorker) waitSlot(ctx context.Context, conn *pgx.Conn, want bool, timeout time.Duration) error {
-	return k.waitSlotNamed(ctx, conn, dbzSlot, want, timeout)
-}
-
-// waitSlotNamed is waitSlot for a connector on another slot.
-func (k *connectWorker) waitSlotNamed(ctx context.Context, conn *pgx.Conn, slot string, want bool, timeout time.Duration) error {
+func (k *connectWorker) waitSlot(ctx context.Context, conn *pgx.Conn, slot string, want bool, timeout time.Duration) error {
 	return poll(ctx, timeout, 50*time.Millisecond, fmt.Sprintf("slot %s active=%v", slot, want), func() (bool, string, error) {
 		select {
 		case <-k.exited:

@@ -155,5 +155,5 @@ func (e *benchEnv) fsKafka(ctx context.Context, p fsPart, key string, run int, a
 			log.Printf("cleanup: %v", err)
 		}
 	}()
-	return measureKafka(ctx, e.c.kafkaBootstrap, topic, p.total(), audit.sampleKeys, audit.sampleVals)
+	return measureKafka(ctx, e.c.kafkaBootstrap, topic, "lz4", p.total(), audit.sampleKeys, audit.sampleVals)
 }

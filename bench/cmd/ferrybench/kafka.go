@@ -12,14 +12,15 @@ import (
 
 // producerConfig mirrors services/delivery/kafkaconf.go for a PLAINTEXT
 // cluster and a topic with the broker's default max.message.bytes, so that
-// the Kafka limit is measured under the settings Ferry itself runs with.
-// Keep the two in step when Ferry's settings change.
-func producerConfig(bootstrap string) *kafka.ConfigMap {
+// the Kafka limit is measured under the settings Ferry itself runs with
+// (codec: the task's compression, "lz4" by default). Keep the two in step
+// when Ferry's settings change.
+func producerConfig(bootstrap, codec string) *kafka.ConfigMap {
 	return &kafka.ConfigMap{
 		"bootstrap.servers":            bootstrap,
 		"client.id":                    "ferrybench-baseline",
 		"security.protocol":            "PLAINTEXT",
-		"compression.type":             "lz4",
+		"compression.type":             codec,
 		"acks":                         "all",
 		"enable.idempotence":           true,
 		"linger.ms":                    5,
@@ -250,12 +251,12 @@ type kafkaResult struct {
 
 // measureKafka produces n messages, cycling through the sample of Ferry's
 // messages, and stops the clock when the last delivery report arrives.
-func measureKafka(ctx context.Context, bootstrap, topic string, n int, keys, vals [][]byte) (kafkaResult, error) {
+func measureKafka(ctx context.Context, bootstrap, topic, codec string, n int, keys, vals [][]byte) (kafkaResult, error) {
 	var res kafkaResult
 	if len(vals) == 0 {
 		return res, fmt.Errorf("no sample messages to replay")
 	}
-	p, err := kafka.NewProducer(producerConfig(bootstrap))
+	p, err := kafka.NewProducer(producerConfig(bootstrap, codec))
 	if err != nil {
 		return res, fmt.Errorf("creating the baseline producer: %w", err)
 	}

@@ -152,7 +152,7 @@ func (e *benchEnv) measureDebeziumLatency(ctx context.Context, run int) (res lat
 	if err != nil {
 		return res, err
 	}
-	if err = k.waitSlotNamed(ctx, e.super, latencyDbzSlot, true, dbzStartTimeout); err != nil {
+	if err = k.waitSlot(ctx, e.super, latencyDbzSlot, true, dbzStartTimeout); err != nil {
 		return res, err
 	}
 	// No more warm-up than the paced rows themselves (a short smoke run).

@@ -100,6 +100,20 @@ func runScenarios(ctx context.Context, e *benchEnv, rep *report) error {
 			errs = append(errs, err)
 		}
 	}
+	if e.c.scenarios["bigtxn"] {
+		rep.BigTxn = newBigTxnReport(e.c)
+		if err := runBigTxnScenario(ctx, e, rep.BigTxn); err != nil {
+			rep.BigTxn.Error = err.Error()
+			errs = append(errs, err)
+		}
+	}
+	if e.c.scenarios["decode"] {
+		rep.Decode = newDecodeReport()
+		if err := runDecodeScenario(ctx, e, rep.Decode); err != nil {
+			rep.Decode.Error = err.Error()
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -133,20 +147,23 @@ func carryOver(c *config, rep *report) {
 	if !c.scenarios["fullsync"] {
 		rep.FullSync = prev.FullSync
 	}
+	if !c.scenarios["bigtxn"] {
+		rep.BigTxn = prev.BigTxn
+	}
+	if !c.scenarios["decode"] {
+		rep.Decode = prev.Decode
+	}
 }
 
 // runAll runs the backlog scenario c.runs times and stops at the first run that
 // fails or loses a row: a figure for an incomplete delivery means nothing.
 func runAll(ctx context.Context, e *benchEnv, rep *report) error {
 	for i := 1; i <= e.c.runs; i++ {
-		r, err := runOnce(ctx, e, i)
+		r, err := runOnce(ctx, e, backlogWorkload(e.c), e.c.backlogCombos, true, i)
 		if err != nil {
 			return err
 		}
 		rep.Runs = append(rep.Runs, r)
-		if a := r.Ferry.Topic; a.Missing > 0 {
-			return fmt.Errorf("run %d: %d of %d rows never reached Kafka", i, a.Missing, e.c.rows)
-		}
 	}
 	return nil
 }
@@ -165,15 +182,16 @@ func openEnv(ctx context.Context, c *config) (*benchEnv, func(), error) {
 	}
 	fail := func(err error) (*benchEnv, func(), error) { closeAll(); return nil, nil, err }
 	var dbzLibs string
-	withDbz := c.scenarios["backlog"] || c.scenarios["mixed"] || c.scenarios["latency"] || c.scenarios["fullsync"]
+	withDbz := c.scenarios["backlog"] || c.scenarios["mixed"] || c.scenarios["latency"] || c.scenarios["fullsync"] ||
+		c.scenarios["bigtxn"] && c.bigDebezium
 	if withDbz && c.debezium {
 		libs, err := debeziumLibs(ctx, c.repoRoot)
 		if err != nil {
 			return fail(err)
 		}
 		dbzLibs = libs
-	} else if withDbz {
-		log.Printf("the Debezium baseline is skipped (-debezium=false)")
+	} else if withDbz || c.scenarios["bigtxn"] {
+		log.Printf("the Debezium baseline is skipped (-debezium=false, or -bigtxn-debezium=false for bigtxn alone)")
 	}
 	log.Printf("building Ferry")
 	if err := buildFerry(ctx, c.repoRoot, binDir); err != nil {

@@ -42,7 +42,7 @@ func (e *benchEnv) measureMixedDebezium(ctx context.Context, w *mixWorkload, run
 	if err != nil {
 		return res, err
 	}
-	if err = k.waitSlotNamed(ctx, e.super, mixedDbzSlot, true, dbzStartTimeout); err != nil {
+	if err = k.waitSlot(ctx, e.super, mixedDbzSlot, true, dbzStartTimeout); err != nil {
 		return res, err
 	}
 	warm := min(dbzWarmupRows, len(w.ops))
@@ -52,7 +52,7 @@ func (e *benchEnv) measureMixedDebezium(ctx context.Context, w *mixWorkload, run
 	if err = k.put(ctx, "stop"); err != nil {
 		return res, err
 	}
-	if err = k.waitSlotNamed(ctx, e.super, mixedDbzSlot, false, time.Minute); err != nil {
+	if err = k.waitSlot(ctx, e.super, mixedDbzSlot, false, time.Minute); err != nil {
 		return res, err
 	}
 	return e.timeMixedDebezium(ctx, k, w, topic, int64(warm))

@@ -83,7 +83,7 @@ func runMixedOnce(ctx context.Context, e *benchEnv, w *mixWorkload, run int) (mi
 	if err := createTopic(ctx, e.admin, topic); err != nil {
 		return r, err
 	}
-	r.Kafka, err = measureKafka(ctx, e.c.kafkaBootstrap, topic, n, fr.Topic.sampleKeys, fr.Topic.sampleVals)
+	r.Kafka, err = measureKafka(ctx, e.c.kafkaBootstrap, topic, "lz4", n, fr.Topic.sampleKeys, fr.Topic.sampleVals)
 	if derr := deleteTopics(context.WithoutCancel(ctx), e.admin, topic); derr != nil {
 		log.Printf("cleanup: %v", derr)
 	}

@@ -9,18 +9,19 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// table is the backlog scenario's table; other scenarios use the same
+// columns under names of their own (workload.table).
 const table = "bench_orders"
 
-// createTableSQL is the scenario's one table. REPLICA IDENTITY stays DEFAULT:
-// the backlog is inserts only.
-const createTableSQL = `CREATE TABLE public.bench_orders (
+// createTableSQL is a scenario's one table (%s: its name). REPLICA IDENTITY
+// stays DEFAULT: the backlog is inserts only.
+const createTableSQL = `CREATE TABLE public.%s (
 	id bigint PRIMARY KEY, customer text, amount numeric(12,2), placed_at timestamptz, note text)`
 
-// insertSQL generates rows $1..$2 from the id alone, so every run and every
-// machine writes exactly the same bytes: multiplicative hashes stand in for
-// a seeded random generator.
-const insertSQL = `INSERT INTO public.bench_orders
-	SELECT g,
+// insertSelect generates rows $1..$2 from the id alone, so every run and
+// every machine writes exactly the same bytes: multiplicative hashes stand
+// in for a seeded random generator.
+const insertSelect = `SELECT g,
 	       'customer-' || lpad(((g * 7919) % 100003)::text, 6, '0'),
 	       ((g * 104729) % 10000000) / 100.0,
 	       timestamptz '2026-01-01 00:00:00+00' + (g * 1237 % 31536000) * interval '1 second',
@@ -39,17 +40,17 @@ func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
 
 // recreateTable drops what an aborted invocation may have left and creates
 // the table empty.
-func recreateTable(ctx context.Context, conn *pgx.Conn) error {
+func recreateTable(ctx context.Context, conn *pgx.Conn, table string) error {
 	if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS public."+table); err != nil {
 		return fmt.Errorf("dropping %s: %w", table, err)
 	}
-	if _, err := conn.Exec(ctx, createTableSQL); err != nil {
+	if _, err := conn.Exec(ctx, fmt.Sprintf(createTableSQL, table)); err != nil {
 		return fmt.Errorf("creating %s: %w", table, err)
 	}
 	return nil
 }
 
-func dropTable(ctx context.Context, conn *pgx.Conn) error {
+func dropTable(ctx context.Context, conn *pgx.Conn, table string) error {
 	if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS public."+table); err != nil {
 		return fmt.Errorf("dropping %s: %w", table, err)
 	}
@@ -69,14 +70,31 @@ type backlog struct {
 	took    time.Duration
 }
 
-// writeBacklog inserts rows 1..n in transactions of txnRows rows each (every
-// Exec is its own autocommitted transaction).
-func writeBacklog(ctx context.Context, conn *pgx.Conn, n, txnRows int) (backlog, error) {
-	return writeRows(ctx, conn, 1, n, txnRows)
+// workload is what an end-to-end scenario writes: rows 1..rows into its own
+// table in transactions of txnRows rows, and the names of the baselines'
+// slots and publications, so that scenarios never share an object.
+type workload struct {
+	table         string
+	rows, txnRows int
+	// The source limit's and Debezium's slots and publications.
+	srcSlot, srcPub string
+	dbzSlot, dbzPub string
+}
+
+// backlogWorkload is the backlog scenario's.
+func backlogWorkload(c *config) workload {
+	return workload{table: table, rows: c.rows, txnRows: c.txnRows,
+		srcSlot: srcSlot, srcPub: srcPub, dbzSlot: dbzSlot, dbzPub: dbzPub}
+}
+
+// writeBacklog inserts rows 1..w.rows in transactions of w.txnRows rows each
+// (every Exec is its own autocommitted transaction).
+func writeBacklog(ctx context.Context, conn *pgx.Conn, w workload) (backlog, error) {
+	return writeRows(ctx, conn, w.table, 1, w.rows, w.txnRows)
 }
 
 // writeRows inserts rows first..last as writeBacklog does.
-func writeRows(ctx context.Context, conn *pgx.Conn, first, last, txnRows int) (backlog, error) {
+func writeRows(ctx context.Context, conn *pgx.Conn, table string, first, last, txnRows int) (backlog, error) {
 	var b backlog
 	start := time.Now()
 	for lo := first; lo <= last; lo += txnRows {
@@ -88,7 +106,7 @@ func writeRows(ctx context.Context, conn *pgx.Conn, first, last, txnRows int) (b
 			}
 			b.lastTxn = lsn
 		}
-		if _, err := conn.Exec(ctx, insertSQL, lo, hi); err != nil {
+		if _, err := conn.Exec(ctx, "INSERT INTO public."+table+" "+insertSelect, lo, hi); err != nil {
 			return b, fmt.Errorf("inserting rows %d..%d: %w", lo, hi, err)
 		}
 	}
@@ -170,4 +188,18 @@ func poll(ctx context.Context, timeout, interval time.Duration, what string, con
 		case <-tick.C:
 		}
 	}
+}
+
+// dropSlotWhenInactive waits until the slot's walsender has gone (it
+// outlives its client for a moment) and drops the slot and the publication;
+// dropSlotAndPublication alone leaves an active slot in place.
+func dropSlotWhenInactive(ctx context.Context, conn *pgx.Conn, slot, pub string) error {
+	err := poll(ctx, 30*time.Second, 50*time.Millisecond, "slot "+slot+" to be inactive", func() (bool, string, error) {
+		s, err := readSlot(ctx, conn, slot)
+		return !s.active, fmt.Sprintf("exists %v active %v", s.exists, s.active), err
+	})
+	if err != nil {
+		return err
+	}
+	return dropSlotAndPublication(ctx, conn, slot, pub)
 }

@@ -30,6 +30,9 @@ type report struct {
 	Latency *latencyReport `json:"latency,omitempty"`
 	// FullSync is the full sync scenario's part (fullsync_report.go).
 	FullSync *fsReport `json:"fullsync,omitempty"`
+	// BigTxn and Decode are those scenarios' parts (bigtxn.go, decodereport.go).
+	BigTxn *bigTxnReport `json:"bigtxn,omitempty"`
+	Decode *decodeReport `json:"decode,omitempty"`
 }
 
 // Goals, printed beside the figures so that a miss is visible.
@@ -139,7 +142,7 @@ func figures(runs []runResult) []figure {
 		{name: "Ferry, MB/s to Kafka (uncompressed)", values: collect(runs, func(r runResult) float64 { return r.Ferry.MBPerSecToKafka }), format: "%.1f"},
 		{name: "Ferry / min(source, Kafka), to Kafka", unit: "%", values: pct(func(r runResult) float64 { return r.ShareToKafka }), atLeast: 100 * goalShare, format: "%.0f"},
 		{name: "Ferry / min(source, Kafka), confirmed", unit: "%", values: pct(func(r runResult) float64 { return r.ShareToConfirmed }), atLeast: 100 * goalShare, format: "%.0f"},
-		{name: "Average Canal JSON message, bytes (key + value)", values: collect(runs, func(r runResult) float64 { return r.Ferry.Topic.AvgKey + r.Ferry.Topic.AvgValue }), format: "%.0f"},
+		{name: "Average Ferry message, bytes (key + value)", values: collect(runs, func(r runResult) float64 { return r.Ferry.Topic.AvgKey + r.Ferry.Topic.AvgValue }), format: "%.0f"},
 	}
 	fs = append(fs, debeziumFigures(runs)...)
 	for _, s := range services {
@@ -208,6 +211,18 @@ func renderMarkdown(rep report) string {
 		}
 		renderFullSync(&b, rep.FullSync)
 	}
+	if rep.BigTxn != nil {
+		if b.Len() > 0 {
+			b.WriteString("\n")
+		}
+		renderBigTxn(&b, rep.BigTxn)
+	}
+	if rep.Decode != nil {
+		if b.Len() > 0 {
+			b.WriteString("\n")
+		}
+		renderDecode(&b, rep.Decode)
+	}
 	return b.String()
 }
 
@@ -231,6 +246,7 @@ func renderBacklog(b *strings.Builder, rep report) {
 	for _, f := range figures(rep.Runs) {
 		b.WriteString(f.row() + "\n")
 	}
+	renderCombos(b, rep.Runs)
 	renderBacklogRuns(b, rep)
 }
 

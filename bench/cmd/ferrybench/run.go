@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -19,6 +20,11 @@ type runResult struct {
 	Kafka  kafkaResult  `json:"kafka"`
 	// Debezium is nil when the baseline was skipped (-debezium=false).
 	Debezium *debeziumResult `json:"debezium,omitempty"`
+	// Ferry, Kafka and the ratios are for the first format and codec of the
+	// scenario's list (Canal JSON and lz4 by default); Others holds the
+	// rest, each timed as the first one is.
+	Combo  string        `json:"combo,omitempty"`
+	Others []comboResult `json:"other_combos,omitempty"`
 	// Shares are Ferry's rows/s over min(source, Kafka) of the same run.
 	ShareToKafka     float64 `json:"share_to_kafka"`
 	ShareToConfirmed float64 `json:"share_to_confirmed"`
@@ -56,51 +62,53 @@ type benchEnv struct {
 	admin   *kafka.AdminClient
 }
 
-// runOnce measures in a fixed order: the source limit, Ferry, the Kafka
-// limit, which replays messages taken from Ferry's topic, and Debezium.
-func runOnce(ctx context.Context, e *benchEnv, run int) (runResult, error) {
-	r := runResult{Run: run}
-	log.Printf("run %d: source limit (pg_recvlogical)", run)
-	src, err := measureSource(ctx, e.c, e.super, e.owner)
+// runOnce measures in a fixed order: the source limit; for each format and
+// codec Ferry, then the Kafka limit, which replays messages taken from
+// Ferry's topic; and Debezium (when dbz), whose one format is compared with
+// every one of Ferry's.
+func runOnce(ctx context.Context, e *benchEnv, w workload, combos []combo, dbz bool, run int) (runResult, error) {
+	r := runResult{Run: run, Combo: combos[0].String()}
+	log.Printf("%s run %d: source limit (pg_recvlogical)", w.table, run)
+	src, err := measureSource(ctx, e.c, e.super, e.owner, w)
 	if err != nil {
 		return r, fmt.Errorf("run %d, source limit: %w", run, err)
 	}
 	r.Source = src
-	log.Printf("run %d: source %.0f changes/s; Ferry", run, src.ChangesPerSecond)
-	fr, audit, err := measureFerry(ctx, e, run)
-	if err != nil {
-		return r, fmt.Errorf("run %d, Ferry: %w", run, err)
+	log.Printf("%s run %d: source %.0f changes/s", w.table, run, src.ChangesPerSecond)
+	for i, k := range combos {
+		cr, err := measureCombo(ctx, e, w, k, run, src)
+		if err != nil {
+			return r, err
+		}
+		if i == 0 {
+			r.Ferry, r.Kafka, r.ShareToKafka, r.ShareToConfirmed = cr.Ferry, cr.Kafka, cr.ShareToKafka, cr.ShareToConfirmed
+		} else {
+			r.Others = append(r.Others, cr)
+		}
 	}
-	r.Ferry = fr
-	log.Printf("run %d: Ferry %.0f rows/s to Kafka, %.0f rows/s confirmed; Kafka limit", run, fr.RowsPerSecToKafka, fr.RowsPerSecToConfirmed)
-	kr, err := measureKafkaRun(ctx, e, run, audit)
-	if err != nil {
-		return r, fmt.Errorf("run %d, Kafka limit: %w", run, err)
-	}
-	r.Kafka = kr
-	limit := min(r.Source.ChangesPerSecond, r.Kafka.MessagesPerSecond)
-	r.ShareToKafka = r.Ferry.RowsPerSecToKafka / limit
-	r.ShareToConfirmed = r.Ferry.RowsPerSecToConfirmed / limit
-	log.Printf("run %d: Kafka %.0f msgs/s; Ferry at %.0f%% (to Kafka) and %.0f%% (confirmed) of the lower limit",
-		run, kr.MessagesPerSecond, 100*r.ShareToKafka, 100*r.ShareToConfirmed)
-	if e.dbzLibs == "" {
+	if e.dbzLibs == "" || !dbz {
 		return r, nil
 	}
-	log.Printf("run %d: Debezium %s (Kafka Connect %s standalone)", run, debeziumVersion, connectVersion)
-	dr, err := measureDebezium(ctx, e, run)
+	log.Printf("%s run %d: Debezium %s (Kafka Connect %s standalone)", w.table, run, debeziumVersion, connectVersion)
+	dr, err := measureDebezium(ctx, e, w, run)
 	if err != nil {
 		return r, fmt.Errorf("run %d, Debezium: %w", run, err)
 	}
 	r.Debezium = &dr
 	r.OverDebeziumToKafka = r.Ferry.RowsPerSecToKafka / dr.RowsPerSecToKafka
 	r.OverDebeziumToConfirmed = r.Ferry.RowsPerSecToConfirmed / dr.RowsPerSecToConfirmed
-	log.Printf("run %d: Debezium %.0f rows/s to Kafka, %.0f rows/s confirmed; Ferry at %.2fx (to Kafka) and %.2fx (confirmed) Debezium",
-		run, dr.RowsPerSecToKafka, dr.RowsPerSecToConfirmed, r.OverDebeziumToKafka, r.OverDebeziumToConfirmed)
+	for i := range r.Others {
+		o := &r.Others[i]
+		o.OverDebeziumToKafka = o.Ferry.RowsPerSecToKafka / dr.RowsPerSecToKafka
+		o.OverDebeziumToConfirmed = o.Ferry.RowsPerSecToConfirmed / dr.RowsPerSecToConfirmed
+	}
+	log.Printf("%s run %d: Debezium %.0f rows/s to Kafka, %.0f rows/s confirmed; Ferry (%s) at %.2fx (to Kafka) and %.2fx (confirmed) Debezium",
+		w.table, run, dr.RowsPerSecToKafka, dr.RowsPerSecToConfirmed, r.Combo, r.OverDebeziumToKafka, r.OverDebeziumToConfirmed)
 	return r, nil
 }
 
-func measureKafkaRun(ctx context.Context, e *benchEnv, run int, audit topicAudit) (kafkaResult, error) {
-	topic := fmt.Sprintf("ferrybench_kafka_%d_%d", os.Getpid(), run)
+func measureKafkaRun(ctx context.Context, e *benchEnv, w workload, k combo, run int, audit topicAudit) (kafkaResult, error) {
+	topic := fmt.Sprintf("ferrybench_kafka_%s_%s_%s_%d_%d", w.table, k.format, k.codec, os.Getpid(), run)
 	if err := createTopic(ctx, e.admin, topic); err != nil {
 		return kafkaResult{}, err
 	}
@@ -109,18 +117,19 @@ func measureKafkaRun(ctx context.Context, e *benchEnv, run int, audit topicAudit
 			log.Printf("cleanup: %v", err)
 		}
 	}()
-	return measureKafka(ctx, e.c.kafkaBootstrap, topic, e.c.rows, audit.sampleKeys, audit.sampleVals)
+	return measureKafka(ctx, e.c.kafkaBootstrap, topic, k.codec, w.rows, audit.sampleKeys, audit.sampleVals)
 }
 
 // measureFerry starts a fresh set of Ferry processes (so that peak RSS is
 // this run's), lets a paused task accumulate the backlog, resumes it and
 // times the catch-up.
-func measureFerry(ctx context.Context, e *benchEnv, run int) (ferryResult, topicAudit, error) {
+func measureFerry(ctx context.Context, e *benchEnv, w workload, k combo, run int) (ferryResult, topicAudit, error) {
 	var res ferryResult
-	taskID := fmt.Sprintf("bench-%d-%d", os.Getpid(), run)
-	topic := fmt.Sprintf("ferrybench_orders_%d_%d", os.Getpid(), run)
+	name := strings.TrimPrefix(w.table, "bench_")
+	taskID := fmt.Sprintf("bench-%s-%s-%s-%d-%d", name, k.format, k.codec, os.Getpid(), run)
+	topic := fmt.Sprintf("ferrybench_%s_%s_%s_%d_%d", name, k.format, k.codec, os.Getpid(), run)
 	slot := ferrySlot(taskID)
-	if err := recreateTable(ctx, e.owner); err != nil {
+	if err := recreateTable(ctx, e.owner, w.table); err != nil {
 		return res, topicAudit{}, err
 	}
 	logDir, err := os.MkdirTemp("", "ferrybench-logs-")
@@ -131,8 +140,8 @@ func measureFerry(ctx context.Context, e *benchEnv, run int) (ferryResult, topic
 	if err != nil {
 		return res, topicAudit{}, fmt.Errorf("%w (logs in %s)", err, logDir)
 	}
-	defer e.cleanupFerry(ctx, f, taskID, topic, slot, logDir)
-	if err := f.createTask(ctx, e.c, taskID, topic); err != nil {
+	defer e.cleanupFerry(ctx, f, w.table, taskID, topic, slot, logDir)
+	if err := f.createTask(ctx, e.c, taskID, topic, w.table, k.kafkaOptions()); err != nil {
 		return res, topicAudit{}, err
 	}
 	if err := f.waitSlot(ctx, e.super, taskID, true); err != nil {
@@ -141,7 +150,7 @@ func measureFerry(ctx context.Context, e *benchEnv, run int) (ferryResult, topic
 	if err := f.pause(ctx, e.super, taskID); err != nil {
 		return res, topicAudit{}, err
 	}
-	b, err := writeBacklog(ctx, e.owner, e.c.rows, e.c.txnRows)
+	b, err := writeBacklog(ctx, e.owner, w)
 	if err != nil {
 		return res, topicAudit{}, err
 	}
@@ -154,7 +163,7 @@ func measureFerry(ctx context.Context, e *benchEnv, run int) (ferryResult, topic
 	if err := f.resume(ctx, taskID); err != nil {
 		return res, topicAudit{}, err
 	}
-	d, err := watchDrain(ctx, e.super, e.admin, topic, slot, e.c.rows, func(lsn uint64) bool { return lsn >= b.end }, t0, e.c.ferryTimeout)
+	d, err := watchDrain(ctx, e.super, e.admin, topic, slot, w.rows, func(lsn uint64) bool { return lsn >= b.end }, t0, e.c.ferryTimeout)
 	if err != nil {
 		return res, topicAudit{}, fmt.Errorf("%w (logs in %s)", err, logDir)
 	}
@@ -162,20 +171,20 @@ func measureFerry(ctx context.Context, e *benchEnv, run int) (ferryResult, topic
 	if err != nil {
 		return res, topicAudit{}, err
 	}
-	res.Processes = usage(before, after, e.c.rows)
+	res.Processes = usage(before, after, w.rows)
 	end, err := topicEnd(e.admin, topic)
 	if err != nil {
 		return res, topicAudit{}, err
 	}
-	audit, err := auditTopic(ctx, e.c.kafkaBootstrap, topic, e.c.rows, 0, end, canalIDs)
+	audit, err := auditTopic(ctx, e.c.kafkaBootstrap, topic, w.rows, 0, end, k.ids())
 	if err != nil {
 		return res, audit, err
 	}
 	res.Topic = audit
 	res.ToKafkaSeconds, res.ToConfirmedSeconds = d.toKafka.Seconds(), d.toConfirmed.Seconds()
 	res.ToStreamingSeconds = d.toStreaming.Seconds()
-	res.RowsPerSecToKafka = float64(e.c.rows) / res.ToKafkaSeconds
-	res.RowsPerSecToConfirmed = float64(e.c.rows) / res.ToConfirmedSeconds
+	res.RowsPerSecToKafka = float64(w.rows) / res.ToKafkaSeconds
+	res.RowsPerSecToConfirmed = float64(w.rows) / res.ToConfirmedSeconds
 	res.MBPerSecToKafka = float64(audit.Bytes) / 1e6 / res.ToKafkaSeconds
 	if err := f.stopAndRelease(ctx, e.super, taskID); err != nil {
 		return res, audit, err
@@ -196,7 +205,7 @@ func usage(before, after map[string]procSample, rows int) map[string]procUsage {
 
 // cleanupFerry leaves nothing behind whatever happened: a task stopped with
 // release, no processes, no table, no topic, no slot or publication.
-func (e *benchEnv) cleanupFerry(ctx context.Context, f *ferry, taskID, topic, slot, logDir string) {
+func (e *benchEnv) cleanupFerry(ctx context.Context, f *ferry, table, taskID, topic, slot, logDir string) {
 	ctx = context.WithoutCancel(ctx)
 	failed := false
 	if s, err := readSlot(ctx, e.super, slot); err == nil && s.exists {
@@ -211,7 +220,7 @@ func (e *benchEnv) cleanupFerry(ctx context.Context, f *ferry, taskID, topic, sl
 	if err := dropSlotAndPublication(ctx, e.super, slot, slot); err != nil {
 		log.Printf("cleanup: %v", err)
 	}
-	if err := dropTable(ctx, e.owner); err != nil {
+	if err := dropTable(ctx, e.owner, table); err != nil {
 		log.Printf("cleanup: %v", err)
 	}
 	if err := deleteTopics(ctx, e.admin, topic); err != nil {

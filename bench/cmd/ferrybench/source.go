@@ -29,40 +29,49 @@ type sourceResult struct {
 // measureSource creates the slot before the backlog exists, as Ferry's slot
 // does in the Ferry part, so that both decode exactly the same WAL; then it
 // drains the slot with pg_recvlogical up to the LSN after the writes.
-func measureSource(ctx context.Context, c *config, super, owner *pgx.Conn) (sourceResult, error) {
+func measureSource(ctx context.Context, c *config, super, owner *pgx.Conn, w workload) (sourceResult, error) {
 	var res sourceResult
-	if err := recreateTable(ctx, owner); err != nil {
+	if err := recreateTable(ctx, owner, w.table); err != nil {
 		return res, err
 	}
-	defer func() { _ = dropTable(context.WithoutCancel(ctx), owner) }()
-	if err := dropSlotAndPublication(ctx, super, srcSlot, srcPub); err != nil {
+	defer func() { _ = dropTable(context.WithoutCancel(ctx), owner, w.table) }()
+	defer func() { _ = dropSlotWhenInactive(context.WithoutCancel(ctx), super, w.srcSlot, w.srcPub) }()
+	if err := createSourceSlot(ctx, super, w); err != nil {
 		return res, err
 	}
-	defer func() { _ = dropSlotAndPublication(context.WithoutCancel(ctx), super, srcSlot, srcPub) }()
-	if _, err := super.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE public.%s", srcPub, table)); err != nil {
-		return res, fmt.Errorf("creating publication %s: %w", srcPub, err)
-	}
-	if _, err := super.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, srcSlot); err != nil {
-		return res, fmt.Errorf("creating slot %s: %w", srcSlot, err)
-	}
-	b, err := writeBacklog(ctx, owner, c.rows, c.txnRows)
+	b, err := writeBacklog(ctx, owner, w)
 	if err != nil {
 		return res, err
 	}
 	res.WriteSeconds = b.took.Seconds()
-	took, err := drainWithRecvlogical(ctx, c, b.end)
+	took, err := drainWithRecvlogical(ctx, c, w, b.end)
 	if err != nil {
 		return res, err
 	}
 	res.Seconds = took.Seconds()
-	res.ChangesPerSecond = float64(c.rows) / res.Seconds
+	res.ChangesPerSecond = float64(w.rows) / res.Seconds
 	return res, nil
+}
+
+// createSourceSlot (re)creates the source limit's publication and pgoutput
+// slot for w's table, dropping what an aborted invocation may have left.
+func createSourceSlot(ctx context.Context, super *pgx.Conn, w workload) error {
+	if err := dropSlotWhenInactive(ctx, super, w.srcSlot, w.srcPub); err != nil {
+		return err
+	}
+	if _, err := super.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE public.%s", w.srcPub, w.table)); err != nil {
+		return fmt.Errorf("creating publication %s: %w", w.srcPub, err)
+	}
+	if _, err := super.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, w.srcSlot); err != nil {
+		return fmt.Errorf("creating slot %s: %w", w.srcSlot, err)
+	}
+	return nil
 }
 
 // drainWithRecvlogical times pg_recvlogical from start to exit; it exits on
 // its own once it has received everything up to endLSN.
-func drainWithRecvlogical(ctx context.Context, c *config, endLSN uint64) (time.Duration, error) {
-	return drainSlot(ctx, c, srcSlot, srcPub, endLSN)
+func drainWithRecvlogical(ctx context.Context, c *config, w workload, endLSN uint64) (time.Duration, error) {
+	return drainSlot(ctx, c, w.srcSlot, w.srcPub, endLSN)
 }
 
 // drainSlot is drainWithRecvlogical for any pgoutput slot and publication.

@@ -17,7 +17,7 @@ func ferrySlot(taskID string) string {
 	return "ferry_" + strings.ReplaceAll(strings.ToLower(taskID), "-", "_")
 }
 
-func (f *ferry) createTask(ctx context.Context, c *config, taskID, topic string) error {
+func (f *ferry) createTask(ctx context.Context, c *config, taskID, topic, table string, kafka *taskv1.KafkaOptions) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	_, err := f.control.CreateTask(ctx, &taskv1.CreateTaskRequest{TaskId: taskID, Spec: &taskv1.TaskSpec{
@@ -30,7 +30,7 @@ func (f *ferry) createTask(ctx context.Context, c *config, taskID, topic string)
 		Destination: &taskv1.KafkaEndpoint{BootstrapServers: c.kafkaBootstrap, Topic: topic},
 		Objects:     &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{{Schema: "public", Table: table}}},
 		SyncTypes:   &taskv1.SyncTypes{Schema: true},
-		Kafka:       &taskv1.KafkaOptions{ConflictMode: taskv1.ConflictMode_CONFLICT_MODE_IGNORE},
+		Kafka:       kafka,
 		Advanced:    &taskv1.AdvancedOptions{ConnectionRetryMinutes: 10, OtherRetryMinutes: 2},
 	}})
 	if err != nil {
