@@ -92,15 +92,18 @@ bench: up
 # A correctness smoke test of the harness, not a timing test: 5,000 rows,
 # one run, report in a temporary folder, Debezium included (about 20 s; its
 # jars are fetched with Maven on first use); the delivery scenario with 2,000
-# rows per codec and format and one second of paced latency. ferrybench
+# rows per codec and format and one second of paced latency; a 50-table
+# task (tables10k, about 10 s). ferrybench
 # itself fails unless every row arrived; the report files are checked here.
 bench-smoke: up
 	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; eval "$$($(STACK) env)"; \
 		go run ./bench/cmd/ferrybench -n 5000 -runs 1 -ferry-timeout 2m -out "$$out" \
-			-delivery-n 2000 -latency-for 1s -latency-warmup 200ms >"$$out/stdout"; \
+			-delivery-n 2000 -latency-for 1s -latency-warmup 200ms \
+			-scenarios backlog,delivery,tables10k -t10k-tables 50 >"$$out/stdout"; \
 		test -s "$$out/latest.md" -a -s "$$out/latest.json" || { echo "bench-smoke: no report" >&2; exit 1; }; \
 		grep -q '| 1 | 5000 / 5000 |' "$$out/latest.md" || { echo "bench-smoke: rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
 		grep -qE '^\| 1 \| 5000 / 5000 \|.*\| 5000 / 5000 \|' "$$out/latest.md" || { echo "bench-smoke: Debezium's rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
 		test "$$(grep -cE '^\| (Canal JSON|DTS Avro) \| (lz4|zstd|gzip|snappy) \|' "$$out/latest.md")" = 10 || \
 			{ echo "bench-smoke: delivery figures missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
-		echo "bench-smoke: ok, 5000 of 5000 rows arrived through Ferry and through Debezium, delivery measured for 2 formats x 4 codecs, and the report was written"
+		grep -q '^| 1 | 150 / 150 | 50 / 50 |' "$$out/latest.md" || { echo "bench-smoke: tables10k's full sync incomplete" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
+		echo "bench-smoke: ok, 5000 of 5000 rows arrived through Ferry and through Debezium, delivery measured for 2 formats x 4 codecs, a 50-table task reached incremental, and the report was written"

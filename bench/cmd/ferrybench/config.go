@@ -34,6 +34,10 @@ type config struct {
 	latencyWarmup time.Duration
 	dlvProfile    string
 
+	// The tables10k scenario (bench/README.md).
+	t10kTables, t10kRows, t10kRuns int
+	t10kSelect                     string // "schema" or "tables"
+
 	pgHost, pgDatabase string
 	pgPort             int
 	pgSuperDSN         string // postgres superuser: baseline slot, publication, cleanup
@@ -64,6 +68,10 @@ func parseConfig(args []string) (*config, error) {
 	fs.DurationVar(&c.latencyFor, "latency-for", 12*time.Second, "delivery scenario: how long latency is measured, after the warm-up")
 	fs.DurationVar(&c.latencyWarmup, "latency-warmup", 2*time.Second, "delivery scenario: paced warm-up left out of the latency figures")
 	fs.StringVar(&c.dlvProfile, "delivery-cpuprofile", "", "delivery scenario: write a CPU profile of the last run's delivery process here")
+	fs.IntVar(&c.t10kTables, "t10k-tables", 10_000, "tables10k scenario: tables in the task")
+	fs.IntVar(&c.t10kRows, "t10k-rows", 3, "tables10k scenario: rows per table")
+	fs.IntVar(&c.t10kRuns, "t10k-runs", 1, "tables10k scenario: runs (tasks) over the same tables")
+	fs.StringVar(&c.t10kSelect, "t10k-select", "schema", "tables10k scenario: select the schema whole (schema) or every table by name (tables)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -90,8 +98,8 @@ func parseConfig(args []string) (*config, error) {
 func (c *config) parseDelivery(scenarios, codecList string) error {
 	c.scenarios = map[string]bool{}
 	for _, s := range strings.Split(scenarios, ",") {
-		if s = strings.TrimSpace(s); s != "backlog" && s != "delivery" {
-			return fmt.Errorf("-scenarios: unknown scenario %q; use backlog, delivery or both", s)
+		if s = strings.TrimSpace(s); s != "backlog" && s != "delivery" && s != "tables10k" {
+			return fmt.Errorf("-scenarios: unknown scenario %q; use backlog, delivery, tables10k or a comma-separated list", s)
 		}
 		c.scenarios[s] = true
 	}
@@ -104,6 +112,9 @@ func (c *config) parseDelivery(scenarios, codecList string) error {
 	}
 	if c.dlvRows <= 0 || c.dlvBatch <= 0 || c.latencyRate < pacedBatchesPerSecond {
 		return fmt.Errorf("-delivery-n and -delivery-batch must be positive and -latency-rate at least %d", pacedBatchesPerSecond)
+	}
+	if c.t10kTables <= 0 || c.t10kTables > 99_999 || c.t10kRows <= 0 || c.t10kRuns <= 0 || (c.t10kSelect != "schema" && c.t10kSelect != "tables") {
+		return fmt.Errorf("-t10k-tables must be 1..99999, -t10k-rows and -t10k-runs positive, -t10k-select schema or tables")
 	}
 	if c.latencyFor < pacedInterval || c.latencyWarmup < 0 {
 		return fmt.Errorf("-latency-for must be at least %s and -latency-warmup not negative", pacedInterval)

@@ -77,6 +77,13 @@ func runScenarios(ctx context.Context, e *benchEnv, rep *report) error {
 			errs = append(errs, err)
 		}
 	}
+	if e.c.scenarios["tables10k"] {
+		rep.Tables10k = newT10kReport(e.c)
+		if err := runTables10kScenario(ctx, e, rep.Tables10k); err != nil {
+			rep.Tables10k.Error = err.Error()
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -100,6 +107,9 @@ func carryOver(c *config, rep *report) {
 	}
 	if !c.scenarios["delivery"] {
 		rep.Delivery = prev.Delivery
+	}
+	if !c.scenarios["tables10k"] {
+		rep.Tables10k = prev.Tables10k
 	}
 }
 

@@ -24,6 +24,8 @@ type report struct {
 	ConnectVersion  string `json:"kafka_connect_version,omitempty"`
 	// Delivery is the delivery scenario's part (dlvreport.go).
 	Delivery *dlvReport `json:"delivery,omitempty"`
+	// Tables10k is the many-tables scenario's part (tables10k_report.go).
+	Tables10k *t10kReport `json:"tables10k,omitempty"`
 }
 
 // Goals, printed beside the figures so that a miss is visible.
@@ -183,6 +185,12 @@ func renderMarkdown(rep report) string {
 			b.WriteString("\n")
 		}
 		renderDelivery(&b, rep.Delivery)
+	}
+	if rep.Tables10k != nil {
+		if b.Len() > 0 {
+			b.WriteString("\n")
+		}
+		renderT10k(&b, rep.Tables10k)
 	}
 	return b.String()
 }
