@@ -98,15 +98,16 @@ bench: up
 # rows/s (2,400 rows with the warm-up); full sync of one 5,000-row table and
 # three 1,000-row tables; Debezium included in all of these; one 20,000-row
 # transaction through Ferry in DTS Avro with zstd (no Debezium), and
-# capture's decode of 20,000 rows in both shapes. ferrybench itself fails
-# unless every row arrived; the report files are checked here.
+# capture's decode of 20,000 rows in both shapes; a 50-table task
+# (tables10k). ferrybench itself fails unless every row arrived; the report
+# files are checked here.
 bench-smoke: up
 	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; eval "$$($(STACK) env)"; \
 		go run ./bench/cmd/ferrybench -n 5000 -runs 1 -ferry-timeout 2m -out "$$out" \
 			-backlog-combos canal/lz4 -mixed-n 5000 -mixed-prefill 2000 \
 			-delivery-n 2000 -latency-rate 2000 -latency-for 1s -latency-warmup 200ms \
 			-fullsync-rows 5000 -fullsync-tables 3 -fullsync-table-rows 1000 -fullsync-runs 1 \
-			-bigtxn-n 20000 -bigtxn-combos avro/zstd -bigtxn-debezium=false -decode-n 20000 >"$$out/stdout"; \
+			-bigtxn-n 20000 -bigtxn-combos avro/zstd -bigtxn-debezium=false -decode-n 20000 -t10k-tables 50 >"$$out/stdout"; \
 		test -s "$$out/latest.md" -a -s "$$out/latest.json" || { echo "bench-smoke: no report" >&2; exit 1; }; \
 		grep -q '| 1 | 5000 / 5000 |' "$$out/latest.md" || { echo "bench-smoke: rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
 		grep -qE '^\| 1 \| 5000 / 5000 \|.*\| 5000 / 5000 \|' "$$out/latest.md" || { echo "bench-smoke: Debezium's rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
@@ -122,4 +123,5 @@ bench-smoke: up
 		grep -q '^| 1 | 20000 / 20000 |' "$$out/latest.md" || { echo "bench-smoke: bigtxn rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
 		test "$$(grep -cE '^\| (backlog \| 20000 \| 1000|bigtxn \| 20000 \| 20000) \|' "$$out/latest.md")" = 2 || \
 			{ echo "bench-smoke: decode figures missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
-		echo "bench-smoke: ok, 5000 of 5000 rows arrived through Ferry and through Debezium, delivery measured for 2 formats x 4 codecs, 5000 mixed changes and 2400 paced rows arrived through both, full sync of 5000 + 3 x 1000 rows through both, a 20000-row transaction arrived through Ferry (DTS Avro, zstd), capture decoded both shapes, and the report was written"
+		grep -q '^| 1 | 150 / 150 | 50 / 50 |' "$$out/latest.md" || { echo "bench-smoke: tables10k's full sync incomplete" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
+		echo "bench-smoke: ok, 5000 of 5000 rows arrived through Ferry and through Debezium, delivery measured for 2 formats x 4 codecs, 5000 mixed changes and 2400 paced rows arrived through both, full sync of 5000 + 3 x 1000 rows through both, a 20000-row transaction arrived through Ferry (DTS Avro, zstd), capture decoded both shapes, a 50-table task reached incremental, and the report was written"

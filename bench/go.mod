@@ -9,6 +9,7 @@ require (
 	github.com/ferry-cdc/ferry/workflows v0.0.0
 	github.com/hamba/avro/v2 v2.31.0
 	github.com/jackc/pgx/v5 v5.12.0
+	go.temporal.io/sdk v1.50.0
 	google.golang.org/grpc v1.83.2
 	google.golang.org/protobuf v1.36.11
 )

@@ -39,14 +39,33 @@ func (f *rawFrame) backfill() (*cdcv1.BackfillProgress, error) {
 type backfillProgress struct {
 	confirmed []*cdcv1.BackfillProgress
 	pending   []*cdcv1.BackfillProgress
+	// at finds a table's entry in confirmed: a full sync of thousands of
+	// tables promotes a chunk per table, and a scan of the list for each
+	// made the whole full sync quadratic.
+	at map[backfillKey]int
 }
 
+type backfillKey struct{ schema, table string }
+
+func keyOf(b *cdcv1.BackfillProgress) backfillKey { return backfillKey{b.GetSchema(), b.GetTable()} }
+
 func newBackfillProgress(from []*cdcv1.BackfillProgress) backfillProgress {
-	out := backfillProgress{}
+	out := backfillProgress{at: make(map[backfillKey]int, len(from))}
 	for _, b := range from {
-		out.confirmed = append(out.confirmed, proto.Clone(b).(*cdcv1.BackfillProgress))
+		out.add(proto.Clone(b).(*cdcv1.BackfillProgress))
 	}
 	return out
+}
+
+// add appends a table's first confirmed entry.
+func (p *backfillProgress) add(b *cdcv1.BackfillProgress) {
+	if p.at == nil {
+		p.at = map[backfillKey]int{}
+	}
+	if _, seen := p.at[keyOf(b)]; !seen {
+		p.at[keyOf(b)] = len(p.confirmed)
+	}
+	p.confirmed = append(p.confirmed, b)
 }
 
 // report queues a chunk's progress and promotes what lsn already covers.
@@ -64,16 +83,13 @@ func (p *backfillProgress) promote(lsn uint64) {
 			keep = append(keep, b)
 			continue
 		}
-		replaced := false
-		for i, c := range p.confirmed {
-			if c.GetSchema() == b.GetSchema() && c.GetTable() == b.GetTable() {
-				b.EstimatedRows = max(b.GetEstimatedRows(), c.GetEstimatedRows())
-				p.confirmed[i], replaced = b, true
-			}
+		i, ok := p.at[keyOf(b)]
+		if !ok {
+			p.add(b)
+			continue
 		}
-		if !replaced {
-			p.confirmed = append(p.confirmed, b)
-		}
+		b.EstimatedRows = max(b.GetEstimatedRows(), p.confirmed[i].GetEstimatedRows())
+		p.confirmed[i] = b
 	}
 	p.pending = keep
 }

@@ -1,6 +1,7 @@
 package task
 
 import (
+	"fmt"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -49,5 +50,40 @@ func TestBackfillFrameIsRecognised(t *testing.T) {
 	batch, _ := proto.Marshal(&capturev1.StreamChangesResponse{Batch: &cdcv1.ChangeBatch{WatermarkLsn: 1}})
 	if (&rawFrame{b: batch}).isBackfill() {
 		t.Fatal("a batch frame taken for backfill progress")
+	}
+}
+
+// A full sync of thousands of tables confirms each table's chunks in turn;
+// every table keeps its one entry, in its place, with its latest progress,
+// and Kafka's committed progress (merge) lands on the right table too.
+func TestBackfillProgressOfManyTables(t *testing.T) {
+	const n = 5000
+	var from []*cdcv1.BackfillProgress
+	for i := range n {
+		from = append(from, &cdcv1.BackfillProgress{Schema: "s", Table: fmt.Sprintf("t%05d", i), EstimatedRows: 9})
+	}
+	p := newBackfillProgress(from)
+	lsn := uint64(100)
+	for i := n - 1; i >= 0; i-- { // not in list order
+		lsn++
+		p.report(&cdcv1.BackfillProgress{Schema: "s", Table: fmt.Sprintf("t%05d", i), AfterKey: []string{"3"}, Rows: 3, Done: true, Lsn: lsn}, lsn)
+	}
+	p.report(&cdcv1.BackfillProgress{Schema: "s2", Table: "t00000", Rows: 1, Lsn: lsn + 1}, lsn+1)
+	p.merge([]*cdcv1.BackfillProgress{{Schema: "s", Table: "t00042", Rows: 4, Done: true, Lsn: lsn + 5}}, lsn)
+	got := p.snapshot()
+	if len(got) != n+1 {
+		t.Fatalf("%d entries, want %d", len(got), n+1)
+	}
+	for i, b := range got[:n] {
+		want := uint64(3)
+		if i == 42 {
+			want = 4
+		}
+		if b.GetTable() != fmt.Sprintf("t%05d", i) || b.GetRows() != want || !b.GetDone() || b.GetEstimatedRows() != 9 {
+			t.Fatalf("entry %d: %v; want t%05d done with %d rows and its estimate", i, b, i, want)
+		}
+	}
+	if last := got[n]; last.GetSchema() != "s2" || last.GetRows() != 1 {
+		t.Fatalf("a table of another schema with the same name: %v", last)
 	}
 }

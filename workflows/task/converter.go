@@ -14,14 +14,41 @@ import (
 // --input` sends plain JSON, and with encoding/json an enum would have to be
 // a number and a misspelt field would vanish; with protojson users write
 // "COMPRESSION_ZSTD" and get an error for a field that does not exist.
+//
+// Messages of largeProtoBytes or more are written in binary protobuf
+// instead: a task over 10,000 tables carries a progress entry per table in
+// its checkpoint and a table per entry in its state, about a megabyte as
+// protojson (Temporal warns from 512 KB and refuses 2 MB) and 30 ms to
+// encode, each heartbeat. Binary is 2.5 times smaller and several times
+// faster; small payloads stay readable in the Temporal UI and CLI. Every
+// payload names its encoding, so either decodes, whichever wrote it.
 func DataConverter() converter.DataConverter {
 	return converter.NewCompositeDataConverter(
 		converter.NewNilPayloadConverter(),
 		converter.NewByteSlicePayloadConverter(),
+		largeProtoConverter{converter.NewProtoPayloadConverter()},
 		converter.NewProtoJSONPayloadConverter(),
-		converter.NewProtoPayloadConverter(),
 		plainJSONConverter{converter.NewJSONPayloadConverter()},
 	)
+}
+
+// largeProtoBytes is the binary size from which a message is written as
+// binary protobuf: its protojson would be about 250 KB.
+const largeProtoBytes = 100 << 10
+
+// largeProtoConverter writes large messages as binary protobuf and passes
+// smaller ones on (a nil payload) to the protojson converter after it. It
+// decodes every binary protobuf payload.
+type largeProtoConverter struct {
+	*converter.ProtoPayloadConverter
+}
+
+func (c largeProtoConverter) ToPayload(value any) (*commonpb.Payload, error) {
+	m, ok := value.(proto.Message)
+	if !ok || proto.Size(m) < largeProtoBytes {
+		return nil, nil
+	}
+	return c.ProtoPayloadConverter.ToPayload(value)
 }
 
 // plainJSONConverter handles "json/plain" payloads.

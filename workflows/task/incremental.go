@@ -29,6 +29,14 @@ const heartbeatEvery = time.Second
 // carry the position.
 const DefaultHeartbeatSeconds = 30
 
+// ackHeartbeatGap spaces the heartbeats acks record. The SDK sends at
+// most one per HeartbeatThrottle but encodes every one it is given, and
+// during a chunked full sync of 10,000 tables the checkpoint (a progress
+// entry per table) is a megabyte: one per ack, a chunk each, took more CPU
+// than the sync. An attempt that ends returns its checkpoint whole, so
+// only a worker that dies loses up to this much of the heartbeat's lag.
+const ackHeartbeatGap = 500 * time.Millisecond
+
 // HeartbeatThrottle is the longest the worker holds back a heartbeat; it
 // bounds how long a pause or stop waits for the incremental activity.
 const HeartbeatThrottle = 2 * time.Second
@@ -201,6 +209,7 @@ func deliveryStart(taskID string, spec *taskv1.TaskSpec, checkpoint uint64) *del
 // the task has no latency alert).
 func forwardAcks(ctx context.Context, delStream deliveryv1.DeliveryService_DeliverClient, capStream capturev1.CaptureService_StreamChangesClient,
 	cp *checkpointTracker, alerts *latencyWatch) error {
+	var beat heartbeatGate
 	for {
 		ack, err := delStream.Recv()
 		if err != nil {
@@ -215,11 +224,24 @@ func forwardAcks(ctx context.Context, delStream deliveryv1.DeliveryService_Deliv
 		if err := capStream.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Ack{Ack: &capturev1.Ack{FlushedLsn: ack.GetSafeLsn()}}}); err != nil {
 			return wrapStream("capture", recvErr(capStream.Recv, err))
 		}
-		activity.RecordHeartbeat(ctx, cp.snapshot())
+		if beat.due(time.Now()) {
+			activity.RecordHeartbeat(ctx, cp.snapshot())
+		}
 		if cp.finished() {
 			return errBackfilled
 		}
 	}
+}
+
+// heartbeatGate lets a heartbeat through at most once per ackHeartbeatGap.
+type heartbeatGate struct{ last time.Time }
+
+func (g *heartbeatGate) due(now time.Time) bool {
+	if !g.last.IsZero() && now.Sub(g.last) < ackHeartbeatGap {
+		return false
+	}
+	g.last = now
+	return true
 }
 
 func heartbeatLoop(ctx context.Context, cp *checkpointTracker) error {

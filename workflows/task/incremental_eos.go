@@ -107,12 +107,12 @@ func (p *backfillProgress) merge(committed []*cdcv1.BackfillProgress, base uint6
 		if k.GetLsn() <= base {
 			continue
 		}
-		for i, b := range p.confirmed {
-			if b.GetSchema() == k.GetSchema() && b.GetTable() == k.GetTable() && k.GetLsn() > b.GetLsn() {
-				next := proto.Clone(k).(*cdcv1.BackfillProgress)
-				next.EstimatedRows = max(next.GetEstimatedRows(), b.GetEstimatedRows())
-				p.confirmed[i] = next
-			}
+		i, ok := p.at[keyOf(k)]
+		if !ok || k.GetLsn() <= p.confirmed[i].GetLsn() {
+			continue
 		}
+		next := proto.Clone(k).(*cdcv1.BackfillProgress)
+		next.EstimatedRows = max(next.GetEstimatedRows(), p.confirmed[i].GetEstimatedRows())
+		p.confirmed[i] = next
 	}
 }

@@ -198,9 +198,7 @@ func (r *taskRun) incremental(ctx workflow.Context) error {
 			if r.stopReq != nil || len(r.pendingModify) > 0 || r.restartReq {
 				continue
 			}
-			return workflow.NewContinueAsNewError(ctx, WorkflowName, &taskv1.TaskWorkflowInput{
-				TaskId: r.in.GetTaskId(), Spec: r.spec(), State: r.st, RetryMinuteSeconds: r.in.GetRetryMinuteSeconds(),
-			})
+			return workflow.NewContinueAsNewError(ctx, WorkflowName, r.continueAsNewInput())
 		}
 		r.setStatus(ctx, taskv1.Status_STATUS_RUNNING)
 		before := r.st.GetCheckpoint().GetConfirmedLsn()
@@ -212,6 +210,16 @@ func (r *taskRun) incremental(ctx workflow.Context) error {
 			return err
 		}
 	}
+}
+
+// continueAsNewInput is the next run's input. The spec travels once, in
+// the state (newTaskRun reads it there): the input is one payload, which
+// Temporal refuses over 2 MB, and a spec naming 10,000 tables is half a
+// megabyte, beside the state's own list of them and their full sync
+// counts. The next run starts in incremental sync, past the phases that
+// read the input's spec.
+func (r *taskRun) continueAsNewInput() *taskv1.TaskWorkflowInput {
+	return &taskv1.TaskWorkflowInput{TaskId: r.in.GetTaskId(), State: r.st, RetryMinuteSeconds: r.in.GetRetryMinuteSeconds()}
 }
 
 // restart clears the retry window: a restart asked for is a fresh start

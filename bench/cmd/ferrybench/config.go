@@ -51,6 +51,9 @@ type config struct {
 	// The full sync scenario (bench/README.md).
 	fsRows, fsTables, fsTableRows, fsRuns int
 	fsDbzMaxRows                          int
+	// The tables10k scenario (bench/README.md).
+	t10kTables, t10kRows, t10kRuns int
+	t10kSelect                     string // "schema" or "tables"
 
 	pgHost, pgDatabase string
 	pgPort             int
@@ -64,7 +67,7 @@ type config struct {
 // allScenarios are the scenarios -scenarios knows, in the order they run;
 // all of them run by default.
 func allScenarios() []string {
-	return []string{"backlog", "delivery", "mixed", "latency", "fullsync", "bigtxn", "decode"}
+	return []string{"backlog", "delivery", "mixed", "latency", "fullsync", "bigtxn", "decode", "tables10k"}
 }
 
 func parseConfig(args []string) (*config, error) {
@@ -102,6 +105,10 @@ func parseConfig(args []string) (*config, error) {
 	fs.IntVar(&c.fsTableRows, "fullsync-table-rows", 100_000, "fullsync scenario: rows of each small table")
 	fs.IntVar(&c.fsRuns, "fullsync-runs", 1, "fullsync scenario: runs per shape (one run of the default sizes takes 10-15 minutes on 2 cores)")
 	fs.IntVar(&c.fsDbzMaxRows, "fullsync-debezium-max-rows", 1_000_000, "fullsync scenario: cap on the rows Debezium snapshots per shape (0: no cap); the report says when it applied")
+	fs.IntVar(&c.t10kTables, "t10k-tables", 10_000, "tables10k scenario: tables in the task")
+	fs.IntVar(&c.t10kRows, "t10k-rows", 3, "tables10k scenario: rows per table")
+	fs.IntVar(&c.t10kRuns, "t10k-runs", 1, "tables10k scenario: runs (tasks) over the same tables")
+	fs.StringVar(&c.t10kSelect, "t10k-select", "schema", "tables10k scenario: select the schema whole (schema) or every table by name (tables)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -159,6 +166,9 @@ func (c *config) parseDelivery(scenarios, codecList string) error {
 	}
 	if c.dlvRows <= 0 || c.dlvBatch <= 0 || c.latencyRate < pacedBatchesPerSecond {
 		return fmt.Errorf("-delivery-n and -delivery-batch must be positive and -latency-rate at least %d", pacedBatchesPerSecond)
+	}
+	if c.t10kTables <= 0 || c.t10kTables > 99_999 || c.t10kRows <= 0 || c.t10kRuns <= 0 || (c.t10kSelect != "schema" && c.t10kSelect != "tables") {
+		return fmt.Errorf("-t10k-tables must be 1..99999, -t10k-rows and -t10k-runs positive, -t10k-select schema or tables")
 	}
 	if c.latencyFor < pacedInterval || c.latencyWarmup < 0 {
 		return fmt.Errorf("-latency-for must be at least %s and -latency-warmup not negative", pacedInterval)

@@ -33,6 +33,8 @@ type report struct {
 	// BigTxn and Decode are those scenarios' parts (bigtxn.go, decodereport.go).
 	BigTxn *bigTxnReport `json:"bigtxn,omitempty"`
 	Decode *decodeReport `json:"decode,omitempty"`
+	// Tables10k is the many-tables scenario's part (tables10k_report.go).
+	Tables10k *t10kReport `json:"tables10k,omitempty"`
 }
 
 // Goals, printed beside the figures so that a miss is visible.
@@ -222,6 +224,12 @@ func renderMarkdown(rep report) string {
 			b.WriteString("\n")
 		}
 		renderDecode(&b, rep.Decode)
+	}
+	if rep.Tables10k != nil {
+		if b.Len() > 0 {
+			b.WriteString("\n")
+		}
+		renderT10k(&b, rep.Tables10k)
 	}
 	return b.String()
 }
