@@ -96,7 +96,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.DurationVar(&c.latencyFor, "latency-for", 12*time.Second, "delivery scenario: how long latency is measured, after the warm-up")
 	fs.DurationVar(&c.latencyWarmup, "latency-warmup", 2*time.Second, "delivery scenario: paced warm-up left out of the latency figures")
 	fs.StringVar(&c.dlvProfile, "delivery-cpuprofile", "", "delivery scenario: write a CPU profile of the last run's delivery process here")
-	fs.IntVar(&c.mixedN, "mixed-n", 500_000, "mixed scenario: changes in the backlog (70% INSERT, 20% UPDATE, 10% DELETE)")
+	fs.IntVar(&c.mixedN, "mixed-n", 300_000, "mixed scenario: changes in the backlog (70% INSERT, 20% UPDATE, 10% DELETE)")
 	fs.IntVar(&c.mixedTxnRows, "mixed-txn-rows", 10, "mixed scenario: changes per source transaction")
 	fs.IntVar(&c.mixedPrefill, "mixed-prefill", 100_000, "mixed scenario: rows in the table before the backlog, for UPDATEs and DELETEs to change")
 	fs.StringVar(&c.cpuProfileDir, "cpuprofile", "", "mixed scenario: the last run's capture and delivery write CPU profiles (capture.pprof, delivery.pprof) into this folder")
