@@ -152,6 +152,11 @@ func (st *stream) receiveAcks(in interface {
 // run is the replication loop: report status, receive one message with a
 // deadline, act on it.
 func (st *stream) run(ctx context.Context, clientDone <-chan error) error {
+	// A receive waits on the connection's read deadline (listen), so the
+	// end of the call must move that deadline for the slot to be let go at
+	// once.
+	stop := context.AfterFunc(ctx, func() { _ = st.repl.Conn().SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
 	for {
 		select {
 		case err := <-clientDone:
@@ -198,11 +203,21 @@ func (st *stream) listen(ctx context.Context) (*pgproto3.CopyData, error) {
 		// commit that ends the batch) is still read before flushing.
 		wait = max(min(wait, time.Until(deadline)), time.Millisecond)
 	}
-	rctx, cancel := context.WithTimeout(ctx, wait)
-	msg, err := st.repl.ReceiveMessage(rctx)
-	cancel()
+	// The deadline goes on the connection rather than into a context per
+	// message: a context with a timeout, and pgconn's watcher of it, cost
+	// about 15% of capture's CPU. run moves the deadline when ctx ends.
+	if err := st.repl.Conn().SetReadDeadline(time.Now().Add(wait)); err != nil {
+		return nil, fmt.Errorf("setting the replication connection's read deadline: %w", err)
+	}
+	if ctx.Err() != nil { // ended before the deadline above replaced run's
+		return nil, fmt.Errorf("receiving from the replication stream: %w", ctx.Err())
+	}
+	msg, err := st.repl.ReceiveMessage(context.Background())
 	if err != nil {
-		if pgconn.Timeout(err) && ctx.Err() == nil {
+		if pgconn.Timeout(err) {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("receiving from the replication stream: %w", ctx.Err())
+			}
 			return nil, nil
 		}
 		return nil, fmt.Errorf("receiving from the replication stream: %w", err)
