@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
@@ -91,20 +92,9 @@ func recordWorkload(t *testing.T) [][]byte {
 	runSeedWorkload(t, q, qf)
 	var raw [][]byte
 	for {
-		msg, err := repl.ReceiveMessage(ctx)
-		if err != nil {
-			t.Fatalf("receiving the workload (got %d messages): %v", len(raw), err)
-		}
-		cd, ok := msg.(*pgproto3.CopyData)
-		if !ok || len(cd.Data) == 0 || cd.Data[0] != pglogrepl.XLogDataByteID {
-			continue
-		}
-		xld, err := pglogrepl.ParseXLogData(cd.Data[1:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw = append(raw, slices.Clone(xld.WALData))
-		if xld.WALData[0] == 'M' && strings.Contains(string(xld.WALData), seedEndPrefix) {
+		m := nextWALData(ctx, t, repl, len(raw))
+		raw = append(raw, m)
+		if m[0] == 'M' && strings.Contains(string(m), seedEndPrefix) {
 			return raw
 		}
 	}
@@ -221,5 +211,26 @@ func writeSeed(t *testing.T, target, name, values string) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, name), []byte("go test fuzz v1\n"+values+"\n"), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// nextWALData receives until the next XLogData and returns a copy of its
+// pgoutput message; got is how many the caller has, for the error.
+func nextWALData(ctx context.Context, t *testing.T, repl *pgconn.PgConn, got int) []byte {
+	t.Helper()
+	for {
+		msg, err := repl.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatalf("receiving the workload (got %d messages): %v", got, err)
+		}
+		cd, ok := msg.(*pgproto3.CopyData)
+		if !ok || len(cd.Data) == 0 || cd.Data[0] != pglogrepl.XLogDataByteID {
+			continue
+		}
+		xld, err := pglogrepl.ParseXLogData(cd.Data[1:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.Clone(xld.WALData)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 	"github.com/ferry-cdc/ferry/services/testenv"
@@ -95,19 +94,7 @@ func recordStreamedWorkload(t *testing.T, e *streamPG, q, slot, pub string) ([][
 	var inBlock []bool
 	open := false
 	for {
-		msg, err := repl.ReceiveMessage(ctx)
-		if err != nil {
-			t.Fatalf("receiving the workload (got %d messages): %v", len(raw), err)
-		}
-		cd, ok := msg.(*pgproto3.CopyData)
-		if !ok || len(cd.Data) == 0 || cd.Data[0] != pglogrepl.XLogDataByteID {
-			continue
-		}
-		xld, err := pglogrepl.ParseXLogData(cd.Data[1:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := slices.Clone(xld.WALData)
+		m := nextWALData(ctx, t, repl, len(raw))
 		raw, inBlock = append(raw, m), append(inBlock, open)
 		switch m[0] {
 		case msgStreamStart:

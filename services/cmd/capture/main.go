@@ -85,16 +85,5 @@ func run(cfg Config, logger *slog.Logger) (err error) {
 	}
 	srv := grpcserver.New("capture", logger, tel.ServerOptions()...)
 	capturev1.RegisterCaptureServiceServer(srv, impl)
-	if cfg.CPUProfile != "" {
-		stop, err := grpcserver.ProfileCPU(cfg.CPUProfile)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			if perr := stop(); perr != nil && err == nil {
-				err = perr
-			}
-		}()
-	}
-	return srv.RunUntilSignal(cfg.Listen)
+	return srv.RunUntilSignalProfiled(cfg.Listen, cfg.CPUProfile)
 }

@@ -26,3 +26,22 @@ func ProfileCPU(path string) (stop func() error, err error) {
 		return nil
 	}, nil
 }
+
+// RunUntilSignalProfiled is RunUntilSignal that, when cpuProfile is set,
+// writes a CPU profile of the whole run there (for the benchmark; off in
+// production).
+func (s *Server) RunUntilSignalProfiled(addr, cpuProfile string) (err error) {
+	if cpuProfile == "" {
+		return s.RunUntilSignal(addr)
+	}
+	stop, err := ProfileCPU(cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if perr := stop(); perr != nil && err == nil {
+			err = perr
+		}
+	}()
+	return s.RunUntilSignal(addr)
+}
