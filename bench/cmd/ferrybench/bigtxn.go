@@ -54,10 +54,9 @@ func runBigTxnScenario(ctx context.Context, e *benchEnv, rep *bigTxnReport) erro
 }
 
 func renderBigTxn(b *strings.Builder, rep *bigTxnReport) {
-	m := rep.Machine
 	fmt.Fprintf(b, "# Ferry benchmark: one big transaction\n\n")
 	fmt.Fprintf(b, "- Date: %s\n", rep.Date)
-	fmt.Fprintf(b, "- Machine: %d CPUs, %d MiB memory, %s (%s)\n", m.CPUs, m.MemoryMB, m.CPUModel, m.GoVer)
+	b.WriteString(rep.Machine.line())
 	fmt.Fprintf(b, "- One transaction of N = %d inserts into `bench_bigtxn` (one INSERT … SELECT generate_series), measured as the backlog is: source limit, Ferry (fresh processes: peak RSS is this transaction's) and the Kafka limit per format and codec, Debezium; %d run(s)\n", rep.Rows, len(rep.Runs))
 	b.WriteString("- PostgreSQL's walsender decodes a transaction only at its commit (spilling it to disk past `logical_decoding_work_mem`), unless the client asks for streaming of in-progress transactions (pgoutput v2); every consumer here waits for that.\n")
 	if rep.DebeziumVersion != "" {
@@ -69,10 +68,7 @@ func renderBigTxn(b *strings.Builder, rep *bigTxnReport) {
 	if rep.Error != "" {
 		fmt.Fprintf(b, "**The bigtxn scenario failed:** %s\n\n", rep.Error)
 	}
-	b.WriteString("| Figure | Median | Min – max | Goal | Status |\n|---|---|---|---|---|\n")
-	for _, f := range figures(rep.Runs) {
-		b.WriteString(f.row() + "\n")
-	}
+	renderFigures(b, figures(rep.Runs))
 	renderCombos(b, rep.Runs)
 	renderBacklogRuns(b, report{Rows: rep.Rows, Runs: rep.Runs})
 }

@@ -221,6 +221,11 @@ type machine struct {
 	GoVer    string `json:"go"`
 }
 
+// line is the machine as every report's header lists it.
+func (m machine) line() string {
+	return fmt.Sprintf("- Machine: %d CPUs, %d MiB memory, %s (%s)\n", m.CPUs, m.MemoryMB, m.CPUModel, m.GoVer)
+}
+
 func describeMachine() machine {
 	m := machine{CPUs: runtime.NumCPU(), GoVer: runtime.Version(), CPUModel: "unknown"}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {

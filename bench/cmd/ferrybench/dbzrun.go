@@ -57,7 +57,8 @@ func measureDebezium(ctx context.Context, e *benchEnv, w workload, run int) (res
 		return res, fmt.Errorf("creating the Kafka Connect folder: %w", err)
 	}
 	k, err := e.startDebezium(ctx, w, dir, prefix, topic, heartbeats)
-	defer e.cleanupDebezium(ctx, w, k, dir, &err, topic, heartbeats)
+	defer e.cleanupDebezium(ctx, k, dbzLeftovers{slot: w.dbzSlot, pub: w.dbzPub, dir: dir, topics: []string{topic, heartbeats},
+		dropTable: func(ctx context.Context) error { return dropTable(ctx, e.owner, w.table) }}, &err)
 	if err != nil {
 		return res, err
 	}
@@ -147,26 +148,45 @@ func (k *connectWorker) timeCatchUp(ctx context.Context, e *benchEnv, w workload
 	return res, nil
 }
 
+// dbzLeftovers is what one Debezium measurement may leave behind.
+type dbzLeftovers struct {
+	slot, pub, dir string
+	topics         []string
+	// dropTable drops the scenario's table; nil when the tables outlive the
+	// measurement.
+	dropTable func(ctx context.Context) error
+}
+
+// targetLeftovers is what a connector on t leaves behind, its table
+// included.
+func (e *benchEnv) targetLeftovers(t dbzTarget, dir string, topics ...string) dbzLeftovers {
+	return dbzLeftovers{slot: t.slot, pub: t.pub, dir: dir, topics: topics,
+		dropTable: func(ctx context.Context) error { return dropNamedTable(ctx, e.owner, t.table) }}
+}
+
 // cleanupDebezium leaves nothing behind whatever happened: no worker, slot,
-// publication, table or topic. After a failure the worker's folder (log,
-// properties, offsets) is kept for whoever reads the error.
-func (e *benchEnv) cleanupDebezium(ctx context.Context, w workload, k *connectWorker, dir string, failed *error, topics ...string) {
+// publication or topic, and no table unless the tables outlive the
+// measurement. After a failure the worker's folder (log, properties,
+// offsets) is kept for whoever reads the error.
+func (e *benchEnv) cleanupDebezium(ctx context.Context, k *connectWorker, l dbzLeftovers, failed *error) {
 	ctx = context.WithoutCancel(ctx)
 	k.stop()
-	if err := dropSlotAndPublication(ctx, e.super, w.dbzSlot, w.dbzPub); err != nil {
+	if err := dropSlotAndPublication(ctx, e.super, l.slot, l.pub); err != nil {
 		log.Printf("cleanup: %v", err)
 	}
-	if err := dropTable(ctx, e.owner, w.table); err != nil {
-		log.Printf("cleanup: %v", err)
+	if l.dropTable != nil {
+		if err := l.dropTable(ctx); err != nil {
+			log.Printf("cleanup: %v", err)
+		}
 	}
-	if err := deleteTopics(ctx, e.admin, topics...); err != nil {
+	if err := deleteTopics(ctx, e.admin, l.topics...); err != nil {
 		log.Printf("cleanup: %v", err)
 	}
 	if *failed != nil {
-		log.Printf("Kafka Connect's log is in %s", filepath.Join(dir, "connect.log"))
+		log.Printf("Kafka Connect's log is in %s", filepath.Join(l.dir, "connect.log"))
 		return
 	}
-	_ = os.RemoveAll(dir)
+	_ = os.RemoveAll(l.dir)
 }
 
 // startDebezium prepares what the connector expects to find (the table, a
@@ -190,42 +210,12 @@ type dbzTarget struct {
 // startDebeziumOn is startDebezium for any table, which the caller has
 // created.
 func (e *benchEnv) startDebeziumOn(ctx context.Context, t dbzTarget, dir, prefix string, topics ...string) (*connectWorker, error) {
-	if err := dropSlotAndPublication(ctx, e.super, t.slot, t.pub); err != nil {
+	if err := e.prepareDebezium(ctx, t.slot, t.pub, []string{t.table}, topics); err != nil {
 		return nil, err
-	}
-	if _, err := e.super.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE public.%s", t.pub, t.table)); err != nil {
-		return nil, fmt.Errorf("creating publication %s: %w", t.pub, err)
-	}
-	for _, t := range topics {
-		if err := createTopic(ctx, e.admin, t); err != nil {
-			return nil, err
-		}
 	}
 	pw, err := os.ReadFile(e.c.pgPasswordFile)
 	if err != nil {
 		return nil, fmt.Errorf("reading the PostgreSQL password (is the stack up? `make up`): %w", err)
-	}
-	worker := [][2]string{
-		{"bootstrap.servers", e.c.kafkaBootstrap},
-		{"key.converter", "org.apache.kafka.connect.json.JsonConverter"},
-		{"key.converter.schemas.enable", "false"},
-		{"value.converter", "org.apache.kafka.connect.json.JsonConverter"},
-		{"value.converter.schemas.enable", "false"},
-		{"offset.storage.file.filename", filepath.Join(dir, "offsets")},
-		// Debezium confirms a slot position only when Connect commits
-		// offsets, every 60 s by default; 100 ms is how often Ferry's
-		// capture reports progress, so "confirmed" means the same for both.
-		{"offset.flush.interval.ms", "100"},
-		// Ferry's producer settings (services/delivery/kafkaconf.go, as the
-		// Kafka limit uses them) in place of Connect's defaults (16 KB
-		// batches, one request in flight, no compression): the comparison
-		// is of the two pipelines, not of their producers' defaults.
-		{"producer.compression.type", "lz4"},
-		{"producer.acks", "all"},
-		{"producer.enable.idempotence", "true"},
-		{"producer.max.in.flight.requests.per.connection", "5"},
-		{"producer.linger.ms", "5"},
-		{"producer.batch.size", "1000000"},
 	}
 	connector := [][2]string{
 		{"name", dbzConnector},
@@ -254,7 +244,7 @@ func (e *benchEnv) startDebeziumOn(ctx context.Context, t dbzTarget, dir, prefix
 		// table's changes, and would go to a topic of their own.
 		{"message.prefix.exclude.list", ".*"},
 	}
-	return startConnect(e.dbzLibs, dir, worker, append(connector, t.extra...))
+	return startConnect(e.dbzLibs, dir, connectWorkerConf(e.c, dir), append(connector, t.extra...))
 }
 
 // waitSlot waits until Debezium's slot exists and its active flag is want,
@@ -278,4 +268,48 @@ func (k *connectWorker) waitSlot(ctx context.Context, conn *pgx.Conn, slot strin
 		}
 		return false, fmt.Sprintf("slot exists %v active %v; %s", s.exists, s.active, k.status(ctx)), nil
 	})
+}
+
+// prepareDebezium gives a connector a fresh publication for tables and the
+// topics it writes (the stack's broker does not create topics).
+func (e *benchEnv) prepareDebezium(ctx context.Context, slot, pub string, tables, topics []string) error {
+	if err := dropSlotAndPublication(ctx, e.super, slot, pub); err != nil {
+		return err
+	}
+	if _, err := e.super.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s", pub, qualified(tables))); err != nil {
+		return fmt.Errorf("creating publication %s: %w", pub, err)
+	}
+	for _, t := range topics {
+		if err := createTopic(ctx, e.admin, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// connectWorkerConf is every Debezium scenario's Kafka Connect worker
+// settings, its offsets kept in dir.
+func connectWorkerConf(c *config, dir string) [][2]string {
+	return [][2]string{
+		{"bootstrap.servers", c.kafkaBootstrap},
+		{"key.converter", "org.apache.kafka.connect.json.JsonConverter"},
+		{"key.converter.schemas.enable", "false"},
+		{"value.converter", "org.apache.kafka.connect.json.JsonConverter"},
+		{"value.converter.schemas.enable", "false"},
+		{"offset.storage.file.filename", filepath.Join(dir, "offsets")},
+		// Debezium confirms a slot position only when Connect commits
+		// offsets, every 60 s by default; 100 ms is how often Ferry's
+		// capture reports progress, so "confirmed" means the same for both.
+		{"offset.flush.interval.ms", "100"},
+		// Ferry's producer settings (services/delivery/kafkaconf.go, as the
+		// Kafka limit uses them) in place of Connect's defaults (16 KB
+		// batches, one request in flight, no compression): the comparison
+		// is of the two pipelines, not of their producers' defaults.
+		{"producer.compression.type", "lz4"},
+		{"producer.acks", "all"},
+		{"producer.enable.idempotence", "true"},
+		{"producer.max.in.flight.requests.per.connection", "5"},
+		{"producer.linger.ms", "5"},
+		{"producer.batch.size", "1000000"},
+	}
 }

@@ -57,10 +57,9 @@ func pickShape(runs []decodeRun, shape string, get func(decodeShape) float64) []
 }
 
 func renderDecode(b *strings.Builder, d *decodeReport) {
-	m := d.Machine
 	fmt.Fprintf(b, "# Ferry benchmark: capture's decode rate\n\n")
 	fmt.Fprintf(b, "- Date: %s\n", d.Date)
-	fmt.Fprintf(b, "- Machine: %d CPUs, %d MiB memory, %s (%s)\n", m.CPUs, m.MemoryMB, m.CPUModel, m.GoVer)
+	b.WriteString(d.Machine.line())
 	fmt.Fprintf(b, "- Capture's StreamChanges, read by a client that discards the batches and acknowledges every watermark at once, against `pg_recvlogical` writing pgoutput to /dev/null, over the same WAL (both slots created before the writes); %d run(s). Capture is a fresh process per measurement: its peak RSS is that stream's. See bench/README.md.\n", len(d.Runs))
 	fmt.Fprintf(b, "- Figures are medians over runs with (min – max); goals are checked on the median.\n\n")
 	if d.Error != "" {

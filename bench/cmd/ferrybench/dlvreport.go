@@ -75,10 +75,9 @@ func pickLatency(runs []dlvRun, format string, get func(dlvLatency) float64) []f
 }
 
 func renderDelivery(b *strings.Builder, d *dlvReport) {
-	m := d.Machine
 	fmt.Fprintf(b, "# Ferry benchmark: delivery service\n\n")
 	fmt.Fprintf(b, "- Date: %s\n", d.Date)
-	fmt.Fprintf(b, "- Machine: %d CPUs, %d MiB memory, %s (%s)\n", m.CPUs, m.MemoryMB, m.CPUModel, m.GoVer)
+	b.WriteString(d.Machine.line())
 	fmt.Fprintf(b, "- Throughput: N = %d generated rows per measurement, %d rows per change batch, sent over `Deliver` to the delivery binary; "+
 		"the baseline is a plain librdkafka producer loop with delivery's own producer configuration sending the same messages pre-encoded by delivery's encoders; %d run(s)\n",
 		d.Rows, d.BatchRows, len(d.Runs))

@@ -93,14 +93,9 @@ func digitsAfter(v []byte, marker string) (int, bool) {
 // messages that carry no row apart (ddl); the audit's sizes and sample are
 // of row messages only.
 func auditFullSync(ctx context.Context, bootstrap string, topics []string, end int64, tables []string, rows int, ref rowRef) (a topicAudit, ddl int, err error) {
-	c, err := kafka.NewConsumer(&kafka.ConfigMap{
-		"bootstrap.servers":  bootstrap,
-		"group.id":           "ferrybench-audit",
-		"enable.auto.commit": false,
-		"auto.offset.reset":  "earliest",
-	})
+	c, err := newAuditConsumer(bootstrap)
 	if err != nil {
-		return a, ddl, fmt.Errorf("creating the audit consumer: %w", err)
+		return a, ddl, err
 	}
 	defer func() { _ = c.Close() }()
 	if err := assignTopics(c, topics); err != nil {
@@ -149,19 +144,11 @@ func auditFullSync(ctx context.Context, bootstrap string, topics []string, end i
 			seen[i*(rows+1)+id] = true
 		}
 	}
+	parts := make([][]bool, len(tables))
 	for i := range tables {
-		for _, ok := range seen[i*(rows+1)+1 : (i+1)*(rows+1)] {
-			if ok {
-				a.Distinct++
-			} else {
-				a.Missing++
-			}
-		}
+		parts[i] = seen[i*(rows+1) : (i+1)*(rows+1)]
 	}
-	if a.Messages > 0 {
-		a.AvgKey /= float64(a.Messages)
-		a.AvgValue /= float64(a.Messages)
-	}
+	a.finish(parts...)
 	return a, ddl, nil
 }
 

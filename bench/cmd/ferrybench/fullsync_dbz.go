@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -66,7 +64,7 @@ func measureDebeziumSnapshot(ctx context.Context, e *benchEnv, p fsPart, key str
 		return res, fmt.Errorf("creating the Kafka Connect folder: %w", err)
 	}
 	k, err := e.startSnapshotWorker(ctx, dir, tables, topics)
-	defer e.cleanupDbzSnapshot(ctx, k, dir, &err, topics)
+	defer e.cleanupDebezium(ctx, k, dbzLeftovers{slot: fsDbzSlot, pub: fsDbzPub, dir: dir, topics: topics}, &err)
 	if err != nil {
 		return res, err
 	}
@@ -115,36 +113,13 @@ func measureDebeziumSnapshot(ctx context.Context, e *benchEnv, p fsPart, key str
 
 // startSnapshotWorker creates the publication and the topics the connector
 // needs (the stack's broker does not create topics) and starts a worker
-// with the backlog scenario's settings (startDebezium, dbzrun.go: keep the
-// two in step) and no connector yet.
+// with the backlog scenario's settings (connectWorkerConf) and no connector
+// yet.
 func (e *benchEnv) startSnapshotWorker(ctx context.Context, dir string, tables, topics []string) (*connectWorker, error) {
-	if err := dropSlotAndPublication(ctx, e.super, fsDbzSlot, fsDbzPub); err != nil {
+	if err := e.prepareDebezium(ctx, fsDbzSlot, fsDbzPub, tables, topics); err != nil {
 		return nil, err
 	}
-	if _, err := e.super.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s", fsDbzPub, qualified(tables))); err != nil {
-		return nil, fmt.Errorf("creating publication %s: %w", fsDbzPub, err)
-	}
-	for _, t := range topics {
-		if err := createTopic(ctx, e.admin, t); err != nil {
-			return nil, err
-		}
-	}
-	worker := [][2]string{
-		{"bootstrap.servers", e.c.kafkaBootstrap},
-		{"key.converter", "org.apache.kafka.connect.json.JsonConverter"},
-		{"key.converter.schemas.enable", "false"},
-		{"value.converter", "org.apache.kafka.connect.json.JsonConverter"},
-		{"value.converter.schemas.enable", "false"},
-		{"offset.storage.file.filename", filepath.Join(dir, "offsets")},
-		{"offset.flush.interval.ms", "100"},
-		{"producer.compression.type", "lz4"},
-		{"producer.acks", "all"},
-		{"producer.enable.idempotence", "true"},
-		{"producer.max.in.flight.requests.per.connection", "5"},
-		{"producer.linger.ms", "5"},
-		{"producer.batch.size", "1000000"},
-	}
-	k, err := startConnect(e.dbzLibs, dir, worker, nil)
+	k, err := startConnect(e.dbzLibs, dir, connectWorkerConf(e.c, dir), nil)
 	if k != nil {
 		k.connector = dbzConnector
 	}
@@ -223,22 +198,4 @@ func (k *connectWorker) create(ctx context.Context, conf map[string]string) erro
 		return fmt.Errorf("creating connector %s: HTTP %s: %s", k.connector, res.Status, msg)
 	}
 	return nil
-}
-
-// cleanupDbzSnapshot leaves no worker, slot, publication or topic; after a
-// failure the worker's folder is kept for whoever reads the error.
-func (e *benchEnv) cleanupDbzSnapshot(ctx context.Context, k *connectWorker, dir string, failed *error, topics []string) {
-	ctx = context.WithoutCancel(ctx)
-	k.stop()
-	if err := dropSlotAndPublication(ctx, e.super, fsDbzSlot, fsDbzPub); err != nil {
-		log.Printf("cleanup: %v", err)
-	}
-	if err := deleteTopics(ctx, e.admin, topics...); err != nil {
-		log.Printf("cleanup: %v", err)
-	}
-	if *failed != nil {
-		log.Printf("Kafka Connect's log is in %s", filepath.Join(dir, "connect.log"))
-		return
-	}
-	_ = os.RemoveAll(dir)
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log"
 	"os"
 	"time"
 
@@ -41,7 +40,10 @@ func measureFerryFull(ctx context.Context, e *benchEnv, p fsPart, key string, ru
 		return res, fmt.Errorf("%w (logs in %s)", err, logDir)
 	}
 	failed := true
-	defer func() { e.cleanupFerryFull(ctx, f, taskID, topic, logDir, failed) }()
+	defer e.cleanupFerry(ctx, f, ferryLeftovers{
+		taskID: taskID, topic: topic, slot: ferrySlot(taskID), logDir: logDir,
+		unfinished: e.slotLeft(ferrySlot(taskID)), failed: func() bool { return failed },
+	})
 	if err := f.createFullTask(ctx, e.c, taskID, topic, p.tables); err != nil {
 		return res, err
 	}
@@ -134,29 +136,4 @@ func (f *ferry) watchFullSync(ctx context.Context, e *benchEnv, res *fsFerryResu
 		}
 		return toKafka > 0 && toDone > 0, fmt.Sprintf("in Kafka after %s, done after %s; %s", toKafka, toDone, describe(st)), nil
 	})
-}
-
-// cleanupFerryFull leaves nothing behind: the task stopped with release, no
-// processes, slot, publication or topic. The tables stay for the next
-// measurement.
-func (e *benchEnv) cleanupFerryFull(ctx context.Context, f *ferry, taskID, topic, logDir string, failed bool) {
-	ctx = context.WithoutCancel(ctx)
-	slot := ferrySlot(taskID)
-	if s, err := readSlot(ctx, e.super, slot); err == nil && s.exists {
-		if err := f.stopAndRelease(ctx, e.super, taskID); err != nil {
-			log.Printf("cleanup: %v", err)
-		}
-	}
-	f.stop()
-	if err := dropSlotAndPublication(ctx, e.super, slot, slot); err != nil {
-		log.Printf("cleanup: %v", err)
-	}
-	if err := deleteTopics(ctx, e.admin, topic); err != nil {
-		log.Printf("cleanup: %v", err)
-	}
-	if failed {
-		log.Printf("Ferry's logs are in %s", logDir)
-		return
-	}
-	_ = os.RemoveAll(logDir)
 }

@@ -50,13 +50,7 @@ func fsFigures(runs []fsRunResult) []figure {
 	for _, s := range services {
 		fs = append(fs, figure{name: s + ": CPU s per million rows", values: get(func(r fsRunResult) float64 { return r.Ferry.Processes[s].CPUSecondsPerMillion }), format: "%.2f"})
 	}
-	return append(fs, figure{name: "Ferry, all processes: CPU s per million rows", values: get(func(r fsRunResult) float64 {
-		total := 0.0
-		for _, p := range r.Ferry.Processes {
-			total += p.CPUSecondsPerMillion
-		}
-		return total
-	}), format: "%.2f"})
+	return append(fs, figure{name: "Ferry, all processes: CPU s per million rows", values: get(func(r fsRunResult) float64 { return cpuPerMillionTotal(r.Ferry.Processes) }), format: "%.2f"})
 }
 
 // fsDebeziumFigures are Debezium's rows, when every run has it. A capped
@@ -102,10 +96,9 @@ func fsPath(runs []fsRunResult) string {
 }
 
 func renderFullSync(b *strings.Builder, r *fsReport) {
-	m := r.Machine
 	b.WriteString("# Ferry benchmark: full sync\n\n")
 	fmt.Fprintf(b, "- Date: %s\n", r.Date)
-	fmt.Fprintf(b, "- Machine: %d CPUs, %d MiB memory, %s (%s)\n", m.CPUs, m.MemoryMB, m.CPUModel, m.GoVer)
+	b.WriteString(r.Machine.line())
 	fmt.Fprintf(b, "- Tables generated and vacuumed once in %.0f s; %d run(s) per shape. Each run measures psql's COPY (up to %d tables at once), capture's ReadSnapshot alone, Ferry (task with schema + full sync, Canal JSON, lz4, one topic; clock from StartTask), the Kafka limit and Debezium, one after another; see bench/README.md.\n",
 		r.SetupSeconds, r.Runs, fsCopyConnections)
 	switch {
@@ -124,10 +117,7 @@ func renderFullSync(b *strings.Builder, r *fsReport) {
 		if len(p.Runs) > 0 {
 			fmt.Fprintf(b, "Ferry's full sync path: %s.\n\n", fsPath(p.Runs))
 		}
-		b.WriteString("| Figure | Median | Min – max | Goal | Status |\n|---|---|---|---|---|\n")
-		for _, f := range fsFigures(p.Runs) {
-			b.WriteString(f.row() + "\n")
-		}
+		renderFigures(b, fsFigures(p.Runs))
 		renderFsRuns(b, p)
 	}
 }

@@ -116,11 +116,9 @@ const sampleSize = 10_000
 // (Ferry's Canal JSON, Debezium's JSON) has one.
 type rowIDs func(value []byte) ([]int, error)
 
-// auditTopic reads the topic from offset skip (0: the start; more only for
-// a one-partition topic) up to its end offset and checks that rows 1..n
-// each arrived at least once.
-func auditTopic(ctx context.Context, bootstrap, topic string, n int, skip, end int64, ids rowIDs) (topicAudit, error) {
-	var a topicAudit
+// newAuditConsumer is the consumer every audit reads with: manual
+// assignment, nothing committed.
+func newAuditConsumer(bootstrap string) (*kafka.Consumer, error) {
 	c, err := kafka.NewConsumer(&kafka.ConfigMap{
 		"bootstrap.servers":  bootstrap,
 		"group.id":           "ferrybench-audit",
@@ -128,7 +126,19 @@ func auditTopic(ctx context.Context, bootstrap, topic string, n int, skip, end i
 		"auto.offset.reset":  "earliest",
 	})
 	if err != nil {
-		return a, fmt.Errorf("creating the audit consumer: %w", err)
+		return nil, fmt.Errorf("creating the audit consumer: %w", err)
+	}
+	return c, nil
+}
+
+// auditTopic reads the topic from offset skip (0: the start; more only for
+// a one-partition topic) up to its end offset and checks that rows 1..n
+// each arrived at least once.
+func auditTopic(ctx context.Context, bootstrap, topic string, n int, skip, end int64, ids rowIDs) (topicAudit, error) {
+	var a topicAudit
+	c, err := newAuditConsumer(bootstrap)
+	if err != nil {
+		return a, err
 	}
 	defer func() { _ = c.Close() }()
 	if err := assignAll(c, topic, skip); err != nil {
@@ -227,12 +237,16 @@ func (a *topicAudit) add(msg *kafka.Message, seen []bool, ids rowIDs) error {
 	return nil
 }
 
-func (a *topicAudit) finish(seen []bool) {
-	for _, ok := range seen[1:] {
-		if ok {
-			a.Distinct++
-		} else {
-			a.Missing++
+// finish counts the rows seen and missed, each part's index 0 unused, and
+// turns the sizes into averages.
+func (a *topicAudit) finish(parts ...[]bool) {
+	for _, seen := range parts {
+		for _, ok := range seen[1:] {
+			if ok {
+				a.Distinct++
+			} else {
+				a.Missing++
+			}
 		}
 	}
 	if a.Messages > 0 {

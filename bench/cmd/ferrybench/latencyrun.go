@@ -89,7 +89,11 @@ func (e *benchEnv) measureFerryLatency(ctx context.Context, run int) (res latenc
 		_ = deleteTopics(context.WithoutCancel(ctx), e.admin, topic)
 		return res, fmt.Errorf("%w (logs in %s)", err, logDir)
 	}
-	defer e.cleanupNamedFerry(ctx, f, taskID, topic, latencyTable, logDir, &err)
+	defer e.cleanupFerry(ctx, f, ferryLeftovers{
+		taskID: taskID, topic: topic, slot: ferrySlot(taskID), logDir: logDir,
+		unfinished: e.slotLeft(ferrySlot(taskID)), failed: errSet(&err),
+		dropTable: func(ctx context.Context) error { return dropNamedTable(ctx, e.owner, latencyTable) },
+	})
 	if err = f.createTaskOn(ctx, e.c, taskID, topic, latencyTable); err != nil {
 		return res, err
 	}
@@ -148,7 +152,7 @@ func (e *benchEnv) measureDebeziumLatency(ctx context.Context, run int) (res lat
 		return res, err
 	}
 	k, err := e.startDebeziumOn(ctx, target, dir, prefix, heartbeats)
-	defer e.cleanupDebeziumOn(ctx, k, target, dir, &err, topic, heartbeats)
+	defer e.cleanupDebezium(ctx, k, e.targetLeftovers(target, dir, topic, heartbeats), &err)
 	if err != nil {
 		return res, err
 	}
@@ -166,32 +170,6 @@ func (e *benchEnv) measureDebeziumLatency(ctx context.Context, run int) (res lat
 		return res, fmt.Errorf("warming Debezium up: %w; %s", err, k.status(ctx))
 	}
 	return e.pacedToTopic(ctx, topic, latencyDbzSlot, debeziumStamp)
-}
-
-// cleanupNamedFerry is cleanupFerry for any table.
-func (e *benchEnv) cleanupNamedFerry(ctx context.Context, f *ferry, taskID, topic, tbl, logDir string, failed *error) {
-	ctx = context.WithoutCancel(ctx)
-	slot := ferrySlot(taskID)
-	if s, err := readSlot(ctx, e.super, slot); err == nil && s.exists {
-		if err := f.stopAndRelease(ctx, e.super, taskID); err != nil {
-			log.Printf("cleanup: %v", err)
-		}
-	}
-	f.stop()
-	if err := dropSlotAndPublication(ctx, e.super, slot, slot); err != nil {
-		log.Printf("cleanup: %v", err)
-	}
-	if err := dropNamedTable(ctx, e.owner, tbl); err != nil {
-		log.Printf("cleanup: %v", err)
-	}
-	if err := deleteTopics(ctx, e.admin, topic); err != nil {
-		log.Printf("cleanup: %v", err)
-	}
-	if *failed != nil {
-		log.Printf("Ferry's logs are in %s", logDir)
-		return
-	}
-	_ = os.RemoveAll(logDir)
 }
 
 func latencyFiguresOf(runs []latencyRun) []figure {
@@ -227,10 +205,9 @@ func latencyFiguresOf(runs []latencyRun) []figure {
 }
 
 func renderE2ELatency(b *strings.Builder, rep *latencyReport) {
-	m := rep.Machine
 	fmt.Fprintf(b, "# Ferry benchmark: latency at a fixed rate\n\n")
 	fmt.Fprintf(b, "- Date: %s\n", rep.Date)
-	fmt.Fprintf(b, "- Machine: %d CPUs, %d MiB memory, %s (%s)\n", m.CPUs, m.MemoryMB, m.CPUModel, m.GoVer)
+	b.WriteString(rep.Machine.line())
 	fmt.Fprintf(b, "- Inserts into `bench_latency` at %d rows/s (100 transactions a second over %d connections), %s of warm-up not counted, then %s measured; %d run(s)\n",
 		rep.Rate, latencyWriters, rep.Warmup, rep.Measured, len(rep.Runs))
 	b.WriteString("- Latency: the broker's LogAppendTime of a row's message minus the writer's clock_timestamp() in the row, taken just before its transaction commits (so an upper bound on commit → Kafka; Kafka's timestamps are milliseconds). See bench/README.md.\n")
@@ -242,10 +219,7 @@ func renderE2ELatency(b *strings.Builder, rep *latencyReport) {
 	if rep.Error != "" {
 		fmt.Fprintf(b, "**The latency scenario failed:** %s\n\n", rep.Error)
 	}
-	b.WriteString("| Figure | Median | Min – max | Goal | Status |\n|---|---|---|---|---|\n")
-	for _, f := range latencyFiguresOf(rep.Runs) {
-		b.WriteString(f.row() + "\n")
-	}
+	renderFigures(b, latencyFiguresOf(rep.Runs))
 	b.WriteString("\n| Run | Ferry rows measured | Ferry messages | Debezium rows measured | Debezium messages |\n|---|---|---|---|---|\n")
 	for _, r := range rep.Runs {
 		fmt.Fprintf(b, "| %d | %d | %d |", r.Run, r.Ferry.Rows, r.Ferry.MessagesN)

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"log"
 	"os"
-	"path/filepath"
 	"time"
 )
 
@@ -38,7 +36,7 @@ func (e *benchEnv) measureMixedDebezium(ctx context.Context, w *mixWorkload, run
 		return res, err
 	}
 	k, err := e.startDebeziumOn(ctx, mixedDbzTarget(), dir, prefix, topic, heartbeats)
-	defer e.cleanupDebeziumOn(ctx, k, mixedDbzTarget(), dir, &err, topic, heartbeats)
+	defer e.cleanupDebezium(ctx, k, e.targetLeftovers(mixedDbzTarget(), dir, topic, heartbeats), &err)
 	if err != nil {
 		return res, err
 	}
@@ -108,38 +106,10 @@ func (e *benchEnv) timeMixedDebezium(ctx context.Context, k *connectWorker, w *m
 	}
 	cpu := after.CPUSeconds - before.CPUSeconds
 	res.Processes = map[string]procUsage{"debezium": {CPUSeconds: cpu, CPUSecondsPerMillion: cpu * 1e6 / float64(n), PeakRSSMB: after.PeakRSSMB}}
-	end, err := topicEnd(e.admin, topic)
+	audit, kinds, err := e.auditMixed(ctx, topic, warm, w.counts, kindCounter.debezium)
 	if err != nil {
-		return res, err
-	}
-	kinds := kindCounter{}
-	audit, err := auditTopic(ctx, e.c.kafkaBootstrap, topic, 0, warm, end, kinds.debezium)
-	if err != nil {
-		return res, err
-	}
-	if err := kinds.check(w.counts, topic); err != nil {
 		return res, err
 	}
 	res.finish(n, d, samples, audit, kinds)
 	return res, nil
-}
-
-// cleanupDebeziumOn is cleanupDebezium for a connector on any target.
-func (e *benchEnv) cleanupDebeziumOn(ctx context.Context, k *connectWorker, t dbzTarget, dir string, failed *error, topics ...string) {
-	ctx = context.WithoutCancel(ctx)
-	k.stop()
-	if err := dropSlotAndPublication(ctx, e.super, t.slot, t.pub); err != nil {
-		log.Printf("cleanup: %v", err)
-	}
-	if err := dropNamedTable(ctx, e.owner, t.table); err != nil {
-		log.Printf("cleanup: %v", err)
-	}
-	if err := deleteTopics(ctx, e.admin, topics...); err != nil {
-		log.Printf("cleanup: %v", err)
-	}
-	if *failed != nil {
-		log.Printf("Kafka Connect's log is in %s", filepath.Join(dir, "connect.log"))
-		return
-	}
-	_ = os.RemoveAll(dir)
 }

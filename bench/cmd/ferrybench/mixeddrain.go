@@ -9,26 +9,9 @@ import (
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 )
 
-// createTaskOn is createTask for any one table.
+// createTaskOn is createTask for any one table, conflicts ignored.
 func (f *ferry) createTaskOn(ctx context.Context, c *config, taskID, topic, tbl string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	_, err := f.control.CreateTask(ctx, &taskv1.CreateTaskRequest{TaskId: taskID, Spec: &taskv1.TaskSpec{
-		Name: "ferrybench " + tbl,
-		Source: &taskv1.SourceEndpoint{
-			Host: c.pgHost, Port: uint32(c.pgPort), Database: c.pgDatabase, User: "ferry",
-			Password: &taskv1.SecretRef{Source: &taskv1.SecretRef_File{File: c.pgPasswordFile}},
-		},
-		Destination: &taskv1.KafkaEndpoint{BootstrapServers: c.kafkaBootstrap, Topic: topic},
-		Objects:     &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{{Schema: "public", Table: tbl}}},
-		SyncTypes:   &taskv1.SyncTypes{Schema: true},
-		Kafka:       &taskv1.KafkaOptions{ConflictMode: taskv1.ConflictMode_CONFLICT_MODE_IGNORE},
-		Advanced:    &taskv1.AdvancedOptions{ConnectionRetryMinutes: 10, OtherRetryMinutes: 2},
-	}})
-	if err != nil {
-		return fmt.Errorf("CreateTask %s: %w", taskID, err)
-	}
-	return nil
+	return f.createTask(ctx, c, taskID, topic, tbl, &taskv1.KafkaOptions{ConflictMode: taskv1.ConflictMode_CONFLICT_MODE_IGNORE})
 }
 
 // drainSample is the topic's end offset at one moment of a catch-up.
@@ -56,17 +39,8 @@ func (e *benchEnv) watchSampledDrain(ctx context.Context, topic, slot string, ba
 				d.toKafka = at
 			}
 		}
-		if d.toConfirmed == 0 {
-			s, err := readSlot(ctx, e.super, slot)
-			if err != nil {
-				return false, "", err
-			}
-			if s.active && d.toStreaming == 0 {
-				d.toStreaming = time.Since(t0)
-			}
-			if confirmed(s.confirmed) {
-				d.toConfirmed = time.Since(t0)
-			}
+		if err := d.watchSlot(ctx, e.super, slot, confirmed, t0); err != nil {
+			return false, "", err
 		}
 		last := int64(0)
 		if len(samples) > 0 {
@@ -175,4 +149,23 @@ func (e *benchEnv) primeFerry(ctx context.Context, topic, insert string) error {
 		}
 		return kinds[opInsert] == 1, fmt.Sprintf("messages %v", map[string]int(kinds)), nil
 	})
+}
+
+// auditMixed reads the topic past skip, decoding each message with decode,
+// and checks that every change the workload made (want, by kind) arrived.
+func (e *benchEnv) auditMixed(ctx context.Context, topic string, skip int64, want map[string]int,
+	decode func(kindCounter, []byte) ([]int, error)) (topicAudit, kindCounter, error) {
+	end, err := topicEnd(e.admin, topic)
+	if err != nil {
+		return topicAudit{}, nil, err
+	}
+	kinds := kindCounter{}
+	audit, err := auditTopic(ctx, e.c.kafkaBootstrap, topic, 0, skip, end, func(v []byte) ([]int, error) { return decode(kinds, v) })
+	if err != nil {
+		return audit, nil, err
+	}
+	if err := kinds.check(want, topic); err != nil {
+		return audit, nil, err
+	}
+	return audit, kinds, nil
 }

@@ -69,20 +69,13 @@ func mixedFigures(runs []mixedRun) []figure {
 	for _, s := range services {
 		fs = append(fs, figure{name: s + ": CPU s per million changes", values: get(func(r mixedRun) float64 { return r.Ferry.Processes[s].CPUSecondsPerMillion }), format: "%.2f"})
 	}
-	return append(fs, figure{name: "Ferry, all processes: CPU s per million changes", values: get(func(r mixedRun) float64 {
-		total := 0.0
-		for _, p := range r.Ferry.Processes {
-			total += p.CPUSecondsPerMillion
-		}
-		return total
-	}), format: "%.2f"})
+	return append(fs, figure{name: "Ferry, all processes: CPU s per million changes", values: get(func(r mixedRun) float64 { return cpuPerMillionTotal(r.Ferry.Processes) }), format: "%.2f"})
 }
 
 func renderMixed(b *strings.Builder, rep *mixedReport) {
-	m := rep.Machine
 	fmt.Fprintf(b, "# Ferry benchmark: incremental at maximum rate, mixed changes\n\n")
 	fmt.Fprintf(b, "- Date: %s\n", rep.Date)
-	fmt.Fprintf(b, "- Machine: %d CPUs, %d MiB memory, %s (%s)\n", m.CPUs, m.MemoryMB, m.CPUModel, m.GoVer)
+	b.WriteString(rep.Machine.line())
 	fmt.Fprintf(b, "- Backlog: %d changes to `bench_mixed` (INSERT %d, UPDATE %d, DELETE %d; seeded), %d changes per transaction, on %d pre-filled rows; REPLICA IDENTITY DEFAULT with a primary key; %d run(s)\n",
 		rep.Changes, rep.Counts[opInsert], rep.Counts[opUpdate], rep.Counts[opDelete], rep.TxnRows, rep.Prefill, len(rep.Runs))
 	fmt.Fprintf(b, "- Timed as the backlog scenario is (a backlog written while the consumer is stopped, the clock from resume); \"steady\" is the rate between 10%% and 90%% of the changes in Kafka. See bench/README.md.\n")
@@ -98,10 +91,7 @@ func renderMixed(b *strings.Builder, rep *mixedReport) {
 	if rep.Error != "" {
 		fmt.Fprintf(b, "**The mixed scenario failed:** %s\n\n", rep.Error)
 	}
-	b.WriteString("| Figure | Median | Min – max | Goal | Status |\n|---|---|---|---|---|\n")
-	for _, f := range mixedFigures(rep.Runs) {
-		b.WriteString(f.row() + "\n")
-	}
+	renderFigures(b, mixedFigures(rep.Runs))
 	b.WriteString("\n| Run | Ferry messages (I / U / D) | source s | Ferry s to Kafka | Ferry s confirmed | Kafka s | Debezium messages (I / U / D) | Debezium s to Kafka | Debezium s confirmed |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rep.Runs {
 		k := r.Ferry.Messages

@@ -173,7 +173,11 @@ func (e *benchEnv) measureMixedFerry(ctx context.Context, w *mixWorkload, run in
 	if err != nil {
 		return res, fmt.Errorf("%w (logs in %s)", err, logDir)
 	}
-	defer e.cleanupNamedFerry(ctx, f, taskID, topic, mixedTable, logDir, &err)
+	defer e.cleanupFerry(ctx, f, ferryLeftovers{
+		taskID: taskID, topic: topic, slot: ferrySlot(taskID), logDir: logDir,
+		unfinished: e.slotLeft(ferrySlot(taskID)), failed: errSet(&err),
+		dropTable: func(ctx context.Context) error { return dropNamedTable(ctx, e.owner, mixedTable) },
+	})
 	if err = f.createTaskOn(ctx, e.c, taskID, topic, mixedTable); err != nil {
 		return res, err
 	}
@@ -220,16 +224,8 @@ func (e *benchEnv) timeMixedFerry(ctx context.Context, f *ferry, w *mixWorkload,
 		return res, err
 	}
 	res.Processes = usage(before, after, n)
-	end, err := topicEnd(e.admin, topic)
+	audit, kinds, err := e.auditMixed(ctx, topic, base, w.counts, kindCounter.canal)
 	if err != nil {
-		return res, err
-	}
-	kinds := kindCounter{}
-	audit, err := auditTopic(ctx, e.c.kafkaBootstrap, topic, 0, base, end, kinds.canal)
-	if err != nil {
-		return res, err
-	}
-	if err := kinds.check(w.counts, topic); err != nil {
 		return res, err
 	}
 	res.finish(n, d, samples, audit, kinds)

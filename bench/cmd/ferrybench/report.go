@@ -153,13 +153,7 @@ func figures(runs []runResult) []figure {
 	for _, s := range services {
 		fs = append(fs, figure{name: s + ": CPU s per million rows", values: collect(runs, func(r runResult) float64 { return r.Ferry.Processes[s].CPUSecondsPerMillion }), format: "%.2f"})
 	}
-	fs = append(fs, figure{name: "Ferry, all processes: CPU s per million rows", values: collect(runs, func(r runResult) float64 {
-		total := 0.0
-		for _, p := range r.Ferry.Processes {
-			total += p.CPUSecondsPerMillion
-		}
-		return total
-	}), format: "%.2f"})
+	fs = append(fs, figure{name: "Ferry, all processes: CPU s per million rows", values: collect(runs, func(r runResult) float64 { return cpuPerMillionTotal(r.Ferry.Processes) }), format: "%.2f"})
 	return fs
 }
 
@@ -235,10 +229,9 @@ func renderMarkdown(rep report) string {
 }
 
 func renderBacklog(b *strings.Builder, rep report) {
-	m := rep.Machine
 	fmt.Fprintf(b, "# Ferry benchmark: incremental backlog\n\n")
 	fmt.Fprintf(b, "- Date: %s\n", rep.Date)
-	fmt.Fprintf(b, "- Machine: %d CPUs, %d MiB memory, %s (%s)\n", m.CPUs, m.MemoryMB, m.CPUModel, m.GoVer)
+	b.WriteString(rep.Machine.line())
 	fmt.Fprintf(b, "- Backlog: N = %d inserts into `bench_orders`, %d rows per transaction; %d run(s)\n", rep.Rows, rep.TxnRows, len(rep.Runs))
 	fmt.Fprintf(b, "- Figures are medians over runs with min – max; goals are checked on the median. Each run measures the source limit, Ferry, the Kafka limit and Debezium one after another on this machine; see bench/README.md.\n")
 	if rep.DebeziumVersion != "" {
@@ -250,10 +243,7 @@ func renderBacklog(b *strings.Builder, rep report) {
 	if rep.Error != "" {
 		fmt.Fprintf(b, "**The backlog scenario failed:** %s\n\n", rep.Error)
 	}
-	b.WriteString("| Figure | Median | Min – max | Goal | Status |\n|---|---|---|---|---|\n")
-	for _, f := range figures(rep.Runs) {
-		b.WriteString(f.row() + "\n")
-	}
+	renderFigures(b, figures(rep.Runs))
 	renderCombos(b, rep.Runs)
 	renderBacklogRuns(b, rep)
 }
@@ -296,4 +286,22 @@ func newReport(c *config) report {
 		rep.DebeziumVersion, rep.ConnectVersion = debeziumVersion, connectVersion
 	}
 	return rep
+}
+
+// renderFigures writes the figures as a Markdown table.
+func renderFigures(b *strings.Builder, fs []figure) {
+	b.WriteString("| Figure | Median | Min – max | Goal | Status |\n|---|---|---|---|---|\n")
+	for _, f := range fs {
+		b.WriteString(f.row() + "\n")
+	}
+}
+
+// cpuPerMillionTotal is the CPU all of Ferry's processes spent per million
+// rows.
+func cpuPerMillionTotal(ps map[string]procUsage) float64 {
+	total := 0.0
+	for _, p := range ps {
+		total += p.CPUSecondsPerMillion
+	}
+	return total
 }

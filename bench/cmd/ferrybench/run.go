@@ -140,7 +140,11 @@ func measureFerry(ctx context.Context, e *benchEnv, w workload, k combo, run int
 	if err != nil {
 		return res, topicAudit{}, fmt.Errorf("%w (logs in %s)", err, logDir)
 	}
-	defer e.cleanupFerry(ctx, f, w.table, taskID, topic, slot, logDir)
+	defer e.cleanupFerry(ctx, f, ferryLeftovers{
+		taskID: taskID, topic: topic, slot: slot, logDir: logDir,
+		unfinished: e.slotLeft(slot),
+		dropTable:  func(ctx context.Context) error { return dropTable(ctx, e.owner, w.table) },
+	})
 	if err := f.createTask(ctx, e.c, taskID, topic, w.table, k.kafkaOptions()); err != nil {
 		return res, topicAudit{}, err
 	}
@@ -203,32 +207,68 @@ func usage(before, after map[string]procSample, rows int) map[string]procUsage {
 	return out
 }
 
+// ferryLeftovers is what one Ferry measurement may leave behind, and how
+// to tell whether it ended early.
+type ferryLeftovers struct {
+	taskID, topic, slot, logDir string
+	// unfinished tells whether the measurement ended before its own stop
+	// and release, so that the task still holds its slot.
+	unfinished func(ctx context.Context) bool
+	// failed tells whether to keep the logs; nil keeps them exactly when
+	// the measurement was unfinished.
+	failed func() bool
+	// dropTable drops the scenario's table; nil when the tables outlive the
+	// measurement.
+	dropTable func(ctx context.Context) error
+}
+
 // cleanupFerry leaves nothing behind whatever happened: a task stopped with
-// release, no processes, no table, no topic, no slot or publication.
-func (e *benchEnv) cleanupFerry(ctx context.Context, f *ferry, table, taskID, topic, slot, logDir string) {
+// release, no processes, no topic, no slot or publication, and no table
+// unless the tables outlive the measurement.
+func (e *benchEnv) cleanupFerry(ctx context.Context, f *ferry, l ferryLeftovers) {
 	ctx = context.WithoutCancel(ctx)
-	failed := false
-	if s, err := readSlot(ctx, e.super, slot); err == nil && s.exists {
-		// The measurement failed before its own stop: release now, and keep
-		// the logs for whoever reads the error.
-		failed = true
-		if err := f.stopAndRelease(ctx, e.super, taskID); err != nil {
+	unfinished := l.unfinished(ctx)
+	if unfinished {
+		// The measurement failed before its own stop: release now.
+		if err := f.stopAndRelease(ctx, e.super, l.taskID); err != nil {
 			log.Printf("cleanup: %v", err)
 		}
 	}
 	f.stop()
-	if err := dropSlotAndPublication(ctx, e.super, slot, slot); err != nil {
+	if err := dropSlotAndPublication(ctx, e.super, l.slot, l.slot); err != nil {
 		log.Printf("cleanup: %v", err)
 	}
-	if err := dropTable(ctx, e.owner, table); err != nil {
+	if l.dropTable != nil {
+		if err := l.dropTable(ctx); err != nil {
+			log.Printf("cleanup: %v", err)
+		}
+	}
+	if err := deleteTopics(ctx, e.admin, l.topic); err != nil {
 		log.Printf("cleanup: %v", err)
 	}
-	if err := deleteTopics(ctx, e.admin, topic); err != nil {
-		log.Printf("cleanup: %v", err)
+	failed := unfinished
+	if l.failed != nil {
+		failed = l.failed()
 	}
 	if failed {
-		log.Printf("Ferry's logs are in %s", logDir)
+		// Kept for whoever reads the error.
+		log.Printf("Ferry's logs are in %s", l.logDir)
 		return
 	}
-	_ = os.RemoveAll(logDir)
+	_ = os.RemoveAll(l.logDir)
+}
+
+// slotLeft tells whether a slot still exists: a measurement releases its
+// task's slot when it stops it, so one left means it ended early.
+func (e *benchEnv) slotLeft(slot string) func(ctx context.Context) bool {
+	return func(ctx context.Context) bool {
+		s, err := readSlot(ctx, e.super, slot)
+		return err == nil && s.exists
+	}
+}
+
+// errSet reports whether *err holds an error when called, for a deferred
+// clean-up that has to see the measurement's last error.
+func errSet(err *error) func() bool {
+	return func() bool { return *err != nil }
 }

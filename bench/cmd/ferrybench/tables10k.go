@@ -149,7 +149,13 @@ func measureT10k(ctx context.Context, e *benchEnv, s t10kSetup, run int) (t10kRe
 	if err != nil {
 		return r, fmt.Errorf("%w (logs in %s)", err, logDir)
 	}
-	defer e.cleanupT10k(ctx, f, taskID, topic, slot, logDir)
+	defer e.cleanupFerry(ctx, f, ferryLeftovers{
+		taskID: taskID, topic: topic, slot: slot, logDir: logDir,
+		// The tables go with the scenario.
+		unfinished: func(ctx context.Context) bool {
+			return f.state(ctx, taskID).GetPhase() != taskv1.Phase_PHASE_STOPPED
+		},
+	})
 	before, err := f.sample()
 	if err != nil {
 		return r, err
@@ -281,29 +287,4 @@ func (quietLogger) Info(string, ...any)  {}
 func (quietLogger) Warn(string, ...any)  {}
 func (quietLogger) Error(msg string, kv ...any) {
 	log.Printf("temporal client: %s %v", msg, kv)
-}
-
-// cleanupT10k stops and releases the task if the run did not, stops the
-// processes and deletes the topic; the tables go with the scenario.
-func (e *benchEnv) cleanupT10k(ctx context.Context, f *ferry, taskID, topic, slot, logDir string) {
-	ctx = context.WithoutCancel(ctx)
-	failed := false
-	if st := f.state(ctx, taskID); st.GetPhase() != taskv1.Phase_PHASE_STOPPED {
-		failed = true
-		if err := f.stopAndRelease(ctx, e.super, taskID); err != nil {
-			log.Printf("cleanup: %v", err)
-		}
-	}
-	f.stop()
-	if err := dropSlotAndPublication(ctx, e.super, slot, slot); err != nil {
-		log.Printf("cleanup: %v", err)
-	}
-	if err := deleteTopics(ctx, e.admin, topic); err != nil {
-		log.Printf("cleanup: %v", err)
-	}
-	if failed {
-		log.Printf("Ferry's logs are in %s", logDir)
-		return
-	}
-	_ = os.RemoveAll(logDir)
 }

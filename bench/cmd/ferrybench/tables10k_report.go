@@ -64,10 +64,9 @@ func t10kFigures(runs []t10kResult) []figure {
 }
 
 func renderT10k(b *strings.Builder, rep *t10kReport) {
-	m := rep.Machine
 	fmt.Fprintf(b, "# Ferry benchmark: %d tables in one task\n\n", rep.Tables)
 	fmt.Fprintf(b, "- Date: %s\n", rep.Date)
-	fmt.Fprintf(b, "- Machine: %d CPUs, %d MiB memory, %s (%s)\n", m.CPUs, m.MemoryMB, m.CPUModel, m.GoVer)
+	b.WriteString(rep.Machine.line())
 	fmt.Fprintf(b, "- %d tables `%s.bench_t10k_NNNNN(id bigint primary key, n integer, note text)` of %d rows each (created in %.1f s, %d per transaction); %d run(s)\n",
 		rep.Tables, t10kSchema, rep.Rows, rep.CreateSeconds, t10kBatch, len(rep.Runs))
 	sel := "the schema whole (`objects.schemas`, FOR TABLES IN SCHEMA, as the superuser)"

@@ -113,6 +113,26 @@ type drainTimes struct {
 	toStreaming time.Duration
 }
 
+// watchSlot is one look at the slot while it is not yet confirmed: it notes
+// when the slot was first seen active and when confirmed says it is past
+// the backlog.
+func (d *drainTimes) watchSlot(ctx context.Context, conn *pgx.Conn, slot string, confirmed func(lsn uint64) bool, t0 time.Time) error {
+	if d.toConfirmed != 0 {
+		return nil
+	}
+	s, err := readSlot(ctx, conn, slot)
+	if err != nil {
+		return err
+	}
+	if s.active && d.toStreaming == 0 {
+		d.toStreaming = time.Since(t0)
+	}
+	if confirmed(s.confirmed) {
+		d.toConfirmed = time.Since(t0)
+	}
+	return nil
+}
+
 // watchDrain polls the topic's end offset and the slot's confirmed_flush_lsn
 // until the topic holds n messages and confirmed says the slot is confirmed
 // past the backlog.
@@ -129,17 +149,8 @@ func watchDrain(ctx context.Context, conn *pgx.Conn, admin *kafka.AdminClient, t
 				d.toKafka = time.Since(t0)
 			}
 		}
-		if d.toConfirmed == 0 {
-			s, err := readSlot(ctx, conn, slot)
-			if err != nil {
-				return false, "", err
-			}
-			if s.active && d.toStreaming == 0 {
-				d.toStreaming = time.Since(t0)
-			}
-			if confirmed(s.confirmed) {
-				d.toConfirmed = time.Since(t0)
-			}
+		if err := d.watchSlot(ctx, conn, slot, confirmed, t0); err != nil {
+			return false, "", err
 		}
 		return d.toKafka > 0 && d.toConfirmed > 0, fmt.Sprintf("in Kafka after %s, confirmed after %s", d.toKafka, d.toConfirmed), nil
 	})
