@@ -137,7 +137,13 @@ type chunk struct {
 // startBackfill checks the request's unfinished backfills and starts the
 // reader. It returns nil when there is nothing to backfill.
 func startBackfill(ctx context.Context, start *capturev1.StartStream, conn *pgx.Conn) (*backfiller, error) {
-	if !slices.ContainsFunc(start.GetBackfills(), func(p *cdcv1.BackfillProgress) bool { return !p.GetDone() }) {
+	var todo []*cdcv1.BackfillProgress
+	for _, p := range start.GetBackfills() {
+		if !p.GetDone() { // the worker may pass finished ones along
+			todo = append(todo, p)
+		}
+	}
+	if len(todo) == 0 {
 		return nil, nil
 	}
 	horizon, version, err := checkBackfillServer(ctx, conn)
@@ -160,12 +166,6 @@ func startBackfill(ctx context.Context, start *capturev1.StartStream, conn *pgx.
 	}
 	if bf.chunkRows == 0 {
 		bf.chunkRows = defaultBackfillChunk
-	}
-	var todo []*cdcv1.BackfillProgress
-	for _, p := range start.GetBackfills() {
-		if !p.GetDone() { // the worker may pass finished ones along
-			todo = append(todo, p)
-		}
 	}
 	tables, estimates, err := checkBackfillTables(ctx, conn, start.GetPublicationName(), todo)
 	if err != nil {

@@ -176,9 +176,9 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 // to the stream. With streamInProgress, PostgreSQL 14 and later also get
 // protocol 2 with streaming 'on' (both are new in 14).
 func pluginArgs(ctx context.Context, conn *pgx.Conn, pub string, streamInProgress bool) ([]string, bool, error) {
-	var version int
-	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
-		return nil, false, fmt.Errorf("reading the source's server_version_num: %w", err)
+	version, err := serverVersion(ctx, conn)
+	if err != nil {
+		return nil, false, err
 	}
 	streaming := streamInProgress && version >= 140000
 	proto := "proto_version '1'"

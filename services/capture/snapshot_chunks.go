@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -150,10 +151,7 @@ func chunkPlan(sizes []tableSize, version int, minBlocks int64) ([]tableChunk, [
 func readTableSizes(ctx context.Context, conn *pgx.Conn, tables []*taskv1.TableRef) ([]tableSize, error) {
 	schemas, names := make([]string, len(tables)), make([]string, len(tables))
 	for i, t := range tables {
-		schemas[i], names[i] = t.GetSchema(), t.GetTable()
-		if schemas[i] == "" {
-			schemas[i] = "public"
-		}
+		schemas[i], names[i] = cmp.Or(t.GetSchema(), "public"), t.GetTable()
 	}
 	rows, err := conn.Query(ctx, `
 		SELECT t.i, c.oid, c.relkind::text, pg_relation_size(c.oid) / current_setting('block_size')::int8,

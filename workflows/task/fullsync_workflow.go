@@ -22,7 +22,7 @@ const fullSyncStartToClose = 10 * 365 * 24 * time.Hour
 // fullSyncPending tells whether this task still needs its snapshot. Once
 // full_sync_done is in the state, it never runs again.
 func (r *taskRun) fullSyncPending(ctx workflow.Context) bool {
-	if !r.in.GetSpec().GetSyncTypes().GetFull() || r.st.GetFullSyncDone() {
+	if !r.spec().GetSyncTypes().GetFull() || r.st.GetFullSyncDone() {
 		return false
 	}
 	return workflow.GetVersion(ctx, fullSyncChange, workflow.DefaultVersion, 1) >= 1
@@ -91,7 +91,7 @@ func (r *taskRun) runFullSyncOnce(ctx workflow.Context) (*taskv1.FullSyncActivit
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
 	})
 	fut := workflow.ExecuteActivity(actx, activities.FullSync, &taskv1.FullSyncActivityInput{
-		TaskId: r.in.GetTaskId(), Spec: r.in.GetSpec(), SlotName: r.st.GetSlotName(),
+		TaskId: r.in.GetTaskId(), Spec: r.spec(), SlotName: r.st.GetSlotName(),
 		PublicationName: r.st.GetPublicationName(), Tables: r.st.GetTables(),
 	})
 	interrupted := r.awaitOrInterrupt(ctx, fut, cancel)
