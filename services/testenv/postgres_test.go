@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"testing"
 )
 
@@ -31,5 +32,25 @@ func TestPrivatePostgres(t *testing.T) {
 	}
 	if level != "replica" || n != 1 {
 		t.Fatalf("after Restart(wal_level=replica): wal_level %s and %d rows, want replica and 1", level, n)
+	}
+}
+
+// Every supported major starts from its cached binaries, set up like the
+// shared server, and reports the version it was asked for.
+func TestPrivatePostgresEveryMajor(t *testing.T) {
+	for _, major := range SupportedMajors {
+		t.Run(fmt.Sprint(major), func(t *testing.T) {
+			p := StartPostgresVersion(t, major)
+			var num int
+			var level string
+			if err := p.Conn(t).QueryRow(context.Background(),
+				"SELECT current_setting('server_version_num')::int, current_setting('wal_level')").Scan(&num, &level); err != nil {
+				t.Fatal(err)
+			}
+			if num/10000 != major || level != "logical" {
+				t.Fatalf("server_version_num %d, wal_level %s; want major %d and logical", num, level, major)
+			}
+			t.Logf("PostgreSQL %d: initdb %s, start %s", num, p.InitTime, p.StartTime)
+		})
 	}
 }
