@@ -28,6 +28,12 @@ func (st *stream) data(ctx context.Context, xld pglogrepl.XLogData) error {
 // apply acts on one protocol 1 message, received or replayed from a spool.
 func (st *stream) apply(ctx context.Context, msg pglogrepl.Message, walStart pglogrepl.LSN) error {
 	now := time.Now()
+	if st.roots != nil {
+		var err error
+		if msg, err = st.roots.translate(ctx, msg); err != nil {
+			return err
+		}
+	}
 	switch m := msg.(type) {
 	case *pglogrepl.BeginMessage:
 		st.txn = &txn{xid: m.Xid, commitLSN: uint64(m.FinalLSN), commitTime: timestamppb.New(m.CommitTime)}

@@ -20,6 +20,12 @@ import (
 // SCHEMA and pg_publication_namespace.
 const schemaPublicationVersion = 150000
 
+// viaRootVersion is PostgreSQL 13, which brought publish_via_partition_root.
+// Before it a publication cannot name a partitioned table: Ferry publishes
+// its leaves, and the stream carries their changes under the root's name
+// (partitions.go), as 13 and later do.
+const viaRootVersion = 130000
+
 // pubTarget is what a publication publishes: every table of the database,
 // or whole schemas plus tables named outside them, each table with its row
 // filter if it has one ("s"."t" WHERE (expr)). Names are quoted, filters
@@ -167,17 +173,22 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, req *capturev1.Ensur
 	if err != nil {
 		return false, err
 	}
-	want := wantedTarget(req, filters)
 	st, err := readPublication(ctx, conn, name)
 	if err != nil {
 		return false, err
+	}
+	want := wantedTarget(req, filters)
+	if st.version < viaRootVersion {
+		if want.tables, err = publishedLeaves(ctx, conn, want.tables); err != nil {
+			return false, err
+		}
 	}
 	if len(want.schemas) > 0 && st.version < schemaPublicationVersion {
 		return false, failedPrecondition("publication %s: selecting whole schemas needs PostgreSQL 15 or later (FOR TABLES IN SCHEMA), and the source runs server_version_num %d; select the tables in objects.tables or the whole database instead",
 			quoted, st.version)
 	}
 	if !st.exists {
-		_, err := conn.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR %s WITH (publish_via_partition_root = true)", quoted, want.clause()))
+		_, err := conn.Exec(ctx, createPublication(quoted, want, st.version))
 		if err == nil {
 			return true, nil
 		}
@@ -189,12 +200,14 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, req *capturev1.Ensur
 		}
 	}
 	if st.have.allTables != want.allTables {
-		return false, recreatePublication(ctx, conn, req.GetSlotName(), quoted, st.have, want)
+		return false, recreatePublication(ctx, conn, req.GetSlotName(), quoted, st, want)
 	}
 	// Before the tables: PostgreSQL refuses a row filter on a partitioned
 	// table while publish_via_partition_root is false.
-	if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET (publish_via_partition_root = true)", quoted)); err != nil {
-		return false, fmt.Errorf("altering publication %s: %w", quoted, err)
+	if st.version >= viaRootVersion {
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET (publish_via_partition_root = true)", quoted)); err != nil {
+			return false, fmt.Errorf("altering publication %s: %w", quoted, err)
+		}
 	}
 	if !st.have.equal(want) {
 		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET %s", quoted, want.clause())); err != nil {
@@ -213,10 +226,10 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, req *capturev1.Ensur
 // create in one transaction would leave no such gap, but PostgreSQL does
 // not document replacing the publication a live decoder reads as safe, and
 // a change of selection that big is made safely by a new task.
-func recreatePublication(ctx context.Context, conn *pgx.Conn, slot, quoted string, have, want pubTarget) error {
+func recreatePublication(ctx context.Context, conn *pgx.Conn, slot, quoted string, st pubState, want pubTarget) error {
 	refuse := func(why string) error {
 		return failedPrecondition("publication %s publishes %s, but the task now selects %s, and PostgreSQL cannot alter one into the other; %s. To change between objects.whole_database and a list of schemas or tables, stop the task with release and create it again with the new selection (with sync_types.full to read the tables)",
-			quoted, have.describe(), want.describe(), why)
+			quoted, st.have.describe(), want.describe(), why)
 	}
 	if slot == "" {
 		return refuse("Ferry does not recreate the publication of a running task, whose replication slot decodes with it")
@@ -232,13 +245,55 @@ func recreatePublication(ctx context.Context, conn *pgx.Conn, slot, quoted strin
 		if _, err := tx.Exec(ctx, "DROP PUBLICATION "+quoted); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR %s WITH (publish_via_partition_root = true)", quoted, want.clause()))
+		_, err := tx.Exec(ctx, createPublication(quoted, want, st.version))
 		return err
 	})
 	if err != nil {
 		return publishError(conn, "recreating", quoted, want, err)
 	}
 	return nil
+}
+
+// createPublication is the statement that creates the publication, always
+// via the partition root where the server has the option.
+func createPublication(quoted string, want pubTarget, version int) string {
+	stmt := "CREATE PUBLICATION " + quoted
+	if clause := want.clause(); clause != "" {
+		// Empty only for partitioned tables with no partition yet, on 12.
+		stmt += " FOR " + clause
+	}
+	if version >= viaRootVersion {
+		stmt += " WITH (publish_via_partition_root = true)"
+	}
+	return stmt
+}
+
+// publishedLeaves replaces each partitioned table of a publication's table
+// list (quoted names, no row filters: those need 15) with its leaf
+// partitions, sorted, which is how PostgreSQL 12 publishes a partitioned
+// table. A partition attached later is published once setup runs again
+// (a restart, or modify-objects).
+func publishedLeaves(ctx context.Context, conn *pgx.Conn, tables []string) ([]string, error) {
+	if len(tables) == 0 {
+		return tables, nil
+	}
+	rows, err := conn.Query(ctx, `
+		SELECT coalesce('"' || replace(ln.nspname, '"', '""') || '"."' || replace(l.relname, '"', '""') || '"', t.name)
+		FROM unnest($1::text[]) AS t(name)
+		LEFT JOIN pg_class c ON c.oid = to_regclass(t.name) AND c.relkind = 'p'
+		LEFT JOIN LATERAL pg_partition_tree(c.oid) pt ON pt.isleaf
+		LEFT JOIN pg_class l ON l.oid = pt.relid AND l.relkind = 'r'
+		LEFT JOIN pg_namespace ln ON ln.oid = l.relnamespace
+		WHERE c.oid IS NULL OR l.oid IS NOT NULL`, tables)
+	if err != nil {
+		return nil, fmt.Errorf("listing the partitions of the selected partitioned tables: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("listing the partitions of the selected partitioned tables: %w", err)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }
 
 // publishError explains the superuser rule, which PostgreSQL's own message

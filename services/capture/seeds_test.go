@@ -82,10 +82,11 @@ func recordWorkload(t *testing.T) [][]byte {
 		t.Fatal(err)
 	}
 	defer func() { _ = repl.Close(context.Background()) }()
-	args, _, err := pluginArgs(ctx, conn, r.pub, false)
+	version, err := serverVersion(ctx, conn)
 	if err != nil {
 		t.Fatal(err)
 	}
+	args, _ := pluginArgs(version, r.pub, false)
 	if err := pglogrepl.StartReplication(ctx, repl, r.slot, 0, pglogrepl.StartReplicationOptions{Mode: pglogrepl.LogicalReplication, PluginArgs: args}); err != nil {
 		t.Fatal(err)
 	}

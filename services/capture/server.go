@@ -136,11 +136,12 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 		return nil, err
 	}
 	startLSN := max(pglogrepl.LSN(start.GetStartLsn()), confirmed)
-	args, streaming, err := pluginArgs(ctx, conn, pub, s.StreamInProgress)
+	version, err := serverVersion(ctx, conn)
 	if err != nil {
 		_ = repl.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
+	args, streaming := pluginArgs(version, pub, s.StreamInProgress)
 	err = pglogrepl.StartReplication(ctx, repl, slot, startLSN, pglogrepl.StartReplicationOptions{
 		Mode: pglogrepl.LogicalReplication, PluginArgs: args,
 	})
@@ -153,6 +154,9 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 	ok = true
 	st := newStream(s.logger.With("slot", slot), gs, repl, conn, confirmed, startLSN,
 		newBatcher(start.GetMaxBatchEvents(), start.GetMaxBatchDelayMs()))
+	if version < viaRootVersion {
+		st.roots = newPartitionRoots(conn)
+	}
 	if streaming {
 		st.spools = newSpoolSet(s.SpoolDir, slot)
 		if n, err := st.spools.removeOrphans(); err != nil {
@@ -175,11 +179,7 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 // option) forwards logical messages, which carries the heartbeat's position
 // to the stream. With streamInProgress, PostgreSQL 14 and later also get
 // protocol 2 with streaming 'on' (both are new in 14).
-func pluginArgs(ctx context.Context, conn *pgx.Conn, pub string, streamInProgress bool) ([]string, bool, error) {
-	version, err := serverVersion(ctx, conn)
-	if err != nil {
-		return nil, false, err
-	}
+func pluginArgs(version int, pub string, streamInProgress bool) ([]string, bool) {
 	streaming := streamInProgress && version >= 140000
 	proto := "proto_version '1'"
 	if streaming {
@@ -197,7 +197,7 @@ func pluginArgs(ctx context.Context, conn *pgx.Conn, pub string, streamInProgres
 	if streaming {
 		args = append(args, "streaming 'on'")
 	}
-	return args, streaming, nil
+	return args, streaming
 }
 
 // CheckSpoolDir tells whether dir (empty: os.TempDir()) can hold spools,

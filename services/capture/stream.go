@@ -71,6 +71,9 @@ type stream struct {
 	lastIdleMark  time.Time
 	hb            heartbeat
 	bf            *backfiller // nil: no tables to backfill (backfill.go)
+	// roots present partitions' changes under their roots (PostgreSQL 12,
+	// partitions.go); nil where the publication does so itself.
+	roots *partitionRoots
 	// spools hold in-progress streamed transactions (protocol 2,
 	// streaming.go); nil: protocol 1, where none are streamed.
 	spools *spoolSet

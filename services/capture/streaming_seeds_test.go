@@ -82,8 +82,12 @@ func recordStreamedWorkload(t *testing.T, e *streamPG, q, slot, pub string) ([][
 		t.Fatal(err)
 	}
 	defer func() { _ = repl.Close(context.Background()) }()
-	args, streaming, err := pluginArgs(ctx, e.pg.Conn(t), pub, true)
-	if err != nil || !streaming {
+	version, err := serverVersion(ctx, e.pg.Conn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, streaming := pluginArgs(version, pub, true)
+	if !streaming {
 		t.Fatalf("plugin arguments %v, streaming %v: %v", args, streaming, err)
 	}
 	if err := pglogrepl.StartReplication(ctx, repl, slot, 0, pglogrepl.StartReplicationOptions{Mode: pglogrepl.LogicalReplication, PluginArgs: args}); err != nil {

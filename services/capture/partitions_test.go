@@ -1,0 +1,136 @@
+package capture
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pglogrepl"
+
+	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/testenv"
+)
+
+// A partitioned table streams under its root's name, OID and column order
+// on PostgreSQL 12 (which publishes the leaves), 13 and 15 alike: a row in
+// a partition attached from a table with its own column order, and an
+// UPDATE that moves a row to another partition (a DELETE then an INSERT).
+func TestPartitionedTableStreamsUnderItsRoot(t *testing.T) {
+	for _, major := range []int{12, 13, 15} {
+		t.Run(fmt.Sprint(major), func(t *testing.T) { checkPartitionedStream(t, major) })
+	}
+}
+
+func checkPartitionedStream(t *testing.T, major int) {
+	pg := testenv.StartPostgresVersion(t, major)
+	conn := pg.Conn(t)
+	testenv.Exec(t, conn,
+		"CREATE TABLE parts (region text NOT NULL, id int8 NOT NULL, note text, PRIMARY KEY (region, id)) PARTITION BY LIST (region)",
+		"CREATE TABLE parts_eu PARTITION OF parts FOR VALUES IN ('eu')",
+		// Its own column order, and a dropped column: the leaf's tuples
+		// must still come out in the root's order.
+		"CREATE TABLE parts_us (gone int, note text, id int8 NOT NULL, region text NOT NULL)",
+		"ALTER TABLE parts_us DROP COLUMN gone",
+		"ALTER TABLE parts ATTACH PARTITION parts_us FOR VALUES IN ('us')")
+	client := startServer(t)
+	slot, pub := "parts_slot", "parts_pub"
+	resp, err := client.EnsureReplication(context.Background(), &capturev1.EnsureReplicationRequest{
+		Source: pg.Source(), SlotName: slot, PublicationName: pub, Tables: []*taskv1.TableRef{table("public", "parts")},
+	})
+	if err != nil {
+		t.Fatalf("EnsureReplication on PostgreSQL %d: %v", major, err)
+	}
+	var rootOID uint32
+	if err := conn.QueryRow(context.Background(), "SELECT 'parts'::regclass::oid").Scan(&rootOID); err != nil {
+		t.Fatal(err)
+	}
+	s := openStream(t, client, &capturev1.StartStream{Source: pg.Source(), SlotName: slot, PublicationName: pub, StartLsn: resp.GetConfirmedLsn()})
+	testenv.Exec(t, conn,
+		"INSERT INTO parts VALUES ('eu', 1, 'a'), ('us', 2, 'b')",
+		"UPDATE parts SET region = 'us' WHERE id = 1",
+		"DELETE FROM parts WHERE id = 2")
+	got := events(s.untilEvents(t, 5))
+	want := []struct {
+		op     cdcv1.Operation
+		values []string // region, id, note of the new row, else of the old key
+	}{
+		{cdcv1.Operation_OPERATION_INSERT, []string{"eu", "1", "a"}},
+		{cdcv1.Operation_OPERATION_INSERT, []string{"us", "2", "b"}},
+		{cdcv1.Operation_OPERATION_DELETE, []string{"eu", "1", ""}},
+		{cdcv1.Operation_OPERATION_INSERT, []string{"us", "1", "a"}},
+		{cdcv1.Operation_OPERATION_DELETE, []string{"us", "2", ""}},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("PostgreSQL %d: %d events, want %d", major, len(got), len(want))
+	}
+	for i, w := range want {
+		ev := got[i]
+		values := ev.GetNewValues()
+		if w.op == cdcv1.Operation_OPERATION_DELETE {
+			values = ev.GetOldValues()
+		}
+		if ev.GetOp() != w.op || ev.GetRelationOid() != rootOID || len(values) != 3 {
+			t.Fatalf("PostgreSQL %d: event %d is %v of relation %d with %d values; want %v of the root %d with 3",
+				major, i, ev.GetOp(), ev.GetRelationOid(), len(values), w.op, rootOID)
+		}
+		for j, v := range w.values {
+			if v != "" && valueText(values[j]) != v {
+				t.Errorf("PostgreSQL %d: event %d column %d = %q, want %q", major, i, j, valueText(values[j]), v)
+			}
+		}
+	}
+	for _, b := range s.snapshot() {
+		for _, r := range b.GetRelations() {
+			var cols []string
+			for _, c := range r.GetColumns() {
+				cols = append(cols, c.GetName())
+			}
+			if r.GetOid() != rootOID || r.GetTable() != "parts" || fmt.Sprint(cols) != "[region id note]" ||
+				fmt.Sprint(r.GetKeyColumns()) != "[region id]" {
+				t.Errorf("PostgreSQL %d: relation %d %s.%s with columns %v and key %v; want the root %d parts [region id note] keyed by [region id]",
+					major, r.GetOid(), r.GetSchema(), r.GetTable(), cols, r.GetKeyColumns(), rootOID)
+			}
+		}
+	}
+}
+
+// valueText is a decoded value as text, for comparisons.
+func valueText(v *cdcv1.Value) string {
+	switch k := v.GetKind().(type) {
+	case *cdcv1.Value_Text:
+		return k.Text
+	case *cdcv1.Value_Int:
+		return fmt.Sprint(k.Int)
+	}
+	return fmt.Sprint(v)
+}
+
+// translate leaves a message of a table that is not a partition as it is,
+// and names each root once for a TRUNCATE of several of its leaves.
+func TestPartitionRootsTranslate(t *testing.T) {
+	p := newPartitionRoots(nil)
+	p.byLeaf[11] = &leafRoot{msg: &pglogrepl.RelationMessage{RelationID: 10}, from: []int{1, 0}}
+	p.byLeaf[12] = &leafRoot{msg: &pglogrepl.RelationMessage{RelationID: 10}, from: []int{0, 1}}
+	ins := &pglogrepl.InsertMessage{RelationID: 99}
+	if got, err := p.translate(context.Background(), ins); err != nil || got != ins {
+		t.Fatalf("a non-partition's insert became %v (%v)", got, err)
+	}
+	a, b := &pglogrepl.TupleDataColumn{Data: []byte("a")}, &pglogrepl.TupleDataColumn{Data: []byte("b")}
+	got, err := p.translate(context.Background(), &pglogrepl.InsertMessage{RelationID: 11, Tuple: &pglogrepl.TupleData{Columns: []*pglogrepl.TupleDataColumn{a, b}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := got.(*pglogrepl.InsertMessage)
+	if in.RelationID != 10 || in.Tuple.Columns[0] != b || in.Tuple.Columns[1] != a {
+		t.Fatalf("leaf 11's insert became relation %d with columns %q, %q; want 10 with b, a", in.RelationID, in.Tuple.Columns[0].Data, in.Tuple.Columns[1].Data)
+	}
+	tr, err := p.translate(context.Background(), &pglogrepl.TruncateMessage{RelationNum: 3, RelationIDs: []uint32{11, 12, 7}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := tr.(*pglogrepl.TruncateMessage).RelationIDs; fmt.Sprint(ids) != "[10 7]" {
+		t.Fatalf("TRUNCATE of leaves 11, 12 and table 7 names %v, want [10 7]", ids)
+	}
+}
