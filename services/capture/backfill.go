@@ -47,8 +47,9 @@ import (
 // the stream's start, and forgets those of transactions older than the
 // last chunk snapshot's xmin, which every later snapshot sees.
 //
-// Messages need pgoutput's messages option (PostgreSQL 14 and later), and
-// carry a random session id so that watermarks replayed from an earlier
+// Watermarks are logical messages on PostgreSQL 14 and later (pgoutput's
+// messages option) and rows of Ferry's signal table before (signals.go);
+// either way they carry a random session id so that watermarks replayed from an earlier
 // stream are ignored. The loop never waits for the reader: the reader hands
 // the chunk over before it writes the HW, so the chunk is there when the HW
 // is decoded. Up to backfillChunksInFlight chunks are in flight: the reader
@@ -66,7 +67,6 @@ const (
 	// connecting, describing a table, writing a watermark.
 	backfillStatementTimeout = 30 * time.Second
 	backfillChunkTimeout     = 5 * time.Minute
-	minBackfillServerVersion = 140000
 	// backfillChunksInFlight: two, so that reading a chunk overlaps the
 	// round trip of the one before (its HW through the walsender, its rows
 	// to the client), which otherwise left the source idle half the time.
@@ -80,6 +80,7 @@ const (
 type backfiller struct {
 	tables    []backfillTable
 	tag       string // "<slot>:<session>:", the start of this stream's watermark contents
+	slot      string // whose signal table row carries the watermarks before 14
 	chunkRows int
 	pub       string // whose row filters the chunks apply
 	version   int    // the source's server_version_num
@@ -154,6 +155,7 @@ func startBackfill(ctx context.Context, start *capturev1.StartStream, conn *pgx.
 	_, _ = rand.Read(session)
 	bf := &backfiller{
 		tag:       start.GetSlotName() + ":" + hex.EncodeToString(session) + ":",
+		slot:      start.GetSlotName(),
 		chunkRows: int(start.GetBackfillChunkRows()),
 		pub:       start.GetPublicationName(),
 		version:   version,
@@ -194,17 +196,13 @@ func startBackfill(ctx context.Context, start *capturev1.StartStream, conn *pgx.
 
 // checkBackfillServer returns the xmin of a snapshot taken now (every
 // chunk's snapshot sees the transactions before it) and the server's
-// server_version_num. Before PostgreSQL 14 pgoutput drops logical
-// messages, and a high watermark would never come back.
+// server_version_num.
 func checkBackfillServer(ctx context.Context, conn *pgx.Conn) (uint32, int, error) {
 	var version int
 	var snap string
 	err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int, txid_current_snapshot()::text").Scan(&version, &snap)
 	if err != nil {
 		return 0, 0, fmt.Errorf("reading the source's server_version_num: %w", err)
-	}
-	if version < minBackfillServerVersion {
-		return 0, 0, failedPrecondition("adding tables to a running task needs PostgreSQL 14 or later (the source runs %d), whose pgoutput forwards the logical messages that frame each chunk; upgrade the source, or create a new task with full sync instead", version)
 	}
 	s, err := parseXidSnapshot(snap)
 	return s.xmin, version, err

@@ -298,7 +298,8 @@ func (r *chunkReader) handOver(ctx context.Context, c *chunk) error {
 	return r.mark(ctx, "hw")
 }
 
-// mark writes the current chunk's watermark of kind "lw" or "hw". Not
+// mark writes the current chunk's watermark of kind "lw" or "hw": a row
+// of the signal table before PostgreSQL 14 (signals.go), else a message. Not
 // transactional, so pgoutput sends it at its own WAL position. PostgreSQL
 // 15 does not flush such a message (pg_logical_emit_message's flush
 // argument came in 17), and the walsender sends only flushed WAL, so a
@@ -309,11 +310,18 @@ func (r *chunkReader) handOver(ctx context.Context, c *chunk) error {
 func (r *chunkReader) mark(ctx context.Context, kind string) error {
 	mctx, cancel := context.WithTimeout(ctx, backfillStatementTimeout)
 	defer cancel()
-	q := "SELECT pg_logical_emit_message(false, $1, $2)"
-	if kind == "hw" {
-		q = "SELECT pg_logical_emit_message(false, $1, $2), txid_current()"
+	content := r.bf.markContent(kind, r.n)
+	var err error
+	if usesSignalTable(r.bf.version) {
+		// Committed at once, and so flushed.
+		err = writeSignal(mctx, r.conn, r.bf.version, r.bf.slot, backfillPrefix, content)
+	} else {
+		q := "SELECT pg_logical_emit_message(false, $1, $2)"
+		if kind == "hw" {
+			q = "SELECT pg_logical_emit_message(false, $1, $2), txid_current()"
+		}
+		_, err = r.conn.Exec(mctx, q, backfillPrefix, content)
 	}
-	_, err := r.conn.Exec(mctx, q, backfillPrefix, r.bf.markContent(kind, r.n))
 	if err != nil {
 		return fmt.Errorf("writing the %s watermark of chunk %d: %w", kind, r.n, err)
 	}

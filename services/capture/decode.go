@@ -41,6 +41,10 @@ func (st *stream) apply(ctx context.Context, msg pglogrepl.Message, walStart pgl
 	case *pglogrepl.CommitMessage:
 		return st.commit(now, m)
 	case *pglogrepl.RelationMessage:
+		if prefix, content, ok := signalRelation(m); ok {
+			st.sig = signalColumns{oid: m.RelationID, prefix: prefix, content: content}
+			return nil
+		}
 		// Events already batched were decoded with the old definition; the
 		// receiver applies a batch's relations first, so they must not share
 		// a batch with the new one.
@@ -51,6 +55,9 @@ func (st *stream) apply(ctx context.Context, msg pglogrepl.Message, walStart pgl
 		}
 		return st.defineRelation(ctx, m)
 	case *pglogrepl.InsertMessage, *pglogrepl.UpdateMessage, *pglogrepl.DeleteMessage:
+		if st.signalRow(m) {
+			return nil
+		}
 		if err := st.flushIfDue(now); err != nil {
 			return err
 		}
@@ -96,9 +103,16 @@ func (st *stream) message(now time.Time, m *pglogrepl.LogicalDecodingMessage, wa
 // do not each cost an empty batch.
 func (st *stream) commit(now time.Time, m *pglogrepl.CommitMessage) error {
 	hadEvents := st.txn != nil && st.txn.events > 0
+	var signals []signal
+	if st.txn != nil {
+		signals = st.txn.signals
+	}
 	st.txn = nil
 	if hadEvents || !st.batch.empty() {
 		st.batch.commit(now, uint64(m.TransactionEndLSN))
+	}
+	if err := st.commitSignals(now, signals, m.TransactionEndLSN); err != nil {
+		return err
 	}
 	return st.flushIfDue(now)
 }

@@ -177,11 +177,9 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, req *capturev1.Ensur
 	if err != nil {
 		return false, err
 	}
-	want := wantedTarget(req, filters)
-	if st.version < viaRootVersion {
-		if want.tables, err = publishedLeaves(ctx, conn, want.tables); err != nil {
-			return false, err
-		}
+	want, err := versionedTarget(ctx, conn, st.version, wantedTarget(req, filters))
+	if err != nil {
+		return false, err
 	}
 	if len(want.schemas) > 0 && st.version < schemaPublicationVersion {
 		return false, failedPrecondition("publication %s: selecting whole schemas needs PostgreSQL 15 or later (FOR TABLES IN SCHEMA), and the source runs server_version_num %d; select the tables in objects.tables or the whole database instead",
@@ -252,6 +250,30 @@ func recreatePublication(ctx context.Context, conn *pgx.Conn, slot, quoted strin
 		return publishError(conn, "recreating", quoted, want, err)
 	}
 	return nil
+}
+
+// versionedTarget adapts what the publication should publish to the
+// server: before 14 it also publishes Ferry's signal table, creating it if
+// need be (FOR ALL TABLES includes it by itself), and before 13 a
+// partitioned table's leaves in its place.
+func versionedTarget(ctx context.Context, conn *pgx.Conn, version int, want pubTarget) (pubTarget, error) {
+	var err error
+	if version < viaRootVersion {
+		if want.tables, err = publishedLeaves(ctx, conn, want.tables); err != nil {
+			return want, err
+		}
+	}
+	if usesSignalTable(version) {
+		if err := ensureSignalTable(ctx, conn); err != nil {
+			return want, err
+		}
+		if !want.allTables {
+			want.tables = append(want.tables, signalTableName)
+			slices.Sort(want.tables)
+			want.tables = slices.Compact(want.tables)
+		}
+	}
+	return want, nil
 }
 
 // createPublication is the statement that creates the publication, always

@@ -215,8 +215,12 @@ func (s *Server) ReleaseReplication(ctx context.Context, req *capturev1.ReleaseR
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	signalsDropped, err := releaseSignalTable(ctx, conn)
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	s.logger.Info("replication released", "slot", req.GetSlotName(), "publication", req.GetPublicationName(),
-		"slot_dropped", slotDropped, "publication_dropped", pubDropped)
+		"slot_dropped", slotDropped, "publication_dropped", pubDropped, "signal_table_dropped", signalsDropped)
 	return &capturev1.ReleaseReplicationResponse{SlotDropped: slotDropped, PublicationDropped: pubDropped}, nil
 }
 

@@ -154,6 +154,7 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 	ok = true
 	st := newStream(s.logger.With("slot", slot), gs, repl, conn, confirmed, startLSN,
 		newBatcher(start.GetMaxBatchEvents(), start.GetMaxBatchDelayMs()))
+	st.version = version
 	if version < viaRootVersion {
 		st.roots = newPartitionRoots(conn)
 	}
@@ -180,7 +181,7 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 // to the stream. With streamInProgress, PostgreSQL 14 and later also get
 // protocol 2 with streaming 'on' (both are new in 14).
 func pluginArgs(version int, pub string, streamInProgress bool) ([]string, bool) {
-	streaming := streamInProgress && version >= 140000
+	streaming := streamInProgress && version >= messagesVersion
 	proto := "proto_version '1'"
 	if streaming {
 		proto = "proto_version '2'"
@@ -191,7 +192,7 @@ func pluginArgs(version int, pub string, streamInProgress bool) ([]string, bool)
 		// literal: quote the name as an identifier, then as a literal.
 		"publication_names " + quoteLiteral(pgx.Identifier{pub}.Sanitize()),
 	}
-	if version >= 140000 {
+	if !usesSignalTable(version) {
 		args = append(args, "messages 'true'")
 	}
 	if streaming {

@@ -51,6 +51,7 @@ type txn struct {
 	commitLSN  uint64
 	commitTime *timestamppb.Timestamp
 	events     int
+	signals    []signal // signal table rows (signals.go)
 }
 
 // stream is one StreamChanges call. Everything but lsn is owned by the
@@ -74,6 +75,10 @@ type stream struct {
 	// roots present partitions' changes under their roots (PostgreSQL 12,
 	// partitions.go); nil where the publication does so itself.
 	roots *partitionRoots
+	// sig finds Ferry's signal table in the stream (signals.go).
+	sig signalColumns
+	// version is the source's server_version_num.
+	version int
 	// spools hold in-progress streamed transactions (protocol 2,
 	// streaming.go); nil: protocol 1, where none are streamed.
 	spools *spoolSet
@@ -323,14 +328,14 @@ func (st *stream) idleWatermark(now time.Time) error {
 	return st.send(&cdcv1.ChangeBatch{WatermarkLsn: uint64(st.serverWALEnd)})
 }
 
-// heartbeat writes a non-transactional logical message into the source's
-// WAL when one is due. It needs no table and no privilege beyond connecting
-// (pg_logical_emit_message is executable by PUBLIC). On PostgreSQL 14 and
-// later the walsender forwards it (messages 'true'), and message turns it
-// into a watermark; on older servers it still moves the WAL the walsender
-// reports in keepalives. A failed heartbeat is logged, not fatal: the slot
-// keeps advancing on keepalives. Only a lost session ends the stream, since
-// relation lookups need it too.
+// heartbeat writes a signal into the source's WAL when one is due: a
+// non-transactional logical message, which needs no table and no privilege
+// beyond connecting (pg_logical_emit_message is executable by PUBLIC), or
+// before PostgreSQL 14, whose pgoutput drops messages, a row of Ferry's
+// signal table (signals.go). The stream turns either into a watermark. A
+// failed heartbeat is logged, not fatal: the slot keeps advancing on
+// keepalives. Only a lost session ends the stream, since relation lookups
+// need it too.
 func (st *stream) heartbeat(ctx context.Context, now time.Time) error {
 	if st.hb.every <= 0 || now.Sub(st.hb.last) < st.hb.every {
 		return nil
@@ -338,7 +343,7 @@ func (st *stream) heartbeat(ctx context.Context, now time.Time) error {
 	st.hb.last = now
 	hctx, cancel := context.WithTimeout(ctx, heartbeatTimeout)
 	defer cancel()
-	_, err := st.catalog.Exec(hctx, "SELECT pg_logical_emit_message(false, $1, $2)", heartbeatPrefix, st.hb.payload)
+	err := writeSignal(hctx, st.catalog, st.version, st.hb.payload, heartbeatPrefix, st.hb.payload)
 	switch {
 	case err == nil:
 		if st.hb.failing {
@@ -353,7 +358,7 @@ func (st *stream) heartbeat(ctx context.Context, now time.Time) error {
 	}
 	st.hb.failing = true
 	st.logger.Warn("writing the heartbeat failed; the slot advances on keepalives only until it works",
-		"error", err, "hint", "pg_logical_emit_message must be executable by the source user and the source must not be a standby")
+		"error", err, "hint", "the source user must be able to run pg_logical_emit_message (PostgreSQL 14 and later) or write Ferry's signal table "+signalTableName+" (before 14), and the source must not be a standby")
 	return nil
 }
 

@@ -82,14 +82,15 @@ ORDER BY u.i`, schemas, names)
 	return out, keyed, nil
 }
 
-// userTables are ordinary and partitioned tables outside the system schemas;
-// partitions are left out because publications publish via their root.
+// userTables are ordinary and partitioned tables outside the system schemas
+// and Ferry's own (_ferry, the signal table of sources before PostgreSQL
+// 14); partitions are left out because publications publish via their root.
 const userTables = `SELECT n.nspname, c.relname` + userTablesFrom
 
 const userTablesFrom = `
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence = 'p'
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'`
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_ferry') AND n.nspname NOT LIKE 'pg\_%'`
 
 func resolve(ctx context.Context, conn *pgx.Conn, sel *taskv1.ObjectSelection) ([]*taskv1.TableRef, error) {
 	seen := map[string]bool{}

@@ -387,3 +387,18 @@ func (p *Postgres) logTail() string {
 	lines := strings.Split(strings.TrimRight(p.Log(), "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-20):], "\n")
 }
+
+// AsShared points the settings that name the shared server (FERRY_PG_*)
+// at this one until t ends, so that tests written for the shared server
+// run unchanged on this server's version. t must not be parallel.
+func (p *Postgres) AsShared(t *testing.T) {
+	t.Helper()
+	t.Setenv("FERRY_PG_HOST", "127.0.0.1")
+	t.Setenv("FERRY_PG_PORT", fmt.Sprint(p.port))
+	t.Setenv("FERRY_PG_DATABASE", "ferry")
+	t.Setenv("FERRY_PG_USER", "ferry")
+	t.Setenv("FERRY_PG_PASSWORD_FILE", p.pwFile)
+	t.Setenv("FERRY_PG_DSN", p.superDSN("ferry"))
+	// The private server trusts its superuser over TCP.
+	t.Setenv("FERRY_PG_SUPERUSER_PASSWORD", "postgres")
+}

@@ -1,0 +1,174 @@
+package capture
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+)
+
+// Before PostgreSQL 14 pgoutput drops logical messages, so the heartbeat
+// and the backfill's watermarks cannot travel as pg_logical_emit_message.
+// There they go through a small table Ferry owns in the source, as the
+// original DBLog design has it: each signal is an upsert of the row (slot,
+// prefix) in a transaction of its own, published with the task's tables.
+// The stream never ships the table's changes; at the transaction's commit
+// it handles each signal as the non-transactional message it stands for,
+// at the commit's end LSN, so everything downstream of the decoder is the
+// same on every version. One row per slot and prefix keeps the table at a
+// few rows whatever the rate.
+const (
+	// messagesVersion is PostgreSQL 14, whose pgoutput forwards logical
+	// messages (messages 'true').
+	messagesVersion = 140000
+	signalSchema    = "_ferry"
+	signalTable     = "signals"
+)
+
+// signalTableName is the table's quoted name, as publications list it.
+var signalTableName = pgx.Identifier{signalSchema, signalTable}.Sanitize()
+
+// signalDDL creates the table; the schema keeps it out of the application's
+// own (objects.whole_database and schema listings leave it out).
+var signalDDL = []string{
+	"CREATE SCHEMA IF NOT EXISTS " + pgx.Identifier{signalSchema}.Sanitize(),
+	"CREATE TABLE IF NOT EXISTS " + signalTableName +
+		" (slot_name text NOT NULL, prefix text NOT NULL, content text NOT NULL, PRIMARY KEY (slot_name, prefix))",
+}
+
+// usesSignalTable reports whether a server of this server_version_num
+// needs the signal table.
+func usesSignalTable(version int) bool { return version < messagesVersion }
+
+// ensureSignalTable creates the table if it is missing. It needs CREATE on
+// the database the first time; the precheck item signal_table says so.
+func ensureSignalTable(ctx context.Context, conn *pgx.Conn) error {
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", signalTableName).Scan(&exists); err != nil {
+		return fmt.Errorf("looking up Ferry's signal table %s: %w", signalTableName, err)
+	}
+	if exists {
+		return nil
+	}
+	for _, stmt := range signalDDL {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			if isPgCode(err, "42501") {
+				role := conn.Config().User
+				return failedPrecondition("creating Ferry's signal table %s: %v; before PostgreSQL 14 Ferry carries its heartbeats and full-sync watermarks through this table: run GRANT CREATE ON DATABASE %s TO %s, or have a superuser run %q and %q and grant role %q INSERT and UPDATE on it",
+					signalTableName, err, pgx.Identifier{conn.Config().Database}.Sanitize(), pgx.Identifier{role}.Sanitize(), signalDDL[0], signalDDL[1], role)
+			}
+			return fmt.Errorf("creating Ferry's signal table %s: %w", signalTableName, err)
+		}
+	}
+	return nil
+}
+
+// writeSignal writes one signal: a logical message on 14 and later, else an
+// upsert into the signal table, committed (and so flushed) at once.
+func writeSignal(ctx context.Context, conn *pgx.Conn, version int, slot, prefix, content string) error {
+	if !usesSignalTable(version) {
+		_, err := conn.Exec(ctx, "SELECT pg_logical_emit_message(false, $1, $2)", prefix, content)
+		return err
+	}
+	_, err := conn.Exec(ctx, "INSERT INTO "+signalTableName+` AS s VALUES ($1, $2, $3)
+		ON CONFLICT (slot_name, prefix) DO UPDATE SET content = EXCLUDED.content`, slot, prefix, content)
+	return err
+}
+
+// signal is one signal row the stream met inside a transaction.
+type signal struct {
+	prefix  string
+	content []byte
+}
+
+// signalColumns is where the stream finds the signal table and its
+// columns; oid 0 until pgoutput has described the table.
+type signalColumns struct {
+	oid             uint32
+	prefix, content int
+}
+
+// signalRow takes a signal table change out of the stream: it reports
+// whether m is one, and notes an inserted or updated row's signal for the
+// transaction's commit (a deleted row is no signal).
+func (st *stream) signalRow(m pglogrepl.Message) bool {
+	var oid uint32
+	var tuple *pglogrepl.TupleData
+	switch m := m.(type) {
+	case *pglogrepl.InsertMessage:
+		oid, tuple = m.RelationID, m.Tuple
+	case *pglogrepl.UpdateMessage:
+		oid, tuple = m.RelationID, m.NewTuple
+	case *pglogrepl.DeleteMessage:
+		oid = m.RelationID
+	}
+	if st.sig.oid == 0 || oid != st.sig.oid {
+		return false
+	}
+	if tuple != nil && st.txn != nil && max(st.sig.prefix, st.sig.content) < len(tuple.Columns) {
+		st.txn.signals = append(st.txn.signals, signal{
+			prefix: string(tuple.Columns[st.sig.prefix].Data), content: tuple.Columns[st.sig.content].Data,
+		})
+	}
+	return true
+}
+
+// commitSignals handles the signals of a committed transaction as the
+// non-transactional messages they stand for, at the commit's end.
+func (st *stream) commitSignals(now time.Time, signals []signal, end pglogrepl.LSN) error {
+	for _, s := range signals {
+		m := &pglogrepl.LogicalDecodingMessage{LSN: end, Prefix: s.prefix, Content: s.content}
+		if err := st.message(now, m, end); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// signalRelation reports whether m defines Ferry's signal table, and the
+// positions of its prefix and content columns.
+func signalRelation(m *pglogrepl.RelationMessage) (prefix, content int, ok bool) {
+	if m.Namespace != signalSchema || m.RelationName != signalTable {
+		return 0, 0, false
+	}
+	prefix, content = -1, -1
+	for i, c := range m.Columns {
+		switch c.Name {
+		case "prefix":
+			prefix = i
+		case "content":
+			content = i
+		}
+	}
+	return prefix, content, prefix >= 0 && content >= 0
+}
+
+// releaseSignalTable drops the signal table, and its schema if that is then
+// empty, once no other task can need it: no publication names it and no
+// logical slot is left on the database. A FOR ALL TABLES publication
+// includes it without naming it, so a task with one keeps a slot, which
+// keeps the table. It reports whether it dropped the table.
+func releaseSignalTable(ctx context.Context, conn *pgx.Conn) (bool, error) {
+	var inUse bool
+	err := conn.QueryRow(ctx, `
+		SELECT to_regclass($1) IS NULL
+		    OR EXISTS (SELECT 1 FROM pg_publication_rel WHERE prrelid = to_regclass($1))
+		    OR EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_type = 'logical' AND database = current_database())`,
+		signalTableName).Scan(&inUse)
+	if err != nil {
+		return false, fmt.Errorf("checking whether Ferry's signal table %s is still in use: %w", signalTableName, err)
+	}
+	if inUse {
+		return false, nil
+	}
+	if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+signalTableName); err != nil {
+		return false, fmt.Errorf("dropping Ferry's signal table %s: %w", signalTableName, err)
+	}
+	// RESTRICT: a schema someone else put objects in stays.
+	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{signalSchema}.Sanitize()); err != nil && !isPgCode(err, "2BP01") {
+		return true, fmt.Errorf("dropping Ferry's schema %s: %w", signalSchema, err)
+	}
+	return true, nil
+}
