@@ -15,10 +15,10 @@ import (
 // messages from 14 and through Ferry's signal table before. The tests run
 // as written, against a private server of each version (AsShared).
 var versionSuite = map[string]func(*testing.T){
-	"StreamChangesEndToEnd":                TestStreamChangesEndToEnd,
-	"RestartWithoutAckRedelivers":          TestRestartWithoutAckRedelivers,
-	"QuotedNamesAndRelease":                TestQuotedNamesAndRelease,
-	"BackfillBesideLiveChanges":            TestBackfillBesideLiveChangesRebuildsTheTable,
+	"StreamChangesEndToEnd":                 TestStreamChangesEndToEnd,
+	"RestartWithoutAckRedelivers":           TestRestartWithoutAckRedelivers,
+	"QuotedNamesAndRelease":                 TestQuotedNamesAndRelease,
+	"BackfillBesideLiveChanges":             TestBackfillBesideLiveChangesRebuildsTheTable,
 	"BackfillResumesAfterTheLastAckedChunk": TestBackfillResumesAfterTheLastAckedChunk,
 }
 
