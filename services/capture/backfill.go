@@ -217,7 +217,15 @@ func checkBackfillServer(ctx context.Context, conn *pgx.Conn) (uint32, int, erro
 // missing or is not an ordinary or partitioned table.
 const checkBackfillTablesQuery = `
 WITH pub AS MATERIALIZED (
-  SELECT schemaname::text AS s, tablename::text AS t FROM pg_publication_tables WHERE pubname = $3)
+  -- A partition stands for its root: PostgreSQL 12 publishes the leaves
+  -- of a partitioned table (publishedLeaves).
+  SELECT DISTINCT coalesce(rn.nspname, pt.schemaname)::text AS s, coalesce(r.relname, pt.tablename)::text AS t
+  FROM pg_publication_tables pt
+  LEFT JOIN pg_namespace ln ON ln.nspname = pt.schemaname
+  LEFT JOIN pg_class l ON l.relnamespace = ln.oid AND l.relname = pt.tablename AND l.relispartition
+  LEFT JOIN pg_class r ON r.oid = pg_partition_root(l.oid)
+  LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
+  WHERE pt.pubname = $3)
 SELECT c.oid IS NOT NULL, coalesce(c.relreplident::text, ''), pub.t IS NOT NULL,
        coalesce(CASE WHEN c.relkind = 'p'
             THEN coalesce((SELECT sum(greatest(l.reltuples, 0)) FROM pg_partition_tree(c.oid) pt
