@@ -30,6 +30,11 @@ func TestPrecheckOnEveryVersion(t *testing.T) {
 					t.Errorf("PostgreSQL %d: %s failed: %s (fix: %s)", major, id, it.GetMessage(), it.GetFix())
 				}
 			}
+			schemas := &taskv1.ObjectSelection{Schemas: []*taskv1.SchemaSelection{{Schema: "public"}}}
+			if major < 15 {
+				expect(t, precheckItems(t, s, pg.Source(), schemas), "publication_privilege", sevFail,
+					[]string{"objects.schemas", "needs PostgreSQL 15 or later"})
+			}
 			if major >= 14 {
 				expect(t, items, "signal_table", sevPass, []string{"creates no table"})
 				return
