@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -485,7 +486,7 @@ func (l *changeLog) matches(want map[string]map[string]string) (bool, string) {
 	for table, rows := range want {
 		got := l.state[table]
 		if len(got) != len(rows) {
-			return false, fmt.Sprintf("%s: %d rows rebuilt from Kafka, %d in the table", table, len(got), len(rows))
+			return false, fmt.Sprintf("%s: %d rows rebuilt from Kafka, %d in the table; %s", table, len(got), len(rows), diffIDs(got, rows))
 		}
 		for id, r := range rows {
 			if got[id] != r {
@@ -494,6 +495,26 @@ func (l *changeLog) matches(want map[string]map[string]string) (bool, string) {
 		}
 	}
 	return true, ""
+}
+
+// diffIDs names a few of the ids only one side has, to tell a lost range
+// of keys from lost changes.
+func diffIDs(got, want map[string]string) string {
+	var missing, extra []int
+	for id := range want {
+		if _, ok := got[id]; !ok {
+			missing = append(missing, atoi(id))
+		}
+	}
+	for id := range got {
+		if _, ok := want[id]; !ok {
+			extra = append(extra, atoi(id))
+		}
+	}
+	slices.Sort(missing)
+	slices.Sort(extra)
+	return fmt.Sprintf("%d missing from Kafka (first %v), %d only in Kafka (first %v)",
+		len(missing), missing[:min(len(missing), 12)], len(extra), extra[:min(len(extra), 12)])
 }
 
 // checkSeam fails on any recorded violation, and checks that every row the
