@@ -184,7 +184,7 @@ func (s *stream) observeSchema(t *canal.Table, b *cdcv1.ChangeBatch) error {
 		return nil
 	}
 	for _, ev := range b.GetEvents() {
-		if ev.GetRelationOid() == t.Rel.GetOid() {
+		if ev.GetRelationOid() == t.Rel.GetOid() || slices.Contains(ev.GetTruncate().GetRelationOids(), t.Rel.GetOid()) {
 			d.LSN = ev.GetLsn()
 			if ct := ev.GetCommitTime(); ct != nil {
 				d.Commit = ct.AsTime()
