@@ -127,7 +127,7 @@ func truncateRefused(tabs []*canal.Table, ev *cdcv1.ChangeEvent) error {
 		names[i] = t.Rel.GetSchema() + "." + t.Rel.GetTable()
 	}
 	return status.Errorf(codes.InvalidArgument,
-		"TRUNCATE of table %s at LSN %d (transaction %d): kafka.truncate_mode is TRUNCATE_MODE_FAIL, so the task stops before it and confirms nothing from its transaction on; "+
+		"TRUNCATE of table %s at LSN %X/%X (transaction %d): kafka.truncate_mode is TRUNCATE_MODE_FAIL, so the task stops before it and confirms nothing from its transaction on; "+
 			"re-sync the table with a new task (sync_types.full), or create the task with kafka.truncate_mode TRUNCATE_MODE_DDL_RECORD (the default) to receive TRUNCATE as a DDL record on the DDL topic",
-		strings.Join(names, ", "), ev.GetLsn(), ev.GetXid())
+		strings.Join(names, ", "), ev.GetLsn()>>32, uint32(ev.GetLsn()), ev.GetXid())
 }
