@@ -18,6 +18,7 @@ import (
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/delivery/canal/canaltest"
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
+	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
 // Relations beside public.orders: public.lines, selected, and
@@ -192,5 +193,32 @@ func TestTruncateFailMode(t *testing.T) {
 	}
 	if last.GetSafeLsn() != 100 {
 		t.Fatalf("safe LSN %d after the refused TRUNCATE, want 100", last.GetSafeLsn())
+	}
+}
+
+// In an exactly-once stream the TRUNCATE record commits in the Kafka
+// transaction of its source transaction, with the checkpoint that covers it.
+func TestTruncateExactlyOnceReal(t *testing.T) {
+	bootstrap := realKafka(t)
+	client, _ := startServer(t)
+	topic := testenv.UniqueName("ferry_trunc_eos")
+	ensure(t, client, bootstrap, &deliveryv1.TopicSpec{Name: topic, Partitions: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	st := start(bootstrap, topic, &taskv1.KafkaOptions{ExactlyOnce: true})
+	st.TaskId = strings.ReplaceAll(topic, "_", "-")
+	s := openSession(t, ctx, client, st)
+	s.send(&cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{ordersRelation()},
+		Events: []*cdcv1.ChangeEvent{inTxn(1, 95, 100), truncateEvent(96, 100, false, false, ordersOID), inTxn(2, 97, 100)}, WatermarkLsn: 110})
+	s.waitSafe(110, 30*time.Second)
+	if _, err := s.finish(30 * time.Second); err != nil {
+		t.Fatalf("stream ended with %v", err)
+	}
+	// Keys: the rows' ids, and "" for the keyless DDL record.
+	if counts := readCommitted(t, bootstrap, topic, 3, 30*time.Second); counts["1"] != 1 || counts["2"] != 1 || counts[""] != 1 {
+		t.Fatalf("read_committed counts %v, want rows 1 and 2 and one TRUNCATE record", counts)
+	}
+	if got := storedCheckpoint(t, bootstrap, st.TaskId); got != 110 {
+		t.Fatalf("checkpoint %d, want 110", got)
 	}
 }
