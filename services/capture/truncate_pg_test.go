@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -17,7 +18,23 @@ import (
 // among the rows around them, each with its options, and a partitioned
 // table as its root alone, since Ferry publishes via the root.
 func TestTruncateArrivesInWALOrder(t *testing.T) {
-	pg := testenv.StartPostgres(t)
+	checkTruncateOrder(t, testenv.StartPostgres(t))
+}
+
+// TestTruncateEveryVersion: PostgreSQL 12 publishes partitions' leaves, and
+// capture names their root in a TRUNCATE as 13 and later do themselves.
+func TestTruncateEveryVersion(t *testing.T) {
+	for _, major := range testenv.SupportedMajors {
+		if major == 15 {
+			continue
+		}
+		t.Run(fmt.Sprint(major), func(t *testing.T) {
+			checkTruncateOrder(t, testenv.StartPostgresVersion(t, major))
+		})
+	}
+}
+
+func checkTruncateOrder(t *testing.T, pg *testenv.Postgres) {
 	conn := pg.Conn(t)
 	for _, s := range []string{
 		"CREATE TABLE public.tr_a (id int8 PRIMARY KEY, note text)",
