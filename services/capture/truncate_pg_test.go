@@ -113,3 +113,22 @@ func describeEvent(ev *cdcv1.ChangeEvent, names map[uint32]string) string {
 	}
 	return out
 }
+
+// An existing publication that leaves TRUNCATE out is made to publish it:
+// otherwise the TRUNCATEs would vanish without a trace.
+func TestEnsureMakesThePublicationPublishTruncate(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	conn := pg.Conn(t)
+	testenv.Exec(t, conn, "CREATE TABLE public.tr_pub_t (id int8 PRIMARY KEY)")
+	testenv.Exec(t, conn, "CREATE PUBLICATION tr_pub2 FOR TABLE public.tr_pub_t WITH (publish = 'insert, update, delete')")
+	_, err := startServer(t).EnsureReplication(context.Background(), &capturev1.EnsureReplicationRequest{
+		Source: pg.Source(), SlotName: "tr_slot2", PublicationName: "tr_pub2", Tables: []*taskv1.TableRef{table("public", "tr_pub_t")},
+	})
+	if err != nil {
+		t.Fatalf("EnsureReplication: %v", err)
+	}
+	var truncate bool
+	if err := conn.QueryRow(context.Background(), "SELECT pubtruncate FROM pg_publication WHERE pubname = 'tr_pub2'").Scan(&truncate); err != nil || !truncate {
+		t.Fatalf("pubtruncate %v (%v), want true", truncate, err)
+	}
+}
