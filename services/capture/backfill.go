@@ -95,7 +95,10 @@ type backfiller struct {
 	// window is the chunk whose LW the loop has met and whose HW not yet.
 	window  int64
 	changed []map[string]keyChange // per table: keys changed recently
-	matches map[uint32]relMatch
+	// truncated holds, per table, the latest TRUNCATE noted like a change
+	// of every key: a chunk read before it must not bring its rows back.
+	truncated map[int]keyChange
+	matches   map[uint32]relMatch
 	// horizon: every chunk still to come sees the transactions before it,
 	// which the loop therefore need not note (nor keep while it replays a
 	// backlog).
@@ -426,6 +429,9 @@ func (bf *backfiller) keep(c *chunk, hw uint64) []*cdcv1.ChangeEvent {
 		if k, ok := changed[c.keys[i]]; ok && (k.window == c.n || !c.snap.visible(k.xid)) {
 			continue
 		}
+		if k, ok := bf.truncated[c.table]; ok && (k.window == c.n || !c.snap.visible(k.xid)) {
+			continue
+		}
 		ev.Lsn, ev.CommitLsn = hw, hw
 		kept = append(kept, ev)
 	}
@@ -453,8 +459,14 @@ func (bf *backfiller) advance(c *chunk, sent int, hw uint64) *cdcv1.BackfillProg
 			}
 		}
 	}
+	for table, k := range bf.truncated {
+		if xidPrecedes(k.xid, bf.horizon) {
+			delete(bf.truncated, table)
+		}
+	}
 	if p.Done {
 		bf.changed[c.table] = nil
+		delete(bf.truncated, c.table)
 		clear(bf.matches)
 	}
 	select {
@@ -541,6 +553,22 @@ func (bf *backfiller) match(rel *relation) (relMatch, error) {
 	}
 	bf.matches[oid] = m
 	return m, nil
+}
+
+// observeTruncate notes a TRUNCATE of rel as a change of every key of it,
+// when rel is a table being backfilled.
+func (bf *backfiller) observeTruncate(rel *relation, xid uint32) {
+	if bf == nil || xidPrecedes(xid, bf.horizon) {
+		return
+	}
+	for i, t := range bf.tables {
+		if !bf.progress[i].GetDone() && t.ref.GetSchema() == rel.msg.Namespace && t.ref.GetTable() == rel.msg.RelationName {
+			if bf.truncated == nil {
+				bf.truncated = map[int]keyChange{}
+			}
+			bf.truncated[i] = keyChange{xid: xid, window: bf.window}
+		}
+	}
 }
 
 // columnIndexes finds the named columns in rel.

@@ -56,6 +56,18 @@ func (b *batcher) add(now time.Time, rel *cdcv1.Relation, ev *cdcv1.ChangeEvent)
 	b.cur.WatermarkLsn = 0
 }
 
+// addMany appends an event that refers to several relations (a TRUNCATE),
+// preceded by the definitions in rels.
+func (b *batcher) addMany(now time.Time, rels []*cdcv1.Relation, ev *cdcv1.ChangeEvent, oids []uint32) {
+	b.start(now)
+	b.cur.Relations = append(b.cur.Relations, rels...)
+	b.cur.Events = append(b.cur.Events, ev)
+	for _, oid := range oids {
+		b.oids[oid] = true
+	}
+	b.cur.WatermarkLsn = 0
+}
+
 // commit marks that the batch now ends at a transaction's end (or at a
 // logical message outside any transaction). A commit with no events pending
 // still makes a (possibly empty) batch, so that a transaction whose events

@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -63,7 +64,10 @@ func (st *stream) apply(ctx context.Context, msg pglogrepl.Message, walStart pgl
 		}
 		return st.change(now, m, walStart)
 	case *pglogrepl.TruncateMessage:
-		st.logger.Warn("ignoring TRUNCATE: not supported yet", "relations", m.RelationIDs, "lsn", walStart.String())
+		if err := st.flushIfDue(now); err != nil {
+			return err
+		}
+		return st.truncate(now, m, walStart)
 	case *pglogrepl.LogicalDecodingMessage:
 		return st.message(now, m, walStart)
 	}
@@ -141,6 +145,52 @@ func (st *stream) change(now time.Time, m pglogrepl.Message, lsn pglogrepl.LSN) 
 	st.batch.add(now, def, ev)
 	st.txn.events++
 	return nil
+}
+
+// truncate adds a TRUNCATE to the batch as one event, preceded by the
+// definitions of its relations this stream has not sent yet. pgoutput lists
+// only the published tables (a partitioned root alone when the publication
+// publishes via the root) and sends nothing when none is.
+func (st *stream) truncate(now time.Time, m *pglogrepl.TruncateMessage, lsn pglogrepl.LSN) error {
+	if st.txn == nil {
+		return fmt.Errorf("TRUNCATE at %s outside a transaction", lsn)
+	}
+	if len(m.RelationIDs) == 0 {
+		return nil
+	}
+	var defs []*cdcv1.Relation
+	for _, oid := range m.RelationIDs {
+		rel, err := st.rels.get(oid)
+		if err != nil {
+			return fmt.Errorf("decoding the TRUNCATE at %s: %w", lsn, err)
+		}
+		st.bf.observeTruncate(rel, st.txn.xid)
+		if !rel.sent {
+			defs = append(defs, rel.proto)
+			rel.sent = true
+		}
+	}
+	ev := truncateEvent(m)
+	ev.Lsn = uint64(lsn)
+	ev.CommitLsn = st.txn.commitLSN
+	ev.Xid = st.txn.xid
+	ev.CommitTime = st.txn.commitTime
+	st.batch.addMany(now, defs, ev, m.RelationIDs)
+	st.txn.events++
+	return nil
+}
+
+// truncateEvent is the event of a TRUNCATE message, without its position.
+func truncateEvent(m *pglogrepl.TruncateMessage) *cdcv1.ChangeEvent {
+	return &cdcv1.ChangeEvent{
+		Op:          cdcv1.Operation_OPERATION_TRUNCATE,
+		RelationOid: m.RelationIDs[0],
+		Truncate: &cdcv1.Truncate{
+			RelationOids:    slices.Clone(m.RelationIDs),
+			Cascade:         m.Option&pglogrepl.TruncateOptionCascade != 0,
+			RestartIdentity: m.Option&pglogrepl.TruncateOptionRestartIdentity != 0,
+		},
+	}
 }
 
 func (st *stream) decodeChange(m pglogrepl.Message) (*cdcv1.ChangeEvent, *relation, error) {

@@ -287,13 +287,14 @@ func feed(st *stream, msgs [][]byte) error {
 	return nil
 }
 
-// checkFedBatches: rows come only from Insert, Update and Delete messages,
-// and each has as many values as its relation has columns.
+// checkFedBatches: events come only from Insert, Update, Delete and
+// Truncate messages; each row has as many values as its relation has
+// columns, and a TRUNCATE none, over defined relations.
 func checkFedBatches(t *testing.T, msgs [][]byte, batches []*cdcv1.ChangeBatch, rels *relationCache) {
 	t.Helper()
 	changes := 0
 	for _, m := range msgs {
-		if len(m) > 0 && bytes.IndexByte([]byte("IUD"), m[0]) >= 0 {
+		if len(m) > 0 && bytes.IndexByte([]byte("IUDT"), m[0]) >= 0 {
 			changes++
 		}
 	}
@@ -302,6 +303,10 @@ func checkFedBatches(t *testing.T, msgs [][]byte, batches []*cdcv1.ChangeBatch, 
 		t.Fatalf("%d rows from %d change messages: something else was shipped as a row", len(got), changes)
 	}
 	for _, ev := range got {
+		if ev.GetOp() == cdcv1.Operation_OPERATION_TRUNCATE {
+			checkFedTruncate(t, ev, rels)
+			continue
+		}
 		rel, err := rels.get(ev.GetRelationOid())
 		if err != nil {
 			t.Fatalf("a row of an undefined relation was shipped: %v", err)
@@ -310,6 +315,19 @@ func checkFedBatches(t *testing.T, msgs [][]byte, batches []*cdcv1.ChangeBatch, 
 			if len(vals) != 0 && len(vals) != len(rel.msg.Columns) {
 				t.Fatalf("row has %d values, relation %d has %d columns", len(vals), ev.GetRelationOid(), len(rel.msg.Columns))
 			}
+		}
+	}
+}
+
+func checkFedTruncate(t *testing.T, ev *cdcv1.ChangeEvent, rels *relationCache) {
+	t.Helper()
+	oids := ev.GetTruncate().GetRelationOids()
+	if len(oids) == 0 || oids[0] != ev.GetRelationOid() || len(ev.GetNewValues())+len(ev.GetOldValues()) != 0 {
+		t.Fatalf("TRUNCATE event of relation %d lists %v and carries values", ev.GetRelationOid(), oids)
+	}
+	for _, oid := range oids {
+		if _, err := rels.get(oid); err != nil {
+			t.Fatalf("a TRUNCATE of an undefined relation was shipped: %v", err)
 		}
 	}
 }

@@ -207,6 +207,10 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, req *capturev1.Ensur
 			return false, fmt.Errorf("altering publication %s: %w", quoted, err)
 		}
 	}
+	// CREATE's default, so that an existing publication cannot hide TRUNCATEs.
+	if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET (publish = 'insert, update, delete, truncate')", quoted)); err != nil {
+		return false, fmt.Errorf("altering publication %s: %w", quoted, err)
+	}
 	if !st.have.equal(want) {
 		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET %s", quoted, want.clause())); err != nil {
 			return false, publishError(conn, "setting the tables of", quoted, want, err)

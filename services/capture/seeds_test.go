@@ -46,9 +46,9 @@ func TestFuzzSeedsFromPostgres(t *testing.T) {
 		t.Fatalf("the real sequence is refused: %v", err)
 	}
 	out.batches = append(out.batches, st.batch.take())
-	changes := kinds['I'] + kinds['U'] + kinds['D']
+	changes := kinds['I'] + kinds['U'] + kinds['D'] + kinds['T']
 	if got := len(events(out.batches)); got != changes {
-		t.Fatalf("%d rows from %d change messages", got, changes)
+		t.Fatalf("%d events from %d change and truncate messages", got, changes)
 	}
 	checkFedBatches(t, raw, out.batches, st.rels)
 	if os.Getenv("FERRY_UPDATE_FUZZ_SEEDS") == "1" {

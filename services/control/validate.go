@@ -58,6 +58,7 @@ func Normalize(spec *taskv1.TaskSpec) (*taskv1.TaskSpec, error) {
 	}
 	normalizeKafka(s)
 	checkExactlyOnce(s, &errs)
+	checkTruncateMode(s.Kafka, &errs)
 	checkTopics(s, &errs)
 	checkColumns(s, &errs)
 	checkSchemaRegistry(s, &errs)
@@ -164,6 +165,19 @@ func normalizeKafka(s *taskv1.TaskSpec) {
 func checkExactlyOnce(s *taskv1.TaskSpec, errs *fieldErrors) {
 	if k := s.GetKafka(); k.GetExactlyOnce() && k.GetAcks() != taskv1.Acks_ACKS_ALL {
 		errs.add("kafka.acks", "%v cannot be used with kafka.exactly_once, which needs ACKS_ALL; set acks to ALL or leave it unset", k.GetAcks())
+	}
+}
+
+// checkTruncateMode defaults kafka.truncate_mode to DDL_RECORD and refuses
+// a value this build does not know, which would otherwise act as the
+// default and ship TRUNCATEs the user meant to stop on.
+func checkTruncateMode(k *taskv1.KafkaOptions, errs *fieldErrors) {
+	switch k.TruncateMode {
+	case taskv1.TruncateMode_TRUNCATE_MODE_UNSPECIFIED:
+		k.TruncateMode = taskv1.TruncateMode_TRUNCATE_MODE_DDL_RECORD
+	case taskv1.TruncateMode_TRUNCATE_MODE_DDL_RECORD, taskv1.TruncateMode_TRUNCATE_MODE_FAIL:
+	default:
+		errs.add("kafka.truncate_mode", "%v is not a known mode; use TRUNCATE_MODE_DDL_RECORD (a TRUNCATE becomes a DDL record on the DDL topic) or TRUNCATE_MODE_FAIL (the task stops at a TRUNCATE)", k.TruncateMode)
 	}
 }
 

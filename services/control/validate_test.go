@@ -242,6 +242,22 @@ func TestExactlyOnceNeedsAcksAll(t *testing.T) {
 	}
 }
 
+func TestTruncateModeDefaultsAndIsChecked(t *testing.T) {
+	s, err := Normalize(validSpec())
+	if err != nil || s.GetKafka().GetTruncateMode() != taskv1.TruncateMode_TRUNCATE_MODE_DDL_RECORD {
+		t.Fatalf("default truncate_mode %v (%v), want DDL_RECORD", s.GetKafka().GetTruncateMode(), err)
+	}
+	in := validSpec()
+	in.Kafka = &taskv1.KafkaOptions{TruncateMode: taskv1.TruncateMode_TRUNCATE_MODE_FAIL}
+	if s, err := Normalize(in); err != nil || s.GetKafka().GetTruncateMode() != taskv1.TruncateMode_TRUNCATE_MODE_FAIL {
+		t.Fatalf("FAIL kept as %v (%v)", s.GetKafka().GetTruncateMode(), err)
+	}
+	in.Kafka.TruncateMode = 7
+	if _, err := Normalize(in); err == nil || !strings.Contains(err.Error(), "kafka.truncate_mode") || !strings.Contains(err.Error(), "TRUNCATE_MODE_FAIL") {
+		t.Fatalf("unknown truncate_mode: %v, want an error naming the field and the modes", err)
+	}
+}
+
 func TestKafkaSecurityIsCheckedAndSupported(t *testing.T) {
 	pw := &taskv1.SecretRef{Source: &taskv1.SecretRef_File{File: "/secrets/kafka-password"}}
 	ca := &taskv1.SecretRef{Source: &taskv1.SecretRef_Env{Env: "KAFKA_CA_PEM"}}

@@ -36,6 +36,8 @@ import (
 //     (a dropped column that the mapping drops anyway, a new key) updates the
 //     stored definition without a record.
 //
+// A TRUNCATE takes the same way to the same topic (truncate.go).
+//
 // The last definition written survives restarts in the compacted topic
 // schemaStateTopic (key: task id and table; value: the definition as JSON),
 // so that a change made while Ferry was stopped is still reported when the
@@ -184,7 +186,7 @@ func (s *stream) observeSchema(t *canal.Table, b *cdcv1.ChangeBatch) error {
 		return nil
 	}
 	for _, ev := range b.GetEvents() {
-		if ev.GetRelationOid() == t.Rel.GetOid() {
+		if ev.GetRelationOid() == t.Rel.GetOid() || slices.Contains(ev.GetTruncate().GetRelationOids(), t.Rel.GetOid()) {
 			d.LSN = ev.GetLsn()
 			if ct := ev.GetCommitTime(); ct != nil {
 				d.Commit = ct.AsTime()

@@ -36,14 +36,7 @@ func maskOf(ops []taskv1.OperationSet) opMask {
 // selection, nil when it has none (found by the caller's index, so that a
 // task of 10,000 tables does not scan them all per table).
 func operationsFor(sel *taskv1.ObjectSelection, tsel *taskv1.TableSelection, schema string) opMask {
-	selects := sel.GetWholeDatabase() || len(sel.GetSchemas()) > 0 || len(sel.GetTables()) > 0
-	if selects && tsel == nil && !sel.GetWholeDatabase() && !slices.ContainsFunc(sel.GetSchemas(), func(sc *taskv1.SchemaSelection) bool {
-		return sc.GetSchema() == schema
-	}) {
-		// Not selected (a stream without any selection, as tools open,
-		// ships everything): a table that modify-objects removed still has the
-		// changes it made before it left the publication in the slot's
-		// backlog, and they must not reach Kafka after the removal.
+	if !selected(sel, tsel, schema) {
 		return 0
 	}
 	if len(tsel.GetOperations()) > 0 {
@@ -58,4 +51,15 @@ func operationsFor(sel *taskv1.ObjectSelection, tsel *taskv1.TableSelection, sch
 		return maskOf(sel.GetOperations())
 	}
 	return allOps
+}
+
+// selected tells whether sel selects the table (a stream without any
+// selection, as tools open, ships everything). A table that modify-objects
+// removed still has the changes it made before it left the publication in
+// the slot's backlog, and they must not reach Kafka after the removal.
+func selected(sel *taskv1.ObjectSelection, tsel *taskv1.TableSelection, schema string) bool {
+	selects := sel.GetWholeDatabase() || len(sel.GetSchemas()) > 0 || len(sel.GetTables()) > 0
+	return !selects || tsel != nil || sel.GetWholeDatabase() || slices.ContainsFunc(sel.GetSchemas(), func(sc *taskv1.SchemaSelection) bool {
+		return sc.GetSchema() == schema
+	})
 }

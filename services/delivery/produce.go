@@ -109,6 +109,9 @@ func (s *stream) appendKey(dst []byte, tab *canal.Table, ev *cdcv1.ChangeEvent) 
 }
 
 func (s *stream) produce(ev *cdcv1.ChangeEvent) error {
+	if ev.GetOp() == cdcv1.Operation_OPERATION_TRUNCATE {
+		return s.produceTruncate(ev)
+	}
 	tab, ok := s.enc.Table(ev.GetRelationOid())
 	if !ok {
 		return status.Errorf(codes.InvalidArgument, "event at LSN %d refers to relation %d, which this stream was never sent", ev.GetLsn(), ev.GetRelationOid())

@@ -7,11 +7,12 @@ import (
 
 // DDL is a table definition or a change to one, as the DDL topic carries it.
 type DDL struct {
-	// Kind is the statement's kind: "CREATE" or "ALTER".
+	// Kind is the statement's kind: "CREATE", "ALTER" or "TRUNCATE".
 	Kind string
 	SQL  string
 	// LSN is where the change took effect: the first change that used the
-	// new definition (0 for a definition written by schema sync).
+	// new definition (0 for a definition written by schema sync), or the
+	// TRUNCATE's own position.
 	LSN uint64
 	// Commit is when; the zero time means now.
 	Commit time.Time

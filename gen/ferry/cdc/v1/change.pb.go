@@ -22,7 +22,7 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Operation is the kind of row change.
+// Operation is the kind of change.
 type Operation int32
 
 const (
@@ -30,6 +30,9 @@ const (
 	Operation_OPERATION_INSERT      Operation = 1
 	Operation_OPERATION_UPDATE      Operation = 2
 	Operation_OPERATION_DELETE      Operation = 3
+	// A TRUNCATE of one or more tables (ChangeEvent.truncate). Not a row
+	// change: it carries no values.
+	Operation_OPERATION_TRUNCATE Operation = 4
 )
 
 // Enum value maps for Operation.
@@ -39,12 +42,14 @@ var (
 		1: "OPERATION_INSERT",
 		2: "OPERATION_UPDATE",
 		3: "OPERATION_DELETE",
+		4: "OPERATION_TRUNCATE",
 	}
 	Operation_value = map[string]int32{
 		"OPERATION_UNSPECIFIED": 0,
 		"OPERATION_INSERT":      1,
 		"OPERATION_UPDATE":      2,
 		"OPERATION_DELETE":      3,
+		"OPERATION_TRUNCATE":    4,
 	}
 )
 
@@ -248,6 +253,71 @@ func (Infinity) EnumDescriptor() ([]byte, []int) {
 	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{3}
 }
 
+// Truncate is one TRUNCATE statement as the source decoded it.
+type Truncate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every published table the statement emptied, in the order the source
+	// listed them (tables that CASCADE reached included). A partitioned
+	// table appears as its root when the publication publishes via the
+	// root, otherwise as its partitions. Each has been sent as a Relation.
+	RelationOids    []uint32 `protobuf:"varint,1,rep,packed,name=relation_oids,json=relationOids,proto3" json:"relation_oids,omitempty"`
+	Cascade         bool     `protobuf:"varint,2,opt,name=cascade,proto3" json:"cascade,omitempty"`
+	RestartIdentity bool     `protobuf:"varint,3,opt,name=restart_identity,json=restartIdentity,proto3" json:"restart_identity,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Truncate) Reset() {
+	*x = Truncate{}
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Truncate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Truncate) ProtoMessage() {}
+
+func (x *Truncate) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Truncate.ProtoReflect.Descriptor instead.
+func (*Truncate) Descriptor() ([]byte, []int) {
+	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Truncate) GetRelationOids() []uint32 {
+	if x != nil {
+		return x.RelationOids
+	}
+	return nil
+}
+
+func (x *Truncate) GetCascade() bool {
+	if x != nil {
+		return x.Cascade
+	}
+	return false
+}
+
+func (x *Truncate) GetRestartIdentity() bool {
+	if x != nil {
+		return x.RestartIdentity
+	}
+	return false
+}
+
 // Column describes one column of a relation as the source names it.
 type Column struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -271,7 +341,7 @@ type Column struct {
 
 func (x *Column) Reset() {
 	*x = Column{}
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[0]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -283,7 +353,7 @@ func (x *Column) String() string {
 func (*Column) ProtoMessage() {}
 
 func (x *Column) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[0]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -296,7 +366,7 @@ func (x *Column) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Column.ProtoReflect.Descriptor instead.
 func (*Column) Descriptor() ([]byte, []int) {
-	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{0}
+	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Column) GetName() string {
@@ -366,7 +436,7 @@ type Relation struct {
 
 func (x *Relation) Reset() {
 	*x = Relation{}
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[1]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -378,7 +448,7 @@ func (x *Relation) String() string {
 func (*Relation) ProtoMessage() {}
 
 func (x *Relation) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[1]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -391,7 +461,7 @@ func (x *Relation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Relation.ProtoReflect.Descriptor instead.
 func (*Relation) Descriptor() ([]byte, []int) {
-	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{1}
+	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Relation) GetOid() uint32 {
@@ -447,7 +517,7 @@ type Date struct {
 
 func (x *Date) Reset() {
 	*x = Date{}
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[2]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +529,7 @@ func (x *Date) String() string {
 func (*Date) ProtoMessage() {}
 
 func (x *Date) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[2]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +542,7 @@ func (x *Date) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Date.ProtoReflect.Descriptor instead.
 func (*Date) Descriptor() ([]byte, []int) {
-	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{2}
+	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Date) GetDays() int32 {
@@ -502,7 +572,7 @@ type Timestamp struct {
 
 func (x *Timestamp) Reset() {
 	*x = Timestamp{}
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[3]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -514,7 +584,7 @@ func (x *Timestamp) String() string {
 func (*Timestamp) ProtoMessage() {}
 
 func (x *Timestamp) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[3]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -527,7 +597,7 @@ func (x *Timestamp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Timestamp.ProtoReflect.Descriptor instead.
 func (*Timestamp) Descriptor() ([]byte, []int) {
-	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{3}
+	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Timestamp) GetMicros() int64 {
@@ -570,7 +640,7 @@ type Value struct {
 
 func (x *Value) Reset() {
 	*x = Value{}
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[4]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -582,7 +652,7 @@ func (x *Value) String() string {
 func (*Value) ProtoMessage() {}
 
 func (x *Value) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[4]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -595,7 +665,7 @@ func (x *Value) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Value.ProtoReflect.Descriptor instead.
 func (*Value) Descriptor() ([]byte, []int) {
-	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{4}
+	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Value) GetKind() isValue_Kind {
@@ -801,14 +871,18 @@ type ChangeEvent struct {
 	// True for rows read by full sync rather than from the WAL. Such a row is
 	// an INSERT whose lsn and commit_lsn are the snapshot's consistent point,
 	// whose xid is 0 and whose commit_time is when the snapshot was taken.
-	Snapshot      bool `protobuf:"varint,9,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	Snapshot bool `protobuf:"varint,9,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// Set for OPERATION_TRUNCATE, whose relation_oid is then the first of
+	// truncate.relation_oids and whose value lists are empty. It takes its
+	// place among its transaction's row changes by lsn, like a row.
+	Truncate      *Truncate `protobuf:"bytes,10,opt,name=truncate,proto3" json:"truncate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ChangeEvent) Reset() {
 	*x = ChangeEvent{}
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[5]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +894,7 @@ func (x *ChangeEvent) String() string {
 func (*ChangeEvent) ProtoMessage() {}
 
 func (x *ChangeEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[5]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +907,7 @@ func (x *ChangeEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeEvent.ProtoReflect.Descriptor instead.
 func (*ChangeEvent) Descriptor() ([]byte, []int) {
-	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{5}
+	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ChangeEvent) GetOp() Operation {
@@ -899,6 +973,13 @@ func (x *ChangeEvent) GetSnapshot() bool {
 	return false
 }
 
+func (x *ChangeEvent) GetTruncate() *Truncate {
+	if x != nil {
+		return x.Truncate
+	}
+	return nil
+}
+
 // ChangeBatch is the unit capture streams and delivery consumes.
 type ChangeBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -918,7 +999,7 @@ type ChangeBatch struct {
 
 func (x *ChangeBatch) Reset() {
 	*x = ChangeBatch{}
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[6]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +1011,7 @@ func (x *ChangeBatch) String() string {
 func (*ChangeBatch) ProtoMessage() {}
 
 func (x *ChangeBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[6]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1024,7 @@ func (x *ChangeBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeBatch.ProtoReflect.Descriptor instead.
 func (*ChangeBatch) Descriptor() ([]byte, []int) {
-	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{6}
+	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ChangeBatch) GetRelations() []*Relation {
@@ -989,7 +1070,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[7]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1082,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[7]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1095,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{7}
+	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Checkpoint) GetConfirmedLsn() uint64 {
@@ -1078,7 +1159,7 @@ type BackfillProgress struct {
 
 func (x *BackfillProgress) Reset() {
 	*x = BackfillProgress{}
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[8]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1171,7 @@ func (x *BackfillProgress) String() string {
 func (*BackfillProgress) ProtoMessage() {}
 
 func (x *BackfillProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[8]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1184,7 @@ func (x *BackfillProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackfillProgress.ProtoReflect.Descriptor instead.
 func (*BackfillProgress) Descriptor() ([]byte, []int) {
-	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{8}
+	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BackfillProgress) GetSchema() string {
@@ -1159,7 +1240,11 @@ var File_ferry_cdc_v1_change_proto protoreflect.FileDescriptor
 
 const file_ferry_cdc_v1_change_proto_rawDesc = "" +
 	"\n" +
-	"\x19ferry/cdc/v1/change.proto\x12\fferry.cdc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x01\n" +
+	"\x19ferry/cdc/v1/change.proto\x12\fferry.cdc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"t\n" +
+	"\bTruncate\x12#\n" +
+	"\rrelation_oids\x18\x01 \x03(\rR\frelationOids\x12\x18\n" +
+	"\acascade\x18\x02 \x01(\bR\acascade\x12)\n" +
+	"\x10restart_identity\x18\x03 \x01(\bR\x0frestartIdentity\"\xed\x01\n" +
 	"\x06Column\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
 	"\btype_oid\x18\x02 \x01(\rR\atypeOid\x12\x1b\n" +
@@ -1195,7 +1280,7 @@ const file_ferry_cdc_v1_change_proto_rawDesc = "" +
 	"\ttimestamp\x18\n" +
 	" \x01(\v2\x17.ferry.cdc.v1.TimestampH\x00R\ttimestamp\x12;\n" +
 	"\vtimestamptz\x18\v \x01(\v2\x17.ferry.cdc.v1.TimestampH\x00R\vtimestamptzB\x06\n" +
-	"\x04kind\"\xdd\x02\n" +
+	"\x04kind\"\x91\x03\n" +
 	"\vChangeEvent\x12'\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x17.ferry.cdc.v1.OperationR\x02op\x12!\n" +
 	"\frelation_oid\x18\x02 \x01(\rR\vrelationOid\x122\n" +
@@ -1209,7 +1294,9 @@ const file_ferry_cdc_v1_change_proto_rawDesc = "" +
 	"\x03xid\x18\a \x01(\rR\x03xid\x12;\n" +
 	"\vcommit_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"commitTime\x12\x1a\n" +
-	"\bsnapshot\x18\t \x01(\bR\bsnapshot\"\x9b\x01\n" +
+	"\bsnapshot\x18\t \x01(\bR\bsnapshot\x122\n" +
+	"\btruncate\x18\n" +
+	" \x01(\v2\x16.ferry.cdc.v1.TruncateR\btruncate\"\x9b\x01\n" +
 	"\vChangeBatch\x124\n" +
 	"\trelations\x18\x01 \x03(\v2\x16.ferry.cdc.v1.RelationR\trelations\x121\n" +
 	"\x06events\x18\x02 \x03(\v2\x19.ferry.cdc.v1.ChangeEventR\x06events\x12#\n" +
@@ -1229,12 +1316,13 @@ const file_ferry_cdc_v1_change_proto_rawDesc = "" +
 	"\x04rows\x18\x04 \x01(\x04R\x04rows\x12\x12\n" +
 	"\x04done\x18\x05 \x01(\bR\x04done\x12\x10\n" +
 	"\x03lsn\x18\x06 \x01(\x04R\x03lsn\x12%\n" +
-	"\x0eestimated_rows\x18\a \x01(\x04R\restimatedRows*h\n" +
+	"\x0eestimated_rows\x18\a \x01(\x04R\restimatedRows*\x80\x01\n" +
 	"\tOperation\x12\x19\n" +
 	"\x15OPERATION_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10OPERATION_INSERT\x10\x01\x12\x14\n" +
 	"\x10OPERATION_UPDATE\x10\x02\x12\x14\n" +
-	"\x10OPERATION_DELETE\x10\x03*\xa6\x01\n" +
+	"\x10OPERATION_DELETE\x10\x03\x12\x16\n" +
+	"\x12OPERATION_TRUNCATE\x10\x04*\xa6\x01\n" +
 	"\x0fReplicaIdentity\x12 \n" +
 	"\x1cREPLICA_IDENTITY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18REPLICA_IDENTITY_DEFAULT\x10\x01\x12\x1c\n" +
@@ -1268,44 +1356,46 @@ func file_ferry_cdc_v1_change_proto_rawDescGZIP() []byte {
 }
 
 var file_ferry_cdc_v1_change_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_ferry_cdc_v1_change_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_ferry_cdc_v1_change_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_ferry_cdc_v1_change_proto_goTypes = []any{
 	(Operation)(0),                // 0: ferry.cdc.v1.Operation
 	(ReplicaIdentity)(0),          // 1: ferry.cdc.v1.ReplicaIdentity
 	(TypeKind)(0),                 // 2: ferry.cdc.v1.TypeKind
 	(Infinity)(0),                 // 3: ferry.cdc.v1.Infinity
-	(*Column)(nil),                // 4: ferry.cdc.v1.Column
-	(*Relation)(nil),              // 5: ferry.cdc.v1.Relation
-	(*Date)(nil),                  // 6: ferry.cdc.v1.Date
-	(*Timestamp)(nil),             // 7: ferry.cdc.v1.Timestamp
-	(*Value)(nil),                 // 8: ferry.cdc.v1.Value
-	(*ChangeEvent)(nil),           // 9: ferry.cdc.v1.ChangeEvent
-	(*ChangeBatch)(nil),           // 10: ferry.cdc.v1.ChangeBatch
-	(*Checkpoint)(nil),            // 11: ferry.cdc.v1.Checkpoint
-	(*BackfillProgress)(nil),      // 12: ferry.cdc.v1.BackfillProgress
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*Truncate)(nil),              // 4: ferry.cdc.v1.Truncate
+	(*Column)(nil),                // 5: ferry.cdc.v1.Column
+	(*Relation)(nil),              // 6: ferry.cdc.v1.Relation
+	(*Date)(nil),                  // 7: ferry.cdc.v1.Date
+	(*Timestamp)(nil),             // 8: ferry.cdc.v1.Timestamp
+	(*Value)(nil),                 // 9: ferry.cdc.v1.Value
+	(*ChangeEvent)(nil),           // 10: ferry.cdc.v1.ChangeEvent
+	(*ChangeBatch)(nil),           // 11: ferry.cdc.v1.ChangeBatch
+	(*Checkpoint)(nil),            // 12: ferry.cdc.v1.Checkpoint
+	(*BackfillProgress)(nil),      // 13: ferry.cdc.v1.BackfillProgress
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
 }
 var file_ferry_cdc_v1_change_proto_depIdxs = []int32{
 	2,  // 0: ferry.cdc.v1.Column.base_type_kind:type_name -> ferry.cdc.v1.TypeKind
-	4,  // 1: ferry.cdc.v1.Relation.columns:type_name -> ferry.cdc.v1.Column
+	5,  // 1: ferry.cdc.v1.Relation.columns:type_name -> ferry.cdc.v1.Column
 	1,  // 2: ferry.cdc.v1.Relation.replica_identity:type_name -> ferry.cdc.v1.ReplicaIdentity
 	3,  // 3: ferry.cdc.v1.Date.infinity:type_name -> ferry.cdc.v1.Infinity
 	3,  // 4: ferry.cdc.v1.Timestamp.infinity:type_name -> ferry.cdc.v1.Infinity
-	6,  // 5: ferry.cdc.v1.Value.date:type_name -> ferry.cdc.v1.Date
-	7,  // 6: ferry.cdc.v1.Value.timestamp:type_name -> ferry.cdc.v1.Timestamp
-	7,  // 7: ferry.cdc.v1.Value.timestamptz:type_name -> ferry.cdc.v1.Timestamp
+	7,  // 5: ferry.cdc.v1.Value.date:type_name -> ferry.cdc.v1.Date
+	8,  // 6: ferry.cdc.v1.Value.timestamp:type_name -> ferry.cdc.v1.Timestamp
+	8,  // 7: ferry.cdc.v1.Value.timestamptz:type_name -> ferry.cdc.v1.Timestamp
 	0,  // 8: ferry.cdc.v1.ChangeEvent.op:type_name -> ferry.cdc.v1.Operation
-	8,  // 9: ferry.cdc.v1.ChangeEvent.new_values:type_name -> ferry.cdc.v1.Value
-	8,  // 10: ferry.cdc.v1.ChangeEvent.old_values:type_name -> ferry.cdc.v1.Value
-	13, // 11: ferry.cdc.v1.ChangeEvent.commit_time:type_name -> google.protobuf.Timestamp
-	5,  // 12: ferry.cdc.v1.ChangeBatch.relations:type_name -> ferry.cdc.v1.Relation
-	9,  // 13: ferry.cdc.v1.ChangeBatch.events:type_name -> ferry.cdc.v1.ChangeEvent
-	12, // 14: ferry.cdc.v1.Checkpoint.backfills:type_name -> ferry.cdc.v1.BackfillProgress
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	9,  // 9: ferry.cdc.v1.ChangeEvent.new_values:type_name -> ferry.cdc.v1.Value
+	9,  // 10: ferry.cdc.v1.ChangeEvent.old_values:type_name -> ferry.cdc.v1.Value
+	14, // 11: ferry.cdc.v1.ChangeEvent.commit_time:type_name -> google.protobuf.Timestamp
+	4,  // 12: ferry.cdc.v1.ChangeEvent.truncate:type_name -> ferry.cdc.v1.Truncate
+	6,  // 13: ferry.cdc.v1.ChangeBatch.relations:type_name -> ferry.cdc.v1.Relation
+	10, // 14: ferry.cdc.v1.ChangeBatch.events:type_name -> ferry.cdc.v1.ChangeEvent
+	13, // 15: ferry.cdc.v1.Checkpoint.backfills:type_name -> ferry.cdc.v1.BackfillProgress
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_ferry_cdc_v1_change_proto_init() }
@@ -1313,7 +1403,7 @@ func file_ferry_cdc_v1_change_proto_init() {
 	if File_ferry_cdc_v1_change_proto != nil {
 		return
 	}
-	file_ferry_cdc_v1_change_proto_msgTypes[4].OneofWrappers = []any{
+	file_ferry_cdc_v1_change_proto_msgTypes[5].OneofWrappers = []any{
 		(*Value_Null)(nil),
 		(*Value_UnchangedToast)(nil),
 		(*Value_Bool)(nil),
@@ -1332,7 +1422,7 @@ func file_ferry_cdc_v1_change_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ferry_cdc_v1_change_proto_rawDesc), len(file_ferry_cdc_v1_change_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -511,6 +511,61 @@ func (ConflictMode) EnumDescriptor() ([]byte, []int) {
 	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{8}
 }
 
+// TruncateMode is how a task handles a TRUNCATE of a selected table. The
+// per-table operations filter does not apply: TRUNCATE is not a row change.
+type TruncateMode int32
+
+const (
+	TruncateMode_TRUNCATE_MODE_UNSPECIFIED TruncateMode = 0
+	// A DDL record (type TRUNCATE) on the DDL topic, partition 0, in order
+	// with the rows around it.
+	TruncateMode_TRUNCATE_MODE_DDL_RECORD TruncateMode = 1
+	// The task stops with a non-retryable error naming the tables; nothing
+	// from the TRUNCATE's transaction on is confirmed to the source.
+	TruncateMode_TRUNCATE_MODE_FAIL TruncateMode = 2
+)
+
+// Enum value maps for TruncateMode.
+var (
+	TruncateMode_name = map[int32]string{
+		0: "TRUNCATE_MODE_UNSPECIFIED",
+		1: "TRUNCATE_MODE_DDL_RECORD",
+		2: "TRUNCATE_MODE_FAIL",
+	}
+	TruncateMode_value = map[string]int32{
+		"TRUNCATE_MODE_UNSPECIFIED": 0,
+		"TRUNCATE_MODE_DDL_RECORD":  1,
+		"TRUNCATE_MODE_FAIL":        2,
+	}
+)
+
+func (x TruncateMode) Enum() *TruncateMode {
+	p := new(TruncateMode)
+	*p = x
+	return p
+}
+
+func (x TruncateMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TruncateMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_ferry_task_v1_spec_proto_enumTypes[9].Descriptor()
+}
+
+func (TruncateMode) Type() protoreflect.EnumType {
+	return &file_ferry_task_v1_spec_proto_enumTypes[9]
+}
+
+func (x TruncateMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TruncateMode.Descriptor instead.
+func (TruncateMode) EnumDescriptor() ([]byte, []int) {
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{9}
+}
+
 // TaskSpec is everything a user configures for one synchronization task. It
 // carries every option of the managed service and Ferry's own; fields marked
 // "not yet" are validated and stored but refused with FailedPrecondition at
@@ -1290,8 +1345,10 @@ type KafkaOptions struct {
 	// The Canal JSON "database" key: the schema name by default, or the
 	// database name when set.
 	CanalDatabaseIsDbName bool `protobuf:"varint,9,opt,name=canal_database_is_db_name,json=canalDatabaseIsDbName,proto3" json:"canal_database_is_db_name,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// What a TRUNCATE of a selected table does. Default: DDL_RECORD.
+	TruncateMode  TruncateMode `protobuf:"varint,10,opt,name=truncate_mode,json=truncateMode,proto3,enum=ferry.task.v1.TruncateMode" json:"truncate_mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KafkaOptions) Reset() {
@@ -1385,6 +1442,13 @@ func (x *KafkaOptions) GetCanalDatabaseIsDbName() bool {
 		return x.CanalDatabaseIsDbName
 	}
 	return false
+}
+
+func (x *KafkaOptions) GetTruncateMode() TruncateMode {
+	if x != nil {
+		return x.TruncateMode
+	}
+	return TruncateMode_TRUNCATE_MODE_UNSPECIFIED
 }
 
 type FullSyncThrottle struct {
@@ -1771,7 +1835,7 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\tname_case\x18\x05 \x01(\x0e2\x17.ferry.task.v1.NameCaseR\bnameCase\"7\n" +
 	"\tSyncTypes\x12\x16\n" +
 	"\x06schema\x18\x01 \x01(\bR\x06schema\x12\x12\n" +
-	"\x04full\x18\x02 \x01(\bR\x04full\"\xdb\x03\n" +
+	"\x04full\x18\x02 \x01(\bR\x04full\"\x9d\x04\n" +
 	"\fKafkaOptions\x121\n" +
 	"\x06format\x18\x01 \x01(\x0e2\x19.ferry.task.v1.DataFormatR\x06format\x12<\n" +
 	"\vcompression\x18\x02 \x01(\x0e2\x1a.ferry.task.v1.CompressionR\vcompression\x12I\n" +
@@ -1781,7 +1845,9 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\rconflict_mode\x18\x06 \x01(\x0e2\x1b.ferry.task.v1.ConflictModeR\fconflictMode\x12*\n" +
 	"\x11dead_letter_topic\x18\a \x01(\tR\x0fdeadLetterTopic\x12!\n" +
 	"\fexactly_once\x18\b \x01(\bR\vexactlyOnce\x128\n" +
-	"\x19canal_database_is_db_name\x18\t \x01(\bR\x15canalDatabaseIsDbName\"\x9a\x01\n" +
+	"\x19canal_database_is_db_name\x18\t \x01(\bR\x15canalDatabaseIsDbName\x12@\n" +
+	"\rtruncate_mode\x18\n" +
+	" \x01(\x0e2\x1b.ferry.task.v1.TruncateModeR\ftruncateMode\"\x9a\x01\n" +
 	"\x10FullSyncThrottle\x12,\n" +
 	"\x12queries_per_second\x18\x01 \x01(\rR\x10queriesPerSecond\x12&\n" +
 	"\x0frows_per_second\x18\x02 \x01(\rR\rrowsPerSecond\x120\n" +
@@ -1855,7 +1921,11 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\fConflictMode\x12\x1d\n" +
 	"\x19CONFLICT_MODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CONFLICT_MODE_REPORT\x10\x01\x12\x18\n" +
-	"\x14CONFLICT_MODE_IGNORE\x10\x02B5Z3github.com/ferry-cdc/ferry/gen/ferry/task/v1;taskv1b\x06proto3"
+	"\x14CONFLICT_MODE_IGNORE\x10\x02*c\n" +
+	"\fTruncateMode\x12\x1d\n" +
+	"\x19TRUNCATE_MODE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18TRUNCATE_MODE_DDL_RECORD\x10\x01\x12\x16\n" +
+	"\x12TRUNCATE_MODE_FAIL\x10\x02B5Z3github.com/ferry-cdc/ferry/gen/ferry/task/v1;taskv1b\x06proto3"
 
 var (
 	file_ferry_task_v1_spec_proto_rawDescOnce sync.Once
@@ -1869,7 +1939,7 @@ func file_ferry_task_v1_spec_proto_rawDescGZIP() []byte {
 	return file_ferry_task_v1_spec_proto_rawDescData
 }
 
-var file_ferry_task_v1_spec_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_ferry_task_v1_spec_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
 var file_ferry_task_v1_spec_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_ferry_task_v1_spec_proto_goTypes = []any{
 	(SslMode)(0),                // 0: ferry.task.v1.SslMode
@@ -1881,41 +1951,42 @@ var file_ferry_task_v1_spec_proto_goTypes = []any{
 	(PartitionPolicy)(0),        // 6: ferry.task.v1.PartitionPolicy
 	(Acks)(0),                   // 7: ferry.task.v1.Acks
 	(ConflictMode)(0),           // 8: ferry.task.v1.ConflictMode
-	(*TaskSpec)(nil),            // 9: ferry.task.v1.TaskSpec
-	(*SecretRef)(nil),           // 10: ferry.task.v1.SecretRef
-	(*SourceEndpoint)(nil),      // 11: ferry.task.v1.SourceEndpoint
-	(*KafkaEndpoint)(nil),       // 12: ferry.task.v1.KafkaEndpoint
-	(*ColumnMapping)(nil),       // 13: ferry.task.v1.ColumnMapping
-	(*TableSelection)(nil),      // 14: ferry.task.v1.TableSelection
-	(*SchemaSelection)(nil),     // 15: ferry.task.v1.SchemaSelection
-	(*ObjectSelection)(nil),     // 16: ferry.task.v1.ObjectSelection
-	(*SyncTypes)(nil),           // 17: ferry.task.v1.SyncTypes
-	(*KafkaOptions)(nil),        // 18: ferry.task.v1.KafkaOptions
-	(*FullSyncThrottle)(nil),    // 19: ferry.task.v1.FullSyncThrottle
-	(*IncrementalThrottle)(nil), // 20: ferry.task.v1.IncrementalThrottle
-	(*AdvancedOptions)(nil),     // 21: ferry.task.v1.AdvancedOptions
-	(*Labels)(nil),              // 22: ferry.task.v1.Labels
-	(*AlertRules)(nil),          // 23: ferry.task.v1.AlertRules
+	(TruncateMode)(0),           // 9: ferry.task.v1.TruncateMode
+	(*TaskSpec)(nil),            // 10: ferry.task.v1.TaskSpec
+	(*SecretRef)(nil),           // 11: ferry.task.v1.SecretRef
+	(*SourceEndpoint)(nil),      // 12: ferry.task.v1.SourceEndpoint
+	(*KafkaEndpoint)(nil),       // 13: ferry.task.v1.KafkaEndpoint
+	(*ColumnMapping)(nil),       // 14: ferry.task.v1.ColumnMapping
+	(*TableSelection)(nil),      // 15: ferry.task.v1.TableSelection
+	(*SchemaSelection)(nil),     // 16: ferry.task.v1.SchemaSelection
+	(*ObjectSelection)(nil),     // 17: ferry.task.v1.ObjectSelection
+	(*SyncTypes)(nil),           // 18: ferry.task.v1.SyncTypes
+	(*KafkaOptions)(nil),        // 19: ferry.task.v1.KafkaOptions
+	(*FullSyncThrottle)(nil),    // 20: ferry.task.v1.FullSyncThrottle
+	(*IncrementalThrottle)(nil), // 21: ferry.task.v1.IncrementalThrottle
+	(*AdvancedOptions)(nil),     // 22: ferry.task.v1.AdvancedOptions
+	(*Labels)(nil),              // 23: ferry.task.v1.Labels
+	(*AlertRules)(nil),          // 24: ferry.task.v1.AlertRules
 }
 var file_ferry_task_v1_spec_proto_depIdxs = []int32{
-	11, // 0: ferry.task.v1.TaskSpec.source:type_name -> ferry.task.v1.SourceEndpoint
-	12, // 1: ferry.task.v1.TaskSpec.destination:type_name -> ferry.task.v1.KafkaEndpoint
-	16, // 2: ferry.task.v1.TaskSpec.objects:type_name -> ferry.task.v1.ObjectSelection
-	17, // 3: ferry.task.v1.TaskSpec.sync_types:type_name -> ferry.task.v1.SyncTypes
-	18, // 4: ferry.task.v1.TaskSpec.kafka:type_name -> ferry.task.v1.KafkaOptions
-	21, // 5: ferry.task.v1.TaskSpec.advanced:type_name -> ferry.task.v1.AdvancedOptions
-	22, // 6: ferry.task.v1.TaskSpec.labels:type_name -> ferry.task.v1.Labels
-	23, // 7: ferry.task.v1.TaskSpec.alerts:type_name -> ferry.task.v1.AlertRules
-	10, // 8: ferry.task.v1.SourceEndpoint.password:type_name -> ferry.task.v1.SecretRef
+	12, // 0: ferry.task.v1.TaskSpec.source:type_name -> ferry.task.v1.SourceEndpoint
+	13, // 1: ferry.task.v1.TaskSpec.destination:type_name -> ferry.task.v1.KafkaEndpoint
+	17, // 2: ferry.task.v1.TaskSpec.objects:type_name -> ferry.task.v1.ObjectSelection
+	18, // 3: ferry.task.v1.TaskSpec.sync_types:type_name -> ferry.task.v1.SyncTypes
+	19, // 4: ferry.task.v1.TaskSpec.kafka:type_name -> ferry.task.v1.KafkaOptions
+	22, // 5: ferry.task.v1.TaskSpec.advanced:type_name -> ferry.task.v1.AdvancedOptions
+	23, // 6: ferry.task.v1.TaskSpec.labels:type_name -> ferry.task.v1.Labels
+	24, // 7: ferry.task.v1.TaskSpec.alerts:type_name -> ferry.task.v1.AlertRules
+	11, // 8: ferry.task.v1.SourceEndpoint.password:type_name -> ferry.task.v1.SecretRef
 	0,  // 9: ferry.task.v1.SourceEndpoint.ssl_mode:type_name -> ferry.task.v1.SslMode
 	1,  // 10: ferry.task.v1.KafkaEndpoint.security:type_name -> ferry.task.v1.KafkaSecurity
-	10, // 11: ferry.task.v1.KafkaEndpoint.sasl_password:type_name -> ferry.task.v1.SecretRef
-	10, // 12: ferry.task.v1.KafkaEndpoint.tls_ca:type_name -> ferry.task.v1.SecretRef
-	13, // 13: ferry.task.v1.TableSelection.columns:type_name -> ferry.task.v1.ColumnMapping
+	11, // 11: ferry.task.v1.KafkaEndpoint.sasl_password:type_name -> ferry.task.v1.SecretRef
+	11, // 12: ferry.task.v1.KafkaEndpoint.tls_ca:type_name -> ferry.task.v1.SecretRef
+	14, // 13: ferry.task.v1.TableSelection.columns:type_name -> ferry.task.v1.ColumnMapping
 	2,  // 14: ferry.task.v1.TableSelection.operations:type_name -> ferry.task.v1.OperationSet
 	2,  // 15: ferry.task.v1.SchemaSelection.operations:type_name -> ferry.task.v1.OperationSet
-	15, // 16: ferry.task.v1.ObjectSelection.schemas:type_name -> ferry.task.v1.SchemaSelection
-	14, // 17: ferry.task.v1.ObjectSelection.tables:type_name -> ferry.task.v1.TableSelection
+	16, // 16: ferry.task.v1.ObjectSelection.schemas:type_name -> ferry.task.v1.SchemaSelection
+	15, // 17: ferry.task.v1.ObjectSelection.tables:type_name -> ferry.task.v1.TableSelection
 	2,  // 18: ferry.task.v1.ObjectSelection.operations:type_name -> ferry.task.v1.OperationSet
 	3,  // 19: ferry.task.v1.ObjectSelection.name_case:type_name -> ferry.task.v1.NameCase
 	4,  // 20: ferry.task.v1.KafkaOptions.format:type_name -> ferry.task.v1.DataFormat
@@ -1923,13 +1994,14 @@ var file_ferry_task_v1_spec_proto_depIdxs = []int32{
 	6,  // 22: ferry.task.v1.KafkaOptions.partition_policy:type_name -> ferry.task.v1.PartitionPolicy
 	7,  // 23: ferry.task.v1.KafkaOptions.acks:type_name -> ferry.task.v1.Acks
 	8,  // 24: ferry.task.v1.KafkaOptions.conflict_mode:type_name -> ferry.task.v1.ConflictMode
-	19, // 25: ferry.task.v1.AdvancedOptions.full_throttle:type_name -> ferry.task.v1.FullSyncThrottle
-	20, // 26: ferry.task.v1.AdvancedOptions.incremental_throttle:type_name -> ferry.task.v1.IncrementalThrottle
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	9,  // 25: ferry.task.v1.KafkaOptions.truncate_mode:type_name -> ferry.task.v1.TruncateMode
+	20, // 26: ferry.task.v1.AdvancedOptions.full_throttle:type_name -> ferry.task.v1.FullSyncThrottle
+	21, // 27: ferry.task.v1.AdvancedOptions.incremental_throttle:type_name -> ferry.task.v1.IncrementalThrottle
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_ferry_task_v1_spec_proto_init() }
@@ -1946,7 +2018,7 @@ func file_ferry_task_v1_spec_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ferry_task_v1_spec_proto_rawDesc), len(file_ferry_task_v1_spec_proto_rawDesc)),
-			NumEnums:      9,
+			NumEnums:      10,
 			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,

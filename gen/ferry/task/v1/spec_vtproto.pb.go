@@ -770,6 +770,11 @@ func (m *KafkaOptions) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.TruncateMode != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.TruncateMode))
+		i--
+		dAtA[i] = 0x50
+	}
 	if m.CanalDatabaseIsDbName {
 		i--
 		if m.CanalDatabaseIsDbName {
@@ -1421,6 +1426,9 @@ func (m *KafkaOptions) SizeVT() (n int) {
 	}
 	if m.CanalDatabaseIsDbName {
 		n += 2
+	}
+	if m.TruncateMode != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.TruncateMode))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -3672,6 +3680,25 @@ func (m *KafkaOptions) UnmarshalVT(dAtA []byte) error {
 				}
 			}
 			m.CanalDatabaseIsDbName = bool(v != 0)
+		case 10:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field TruncateMode", wireType)
+			}
+			m.TruncateMode = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.TruncateMode |= TruncateMode(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
