@@ -154,7 +154,7 @@ func describeFork(f mppFork, versionNum, segments int) string {
 	}
 	name := f.name
 	switch {
-	case f.adb != nil && len(f.adb) > 0:
+	case len(f.adb) > 0:
 		name = "AnalyticDB for PostgreSQL kernel " + dotted(f.adb)
 	case f.adb != nil:
 		name = "AnalyticDB for PostgreSQL, which does not report its kernel version (adbpg_version)"
