@@ -183,7 +183,9 @@ func (c *relationCache) keyColumns(ctx context.Context, oid uint32) ([]string, e
 			WHERE i.indrelid = $1
 			  AND (i.indisprimary OR (i.indisunique AND i.indisvalid AND i.indpred IS NULL
 			       AND NOT 0 = ANY (i.indkey::int2[])))
-			GROUP BY i.indexrelid
+			-- Every column named: before PostgreSQL 14 the catalogs have no
+			-- primary keys, so grouping by indexrelid alone is refused.
+			GROUP BY i.indexrelid, i.indkey::int2[], i.indnkeyatts, i.indisprimary, i.indisreplident
 		), best AS (
 			SELECT * FROM candidate
 			ORDER BY indisprimary DESC, indisreplident DESC, not_null DESC, indnkeyatts, indexrelid
