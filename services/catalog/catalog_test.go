@@ -43,7 +43,7 @@ func TestPrecheckOnRealPostgres(t *testing.T) {
 	got := severities(res.GetItems())
 	pass := taskv1.Severity_SEVERITY_PASS
 	for _, id := range []string{"connectivity", "server_version", "wal_level", "replication_privilege",
-		"max_replication_slots", "max_wal_senders", "objects", "select_privilege"} {
+		"max_replication_slots", "max_wal_senders", "objects", "select_privilege", "greenplum"} {
 		if got[id] != pass {
 			t.Errorf("%s = %v, want PASS (items: %v)", id, got[id], res.GetItems())
 		}

@@ -31,7 +31,7 @@ func (s *Server) Precheck(ctx context.Context, req *catalogv1.PrecheckRequest) (
 	start := time.Now()
 	items := []*taskv1.PrecheckItem{pass("connectivity", "connected to "+pgsource.Describe(src))}
 	for _, check := range []func(context.Context, *pgx.Conn) *taskv1.PrecheckItem{
-		checkVersion, checkWalLevel, checkReplicationPrivilege, checkSlotRoom, checkSenderRoom,
+		checkVersion, checkGreenplum, checkWalLevel, checkReplicationPrivilege, checkSlotRoom, checkSenderRoom,
 		checkDatabaseName, checkTemporaryTables,
 	} {
 		items = append(items, check(ctx, conn))
@@ -52,7 +52,7 @@ func (s *Server) Precheck(ctx context.Context, req *catalogv1.PrecheckRequest) (
 func WarningIDs() []string {
 	return []string{
 		"primary_key", "replica_identity", "toast", "row_size", "database_name", "hot_standby", "hot_standby_feedback",
-		"sync_replication_slots", "long_transactions", "temporary_tables", "unlogged_tables",
+		"sync_replication_slots", "long_transactions", "temporary_tables", "unlogged_tables", greenplumID,
 	}
 }
 

@@ -10,11 +10,13 @@ import (
 )
 
 // serverSettings are the settings logical replication depends on; the
-// precheck reads the same ones to say what to change.
+// precheck reads the same ones to say what to change. adbpg_version is
+// AnalyticDB for PostgreSQL's kernel version (precheck_greenplum.go), absent
+// elsewhere.
 var serverSettings = []string{
 	"wal_level", "max_replication_slots", "max_wal_senders", "max_slot_wal_keep_size", "wal_sender_timeout",
 	"hot_standby", "hot_standby_feedback", "server_encoding", "TimeZone", "DateStyle", "IntervalStyle",
-	"max_connections", "logical_decoding_work_mem", "track_commit_timestamp",
+	"max_connections", "logical_decoding_work_mem", "track_commit_timestamp", "adbpg_version",
 }
 
 // GetServerInfo reports the source's version, the settings replication

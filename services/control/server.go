@@ -107,6 +107,7 @@ func (s *Server) GetTask(ctx context.Context, req *taskv1.GetTaskRequest) (*task
 		return nil, temporalError(req.GetTaskId(), err)
 	}
 	for _, pa := range desc.GetPendingActivities() {
+		showTemporalRetries(st, pa)
 		if pa.GetActivityType().GetName() == task.ActivityFullSync {
 			var fs taskv1.FullSyncActivityResult
 			if pa.GetHeartbeatDetails() != nil && converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &fs) == nil {

@@ -68,7 +68,7 @@ func (s *Server) RestartTask(ctx context.Context, req *taskv1.RestartTaskRequest
 		return nil, status.Errorf(codes.FailedPrecondition, "task %s released its slot and cannot resume; create a new task", id)
 	}
 	// The failed run's history keeps its error; the new run starts clean.
-	st.Status, st.FailingSince, st.ConsecutiveFailures, st.LastError = taskv1.Status_STATUS_RUNNING, nil, 0, ""
+	st.Status, st.FailingSince, st.ConsecutiveFailures, st.LastError, st.RetryingUntil = taskv1.Status_STATUS_RUNNING, nil, 0, "", nil
 	st.Restarts++
 	run, err := s.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: id, TaskQueue: s.taskQueue, WorkflowExecutionErrorWhenAlreadyStarted: true,

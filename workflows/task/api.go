@@ -32,6 +32,14 @@ const (
 // control API reads its heartbeat for per-table progress.
 const ActivityFullSync = "FullSync"
 
+// ActivityPrecheck and ActivitySetup are the registered names of the
+// activities before streaming; the control API reads the retries of tasks
+// that began before the workflow owned them.
+const (
+	ActivityPrecheck = "Precheck"
+	ActivitySetup    = "Setup"
+)
+
 // QueryState returns the task's *taskv1.TaskState.
 const QueryState = "ferry.state"
 

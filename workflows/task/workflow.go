@@ -92,10 +92,14 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 	if r.st.Phase == taskv1.Phase_PHASE_PRECHECK {
 		r.setPhase(ctx, taskv1.Phase_PHASE_PRECHECK)
 		var res taskv1.PrecheckActivityResult
-		actx := workflow.WithActivityOptions(ctx, r.shortActivityOptions())
-		err := workflow.ExecuteActivity(actx, activities.Precheck, &taskv1.PrecheckActivityInput{Spec: r.spec()}).Get(ctx, &res)
+		stopped, err := r.runPrepareStep(ctx, func(actx workflow.Context) error {
+			return workflow.ExecuteActivity(actx, activities.Precheck, &taskv1.PrecheckActivityInput{Spec: r.spec()}).Get(ctx, &res)
+		})
 		if err != nil {
 			return fmt.Errorf("precheck: %w", err)
+		}
+		if stopped {
+			return nil
 		}
 		r.st.Prechecks = AcknowledgeWarnings(res.GetItems(), r.spec().GetAcknowledgedWarnings())
 		if failed := failedPrechecks(r.st.Prechecks); failed != "" {
@@ -109,13 +113,17 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 		full := r.fullSyncPending(ctx)
 		chunked := full && workflow.GetVersion(ctx, chunkedFullSyncChange, workflow.DefaultVersion, 1) >= 1
 		var res taskv1.SetupActivityResult
-		actx := workflow.WithActivityOptions(ctx, r.shortActivityOptions())
-		err := workflow.ExecuteActivity(actx, activities.Setup, &taskv1.SetupActivityInput{
-			TaskId: r.in.GetTaskId(), Spec: r.spec(), SlotName: name, PublicationName: name,
-			PublicationOnly: full, ChunkIfKeyed: chunked,
-		}).Get(ctx, &res)
+		stopped, err := r.runPrepareStep(ctx, func(actx workflow.Context) error {
+			return workflow.ExecuteActivity(actx, activities.Setup, &taskv1.SetupActivityInput{
+				TaskId: r.in.GetTaskId(), Spec: r.spec(), SlotName: name, PublicationName: name,
+				PublicationOnly: full, ChunkIfKeyed: chunked,
+			}).Get(ctx, &res)
+		})
 		if err != nil {
 			return fmt.Errorf("schema sync: %w", err)
+		}
+		if stopped {
+			return nil
 		}
 		r.st.SlotName, r.st.PublicationName = name, name
 		r.st.Tables = res.GetTables()
@@ -292,6 +300,7 @@ func (r *taskRun) onFailure(ctx workflow.Context, err error, progressed bool) er
 		return temporal.NewNonRetryableApplicationError(msg, ErrOther, err)
 	}
 	r.setStatus(ctx, taskv1.Status_STATUS_RETRYING)
+	r.st.RetryingUntil = timestamppb.New(r.st.GetFailingSince().AsTime().Add(window))
 	backoff := Backoff(r.st.GetConsecutiveFailures())
 	workflow.GetLogger(ctx).Warn("sync failed; retrying", "phase", r.st.GetPhase().String(), "error", err, "backoff", backoff,
 		"failingFor", failingFor, "window", window)
@@ -466,6 +475,9 @@ func (r *taskRun) setPhase(ctx workflow.Context, p taskv1.Phase) {
 }
 
 func (r *taskRun) setStatus(ctx workflow.Context, s taskv1.Status) {
+	if s != taskv1.Status_STATUS_RETRYING {
+		r.st.RetryingUntil = nil
+	}
 	if r.st.Status == s {
 		return
 	}

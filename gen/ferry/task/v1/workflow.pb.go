@@ -354,8 +354,12 @@ type TaskState struct {
 	// chunk. Chosen at schema sync when every table has a primary key;
 	// otherwise full sync reads one exported snapshot.
 	FullSyncChunked bool `protobuf:"varint,21,opt,name=full_sync_chunked,json=fullSyncChunked,proto3" json:"full_sync_chunked,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// While the status is RETRYING: when the retry window of failing_class,
+	// counted from failing_since, ends; the task fails if no attempt has
+	// succeeded (or, streaming, made progress) by then. Unset otherwise.
+	RetryingUntil *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=retrying_until,json=retryingUntil,proto3" json:"retrying_until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskState) Reset() {
@@ -526,6 +530,13 @@ func (x *TaskState) GetFullSyncChunked() bool {
 		return x.FullSyncChunked
 	}
 	return false
+}
+
+func (x *TaskState) GetRetryingUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RetryingUntil
+	}
+	return nil
 }
 
 // Signal payloads. Signal names are constants in workflows/task.
@@ -1184,7 +1195,9 @@ type SetupActivityResult struct {
 	StartLsn uint64 `protobuf:"varint,2,opt,name=start_lsn,json=startLsn,proto3" json:"start_lsn,omitempty"`
 	// Row estimates, in the order of tables.
 	EstimatedRows []uint64 `protobuf:"varint,3,rep,packed,name=estimated_rows,json=estimatedRows,proto3" json:"estimated_rows,omitempty"`
-	// Every table has a primary key.
+	// Every table has a primary key and, with chunk_if_keyed, the source can
+	// read them in chunks beside the stream (PostgreSQL 14 or later): full
+	// sync is chunked, and setup created the slot.
 	AllKeyed      bool `protobuf:"varint,4,opt,name=all_keyed,json=allKeyed,proto3" json:"all_keyed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1839,7 +1852,7 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12+\n" +
 	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12.\n" +
 	"\x05state\x18\x03 \x01(\v2\x18.ferry.task.v1.TaskStateR\x05state\x120\n" +
-	"\x14retry_minute_seconds\x18\x04 \x01(\rR\x12retryMinuteSeconds\"\x87\a\n" +
+	"\x14retry_minute_seconds\x18\x04 \x01(\rR\x12retryMinuteSeconds\"\xca\a\n" +
 	"\tTaskState\x12*\n" +
 	"\x05phase\x18\x01 \x01(\x0e2\x14.ferry.task.v1.PhaseR\x05phase\x12-\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x15.ferry.task.v1.StatusR\x06status\x128\n" +
@@ -1865,7 +1878,8 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"alertsSent\x12/\n" +
 	"\x06tables\x18\x13 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\x12\x1a\n" +
 	"\breleased\x18\x14 \x01(\bR\breleased\x12*\n" +
-	"\x11full_sync_chunked\x18\x15 \x01(\bR\x0ffullSyncChunked\"\r\n" +
+	"\x11full_sync_chunked\x18\x15 \x01(\bR\x0ffullSyncChunked\x12A\n" +
+	"\x0eretrying_until\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\rretryingUntil\"\r\n" +
 	"\vPauseSignal\"\x0e\n" +
 	"\fResumeSignal\"\xb6\x01\n" +
 	"\x13ModifyObjectsSignal\x128\n" +
@@ -2044,37 +2058,38 @@ var file_ferry_task_v1_workflow_proto_depIdxs = []int32{
 	14, // 8: ferry.task.v1.TaskState.full_sync_rows:type_name -> ferry.task.v1.TableRowCount
 	27, // 9: ferry.task.v1.TaskState.spec:type_name -> ferry.task.v1.TaskSpec
 	13, // 10: ferry.task.v1.TaskState.tables:type_name -> ferry.task.v1.TableRef
-	30, // 11: ferry.task.v1.ModifyObjectsSignal.objects:type_name -> ferry.task.v1.ObjectSelection
-	31, // 12: ferry.task.v1.ModifyObjectsSignal.compression:type_name -> ferry.task.v1.Compression
-	32, // 13: ferry.task.v1.ModifyObjectsSignal.acks:type_name -> ferry.task.v1.Acks
-	33, // 14: ferry.task.v1.UpdateThrottleSignal.full:type_name -> ferry.task.v1.FullSyncThrottle
-	34, // 15: ferry.task.v1.UpdateThrottleSignal.incremental:type_name -> ferry.task.v1.IncrementalThrottle
-	3,  // 16: ferry.task.v1.PrecheckItem.severity:type_name -> ferry.task.v1.Severity
-	13, // 17: ferry.task.v1.TableRowCount.table:type_name -> ferry.task.v1.TableRef
-	27, // 18: ferry.task.v1.PrecheckActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	12, // 19: ferry.task.v1.PrecheckActivityResult.items:type_name -> ferry.task.v1.PrecheckItem
-	27, // 20: ferry.task.v1.SetupActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	13, // 21: ferry.task.v1.SetupActivityResult.tables:type_name -> ferry.task.v1.TableRef
-	27, // 22: ferry.task.v1.IncrementalActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	28, // 23: ferry.task.v1.IncrementalActivityInput.checkpoint:type_name -> ferry.cdc.v1.Checkpoint
-	27, // 24: ferry.task.v1.FullSyncActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	13, // 25: ferry.task.v1.FullSyncActivityInput.tables:type_name -> ferry.task.v1.TableRef
-	27, // 26: ferry.task.v1.ModifyActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	13, // 27: ferry.task.v1.ModifyActivityInput.previous_tables:type_name -> ferry.task.v1.TableRef
-	30, // 28: ferry.task.v1.ModifyActivityInput.previous_objects:type_name -> ferry.task.v1.ObjectSelection
-	13, // 29: ferry.task.v1.ModifyActivityResult.tables:type_name -> ferry.task.v1.TableRef
-	13, // 30: ferry.task.v1.ModifyActivityResult.added:type_name -> ferry.task.v1.TableRef
-	13, // 31: ferry.task.v1.ModifyActivityResult.removed:type_name -> ferry.task.v1.TableRef
-	27, // 32: ferry.task.v1.ApplyThrottleInput.spec:type_name -> ferry.task.v1.TaskSpec
-	35, // 33: ferry.task.v1.AlertActivityInput.rules:type_name -> ferry.task.v1.AlertRules
-	29, // 34: ferry.task.v1.AlertActivityInput.at:type_name -> google.protobuf.Timestamp
-	14, // 35: ferry.task.v1.FullSyncActivityResult.tables:type_name -> ferry.task.v1.TableRowCount
-	27, // 36: ferry.task.v1.ReleaseActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	29, // 11: ferry.task.v1.TaskState.retrying_until:type_name -> google.protobuf.Timestamp
+	30, // 12: ferry.task.v1.ModifyObjectsSignal.objects:type_name -> ferry.task.v1.ObjectSelection
+	31, // 13: ferry.task.v1.ModifyObjectsSignal.compression:type_name -> ferry.task.v1.Compression
+	32, // 14: ferry.task.v1.ModifyObjectsSignal.acks:type_name -> ferry.task.v1.Acks
+	33, // 15: ferry.task.v1.UpdateThrottleSignal.full:type_name -> ferry.task.v1.FullSyncThrottle
+	34, // 16: ferry.task.v1.UpdateThrottleSignal.incremental:type_name -> ferry.task.v1.IncrementalThrottle
+	3,  // 17: ferry.task.v1.PrecheckItem.severity:type_name -> ferry.task.v1.Severity
+	13, // 18: ferry.task.v1.TableRowCount.table:type_name -> ferry.task.v1.TableRef
+	27, // 19: ferry.task.v1.PrecheckActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	12, // 20: ferry.task.v1.PrecheckActivityResult.items:type_name -> ferry.task.v1.PrecheckItem
+	27, // 21: ferry.task.v1.SetupActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	13, // 22: ferry.task.v1.SetupActivityResult.tables:type_name -> ferry.task.v1.TableRef
+	27, // 23: ferry.task.v1.IncrementalActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	28, // 24: ferry.task.v1.IncrementalActivityInput.checkpoint:type_name -> ferry.cdc.v1.Checkpoint
+	27, // 25: ferry.task.v1.FullSyncActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	13, // 26: ferry.task.v1.FullSyncActivityInput.tables:type_name -> ferry.task.v1.TableRef
+	27, // 27: ferry.task.v1.ModifyActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	13, // 28: ferry.task.v1.ModifyActivityInput.previous_tables:type_name -> ferry.task.v1.TableRef
+	30, // 29: ferry.task.v1.ModifyActivityInput.previous_objects:type_name -> ferry.task.v1.ObjectSelection
+	13, // 30: ferry.task.v1.ModifyActivityResult.tables:type_name -> ferry.task.v1.TableRef
+	13, // 31: ferry.task.v1.ModifyActivityResult.added:type_name -> ferry.task.v1.TableRef
+	13, // 32: ferry.task.v1.ModifyActivityResult.removed:type_name -> ferry.task.v1.TableRef
+	27, // 33: ferry.task.v1.ApplyThrottleInput.spec:type_name -> ferry.task.v1.TaskSpec
+	35, // 34: ferry.task.v1.AlertActivityInput.rules:type_name -> ferry.task.v1.AlertRules
+	29, // 35: ferry.task.v1.AlertActivityInput.at:type_name -> google.protobuf.Timestamp
+	14, // 36: ferry.task.v1.FullSyncActivityResult.tables:type_name -> ferry.task.v1.TableRowCount
+	27, // 37: ferry.task.v1.ReleaseActivityInput.spec:type_name -> ferry.task.v1.TaskSpec
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_ferry_task_v1_workflow_proto_init() }
