@@ -62,10 +62,6 @@ func (a *Activities) Setup(ctx context.Context, in *taskv1.SetupActivityInput) (
 		return nil, classifyRPC("resolving the selected tables", err)
 	}
 	keyed := allKeyed(resolved)
-	chunk, err := a.chunkFullSync(ctx, in, keyed)
-	if err != nil {
-		return nil, err
-	}
 	if err := checkExactlyOnceFullSync(in, resolved, keyed); err != nil {
 		return nil, err
 	}
@@ -76,7 +72,7 @@ func (a *Activities) Setup(ctx context.Context, in *taskv1.SetupActivityInput) (
 	}
 	rep, err := a.Capture.EnsureReplication(ctx, &capturev1.EnsureReplicationRequest{
 		Source: spec.GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(),
-		Tables: resolved.GetTables(), PublicationOnly: in.GetPublicationOnly() && !chunk,
+		Tables: resolved.GetTables(), PublicationOnly: in.GetPublicationOnly() && (!in.GetChunkIfKeyed() || !keyed),
 		Schemas: selectedSchemas(spec.GetObjects()), AllTables: spec.GetObjects().GetWholeDatabase(),
 		Filters: tableFilters(spec),
 	})
@@ -84,38 +80,8 @@ func (a *Activities) Setup(ctx context.Context, in *taskv1.SetupActivityInput) (
 		return nil, classifyRPC(fmt.Sprintf("creating slot and publication %s", in.GetSlotName()), err)
 	}
 	return &taskv1.SetupActivityResult{
-		Tables: resolved.GetTables(), StartLsn: rep.GetConfirmedLsn(), EstimatedRows: resolved.GetEstimatedRows(),
-		AllKeyed: keyed && (chunk || !in.GetChunkIfKeyed()),
+		Tables: resolved.GetTables(), StartLsn: rep.GetConfirmedLsn(), EstimatedRows: resolved.GetEstimatedRows(), AllKeyed: keyed,
 	}, nil
-}
-
-// minChunkedFullSyncVersion is PostgreSQL 14, whose pgoutput forwards the
-// logical messages (watermarks) that frame each chunk; before it a high
-// watermark never comes back. Greenplum 7 and AnalyticDB for PostgreSQL 7
-// run a PostgreSQL 12 kernel.
-const minChunkedFullSyncVersion = 140000
-
-// chunkFullSync tells whether full sync reads the tables in chunks beside
-// the stream, which needs a primary key on every table and PostgreSQL 14;
-// otherwise full sync reads one exported snapshot. Exactly-once delivery
-// has no such fallback (see checkExactlyOnceFullSync).
-func (a *Activities) chunkFullSync(ctx context.Context, in *taskv1.SetupActivityInput, keyed bool) (bool, error) {
-	if !in.GetPublicationOnly() || !in.GetChunkIfKeyed() || !keyed {
-		return false, nil
-	}
-	info, err := a.Catalog.GetServerInfo(ctx, &catalogv1.GetServerInfoRequest{Source: in.GetSpec().GetSource()})
-	if err != nil {
-		return false, classifyRPC("reading the source's server version", err)
-	}
-	if info.GetVersionNum() >= minChunkedFullSyncVersion {
-		return true, nil
-	}
-	if in.GetSpec().GetKafka().GetExactlyOnce() {
-		return false, temporal.NewNonRetryableApplicationError(fmt.Sprintf("kafka.exactly_once with sync_types.full needs chunked full sync, "+
-			"which needs PostgreSQL 14 or later (its pgoutput forwards the watermarks that frame each chunk), and the source runs %d; "+
-			"turn off kafka.exactly_once or sync_types.full", info.GetVersionNum()), ErrConfig, nil)
-	}
-	return false, nil
 }
 
 // checkExactlyOnceFullSync refuses, before anything is created, an

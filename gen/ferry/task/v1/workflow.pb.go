@@ -1195,9 +1195,7 @@ type SetupActivityResult struct {
 	StartLsn uint64 `protobuf:"varint,2,opt,name=start_lsn,json=startLsn,proto3" json:"start_lsn,omitempty"`
 	// Row estimates, in the order of tables.
 	EstimatedRows []uint64 `protobuf:"varint,3,rep,packed,name=estimated_rows,json=estimatedRows,proto3" json:"estimated_rows,omitempty"`
-	// Every table has a primary key and, with chunk_if_keyed, the source can
-	// read them in chunks beside the stream (PostgreSQL 14 or later): full
-	// sync is chunked, and setup created the slot.
+	// Every table has a primary key.
 	AllKeyed      bool `protobuf:"varint,4,opt,name=all_keyed,json=allKeyed,proto3" json:"all_keyed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
