@@ -16,29 +16,6 @@ import (
 	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
-func TestSlotFailoverDecision(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		f       failoverFacts
-		want    bool
-		wantErr string
-	}{
-		{"16 unasked", failoverFacts{version: 160004}, false, ""},
-		{"16 asked", failoverFacts{version: 160004, failoverWanted: true}, false, "PostgreSQL 16"},
-		{"17 quiet primary", failoverFacts{version: 170002}, false, ""},
-		{"17 asked", failoverFacts{version: 170002, failoverWanted: true}, true, ""},
-		{"17 waits for standbys", failoverFacts{version: 170002, standbySlots: "standby1"}, true, ""},
-		{"17 configured like its standbys", failoverFacts{version: 170002, syncSlots: true}, true, ""},
-		{"17 standby unasked", failoverFacts{version: 170002, standby: true, syncSlots: true}, false, ""},
-		{"17 standby asked", failoverFacts{version: 170002, standby: true, failoverWanted: true}, false, "is a standby"},
-	} {
-		got, err := slotFailover(tc.f)
-		if got != tc.want || (tc.wantErr == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.wantErr) {
-			t.Errorf("%s: slotFailover = %v, %v; want %v and an error naming %q", tc.name, got, err, tc.want, tc.wantErr)
-		}
-	}
-}
-
 // On PostgreSQL 17 a task that asks for a failover slot gets one, from setup
 // and from full sync alike; an older slot becomes one when its stream starts.
 func TestFailoverSlotsOn17(t *testing.T) {

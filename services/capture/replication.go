@@ -136,11 +136,7 @@ func ensureSlot(ctx context.Context, conn *pgx.Conn, src *taskv1.SourceEndpoint,
 	if !errors.Is(err, errSlotMissing) {
 		return false, err
 	}
-	facts, err := readFailoverFacts(ctx, conn, src)
-	if err != nil {
-		return false, err
-	}
-	failover, err := slotFailover(facts)
+	failover, err := slotFailover(ctx, conn, src)
 	if err != nil {
 		return false, err
 	}

@@ -122,11 +122,7 @@ func (s *Server) exportSnapshot(ctx context.Context, req *capturev1.ReadSnapshot
 	if err := s.dropStaleSlot(ctx, conn, req.GetSource(), slot); err != nil {
 		return nil, err
 	}
-	facts, err := readFailoverFacts(ctx, conn, req.GetSource())
-	if err != nil {
-		return nil, err
-	}
-	failover, err := slotFailover(facts)
+	failover, err := slotFailover(ctx, conn, req.GetSource())
 	if err != nil {
 		return nil, err
 	}
