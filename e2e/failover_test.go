@@ -64,6 +64,7 @@ func TestFailoverToPromotedStandby(t *testing.T) {
 			"phase " + st.GetPhase().String() + " status " + st.GetStatus().String() + " error " + st.GetLastError()
 	})
 	t.Logf("streaming %s after the start", time.Since(begun).Round(time.Millisecond))
+	checkFailoverPrechecks(t, f.state(taskID))
 
 	w := startIDWriter(t, src, table, snapshotRows+1)
 	waitSyncedSlot(t, psuper, ssuper, slotName(taskID), w)
@@ -106,8 +107,24 @@ func TestFailoverToPromotedStandby(t *testing.T) {
 	if !slotReading(ssuper, slotName(taskID)) {
 		t.Errorf("the promoted standby's slot %s is not being read", slotName(taskID))
 	}
-	t.Logf("rows written %d (%d before the crash, %d uncertain commits lost with it), received %s; first row written after the promotion reached Kafka %s after it; whole test %s",
+	t.Logf("rows written %d (%d before the crash; %d commits of unknown outcome at the crash, not counted), received %s; first row written after the promotion reached Kafka %s after it; whole test %s",
 		len(committed), beforeCrash, w.uncertainCount(), rows.summary(), firstAfter.Sub(promotedAt).Round(time.Millisecond), time.Since(begun).Round(time.Millisecond))
+}
+
+// checkFailoverPrechecks wants the failover items passed: the primary
+// shows its standby's physical slot in synchronized_standby_slots.
+func checkFailoverPrechecks(t *testing.T, st *taskv1.TaskState) {
+	t.Helper()
+	got := map[string]*taskv1.PrecheckItem{}
+	for _, it := range st.GetPrechecks() {
+		got[it.GetId()] = it
+	}
+	for _, id := range []string{"failover_slot", "synchronized_standby_slots", "sync_replication_slots", "hot_standby_feedback"} {
+		if it := got[id]; it.GetSeverity() != taskv1.Severity_SEVERITY_PASS {
+			t.Errorf("precheck %s = %v, want a pass", id, it)
+		}
+	}
+	t.Logf("precheck failover_slot: %s", got["failover_slot"].GetMessage())
 }
 
 func createFailoverTask(t *testing.T, f *ferry, taskID, table string, src *taskv1.SourceEndpoint) {
