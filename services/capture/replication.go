@@ -136,15 +136,16 @@ func ensureSlot(ctx context.Context, conn *pgx.Conn, src *taskv1.SourceEndpoint,
 	if !errors.Is(err, errSlotMissing) {
 		return false, err
 	}
+	failover, err := slotFailover(ctx, conn, src)
+	if err != nil {
+		return false, err
+	}
 	repl, err := connectReplication(ctx, src)
 	if err != nil {
 		return false, err
 	}
 	defer func() { _ = repl.Close(context.WithoutCancel(ctx)) }()
-	_, err = pglogrepl.CreateReplicationSlot(ctx, repl, name, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
-		Mode:           pglogrepl.LogicalReplication,
-		SnapshotAction: "NOEXPORT_SNAPSHOT",
-	})
+	_, err = createSlot(ctx, repl, name, failover, false)
 	switch {
 	case err == nil:
 		return true, nil
@@ -162,6 +163,7 @@ type slotInfo struct {
 	database  string
 	active    bool
 	activePID *int32
+	failover  bool // always false before PostgreSQL 17
 }
 
 func lookupSlot(ctx context.Context, conn *pgx.Conn, name string) (slotInfo, error) {
@@ -172,9 +174,10 @@ func lookupSlot(ctx context.Context, conn *pgx.Conn, name string) (slotInfo, err
 		database  *string
 	)
 	err := conn.QueryRow(ctx, `
-		SELECT confirmed_flush_lsn::text, plugin::text, database::text, active, active_pid
-		FROM pg_replication_slots WHERE slot_name = $1`, name).
-		Scan(&confirmed, &plugin, &database, &info.active, &info.activePID)
+		SELECT confirmed_flush_lsn::text, plugin::text, database::text, active, active_pid,
+		       coalesce((to_jsonb(s) ->> 'failover')::bool, false)
+		FROM pg_replication_slots s WHERE slot_name = $1`, name).
+		Scan(&confirmed, &plugin, &database, &info.active, &info.activePID, &info.failover)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return info, fmt.Errorf("replication slot %s: %w", name, errSlotMissing)
 	}

@@ -135,6 +135,10 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 	if err != nil {
 		return nil, err
 	}
+	if err := ensureFailover(ctx, conn, repl, start.GetSource(), slot, s.logger); err != nil {
+		_ = repl.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
 	startLSN := max(pglogrepl.LSN(start.GetStartLsn()), confirmed)
 	version, err := serverVersion(ctx, conn)
 	if err != nil {

@@ -122,14 +122,15 @@ func (s *Server) exportSnapshot(ctx context.Context, req *capturev1.ReadSnapshot
 	if err := s.dropStaleSlot(ctx, conn, req.GetSource(), slot); err != nil {
 		return nil, err
 	}
+	failover, err := slotFailover(ctx, conn, req.GetSource())
+	if err != nil {
+		return nil, err
+	}
 	repl, err := connectReplication(ctx, req.GetSource())
 	if err != nil {
 		return nil, err
 	}
-	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
-		Mode:           pglogrepl.LogicalReplication,
-		SnapshotAction: "EXPORT_SNAPSHOT",
-	})
+	res, err := createSlot(ctx, repl, slot, failover, true)
 	if err == nil {
 		snap := &exportedSnapshot{repl: repl, name: res.SnapshotName}
 		if snap.lsn, err = pglogrepl.ParseLSN(res.ConsistentPoint); err == nil {
@@ -138,7 +139,7 @@ func (s *Server) exportSnapshot(ctx context.Context, req *capturev1.ReadSnapshot
 			snap.at = timestamppb.New(at)
 		}
 		if err == nil {
-			s.logger.Info("snapshot exported", "slot", slot, "snapshot", snap.name, "consistent_lsn", snap.lsn.String())
+			s.logger.Info("snapshot exported", "slot", slot, "snapshot", snap.name, "consistent_lsn", snap.lsn.String(), "failover", failover)
 			return snap, nil
 		}
 	}

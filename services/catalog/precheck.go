@@ -37,6 +37,7 @@ func (s *Server) Precheck(ctx context.Context, req *catalogv1.PrecheckRequest) (
 		items = append(items, check(ctx, conn))
 	}
 	items = append(items, checkHighAvailability(ctx, conn)...)
+	items = checkFailover(ctx, conn, src, items)
 	items = append(items, checkLongTransactions(ctx, conn, s.longTransactionAge))
 	items = append(items, checkPublicationPrivilege(ctx, conn, req.GetObjects()))
 	items = append(items, s.checkTables(ctx, conn, req.GetObjects())...)
@@ -52,7 +53,8 @@ func (s *Server) Precheck(ctx context.Context, req *catalogv1.PrecheckRequest) (
 func WarningIDs() []string {
 	return []string{
 		"primary_key", "replica_identity", "toast", "row_size", "database_name", "hot_standby", "hot_standby_feedback",
-		"sync_replication_slots", "long_transactions", "temporary_tables", "unlogged_tables", greenplumID,
+		"sync_replication_slots", "synchronized_standby_slots", "failover_slot", "long_transactions", "temporary_tables",
+		"unlogged_tables", greenplumID,
 	}
 }
 

@@ -2,6 +2,7 @@ package control
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -44,18 +45,14 @@ func Normalize(spec *taskv1.TaskSpec) (*taskv1.TaskSpec, error) {
 		s.Destination = &taskv1.KafkaEndpoint{}
 	}
 	for _, f := range []struct{ name, value string }{
-		{"source.host", s.Source.Host}, {"source.database", s.Source.Database}, {"source.user", s.Source.User},
+		{"source.database", s.Source.Database}, {"source.user", s.Source.User},
 		{"destination.bootstrap_servers", s.Destination.BootstrapServers}, {"destination.topic", s.Destination.Topic},
 	} {
 		if f.value == "" {
 			errs.add(f.name, "required")
 		}
 	}
-	if s.Source.Port == 0 {
-		s.Source.Port = 5432
-	} else if s.Source.Port > 65535 {
-		errs.add("source.port", "%d is not a port (1 to 65535)", s.Source.Port)
-	}
+	checkSourceHosts(s.Source, &errs)
 	normalizeKafka(s)
 	checkExactlyOnce(s, &errs)
 	checkTruncateMode(s.Kafka, &errs)
@@ -78,6 +75,46 @@ func Normalize(spec *taskv1.TaskSpec) (*taskv1.TaskSpec, error) {
 	checkSchemas(sel, &errs)
 	checkFilters(sel, &errs)
 	return s, errs.err()
+}
+
+// checkSourceHosts wants the server named once: by host and port, or by a
+// list of hosts for a primary with standbys. Ports default to 5432.
+func checkSourceHosts(src *taskv1.SourceEndpoint, errs *fieldErrors) {
+	if len(src.Hosts) == 0 {
+		if src.Host == "" {
+			errs.add("source.host", "required (or list the servers of a primary with standbys in source.hosts)")
+		}
+		src.Port = checkPort("source.port", src.Port, errs)
+		return
+	}
+	if src.Host != "" || src.Port != 0 {
+		errs.add("source.hosts", "set either source.host and source.port or source.hosts, not both; list every server, the current primary included, in source.hosts")
+	}
+	seen := map[string]int{}
+	for i, h := range src.Hosts {
+		field := fmt.Sprintf("source.hosts[%d]", i)
+		if h.GetHost() == "" {
+			errs.add(field+".host", "required")
+			continue
+		}
+		h.Port = checkPort(field+".port", h.Port, errs)
+		addr := net.JoinHostPort(h.Host, fmt.Sprint(h.Port))
+		if first, dup := seen[addr]; dup {
+			errs.add(field, "%s is already source.hosts[%d]; list each server once", addr, first)
+		}
+		seen[addr] = i
+	}
+}
+
+// checkPort returns port, or 5432 when unset.
+func checkPort(field string, port uint32, errs *fieldErrors) uint32 {
+	if port == 0 {
+		return 5432
+	}
+	if port > 65535 {
+		errs.add(field, "%d is not a port (1 to 65535)", port)
+	}
+	return port
 }
 
 // maxFilterLength bounds a table's filter: a condition, not a program.

@@ -336,3 +336,37 @@ func TestNormalizeAcknowledgedWarnings(t *testing.T) {
 		}
 	}
 }
+
+func TestSourceHosts(t *testing.T) {
+	s := validSpec()
+	s.Source.Host = ""
+	s.Source.Hosts = []*taskv1.HostPort{{Host: "pg-a"}, {Host: "pg-b", Port: 6432}}
+	n, err := Normalize(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := n.GetSource().GetHosts(); got[0].GetPort() != 5432 || got[1].GetPort() != 6432 || n.GetSource().GetPort() != 0 {
+		t.Errorf("hosts %v port %d: want the default port on pg-a only and no source.port", got, n.GetSource().GetPort())
+	}
+	for _, tc := range []struct {
+		name  string
+		edit  func(*taskv1.SourceEndpoint)
+		wants []string
+	}{
+		{"both forms", func(s *taskv1.SourceEndpoint) { s.Host = "db" }, []string{"source.hosts", "not both"}},
+		{"unnamed host", func(s *taskv1.SourceEndpoint) { s.Hosts[1].Host = "" }, []string{"source.hosts[1].host", "required"}},
+		{"bad port", func(s *taskv1.SourceEndpoint) { s.Hosts[0].Port = 70000 }, []string{"source.hosts[0].port", "1 to 65535"}},
+		{"duplicate", func(s *taskv1.SourceEndpoint) { s.Hosts[1].Port = 5432; s.Hosts[1].Host = "pg-a" },
+			[]string{"source.hosts[1]", "pg-a:5432 is already source.hosts[0]"}},
+		{"neither", func(s *taskv1.SourceEndpoint) { s.Hosts = nil }, []string{"source.host", "required"}},
+	} {
+		bad := proto.Clone(s).(*taskv1.TaskSpec)
+		tc.edit(bad.Source)
+		_, err := Normalize(bad)
+		for _, w := range tc.wants {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %v does not mention %q", tc.name, err, w)
+			}
+		}
+	}
+}

@@ -402,3 +402,88 @@ func (p *Postgres) AsShared(t *testing.T) {
 	// The private server trusts its superuser over TCP.
 	t.Setenv("FERRY_PG_SUPERUSER_PASSWORD", "postgres")
 }
+
+// NewStandby makes a streaming standby of p, a PostgreSQL 17 or later for
+// slot synchronization, and starts it; t.Cleanup stops it. The standby
+// streams through a physical slot on p named slot, with
+// hot_standby_feedback and, from PostgreSQL 17 on, sync_replication_slots,
+// so p's failover slots are synchronized to it. p restarts on the way: the
+// cached binaries have no pg_basebackup (and Debian's refuses newer
+// servers), so the standby is a copy of p's data directory taken while p
+// is cleanly stopped. p's synchronized_standby_slots is left to the test.
+func (p *Postgres) NewStandby(t testing.TB, slot string) *Postgres {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, p.superDSN("postgres"))
+	if err != nil {
+		t.Fatalf("connecting to the primary: %v", err)
+	}
+	_, err = conn.Exec(ctx, "SELECT pg_create_physical_replication_slot($1, true)", slot)
+	_ = conn.Close(ctx)
+	if err != nil {
+		t.Fatalf("creating physical slot %s for the standby: %v", slot, err)
+	}
+	if err := appendFile(filepath.Join(p.dir, "pg_hba.conf"), "host replication postgres 127.0.0.1/32 trust\n"); err != nil {
+		t.Fatal(err)
+	}
+	p.Stop()
+	s := &Postgres{t: t, bin: p.bin, port: freePort(t), pwFile: p.pwFile, settings: map[string]string{}, Major: p.Major}
+	root := t.TempDir()
+	s.dir = filepath.Join(root, "data")
+	if err := s.cloneFrom(root, p.dir); err != nil {
+		t.Fatalf("copying the primary's data directory: %v", err)
+	}
+	p.Start()
+	for k, v := range p.settings {
+		s.settings[k] = v
+	}
+	s.settings["primary_conninfo"] = fmt.Sprintf("'host=127.0.0.1 port=%d user=postgres dbname=ferry application_name=%s'", p.port, slot)
+	s.settings["primary_slot_name"] = "'" + slot + "'"
+	s.settings["hot_standby_feedback"] = "on"
+	// A standby waits for no other standby; a promoted one must not wait
+	// for the old primary's slot list either.
+	s.settings["synchronized_standby_slots"] = "''"
+	if s.Major >= 17 {
+		s.settings["sync_replication_slots"] = "on"
+	}
+	if err := s.writeConf(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.writeOwned(filepath.Join(s.dir, "standby.signal"), ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.kill)
+	s.Start()
+	return s
+}
+
+// cloneFrom copies a stopped cluster's data directory into root/data,
+// leaving out what pg_basebackup leaves out: the primary's slots and
+// its pid file.
+func (s *Postgres) cloneFrom(root, from string) error {
+	if err := s.ownByPostgres(root); err != nil {
+		return err
+	}
+	if out, err := exec.Command("cp", "-a", from, s.dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("cp -a %s %s: %w: %s", from, s.dir, err, out)
+	}
+	slots, err := filepath.Glob(filepath.Join(s.dir, "pg_replslot", "*"))
+	if err != nil {
+		return err
+	}
+	for _, path := range append(slots, filepath.Join(s.dir, "postmaster.pid")) {
+		if err := os.RemoveAll(path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Promote ends the standby's recovery and waits until it accepts writes.
+func (p *Postgres) Promote() {
+	p.t.Helper()
+	if out, err := p.run(filepath.Join(p.bin, "pg_ctl"), "-D", p.dir, "-w", "-t", fmt.Sprint(pgStartTimeout), "promote"); err != nil {
+		p.t.Fatalf("promoting the standby: %v: %s; log:\n%s", err, out, p.logTail())
+	}
+}

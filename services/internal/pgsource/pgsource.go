@@ -3,11 +3,13 @@
 package pgsource
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -21,18 +23,24 @@ const ApplicationName = "ferry"
 
 // DSN builds a connection URL. With replication set, the session speaks the
 // replication protocol (replication=database) as logical decoding needs.
+// An endpoint with several hosts gets libpq's multi-host form with
+// target_session_attrs=read-write: the session lands on whichever server is
+// the primary now, so a task follows a failover by itself. A single host
+// keeps any server, as a standby can be a source from PostgreSQL 16 on.
 func DSN(src *taskv1.SourceEndpoint, replication bool) (string, error) {
-	if src.GetHost() == "" || src.GetDatabase() == "" || src.GetUser() == "" {
-		return "", fmt.Errorf("source endpoint needs host, database and user (got host=%q database=%q user=%q)",
-			src.GetHost(), src.GetDatabase(), src.GetUser())
+	hosts := Hosts(src)
+	if len(hosts) == 0 || src.GetDatabase() == "" || src.GetUser() == "" {
+		return "", fmt.Errorf("source endpoint needs a host, database and user (got hosts=%q database=%q user=%q)",
+			hostList(hosts), src.GetDatabase(), src.GetUser())
+	}
+	for _, h := range hosts {
+		if h.GetHost() == "" {
+			return "", fmt.Errorf("source endpoint lists a host without a name (hosts=%q)", hostList(hosts))
+		}
 	}
 	password, err := secret.Resolve(src.GetPassword())
 	if err != nil {
 		return "", fmt.Errorf("resolving the source password: %w", err)
-	}
-	port := src.GetPort()
-	if port == 0 {
-		port = 5432
 	}
 	q := url.Values{}
 	q.Set("sslmode", sslMode(src.GetSslMode()))
@@ -44,17 +52,53 @@ func DSN(src *taskv1.SourceEndpoint, replication bool) (string, error) {
 	q.Set("datestyle", "ISO")
 	q.Set("intervalstyle", "postgres")
 	q.Set("extra_float_digits", "3")
+	if len(hosts) > 1 {
+		q.Set("target_session_attrs", "read-write")
+		// Per host: a server that drops packets must not use up the
+		// caller's whole deadline before the next host is tried.
+		q.Set("connect_timeout", strconv.Itoa(hostConnectTimeoutSeconds))
+	}
 	if replication {
 		q.Set("replication", "database")
 	}
 	u := url.URL{
 		Scheme:   "postgres",
 		User:     url.UserPassword(src.GetUser(), password),
-		Host:     net.JoinHostPort(src.GetHost(), strconv.Itoa(int(port))),
+		Host:     hostList(hosts),
 		Path:     "/" + src.GetDatabase(),
 		RawQuery: q.Encode(),
 	}
 	return u.String(), nil
+}
+
+// hostConnectTimeoutSeconds bounds each host's connection attempt when an
+// endpoint lists several.
+const hostConnectTimeoutSeconds = 10
+
+// Hosts are the endpoint's servers in the order sessions try them: hosts,
+// or else host and port. Ports default to 5432.
+func Hosts(src *taskv1.SourceEndpoint) []*taskv1.HostPort {
+	if len(src.GetHosts()) == 0 && src.GetHost() == "" {
+		return nil
+	}
+	in := src.GetHosts()
+	if len(in) == 0 {
+		in = []*taskv1.HostPort{{Host: src.GetHost(), Port: src.GetPort()}}
+	}
+	out := make([]*taskv1.HostPort, len(in))
+	for i, h := range in {
+		out[i] = &taskv1.HostPort{Host: h.GetHost(), Port: cmp.Or(h.GetPort(), 5432)}
+	}
+	return out
+}
+
+// hostList is hosts as libpq's "host:port,host:port".
+func hostList(hosts []*taskv1.HostPort) string {
+	parts := make([]string, len(hosts))
+	for i, h := range hosts {
+		parts[i] = net.JoinHostPort(h.GetHost(), strconv.Itoa(int(cmp.Or(h.GetPort(), 5432))))
+	}
+	return strings.Join(parts, ",")
 }
 
 func sslMode(m taskv1.SslMode) string {
@@ -100,9 +144,5 @@ func ConnectReplication(ctx context.Context, src *taskv1.SourceEndpoint) (*pgcon
 
 // Describe names the endpoint for errors and logs, without the password.
 func Describe(src *taskv1.SourceEndpoint) string {
-	port := src.GetPort()
-	if port == 0 {
-		port = 5432
-	}
-	return fmt.Sprintf("postgres %s@%s:%d/%s", src.GetUser(), src.GetHost(), port, src.GetDatabase())
+	return fmt.Sprintf("postgres %s@%s/%s", src.GetUser(), hostList(Hosts(src)), src.GetDatabase())
 }

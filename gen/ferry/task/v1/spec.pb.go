@@ -779,24 +779,94 @@ func (*SecretRef_File) isSecretRef_Source() {}
 
 func (*SecretRef_Env) isSecretRef_Source() {}
 
-type SourceEndpoint struct {
+// A PostgreSQL server's address.
+type HostPort struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Host  string                 `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
-	Port  uint32                 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	// Default: 5432.
+	Port          uint32 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostPort) Reset() {
+	*x = HostPort{}
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostPort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostPort) ProtoMessage() {}
+
+func (x *HostPort) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostPort.ProtoReflect.Descriptor instead.
+func (*HostPort) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *HostPort) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *HostPort) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+type SourceEndpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The server, when there is one. Set either host (and port) or hosts.
+	Host string `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	Port uint32 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
 	// Exactly one database per task. Any name PostgreSQL accepts, hyphens
 	// included: Ferry quotes identifiers everywhere.
 	Database string     `protobuf:"bytes,3,opt,name=database,proto3" json:"database,omitempty"`
 	User     string     `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
 	Password *SecretRef `protobuf:"bytes,5,opt,name=password,proto3" json:"password,omitempty"`
 	// Default: disable.
-	SslMode       SslMode `protobuf:"varint,6,opt,name=ssl_mode,json=sslMode,proto3,enum=ferry.task.v1.SslMode" json:"ssl_mode,omitempty"`
+	SslMode SslMode `protobuf:"varint,6,opt,name=ssl_mode,json=sslMode,proto3,enum=ferry.task.v1.SslMode" json:"ssl_mode,omitempty"`
+	// The servers of a primary with standbys, instead of host and port. Every
+	// session Ferry opens, SQL and replication alike, tries them in this order
+	// and keeps the first that accepts writes (libpq's multiple hosts with
+	// target_session_attrs=read-write), so after a standby is promoted the
+	// task reconnects to it by itself. Without failover slots (see
+	// failover_slot) the promoted standby has no slot for the task.
+	Hosts []*HostPort `protobuf:"bytes,7,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	// Create the task's logical slot with FAILOVER (PostgreSQL 17 and later),
+	// so that standbys running with sync_replication_slots = on keep a copy
+	// and a promoted standby resumes the task without loss and without a new
+	// full sync. Ferry also does so unasked when the primary names
+	// synchronized_standby_slots or runs with sync_replication_slots = on.
+	// Asking for it below PostgreSQL 17 fails the precheck (item
+	// "failover_slot").
+	FailoverSlot  bool `protobuf:"varint,8,opt,name=failover_slot,json=failoverSlot,proto3" json:"failover_slot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SourceEndpoint) Reset() {
 	*x = SourceEndpoint{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[2]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +878,7 @@ func (x *SourceEndpoint) String() string {
 func (*SourceEndpoint) ProtoMessage() {}
 
 func (x *SourceEndpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[2]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +891,7 @@ func (x *SourceEndpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceEndpoint.ProtoReflect.Descriptor instead.
 func (*SourceEndpoint) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{2}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SourceEndpoint) GetHost() string {
@@ -866,6 +936,20 @@ func (x *SourceEndpoint) GetSslMode() SslMode {
 	return SslMode_SSL_MODE_UNSPECIFIED
 }
 
+func (x *SourceEndpoint) GetHosts() []*HostPort {
+	if x != nil {
+		return x.Hosts
+	}
+	return nil
+}
+
+func (x *SourceEndpoint) GetFailoverSlot() bool {
+	if x != nil {
+		return x.FailoverSlot
+	}
+	return false
+}
+
 type KafkaEndpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Comma-separated host:port list.
@@ -891,7 +975,7 @@ type KafkaEndpoint struct {
 
 func (x *KafkaEndpoint) Reset() {
 	*x = KafkaEndpoint{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[3]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +987,7 @@ func (x *KafkaEndpoint) String() string {
 func (*KafkaEndpoint) ProtoMessage() {}
 
 func (x *KafkaEndpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[3]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1000,7 @@ func (x *KafkaEndpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaEndpoint.ProtoReflect.Descriptor instead.
 func (*KafkaEndpoint) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{3}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *KafkaEndpoint) GetBootstrapServers() string {
@@ -982,7 +1066,7 @@ type ColumnMapping struct {
 
 func (x *ColumnMapping) Reset() {
 	*x = ColumnMapping{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[4]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1078,7 @@ func (x *ColumnMapping) String() string {
 func (*ColumnMapping) ProtoMessage() {}
 
 func (x *ColumnMapping) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[4]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1091,7 @@ func (x *ColumnMapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ColumnMapping.ProtoReflect.Descriptor instead.
 func (*ColumnMapping) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{4}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ColumnMapping) GetName() string {
@@ -1055,7 +1139,7 @@ type TableSelection struct {
 
 func (x *TableSelection) Reset() {
 	*x = TableSelection{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[5]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1151,7 @@ func (x *TableSelection) String() string {
 func (*TableSelection) ProtoMessage() {}
 
 func (x *TableSelection) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[5]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1164,7 @@ func (x *TableSelection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TableSelection.ProtoReflect.Descriptor instead.
 func (*TableSelection) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{5}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *TableSelection) GetSchema() string {
@@ -1143,7 +1227,7 @@ type SchemaSelection struct {
 
 func (x *SchemaSelection) Reset() {
 	*x = SchemaSelection{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[6]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1239,7 @@ func (x *SchemaSelection) String() string {
 func (*SchemaSelection) ProtoMessage() {}
 
 func (x *SchemaSelection) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[6]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1252,7 @@ func (x *SchemaSelection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SchemaSelection.ProtoReflect.Descriptor instead.
 func (*SchemaSelection) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{6}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SchemaSelection) GetSchema() string {
@@ -1201,7 +1285,7 @@ type ObjectSelection struct {
 
 func (x *ObjectSelection) Reset() {
 	*x = ObjectSelection{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[7]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1213,7 +1297,7 @@ func (x *ObjectSelection) String() string {
 func (*ObjectSelection) ProtoMessage() {}
 
 func (x *ObjectSelection) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[7]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1226,7 +1310,7 @@ func (x *ObjectSelection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectSelection.ProtoReflect.Descriptor instead.
 func (*ObjectSelection) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{7}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ObjectSelection) GetWholeDatabase() bool {
@@ -1275,7 +1359,7 @@ type SyncTypes struct {
 
 func (x *SyncTypes) Reset() {
 	*x = SyncTypes{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[8]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +1371,7 @@ func (x *SyncTypes) String() string {
 func (*SyncTypes) ProtoMessage() {}
 
 func (x *SyncTypes) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[8]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +1384,7 @@ func (x *SyncTypes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncTypes.ProtoReflect.Descriptor instead.
 func (*SyncTypes) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{8}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SyncTypes) GetSchema() bool {
@@ -1353,7 +1437,7 @@ type KafkaOptions struct {
 
 func (x *KafkaOptions) Reset() {
 	*x = KafkaOptions{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[9]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1365,7 +1449,7 @@ func (x *KafkaOptions) String() string {
 func (*KafkaOptions) ProtoMessage() {}
 
 func (x *KafkaOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[9]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1378,7 +1462,7 @@ func (x *KafkaOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaOptions.ProtoReflect.Descriptor instead.
 func (*KafkaOptions) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{9}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *KafkaOptions) GetFormat() DataFormat {
@@ -1463,7 +1547,7 @@ type FullSyncThrottle struct {
 
 func (x *FullSyncThrottle) Reset() {
 	*x = FullSyncThrottle{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[10]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1559,7 @@ func (x *FullSyncThrottle) String() string {
 func (*FullSyncThrottle) ProtoMessage() {}
 
 func (x *FullSyncThrottle) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[10]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1572,7 @@ func (x *FullSyncThrottle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FullSyncThrottle.ProtoReflect.Descriptor instead.
 func (*FullSyncThrottle) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{10}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FullSyncThrottle) GetQueriesPerSecond() uint32 {
@@ -1523,7 +1607,7 @@ type IncrementalThrottle struct {
 
 func (x *IncrementalThrottle) Reset() {
 	*x = IncrementalThrottle{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[11]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1619,7 @@ func (x *IncrementalThrottle) String() string {
 func (*IncrementalThrottle) ProtoMessage() {}
 
 func (x *IncrementalThrottle) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[11]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1632,7 @@ func (x *IncrementalThrottle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementalThrottle.ProtoReflect.Descriptor instead.
 func (*IncrementalThrottle) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{11}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *IncrementalThrottle) GetRowsPerSecond() uint32 {
@@ -1583,7 +1667,7 @@ type AdvancedOptions struct {
 
 func (x *AdvancedOptions) Reset() {
 	*x = AdvancedOptions{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[12]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1679,7 @@ func (x *AdvancedOptions) String() string {
 func (*AdvancedOptions) ProtoMessage() {}
 
 func (x *AdvancedOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[12]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1692,7 @@ func (x *AdvancedOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdvancedOptions.ProtoReflect.Descriptor instead.
 func (*AdvancedOptions) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{12}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AdvancedOptions) GetConnectionRetryMinutes() uint32 {
@@ -1656,7 +1740,7 @@ type Labels struct {
 
 func (x *Labels) Reset() {
 	*x = Labels{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[13]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +1752,7 @@ func (x *Labels) String() string {
 func (*Labels) ProtoMessage() {}
 
 func (x *Labels) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[13]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +1765,7 @@ func (x *Labels) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Labels.ProtoReflect.Descriptor instead.
 func (*Labels) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{13}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Labels) GetEnvironment() string {
@@ -1711,7 +1795,7 @@ type AlertRules struct {
 
 func (x *AlertRules) Reset() {
 	*x = AlertRules{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[14]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1723,7 +1807,7 @@ func (x *AlertRules) String() string {
 func (*AlertRules) ProtoMessage() {}
 
 func (x *AlertRules) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[14]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1736,7 +1820,7 @@ func (x *AlertRules) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRules.ProtoReflect.Descriptor instead.
 func (*AlertRules) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{14}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AlertRules) GetOnFailure() bool {
@@ -1788,14 +1872,19 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\tSecretRef\x12\x14\n" +
 	"\x04file\x18\x01 \x01(\tH\x00R\x04file\x12\x12\n" +
 	"\x03env\x18\x02 \x01(\tH\x00R\x03envB\b\n" +
-	"\x06source\"\xd1\x01\n" +
+	"\x06source\"2\n" +
+	"\bHostPort\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\"\xa5\x02\n" +
 	"\x0eSourceEndpoint\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1a\n" +
 	"\bdatabase\x18\x03 \x01(\tR\bdatabase\x12\x12\n" +
 	"\x04user\x18\x04 \x01(\tR\x04user\x124\n" +
 	"\bpassword\x18\x05 \x01(\v2\x18.ferry.task.v1.SecretRefR\bpassword\x121\n" +
-	"\bssl_mode\x18\x06 \x01(\x0e2\x16.ferry.task.v1.SslModeR\asslMode\"\xc9\x02\n" +
+	"\bssl_mode\x18\x06 \x01(\x0e2\x16.ferry.task.v1.SslModeR\asslMode\x12-\n" +
+	"\x05hosts\x18\a \x03(\v2\x17.ferry.task.v1.HostPortR\x05hosts\x12#\n" +
+	"\rfailover_slot\x18\b \x01(\bR\ffailoverSlot\"\xc9\x02\n" +
 	"\rKafkaEndpoint\x12+\n" +
 	"\x11bootstrap_servers\x18\x01 \x01(\tR\x10bootstrapServers\x128\n" +
 	"\bsecurity\x18\x02 \x01(\x0e2\x1c.ferry.task.v1.KafkaSecurityR\bsecurity\x12\x1b\n" +
@@ -1940,7 +2029,7 @@ func file_ferry_task_v1_spec_proto_rawDescGZIP() []byte {
 }
 
 var file_ferry_task_v1_spec_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_ferry_task_v1_spec_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_ferry_task_v1_spec_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_ferry_task_v1_spec_proto_goTypes = []any{
 	(SslMode)(0),                // 0: ferry.task.v1.SslMode
 	(KafkaSecurity)(0),          // 1: ferry.task.v1.KafkaSecurity
@@ -1954,54 +2043,56 @@ var file_ferry_task_v1_spec_proto_goTypes = []any{
 	(TruncateMode)(0),           // 9: ferry.task.v1.TruncateMode
 	(*TaskSpec)(nil),            // 10: ferry.task.v1.TaskSpec
 	(*SecretRef)(nil),           // 11: ferry.task.v1.SecretRef
-	(*SourceEndpoint)(nil),      // 12: ferry.task.v1.SourceEndpoint
-	(*KafkaEndpoint)(nil),       // 13: ferry.task.v1.KafkaEndpoint
-	(*ColumnMapping)(nil),       // 14: ferry.task.v1.ColumnMapping
-	(*TableSelection)(nil),      // 15: ferry.task.v1.TableSelection
-	(*SchemaSelection)(nil),     // 16: ferry.task.v1.SchemaSelection
-	(*ObjectSelection)(nil),     // 17: ferry.task.v1.ObjectSelection
-	(*SyncTypes)(nil),           // 18: ferry.task.v1.SyncTypes
-	(*KafkaOptions)(nil),        // 19: ferry.task.v1.KafkaOptions
-	(*FullSyncThrottle)(nil),    // 20: ferry.task.v1.FullSyncThrottle
-	(*IncrementalThrottle)(nil), // 21: ferry.task.v1.IncrementalThrottle
-	(*AdvancedOptions)(nil),     // 22: ferry.task.v1.AdvancedOptions
-	(*Labels)(nil),              // 23: ferry.task.v1.Labels
-	(*AlertRules)(nil),          // 24: ferry.task.v1.AlertRules
+	(*HostPort)(nil),            // 12: ferry.task.v1.HostPort
+	(*SourceEndpoint)(nil),      // 13: ferry.task.v1.SourceEndpoint
+	(*KafkaEndpoint)(nil),       // 14: ferry.task.v1.KafkaEndpoint
+	(*ColumnMapping)(nil),       // 15: ferry.task.v1.ColumnMapping
+	(*TableSelection)(nil),      // 16: ferry.task.v1.TableSelection
+	(*SchemaSelection)(nil),     // 17: ferry.task.v1.SchemaSelection
+	(*ObjectSelection)(nil),     // 18: ferry.task.v1.ObjectSelection
+	(*SyncTypes)(nil),           // 19: ferry.task.v1.SyncTypes
+	(*KafkaOptions)(nil),        // 20: ferry.task.v1.KafkaOptions
+	(*FullSyncThrottle)(nil),    // 21: ferry.task.v1.FullSyncThrottle
+	(*IncrementalThrottle)(nil), // 22: ferry.task.v1.IncrementalThrottle
+	(*AdvancedOptions)(nil),     // 23: ferry.task.v1.AdvancedOptions
+	(*Labels)(nil),              // 24: ferry.task.v1.Labels
+	(*AlertRules)(nil),          // 25: ferry.task.v1.AlertRules
 }
 var file_ferry_task_v1_spec_proto_depIdxs = []int32{
-	12, // 0: ferry.task.v1.TaskSpec.source:type_name -> ferry.task.v1.SourceEndpoint
-	13, // 1: ferry.task.v1.TaskSpec.destination:type_name -> ferry.task.v1.KafkaEndpoint
-	17, // 2: ferry.task.v1.TaskSpec.objects:type_name -> ferry.task.v1.ObjectSelection
-	18, // 3: ferry.task.v1.TaskSpec.sync_types:type_name -> ferry.task.v1.SyncTypes
-	19, // 4: ferry.task.v1.TaskSpec.kafka:type_name -> ferry.task.v1.KafkaOptions
-	22, // 5: ferry.task.v1.TaskSpec.advanced:type_name -> ferry.task.v1.AdvancedOptions
-	23, // 6: ferry.task.v1.TaskSpec.labels:type_name -> ferry.task.v1.Labels
-	24, // 7: ferry.task.v1.TaskSpec.alerts:type_name -> ferry.task.v1.AlertRules
+	13, // 0: ferry.task.v1.TaskSpec.source:type_name -> ferry.task.v1.SourceEndpoint
+	14, // 1: ferry.task.v1.TaskSpec.destination:type_name -> ferry.task.v1.KafkaEndpoint
+	18, // 2: ferry.task.v1.TaskSpec.objects:type_name -> ferry.task.v1.ObjectSelection
+	19, // 3: ferry.task.v1.TaskSpec.sync_types:type_name -> ferry.task.v1.SyncTypes
+	20, // 4: ferry.task.v1.TaskSpec.kafka:type_name -> ferry.task.v1.KafkaOptions
+	23, // 5: ferry.task.v1.TaskSpec.advanced:type_name -> ferry.task.v1.AdvancedOptions
+	24, // 6: ferry.task.v1.TaskSpec.labels:type_name -> ferry.task.v1.Labels
+	25, // 7: ferry.task.v1.TaskSpec.alerts:type_name -> ferry.task.v1.AlertRules
 	11, // 8: ferry.task.v1.SourceEndpoint.password:type_name -> ferry.task.v1.SecretRef
 	0,  // 9: ferry.task.v1.SourceEndpoint.ssl_mode:type_name -> ferry.task.v1.SslMode
-	1,  // 10: ferry.task.v1.KafkaEndpoint.security:type_name -> ferry.task.v1.KafkaSecurity
-	11, // 11: ferry.task.v1.KafkaEndpoint.sasl_password:type_name -> ferry.task.v1.SecretRef
-	11, // 12: ferry.task.v1.KafkaEndpoint.tls_ca:type_name -> ferry.task.v1.SecretRef
-	14, // 13: ferry.task.v1.TableSelection.columns:type_name -> ferry.task.v1.ColumnMapping
-	2,  // 14: ferry.task.v1.TableSelection.operations:type_name -> ferry.task.v1.OperationSet
-	2,  // 15: ferry.task.v1.SchemaSelection.operations:type_name -> ferry.task.v1.OperationSet
-	16, // 16: ferry.task.v1.ObjectSelection.schemas:type_name -> ferry.task.v1.SchemaSelection
-	15, // 17: ferry.task.v1.ObjectSelection.tables:type_name -> ferry.task.v1.TableSelection
-	2,  // 18: ferry.task.v1.ObjectSelection.operations:type_name -> ferry.task.v1.OperationSet
-	3,  // 19: ferry.task.v1.ObjectSelection.name_case:type_name -> ferry.task.v1.NameCase
-	4,  // 20: ferry.task.v1.KafkaOptions.format:type_name -> ferry.task.v1.DataFormat
-	5,  // 21: ferry.task.v1.KafkaOptions.compression:type_name -> ferry.task.v1.Compression
-	6,  // 22: ferry.task.v1.KafkaOptions.partition_policy:type_name -> ferry.task.v1.PartitionPolicy
-	7,  // 23: ferry.task.v1.KafkaOptions.acks:type_name -> ferry.task.v1.Acks
-	8,  // 24: ferry.task.v1.KafkaOptions.conflict_mode:type_name -> ferry.task.v1.ConflictMode
-	9,  // 25: ferry.task.v1.KafkaOptions.truncate_mode:type_name -> ferry.task.v1.TruncateMode
-	20, // 26: ferry.task.v1.AdvancedOptions.full_throttle:type_name -> ferry.task.v1.FullSyncThrottle
-	21, // 27: ferry.task.v1.AdvancedOptions.incremental_throttle:type_name -> ferry.task.v1.IncrementalThrottle
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	12, // 10: ferry.task.v1.SourceEndpoint.hosts:type_name -> ferry.task.v1.HostPort
+	1,  // 11: ferry.task.v1.KafkaEndpoint.security:type_name -> ferry.task.v1.KafkaSecurity
+	11, // 12: ferry.task.v1.KafkaEndpoint.sasl_password:type_name -> ferry.task.v1.SecretRef
+	11, // 13: ferry.task.v1.KafkaEndpoint.tls_ca:type_name -> ferry.task.v1.SecretRef
+	15, // 14: ferry.task.v1.TableSelection.columns:type_name -> ferry.task.v1.ColumnMapping
+	2,  // 15: ferry.task.v1.TableSelection.operations:type_name -> ferry.task.v1.OperationSet
+	2,  // 16: ferry.task.v1.SchemaSelection.operations:type_name -> ferry.task.v1.OperationSet
+	17, // 17: ferry.task.v1.ObjectSelection.schemas:type_name -> ferry.task.v1.SchemaSelection
+	16, // 18: ferry.task.v1.ObjectSelection.tables:type_name -> ferry.task.v1.TableSelection
+	2,  // 19: ferry.task.v1.ObjectSelection.operations:type_name -> ferry.task.v1.OperationSet
+	3,  // 20: ferry.task.v1.ObjectSelection.name_case:type_name -> ferry.task.v1.NameCase
+	4,  // 21: ferry.task.v1.KafkaOptions.format:type_name -> ferry.task.v1.DataFormat
+	5,  // 22: ferry.task.v1.KafkaOptions.compression:type_name -> ferry.task.v1.Compression
+	6,  // 23: ferry.task.v1.KafkaOptions.partition_policy:type_name -> ferry.task.v1.PartitionPolicy
+	7,  // 24: ferry.task.v1.KafkaOptions.acks:type_name -> ferry.task.v1.Acks
+	8,  // 25: ferry.task.v1.KafkaOptions.conflict_mode:type_name -> ferry.task.v1.ConflictMode
+	9,  // 26: ferry.task.v1.KafkaOptions.truncate_mode:type_name -> ferry.task.v1.TruncateMode
+	21, // 27: ferry.task.v1.AdvancedOptions.full_throttle:type_name -> ferry.task.v1.FullSyncThrottle
+	22, // 28: ferry.task.v1.AdvancedOptions.incremental_throttle:type_name -> ferry.task.v1.IncrementalThrottle
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_ferry_task_v1_spec_proto_init() }
@@ -2019,7 +2110,7 @@ func file_ferry_task_v1_spec_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ferry_task_v1_spec_proto_rawDesc), len(file_ferry_task_v1_spec_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
