@@ -112,11 +112,16 @@ func (st *stream) commit(now time.Time, m *pglogrepl.CommitMessage) error {
 		signals = st.txn.signals
 	}
 	st.txn = nil
+	// A signal stands where its commit record starts, before the batch
+	// takes the commit's end: a high watermark must reach delivery on its
+	// chunk's batch first, and the end of its record is then already a
+	// later watermark, which confirms the chunk (backfills promote
+	// progress only past its LSN).
+	if err := st.commitSignals(now, signals, m.CommitLSN); err != nil {
+		return err
+	}
 	if hadEvents || !st.batch.empty() {
 		st.batch.commit(now, uint64(m.TransactionEndLSN))
-	}
-	if err := st.commitSignals(now, signals, m.TransactionEndLSN); err != nil {
-		return err
 	}
 	return st.flushIfDue(now)
 }

@@ -16,8 +16,8 @@ import (
 // prefix) in a transaction of its own, published with the task's tables.
 // The stream never ships the table's changes; at the transaction's commit
 // it handles each signal as the non-transactional message it stands for,
-// at the commit's end LSN, so everything downstream of the decoder is the
-// same on every version. One row per slot and prefix keeps the table at a
+// at the start of the commit record, so everything downstream of the
+// decoder is the same on every version. One row per slot and prefix keeps the table at a
 // few rows whatever the rate.
 const (
 	// messagesVersion is PostgreSQL 14, whose pgoutput forwards logical
@@ -116,11 +116,14 @@ func (st *stream) signalRow(m pglogrepl.Message) bool {
 }
 
 // commitSignals handles the signals of a committed transaction as the
-// non-transactional messages they stand for, at the commit's end.
-func (st *stream) commitSignals(now time.Time, signals []signal, end pglogrepl.LSN) error {
+// non-transactional messages they stand for, at at, the start of its
+// commit record: every transaction that committed before it has been
+// sent, and the signal's own commit lies past it, so a slot confirmed
+// there replays only the signal.
+func (st *stream) commitSignals(now time.Time, signals []signal, at pglogrepl.LSN) error {
 	for _, s := range signals {
-		m := &pglogrepl.LogicalDecodingMessage{LSN: end, Prefix: s.prefix, Content: s.content}
-		if err := st.message(now, m, end); err != nil {
+		m := &pglogrepl.LogicalDecodingMessage{LSN: at, Prefix: s.prefix, Content: s.content}
+		if err := st.message(now, m, at); err != nil {
 			return err
 		}
 	}

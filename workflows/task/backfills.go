@@ -74,12 +74,18 @@ func (p *backfillProgress) report(b *cdcv1.BackfillProgress, lsn uint64) {
 	p.promote(lsn)
 }
 
-// promote moves pending progress at or below the safe LSN into the
-// confirmed list, replacing the table's earlier entry.
+// promote moves pending progress below the safe LSN into the confirmed
+// list, replacing the table's earlier entry. Strictly below: the chunk's
+// rows ride at its LSN, and a batch sent before them may carry the same
+// watermark (a commit that ends where the high watermark starts), so a safe
+// LSN equal to it can come from that batch while the chunk is still on its
+// way; once the safe LSN is past it, delivery, which confirms in order, has
+// the chunk. Taking it at equality lost a chunk's rows when the stream was
+// ended at "every backfill confirmed".
 func (p *backfillProgress) promote(lsn uint64) {
 	keep := p.pending[:0]
 	for _, b := range p.pending {
-		if b.GetLsn() > lsn {
+		if b.GetLsn() >= lsn {
 			keep = append(keep, b)
 			continue
 		}

@@ -22,9 +22,15 @@ func TestBackfillProgressWaitsForItsLSN(t *testing.T) {
 	if len(got) != 1 || got[0].GetRows() != 500 || got[0].GetAfterKey()[0] != "500" || got[0].GetEstimatedRows() != 5000 {
 		t.Fatalf("after safe LSN 150: %v, want the first chunk only, estimate kept", got)
 	}
+	// At its own LSN a chunk is not confirmed yet: an earlier batch may
+	// carry the same watermark while the chunk's rows are still on their way.
 	p.promote(200)
+	if got := p.snapshot(); got[0].GetRows() != 500 || len(p.pending) != 1 {
+		t.Fatalf("after safe LSN 200: %v (pending %d); want the chunk at 200 still pending", got, len(p.pending))
+	}
+	p.promote(201)
 	if got := p.snapshot(); got[0].GetRows() != 1000 || len(p.pending) != 0 {
-		t.Fatalf("after safe LSN 200: %v (pending %d)", got, len(p.pending))
+		t.Fatalf("after safe LSN 201: %v (pending %d)", got, len(p.pending))
 	}
 	// A second table's first report adds an entry.
 	p.report(&cdcv1.BackfillProgress{Schema: "public", Table: "b", Rows: 7, Done: true, Lsn: 210}, 300)
@@ -69,6 +75,9 @@ func TestBackfillProgressOfManyTables(t *testing.T) {
 		p.report(&cdcv1.BackfillProgress{Schema: "s", Table: fmt.Sprintf("t%05d", i), AfterKey: []string{"3"}, Rows: 3, Done: true, Lsn: lsn}, lsn)
 	}
 	p.report(&cdcv1.BackfillProgress{Schema: "s2", Table: "t00000", Rows: 1, Lsn: lsn + 1}, lsn+1)
+	// Each report at a safe LSN equal to its own stays pending (see
+	// promote); a safe LSN past all of them confirms them.
+	p.promote(lsn + 2)
 	p.merge([]*cdcv1.BackfillProgress{{Schema: "s", Table: "t00042", Rows: 4, Done: true, Lsn: lsn + 5}}, lsn)
 	got := p.snapshot()
 	if len(got) != n+1 {
