@@ -381,7 +381,14 @@ func (st *stream) backfillChunk(n int64, hw pglogrepl.LSN) error {
 		return err
 	}
 	if !st.batch.empty() {
-		if err := st.send(st.batch.take()); err != nil {
+		pending := st.batch.take()
+		if pending.GetWatermarkLsn() >= uint64(hw) {
+			// A commit that ended where the HW starts: the chunk's batch
+			// must be the first to carry hw, or delivery could confirm hw
+			// while the chunk is still on its way.
+			pending.WatermarkLsn = 0
+		}
+		if err := st.send(pending); err != nil {
 			return err
 		}
 	}

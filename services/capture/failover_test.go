@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -103,5 +105,28 @@ func TestFailoverSlotRefusedBefore17(t *testing.T) {
 	}
 	if _, err := lookupSlot(context.Background(), conn, r.slot); err == nil {
 		t.Errorf("slot %s was created anyway", r.slot)
+	}
+}
+
+// A stream resumes at the later of the checkpoint and the slot, except on a
+// slot left by a promoted standby, whose timeline may have forked below the
+// checkpoint: there it starts at the slot, sending changes again rather
+// than skipping the new timeline's.
+func TestResumeAtAPromotedSlotStartsAtTheSlot(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, c := range []struct {
+		checkpoint, confirmed pglogrepl.LSN
+		synced                bool
+		want                  pglogrepl.LSN
+	}{
+		{checkpoint: 200, confirmed: 100, want: 200},
+		{checkpoint: 100, confirmed: 200, want: 200},
+		{checkpoint: 200, confirmed: 100, synced: true, want: 100},
+		{checkpoint: 100, confirmed: 200, synced: true, want: 200},
+	} {
+		got := resumeAt(logger, "s", c.checkpoint, slotInfo{confirmed: c.confirmed, synced: c.synced})
+		if got != c.want {
+			t.Errorf("checkpoint %d, slot at %d, synced %v: resumed at %d, want %d", c.checkpoint, c.confirmed, c.synced, got, c.want)
+		}
 	}
 }

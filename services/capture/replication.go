@@ -164,6 +164,9 @@ type slotInfo struct {
 	active    bool
 	activePID *int32
 	failover  bool // always false before PostgreSQL 17
+	// synced: a copy synchronized from a primary; on a primary, one left
+	// by the promotion of the standby it was copied to (PostgreSQL 17).
+	synced bool
 }
 
 func lookupSlot(ctx context.Context, conn *pgx.Conn, name string) (slotInfo, error) {
@@ -175,9 +178,9 @@ func lookupSlot(ctx context.Context, conn *pgx.Conn, name string) (slotInfo, err
 	)
 	err := conn.QueryRow(ctx, `
 		SELECT confirmed_flush_lsn::text, plugin::text, database::text, active, active_pid,
-		       coalesce((to_jsonb(s) ->> 'failover')::bool, false)
+		       coalesce((to_jsonb(s) ->> 'failover')::bool, false), coalesce((to_jsonb(s) ->> 'synced')::bool, false)
 		FROM pg_replication_slots s WHERE slot_name = $1`, name).
-		Scan(&confirmed, &plugin, &database, &info.active, &info.activePID, &info.failover)
+		Scan(&confirmed, &plugin, &database, &info.active, &info.activePID, &info.failover, &info.synced)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return info, fmt.Errorf("replication slot %s: %w", name, errSlotMissing)
 	}

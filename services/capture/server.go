@@ -127,10 +127,11 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 			_ = conn.Close(context.WithoutCancel(ctx))
 		}
 	}()
-	confirmed, err := checkStreamable(ctx, conn, slot, pub, pglogrepl.LSN(start.GetStartLsn()))
+	slotNow, err := checkStreamable(ctx, conn, slot, pub, pglogrepl.LSN(start.GetStartLsn()))
 	if err != nil {
 		return nil, err
 	}
+	confirmed := slotNow.confirmed
 	repl, err := connectReplication(ctx, start.GetSource())
 	if err != nil {
 		return nil, err
@@ -139,7 +140,7 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 		_ = repl.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	startLSN := max(pglogrepl.LSN(start.GetStartLsn()), confirmed)
+	startLSN := resumeAt(s.logger, slot, pglogrepl.LSN(start.GetStartLsn()), slotNow)
 	version, err := serverVersion(ctx, conn)
 	if err != nil {
 		_ = repl.Close(context.WithoutCancel(ctx))
@@ -220,40 +221,57 @@ func CheckSpoolDir(dir string) error {
 // free, with errors that say how to fix wal_level or a missing slot or
 // publication. wal_level comes first: it is the cause to fix first when a
 // slot is missing too.
-func checkStreamable(ctx context.Context, conn *pgx.Conn, slot, pub string, resume pglogrepl.LSN) (pglogrepl.LSN, error) {
+func checkStreamable(ctx context.Context, conn *pgx.Conn, slot, pub string, resume pglogrepl.LSN) (slotInfo, error) {
 	if err := checkWALLevel(ctx, conn); err != nil {
-		return 0, err
+		return slotInfo{}, err
 	}
 	_, pubExists, err := publicationTables(ctx, conn, pub)
 	if err != nil {
-		return 0, err
+		return slotInfo{}, err
 	}
 	if err := waitSlotInactive(ctx, conn, slot, slotBusyWait); err != nil {
 		if errors.Is(err, errSlotMissing) {
-			return 0, slotDropped(slot, resume)
+			return slotInfo{}, slotDropped(slot, resume)
 		}
 		if s, ok := status.FromError(err); ok && s.Code() == codes.FailedPrecondition {
 			// Another stream may still be closing: worth retrying.
-			return 0, status.Error(codes.Unavailable, s.Message())
+			return slotInfo{}, status.Error(codes.Unavailable, s.Message())
 		}
-		return 0, err
+		return slotInfo{}, err
 	}
 	if !pubExists {
-		return 0, publicationMissing(pub, slot)
+		return slotInfo{}, publicationMissing(pub, slot)
 	}
 	info, err := lookupSlot(ctx, conn, slot)
 	if err != nil {
-		return 0, err
+		return slotInfo{}, err
 	}
 	if info.plugin != "pgoutput" {
-		return 0, failedPrecondition("replication slot %s uses plugin %q, not pgoutput; drop it and run setup again", slot, info.plugin)
+		return slotInfo{}, failedPrecondition("replication slot %s uses plugin %q, not pgoutput; drop it and run setup again", slot, info.plugin)
 	}
 	if info.confirmed == 0 {
 		// Reporting a zero flush position would let pglogrepl substitute the
 		// write position, confirming WAL no one acknowledged.
-		return 0, failedPrecondition("replication slot %s has no confirmed_flush_lsn; it is not a usable logical slot", slot)
+		return slotInfo{}, failedPrecondition("replication slot %s has no confirmed_flush_lsn; it is not a usable logical slot", slot)
 	}
-	return info.confirmed, nil
+	return info, nil
+}
+
+// resumeAt is where the stream starts: the checkpoint Kafka confirmed, or
+// the slot's confirmed position if that is later. A slot a promoted
+// standby synchronized is the exception: the checkpoint may lie past the
+// point where the new primary's timeline forked from the old one's WAL
+// (WAL Ferry confirmed that the standby never received, when the primary
+// did not wait for it with synchronized_standby_slots), and starting there
+// would skip the new timeline's transactions below it. From the slot's own
+// position the stream sends some changes again, and loses none.
+func resumeAt(logger *slog.Logger, slot string, checkpoint pglogrepl.LSN, info slotInfo) pglogrepl.LSN {
+	if info.synced && checkpoint > info.confirmed {
+		logger.Warn("the slot was synchronized to a standby that has since been promoted; resuming at its own position, before the task's checkpoint, so changes between them are sent again",
+			"slot", slot, "checkpoint", checkpoint.String(), "slot_confirmed", info.confirmed.String())
+		return info.confirmed
+	}
+	return max(checkpoint, info.confirmed)
 }
 
 // quoteLiteral quotes s as an SQL string literal.
