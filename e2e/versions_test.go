@@ -23,7 +23,9 @@ import (
 //   - worker and capture killed under a writer, every row counted: every
 //     version;
 //   - the exported snapshot's seam under a writer (200,000 rows): 12, where
-//     a table is one chunk (no TID range scans before 14), and 17.
+//     a table is one chunk (no TID range scans before 14), and 17;
+//   - exactly-once chunked full sync under kills: 12, whose watermarks go
+//     through the signal table.
 //
 // Measured on 2 cores: about 9 minutes for the five versions.
 var versionMatrix = []struct {
@@ -38,6 +40,7 @@ var versionMatrix = []struct {
 	{"ChunkedFullSyncResumesAfterCaptureKill", TestChunkedFullSyncResumesAfterCaptureKill, []int{12, 13, 14, 16, 17}},
 	{"KillWorkerAndCaptureLosesNothing", TestKillWorkerAndCaptureLosesNothing, []int{12, 13, 14, 16, 17}},
 	{"FullSyncSeam", TestFullSyncMeetsIncrementalWithNoGapAndNoDouble, []int{12, 17}},
+	{"ExactlyOnceFullSyncSurvivesKills", TestExactlyOnceFullSyncSurvivesKills, []int{12}},
 }
 
 func TestSourceVersions(t *testing.T) {

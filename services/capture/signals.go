@@ -152,26 +152,49 @@ func signalRelation(m *pglogrepl.RelationMessage) (prefix, content int, ok bool)
 // empty, once no other task can need it: no publication names it and no
 // logical slot is left on the database. A FOR ALL TABLES publication
 // includes it without naming it, so a task with one keeps a slot, which
-// keeps the table. It reports whether it dropped the table.
+// keeps the table. The check and the drop run under the table's ACCESS
+// EXCLUSIVE lock, which a publication adding the table waits for, so a
+// task set up meanwhile either is seen or finds the table gone and
+// creates it again when its setup is retried. It reports whether it
+// dropped the table.
 func releaseSignalTable(ctx context.Context, conn *pgx.Conn) (bool, error) {
-	var inUse bool
-	err := conn.QueryRow(ctx, `
-		SELECT to_regclass($1) IS NULL
-		    OR EXISTS (SELECT 1 FROM pg_publication_rel WHERE prrelid = to_regclass($1))
-		    OR EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_type = 'logical' AND database = current_database())`,
-		signalTableName).Scan(&inUse)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", signalTableName).Scan(&exists); err != nil || !exists {
+		return false, wrapSignal("looking up", err)
+	}
+	dropped := false
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "LOCK TABLE "+signalTableName+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+			return err
+		}
+		var inUse bool
+		if err := tx.QueryRow(ctx, `
+			SELECT EXISTS (SELECT 1 FROM pg_publication_rel WHERE prrelid = to_regclass($1))
+			    OR EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_type = 'logical' AND database = current_database())`,
+			signalTableName).Scan(&inUse); err != nil || inUse {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "DROP TABLE "+signalTableName); err != nil {
+			return err
+		}
+		dropped = true
+		return nil
+	})
 	if err != nil {
-		return false, fmt.Errorf("checking whether Ferry's signal table %s is still in use: %w", signalTableName, err)
+		return false, wrapSignal("dropping", err)
 	}
-	if inUse {
-		return false, nil
+	if dropped {
+		// RESTRICT: a schema someone else put objects in stays.
+		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{signalSchema}.Sanitize()); err != nil && !isPgCode(err, "2BP01") {
+			return true, fmt.Errorf("dropping Ferry's schema %s: %w", signalSchema, err)
+		}
 	}
-	if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+signalTableName); err != nil {
-		return false, fmt.Errorf("dropping Ferry's signal table %s: %w", signalTableName, err)
+	return dropped, nil
+}
+
+func wrapSignal(doing string, err error) error {
+	if err == nil {
+		return nil
 	}
-	// RESTRICT: a schema someone else put objects in stays.
-	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{signalSchema}.Sanitize()); err != nil && !isPgCode(err, "2BP01") {
-		return true, fmt.Errorf("dropping Ferry's schema %s: %w", signalSchema, err)
-	}
-	return true, nil
+	return fmt.Errorf("%s Ferry's signal table %s: %w", doing, signalTableName, err)
 }
