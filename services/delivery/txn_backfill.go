@@ -135,11 +135,13 @@ func decodeBackfills(raw []json.RawMessage) (map[string]*cdcv1.BackfillProgress,
 	return out, nil
 }
 
-// forgetHeld drops the progress at or below the client's checkpoint, which
-// the client holds already (StartDelivery.checkpoint_lsn). Without it a
-// record would carry every table ever backfilled, for good.
+// forgetHeld drops the progress below the client's checkpoint, which the
+// client holds already (StartDelivery.checkpoint_lsn). Without it a record
+// would carry every table ever backfilled, for good. Progress at the
+// checkpoint stays: the client confirms a chunk only once its safe LSN is
+// past the chunk's (the worker's backfillProgress.promote).
 func forgetHeld(m map[string]*cdcv1.BackfillProgress, clientLSN uint64) {
-	maps.DeleteFunc(m, func(_ string, p *cdcv1.BackfillProgress) bool { return p.GetLsn() <= clientLSN })
+	maps.DeleteFunc(m, func(_ string, p *cdcv1.BackfillProgress) bool { return p.GetLsn() < clientLSN })
 }
 
 // resumedBackfills lists the recovered progress for the first response.

@@ -110,11 +110,14 @@ func TestExactlyOnceBackfillProgressResumes(t *testing.T) {
 	}
 
 	// A client whose checkpoint holds the finished backfill: delivery
-	// forgets it, and its next record no longer carries it.
-	st.CheckpointLsn = 450
+	// forgets it, and its next record no longer carries it. The checkpoint
+	// is past the chunk's 450, not at it: a client confirms a chunk only
+	// once its safe LSN has passed the chunk's (forgetHeld), since a batch
+	// before the chunk may carry the same watermark.
+	st.CheckpointLsn = 451
 	third := openSession(t, ctx, client, st)
 	if r := third.next(time.After(90 * time.Second)); r == nil || r.GetResumedFromLsn() != 450 || len(r.GetResumedBackfills()) != 0 {
-		t.Fatalf("third stream's first response: %v (stream %v), want resumed_from_lsn 450 and no backfills", r, third.result)
+		t.Fatalf("third stream's first response: %v (stream %v), want resumed_from_lsn 450 (the record's) and no backfills", r, third.result)
 	}
 	third.send(&cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{ordersRelation()}, Events: []*cdcv1.ChangeEvent{insert(6, "later", 470)}, WatermarkLsn: 480})
 	third.waitSafe(480, 30*time.Second)

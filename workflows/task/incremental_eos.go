@@ -95,16 +95,18 @@ func (c *checkpointTracker) resume(r *deliveryv1.DeliverResponse) {
 }
 
 // merge takes, for each table this checkpoint backfills, Kafka's committed
-// progress when it is further along (a later chunk's lsn). Progress at or
-// below the heartbeated LSN base is not newer than what the checkpoint
-// holds: the worker reports each progress before delivery sees it and
-// heartbeats it with any LSN that covers it. Such progress can only be
+// progress when it is further along (a later chunk's lsn). Progress below
+// the heartbeated LSN base is not newer than what the checkpoint holds:
+// the worker reports each progress before delivery sees it and heartbeats
+// it with any LSN past it. Progress at base may not be in the checkpoint
+// yet (the worker confirms a chunk only once the safe LSN is past it, see
+// backfillProgress.promote), and Kafka holds its rows. Such progress can only be
 // left from an earlier backfill of a table removed and added again, and
 // must not skip the new one. Tables the checkpoint does not backfill are
 // done or removed, and ignored.
 func (p *backfillProgress) merge(committed []*cdcv1.BackfillProgress, base uint64) {
 	for _, k := range committed {
-		if k.GetLsn() <= base {
+		if k.GetLsn() < base {
 			continue
 		}
 		i, ok := p.at[keyOf(k)]
