@@ -17,8 +17,8 @@ import (
 // The stream never ships the table's changes; at the transaction's commit
 // it handles each signal as the non-transactional message it stands for,
 // at the start of the commit record, so everything downstream of the
-// decoder is the same on every version. One row per slot and prefix keeps the table at a
-// few rows whatever the rate.
+// decoder is the same on every version. One row per slot and prefix keeps
+// the table at a few rows whatever the rate.
 const (
 	// messagesVersion is PostgreSQL 14, whose pgoutput forwards logical
 	// messages (messages 'true').
@@ -56,8 +56,9 @@ func ensureSignalTable(ctx context.Context, conn *pgx.Conn) error {
 		if _, err := conn.Exec(ctx, stmt); err != nil {
 			if isPgCode(err, "42501") {
 				role := conn.Config().User
-				return failedPrecondition("creating Ferry's signal table %s: %v; before PostgreSQL 14 Ferry carries its heartbeats and full-sync watermarks through this table: run GRANT CREATE ON DATABASE %s TO %s, or have a superuser run %q and %q and grant role %q INSERT and UPDATE on it",
-					signalTableName, err, pgx.Identifier{conn.Config().Database}.Sanitize(), pgx.Identifier{role}.Sanitize(), signalDDL[0], signalDDL[1], role)
+				return failedPrecondition("creating Ferry's signal table %s: %v; before PostgreSQL 14 Ferry carries its heartbeats and full-sync watermarks through this table, which it must own to publish it: run GRANT CREATE ON DATABASE %s TO %s, or as a superuser CREATE SCHEMA %s AUTHORIZATION %s",
+					signalTableName, err, pgx.Identifier{conn.Config().Database}.Sanitize(), pgx.Identifier{role}.Sanitize(),
+					pgx.Identifier{signalSchema}.Sanitize(), pgx.Identifier{role}.Sanitize())
 			}
 			return fmt.Errorf("creating Ferry's signal table %s: %w", signalTableName, err)
 		}
