@@ -45,6 +45,7 @@ func TestExactlyOnceSurvivesDeliveryKill(t *testing.T) {
 	col := collectIDs(t, table) // read_committed
 
 	written := writeRows(t, table, txns, rowsPerTxn, 50*time.Millisecond)
+	open := watchOpenTransactions(t, table)
 
 	killedAt := 0
 	for round := 1; round <= 2; round++ {
@@ -52,10 +53,14 @@ func TestExactlyOnceSurvivesDeliveryKill(t *testing.T) {
 			d, _ := col.counts()
 			return d >= killedAt+rows/5, fmt.Sprintf("%d distinct rows", d)
 		})
+		// Killed right after the consumer saw a commit, delivery often sat
+		// between two transactions, and the kills proved nothing (a run
+		// failed so); so each kill waits until a transaction is open.
+		open.wait(t)
 		f.kill("delivery")
 		killedAt, _ = col.counts()
 		f.start("delivery")
-		t.Logf("delivery killed after %d committed rows and restarted", killedAt)
+		t.Logf("delivery killed after %d committed rows, inside a transaction, and restarted", killedAt)
 	}
 
 	for range written {
@@ -268,6 +273,47 @@ func countUncommitted(t *testing.T, topic string, atLeast int) int {
 	}
 	t.Fatalf("read_uncommitted consumer read %d messages of at least %d in time", n, atLeast)
 	return 0
+}
+
+// openTransactions compares a topic's end as read_uncommitted and as
+// read_committed consumers see it (the high watermark, and the last stable
+// offset, which stops at the first open transaction).
+type openTransactions struct {
+	topic                  string
+	uncommitted, committed *kafka.Consumer
+}
+
+func watchOpenTransactions(t *testing.T, topic string) *openTransactions {
+	t.Helper()
+	o := &openTransactions{topic: topic}
+	for _, iso := range []string{"read_uncommitted", "read_committed"} {
+		c, err := kafka.NewConsumer(&kafka.ConfigMap{
+			"bootstrap.servers": kafkaBootstrap(), "group.id": uniqueName("e2e-watch"), "isolation.level": iso,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		if iso == "read_committed" {
+			o.committed = c
+		} else {
+			o.uncommitted = c
+		}
+	}
+	return o
+}
+
+// wait polls until a transaction is open on partition 0.
+func (o *openTransactions) wait(t *testing.T) {
+	t.Helper()
+	eventually(t, 30*time.Second, "an open Kafka transaction", func() (bool, string) {
+		_, high, err1 := o.uncommitted.QueryWatermarkOffsets(o.topic, 0, 2000)
+		_, stable, err2 := o.committed.QueryWatermarkOffsets(o.topic, 0, 2000)
+		if err := errors.Join(err1, err2); err != nil {
+			return false, err.Error()
+		}
+		return high > stable, fmt.Sprintf("high watermark %d, last stable offset %d", high, stable)
+	})
 }
 
 var resumedRE = regexp.MustCompile(`exactly-once delivery resumed.*"resumed_from_lsn":"([0-9A-F]+/[0-9A-F]+)"`)
