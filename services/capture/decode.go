@@ -42,9 +42,12 @@ func (st *stream) apply(ctx context.Context, msg pglogrepl.Message, walStart pgl
 	case *pglogrepl.CommitMessage:
 		return st.commit(now, m)
 	case *pglogrepl.RelationMessage:
-		if prefix, content, ok := signalRelation(m); ok {
-			st.sig = signalColumns{oid: m.RelationID, prefix: prefix, content: content}
+		if sc, ok := signalRelation(m); ok {
+			st.sig = sc
 			return nil
+		}
+		if st.filters != nil {
+			st.filters.forget(m.RelationID)
 		}
 		// Events already batched were decoded with the old definition; the
 		// receiver applies a batch's relations first, so they must not share
@@ -132,6 +135,12 @@ func (st *stream) change(now time.Time, m pglogrepl.Message, lsn pglogrepl.LSN) 
 	if st.txn == nil {
 		return fmt.Errorf("row change at %s outside a transaction", lsn)
 	}
+	if st.filters != nil {
+		var err error
+		if m, err = st.filterChange(m); err != nil || m == nil {
+			return err
+		}
+	}
 	ev, rel, err := st.decodeChange(m)
 	if err != nil {
 		return fmt.Errorf("decoding the change at %s: %w", lsn, err)
@@ -196,6 +205,25 @@ func truncateEvent(m *pglogrepl.TruncateMessage) *cdcv1.ChangeEvent {
 			RestartIdentity: m.Option&pglogrepl.TruncateOptionRestartIdentity != 0,
 		},
 	}
+}
+
+// filterChange applies the filter Ferry evaluates itself (before
+// PostgreSQL 15) to a row change: nil when the change is filtered out.
+func (st *stream) filterChange(m pglogrepl.Message) (pglogrepl.Message, error) {
+	var oid uint32
+	switch m := m.(type) {
+	case *pglogrepl.InsertMessage:
+		oid = m.RelationID
+	case *pglogrepl.UpdateMessage:
+		oid = m.RelationID
+	case *pglogrepl.DeleteMessage:
+		oid = m.RelationID
+	}
+	rel, err := st.rels.get(oid)
+	if err != nil {
+		return nil, err
+	}
+	return st.filters.filter(rel, m)
 }
 
 func (st *stream) decodeChange(m pglogrepl.Message) (*cdcv1.ChangeEvent, *relation, error) {

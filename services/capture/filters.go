@@ -97,10 +97,11 @@ type rowFilterQuerier interface {
 // snapshot (the functions behind pg_publication_tables would read the
 // latest), so a snapshot filters its rows as the publication stood at that
 // snapshot, which is what the slot decodes the changes after it with.
-// Before PostgreSQL 15 there are no row filters.
+// Before PostgreSQL 15 it is the filter Ferry evaluates, read from its row
+// in the same snapshot (evalfilters.go).
 func publishedFilter(ctx context.Context, q rowFilterQuerier, version int, pub string, oid uint32) (string, error) {
-	if version < rowfilter.MinServerVersion {
-		return "", nil
+	if evaluatedFilters(version) {
+		return evaluatedFilter(ctx, q, pub, oid)
 	}
 	var expr string
 	err := q.QueryRow(ctx, `
@@ -123,4 +124,21 @@ func serverVersion(ctx context.Context, q rowFilterQuerier) (int, error) {
 		return 0, fmt.Errorf("reading the source's server_version_num: %w", err)
 	}
 	return v, nil
+}
+
+// evaluatedFilter is the filter Ferry evaluates on table oid, from the
+// publication's row as the caller's snapshot sees it.
+func evaluatedFilter(ctx context.Context, q rowFilterQuerier, pub string, oid uint32) (string, error) {
+	exprs, err := readFilterRow(ctx, q, pub)
+	if err != nil || len(exprs) == 0 {
+		return "", err
+	}
+	var name string
+	err = q.QueryRow(ctx, `
+		SELECT '"' || replace(n.nspname, '"', '""') || '"."' || replace(c.relname, '"', '""') || '"'
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, oid).Scan(&name)
+	if err != nil {
+		return "", fmt.Errorf("naming the table of relation %d: %w", oid, err)
+	}
+	return exprs[name], nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -166,18 +167,42 @@ func readPublication(ctx context.Context, conn *pgx.Conn, name string) (pubState
 
 // ensurePublication creates the publication, or makes an existing one
 // publish exactly what the request asks for, always via the partition root.
+// Before PostgreSQL 15 the filters go to their row of the signal table
+// instead (evalfilters.go), written once the publication publishes that
+// table, so the stream sees the change.
 func ensurePublication(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureReplicationRequest) (bool, error) {
 	name := req.GetPublicationName()
-	quoted := pgx.Identifier{name}.Sanitize()
 	filters, err := checkFilters(ctx, conn, req)
 	if err != nil {
 		return false, err
 	}
 	st, err := readPublication(ctx, conn, name)
+	if err != nil || !evaluatedFilters(st.version) {
+		if err != nil {
+			return false, err
+		}
+		return ensurePublished(ctx, conn, req, st, filters, false)
+	}
+	had, err := readFilterRow(ctx, conn, name)
 	if err != nil {
 		return false, err
 	}
-	want, err := versionedTarget(ctx, conn, st.version, wantedTarget(req, filters))
+	// The table stays published while the row still holds filters, so
+	// that the stream sees them removed.
+	created, err := ensurePublished(ctx, conn, req, st, nil, len(filters) > 0 || len(had) > 0)
+	if err != nil || maps.Equal(had, filters) {
+		return created, err
+	}
+	return created, writeFilterRow(ctx, conn, name, filters)
+}
+
+// ensurePublished makes the publication publish what the request asks
+// for, with filters as its row filters, and Ferry's signal table too if
+// signals.
+func ensurePublished(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureReplicationRequest, st pubState, filters map[string]string, signals bool) (bool, error) {
+	name := req.GetPublicationName()
+	quoted := pgx.Identifier{name}.Sanitize()
+	want, err := versionedTarget(ctx, conn, st.version, wantedTarget(req, filters), signals)
 	if err != nil {
 		return false, err
 	}
@@ -257,17 +282,17 @@ func recreatePublication(ctx context.Context, conn *pgx.Conn, slot, quoted strin
 }
 
 // versionedTarget adapts what the publication should publish to the
-// server: before 14 it also publishes Ferry's signal table, creating it if
-// need be (FOR ALL TABLES includes it by itself), and before 13 a
-// partitioned table's leaves in its place.
-func versionedTarget(ctx context.Context, conn *pgx.Conn, version int, want pubTarget) (pubTarget, error) {
+// server: before 14, or with signals, it also publishes Ferry's signal
+// table, creating it if need be (FOR ALL TABLES includes it by itself), and
+// before 13 a partitioned table's leaves in its place.
+func versionedTarget(ctx context.Context, conn *pgx.Conn, version int, want pubTarget, signals bool) (pubTarget, error) {
 	var err error
 	if version < viaRootVersion {
 		if want.tables, err = publishedLeaves(ctx, conn, want.tables); err != nil {
 			return want, err
 		}
 	}
-	if usesSignalTable(version) {
+	if usesSignalTable(version) || signals {
 		if err := ensureSignalTable(ctx, conn); err != nil {
 			return want, err
 		}

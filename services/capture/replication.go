@@ -221,6 +221,9 @@ func (s *Server) ReleaseReplication(ctx context.Context, req *capturev1.ReleaseR
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if err := forgetFilterRow(ctx, conn, req.GetPublicationName()); err != nil {
+		return nil, toStatus(err)
+	}
 	signalsDropped, err := releaseSignalTable(ctx, conn)
 	if err != nil {
 		return nil, toStatus(err)

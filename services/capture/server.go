@@ -163,6 +163,14 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 	if version < viaRootVersion {
 		st.roots = newPartitionRoots(conn)
 	}
+	if evaluatedFilters(version) {
+		exprs, err := readFilterRow(ctx, conn, pub)
+		if err != nil {
+			st.close()
+			return nil, err
+		}
+		st.filters = newStreamFilters(pub, exprs)
+	}
 	if streaming {
 		st.spools = newSpoolSet(s.SpoolDir, slot)
 		if n, err := st.spools.removeOrphans(); err != nil {

@@ -73,45 +73,54 @@ func writeSignal(ctx context.Context, conn *pgx.Conn, version int, slot, prefix,
 		_, err := conn.Exec(ctx, "SELECT pg_logical_emit_message(false, $1, $2)", prefix, content)
 		return err
 	}
+	return upsertSignal(ctx, conn, slot, prefix, content)
+}
+
+// upsertSignal writes the row (slot, prefix) of the signal table.
+func upsertSignal(ctx context.Context, conn *pgx.Conn, slot, prefix, content string) error {
 	_, err := conn.Exec(ctx, "INSERT INTO "+signalTableName+` AS s VALUES ($1, $2, $3)
 		ON CONFLICT (slot_name, prefix) DO UPDATE SET content = EXCLUDED.content`, slot, prefix, content)
 	return err
 }
 
-// signal is one signal row the stream met inside a transaction.
+// signal is one signal row the stream met inside a transaction; content
+// is nil for a deleted row.
 type signal struct {
-	prefix  string
-	content []byte
+	slot, prefix string
+	content      []byte
 }
 
 // signalColumns is where the stream finds the signal table and its
 // columns; oid 0 until pgoutput has described the table.
 type signalColumns struct {
-	oid             uint32
-	prefix, content int
+	oid                   uint32
+	slot, prefix, content int
 }
 
 // signalRow takes a signal table change out of the stream: it reports
-// whether m is one, and notes an inserted or updated row's signal for the
-// transaction's commit (a deleted row is no signal).
+// whether m is one, and notes the row's signal for the transaction's
+// commit. A deleted row (its key alone) is a signal with no content.
 func (st *stream) signalRow(m pglogrepl.Message) bool {
 	var oid uint32
 	var tuple *pglogrepl.TupleData
+	deleted := false
 	switch m := m.(type) {
 	case *pglogrepl.InsertMessage:
 		oid, tuple = m.RelationID, m.Tuple
 	case *pglogrepl.UpdateMessage:
 		oid, tuple = m.RelationID, m.NewTuple
 	case *pglogrepl.DeleteMessage:
-		oid = m.RelationID
+		oid, tuple, deleted = m.RelationID, m.OldTuple, true
 	}
 	if st.sig.oid == 0 || oid != st.sig.oid {
 		return false
 	}
-	if tuple != nil && st.txn != nil && max(st.sig.prefix, st.sig.content) < len(tuple.Columns) {
-		st.txn.signals = append(st.txn.signals, signal{
-			prefix: string(tuple.Columns[st.sig.prefix].Data), content: tuple.Columns[st.sig.content].Data,
-		})
+	if tuple != nil && st.txn != nil && max(st.sig.slot, st.sig.prefix, st.sig.content) < len(tuple.Columns) {
+		s := signal{slot: string(tuple.Columns[st.sig.slot].Data), prefix: string(tuple.Columns[st.sig.prefix].Data)}
+		if !deleted {
+			s.content = tuple.Columns[st.sig.content].Data
+		}
+		st.txn.signals = append(st.txn.signals, s)
 	}
 	return true
 }
@@ -123,6 +132,17 @@ func (st *stream) signalRow(m pglogrepl.Message) bool {
 // there replays only the signal.
 func (st *stream) commitSignals(now time.Time, signals []signal, at pglogrepl.LSN) error {
 	for _, s := range signals {
+		if s.prefix == filterPrefix {
+			if st.filters != nil && s.slot == st.filters.pub {
+				if err := st.filters.set(s.content); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if s.content == nil {
+			continue
+		}
 		m := &pglogrepl.LogicalDecodingMessage{LSN: at, Prefix: s.prefix, Content: s.content}
 		if err := st.message(now, m, at); err != nil {
 			return err
@@ -131,22 +151,24 @@ func (st *stream) commitSignals(now time.Time, signals []signal, at pglogrepl.LS
 	return nil
 }
 
-// signalRelation reports whether m defines Ferry's signal table, and the
-// positions of its prefix and content columns.
-func signalRelation(m *pglogrepl.RelationMessage) (prefix, content int, ok bool) {
+// signalRelation reports whether m defines Ferry's signal table, and
+// where its columns are.
+func signalRelation(m *pglogrepl.RelationMessage) (signalColumns, bool) {
 	if m.Namespace != signalSchema || m.RelationName != signalTable {
-		return 0, 0, false
+		return signalColumns{}, false
 	}
-	prefix, content = -1, -1
+	sc := signalColumns{oid: m.RelationID, slot: -1, prefix: -1, content: -1}
 	for i, c := range m.Columns {
 		switch c.Name {
+		case "slot_name":
+			sc.slot = i
 		case "prefix":
-			prefix = i
+			sc.prefix = i
 		case "content":
-			content = i
+			sc.content = i
 		}
 	}
-	return prefix, content, prefix >= 0 && content >= 0
+	return sc, min(sc.slot, sc.prefix, sc.content) >= 0
 }
 
 // releaseSignalTable drops the signal table, and its schema if that is then

@@ -77,6 +77,9 @@ type stream struct {
 	roots *partitionRoots
 	// sig finds Ferry's signal table in the stream (signals.go).
 	sig signalColumns
+	// filters are the row filters Ferry evaluates itself, before
+	// PostgreSQL 15 (evalfilters.go); nil where the publication filters.
+	filters *streamFilters
 	// version is the source's server_version_num.
 	version int
 	// spools hold in-progress streamed transactions (protocol 2,

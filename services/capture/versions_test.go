@@ -12,7 +12,8 @@ import (
 // versionSuite is the part of capture's tests that must hold on every
 // supported PostgreSQL: the stream, its acks and restarts, the heartbeat,
 // and the backfill beside live changes, whose watermarks travel as logical
-// messages from 14 and through Ferry's signal table before. The tests run
+// messages from 14 and through Ferry's signal table before, and row
+// filters, which Ferry evaluates itself before 15. The tests run
 // as written, against a private server of each version (AsShared).
 var versionSuite = map[string]func(*testing.T){
 	"StreamChangesEndToEnd":                 TestStreamChangesEndToEnd,
@@ -20,6 +21,10 @@ var versionSuite = map[string]func(*testing.T){
 	"QuotedNamesAndRelease":                 TestQuotedNamesAndRelease,
 	"BackfillBesideLiveChanges":             TestBackfillBesideLiveChangesRebuildsTheTable,
 	"BackfillResumesAfterTheLastAckedChunk": TestBackfillResumesAfterTheLastAckedChunk,
+	// Before 15 Ferry evaluates filters itself (rowfilter.Program).
+	"RowFilterStreamsMatchingRows":         TestRowFilterStreamsMatchingRows,
+	"RowFilterRefusalsLeaveThePublication": TestRowFilterRefusalsLeaveThePublication,
+	"RowFilterSnapshotAndBackfill":         TestRowFilterSnapshotAndBackfill,
 }
 
 // TestEveryVersion runs versionSuite on each supported major but 15, which

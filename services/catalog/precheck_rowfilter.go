@@ -19,7 +19,9 @@ import (
 // and conditions on columns outside the table's replica identity, which
 // would make PostgreSQL refuse every UPDATE and DELETE the application runs
 // on the table. rowfilter.Check asks the source itself, with a scratch
-// publication in a transaction it rolls back.
+// publication in a transaction it rolls back; before PostgreSQL 15, where
+// Ferry evaluates filters itself, it also refuses what Ferry cannot
+// evaluate exactly, naming the construct.
 func checkRowFilters(ctx context.Context, conn *pgx.Conn, sel *taskv1.ObjectSelection) *taskv1.PrecheckItem {
 	const id = "row_filter"
 	whole := map[string]bool{}
@@ -64,5 +66,24 @@ func checkRowFilters(ctx context.Context, conn *pgx.Conn, sel *taskv1.ObjectSele
 	case len(problems) > 0:
 		return fail(id, strings.Join(problems, "; "), strings.Join(fixes, "; "))
 	}
-	return pass(id, fmt.Sprintf("%d filters are row filters PostgreSQL accepts, on replica identity columns", n))
+	return pass(id, fmt.Sprintf("%d filters are conditions on replica identity columns, which %s", n, filterEvaluator(ctx, conn)))
+}
+
+// filterEvaluator says who evaluates the filters on this source.
+func filterEvaluator(ctx context.Context, conn *pgx.Conn) string {
+	var version int
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err == nil && version < filterTableVersion {
+		return "Ferry evaluates itself before PostgreSQL 15, exactly as PostgreSQL would"
+	}
+	return "PostgreSQL evaluates as publication row filters"
+}
+
+// hasFilters reports whether any selected table has a filter.
+func hasFilters(sel *taskv1.ObjectSelection) bool {
+	for _, t := range sel.GetTables() {
+		if strings.TrimSpace(t.GetFilter()) != "" {
+			return true
+		}
+	}
+	return false
 }

@@ -14,12 +14,17 @@ import (
 // through a table of its own instead (services/capture/signals.go).
 const signalTableVersion = 140000
 
+// filterTableVersion is PostgreSQL 15, which brought publication row
+// filters; before it Ferry keeps a task's filters in its signal table.
+const filterTableVersion = 150000
+
 const signalTable = `"_ferry"."signals"`
 
-// checkSignalTable says, before PostgreSQL 14, what setup will create and
+// checkSignalTable says, before PostgreSQL 14 (or before 15 for a task
+// with row filters, which Ferry keeps there), what setup will create and
 // whether the role may: schema _ferry and table _ferry.signals need CREATE
 // on the database, unless they exist and the role may write the table.
-func checkSignalTable(ctx context.Context, conn *pgx.Conn) *taskv1.PrecheckItem {
+func checkSignalTable(ctx context.Context, conn *pgx.Conn, filters bool) *taskv1.PrecheckItem {
 	const id = "signal_table"
 	var version int
 	var exists, canWrite, canCreate bool
@@ -33,10 +38,17 @@ func checkSignalTable(ctx context.Context, conn *pgx.Conn) *taskv1.PrecheckItem 
 	if err != nil {
 		return queryFailed(id, err)
 	}
-	if version >= signalTableVersion {
-		return pass(id, "PostgreSQL 14 or later: heartbeats and watermarks are logical messages; Ferry creates no table")
+	var why string
+	switch {
+	case version < signalTableVersion:
+		why = fmt.Sprintf("before PostgreSQL 14 (the source runs server_version_num %d) pgoutput does not forward logical messages, so Ferry writes its heartbeats and full-sync watermarks as rows of %s, which it publishes with the task's tables and drops when the last task releases it", version, signalTable)
+	case version < filterTableVersion && filters:
+		why = fmt.Sprintf("before PostgreSQL 15 (the source runs server_version_num %d) Ferry evaluates row filters itself and keeps them as a row of %s, which it publishes with the task's tables and drops when the last task releases it", version, signalTable)
+	case version < filterTableVersion:
+		return pass(id, "PostgreSQL 14: heartbeats and watermarks are logical messages; Ferry creates no table unless the task has row filters")
+	default:
+		return pass(id, "PostgreSQL 15 or later: heartbeats and watermarks are logical messages and row filters are the publication's; Ferry creates no table")
 	}
-	why := fmt.Sprintf("before PostgreSQL 14 (the source runs server_version_num %d) pgoutput does not forward logical messages, so Ferry writes its heartbeats and full-sync watermarks as rows of %s, which it publishes with the task's tables and drops when the last task releases it", version, signalTable)
 	switch {
 	case exists && canWrite:
 		return pass(id, why+fmt.Sprintf("; the table exists and role %q owns and may write it", role))

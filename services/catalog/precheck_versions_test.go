@@ -13,7 +13,8 @@ import (
 // partitioned one) passes every item but the warnings a fresh server
 // gives, so that no catalog query of the precheck depends on one version;
 // before 14 the signal_table item says what setup creates, and fails
-// without CREATE on the database.
+// without CREATE on the database; before 15 row_filter passes a filter
+// Ferry evaluates and names a construct it does not.
 func TestPrecheckOnEveryVersion(t *testing.T) {
 	for _, major := range testenv.SupportedMajors {
 		t.Run(fmt.Sprint(major), func(t *testing.T) {
@@ -35,6 +36,9 @@ func TestPrecheckOnEveryVersion(t *testing.T) {
 				expect(t, precheckItems(t, s, pg.Source(), schemas), "publication_privilege", sevFail,
 					[]string{"objects.schemas", "needs PostgreSQL 15 or later"})
 			}
+			if major < 15 {
+				checkEvaluatedFilters(t, s, pg)
+			}
 			if major >= 14 {
 				expect(t, items, "signal_table", sevPass, []string{"creates no table"})
 				return
@@ -44,4 +48,19 @@ func TestPrecheckOnEveryVersion(t *testing.T) {
 			expect(t, precheckItems(t, s, pg.Source(), sel), "signal_table", sevFail, []string{"lacks CREATE on database"})
 		})
 	}
+}
+
+// checkEvaluatedFilters: before 15 a filter Ferry evaluates passes, one it
+// cannot evaluate fails naming the construct and the table, and the table
+// the filters are kept in is announced (on 14 too).
+func checkEvaluatedFilters(t *testing.T, s *Server, pg *testenv.Postgres) {
+	t.Helper()
+	filtered := func(f string) *taskv1.ObjectSelection {
+		return &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{{Schema: "public", Table: "orders", Filter: f}}}
+	}
+	items := precheckItems(t, s, pg.Source(), filtered("id % 2 = 0 AND id BETWEEN 1 AND 1000"))
+	expect(t, items, "row_filter", sevPass, []string{"1 filters", "Ferry evaluates itself before PostgreSQL 15"})
+	expect(t, items, "signal_table", sevPass, []string{`"_ferry"."signals"`})
+	expect(t, precheckItems(t, s, pg.Source(), filtered("abs(id) > 10")), "row_filter", sevFail,
+		[]string{`"public"."orders"`, "a function call", "before PostgreSQL 15 Ferry evaluates filters itself"})
 }

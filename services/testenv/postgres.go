@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +54,11 @@ const pgInstallHint = "install the PostgreSQL 15 server binaries (apt-get instal
 // it. Missing binaries fail the test.
 func StartPostgres(t testing.TB) *Postgres {
 	t.Helper()
-	return startPostgres(t, env("FERRY_PG_BIN", "/usr/lib/postgresql/15/bin"))
+	p := startPostgres(t, env("FERRY_PG_BIN", "/usr/lib/postgresql/15/bin"))
+	if m, err := strconv.Atoi(os.Getenv("FERRY_PG_MAJOR")); err == nil {
+		p.Major = m
+	}
+	return p
 }
 
 // SupportedMajors are the PostgreSQL majors Ferry supports and tests.
@@ -390,9 +395,12 @@ func (p *Postgres) logTail() string {
 
 // AsShared points the settings that name the shared server (FERRY_PG_*)
 // at this one until t ends, so that tests written for the shared server
-// run unchanged on this server's version. t must not be parallel.
+// run unchanged on this server's version; the private servers they start
+// (StartPostgres) are of this version too. t must not be parallel.
 func (p *Postgres) AsShared(t *testing.T) {
 	t.Helper()
+	t.Setenv("FERRY_PG_BIN", p.bin)
+	t.Setenv("FERRY_PG_MAJOR", fmt.Sprint(p.Major))
 	t.Setenv("FERRY_PG_HOST", "127.0.0.1")
 	t.Setenv("FERRY_PG_PORT", fmt.Sprint(p.port))
 	t.Setenv("FERRY_PG_DATABASE", "ferry")

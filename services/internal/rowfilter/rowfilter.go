@@ -44,7 +44,8 @@ const (
 	Invalid Kind = iota + 1
 	// Identity: the filter uses columns outside the replica identity.
 	Identity
-	// Unsupported: the server predates row filters.
+	// Unsupported: before PostgreSQL 15, a construct Ferry cannot
+	// evaluate exactly.
 	Unsupported
 	// Missing: the table does not exist.
 	Missing
@@ -92,12 +93,11 @@ func Check(ctx context.Context, conn *pgx.Conn, schema, table, filter string) (C
 	if err != nil {
 		return Checked{}, fmt.Errorf("looking up table %s: %w", quoted, err)
 	}
-	if version < MinServerVersion {
-		return Checked{}, refuse(Unsupported, fmt.Sprintf("filters are publication row filters, which need PostgreSQL 15 or later, and the source runs server_version_num %d", version),
-			"upgrade the source to PostgreSQL 15 or later, or leave filter unset")
-	}
 	if oid == nil {
 		return Checked{}, refuse(Missing, "the table does not exist", "create it, or remove it from the task")
+	}
+	if version < MinServerVersion {
+		return checkEvaluated(ctx, conn, *oid, quoted, filter, refuse)
 	}
 	tx, err := conn.Begin(ctx)
 	if err != nil {
