@@ -105,7 +105,8 @@ bench: up
 # rows/s (2,400 rows with the warm-up); full sync of one 5,000-row table and
 # three 1,000-row tables; Debezium included in all of these; one 20,000-row
 # transaction through Ferry in DTS Avro with zstd (no Debezium), and
-# capture's decode of 20,000 rows in both shapes; a 50-table task
+# capture's decode of 20,000 rows in both shapes, and on protocols 2 and 4
+# (streamproto, a private PostgreSQL 17); a 50-table task
 # (tables10k). ferrybench itself fails unless every row arrived; the report
 # files are checked here.
 bench-smoke: up
@@ -114,7 +115,7 @@ bench-smoke: up
 			-backlog-combos canal/lz4 -mixed-n 5000 -mixed-prefill 2000 \
 			-delivery-n 2000 -latency-rate 2000 -latency-for 1s -latency-warmup 200ms \
 			-fullsync-rows 5000 -fullsync-tables 3 -fullsync-table-rows 1000 -fullsync-runs 1 \
-			-bigtxn-n 20000 -bigtxn-combos avro/zstd -bigtxn-debezium=false -decode-n 20000 -t10k-tables 50 >"$$out/stdout"; \
+			-bigtxn-n 20000 -bigtxn-combos avro/zstd -bigtxn-debezium=false -decode-n 20000 -streamproto-n 20000 -t10k-tables 50 >"$$out/stdout"; \
 		test -s "$$out/latest.md" -a -s "$$out/latest.json" || { echo "bench-smoke: no report" >&2; exit 1; }; \
 		grep -q '| 1 | 5000 / 5000 |' "$$out/latest.md" || { echo "bench-smoke: rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
 		grep -qE '^\| 1 \| 5000 / 5000 \|.*\| 5000 / 5000 \|' "$$out/latest.md" || { echo "bench-smoke: Debezium's rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
@@ -128,6 +129,7 @@ bench-smoke: up
 			"$$(grep -cE '^\| 1 \| 3000 / 3000 \|.*\| 3000 / 3000 \|' "$$out/latest.md")" = 1 || \
 			{ echo "bench-smoke: full sync rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
 		grep -q '^| 1 | 20000 / 20000 |' "$$out/latest.md" || { echo "bench-smoke: bigtxn rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
+		grep -q '^| concurrent | 20000 | 4 | 14500 |' "$$out/latest.md" || { echo "bench-smoke: streamproto rows missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
 		test "$$(grep -cE '^\| (backlog \| 20000 \| 1000|bigtxn \| 20000 \| 20000) \|' "$$out/latest.md")" = 2 || \
 			{ echo "bench-smoke: decode figures missing" >&2; cat "$$out/latest.md" >&2; exit 1; }; \
 		grep -q '^| 1 | 150 / 150 | 50 / 50 |' "$$out/latest.md" || { echo "bench-smoke: tables10k's full sync incomplete" >&2; cat "$$out/latest.md" >&2; exit 1; }; \

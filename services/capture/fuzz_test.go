@@ -68,21 +68,24 @@ func FuzzStreamMessages(f *testing.F) {
 	})
 }
 
-// FuzzParseStreamMessage is FuzzParseMessage for protocol 2, inside and
-// outside a stream block.
+// FuzzParseStreamMessage is FuzzParseMessage for protocols 2 and 4 (which
+// differ in StreamAbort), inside and outside a stream block.
 func FuzzParseStreamMessage(f *testing.F) {
 	f.Add([]byte("S\x00\x00\x00\x07\x01"), false)
 	f.Add([]byte("I\x00\x00\x00\x07\x00\x00\x40\x00N\x00\x01t\xff\xff\xff\xff"), true)
+	f.Add(streamAbortMsgV4(7, 8, 0x1234, 1), false)
 	f.Fuzz(func(t *testing.T, data []byte, inStream bool) {
-		msg, err := parseStreamMessage(data, inStream)
-		if errors.Is(err, errDecoderPanic) {
-			t.Fatalf("framing check let through a message pglogrepl cannot decode: %v", err)
-		}
-		if (err == nil) == (msg == nil) {
-			t.Fatalf("message %T and error %v", msg, err)
+		for _, parallel := range []bool{false, true} {
+			msg, err := parseStreamMessage(data, inStream, parallel)
+			if errors.Is(err, errDecoderPanic) {
+				t.Fatalf("framing check let through a message pglogrepl cannot decode: %v", err)
+			}
+			if (err == nil) == (msg == nil) {
+				t.Fatalf("message %T and error %v", msg, err)
+			}
 		}
 		// What is spooled is replayed as protocol 1: the same framing.
-		if err := checkStreamFraming(data, true); err == nil && inStream && hasStreamXid(data[0]) {
+		if err := checkStreamFraming(data, true, false); err == nil && inStream && hasStreamXid(data[0]) {
 			if _, err := parseMessage(append([]byte{data[0]}, data[5:]...)); err != nil {
 				t.Fatalf("a framed stream message does not replay: %v", err)
 			}
@@ -241,6 +244,15 @@ func fuzzStream(out sender) *stream {
 func fuzzStreamV2(out sender, dir string) *stream {
 	st := fuzzStream(out)
 	st.spools = newSpoolSet(dir, "fuzz")
+	st.streaming = streamOn
+	return st
+}
+
+// fuzzStreamV4 is fuzzStreamV2 speaking protocol 4 with streaming
+// 'parallel'.
+func fuzzStreamV4(out sender, dir string) *stream {
+	st := fuzzStreamV2(out, dir)
+	st.streaming = streamParallel
 	return st
 }
 

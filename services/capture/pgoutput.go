@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 )
@@ -67,6 +68,13 @@ func (r *wireReader) uint16() uint16 {
 func (r *wireReader) uint32() uint32 {
 	if b := r.take(4); b != nil {
 		return binary.BigEndian.Uint32(b)
+	}
+	return 0
+}
+
+func (r *wireReader) uint64() uint64 {
+	if b := r.take(8); b != nil {
+		return binary.BigEndian.Uint64(b)
 	}
 	return 0
 }
@@ -204,12 +212,43 @@ func checkRelation(r *wireReader) {
 // Between StreamStart and StreamStop (a stream block) every Relation, Type,
 // change and transactional Message carries the xid of its (sub)transaction
 // right after its type byte; the rest of each is as in protocol 1.
+// Protocol version 4 (PostgreSQL 16 and later) with streaming 'parallel'
+// sends the same messages, except that StreamAbort also carries the
+// abort's LSN and time (streamMode).
 const (
 	msgStreamStart  = 'S' // top-level xid, first-segment flag
 	msgStreamStop   = 'E' // nothing
 	msgStreamCommit = 'c' // xid, flags, commit LSN, end LSN, commit time
-	msgStreamAbort  = 'A' // top-level xid, aborted (sub)transaction's xid
+	msgStreamAbort  = 'A' // top-level xid, aborted (sub)transaction's xid; parallel: abort LSN, abort time
 )
+
+// streamMode is what a stream asked pgoutput to send of transactions still
+// in progress.
+type streamMode int
+
+const (
+	// streamOff (protocol 1): a transaction arrives whole at its commit.
+	streamOff streamMode = iota
+	// streamOn (protocol 2, streaming 'on', PostgreSQL 14 and later).
+	streamOn
+	// streamParallel (protocol 4, streaming 'parallel', PostgreSQL 16 and
+	// later). For the publisher, 'parallel' differs from 'on' only in the
+	// StreamAbort message, which gains the abort's LSN and time so that a
+	// subscriber's parallel apply worker can record its progress; which
+	// transactions are streamed, when, and how their blocks interleave is
+	// decided by the reorder buffer alone, the same in both modes.
+	streamParallel
+)
+
+func (m streamMode) String() string {
+	switch m {
+	case streamOn:
+		return "protocol 2, streaming on"
+	case streamParallel:
+		return "protocol 4, streaming parallel"
+	}
+	return "protocol 1, no streaming"
+}
 
 // isStreamControl tells whether typ is one of the four stream messages.
 func isStreamControl(typ byte) bool {
@@ -230,11 +269,11 @@ func hasStreamXid(typ byte) bool {
 	return false
 }
 
-// checkStreamFraming is checkFraming for protocol version 2: inStream says
-// whether a stream block is open, which decides both which messages may
-// come and how they are laid out. Begin and Commit never come inside a
-// block, nor stream messages other than StreamStop.
-func checkStreamFraming(data []byte, inStream bool) error {
+// checkStreamFraming is checkFraming for protocol version 2, or 4 with
+// parallel: inStream says whether a stream block is open, which decides
+// both which messages may come and how they are laid out. Begin and Commit
+// never come inside a block, nor stream messages other than StreamStop.
+func checkStreamFraming(data []byte, inStream, parallel bool) error {
 	if len(data) == 0 {
 		return errors.New("empty pgoutput message")
 	}
@@ -256,9 +295,9 @@ func checkStreamFraming(data []byte, inStream bool) error {
 		r.take(4 + 1)
 	case typ == msgStreamCommit:
 		r.take(4 + 1 + 8 + 8 + 8)
+	case typ == msgStreamAbort && parallel:
+		r.take(4 + 4 + 8 + 8)
 	case typ == msgStreamAbort:
-		// Protocol 4's parallel apply adds the abort's LSN and time; Ferry
-		// asks for protocol 2, which has neither.
 		r.take(4 + 4)
 	case typ != msgStreamStop:
 		return checkBody(typ, r.buf)
@@ -266,10 +305,25 @@ func checkStreamFraming(data []byte, inStream bool) error {
 	return r.done(typ)
 }
 
-// parseStreamMessage decodes one protocol 2 message with pglogrepl, once
-// checkStreamFraming accepts it.
-func parseStreamMessage(data []byte, inStream bool) (msg pglogrepl.Message, err error) {
-	if err := checkStreamFraming(data, inStream); err != nil {
+// streamAbortMessage is a StreamAbort. pglogrepl (the version go.mod pins)
+// decodes protocol 2's two xids and ignores the abort LSN and time that
+// protocol 4 appends with streaming 'parallel', so Ferry reads those
+// itself; they are zero in protocol 2.
+type streamAbortMessage struct {
+	pglogrepl.StreamAbortMessageV2
+	AbortLSN  pglogrepl.LSN
+	AbortTime time.Time
+}
+
+// pgEpochMicros is where PostgreSQL's timestamps count from, 2000-01-01
+// UTC, in microseconds since 1970.
+const pgEpochMicros = 946_684_800_000_000
+
+// parseStreamMessage decodes one protocol 2 (or, with parallel, protocol 4)
+// message with pglogrepl, once checkStreamFraming accepts it; a StreamAbort
+// comes back as a *streamAbortMessage.
+func parseStreamMessage(data []byte, inStream, parallel bool) (msg pglogrepl.Message, err error) {
+	if err := checkStreamFraming(data, inStream, parallel); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -277,5 +331,15 @@ func parseStreamMessage(data []byte, inStream bool) (msg pglogrepl.Message, err 
 			msg, err = nil, fmt.Errorf("%w on message type %q: %v", errDecoderPanic, data[0], r)
 		}
 	}()
-	return pglogrepl.ParseV2(data, inStream)
+	msg, err = pglogrepl.ParseV2(data, inStream)
+	if abort, ok := msg.(*pglogrepl.StreamAbortMessageV2); ok && err == nil {
+		out := &streamAbortMessage{StreamAbortMessageV2: *abort}
+		if parallel {
+			r := wireReader{buf: data[1+4+4:]}
+			out.AbortLSN = pglogrepl.LSN(r.uint64())
+			out.AbortTime = time.UnixMicro(pgEpochMicros + int64(r.uint64())).UTC()
+		}
+		return out, nil
+	}
+	return msg, err
 }

@@ -86,7 +86,7 @@ func recordWorkload(t *testing.T) [][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args, _ := pluginArgs(version, r.pub, false)
+	args, _ := pluginArgs(version, r.pub, false, DefaultStreamProtocol)
 	if err := pglogrepl.StartReplication(ctx, repl, r.slot, 0, pglogrepl.StartReplicationOptions{Mode: pglogrepl.LogicalReplication, PluginArgs: args}); err != nil {
 		t.Fatal(err)
 	}

@@ -54,6 +54,10 @@ type Server struct {
 	// capture spools them to SpoolDir instead. False, or an older server,
 	// keeps protocol 1.
 	StreamInProgress bool
+	// StreamProtocol is the pgoutput protocol streaming asks for on
+	// PostgreSQL 16 and later: 2 (streaming 'on') or 4 (streaming
+	// 'parallel'); 14 and 15 always get 2. Zero: DefaultStreamProtocol.
+	StreamProtocol int
 	// SpoolDir holds the spools of streamed transactions; empty:
 	// os.TempDir().
 	SpoolDir string
@@ -62,7 +66,31 @@ type Server struct {
 // NewServer returns a Server that logs to logger and streams in-progress
 // transactions where the source supports it.
 func NewServer(logger *slog.Logger) *Server {
-	return &Server{logger: logger, StreamInProgress: true}
+	return &Server{logger: logger, StreamInProgress: true, StreamProtocol: DefaultStreamProtocol}
+}
+
+// DefaultStreamProtocol is the protocol streamed transactions use on
+// PostgreSQL 16 and later unless the capture is told otherwise. It stays 2,
+// which 14 and 15 speak too, because 4 was not faster: the streamproto
+// benchmark (bench/README.md) read the same 1,000,000 rows with both on
+// PostgreSQL 17, in one big transaction and in four interleaved ones with
+// aborts, and found 4/2 = 1.01 in both shapes over 5 runs, with run-to-run
+// spread of 0.81 to 1.17 that followed which protocol ran first. For a
+// client that ships whole transactions at their commit the protocols differ
+// only in StreamAbort's length (streamMode), so nothing faster was to be
+// expected.
+const DefaultStreamProtocol = 2
+
+// parallelStreamVersion is the first server_version_num with pgoutput
+// protocol 4 and streaming 'parallel'.
+const parallelStreamVersion = 160000
+
+// CheckStreamProtocol tells whether p is a StreamProtocol Ferry speaks.
+func CheckStreamProtocol(p int) error {
+	if p != 2 && p != 4 {
+		return fmt.Errorf("stream protocol %d is not 2 or 4", p)
+	}
+	return nil
 }
 
 // slotBusyWait bounds how long a new stream waits for the previous reader
@@ -146,7 +174,7 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 		_ = repl.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	args, streaming := pluginArgs(version, pub, s.StreamInProgress)
+	args, streaming := pluginArgs(version, pub, s.StreamInProgress, s.StreamProtocol)
 	err = pglogrepl.StartReplication(ctx, repl, slot, startLSN, pglogrepl.StartReplicationOptions{
 		Mode: pglogrepl.LogicalReplication, PluginArgs: args,
 	})
@@ -155,11 +183,11 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 		return nil, fmt.Errorf("starting replication from slot %s at %s: %w", slot, startLSN, err)
 	}
 	s.logger.Info("stream started", "slot", slot, "publication", pub,
-		"start_lsn", startLSN.String(), "confirmed_lsn", confirmed.String(), "streaming", streaming)
+		"start_lsn", startLSN.String(), "confirmed_lsn", confirmed.String(), "streaming", streaming.String())
 	ok = true
 	st := newStream(s.logger.With("slot", slot), gs, repl, conn, confirmed, startLSN,
 		newBatcher(start.GetMaxBatchEvents(), start.GetMaxBatchDelayMs()))
-	st.version = version
+	st.version, st.streaming = version, streaming
 	if version < viaRootVersion {
 		st.roots = newPartitionRoots(conn)
 	}
@@ -171,7 +199,7 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 		}
 		st.filters = newStreamFilters(pub, exprs)
 	}
-	if streaming {
+	if streaming != streamOff {
 		st.spools = newSpoolSet(s.SpoolDir, slot)
 		if n, err := st.spools.removeOrphans(); err != nil {
 			s.logger.Warn("old spools are left in the spool folder; delete them by hand", "slot", slot, "error", err)
@@ -188,19 +216,24 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 	return st, nil
 }
 
-// pluginArgs are pgoutput's options, and whether they ask for streaming.
+// pluginArgs are pgoutput's options, and how they ask for streaming.
 // messages 'true' (PostgreSQL 14 and later; older servers reject the
 // option) forwards logical messages, which carries the heartbeat's position
 // to the stream. With streamInProgress, PostgreSQL 14 and later also get
-// protocol 2 with streaming 'on' (both are new in 14).
-func pluginArgs(version int, pub string, streamInProgress bool) ([]string, bool) {
-	streaming := streamInProgress && version >= messagesVersion
-	proto := "proto_version '1'"
-	if streaming {
-		proto = "proto_version '2'"
+// protocol 2 with streaming 'on' (both are new in 14), or, on 16 and later
+// with protocol 4, streaming 'parallel'.
+func pluginArgs(version int, pub string, streamInProgress bool, protocol int) ([]string, streamMode) {
+	streaming := streamOff
+	switch {
+	case !streamInProgress || version < messagesVersion:
+	case protocol == 4 && version >= parallelStreamVersion:
+		streaming = streamParallel
+	default:
+		streaming = streamOn
 	}
+	proto := map[streamMode]string{streamOff: "1", streamOn: "2", streamParallel: "4"}[streaming]
 	args := []string{
-		proto,
+		"proto_version '" + proto + "'",
 		// publication_names is a list of identifiers inside a string
 		// literal: quote the name as an identifier, then as a literal.
 		"publication_names " + quoteLiteral(pgx.Identifier{pub}.Sanitize()),
@@ -208,8 +241,11 @@ func pluginArgs(version int, pub string, streamInProgress bool) ([]string, bool)
 	if !usesSignalTable(version) {
 		args = append(args, "messages 'true'")
 	}
-	if streaming {
+	switch streaming {
+	case streamOn:
 		args = append(args, "streaming 'on'")
+	case streamParallel:
+		args = append(args, "streaming 'parallel'")
 	}
 	return args, streaming
 }

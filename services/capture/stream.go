@@ -82,9 +82,12 @@ type stream struct {
 	filters *streamFilters
 	// version is the source's server_version_num.
 	version int
-	// spools hold in-progress streamed transactions (protocol 2,
+	// spools hold in-progress streamed transactions (protocol 2 or 4,
 	// streaming.go); nil: protocol 1, where none are streamed.
 	spools *spoolSet
+	// streaming is the protocol the stream asked for; streamParallel
+	// lengthens StreamAbort.
+	streaming streamMode
 	// defineRelation records a Relation message; the relation cache's
 	// define, which asks the catalog, unless a test replaces it.
 	defineRelation func(context.Context, *pglogrepl.RelationMessage) error

@@ -21,6 +21,14 @@ import (
 // through the protocol 1 path (apply) as one ordinary transaction at the
 // commit's position. The client sees exactly what protocol 1 would have
 // sent, at the same place in the stream, with the same LSNs.
+//
+// Protocol 4 with streaming 'parallel' (PostgreSQL 16 and later) sends the
+// same blocks; only its StreamAbort is longer (streamMode). A subscriber
+// gains from it by applying several streamed transactions at once, in
+// parallel workers; Ferry gains nothing of the kind, since a transaction
+// may reach the client only at its commit, in commit order, whatever the
+// protocol. Blocks of concurrent transactions interleave in both, and the
+// spools, one per top-level xid, take them in any order.
 
 // streamData handles the four stream messages and every message inside a
 // stream block, and reports whether it handled xld; anything else is a
@@ -34,7 +42,7 @@ func (st *stream) streamData(ctx context.Context, xld pglogrepl.XLogData) (bool,
 	if inBlock && data[0] != msgStreamStop {
 		return true, st.spoolMessage(xld)
 	}
-	msg, err := parseStreamMessage(data, inBlock)
+	msg, err := parseStreamMessage(data, inBlock, st.streaming == streamParallel)
 	if err != nil {
 		return true, fmt.Errorf("parsing pgoutput message at %s: %w", xld.WALStart, err)
 	}
@@ -48,8 +56,8 @@ func (st *stream) streamData(ctx context.Context, xld pglogrepl.XLogData) (bool,
 		return true, st.spools.stop()
 	case *pglogrepl.StreamCommitMessageV2:
 		return true, st.streamCommit(ctx, m)
-	case *pglogrepl.StreamAbortMessageV2:
-		return true, st.streamAbort(m.Xid, m.SubXid)
+	case *streamAbortMessage:
+		return true, st.streamAbort(m)
 	}
 	return true, fmt.Errorf("unexpected stream message %T at %s", msg, xld.WALStart)
 }
@@ -71,7 +79,7 @@ func (st *stream) streamData(ctx context.Context, xld pglogrepl.XLogData) (bool,
 // transaction commits) assumes the client has it.
 func (st *stream) spoolMessage(xld pglogrepl.XLogData) error {
 	data := xld.WALData
-	if err := checkStreamFraming(data, true); err != nil {
+	if err := checkStreamFraming(data, true, st.streaming == streamParallel); err != nil {
 		return fmt.Errorf("parsing pgoutput message at %s: %w", xld.WALStart, err)
 	}
 	if data[0] == 'O' {
@@ -84,14 +92,21 @@ func (st *stream) spoolMessage(xld pglogrepl.XLogData) error {
 
 // streamAbort drops what a rolled-back transaction or subtransaction
 // streamed: the spool of a top-level transaction, or the marked records of
-// a subtransaction at replay.
-func (st *stream) streamAbort(xid, subxid uint32) error {
-	known, err := st.spools.abort(xid, subxid)
+// a subtransaction at replay. The abort's LSN and time (protocol 4) are
+// only logged: an abort sends nothing, so it moves no watermark; the next
+// keepalive or commit covers its WAL.
+func (st *stream) streamAbort(m *streamAbortMessage) error {
+	known, err := st.spools.abort(m.Xid, m.SubXid)
 	if err != nil {
 		return err
 	}
 	if !known {
-		st.logger.Warn("abort of a streamed transaction that sent nothing on this stream; nothing to discard", "xid", xid, "subxid", subxid)
+		st.logger.Warn("abort of a streamed transaction that sent nothing on this stream; nothing to discard", "xid", m.Xid, "subxid", m.SubXid)
+		return nil
+	}
+	if m.AbortLSN != 0 {
+		st.logger.Debug("discarded a rolled-back streamed transaction", "xid", m.Xid, "subxid", m.SubXid,
+			"abort_lsn", m.AbortLSN.String(), "abort_time", m.AbortTime)
 	}
 	return nil
 }

@@ -29,7 +29,13 @@ type streamPG struct {
 
 func newStreamPG(t *testing.T, configure func(*Server)) *streamPG {
 	t.Helper()
-	e := &streamPG{pg: testenv.StartPostgres(t), spool: t.TempDir()}
+	return newStreamPGOn(t, testenv.StartPostgres(t), configure)
+}
+
+// newStreamPGOn is newStreamPG on a private server of another version.
+func newStreamPGOn(t *testing.T, pg *testenv.Postgres, configure func(*Server)) *streamPG {
+	t.Helper()
+	e := &streamPG{pg: pg, spool: t.TempDir()}
 	e.pg.Configure("logical_decoding_work_mem=64kB")
 	testenv.Exec(t, e.pg.SuperConn(t), "SELECT pg_reload_conf()")
 	pollUntil(t, "logical_decoding_work_mem to be 64kB", func() string {

@@ -23,11 +23,24 @@ import (
 // FuzzStreamedMessages (writeSeeds leaves them alone).
 func TestStreamedFuzzSeedsFromPostgres(t *testing.T) {
 	e := newStreamPG(t, nil)
-	q, start := e.task(t, "stream_seeds")
-	raw, inBlock := recordStreamedWorkload(t, e, q, start.GetSlotName(), start.GetPublicationName())
+	raw, inBlock := checkRecordedWorkload(t, e, "stream_seeds", 2)
+	if os.Getenv("FERRY_UPDATE_FUZZ_SEEDS") == "1" {
+		writeStreamSeeds(t, raw, inBlock)
+	}
+}
+
+// checkRecordedWorkload runs runStreamedWorkload on a table name of its
+// own, records what the slot sends with the given protocol, and checks
+// that the stream's handler takes it: every message parses, every kind
+// came, and exactly the committed rows come out, in commit order.
+func checkRecordedWorkload(t *testing.T, e *streamPG, name string, protocol int) ([][]byte, []bool) {
+	t.Helper()
+	q, start := e.task(t, name)
+	raw, inBlock := recordStreamedWorkload(t, e, q, start.GetSlotName(), start.GetPublicationName(), protocol)
+	parallel := protocol == 4
 	kinds := map[string]int{}
 	for i, m := range raw {
-		if _, err := parseStreamMessage(m, inBlock[i]); err != nil {
+		if _, err := parseStreamMessage(m, inBlock[i], parallel); err != nil {
 			t.Fatalf("real message %d (%q) is refused: %v", i, m[0], err)
 		}
 		kinds[streamKind(m, inBlock[i])]++
@@ -39,6 +52,9 @@ func TestStreamedFuzzSeedsFromPostgres(t *testing.T) {
 	}
 	out := &recorder{}
 	st := fuzzStreamV2(out, t.TempDir())
+	if parallel {
+		st = fuzzStreamV4(out, t.TempDir())
+	}
 	if err := feed(st, raw); err != nil {
 		t.Fatalf("the real sequence is refused: %v", err)
 	}
@@ -50,9 +66,7 @@ func TestStreamedFuzzSeedsFromPostgres(t *testing.T) {
 	checkFedBatches(t, raw, out.batches, st.rels)
 	checkStreamedRows(t, raw, out.batches)
 	checkWatermarks(t, out.batches)
-	if os.Getenv("FERRY_UPDATE_FUZZ_SEEDS") == "1" {
-		writeStreamSeeds(t, raw, inBlock)
-	}
+	return raw, inBlock
 }
 
 // streamKind names a message for the coverage check: stream blocks' own
@@ -71,9 +85,9 @@ func streamKind(m []byte, inBlock bool) string {
 }
 
 // recordStreamedWorkload runs the workload and returns every message the
-// slot sends up to the end marker, and whether a stream block was open
-// before each.
-func recordStreamedWorkload(t *testing.T, e *streamPG, q, slot, pub string) ([][]byte, []bool) {
+// slot sends with protocol (2 or 4) up to the end marker, and whether a
+// stream block was open before each.
+func recordStreamedWorkload(t *testing.T, e *streamPG, q, slot, pub string, protocol int) ([][]byte, []bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
@@ -86,9 +100,9 @@ func recordStreamedWorkload(t *testing.T, e *streamPG, q, slot, pub string) ([][
 	if err != nil {
 		t.Fatal(err)
 	}
-	args, streaming := pluginArgs(version, pub, true)
-	if !streaming {
-		t.Fatalf("plugin arguments %v, streaming %v: %v", args, streaming, err)
+	args, streaming := pluginArgs(version, pub, true, protocol)
+	if want := map[int]streamMode{2: streamOn, 4: streamParallel}[protocol]; streaming != want {
+		t.Fatalf("plugin arguments %v on server %d ask for %s, want %s", args, version, streaming, want)
 	}
 	if err := pglogrepl.StartReplication(ctx, repl, slot, 0, pglogrepl.StartReplicationOptions{Mode: pglogrepl.LogicalReplication, PluginArgs: args}); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 
@@ -43,6 +45,13 @@ func streamCommitMsg(xid uint32, commit, end uint64) []byte {
 func streamAbortMsg(xid, subxid uint32) []byte {
 	out := binary.BigEndian.AppendUint32([]byte{msgStreamAbort}, xid)
 	return binary.BigEndian.AppendUint32(out, subxid)
+}
+
+// streamAbortMsgV4 is StreamAbort as protocol 4 sends it with streaming
+// 'parallel': the abort's LSN and time (microseconds since 2000) follow.
+func streamAbortMsgV4(xid, subxid uint32, lsn uint64, micros int64) []byte {
+	out := binary.BigEndian.AppendUint64(streamAbortMsg(xid, subxid), lsn)
+	return binary.BigEndian.AppendUint64(out, uint64(micros))
 }
 
 // relationMsg defines relation oid as public.t(id int8).
@@ -93,10 +102,18 @@ func rowIDs(evs []*cdcv1.ChangeEvent) []int64 {
 // is what protocol 1 would have sent: the ordinary transaction at its
 // commit, then the surviving streamed rows at theirs, in streamed order,
 // with the commit's LSNs, and watermarks only at commits.
+//
+// Protocol 4 (streaming 'parallel') differs only in its longer aborts.
 func TestStreamedTransactionsReplayAtTheirCommit(t *testing.T) {
+	v4Abort := func(xid, subxid uint32) []byte { return streamAbortMsgV4(xid, subxid, 0x4000, 1) }
+	t.Run("protocol 2", func(t *testing.T) { checkStreamedReplay(t, fuzzStreamV2, streamAbortMsg) })
+	t.Run("protocol 4", func(t *testing.T) { checkStreamedReplay(t, fuzzStreamV4, v4Abort) })
+}
+
+func checkStreamedReplay(t *testing.T, newStream func(sender, string) *stream, abort func(xid, subxid uint32) []byte) {
 	dir := t.TempDir()
 	out := &recorder{}
-	st := fuzzStreamV2(out, dir)
+	st := newStream(out, dir)
 	const oid = 16400
 	msgs := [][]byte{
 		streamStartMsg(700, true),
@@ -116,13 +133,13 @@ func TestStreamedTransactionsReplayAtTheirCommit(t *testing.T) {
 		relationMsg(0, oid),
 		insertMsg(0, oid, 50),
 		commitMsg(0x3000, 0x3100),
-		streamAbortMsg(700, 701),
+		abort(700, 701),
 		streamStartMsg(700, false),
 		insertMsg(702, oid, 3),
 		insertMsg(700, oid, 4),
 		insertMsg(700, oid+1, 5),
 		streamStopMsg(),
-		streamAbortMsg(800, 800),
+		abort(800, 800),
 		streamCommitMsg(700, 0x5000, 0x5100),
 	}
 	if err := feed(st, msgs); err != nil {
@@ -213,6 +230,7 @@ func TestParseStreamMessage(t *testing.T) {
 		"commit":               {streamCommitMsg(5, 1, 2), false, true},
 		"short commit":         {streamCommitMsg(5, 1, 2)[:20], false, false},
 		"abort":                {streamAbortMsg(5, 6), false, true},
+		"abort with a v4 tail": {streamAbortMsgV4(5, 6, 7, 8), false, false},
 		"insert with xid":      {insertMsg(5, 1, 1), true, true},
 		"insert without xid":   {insertMsg(0, 1, 1), true, false},
 		"relation with xid":    {relationMsg(5, 1), true, true},
@@ -223,13 +241,76 @@ func TestParseStreamMessage(t *testing.T) {
 		"commit in a block":    {commitMsg(1, 2), true, false},
 		"unknown type outside": {[]byte("Z"), false, false},
 	} {
-		msg, err := parseStreamMessage(c.data, c.inStream)
+		msg, err := parseStreamMessage(c.data, c.inStream, false)
 		if (err == nil) != c.ok || (msg == nil) == c.ok {
 			t.Errorf("%s: got %T, %v; want ok=%v", name, msg, err, c.ok)
 		}
 	}
-	m, err := parseStreamMessage(insertMsg(77, 16400, 3), true)
+	m, err := parseStreamMessage(insertMsg(77, 16400, 3), true, false)
 	if im, ok := m.(*pglogrepl.InsertMessageV2); err != nil || !ok || im.Xid != 77 || im.RelationID != 16400 {
 		t.Fatalf("insert with xid parses as %+v, %v", m, err)
+	}
+}
+
+// With streaming 'parallel' (protocol 4) StreamAbort carries the abort's
+// LSN and time after the two xids, which pglogrepl does not read; Ferry
+// does, and refuses protocol 2's shorter form, as it refuses the longer one
+// on protocol 2. The other messages are protocol 2's.
+func TestParseStreamMessageProtocol4(t *testing.T) {
+	at := time.Date(2025, time.March, 4, 5, 6, 7, 891_000, time.UTC)
+	micros := at.Sub(time.Date(2000, time.January, 1, 0, 0, 0, 0, time.UTC)).Microseconds()
+	m, err := parseStreamMessage(streamAbortMsgV4(5, 6, 0x16_0000_2A28, micros), false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	abort, ok := m.(*streamAbortMessage)
+	if !ok || abort.Xid != 5 || abort.SubXid != 6 || abort.AbortLSN != 0x16_0000_2A28 || !abort.AbortTime.Equal(at) {
+		t.Fatalf("protocol 4 abort parses as %T %+v", m, m)
+	}
+	if m, err := parseStreamMessage(streamAbortMsg(5, 6), false, false); err != nil || m.(*streamAbortMessage).AbortLSN != 0 {
+		t.Fatalf("protocol 2 abort parses as %+v, %v", m, err)
+	}
+	for name, data := range map[string][]byte{
+		"protocol 2's abort":  streamAbortMsg(5, 6),
+		"abort without time":  streamAbortMsgV4(5, 6, 7, 8)[:17],
+		"abort with one more": append(streamAbortMsgV4(5, 6, 7, 8), 0),
+	} {
+		if _, err := parseStreamMessage(data, false, true); err == nil {
+			t.Errorf("%s: accepted on protocol 4", name)
+		}
+	}
+	for _, c := range []struct {
+		data     []byte
+		inStream bool
+	}{{streamStartMsg(5, true), false}, {insertMsg(5, 1, 1), true}, {streamStopMsg(), true}, {streamCommitMsg(5, 1, 2), false}} {
+		if _, err := parseStreamMessage(c.data, c.inStream, true); err != nil {
+			t.Errorf("message %q refused on protocol 4: %v", c.data[0], err)
+		}
+	}
+}
+
+// pluginArgs asks for protocol 4 only where the server has it, and
+// otherwise falls back to protocol 2, or 1.
+func TestPluginArgsStreamProtocol(t *testing.T) {
+	for _, c := range []struct {
+		version, protocol int
+		stream            bool
+		want              streamMode
+		proto, streaming  string
+	}{
+		{170000, 4, true, streamParallel, "proto_version '4'", "streaming 'parallel'"},
+		{160000, 4, true, streamParallel, "proto_version '4'", "streaming 'parallel'"},
+		{160000, 2, true, streamOn, "proto_version '2'", "streaming 'on'"},
+		{150000, 4, true, streamOn, "proto_version '2'", "streaming 'on'"},
+		{140000, 4, true, streamOn, "proto_version '2'", "streaming 'on'"},
+		{170000, 4, false, streamOff, "proto_version '1'", ""},
+		{130000, 4, true, streamOff, "proto_version '1'", ""},
+	} {
+		args, mode := pluginArgs(c.version, "pub", c.stream, c.protocol)
+		joined := strings.Join(args, ", ")
+		if mode != c.want || args[0] != c.proto || !strings.Contains(joined, "streaming") != (c.streaming == "") ||
+			c.streaming != "" && !slices.Contains(args, c.streaming) {
+			t.Errorf("version %d protocol %d stream %v: %v (%s), want %s with %q", c.version, c.protocol, c.stream, args, mode, c.proto, c.streaming)
+		}
 	}
 }

@@ -32,6 +32,9 @@ type config struct {
 	bigRows     int
 	bigDebezium bool
 	decodeRows  int
+	// The streamproto scenario (bench/README.md): a private PostgreSQL
+	// spMajor, spRows rows per shape.
+	spMajor, spRows int
 
 	// The delivery scenario (bench/README.md).
 	dlvRows       int
@@ -67,7 +70,7 @@ type config struct {
 // allScenarios are the scenarios -scenarios knows, in the order they run;
 // all of them run by default.
 func allScenarios() []string {
-	return []string{"backlog", "delivery", "mixed", "latency", "fullsync", "bigtxn", "decode", "tables10k"}
+	return []string{"backlog", "delivery", "mixed", "latency", "fullsync", "bigtxn", "decode", "streamproto", "tables10k"}
 }
 
 func parseConfig(args []string) (*config, error) {
@@ -88,6 +91,8 @@ func parseConfig(args []string) (*config, error) {
 	bigCombos := fs.String("bigtxn-combos", "canal/lz4", "bigtxn scenario: comma-separated format/codec pairs, as -backlog-combos")
 	fs.IntVar(&c.bigRows, "bigtxn-n", 1_000_000, "bigtxn and decode scenarios: rows in the one big transaction")
 	fs.BoolVar(&c.bigDebezium, "bigtxn-debezium", true, "bigtxn scenario: run the Debezium baseline too (when -debezium)")
+	fs.IntVar(&c.spMajor, "streamproto-pg", 17, "streamproto scenario: the PostgreSQL major (16 or later) of its private server")
+	fs.IntVar(&c.spRows, "streamproto-n", 1_000_000, "streamproto scenario: rows written per shape")
 	fs.IntVar(&c.decodeRows, "decode-n", 500_000, "decode scenario: rows of the backlog shape, in -txn-rows transactions")
 	fs.IntVar(&c.dlvRows, "delivery-n", 200_000, "delivery scenario: rows per throughput measurement")
 	fs.IntVar(&c.dlvBatch, "delivery-batch", 1_000, "delivery scenario: rows per change batch in the throughput measurement")
@@ -134,6 +139,9 @@ func parseConfig(args []string) (*config, error) {
 	}
 	if err := c.parseBigTxn(*backlogCombos, *bigCombos); err != nil {
 		return nil, err
+	}
+	if c.spMajor < 16 || c.spRows < 4 {
+		return nil, fmt.Errorf("-streamproto-pg must be 16 or later (protocol 4 is new in 16) and -streamproto-n at least 4")
 	}
 	c.pgHost = env("FERRY_PG_HOST", "127.0.0.1")
 	c.pgDatabase = env("FERRY_PG_DATABASE", "ferry")

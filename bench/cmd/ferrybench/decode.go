@@ -114,7 +114,8 @@ func measureDecode(ctx context.Context, e *benchEnv, w workload, run int) (decod
 	}
 	res.Source = decodeRate{Seconds: took.Seconds(), RowsPerSecond: float64(w.rows) / took.Seconds()}
 	log.Printf("decode run %d, %s: pg_recvlogical %.0f rows/s; capture", run, res.Shape, res.Source.RowsPerSecond)
-	if res.Capture, err = timeCapture(ctx, e.c, f, client, w, b.end); err != nil {
+	start := &capturev1.StartStream{Source: benchSource(e.c), SlotName: decodeCapSlot, PublicationName: decodeCapPub}
+	if res.Capture, err = timeCapture(ctx, e.c, f, client, start, w.rows, b.end); err != nil {
 		return res, fmt.Errorf("%w (capture's log is in %s)", err, logDir)
 	}
 	res.Share = res.Capture.RowsPerSecond / res.Source.RowsPerSecond
@@ -127,8 +128,13 @@ func measureDecode(ctx context.Context, e *benchEnv, w workload, run int) (decod
 // startCapture starts a capture process of its own, so that its peak RSS is
 // this measurement's, and connects to it.
 func startCapture(ctx context.Context, e *benchEnv, logDir string) (*ferry, *grpc.ClientConn, error) {
+	return startCaptureWith(ctx, e, logDir, nil)
+}
+
+// startCaptureWith is startCapture with extra environment for capture.
+func startCaptureWith(ctx context.Context, e *benchEnv, logDir string, env []string) (*ferry, *grpc.ClientConn, error) {
 	f := &ferry{binDir: e.binDir, logDir: logDir, temporal: e.c.temporalAddress,
-		addrs: map[string]string{}, procs: map[string]*exec.Cmd{}}
+		addrs: map[string]string{}, procs: map[string]*exec.Cmd{}, procEnv: map[string][]string{"capture": env}}
 	addr, err := freePort()
 	if err != nil {
 		return f, nil, err

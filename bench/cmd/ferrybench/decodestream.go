@@ -130,7 +130,9 @@ func (s *batchSummary) scan(b []byte) error {
 // watermark once all rows arrived (it ends the last row's transaction:
 // capture sets a watermark only on a batch that ends at a commit). The clock
 // runs from opening the stream, as pg_recvlogical's runs from its start.
-func timeCapture(ctx context.Context, c *config, f *ferry, client capturev1.CaptureServiceClient, w workload, end uint64) (captureResult, error) {
+//
+// start names the slot to stream and rows how many rows it must carry.
+func timeCapture(ctx context.Context, c *config, f *ferry, client capturev1.CaptureServiceClient, start *capturev1.StartStream, rows int, end uint64) (captureResult, error) {
 	var res captureResult
 	pid := f.procs["capture"].Process.Pid
 	before, err := readProc(pid)
@@ -140,19 +142,19 @@ func timeCapture(ctx context.Context, c *config, f *ferry, client capturev1.Capt
 	ctx, cancel := context.WithTimeout(ctx, c.ferryTimeout)
 	defer cancel()
 	t0 := time.Now()
+	slot := start.GetSlotName()
 	stream, err := client.StreamChanges(ctx, grpc.ForceCodecV2(summaryCodec{}))
 	if err != nil {
-		return res, fmt.Errorf("opening StreamChanges on %s: %w", decodeCapSlot, err)
+		return res, fmt.Errorf("opening StreamChanges on %s: %w", slot, err)
 	}
-	start := &capturev1.StartStream{Source: benchSource(c), SlotName: decodeCapSlot, PublicationName: decodeCapPub}
 	if err := stream.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Start{Start: start}}); err != nil {
-		return res, fmt.Errorf("starting the stream on %s: %w", decodeCapSlot, err)
+		return res, fmt.Errorf("starting the stream on %s: %w", slot, err)
 	}
 	for {
 		var s batchSummary
 		// The receive's deadline is ctx's: the scenario's -ferry-timeout.
 		if err := stream.RecvMsg(&s); err != nil {
-			return res, fmt.Errorf("reading %s after %d of %d rows: %w", decodeCapSlot, res.Events, w.rows, err)
+			return res, fmt.Errorf("reading %s after %d of %d rows: %w", slot, res.Events, rows, err)
 		}
 		res.Events += s.events
 		res.Batches++
@@ -163,7 +165,7 @@ func timeCapture(ctx context.Context, c *config, f *ferry, client capturev1.Capt
 		if err := stream.Send(ack); err != nil {
 			return res, fmt.Errorf("acknowledging %s: %w", lsnString(s.watermark), err)
 		}
-		if s.watermark >= end || res.Events >= w.rows {
+		if s.watermark >= end || res.Events >= rows {
 			break
 		}
 	}
@@ -173,13 +175,13 @@ func timeCapture(ctx context.Context, c *config, f *ferry, client capturev1.Capt
 		return res, fmt.Errorf("sampling capture: %w", err)
 	}
 	_ = stream.CloseSend()
-	if res.Events != w.rows {
-		return res, fmt.Errorf("capture sent %d events for %d rows", res.Events, w.rows)
+	if res.Events != rows {
+		return res, fmt.Errorf("capture sent %d events for %d rows", res.Events, rows)
 	}
 	res.Seconds = took.Seconds()
-	res.RowsPerSecond = float64(w.rows) / res.Seconds
+	res.RowsPerSecond = float64(rows) / res.Seconds
 	res.CPUSeconds = after.CPUSeconds - before.CPUSeconds
-	res.CPUSecondsPerMillion = res.CPUSeconds * 1e6 / float64(w.rows)
+	res.CPUSecondsPerMillion = res.CPUSeconds * 1e6 / float64(rows)
 	res.PeakRSSMB = after.PeakRSSMB
 	return res, nil
 }

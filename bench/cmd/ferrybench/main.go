@@ -114,6 +114,13 @@ func runScenarios(ctx context.Context, e *benchEnv, rep *report) error {
 			errs = append(errs, err)
 		}
 	}
+	if e.c.scenarios["streamproto"] {
+		rep.StreamProto = newStreamProtoReport(e.c)
+		if err := runStreamProtoScenario(ctx, e, rep.StreamProto); err != nil {
+			rep.StreamProto.Error = err.Error()
+			errs = append(errs, err)
+		}
+	}
 	if e.c.scenarios["tables10k"] {
 		rep.Tables10k = newT10kReport(e.c)
 		if err := runTables10kScenario(ctx, e, rep.Tables10k); err != nil {
@@ -159,6 +166,9 @@ func carryOver(c *config, rep *report) {
 	}
 	if !c.scenarios["decode"] {
 		rep.Decode = prev.Decode
+	}
+	if !c.scenarios["streamproto"] {
+		rep.StreamProto = prev.StreamProto
 	}
 	if !c.scenarios["tables10k"] {
 		rep.Tables10k = prev.Tables10k

@@ -33,6 +33,8 @@ type report struct {
 	// BigTxn and Decode are those scenarios' parts (bigtxn.go, decodereport.go).
 	BigTxn *bigTxnReport `json:"bigtxn,omitempty"`
 	Decode *decodeReport `json:"decode,omitempty"`
+	// StreamProto is the streaming protocol comparison's (streamproto_report.go).
+	StreamProto *streamProtoReport `json:"streamproto,omitempty"`
 	// Tables10k is the many-tables scenario's part (tables10k_report.go).
 	Tables10k *t10kReport `json:"tables10k,omitempty"`
 }
@@ -218,6 +220,12 @@ func renderMarkdown(rep report) string {
 			b.WriteString("\n")
 		}
 		renderDecode(&b, rep.Decode)
+	}
+	if rep.StreamProto != nil {
+		if b.Len() > 0 {
+			b.WriteString("\n")
+		}
+		renderStreamProto(&b, rep.StreamProto)
 	}
 	if rep.Tables10k != nil {
 		if b.Len() > 0 {

@@ -29,6 +29,7 @@ type Config struct {
 	CPUProfile string
 	// StreamInProgress and SpoolDir: see capture.Server.
 	StreamInProgress bool
+	StreamProtocol   int
 	SpoolDir         string
 }
 
@@ -46,9 +47,19 @@ func loadConfig() (Config, error) {
 	}
 	flag.BoolVar(&c.StreamInProgress, "stream-in-progress", streamDefault,
 		"on PostgreSQL 14 and later, receive large transactions while they run (pgoutput protocol 2) and spool them to -spool-dir (env FERRY_CAPTURE_STREAM_IN_PROGRESS)")
+	protoEnv := config.Env("FERRY_CAPTURE_STREAM_PROTOCOL", strconv.Itoa(capture.DefaultStreamProtocol))
+	protoDefault, err := strconv.Atoi(protoEnv)
+	if err != nil {
+		return c, fmt.Errorf("FERRY_CAPTURE_STREAM_PROTOCOL=%q is not 2 or 4: %w", protoEnv, err)
+	}
+	flag.IntVar(&c.StreamProtocol, "stream-protocol", protoDefault,
+		"on PostgreSQL 16 and later, the pgoutput protocol of -stream-in-progress: 2 (streaming on) or 4 (streaming parallel); 14 and 15 use 2 (env FERRY_CAPTURE_STREAM_PROTOCOL)")
 	flag.StringVar(&c.SpoolDir, "spool-dir", config.Env("FERRY_CAPTURE_SPOOL_DIR", os.TempDir()),
 		"folder for the temporary files of in-progress streamed transactions (env FERRY_CAPTURE_SPOOL_DIR)")
 	flag.Parse()
+	if err := capture.CheckStreamProtocol(c.StreamProtocol); err != nil {
+		return c, err
+	}
 	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		return c, fmt.Errorf("invalid log level %q: %w", level, err)
 	}
@@ -74,7 +85,7 @@ func run(cfg Config, logger *slog.Logger) (err error) {
 	defer tel.Close()
 	tel.SetGlobal()
 	impl := capture.NewServer(logger)
-	impl.StreamInProgress, impl.SpoolDir = cfg.StreamInProgress, cfg.SpoolDir
+	impl.StreamInProgress, impl.StreamProtocol, impl.SpoolDir = cfg.StreamInProgress, cfg.StreamProtocol, cfg.SpoolDir
 	if cfg.StreamInProgress {
 		if err := capture.CheckSpoolDir(cfg.SpoolDir); err != nil {
 			return err
