@@ -66,6 +66,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 )
 
@@ -73,6 +74,10 @@ import (
 type Server struct {
 	deliveryv1.UnimplementedDeliveryServiceServer
 	logger *slog.Logger
+
+	// Capture is the capture service Replicate reads from; nil: Replicate
+	// is refused, and only Deliver serves.
+	Capture capturev1.CaptureServiceClient
 
 	// FlushTimeout bounds the wait for outstanding acknowledgements after
 	// the client half-closes. Zero: 60 s.

@@ -263,7 +263,7 @@ func (s *stream) topicLimits(names []string) map[string]int {
 }
 
 // run drives the stream until the client half-closes or delivery fails.
-func (s *stream) run(srv deliveryv1.DeliveryService_DeliverServer) error {
+func (s *stream) run(srv deliverConn) error {
 	if s.txn != nil {
 		if err := s.txn.sendResumed(srv); err != nil {
 			s.close()
@@ -335,7 +335,7 @@ func (s *stream) close() {
 }
 
 // receive reads batches until the client half-closes (nil) or an error.
-func (s *stream) receive(srv deliveryv1.DeliveryService_DeliverServer) error {
+func (s *stream) receive(srv deliverConn) error {
 	for {
 		req, err := srv.Recv()
 		if errors.Is(err, io.EOF) {
@@ -509,7 +509,7 @@ func (s *stream) readLogs() {
 // sendLoop sends progress whenever the safe LSN advances, at most every
 // CoalesceInterval. It returns when stop closes (leaving the final response
 // to run) or on a send error.
-func (s *stream) sendLoop(srv deliveryv1.DeliveryService_DeliverServer, stop <-chan struct{}) error {
+func (s *stream) sendLoop(srv deliverConn, stop <-chan struct{}) error {
 	interval := s.srv.CoalesceInterval
 	if interval == 0 {
 		interval = 20 * time.Millisecond

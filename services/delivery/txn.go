@@ -213,7 +213,7 @@ func readCheckpoint(ctx context.Context, conf kafka.ConfigMap, topic string, par
 }
 
 // sendResumed is the stream's first response.
-func (t *txnState) sendResumed(srv deliveryv1.DeliveryService_DeliverServer) error {
+func (t *txnState) sendResumed(srv deliverConn) error {
 	return srv.Send(&deliveryv1.DeliverResponse{SafeLsn: t.resumed, ResumedFromLsn: t.resumed, ResumedBackfills: t.resumedBackfills()})
 }
 

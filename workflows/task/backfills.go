@@ -1,37 +1,10 @@
 package task
 
 import (
-	"fmt"
-
 	"google.golang.org/protobuf/proto"
 
-	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 )
-
-// captureBackfillTag starts a StreamChangesResponse frame that carries
-// backfill progress (field 2) instead of a batch; deliveryBackfillTag the
-// DeliverRequest frame that carries the same message (field 3).
-const (
-	captureBackfillTag  = 2<<3 | 2
-	deliveryBackfillTag = 3<<3 | 2
-)
-
-func (f *rawFrame) isBackfill() bool { return len(f.b) > 0 && f.b[0] == captureBackfillTag }
-
-// backfillToDeliverRequest rewrites a backfill frame (isBackfill) into a
-// DeliverRequest frame in place, as toDeliverRequest does for batches.
-func (f *rawFrame) backfillToDeliverRequest() { f.b[0] = deliveryBackfillTag }
-
-// backfill decodes a backfill-progress frame; these are rare (one per
-// chunk), so they are decoded rather than relayed.
-func (f *rawFrame) backfill() (*cdcv1.BackfillProgress, error) {
-	var m capturev1.StreamChangesResponse
-	if err := proto.Unmarshal(f.b, &m); err != nil {
-		return nil, fmt.Errorf("decoding backfill progress from capture: %w", err)
-	}
-	return m.GetBackfill(), nil
-}
 
 // backfillProgress holds what capture reported of added tables' snapshots
 // until Kafka confirms it: a chunk's progress counts only once the safe LSN

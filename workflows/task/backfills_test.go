@@ -4,9 +4,6 @@ import (
 	"fmt"
 	"testing"
 
-	"google.golang.org/protobuf/proto"
-
-	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 )
 
@@ -39,29 +36,6 @@ func TestBackfillProgressWaitsForItsLSN(t *testing.T) {
 	}
 }
 
-func TestBackfillFrameIsRecognised(t *testing.T) {
-	want := &cdcv1.BackfillProgress{Schema: "s", Table: "t", AfterKey: []string{"42"}, Rows: 3, Lsn: 77}
-	b, err := proto.Marshal(&capturev1.StreamChangesResponse{Backfill: want})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := rawFrame{b: b}
-	if !f.isBackfill() {
-		t.Fatalf("frame %x not recognised as backfill progress", b[:1])
-	}
-	got, err := f.backfill()
-	if err != nil || !proto.Equal(got, want) {
-		t.Fatalf("decoded %v, %v; want %v", got, err, want)
-	}
-	batch, _ := proto.Marshal(&capturev1.StreamChangesResponse{Batch: &cdcv1.ChangeBatch{WatermarkLsn: 1}})
-	if (&rawFrame{b: batch}).isBackfill() {
-		t.Fatal("a batch frame taken for backfill progress")
-	}
-}
-
-// A full sync of thousands of tables confirms each table's chunks in turn;
-// every table keeps its one entry, in its place, with its latest progress,
-// and Kafka's committed progress (merge) lands on the right table too.
 func TestBackfillProgressOfManyTables(t *testing.T) {
 	const n = 5000
 	var from []*cdcv1.BackfillProgress

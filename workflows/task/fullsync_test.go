@@ -10,7 +10,6 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"google.golang.org/protobuf/proto"
 
-	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 )
@@ -217,22 +216,3 @@ func TestFullSyncIsNeverRerunOnceDone(t *testing.T) {
 
 // The worker counts a snapshot batch's rows from its raw frame, without
 // decoding it; the count must match the decoded batch.
-func TestBatchEventsCountsWithoutDecoding(t *testing.T) {
-	batch := &cdcv1.ChangeBatch{
-		Relations:    []*cdcv1.Relation{{Oid: 7, Table: "orders", Columns: []*cdcv1.Column{{Name: "id"}}}},
-		Events:       []*cdcv1.ChangeEvent{{RelationOid: 7, Snapshot: true}, {RelationOid: 7}, {}},
-		WatermarkLsn: 99,
-	}
-	for _, b := range []*cdcv1.ChangeBatch{batch, {WatermarkLsn: 5}} {
-		frame, err := proto.Marshal(&capturev1.ReadSnapshotResponse{Batch: b})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n, err := batchEvents(frame); err != nil || n != len(b.GetEvents()) {
-			t.Errorf("batchEvents = %d, %v; want %d", n, err, len(b.GetEvents()))
-		}
-	}
-	if _, err := batchEvents([]byte{captureBatchTag, 10, 1}); err == nil {
-		t.Error("a truncated frame must be an error")
-	}
-}

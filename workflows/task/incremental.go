@@ -41,31 +41,25 @@ const ackHeartbeatGap = 500 * time.Millisecond
 // bounds how long a pause or stop waits for the incremental activity.
 const HeartbeatThrottle = 2 * time.Second
 
-// Incremental streams changes from capture to delivery and carries Kafka's
-// acks back: only an LSN that delivery reports safe is acknowledged to
-// capture, heartbeated, and returned with any error. It runs until cancelled
-// or until either stream fails; the workflow decides whether to retry.
+// Incremental runs the task's change stream: delivery reads it from
+// capture, writes it to Kafka and confirms Kafka's acks to capture
+// (DeliveryService.Replicate); the activity only steers and hears progress.
+// Only an LSN that delivery reports safe is heartbeated and returned with
+// any error. It runs until cancelled or until the stream fails; the
+// workflow decides whether to retry.
 //
 // With exactly-once delivery, delivery's committed checkpoint may be ahead
-// of the heartbeated one (a worker died after Kafka committed), so delivery
-// is opened first and capture starts where Kafka already is (incremental_eos.go).
+// of the heartbeated one (a worker died after Kafka committed), so capture
+// starts where Kafka already is (incremental_eos.go).
 func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActivityInput) (*cdcv1.Checkpoint, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cp := &checkpointTracker{lsn: in.GetCheckpoint().GetConfirmedLsn(), backfills: newBackfillProgress(in.GetCheckpoint().GetBackfills()),
 		untilBackfilled: in.GetUntilBackfilled()}
-	errc := make(chan error, 3)
+	errc := make(chan error, 2)
 	go func() { errc <- heartbeatLoop(ctx, cp) }()
 
-	var capStream capturev1.CaptureService_StreamChangesClient
-	var delStream deliveryv1.DeliveryService_DeliverClient
-	var err error
-	eos := in.GetSpec().GetKafka().GetExactlyOnce()
-	if eos {
-		capStream, delStream, err = a.openResumed(ctx, in, cp)
-	} else {
-		capStream, delStream, err = a.openInOrder(ctx, in, cp)
-	}
+	rs, err := a.openReplicate(ctx, in, cp)
 	if errors.Is(err, errBackfilled) {
 		activity.GetLogger(ctx).Info("every backfill was already committed to Kafka", "confirmedLSN", cp.get())
 		return cp.snapshot(), nil
@@ -73,9 +67,7 @@ func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActi
 	if err != nil {
 		return nil, err
 	}
-
-	go func() { errc <- forwardBatches(capStream, delStream, cp, eos) }()
-	go func() { errc <- forwardAcks(ctx, delStream, capStream, cp, a.latencyWatch(ctx, in)) }()
+	go func() { errc <- followProgress(ctx, rs, cp, a.latencyWatch(ctx, in)) }()
 	err = <-errc
 	cancel()
 	if errors.Is(err, errBackfilled) {
@@ -88,51 +80,37 @@ func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActi
 	return nil, classifyRPC("incremental sync", err, cp.snapshot())
 }
 
-// openInOrder starts capture from the heartbeated checkpoint, then delivery.
-func (a *Activities) openInOrder(ctx context.Context, in *taskv1.IncrementalActivityInput, cp *checkpointTracker) (
-	capturev1.CaptureService_StreamChangesClient, deliveryv1.DeliveryService_DeliverClient, error) {
-	capStream, err := a.openCapture(ctx, in, cp)
-	if err != nil {
-		return nil, nil, err
-	}
-	delStream, err := a.openDelivery(ctx, in, cp)
-	if err != nil {
-		return nil, nil, err
-	}
-	return capStream, delStream, nil
-}
+// replicateStream is the client's end of DeliveryService.Replicate.
+type replicateStream = grpc.BidiStreamingClient[deliveryv1.ReplicateRequest, deliveryv1.ReplicateResponse]
 
-// relayCodec relays change batches as raw frames (frames.go).
-var relayCodec = grpc.ForceCodecV2(frameCodec{})
-
-// openCapture starts the change stream at cp's LSN with cp's unfinished
-// backfills.
-func (a *Activities) openCapture(ctx context.Context, in *taskv1.IncrementalActivityInput, cp *checkpointTracker) (capturev1.CaptureService_StreamChangesClient, error) {
-	capStream, err := a.Capture.StreamChanges(ctx, relayCodec)
+// openReplicate starts delivery, then capture's stream at cp's LSN with
+// cp's unfinished backfills; with exactly-once, at Kafka's checkpoint when
+// that is further along (resumeExactlyOnce). It returns errBackfilled when
+// Kafka already holds every chunk of a chunked full sync.
+func (a *Activities) openReplicate(ctx context.Context, in *taskv1.IncrementalActivityInput, cp *checkpointTracker) (replicateStream, error) {
+	rs, err := a.Delivery.Replicate(ctx)
 	if err != nil {
-		return nil, classifyRPC("opening the capture stream", err, cp.snapshot())
+		return nil, classifyRPC("opening the delivery stream", err, cp.snapshot())
 	}
-	if err := capStream.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Start{Start: &capturev1.StartStream{
+	start := &deliveryv1.ReplicateRequest{Kind: &deliveryv1.ReplicateRequest_Delivery{Delivery: deliveryStart(in.GetTaskId(), in.GetSpec(), cp.get())}}
+	if err := rs.Send(start); err != nil {
+		return nil, classifyRPC("starting the delivery stream", recvErr(rs.Recv, err), cp.snapshot())
+	}
+	if in.GetSpec().GetKafka().GetExactlyOnce() {
+		if err := resumeExactlyOnce(ctx, rs, cp); err != nil {
+			return nil, err
+		}
+	}
+	changes := &deliveryv1.ReplicateRequest{Kind: &deliveryv1.ReplicateRequest_Changes{Changes: &capturev1.StartStream{
 		Source: in.GetSpec().GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(),
 		StartLsn: cp.get(), HeartbeatSeconds: heartbeatSeconds(in.GetSpec()),
 		Throttle: in.GetSpec().GetAdvanced().GetIncrementalThrottle(), Backfills: cp.pendingBackfills(),
 		BackfillChunkRows: backfillChunkRows(in),
-	}}}); err != nil {
-		return nil, classifyRPC("starting the capture stream", recvErr(capStream.Recv, err), cp.snapshot())
+	}}}
+	if err := rs.Send(changes); err != nil {
+		return nil, classifyRPC("starting the capture stream", recvErr(rs.Recv, err), cp.snapshot())
 	}
-	return capStream, nil
-}
-
-// openDelivery starts the task's delivery stream.
-func (a *Activities) openDelivery(ctx context.Context, in *taskv1.IncrementalActivityInput, cp *checkpointTracker) (deliveryv1.DeliveryService_DeliverClient, error) {
-	delStream, err := a.Delivery.Deliver(ctx, relayCodec)
-	if err != nil {
-		return nil, classifyRPC("opening the delivery stream", err, cp.snapshot())
-	}
-	if err := delStream.Send(&deliveryv1.DeliverRequest{Kind: &deliveryv1.DeliverRequest_Start{Start: deliveryStart(in.GetTaskId(), in.GetSpec(), cp.get())}}); err != nil {
-		return nil, classifyRPC("starting the delivery stream", recvErr(delStream.Recv, err), cp.snapshot())
-	}
-	return delStream, nil
+	return rs, nil
 }
 
 // fullSyncChunkRows is the chunk size of chunked full sync. Each chunk
@@ -163,36 +141,6 @@ func heartbeatSeconds(spec *taskv1.TaskSpec) uint32 {
 	return DefaultHeartbeatSeconds
 }
 
-// forwardBatches moves change batches from capture to delivery in order,
-// as raw frames (see frames.go), and keeps backfill progress for cp. With
-// exactly-once delivery (relayProgress) the progress goes on to delivery
-// too, which commits it with the chunk's rows.
-func forwardBatches(capStream capturev1.CaptureService_StreamChangesClient, delStream deliveryv1.DeliveryService_DeliverClient,
-	cp *checkpointTracker, relayProgress bool) error {
-	for {
-		var f rawFrame
-		if err := capStream.RecvMsg(&f); err != nil {
-			return wrapStream("capture", err)
-		}
-		if f.isBackfill() {
-			b, err := f.backfill()
-			if err != nil {
-				return wrapStream("capture", err)
-			}
-			cp.reportBackfill(b)
-			if !relayProgress {
-				continue
-			}
-			f.backfillToDeliverRequest()
-		} else if err := f.toDeliverRequest(); err != nil {
-			return wrapStream("capture", err)
-		}
-		if err := delStream.SendMsg(&f); err != nil {
-			return wrapStream("delivery", recvErr(delStream.Recv, err))
-		}
-	}
-}
-
 // deliveryStart opens a delivery stream for the task, whichever phase
 // feeds it; checkpoint is the worker's (see StartDelivery.checkpoint_lsn).
 func deliveryStart(taskID string, spec *taskv1.TaskSpec, checkpoint uint64) *deliveryv1.StartDelivery {
@@ -203,27 +151,29 @@ func deliveryStart(taskID string, spec *taskv1.TaskSpec, checkpoint uint64) *del
 	}
 }
 
-// forwardAcks passes every safe LSN delivery reports on to capture, which
-// confirms it to PostgreSQL, and records it as the checkpoint, with the
-// end-to-end latency it reports (alert.go), which also feeds alerts (nil:
-// the task has no latency alert).
-func forwardAcks(ctx context.Context, delStream deliveryv1.DeliveryService_DeliverClient, capStream capturev1.CaptureService_StreamChangesClient,
-	cp *checkpointTracker, alerts *latencyWatch) error {
+// followProgress takes delivery's progress until the stream ends: capture's
+// backfill progress, which waits until Kafka confirms it, and every safe LSN,
+// which delivery has confirmed to capture, recorded as the checkpoint with
+// the end-to-end latency it reports (alert.go), which also feeds alerts
+// (nil: the task has no latency alert).
+func followProgress(ctx context.Context, rs replicateStream, cp *checkpointTracker, alerts *latencyWatch) error {
 	var beat heartbeatGate
 	for {
-		ack, err := delStream.Recv()
+		m, err := rs.Recv()
 		if err != nil {
-			return wrapStream("delivery", err)
+			return err // delivery's status names the side that failed
 		}
-		if !cp.advance(ack) {
+		if b := m.GetBackfill(); b != nil {
+			cp.reportBackfill(b)
+			continue
+		}
+		ack := m.GetAck()
+		if ack == nil || !cp.advance(ack) {
 			continue
 		}
 		latency := ackLatency(ack)
 		cp.setLatency(latency)
 		alerts.observe(latency, time.Now())
-		if err := capStream.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Ack{Ack: &capturev1.Ack{FlushedLsn: ack.GetSafeLsn()}}}); err != nil {
-			return wrapStream("capture", recvErr(capStream.Recv, err))
-		}
 		if beat.due(time.Now()) {
 			activity.RecordHeartbeat(ctx, cp.snapshot())
 		}

@@ -8,10 +8,8 @@ import (
 	"go.temporal.io/sdk/activity"
 	"google.golang.org/protobuf/proto"
 
-	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
-	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 )
 
 // resumeTimeout bounds the wait for an exactly-once delivery stream's
@@ -19,52 +17,39 @@ import (
 // minute) and reads its checkpoint (up to two) before it answers.
 const resumeTimeout = 4 * time.Minute
 
-// openResumed opens delivery first and waits for the checkpoint it
-// committed to Kafka with its last transaction, then starts capture at the
-// further along of that and the heartbeated checkpoint, each backfill after
-// its further along progress. A chunk Kafka already holds is thus never read
-// again: read at a new watermark, its rows would not be dropped as resent.
-// It returns errBackfilled when Kafka already holds every chunk of a
+// resumeExactlyOnce waits for the checkpoint delivery committed to Kafka
+// with its last transaction, and moves cp to the further along of that and
+// the heartbeated checkpoint, each backfill to its further along progress.
+// A chunk Kafka already holds is thus never read again: read at a new
+// watermark, its rows would not be dropped as resent. Delivery confirms
+// the start LSN to capture at once, as it would have confirmed it on an
+// ack. It returns errBackfilled when Kafka already holds every chunk of a
 // chunked full sync.
-func (a *Activities) openResumed(ctx context.Context, in *taskv1.IncrementalActivityInput, cp *checkpointTracker) (
-	capturev1.CaptureService_StreamChangesClient, deliveryv1.DeliveryService_DeliverClient, error) {
-	delStream, err := a.openDelivery(ctx, in, cp)
+func resumeExactlyOnce(ctx context.Context, rs replicateStream, cp *checkpointTracker) error {
+	first, err := firstResponse(ctx, rs, resumeTimeout)
 	if err != nil {
-		return nil, nil, err
-	}
-	first, err := firstResponse(ctx, delStream, resumeTimeout)
-	if err != nil {
-		return nil, nil, classifyRPC("resuming the exactly-once delivery stream", err, cp.snapshot())
+		return classifyRPC("resuming the exactly-once delivery stream", err, cp.snapshot())
 	}
 	cp.resume(first)
 	activity.GetLogger(ctx).Info("delivery resumed from its exactly-once checkpoint",
 		"lsn", first.GetResumedFromLsn(), "backfills", len(first.GetResumedBackfills()), "startLSN", cp.get())
 	activity.RecordHeartbeat(ctx, cp.snapshot())
 	if cp.finished() {
-		return nil, nil, errBackfilled
+		return errBackfilled
 	}
-	capStream, err := a.openCapture(ctx, in, cp)
-	if err != nil {
-		return nil, nil, err
-	}
-	// Confirm at once what Kafka holds, as forwardAcks would have.
-	if lsn := cp.get(); lsn > 0 {
-		if err := capStream.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Ack{Ack: &capturev1.Ack{FlushedLsn: lsn}}}); err != nil {
-			return nil, nil, classifyRPC("confirming the resumed checkpoint to capture", recvErr(capStream.Recv, err), cp.snapshot())
-		}
-	}
-	return capStream, delStream, nil
+	return nil
 }
 
-// firstResponse receives a stream's first response within timeout.
-func firstResponse(ctx context.Context, delStream deliveryv1.DeliveryService_DeliverClient, timeout time.Duration) (*deliveryv1.DeliverResponse, error) {
+// firstResponse receives delivery's first progress, its resumed
+// checkpoint, within timeout.
+func firstResponse(ctx context.Context, rs replicateStream, timeout time.Duration) (*deliveryv1.DeliverResponse, error) {
 	type result struct {
-		r   *deliveryv1.DeliverResponse
+		r   *deliveryv1.ReplicateResponse
 		err error
 	}
 	got := make(chan result, 1)
 	go func() {
-		r, err := delStream.Recv()
+		r, err := rs.Recv()
 		got <- result{r, err}
 	}()
 	t := time.NewTimer(timeout)
@@ -72,9 +57,12 @@ func firstResponse(ctx context.Context, delStream deliveryv1.DeliveryService_Del
 	select {
 	case res := <-got:
 		if res.err != nil {
-			return nil, wrapStream("delivery", res.err)
+			return nil, res.err
 		}
-		return res.r, nil
+		if res.r.GetAck() == nil {
+			return nil, fmt.Errorf("delivery's first progress is not its resumed checkpoint: %v", res.r)
+		}
+		return res.r.GetAck(), nil
 	case <-t.C:
 		// The caller cancels ctx, which ends the Recv.
 		return nil, fmt.Errorf("delivery did not answer within %s: is the broker reachable and the task's transactional.id free?", timeout)

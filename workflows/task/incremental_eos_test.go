@@ -8,7 +8,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"google.golang.org/protobuf/proto"
 
-	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
@@ -59,21 +58,6 @@ func TestResumeBehindTheHeartbeatKeepsIt(t *testing.T) {
 	cp.resume(&deliveryv1.DeliverResponse{SafeLsn: 400, ResumedFromLsn: 400, ResumedBackfills: []*cdcv1.BackfillProgress{progress("a", 400, 50, false)}})
 	if got := cp.snapshot(); got.GetConfirmedLsn() != 500 || got.GetBackfills()[0].GetRows() != 60 {
 		t.Fatalf("after resuming behind: %v", got)
-	}
-}
-
-func TestBackfillFrameRelaysToDelivery(t *testing.T) {
-	want := progress("t", 77, 3, false)
-	want.AfterKey = []string{"42", "x"}
-	b, err := proto.Marshal(&capturev1.StreamChangesResponse{Backfill: want})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := rawFrame{b: b}
-	f.backfillToDeliverRequest()
-	var req deliveryv1.DeliverRequest
-	if err := proto.Unmarshal(f.b, &req); err != nil || !proto.Equal(req.GetBackfill(), want) {
-		t.Fatalf("delivery would read %v (%v), want backfill %v", &req, err, want)
 	}
 }
 

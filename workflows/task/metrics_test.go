@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 )
 
@@ -74,21 +74,23 @@ func point(t *testing.T, reader *sdkmetric.ManualReader, name string, attrs ...a
 	return 0, false
 }
 
-// captureDown is a capture service that cannot be reached.
-type captureDown struct{ capturev1.CaptureServiceClient }
+// deliveryDown is a delivery service that cannot be reached.
+type deliveryDown struct {
+	deliveryv1.DeliveryServiceClient
+}
 
-func (captureDown) StreamChanges(context.Context, ...grpc.CallOption) (grpc.BidiStreamingClient[capturev1.StreamChangesRequest, capturev1.StreamChangesResponse], error) {
+func (deliveryDown) Replicate(context.Context, ...grpc.CallOption) (grpc.BidiStreamingClient[deliveryv1.ReplicateRequest, deliveryv1.ReplicateResponse], error) {
 	return nil, status.Error(codes.Unavailable, "connection refused")
 }
 
 // A failed incremental attempt counts as the class the workflow retries it
-// under: here the real activity, whose capture is unreachable.
+// under: here the real activity, whose delivery is unreachable.
 func TestMetricsCountFailedAttemptsByClass(t *testing.T) {
 	env, reader := metricsEnv(t)
-	env.RegisterActivity(&Activities{Capture: captureDown{}})
+	env.RegisterActivity(&Activities{Delivery: deliveryDown{}})
 	_, err := env.ExecuteActivity("Incremental", &taskv1.IncrementalActivityInput{TaskId: "orders"})
 	if err == nil {
-		t.Fatal("Incremental succeeded with capture down")
+		t.Fatal("Incremental succeeded with delivery down")
 	}
 	got, ok := point(t, reader, "ferry_task_errors",
 		attribute.String("task_id", "orders"), attribute.String("phase", phaseIncremental), attribute.String("class", "connection"))

@@ -5,14 +5,20 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log"
 	"log/slog"
 	"os"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	"github.com/ferry-cdc/ferry/services/delivery"
 	"github.com/ferry-cdc/ferry/services/internal/config"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
+	"github.com/ferry-cdc/ferry/workflows/grpccodec"
 	"github.com/ferry-cdc/ferry/workflows/telemetry"
 )
 
@@ -25,12 +31,15 @@ type Config struct {
 	CPUProfile string
 	// MetricsAddr serves Prometheus /metrics; empty: not served.
 	MetricsAddr string
+	// CaptureAddress is the capture service Replicate reads changes from.
+	CaptureAddress string
 }
 
 func loadConfig() Config {
 	var c Config
 	flag.StringVar(&c.Listen, "listen", config.Env("FERRY_DELIVERY_LISTEN", "127.0.0.1:7403"), "host:port to serve gRPC on (env FERRY_DELIVERY_LISTEN)")
 	flag.StringVar(&c.MetricsAddr, "metrics-addr", config.EnvOrOff("FERRY_DELIVERY_METRICS_ADDR", "127.0.0.1:9403"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_DELIVERY_METRICS_ADDR)")
+	flag.StringVar(&c.CaptureAddress, "capture", config.Env("FERRY_CAPTURE_ADDRESS", "127.0.0.1:7402"), "capture service host:port, which Replicate reads changes from (env FERRY_CAPTURE_ADDRESS)")
 	flag.StringVar(&c.CPUProfile, "cpuprofile", config.Env("FERRY_CPU_PROFILE", ""), "write a CPU profile to this file until exit (env FERRY_CPU_PROFILE)")
 	flag.Parse()
 	return c
@@ -55,6 +64,14 @@ func run(cfg Config, logger *slog.Logger) (err error) {
 	if impl.Metrics, err = delivery.NewMetrics(tel.Meters); err != nil {
 		return err
 	}
+	// Rows reach delivery from capture directly (Replicate); the client
+	// dials lazily, so delivery starts before capture does.
+	capConn, err := grpc.NewClient(cfg.CaptureAddress, append(tel.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())...)
+	if err != nil {
+		return fmt.Errorf("capture client for %s: %w", cfg.CaptureAddress, err)
+	}
+	defer func() { _ = capConn.Close() }()
+	impl.Capture = capturev1.NewCaptureServiceClient(capConn)
 	srv := grpcserver.New("delivery", logger, tel.ServerOptions()...)
 	deliveryv1.RegisterDeliveryServiceServer(srv, impl)
 	return srv.RunUntilSignalProfiled(cfg.Listen, cfg.CPUProfile)

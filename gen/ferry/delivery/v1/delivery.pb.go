@@ -7,8 +7,9 @@
 package deliveryv1
 
 import (
+	v1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	v11 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
-	v1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	v12 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -23,6 +24,235 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ReplicateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*ReplicateRequest_Delivery
+	//	*ReplicateRequest_Changes
+	//	*ReplicateRequest_Snapshot
+	Kind          isReplicateRequest_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicateRequest) Reset() {
+	*x = ReplicateRequest{}
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicateRequest) ProtoMessage() {}
+
+func (x *ReplicateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicateRequest.ProtoReflect.Descriptor instead.
+func (*ReplicateRequest) Descriptor() ([]byte, []int) {
+	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ReplicateRequest) GetKind() isReplicateRequest_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *ReplicateRequest) GetDelivery() *StartDelivery {
+	if x != nil {
+		if x, ok := x.Kind.(*ReplicateRequest_Delivery); ok {
+			return x.Delivery
+		}
+	}
+	return nil
+}
+
+func (x *ReplicateRequest) GetChanges() *v1.StartStream {
+	if x != nil {
+		if x, ok := x.Kind.(*ReplicateRequest_Changes); ok {
+			return x.Changes
+		}
+	}
+	return nil
+}
+
+func (x *ReplicateRequest) GetSnapshot() *v1.ReadSnapshotRequest {
+	if x != nil {
+		if x, ok := x.Kind.(*ReplicateRequest_Snapshot); ok {
+			return x.Snapshot
+		}
+	}
+	return nil
+}
+
+type isReplicateRequest_Kind interface {
+	isReplicateRequest_Kind()
+}
+
+type ReplicateRequest_Delivery struct {
+	Delivery *StartDelivery `protobuf:"bytes,1,opt,name=delivery,proto3,oneof"`
+}
+
+type ReplicateRequest_Changes struct {
+	// Capture's change stream from start_lsn; delivery sends it the safe
+	// LSN as acks.
+	Changes *v1.StartStream `protobuf:"bytes,2,opt,name=changes,proto3,oneof"`
+}
+
+type ReplicateRequest_Snapshot struct {
+	// Capture's snapshot, read until its final progress.
+	Snapshot *v1.ReadSnapshotRequest `protobuf:"bytes,3,opt,name=snapshot,proto3,oneof"`
+}
+
+func (*ReplicateRequest_Delivery) isReplicateRequest_Kind() {}
+
+func (*ReplicateRequest_Changes) isReplicateRequest_Kind() {}
+
+func (*ReplicateRequest_Snapshot) isReplicateRequest_Kind() {}
+
+type ReplicateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*ReplicateResponse_Ack
+	//	*ReplicateResponse_Backfill
+	//	*ReplicateResponse_SnapshotStarted
+	//	*ReplicateResponse_SnapshotProgress
+	Kind isReplicateResponse_Kind `protobuf_oneof:"kind"`
+	// Change events delivery has received from capture in this stream.
+	ReceivedEvents uint64 `protobuf:"varint,5,opt,name=received_events,json=receivedEvents,proto3" json:"received_events,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReplicateResponse) Reset() {
+	*x = ReplicateResponse{}
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicateResponse) ProtoMessage() {}
+
+func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicateResponse.ProtoReflect.Descriptor instead.
+func (*ReplicateResponse) Descriptor() ([]byte, []int) {
+	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ReplicateResponse) GetKind() isReplicateResponse_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *ReplicateResponse) GetAck() *DeliverResponse {
+	if x != nil {
+		if x, ok := x.Kind.(*ReplicateResponse_Ack); ok {
+			return x.Ack
+		}
+	}
+	return nil
+}
+
+func (x *ReplicateResponse) GetBackfill() *v11.BackfillProgress {
+	if x != nil {
+		if x, ok := x.Kind.(*ReplicateResponse_Backfill); ok {
+			return x.Backfill
+		}
+	}
+	return nil
+}
+
+func (x *ReplicateResponse) GetSnapshotStarted() *v1.SnapshotStarted {
+	if x != nil {
+		if x, ok := x.Kind.(*ReplicateResponse_SnapshotStarted); ok {
+			return x.SnapshotStarted
+		}
+	}
+	return nil
+}
+
+func (x *ReplicateResponse) GetSnapshotProgress() *v1.SnapshotProgress {
+	if x != nil {
+		if x, ok := x.Kind.(*ReplicateResponse_SnapshotProgress); ok {
+			return x.SnapshotProgress
+		}
+	}
+	return nil
+}
+
+func (x *ReplicateResponse) GetReceivedEvents() uint64 {
+	if x != nil {
+		return x.ReceivedEvents
+	}
+	return 0
+}
+
+type isReplicateResponse_Kind interface {
+	isReplicateResponse_Kind()
+}
+
+type ReplicateResponse_Ack struct {
+	// Delivery's progress, as Deliver reports it; its safe_lsn has been
+	// confirmed to capture when the client receives it.
+	Ack *DeliverResponse `protobuf:"bytes,1,opt,name=ack,proto3,oneof"`
+}
+
+type ReplicateResponse_Backfill struct {
+	// Capture's progress of a backfill chunk, sent before delivery acts
+	// on it (so before any ack that covers it).
+	Backfill *v11.BackfillProgress `protobuf:"bytes,2,opt,name=backfill,proto3,oneof"`
+}
+
+type ReplicateResponse_SnapshotStarted struct {
+	// Capture's snapshot messages.
+	SnapshotStarted *v1.SnapshotStarted `protobuf:"bytes,3,opt,name=snapshot_started,json=snapshotStarted,proto3,oneof"`
+}
+
+type ReplicateResponse_SnapshotProgress struct {
+	SnapshotProgress *v1.SnapshotProgress `protobuf:"bytes,4,opt,name=snapshot_progress,json=snapshotProgress,proto3,oneof"`
+}
+
+func (*ReplicateResponse_Ack) isReplicateResponse_Kind() {}
+
+func (*ReplicateResponse_Backfill) isReplicateResponse_Kind() {}
+
+func (*ReplicateResponse_SnapshotStarted) isReplicateResponse_Kind() {}
+
+func (*ReplicateResponse_SnapshotProgress) isReplicateResponse_Kind() {}
+
 type TopicSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -33,7 +263,7 @@ type TopicSpec struct {
 
 func (x *TopicSpec) Reset() {
 	*x = TopicSpec{}
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[0]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +275,7 @@ func (x *TopicSpec) String() string {
 func (*TopicSpec) ProtoMessage() {}
 
 func (x *TopicSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[0]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +288,7 @@ func (x *TopicSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopicSpec.ProtoReflect.Descriptor instead.
 func (*TopicSpec) Descriptor() ([]byte, []int) {
-	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{0}
+	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *TopicSpec) GetName() string {
@@ -77,7 +307,7 @@ func (x *TopicSpec) GetPartitions() uint32 {
 
 type EnsureTopicsRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
-	Kafka  *v1.KafkaEndpoint      `protobuf:"bytes,1,opt,name=kafka,proto3" json:"kafka,omitempty"`
+	Kafka  *v12.KafkaEndpoint     `protobuf:"bytes,1,opt,name=kafka,proto3" json:"kafka,omitempty"`
 	Topics []*TopicSpec           `protobuf:"bytes,2,rep,name=topics,proto3" json:"topics,omitempty"`
 	// Create nothing: fail with FailedPrecondition naming the missing topics
 	// (a task without schema sync writes only into topics that exist).
@@ -88,7 +318,7 @@ type EnsureTopicsRequest struct {
 
 func (x *EnsureTopicsRequest) Reset() {
 	*x = EnsureTopicsRequest{}
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[1]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -100,7 +330,7 @@ func (x *EnsureTopicsRequest) String() string {
 func (*EnsureTopicsRequest) ProtoMessage() {}
 
 func (x *EnsureTopicsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[1]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -113,10 +343,10 @@ func (x *EnsureTopicsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureTopicsRequest.ProtoReflect.Descriptor instead.
 func (*EnsureTopicsRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{1}
+	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{3}
 }
 
-func (x *EnsureTopicsRequest) GetKafka() *v1.KafkaEndpoint {
+func (x *EnsureTopicsRequest) GetKafka() *v12.KafkaEndpoint {
 	if x != nil {
 		return x.Kafka
 	}
@@ -139,19 +369,19 @@ func (x *EnsureTopicsRequest) GetVerifyOnly() bool {
 
 type CheckTopicsRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
-	Kafka  *v1.KafkaEndpoint      `protobuf:"bytes,1,opt,name=kafka,proto3" json:"kafka,omitempty"`
+	Kafka  *v12.KafkaEndpoint     `protobuf:"bytes,1,opt,name=kafka,proto3" json:"kafka,omitempty"`
 	Topics []*TopicSpec           `protobuf:"bytes,2,rep,name=topics,proto3" json:"topics,omitempty"`
 	// Schema sync is on: missing topics will be created, and an existing one
 	// is a conflict unless conflict_mode is IGNORE.
-	CreateMissing bool            `protobuf:"varint,3,opt,name=create_missing,json=createMissing,proto3" json:"create_missing,omitempty"`
-	ConflictMode  v1.ConflictMode `protobuf:"varint,4,opt,name=conflict_mode,json=conflictMode,proto3,enum=ferry.task.v1.ConflictMode" json:"conflict_mode,omitempty"`
+	CreateMissing bool             `protobuf:"varint,3,opt,name=create_missing,json=createMissing,proto3" json:"create_missing,omitempty"`
+	ConflictMode  v12.ConflictMode `protobuf:"varint,4,opt,name=conflict_mode,json=conflictMode,proto3,enum=ferry.task.v1.ConflictMode" json:"conflict_mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckTopicsRequest) Reset() {
 	*x = CheckTopicsRequest{}
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[2]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -163,7 +393,7 @@ func (x *CheckTopicsRequest) String() string {
 func (*CheckTopicsRequest) ProtoMessage() {}
 
 func (x *CheckTopicsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[2]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -176,10 +406,10 @@ func (x *CheckTopicsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckTopicsRequest.ProtoReflect.Descriptor instead.
 func (*CheckTopicsRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{2}
+	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{4}
 }
 
-func (x *CheckTopicsRequest) GetKafka() *v1.KafkaEndpoint {
+func (x *CheckTopicsRequest) GetKafka() *v12.KafkaEndpoint {
 	if x != nil {
 		return x.Kafka
 	}
@@ -200,23 +430,23 @@ func (x *CheckTopicsRequest) GetCreateMissing() bool {
 	return false
 }
 
-func (x *CheckTopicsRequest) GetConflictMode() v1.ConflictMode {
+func (x *CheckTopicsRequest) GetConflictMode() v12.ConflictMode {
 	if x != nil {
 		return x.ConflictMode
 	}
-	return v1.ConflictMode(0)
+	return v12.ConflictMode(0)
 }
 
 type CheckTopicsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Items         []*v1.PrecheckItem     `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	Items         []*v12.PrecheckItem    `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckTopicsResponse) Reset() {
 	*x = CheckTopicsResponse{}
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[3]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -228,7 +458,7 @@ func (x *CheckTopicsResponse) String() string {
 func (*CheckTopicsResponse) ProtoMessage() {}
 
 func (x *CheckTopicsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[3]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -241,10 +471,10 @@ func (x *CheckTopicsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckTopicsResponse.ProtoReflect.Descriptor instead.
 func (*CheckTopicsResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{3}
+	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{5}
 }
 
-func (x *CheckTopicsResponse) GetItems() []*v1.PrecheckItem {
+func (x *CheckTopicsResponse) GetItems() []*v12.PrecheckItem {
 	if x != nil {
 		return x.Items
 	}
@@ -261,7 +491,7 @@ type EnsureTopicsResponse struct {
 
 func (x *EnsureTopicsResponse) Reset() {
 	*x = EnsureTopicsResponse{}
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[4]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -273,7 +503,7 @@ func (x *EnsureTopicsResponse) String() string {
 func (*EnsureTopicsResponse) ProtoMessage() {}
 
 func (x *EnsureTopicsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[4]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -286,7 +516,7 @@ func (x *EnsureTopicsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureTopicsResponse.ProtoReflect.Descriptor instead.
 func (*EnsureTopicsResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{4}
+	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *EnsureTopicsResponse) GetCreated() []string {
@@ -317,7 +547,7 @@ type DeliverRequest struct {
 
 func (x *DeliverRequest) Reset() {
 	*x = DeliverRequest{}
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[5]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -329,7 +559,7 @@ func (x *DeliverRequest) String() string {
 func (*DeliverRequest) ProtoMessage() {}
 
 func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[5]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -342,7 +572,7 @@ func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverRequest.ProtoReflect.Descriptor instead.
 func (*DeliverRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{5}
+	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeliverRequest) GetKind() isDeliverRequest_Kind {
@@ -409,9 +639,9 @@ func (*DeliverRequest_Backfill) isDeliverRequest_Kind() {}
 type StartDelivery struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	TaskId  string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Kafka   *v1.KafkaEndpoint      `protobuf:"bytes,2,opt,name=kafka,proto3" json:"kafka,omitempty"`
-	Options *v1.KafkaOptions       `protobuf:"bytes,3,opt,name=options,proto3" json:"options,omitempty"`
-	Objects *v1.ObjectSelection    `protobuf:"bytes,4,opt,name=objects,proto3" json:"objects,omitempty"`
+	Kafka   *v12.KafkaEndpoint     `protobuf:"bytes,2,opt,name=kafka,proto3" json:"kafka,omitempty"`
+	Options *v12.KafkaOptions      `protobuf:"bytes,3,opt,name=options,proto3" json:"options,omitempty"`
+	Objects *v12.ObjectSelection   `protobuf:"bytes,4,opt,name=objects,proto3" json:"objects,omitempty"`
 	// The source database's name, for formats that carry it.
 	SourceDatabase string `protobuf:"bytes,5,opt,name=source_database,json=sourceDatabase,proto3" json:"source_database,omitempty"`
 	// Schema sync is on: a table whose definition this task has never written
@@ -430,7 +660,7 @@ type StartDelivery struct {
 
 func (x *StartDelivery) Reset() {
 	*x = StartDelivery{}
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[6]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -442,7 +672,7 @@ func (x *StartDelivery) String() string {
 func (*StartDelivery) ProtoMessage() {}
 
 func (x *StartDelivery) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[6]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -455,7 +685,7 @@ func (x *StartDelivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartDelivery.ProtoReflect.Descriptor instead.
 func (*StartDelivery) Descriptor() ([]byte, []int) {
-	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{6}
+	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StartDelivery) GetTaskId() string {
@@ -465,21 +695,21 @@ func (x *StartDelivery) GetTaskId() string {
 	return ""
 }
 
-func (x *StartDelivery) GetKafka() *v1.KafkaEndpoint {
+func (x *StartDelivery) GetKafka() *v12.KafkaEndpoint {
 	if x != nil {
 		return x.Kafka
 	}
 	return nil
 }
 
-func (x *StartDelivery) GetOptions() *v1.KafkaOptions {
+func (x *StartDelivery) GetOptions() *v12.KafkaOptions {
 	if x != nil {
 		return x.Options
 	}
 	return nil
 }
 
-func (x *StartDelivery) GetObjects() *v1.ObjectSelection {
+func (x *StartDelivery) GetObjects() *v12.ObjectSelection {
 	if x != nil {
 		return x.Objects
 	}
@@ -543,7 +773,7 @@ type DeliverResponse struct {
 
 func (x *DeliverResponse) Reset() {
 	*x = DeliverResponse{}
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[7]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -555,7 +785,7 @@ func (x *DeliverResponse) String() string {
 func (*DeliverResponse) ProtoMessage() {}
 
 func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[7]
+	mi := &file_ferry_delivery_v1_delivery_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -568,7 +798,7 @@ func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverResponse.ProtoReflect.Descriptor instead.
 func (*DeliverResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{7}
+	return file_ferry_delivery_v1_delivery_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeliverResponse) GetSafeLsn() uint64 {
@@ -624,7 +854,19 @@ var File_ferry_delivery_v1_delivery_proto protoreflect.FileDescriptor
 
 const file_ferry_delivery_v1_delivery_proto_rawDesc = "" +
 	"\n" +
-	" ferry/delivery/v1/delivery.proto\x12\x11ferry.delivery.v1\x1a\x19ferry/cdc/v1/change.proto\x1a\x18ferry/task/v1/spec.proto\x1a\x1cferry/task/v1/workflow.proto\"?\n" +
+	" ferry/delivery/v1/delivery.proto\x12\x11ferry.delivery.v1\x1a\x1eferry/capture/v1/capture.proto\x1a\x19ferry/cdc/v1/change.proto\x1a\x18ferry/task/v1/spec.proto\x1a\x1cferry/task/v1/workflow.proto\"\xda\x01\n" +
+	"\x10ReplicateRequest\x12>\n" +
+	"\bdelivery\x18\x01 \x01(\v2 .ferry.delivery.v1.StartDeliveryH\x00R\bdelivery\x129\n" +
+	"\achanges\x18\x02 \x01(\v2\x1d.ferry.capture.v1.StartStreamH\x00R\achanges\x12C\n" +
+	"\bsnapshot\x18\x03 \x01(\v2%.ferry.capture.v1.ReadSnapshotRequestH\x00R\bsnapshotB\x06\n" +
+	"\x04kind\"\xdd\x02\n" +
+	"\x11ReplicateResponse\x126\n" +
+	"\x03ack\x18\x01 \x01(\v2\".ferry.delivery.v1.DeliverResponseH\x00R\x03ack\x12<\n" +
+	"\bbackfill\x18\x02 \x01(\v2\x1e.ferry.cdc.v1.BackfillProgressH\x00R\bbackfill\x12N\n" +
+	"\x10snapshot_started\x18\x03 \x01(\v2!.ferry.capture.v1.SnapshotStartedH\x00R\x0fsnapshotStarted\x12Q\n" +
+	"\x11snapshot_progress\x18\x04 \x01(\v2\".ferry.capture.v1.SnapshotProgressH\x00R\x10snapshotProgress\x12'\n" +
+	"\x0freceived_events\x18\x05 \x01(\x04R\x0ereceivedEventsB\x06\n" +
+	"\x04kind\"?\n" +
 	"\tTopicSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
@@ -665,11 +907,12 @@ const file_ferry_delivery_v1_delivery_proto_rawDesc = "" +
 	"\x10resumed_from_lsn\x18\x04 \x01(\x04R\x0eresumedFromLsn\x125\n" +
 	"\x17safe_commit_time_micros\x18\x05 \x01(\x03R\x14safeCommitTimeMicros\x123\n" +
 	"\x16safe_acked_time_micros\x18\x06 \x01(\x03R\x13safeAckedTimeMicros\x12K\n" +
-	"\x11resumed_backfills\x18\a \x03(\v2\x1e.ferry.cdc.v1.BackfillProgressR\x10resumedBackfills2\xa6\x02\n" +
+	"\x11resumed_backfills\x18\a \x03(\v2\x1e.ferry.cdc.v1.BackfillProgressR\x10resumedBackfills2\x82\x03\n" +
 	"\x0fDeliveryService\x12_\n" +
 	"\fEnsureTopics\x12&.ferry.delivery.v1.EnsureTopicsRequest\x1a'.ferry.delivery.v1.EnsureTopicsResponse\x12\\\n" +
 	"\vCheckTopics\x12%.ferry.delivery.v1.CheckTopicsRequest\x1a&.ferry.delivery.v1.CheckTopicsResponse\x12T\n" +
-	"\aDeliver\x12!.ferry.delivery.v1.DeliverRequest\x1a\".ferry.delivery.v1.DeliverResponse(\x010\x01B=Z;github.com/ferry-cdc/ferry/gen/ferry/delivery/v1;deliveryv1b\x06proto3"
+	"\aDeliver\x12!.ferry.delivery.v1.DeliverRequest\x1a\".ferry.delivery.v1.DeliverResponse(\x010\x01\x12Z\n" +
+	"\tReplicate\x12#.ferry.delivery.v1.ReplicateRequest\x1a$.ferry.delivery.v1.ReplicateResponse(\x010\x01B=Z;github.com/ferry-cdc/ferry/gen/ferry/delivery/v1;deliveryv1b\x06proto3"
 
 var (
 	file_ferry_delivery_v1_delivery_proto_rawDescOnce sync.Once
@@ -683,49 +926,64 @@ func file_ferry_delivery_v1_delivery_proto_rawDescGZIP() []byte {
 	return file_ferry_delivery_v1_delivery_proto_rawDescData
 }
 
-var file_ferry_delivery_v1_delivery_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_ferry_delivery_v1_delivery_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_ferry_delivery_v1_delivery_proto_goTypes = []any{
-	(*TopicSpec)(nil),            // 0: ferry.delivery.v1.TopicSpec
-	(*EnsureTopicsRequest)(nil),  // 1: ferry.delivery.v1.EnsureTopicsRequest
-	(*CheckTopicsRequest)(nil),   // 2: ferry.delivery.v1.CheckTopicsRequest
-	(*CheckTopicsResponse)(nil),  // 3: ferry.delivery.v1.CheckTopicsResponse
-	(*EnsureTopicsResponse)(nil), // 4: ferry.delivery.v1.EnsureTopicsResponse
-	(*DeliverRequest)(nil),       // 5: ferry.delivery.v1.DeliverRequest
-	(*StartDelivery)(nil),        // 6: ferry.delivery.v1.StartDelivery
-	(*DeliverResponse)(nil),      // 7: ferry.delivery.v1.DeliverResponse
-	(*v1.KafkaEndpoint)(nil),     // 8: ferry.task.v1.KafkaEndpoint
-	(v1.ConflictMode)(0),         // 9: ferry.task.v1.ConflictMode
-	(*v1.PrecheckItem)(nil),      // 10: ferry.task.v1.PrecheckItem
-	(*v11.ChangeBatch)(nil),      // 11: ferry.cdc.v1.ChangeBatch
-	(*v11.BackfillProgress)(nil), // 12: ferry.cdc.v1.BackfillProgress
-	(*v1.KafkaOptions)(nil),      // 13: ferry.task.v1.KafkaOptions
-	(*v1.ObjectSelection)(nil),   // 14: ferry.task.v1.ObjectSelection
+	(*ReplicateRequest)(nil),       // 0: ferry.delivery.v1.ReplicateRequest
+	(*ReplicateResponse)(nil),      // 1: ferry.delivery.v1.ReplicateResponse
+	(*TopicSpec)(nil),              // 2: ferry.delivery.v1.TopicSpec
+	(*EnsureTopicsRequest)(nil),    // 3: ferry.delivery.v1.EnsureTopicsRequest
+	(*CheckTopicsRequest)(nil),     // 4: ferry.delivery.v1.CheckTopicsRequest
+	(*CheckTopicsResponse)(nil),    // 5: ferry.delivery.v1.CheckTopicsResponse
+	(*EnsureTopicsResponse)(nil),   // 6: ferry.delivery.v1.EnsureTopicsResponse
+	(*DeliverRequest)(nil),         // 7: ferry.delivery.v1.DeliverRequest
+	(*StartDelivery)(nil),          // 8: ferry.delivery.v1.StartDelivery
+	(*DeliverResponse)(nil),        // 9: ferry.delivery.v1.DeliverResponse
+	(*v1.StartStream)(nil),         // 10: ferry.capture.v1.StartStream
+	(*v1.ReadSnapshotRequest)(nil), // 11: ferry.capture.v1.ReadSnapshotRequest
+	(*v11.BackfillProgress)(nil),   // 12: ferry.cdc.v1.BackfillProgress
+	(*v1.SnapshotStarted)(nil),     // 13: ferry.capture.v1.SnapshotStarted
+	(*v1.SnapshotProgress)(nil),    // 14: ferry.capture.v1.SnapshotProgress
+	(*v12.KafkaEndpoint)(nil),      // 15: ferry.task.v1.KafkaEndpoint
+	(v12.ConflictMode)(0),          // 16: ferry.task.v1.ConflictMode
+	(*v12.PrecheckItem)(nil),       // 17: ferry.task.v1.PrecheckItem
+	(*v11.ChangeBatch)(nil),        // 18: ferry.cdc.v1.ChangeBatch
+	(*v12.KafkaOptions)(nil),       // 19: ferry.task.v1.KafkaOptions
+	(*v12.ObjectSelection)(nil),    // 20: ferry.task.v1.ObjectSelection
 }
 var file_ferry_delivery_v1_delivery_proto_depIdxs = []int32{
-	8,  // 0: ferry.delivery.v1.EnsureTopicsRequest.kafka:type_name -> ferry.task.v1.KafkaEndpoint
-	0,  // 1: ferry.delivery.v1.EnsureTopicsRequest.topics:type_name -> ferry.delivery.v1.TopicSpec
-	8,  // 2: ferry.delivery.v1.CheckTopicsRequest.kafka:type_name -> ferry.task.v1.KafkaEndpoint
-	0,  // 3: ferry.delivery.v1.CheckTopicsRequest.topics:type_name -> ferry.delivery.v1.TopicSpec
-	9,  // 4: ferry.delivery.v1.CheckTopicsRequest.conflict_mode:type_name -> ferry.task.v1.ConflictMode
-	10, // 5: ferry.delivery.v1.CheckTopicsResponse.items:type_name -> ferry.task.v1.PrecheckItem
-	6,  // 6: ferry.delivery.v1.DeliverRequest.start:type_name -> ferry.delivery.v1.StartDelivery
-	11, // 7: ferry.delivery.v1.DeliverRequest.batch:type_name -> ferry.cdc.v1.ChangeBatch
-	12, // 8: ferry.delivery.v1.DeliverRequest.backfill:type_name -> ferry.cdc.v1.BackfillProgress
-	8,  // 9: ferry.delivery.v1.StartDelivery.kafka:type_name -> ferry.task.v1.KafkaEndpoint
-	13, // 10: ferry.delivery.v1.StartDelivery.options:type_name -> ferry.task.v1.KafkaOptions
-	14, // 11: ferry.delivery.v1.StartDelivery.objects:type_name -> ferry.task.v1.ObjectSelection
-	12, // 12: ferry.delivery.v1.DeliverResponse.resumed_backfills:type_name -> ferry.cdc.v1.BackfillProgress
-	1,  // 13: ferry.delivery.v1.DeliveryService.EnsureTopics:input_type -> ferry.delivery.v1.EnsureTopicsRequest
-	2,  // 14: ferry.delivery.v1.DeliveryService.CheckTopics:input_type -> ferry.delivery.v1.CheckTopicsRequest
-	5,  // 15: ferry.delivery.v1.DeliveryService.Deliver:input_type -> ferry.delivery.v1.DeliverRequest
-	4,  // 16: ferry.delivery.v1.DeliveryService.EnsureTopics:output_type -> ferry.delivery.v1.EnsureTopicsResponse
-	3,  // 17: ferry.delivery.v1.DeliveryService.CheckTopics:output_type -> ferry.delivery.v1.CheckTopicsResponse
-	7,  // 18: ferry.delivery.v1.DeliveryService.Deliver:output_type -> ferry.delivery.v1.DeliverResponse
-	16, // [16:19] is the sub-list for method output_type
-	13, // [13:16] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	8,  // 0: ferry.delivery.v1.ReplicateRequest.delivery:type_name -> ferry.delivery.v1.StartDelivery
+	10, // 1: ferry.delivery.v1.ReplicateRequest.changes:type_name -> ferry.capture.v1.StartStream
+	11, // 2: ferry.delivery.v1.ReplicateRequest.snapshot:type_name -> ferry.capture.v1.ReadSnapshotRequest
+	9,  // 3: ferry.delivery.v1.ReplicateResponse.ack:type_name -> ferry.delivery.v1.DeliverResponse
+	12, // 4: ferry.delivery.v1.ReplicateResponse.backfill:type_name -> ferry.cdc.v1.BackfillProgress
+	13, // 5: ferry.delivery.v1.ReplicateResponse.snapshot_started:type_name -> ferry.capture.v1.SnapshotStarted
+	14, // 6: ferry.delivery.v1.ReplicateResponse.snapshot_progress:type_name -> ferry.capture.v1.SnapshotProgress
+	15, // 7: ferry.delivery.v1.EnsureTopicsRequest.kafka:type_name -> ferry.task.v1.KafkaEndpoint
+	2,  // 8: ferry.delivery.v1.EnsureTopicsRequest.topics:type_name -> ferry.delivery.v1.TopicSpec
+	15, // 9: ferry.delivery.v1.CheckTopicsRequest.kafka:type_name -> ferry.task.v1.KafkaEndpoint
+	2,  // 10: ferry.delivery.v1.CheckTopicsRequest.topics:type_name -> ferry.delivery.v1.TopicSpec
+	16, // 11: ferry.delivery.v1.CheckTopicsRequest.conflict_mode:type_name -> ferry.task.v1.ConflictMode
+	17, // 12: ferry.delivery.v1.CheckTopicsResponse.items:type_name -> ferry.task.v1.PrecheckItem
+	8,  // 13: ferry.delivery.v1.DeliverRequest.start:type_name -> ferry.delivery.v1.StartDelivery
+	18, // 14: ferry.delivery.v1.DeliverRequest.batch:type_name -> ferry.cdc.v1.ChangeBatch
+	12, // 15: ferry.delivery.v1.DeliverRequest.backfill:type_name -> ferry.cdc.v1.BackfillProgress
+	15, // 16: ferry.delivery.v1.StartDelivery.kafka:type_name -> ferry.task.v1.KafkaEndpoint
+	19, // 17: ferry.delivery.v1.StartDelivery.options:type_name -> ferry.task.v1.KafkaOptions
+	20, // 18: ferry.delivery.v1.StartDelivery.objects:type_name -> ferry.task.v1.ObjectSelection
+	12, // 19: ferry.delivery.v1.DeliverResponse.resumed_backfills:type_name -> ferry.cdc.v1.BackfillProgress
+	3,  // 20: ferry.delivery.v1.DeliveryService.EnsureTopics:input_type -> ferry.delivery.v1.EnsureTopicsRequest
+	4,  // 21: ferry.delivery.v1.DeliveryService.CheckTopics:input_type -> ferry.delivery.v1.CheckTopicsRequest
+	7,  // 22: ferry.delivery.v1.DeliveryService.Deliver:input_type -> ferry.delivery.v1.DeliverRequest
+	0,  // 23: ferry.delivery.v1.DeliveryService.Replicate:input_type -> ferry.delivery.v1.ReplicateRequest
+	6,  // 24: ferry.delivery.v1.DeliveryService.EnsureTopics:output_type -> ferry.delivery.v1.EnsureTopicsResponse
+	5,  // 25: ferry.delivery.v1.DeliveryService.CheckTopics:output_type -> ferry.delivery.v1.CheckTopicsResponse
+	9,  // 26: ferry.delivery.v1.DeliveryService.Deliver:output_type -> ferry.delivery.v1.DeliverResponse
+	1,  // 27: ferry.delivery.v1.DeliveryService.Replicate:output_type -> ferry.delivery.v1.ReplicateResponse
+	24, // [24:28] is the sub-list for method output_type
+	20, // [20:24] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_ferry_delivery_v1_delivery_proto_init() }
@@ -733,7 +991,18 @@ func file_ferry_delivery_v1_delivery_proto_init() {
 	if File_ferry_delivery_v1_delivery_proto != nil {
 		return
 	}
-	file_ferry_delivery_v1_delivery_proto_msgTypes[5].OneofWrappers = []any{
+	file_ferry_delivery_v1_delivery_proto_msgTypes[0].OneofWrappers = []any{
+		(*ReplicateRequest_Delivery)(nil),
+		(*ReplicateRequest_Changes)(nil),
+		(*ReplicateRequest_Snapshot)(nil),
+	}
+	file_ferry_delivery_v1_delivery_proto_msgTypes[1].OneofWrappers = []any{
+		(*ReplicateResponse_Ack)(nil),
+		(*ReplicateResponse_Backfill)(nil),
+		(*ReplicateResponse_SnapshotStarted)(nil),
+		(*ReplicateResponse_SnapshotProgress)(nil),
+	}
+	file_ferry_delivery_v1_delivery_proto_msgTypes[7].OneofWrappers = []any{
 		(*DeliverRequest_Start)(nil),
 		(*DeliverRequest_Batch)(nil),
 		(*DeliverRequest_Backfill)(nil),
@@ -744,7 +1013,7 @@ func file_ferry_delivery_v1_delivery_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ferry_delivery_v1_delivery_proto_rawDesc), len(file_ferry_delivery_v1_delivery_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

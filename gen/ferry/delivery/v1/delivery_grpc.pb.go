@@ -22,6 +22,7 @@ const (
 	DeliveryService_EnsureTopics_FullMethodName = "/ferry.delivery.v1.DeliveryService/EnsureTopics"
 	DeliveryService_CheckTopics_FullMethodName  = "/ferry.delivery.v1.DeliveryService/CheckTopics"
 	DeliveryService_Deliver_FullMethodName      = "/ferry.delivery.v1.DeliveryService/Deliver"
+	DeliveryService_Replicate_FullMethodName    = "/ferry.delivery.v1.DeliveryService/Replicate"
 )
 
 // DeliveryServiceClient is the client API for DeliveryService service.
@@ -39,6 +40,16 @@ type DeliveryServiceClient interface {
 	// The client sends StartDelivery first, then change batches in stream
 	// order; the server answers with the safe LSN whenever it advances.
 	Deliver(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[DeliverRequest, DeliverResponse], error)
+	// Replicate is the task's data path: delivery opens capture's stream
+	// itself (StreamChanges or ReadSnapshot), writes what it reads to Kafka,
+	// and confirms Kafka's acks to capture, so rows never pass through the
+	// client, which steers and receives progress only. The client sends
+	// ReplicateRequest.delivery first, then, once it knows where capture must
+	// start (with exactly_once, after the first progress, which carries the
+	// checkpoint Kafka holds), changes or snapshot. It half-closes or cancels
+	// to end the stream; a snapshot's stream ends by itself once Kafka has
+	// every row.
+	Replicate(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReplicateRequest, ReplicateResponse], error)
 }
 
 type deliveryServiceClient struct {
@@ -82,6 +93,19 @@ func (c *deliveryServiceClient) Deliver(ctx context.Context, opts ...grpc.CallOp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DeliveryService_DeliverClient = grpc.BidiStreamingClient[DeliverRequest, DeliverResponse]
 
+func (c *deliveryServiceClient) Replicate(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReplicateRequest, ReplicateResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &DeliveryService_ServiceDesc.Streams[1], DeliveryService_Replicate_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReplicateRequest, ReplicateResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DeliveryService_ReplicateClient = grpc.BidiStreamingClient[ReplicateRequest, ReplicateResponse]
+
 // DeliveryServiceServer is the server API for DeliveryService service.
 // All implementations must embed UnimplementedDeliveryServiceServer
 // for forward compatibility.
@@ -97,6 +121,16 @@ type DeliveryServiceServer interface {
 	// The client sends StartDelivery first, then change batches in stream
 	// order; the server answers with the safe LSN whenever it advances.
 	Deliver(grpc.BidiStreamingServer[DeliverRequest, DeliverResponse]) error
+	// Replicate is the task's data path: delivery opens capture's stream
+	// itself (StreamChanges or ReadSnapshot), writes what it reads to Kafka,
+	// and confirms Kafka's acks to capture, so rows never pass through the
+	// client, which steers and receives progress only. The client sends
+	// ReplicateRequest.delivery first, then, once it knows where capture must
+	// start (with exactly_once, after the first progress, which carries the
+	// checkpoint Kafka holds), changes or snapshot. It half-closes or cancels
+	// to end the stream; a snapshot's stream ends by itself once Kafka has
+	// every row.
+	Replicate(grpc.BidiStreamingServer[ReplicateRequest, ReplicateResponse]) error
 	mustEmbedUnimplementedDeliveryServiceServer()
 }
 
@@ -115,6 +149,9 @@ func (UnimplementedDeliveryServiceServer) CheckTopics(context.Context, *CheckTop
 }
 func (UnimplementedDeliveryServiceServer) Deliver(grpc.BidiStreamingServer[DeliverRequest, DeliverResponse]) error {
 	return status.Error(codes.Unimplemented, "method Deliver not implemented")
+}
+func (UnimplementedDeliveryServiceServer) Replicate(grpc.BidiStreamingServer[ReplicateRequest, ReplicateResponse]) error {
+	return status.Error(codes.Unimplemented, "method Replicate not implemented")
 }
 func (UnimplementedDeliveryServiceServer) mustEmbedUnimplementedDeliveryServiceServer() {}
 func (UnimplementedDeliveryServiceServer) testEmbeddedByValue()                         {}
@@ -180,6 +217,13 @@ func _DeliveryService_Deliver_Handler(srv interface{}, stream grpc.ServerStream)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DeliveryService_DeliverServer = grpc.BidiStreamingServer[DeliverRequest, DeliverResponse]
 
+func _DeliveryService_Replicate_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(DeliveryServiceServer).Replicate(&grpc.GenericServerStream[ReplicateRequest, ReplicateResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DeliveryService_ReplicateServer = grpc.BidiStreamingServer[ReplicateRequest, ReplicateResponse]
+
 // DeliveryService_ServiceDesc is the grpc.ServiceDesc for DeliveryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -200,6 +244,12 @@ var DeliveryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Deliver",
 			Handler:       _DeliveryService_Deliver_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Replicate",
+			Handler:       _DeliveryService_Replicate_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},
