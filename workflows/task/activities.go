@@ -15,6 +15,7 @@ import (
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // Activities call Ferry's gRPC services; they hold no state of their own.
@@ -101,10 +102,10 @@ func checkExactlyOnceFullSync(in *taskv1.SetupActivityInput, resolved *catalogv1
 	}
 	if len(keyless) == 0 { // a workflow started before chunked full sync
 		return temporal.NewNonRetryableApplicationError("kafka.exactly_once with sync_types.full needs chunked full sync, "+
-			"which this task predates; recreate the task", ErrConfig, nil)
+			"which this task predates; recreate the task", taskapi.ErrConfig, nil)
 	}
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("exactly_once with full sync needs a primary key on every table: %s; "+
-		"add primary keys, or turn off kafka.exactly_once or sync_types.full", strings.Join(keyless, ", ")), ErrConfig, nil)
+		"add primary keys, or turn off kafka.exactly_once or sync_types.full", strings.Join(keyless, ", ")), taskapi.ErrConfig, nil)
 }
 
 // allKeyed tells whether every resolved table has a primary key, which
@@ -194,16 +195,16 @@ func classifyRPC(what string, err error, details ...any) error {
 	opts := temporal.ApplicationErrorOptions{Details: details}
 	switch st.Code() {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
-		return temporal.NewApplicationErrorWithOptions(msg, ErrConnection, opts)
+		return temporal.NewApplicationErrorWithOptions(msg, taskapi.ErrConnection, opts)
 	case codes.InvalidArgument, codes.DataLoss:
 		// DataLoss: the source lost what the task needs to resume (its
 		// slot, or a publication the slot still needs). No retry brings
 		// it back; only a new full sync does, so the task fails at once.
 		opts.NonRetryable = true
-		return temporal.NewApplicationErrorWithOptions(msg, ErrConfig, opts)
+		return temporal.NewApplicationErrorWithOptions(msg, taskapi.ErrConfig, opts)
 	case codes.Canceled:
 		return temporal.NewCanceledError(details...)
 	default:
-		return temporal.NewApplicationErrorWithOptions(msg, ErrOther, opts)
+		return temporal.NewApplicationErrorWithOptions(msg, taskapi.ErrOther, opts)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // Modify applies a new selection to a running task: it prechecks the
@@ -68,8 +69,8 @@ func (a *Activities) precheckSource(ctx context.Context, spec *taskv1.TaskSpec) 
 	if err != nil {
 		return classifyRPC("prechecking the new selection", err)
 	}
-	if failed := failedPrechecks(AcknowledgeWarnings(pre.GetItems(), spec.GetAcknowledgedWarnings())); failed != "" {
-		return temporal.NewNonRetryableApplicationError("the new selection fails the precheck: "+failed, ErrConfig, nil)
+	if failed := failedPrechecks(taskapi.AcknowledgeWarnings(pre.GetItems(), spec.GetAcknowledgedWarnings())); failed != "" {
+		return temporal.NewNonRetryableApplicationError("the new selection fails the precheck: "+failed, taskapi.ErrConfig, nil)
 	}
 	return nil
 }
@@ -91,7 +92,7 @@ func (a *Activities) checkBackfillable(ctx context.Context, spec *taskv1.TaskSpe
 	if len(keyless) > 0 {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"added tables without a primary key cannot be snapshotted while the task runs: %s; add a primary key, "+
-				"or create a separate task for them", strings.Join(keyless, ", ")), ErrConfig, nil)
+				"or create a separate task for them", strings.Join(keyless, ", ")), taskapi.ErrConfig, nil)
 	}
 	return nil
 }

@@ -58,6 +58,7 @@ import (
 
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // Alert kinds and states, as the webhook body carries them.
@@ -180,7 +181,7 @@ func (a *Activities) Alert(ctx context.Context, in *taskv1.AlertActivityInput) e
 	kind := in.GetKind()
 	if kind != AlertKindTaskFailed && kind != AlertKindLatency {
 		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("alert kind %q of task %s is not %q or %q", kind, in.GetTaskId(), AlertKindTaskFailed, AlertKindLatency), ErrConfig, nil)
+			fmt.Sprintf("alert kind %q of task %s is not %q or %q", kind, in.GetTaskId(), AlertKindTaskFailed, AlertKindLatency), taskapi.ErrConfig, nil)
 	}
 	at := time.Now()
 	if in.GetAt() != nil {
@@ -203,7 +204,7 @@ func (a *Activities) Alert(ctx context.Context, in *taskv1.AlertActivityInput) e
 	if err := PostAlert(ctx, a.httpClient(), hook, alert); err != nil {
 		var perm permanentError
 		return temporal.NewApplicationErrorWithOptions(fmt.Sprintf("sending the %s alert of task %s: %v", kind, alert.TaskID, err),
-			ErrConfig, temporal.ApplicationErrorOptions{NonRetryable: errors.As(err, &perm)})
+			taskapi.ErrConfig, temporal.ApplicationErrorOptions{NonRetryable: errors.As(err, &perm)})
 	}
 	return nil
 }

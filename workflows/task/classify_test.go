@@ -10,6 +10,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // TestClassifyRPCKafkaFaults feeds classifyRPC the statuses delivery returns
@@ -18,17 +19,17 @@ import (
 func TestClassifyRPCKafkaFaults(t *testing.T) {
 	checkClassification(t, "starting the delivery stream", []classifyCase{
 		{"unreachable broker", status.Error(codes.Unavailable, "no Kafka broker at 127.0.0.1:1 answered within 15s (last error: Local: Broker transport failure); check destination.bootstrap_servers"),
-			ErrConnection, taskv1.ErrorClass_ERROR_CLASS_CONNECTION, false},
+			taskapi.ErrConnection, taskv1.ErrorClass_ERROR_CLASS_CONNECTION, false},
 		{"messages timed out", status.Error(codes.Unavailable, "delivering a row of table public.orders to topic \"t\" failed: Local: Message timed out"),
-			ErrConnection, taskv1.ErrorClass_ERROR_CLASS_CONNECTION, false},
+			taskapi.ErrConnection, taskv1.ErrorClass_ERROR_CLASS_CONNECTION, false},
 		{"deadline", status.Error(codes.DeadlineExceeded, "context deadline exceeded"),
-			ErrConnection, taskv1.ErrorClass_ERROR_CLASS_CONNECTION, false},
+			taskapi.ErrConnection, taskv1.ErrorClass_ERROR_CLASS_CONNECTION, false},
 		// A deleted topic heals only when someone recreates it: the shorter
 		// window for other failures, then the task fails.
 		{"topic deleted", status.Error(codes.FailedPrecondition, "topic \"t\" for table public.orders is missing in Kafka (Local: Unknown partition): create it"),
-			ErrOther, taskv1.ErrorClass_ERROR_CLASS_OTHER, false},
+			taskapi.ErrOther, taskv1.ErrorClass_ERROR_CLASS_OTHER, false},
 		{"row too large", status.Error(codes.InvalidArgument, "row of table public.orders encodes to 2000000 bytes"),
-			ErrConfig, taskv1.ErrorClass_ERROR_CLASS_OTHER, true},
+			taskapi.ErrConfig, taskv1.ErrorClass_ERROR_CLASS_OTHER, true},
 	})
 	// A status wrapped on the way (wrapStream) keeps its code, and its
 	// message loses gRPC's "rpc error: code = ... desc =" envelope.

@@ -16,6 +16,7 @@ import (
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // FullSync has delivery read capture's snapshot and write it to Kafka
@@ -66,7 +67,7 @@ func (a *Activities) FullSync(ctx context.Context, in *taskv1.FullSyncActivityIn
 	}
 	res, err := prog.result()
 	if err != nil {
-		return nil, temporal.NewApplicationError(err.Error(), ErrOther)
+		return nil, temporal.NewApplicationError(err.Error(), taskapi.ErrOther)
 	}
 	activity.GetLogger(ctx).Info("full sync delivered", "consistentLSN", res.GetConsistentLsn(), "rows", res.GetAckedRows())
 	return res, nil

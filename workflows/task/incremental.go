@@ -15,19 +15,12 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // heartbeatEvery keeps heartbeats flowing while the stream is idle; the SDK
 // throttles the ones sent on every ack.
 const heartbeatEvery = time.Second
-
-// DefaultHeartbeatSeconds is how often capture writes a heartbeat into the
-// source's WAL when a task leaves advanced.heartbeat_seconds unset
-// (control fills it in; tasks created before it did get this too). Each
-// heartbeat is a WAL record of about 100 bytes; the interval bounds how far
-// an idle slot's confirmed_flush_lsn trails the WAL when keepalives do not
-// carry the position.
-const DefaultHeartbeatSeconds = 30
 
 // ackHeartbeatGap spaces the heartbeats acks record. The SDK sends at
 // most one per HeartbeatThrottle but encodes every one it is given, and
@@ -138,7 +131,7 @@ func heartbeatSeconds(spec *taskv1.TaskSpec) uint32 {
 	if h := spec.GetAdvanced().GetHeartbeatSeconds(); h > 0 {
 		return h
 	}
-	return DefaultHeartbeatSeconds
+	return taskapi.DefaultHeartbeatSeconds
 }
 
 // deliveryStart opens a delivery stream for the task, whichever phase

@@ -13,6 +13,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // Metrics are the worker's per-task metrics. A Temporal activity
@@ -150,9 +151,9 @@ func errorClass(err error) string {
 	var app *temporal.ApplicationError
 	if errors.As(err, &app) {
 		switch app.Type() {
-		case ErrConnection:
+		case taskapi.ErrConnection:
 			return "connection"
-		case ErrConfig:
+		case taskapi.ErrConfig:
 			return "config"
 		}
 	}

@@ -3,7 +3,6 @@ package task
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -12,12 +11,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-)
-
-// Retry-window defaults and bounds, in minutes, as the managed service has them.
-const (
-	DefaultConnectionRetryMinutes = 720
-	DefaultOtherRetryMinutes      = 10
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // The incremental activity heartbeats far more often than this; a worker that
@@ -35,10 +29,10 @@ var activities *Activities
 // workflow owns the retry windows and the confirmed checkpoint.
 func TaskWorkflow(ctx workflow.Context, in *taskv1.TaskWorkflowInput) error {
 	r := newTaskRun(ctx, in)
-	if err := workflow.SetQueryHandler(ctx, QueryState, func() (*taskv1.TaskState, error) {
+	if err := workflow.SetQueryHandler(ctx, taskapi.QueryState, func() (*taskv1.TaskState, error) {
 		return r.st, nil
 	}); err != nil {
-		return fmt.Errorf("registering query %s: %w", QueryState, err)
+		return fmt.Errorf("registering query %s: %w", taskapi.QueryState, err)
 	}
 	if r.st.GetPaused() && r.st.GetPhase() == taskv1.Phase_PHASE_PRECHECK {
 		// Created paused: nothing runs, not even the precheck, until
@@ -101,9 +95,9 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 		if stopped {
 			return nil
 		}
-		r.st.Prechecks = AcknowledgeWarnings(res.GetItems(), r.spec().GetAcknowledgedWarnings())
+		r.st.Prechecks = taskapi.AcknowledgeWarnings(res.GetItems(), r.spec().GetAcknowledgedWarnings())
 		if failed := failedPrechecks(r.st.Prechecks); failed != "" {
-			return temporal.NewNonRetryableApplicationError("precheck failed: "+failed, ErrConfig, nil)
+			return temporal.NewNonRetryableApplicationError("precheck failed: "+failed, taskapi.ErrConfig, nil)
 		}
 		r.st.Phase = taskv1.Phase_PHASE_SCHEMA_SYNC
 	}
@@ -148,25 +142,6 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 	return nil
 }
 
-// AcknowledgeWarnings turns the warnings the spec acknowledges into passes
-// marked acknowledged, keeping their message and fix so the state still says
-// what was accepted. Failures stay failures: they cannot be acknowledged.
-func AcknowledgeWarnings(items []*taskv1.PrecheckItem, acked []string) []*taskv1.PrecheckItem {
-	if len(acked) == 0 {
-		return items
-	}
-	out := make([]*taskv1.PrecheckItem, len(items))
-	for i, it := range items {
-		out[i] = it
-		if it.GetSeverity() == taskv1.Severity_SEVERITY_WARN && slices.Contains(acked, it.GetId()) {
-			out[i] = &taskv1.PrecheckItem{
-				Id: it.GetId(), Severity: taskv1.Severity_SEVERITY_PASS, Message: it.GetMessage(), Fix: it.GetFix(), Acknowledged: true,
-			}
-		}
-	}
-	return out
-}
-
 // failedPrechecks lists the failed items; only they block a task, warnings
 // (acknowledged or not) never do.
 func failedPrechecks(items []*taskv1.PrecheckItem) string {
@@ -206,7 +181,7 @@ func (r *taskRun) incremental(ctx workflow.Context) error {
 			if r.stopReq != nil || len(r.pendingModify) > 0 || r.restartReq {
 				continue
 			}
-			return workflow.NewContinueAsNewError(ctx, WorkflowName, r.continueAsNewInput())
+			return workflow.NewContinueAsNewError(ctx, taskapi.WorkflowName, r.continueAsNewInput())
 		}
 		r.setStatus(ctx, taskv1.Status_STATUS_RUNNING)
 		before := r.st.GetCheckpoint().GetConfirmedLsn()
@@ -269,7 +244,7 @@ func (r *taskRun) runIncrementalOnce(ctx workflow.Context, untilBackfilled bool)
 		return false, nil
 	}
 	if err == nil {
-		return false, temporal.NewApplicationError("incremental sync ended without an error", ErrOther)
+		return false, temporal.NewApplicationError("incremental sync ended without an error", taskapi.ErrOther)
 	}
 	return false, err
 }
@@ -278,7 +253,7 @@ func (r *taskRun) runIncrementalOnce(ctx workflow.Context, untilBackfilled bool)
 // an error only when the task must fail.
 func (r *taskRun) onFailure(ctx workflow.Context, err error, progressed bool) error {
 	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) && appErr.Type() == ErrConfig {
+	if errors.As(err, &appErr) && appErr.Type() == taskapi.ErrConfig {
 		r.fail(ctx, describe(err))
 		return err
 	}
@@ -297,7 +272,7 @@ func (r *taskRun) onFailure(ctx workflow.Context, err error, progressed bool) er
 		msg := fmt.Sprintf("task %s failed for %s, beyond its %s retry window of %s: %s",
 			r.in.GetTaskId(), failingFor, className(class), window, describe(err))
 		r.fail(ctx, msg)
-		return temporal.NewNonRetryableApplicationError(msg, ErrOther, err)
+		return temporal.NewNonRetryableApplicationError(msg, taskapi.ErrOther, err)
 	}
 	r.setStatus(ctx, taskv1.Status_STATUS_RETRYING)
 	r.st.RetryingUntil = timestamppb.New(r.st.GetFailingSince().AsTime().Add(window))
@@ -369,7 +344,7 @@ func describe(err error) string {
 
 func classify(err error) taskv1.ErrorClass {
 	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) && appErr.Type() == ErrConnection {
+	if errors.As(err, &appErr) && appErr.Type() == taskapi.ErrConnection {
 		return taskv1.ErrorClass_ERROR_CLASS_CONNECTION
 	}
 	var toErr *temporal.TimeoutError
@@ -397,12 +372,12 @@ func (r *taskRun) retryWindow(class taskv1.ErrorClass) time.Duration {
 		if m := adv.GetConnectionRetryMinutes(); m > 0 {
 			return time.Duration(m) * minute
 		}
-		return DefaultConnectionRetryMinutes * minute
+		return taskapi.DefaultConnectionRetryMinutes * minute
 	}
 	if m := adv.GetOtherRetryMinutes(); m > 0 {
 		return time.Duration(m) * minute
 	}
-	return DefaultOtherRetryMinutes * minute
+	return taskapi.DefaultOtherRetryMinutes * minute
 }
 
 // absorbCheckpoint takes the confirmed LSN an attempt reported, from its
@@ -464,14 +439,14 @@ func (r *taskRun) shortActivityOptions() workflow.ActivityOptions {
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,
 			MaximumInterval:        maxBackoff,
-			NonRetryableErrorTypes: []string{ErrConfig},
+			NonRetryableErrorTypes: []string{taskapi.ErrConfig},
 		},
 	}
 }
 
 func (r *taskRun) setPhase(ctx workflow.Context, p taskv1.Phase) {
 	r.st.Phase = p
-	r.upsert(ctx, SearchPhase.ValueSet(p.String()))
+	r.upsert(ctx, taskapi.SearchPhase.ValueSet(p.String()))
 }
 
 func (r *taskRun) setStatus(ctx workflow.Context, s taskv1.Status) {
@@ -482,7 +457,7 @@ func (r *taskRun) setStatus(ctx workflow.Context, s taskv1.Status) {
 		return
 	}
 	r.st.Status = s
-	r.upsert(ctx, SearchStatus.ValueSet(s.String()))
+	r.upsert(ctx, taskapi.SearchStatus.ValueSet(s.String()))
 }
 
 func (r *taskRun) upsert(ctx workflow.Context, u temporal.SearchAttributeUpdate) {

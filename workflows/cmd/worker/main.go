@@ -23,9 +23,10 @@ import (
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
-	"github.com/ferry-cdc/ferry/workflows/grpccodec"
+	"github.com/ferry-cdc/ferry/platform/grpccodec"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
+	"github.com/ferry-cdc/ferry/platform/telemetry"
 	"github.com/ferry-cdc/ferry/workflows/task"
-	"github.com/ferry-cdc/ferry/workflows/telemetry"
 )
 
 // Config is everything the worker needs, read once at start.
@@ -44,7 +45,7 @@ func loadConfig() Config {
 	var c Config
 	flag.StringVar(&c.TemporalAddress, "temporal", envOr("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port")
 	flag.StringVar(&c.TemporalNamespace, "namespace", envOr("FERRY_TEMPORAL_NAMESPACE", "default"), "Temporal namespace")
-	flag.StringVar(&c.TaskQueue, "task-queue", envOr("FERRY_TASK_QUEUE", task.DefaultTaskQueue), "Temporal task queue to poll")
+	flag.StringVar(&c.TaskQueue, "task-queue", envOr("FERRY_TASK_QUEUE", taskapi.DefaultTaskQueue), "Temporal task queue to poll")
 	flag.StringVar(&c.CatalogAddress, "catalog", envOr("FERRY_CATALOG_ADDRESS", "127.0.0.1:7401"), "catalog service host:port")
 	flag.StringVar(&c.CaptureAddress, "capture", envOr("FERRY_CAPTURE_ADDRESS", "127.0.0.1:7402"), "capture service host:port")
 	flag.StringVar(&c.DeliveryAddress, "delivery", envOr("FERRY_DELIVERY_ADDRESS", "127.0.0.1:7403"), "delivery service host:port")
@@ -103,7 +104,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		conns[name] = conn
 	}
 	tc, err := client.Dial(client.Options{
-		HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: logger, DataConverter: task.DataConverter(),
+		HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: logger, DataConverter: taskapi.DataConverter(),
 	})
 	if err != nil {
 		return fmt.Errorf("connecting to Temporal at %s: %w", cfg.TemporalAddress, err)
@@ -116,7 +117,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		MaxHeartbeatThrottleInterval: task.HeartbeatThrottle,
 		Interceptors:                 []interceptor.WorkerInterceptor{metrics.Interceptor()},
 	})
-	w.RegisterWorkflowWithOptions(task.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowName})
+	w.RegisterWorkflowWithOptions(task.TaskWorkflow, workflow.RegisterOptions{Name: taskapi.WorkflowName})
 	w.RegisterActivity(&task.Activities{
 		Catalog:  catalogv1.NewCatalogServiceClient(conns["catalog"]),
 		Capture:  capturev1.NewCaptureServiceClient(conns["capture"]),

@@ -1,6 +1,13 @@
-// Package task holds the TaskWorkflow, which runs one synchronization task's
-// lifecycle, and the activities it orchestrates.
-package task
+// Package taskapi is the public face of a task's workflow: the names and
+// values the control API, ferryctl and users of the Temporal CLI share with
+// the worker (workflow, signal, query and activity names, application error
+// types, search attributes, option defaults, the data converter) and the
+// pure functions both sides apply to a spec. It lives apart from the
+// workflow so that the services do not link the worker's code.
+//
+// Every name here is recorded in workflow histories and used from outside
+// Ferry: changing one breaks running tasks and their replay.
+package taskapi
 
 import "go.temporal.io/sdk/temporal"
 
@@ -53,6 +60,21 @@ const (
 	// the task needs to resume (capture's DataLoss); retrying cannot help.
 	ErrConfig = "ferry.ConfigError"
 )
+
+// Retry-window defaults and bounds, in minutes, as the managed service has
+// them; control fills them into a spec that leaves them unset.
+const (
+	DefaultConnectionRetryMinutes = 720
+	DefaultOtherRetryMinutes      = 10
+)
+
+// DefaultHeartbeatSeconds is how often capture writes a heartbeat into the
+// source's WAL when a task leaves advanced.heartbeat_seconds unset
+// (control fills it in; tasks created before it did get this too). Each
+// heartbeat is a WAL record of about 100 bytes; the interval bounds how far
+// an idle slot's confirmed_flush_lsn trails the WAL when keepalives do not
+// carry the position.
+const DefaultHeartbeatSeconds = 30
 
 // Search attributes registered in the Temporal server (deploy/local/stack.sh)
 // so that tasks can be found and read in the Temporal UI.
