@@ -27,7 +27,7 @@ import (
 	"github.com/ferry-cdc/ferry/services/capture"
 	"github.com/ferry-cdc/ferry/services/delivery"
 	"github.com/ferry-cdc/ferry/services/testenv"
-	"github.com/ferry-cdc/ferry/workflows/task"
+	"github.com/ferry-cdc/ferry/workflows/activities"
 )
 
 // This test lived in services/delivery; it runs the worker's activity, and
@@ -77,7 +77,7 @@ func TestExactlyOnceChunkedBackfillSurvivesDeliveryKill(t *testing.T) {
 	first := startKillableDelivery(t)
 	ensureTopics(t, first.client, bootstrap, &deliveryv1.TopicSpec{Name: topic, Partitions: 3})
 	env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
-	env.RegisterActivity(&task.Activities{Capture: capture, Delivery: first.client})
+	env.RegisterActivity(&activities.Activities{Capture: capture, Delivery: first.client})
 	killed := make(chan *cdcv1.BackfillProgress, 1)
 	go func() { killed <- killMidBackfill(t, bootstrap, topic, first) }()
 	if _, err := env.ExecuteActivity("Incremental", in); err == nil {
@@ -91,7 +91,7 @@ func TestExactlyOnceChunkedBackfillSurvivesDeliveryKill(t *testing.T) {
 
 	second := startKillableDelivery(t)
 	env = (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
-	env.RegisterActivity(&task.Activities{Capture: capture, Delivery: second.client})
+	env.RegisterActivity(&activities.Activities{Capture: capture, Delivery: second.client})
 	val, err := env.ExecuteActivity("Incremental", in) // the stale checkpoint again
 	if err != nil {
 		t.Fatalf("the resumed activity: %v", err)

@@ -35,16 +35,21 @@ const (
 	SignalRestart = "ferry.restart"
 )
 
-// ActivityFullSync is the full sync activity's registered name; the
-// control API reads its heartbeat for per-table progress.
-const ActivityFullSync = "FullSync"
-
-// ActivityPrecheck and ActivitySetup are the registered names of the
-// activities before streaming; the control API reads the retries of tasks
-// that began before the workflow owned them.
+// Registered names of the activities: the workflow schedules them by these
+// names, which are the worker's method names (workflows/activities), and
+// recorded histories hold them. The control API reads the heartbeat of
+// ActivityFullSync for per-table progress, and the retries of
+// ActivityPrecheck and ActivitySetup for tasks that began before the
+// workflow owned them.
 const (
-	ActivityPrecheck = "Precheck"
-	ActivitySetup    = "Setup"
+	ActivityPrecheck      = "Precheck"
+	ActivitySetup         = "Setup"
+	ActivityFullSync      = "FullSync"
+	ActivityIncremental   = "Incremental"
+	ActivityModify        = "Modify"
+	ActivityApplyThrottle = "ApplyThrottle"
+	ActivityAlert         = "Alert"
+	ActivityRelease       = "Release"
 )
 
 // QueryState returns the task's *taskv1.TaskState.
@@ -75,6 +80,15 @@ const (
 // an idle slot's confirmed_flush_lsn trails the WAL when keepalives do not
 // carry the position.
 const DefaultHeartbeatSeconds = 30
+
+// Alert kinds and states, as the webhook body carries them (the workflow
+// sends task_failed, the incremental activity latency).
+const (
+	AlertKindTaskFailed = "task_failed"
+	AlertKindLatency    = "latency"
+	AlertFiring         = "firing"
+	AlertResolved       = "resolved"
+)
 
 // Search attributes registered in the Temporal server (deploy/local/stack.sh)
 // so that tasks can be found and read in the Temporal UI.

@@ -1,6 +1,7 @@
 package taskapi
 
 import (
+	"fmt"
 	"slices"
 
 	"google.golang.org/protobuf/proto"
@@ -45,4 +46,20 @@ func AcknowledgeWarnings(items []*taskv1.PrecheckItem, acked []string) []*taskv1
 		}
 	}
 	return out
+}
+
+// FailedPrechecks lists the failed items, empty when none failed; only they
+// block a task, warnings (acknowledged or not) never do. The workflow and
+// the modify activity word the refusal alike.
+func FailedPrechecks(items []*taskv1.PrecheckItem) string {
+	msg := ""
+	for _, it := range items {
+		if it.GetSeverity() == taskv1.Severity_SEVERITY_FAIL {
+			if msg != "" {
+				msg += "; "
+			}
+			msg += fmt.Sprintf("%s: %s (fix: %s)", it.GetId(), it.GetMessage(), it.GetFix())
+		}
+	}
+	return msg
 }

@@ -14,9 +14,10 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/platform/taskapi"
+	"github.com/ferry-cdc/ferry/workflows/activities"
 )
 
-// TestClassifyRPCSourceFaults feeds classifyRPC the statuses capture returns
+// TestClassifyRPCSourceFaults feeds ClassifyRPC the statuses capture returns
 // for PostgreSQL faults (services/capture/faults_test.go, messages as
 // observed there) and checks the retry window each one gets: the source
 // coming back by itself is the connection window; what an administrator
@@ -53,7 +54,7 @@ func TestDroppedSlotFailsTheTaskAtOnce(t *testing.T) {
 	msg := "replication slot s does not exist: it was dropped (or never created). ... create it again with full sync to read the tables again"
 	w := newWFTest(t)
 	w.onIncremental(func(context.Context, *taskv1.IncrementalActivityInput) error {
-		return classifyRPC("incremental sync", status.Error(codes.DataLoss, msg), &cdcv1.Checkpoint{ConfirmedLsn: 100})
+		return activities.ClassifyRPC("incremental sync", status.Error(codes.DataLoss, msg), &cdcv1.Checkpoint{ConfirmedLsn: 100})
 	})
 	start := w.Now()
 	err := w.run()

@@ -11,6 +11,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/platform/taskapi"
+	"github.com/ferry-cdc/ferry/workflows/activities"
 )
 
 // With every table keyed, full sync is backfills beside the stream: an
@@ -20,7 +21,7 @@ import (
 func TestChunkedFullSyncResumesAtItsNextChunk(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	a := &Activities{}
+	a := &activities.Activities{}
 	env.RegisterActivity(a)
 	w := &wfTest{TestWorkflowEnvironment: env, t: t, a: a}
 	items := &taskv1.TableRef{Schema: "public", Table: "items"}

@@ -13,6 +13,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/platform/taskapi"
+	"github.com/ferry-cdc/ferry/workflows/activities"
 )
 
 func fullSpec() *taskv1.TaskSpec {
@@ -35,7 +36,7 @@ type fullSyncTest struct {
 func newFullSyncTest(t *testing.T, attempts ...func(context.Context, *taskv1.FullSyncActivityInput) (*taskv1.FullSyncActivityResult, error)) *fullSyncTest {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	a := &Activities{}
+	a := &activities.Activities{}
 	env.RegisterActivity(a)
 	f := &fullSyncTest{wfTest: &wfTest{TestWorkflowEnvironment: env, t: t, a: a}}
 	f.OnActivity(a.Precheck, mock.Anything, mock.Anything).Return(&taskv1.PrecheckActivityResult{}, nil).Maybe()

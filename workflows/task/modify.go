@@ -41,7 +41,7 @@ func (r *taskRun) modify(ctx workflow.Context, sig *taskv1.ModifyObjectsSignal) 
 	opts := r.shortActivityOptions()
 	opts.ScheduleToCloseTimeout = r.retryWindow(taskv1.ErrorClass_ERROR_CLASS_OTHER)
 	var res taskv1.ModifyActivityResult
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), activities.Modify, &taskv1.ModifyActivityInput{
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), taskapi.ActivityModify, &taskv1.ModifyActivityInput{
 		TaskId: r.in.GetTaskId(), Spec: spec, PublicationName: r.st.GetPublicationName(),
 		PreviousTables: r.st.GetTables(), PreviousObjects: r.spec().GetObjects(),
 	}).Get(ctx, &res)
@@ -92,7 +92,7 @@ func (r *taskRun) pushThrottle(ctx workflow.Context) bool {
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3, NonRetryableErrorTypes: []string{taskapi.ErrConfig}},
 	})
 	var res capturev1.UpdateThrottleResponse
-	err := workflow.ExecuteActivity(actx, activities.ApplyThrottle, &taskv1.ApplyThrottleInput{
+	err := workflow.ExecuteActivity(actx, taskapi.ActivityApplyThrottle, &taskv1.ApplyThrottleInput{
 		Spec: r.streamSpec(), SlotName: r.st.GetSlotName(),
 	}).Get(ctx, &res)
 	if err != nil || res.GetStreamsUpdated() == 0 {

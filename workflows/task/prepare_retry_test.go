@@ -12,6 +12,7 @@ import (
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/platform/taskapi"
+	"github.com/ferry-cdc/ferry/workflows/activities"
 )
 
 // newPrepareTest is a workflow test whose precheck and setup each fail
@@ -19,7 +20,7 @@ import (
 func newPrepareTest(t *testing.T, precheckErrs, setupErrs []error) (*wfTest, *int, *int) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	a := &Activities{}
+	a := &activities.Activities{}
 	env.RegisterActivity(a)
 	prechecks, setups := 0, 0
 	env.OnActivity(a.Precheck, mock.Anything, mock.Anything).Return(func(context.Context, *taskv1.PrecheckActivityInput) (*taskv1.PrecheckActivityResult, error) {

@@ -204,7 +204,7 @@ func TestFailureSendsTheAlertOnce(t *testing.T) {
 	if w.GetWorkflowError() == nil {
 		t.Fatal("the task did not fail")
 	}
-	if len(alerts) != 1 || alerts[0].GetKind() != AlertKindTaskFailed || !strings.Contains(alerts[0].GetMessage(), "boom") ||
+	if len(alerts) != 1 || alerts[0].GetKind() != taskapi.AlertKindTaskFailed || !strings.Contains(alerts[0].GetMessage(), "boom") ||
 		alerts[0].GetTaskName() != "orders" {
 		t.Fatalf("alerts = %v, want one task_failed alert carrying the error", alerts)
 	}

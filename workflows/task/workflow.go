@@ -1,3 +1,8 @@
+// Package task holds TaskWorkflow, which runs one synchronization task's
+// lifecycle: the deterministic code that decides what runs when, keeps the
+// checkpoint and the retry windows, and takes signals and queries. The
+// activities it schedules, which do all the I/O, are in
+// workflows/activities; the names both sides share are in platform/taskapi.
 package task
 
 import (
@@ -20,9 +25,9 @@ const incrementalHeartbeatTimeout = 20 * time.Second
 
 const maxBackoff = time.Minute
 
-// activities is nil on purpose: the workflow only names the methods, the
-// worker registers the real instance.
-var activities *Activities
+// The workflow schedules activities by their registered names
+// (taskapi.Activity*) rather than by method values, so that this package
+// does not link the activities' I/O code; the worker registers them.
 
 // TaskWorkflow runs one task: precheck, setup (schema sync), then incremental
 // sync until stopped. The incremental activity is single-attempt; this
@@ -87,7 +92,7 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 		r.setPhase(ctx, taskv1.Phase_PHASE_PRECHECK)
 		var res taskv1.PrecheckActivityResult
 		stopped, err := r.runPrepareStep(ctx, func(actx workflow.Context) error {
-			return workflow.ExecuteActivity(actx, activities.Precheck, &taskv1.PrecheckActivityInput{Spec: r.spec()}).Get(ctx, &res)
+			return workflow.ExecuteActivity(actx, taskapi.ActivityPrecheck, &taskv1.PrecheckActivityInput{Spec: r.spec()}).Get(ctx, &res)
 		})
 		if err != nil {
 			return fmt.Errorf("precheck: %w", err)
@@ -96,7 +101,7 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 			return nil
 		}
 		r.st.Prechecks = taskapi.AcknowledgeWarnings(res.GetItems(), r.spec().GetAcknowledgedWarnings())
-		if failed := failedPrechecks(r.st.Prechecks); failed != "" {
+		if failed := taskapi.FailedPrechecks(r.st.Prechecks); failed != "" {
 			return temporal.NewNonRetryableApplicationError("precheck failed: "+failed, taskapi.ErrConfig, nil)
 		}
 		r.st.Phase = taskv1.Phase_PHASE_SCHEMA_SYNC
@@ -108,7 +113,7 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 		chunked := full && workflow.GetVersion(ctx, chunkedFullSyncChange, workflow.DefaultVersion, 1) >= 1
 		var res taskv1.SetupActivityResult
 		stopped, err := r.runPrepareStep(ctx, func(actx workflow.Context) error {
-			return workflow.ExecuteActivity(actx, activities.Setup, &taskv1.SetupActivityInput{
+			return workflow.ExecuteActivity(actx, taskapi.ActivitySetup, &taskv1.SetupActivityInput{
 				TaskId: r.in.GetTaskId(), Spec: r.spec(), SlotName: name, PublicationName: name,
 				PublicationOnly: full, ChunkIfKeyed: chunked,
 			}).Get(ctx, &res)
@@ -140,21 +145,6 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 		return r.fullSync(ctx)
 	}
 	return nil
-}
-
-// failedPrechecks lists the failed items; only they block a task, warnings
-// (acknowledged or not) never do.
-func failedPrechecks(items []*taskv1.PrecheckItem) string {
-	msg := ""
-	for _, it := range items {
-		if it.GetSeverity() == taskv1.Severity_SEVERITY_FAIL {
-			if msg != "" {
-				msg += "; "
-			}
-			msg += fmt.Sprintf("%s: %s (fix: %s)", it.GetId(), it.GetMessage(), it.GetFix())
-		}
-	}
-	return msg
 }
 
 // incremental keeps the incremental activity running until a stop, pausing,
@@ -228,7 +218,7 @@ func (r *taskRun) runIncrementalOnce(ctx workflow.Context, untilBackfilled bool)
 		WaitForCancellation: true,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
 	})
-	fut := workflow.ExecuteActivity(actx, activities.Incremental, &taskv1.IncrementalActivityInput{
+	fut := workflow.ExecuteActivity(actx, taskapi.ActivityIncremental, &taskv1.IncrementalActivityInput{
 		TaskId: r.in.GetTaskId(), Spec: r.streamSpec(), SlotName: r.st.GetSlotName(),
 		PublicationName: r.st.GetPublicationName(), Checkpoint: r.st.GetCheckpoint(), UntilBackfilled: untilBackfilled,
 	})
@@ -308,8 +298,8 @@ func (r *taskRun) fail(ctx workflow.Context, msg string) {
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
 	})
-	err := workflow.ExecuteActivity(actx, activities.Alert, &taskv1.AlertActivityInput{
-		TaskId: r.in.GetTaskId(), TaskName: r.spec().GetName(), Rules: rules, Kind: AlertKindTaskFailed,
+	err := workflow.ExecuteActivity(actx, taskapi.ActivityAlert, &taskv1.AlertActivityInput{
+		TaskId: r.in.GetTaskId(), TaskName: r.spec().GetName(), Rules: rules, Kind: taskapi.AlertKindTaskFailed,
 		Message: msg, At: timestamppb.New(workflow.Now(ctx)),
 	}).Get(ctx, nil)
 	if err != nil {
@@ -416,7 +406,7 @@ func CheckpointFromError(err error) *cdcv1.Checkpoint {
 func (r *taskRun) stop(ctx workflow.Context) error {
 	if r.stopReq.GetRelease() && r.st.GetSlotName() != "" {
 		actx := workflow.WithActivityOptions(ctx, r.shortActivityOptions())
-		err := workflow.ExecuteActivity(actx, activities.Release, &taskv1.ReleaseActivityInput{
+		err := workflow.ExecuteActivity(actx, taskapi.ActivityRelease, &taskv1.ReleaseActivityInput{
 			Spec: r.spec(), SlotName: r.st.GetSlotName(), PublicationName: r.st.GetPublicationName(),
 		}).Get(ctx, nil)
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/platform/taskapi"
+	"github.com/ferry-cdc/ferry/workflows/activities"
 )
 
 func testSpec() *taskv1.TaskSpec {
@@ -30,7 +31,7 @@ func testSpec() *taskv1.TaskSpec {
 type wfTest struct {
 	*testsuite.TestWorkflowEnvironment
 	t          *testing.T
-	a          *Activities
+	a          *activities.Activities
 	increments []*taskv1.IncrementalActivityInput
 	running    atomic.Int32 // incremental attempts started
 }
@@ -40,7 +41,7 @@ type wfTest struct {
 func newWFTest(t *testing.T) *wfTest {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	a := &Activities{}
+	a := &activities.Activities{}
 	env.RegisterActivity(a)
 	env.OnActivity(a.Precheck, mock.Anything, mock.Anything).Return(&taskv1.PrecheckActivityResult{Items: []*taskv1.PrecheckItem{
 		{Id: "wal_level", Severity: taskv1.Severity_SEVERITY_PASS},
@@ -153,7 +154,7 @@ func TestStopReleasesAndKeepsCheckpoint(t *testing.T) {
 func TestPrecheckFailureFailsTaskWithoutSetup(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	a := &Activities{}
+	a := &activities.Activities{}
 	env.RegisterActivity(a)
 	env.OnActivity(a.Precheck, mock.Anything, mock.Anything).Return(&taskv1.PrecheckActivityResult{Items: []*taskv1.PrecheckItem{
 		{Id: "wal_level", Severity: taskv1.Severity_SEVERITY_FAIL, Message: "wal_level is replica", Fix: "set wal_level=logical"},
@@ -172,7 +173,7 @@ func TestPrecheckFailureFailsTaskWithoutSetup(t *testing.T) {
 func TestAcknowledgedWarningIsReportedAsAcknowledged(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	a := &Activities{}
+	a := &activities.Activities{}
 	env.RegisterActivity(a)
 	env.OnActivity(a.Precheck, mock.Anything, mock.Anything).Return(&taskv1.PrecheckActivityResult{Items: []*taskv1.PrecheckItem{
 		{Id: "wal_level", Severity: taskv1.Severity_SEVERITY_PASS},
@@ -220,7 +221,7 @@ func TestAcknowledgedWarningIsReportedAsAcknowledged(t *testing.T) {
 func TestUnacknowledgedWarningDoesNotBlock(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	a := &Activities{}
+	a := &activities.Activities{}
 	env.RegisterActivity(a)
 	env.OnActivity(a.Precheck, mock.Anything, mock.Anything).Return(&taskv1.PrecheckActivityResult{Items: []*taskv1.PrecheckItem{
 		{Id: "primary_key", Severity: taskv1.Severity_SEVERITY_WARN, Message: "no key"},

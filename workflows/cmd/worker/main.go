@@ -26,6 +26,7 @@ import (
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
 	"github.com/ferry-cdc/ferry/platform/taskapi"
 	"github.com/ferry-cdc/ferry/platform/telemetry"
+	"github.com/ferry-cdc/ferry/workflows/activities"
 	"github.com/ferry-cdc/ferry/workflows/task"
 )
 
@@ -86,7 +87,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer tel.Close()
 	tel.SetGlobal()
-	metrics, err := task.NewMetrics(tel.Meters)
+	metrics, err := activities.NewMetrics(tel.Meters)
 	if err != nil {
 		return err
 	}
@@ -114,15 +115,15 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	w := worker.New(tc, cfg.TaskQueue, worker.Options{
 		// Cancellation reaches an activity only with a heartbeat response, so
 		// the throttle bounds how fast pause and stop take effect.
-		MaxHeartbeatThrottleInterval: task.HeartbeatThrottle,
+		MaxHeartbeatThrottleInterval: activities.HeartbeatThrottle,
 		Interceptors:                 []interceptor.WorkerInterceptor{metrics.Interceptor()},
 	})
 	w.RegisterWorkflowWithOptions(task.TaskWorkflow, workflow.RegisterOptions{Name: taskapi.WorkflowName})
-	w.RegisterActivity(&task.Activities{
+	w.RegisterActivity(&activities.Activities{
 		Catalog:  catalogv1.NewCatalogServiceClient(conns["catalog"]),
 		Capture:  capturev1.NewCaptureServiceClient(conns["capture"]),
 		Delivery: deliveryv1.NewDeliveryServiceClient(conns["delivery"]),
-		HTTP:     &http.Client{Timeout: task.WebhookTimeout},
+		HTTP:     &http.Client{Timeout: activities.WebhookTimeout},
 		Metrics:  metrics,
 	})
 	logger.Info("worker starting", "temporal", cfg.TemporalAddress, "taskQueue", cfg.TaskQueue)

@@ -1,4 +1,4 @@
-package task
+package activities
 
 import (
 	"context"
@@ -38,7 +38,7 @@ const (
 
 // NewMetrics creates the instruments on mp.
 func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
-	meter := mp.Meter("github.com/ferry-cdc/ferry/workflows/task")
+	meter := mp.Meter("github.com/ferry-cdc/ferry/workflows/activities")
 	m := &Metrics{confirmed: map[string]int64{}}
 	var err error
 	if m.errors, err = meter.Int64Counter("ferry_task_errors",
@@ -141,7 +141,7 @@ func (a *attemptMetrics) ExecuteActivity(ctx context.Context, in *interceptor.Ex
 	return res, err
 }
 
-// errorClass names the retry class of an attempt's error as classifyRPC
+// errorClass names the retry class of an attempt's error as ClassifyRPC
 // set it; "" for success and for cancellation, which pause and stop cause.
 func errorClass(err error) string {
 	var canceled *temporal.CanceledError

@@ -1,9 +1,8 @@
-package task
+package activities
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -70,7 +69,7 @@ func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActi
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		activity.GetLogger(ctx).Info("incremental sync cancelled", "confirmedLSN", cp.get())
 	}
-	return nil, classifyRPC("incremental sync", err, cp.snapshot())
+	return nil, ClassifyRPC("incremental sync", err, cp.snapshot())
 }
 
 // replicateStream is the client's end of DeliveryService.Replicate.
@@ -83,11 +82,11 @@ type replicateStream = grpc.BidiStreamingClient[deliveryv1.ReplicateRequest, del
 func (a *Activities) openReplicate(ctx context.Context, in *taskv1.IncrementalActivityInput, cp *checkpointTracker) (replicateStream, error) {
 	rs, err := a.Delivery.Replicate(ctx)
 	if err != nil {
-		return nil, classifyRPC("opening the delivery stream", err, cp.snapshot())
+		return nil, ClassifyRPC("opening the delivery stream", err, cp.snapshot())
 	}
 	start := &deliveryv1.ReplicateRequest{Kind: &deliveryv1.ReplicateRequest_Delivery{Delivery: deliveryStart(in.GetTaskId(), in.GetSpec(), cp.get())}}
 	if err := rs.Send(start); err != nil {
-		return nil, classifyRPC("starting the delivery stream", recvErr(rs.Recv, err), cp.snapshot())
+		return nil, ClassifyRPC("starting the delivery stream", recvErr(rs.Recv, err), cp.snapshot())
 	}
 	if in.GetSpec().GetKafka().GetExactlyOnce() {
 		if err := resumeExactlyOnce(ctx, rs, cp); err != nil {
@@ -101,7 +100,7 @@ func (a *Activities) openReplicate(ctx context.Context, in *taskv1.IncrementalAc
 		BackfillChunkRows: backfillChunkRows(in),
 	}}}
 	if err := rs.Send(changes); err != nil {
-		return nil, classifyRPC("starting the capture stream", recvErr(rs.Recv, err), cp.snapshot())
+		return nil, ClassifyRPC("starting the capture stream", recvErr(rs.Recv, err), cp.snapshot())
 	}
 	return rs, nil
 }
@@ -210,15 +209,6 @@ func recvErr[T any](recv func() (T, error), sendErr error) error {
 		return err
 	}
 	return sendErr
-}
-
-// wrapStream names the side that failed; status.FromError still finds the
-// gRPC status through the wrapping.
-func wrapStream(side string, err error) error {
-	if errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return fmt.Errorf("%s stream: %w", side, err)
 }
 
 // checkpointTracker is shared by the ack and heartbeat goroutines.

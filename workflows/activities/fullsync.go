@@ -1,4 +1,4 @@
-package task
+package activities
 
 import (
 	"context"
@@ -35,7 +35,7 @@ func (a *Activities) FullSync(ctx context.Context, in *taskv1.FullSyncActivityIn
 		Source: in.GetSpec().GetSource(), Objects: in.GetSpec().GetObjects(),
 	})
 	if err != nil {
-		return nil, classifyRPC("resolving the selected tables", err)
+		return nil, ClassifyRPC("resolving the selected tables", err)
 	}
 	tables := in.GetTables()
 	if len(tables) == 0 {
@@ -43,7 +43,7 @@ func (a *Activities) FullSync(ctx context.Context, in *taskv1.FullSyncActivityIn
 	}
 	rs, err := a.Delivery.Replicate(ctx)
 	if err != nil {
-		return nil, classifyRPC("opening the delivery stream", err)
+		return nil, ClassifyRPC("opening the delivery stream", err)
 	}
 	spec := in.GetSpec()
 	for _, req := range []*deliveryv1.ReplicateRequest{
@@ -57,13 +57,13 @@ func (a *Activities) FullSync(ctx context.Context, in *taskv1.FullSyncActivityIn
 		}}},
 	} {
 		if err := rs.Send(req); err != nil {
-			return nil, classifyRPC("starting the full sync", recvErr(rs.Recv, err))
+			return nil, ClassifyRPC("starting the full sync", recvErr(rs.Recv, err))
 		}
 	}
 	prog := &snapshotProgress{estimates: estimatesByTable(resolved)}
 	go prog.heartbeat(ctx)
 	if err := prog.follow(rs); err != nil {
-		return nil, classifyRPC("full sync", err)
+		return nil, ClassifyRPC("full sync", err)
 	}
 	res, err := prog.result()
 	if err != nil {
