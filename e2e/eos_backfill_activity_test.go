@@ -74,7 +74,7 @@ func TestExactlyOnceChunkedBackfillSurvivesDeliveryKill(t *testing.T) {
 		},
 	}
 
-	first := startKillableDelivery(t)
+	first := startKillableDelivery(t, capture)
 	ensureTopics(t, first.client, bootstrap, &deliveryv1.TopicSpec{Name: topic, Partitions: 3})
 	env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
 	env.RegisterActivity(&activities.Activities{Capture: capture, Delivery: first.client})
@@ -89,7 +89,7 @@ func TestExactlyOnceChunkedBackfillSurvivesDeliveryKill(t *testing.T) {
 	}
 	t.Logf("delivery killed with %d rows of the backfill committed", atKill.GetRows())
 
-	second := startKillableDelivery(t)
+	second := startKillableDelivery(t, capture)
 	env = (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
 	env.RegisterActivity(&activities.Activities{Capture: capture, Delivery: second.client})
 	val, err := env.ExecuteActivity("Incremental", in) // the stale checkpoint again
@@ -154,9 +154,12 @@ type killableDelivery struct {
 	kill   func()
 }
 
-func startKillableDelivery(t *testing.T) *killableDelivery {
+// startKillableDelivery serves delivery with capture as the service its
+// Replicate reads changes from, as -capture gives it in production.
+func startKillableDelivery(t *testing.T, capture capturev1.CaptureServiceClient) *killableDelivery {
 	t.Helper()
 	impl := delivery.NewServer(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	impl.Capture = capture
 	gs := grpc.NewServer(grpccodec.ServerOption())
 	deliveryv1.RegisterDeliveryServiceServer(gs, impl)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
