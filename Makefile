@@ -6,7 +6,7 @@ export GOTOOLCHAIN := local
 
 STACK := deploy/local/stack.sh
 TOOLS := deploy/local/tools.sh
-MODULES := ./gen/... ./services/... ./workflows/... ./e2e/... ./bench/...
+MODULES := ./gen/... ./platform/... ./services/... ./workflows/... ./e2e/... ./bench/...
 # Integration and end-to-end tests share one PostgreSQL and one broker, and
 # the machine has two cores: run packages one at a time.
 # The timeout is per package: e2e's, with the source version matrix (at
@@ -32,12 +32,12 @@ gen-check: gen
 	@test -z "$$(git status --porcelain -- gen)" || { echo "gen/ has uncommitted files: run 'make gen' and commit" >&2; git status --porcelain -- gen >&2; exit 1; }
 
 lint: tools
-	@echo "==> gofmt"; out=$$(gofmt -l gen services workflows e2e tools bench); test -z "$$out" || { echo "not gofmt-formatted: $$out" >&2; exit 1; }
+	@echo "==> gofmt"; out=$$(gofmt -l gen platform services workflows e2e tools bench); test -z "$$out" || { echo "not gofmt-formatted: $$out" >&2; exit 1; }
 	@echo "==> go vet"; go vet $(MODULES)
 	@echo "==> buf lint"; $$($(TOOLS) path buf) lint
 	@# Against main: on a branch this catches wire-breaking proto changes; on main it checks the working tree.
 	@echo "==> buf breaking"; $$($(TOOLS) path buf) breaking --against '.git#branch=main'
-	@echo "==> golangci-lint"; $$($(TOOLS) path golangci-lint) run ./services/... ./workflows/... ./e2e/... ./bench/...
+	@echo "==> golangci-lint"; $$($(TOOLS) path golangci-lint) run ./platform/... ./services/... ./workflows/... ./e2e/... ./bench/...
 	@echo "==> workflowcheck"; $$($(TOOLS) path workflowcheck) ./workflows/...
 
 build:
@@ -60,7 +60,7 @@ demo:
 	@deploy/local/demo.sh
 
 test-unit:
-	go test $(GOTEST_FLAGS) ./gen/... ./services/... ./workflows/... ./bench/...
+	go test $(GOTEST_FLAGS) ./gen/... ./platform/... ./services/... ./workflows/... ./bench/...
 
 test-e2e:
 	go test $(GOTEST_FLAGS) -v ./e2e/...

@@ -17,9 +17,9 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 	"github.com/ferry-cdc/ferry/services/control"
 	"github.com/ferry-cdc/ferry/services/testenv"
-	"github.com/ferry-cdc/ferry/workflows/task"
 )
 
 // The retry-window tests stop a private PostgreSQL or a private Kafka broker
@@ -91,12 +91,12 @@ func (e *retryEnv) startTask(connMinutes uint32) {
 	_, err = e.f.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: e.taskID, TaskQueue: e.f.taskQueue, WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			task.SearchTaskName.ValueSet(spec.GetName()),
-			task.SearchSourceDatabase.ValueSet(spec.GetSource().GetDatabase()),
-			task.SearchPhase.ValueSet(taskv1.Phase_PHASE_PRECHECK.String()),
-			task.SearchStatus.ValueSet(taskv1.Status_STATUS_RUNNING.String()),
+			taskapi.SearchTaskName.ValueSet(spec.GetName()),
+			taskapi.SearchSourceDatabase.ValueSet(spec.GetSource().GetDatabase()),
+			taskapi.SearchPhase.ValueSet(taskv1.Phase_PHASE_PRECHECK.String()),
+			taskapi.SearchStatus.ValueSet(taskv1.Status_STATUS_RUNNING.String()),
 		),
-	}, task.WorkflowName, &taskv1.TaskWorkflowInput{TaskId: e.taskID, Spec: spec, RetryMinuteSeconds: 1})
+	}, taskapi.WorkflowName, &taskv1.TaskWorkflowInput{TaskId: e.taskID, Spec: spec, RetryMinuteSeconds: 1})
 	if err != nil {
 		e.t.Fatalf("starting task %s: %v", e.taskID, err)
 	}
@@ -251,7 +251,7 @@ func (e *retryEnv) waitFailed(timeout time.Duration) (*taskv1.TaskState, error) 
 	var st taskv1.TaskState
 	qctx, qcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer qcancel()
-	res, qerr := e.f.temporal.QueryWorkflow(qctx, e.taskID, "", task.QueryState)
+	res, qerr := e.f.temporal.QueryWorkflow(qctx, e.taskID, "", taskapi.QueryState)
 	if qerr != nil {
 		e.t.Fatalf("querying the state of the failed task %s: %v", e.taskID, qerr)
 	}

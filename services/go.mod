@@ -5,11 +5,12 @@ go 1.26.0
 require (
 	github.com/confluentinc/confluent-kafka-go/v2 v2.15.1
 	github.com/ferry-cdc/ferry/gen v0.0.0
-	github.com/ferry-cdc/ferry/workflows v0.0.0
+	github.com/ferry-cdc/ferry/platform v0.0.0
 	github.com/hamba/avro/v2 v2.31.0
 	github.com/jackc/pglogrepl v0.0.0-20251213150135-2e8d0df862c1
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/linkedin/goavro/v2 v2.15.0
+	github.com/pganalyze/pg_query_go/v6 v6.2.5
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
 	go.opentelemetry.io/otel v1.44.0
 	go.opentelemetry.io/otel/metric v1.44.0
@@ -47,7 +48,6 @@ require (
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/nexus-rpc/nexus-proto-annotations v0.1.0 // indirect
 	github.com/nexus-rpc/sdk-go v0.7.0 // indirect
-	github.com/pganalyze/pg_query_go/v6 v6.2.5 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/planetscale/vtprotobuf v0.6.1-0.20250313105119-ba97887b0a25 // indirect
 	github.com/pmezard/go-difflib v1.0.0 // indirect
@@ -80,4 +80,4 @@ require (
 
 replace github.com/ferry-cdc/ferry/gen => ../gen
 
-replace github.com/ferry-cdc/ferry/workflows => ../workflows
+replace github.com/ferry-cdc/ferry/platform => ../platform

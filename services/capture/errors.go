@@ -20,7 +20,7 @@ import (
 )
 
 // toStatus maps an error to the gRPC status clients act on, which the
-// workflow turns into a retry window (workflows/task classifyRPC):
+// workflow turns into a retry window (workflows/activities ClassifyRPC):
 // Unavailable is worth retrying as is (the connection window: a restarted
 // server or a lost connection comes back by itself); FailedPrecondition and
 // PermissionDenied need someone to fix the source first (the shorter

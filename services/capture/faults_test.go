@@ -26,7 +26,7 @@ import (
 // Source faults run against a private PostgreSQL, which they stop, restart,
 // reconfigure and take privileges from; the shared server is never touched.
 // Each fault must end in a status whose code puts the task in the right
-// retry window (workflows/task classifyRPC: Unavailable is the connection
+// retry window (workflows/activities ClassifyRPC: Unavailable is the connection
 // window, FailedPrecondition and PermissionDenied the other-issues window,
 // DataLoss fails the task at once) and whose message names the object and
 // the fix; and no fault may lose or skip a change.

@@ -18,8 +18,8 @@ import (
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/grpccodec"
 	"github.com/ferry-cdc/ferry/services/testenv"
-	"github.com/ferry-cdc/ferry/workflows/grpccodec"
 )
 
 // startMeteredServer is startServer with Metrics recorded into a reader.

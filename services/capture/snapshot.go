@@ -36,7 +36,7 @@ import (
 // drops the slot and starts again. The resumable path is DBLog's
 // watermarks beside the stream (backfill.go), which reads tables in
 // primary-key order and so needs a key on every table. The task workflow
-// (workflows/task, Setup and planChunkedFullSync) takes that path for full
+// (the Setup activity and the workflow's planChunkedFullSync) takes that path for full
 // sync when every selected table has a primary key, and for tables added
 // to a running task; it takes this one when any table has none, and for
 // tasks whose workflow began before chunked full sync existed.

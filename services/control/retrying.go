@@ -4,7 +4,7 @@ import (
 	workflowpb "go.temporal.io/api/workflow/v1"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-	"github.com/ferry-cdc/ferry/workflows/task"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // showTemporalRetries covers tasks whose precheck or setup began before the
@@ -14,7 +14,7 @@ import (
 // activities one attempt at a time, so their attempt is always 1.
 func showTemporalRetries(st *taskv1.TaskState, pa *workflowpb.PendingActivityInfo) {
 	switch pa.GetActivityType().GetName() {
-	case task.ActivityPrecheck, task.ActivitySetup:
+	case taskapi.ActivityPrecheck, taskapi.ActivitySetup:
 	default:
 		return
 	}
@@ -25,7 +25,7 @@ func showTemporalRetries(st *taskv1.TaskState, pa *workflowpb.PendingActivityInf
 	st.LastError = pa.GetLastFailure().GetMessage()
 	st.ConsecutiveFailures = uint32(pa.GetAttempt() - 1)
 	st.FailingClass = taskv1.ErrorClass_ERROR_CLASS_OTHER
-	if pa.GetLastFailure().GetApplicationFailureInfo().GetType() == task.ErrConnection {
+	if pa.GetLastFailure().GetApplicationFailureInfo().GetType() == taskapi.ErrConnection {
 		st.FailingClass = taskv1.ErrorClass_ERROR_CLASS_CONNECTION
 	}
 	// Those attempts ran under a schedule-to-close timeout of the

@@ -23,7 +23,7 @@ import (
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-	"github.com/ferry-cdc/ferry/workflows/task"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // Server implements taskv1.TaskServiceServer.
@@ -71,12 +71,12 @@ func (s *Server) CreateTask(ctx context.Context, req *taskv1.CreateTaskRequest) 
 		TaskQueue:                                s.taskQueue,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			task.SearchTaskName.ValueSet(spec.GetName()),
-			task.SearchSourceDatabase.ValueSet(spec.GetSource().GetDatabase()),
-			task.SearchPhase.ValueSet(taskv1.Phase_PHASE_PRECHECK.String()),
-			task.SearchStatus.ValueSet(status0.String()),
+			taskapi.SearchTaskName.ValueSet(spec.GetName()),
+			taskapi.SearchSourceDatabase.ValueSet(spec.GetSource().GetDatabase()),
+			taskapi.SearchPhase.ValueSet(taskv1.Phase_PHASE_PRECHECK.String()),
+			taskapi.SearchStatus.ValueSet(status0.String()),
 		),
-	}, task.WorkflowName, in)
+	}, taskapi.WorkflowName, in)
 	if err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &started) {
@@ -108,7 +108,7 @@ func (s *Server) GetTask(ctx context.Context, req *taskv1.GetTaskRequest) (*task
 	}
 	for _, pa := range desc.GetPendingActivities() {
 		showTemporalRetries(st, pa)
-		if pa.GetActivityType().GetName() == task.ActivityFullSync {
+		if pa.GetActivityType().GetName() == taskapi.ActivityFullSync {
 			var fs taskv1.FullSyncActivityResult
 			if pa.GetHeartbeatDetails() != nil && converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &fs) == nil {
 				out.FullSync = &fs
@@ -127,7 +127,7 @@ func (s *Server) GetTask(ctx context.Context, req *taskv1.GetTaskRequest) (*task
 // ListTasks lists task workflows with their search attributes.
 func (s *Server) ListTasks(ctx context.Context, req *taskv1.ListTasksRequest) (*taskv1.ListTasksResponse, error) {
 	resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		Query:         fmt.Sprintf("WorkflowType = '%s'", task.WorkflowName),
+		Query:         fmt.Sprintf("WorkflowType = '%s'", taskapi.WorkflowName),
 		PageSize:      int32(min(req.GetPageSize(), 1000)),
 		NextPageToken: req.GetPageToken(),
 	})
@@ -158,27 +158,27 @@ func (s *Server) PrecheckTask(ctx context.Context, req *taskv1.PrecheckTaskReque
 	if err != nil {
 		return nil, err
 	}
-	return &taskv1.PrecheckTaskResponse{Items: task.AcknowledgeWarnings(res.GetItems(), spec.GetAcknowledgedWarnings())}, nil
+	return &taskv1.PrecheckTaskResponse{Items: taskapi.AcknowledgeWarnings(res.GetItems(), spec.GetAcknowledgedWarnings())}, nil
 }
 
 // PauseTask stops incremental sync at its confirmed checkpoint.
 func (s *Server) PauseTask(ctx context.Context, req *taskv1.PauseTaskRequest) (*taskv1.PauseTaskResponse, error) {
-	return &taskv1.PauseTaskResponse{}, s.signal(ctx, req.GetTaskId(), task.SignalPause, &taskv1.PauseSignal{})
+	return &taskv1.PauseTaskResponse{}, s.signal(ctx, req.GetTaskId(), taskapi.SignalPause, &taskv1.PauseSignal{})
 }
 
 // StartTask starts a task created with create_paused.
 func (s *Server) StartTask(ctx context.Context, req *taskv1.StartTaskRequest) (*taskv1.StartTaskResponse, error) {
-	return &taskv1.StartTaskResponse{}, s.signal(ctx, req.GetTaskId(), task.SignalResume, &taskv1.ResumeSignal{})
+	return &taskv1.StartTaskResponse{}, s.signal(ctx, req.GetTaskId(), taskapi.SignalResume, &taskv1.ResumeSignal{})
 }
 
 // ResumeTask continues a paused task from its checkpoint.
 func (s *Server) ResumeTask(ctx context.Context, req *taskv1.ResumeTaskRequest) (*taskv1.ResumeTaskResponse, error) {
-	return &taskv1.ResumeTaskResponse{}, s.signal(ctx, req.GetTaskId(), task.SignalResume, &taskv1.ResumeSignal{})
+	return &taskv1.ResumeTaskResponse{}, s.signal(ctx, req.GetTaskId(), taskapi.SignalResume, &taskv1.ResumeSignal{})
 }
 
 // StopTask ends the task, dropping its slot and publication when asked.
 func (s *Server) StopTask(ctx context.Context, req *taskv1.StopTaskRequest) (*taskv1.StopTaskResponse, error) {
-	return &taskv1.StopTaskResponse{}, s.signal(ctx, req.GetTaskId(), task.SignalStop, &taskv1.StopSignal{Release: req.GetRelease()})
+	return &taskv1.StopTaskResponse{}, s.signal(ctx, req.GetTaskId(), taskapi.SignalStop, &taskv1.StopSignal{Release: req.GetRelease()})
 }
 
 func (s *Server) signal(ctx context.Context, id, name string, payload any) error {

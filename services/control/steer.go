@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-	"github.com/ferry-cdc/ferry/workflows/task"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // ModifyObjects validates the task's spec with the new selection, as
@@ -23,7 +23,7 @@ func (s *Server) ModifyObjects(ctx context.Context, req *taskv1.ModifyObjectsReq
 	if err != nil {
 		return nil, err
 	}
-	spec := task.ModifiedSpec(st.GetSpec(), &taskv1.ModifyObjectsSignal{
+	spec := taskapi.ModifiedSpec(st.GetSpec(), &taskv1.ModifyObjectsSignal{
 		Objects: req.GetObjects(), Compression: req.GetCompression(), Acks: req.GetAcks(),
 	})
 	norm, err := Normalize(spec)
@@ -31,7 +31,7 @@ func (s *Server) ModifyObjects(ctx context.Context, req *taskv1.ModifyObjectsReq
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	sig := &taskv1.ModifyObjectsSignal{Objects: norm.GetObjects(), Compression: req.GetCompression(), Acks: req.GetAcks()}
-	return &taskv1.ModifyObjectsResponse{}, s.signal(ctx, req.GetTaskId(), task.SignalModifyObjects, sig)
+	return &taskv1.ModifyObjectsResponse{}, s.signal(ctx, req.GetTaskId(), taskapi.SignalModifyObjects, sig)
 }
 
 // UpdateThrottle changes the throttles of a running task without
@@ -42,7 +42,7 @@ func (s *Server) UpdateThrottle(ctx context.Context, req *taskv1.UpdateThrottleR
 			"set full and/or incremental: each one given replaces that throttle whole (zero fields are unlimited)")
 	}
 	sig := &taskv1.UpdateThrottleSignal{Full: req.GetFull(), Incremental: req.GetIncremental()}
-	return &taskv1.UpdateThrottleResponse{}, s.signal(ctx, req.GetTaskId(), task.SignalUpdateThrottle, sig)
+	return &taskv1.UpdateThrottleResponse{}, s.signal(ctx, req.GetTaskId(), taskapi.SignalUpdateThrottle, sig)
 }
 
 // RestartTask restarts a running task's phase from its confirmed
@@ -56,7 +56,7 @@ func (s *Server) RestartTask(ctx context.Context, req *taskv1.RestartTaskRequest
 	}
 	switch desc.GetWorkflowExecutionInfo().GetStatus() {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
-		return &taskv1.RestartTaskResponse{}, s.signal(ctx, id, task.SignalRestart, &taskv1.RestartSignal{})
+		return &taskv1.RestartTaskResponse{}, s.signal(ctx, id, taskapi.SignalRestart, &taskv1.RestartSignal{})
 	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
 		return nil, status.Errorf(codes.FailedPrecondition, "task %s was stopped and cannot restart; create a new task", id)
 	}
@@ -73,12 +73,12 @@ func (s *Server) RestartTask(ctx context.Context, req *taskv1.RestartTaskRequest
 	run, err := s.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: id, TaskQueue: s.taskQueue, WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			task.SearchTaskName.ValueSet(st.GetSpec().GetName()),
-			task.SearchSourceDatabase.ValueSet(st.GetSpec().GetSource().GetDatabase()),
-			task.SearchPhase.ValueSet(st.GetPhase().String()),
-			task.SearchStatus.ValueSet(st.GetStatus().String()),
+			taskapi.SearchTaskName.ValueSet(st.GetSpec().GetName()),
+			taskapi.SearchSourceDatabase.ValueSet(st.GetSpec().GetSource().GetDatabase()),
+			taskapi.SearchPhase.ValueSet(st.GetPhase().String()),
+			taskapi.SearchStatus.ValueSet(st.GetStatus().String()),
 		),
-	}, task.WorkflowName, &taskv1.TaskWorkflowInput{TaskId: id, Spec: st.GetSpec(), State: st})
+	}, taskapi.WorkflowName, &taskv1.TaskWorkflowInput{TaskId: id, Spec: st.GetSpec(), State: st})
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "starting task %s again on Temporal: %v", id, err)
 	}
@@ -121,7 +121,7 @@ func (s *Server) DeleteTask(ctx context.Context, req *taskv1.DeleteTaskRequest) 
 
 // state queries a task's workflow, running or closed, for its state.
 func (s *Server) state(ctx context.Context, id string) (*taskv1.TaskState, error) {
-	resp, err := s.temporal.QueryWorkflow(ctx, id, "", task.QueryState)
+	resp, err := s.temporal.QueryWorkflow(ctx, id, "", taskapi.QueryState)
 	if err != nil {
 		return nil, temporalError(id, err)
 	}

@@ -12,9 +12,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 	"github.com/ferry-cdc/ferry/services/catalog"
 	"github.com/ferry-cdc/ferry/services/delivery/registry"
-	"github.com/ferry-cdc/ferry/workflows/task"
 )
 
 var taskIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$`)
@@ -348,10 +348,10 @@ func normalizeAdvanced(s *taskv1.TaskSpec, errs *fieldErrors) {
 	}
 	a := s.Advanced
 	if a.ConnectionRetryMinutes == 0 {
-		a.ConnectionRetryMinutes = task.DefaultConnectionRetryMinutes
+		a.ConnectionRetryMinutes = taskapi.DefaultConnectionRetryMinutes
 	}
 	if a.OtherRetryMinutes == 0 {
-		a.OtherRetryMinutes = task.DefaultOtherRetryMinutes
+		a.OtherRetryMinutes = taskapi.DefaultOtherRetryMinutes
 	}
 	if a.ConnectionRetryMinutes < 10 || a.ConnectionRetryMinutes > 1440 {
 		errs.add("advanced.connection_retry_minutes", "%d is out of range (10 to 1440, default 720)", a.ConnectionRetryMinutes)
@@ -364,11 +364,11 @@ func normalizeAdvanced(s *taskv1.TaskSpec, errs *fieldErrors) {
 			a.OtherRetryMinutes, a.ConnectionRetryMinutes)
 	}
 	if a.HeartbeatSeconds == 0 {
-		a.HeartbeatSeconds = task.DefaultHeartbeatSeconds
+		a.HeartbeatSeconds = taskapi.DefaultHeartbeatSeconds
 	}
 	if a.HeartbeatSeconds > maxHeartbeatSeconds {
 		errs.add("advanced.heartbeat_seconds", "%d is out of range (1 to %d, default %d); an idle slot can trail the WAL by this long",
-			a.HeartbeatSeconds, maxHeartbeatSeconds, task.DefaultHeartbeatSeconds)
+			a.HeartbeatSeconds, maxHeartbeatSeconds, taskapi.DefaultHeartbeatSeconds)
 	}
 }
 

@@ -18,8 +18,8 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/grpccodec"
 	"github.com/ferry-cdc/ferry/services/testenv"
-	"github.com/ferry-cdc/ferry/workflows/grpccodec"
 )
 
 // startServer serves a DeliveryService on a loopback port and returns a

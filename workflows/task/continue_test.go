@@ -8,6 +8,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // The continue-as-new input carries the spec once, in the state: a spec of
@@ -28,7 +29,7 @@ func TestRunContinuedAsNewStreamsWithTheStatesSpec(t *testing.T) {
 	w := newWFTest(t)
 	w.onIncremental(blockUntilCancelled(300))
 	w.OnActivity(w.a.Release, mock.Anything, mock.Anything).Return(nil)
-	w.whenIncrementalRuns(func() { w.SignalWorkflow(SignalStop, &taskv1.StopSignal{Release: true}) })
+	w.whenIncrementalRuns(func() { w.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{Release: true}) })
 	spec := testSpec()
 	st := &taskv1.TaskState{Phase: taskv1.Phase_PHASE_INCREMENTAL, Status: taskv1.Status_STATUS_RUNNING, Spec: spec,
 		SlotName: "ferry_t_1", PublicationName: "ferry_t_1", FullSyncDone: true, Checkpoint: &cdcv1.Checkpoint{ConfirmedLsn: 200}}

@@ -10,6 +10,8 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
+	"github.com/ferry-cdc/ferry/workflows/activities"
 )
 
 // With every table keyed, full sync is backfills beside the stream: an
@@ -19,7 +21,7 @@ import (
 func TestChunkedFullSyncResumesAtItsNextChunk(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	a := &Activities{}
+	a := &activities.Activities{}
 	env.RegisterActivity(a)
 	w := &wfTest{TestWorkflowEnvironment: env, t: t, a: a}
 	items := &taskv1.TableRef{Schema: "public", Table: "items"}
@@ -39,7 +41,7 @@ func TestChunkedFullSyncResumesAtItsNextChunk(t *testing.T) {
 		attempts = append(attempts, in)
 		switch len(attempts) {
 		case 1: // dies halfway through orders
-			return nil, temporal.NewApplicationErrorWithOptions("capture went away", ErrConnection,
+			return nil, temporal.NewApplicationErrorWithOptions("capture went away", taskapi.ErrConnection,
 				temporal.ApplicationErrorOptions{Details: []any{half}})
 		case 2: // finishes both tables
 			return &cdcv1.Checkpoint{ConfirmedLsn: 500, Backfills: []*cdcv1.BackfillProgress{
@@ -51,7 +53,7 @@ func TestChunkedFullSyncResumesAtItsNextChunk(t *testing.T) {
 		<-ctx.Done()
 		return nil, temporal.NewCanceledError()
 	})
-	w.whenIncrementalRuns(func() { w.SignalWorkflow(SignalStop, &taskv1.StopSignal{}) })
+	w.whenIncrementalRuns(func() { w.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{}) })
 	spec := fullSpec()
 	spec.Advanced.FullThrottle = &taskv1.FullSyncThrottle{RowsPerSecond: 700}
 	env.ExecuteWorkflow(TaskWorkflow, &taskv1.TaskWorkflowInput{TaskId: "t-1", Spec: spec})

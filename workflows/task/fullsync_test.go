@@ -12,6 +12,8 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
+	"github.com/ferry-cdc/ferry/workflows/activities"
 )
 
 func fullSpec() *taskv1.TaskSpec {
@@ -34,7 +36,7 @@ type fullSyncTest struct {
 func newFullSyncTest(t *testing.T, attempts ...func(context.Context, *taskv1.FullSyncActivityInput) (*taskv1.FullSyncActivityResult, error)) *fullSyncTest {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	a := &Activities{}
+	a := &activities.Activities{}
 	env.RegisterActivity(a)
 	f := &fullSyncTest{wfTest: &wfTest{TestWorkflowEnvironment: env, t: t, a: a}}
 	f.OnActivity(a.Precheck, mock.Anything, mock.Anything).Return(&taskv1.PrecheckActivityResult{}, nil).Maybe()
@@ -91,7 +93,7 @@ func TestFullSyncThenIncrementalFromTheConsistentPoint(t *testing.T) {
 	f.onIncremental(blockUntilCancelled(500))
 	// Long enough for the activities before incremental, whose mocks
 	// return at once, to have run.
-	f.RegisterDelayedCallback(func() { f.SignalWorkflow(SignalStop, &taskv1.StopSignal{}) }, 10*blockedDelay)
+	f.RegisterDelayedCallback(func() { f.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{}) }, 10*blockedDelay)
 	if err := f.run(&taskv1.TaskWorkflowInput{TaskId: "t-1", Spec: fullSpec()}); err != nil {
 		t.Fatalf("workflow error: %v", err)
 	}
@@ -113,11 +115,11 @@ func TestFullSyncThenIncrementalFromTheConsistentPoint(t *testing.T) {
 func TestFullSyncRetriesInsideTheWindow(t *testing.T) {
 	f := newFullSyncTest(t,
 		func(context.Context, *taskv1.FullSyncActivityInput) (*taskv1.FullSyncActivityResult, error) {
-			return nil, temporal.NewApplicationError("capture unreachable", ErrConnection)
+			return nil, temporal.NewApplicationError("capture unreachable", taskapi.ErrConnection)
 		},
 		snapshotDone)
 	f.onIncremental(blockUntilCancelled(500))
-	f.RegisterDelayedCallback(func() { f.SignalWorkflow(SignalStop, &taskv1.StopSignal{}) }, time.Second+blockedDelay)
+	f.RegisterDelayedCallback(func() { f.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{}) }, time.Second+blockedDelay)
 	if err := f.run(&taskv1.TaskWorkflowInput{TaskId: "t-1", Spec: fullSpec()}); err != nil {
 		t.Fatalf("workflow error: %v", err)
 	}
@@ -131,7 +133,7 @@ func TestFullSyncRetriesInsideTheWindow(t *testing.T) {
 
 func TestFullSyncFailsAfterItsWindow(t *testing.T) {
 	f := newFullSyncTest(t, func(context.Context, *taskv1.FullSyncActivityInput) (*taskv1.FullSyncActivityResult, error) {
-		return nil, temporal.NewApplicationError("boom", ErrOther)
+		return nil, temporal.NewApplicationError("boom", taskapi.ErrOther)
 	})
 	start := f.Now()
 	if err := f.run(&taskv1.TaskWorkflowInput{TaskId: "t-1", Spec: fullSpec()}); err == nil {
@@ -151,7 +153,7 @@ func TestStopDuringFullSyncReleases(t *testing.T) {
 		<-ctx.Done()
 		return nil, temporal.NewCanceledError()
 	})
-	f.RegisterDelayedCallback(func() { f.SignalWorkflow(SignalStop, &taskv1.StopSignal{Release: true}) }, blockedDelay)
+	f.RegisterDelayedCallback(func() { f.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{Release: true}) }, blockedDelay)
 	if err := f.run(&taskv1.TaskWorkflowInput{TaskId: "t-1", Spec: fullSpec()}); err != nil {
 		t.Fatalf("workflow error: %v", err)
 	}
@@ -172,13 +174,13 @@ func TestPauseDuringFullSyncRestartsIt(t *testing.T) {
 	// Each step waits for the state it needs rather than for a fixed time:
 	// the test clock runs in real time while an activity runs.
 	f.when(func() bool { return len(f.fullSyncs) == 1 }, func() {
-		f.SignalWorkflow(SignalPause, &taskv1.PauseSignal{})
+		f.SignalWorkflow(taskapi.SignalPause, &taskv1.PauseSignal{})
 		f.when(func() bool { return f.state().GetStatus() == taskv1.Status_STATUS_PAUSED }, func() {
 			if st := f.state(); st.GetPhase() != taskv1.Phase_PHASE_FULL_SYNC {
 				t.Errorf("while paused: phase %v, want FULL_SYNC", st.GetPhase())
 			}
-			f.SignalWorkflow(SignalResume, &taskv1.ResumeSignal{})
-			f.whenIncrementalRuns(func() { f.SignalWorkflow(SignalStop, &taskv1.StopSignal{}) })
+			f.SignalWorkflow(taskapi.SignalResume, &taskv1.ResumeSignal{})
+			f.whenIncrementalRuns(func() { f.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{}) })
 		})
 	})
 	if err := f.run(&taskv1.TaskWorkflowInput{TaskId: "t-1", Spec: fullSpec()}); err != nil {
@@ -196,7 +198,7 @@ func TestFullSyncIsNeverRerunOnceDone(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			f := newFullSyncTest(t, snapshotDone)
 			f.onIncremental(blockUntilCancelled(900))
-			f.RegisterDelayedCallback(func() { f.SignalWorkflow(SignalStop, &taskv1.StopSignal{}) }, blockedDelay)
+			f.RegisterDelayedCallback(func() { f.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{}) }, blockedDelay)
 			st := &taskv1.TaskState{Phase: phase, Status: taskv1.Status_STATUS_RUNNING, FullSyncDone: true,
 				SlotName: "ferry_t_1", PublicationName: "ferry_t_1", Checkpoint: &cdcv1.Checkpoint{ConfirmedLsn: 900}}
 			if err := f.run(&taskv1.TaskWorkflowInput{TaskId: "t-1", Spec: fullSpec(), State: st}); err != nil {

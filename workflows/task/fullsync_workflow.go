@@ -9,6 +9,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // fullSyncChange versions the full sync branch: histories recorded before
@@ -90,7 +91,7 @@ func (r *taskRun) runFullSyncOnce(ctx workflow.Context) (*taskv1.FullSyncActivit
 		WaitForCancellation: true,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
 	})
-	fut := workflow.ExecuteActivity(actx, activities.FullSync, &taskv1.FullSyncActivityInput{
+	fut := workflow.ExecuteActivity(actx, taskapi.ActivityFullSync, &taskv1.FullSyncActivityInput{
 		TaskId: r.in.GetTaskId(), Spec: r.spec(), SlotName: r.st.GetSlotName(),
 		PublicationName: r.st.GetPublicationName(), Tables: r.st.GetTables(),
 	})

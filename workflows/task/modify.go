@@ -7,11 +7,11 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
-	"google.golang.org/protobuf/proto"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // applyModifications applies the queued modify-objects signals in order.
@@ -33,15 +33,15 @@ func (r *taskRun) applyModifications(ctx workflow.Context) {
 func (r *taskRun) modify(ctx workflow.Context, sig *taskv1.ModifyObjectsSignal) error {
 	if len(sig.GetObjects().GetTables()) == 0 && len(sig.GetObjects().GetSchemas()) == 0 && !sig.GetObjects().GetWholeDatabase() {
 		return temporal.NewNonRetryableApplicationError(
-			"modify-objects: objects selects nothing; send the whole new selection (tables, schemas or whole_database)", ErrConfig, nil)
+			"modify-objects: objects selects nothing; send the whole new selection (tables, schemas or whole_database)", taskapi.ErrConfig, nil)
 	}
-	spec := ModifiedSpec(r.spec(), sig)
+	spec := taskapi.ModifiedSpec(r.spec(), sig)
 	// A modification must not hold the stream back for a whole connection
 	// window: past the other-issues window it is refused instead.
 	opts := r.shortActivityOptions()
 	opts.ScheduleToCloseTimeout = r.retryWindow(taskv1.ErrorClass_ERROR_CLASS_OTHER)
 	var res taskv1.ModifyActivityResult
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), activities.Modify, &taskv1.ModifyActivityInput{
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), taskapi.ActivityModify, &taskv1.ModifyActivityInput{
 		TaskId: r.in.GetTaskId(), Spec: spec, PublicationName: r.st.GetPublicationName(),
 		PreviousTables: r.st.GetTables(), PreviousObjects: r.spec().GetObjects(),
 	}).Get(ctx, &res)
@@ -53,23 +53,6 @@ func (r *taskRun) modify(ctx workflow.Context, sig *taskv1.ModifyObjectsSignal) 
 	workflow.GetLogger(ctx).Info("objects modified", "added", len(res.GetAdded()), "removed", len(res.GetRemoved()),
 		"tables", len(res.GetTables()))
 	return nil
-}
-
-// ModifiedSpec is spec with a modification applied: the new objects whole,
-// and compression and acks where the modification sets them.
-func ModifiedSpec(spec *taskv1.TaskSpec, sig *taskv1.ModifyObjectsSignal) *taskv1.TaskSpec {
-	out := proto.Clone(spec).(*taskv1.TaskSpec)
-	out.Objects = sig.GetObjects()
-	if out.Kafka == nil {
-		out.Kafka = &taskv1.KafkaOptions{}
-	}
-	if c := sig.GetCompression(); c != taskv1.Compression_COMPRESSION_UNSPECIFIED {
-		out.Kafka.Compression = c
-	}
-	if a := sig.GetAcks(); a != taskv1.Acks_ACKS_UNSPECIFIED {
-		out.Kafka.Acks = a
-	}
-	return out
 }
 
 // planBackfills gives each added table a snapshot of its own when the task
@@ -106,10 +89,10 @@ func (r *taskRun) pushThrottle(ctx workflow.Context) bool {
 	r.throttleDirty = false
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3, NonRetryableErrorTypes: []string{ErrConfig}},
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3, NonRetryableErrorTypes: []string{taskapi.ErrConfig}},
 	})
 	var res capturev1.UpdateThrottleResponse
-	err := workflow.ExecuteActivity(actx, activities.ApplyThrottle, &taskv1.ApplyThrottleInput{
+	err := workflow.ExecuteActivity(actx, taskapi.ActivityApplyThrottle, &taskv1.ApplyThrottleInput{
 		Spec: r.streamSpec(), SlotName: r.st.GetSlotName(),
 	}).Get(ctx, &res)
 	if err != nil || res.GetStreamsUpdated() == 0 {

@@ -11,6 +11,8 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
+	"github.com/ferry-cdc/ferry/workflows/activities"
 )
 
 // newPrepareTest is a workflow test whose precheck and setup each fail
@@ -18,7 +20,7 @@ import (
 func newPrepareTest(t *testing.T, precheckErrs, setupErrs []error) (*wfTest, *int, *int) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	a := &Activities{}
+	a := &activities.Activities{}
 	env.RegisterActivity(a)
 	prechecks, setups := 0, 0
 	env.OnActivity(a.Precheck, mock.Anything, mock.Anything).Return(func(context.Context, *taskv1.PrecheckActivityInput) (*taskv1.PrecheckActivityResult, error) {
@@ -46,7 +48,7 @@ func setupErr(typ string) error {
 // A setup that keeps failing shows RETRYING with its error between attempts
 // and goes back to RUNNING once an attempt succeeds.
 func TestSetupFailuresShowRetryingThenRunning(t *testing.T) {
-	w, _, setups := newPrepareTest(t, nil, []error{setupErr(ErrOther), setupErr(ErrOther), setupErr(ErrOther)})
+	w, _, setups := newPrepareTest(t, nil, []error{setupErr(taskapi.ErrOther), setupErr(taskapi.ErrOther), setupErr(taskapi.ErrOther)})
 	w.onIncremental(blockUntilCancelled(100))
 	start := w.Now()
 	// Attempts fail at 0 s, 1 s and 3 s (backoffs of 1, 2 and 4 s); the
@@ -76,7 +78,7 @@ func TestSetupFailuresShowRetryingThenRunning(t *testing.T) {
 			t.Errorf("after setup succeeded: failing since %v, %d failures, retrying until %v; want a clear window",
 				st.GetFailingSince(), st.GetConsecutiveFailures(), st.GetRetryingUntil())
 		}
-		w.SignalWorkflow(SignalStop, &taskv1.StopSignal{})
+		w.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{})
 	})
 	if err := w.run(); err != nil {
 		t.Fatalf("workflow error: %v", err)
@@ -92,7 +94,7 @@ func TestSetupFailuresShowRetryingThenRunning(t *testing.T) {
 // A precheck that cannot reach the catalog retries in the connection window
 // and shows it.
 func TestPrecheckFailuresShowRetrying(t *testing.T) {
-	unreachable := temporal.NewApplicationError("running the precheck: connection refused", ErrConnection)
+	unreachable := temporal.NewApplicationError("running the precheck: connection refused", taskapi.ErrConnection)
 	w, prechecks, _ := newPrepareTest(t, []error{unreachable, unreachable}, nil)
 	w.onIncremental(blockUntilCancelled(100))
 	w.RegisterDelayedCallback(func() {
@@ -103,7 +105,7 @@ func TestPrecheckFailuresShowRetrying(t *testing.T) {
 			t.Errorf("between precheck attempts: state %v, want PRECHECK/RETRYING after 1 connection failure", st)
 		}
 	}, 500*time.Millisecond)
-	w.whenIncrementalRuns(func() { w.SignalWorkflow(SignalStop, &taskv1.StopSignal{}) })
+	w.whenIncrementalRuns(func() { w.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{}) })
 	if err := w.run(); err != nil {
 		t.Fatalf("workflow error: %v", err)
 	}
@@ -117,7 +119,7 @@ func TestPrecheckFailuresShowRetrying(t *testing.T) {
 func TestSetupFailsAfterItsWindow(t *testing.T) {
 	errs := make([]error, 100)
 	for i := range errs {
-		errs[i] = setupErr(ErrOther)
+		errs[i] = setupErr(taskapi.ErrOther)
 	}
 	w, _, _ := newPrepareTest(t, nil, errs)
 	start := w.Now()
@@ -139,10 +141,10 @@ func TestSetupFailsAfterItsWindow(t *testing.T) {
 func TestStopDuringSetupRetries(t *testing.T) {
 	errs := make([]error, 100)
 	for i := range errs {
-		errs[i] = setupErr(ErrConnection)
+		errs[i] = setupErr(taskapi.ErrConnection)
 	}
 	w, _, setups := newPrepareTest(t, nil, errs)
-	w.RegisterDelayedCallback(func() { w.SignalWorkflow(SignalStop, &taskv1.StopSignal{Release: true}) }, 10*time.Second)
+	w.RegisterDelayedCallback(func() { w.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{Release: true}) }, 10*time.Second)
 	if err := w.run(); err != nil {
 		t.Fatalf("workflow error: %v", err)
 	}

@@ -8,6 +8,8 @@ import (
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // TestReplayRecordedHistories replays histories recorded from real runs on
@@ -24,11 +26,11 @@ func TestReplayRecordedHistories(t *testing.T) {
 	}
 	// The worker's converter: recorded signals from the temporal CLI are
 	// plain JSON that it decodes with protojson.
-	r, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{DataConverter: DataConverter()})
+	r, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{DataConverter: taskapi.DataConverter()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.RegisterWorkflowWithOptions(TaskWorkflow, workflow.RegisterOptions{Name: WorkflowName})
+	r.RegisterWorkflowWithOptions(TaskWorkflow, workflow.RegisterOptions{Name: taskapi.WorkflowName})
 	for _, f := range files {
 		if err := r.ReplayWorkflowHistoryFromJSONFile(log.NewStructuredLogger(slog.Default()), f); err != nil {
 			t.Errorf("replaying %s: %v", f, err)

@@ -5,22 +5,23 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // taskSignals are the channels of every signal a task takes; their names
-// are the constants in api.go.
+// are the constants in platform/taskapi.
 type taskSignals struct {
 	pause, resume, stop, modify, throttle, restart workflow.ReceiveChannel
 }
 
 func newTaskSignals(ctx workflow.Context) taskSignals {
 	return taskSignals{
-		pause:    workflow.GetSignalChannel(ctx, SignalPause),
-		resume:   workflow.GetSignalChannel(ctx, SignalResume),
-		stop:     workflow.GetSignalChannel(ctx, SignalStop),
-		modify:   workflow.GetSignalChannel(ctx, SignalModifyObjects),
-		throttle: workflow.GetSignalChannel(ctx, SignalUpdateThrottle),
-		restart:  workflow.GetSignalChannel(ctx, SignalRestart),
+		pause:    workflow.GetSignalChannel(ctx, taskapi.SignalPause),
+		resume:   workflow.GetSignalChannel(ctx, taskapi.SignalResume),
+		stop:     workflow.GetSignalChannel(ctx, taskapi.SignalStop),
+		modify:   workflow.GetSignalChannel(ctx, taskapi.SignalModifyObjects),
+		throttle: workflow.GetSignalChannel(ctx, taskapi.SignalUpdateThrottle),
+		restart:  workflow.GetSignalChannel(ctx, taskapi.SignalRestart),
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 func TestModifyObjectsAddsBackfillsAndRestartsTheStream(t *testing.T) {
@@ -31,9 +32,9 @@ func TestModifyObjectsAddsBackfillsAndRestartsTheStream(t *testing.T) {
 		{Schema: "public", Table: "orders"}, {Schema: "public", Table: "items", Topic: "items"},
 	}}
 	w.whenIncrementalRuns(func() {
-		w.SignalWorkflow(SignalModifyObjects, &taskv1.ModifyObjectsSignal{Objects: objects, Compression: taskv1.Compression_COMPRESSION_ZSTD})
+		w.SignalWorkflow(taskapi.SignalModifyObjects, &taskv1.ModifyObjectsSignal{Objects: objects, Compression: taskv1.Compression_COMPRESSION_ZSTD})
 		w.running.Store(0)
-		w.whenIncrementalRuns(func() { w.SignalWorkflow(SignalStop, &taskv1.StopSignal{}) })
+		w.whenIncrementalRuns(func() { w.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{}) })
 	})
 	// A task past its full sync: added tables get snapshots of their own.
 	spec := testSpec()
@@ -69,13 +70,13 @@ func TestModifyObjectsAddsBackfillsAndRestartsTheStream(t *testing.T) {
 func TestRefusedModificationKeepsTheObjects(t *testing.T) {
 	w := newWFTest(t)
 	w.OnActivity(w.a.Modify, mock.Anything, mock.Anything).Return(nil,
-		temporal.NewNonRetryableApplicationError("added tables without a primary key cannot be snapshotted: public.logs", ErrConfig, nil))
+		temporal.NewNonRetryableApplicationError("added tables without a primary key cannot be snapshotted: public.logs", taskapi.ErrConfig, nil))
 	w.onIncremental(blockUntilCancelled(150), blockUntilCancelled(150))
 	w.whenIncrementalRuns(func() {
-		w.SignalWorkflow(SignalModifyObjects, &taskv1.ModifyObjectsSignal{Objects: &taskv1.ObjectSelection{
+		w.SignalWorkflow(taskapi.SignalModifyObjects, &taskv1.ModifyObjectsSignal{Objects: &taskv1.ObjectSelection{
 			Tables: []*taskv1.TableSelection{{Schema: "public", Table: "logs"}}}})
 		w.running.Store(0)
-		w.whenIncrementalRuns(func() { w.SignalWorkflow(SignalStop, &taskv1.StopSignal{}) })
+		w.whenIncrementalRuns(func() { w.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{}) })
 	})
 	if err := w.run(); err != nil {
 		t.Fatalf("a refused modification failed the task: %v", err)
@@ -95,9 +96,9 @@ func TestEmptyModificationIsRefusedWithoutAnActivity(t *testing.T) {
 	w := newWFTest(t)
 	w.onIncremental(blockUntilCancelled(150), blockUntilCancelled(150))
 	w.whenIncrementalRuns(func() {
-		w.SignalWorkflow(SignalModifyObjects, &taskv1.ModifyObjectsSignal{})
+		w.SignalWorkflow(taskapi.SignalModifyObjects, &taskv1.ModifyObjectsSignal{})
 		w.running.Store(0)
-		w.whenIncrementalRuns(func() { w.SignalWorkflow(SignalStop, &taskv1.StopSignal{}) })
+		w.whenIncrementalRuns(func() { w.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{}) })
 	})
 	if err := w.run(); err != nil {
 		t.Fatalf("workflow error: %v", err)
@@ -116,8 +117,8 @@ func TestUpdateThrottleReachesTheRunningStream(t *testing.T) {
 	})
 	w.onIncremental(blockUntilCancelled(150))
 	w.whenIncrementalRuns(func() {
-		w.SignalWorkflow(SignalUpdateThrottle, &taskv1.UpdateThrottleSignal{Incremental: &taskv1.IncrementalThrottle{RowsPerSecond: 500}})
-		w.RegisterDelayedCallback(func() { w.SignalWorkflow(SignalStop, &taskv1.StopSignal{}) }, blockedDelay)
+		w.SignalWorkflow(taskapi.SignalUpdateThrottle, &taskv1.UpdateThrottleSignal{Incremental: &taskv1.IncrementalThrottle{RowsPerSecond: 500}})
+		w.RegisterDelayedCallback(func() { w.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{}) }, blockedDelay)
 	})
 	if err := w.run(); err != nil {
 		t.Fatalf("workflow error: %v", err)
@@ -141,9 +142,9 @@ func TestUnappliedThrottleRestartsTheStream(t *testing.T) {
 	w.OnActivity(w.a.ApplyThrottle, mock.Anything, mock.Anything).Return(&capturev1.UpdateThrottleResponse{}, nil)
 	w.onIncremental(blockUntilCancelled(150), blockUntilCancelled(150))
 	w.whenIncrementalRuns(func() {
-		w.SignalWorkflow(SignalUpdateThrottle, &taskv1.UpdateThrottleSignal{Incremental: &taskv1.IncrementalThrottle{MegabytesPerSecond: 3}})
+		w.SignalWorkflow(taskapi.SignalUpdateThrottle, &taskv1.UpdateThrottleSignal{Incremental: &taskv1.IncrementalThrottle{MegabytesPerSecond: 3}})
 		w.running.Store(0)
-		w.whenIncrementalRuns(func() { w.SignalWorkflow(SignalStop, &taskv1.StopSignal{}) })
+		w.whenIncrementalRuns(func() { w.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{}) })
 	})
 	if err := w.run(); err != nil {
 		t.Fatalf("workflow error: %v", err)
@@ -155,14 +156,14 @@ func TestUnappliedThrottleRestartsTheStream(t *testing.T) {
 
 func TestRestartSignalResetsTheWindowAndResumes(t *testing.T) {
 	w := newWFTest(t)
-	w.onIncremental(failWith(ErrOther, 180), blockUntilCancelled(200), blockUntilCancelled(200))
+	w.onIncremental(failWith(taskapi.ErrOther, 180), blockUntilCancelled(200), blockUntilCancelled(200))
 	w.whenIncrementalRuns(func() {
 		// The first attempt failed; the second is running in the window.
 		w.running.Store(0)
 		w.whenIncrementalRuns(func() {
-			w.SignalWorkflow(SignalRestart, &taskv1.RestartSignal{})
+			w.SignalWorkflow(taskapi.SignalRestart, &taskv1.RestartSignal{})
 			w.running.Store(0)
-			w.whenIncrementalRuns(func() { w.SignalWorkflow(SignalStop, &taskv1.StopSignal{}) })
+			w.whenIncrementalRuns(func() { w.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{}) })
 		})
 	})
 	if err := w.run(); err != nil {
@@ -181,7 +182,7 @@ func TestRestartSignalResetsTheWindowAndResumes(t *testing.T) {
 // services; a five-minute other window then lasts five seconds.
 func TestRetryMinuteSecondsShortensTheWindow(t *testing.T) {
 	w := newWFTest(t)
-	w.onIncremental(failWith(ErrOther, 100))
+	w.onIncremental(failWith(taskapi.ErrOther, 100))
 	w.ExecuteWorkflow(TaskWorkflow, &taskv1.TaskWorkflowInput{TaskId: "t-1", Spec: testSpec(), RetryMinuteSeconds: 1})
 	err := w.GetWorkflowError()
 	if err == nil || !strings.Contains(err.Error(), "retry window of 5s") {
@@ -196,14 +197,14 @@ func TestFailureSendsTheAlertOnce(t *testing.T) {
 		alerts = append(alerts, in)
 		return nil
 	})
-	w.onIncremental(failWith(ErrConfig, 100))
+	w.onIncremental(failWith(taskapi.ErrConfig, 100))
 	spec := testSpec()
 	spec.Alerts = &taskv1.AlertRules{OnFailure: true, WebhookUrl: "http://127.0.0.1:1/hook"}
 	w.ExecuteWorkflow(TaskWorkflow, &taskv1.TaskWorkflowInput{TaskId: "t-1", Spec: spec})
 	if w.GetWorkflowError() == nil {
 		t.Fatal("the task did not fail")
 	}
-	if len(alerts) != 1 || alerts[0].GetKind() != AlertKindTaskFailed || !strings.Contains(alerts[0].GetMessage(), "boom") ||
+	if len(alerts) != 1 || alerts[0].GetKind() != taskapi.AlertKindTaskFailed || !strings.Contains(alerts[0].GetMessage(), "boom") ||
 		alerts[0].GetTaskName() != "orders" {
 		t.Fatalf("alerts = %v, want one task_failed alert carrying the error", alerts)
 	}
@@ -224,8 +225,8 @@ func TestCreatedPausedRunsNothingUntilStarted(t *testing.T) {
 		if st.GetStatus() != taskv1.Status_STATUS_PAUSED || st.GetPhase() != taskv1.Phase_PHASE_PRECHECK {
 			t.Errorf("before start: %v/%v, want PRECHECK/PAUSED", st.GetPhase(), st.GetStatus())
 		}
-		w.SignalWorkflow(SignalResume, &taskv1.ResumeSignal{})
-		w.whenIncrementalRuns(func() { w.SignalWorkflow(SignalStop, &taskv1.StopSignal{}) })
+		w.SignalWorkflow(taskapi.SignalResume, &taskv1.ResumeSignal{})
+		w.whenIncrementalRuns(func() { w.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{}) })
 	}, time.Hour) // the test clock skips ahead: an hour of waiting runs nothing
 	w.ExecuteWorkflow(TaskWorkflow, &taskv1.TaskWorkflowInput{TaskId: "t-1", Spec: testSpec(), State: &taskv1.TaskState{
 		Phase: taskv1.Phase_PHASE_PRECHECK, Status: taskv1.Status_STATUS_PAUSED, Paused: true,

@@ -1,9 +1,13 @@
+// Package task holds TaskWorkflow, which runs one synchronization task's
+// lifecycle: the deterministic code that decides what runs when, keeps the
+// checkpoint and the retry windows, and takes signals and queries. The
+// activities it schedules, which do all the I/O, are in
+// workflows/activities; the names both sides share are in platform/taskapi.
 package task
 
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -12,12 +16,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-)
-
-// Retry-window defaults and bounds, in minutes, as the managed service has them.
-const (
-	DefaultConnectionRetryMinutes = 720
-	DefaultOtherRetryMinutes      = 10
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // The incremental activity heartbeats far more often than this; a worker that
@@ -26,19 +25,19 @@ const incrementalHeartbeatTimeout = 20 * time.Second
 
 const maxBackoff = time.Minute
 
-// activities is nil on purpose: the workflow only names the methods, the
-// worker registers the real instance.
-var activities *Activities
+// The workflow schedules activities by their registered names
+// (taskapi.Activity*) rather than by method values, so that this package
+// does not link the activities' I/O code; the worker registers them.
 
 // TaskWorkflow runs one task: precheck, setup (schema sync), then incremental
 // sync until stopped. The incremental activity is single-attempt; this
 // workflow owns the retry windows and the confirmed checkpoint.
 func TaskWorkflow(ctx workflow.Context, in *taskv1.TaskWorkflowInput) error {
 	r := newTaskRun(ctx, in)
-	if err := workflow.SetQueryHandler(ctx, QueryState, func() (*taskv1.TaskState, error) {
+	if err := workflow.SetQueryHandler(ctx, taskapi.QueryState, func() (*taskv1.TaskState, error) {
 		return r.st, nil
 	}); err != nil {
-		return fmt.Errorf("registering query %s: %w", QueryState, err)
+		return fmt.Errorf("registering query %s: %w", taskapi.QueryState, err)
 	}
 	if r.st.GetPaused() && r.st.GetPhase() == taskv1.Phase_PHASE_PRECHECK {
 		// Created paused: nothing runs, not even the precheck, until
@@ -93,7 +92,7 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 		r.setPhase(ctx, taskv1.Phase_PHASE_PRECHECK)
 		var res taskv1.PrecheckActivityResult
 		stopped, err := r.runPrepareStep(ctx, func(actx workflow.Context) error {
-			return workflow.ExecuteActivity(actx, activities.Precheck, &taskv1.PrecheckActivityInput{Spec: r.spec()}).Get(ctx, &res)
+			return workflow.ExecuteActivity(actx, taskapi.ActivityPrecheck, &taskv1.PrecheckActivityInput{Spec: r.spec()}).Get(ctx, &res)
 		})
 		if err != nil {
 			return fmt.Errorf("precheck: %w", err)
@@ -101,9 +100,9 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 		if stopped {
 			return nil
 		}
-		r.st.Prechecks = AcknowledgeWarnings(res.GetItems(), r.spec().GetAcknowledgedWarnings())
-		if failed := failedPrechecks(r.st.Prechecks); failed != "" {
-			return temporal.NewNonRetryableApplicationError("precheck failed: "+failed, ErrConfig, nil)
+		r.st.Prechecks = taskapi.AcknowledgeWarnings(res.GetItems(), r.spec().GetAcknowledgedWarnings())
+		if failed := taskapi.FailedPrechecks(r.st.Prechecks); failed != "" {
+			return temporal.NewNonRetryableApplicationError("precheck failed: "+failed, taskapi.ErrConfig, nil)
 		}
 		r.st.Phase = taskv1.Phase_PHASE_SCHEMA_SYNC
 	}
@@ -114,7 +113,7 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 		chunked := full && workflow.GetVersion(ctx, chunkedFullSyncChange, workflow.DefaultVersion, 1) >= 1
 		var res taskv1.SetupActivityResult
 		stopped, err := r.runPrepareStep(ctx, func(actx workflow.Context) error {
-			return workflow.ExecuteActivity(actx, activities.Setup, &taskv1.SetupActivityInput{
+			return workflow.ExecuteActivity(actx, taskapi.ActivitySetup, &taskv1.SetupActivityInput{
 				TaskId: r.in.GetTaskId(), Spec: r.spec(), SlotName: name, PublicationName: name,
 				PublicationOnly: full, ChunkIfKeyed: chunked,
 			}).Get(ctx, &res)
@@ -148,40 +147,6 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 	return nil
 }
 
-// AcknowledgeWarnings turns the warnings the spec acknowledges into passes
-// marked acknowledged, keeping their message and fix so the state still says
-// what was accepted. Failures stay failures: they cannot be acknowledged.
-func AcknowledgeWarnings(items []*taskv1.PrecheckItem, acked []string) []*taskv1.PrecheckItem {
-	if len(acked) == 0 {
-		return items
-	}
-	out := make([]*taskv1.PrecheckItem, len(items))
-	for i, it := range items {
-		out[i] = it
-		if it.GetSeverity() == taskv1.Severity_SEVERITY_WARN && slices.Contains(acked, it.GetId()) {
-			out[i] = &taskv1.PrecheckItem{
-				Id: it.GetId(), Severity: taskv1.Severity_SEVERITY_PASS, Message: it.GetMessage(), Fix: it.GetFix(), Acknowledged: true,
-			}
-		}
-	}
-	return out
-}
-
-// failedPrechecks lists the failed items; only they block a task, warnings
-// (acknowledged or not) never do.
-func failedPrechecks(items []*taskv1.PrecheckItem) string {
-	msg := ""
-	for _, it := range items {
-		if it.GetSeverity() == taskv1.Severity_SEVERITY_FAIL {
-			if msg != "" {
-				msg += "; "
-			}
-			msg += fmt.Sprintf("%s: %s (fix: %s)", it.GetId(), it.GetMessage(), it.GetFix())
-		}
-	}
-	return msg
-}
-
 // incremental keeps the incremental activity running until a stop, pausing,
 // retrying and continuing-as-new as needed.
 func (r *taskRun) incremental(ctx workflow.Context) error {
@@ -206,7 +171,7 @@ func (r *taskRun) incremental(ctx workflow.Context) error {
 			if r.stopReq != nil || len(r.pendingModify) > 0 || r.restartReq {
 				continue
 			}
-			return workflow.NewContinueAsNewError(ctx, WorkflowName, r.continueAsNewInput())
+			return workflow.NewContinueAsNewError(ctx, taskapi.WorkflowName, r.continueAsNewInput())
 		}
 		r.setStatus(ctx, taskv1.Status_STATUS_RUNNING)
 		before := r.st.GetCheckpoint().GetConfirmedLsn()
@@ -253,7 +218,7 @@ func (r *taskRun) runIncrementalOnce(ctx workflow.Context, untilBackfilled bool)
 		WaitForCancellation: true,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
 	})
-	fut := workflow.ExecuteActivity(actx, activities.Incremental, &taskv1.IncrementalActivityInput{
+	fut := workflow.ExecuteActivity(actx, taskapi.ActivityIncremental, &taskv1.IncrementalActivityInput{
 		TaskId: r.in.GetTaskId(), Spec: r.streamSpec(), SlotName: r.st.GetSlotName(),
 		PublicationName: r.st.GetPublicationName(), Checkpoint: r.st.GetCheckpoint(), UntilBackfilled: untilBackfilled,
 	})
@@ -269,7 +234,7 @@ func (r *taskRun) runIncrementalOnce(ctx workflow.Context, untilBackfilled bool)
 		return false, nil
 	}
 	if err == nil {
-		return false, temporal.NewApplicationError("incremental sync ended without an error", ErrOther)
+		return false, temporal.NewApplicationError("incremental sync ended without an error", taskapi.ErrOther)
 	}
 	return false, err
 }
@@ -278,7 +243,7 @@ func (r *taskRun) runIncrementalOnce(ctx workflow.Context, untilBackfilled bool)
 // an error only when the task must fail.
 func (r *taskRun) onFailure(ctx workflow.Context, err error, progressed bool) error {
 	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) && appErr.Type() == ErrConfig {
+	if errors.As(err, &appErr) && appErr.Type() == taskapi.ErrConfig {
 		r.fail(ctx, describe(err))
 		return err
 	}
@@ -297,7 +262,7 @@ func (r *taskRun) onFailure(ctx workflow.Context, err error, progressed bool) er
 		msg := fmt.Sprintf("task %s failed for %s, beyond its %s retry window of %s: %s",
 			r.in.GetTaskId(), failingFor, className(class), window, describe(err))
 		r.fail(ctx, msg)
-		return temporal.NewNonRetryableApplicationError(msg, ErrOther, err)
+		return temporal.NewNonRetryableApplicationError(msg, taskapi.ErrOther, err)
 	}
 	r.setStatus(ctx, taskv1.Status_STATUS_RETRYING)
 	r.st.RetryingUntil = timestamppb.New(r.st.GetFailingSince().AsTime().Add(window))
@@ -333,8 +298,8 @@ func (r *taskRun) fail(ctx workflow.Context, msg string) {
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
 	})
-	err := workflow.ExecuteActivity(actx, activities.Alert, &taskv1.AlertActivityInput{
-		TaskId: r.in.GetTaskId(), TaskName: r.spec().GetName(), Rules: rules, Kind: AlertKindTaskFailed,
+	err := workflow.ExecuteActivity(actx, taskapi.ActivityAlert, &taskv1.AlertActivityInput{
+		TaskId: r.in.GetTaskId(), TaskName: r.spec().GetName(), Rules: rules, Kind: taskapi.AlertKindTaskFailed,
 		Message: msg, At: timestamppb.New(workflow.Now(ctx)),
 	}).Get(ctx, nil)
 	if err != nil {
@@ -369,7 +334,7 @@ func describe(err error) string {
 
 func classify(err error) taskv1.ErrorClass {
 	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) && appErr.Type() == ErrConnection {
+	if errors.As(err, &appErr) && appErr.Type() == taskapi.ErrConnection {
 		return taskv1.ErrorClass_ERROR_CLASS_CONNECTION
 	}
 	var toErr *temporal.TimeoutError
@@ -397,12 +362,12 @@ func (r *taskRun) retryWindow(class taskv1.ErrorClass) time.Duration {
 		if m := adv.GetConnectionRetryMinutes(); m > 0 {
 			return time.Duration(m) * minute
 		}
-		return DefaultConnectionRetryMinutes * minute
+		return taskapi.DefaultConnectionRetryMinutes * minute
 	}
 	if m := adv.GetOtherRetryMinutes(); m > 0 {
 		return time.Duration(m) * minute
 	}
-	return DefaultOtherRetryMinutes * minute
+	return taskapi.DefaultOtherRetryMinutes * minute
 }
 
 // absorbCheckpoint takes the confirmed LSN an attempt reported, from its
@@ -441,7 +406,7 @@ func CheckpointFromError(err error) *cdcv1.Checkpoint {
 func (r *taskRun) stop(ctx workflow.Context) error {
 	if r.stopReq.GetRelease() && r.st.GetSlotName() != "" {
 		actx := workflow.WithActivityOptions(ctx, r.shortActivityOptions())
-		err := workflow.ExecuteActivity(actx, activities.Release, &taskv1.ReleaseActivityInput{
+		err := workflow.ExecuteActivity(actx, taskapi.ActivityRelease, &taskv1.ReleaseActivityInput{
 			Spec: r.spec(), SlotName: r.st.GetSlotName(), PublicationName: r.st.GetPublicationName(),
 		}).Get(ctx, nil)
 		if err != nil {
@@ -464,14 +429,14 @@ func (r *taskRun) shortActivityOptions() workflow.ActivityOptions {
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,
 			MaximumInterval:        maxBackoff,
-			NonRetryableErrorTypes: []string{ErrConfig},
+			NonRetryableErrorTypes: []string{taskapi.ErrConfig},
 		},
 	}
 }
 
 func (r *taskRun) setPhase(ctx workflow.Context, p taskv1.Phase) {
 	r.st.Phase = p
-	r.upsert(ctx, SearchPhase.ValueSet(p.String()))
+	r.upsert(ctx, taskapi.SearchPhase.ValueSet(p.String()))
 }
 
 func (r *taskRun) setStatus(ctx workflow.Context, s taskv1.Status) {
@@ -482,7 +447,7 @@ func (r *taskRun) setStatus(ctx workflow.Context, s taskv1.Status) {
 		return
 	}
 	r.st.Status = s
-	r.upsert(ctx, SearchStatus.ValueSet(s.String()))
+	r.upsert(ctx, taskapi.SearchStatus.ValueSet(s.String()))
 }
 
 func (r *taskRun) upsert(ctx workflow.Context, u temporal.SearchAttributeUpdate) {

@@ -14,6 +14,8 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
+	"github.com/ferry-cdc/ferry/workflows/activities"
 )
 
 func testSpec() *taskv1.TaskSpec {
@@ -29,7 +31,7 @@ func testSpec() *taskv1.TaskSpec {
 type wfTest struct {
 	*testsuite.TestWorkflowEnvironment
 	t          *testing.T
-	a          *Activities
+	a          *activities.Activities
 	increments []*taskv1.IncrementalActivityInput
 	running    atomic.Int32 // incremental attempts started
 }
@@ -39,7 +41,7 @@ type wfTest struct {
 func newWFTest(t *testing.T) *wfTest {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	a := &Activities{}
+	a := &activities.Activities{}
 	env.RegisterActivity(a)
 	env.OnActivity(a.Precheck, mock.Anything, mock.Anything).Return(&taskv1.PrecheckActivityResult{Items: []*taskv1.PrecheckItem{
 		{Id: "wal_level", Severity: taskv1.Severity_SEVERITY_PASS},
@@ -86,7 +88,7 @@ func (w *wfTest) run() error {
 }
 
 func (w *wfTest) state() *taskv1.TaskState {
-	v, err := w.QueryWorkflow(QueryState)
+	v, err := w.QueryWorkflow(taskapi.QueryState)
 	if err != nil {
 		w.t.Fatalf("query: %v", err)
 	}
@@ -124,7 +126,7 @@ func TestStopReleasesAndKeepsCheckpoint(t *testing.T) {
 		released = in
 		return nil
 	})
-	w.whenIncrementalRuns(func() { w.SignalWorkflow(SignalStop, &taskv1.StopSignal{Release: true}) })
+	w.whenIncrementalRuns(func() { w.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{Release: true}) })
 	if err := w.run(); err != nil {
 		t.Fatalf("workflow error: %v", err)
 	}
@@ -152,15 +154,15 @@ func TestStopReleasesAndKeepsCheckpoint(t *testing.T) {
 func TestPrecheckFailureFailsTaskWithoutSetup(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	a := &Activities{}
+	a := &activities.Activities{}
 	env.RegisterActivity(a)
 	env.OnActivity(a.Precheck, mock.Anything, mock.Anything).Return(&taskv1.PrecheckActivityResult{Items: []*taskv1.PrecheckItem{
 		{Id: "wal_level", Severity: taskv1.Severity_SEVERITY_FAIL, Message: "wal_level is replica", Fix: "set wal_level=logical"},
 	}}, nil)
 	env.ExecuteWorkflow(TaskWorkflow, &taskv1.TaskWorkflowInput{TaskId: "t-2", Spec: testSpec()})
 	var appErr *temporal.ApplicationError
-	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != ErrConfig {
-		t.Fatalf("workflow error = %v, want a %s", err, ErrConfig)
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != taskapi.ErrConfig {
+		t.Fatalf("workflow error = %v, want a %s", err, taskapi.ErrConfig)
 	}
 	if !appErr.NonRetryable() {
 		t.Error("precheck failure must be non-retryable")
@@ -171,7 +173,7 @@ func TestPrecheckFailureFailsTaskWithoutSetup(t *testing.T) {
 func TestAcknowledgedWarningIsReportedAsAcknowledged(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	a := &Activities{}
+	a := &activities.Activities{}
 	env.RegisterActivity(a)
 	env.OnActivity(a.Precheck, mock.Anything, mock.Anything).Return(&taskv1.PrecheckActivityResult{Items: []*taskv1.PrecheckItem{
 		{Id: "wal_level", Severity: taskv1.Severity_SEVERITY_PASS},
@@ -184,14 +186,14 @@ func TestAcknowledgedWarningIsReportedAsAcknowledged(t *testing.T) {
 	spec.AcknowledgedWarnings = []string{"primary_key", "temporary_tables"}
 	env.ExecuteWorkflow(TaskWorkflow, &taskv1.TaskWorkflowInput{TaskId: "t-ack", Spec: spec})
 	var appErr *temporal.ApplicationError
-	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != ErrConfig || !appErr.NonRetryable() {
-		t.Fatalf("workflow error = %v, want a non-retryable %s for the failed item", err, ErrConfig)
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != taskapi.ErrConfig || !appErr.NonRetryable() {
+		t.Fatalf("workflow error = %v, want a non-retryable %s for the failed item", err, taskapi.ErrConfig)
 	}
 	if !strings.Contains(appErr.Error(), "temporary_tables") || strings.Contains(appErr.Error(), "primary_key") ||
 		strings.Contains(appErr.Error(), "long_transactions") {
 		t.Errorf("error %q should name only the failed item", appErr.Error())
 	}
-	v, err := env.QueryWorkflow(QueryState)
+	v, err := env.QueryWorkflow(taskapi.QueryState)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +221,7 @@ func TestAcknowledgedWarningIsReportedAsAcknowledged(t *testing.T) {
 func TestUnacknowledgedWarningDoesNotBlock(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	a := &Activities{}
+	a := &activities.Activities{}
 	env.RegisterActivity(a)
 	env.OnActivity(a.Precheck, mock.Anything, mock.Anything).Return(&taskv1.PrecheckActivityResult{Items: []*taskv1.PrecheckItem{
 		{Id: "primary_key", Severity: taskv1.Severity_SEVERITY_WARN, Message: "no key"},
@@ -229,7 +231,7 @@ func TestUnacknowledgedWarningDoesNotBlock(t *testing.T) {
 	setupCalls := 0
 	env.OnActivity(a.Setup, mock.Anything, mock.Anything).Return(func(context.Context, *taskv1.SetupActivityInput) (*taskv1.SetupActivityResult, error) {
 		setupCalls++
-		return nil, temporal.NewNonRetryableApplicationError("end of test", ErrConfig, nil)
+		return nil, temporal.NewNonRetryableApplicationError("end of test", taskapi.ErrConfig, nil)
 	})
 	env.ExecuteWorkflow(TaskWorkflow, &taskv1.TaskWorkflowInput{TaskId: "t-warn", Spec: testSpec()})
 	if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), "schema sync") {
@@ -238,7 +240,7 @@ func TestUnacknowledgedWarningDoesNotBlock(t *testing.T) {
 	if setupCalls != 1 {
 		t.Fatalf("setup calls = %d, want 1: a warning must not block the task", setupCalls)
 	}
-	v, err := env.QueryWorkflow(QueryState)
+	v, err := env.QueryWorkflow(taskapi.QueryState)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +256,7 @@ func TestUnacknowledgedWarningDoesNotBlock(t *testing.T) {
 func TestRetriesResumeFromReportedCheckpoint(t *testing.T) {
 	w := newWFTest(t)
 	w.onIncremental(
-		failWith(ErrConnection, 300),
+		failWith(taskapi.ErrConnection, 300),
 		func(context.Context, *taskv1.IncrementalActivityInput) error {
 			return temporal.NewHeartbeatTimeoutError(&cdcv1.Checkpoint{ConfirmedLsn: 400})
 		},
@@ -268,7 +270,7 @@ func TestRetriesResumeFromReportedCheckpoint(t *testing.T) {
 		if st.GetStatus() != taskv1.Status_STATUS_RUNNING || st.GetConsecutiveFailures() != 1 {
 			t.Errorf("after two failures: status %v, failures %d; want RUNNING, 1", st.GetStatus(), st.GetConsecutiveFailures())
 		}
-		w.SignalWorkflow(SignalStop, &taskv1.StopSignal{})
+		w.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{})
 	}, 3*time.Second+blockedDelay) // after the 1 s and 2 s backoffs
 	if err := w.run(); err != nil {
 		t.Fatalf("workflow error: %v", err)
@@ -285,7 +287,7 @@ func TestRetriesResumeFromReportedCheckpoint(t *testing.T) {
 
 func TestOtherErrorsFailAfterTheirWindow(t *testing.T) {
 	w := newWFTest(t)
-	w.onIncremental(failWith(ErrOther, 100))
+	w.onIncremental(failWith(taskapi.ErrOther, 100))
 	start := w.Now()
 	err := w.run()
 	var appErr *temporal.ApplicationError
@@ -303,7 +305,7 @@ func TestOtherErrorsFailAfterTheirWindow(t *testing.T) {
 
 func TestConnectionErrorsUseTheLongerWindow(t *testing.T) {
 	w := newWFTest(t)
-	w.onIncremental(failWith(ErrConnection, 100))
+	w.onIncremental(failWith(taskapi.ErrConnection, 100))
 	start := w.Now()
 	if err := w.run(); err == nil {
 		t.Fatal("want the task to fail once the connection window passes")
@@ -319,10 +321,10 @@ func TestProgressResetsTheWindow(t *testing.T) {
 	// Every attempt confirms more before failing, so the task never gives up.
 	w.onIncremental(func(context.Context, *taskv1.IncrementalActivityInput) error {
 		lsn += 10
-		return failWith(ErrOther, lsn)(nil, nil)
+		return failWith(taskapi.ErrOther, lsn)(nil, nil)
 	})
 	w.OnActivity(w.a.Release, mock.Anything, mock.Anything).Return(nil).Maybe()
-	w.RegisterDelayedCallback(func() { w.SignalWorkflow(SignalStop, &taskv1.StopSignal{}) }, 3*time.Hour)
+	w.RegisterDelayedCallback(func() { w.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{}) }, 3*time.Hour)
 	if err := w.run(); err != nil {
 		t.Fatalf("workflow error = %v; an attempt that made progress must reset the window", err)
 	}
@@ -333,18 +335,18 @@ func TestProgressResetsTheWindow(t *testing.T) {
 
 func TestPauseAndResume(t *testing.T) {
 	w := newWFTest(t)
-	w.onIncremental(failWith(ErrConnection, 500), blockUntilCancelled(0), blockUntilCancelled(0))
+	w.onIncremental(failWith(taskapi.ErrConnection, 500), blockUntilCancelled(0), blockUntilCancelled(0))
 	w.OnActivity(w.a.Release, mock.Anything, mock.Anything).Return(nil).Maybe()
 	// The first attempt fails at once and the second starts after a 1 s backoff.
 	at := time.Second + blockedDelay
-	w.RegisterDelayedCallback(func() { w.SignalWorkflow(SignalPause, &taskv1.PauseSignal{}) }, at)
+	w.RegisterDelayedCallback(func() { w.SignalWorkflow(taskapi.SignalPause, &taskv1.PauseSignal{}) }, at)
 	w.RegisterDelayedCallback(func() {
 		if st := w.state(); st.GetStatus() != taskv1.Status_STATUS_PAUSED || len(w.increments) != 2 {
 			t.Errorf("while paused: status %v after %d attempts; want PAUSED after 2", st.GetStatus(), len(w.increments))
 		}
-		w.SignalWorkflow(SignalResume, &taskv1.ResumeSignal{})
+		w.SignalWorkflow(taskapi.SignalResume, &taskv1.ResumeSignal{})
 	}, at+2*blockedDelay)
-	w.RegisterDelayedCallback(func() { w.SignalWorkflow(SignalStop, &taskv1.StopSignal{}) }, at+4*blockedDelay)
+	w.RegisterDelayedCallback(func() { w.SignalWorkflow(taskapi.SignalStop, &taskv1.StopSignal{}) }, at+4*blockedDelay)
 	if err := w.run(); err != nil {
 		t.Fatalf("workflow error: %v", err)
 	}
@@ -376,7 +378,7 @@ func TestReplicationName(t *testing.T) {
 func TestCheckpointFromError(t *testing.T) {
 	cp := &cdcv1.Checkpoint{ConfirmedLsn: 42}
 	for name, err := range map[string]error{
-		"application": temporal.NewApplicationErrorWithOptions("x", ErrOther, temporal.ApplicationErrorOptions{Details: []any{cp}}),
+		"application": temporal.NewApplicationErrorWithOptions("x", taskapi.ErrOther, temporal.ApplicationErrorOptions{Details: []any{cp}}),
 		"cancelled":   temporal.NewCanceledError(cp),
 		"heartbeat":   temporal.NewHeartbeatTimeoutError(cp),
 	} {

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-	"github.com/ferry-cdc/ferry/workflows/grpccodec"
+	"github.com/ferry-cdc/ferry/platform/grpccodec"
 )
 
 // dlvRun is one run of the delivery scenario: every format and codec's

@@ -18,7 +18,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-	"github.com/ferry-cdc/ferry/workflows/grpccodec"
+	"github.com/ferry-cdc/ferry/platform/grpccodec"
 )
 
 // services in start order: the worker and control API call the others.

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-	"github.com/ferry-cdc/ferry/workflows/task"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // t10kResult is one run of the many-tables scenario: how long each phase of
@@ -175,7 +175,7 @@ func measureT10k(ctx context.Context, e *benchEnv, s t10kSetup, run int) (t10kRe
 	r.Processes = usage(before, after, 1_000_000) // CPU s per million = CPU s
 	// As the workflow continues as new: the state, which holds the spec,
 	// in the workflow's own encoding.
-	if p, err := task.DataConverter().ToPayload(&taskv1.TaskWorkflowInput{TaskId: taskID, State: st}); err == nil {
+	if p, err := taskapi.DataConverter().ToPayload(&taskv1.TaskWorkflowInput{TaskId: taskID, State: st}); err == nil {
 		r.StateBytes = len(p.GetData())
 	}
 	for _, t := range st.GetFullSyncRows() {

@@ -9,10 +9,10 @@ import (
 	"os"
 
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
+	"github.com/ferry-cdc/ferry/platform/telemetry"
 	"github.com/ferry-cdc/ferry/services/catalog"
 	"github.com/ferry-cdc/ferry/services/internal/config"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
-	"github.com/ferry-cdc/ferry/workflows/telemetry"
 )
 
 // Config is read once at start from flags, which default to the environment.

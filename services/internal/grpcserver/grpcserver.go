@@ -18,7 +18,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
-	"github.com/ferry-cdc/ferry/workflows/grpccodec"
+	"github.com/ferry-cdc/ferry/platform/grpccodec"
 )
 
 // Server is a gRPC server that reports SERVING once Run has bound its port.

@@ -23,9 +23,11 @@ import (
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
-	"github.com/ferry-cdc/ferry/workflows/grpccodec"
+	"github.com/ferry-cdc/ferry/platform/grpccodec"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
+	"github.com/ferry-cdc/ferry/platform/telemetry"
+	"github.com/ferry-cdc/ferry/workflows/activities"
 	"github.com/ferry-cdc/ferry/workflows/task"
-	"github.com/ferry-cdc/ferry/workflows/telemetry"
 )
 
 // Config is everything the worker needs, read once at start.
@@ -44,7 +46,7 @@ func loadConfig() Config {
 	var c Config
 	flag.StringVar(&c.TemporalAddress, "temporal", envOr("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port")
 	flag.StringVar(&c.TemporalNamespace, "namespace", envOr("FERRY_TEMPORAL_NAMESPACE", "default"), "Temporal namespace")
-	flag.StringVar(&c.TaskQueue, "task-queue", envOr("FERRY_TASK_QUEUE", task.DefaultTaskQueue), "Temporal task queue to poll")
+	flag.StringVar(&c.TaskQueue, "task-queue", envOr("FERRY_TASK_QUEUE", taskapi.DefaultTaskQueue), "Temporal task queue to poll")
 	flag.StringVar(&c.CatalogAddress, "catalog", envOr("FERRY_CATALOG_ADDRESS", "127.0.0.1:7401"), "catalog service host:port")
 	flag.StringVar(&c.CaptureAddress, "capture", envOr("FERRY_CAPTURE_ADDRESS", "127.0.0.1:7402"), "capture service host:port")
 	flag.StringVar(&c.DeliveryAddress, "delivery", envOr("FERRY_DELIVERY_ADDRESS", "127.0.0.1:7403"), "delivery service host:port")
@@ -85,7 +87,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer tel.Close()
 	tel.SetGlobal()
-	metrics, err := task.NewMetrics(tel.Meters)
+	metrics, err := activities.NewMetrics(tel.Meters)
 	if err != nil {
 		return err
 	}
@@ -103,7 +105,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		conns[name] = conn
 	}
 	tc, err := client.Dial(client.Options{
-		HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: logger, DataConverter: task.DataConverter(),
+		HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: logger, DataConverter: taskapi.DataConverter(),
 	})
 	if err != nil {
 		return fmt.Errorf("connecting to Temporal at %s: %w", cfg.TemporalAddress, err)
@@ -113,15 +115,15 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	w := worker.New(tc, cfg.TaskQueue, worker.Options{
 		// Cancellation reaches an activity only with a heartbeat response, so
 		// the throttle bounds how fast pause and stop take effect.
-		MaxHeartbeatThrottleInterval: task.HeartbeatThrottle,
+		MaxHeartbeatThrottleInterval: activities.HeartbeatThrottle,
 		Interceptors:                 []interceptor.WorkerInterceptor{metrics.Interceptor()},
 	})
-	w.RegisterWorkflowWithOptions(task.TaskWorkflow, workflow.RegisterOptions{Name: task.WorkflowName})
-	w.RegisterActivity(&task.Activities{
+	w.RegisterWorkflowWithOptions(task.TaskWorkflow, workflow.RegisterOptions{Name: taskapi.WorkflowName})
+	w.RegisterActivity(&activities.Activities{
 		Catalog:  catalogv1.NewCatalogServiceClient(conns["catalog"]),
 		Capture:  capturev1.NewCaptureServiceClient(conns["capture"]),
 		Delivery: deliveryv1.NewDeliveryServiceClient(conns["delivery"]),
-		HTTP:     &http.Client{Timeout: task.WebhookTimeout},
+		HTTP:     &http.Client{Timeout: activities.WebhookTimeout},
 		Metrics:  metrics,
 	})
 	logger.Info("worker starting", "temporal", cfg.TemporalAddress, "taskQueue", cfg.TaskQueue)

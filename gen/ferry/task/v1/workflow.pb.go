@@ -539,7 +539,7 @@ func (x *TaskState) GetRetryingUntil() *timestamppb.Timestamp {
 	return nil
 }
 
-// Signal payloads. Signal names are constants in workflows/task.
+// Signal payloads. Signal names are constants in platform/taskapi.
 type PauseSignal struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields

@@ -8,8 +8,8 @@
 //
 // Nothing here is global: the providers are handed to the code that records
 // (SetGlobal installs them for libraries that only know otel's globals).
-// The package lives in the workflows module, like grpccodec, because that is
-// the lowest module every Ferry binary links.
+// The package lives in the platform module, like grpccodec, so that the
+// services and the worker share it without depending on each other.
 package telemetry
 
 import (

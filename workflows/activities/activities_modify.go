@@ -1,4 +1,4 @@
-package task
+package activities
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // Modify applies a new selection to a running task: it prechecks the
@@ -25,13 +26,13 @@ func (a *Activities) Modify(ctx context.Context, in *taskv1.ModifyActivityInput)
 	}
 	now, err := a.Catalog.ResolveTables(ctx, &catalogv1.ResolveTablesRequest{Source: spec.GetSource(), Objects: spec.GetObjects()})
 	if err != nil {
-		return nil, classifyRPC("resolving the new selection", err)
+		return nil, ClassifyRPC("resolving the new selection", err)
 	}
 	before := in.GetPreviousTables()
 	if len(before) == 0 {
 		prev, err := a.Catalog.ResolveTables(ctx, &catalogv1.ResolveTablesRequest{Source: spec.GetSource(), Objects: in.GetPreviousObjects()})
 		if err != nil {
-			return nil, classifyRPC("resolving the previous selection", err)
+			return nil, ClassifyRPC("resolving the previous selection", err)
 		}
 		before = prev.GetTables()
 	}
@@ -44,14 +45,14 @@ func (a *Activities) Modify(ctx context.Context, in *taskv1.ModifyActivityInput)
 	if _, err := a.Delivery.EnsureTopics(ctx, &deliveryv1.EnsureTopicsRequest{
 		Kafka: spec.GetDestination(), Topics: TopicsFor(spec), VerifyOnly: !spec.GetSyncTypes().GetSchema(),
 	}); err != nil {
-		return nil, classifyRPC("creating topics for the new selection", err)
+		return nil, ClassifyRPC("creating topics for the new selection", err)
 	}
 	if _, err := a.Capture.EnsureReplication(ctx, &capturev1.EnsureReplicationRequest{
 		Source: spec.GetSource(), PublicationName: in.GetPublicationName(), Tables: now.GetTables(), PublicationOnly: true,
 		Schemas: selectedSchemas(spec.GetObjects()), AllTables: spec.GetObjects().GetWholeDatabase(),
 		Filters: tableFilters(spec),
 	}); err != nil {
-		return nil, classifyRPC(fmt.Sprintf("setting the tables of publication %s", in.GetPublicationName()), err)
+		return nil, ClassifyRPC(fmt.Sprintf("setting the tables of publication %s", in.GetPublicationName()), err)
 	}
 	estimates := estimatesByTable(now)
 	for _, t := range res.GetAdded() {
@@ -66,10 +67,10 @@ func (a *Activities) Modify(ctx context.Context, in *taskv1.ModifyActivityInput)
 func (a *Activities) precheckSource(ctx context.Context, spec *taskv1.TaskSpec) error {
 	pre, err := a.Catalog.Precheck(ctx, &catalogv1.PrecheckRequest{Source: spec.GetSource(), Objects: spec.GetObjects()})
 	if err != nil {
-		return classifyRPC("prechecking the new selection", err)
+		return ClassifyRPC("prechecking the new selection", err)
 	}
-	if failed := failedPrechecks(AcknowledgeWarnings(pre.GetItems(), spec.GetAcknowledgedWarnings())); failed != "" {
-		return temporal.NewNonRetryableApplicationError("the new selection fails the precheck: "+failed, ErrConfig, nil)
+	if failed := taskapi.FailedPrechecks(taskapi.AcknowledgeWarnings(pre.GetItems(), spec.GetAcknowledgedWarnings())); failed != "" {
+		return temporal.NewNonRetryableApplicationError("the new selection fails the precheck: "+failed, taskapi.ErrConfig, nil)
 	}
 	return nil
 }
@@ -82,7 +83,7 @@ func (a *Activities) checkBackfillable(ctx context.Context, spec *taskv1.TaskSpe
 	for _, t := range added {
 		d, err := a.Catalog.DescribeTable(ctx, &catalogv1.DescribeTableRequest{Source: spec.GetSource(), Table: t})
 		if err != nil {
-			return classifyRPC(fmt.Sprintf("describing added table %s.%s", t.GetSchema(), t.GetTable()), err)
+			return ClassifyRPC(fmt.Sprintf("describing added table %s.%s", t.GetSchema(), t.GetTable()), err)
 		}
 		if len(d.GetPrimaryKey()) == 0 {
 			keyless = append(keyless, t.GetSchema()+"."+t.GetTable())
@@ -91,7 +92,7 @@ func (a *Activities) checkBackfillable(ctx context.Context, spec *taskv1.TaskSpe
 	if len(keyless) > 0 {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"added tables without a primary key cannot be snapshotted while the task runs: %s; add a primary key, "+
-				"or create a separate task for them", strings.Join(keyless, ", ")), ErrConfig, nil)
+				"or create a separate task for them", strings.Join(keyless, ", ")), taskapi.ErrConfig, nil)
 	}
 	return nil
 }
@@ -129,7 +130,7 @@ func (a *Activities) ApplyThrottle(ctx context.Context, in *taskv1.ApplyThrottle
 		SlotName: in.GetSlotName(), Incremental: adv.GetIncrementalThrottle(), Full: adv.GetFullThrottle(),
 	})
 	if err != nil {
-		return nil, classifyRPC(fmt.Sprintf("updating the throttle of slot %s", in.GetSlotName()), err)
+		return nil, ClassifyRPC(fmt.Sprintf("updating the throttle of slot %s", in.GetSlotName()), err)
 	}
 	return res, nil
 }

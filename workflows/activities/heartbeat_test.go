@@ -1,17 +1,18 @@
-package task
+package activities
 
 import (
 	"testing"
 	"time"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // Specs normalized before advanced.heartbeat_seconds had a default carry
 // zero; their streams still get the default heartbeat.
 func TestHeartbeatSecondsDefaultsForOldSpecs(t *testing.T) {
-	if got := heartbeatSeconds(&taskv1.TaskSpec{}); got != DefaultHeartbeatSeconds {
-		t.Fatalf("unset: %d, want %d", got, DefaultHeartbeatSeconds)
+	if got := heartbeatSeconds(&taskv1.TaskSpec{}); got != taskapi.DefaultHeartbeatSeconds {
+		t.Fatalf("unset: %d, want %d", got, taskapi.DefaultHeartbeatSeconds)
 	}
 	spec := &taskv1.TaskSpec{Advanced: &taskv1.AdvancedOptions{HeartbeatSeconds: 7}}
 	if got := heartbeatSeconds(spec); got != 7 {

@@ -1,4 +1,4 @@
-package task
+package activities
 
 import (
 	"context"
@@ -28,7 +28,7 @@ const resumeTimeout = 4 * time.Minute
 func resumeExactlyOnce(ctx context.Context, rs replicateStream, cp *checkpointTracker) error {
 	first, err := firstResponse(ctx, rs, resumeTimeout)
 	if err != nil {
-		return classifyRPC("resuming the exactly-once delivery stream", err, cp.snapshot())
+		return ClassifyRPC("resuming the exactly-once delivery stream", err, cp.snapshot())
 	}
 	cp.resume(first)
 	activity.GetLogger(ctx).Info("delivery resumed from its exactly-once checkpoint",

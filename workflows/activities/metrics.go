@@ -1,4 +1,4 @@
-package task
+package activities
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // Metrics are the worker's per-task metrics. A Temporal activity
@@ -37,7 +38,7 @@ const (
 
 // NewMetrics creates the instruments on mp.
 func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
-	meter := mp.Meter("github.com/ferry-cdc/ferry/workflows/task")
+	meter := mp.Meter("github.com/ferry-cdc/ferry/workflows/activities")
 	m := &Metrics{confirmed: map[string]int64{}}
 	var err error
 	if m.errors, err = meter.Int64Counter("ferry_task_errors",
@@ -140,7 +141,7 @@ func (a *attemptMetrics) ExecuteActivity(ctx context.Context, in *interceptor.Ex
 	return res, err
 }
 
-// errorClass names the retry class of an attempt's error as classifyRPC
+// errorClass names the retry class of an attempt's error as ClassifyRPC
 // set it; "" for success and for cancellation, which pause and stop cause.
 func errorClass(err error) string {
 	var canceled *temporal.CanceledError
@@ -150,9 +151,9 @@ func errorClass(err error) string {
 	var app *temporal.ApplicationError
 	if errors.As(err, &app) {
 		switch app.Type() {
-		case ErrConnection:
+		case taskapi.ErrConnection:
 			return "connection"
-		case ErrConfig:
+		case taskapi.ErrConfig:
 			return "config"
 		}
 	}

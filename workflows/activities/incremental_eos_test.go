@@ -1,4 +1,4 @@
-package task
+package activities
 
 import (
 	"errors"
@@ -12,6 +12,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 func progress(table string, lsn, rows uint64, done bool) *cdcv1.BackfillProgress {
@@ -70,9 +71,9 @@ func TestSetupRefusesExactlyOnceFullSyncWithoutKeys(t *testing.T) {
 	full := &taskv1.SetupActivityInput{Spec: eos, PublicationOnly: true, ChunkIfKeyed: true}
 	err := checkExactlyOnceFullSync(full, resolved, allKeyed(resolved))
 	var app *temporal.ApplicationError
-	if !errors.As(err, &app) || app.Type() != ErrConfig || !app.NonRetryable() ||
+	if !errors.As(err, &app) || app.Type() != taskapi.ErrConfig || !app.NonRetryable() ||
 		!strings.Contains(err.Error(), "exactly_once with full sync needs a primary key on every table: public.logs;") {
-		t.Fatalf("got %v, want a non-retryable ErrConfig naming public.logs", err)
+		t.Fatalf("got %v, want a non-retryable taskapi.ErrConfig naming public.logs", err)
 	}
 	resolved.HasPrimaryKey[1] = true
 	if err := checkExactlyOnceFullSync(full, resolved, allKeyed(resolved)); err != nil {

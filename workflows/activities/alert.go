@@ -1,4 +1,4 @@
-package task
+package activities
 
 // Alerts: a task's AlertRules send a webhook when the task fails (the
 // workflow runs the Alert activity) and when its end-to-end latency stays
@@ -58,14 +58,7 @@ import (
 
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-)
-
-// Alert kinds and states, as the webhook body carries them.
-const (
-	AlertKindTaskFailed = "task_failed"
-	AlertKindLatency    = "latency"
-	AlertFiring         = "firing"
-	AlertResolved       = "resolved"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // WebhookTimeout bounds one webhook request.
@@ -178,19 +171,19 @@ func (a *Activities) httpClient() *http.Client {
 // are retried by PostAlert and then left to the activity's retry policy.
 func (a *Activities) Alert(ctx context.Context, in *taskv1.AlertActivityInput) error {
 	kind := in.GetKind()
-	if kind != AlertKindTaskFailed && kind != AlertKindLatency {
+	if kind != taskapi.AlertKindTaskFailed && kind != taskapi.AlertKindLatency {
 		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("alert kind %q of task %s is not %q or %q", kind, in.GetTaskId(), AlertKindTaskFailed, AlertKindLatency), ErrConfig, nil)
+			fmt.Sprintf("alert kind %q of task %s is not %q or %q", kind, in.GetTaskId(), taskapi.AlertKindTaskFailed, taskapi.AlertKindLatency), taskapi.ErrConfig, nil)
 	}
 	at := time.Now()
 	if in.GetAt() != nil {
 		at = in.GetAt().AsTime()
 	}
 	alert := WebhookAlert{
-		TaskID: in.GetTaskId(), TaskName: in.GetTaskName(), Kind: kind, State: AlertFiring,
+		TaskID: in.GetTaskId(), TaskName: in.GetTaskName(), Kind: kind, State: taskapi.AlertFiring,
 		Message: in.GetMessage(), At: at.UTC().Format(time.RFC3339Nano),
 	}
-	if kind == AlertKindLatency {
+	if kind == taskapi.AlertKindLatency {
 		alert.ThresholdSeconds = in.GetRules().GetLatencyThresholdSeconds()
 	}
 	hook := in.GetRules().GetWebhookUrl()
@@ -203,7 +196,7 @@ func (a *Activities) Alert(ctx context.Context, in *taskv1.AlertActivityInput) e
 	if err := PostAlert(ctx, a.httpClient(), hook, alert); err != nil {
 		var perm permanentError
 		return temporal.NewApplicationErrorWithOptions(fmt.Sprintf("sending the %s alert of task %s: %v", kind, alert.TaskID, err),
-			ErrConfig, temporal.ApplicationErrorOptions{NonRetryable: errors.As(err, &perm)})
+			taskapi.ErrConfig, temporal.ApplicationErrorOptions{NonRetryable: errors.As(err, &perm)})
 	}
 	return nil
 }
@@ -236,7 +229,7 @@ func (e *latencyEvaluator) Observe(latency time.Duration, now time.Time) (state 
 		e.aboveSince = time.Time{}
 		if e.firing {
 			e.firing = false
-			return AlertResolved, true
+			return taskapi.AlertResolved, true
 		}
 		return "", false
 	}
@@ -245,7 +238,7 @@ func (e *latencyEvaluator) Observe(latency time.Duration, now time.Time) (state 
 	}
 	if !e.firing && now.Sub(e.aboveSince) >= e.hold {
 		e.firing = true
-		return AlertFiring, true
+		return taskapi.AlertFiring, true
 	}
 	return "", false
 }
@@ -305,16 +298,16 @@ func (w *latencyWatch) observe(latency time.Duration, now time.Time) {
 	}
 	lat := latency.Round(time.Millisecond)
 	msg := fmt.Sprintf("end-to-end latency %s has stayed above %ds for %ds", lat, w.rules.GetLatencyThresholdSeconds(), w.rules.GetLatencyForSeconds())
-	if state == AlertResolved {
+	if state == taskapi.AlertResolved {
 		msg = fmt.Sprintf("end-to-end latency %s is back at or below %ds", lat, w.rules.GetLatencyThresholdSeconds())
 	}
 	alert := WebhookAlert{
-		TaskID: w.taskID, TaskName: w.taskName, Kind: AlertKindLatency, State: state, Message: msg,
+		TaskID: w.taskID, TaskName: w.taskName, Kind: taskapi.AlertKindLatency, State: state, Message: msg,
 		At: now.UTC().Format(time.RFC3339Nano), LatencyMs: uint64(latency.Milliseconds()),
 		ThresholdSeconds: w.rules.GetLatencyThresholdSeconds(),
 	}
-	w.metrics.alert(w.ctx, w.taskID, AlertKindLatency, state)
-	w.logger.Warn("task alert", "taskID", w.taskID, "taskName", w.taskName, "kind", AlertKindLatency,
+	w.metrics.alert(w.ctx, w.taskID, taskapi.AlertKindLatency, state)
+	w.logger.Warn("task alert", "taskID", w.taskID, "taskName", w.taskName, "kind", taskapi.AlertKindLatency,
 		"state", state, "message", msg, "latencyMs", alert.LatencyMs)
 	if w.notify != nil {
 		w.notify.send(alert)

@@ -8,9 +8,9 @@
 // each Value above all, was about 40% of the delivery service's CPU; the
 // generated code does the same work without reflection.
 //
-// The package lives in the workflows module because that is the lowest
-// module every Ferry binary links (services already depend on it), and gen
-// holds buf output only.
+// The package lives in the platform module, which every Ferry binary links
+// and which depends on no Ferry module but gen (buf output only), so the
+// services and the worker share it without depending on each other.
 package grpccodec
 
 import (

@@ -1,9 +1,8 @@
-package task
+package activities
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -15,19 +14,12 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // heartbeatEvery keeps heartbeats flowing while the stream is idle; the SDK
 // throttles the ones sent on every ack.
 const heartbeatEvery = time.Second
-
-// DefaultHeartbeatSeconds is how often capture writes a heartbeat into the
-// source's WAL when a task leaves advanced.heartbeat_seconds unset
-// (control fills it in; tasks created before it did get this too). Each
-// heartbeat is a WAL record of about 100 bytes; the interval bounds how far
-// an idle slot's confirmed_flush_lsn trails the WAL when keepalives do not
-// carry the position.
-const DefaultHeartbeatSeconds = 30
 
 // ackHeartbeatGap spaces the heartbeats acks record. The SDK sends at
 // most one per HeartbeatThrottle but encodes every one it is given, and
@@ -77,7 +69,7 @@ func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActi
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		activity.GetLogger(ctx).Info("incremental sync cancelled", "confirmedLSN", cp.get())
 	}
-	return nil, classifyRPC("incremental sync", err, cp.snapshot())
+	return nil, ClassifyRPC("incremental sync", err, cp.snapshot())
 }
 
 // replicateStream is the client's end of DeliveryService.Replicate.
@@ -90,11 +82,11 @@ type replicateStream = grpc.BidiStreamingClient[deliveryv1.ReplicateRequest, del
 func (a *Activities) openReplicate(ctx context.Context, in *taskv1.IncrementalActivityInput, cp *checkpointTracker) (replicateStream, error) {
 	rs, err := a.Delivery.Replicate(ctx)
 	if err != nil {
-		return nil, classifyRPC("opening the delivery stream", err, cp.snapshot())
+		return nil, ClassifyRPC("opening the delivery stream", err, cp.snapshot())
 	}
 	start := &deliveryv1.ReplicateRequest{Kind: &deliveryv1.ReplicateRequest_Delivery{Delivery: deliveryStart(in.GetTaskId(), in.GetSpec(), cp.get())}}
 	if err := rs.Send(start); err != nil {
-		return nil, classifyRPC("starting the delivery stream", recvErr(rs.Recv, err), cp.snapshot())
+		return nil, ClassifyRPC("starting the delivery stream", recvErr(rs.Recv, err), cp.snapshot())
 	}
 	if in.GetSpec().GetKafka().GetExactlyOnce() {
 		if err := resumeExactlyOnce(ctx, rs, cp); err != nil {
@@ -108,7 +100,7 @@ func (a *Activities) openReplicate(ctx context.Context, in *taskv1.IncrementalAc
 		BackfillChunkRows: backfillChunkRows(in),
 	}}}
 	if err := rs.Send(changes); err != nil {
-		return nil, classifyRPC("starting the capture stream", recvErr(rs.Recv, err), cp.snapshot())
+		return nil, ClassifyRPC("starting the capture stream", recvErr(rs.Recv, err), cp.snapshot())
 	}
 	return rs, nil
 }
@@ -138,7 +130,7 @@ func heartbeatSeconds(spec *taskv1.TaskSpec) uint32 {
 	if h := spec.GetAdvanced().GetHeartbeatSeconds(); h > 0 {
 		return h
 	}
-	return DefaultHeartbeatSeconds
+	return taskapi.DefaultHeartbeatSeconds
 }
 
 // deliveryStart opens a delivery stream for the task, whichever phase
@@ -217,15 +209,6 @@ func recvErr[T any](recv func() (T, error), sendErr error) error {
 		return err
 	}
 	return sendErr
-}
-
-// wrapStream names the side that failed; status.FromError still finds the
-// gRPC status through the wrapping.
-func wrapStream(side string, err error) error {
-	if errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return fmt.Errorf("%s stream: %w", side, err)
 }
 
 // checkpointTracker is shared by the ack and heartbeat goroutines.

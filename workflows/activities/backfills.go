@@ -1,4 +1,4 @@
-package task
+package activities
 
 import (
 	"google.golang.org/protobuf/proto"

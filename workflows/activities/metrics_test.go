@@ -1,4 +1,4 @@
-package task
+package activities
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // metricsEnv is an activity environment whose worker records Metrics into
@@ -111,7 +112,7 @@ func TestMetricsFollowHeartbeatedCheckpoints(t *testing.T) {
 		activity.RecordHeartbeat(ctx, &cdcv1.Checkpoint{ConfirmedLsn: 250, AckedEvents: 12})
 		activity.RecordHeartbeat(ctx, &cdcv1.Checkpoint{ConfirmedLsn: 250, AckedEvents: 12}) // the idle heartbeat repeats
 		sawLSN, _ = point(t, reader, "ferry_task_confirmed_lsn", taskAttrs...)
-		return classifyRPC("incremental sync", status.Error(codes.DataLoss, "slot dropped"))
+		return ClassifyRPC("incremental sync", status.Error(codes.DataLoss, "slot dropped"))
 	}, activity.RegisterOptions{Name: "Incremental"})
 	if _, err := env.ExecuteActivity("Incremental", &taskv1.IncrementalActivityInput{TaskId: "t1"}); err == nil {
 		t.Fatal("the activity's error was lost")
@@ -137,7 +138,7 @@ func TestMetricsFullSyncRowsAndCancellation(t *testing.T) {
 	env.RegisterActivityWithOptions(func(ctx context.Context, in *taskv1.FullSyncActivityInput) (*taskv1.FullSyncActivityResult, error) {
 		activity.RecordHeartbeat(ctx, &taskv1.FullSyncActivityResult{AckedRows: 1000})
 		activity.RecordHeartbeat(ctx, &taskv1.FullSyncActivityResult{AckedRows: 1500})
-		return nil, classifyRPC("full sync", context.Canceled)
+		return nil, ClassifyRPC("full sync", context.Canceled)
 	}, activity.RegisterOptions{Name: "FullSync"})
 	_, _ = env.ExecuteActivity("FullSync", &taskv1.FullSyncActivityInput{TaskId: "t2"})
 	if got, _ := point(t, reader, "ferry_task_acked_rows", attribute.String("task_id", "t2"), attribute.String("phase", phaseFullSync)); got != 1500 {
@@ -158,12 +159,12 @@ func TestMetricsCountAlerts(t *testing.T) {
 	env := suite.NewTestActivityEnvironment()
 	a := &Activities{Metrics: m}
 	env.RegisterActivity(a)
-	if _, err := env.ExecuteActivity(a.Alert, &taskv1.AlertActivityInput{TaskId: "t1", Kind: AlertKindTaskFailed, Message: "gone",
+	if _, err := env.ExecuteActivity(a.Alert, &taskv1.AlertActivityInput{TaskId: "t1", Kind: taskapi.AlertKindTaskFailed, Message: "gone",
 		Rules: &taskv1.AlertRules{OnFailure: true}}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := point(t, reader, "ferry_task_alerts", attribute.String("task_id", "t1"), attribute.String("kind", AlertKindTaskFailed),
-		attribute.String("state", AlertFiring)); got != 1 {
+	if got, _ := point(t, reader, "ferry_task_alerts", attribute.String("task_id", "t1"), attribute.String("kind", taskapi.AlertKindTaskFailed),
+		attribute.String("state", taskapi.AlertFiring)); got != 1 {
 		t.Errorf("task_failed alerts counted %d, want 1", got)
 	}
 	spec := &taskv1.TaskSpec{Alerts: &taskv1.AlertRules{LatencyThresholdSeconds: 1, LatencyForSeconds: 1}}
@@ -173,8 +174,8 @@ func TestMetricsCountAlerts(t *testing.T) {
 	w.observe(3*time.Second, now)
 	w.observe(3*time.Second, now.Add(2*time.Second))
 	w.observe(0, now.Add(3*time.Second))
-	for _, state := range []string{AlertFiring, AlertResolved} {
-		if got, _ := point(t, reader, "ferry_task_alerts", attribute.String("task_id", "t1"), attribute.String("kind", AlertKindLatency),
+	for _, state := range []string{taskapi.AlertFiring, taskapi.AlertResolved} {
+		if got, _ := point(t, reader, "ferry_task_alerts", attribute.String("task_id", "t1"), attribute.String("kind", taskapi.AlertKindLatency),
 			attribute.String("state", state)); got != 1 {
 			t.Errorf("latency %s alerts counted %d, want 1", state, got)
 		}

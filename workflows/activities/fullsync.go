@@ -1,4 +1,4 @@
-package task
+package activities
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // FullSync has delivery read capture's snapshot and write it to Kafka
@@ -34,7 +35,7 @@ func (a *Activities) FullSync(ctx context.Context, in *taskv1.FullSyncActivityIn
 		Source: in.GetSpec().GetSource(), Objects: in.GetSpec().GetObjects(),
 	})
 	if err != nil {
-		return nil, classifyRPC("resolving the selected tables", err)
+		return nil, ClassifyRPC("resolving the selected tables", err)
 	}
 	tables := in.GetTables()
 	if len(tables) == 0 {
@@ -42,7 +43,7 @@ func (a *Activities) FullSync(ctx context.Context, in *taskv1.FullSyncActivityIn
 	}
 	rs, err := a.Delivery.Replicate(ctx)
 	if err != nil {
-		return nil, classifyRPC("opening the delivery stream", err)
+		return nil, ClassifyRPC("opening the delivery stream", err)
 	}
 	spec := in.GetSpec()
 	for _, req := range []*deliveryv1.ReplicateRequest{
@@ -56,17 +57,17 @@ func (a *Activities) FullSync(ctx context.Context, in *taskv1.FullSyncActivityIn
 		}}},
 	} {
 		if err := rs.Send(req); err != nil {
-			return nil, classifyRPC("starting the full sync", recvErr(rs.Recv, err))
+			return nil, ClassifyRPC("starting the full sync", recvErr(rs.Recv, err))
 		}
 	}
 	prog := &snapshotProgress{estimates: estimatesByTable(resolved)}
 	go prog.heartbeat(ctx)
 	if err := prog.follow(rs); err != nil {
-		return nil, classifyRPC("full sync", err)
+		return nil, ClassifyRPC("full sync", err)
 	}
 	res, err := prog.result()
 	if err != nil {
-		return nil, temporal.NewApplicationError(err.Error(), ErrOther)
+		return nil, temporal.NewApplicationError(err.Error(), taskapi.ErrOther)
 	}
 	activity.GetLogger(ctx).Info("full sync delivered", "consistentLSN", res.GetConsistentLsn(), "rows", res.GetAckedRows())
 	return res, nil

@@ -1,9 +1,12 @@
-package task
+package activities
 
 import (
+	"reflect"
+	"slices"
 	"testing"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 func TestTopicsForListsEveryTopicOnce(t *testing.T) {
@@ -33,5 +36,23 @@ func TestTopicsForListsEveryTopicOnce(t *testing.T) {
 		if got[name] != n {
 			t.Fatalf("topic %s: %d partitions, want %d (all: %v, order %v)", name, got[name], n, got, order)
 		}
+	}
+}
+
+// The workflow schedules activities by name (taskapi.Activity*) and the
+// worker registers Activities' methods under their own names: the two lists
+// must match, or a workflow would schedule an activity no worker has, and
+// recorded histories would no longer replay.
+func TestRegisteredNamesAreTheMethodsOfActivities(t *testing.T) {
+	names := []string{taskapi.ActivityPrecheck, taskapi.ActivitySetup, taskapi.ActivityFullSync, taskapi.ActivityIncremental,
+		taskapi.ActivityModify, taskapi.ActivityApplyThrottle, taskapi.ActivityAlert, taskapi.ActivityRelease}
+	typ := reflect.TypeFor[*Activities]()
+	var methods []string
+	for m := range typ.Methods() {
+		methods = append(methods, m.Name)
+	}
+	slices.Sort(names)
+	if !slices.Equal(methods, names) {
+		t.Fatalf("methods of Activities %v, names the workflow schedules %v", methods, names)
 	}
 }

@@ -1,4 +1,4 @@
-package task
+package activities
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 func TestLatencyEvaluatorFiresAfterHoldAndResolvesOnce(t *testing.T) {
@@ -36,14 +37,14 @@ func TestLatencyEvaluatorFiresAfterHoldAndResolvesOnce(t *testing.T) {
 		{25 * time.Second, 8 * time.Second, ""},  // dips below: the run starts over
 		{26 * time.Second, 11 * time.Second, ""}, // above since t0+26s
 		{55 * time.Second, 11 * time.Second, ""}, // 29 s above
-		{56 * time.Second, 20 * time.Second, AlertFiring},
+		{56 * time.Second, 20 * time.Second, taskapi.AlertFiring},
 		{57 * time.Second, 30 * time.Second, ""}, // fires once
 		{90 * time.Second, 40 * time.Second, ""},
-		{91 * time.Second, 10 * time.Second, AlertResolved}, // at the threshold is not above
-		{92 * time.Second, 0, ""},                           // resolves once
-		{93 * time.Second, 11 * time.Second, ""},            // a new run must last the hold again
+		{91 * time.Second, 10 * time.Second, taskapi.AlertResolved}, // at the threshold is not above
+		{92 * time.Second, 0, ""},                                   // resolves once
+		{93 * time.Second, 11 * time.Second, ""},                    // a new run must last the hold again
 		{122 * time.Second, 11 * time.Second, ""},
-		{123 * time.Second, 11 * time.Second, AlertFiring},
+		{123 * time.Second, 11 * time.Second, taskapi.AlertFiring},
 	}
 	for _, s := range steps {
 		state, changed := e.Observe(s.latency, t0.Add(s.at))
@@ -59,7 +60,7 @@ func TestLatencyEvaluatorWithoutHoldFiresOnFirstSampleAbove(t *testing.T) {
 	if _, changed := e.Observe(time.Second, t0); changed {
 		t.Fatal("a sample at the threshold fired")
 	}
-	if state, _ := e.Observe(1001*time.Millisecond, t0.Add(time.Second)); state != AlertFiring {
+	if state, _ := e.Observe(1001*time.Millisecond, t0.Add(time.Second)); state != taskapi.AlertFiring {
 		t.Fatalf("got %q, want firing", state)
 	}
 }
@@ -148,7 +149,7 @@ func (h *hook) next(t *testing.T) map[string]any {
 
 func TestPostAlertSendsTheDocumentedBodyAndRetries503(t *testing.T) {
 	h := newHook(t, http.StatusServiceUnavailable, http.StatusServiceUnavailable)
-	alert := WebhookAlert{TaskID: "t1", TaskName: "Orders", Kind: AlertKindLatency, State: AlertFiring,
+	alert := WebhookAlert{TaskID: "t1", TaskName: "Orders", Kind: taskapi.AlertKindLatency, State: taskapi.AlertFiring,
 		Message: "slow", At: "2025-03-04T05:06:07.000000123Z", LatencyMs: 42500, ThresholdSeconds: 30}
 	if err := PostAlert(context.Background(), http.DefaultClient, h.srv.URL+"/hook", alert); err != nil {
 		t.Fatal(err)
@@ -171,7 +172,7 @@ func TestPostAlertSendsTheDocumentedBodyAndRetries503(t *testing.T) {
 
 func TestPostAlertGivesUpAfterRepeated5xx(t *testing.T) {
 	h := newHook(t, 502, 503, 503, 503)
-	err := PostAlert(context.Background(), http.DefaultClient, h.srv.URL, WebhookAlert{Kind: AlertKindTaskFailed})
+	err := PostAlert(context.Background(), http.DefaultClient, h.srv.URL, WebhookAlert{Kind: taskapi.AlertKindTaskFailed})
 	if err == nil || !strings.Contains(err.Error(), h.srv.URL) || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("got %v, want an error naming %s and the status", err, h.srv.URL)
 	}
@@ -182,7 +183,7 @@ func TestPostAlertGivesUpAfterRepeated5xx(t *testing.T) {
 
 func TestPostAlertDoesNotRetry4xx(t *testing.T) {
 	h := newHook(t, http.StatusNotFound)
-	err := PostAlert(context.Background(), http.DefaultClient, h.srv.URL+"/gone", WebhookAlert{Kind: AlertKindTaskFailed})
+	err := PostAlert(context.Background(), http.DefaultClient, h.srv.URL+"/gone", WebhookAlert{Kind: taskapi.AlertKindTaskFailed})
 	var perm permanentError
 	if !errors.As(err, &perm) || !strings.Contains(err.Error(), h.srv.URL+"/gone") || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("got %v, want a permanent error naming the URL and 404", err)
@@ -206,7 +207,7 @@ func TestPostAlertRetriesDroppedConnections(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	}))
 	defer srv.Close()
-	if err := PostAlert(context.Background(), srv.Client(), srv.URL, WebhookAlert{Kind: AlertKindTaskFailed}); err != nil {
+	if err := PostAlert(context.Background(), srv.Client(), srv.URL, WebhookAlert{Kind: taskapi.AlertKindTaskFailed}); err != nil {
 		t.Fatal(err)
 	}
 	if n := calls.Load(); n != 2 {
@@ -259,7 +260,7 @@ func TestAlertActivityLogsAndPosts(t *testing.T) {
 	a := &Activities{} // nil HTTP: the default client
 	env.RegisterActivity(a)
 	at := time.Date(2025, 3, 4, 5, 6, 7, 890, time.UTC)
-	in := &taskv1.AlertActivityInput{TaskId: "orders-sync", TaskName: "Orders", Kind: AlertKindTaskFailed,
+	in := &taskv1.AlertActivityInput{TaskId: "orders-sync", TaskName: "Orders", Kind: taskapi.AlertKindTaskFailed,
 		Message: "capture stream: slot is gone", At: timestamppb.New(at),
 		Rules: &taskv1.AlertRules{OnFailure: true, LatencyThresholdSeconds: 30, WebhookUrl: h.srv.URL}}
 	if _, err := env.ExecuteActivity(a.Alert, in); err != nil {
@@ -293,7 +294,7 @@ func TestAlertActivityRejectedWebhookIsNotRetried(t *testing.T) {
 	env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
 	a := &Activities{HTTP: h.srv.Client()}
 	env.RegisterActivity(a)
-	_, err := env.ExecuteActivity(a.Alert, &taskv1.AlertActivityInput{TaskId: "t1", Kind: AlertKindTaskFailed,
+	_, err := env.ExecuteActivity(a.Alert, &taskv1.AlertActivityInput{TaskId: "t1", Kind: taskapi.AlertKindTaskFailed,
 		Rules: &taskv1.AlertRules{WebhookUrl: h.srv.URL}})
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || !appErr.NonRetryable() || !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), h.srv.URL) {
@@ -340,7 +341,7 @@ func TestLatencyWatchPostsTransitionsWithoutBlocking(t *testing.T) {
 		state string
 		ms    float64
 		at    time.Time
-	}{{AlertFiring, 4000, t0.Add(5 * time.Second)}, {AlertResolved, 1000, t0.Add(6 * time.Second)}}
+	}{{taskapi.AlertFiring, 4000, t0.Add(5 * time.Second)}, {taskapi.AlertResolved, 1000, t0.Add(6 * time.Second)}}
 	for _, wnt := range want {
 		select {
 		case m := <-got:
@@ -352,7 +353,7 @@ func TestLatencyWatchPostsTransitionsWithoutBlocking(t *testing.T) {
 			t.Fatalf("no %s alert within 10s", wnt.state)
 		}
 	}
-	if !logger.warned(AlertFiring) || !logger.warned(AlertResolved) {
+	if !logger.warned(taskapi.AlertFiring) || !logger.warned(taskapi.AlertResolved) {
 		t.Fatalf("transitions not logged: %v", logger.warns)
 	}
 	if newLatencyWatch(ctx, logger, nil, "t", &taskv1.TaskSpec{Alerts: &taskv1.AlertRules{WebhookUrl: srv.URL}}) != nil {
@@ -379,7 +380,7 @@ func TestAlertNotifierKeepsOnlyTheLatestWaitingAlert(t *testing.T) {
 	logger := &recLogger{}
 	n := &alertNotifier{ctx: context.Background(), client: srv.Client(), url: srv.URL, logger: logger}
 	for _, msg := range []string{"a", "b", "c", "d"} {
-		n.send(WebhookAlert{Kind: AlertKindLatency, Message: msg})
+		n.send(WebhookAlert{Kind: taskapi.AlertKindLatency, Message: msg})
 	}
 	close(release)
 	for _, want := range []string{"a", "d"} {
@@ -396,7 +397,7 @@ func TestAlertNotifierKeepsOnlyTheLatestWaitingAlert(t *testing.T) {
 		t.Fatalf("dropped alerts not logged: %v", logger.warns)
 	}
 	// The notifier is idle again: a new alert goes out at once.
-	n.send(WebhookAlert{Kind: AlertKindLatency, Message: "e"})
+	n.send(WebhookAlert{Kind: taskapi.AlertKindLatency, Message: "e"})
 	select {
 	case msg := <-got:
 		if msg != "e" {

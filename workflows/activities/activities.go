@@ -1,4 +1,9 @@
-package task
+// Package activities holds the task workflow's activities: all the I/O a
+// task does, through Ferry's services, Temporal's heartbeats and alert
+// webhooks. The workflow (workflows/task) schedules them by their
+// registered names, taskapi.Activity*, which are the method names of
+// Activities; it does not import this package.
+package activities
 
 import (
 	"context"
@@ -15,6 +20,7 @@ import (
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // Activities call Ferry's gRPC services; they hold no state of their own.
@@ -36,7 +42,7 @@ func (a *Activities) Precheck(ctx context.Context, in *taskv1.PrecheckActivityIn
 		Source: in.GetSpec().GetSource(), Objects: in.GetSpec().GetObjects(), Destination: in.GetSpec().GetDestination(),
 	})
 	if err != nil {
-		return nil, classifyRPC("running the precheck", err)
+		return nil, ClassifyRPC("running the precheck", err)
 	}
 	spec := in.GetSpec()
 	topics, err := a.Delivery.CheckTopics(ctx, &deliveryv1.CheckTopicsRequest{
@@ -44,7 +50,7 @@ func (a *Activities) Precheck(ctx context.Context, in *taskv1.PrecheckActivityIn
 		CreateMissing: spec.GetSyncTypes().GetSchema(), ConflictMode: spec.GetKafka().GetConflictMode(),
 	})
 	if err != nil {
-		return nil, classifyRPC("checking the Kafka topics", err)
+		return nil, ClassifyRPC("checking the Kafka topics", err)
 	}
 	return &taskv1.PrecheckActivityResult{Items: append(res.GetItems(), topics.GetItems()...)}, nil
 }
@@ -59,7 +65,7 @@ func (a *Activities) Setup(ctx context.Context, in *taskv1.SetupActivityInput) (
 		Source: spec.GetSource(), Objects: spec.GetObjects(),
 	})
 	if err != nil {
-		return nil, classifyRPC("resolving the selected tables", err)
+		return nil, ClassifyRPC("resolving the selected tables", err)
 	}
 	keyed := allKeyed(resolved)
 	if err := checkExactlyOnceFullSync(in, resolved, keyed); err != nil {
@@ -68,7 +74,7 @@ func (a *Activities) Setup(ctx context.Context, in *taskv1.SetupActivityInput) (
 	if _, err := a.Delivery.EnsureTopics(ctx, &deliveryv1.EnsureTopicsRequest{
 		Kafka: spec.GetDestination(), Topics: TopicsFor(spec), VerifyOnly: !spec.GetSyncTypes().GetSchema(),
 	}); err != nil {
-		return nil, classifyRPC("creating topics", err)
+		return nil, ClassifyRPC("creating topics", err)
 	}
 	rep, err := a.Capture.EnsureReplication(ctx, &capturev1.EnsureReplicationRequest{
 		Source: spec.GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(),
@@ -77,7 +83,7 @@ func (a *Activities) Setup(ctx context.Context, in *taskv1.SetupActivityInput) (
 		Filters: tableFilters(spec),
 	})
 	if err != nil {
-		return nil, classifyRPC(fmt.Sprintf("creating slot and publication %s", in.GetSlotName()), err)
+		return nil, ClassifyRPC(fmt.Sprintf("creating slot and publication %s", in.GetSlotName()), err)
 	}
 	return &taskv1.SetupActivityResult{
 		Tables: resolved.GetTables(), StartLsn: rep.GetConfirmedLsn(), EstimatedRows: resolved.GetEstimatedRows(), AllKeyed: keyed,
@@ -101,10 +107,10 @@ func checkExactlyOnceFullSync(in *taskv1.SetupActivityInput, resolved *catalogv1
 	}
 	if len(keyless) == 0 { // a workflow started before chunked full sync
 		return temporal.NewNonRetryableApplicationError("kafka.exactly_once with sync_types.full needs chunked full sync, "+
-			"which this task predates; recreate the task", ErrConfig, nil)
+			"which this task predates; recreate the task", taskapi.ErrConfig, nil)
 	}
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("exactly_once with full sync needs a primary key on every table: %s; "+
-		"add primary keys, or turn off kafka.exactly_once or sync_types.full", strings.Join(keyless, ", ")), ErrConfig, nil)
+		"add primary keys, or turn off kafka.exactly_once or sync_types.full", strings.Join(keyless, ", ")), taskapi.ErrConfig, nil)
 }
 
 // allKeyed tells whether every resolved table has a primary key, which
@@ -169,15 +175,15 @@ func (a *Activities) Release(ctx context.Context, in *taskv1.ReleaseActivityInpu
 		Source: in.GetSpec().GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(),
 	})
 	if err != nil {
-		return classifyRPC(fmt.Sprintf("releasing slot and publication %s", in.GetSlotName()), err)
+		return ClassifyRPC(fmt.Sprintf("releasing slot and publication %s", in.GetSlotName()), err)
 	}
 	return nil
 }
 
-// classifyRPC turns a Ferry service's gRPC error into a typed application
+// ClassifyRPC turns a Ferry service's gRPC error into a typed application
 // error, which decides the retry window the workflow applies. Details ride
 // along so the workflow learns the checkpoint even from a failed attempt.
-func classifyRPC(what string, err error, details ...any) error {
+func ClassifyRPC(what string, err error, details ...any) error {
 	if err == nil {
 		return nil
 	}
@@ -194,16 +200,16 @@ func classifyRPC(what string, err error, details ...any) error {
 	opts := temporal.ApplicationErrorOptions{Details: details}
 	switch st.Code() {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
-		return temporal.NewApplicationErrorWithOptions(msg, ErrConnection, opts)
+		return temporal.NewApplicationErrorWithOptions(msg, taskapi.ErrConnection, opts)
 	case codes.InvalidArgument, codes.DataLoss:
 		// DataLoss: the source lost what the task needs to resume (its
 		// slot, or a publication the slot still needs). No retry brings
 		// it back; only a new full sync does, so the task fails at once.
 		opts.NonRetryable = true
-		return temporal.NewApplicationErrorWithOptions(msg, ErrConfig, opts)
+		return temporal.NewApplicationErrorWithOptions(msg, taskapi.ErrConfig, opts)
 	case codes.Canceled:
 		return temporal.NewCanceledError(details...)
 	default:
-		return temporal.NewApplicationErrorWithOptions(msg, ErrOther, opts)
+		return temporal.NewApplicationErrorWithOptions(msg, taskapi.ErrOther, opts)
 	}
 }

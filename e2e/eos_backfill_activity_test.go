@@ -1,0 +1,348 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"go.temporal.io/sdk/testsuite"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/grpccodec"
+	"github.com/ferry-cdc/ferry/services/capture"
+	"github.com/ferry-cdc/ferry/services/delivery"
+	"github.com/ferry-cdc/ferry/services/testenv"
+	"github.com/ferry-cdc/ferry/workflows/activities"
+)
+
+// This test lived in services/delivery; it runs the worker's activity, and
+// the services module does not depend on the workflows module, so it lives
+// here with the other tests that join the two, and reads delivery's
+// checkpoint topic through its documented record format.
+
+// TestExactlyOnceChunkedBackfillSurvivesDeliveryKill runs the worker's
+// incremental activity over real capture and delivery services, a private
+// PostgreSQL and a private broker, as chunked full sync does: one keyed
+// table of 12000 rows read in primary-key chunks (two, of full sync's
+// 10,000 rows). Delivery is killed once Kafka holds part of the backfill,
+// and the activity runs again from the checkpoint it started with, as
+// after a worker that died before any heartbeat reached Temporal. It must
+// resume where Kafka is, and a read_committed consumer must see every row
+// exactly once.
+func TestExactlyOnceChunkedBackfillSurvivesDeliveryKill(t *testing.T) {
+	const rows = 12000
+	pg := testenv.StartPostgres(t)
+	bootstrap := testenv.StartKafka(t).Bootstrap()
+	tbl, topic := testenv.UniqueName("eos_bf"), testenv.UniqueName("ferry_eos_bf_task")
+	testenv.Exec(t, pg.Conn(t), fmt.Sprintf("CREATE TABLE public.%s (id int8 PRIMARY KEY, note text)", tbl),
+		fmt.Sprintf("INSERT INTO public.%s SELECT g, 'row ' || g FROM generate_series(1, %d) g", tbl, rows))
+	capture := startBackfillCapture(t)
+	ref := &taskv1.TableRef{Schema: "public", Table: tbl}
+	rep, err := capture.EnsureReplication(context.Background(), &capturev1.EnsureReplicationRequest{
+		Source: pg.Source(), SlotName: tbl, PublicationName: tbl, Tables: []*taskv1.TableRef{ref},
+	})
+	if err != nil {
+		t.Fatalf("EnsureReplication: %v", err)
+	}
+	in := &taskv1.IncrementalActivityInput{
+		TaskId: topic, SlotName: tbl, PublicationName: tbl, UntilBackfilled: true,
+		Checkpoint: &cdcv1.Checkpoint{ConfirmedLsn: rep.GetConfirmedLsn(), Backfills: []*cdcv1.BackfillProgress{{Schema: "public", Table: tbl}}},
+		Spec: &taskv1.TaskSpec{
+			Source:      pg.Source(),
+			Destination: &taskv1.KafkaEndpoint{BootstrapServers: bootstrap, Topic: topic},
+			Objects:     &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{{Schema: "public", Table: tbl}}},
+			SyncTypes:   &taskv1.SyncTypes{Full: true},
+			Kafka: &taskv1.KafkaOptions{ExactlyOnce: true, Acks: taskv1.Acks_ACKS_ALL,
+				PartitionPolicy: taskv1.PartitionPolicy_PARTITION_POLICY_HASH_PRIMARY_KEY},
+			// Slow enough that the kill lands mid-backfill.
+			Advanced: &taskv1.AdvancedOptions{IncrementalThrottle: &taskv1.IncrementalThrottle{RowsPerSecond: 1500}},
+		},
+	}
+
+	first := startKillableDelivery(t, capture)
+	ensureTopics(t, first.client, bootstrap, &deliveryv1.TopicSpec{Name: topic, Partitions: 3})
+	env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
+	env.RegisterActivity(&activities.Activities{Capture: capture, Delivery: first.client})
+	killed := make(chan *cdcv1.BackfillProgress, 1)
+	go func() { killed <- killMidBackfill(t, bootstrap, topic, first) }()
+	if _, err := env.ExecuteActivity("Incremental", in); err == nil {
+		t.Fatal("the incremental activity ended cleanly though its delivery was killed")
+	}
+	atKill := <-killed
+	if atKill == nil {
+		t.Fatal("Kafka held no partial backfill before the activity ended")
+	}
+	t.Logf("delivery killed with %d rows of the backfill committed", atKill.GetRows())
+
+	second := startKillableDelivery(t, capture)
+	env = (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
+	env.RegisterActivity(&activities.Activities{Capture: capture, Delivery: second.client})
+	val, err := env.ExecuteActivity("Incremental", in) // the stale checkpoint again
+	if err != nil {
+		t.Fatalf("the resumed activity: %v", err)
+	}
+	var done cdcv1.Checkpoint
+	if err := val.Get(&done); err != nil {
+		t.Fatal(err)
+	}
+	if b := done.GetBackfills(); len(b) != 1 || !b[0].GetDone() || b[0].GetRows() != rows {
+		t.Fatalf("final checkpoint %v, want the backfill done with %d rows", &done, rows)
+	}
+	counts := readCommittedKeys(t, bootstrap, topic, rows, 90*time.Second)
+	for id := 1; id <= rows; id++ {
+		if n := counts[strconv.Itoa(id)]; n != 1 {
+			t.Errorf("row %d read %d times, want once", id, n)
+		}
+	}
+}
+
+// killMidBackfill kills d once the task's checkpoint in Kafka holds part of
+// the backfill, and returns that progress; nil if the backfill finished or
+// a minute passed first.
+func killMidBackfill(t *testing.T, bootstrap, taskID string, d *killableDelivery) *cdcv1.BackfillProgress {
+	defer d.kill()
+	deadline := time.Now().Add(time.Minute)
+	tick := time.NewTicker(100 * time.Millisecond) // between polls of the checkpoint topic
+	defer tick.Stop()
+	for ; time.Now().Before(deadline); <-tick.C {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var rec checkpointBackfills
+		err := readToEnd(ctx, kafka.ConfigMap{"bootstrap.servers": bootstrap}, delivery.DefaultCheckpointTopic, func(m *kafka.Message) error {
+			if string(m.Key) != taskID {
+				return nil
+			}
+			rec = checkpointBackfills{}
+			return json.Unmarshal(m.Value, &rec)
+		})
+		cancel()
+		bfs, derr := rec.decode()
+		if err != nil || derr != nil {
+			t.Logf("reading the checkpoint: %v %v", err, derr)
+			continue
+		}
+		for _, b := range bfs {
+			if b.GetDone() {
+				return nil
+			}
+			if b.GetRows() > 0 {
+				return b
+			}
+		}
+	}
+	return nil
+}
+
+// killableDelivery is a delivery service whose server can be stopped
+// mid-stream, as a crash would.
+type killableDelivery struct {
+	client deliveryv1.DeliveryServiceClient
+	kill   func()
+}
+
+// startKillableDelivery serves delivery with capture as the service its
+// Replicate reads changes from, as -capture gives it in production.
+func startKillableDelivery(t *testing.T, capture capturev1.CaptureServiceClient) *killableDelivery {
+	t.Helper()
+	impl := delivery.NewServer(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	impl.Capture = capture
+	gs := grpc.NewServer(grpccodec.ServerOption())
+	deliveryv1.RegisterDeliveryServiceServer(gs, impl)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(lis) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { gs.Stop(); impl.Wait() }) }
+	t.Cleanup(stop)
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return &killableDelivery{client: deliveryv1.NewDeliveryServiceClient(cc), kill: stop}
+}
+
+// startBackfillCapture serves the real capture service on a loopback port.
+func startBackfillCapture(t *testing.T) capturev1.CaptureServiceClient {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(grpccodec.ServerOption())
+	capturev1.RegisterCaptureServiceServer(gs, capture.NewServer(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return capturev1.NewCaptureServiceClient(cc)
+}
+
+func ensureTopics(t *testing.T, c deliveryv1.DeliveryServiceClient, bootstrap string, topics ...*deliveryv1.TopicSpec) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.EnsureTopics(ctx, &deliveryv1.EnsureTopicsRequest{Kafka: &taskv1.KafkaEndpoint{BootstrapServers: bootstrap}, Topics: topics}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkpointBackfills is the part of a checkpoint topic record this test
+// reads: per table, the backfill progress whose chunk is in Kafka, as
+// cdc.v1.BackfillProgress in protobuf's JSON form.
+type checkpointBackfills struct {
+	Backfills []json.RawMessage `json:"backfills,omitempty"`
+}
+
+func (r checkpointBackfills) decode() ([]*cdcv1.BackfillProgress, error) {
+	out := make([]*cdcv1.BackfillProgress, 0, len(r.Backfills))
+	for i, raw := range r.Backfills {
+		var p cdcv1.BackfillProgress
+		if err := protojson.Unmarshal(raw, &p); err != nil {
+			return nil, fmt.Errorf("decoding backfill progress %d: %w", i, err)
+		}
+		out = append(out, &p)
+	}
+	return out, nil
+}
+
+// readToEnd reads every partition of topic from the beginning up to its end
+// offset at the time of the call, as a read_committed consumer.
+func readToEnd(ctx context.Context, conf kafka.ConfigMap, topic string, fn func(*kafka.Message) error) error {
+	conf["group.id"] = "ferry-test-state-reader" // required by the client; no offsets are committed
+	conf["enable.auto.commit"] = false
+	conf["isolation.level"] = "read_committed"
+	c, err := kafka.NewConsumer(&conf)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = c.Close() }()
+	ends, tps, err := endOffsets(c, topic)
+	if err != nil || len(tps) == 0 {
+		return err
+	}
+	if err := c.Assign(tps); err != nil {
+		return err
+	}
+	for len(ends) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		m, err := c.ReadMessage(time.Second)
+		if err != nil {
+			var ke kafka.Error
+			if !errors.As(err, &ke) || ke.Code() != kafka.ErrTimedOut {
+				return err
+			}
+			// Compaction or aborted transactions can leave no record at
+			// the end offset; the position says we are past it.
+			if err := dropReached(c, tps, ends); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := fn(m); err != nil {
+			return err
+		}
+		if hi, ok := ends[m.TopicPartition.Partition]; ok && int64(m.TopicPartition.Offset)+1 >= hi {
+			delete(ends, m.TopicPartition.Partition)
+		}
+	}
+	return nil
+}
+
+// endOffsets returns the end offset of each nonempty partition of topic,
+// and those partitions from their beginning.
+func endOffsets(c *kafka.Consumer, topic string) (map[int32]int64, []kafka.TopicPartition, error) {
+	md, err := c.GetMetadata(&topic, false, 10_000)
+	if err != nil {
+		return nil, nil, err
+	}
+	ends := map[int32]int64{}
+	var tps []kafka.TopicPartition
+	for _, p := range md.Topics[topic].Partitions {
+		_, hi, err := c.QueryWatermarkOffsets(topic, p.ID, 10_000)
+		if err != nil {
+			return nil, nil, err
+		}
+		if hi > 0 {
+			ends[p.ID] = hi
+			tps = append(tps, kafka.TopicPartition{Topic: &topic, Partition: p.ID, Offset: kafka.OffsetBeginning})
+		}
+	}
+	return ends, tps, nil
+}
+
+func dropReached(c *kafka.Consumer, tps []kafka.TopicPartition, ends map[int32]int64) error {
+	pos, err := c.Position(tps)
+	if err != nil {
+		return err
+	}
+	for _, tp := range pos {
+		if hi, ok := ends[tp.Partition]; ok && int64(tp.Offset) >= hi {
+			delete(ends, tp.Partition)
+		}
+	}
+	return nil
+}
+
+// readCommittedKeys counts messages by key as a read_committed consumer,
+// reading every partition until want distinct keys arrived and then
+// briefly more.
+func readCommittedKeys(t *testing.T, bootstrap, topic string, want int, within time.Duration) map[string]int {
+	t.Helper()
+	c, err := kafka.NewConsumer(&kafka.ConfigMap{
+		"bootstrap.servers": bootstrap, "group.id": "ferry-test-" + topic, "enable.auto.commit": false,
+		"auto.offset.reset": "earliest", "isolation.level": "read_committed", "log_level": 3,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	if err := c.Subscribe(topic, nil); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	deadline := time.Now().Add(within)
+	quietUntil := time.Time{}
+	for {
+		now := time.Now()
+		if len(counts) >= want && quietUntil.IsZero() {
+			quietUntil = now.Add(2 * time.Second) // duplicates would follow at once
+		}
+		if !quietUntil.IsZero() && now.After(quietUntil) {
+			return counts
+		}
+		if now.After(deadline) {
+			t.Fatalf("read %d of %d keys from %s in %s: %v", len(counts), want, topic, within, counts)
+		}
+		m, err := c.ReadMessage(200 * time.Millisecond)
+		if err != nil {
+			var ke kafka.Error
+			if errors.As(err, &ke) && ke.IsTimeout() {
+				continue
+			}
+			t.Fatal(err)
+		}
+		counts[string(m.Key)]++
+	}
+}
