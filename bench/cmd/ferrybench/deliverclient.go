@@ -16,8 +16,8 @@ import (
 )
 
 // Batches are encoded before the clock starts and sent as raw frames, as
-// Ferry's worker relays capture's frames (workflows/task/frames.go): the
-// figure is delivery's, not this client's protobuf encoding.
+// capture's own frames reach delivery (Replicate): the figure is
+// delivery's, not this client's protobuf encoding.
 type rawFrame struct{ b []byte }
 
 // frameCodec is the proto codec, except that it sends rawFrames as they are.
