@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -17,7 +15,6 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
@@ -103,7 +100,7 @@ func TestExactlyOnceChunkedBackfillSurvivesDeliveryKill(t *testing.T) {
 	if b := done.GetBackfills(); len(b) != 1 || !b[0].GetDone() || b[0].GetRows() != rows {
 		t.Fatalf("final checkpoint %v, want the backfill done with %d rows", &done, rows)
 	}
-	counts := readCommittedKeys(t, bootstrap, topic, rows, 90*time.Second)
+	counts := testenv.ReadCommittedKeys(t, bootstrap, topic, rows, 90*time.Second)
 	for id := 1; id <= rows; id++ {
 		if n := counts[strconv.Itoa(id)]; n != 1 {
 			t.Errorf("row %d read %d times, want once", id, n)
@@ -121,18 +118,10 @@ func killMidBackfill(t *testing.T, bootstrap, taskID string, d *killableDelivery
 	defer tick.Stop()
 	for ; time.Now().Before(deadline); <-tick.C {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		var rec checkpointBackfills
-		err := readToEnd(ctx, kafka.ConfigMap{"bootstrap.servers": bootstrap}, delivery.DefaultCheckpointTopic, func(m *kafka.Message) error {
-			if string(m.Key) != taskID {
-				return nil
-			}
-			rec = checkpointBackfills{}
-			return json.Unmarshal(m.Value, &rec)
-		})
+		_, bfs, err := delivery.StoredCheckpoint(ctx, kafka.ConfigMap{"bootstrap.servers": bootstrap}, taskID)
 		cancel()
-		bfs, derr := rec.decode()
-		if err != nil || derr != nil {
-			t.Logf("reading the checkpoint: %v %v", err, derr)
+		if err != nil {
+			t.Logf("reading the checkpoint: %v", err)
 			continue
 		}
 		for _, b := range bfs {
@@ -203,146 +192,5 @@ func ensureTopics(t *testing.T, c deliveryv1.DeliveryServiceClient, bootstrap st
 	defer cancel()
 	if _, err := c.EnsureTopics(ctx, &deliveryv1.EnsureTopicsRequest{Kafka: &taskv1.KafkaEndpoint{BootstrapServers: bootstrap}, Topics: topics}); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// checkpointBackfills is the part of a checkpoint topic record this test
-// reads: per table, the backfill progress whose chunk is in Kafka, as
-// cdc.v1.BackfillProgress in protobuf's JSON form.
-type checkpointBackfills struct {
-	Backfills []json.RawMessage `json:"backfills,omitempty"`
-}
-
-func (r checkpointBackfills) decode() ([]*cdcv1.BackfillProgress, error) {
-	out := make([]*cdcv1.BackfillProgress, 0, len(r.Backfills))
-	for i, raw := range r.Backfills {
-		var p cdcv1.BackfillProgress
-		if err := protojson.Unmarshal(raw, &p); err != nil {
-			return nil, fmt.Errorf("decoding backfill progress %d: %w", i, err)
-		}
-		out = append(out, &p)
-	}
-	return out, nil
-}
-
-// readToEnd reads every partition of topic from the beginning up to its end
-// offset at the time of the call, as a read_committed consumer.
-func readToEnd(ctx context.Context, conf kafka.ConfigMap, topic string, fn func(*kafka.Message) error) error {
-	conf["group.id"] = "ferry-test-state-reader" // required by the client; no offsets are committed
-	conf["enable.auto.commit"] = false
-	conf["isolation.level"] = "read_committed"
-	c, err := kafka.NewConsumer(&conf)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = c.Close() }()
-	ends, tps, err := endOffsets(c, topic)
-	if err != nil || len(tps) == 0 {
-		return err
-	}
-	if err := c.Assign(tps); err != nil {
-		return err
-	}
-	for len(ends) > 0 {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		m, err := c.ReadMessage(time.Second)
-		if err != nil {
-			var ke kafka.Error
-			if !errors.As(err, &ke) || ke.Code() != kafka.ErrTimedOut {
-				return err
-			}
-			// Compaction or aborted transactions can leave no record at
-			// the end offset; the position says we are past it.
-			if err := dropReached(c, tps, ends); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := fn(m); err != nil {
-			return err
-		}
-		if hi, ok := ends[m.TopicPartition.Partition]; ok && int64(m.TopicPartition.Offset)+1 >= hi {
-			delete(ends, m.TopicPartition.Partition)
-		}
-	}
-	return nil
-}
-
-// endOffsets returns the end offset of each nonempty partition of topic,
-// and those partitions from their beginning.
-func endOffsets(c *kafka.Consumer, topic string) (map[int32]int64, []kafka.TopicPartition, error) {
-	md, err := c.GetMetadata(&topic, false, 10_000)
-	if err != nil {
-		return nil, nil, err
-	}
-	ends := map[int32]int64{}
-	var tps []kafka.TopicPartition
-	for _, p := range md.Topics[topic].Partitions {
-		_, hi, err := c.QueryWatermarkOffsets(topic, p.ID, 10_000)
-		if err != nil {
-			return nil, nil, err
-		}
-		if hi > 0 {
-			ends[p.ID] = hi
-			tps = append(tps, kafka.TopicPartition{Topic: &topic, Partition: p.ID, Offset: kafka.OffsetBeginning})
-		}
-	}
-	return ends, tps, nil
-}
-
-func dropReached(c *kafka.Consumer, tps []kafka.TopicPartition, ends map[int32]int64) error {
-	pos, err := c.Position(tps)
-	if err != nil {
-		return err
-	}
-	for _, tp := range pos {
-		if hi, ok := ends[tp.Partition]; ok && int64(tp.Offset) >= hi {
-			delete(ends, tp.Partition)
-		}
-	}
-	return nil
-}
-
-// readCommittedKeys counts messages by key as a read_committed consumer,
-// reading every partition until want distinct keys arrived and then
-// briefly more.
-func readCommittedKeys(t *testing.T, bootstrap, topic string, want int, within time.Duration) map[string]int {
-	t.Helper()
-	c, err := kafka.NewConsumer(&kafka.ConfigMap{
-		"bootstrap.servers": bootstrap, "group.id": "ferry-test-" + topic, "enable.auto.commit": false,
-		"auto.offset.reset": "earliest", "isolation.level": "read_committed", "log_level": 3,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Close() }()
-	if err := c.Subscribe(topic, nil); err != nil {
-		t.Fatal(err)
-	}
-	counts := map[string]int{}
-	deadline := time.Now().Add(within)
-	quietUntil := time.Time{}
-	for {
-		now := time.Now()
-		if len(counts) >= want && quietUntil.IsZero() {
-			quietUntil = now.Add(2 * time.Second) // duplicates would follow at once
-		}
-		if !quietUntil.IsZero() && now.After(quietUntil) {
-			return counts
-		}
-		if now.After(deadline) {
-			t.Fatalf("read %d of %d keys from %s in %s: %v", len(counts), want, topic, within, counts)
-		}
-		m, err := c.ReadMessage(200 * time.Millisecond)
-		if err != nil {
-			var ke kafka.Error
-			if errors.As(err, &ke) && ke.IsTimeout() {
-				continue
-			}
-			t.Fatal(err)
-		}
-		counts[string(m.Key)]++
 	}
 }

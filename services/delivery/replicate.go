@@ -14,6 +14,7 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
+	"github.com/ferry-cdc/ferry/platform/rpcstream"
 )
 
 // deliverConn is a delivery stream's two ends: the batches it reads and
@@ -142,7 +143,7 @@ func (p *capturePipe) openChanges(start *capturev1.StartStream) error {
 	defer p.ackMu.Unlock()
 	err = changes.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Start{Start: start}})
 	if err != nil {
-		return &captureError{"starting the change stream: ", recvErr(changes.Recv, err)}
+		return &captureError{"starting the change stream: ", rpcstream.RecvErr(changes.Recv, err)}
 	}
 	p.changes, p.open = changes, true
 	lsn := p.pending
@@ -163,7 +164,7 @@ func (p *capturePipe) confirmLocked(lsn uint64) error {
 	}
 	err := p.changes.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Ack{Ack: &capturev1.Ack{FlushedLsn: lsn}}})
 	if err != nil {
-		return &captureError{fmt.Sprintf("confirming LSN %d: ", lsn), recvErr(p.changes.Recv, err)}
+		return &captureError{fmt.Sprintf("confirming LSN %d: ", lsn), rpcstream.RecvErr(p.changes.Recv, err)}
 	}
 	p.acked = lsn
 	return nil
@@ -252,16 +253,4 @@ func (p *capturePipe) progress(m *deliveryv1.ReplicateResponse) error {
 	defer p.sendMu.Unlock()
 	m.ReceivedEvents = p.received.Load()
 	return p.srv.Send(m)
-}
-
-// recvErr recovers the real error behind a failed Send: gRPC reports the
-// stream's status only to Recv, and Send returns a bare io.EOF.
-func recvErr[T any](recv func() (T, error), sendErr error) error {
-	if !errors.Is(sendErr, io.EOF) {
-		return sendErr
-	}
-	if _, err := recv(); err != nil {
-		return err
-	}
-	return sendErr
 }

@@ -87,6 +87,28 @@ func replicateWith(t *testing.T, fake *fakeCapture) deliveryv1.DeliveryServiceCl
 	return client
 }
 
+// openReplicate opens Replicate on client and sends reqs, with a minute for
+// the whole test.
+func openReplicate(t *testing.T, client deliveryv1.DeliveryServiceClient, reqs ...*deliveryv1.ReplicateRequest) grpc.BidiStreamingClient[deliveryv1.ReplicateRequest, deliveryv1.ReplicateResponse] {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	rs, err := client.Replicate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range reqs {
+		if err := rs.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return rs
+}
+
+func startDelivery(bootstrap string) *deliveryv1.ReplicateRequest {
+	return &deliveryv1.ReplicateRequest{Kind: &deliveryv1.ReplicateRequest_Delivery{Delivery: start(bootstrap, "orders", nil)}}
+}
+
 func changes(b *cdcv1.ChangeBatch) *capturev1.StreamChangesResponse {
 	return &capturev1.StreamChangesResponse{Batch: b}
 }
@@ -105,21 +127,8 @@ func TestReplicateFeedsDeliveryFromCapture(t *testing.T) {
 		},
 		starts: make(chan *capturev1.StartStream, 1), acks: make(chan uint64, 100),
 	}
-	client := replicateWith(t, fake)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rs, err := client.Replicate(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, req := range []*deliveryv1.ReplicateRequest{
-		{Kind: &deliveryv1.ReplicateRequest_Delivery{Delivery: start(bootstrap, "orders", nil)}},
-		{Kind: &deliveryv1.ReplicateRequest_Changes{Changes: &capturev1.StartStream{SlotName: "s", StartLsn: 50}}},
-	} {
-		if err := rs.Send(req); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rs := openReplicate(t, replicateWith(t, fake), startDelivery(bootstrap),
+		&deliveryv1.ReplicateRequest{Kind: &deliveryv1.ReplicateRequest_Changes{Changes: &capturev1.StartStream{SlotName: "s", StartLsn: 50}}})
 	if got := (<-fake.starts).GetStartLsn(); got != 50 {
 		t.Fatalf("capture started at %d, want the client's 50", got)
 	}
@@ -167,15 +176,8 @@ func TestReplicateNamesCapturesFailure(t *testing.T) {
 	bootstrap := fakeKafka(t, 1, "orders")
 	fake := &fakeCapture{end: status.Error(codes.DataLoss, "replication slot s is gone"),
 		starts: make(chan *capturev1.StartStream, 1), acks: make(chan uint64, 10)}
-	client := replicateWith(t, fake)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rs, err := client.Replicate(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = rs.Send(&deliveryv1.ReplicateRequest{Kind: &deliveryv1.ReplicateRequest_Delivery{Delivery: start(bootstrap, "orders", nil)}})
-	_ = rs.Send(&deliveryv1.ReplicateRequest{Kind: &deliveryv1.ReplicateRequest_Changes{Changes: &capturev1.StartStream{SlotName: "s"}}})
+	rs := openReplicate(t, replicateWith(t, fake), startDelivery(bootstrap),
+		&deliveryv1.ReplicateRequest{Kind: &deliveryv1.ReplicateRequest_Changes{Changes: &capturev1.StartStream{SlotName: "s"}}})
 	for {
 		_, err := rs.Recv()
 		if err == nil {
@@ -199,15 +201,8 @@ func TestReplicateSnapshotEndsWhenKafkaHasEveryRow(t *testing.T) {
 		{Batch: &cdcv1.ChangeBatch{WatermarkLsn: 500}},
 		{Progress: &capturev1.SnapshotProgress{Done: true}},
 	}}
-	client := replicateWith(t, fake)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rs, err := client.Replicate(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = rs.Send(&deliveryv1.ReplicateRequest{Kind: &deliveryv1.ReplicateRequest_Delivery{Delivery: start(bootstrap, "orders", nil)}})
-	_ = rs.Send(&deliveryv1.ReplicateRequest{Kind: &deliveryv1.ReplicateRequest_Snapshot{Snapshot: &capturev1.ReadSnapshotRequest{SlotName: "s"}}})
+	rs := openReplicate(t, replicateWith(t, fake), startDelivery(bootstrap),
+		&deliveryv1.ReplicateRequest{Kind: &deliveryv1.ReplicateRequest_Snapshot{Snapshot: &capturev1.ReadSnapshotRequest{SlotName: "s"}}})
 	var started, done bool
 	var last *deliveryv1.ReplicateResponse
 	for {

@@ -215,7 +215,7 @@ func TestTruncateExactlyOnceReal(t *testing.T) {
 		t.Fatalf("stream ended with %v", err)
 	}
 	// Keys: the rows' ids, and "" for the keyless DDL record.
-	if counts := readCommitted(t, bootstrap, topic, 3, 30*time.Second); counts["1"] != 1 || counts["2"] != 1 || counts[""] != 1 {
+	if counts := testenv.ReadCommittedKeys(t, bootstrap, topic, 3, 30*time.Second); counts["1"] != 1 || counts["2"] != 1 || counts[""] != 1 {
 		t.Fatalf("read_committed counts %v, want rows 1 and 2 and one TRUNCATE record", counts)
 	}
 	if got := storedCheckpoint(t, bootstrap, st.TaskId); got != 110 {

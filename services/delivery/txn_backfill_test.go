@@ -94,7 +94,7 @@ func TestExactlyOnceBackfillProgressResumes(t *testing.T) {
 		t.Fatalf("second stream: %v", err)
 	}
 
-	counts := readCommitted(t, bootstrap, topic, 5, 60*time.Second)
+	counts := testenv.ReadCommittedKeys(t, bootstrap, topic, 5, 60*time.Second)
 	for id := 1; id <= 5; id++ {
 		if counts[strconv.Itoa(id)] != 1 {
 			t.Errorf("row %d read %d times, want once (all: %v)", id, counts[strconv.Itoa(id)], counts)

@@ -2,8 +2,6 @@ package delivery
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -90,7 +88,7 @@ func TestExactlyOnceResumeReal(t *testing.T) {
 	checkLatencyTimes(t, first.seen, began, time.Now(), 130)
 	checkLatencyTimes(t, second.seen, began, time.Now(), 150)
 
-	counts := readCommitted(t, bootstrap, topic, 7, 30*time.Second)
+	counts := testenv.ReadCommittedKeys(t, bootstrap, topic, 7, 30*time.Second)
 	for id := 1; id <= 7; id++ {
 		if counts[strconv.Itoa(id)] != 1 {
 			t.Errorf("row %d read %d times, want once (all: %v)", id, counts[strconv.Itoa(id)], counts)
@@ -126,66 +124,14 @@ func TestDropCoveredKeepsLaterCommits(t *testing.T) {
 	}
 }
 
-// readCommitted counts messages by key as a read_committed consumer, reading
-// every partition until want distinct keys arrived and then briefly more.
-func readCommitted(t *testing.T, bootstrap, topic string, want int, within time.Duration) map[string]int {
-	t.Helper()
-	c, err := kafka.NewConsumer(&kafka.ConfigMap{
-		"bootstrap.servers": bootstrap, "group.id": "ferry-test-" + topic, "enable.auto.commit": false,
-		"auto.offset.reset": "earliest", "isolation.level": "read_committed", "log_level": 3,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Close() }()
-	if err := c.Subscribe(topic, nil); err != nil {
-		t.Fatal(err)
-	}
-	counts := map[string]int{}
-	deadline := time.Now().Add(within)
-	quietUntil := time.Time{}
-	for {
-		now := time.Now()
-		if len(counts) >= want && quietUntil.IsZero() {
-			quietUntil = now.Add(2 * time.Second) // duplicates would follow at once
-		}
-		if !quietUntil.IsZero() && now.After(quietUntil) {
-			return counts
-		}
-		if now.After(deadline) {
-			t.Fatalf("read %d of %d keys from %s in %s: %v", len(counts), want, topic, within, counts)
-		}
-		m, err := c.ReadMessage(200 * time.Millisecond)
-		if err != nil {
-			var ke kafka.Error
-			if errors.As(err, &ke) && ke.IsTimeout() {
-				continue
-			}
-			t.Fatal(err)
-		}
-		counts[string(m.Key)]++
-	}
-}
-
 // storedCheckpoint reads the task's checkpoint the way a stream does.
 func storedCheckpoint(t *testing.T, bootstrap, taskID string) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conf := kafka.ConfigMap{"bootstrap.servers": bootstrap}
-	var got uint64
-	err := readCompacted(ctx, conf, DefaultCheckpointTopic, func(m *kafka.Message) error {
-		if string(m.Key) == taskID {
-			var r checkpointRecord
-			if err := json.Unmarshal(m.Value, &r); err != nil {
-				return err
-			}
-			got = r.WatermarkLSN
-		}
-		return nil
-	})
+	lsn, _, err := StoredCheckpoint(ctx, kafka.ConfigMap{"bootstrap.servers": bootstrap}, taskID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return got
+	return lsn
 }

@@ -16,6 +16,7 @@ import (
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/rpcstream"
 	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
@@ -57,7 +58,7 @@ func (a *Activities) FullSync(ctx context.Context, in *taskv1.FullSyncActivityIn
 		}}},
 	} {
 		if err := rs.Send(req); err != nil {
-			return nil, ClassifyRPC("starting the full sync", recvErr(rs.Recv, err))
+			return nil, ClassifyRPC("starting the full sync", rpcstream.RecvErr(rs.Recv, err))
 		}
 	}
 	prog := &snapshotProgress{estimates: estimatesByTable(resolved)}

@@ -3,7 +3,6 @@ package activities
 import (
 	"context"
 	"errors"
-	"io"
 	"sync"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/rpcstream"
 	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
@@ -86,7 +86,7 @@ func (a *Activities) openReplicate(ctx context.Context, in *taskv1.IncrementalAc
 	}
 	start := &deliveryv1.ReplicateRequest{Kind: &deliveryv1.ReplicateRequest_Delivery{Delivery: deliveryStart(in.GetTaskId(), in.GetSpec(), cp.get())}}
 	if err := rs.Send(start); err != nil {
-		return nil, ClassifyRPC("starting the delivery stream", recvErr(rs.Recv, err), cp.snapshot())
+		return nil, ClassifyRPC("starting the delivery stream", rpcstream.RecvErr(rs.Recv, err), cp.snapshot())
 	}
 	if in.GetSpec().GetKafka().GetExactlyOnce() {
 		if err := resumeExactlyOnce(ctx, rs, cp); err != nil {
@@ -100,7 +100,7 @@ func (a *Activities) openReplicate(ctx context.Context, in *taskv1.IncrementalAc
 		BackfillChunkRows: backfillChunkRows(in),
 	}}}
 	if err := rs.Send(changes); err != nil {
-		return nil, ClassifyRPC("starting the capture stream", recvErr(rs.Recv, err), cp.snapshot())
+		return nil, ClassifyRPC("starting the capture stream", rpcstream.RecvErr(rs.Recv, err), cp.snapshot())
 	}
 	return rs, nil
 }
@@ -197,18 +197,6 @@ func heartbeatLoop(ctx context.Context, cp *checkpointTracker) error {
 		case <-t.C:
 		}
 	}
-}
-
-// recvErr recovers the real error behind a failed Send: gRPC reports the
-// stream's status only to Recv, and Send returns a bare io.EOF.
-func recvErr[T any](recv func() (T, error), sendErr error) error {
-	if !errors.Is(sendErr, io.EOF) {
-		return sendErr
-	}
-	if _, err := recv(); err != nil {
-		return err
-	}
-	return sendErr
 }
 
 // checkpointTracker is shared by the ack and heartbeat goroutines.
