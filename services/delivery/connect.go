@@ -40,6 +40,11 @@ func dialKafka(ctx context.Context, logger *slog.Logger, ep *taskv1.KafkaEndpoin
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	pw, _ := conf["sasl.password"].(string)
+	// This producer sends nothing: its channels carry a few events, not
+	// the 1,000,000-slot buffers (24 MB) confluent-kafka-go allocates by
+	// default on every stream start.
+	conf["go.events.channel.size"] = 100
+	conf["go.produce.channel.size"] = 0
 	p, err := kafka.NewProducer(&conf)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "creating a Kafka client for %s: %s", ep.GetBootstrapServers(), redact(err.Error(), pw))

@@ -31,6 +31,14 @@ const (
 	// this used to allow) a burst took delivery's RSS past 256 MB.
 	queueMessages = 200_000
 	queueKBytes   = 64 << 10
+	// eventsChannel is confluent-kafka-go's buffer of delivery reports
+	// between librdkafka and readEvents, 1,000,000 by default. Its buffer
+	// is one object full of pointers that the garbage collector scans on
+	// every cycle (16 MB at the default), and librdkafka stops counting a
+	// message against queueMessages once its report is in it, so a
+	// reader that falls behind let reports pile up past that bound. A
+	// few of readEvents' bursts are enough to keep it busy.
+	eventsChannel = 4 * maxReportBurst
 	// defaultTopicMaxBytes is Kafka's default max.message.bytes, used when a
 	// topic's own limit cannot be read.
 	defaultTopicMaxBytes = 1_048_588
@@ -178,6 +186,10 @@ func producerConfig(ep *taskv1.KafkaEndpoint, opts *taskv1.KafkaOptions, minTopi
 	c["queue.buffering.max.kbytes"] = queueKBytes
 	c["message.max.bytes"] = msgMax
 	c["go.delivery.report.fields"] = "none"
+	c["go.events.channel.size"] = eventsChannel
+	// Nothing produces through ProduceChannel; its default buffer is
+	// 8 MB of pointers.
+	c["go.produce.channel.size"] = 0
 	c["go.logs.channel.enable"] = true
 	return c, nil
 }

@@ -20,9 +20,9 @@ import (
 // *Metrics records nothing, so tests and tools may leave Server.Metrics
 // unset.
 //
-// Rows and bytes are counted per message, so they are plain atomic
-// counters that observable counters read at collection; only the latency
-// goes through the SDK on every message.
+// Rows and bytes are counted per burst of delivery reports, so they are
+// plain atomic counters that observable counters read at collection; only
+// the latency goes through the SDK on every message.
 type Metrics struct {
 	rows    metric.Int64ObservableCounter
 	bytes   metric.Int64ObservableCounter
@@ -114,20 +114,34 @@ func (m *Metrics) seriesOf(task, topic string) *series {
 	return s
 }
 
-// acked records one message Kafka acknowledged; failed reports are
-// counted when the call ends (countError).
-func (m *Metrics) acked(task string, failed error, info *msgInfo) {
-	if m == nil || failed != nil {
+// ackedAll records messages Kafka acknowledged at now: a burst of delivery
+// reports, mostly for one topic, so the series is looked up once per run
+// of equal topics rather than per message.
+func (m *Metrics) ackedAll(task string, infos []*msgInfo, now time.Time) {
+	if m == nil || len(infos) == 0 {
 		return
 	}
-	s := m.seriesOf(task, info.topic)
-	s.rows.Add(1)
-	s.bytes.Add(int64(info.size))
-	if info.commitMicros > 0 {
-		lat := float64(time.Now().UnixMicro()-info.commitMicros) / 1e6
-		// No span rides on this context: an exemplar per message is not
-		// worth it. Clocks may disagree slightly, hence the floor.
-		m.latency.Record(context.Background(), max(lat, 0), m.seriesOf(task, "").rec...)
+	nowMicros := now.UnixMicro()
+	var lat *series
+	for i := 0; i < len(infos); {
+		topic := infos[i].topic
+		var rows, bytes int64
+		for ; i < len(infos) && infos[i].topic == topic; i++ {
+			rows++
+			bytes += int64(infos[i].size)
+			if c := infos[i].commitMicros; c > 0 {
+				if lat == nil {
+					lat = m.seriesOf(task, "")
+				}
+				// No span rides on this context: an exemplar per message
+				// is not worth it. Clocks may disagree slightly, hence
+				// the floor.
+				m.latency.Record(context.Background(), max(float64(nowMicros-c)/1e6, 0), lat.rec...)
+			}
+		}
+		s := m.seriesOf(task, topic)
+		s.rows.Add(rows)
+		s.bytes.Add(bytes)
 	}
 }
 

@@ -149,12 +149,32 @@ func (s *stream) produce(ev *cdcv1.ChangeEvent) error {
 			part = 0
 		}
 	}
-	return s.send(&kafka.Message{
+	// One Message serves every row: Produce copies what it needs.
+	s.msg = kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &r.topic.name, Partition: part},
 		Value:          s.buf,
 		Key:            key,
 		Headers:        headersFor(ev),
-	}, &msgInfo{tab: tab, key: string(key), topic: r.topic.name, commitMicros: commitMicros(ev)})
+	}
+	info := s.infos.next()
+	*info = msgInfo{tab: tab, key: string(key), topic: r.topic.name, commitMicros: commitMicros(ev)}
+	return s.send(&s.msg, info)
+}
+
+// infoSlab hands out msgInfos from chunks, one allocation per chunk rather
+// than per message; a chunk lives on while any report of it is pending.
+// Only the goroutine producing rows uses it.
+type infoSlab struct{ free []msgInfo }
+
+const infoChunk = 256
+
+func (a *infoSlab) next() *msgInfo {
+	if len(a.free) == 0 {
+		a.free = make([]msgInfo, infoChunk)
+	}
+	m := &a.free[0]
+	a.free = a.free[1:]
+	return m
 }
 
 // snapshotHeaders mark rows read by full sync, in every format: Canal JSON's
@@ -175,11 +195,22 @@ func headersFor(ev *cdcv1.ChangeEvent) []kafka.Header {
 
 // send enqueues msg under a new sequence number, waiting while the
 // producer's queue is full. librdkafka copies key and value, so the caller
-// may reuse their buffers at once.
+// may reuse their buffers at once. msg must name its partition.
 func (s *stream) send(msg *kafka.Message, info *msgInfo) error {
 	info.seq = s.ckpt.Enqueue()
-	msg.Opaque = info
 	info.size = len(msg.Key) + len(msg.Value)
+	topic, part := *msg.TopicPartition.Topic, msg.TopicPartition.Partition
+	if s.inFlight != nil {
+		if part < 0 {
+			err := status.Errorf(codes.Internal, "a message for topic %q names no partition", topic)
+			s.fail(info.seq, err)
+			return err
+		}
+		s.inFlight.push(topic, part, info)
+		msg.Opaque = nil
+	} else {
+		msg.Opaque = info
+	}
 	for {
 		err := s.p.Produce(msg, nil)
 		if err == nil {
@@ -197,6 +228,9 @@ func (s *stream) send(msg *kafka.Message, info *msgInfo) error {
 				return status.FromContextError(s.ctx.Err()).Err()
 			}
 			continue
+		}
+		if s.inFlight != nil {
+			s.inFlight.dropLast(topic, part) // no report will come
 		}
 		derr := s.deliveryError(ke, info)
 		if !errors.As(err, &ke) {

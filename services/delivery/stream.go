@@ -22,7 +22,6 @@ import (
 	"github.com/ferry-cdc/ferry/services/delivery/canal"
 	"github.com/ferry-cdc/ferry/services/delivery/checkpoint"
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
-	"github.com/ferry-cdc/ferry/services/internal/secret"
 )
 
 // msgInfo travels with each message as its Opaque.
@@ -69,6 +68,12 @@ type stream struct {
 	tsel   map[[2]string]*taskv1.TableSelection
 	buf    []byte
 	keyBuf []byte
+	msg    kafka.Message // reused for every row (produce)
+	infos  infoSlab
+	// inFlight matches delivery reports to messages by order when the
+	// producer is idempotent (inflight.go); nil otherwise, and each
+	// message carries its msgInfo as its Opaque.
+	inFlight *inFlight
 
 	progress chan struct{} // a delivery report arrived (for queue-full waits)
 	failed   chan struct{} // closed when a delivery failure is recorded
@@ -168,6 +173,9 @@ func newStream(ctx context.Context, srv *Server, start *deliveryv1.StartDelivery
 		return nil, status.Errorf(codes.Internal, "creating the Kafka producer: %v", err)
 	}
 	s.p = p
+	if conf["enable.idempotence"] == true {
+		s.inFlight = newInFlight()
+	}
 	srv.streams.Add(1)
 	for name, b := range limits {
 		s.topics[name] = &topicInfo{name: name, maxBytes: b}
@@ -425,8 +433,10 @@ func (s *stream) produceBatch(b *cdcv1.ChangeBatch) error {
 		}
 	}
 	for _, ev := range b.GetEvents() {
-		if err := s.ckpt.Err(); err != nil {
-			return err
+		select {
+		case <-s.failed: // every failure closes it (fail)
+			return s.ckpt.Err()
+		default:
 		}
 		if err := s.produce(ev); err != nil {
 			return err
@@ -434,60 +444,6 @@ func (s *stream) produceBatch(b *cdcv1.ChangeBatch) error {
 	}
 	s.noteCommit(b.GetEvents())
 	return nil
-}
-
-// readEvents turns delivery reports into acknowledgements; it ends when the
-// producer is closed.
-func (s *stream) readEvents() {
-	defer s.bg.Done()
-	for ev := range s.p.Events() {
-		switch e := ev.(type) {
-		case *kafka.Message:
-			info, ok := e.Opaque.(*msgInfo)
-			if !ok {
-				if _, state := e.Opaque.(stateWrite); state && e.TopicPartition.Error != nil {
-					s.logger.Warn("storing a table definition failed; its DDL record may repeat after a restart", "error", e.TopicPartition.Error)
-				}
-				continue
-			}
-			if err := e.TopicPartition.Error; err != nil {
-				var ke kafka.Error
-				if !errors.As(err, &ke) {
-					s.fail(info.seq, status.Errorf(codes.Internal, "delivering to %q: %v", info.topic, err))
-				} else {
-					s.fail(info.seq, s.deliveryError(ke, info))
-				}
-			} else if _, err := s.ckpt.Ack(info.seq); err != nil {
-				s.fail(info.seq, status.Error(codes.Internal, err.Error()))
-			} else if info.schema != nil {
-				s.schemaAcked(*info.schema)
-			}
-			s.srv.Metrics.acked(s.start.GetTaskId(), e.TopicPartition.Error, info)
-			select {
-			case s.progress <- struct{}{}:
-			default:
-			}
-		case kafka.Error:
-			if e.IsFatal() {
-				s.fail(0, s.fatalError(e))
-			} else if securityCode(e.Code()) {
-				// librdkafka would retry until message.timeout.ms; a
-				// rejected password or certificate will not heal by itself.
-				pw, _ := secret.Resolve(s.start.GetKafka().GetSaslPassword())
-				s.fail(0, securityStatus(s.start.GetKafka(), e, pw))
-			} else if e.Code() == kafka.ErrAllBrokersDown {
-				// librdkafka would hold the messages until
-				// message.timeout.ms (5 minutes) and an idle stream
-				// forever, so the task would look healthy while Kafka is
-				// gone. Failing lets the workflow retry within its
-				// connection window, from the safe LSN.
-				s.fail(0, status.Errorf(codes.Unavailable, "every Kafka broker at %s is unreachable (%v); the safe LSN stays at %d until one answers again",
-					s.start.GetKafka().GetBootstrapServers(), e, s.ckpt.State().SafeLSN))
-			} else {
-				s.logger.Warn("kafka client error", "error", e.Error(), "code", e.Code().String())
-			}
-		}
-	}
 }
 
 func (s *stream) readLogs() {

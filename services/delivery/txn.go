@@ -306,7 +306,7 @@ func (t *txnState) commitLocked() error {
 	key := t.s.start.GetTaskId()
 	err = t.s.p.Produce(&kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &t.topic, Partition: t.part},
-		Key:            []byte(key), Value: rec,
+		Key:            []byte(key), Value: rec, Opaque: txnMark{},
 	}, nil)
 	if err != nil {
 		return t.failLocked(t.abortIfNeeded(err, "writing the checkpoint to topic "+t.topic))
@@ -318,6 +318,10 @@ func (t *txnState) commitLocked() error {
 	t.s.ckpt.WatermarkAt(t.mark, t.s.takeCommit())
 	return nil
 }
+
+// txnMark marks the delivery report of a checkpoint record, which the
+// transaction's commit, not the report, confirms.
+type txnMark struct{}
 
 // commitWithRetry retries a commit that failed with a retriable error, as
 // librdkafka allows, within txnOpTimeout.

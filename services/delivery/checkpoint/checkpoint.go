@@ -158,6 +158,16 @@ func (c *Checkpointer) WatermarkAt(lsn uint64, commitMicros int64) {
 func (c *Checkpointer) Ack(seq uint64) (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	grew, err := c.ackLocked(seq)
+	if err != nil || !grew {
+		return false, err
+	}
+	return c.advanceLocked(), nil
+}
+
+// ackLocked marks seq acknowledged and reports whether the acknowledged
+// prefix grew.
+func (c *Checkpointer) ackLocked(seq uint64) (bool, error) {
 	if seq == 0 || seq > c.enqueued {
 		return false, fmt.Errorf("checkpoint: acknowledgement for sequence %d, which was never enqueued (last %d)", seq, c.enqueued)
 	}
@@ -172,7 +182,28 @@ func (c *Checkpointer) Ack(seq uint64) (bool, error) {
 	for c.prefix < c.enqueued && c.ring[(c.prefix+1)&c.mask] {
 		c.prefix++
 	}
-	return c.advanceLocked(), nil
+	return true, nil
+}
+
+// AckAll is Ack for many messages under one lock: delivery reports arrive a
+// produce request at a time, and taking the lock per message showed in
+// delivery's profile. It acknowledges every valid seq, reports whether the
+// safe LSN advanced, and returns the first invalid seq with its error.
+func (c *Checkpointer) AckAll(seqs []uint64) (moved bool, badSeq uint64, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	advanced := false
+	for _, seq := range seqs {
+		ok, e := c.ackLocked(seq)
+		if e != nil && err == nil {
+			badSeq, err = seq, e
+		}
+		advanced = advanced || ok
+	}
+	if advanced {
+		moved = c.advanceLocked()
+	}
+	return moved, badSeq, err
 }
 
 // Fail records that message seq will never be acknowledged. The safe LSN

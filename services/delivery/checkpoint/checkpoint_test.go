@@ -273,3 +273,56 @@ func TestPropertyRandomPermutations(t *testing.T) {
 		}
 	}
 }
+
+// AckAll acknowledges a burst, out of order, under one lock: the safe LSN is
+// what acknowledging each in turn gives, and invalid sequence numbers are
+// reported without stopping the valid ones.
+func TestAckAll(t *testing.T) {
+	for trial := 0; trial < 200; trial++ {
+		rng := rand.New(rand.NewPCG(uint64(trial), 7))
+		one, bulk := New(), New()
+		var seqs []uint64
+		for b := 0; b < 1+rng.IntN(20); b++ {
+			for i := 0; i < rng.IntN(8); i++ {
+				seqs = append(seqs, one.Enqueue())
+				bulk.Enqueue()
+			}
+			lsn := uint64(10 * (b + 1))
+			one.Watermark(lsn)
+			bulk.Watermark(lsn)
+		}
+		rng.Shuffle(len(seqs), func(a, b int) { seqs[a], seqs[b] = seqs[b], seqs[a] })
+		for len(seqs) > 0 {
+			k := 1 + rng.IntN(len(seqs))
+			before := bulk.SafeLSN()
+			for _, s := range seqs[:k] {
+				mustAck(t, one, s)
+			}
+			moved, bad, err := bulk.AckAll(seqs[:k])
+			if err != nil {
+				t.Fatalf("trial %d: AckAll: seq %d: %v", trial, bad, err)
+			}
+			if got, want := bulk.State(), one.State(); got != want {
+				t.Fatalf("trial %d: bulk state %+v, one by one %+v", trial, got, want)
+			}
+			if moved != (bulk.SafeLSN() > before) {
+				t.Fatalf("trial %d: moved %v, safe %d -> %d", trial, moved, before, bulk.SafeLSN())
+			}
+			seqs = seqs[k:]
+		}
+	}
+}
+
+func TestAckAllBadSequences(t *testing.T) {
+	c := New()
+	a, b := c.Enqueue(), c.Enqueue()
+	c.Watermark(100)
+	mustAck(t, c, a)
+	moved, bad, err := c.AckAll([]uint64{a, 9, b})
+	if err == nil || bad != a {
+		t.Fatalf("AckAll with a double ack and an unknown seq: bad %d, err %v; want the double ack %d reported", bad, err, a)
+	}
+	if !moved || c.SafeLSN() != 100 {
+		t.Fatalf("the valid seq %d was not acknowledged: moved %v, safe %d", b, moved, c.SafeLSN())
+	}
+}
