@@ -45,7 +45,7 @@ type vtMessage interface {
 func ServerOption() grpc.ServerOption { return grpc.ForceServerCodecV2(Codec{}) }
 
 // DialOption makes every call on a client connection use Codec. A call
-// option of its own (the worker's raw-frame relay) still takes precedence.
+// option of its own (the benchmark's raw-frame client) still takes precedence.
 func DialOption() grpc.DialOption {
 	return grpc.WithDefaultCallOptions(grpc.ForceCodecV2(Codec{}))
 }

@@ -140,5 +140,12 @@ func evaluatedFilter(ctx context.Context, q rowFilterQuerier, pub string, oid ui
 	if err != nil {
 		return "", fmt.Errorf("naming the table of relation %d: %w", oid, err)
 	}
-	return exprs[name], nil
+	expr := exprs[name]
+	// The row is Ferry's, but a snapshot's query is no place to trust it.
+	if expr != "" {
+		if err := rowfilter.OneCondition(expr); err != nil {
+			return "", failedPrecondition("the filter of table %s in %s is not one condition (%v); set it again with modify-objects", name, signalTableName, err)
+		}
+	}
+	return expr, nil
 }

@@ -168,29 +168,59 @@ func readPublication(ctx context.Context, conn *pgx.Conn, name string) (pubState
 // ensurePublication creates the publication, or makes an existing one
 // publish exactly what the request asks for, always via the partition root.
 // Before PostgreSQL 15 the filters go to their row of the signal table
-// instead (evalfilters.go), written once the publication publishes that
-// table, so the stream sees the change.
+// instead (evalfilters.go; ensureFilterRow).
 func ensurePublication(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureReplicationRequest) (bool, error) {
-	name := req.GetPublicationName()
 	filters, err := checkFilters(ctx, conn, req)
 	if err != nil {
 		return false, err
 	}
-	st, err := readPublication(ctx, conn, name)
-	if err != nil || !evaluatedFilters(st.version) {
-		if err != nil {
-			return false, err
-		}
+	st, err := readPublication(ctx, conn, req.GetPublicationName())
+	if err != nil {
+		return false, err
+	}
+	if !evaluatedFilters(st.version) {
 		return ensurePublished(ctx, conn, req, st, filters, false)
 	}
+	return ensureFilterRow(ctx, conn, req, st, filters)
+}
+
+// ensureFilterRow changes the publication and the filters Ferry evaluates
+// in an order that leaves no change unfiltered: first the row gets the new
+// filters beside the old ones, then the publication its tables (a table
+// added with a filter is published only once its filter is), then the row
+// loses the filters of tables no longer filtered. The stream takes each
+// row change at its commit, so the signal table is published first when a
+// filter is new on PostgreSQL 14, whose publications otherwise leave it out.
+func ensureFilterRow(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureReplicationRequest, st pubState, filters map[string]string) (bool, error) {
+	name := req.GetPublicationName()
 	had, err := readFilterRow(ctx, conn, name)
 	if err != nil {
 		return false, err
 	}
-	// The table stays published while the row still holds filters, so
-	// that the stream sees them removed.
-	created, err := ensurePublished(ctx, conn, req, st, nil, len(filters) > 0 || len(had) > 0)
-	if err != nil || maps.Equal(had, filters) {
+	interim := maps.Clone(had)
+	if interim == nil {
+		interim = map[string]string{}
+	}
+	maps.Copy(interim, filters)
+	if len(interim) > 0 {
+		if err := ensureSignalTable(ctx, conn); err != nil {
+			return false, err
+		}
+	}
+	if len(filters) > 0 && st.exists && !st.have.allTables && !slices.Contains(st.have.tables, signalTableName) {
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", pgx.Identifier{name}.Sanitize(), signalTableName)); err != nil {
+			return false, fmt.Errorf("adding Ferry's signal table to publication %s: %w", pgx.Identifier{name}.Sanitize(), err)
+		}
+	}
+	if !maps.Equal(had, interim) {
+		if err := writeFilterRow(ctx, conn, name, interim); err != nil {
+			return false, err
+		}
+	}
+	// The table stays published while the row holds filters, so that the
+	// stream sees them removed.
+	created, err := ensurePublished(ctx, conn, req, st, nil, len(interim) > 0)
+	if err != nil || maps.Equal(interim, filters) {
 		return created, err
 	}
 	return created, writeFilterRow(ctx, conn, name, filters)

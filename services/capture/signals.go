@@ -117,8 +117,13 @@ func (st *stream) signalRow(m pglogrepl.Message) bool {
 	}
 	if tuple != nil && st.txn != nil && max(st.sig.slot, st.sig.prefix, st.sig.content) < len(tuple.Columns) {
 		s := signal{slot: string(tuple.Columns[st.sig.slot].Data), prefix: string(tuple.Columns[st.sig.prefix].Data)}
-		if !deleted {
-			s.content = tuple.Columns[st.sig.content].Data
+		content := tuple.Columns[st.sig.content]
+		switch {
+		case deleted:
+		case content.DataType == pglogrepl.TupleDataTypeToast:
+			return true // the content did not change: nothing to signal
+		default:
+			s.content = content.Data
 		}
 		st.txn.signals = append(st.txn.signals, s)
 	}

@@ -16,8 +16,11 @@ import (
 // delivery's CPU at full rate.
 //
 // The order is checked, not trusted: a partition's successful reports must
-// carry rising offsets (readEvents fails the stream otherwise), so that a
-// report can never acknowledge a message it is not for.
+// carry rising offsets (readEvents fails the stream otherwise). A report
+// librdkafka makes itself (a purge, a timeout) may still overtake an older
+// message's; so once a partition has a failed report, its later successes
+// acknowledge nothing: the stream fails at the failure, whose message is
+// the older one, and the safe LSN stays before it.
 type inFlight struct {
 	mu    sync.Mutex
 	parts map[partKey]*partQueue
@@ -34,6 +37,8 @@ type partQueue struct {
 	head  int
 	// last is the offset of the newest successful report; -1 before any.
 	last kafka.Offset
+	// failed: a report of the partition failed; later ones are suspect.
+	failed bool
 }
 
 func newInFlight() *inFlight { return &inFlight{parts: map[partKey]*partQueue{}} }
@@ -66,11 +71,13 @@ func (f *inFlight) dropLast(topic string, part int32) {
 
 // report is a delivery report matched to its message. outOfOrder is set
 // when a successful report's offset is not past the partition's previous
-// one; info is nil when no message awaited a report on the partition.
+// one, suspect when it follows a failed one; info is nil when no message
+// awaited a report on the partition.
 type report struct {
 	msg        *kafka.Message
 	info       *msgInfo
 	outOfOrder bool
+	suspect    bool
 }
 
 // match pairs each report of msgs with its message, under one lock.
@@ -91,8 +98,10 @@ func (f *inFlight) match(msgs []*kafka.Message, out []report) []report {
 			q.compact()
 			if tp.Error == nil {
 				r.outOfOrder = tp.Offset <= q.last
+				r.suspect = q.failed
 				q.last = tp.Offset
 			}
+			q.failed = q.failed || tp.Error != nil
 		}
 		out = append(out, r)
 	}

@@ -54,6 +54,24 @@ func TestInFlightFlagsReportsOutOfOrder(t *testing.T) {
 	}
 }
 
+// A failure librdkafka reports itself may overtake an older message's
+// success: matched in order, the failure lands on the older message and
+// the success on the newer, so a success after a failure acknowledges
+// nothing.
+func TestInFlightDistrustsSuccessesAfterAFailure(t *testing.T) {
+	f := newInFlight()
+	for i := range 3 {
+		f.push("a", 0, &msgInfo{seq: uint64(i + 1)})
+	}
+	f.push("a", 1, &msgInfo{seq: 4})
+	got := f.match([]*kafka.Message{deliveryReport("a", 0, -1, errors.New("timed out in queue")), deliveryReport("a", 0, 8, nil),
+		deliveryReport("a", 1, 2, nil)}, nil)
+	if got[0].info.seq != 1 || !got[1].suspect || got[2].suspect {
+		t.Fatalf("failure then success on partition 0, success on 1: matched seq %d, suspect %v, %v; want seq 1, then suspect, then not",
+			got[0].info.seq, got[1].suspect, got[2].suspect)
+	}
+}
+
 // The queues hold the messages in flight, not every message ever sent.
 func TestInFlightMemoryFollowsMessagesInFlight(t *testing.T) {
 	f := newInFlight()

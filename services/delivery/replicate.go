@@ -3,7 +3,6 @@ package delivery
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -45,7 +44,9 @@ func (s *Server) Replicate(srv deliveryv1.DeliveryService_ReplicateServer) error
 		return s.Metrics.countError(start.GetTaskId(), err)
 	}
 	pipe := &capturePipe{ctx: srv.Context(), srv: srv, capture: s.Capture, confirmStart: start.GetOptions().GetExactlyOnce()}
-	return s.Metrics.countError(start.GetTaskId(), sideStatus(st.run(pipe)))
+	err = st.run(pipe)
+	pipe.close()
+	return s.Metrics.countError(start.GetTaskId(), sideStatus(err))
 }
 
 // captureError is a failure of capture's side of Replicate.
@@ -94,6 +95,7 @@ type capturePipe struct {
 	pending uint64 // a safe LSN reported before capture was open
 
 	sendMu sync.Mutex
+	closed bool // the handler has returned
 }
 
 // Recv is the next request for the delivery stream: capture's next batch,
@@ -162,11 +164,12 @@ func (p *capturePipe) confirmLocked(lsn uint64) error {
 		p.pending = lsn
 		return nil
 	}
-	err := p.changes.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Ack{Ack: &capturev1.Ack{FlushedLsn: lsn}}})
-	if err != nil {
-		return &captureError{fmt.Sprintf("confirming LSN %d: ", lsn), rpcstream.RecvErr(p.changes.Recv, err)}
+	// A failed Send means capture's stream has ended; the receiver, the one
+	// goroutine that may call Recv, gets its status and ends delivery's
+	// stream with it. Until then nothing is confirmed past p.acked.
+	if err := p.changes.Send(&capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Ack{Ack: &capturev1.Ack{FlushedLsn: lsn}}}); err == nil {
+		p.acked = lsn
 	}
-	p.acked = lsn
 	return nil
 }
 
@@ -227,7 +230,7 @@ func (p *capturePipe) recvSnapshot() (*deliveryv1.DeliverRequest, error) {
 // itself, so its end is an error too.
 func captureEnded(err error) error {
 	if errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
+		err = status.Error(codes.Unavailable, "capture ended the stream unexpectedly")
 	}
 	return &captureError{err: err}
 }
@@ -251,6 +254,21 @@ func (p *capturePipe) Send(r *deliveryv1.DeliverResponse) error {
 func (p *capturePipe) progress(m *deliveryv1.ReplicateResponse) error {
 	p.sendMu.Lock()
 	defer p.sendMu.Unlock()
+	if p.closed {
+		return errReplicateEnded
+	}
 	m.ReceivedEvents = p.received.Load()
 	return p.srv.Send(m)
+}
+
+// errReplicateEnded is the receiver's progress after the handler returned,
+// when gRPC no longer takes a Send.
+var errReplicateEnded = errors.New("the Replicate stream has ended")
+
+// close stops progress from reaching the client stream, which gRPC forbids
+// once the handler has returned; the receiver may still be running.
+func (p *capturePipe) close() {
+	p.sendMu.Lock()
+	p.closed = true
+	p.sendMu.Unlock()
 }

@@ -114,6 +114,10 @@ func (s *stream) ackBurst(b *reportBurst) {
 			case r.info == nil:
 				s.ackSeqs(b)
 				s.fail(0, status.Errorf(codes.Internal, "a delivery report for topic %q partition %d matches no message sent there", topicName(tp), tp.Partition))
+			case r.suspect:
+				// After a failure of its partition (see inFlight): the
+				// stream is failing, and this success may be another
+				// message's.
 			case r.outOfOrder:
 				s.ackSeqs(b)
 				s.fail(r.info.seq, status.Errorf(codes.Internal, "delivery reports of topic %q partition %d arrived out of production order (offset %d after a later one); the safe LSN stays before them",

@@ -52,6 +52,10 @@ func DSN(src *taskv1.SourceEndpoint, replication bool) (string, error) {
 	q.Set("datestyle", "ISO")
 	q.Set("intervalstyle", "postgres")
 	q.Set("extra_float_digits", "3")
+	// SQL Ferry writes (snapshot filters above all) quotes strings the
+	// standard way; a server or role configured otherwise would read a
+	// backslash in them as an escape.
+	q.Set("standard_conforming_strings", "on")
 	if len(hosts) > 1 {
 		q.Set("target_session_attrs", "read-write")
 		// Per host: a server that drops packets must not use up the

@@ -472,6 +472,9 @@ func (c *compiler) typedConst(text string, typ uint32, typName string) (operand,
 func (c *compiler) cast(tc *pg.TypeCast) (operand, error) {
 	tn := tc.GetTypeName()
 	name := lastName(tn.GetNames())
+	if len(tn.GetNames()) > 1 && tn.GetNames()[0].GetString_().GetSval() != "pg_catalog" {
+		return operand{}, unsupported("a cast to a type outside pg_catalog")
+	}
 	typ, ok := typeByName[name]
 	if !ok || len(tn.GetArrayBounds()) > 0 || tn.GetSetof() || tn.GetPctType() {
 		return operand{}, unsupported("a cast to type " + name)

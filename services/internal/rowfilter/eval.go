@@ -88,11 +88,24 @@ func (x operand) render(b *strings.Builder) {
 		b.WriteString(pgx.Identifier{x.name}.Sanitize())
 	case x.arith != nil:
 		x.arith.render(b)
-	case x.null:
+	case x.null && x.typ == 0:
 		b.WriteString("NULL")
+	case x.null:
+		b.WriteString("NULL::pg_catalog." + types[x.typ].name)
 	default:
-		b.WriteString("'" + strings.ReplaceAll(x.lit, "'", "''") + "'::pg_catalog." + types[x.typ].name)
+		b.WriteString(quoteString(x.lit) + "::pg_catalog." + types[x.typ].name)
 	}
+}
+
+// quoteString quotes s as a string constant that reads the same whatever
+// standard_conforming_strings says: an escape string, E'...', whenever s
+// holds a backslash.
+func quoteString(s string) string {
+	q := "'" + strings.ReplaceAll(s, "'", "''") + "'"
+	if strings.Contains(s, `\`) {
+		return "E" + strings.ReplaceAll(q, `\`, `\\`)
+	}
+	return q
 }
 
 // junction is AND or OR: false (AND) or true (OR) decides; otherwise any

@@ -14,8 +14,9 @@ import (
 // session runs with (pgsource), so that the stream, the snapshots and this
 // check read the same values.
 var evaluatedSettings = []string{
-	"SET LOCAL TimeZone = 'UTC'", "SET LOCAL DateStyle = 'ISO, YMD'",
+	"SET LOCAL TimeZone = 'UTC'", "SET LOCAL DateStyle = 'ISO, MDY'",
 	"SET LOCAL IntervalStyle = 'postgres'", "SET LOCAL extra_float_digits = 3",
+	"SET LOCAL standard_conforming_strings = on",
 }
 
 // checkEvaluated checks a filter Ferry evaluates itself (before PostgreSQL
@@ -48,6 +49,9 @@ func checkEvaluated(ctx context.Context, conn *pgx.Conn, oid uint32, quoted, fil
 	prog, err := Compile(ctx, filter, cols, sourceConstants{tx})
 	if err != nil {
 		return Checked{}, refusal(err, quoted, refuse)
+	}
+	if err := checkRendering(ctx, tx, prog, cols, quoted); err != nil {
+		return Checked{}, err
 	}
 	c := Checked{Expr: prog.SQL(), Columns: prog.Columns()}
 	if bad, err := outsideIdentity(ctx, tx, oid, c.Columns); err != nil {
@@ -112,4 +116,22 @@ func (s sourceConstants) Canonical(ctx context.Context, text, typ string) (strin
 	// the filter's text.
 	err := s.tx.QueryRow(ctx, "SELECT format('%s', CAST(CAST($1 AS text) AS "+typ+"))", text).Scan(&out)
 	return out, err
+}
+
+// checkRendering makes sure the rendering, which is what the stream and
+// the snapshots will use, compiles to itself and is a condition
+// PostgreSQL accepts on the table: a rendering that did not would stop the
+// task at the table's first change instead of here.
+func checkRendering(ctx context.Context, tx pgx.Tx, prog *Program, cols []Column, quoted string) error {
+	again, err := Compile(ctx, prog.SQL(), cols, Canonical{})
+	if err == nil && again.SQL() != prog.SQL() {
+		err = fmt.Errorf("it renders as %s, which renders as %s", prog.SQL(), again.SQL())
+	}
+	if err == nil {
+		_, err = tx.Conn().PgConn().Prepare(ctx, "", fmt.Sprintf("SELECT FROM ONLY %s WHERE (%s)", quoted, prog.SQL()), nil)
+	}
+	if err != nil {
+		return fmt.Errorf("the filter of table %s, as Ferry renders it, does not hold (%w); this is a bug in Ferry: please report it with the filter, and rewrite the condition meanwhile", quoted, err)
+	}
+	return nil
 }

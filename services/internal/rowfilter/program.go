@@ -126,6 +126,13 @@ func Compile(ctx context.Context, filter string, cols []Column, consts Constants
 	return prog, nil
 }
 
+// OneCondition reports whether expr is one condition and nothing more, as
+// a WHERE clause must be that Ferry pushes into a snapshot's query.
+func OneCondition(expr string) error {
+	_, err := parseWhere(expr)
+	return err
+}
+
 // parseWhere parses filter as the WHERE clause of a bare SELECT, and
 // refuses anything that would make the text more than that clause (a
 // filter closing the clause and starting a UNION, say). The newline lets a

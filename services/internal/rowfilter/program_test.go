@@ -120,3 +120,29 @@ func TestUnsupportedConstructsAreNamed(t *testing.T) {
 		}
 	}
 }
+
+// Review findings, kept as regressions: numeric arithmetic meets floats,
+// typed NULLs keep their type in the rendering, and a backslash in a
+// constant reads the same whatever standard_conforming_strings says.
+func TestRenderingKeepsTypesAndQuotesSafely(t *testing.T) {
+	p := compileUnit(t, "id * 1.5 > f8")
+	if ok, err := p.Pass(row{"10", "0", "", "", "1", "t", ""}); !ok || err != nil {
+		t.Errorf("10 * 1.5 > 1: Pass = %v, %v; want true", ok, err)
+	}
+	for filter, want := range map[string]string{
+		"-NULL::int8 < id":                "((- NULL::pg_catalog.int8) < \"id\")",
+		"NULL::int4 + NULL::int4 = id":    "((NULL::pg_catalog.int4 + NULL::pg_catalog.int4) = \"id\")",
+		`t = 'a\' OR t = ') OR true) --'`: `(("t" = E'a\\'::pg_catalog.text) OR ("t" = ') OR true) --'::pg_catalog.text))`,
+	} {
+		p := compileUnit(t, filter)
+		if p.SQL() != want {
+			t.Errorf("%q renders as %s, want %s", filter, p.SQL(), want)
+		}
+		if again := compileUnit(t, p.SQL()); again.SQL() != p.SQL() {
+			t.Errorf("%q: the rendering %s renders as %s", filter, p.SQL(), again.SQL())
+		}
+	}
+	if _, err := Compile(context.Background(), "id = '1'::myschema.int8", unitColumns, Canonical{}); err == nil || !strings.Contains(err.Error(), "outside pg_catalog") {
+		t.Errorf("a cast to another schema's type: %v", err)
+	}
+}

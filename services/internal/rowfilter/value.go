@@ -74,14 +74,13 @@ func (k kind) isFloat() bool  { return k == kindFloat4 || k == kindFloat8 }
 // value is one non-null value, parsed from PostgreSQL's text output (as
 // pgoutput and a UTC, ISO-DateStyle session print it) for its kind.
 type value struct {
-	k    kind
-	b    bool
-	i    int64
-	f    float64
-	num  numeric
-	s    []byte // text (a bpchar without its padding), uuid
-	t    instant
-	text string // a numeric's text, for its conversion to float8
+	k   kind
+	b   bool
+	i   int64
+	f   float64
+	num numeric
+	s   []byte // text (a bpchar without its padding), uuid
+	t   instant
 }
 
 // numeric is an exact decimal, or one of PostgreSQL's special values,
@@ -120,8 +119,7 @@ func parseValue(k kind, text []byte) (value, error) {
 	case kindInt:
 		v.i, err = strconv.ParseInt(string(text), 10, 64)
 	case kindNumeric:
-		v.text = string(text)
-		v.num, err = parseNumeric(v.text)
+		v.num, err = parseNumeric(string(text))
 	case kindFloat4, kindFloat8:
 		v.f, err = parseFloat(k, string(text))
 	case kindText, kindVarchar, kindUUID:
@@ -189,7 +187,8 @@ func convert(v value, to kind) value {
 }
 
 // numericFloat is numeric's float8 cast: the nearest double to the
-// decimal, which strconv and PostgreSQL (strtod) both round correctly.
+// decimal, as PostgreSQL's (strtod on its text) rounds it; arithmetic
+// results have no text, so it is computed from the exact value.
 func numericFloat(v value) float64 {
 	switch v.num.special {
 	case 2:
@@ -199,7 +198,7 @@ func numericFloat(v value) float64 {
 	case -1:
 		return math.Inf(-1)
 	}
-	f, _ := strconv.ParseFloat(v.text, 64)
+	f, _ := v.num.r.Float64()
 	return f
 }
 

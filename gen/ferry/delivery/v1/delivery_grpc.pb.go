@@ -46,9 +46,9 @@ type DeliveryServiceClient interface {
 	// client, which steers and receives progress only. The client sends
 	// ReplicateRequest.delivery first, then, once it knows where capture must
 	// start (with exactly_once, after the first progress, which carries the
-	// checkpoint Kafka holds), changes or snapshot. It half-closes or cancels
-	// to end the stream; a snapshot's stream ends by itself once Kafka has
-	// every row.
+	// checkpoint Kafka holds), changes or snapshot. A change stream runs
+	// until the client cancels it or it fails; a snapshot's ends by itself
+	// once Kafka has every row.
 	Replicate(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReplicateRequest, ReplicateResponse], error)
 }
 
@@ -127,9 +127,9 @@ type DeliveryServiceServer interface {
 	// client, which steers and receives progress only. The client sends
 	// ReplicateRequest.delivery first, then, once it knows where capture must
 	// start (with exactly_once, after the first progress, which carries the
-	// checkpoint Kafka holds), changes or snapshot. It half-closes or cancels
-	// to end the stream; a snapshot's stream ends by itself once Kafka has
-	// every row.
+	// checkpoint Kafka holds), changes or snapshot. A change stream runs
+	// until the client cancels it or it fails; a snapshot's ends by itself
+	// once Kafka has every row.
 	Replicate(grpc.BidiStreamingServer[ReplicateRequest, ReplicateResponse]) error
 	mustEmbedUnimplementedDeliveryServiceServer()
 }
