@@ -134,25 +134,46 @@ func newStream(ctx context.Context, srv *Server, start *deliveryv1.StartDelivery
 		progress: make(chan struct{}, 1),
 		failed:   make(chan struct{}),
 	}
+	names := s.topicNames()
+	s.enc = newEncoder(start)
+	if err := s.useRegistry(names); err != nil {
+		return nil, err
+	}
+	if err := s.startProducer(names); err != nil {
+		return nil, err
+	}
+	s.logger.InfoContext(ctx, "delivery started", "topics", names, "partition_policy", opts.GetPartitionPolicy().String(),
+		"format", opts.GetFormat().String(), "first_id", s.enc.NextID())
+	return s, nil
+}
+
+// topicNames are the topics the stream may write, the task's default
+// first; it also indexes the table selections.
+func (s *stream) topicNames() []string {
 	names := []string{}
-	if t := ep.GetTopic(); t != "" {
+	if t := s.start.GetKafka().GetTopic(); t != "" {
 		names = append(names, t)
 	}
-	for _, t := range start.GetObjects().GetTables() {
+	for _, t := range s.start.GetObjects().GetTables() {
 		s.tsel[[2]string{t.GetSchema(), t.GetTable()}] = t
 		if t.GetTopic() != "" && !slices.Contains(names, t.GetTopic()) {
 			names = append(names, t.GetTopic())
 		}
 	}
+	opts := s.start.GetOptions()
 	for _, t := range []string{opts.GetDdlTopic(), opts.GetDeadLetterTopic()} {
 		if t != "" && !slices.Contains(names, t) {
 			names = append(names, t)
 		}
 	}
-	s.enc = newEncoder(start)
-	if err := s.useRegistry(names); err != nil {
-		return nil, err
-	}
+	return names
+}
+
+// startProducer creates the stream's producer, sized to its topics'
+// message limits, and the goroutines that read its reports and logs; with
+// exactly-once it begins the first transaction.
+func (s *stream) startProducer(names []string) error {
+	opts, ep := s.start.GetOptions(), s.start.GetKafka()
 	limits := s.topicLimits(names)
 	minB, maxB := 0, 0
 	for _, b := range limits {
@@ -163,20 +184,20 @@ func newStream(ctx context.Context, srv *Server, start *deliveryv1.StartDelivery
 	}
 	conf, err := producerConfig(ep, opts, minB, maxB)
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	if opts.GetExactlyOnce() {
-		setTransactional(conf, start.GetTaskId())
+		setTransactional(conf, s.start.GetTaskId())
 	}
 	p, err := kafka.NewProducer(&conf)
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "creating the Kafka producer: %v", err)
+		return status.Errorf(codes.Internal, "creating the Kafka producer: %v", err)
 	}
 	s.p = p
 	if conf["enable.idempotence"] == true {
 		s.inFlight = newInFlight()
 	}
-	srv.streams.Add(1)
+	s.srv.streams.Add(1)
 	for name, b := range limits {
 		s.topics[name] = &topicInfo{name: name, maxBytes: b}
 	}
@@ -186,12 +207,11 @@ func newStream(ctx context.Context, srv *Server, start *deliveryv1.StartDelivery
 	if opts.GetExactlyOnce() {
 		if err := s.startTxns(); err != nil {
 			s.close()
-			return nil, err
+			return err
 		}
 	}
-	s.logger.InfoContext(ctx, "delivery started", "topics", names, "compression", conf["compression.type"],
-		"acks", conf["acks"], "partition_policy", opts.GetPartitionPolicy().String(), "format", opts.GetFormat().String(), "first_id", s.enc.NextID())
-	return s, nil
+	s.logger.Info("producer started", "compression", conf["compression.type"], "acks", conf["acks"])
+	return nil
 }
 
 // encoder turns change events into messages of one format. Every format
