@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"strconv"
 	"sync"
@@ -14,13 +13,11 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"go.temporal.io/sdk/testsuite"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-	"github.com/ferry-cdc/ferry/platform/grpccodec"
 	"github.com/ferry-cdc/ferry/services/capture"
 	"github.com/ferry-cdc/ferry/services/delivery"
 	"github.com/ferry-cdc/ferry/services/testenv"
@@ -149,40 +146,19 @@ func startKillableDelivery(t *testing.T, capture capturev1.CaptureServiceClient)
 	t.Helper()
 	impl := delivery.NewServer(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	impl.Capture = capture
-	gs := grpc.NewServer(grpccodec.ServerOption())
-	deliveryv1.RegisterDeliveryServiceServer(gs, impl)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = gs.Serve(lis) }()
+	cc, stop := testenv.ServeGRPC(t, func(gs *grpc.Server) { deliveryv1.RegisterDeliveryServiceServer(gs, impl) })
 	var once sync.Once
-	stop := func() { once.Do(func() { gs.Stop(); impl.Wait() }) }
-	t.Cleanup(stop)
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	return &killableDelivery{client: deliveryv1.NewDeliveryServiceClient(cc), kill: stop}
+	kill := func() { once.Do(func() { stop(); impl.Wait() }) }
+	t.Cleanup(kill)
+	return &killableDelivery{client: deliveryv1.NewDeliveryServiceClient(cc), kill: kill}
 }
 
 // startBackfillCapture serves the real capture service on a loopback port.
 func startBackfillCapture(t *testing.T) capturev1.CaptureServiceClient {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer(grpccodec.ServerOption())
-	capturev1.RegisterCaptureServiceServer(gs, capture.NewServer(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
+	cc, _ := testenv.ServeGRPC(t, func(gs *grpc.Server) {
+		capturev1.RegisterCaptureServiceServer(gs, capture.NewServer(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	})
 	return capturev1.NewCaptureServiceClient(cc)
 }
 

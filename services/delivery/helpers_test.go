@@ -5,20 +5,17 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-	"github.com/ferry-cdc/ferry/platform/grpccodec"
 	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
@@ -33,20 +30,8 @@ func startServer(t *testing.T) (deliveryv1.DeliveryServiceClient, *Server) {
 func startServerLogging(t *testing.T, logger *slog.Logger) (deliveryv1.DeliveryServiceClient, *Server) {
 	t.Helper()
 	impl := NewServer(logger)
-	gs := grpc.NewServer(grpccodec.ServerOption())
-	deliveryv1.RegisterDeliveryServiceServer(gs, impl)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(impl.Wait) // runs after gs.Stop
-	t.Cleanup(gs.Stop)
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
+	t.Cleanup(impl.Wait) // runs after the server stops
+	cc, _ := testenv.ServeGRPC(t, func(gs *grpc.Server) { deliveryv1.RegisterDeliveryServiceServer(gs, impl) })
 	return deliveryv1.NewDeliveryServiceClient(cc), impl
 }
 

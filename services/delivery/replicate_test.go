@@ -4,19 +4,17 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
-	"github.com/ferry-cdc/ferry/platform/grpccodec"
+	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
 // fakeCapture plays a scripted change stream or snapshot, then ends with
@@ -69,19 +67,7 @@ func (f *fakeCapture) ReadSnapshot(_ *capturev1.ReadSnapshotRequest, srv capture
 // replicateWith serves delivery with capture fake and returns a client.
 func replicateWith(t *testing.T, fake *fakeCapture) deliveryv1.DeliveryServiceClient {
 	t.Helper()
-	gs := grpc.NewServer(grpccodec.ServerOption())
-	capturev1.RegisterCaptureServiceServer(gs, fake)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
+	cc, _ := testenv.ServeGRPC(t, func(gs *grpc.Server) { capturev1.RegisterCaptureServiceServer(gs, fake) })
 	client, impl := startServer(t)
 	impl.Capture = capturev1.NewCaptureServiceClient(cc)
 	return client
