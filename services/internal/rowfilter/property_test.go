@@ -45,9 +45,6 @@ var propColumns = []propColumn{
 // Ferry's verdict on each row equals PostgreSQL's own SELECT ... WHERE on
 // the same rows, for the filter as written and for Ferry's rendering of it.
 func TestEvaluatorMatchesPostgres(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs PostgreSQL")
-	}
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("FERRY_PROPERTY_SEED"); s != "" {
 		seed, _ = strconv.ParseUint(s, 10, 64)
