@@ -34,8 +34,36 @@ func producerConfig(bootstrap, codec string) *kafka.ConfigMap {
 
 // topicEnd sums the high watermarks of a topic's partitions: with one
 // producer and no transactions it is the number of messages in the topic.
-// A topic that does not exist yet counts as empty.
+// A topic that does not exist yet counts as empty. A topic Ferry has just
+// created may not have elected its partitions' leaders yet; that answer is
+// asked again for up to leaderWait rather than failing the run, and never
+// read as zero, which a caller taking a base offset would get wrong.
 func topicEnd(admin *kafka.AdminClient, topic string) (int64, error) {
+	deadline := time.Now().Add(leaderWait)
+	for {
+		n, err := topicEndOnce(admin, topic)
+		var kerr kafka.Error
+		if err == nil || !errors.As(err, &kerr) || !leaderPending(kerr.Code()) || time.Now().After(deadline) {
+			return n, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// leaderWait bounds how long a partition may stay without a leader: KRaft
+// elects one within a second on an idle broker, and a loaded 2-core CI
+// machine has been seen to answer NOT_LEADER right after creation.
+const leaderWait = 15 * time.Second
+
+func leaderPending(c kafka.ErrorCode) bool {
+	switch c {
+	case kafka.ErrNotLeaderForPartition, kafka.ErrLeaderNotAvailable, kafka.ErrUnknownTopicOrPart:
+		return true
+	}
+	return false
+}
+
+func topicEndOnce(admin *kafka.AdminClient, topic string) (int64, error) {
 	md, err := admin.GetMetadata(&topic, false, 5000)
 	if err != nil {
 		return 0, fmt.Errorf("metadata of %s: %w", topic, err)
