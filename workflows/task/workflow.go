@@ -108,7 +108,7 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 	}
 	if r.st.Phase == taskv1.Phase_PHASE_SCHEMA_SYNC {
 		r.setPhase(ctx, taskv1.Phase_PHASE_SCHEMA_SYNC)
-		name := ReplicationName(r.in.GetTaskId())
+		name := r.replicationName(ctx)
 		full := r.fullSyncPending(ctx)
 		chunked := full && workflow.GetVersion(ctx, chunkedFullSyncChange, workflow.DefaultVersion, 1) >= 1
 		var res taskv1.SetupActivityResult
@@ -454,4 +454,15 @@ func (r *taskRun) upsert(ctx workflow.Context, u temporal.SearchAttributeUpdate)
 	if err := workflow.UpsertTypedSearchAttributes(ctx, u); err != nil {
 		workflow.GetLogger(ctx).Warn("updating search attributes", "error", err)
 	}
+}
+
+// hashedNamesChange versions the slot and publication names: tasks that
+// reached schema sync before it keep the folded name their slot has.
+const hashedNamesChange = "hashed-replication-names"
+
+func (r *taskRun) replicationName(ctx workflow.Context) string {
+	if workflow.GetVersion(ctx, hashedNamesChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return taskapi.LegacyReplicationName(r.in.GetTaskId())
+	}
+	return taskapi.ReplicationName(r.in.GetTaskId())
 }
