@@ -4,6 +4,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 )
 
 var slotAlphabet = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
@@ -39,5 +41,25 @@ func TestLegacyReplicationName(t *testing.T) {
 	}
 	if got := LegacyReplicationName(string(make([]byte, 80))); len(got) != 63 {
 		t.Errorf("long names must fit PostgreSQL's 63 bytes, got %d", len(got))
+	}
+}
+
+func TestAcksItemWarnsOnlyWithoutAcknowledgements(t *testing.T) {
+	for acks, want := range map[taskv1.Acks]taskv1.Severity{
+		taskv1.Acks_ACKS_NONE:   taskv1.Severity_SEVERITY_WARN,
+		taskv1.Acks_ACKS_LEADER: taskv1.Severity_SEVERITY_PASS,
+		taskv1.Acks_ACKS_ALL:    taskv1.Severity_SEVERITY_PASS,
+	} {
+		it := AcksItem(&taskv1.TaskSpec{Kafka: &taskv1.KafkaOptions{Acks: acks}})
+		if it.GetId() != AcksID || it.GetSeverity() != want {
+			t.Errorf("acks %v: item %s %v, want %s %v", acks, it.GetId(), it.GetSeverity(), AcksID, want)
+		}
+		if want == taskv1.Severity_SEVERITY_WARN && !strings.Contains(it.GetFix(), "ACKS_ALL") {
+			t.Errorf("acks %v: the fix %q should name ACKS_ALL", acks, it.GetFix())
+		}
+	}
+	acked := AcknowledgeWarnings([]*taskv1.PrecheckItem{AcksItem(&taskv1.TaskSpec{Kafka: &taskv1.KafkaOptions{Acks: taskv1.Acks_ACKS_NONE}})}, []string{AcksID})
+	if acked[0].GetSeverity() != taskv1.Severity_SEVERITY_PASS || !acked[0].GetAcknowledged() {
+		t.Errorf("an acknowledged acks warning should pass, marked acknowledged: %v", acked[0])
 	}
 }

@@ -158,7 +158,8 @@ func (s *Server) PrecheckTask(ctx context.Context, req *taskv1.PrecheckTaskReque
 	if err != nil {
 		return nil, err
 	}
-	return &taskv1.PrecheckTaskResponse{Items: taskapi.AcknowledgeWarnings(res.GetItems(), spec.GetAcknowledgedWarnings())}, nil
+	items := append(res.GetItems(), taskapi.AcksItem(spec))
+	return &taskv1.PrecheckTaskResponse{Items: taskapi.AcknowledgeWarnings(items, spec.GetAcknowledgedWarnings())}, nil
 }
 
 // PauseTask stops incremental sync at its confirmed checkpoint.

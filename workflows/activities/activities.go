@@ -52,7 +52,8 @@ func (a *Activities) Precheck(ctx context.Context, in *taskv1.PrecheckActivityIn
 	if err != nil {
 		return nil, ClassifyRPC("checking the Kafka topics", err)
 	}
-	return &taskv1.PrecheckActivityResult{Items: append(res.GetItems(), topics.GetItems()...)}, nil
+	items := append(res.GetItems(), topics.GetItems()...)
+	return &taskv1.PrecheckActivityResult{Items: append(items, taskapi.AcksItem(spec))}, nil
 }
 
 // Setup is schema sync as far as it goes today: resolve the selected tables,
