@@ -212,6 +212,9 @@ func (f *ferry) start(name string) {
 		"FERRY_CATALOG_ADDRESS="+f.addrs["catalog"], "FERRY_CAPTURE_ADDRESS="+f.addrs["capture"],
 		"FERRY_DELIVERY_ADDRESS="+f.addrs["delivery"], "FERRY_TEMPORAL_ADDRESS="+temporalAddress(),
 		"FERRY_TASK_QUEUE="+f.taskQueue,
+		// Secrets here are the stack's (.local) and those of private
+		// PostgreSQL servers, in temporary directories.
+		"FERRY_SECRET_DIRS="+filepath.Join(repoRoot(), ".local")+","+os.TempDir(),
 		// Port 0: the kernel picks the port as the process binds it, so
 		// no other process can take it in between, as one picked ahead can.
 		"FERRY_"+strings.ToUpper(name)+"_METRICS_ADDR=127.0.0.1:0",

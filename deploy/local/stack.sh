@@ -876,6 +876,7 @@ up_ferry() {
       FERRY_CATALOG_ADDRESS="$(ferry_addr catalog)" FERRY_CAPTURE_ADDRESS="$(ferry_addr capture)" \
       FERRY_DELIVERY_ADDRESS="$(ferry_addr delivery)" FERRY_TEMPORAL_ADDRESS="$TEMPORAL_HOST:$TEMPORAL_PORT" \
       "FERRY_${svc^^}_METRICS_ADDR=$metrics" \
+      FERRY_SECRET_DIRS="$SECRETS_DIR,$KAFKA_TLS_DIR" \
       "$FERRY_BIN_DIR/$svc" || fail_with_log "ferry $svc" "$logfile" "could not start"
     if [[ -n $addr ]] && ! wait_until "$START_TIMEOUT" "$pidfile" "$FERRY_BIN_DIR/$svc" -- grpc_healthy "$addr"; then
       fail_with_log "ferry $svc" "$logfile" "not serving on $addr"

@@ -61,7 +61,10 @@ func startFerry(ctx context.Context, c *config, binDir, logDir, taskQueue string
 // (FERRY_CPU_PROFILE for capture and delivery, say).
 func startFerryWith(ctx context.Context, c *config, binDir, logDir, taskQueue string, procEnv map[string][]string) (*ferry, error) {
 	f := &ferry{binDir: binDir, logDir: logDir, taskQueue: taskQueue, temporal: c.temporalAddress,
-		addrs: map[string]string{}, procs: map[string]*exec.Cmd{}, procEnv: procEnv}
+		addrs: map[string]string{}, procs: map[string]*exec.Cmd{}, procEnv: procEnv,
+		// Secrets here are the stack's (.local) and those of private
+		// PostgreSQL servers, in temporary directories.
+		env: []string{"FERRY_SECRET_DIRS=" + filepath.Join(c.repoRoot, ".local") + "," + os.TempDir()}}
 	for _, s := range []string{"catalog", "capture", "delivery", "control"} {
 		addr, err := freePort()
 		if err != nil {
