@@ -94,8 +94,8 @@ const (
 	AlertKindRetainedWAL     = "retained_wal"
 	AlertKindSlotLag         = "slot_lag"
 	AlertKindLongTransaction = "long_transaction"
-	AlertFiring         = "firing"
-	AlertResolved       = "resolved"
+	AlertFiring              = "firing"
+	AlertResolved            = "resolved"
 )
 
 // Search attributes registered in the Temporal server (deploy/local/stack.sh)

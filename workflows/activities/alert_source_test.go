@@ -28,7 +28,7 @@ func TestSourceWatchJudgesEachFigureOnItsOwn(t *testing.T) {
 	reading := func(wal, lag, txn int64) *capturev1.GetSlotHealthResponse {
 		return &capturev1.GetSlotHealthResponse{RetainedWalBytes: wal << 20, LagBytes: lag << 20, OldestTransactionSeconds: txn}
 	}
-	w.observe(reading(100, 1, 400), t0)                    // WAL and transaction above; lag below
+	w.observe(reading(100, 1, 400), t0)                     // WAL and transaction above; lag below
 	w.observe(reading(100, 1, 400), t0.Add(59*time.Second)) // not yet held for 60 s
 	w.observe(reading(100, 1, 10), t0.Add(60*time.Second))  // WAL fires; the transaction ended
 	m := h.next(t)
