@@ -168,13 +168,21 @@ type ferry struct {
 	logDir    string
 	control   taskv1.TaskServiceClient
 	temporal  client.Client
+	env       []string // extra environment for every process
 }
 
 var services = []string{"catalog", "capture", "delivery", "control", "worker"}
 
 func startFerry(t *testing.T) *ferry {
 	t.Helper()
+	return startFerryWithEnv(t)
+}
+
+// startFerryWithEnv is startFerry with extra environment for every process.
+func startFerryWithEnv(t *testing.T, env ...string) *ferry {
+	t.Helper()
 	f := &ferry{
+		env:       env,
 		t:         t,
 		addrs:     map[string]string{},
 		taskQueue: uniqueName("ferry-e2e"),
@@ -219,6 +227,7 @@ func (f *ferry) start(name string) {
 		// no other process can take it in between, as one picked ahead can.
 		"FERRY_"+strings.ToUpper(name)+"_METRICS_ADDR=127.0.0.1:0",
 	)
+	cmd.Env = append(cmd.Env, f.env...)
 	logFile, err := os.OpenFile(filepath.Join(f.logDir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		f.t.Fatal(err)

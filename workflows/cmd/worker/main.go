@@ -40,6 +40,9 @@ type Config struct {
 	DeliveryAddress   string
 	// MetricsAddr serves Prometheus /metrics; empty: not served.
 	MetricsAddr string
+	// PayloadKeyFile seals every workflow payload (taskapi.EncryptionCodec);
+	// empty leaves them in clear.
+	PayloadKeyFile string
 }
 
 func loadConfig() Config {
@@ -51,6 +54,7 @@ func loadConfig() Config {
 	flag.StringVar(&c.CaptureAddress, "capture", envOr("FERRY_CAPTURE_ADDRESS", "127.0.0.1:7402"), "capture service host:port")
 	flag.StringVar(&c.DeliveryAddress, "delivery", envOr("FERRY_DELIVERY_ADDRESS", "127.0.0.1:7403"), "delivery service host:port")
 	flag.StringVar(&c.MetricsAddr, "metrics-addr", envOrOff("FERRY_WORKER_METRICS_ADDR", "127.0.0.1:9404"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_WORKER_METRICS_ADDR)")
+	flag.StringVar(&c.PayloadKeyFile, "payload-key-file", envOr("FERRY_PAYLOAD_KEY_FILE", ""), "AES-256 key (32 bytes, raw or hex) that seals workflow payloads in Temporal; the control API needs the same key")
 	flag.Parse()
 	return c
 }
@@ -104,8 +108,13 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 		conns[name] = conn
 	}
+	codec, err := taskapi.PayloadCodec(cfg.PayloadKeyFile)
+	if err != nil {
+		return err
+	}
 	tc, err := client.Dial(client.Options{
-		HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: logger, DataConverter: taskapi.DataConverter(),
+		HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: logger, DataConverter: taskapi.DataConverterWith(codec),
+		FailureConverter: taskapi.FailureConverterWith(codec),
 	})
 	if err != nil {
 		return fmt.Errorf("connecting to Temporal at %s: %w", cfg.TemporalAddress, err)
