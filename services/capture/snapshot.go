@@ -119,8 +119,13 @@ func (s *Server) exportSnapshot(ctx context.Context, req *capturev1.ReadSnapshot
 	} else if !exists {
 		return nil, failedPrecondition("publication %q does not exist; run setup (EnsureReplication with publication_only) before full sync", pub)
 	}
-	if err := s.dropStaleSlot(ctx, conn, req.GetSource(), slot); err != nil {
+	if err := s.dropStaleSlot(ctx, conn, req, slot); err != nil {
 		return nil, err
+	}
+	if owner := req.GetOwner(); owner != "" {
+		if err := claimSlot(ctx, conn, pub, owner); err != nil {
+			return nil, err
+		}
 	}
 	failover, err := slotFailover(ctx, conn, req.GetSource())
 	if err != nil {
@@ -151,7 +156,8 @@ func (s *Server) exportSnapshot(ctx context.Context, req *capturev1.ReadSnapshot
 // its snapshot died with that attempt's session, so the slot's start point
 // no longer meets any snapshot. A slot of another plugin or database is not
 // Ferry's to drop.
-func (s *Server) dropStaleSlot(ctx context.Context, conn *pgx.Conn, src *taskv1.SourceEndpoint, slot string) error {
+func (s *Server) dropStaleSlot(ctx context.Context, conn *pgx.Conn, req *capturev1.ReadSnapshotRequest, slot string) error {
+	src := req.GetSource()
 	info, err := lookupSlot(ctx, conn, slot)
 	if errors.Is(err, errSlotMissing) {
 		return nil
@@ -162,6 +168,11 @@ func (s *Server) dropStaleSlot(ctx context.Context, conn *pgx.Conn, src *taskv1.
 	if info.plugin != "pgoutput" || info.database != src.GetDatabase() {
 		return failedPrecondition("replication slot %s exists with plugin %q on database %q, but Ferry needs pgoutput on %q; drop it or choose another task ID",
 			slot, info.plugin, info.database, src.GetDatabase())
+	}
+	if owner := req.GetOwner(); owner != "" {
+		if err := ownSlot(ctx, conn, slot, req.GetPublicationName(), owner); err != nil {
+			return err
+		}
 	}
 	s.logger.Warn("dropping the slot of an interrupted full sync; the snapshot starts again", "slot", slot)
 	_, err = dropSlot(ctx, conn, slot)

@@ -145,6 +145,11 @@ func TestStopReleasesAndKeepsCheckpoint(t *testing.T) {
 	if released == nil || released.GetSlotName() != name || released.GetPublicationName() != name {
 		t.Errorf("release input = %v, want slot and publication %s", released, name)
 	}
+	// ...and an ownership token, kept in its state, which the release
+	// presents so that capture drops only what this task created.
+	if owner := st.GetReplicationOwner(); owner == "" || released.GetReplicationOwner() != owner {
+		t.Errorf("owner in state %q, in the release %q: want one token in both", owner, released.GetReplicationOwner())
+	}
 	if len(w.increments) != 1 || w.increments[0].GetCheckpoint().GetConfirmedLsn() != 100 {
 		t.Errorf("incremental started with %v, want one attempt from the setup LSN 100", w.increments)
 	}

@@ -157,7 +157,12 @@ type EnsureReplicationRequest struct {
 	// FailedPrecondition when it uses a column outside the table's replica
 	// identity (PostgreSQL would then refuse the application's UPDATEs and
 	// DELETEs on the table), and the publication is then left unchanged.
-	Filters       []*TableFilter `protobuf:"bytes,8,rep,name=filters,proto3" json:"filters,omitempty"`
+	Filters []*TableFilter `protobuf:"bytes,8,rep,name=filters,proto3" json:"filters,omitempty"`
+	// The task's ownership token. When set, Ferry records it in the comment of
+	// the publication it creates and of the slot it creates, and refuses to
+	// adopt a publication or slot the comment does not give to this owner
+	// (FailedPrecondition). Empty: no check, as before ownership was recorded.
+	Owner         string `protobuf:"bytes,9,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -246,6 +251,13 @@ func (x *EnsureReplicationRequest) GetFilters() []*TableFilter {
 		return x.Filters
 	}
 	return nil
+}
+
+func (x *EnsureReplicationRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 // A row filter on one published table.
@@ -370,8 +382,11 @@ type ReleaseReplicationRequest struct {
 	Source          *v1.SourceEndpoint     `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
 	SlotName        string                 `protobuf:"bytes,2,opt,name=slot_name,json=slotName,proto3" json:"slot_name,omitempty"`
 	PublicationName string                 `protobuf:"bytes,3,opt,name=publication_name,json=publicationName,proto3" json:"publication_name,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// When set, only a slot and publication the publication's comment gives
+	// to this owner are dropped; others are left, and said so.
+	Owner         string `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReleaseReplicationRequest) Reset() {
@@ -421,6 +436,13 @@ func (x *ReleaseReplicationRequest) GetSlotName() string {
 func (x *ReleaseReplicationRequest) GetPublicationName() string {
 	if x != nil {
 		return x.PublicationName
+	}
+	return ""
+}
+
+func (x *ReleaseReplicationRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
 	}
 	return ""
 }
@@ -544,8 +566,11 @@ type ReleaseReplicationResponse struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	SlotDropped        bool                   `protobuf:"varint,1,opt,name=slot_dropped,json=slotDropped,proto3" json:"slot_dropped,omitempty"`
 	PublicationDropped bool                   `protobuf:"varint,2,opt,name=publication_dropped,json=publicationDropped,proto3" json:"publication_dropped,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Why the slot or publication was left in place, when it was: it belongs
+	// to another owner or to nobody Ferry knows.
+	LeftBecause   string `protobuf:"bytes,3,opt,name=left_because,json=leftBecause,proto3" json:"left_because,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReleaseReplicationResponse) Reset() {
@@ -590,6 +615,13 @@ func (x *ReleaseReplicationResponse) GetPublicationDropped() bool {
 		return x.PublicationDropped
 	}
 	return false
+}
+
+func (x *ReleaseReplicationResponse) GetLeftBecause() string {
+	if x != nil {
+		return x.LeftBecause
+	}
+	return ""
 }
 
 type StreamChangesRequest struct {
@@ -939,7 +971,10 @@ type ReadSnapshotRequest struct {
 	// Token buckets on the snapshot: queries to the source per second, rows
 	// and megabytes per second. Unset or zero: unlimited. Changed live with
 	// UpdateThrottle.
-	Throttle      *v1.FullSyncThrottle `protobuf:"bytes,8,opt,name=throttle,proto3" json:"throttle,omitempty"`
+	Throttle *v1.FullSyncThrottle `protobuf:"bytes,8,opt,name=throttle,proto3" json:"throttle,omitempty"`
+	// As in EnsureReplicationRequest: the slot ReadSnapshot creates is claimed
+	// for this owner, and a leftover slot is dropped only when it is its.
+	Owner         string `protobuf:"bytes,9,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1029,6 +1064,13 @@ func (x *ReadSnapshotRequest) GetThrottle() *v1.FullSyncThrottle {
 		return x.Throttle
 	}
 	return nil
+}
+
+func (x *ReadSnapshotRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 // Exactly one field is set. batch keeps field number 1, as in
@@ -1223,7 +1265,7 @@ const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"\vincremental\x18\x02 \x01(\v2\".ferry.task.v1.IncrementalThrottleR\vincremental\x123\n" +
 	"\x04full\x18\x03 \x01(\v2\x1f.ferry.task.v1.FullSyncThrottleR\x04full\"A\n" +
 	"\x16UpdateThrottleResponse\x12'\n" +
-	"\x0fstreams_updated\x18\x01 \x01(\rR\x0estreamsUpdated\"\xe7\x02\n" +
+	"\x0fstreams_updated\x18\x01 \x01(\rR\x0estreamsUpdated\"\xfd\x02\n" +
 	"\x18EnsureReplicationRequest\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x12\x1b\n" +
 	"\tslot_name\x18\x02 \x01(\tR\bslotName\x12)\n" +
@@ -1233,28 +1275,31 @@ const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"\aschemas\x18\x06 \x03(\tR\aschemas\x12\x1d\n" +
 	"\n" +
 	"all_tables\x18\a \x01(\bR\tallTables\x127\n" +
-	"\afilters\x18\b \x03(\v2\x1d.ferry.capture.v1.TableFilterR\afilters\"T\n" +
+	"\afilters\x18\b \x03(\v2\x1d.ferry.capture.v1.TableFilterR\afilters\x12\x14\n" +
+	"\x05owner\x18\t \x01(\tR\x05owner\"T\n" +
 	"\vTableFilter\x12-\n" +
 	"\x05table\x18\x01 \x01(\v2\x17.ferry.task.v1.TableRefR\x05table\x12\x16\n" +
 	"\x06filter\x18\x02 \x01(\tR\x06filter\"\x94\x01\n" +
 	"\x19EnsureReplicationResponse\x12#\n" +
 	"\rconfirmed_lsn\x18\x01 \x01(\x04R\fconfirmedLsn\x12!\n" +
 	"\fslot_created\x18\x02 \x01(\bR\vslotCreated\x12/\n" +
-	"\x13publication_created\x18\x03 \x01(\bR\x12publicationCreated\"\x9a\x01\n" +
+	"\x13publication_created\x18\x03 \x01(\bR\x12publicationCreated\"\xb0\x01\n" +
 	"\x19ReleaseReplicationRequest\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x12\x1b\n" +
 	"\tslot_name\x18\x02 \x01(\tR\bslotName\x12)\n" +
-	"\x10publication_name\x18\x03 \x01(\tR\x0fpublicationName\"j\n" +
+	"\x10publication_name\x18\x03 \x01(\tR\x0fpublicationName\x12\x14\n" +
+	"\x05owner\x18\x04 \x01(\tR\x05owner\"j\n" +
 	"\x14GetSlotHealthRequest\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x12\x1b\n" +
 	"\tslot_name\x18\x02 \x01(\tR\bslotName\"\xa0\x01\n" +
 	"\x15GetSlotHealthResponse\x12\x1b\n" +
 	"\tlag_bytes\x18\x01 \x01(\x03R\blagBytes\x12,\n" +
 	"\x12retained_wal_bytes\x18\x02 \x01(\x03R\x10retainedWalBytes\x12<\n" +
-	"\x1aoldest_transaction_seconds\x18\x03 \x01(\x03R\x18oldestTransactionSeconds\"p\n" +
+	"\x1aoldest_transaction_seconds\x18\x03 \x01(\x03R\x18oldestTransactionSeconds\"\x93\x01\n" +
 	"\x1aReleaseReplicationResponse\x12!\n" +
 	"\fslot_dropped\x18\x01 \x01(\bR\vslotDropped\x12/\n" +
-	"\x13publication_dropped\x18\x02 \x01(\bR\x12publicationDropped\"\x80\x01\n" +
+	"\x13publication_dropped\x18\x02 \x01(\bR\x12publicationDropped\x12!\n" +
+	"\fleft_because\x18\x03 \x01(\tR\vleftBecause\"\x80\x01\n" +
 	"\x14StreamChangesRequest\x125\n" +
 	"\x05start\x18\x01 \x01(\v2\x1d.ferry.capture.v1.StartStreamH\x00R\x05start\x12)\n" +
 	"\x03ack\x18\x02 \x01(\v2\x15.ferry.capture.v1.AckH\x00R\x03ackB\x06\n" +
@@ -1276,7 +1321,7 @@ const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"flushedLsn\"\x84\x01\n" +
 	"\x15StreamChangesResponse\x12/\n" +
 	"\x05batch\x18\x01 \x01(\v2\x19.ferry.cdc.v1.ChangeBatchR\x05batch\x12:\n" +
-	"\bbackfill\x18\x02 \x01(\v2\x1e.ferry.cdc.v1.BackfillProgressR\bbackfill\"\x81\x03\n" +
+	"\bbackfill\x18\x02 \x01(\v2\x1e.ferry.cdc.v1.BackfillProgressR\bbackfill\"\x97\x03\n" +
 	"\x13ReadSnapshotRequest\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x121\n" +
 	"\x05table\x18\x02 \x01(\v2\x17.ferry.task.v1.TableRefB\x02\x18\x01R\x05table\x12\x1b\n" +
@@ -1285,7 +1330,8 @@ const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"\x06tables\x18\x05 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\x12(\n" +
 	"\x10max_batch_events\x18\x06 \x01(\rR\x0emaxBatchEvents\x12 \n" +
 	"\vparallelism\x18\a \x01(\rR\vparallelism\x12;\n" +
-	"\bthrottle\x18\b \x01(\v2\x1f.ferry.task.v1.FullSyncThrottleR\bthrottle\"\xc4\x01\n" +
+	"\bthrottle\x18\b \x01(\v2\x1f.ferry.task.v1.FullSyncThrottleR\bthrottle\x12\x14\n" +
+	"\x05owner\x18\t \x01(\tR\x05owner\"\xc4\x01\n" +
 	"\x14ReadSnapshotResponse\x12/\n" +
 	"\x05batch\x18\x01 \x01(\v2\x19.ferry.cdc.v1.ChangeBatchR\x05batch\x12;\n" +
 	"\astarted\x18\x02 \x01(\v2!.ferry.capture.v1.SnapshotStartedR\astarted\x12>\n" +
