@@ -22,6 +22,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
 )
 
@@ -66,15 +67,8 @@ func buildBinaries(dir string) error {
 	return nil
 }
 
-func env(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
 func pgPort() uint32 {
-	p, _ := strconv.Atoi(env("FERRY_PG_PORT", "55432"))
+	p, _ := strconv.Atoi(config.Env("FERRY_PG_PORT", "55432"))
 	return uint32(p)
 }
 
@@ -82,16 +76,16 @@ func pgPort() uint32 {
 // its password travels as a file reference, never in clear.
 func sourceEndpoint() *taskv1.SourceEndpoint {
 	return &taskv1.SourceEndpoint{
-		Host: "127.0.0.1", Port: pgPort(), Database: env("FERRY_PG_DATABASE", "ferry"), User: "ferry",
+		Host: "127.0.0.1", Port: pgPort(), Database: config.Env("FERRY_PG_DATABASE", "ferry"), User: "ferry",
 		Password: &taskv1.SecretRef{Source: &taskv1.SecretRef_File{
-			File: env("FERRY_PG_PASSWORD_FILE", filepath.Join(repoRoot(), ".local", "secrets", "pg-password")),
+			File: config.Env("FERRY_PG_PASSWORD_FILE", filepath.Join(repoRoot(), ".local", "secrets", "pg-password")),
 		}},
 	}
 }
 
-func kafkaBootstrap() string { return env("FERRY_KAFKA_BOOTSTRAP", "127.0.0.1:59092") }
+func kafkaBootstrap() string { return config.Env("FERRY_KAFKA_BOOTSTRAP", "127.0.0.1:59092") }
 
-func temporalAddress() string { return env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233") }
+func temporalAddress() string { return config.Env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233") }
 
 func pgConnect(t *testing.T) *pgx.Conn {
 	t.Helper()

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 )
 
@@ -28,33 +29,26 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-func env(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
 // Source is the local PostgreSQL as the non-superuser role "ferry", which has
 // REPLICATION and owns the database "ferry".
 func Source() *taskv1.SourceEndpoint {
-	port, _ := strconv.Atoi(env("FERRY_PG_PORT", "55432"))
+	port, _ := strconv.Atoi(config.Env("FERRY_PG_PORT", "55432"))
 	return &taskv1.SourceEndpoint{
-		Host:     env("FERRY_PG_HOST", "127.0.0.1"),
+		Host:     config.Env("FERRY_PG_HOST", "127.0.0.1"),
 		Port:     uint32(port),
-		Database: env("FERRY_PG_DATABASE", "ferry"),
-		User:     env("FERRY_PG_USER", "ferry"),
+		Database: config.Env("FERRY_PG_DATABASE", "ferry"),
+		User:     config.Env("FERRY_PG_USER", "ferry"),
 		Password: &taskv1.SecretRef{Source: &taskv1.SecretRef_File{
-			File: env("FERRY_PG_PASSWORD_FILE", filepath.Join(RepoRoot(), ".local", "secrets", "pg-password")),
+			File: config.Env("FERRY_PG_PASSWORD_FILE", filepath.Join(RepoRoot(), ".local", "secrets", "pg-password")),
 		}},
 	}
 }
 
 // KafkaBootstrap is the local Apache Kafka broker.
-func KafkaBootstrap() string { return env("FERRY_KAFKA_BOOTSTRAP", "127.0.0.1:59092") }
+func KafkaBootstrap() string { return config.Env("FERRY_KAFKA_BOOTSTRAP", "127.0.0.1:59092") }
 
 // TemporalAddress is the local Temporal dev server.
-func TemporalAddress() string { return env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233") }
+func TemporalAddress() string { return config.Env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233") }
 
 // PG connects to the local PostgreSQL or fails the test.
 func PG(t testing.TB) *pgx.Conn {
@@ -87,7 +81,7 @@ func UniqueName(prefix string) string {
 
 // SchemaRegistryURL is the local Apicurio Registry's Confluent-compatible API.
 func SchemaRegistryURL() string {
-	return env("FERRY_SCHEMA_REGISTRY_URL", "http://127.0.0.1:58081/apis/ccompat/v7")
+	return config.Env("FERRY_SCHEMA_REGISTRY_URL", "http://127.0.0.1:58081/apis/ccompat/v7")
 }
 
 // KafkaSecured is the local broker's listener for sec, with its SCRAM user,
@@ -99,20 +93,20 @@ func KafkaSecured(sec taskv1.KafkaSecurity) *taskv1.KafkaEndpoint {
 	if strings.HasSuffix(sec.String(), "512") {
 		bits = "512"
 	}
-	user := env("FERRY_KAFKA_SCRAM"+bits+"_USER", "ferry-scram"+bits)
+	user := config.Env("FERRY_KAFKA_SCRAM"+bits+"_USER", "ferry-scram"+bits)
 	ep := &taskv1.KafkaEndpoint{Security: sec, SaslUser: user, SaslPassword: &taskv1.SecretRef{Source: &taskv1.SecretRef_File{
-		File: env("FERRY_KAFKA_SCRAM"+bits+"_PASSWORD_FILE", filepath.Join(local, "secrets", "kafka-"+user+"-password")),
+		File: config.Env("FERRY_KAFKA_SCRAM"+bits+"_PASSWORD_FILE", filepath.Join(local, "secrets", "kafka-"+user+"-password")),
 	}}}
 	ca := &taskv1.SecretRef{Source: &taskv1.SecretRef_File{
-		File: env("FERRY_KAFKA_TLS_CA_FILE", filepath.Join(local, "kafka", "tls", "ca.pem")),
+		File: config.Env("FERRY_KAFKA_TLS_CA_FILE", filepath.Join(local, "kafka", "tls", "ca.pem")),
 	}}
 	switch sec {
 	case taskv1.KafkaSecurity_KAFKA_SECURITY_TLS:
-		ep.BootstrapServers, ep.SaslUser, ep.SaslPassword, ep.TlsCa = env("FERRY_KAFKA_TLS_BOOTSTRAP", "127.0.0.1:59095"), "", nil, ca
+		ep.BootstrapServers, ep.SaslUser, ep.SaslPassword, ep.TlsCa = config.Env("FERRY_KAFKA_TLS_BOOTSTRAP", "127.0.0.1:59095"), "", nil, ca
 	case taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_256, taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_512:
-		ep.BootstrapServers, ep.TlsCa = env("FERRY_KAFKA_SASL_SSL_BOOTSTRAP", "127.0.0.1:59096"), ca
+		ep.BootstrapServers, ep.TlsCa = config.Env("FERRY_KAFKA_SASL_SSL_BOOTSTRAP", "127.0.0.1:59096"), ca
 	default:
-		ep.BootstrapServers = env("FERRY_KAFKA_SASL_BOOTSTRAP", "127.0.0.1:59094")
+		ep.BootstrapServers = config.Env("FERRY_KAFKA_SASL_BOOTSTRAP", "127.0.0.1:59094")
 	}
 	return ep
 }

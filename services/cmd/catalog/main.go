@@ -9,9 +9,9 @@ import (
 	"os"
 
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
+	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/platform/telemetry"
 	"github.com/ferry-cdc/ferry/services/catalog"
-	"github.com/ferry-cdc/ferry/services/internal/config"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
 )
 
