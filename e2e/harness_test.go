@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -24,6 +25,7 @@ import (
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
+	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
 // The suite runs Ferry's real binaries against the local stack
@@ -35,6 +37,12 @@ const stackHint = "start the local stack with `make up`, or run the whole suite 
 var binDir string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// Every test here needs the stack and skips under -short
+		// (testenv.Integration): no binaries to build.
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "ferry-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -89,6 +97,7 @@ func temporalAddress() string { return config.Env("FERRY_TEMPORAL_ADDRESS", "127
 
 func pgConnect(t *testing.T) *pgx.Conn {
 	t.Helper()
+	testenv.Integration(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	pw, err := os.ReadFile(sourceEndpoint().GetPassword().GetFile())
@@ -168,6 +177,7 @@ var services = []string{"catalog", "capture", "delivery", "control", "worker"}
 
 func startFerry(t *testing.T) *ferry {
 	t.Helper()
+	testenv.Integration(t)
 	f := &ferry{
 		t:         t,
 		addrs:     map[string]string{},
@@ -288,6 +298,7 @@ func (f *ferry) logTail(name string) string {
 // consumer reads a topic from the beginning on every partition.
 func newConsumer(t *testing.T, topic string) *kafka.Consumer {
 	t.Helper()
+	testenv.Integration(t)
 	c, err := kafka.NewConsumer(&kafka.ConfigMap{
 		"bootstrap.servers":  kafkaBootstrap(),
 		"group.id":           uniqueName("e2e"),
@@ -307,6 +318,7 @@ func newConsumer(t *testing.T, topic string) *kafka.Consumer {
 
 func createTopic(t *testing.T, name string, configs map[string]string) {
 	t.Helper()
+	testenv.Integration(t)
 	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": kafkaBootstrap()})
 	if err != nil {
 		t.Fatal(err)

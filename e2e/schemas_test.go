@@ -15,6 +15,7 @@ import (
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/platform/config"
+	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
 // superSource is the local PostgreSQL as its superuser (FERRY_PG_DSN's
@@ -23,6 +24,7 @@ import (
 // is a session of that role for reading and cleaning up what it owns.
 func superSource(t *testing.T) (src *taskv1.SourceEndpoint, conn *pgx.Conn) {
 	t.Helper()
+	testenv.Integration(t)
 	cfg, err := pgx.ParseConfig(config.Env("FERRY_PG_DSN", "postgres://postgres:postgres@127.0.0.1:55432/ferry?sslmode=disable"))
 	if err != nil {
 		t.Fatalf("FERRY_PG_DSN: %v", err)

@@ -71,6 +71,7 @@ var SupportedMajors = []int{12, 13, 14, 15, 16, 17}
 // FERRY_PG<MAJOR>_BIN names a folder.
 func StartPostgresVersion(t testing.TB, major int) *Postgres {
 	t.Helper()
+	Integration(t)
 	if major == 15 {
 		return StartPostgres(t)
 	}
@@ -103,6 +104,7 @@ func PostgresBin(major int) (string, error) {
 
 func startPostgres(t testing.TB, bin string) *Postgres {
 	t.Helper()
+	Integration(t)
 	for _, b := range []string{"initdb", "pg_ctl", "postgres"} {
 		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
 			t.Fatalf("a private PostgreSQL needs %s: %v; %s", filepath.Join(bin, b), err, pgInstallHint)

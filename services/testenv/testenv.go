@@ -1,6 +1,9 @@
 // Package testenv points integration tests at the local stack that
 // deploy/local/stack.sh starts. A missing service fails the test with what to
-// run; it never skips, so CI cannot pass without exercising real services.
+// run. The one skip is the fast tier: under -short every helper here that
+// reaches a real service (or starts one) skips its test, so `go test -short`
+// needs no stack; without -short nothing skips, so CI cannot pass without
+// exercising real services.
 package testenv
 
 import (
@@ -29,9 +32,23 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
+// Integration marks t as needing real services (the local stack, a private
+// PostgreSQL or Kafka, a JVM): it skips t under -short, and does nothing
+// otherwise, so that without -short a missing service still fails the test.
+// The helpers below call it; a test that reaches a service another way calls
+// it first.
+func Integration(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs real services; the -short tier skips it (make test runs it)")
+	}
+}
+
 // Source is the local PostgreSQL as the non-superuser role "ferry", which has
 // REPLICATION and owns the database "ferry".
-func Source() *taskv1.SourceEndpoint {
+func Source(t testing.TB) *taskv1.SourceEndpoint {
+	t.Helper()
+	Integration(t)
 	port, _ := strconv.Atoi(config.Env("FERRY_PG_PORT", "55432"))
 	return &taskv1.SourceEndpoint{
 		Host:     config.Env("FERRY_PG_HOST", "127.0.0.1"),
@@ -45,17 +62,25 @@ func Source() *taskv1.SourceEndpoint {
 }
 
 // KafkaBootstrap is the local Apache Kafka broker.
-func KafkaBootstrap() string { return config.Env("FERRY_KAFKA_BOOTSTRAP", "127.0.0.1:59092") }
+func KafkaBootstrap(t testing.TB) string {
+	t.Helper()
+	Integration(t)
+	return config.Env("FERRY_KAFKA_BOOTSTRAP", "127.0.0.1:59092")
+}
 
 // TemporalAddress is the local Temporal dev server.
-func TemporalAddress() string { return config.Env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233") }
+func TemporalAddress(t testing.TB) string {
+	t.Helper()
+	Integration(t)
+	return config.Env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233")
+}
 
 // PG connects to the local PostgreSQL or fails the test.
 func PG(t testing.TB) *pgx.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := pgsource.Connect(ctx, Source())
+	conn, err := pgsource.Connect(ctx, Source(t))
 	if err != nil {
 		t.Fatalf("PostgreSQL is required: %v; %s", err, hint)
 	}
@@ -80,14 +105,18 @@ func UniqueName(prefix string) string {
 }
 
 // SchemaRegistryURL is the local Apicurio Registry's Confluent-compatible API.
-func SchemaRegistryURL() string {
+func SchemaRegistryURL(t testing.TB) string {
+	t.Helper()
+	Integration(t)
 	return config.Env("FERRY_SCHEMA_REGISTRY_URL", "http://127.0.0.1:58081/apis/ccompat/v7")
 }
 
 // KafkaSecured is the local broker's listener for sec, with its SCRAM user,
 // password file and CA as deploy/local/stack.sh makes them: SCRAM on
 // 59094, TLS on 59095, SCRAM over TLS on 59096.
-func KafkaSecured(sec taskv1.KafkaSecurity) *taskv1.KafkaEndpoint {
+func KafkaSecured(t testing.TB, sec taskv1.KafkaSecurity) *taskv1.KafkaEndpoint {
+	t.Helper()
+	Integration(t)
 	local := filepath.Join(RepoRoot(), ".local")
 	bits := "256"
 	if strings.HasSuffix(sec.String(), "512") {
