@@ -17,6 +17,7 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
@@ -116,7 +117,7 @@ func rowsInSnapshot(t *testing.T, snapshot string, filters map[string]string) ma
 	t.Helper()
 	ctx := context.Background()
 	conn := testenv.PG(t)
-	testenv.Exec(t, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "SET TRANSACTION SNAPSHOT "+quoteLiteral(snapshot))
+	testenv.Exec(t, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "SET TRANSACTION SNAPSHOT "+pgsql.Literal(snapshot))
 	out := map[string]map[int64]string{}
 	for name, filter := range filters {
 		rows, err := conn.Query(ctx, `SELECT id, grp, note FROM ONLY `+quoteIdent("public", name)+` WHERE `+filter)
