@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -22,7 +23,9 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
+	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
 // The suite runs Ferry's real binaries against the local stack
@@ -34,6 +37,12 @@ const stackHint = "start the local stack with `make up`, or run the whole suite 
 var binDir string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// Every test here needs the stack and skips under -short
+		// (testenv.Integration): no binaries to build.
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "ferry-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -66,15 +75,8 @@ func buildBinaries(dir string) error {
 	return nil
 }
 
-func env(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
 func pgPort() uint32 {
-	p, _ := strconv.Atoi(env("FERRY_PG_PORT", "55432"))
+	p, _ := strconv.Atoi(config.Env("FERRY_PG_PORT", "55432"))
 	return uint32(p)
 }
 
@@ -82,19 +84,20 @@ func pgPort() uint32 {
 // its password travels as a file reference, never in clear.
 func sourceEndpoint() *taskv1.SourceEndpoint {
 	return &taskv1.SourceEndpoint{
-		Host: "127.0.0.1", Port: pgPort(), Database: env("FERRY_PG_DATABASE", "ferry"), User: "ferry",
+		Host: "127.0.0.1", Port: pgPort(), Database: config.Env("FERRY_PG_DATABASE", "ferry"), User: "ferry",
 		Password: &taskv1.SecretRef{Source: &taskv1.SecretRef_File{
-			File: env("FERRY_PG_PASSWORD_FILE", filepath.Join(repoRoot(), ".local", "secrets", "pg-password")),
+			File: config.Env("FERRY_PG_PASSWORD_FILE", filepath.Join(repoRoot(), ".local", "secrets", "pg-password")),
 		}},
 	}
 }
 
-func kafkaBootstrap() string { return env("FERRY_KAFKA_BOOTSTRAP", "127.0.0.1:59092") }
+func kafkaBootstrap() string { return config.Env("FERRY_KAFKA_BOOTSTRAP", "127.0.0.1:59092") }
 
-func temporalAddress() string { return env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233") }
+func temporalAddress() string { return config.Env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233") }
 
 func pgConnect(t *testing.T) *pgx.Conn {
 	t.Helper()
+	testenv.Integration(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	pw, err := os.ReadFile(sourceEndpoint().GetPassword().GetFile())
@@ -181,6 +184,7 @@ func startFerry(t *testing.T) *ferry {
 // startFerryWithEnv is startFerry with extra environment for every process.
 func startFerryWithEnv(t *testing.T, env ...string) *ferry {
 	t.Helper()
+	testenv.Integration(t)
 	f := &ferry{
 		env:       env,
 		t:         t,
@@ -306,6 +310,7 @@ func (f *ferry) logTail(name string) string {
 // consumer reads a topic from the beginning on every partition.
 func newConsumer(t *testing.T, topic string) *kafka.Consumer {
 	t.Helper()
+	testenv.Integration(t)
 	c, err := kafka.NewConsumer(&kafka.ConfigMap{
 		"bootstrap.servers":  kafkaBootstrap(),
 		"group.id":           uniqueName("e2e"),
@@ -325,6 +330,7 @@ func newConsumer(t *testing.T, topic string) *kafka.Consumer {
 
 func createTopic(t *testing.T, name string, configs map[string]string) {
 	t.Helper()
+	testenv.Integration(t)
 	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": kafkaBootstrap()})
 	if err != nil {
 		t.Fatal(err)

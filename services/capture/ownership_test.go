@@ -38,12 +38,12 @@ func TestOwnershipGuardsAdoptionAndRelease(t *testing.T) {
 	t.Cleanup(func() { _, _ = conn.Exec(context.Background(), "DROP TABLE IF EXISTS public."+name) })
 	r := newReplication(t, testenv.UniqueName("ferry_own"), table("public", name))
 	ensure := func(owner string, pubOnly bool) error {
-		_, err := c.EnsureReplication(ctx, &capturev1.EnsureReplicationRequest{Source: testenv.Source(), SlotName: r.slot,
+		_, err := c.EnsureReplication(ctx, &capturev1.EnsureReplicationRequest{Source: testenv.Source(t), SlotName: r.slot,
 			PublicationName: r.pub, Tables: r.tables, Owner: owner, PublicationOnly: pubOnly})
 		return err
 	}
 	release := func(owner string) *capturev1.ReleaseReplicationResponse {
-		res, err := c.ReleaseReplication(ctx, &capturev1.ReleaseReplicationRequest{Source: testenv.Source(), SlotName: r.slot, PublicationName: r.pub, Owner: owner})
+		res, err := c.ReleaseReplication(ctx, &capturev1.ReleaseReplicationRequest{Source: testenv.Source(t), SlotName: r.slot, PublicationName: r.pub, Owner: owner})
 		if err != nil {
 			t.Fatalf("ReleaseReplication as %s: %v", owner, err)
 		}

@@ -21,6 +21,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
+	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 )
 
 // Full sync meets incremental sync at the slot's consistent point: the slot
@@ -312,7 +313,7 @@ func importSnapshot(ctx context.Context, conn *pgx.Conn, snap *exportedSnapshot)
 	if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
 		return 0, fmt.Errorf("starting the snapshot transaction: %w", err)
 	}
-	if _, err := conn.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(snap.name)); err != nil {
+	if _, err := conn.Exec(ctx, "SET TRANSACTION SNAPSHOT "+pgsql.Literal(snap.name)); err != nil {
 		return 0, fmt.Errorf("importing snapshot %s: %w", snap.name, err)
 	}
 	return serverVersion(ctx, conn)

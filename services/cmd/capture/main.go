@@ -12,10 +12,11 @@ import (
 	"strconv"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/platform/telemetry"
 	"github.com/ferry-cdc/ferry/services/capture"
-	"github.com/ferry-cdc/ferry/services/internal/config"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
+	"github.com/ferry-cdc/ferry/services/internal/secret"
 )
 
 // Config is read once at start from flags, which default to the environment.
@@ -32,7 +33,7 @@ type Config struct {
 	StreamProtocol   int
 	SpoolDir         string
 	// Secrets bounds which files and variables task secrets may name.
-	Secrets config.Secrets
+	Secrets secret.Settings
 }
 
 func loadConfig() (Config, error) {

@@ -9,10 +9,11 @@ import (
 	"os"
 
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
+	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/platform/telemetry"
 	"github.com/ferry-cdc/ferry/services/catalog"
-	"github.com/ferry-cdc/ferry/services/internal/config"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
+	"github.com/ferry-cdc/ferry/services/internal/secret"
 )
 
 // Config is read once at start from flags, which default to the environment.
@@ -21,7 +22,7 @@ type Config struct {
 	// MetricsAddr serves Prometheus /metrics; empty: not served.
 	MetricsAddr string
 	// Secrets bounds which files and variables task secrets may name.
-	Secrets config.Secrets
+	Secrets secret.Settings
 }
 
 func loadConfig() Config {

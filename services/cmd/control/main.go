@@ -21,11 +21,11 @@ import (
 
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
 	"github.com/ferry-cdc/ferry/platform/taskapi"
 	"github.com/ferry-cdc/ferry/platform/telemetry"
 	"github.com/ferry-cdc/ferry/services/control"
-	"github.com/ferry-cdc/ferry/services/internal/config"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
 )
 

@@ -15,11 +15,12 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
+	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
 	"github.com/ferry-cdc/ferry/platform/telemetry"
 	"github.com/ferry-cdc/ferry/services/delivery"
-	"github.com/ferry-cdc/ferry/services/internal/config"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
+	"github.com/ferry-cdc/ferry/services/internal/secret"
 )
 
 // Config is read once at start from flags, which default to the environment.
@@ -34,7 +35,7 @@ type Config struct {
 	// CaptureAddress is the capture service Replicate reads changes from.
 	CaptureAddress string
 	// Secrets bounds which files and variables task secrets may name.
-	Secrets config.Secrets
+	Secrets secret.Settings
 }
 
 func loadConfig() Config {
