@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -34,7 +36,7 @@ type canalWant struct {
 // a column of each common type, one with REPLICA IDENTITY FULL and one
 // whose names need quoting everywhere.
 type consumerTables struct {
-	types, full, hostile, enum string
+	types, full, hostile, enum, toast, index string
 }
 
 // typesColumns are the types table's columns as Flink reads them: typed
@@ -65,10 +67,32 @@ var hostileColumns = []flinkColumn{{"Id", "BIGINT"}, {`we"ird`, "STRING"}, {"a`b
 
 var fullColumns = []flinkColumn{{"id", "BIGINT"}, {"amount", "DECIMAL(10, 2)"}, {"note", "STRING"}}
 
+// toastColumns: big holds a value stored out of line (TOASTed), which an
+// UPDATE of n leaves unchanged.
+var toastColumns = []flinkColumn{{"id", "BIGINT"}, {"big", "STRING"}, {"n", "INT"}}
+
+// indexColumns: the table's replica identity is a unique index on code
+// and the key (full sync needs the key in every delete).
+var indexColumns = []flinkColumn{{"id", "BIGINT"}, {"code", "STRING"}, {"note", "STRING"}}
+
+// toastValue is 6,400 characters of hex, the same as toastSQL computes:
+// over 2 kB, and stored uncompressed out of line (STORAGE EXTERNAL).
+func toastValue() string {
+	var b strings.Builder
+	for g := 1; g <= 200; g++ {
+		sum := md5.Sum([]byte(fmt.Sprint(g)))
+		b.WriteString(hex.EncodeToString(sum[:]))
+	}
+	return b.String()
+}
+
+const toastSQL = `(SELECT string_agg(md5(g::text), '' ORDER BY g) FROM generate_series(1, 200) g)`
+
 func createConsumerTables(t *testing.T, conn *pgx.Conn) consumerTables {
 	t.Helper()
 	base := uniqueName("e2e_cons")
-	tabs := consumerTables{types: base, full: base + "_full", hostile: `Hostile "T" ü.` + base, enum: base + "_mood"}
+	tabs := consumerTables{types: base, full: base + "_full", hostile: `Hostile "T" ü.` + base, enum: base + "_mood",
+		toast: base + "_toast", index: base + "_idx"}
 	exec1(t, conn, fmt.Sprintf(`CREATE TYPE public.%s AS ENUM ('sad', 'happy ☺')`, tabs.enum))
 	exec1(t, conn, fmt.Sprintf(`CREATE TABLE public.%s (id bigint PRIMARY KEY, c_int int4, c_small int2, c_bool bool,
 		c_num numeric(12,2), c_float float8, c_real float4, c_text text, c_varchar varchar(64), c_date date,
@@ -78,8 +102,13 @@ func createConsumerTables(t *testing.T, conn *pgx.Conn) consumerTables {
 	exec1(t, conn, fmt.Sprintf(`ALTER TABLE public.%s REPLICA IDENTITY FULL`, tabs.full))
 	exec1(t, conn, fmt.Sprintf(`CREATE TABLE public.%s ("Id" bigint PRIMARY KEY, "we""ird" text, "a`+"`"+`b,c.d" text, "ünï cødé" int)`,
 		pgx.Identifier{tabs.hostile}.Sanitize()))
+	exec1(t, conn, fmt.Sprintf(`CREATE TABLE public.%s (id bigint PRIMARY KEY, big text, n int)`, tabs.toast))
+	exec1(t, conn, fmt.Sprintf(`ALTER TABLE public.%s ALTER COLUMN big SET STORAGE EXTERNAL`, tabs.toast))
+	exec1(t, conn, fmt.Sprintf(`CREATE TABLE public.%[1]s (id bigint PRIMARY KEY, code text NOT NULL, note text,
+		CONSTRAINT %[1]s_code UNIQUE (code, id))`, tabs.index))
+	exec1(t, conn, fmt.Sprintf(`ALTER TABLE public.%[1]s REPLICA IDENTITY USING INDEX %[1]s_code`, tabs.index))
 	t.Cleanup(func() {
-		for _, tab := range []string{tabs.types, tabs.full, tabs.hostile} {
+		for _, tab := range []string{tabs.types, tabs.full, tabs.hostile, tabs.toast, tabs.index} {
 			_, _ = conn.Exec(context.Background(), "DROP TABLE IF EXISTS public."+pgx.Identifier{tab}.Sanitize())
 		}
 		_, _ = conn.Exec(context.Background(), "DROP TYPE IF EXISTS public."+tabs.enum)
@@ -107,6 +136,7 @@ func TestFlinkReadsFerryCanalJSON(t *testing.T) {
 		Destination: &taskv1.KafkaEndpoint{BootstrapServers: kafkaBootstrap(), Topic: topic},
 		Objects: &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{
 			{Schema: "public", Table: tabs.types}, {Schema: "public", Table: tabs.full}, {Schema: "public", Table: tabs.hostile},
+			{Schema: "public", Table: tabs.toast}, {Schema: "public", Table: tabs.index},
 		}},
 		Kafka:     &taskv1.KafkaOptions{ConflictMode: taskv1.ConflictMode_CONFLICT_MODE_IGNORE},
 		SyncTypes: &taskv1.SyncTypes{Schema: true, Full: true},
@@ -140,6 +170,12 @@ func writeConsumerChanges(t *testing.T, conn *pgx.Conn, tabs consumerTables) {
 	exec1(t, conn, fmt.Sprintf(`UPDATE public.%s SET amount = 12.50 WHERE id = 1`, tabs.full))
 	exec1(t, conn, fmt.Sprintf(`DELETE FROM public.%s WHERE id = 1`, tabs.full))
 	exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s VALUES (1, 'x "y"', 'z', -5)`, pgx.Identifier{tabs.hostile}.Sanitize()))
+	exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s VALUES (1, %s, 1)`, tabs.toast, toastSQL))
+	exec1(t, conn, fmt.Sprintf(`UPDATE public.%s SET n = 2 WHERE id = 1`, tabs.toast))
+	exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s VALUES (1, 'a', 'x')`, tabs.index))
+	exec1(t, conn, fmt.Sprintf(`UPDATE public.%s SET note = 'y' WHERE id = 1`, tabs.index))
+	exec1(t, conn, fmt.Sprintf(`UPDATE public.%s SET code = 'b' WHERE id = 1`, tabs.index))
+	exec1(t, conn, fmt.Sprintf(`DELETE FROM public.%s WHERE id = 1`, tabs.index))
 	exec1(t, conn, fmt.Sprintf(`ALTER TABLE public.%s ADD COLUMN extra int`, tabs.types))
 	exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s (id, extra) VALUES (3, 1)`, tabs.types))
 	exec1(t, conn, fmt.Sprintf(`TRUNCATE public.%s`, tabs.full))
@@ -178,7 +214,8 @@ const (
 // read with its timestamptz column as TIMESTAMP_LTZ(6).
 func consumerExpectations(t *testing.T, tabs consumerTables, msgs []*kafka.Message) ([]canalInput, map[string]canalWant) {
 	t.Helper()
-	cols := map[string][]flinkColumn{tabs.types: typesColumns, tabs.full: fullColumns, tabs.hostile: hostileColumns}
+	cols := map[string][]flinkColumn{tabs.types: typesColumns, tabs.full: fullColumns, tabs.hostile: hostileColumns,
+		tabs.toast: toastColumns, tabs.index: indexColumns}
 	var inputs []canalInput
 	wants := map[string]canalWant{}
 	for i, msg := range msgs {
@@ -234,6 +271,10 @@ func wantFor(t *testing.T, tabs consumerTables, m canalMessage, snapshot bool) c
 		return canalWant{rows: []flinkRow{row("DELETE", keyOnly(len(typesColumns), key, anyValue))}}
 	case m.Table == tabs.full:
 		return fullWant(m.Type)
+	case m.Table == tabs.toast:
+		return toastWant(m.Type)
+	case m.Table == tabs.index:
+		return indexWant(m)
 	case m.Table == tabs.hostile && m.Type == "INSERT":
 		return canalWant{rows: []flinkRow{row("INSERT", []*string{ptr("1"), ptr(`x "y"`), ptr("z"), ptr("-5")})}}
 	}
@@ -252,6 +293,36 @@ func fullWant(typ string) canalWant {
 		return canalWant{rows: []flinkRow{row("UPDATE_BEFORE", first), row("UPDATE_AFTER", second)}}
 	default:
 		return canalWant{rows: []flinkRow{row("DELETE", second)}}
+	}
+}
+
+// toastWant: the UPDATE leaves big unchanged, and Flink must still see
+// its value (or know it unchanged), never NULL.
+func toastWant(typ string) canalWant {
+	big := toastValue()
+	if typ == "INSERT" {
+		return canalWant{rows: []flinkRow{row("INSERT", []*string{ptr("1"), ptr(big), ptr("1")})}}
+	}
+	return canalWant{known: knownOldNull, rows: []flinkRow{
+		row("UPDATE_BEFORE", []*string{ptr("1"), ptr(anyValue), ptr(anyValue)}),
+		row("UPDATE_AFTER", []*string{ptr("1"), ptr(big), ptr("2")})}}
+}
+
+// indexWant: under REPLICA IDENTITY USING INDEX the old code is known when
+// it changed, and a DELETE carries the identity columns.
+func indexWant(m canalMessage) canalWant {
+	any := ptr(anyValue)
+	switch {
+	case m.Type == "INSERT":
+		return canalWant{rows: []flinkRow{row("INSERT", []*string{ptr("1"), ptr("a"), ptr("x")})}}
+	case m.Type == "UPDATE" && *m.Data[0]["code"] == "a":
+		return canalWant{known: knownOldNull, rows: []flinkRow{
+			row("UPDATE_BEFORE", []*string{ptr("1"), ptr("a"), any}), row("UPDATE_AFTER", []*string{ptr("1"), ptr("a"), ptr("y")})}}
+	case m.Type == "UPDATE":
+		return canalWant{known: knownOldNull, rows: []flinkRow{
+			row("UPDATE_BEFORE", []*string{ptr("1"), ptr("a"), any}), row("UPDATE_AFTER", []*string{ptr("1"), ptr("b"), ptr("y")})}}
+	default:
+		return canalWant{rows: []flinkRow{row("DELETE", []*string{ptr("1"), ptr("b"), any})}}
 	}
 }
 
