@@ -36,7 +36,9 @@ type canalWant struct {
 // a column of each common type, one with REPLICA IDENTITY FULL and one
 // whose names need quoting everywhere.
 type consumerTables struct {
-	types, full, hostile, enum, toast, index string
+	types, full, hostile, enum, toast, index, all string
+	// allText is the all-types table's rows as PostgreSQL prints them.
+	allText map[string][]*string
 }
 
 // typesColumns are the types table's columns as Flink reads them: typed
@@ -92,7 +94,8 @@ func createConsumerTables(t *testing.T, conn *pgx.Conn) consumerTables {
 	t.Helper()
 	base := uniqueName("e2e_cons")
 	tabs := consumerTables{types: base, full: base + "_full", hostile: `Hostile "T" ü.` + base, enum: base + "_mood",
-		toast: base + "_toast", index: base + "_idx"}
+		toast: base + "_toast", index: base + "_idx", all: base + "_all"}
+	createAllTextTable(t, conn, tabs.all)
 	exec1(t, conn, fmt.Sprintf(`CREATE TYPE public.%s AS ENUM ('sad', 'happy ☺')`, tabs.enum))
 	exec1(t, conn, fmt.Sprintf(`CREATE TABLE public.%s (id bigint PRIMARY KEY, c_int int4, c_small int2, c_bool bool,
 		c_num numeric(12,2), c_float float8, c_real float4, c_text text, c_varchar varchar(64), c_date date,
@@ -136,7 +139,7 @@ func TestFlinkReadsFerryCanalJSON(t *testing.T) {
 		Destination: &taskv1.KafkaEndpoint{BootstrapServers: kafkaBootstrap(), Topic: topic},
 		Objects: &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{
 			{Schema: "public", Table: tabs.types}, {Schema: "public", Table: tabs.full}, {Schema: "public", Table: tabs.hostile},
-			{Schema: "public", Table: tabs.toast}, {Schema: "public", Table: tabs.index},
+			{Schema: "public", Table: tabs.toast}, {Schema: "public", Table: tabs.index}, {Schema: "public", Table: tabs.all},
 		}},
 		Kafka:     &taskv1.KafkaOptions{ConflictMode: taskv1.ConflictMode_CONFLICT_MODE_IGNORE},
 		SyncTypes: &taskv1.SyncTypes{Schema: true, Full: true},
@@ -145,6 +148,7 @@ func TestFlinkReadsFerryCanalJSON(t *testing.T) {
 	consumer := newConsumer(t, topic)
 	writeConsumerChanges(t, conn, tabs)
 	msgs := readUntilSentinel(t, consumer, tabs.types)
+	tabs.allText = pgTexts(t, tabs.all)
 
 	inputs, wants := consumerExpectations(t, tabs, msgs)
 	for version, verdicts := range runCanalCheck(t, inputs) {
@@ -170,6 +174,7 @@ func writeConsumerChanges(t *testing.T, conn *pgx.Conn, tabs consumerTables) {
 	exec1(t, conn, fmt.Sprintf(`UPDATE public.%s SET amount = 12.50 WHERE id = 1`, tabs.full))
 	exec1(t, conn, fmt.Sprintf(`DELETE FROM public.%s WHERE id = 1`, tabs.full))
 	exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s VALUES (1, 'x "y"', 'z', -5)`, pgx.Identifier{tabs.hostile}.Sanitize()))
+	insertAllText(t, conn, tabs.all, 2)
 	exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s VALUES (1, %s, 1)`, tabs.toast, toastSQL))
 	exec1(t, conn, fmt.Sprintf(`UPDATE public.%s SET n = 2 WHERE id = 1`, tabs.toast))
 	exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s VALUES (1, 'a', 'x')`, tabs.index))
@@ -215,7 +220,7 @@ const (
 func consumerExpectations(t *testing.T, tabs consumerTables, msgs []*kafka.Message) ([]canalInput, map[string]canalWant) {
 	t.Helper()
 	cols := map[string][]flinkColumn{tabs.types: typesColumns, tabs.full: fullColumns, tabs.hostile: hostileColumns,
-		tabs.toast: toastColumns, tabs.index: indexColumns}
+		tabs.toast: toastColumns, tabs.index: indexColumns, tabs.all: allTextColumns()}
 	var inputs []canalInput
 	wants := map[string]canalWant{}
 	for i, msg := range msgs {
@@ -275,6 +280,11 @@ func wantFor(t *testing.T, tabs consumerTables, m canalMessage, snapshot bool) c
 		return toastWant(m.Type)
 	case m.Table == tabs.index:
 		return indexWant(m)
+	case m.Table == tabs.all && m.Type == "INSERT" && tabs.allText[key] != nil:
+		if snapshot != (key == "1") {
+			t.Errorf("row %s of %s: ferry.snapshot header %v, want it on row 1 only", key, m.Table, snapshot)
+		}
+		return canalWant{rows: []flinkRow{row("INSERT", tabs.allText[key])}}
 	case m.Table == tabs.hostile && m.Type == "INSERT":
 		return canalWant{rows: []flinkRow{row("INSERT", []*string{ptr("1"), ptr(`x "y"`), ptr("z"), ptr("-5")})}}
 	}
