@@ -13,7 +13,7 @@ MODULES := ./gen/... ./platform/... ./services/... ./workflows/... ./e2e/... ./b
 # most 12 of its minutes), is the longest.
 GOTEST_FLAGS ?= -count=1 -p 1 -timeout 40m
 
-.PHONY: help tools gen gen-check lint build up down status demo test test-short test-unit test-e2e clean record-history pg-versions
+.PHONY: help tools gen gen-check lint build up down status demo test test-short test-unit test-e2e clean record-history pg-versions consumer-libs
 
 help:
 	@echo "make demo   set up everything, run a task, show rows arriving in Kafka"
@@ -78,7 +78,12 @@ test-e2e:
 pg-versions:
 	@$(STACK) pg-bin 12 13 14 15 16 17 >/dev/null
 
-test: lint gen-check test-short up pg-versions
+# The Flink jars the consumer harness (e2e/consumers) runs, fetched once and
+# cached the same way.
+consumer-libs:
+	@$(STACK) consumer-libs >/dev/null
+
+test: lint gen-check test-short up pg-versions consumer-libs
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-e2e
 	@$(MAKE) --no-print-directory bench-smoke

@@ -11,6 +11,9 @@
 #   stack.sh kafka-topics ARGS...   run Kafka's TopicCommand against the broker
 #   stack.sh pg-bin MAJOR...        print the server binaries' folder of each
 #                                   PostgreSQL major (12 to 17), fetching it once
+#   stack.sh consumer-libs [VERSION...]  print the jar folder of each Flink
+#                                   version the consumer harness runs (default:
+#                                   FLINK_VERSIONS), fetching it once
 #
 # Components: postgres kafka temporal registry (the default set), and ferry:
 # Ferry's own services and worker, built from this checkout, which only `up ferry` starts.
@@ -428,6 +431,51 @@ cmd_pg_bin() {
   local major
   for major in "$@"; do
     pg_bin "$major"
+  done
+}
+
+# consumer_libs VERSION: prints the folder with the consumer harness's jars
+# (e2e/consumers/pom.xml) at that Flink version, resolving them on first use.
+# As for Kafka's jars, a marker written after Maven succeeds tells a complete
+# folder from an interrupted download, and a lock lets one of several
+# callers resolve while the others wait.
+consumer_libs() {
+  local version=$1 dir tmp start lock_fd
+  [[ " $FLINK_VERSIONS " == *" $version "* ]] ||
+    die "consumer-libs: Flink $version is not pinned; known: $FLINK_VERSIONS (deploy/local/versions.env)"
+  dir=$FERRY_CACHE/consumers-flink-$version/libs
+  if [[ ! -f $dir/.complete ]]; then
+    command -v mvn >/dev/null 2>&1 || die "consumer-libs: mvn not found; install maven to resolve Flink $version"
+    mkdir -p "$(dirname "$dir")" "$LOG_DIR"
+    exec {lock_fd}>"$(dirname "$dir")/.lock"
+    flock "$lock_fd"
+    if [[ ! -f $dir/.complete ]]; then
+      start=$(now)
+      log "consumers: resolving org.apache.flink:flink-json:$version from Maven Central" >&2
+      tmp=$(mktemp -d "$(dirname "$dir")/.libs.XXXXXX")
+      if ! mvn -q -B -Dstyle.color=never -f "$REPO_ROOT/e2e/consumers/pom.xml" \
+        -Dflink.version="$version" \
+        -Dmaven.dependency.plugin.version="$MAVEN_DEPENDENCY_PLUGIN_VERSION" \
+        -DoutputDirectory="$tmp" \
+        dependency:copy-dependencies >"$LOG_DIR/consumers-flink-$version-mvn.log" 2>&1; then
+        rm -rf "$tmp"
+        fail_with_log consumers "$LOG_DIR/consumers-flink-$version-mvn.log" "resolving Flink $version with Maven failed"
+      fi
+      touch "$tmp/.complete"
+      rm -rf "$dir"
+      mv "$tmp" "$dir"
+      log "consumers: $(find "$dir" -name '*.jar' | wc -l) jars of Flink $version cached in $dir in $(elapsed "$start")" >&2
+    fi
+    exec {lock_fd}>&-
+  fi
+  echo "$dir"
+}
+
+cmd_consumer_libs() {
+  local v versions=("$@")
+  ((${#versions[@]})) || read -ra versions <<<"$FLINK_VERSIONS"
+  for v in "${versions[@]}"; do
+    consumer_libs "$v"
   done
 }
 
@@ -988,7 +1036,7 @@ EOF
 }
 
 usage() {
-  sed -n '2,16s/^# \{0,1\}//p' "$0"
+  sed -n '2,19s/^# \{0,1\}//p' "$0"
 }
 
 main() {
@@ -1002,6 +1050,7 @@ main() {
     env) cmd_env ;;
     kafka-topics) cmd_kafka_topics "$@" ;;
     pg-bin) cmd_pg_bin "$@" ;;
+    consumer-libs) cmd_consumer_libs "$@" ;;
     -h | --help | help) usage ;;
     *)
       usage >&2
