@@ -226,7 +226,7 @@ func (f *ferry) start(name string) {
 		"FERRY_TASK_QUEUE="+f.taskQueue,
 		// Secrets here are the stack's (.local) and those of private
 		// PostgreSQL servers, in temporary directories.
-		"FERRY_SECRET_DIRS="+filepath.Join(repoRoot(), ".local")+","+os.TempDir(),
+		"FERRY_SECRET_DIRS="+secretDirs(),
 		// Port 0: the kernel picks the port as the process binds it, so
 		// no other process can take it in between, as one picked ahead can.
 		"FERRY_"+strings.ToUpper(name)+"_METRICS_ADDR=127.0.0.1:0",
@@ -345,4 +345,17 @@ func createTopic(t *testing.T, name string, configs map[string]string) {
 	if res[0].Error.Code() != kafka.ErrNoError {
 		t.Fatalf("creating topic %s: %v", name, res[0].Error)
 	}
+}
+
+// secretDirs are where the tests' secret references point: the stack's
+// (.local, or wherever its env says, as for a worktree using another
+// checkout's stack) and private PostgreSQL servers' temporary directories.
+func secretDirs() string {
+	dirs := []string{filepath.Join(repoRoot(), ".local"), os.TempDir()}
+	for _, v := range []string{"FERRY_PG_PASSWORD_FILE", "FERRY_KAFKA_TLS_CA_FILE", "FERRY_KAFKA_SCRAM256_PASSWORD_FILE", "FERRY_KAFKA_SCRAM512_PASSWORD_FILE"} {
+		if f := os.Getenv(v); f != "" {
+			dirs = append(dirs, filepath.Dir(f))
+		}
+	}
+	return strings.Join(dirs, ",")
 }

@@ -64,7 +64,7 @@ func startFerryWith(ctx context.Context, c *config, binDir, logDir, taskQueue st
 		addrs: map[string]string{}, procs: map[string]*exec.Cmd{}, procEnv: procEnv,
 		// Secrets here are the stack's (.local) and those of private
 		// PostgreSQL servers, in temporary directories.
-		env: []string{"FERRY_SECRET_DIRS=" + filepath.Join(c.repoRoot, ".local") + "," + os.TempDir()}}
+		env: []string{"FERRY_SECRET_DIRS=" + filepath.Join(c.repoRoot, ".local") + "," + os.TempDir() + "," + filepath.Dir(c.pgPasswordFile)}}
 	for _, s := range []string{"catalog", "capture", "delivery", "control"} {
 		addr, err := freePort()
 		if err != nil {
