@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
@@ -44,7 +45,9 @@ func NewPolicy(dirs, envPrefix, dirsSetting, envSetting string) (Policy, error) 
 		if !filepath.IsAbs(d) {
 			return Policy{}, fmt.Errorf("%s: %q is not an absolute directory", dirsSetting, d)
 		}
-		p.Dirs = append(p.Dirs, realPath(filepath.Clean(d)))
+		if r := realPath(filepath.Clean(d)); !slices.Contains(p.Dirs, r) {
+			p.Dirs = append(p.Dirs, r) // /var/run is often a link to /run
+		}
 	}
 	return p, nil
 }
