@@ -89,8 +89,7 @@ test: lint gen-check test-short up pg-versions consumer-libs
 	@$(MAKE) --no-print-directory bench-smoke
 
 clean:
-	@$(STACK) down
-	rm -rf .local
+	@$(STACK) clean
 
 # Records a finished task's history for the replay test, e.g.
 #   make record-history TASK=e2e-kill-123 NAME=kill-and-resume

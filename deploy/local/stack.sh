@@ -14,10 +14,13 @@
 #   stack.sh consumer-libs [VERSION...]  print the jar folder of each Flink
 #                                   version the consumer harness runs (default:
 #                                   FLINK_VERSIONS), fetching it once
+#   stack.sh clean                  stop everything and remove the stack's state
 #
 # Components: postgres kafka temporal registry (the default set), and ferry:
 # Ferry's own services and worker, built from this checkout, which only `up ferry` starts.
-# State and logs: <repo>/.local/.
+# State and logs: <repo>/.local/ (as root with the clone in a directory the
+# postgres user cannot enter, the cluster is in /var/lib/ferry, linked from
+# .local/pg).
 # Caches (tool binaries, Kafka jars, Apicurio Registry): ${FERRY_CACHE:-$HOME/.cache/ferry}.
 set -euo pipefail
 
@@ -49,6 +52,14 @@ fi
 PG_HOST=127.0.0.1
 PG_PORT=${FERRY_PG_PORT:-55432}
 PG_DIR=$LOCAL_DIR/pg
+PG_LOG=$LOG_DIR/postgres.log
+# Under root the server runs as the postgres user, who cannot reach a clone
+# in a private directory (root's 0700 home, say). The cluster then lives
+# under /var/lib/ferry, one per clone, and .local/pg and the log link to it.
+if ((EUID == 0)) && ! runuser -u postgres -- test -x "$REPO_ROOT" 2>/dev/null; then
+  PG_DIR=${FERRY_PG_STATE:-/var/lib/ferry}/pg-$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-12)
+  PG_LOG=$PG_DIR/postgres.log
+fi
 PG_DATA=$PG_DIR/data
 PG_SOCKET_DIR=$PG_DIR/run
 PG_DATABASE=ferry
@@ -243,12 +254,18 @@ pg_running() {
 
 pg_prepare_dirs() {
   mkdir -p "$LOG_DIR" "$PG_DATA" "$PG_SOCKET_DIR"
+  if [[ $PG_DIR != "$LOCAL_DIR/pg" ]]; then
+    # Where users look: .local/pg and .local/logs/postgres.log.
+    [[ -L $LOCAL_DIR/pg || ! -e $LOCAL_DIR/pg ]] && ln -sfn "$PG_DIR" "$LOCAL_DIR/pg"
+    ln -sf "$PG_LOG" "$LOG_DIR/postgres.log"
+    chmod 755 "$(dirname "$PG_DIR")"
+  fi
   # Unix socket paths are limited to 107 bytes; fail early with a clear message.
   local sock="$PG_SOCKET_DIR/.s.PGSQL.$PG_PORT"
   ((${#sock} <= 100)) || die "postgres: socket path too long (${#sock} bytes): $sock; move the repo to a shorter path"
-  : >>"$LOG_DIR/postgres.log"
+  : >>"$PG_LOG"
   if ((EUID == 0)); then
-    chown postgres:postgres "$PG_DIR" "$PG_DATA" "$PG_SOCKET_DIR" "$LOG_DIR/postgres.log"
+    chown postgres:postgres "$PG_DIR" "$PG_DATA" "$PG_SOCKET_DIR" "$PG_LOG"
     # The repo may live under a root-only directory; the server cannot start if
     # the postgres user cannot reach its own data directory.
     runuser -u postgres -- test -w "$PG_DATA" ||
@@ -333,16 +350,16 @@ up_postgres() {
     pg_write_conf
     require_free_port postgres "$PG_HOST" "$PG_PORT"
     # -w waits for the server to accept connections, bounded by -t.
-    if ! as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$LOG_DIR/postgres.log" \
+    if ! as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" \
       -w -t "$START_TIMEOUT" start >/dev/null; then
-      fail_with_log postgres "$LOG_DIR/postgres.log" "server did not start"
+      fail_with_log postgres "$PG_LOG" "server did not start"
     fi
   fi
   # The role's password is random and lives only in the secrets file, which
   # tasks reference by path; tests check it never reaches a workflow history.
   [[ -s $PG_PASSWORD_FILE ]] || write_secret "$PG_PASSWORD_FILE" "$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')"
   PG_APP_PASSWORD=$(<"$PG_PASSWORD_FILE")
-  pg_bootstrap || fail_with_log postgres "$LOG_DIR/postgres.log" "creating role/database failed"
+  pg_bootstrap || fail_with_log postgres "$PG_LOG" "creating role/database failed"
   log "postgres: ready in $(elapsed "$start") (database $PG_DATABASE, role $PG_APP_USER)"
 }
 
@@ -356,7 +373,7 @@ down_postgres() {
   log "postgres: stopping pid $(head -n1 "$(pg_pidfile)")"
   # Fast (not immediate) shutdown: a clean checkpoint, no crash recovery next time.
   as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t "$STOP_TIMEOUT" stop >/dev/null ||
-    fail_with_log postgres "$LOG_DIR/postgres.log" "server did not stop"
+    fail_with_log postgres "$PG_LOG" "server did not stop"
   log "postgres: stopped in $(elapsed "$start")"
 }
 
@@ -1035,8 +1052,16 @@ export FERRY_SCHEMA_REGISTRY_URL='$REGISTRY_URL'
 EOF
 }
 
+# cmd_clean stops everything and removes the stack's state, the cluster
+# kept outside the clone included.
+cmd_clean() {
+  cmd_down
+  [[ $PG_DIR == "$LOCAL_DIR/pg" ]] || rm -rf "$PG_DIR"
+  rm -rf "$LOCAL_DIR"
+}
+
 usage() {
-  sed -n '2,19s/^# \{0,1\}//p' "$0"
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
 }
 
 main() {
@@ -1050,6 +1075,7 @@ main() {
     env) cmd_env ;;
     kafka-topics) cmd_kafka_topics "$@" ;;
     pg-bin) cmd_pg_bin "$@" ;;
+    clean) cmd_clean ;;
     consumer-libs) cmd_consumer_libs "$@" ;;
     -h | --help | help) usage ;;
     *)
