@@ -56,7 +56,7 @@ PG_LOG=$LOG_DIR/postgres.log
 # Under root the server runs as the postgres user, who cannot reach a clone
 # in a private directory (root's 0700 home, say). The cluster then lives
 # under /var/lib/ferry, one per clone, and .local/pg and the log link to it.
-if ((EUID == 0)) && ! runuser -u postgres -- test -x "$REPO_ROOT" 2>/dev/null; then
+if ((EUID == 0)) && ! (cd / && runuser -u postgres -- test -x "$REPO_ROOT") 2>/dev/null; then
   PG_DIR=${FERRY_PG_STATE:-/var/lib/ferry}/pg-$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-12)
   PG_LOG=$PG_DIR/postgres.log
 fi
@@ -233,7 +233,8 @@ check_components() {
 as_postgres() {
   # initdb refuses to run as root, so the cluster is owned by the postgres user.
   if ((EUID == 0)); then
-    runuser -u postgres -- "$@"
+    # From /: the clone itself may be closed to the postgres user.
+    (cd / && runuser -u postgres -- "$@")
   else
     "$@"
   fi
