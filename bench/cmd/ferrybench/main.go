@@ -39,6 +39,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) == 2 && args[0] == "check-smoke" {
+		return checkSmoke(args[1])
+	}
 	c, err := parseConfig(args)
 	if err != nil {
 		return err
