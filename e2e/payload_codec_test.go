@@ -14,8 +14,6 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"google.golang.org/protobuf/proto"
-
-	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 )
 
 // With a payload key, the Temporal server holds ciphertext only: a task's
@@ -41,14 +39,7 @@ func TestPayloadKeySealsTheTaskHistory(t *testing.T) {
 	// The task's name and source database are search attributes, which
 	// Temporal indexes in clear so that tasks can be listed; this one's
 	// name leaves the table out.
-	f.createTaskFromSpec(conn, taskID, &taskv1.TaskSpec{
-		Name: "sealed", Source: sourceEndpoint(),
-		Destination: &taskv1.KafkaEndpoint{BootstrapServers: kafkaBootstrap(), Topic: table},
-		Objects:     &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{{Schema: "public", Table: table}}},
-		Kafka:       &taskv1.KafkaOptions{ConflictMode: taskv1.ConflictMode_CONFLICT_MODE_IGNORE, DdlTopic: table + "_ddl"},
-		SyncTypes:   &taskv1.SyncTypes{Schema: true},
-		Advanced:    &taskv1.AdvancedOptions{ConnectionRetryMinutes: 10, OtherRetryMinutes: 2},
-	})
+	f.createTaskFromSpec(conn, taskID, tableSpec("sealed", table, table))
 	consumer := newConsumer(t, table)
 	rowValue := "row-value-" + hex.EncodeToString(key[:6])
 	exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s VALUES (1, $1)`, table), rowValue)

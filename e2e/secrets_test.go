@@ -21,15 +21,9 @@ func TestSecretReferencesStayInsideTheServicesSettings(t *testing.T) {
 	defer cancel()
 	table := uniqueName("e2e_secret")
 	spec := func(pw *taskv1.SecretRef) *taskv1.TaskSpec {
-		src := sourceEndpoint()
-		src.Password = pw
-		return &taskv1.TaskSpec{
-			Name: "secrets", Source: src,
-			Destination: &taskv1.KafkaEndpoint{BootstrapServers: kafkaBootstrap(), Topic: table},
-			Objects:     &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{{Schema: "public", Table: table}}},
-			SyncTypes:   &taskv1.SyncTypes{Schema: true},
-			Advanced:    &taskv1.AdvancedOptions{ConnectionRetryMinutes: 10, OtherRetryMinutes: 2},
-		}
+		s := tableSpec("secrets", table, table)
+		s.Source.Password = pw
+		return s
 	}
 
 	_, err := f.control.PrecheckTask(ctx, &taskv1.PrecheckTaskRequest{Spec: spec(&taskv1.SecretRef{Source: &taskv1.SecretRef_File{File: "/etc/hostname"}})})

@@ -21,16 +21,10 @@ func TestSourceAlertOnALongTransaction(t *testing.T) {
 	hook := startWebhook(t)
 	f := startFerry(t)
 	taskID := strings.ReplaceAll(table, "_", "-")
-	f.createTaskFromSpec(conn, taskID, &taskv1.TaskSpec{
-		Name: "source alerts", Source: sourceEndpoint(),
-		Destination: &taskv1.KafkaEndpoint{BootstrapServers: kafkaBootstrap(), Topic: table},
-		Objects:     &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{{Schema: "public", Table: table}}},
-		Kafka:       &taskv1.KafkaOptions{ConflictMode: taskv1.ConflictMode_CONFLICT_MODE_IGNORE, DdlTopic: table + "_ddl"},
-		SyncTypes:   &taskv1.SyncTypes{Schema: true},
-		Advanced:    &taskv1.AdvancedOptions{ConnectionRetryMinutes: 10, OtherRetryMinutes: 2},
-		Alerts: &taskv1.AlertRules{WebhookUrl: hook.url, TransactionThresholdSeconds: 2, SourceCheckSeconds: 5,
-			RetainedWalThresholdMegabytes: 1 << 20}, // a terabyte: must never fire here
-	})
+	spec := tableSpec("source alerts", table, table)
+	spec.Alerts = &taskv1.AlertRules{WebhookUrl: hook.url, TransactionThresholdSeconds: 2, SourceCheckSeconds: 5,
+		RetainedWalThresholdMegabytes: 1 << 20} // a terabyte: must never fire here
+	f.createTaskFromSpec(conn, taskID, spec)
 
 	holder := pgConnect(t)
 	tx, err := holder.Begin(context.Background())

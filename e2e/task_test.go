@@ -35,15 +35,24 @@ func (f *ferry) createTaskWithOptions(conn *pgx.Conn, taskID, table, topic strin
 	// Table definitions go to a topic of their own, so that the data topic
 	// holds exactly the rows the tests count.
 	opts.DdlTopic = cmp.Or(opts.DdlTopic, topic+"_ddl")
-	f.createTaskFromSpec(conn, taskID, &taskv1.TaskSpec{
-		Name:        "e2e " + table,
+	spec := tableSpec("e2e "+table, table, topic)
+	spec.Kafka = opts
+	f.createTaskFromSpec(conn, taskID, spec)
+}
+
+// tableSpec is a task on one table of the local source, schema sync only,
+// with short retry windows and the table's definitions on a topic of their
+// own (topic_ddl), so that the data topic holds exactly the rows.
+func tableSpec(name, table, topic string) *taskv1.TaskSpec {
+	return &taskv1.TaskSpec{
+		Name:        name,
 		Source:      sourceEndpoint(),
 		Destination: &taskv1.KafkaEndpoint{BootstrapServers: kafkaBootstrap(), Topic: topic},
 		Objects:     &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{{Schema: "public", Table: table}}},
-		Kafka:       opts,
+		Kafka:       &taskv1.KafkaOptions{ConflictMode: taskv1.ConflictMode_CONFLICT_MODE_IGNORE, DdlTopic: topic + "_ddl"},
 		SyncTypes:   &taskv1.SyncTypes{Schema: true},
 		Advanced:    &taskv1.AdvancedOptions{ConnectionRetryMinutes: 10, OtherRetryMinutes: 2},
-	})
+	}
 }
 
 // createTaskFromSpec creates a task and waits until it streams.

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -31,15 +30,11 @@ import (
 
 // Config is read once at start from flags, which default to the environment.
 type Config struct {
-	Listen            string
-	TemporalAddress   string
-	TemporalNamespace string
-	TaskQueue         string
-	CatalogAddress    string
+	Listen         string
+	Temporal       taskapi.TemporalSettings
+	CatalogAddress string
 	// MetricsAddr serves Prometheus /metrics; empty: not served.
 	MetricsAddr string
-	// PayloadKeyFile: the worker's key, to read and write sealed payloads.
-	PayloadKeyFile string
 	// CodecAddr serves the codec the Temporal UI and CLI decode sealed
 	// payloads with; empty: not served. CodecOrigins may call it from a
 	// browser (the Temporal UI's origin).
@@ -49,12 +44,9 @@ type Config struct {
 func loadConfig() Config {
 	var c Config
 	flag.StringVar(&c.Listen, "listen", config.Env("FERRY_CONTROL_LISTEN", "127.0.0.1:7400"), "host:port to serve gRPC on")
-	flag.StringVar(&c.TemporalAddress, "temporal", config.Env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port")
-	flag.StringVar(&c.TemporalNamespace, "namespace", config.Env("FERRY_TEMPORAL_NAMESPACE", "default"), "Temporal namespace")
-	flag.StringVar(&c.TaskQueue, "task-queue", config.Env("FERRY_TASK_QUEUE", taskapi.DefaultTaskQueue), "Temporal task queue tasks run on")
+	c.Temporal.Register(flag.CommandLine)
 	flag.StringVar(&c.CatalogAddress, "catalog", config.Env("FERRY_CATALOG_ADDRESS", "127.0.0.1:7401"), "catalog service host:port")
 	flag.StringVar(&c.MetricsAddr, "metrics-addr", config.EnvOrOff("FERRY_CONTROL_METRICS_ADDR", "127.0.0.1:9400"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_CONTROL_METRICS_ADDR)")
-	flag.StringVar(&c.PayloadKeyFile, "payload-key-file", config.Env("FERRY_PAYLOAD_KEY_FILE", ""), "AES-256 key that seals workflow payloads; the worker's key")
 	flag.StringVar(&c.CodecAddr, "codec-addr", config.Env("FERRY_CODEC_ADDR", ""), "host:port to serve the payload codec for the Temporal UI and CLI on (with -payload-key-file); empty: not served")
 	flag.StringVar(&c.CodecOrigins, "codec-origins", config.Env("FERRY_CODEC_ORIGINS", "http://127.0.0.1:8233,http://localhost:8233"), "comma-separated browser origins (the Temporal UI's) allowed to call the codec")
 	flag.Parse()
@@ -76,15 +68,9 @@ func run(cfg Config, logger *slog.Logger) error {
 	}
 	defer tel.Close()
 	tel.SetGlobal()
-	codec, err := taskapi.PayloadCodec(cfg.PayloadKeyFile)
+	tc, codec, err := cfg.Temporal.Dial(logger)
 	if err != nil {
 		return err
-	}
-	dc := taskapi.DataConverterWith(codec)
-	tc, err := client.Dial(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: logger, DataConverter: dc,
-		FailureConverter: taskapi.FailureConverterWith(codec)})
-	if err != nil {
-		return fmt.Errorf("connecting to Temporal at %s: %w", cfg.TemporalAddress, err)
 	}
 	defer tc.Close()
 	cat, err := grpc.NewClient(cfg.CatalogAddress, append(tel.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())...)
@@ -100,7 +86,7 @@ func run(cfg Config, logger *slog.Logger) error {
 		defer stop()
 	}
 	srv := grpcserver.New("control", logger, tel.ServerOptions()...)
-	opts := control.Options{TaskQueue: cfg.TaskQueue, Namespace: cfg.TemporalNamespace, DataConverter: dc}
+	opts := control.Options{TaskQueue: cfg.Temporal.TaskQueue, Namespace: cfg.Temporal.Namespace, DataConverter: taskapi.DataConverterWith(codec)}
 	taskv1.RegisterTaskServiceServer(srv, control.NewServer(tc, opts, catalogv1.NewCatalogServiceClient(cat), logger))
 	return srv.RunUntilSignal(cfg.Listen)
 }

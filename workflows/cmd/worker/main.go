@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -33,29 +32,21 @@ import (
 
 // Config is everything the worker needs, read once at start.
 type Config struct {
-	TemporalAddress   string
-	TemporalNamespace string
-	TaskQueue         string
-	CatalogAddress    string
-	CaptureAddress    string
-	DeliveryAddress   string
+	Temporal        taskapi.TemporalSettings
+	CatalogAddress  string
+	CaptureAddress  string
+	DeliveryAddress string
 	// MetricsAddr serves Prometheus /metrics; empty: not served.
 	MetricsAddr string
-	// PayloadKeyFile seals every workflow payload (taskapi.EncryptionCodec);
-	// empty leaves them in clear.
-	PayloadKeyFile string
 }
 
 func loadConfig() Config {
 	var c Config
-	flag.StringVar(&c.TemporalAddress, "temporal", config.Env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port")
-	flag.StringVar(&c.TemporalNamespace, "namespace", config.Env("FERRY_TEMPORAL_NAMESPACE", "default"), "Temporal namespace")
-	flag.StringVar(&c.TaskQueue, "task-queue", config.Env("FERRY_TASK_QUEUE", taskapi.DefaultTaskQueue), "Temporal task queue to poll")
+	c.Temporal.Register(flag.CommandLine)
 	flag.StringVar(&c.CatalogAddress, "catalog", config.Env("FERRY_CATALOG_ADDRESS", "127.0.0.1:7401"), "catalog service host:port")
 	flag.StringVar(&c.CaptureAddress, "capture", config.Env("FERRY_CAPTURE_ADDRESS", "127.0.0.1:7402"), "capture service host:port")
 	flag.StringVar(&c.DeliveryAddress, "delivery", config.Env("FERRY_DELIVERY_ADDRESS", "127.0.0.1:7403"), "delivery service host:port")
 	flag.StringVar(&c.MetricsAddr, "metrics-addr", config.EnvOrOff("FERRY_WORKER_METRICS_ADDR", "127.0.0.1:9404"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_WORKER_METRICS_ADDR)")
-	flag.StringVar(&c.PayloadKeyFile, "payload-key-file", config.Env("FERRY_PAYLOAD_KEY_FILE", ""), "AES-256 key (32 bytes, raw or hex) that seals workflow payloads in Temporal; the control API needs the same key")
 	flag.Parse()
 	return c
 }
@@ -94,20 +85,13 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 		conns[name] = conn
 	}
-	codec, err := taskapi.PayloadCodec(cfg.PayloadKeyFile)
+	tc, _, err := cfg.Temporal.Dial(logger)
 	if err != nil {
 		return err
 	}
-	tc, err := client.Dial(client.Options{
-		HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: logger, DataConverter: taskapi.DataConverterWith(codec),
-		FailureConverter: taskapi.FailureConverterWith(codec),
-	})
-	if err != nil {
-		return fmt.Errorf("connecting to Temporal at %s: %w", cfg.TemporalAddress, err)
-	}
 	defer tc.Close()
 
-	w := worker.New(tc, cfg.TaskQueue, worker.Options{
+	w := worker.New(tc, cfg.Temporal.TaskQueue, worker.Options{
 		// Cancellation reaches an activity only with a heartbeat response, so
 		// the throttle bounds how fast pause and stop take effect.
 		MaxHeartbeatThrottleInterval: activities.HeartbeatThrottle,
@@ -121,7 +105,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		HTTP:     &http.Client{Timeout: activities.WebhookTimeout},
 		Metrics:  metrics,
 	})
-	logger.Info("worker starting", "temporal", cfg.TemporalAddress, "taskQueue", cfg.TaskQueue)
+	logger.Info("worker starting", "temporal", cfg.Temporal.Address, "taskQueue", cfg.Temporal.TaskQueue)
 	return w.Run(interruptOn(ctx))
 }
 
