@@ -64,9 +64,12 @@ func repoRoot() string {
 }
 
 func buildBinaries(dir string) error {
-	cmd := exec.Command("go", "build", "-o", dir+"/",
-		"./services/cmd/catalog", "./services/cmd/capture", "./services/cmd/delivery",
-		"./services/cmd/control", "./workflows/cmd/worker", "./services/cmd/ferryctl")
+	// The Dockerfile's list: what the image holds is what the suite runs.
+	targets, err := dockerTargets()
+	if err != nil {
+		return fmt.Errorf("building Ferry's binaries: %w", err)
+	}
+	cmd := exec.Command("go", append([]string{"build", "-o", dir + "/"}, targets...)...)
 	cmd.Dir = repoRoot()
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
