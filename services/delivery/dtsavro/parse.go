@@ -1,13 +1,13 @@
 package dtsavro
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
-	"strings"
-	"time"
 )
 
 // The parsers below read PostgreSQL's text output of the few types DTS Avro
@@ -19,12 +19,12 @@ import (
 // binary32 widened, not the nearest binary64 to its shortest decimal text.
 // strconv.ParseFloat accepts PostgreSQL's "NaN", "Infinity" and
 // "-Infinity" spellings as they are.
-func parseFloat(s string, float4 bool) (float64, error) {
+func parseFloat(b []byte, float4 bool) (float64, error) {
 	bits := 64
 	if float4 {
 		bits = 32
 	}
-	f, err := strconv.ParseFloat(s, bits)
+	f, err := strconv.ParseFloat(string(b), bits)
 	if err != nil {
 		return 0, errors.New("not a floating-point number")
 	}
@@ -33,68 +33,88 @@ func parseFloat(s string, float4 bool) (float64, error) {
 
 // appendBytea appends the bytes of bytea's hex output format (the one
 // capture asks for) and, should a server send it anyway, the escape format.
-func appendBytea(dst []byte, s string) ([]byte, error) {
-	if hexPart, ok := strings.CutPrefix(s, `\x`); ok {
+func appendBytea(dst, b []byte) ([]byte, error) {
+	if hexPart, ok := bytes.CutPrefix(b, []byte(`\x`)); ok {
 		n := len(dst)
-		dst = append(dst, make([]byte, hex.DecodedLen(len(hexPart)))...)
-		if _, err := hex.Decode(dst[n:], []byte(hexPart)); err != nil {
+		dst = slices.Grow(dst, hex.DecodedLen(len(hexPart)))[:n+hex.DecodedLen(len(hexPart))]
+		if _, err := hex.Decode(dst[n:], hexPart); err != nil {
 			return dst[:n], errors.New("bad bytea hex digits")
 		}
 		return dst, nil
 	}
-	for i := 0; i < len(s); i++ {
-		if s[i] != '\\' {
-			dst = append(dst, s[i])
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			dst = append(dst, b[i])
 			continue
 		}
 		switch {
-		case i+1 < len(s) && s[i+1] == '\\':
+		case i+1 < len(b) && b[i+1] == '\\':
 			dst = append(dst, '\\')
 			i++
-		case i+3 < len(s):
-			n, err := strconv.ParseUint(s[i+1:i+4], 8, 8)
-			if err != nil {
-				return dst, fmt.Errorf("bad bytea escape at offset %d", i)
-			}
-			dst = append(dst, byte(n))
+		case i+3 < len(b) && isOctal(b[i+1:i+4]):
+			dst = append(dst, (b[i+1]-'0')<<6|(b[i+2]-'0')<<3|(b[i+3]-'0'))
 			i += 3
 		default:
-			return dst, fmt.Errorf("truncated bytea escape at offset %d", i)
+			return dst, fmt.Errorf("bad bytea escape at offset %d", i)
 		}
 	}
 	return dst, nil
 }
 
+// isOctal reports three octal digits of at most 377, one byte.
+func isOctal(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '7' {
+			return false
+		}
+	}
+	return b[0] <= '3'
+}
+
 // isInfinity tells PostgreSQL's infinite dates and timestamps.
-func isInfinity(s string) bool { return s == "infinity" || s == "-infinity" }
+func isInfinity(b []byte) bool { return string(b) == "infinity" || string(b) == "-infinity" }
 
 // parseDate reads "YYYY-MM-DD[ BC]" as the astronomical year, month and day.
-func parseDate(s string) (year, month, day int, err error) {
-	body, bc := strings.CutSuffix(s, " BC")
+func parseDate(b []byte) (year, month, day int, err error) {
+	body, bc := bytes.CutSuffix(b, []byte(" BC"))
 	return parseYMD(body, bc)
+}
+
+// digits reads an unsigned decimal of only digits, below a billion (far
+// past any year PostgreSQL prints), so that date arithmetic cannot overflow.
+func digits(b []byte) (int, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' || n >= 100_000_000 {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 // parseYMD reads "YYYY-MM-DD" (four or more year digits, as PostgreSQL
 // prints years past 9999) and returns the astronomical year: PostgreSQL's
-// 1 BC is year 0, as in the proleptic Gregorian calendar Go uses.
-func parseYMD(s string, bc bool) (year, month, day int, err error) {
-	parts := strings.Split(s, "-")
-	if len(parts) != 3 || len(parts[0]) < 4 || len(parts[1]) != 2 || len(parts[2]) != 2 {
+// 1 BC is year 0, as in the proleptic Gregorian calendar.
+func parseYMD(b []byte, bc bool) (year, month, day int, err error) {
+	n := len(b)
+	if n < 10 || b[n-6] != '-' || b[n-3] != '-' {
 		return 0, 0, 0, errors.New("not an ISO date")
 	}
-	nums := make([]int, 3)
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 || strings.ContainsAny(p, "+-") {
-			return 0, 0, 0, errors.New("not an ISO date")
-		}
-		nums[i] = n
+	y, ok1 := digits(b[:n-6])
+	m, ok2 := digits(b[n-5 : n-3])
+	d, ok3 := digits(b[n-2:])
+	if !ok1 || !ok2 || !ok3 {
+		return 0, 0, 0, errors.New("not an ISO date")
 	}
-	year, month, day = nums[0], nums[1], nums[2]
-	if year == 0 || month < 1 || month > 12 || day < 1 || day > daysIn(month, astronomical(year, bc)) {
+	year = astronomical(y, bc)
+	if y == 0 || m < 1 || m > 12 || d < 1 || d > daysIn(m, year) {
 		return 0, 0, 0, errors.New("date out of range")
 	}
-	return astronomical(year, bc), month, day, nil
+	return year, m, d, nil
 }
 
 func astronomical(year int, bc bool) int {
@@ -105,17 +125,42 @@ func astronomical(year int, bc bool) int {
 }
 
 func daysIn(month, year int) int {
-	// Day 0 of the next month is the last day of this one.
-	return time.Date(year, time.Month(month)+1, 0, 0, 0, 0, 0, time.UTC).Day()
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
+
+// daysFromCivil counts days from 1970-01-01 to a proleptic Gregorian date
+// with astronomical year numbering (Howard Hinnant's days_from_civil).
+func daysFromCivil(y, m, d int64) int64 {
+	if m <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 && y%400 != 0 {
+		era--
+	}
+	yoe := y - era*400
+	mp := (m + 9) % 12
+	doy := (153*mp+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return era*146097 + doe - 719468
 }
 
 // parseTimestamp reads "YYYY-MM-DD HH:MM:SS[.ffffff][±HH[:MM[:SS]]][ BC]"
 // into microseconds since 1970. For timestamp (withZone false) there is no
 // offset and the wall time is taken as UTC; for timestamptz the offset is
 // subtracted to get the instant.
-func parseTimestamp(s string, withZone bool) (int64, error) {
-	body, bc := strings.CutSuffix(s, " BC")
-	datePart, timePart, ok := strings.Cut(body, " ")
+func parseTimestamp(b []byte, withZone bool) (int64, error) {
+	body, bc := bytes.CutSuffix(b, []byte(" BC"))
+	datePart, timePart, ok := bytes.Cut(body, []byte(" "))
 	if !ok {
 		return 0, errors.New("not an ISO timestamp")
 	}
@@ -133,7 +178,7 @@ func parseTimestamp(s string, withZone bool) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	secs := time.Date(y, time.Month(mo), d, 0, 0, 0, 0, time.UTC).Unix() + int64(secOfDay-offset)
+	secs := daysFromCivil(int64(y), int64(mo), int64(d))*86400 + int64(secOfDay-offset)
 	if secs > (math.MaxInt64-micros)/1_000_000 {
 		return 0, errBeyondMicros
 	}
@@ -148,61 +193,62 @@ var errBeyondMicros = errors.New("timestamp beyond int64 microseconds since 1970
 
 // cutOffset splits a trailing UTC offset such as "+00", "+05:30" or the
 // "+00:19:32" of historical local mean times, returning it in seconds.
-func cutOffset(s string) (rest string, seconds int, err error) {
-	i := strings.LastIndexAny(s, "+-")
+func cutOffset(b []byte) (rest []byte, seconds int, err error) {
+	i := bytes.LastIndexAny(b, "+-")
 	if i < 0 {
-		return "", 0, errors.New("timestamptz without a UTC offset")
+		return nil, 0, errors.New("timestamptz without a UTC offset")
 	}
 	sign := 1
-	if s[i] == '-' {
+	if b[i] == '-' {
 		sign = -1
 	}
-	fields := strings.Split(s[i+1:], ":")
-	if len(fields) > 3 {
-		return "", 0, errors.New("bad UTC offset")
-	}
+	f := b[i+1:]
 	scale := 3600
-	for _, f := range fields {
-		n, err := strconv.Atoi(f)
-		if err != nil || len(f) != 2 || n > 59 && scale != 3600 {
-			return "", 0, errors.New("bad UTC offset")
+	for k := 0; ; k++ {
+		if k == 3 || len(f) < 2 || len(f) > 2 && f[2] != ':' {
+			return nil, 0, errors.New("bad UTC offset")
+		}
+		n, ok := digits(f[:2])
+		if !ok || n > 59 && scale != 3600 {
+			return nil, 0, errors.New("bad UTC offset")
 		}
 		seconds += n * scale
 		scale /= 60
+		if len(f) == 2 {
+			break
+		}
+		f = f[3:]
 	}
-	return s[:i], sign * seconds, nil
+	return b[:i], sign * seconds, nil
 }
 
 // parseClock reads "HH:MM:SS[.ffffff]". PostgreSQL prints 24:00:00 for the
 // end of a day, which this accepts.
-func parseClock(s string) (secOfDay int, micros int64, err error) {
-	clock, frac, hasFrac := strings.Cut(s, ".")
-	f := strings.Split(clock, ":")
-	if len(f) != 3 {
+func parseClock(b []byte) (secOfDay int, micros int64, err error) {
+	clock, frac, hasFrac := bytes.Cut(b, []byte("."))
+	if len(clock) != 8 || clock[2] != ':' || clock[5] != ':' {
 		return 0, 0, errors.New("not a time of day")
 	}
-	var hms [3]int
-	for i, p := range f {
-		n, err := strconv.Atoi(p)
-		if err != nil || len(p) != 2 {
-			return 0, 0, errors.New("not a time of day")
-		}
-		hms[i] = n
+	h, ok1 := digits(clock[:2])
+	m, ok2 := digits(clock[3:5])
+	s, ok3 := digits(clock[6:])
+	if !ok1 || !ok2 || !ok3 {
+		return 0, 0, errors.New("not a time of day")
 	}
-	if hms[0] > 24 || hms[1] > 59 || hms[2] > 59 || hms[0] == 24 && (hms[1] > 0 || hms[2] > 0 || hasFrac) {
+	if h > 24 || m > 59 || s > 59 || h == 24 && (m > 0 || s > 0 || hasFrac) {
 		return 0, 0, errors.New("time of day out of range")
 	}
 	if hasFrac {
-		if len(frac) == 0 || len(frac) > 6 {
+		n, ok := digits(frac)
+		if !ok || len(frac) > 6 {
 			return 0, 0, errors.New("bad fractional seconds")
 		}
-		n, err := strconv.ParseUint(frac+strings.Repeat("0", 6-len(frac)), 10, 64)
-		if err != nil {
-			return 0, 0, errors.New("bad fractional seconds")
+		for range 6 - len(frac) {
+			n *= 10
 		}
 		micros = int64(n)
 	}
-	return hms[0]*3600 + hms[1]*60 + hms[2], micros, nil
+	return h*3600 + m*60 + s, micros, nil
 }
 
 // civil converts days since 1970-01-01 to a proleptic Gregorian date with

@@ -31,7 +31,7 @@ func TestParseTimestamp(t *testing.T) {
 		{"294247-01-10 09:30:54.775807+05:30", true, math.MaxInt64},
 	}
 	for _, tc := range tests {
-		got, err := parseTimestamp(tc.in, tc.withZone)
+		got, err := parseTimestamp([]byte(tc.in), tc.withZone)
 		if err != nil || got != tc.want {
 			t.Errorf("parseTimestamp(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
 		}
@@ -39,7 +39,7 @@ func TestParseTimestamp(t *testing.T) {
 	// Past int64 micros since 1970 (PostgreSQL allows up to 294276 AD) the
 	// text is written instead of a wrapped-around value.
 	for _, in := range []string{"294247-01-10 04:00:54.775808", "294276-12-31 23:59:59.999999"} {
-		if _, err := parseTimestamp(in, false); !errors.Is(err, errBeyondMicros) {
+		if _, err := parseTimestamp([]byte(in), false); !errors.Is(err, errBeyondMicros) {
 			t.Errorf("parseTimestamp(%q): %v, want errBeyondMicros", in, err)
 		}
 	}
@@ -49,7 +49,7 @@ func TestParseDate(t *testing.T) {
 	for in, want := range map[string][3]int{
 		"1970-01-01": {1970, 1, 1}, "0001-01-01": {1, 1, 1}, "0044-03-15 BC": {-43, 3, 15}, "10000-01-01": {10000, 1, 1},
 	} {
-		y, m, d, err := parseDate(in)
+		y, m, d, err := parseDate([]byte(in))
 		if err != nil || [3]int{y, m, d} != want {
 			t.Errorf("parseDate(%q) = %d-%d-%d, %v; want %v", in, y, m, d, err, want)
 		}
@@ -57,17 +57,17 @@ func TestParseDate(t *testing.T) {
 }
 
 func TestParseFloatAndBytea(t *testing.T) {
-	if f, err := parseFloat("0.1", true); err != nil || f != float64(float32(0.1)) {
+	if f, err := parseFloat([]byte("0.1"), true); err != nil || f != float64(float32(0.1)) {
 		t.Errorf("float4 0.1 = %v, %v; want the binary32 value", f, err)
 	}
-	if f, err := parseFloat("-0", false); err != nil || !math.Signbit(f) {
+	if f, err := parseFloat([]byte("-0"), false); err != nil || !math.Signbit(f) {
 		t.Errorf("-0 = %v, %v; want negative zero", f, err)
 	}
-	if f, err := parseFloat("NaN", false); err != nil || !math.IsNaN(f) {
+	if f, err := parseFloat([]byte("NaN"), false); err != nil || !math.IsNaN(f) {
 		t.Errorf("NaN = %v, %v", f, err)
 	}
 	for in, want := range map[string][]byte{`\x00ff00`: {0, 0xff, 0}, `\x`: {}, `a\000\\b`: {'a', 0, '\\', 'b'}} {
-		got, err := appendBytea(nil, in)
+		got, err := appendBytea(nil, []byte(in))
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("bytea %q = %x, %v; want %x", in, got, err, want)
 		}
@@ -78,18 +78,18 @@ func TestParseFloatAndBytea(t *testing.T) {
 // not quote the text.
 func TestParseRejectsWhatItCannotRead(t *testing.T) {
 	bad := map[string]func(string) error{
-		"2024-02-30":                  func(s string) error { _, _, _, err := parseDate(s); return err },
-		"24-01-01":                    func(s string) error { _, _, _, err := parseDate(s); return err },
-		"0000-01-01":                  func(s string) error { _, _, _, err := parseDate(s); return err },
-		"2024/01/01":                  func(s string) error { _, _, _, err := parseDate(s); return err },
-		"2024-01-01T00:00:00":         func(s string) error { _, err := parseTimestamp(s, false); return err },
-		"2024-01-01 25:00:00":         func(s string) error { _, err := parseTimestamp(s, false); return err },
-		"2024-01-01 00:00:00.1234567": func(s string) error { _, err := parseTimestamp(s, false); return err },
-		"2024-01-01 00:00:00":         func(s string) error { _, err := parseTimestamp(s, true); return err },
-		"2024-01-01 00:00:00 UTC":     func(s string) error { _, err := parseTimestamp(s, true); return err },
-		"abc":                         func(s string) error { _, err := parseFloat(s, false); return err },
-		`\xzz`:                        func(s string) error { _, err := appendBytea(nil, s); return err },
-		`\12`:                         func(s string) error { _, err := appendBytea(nil, s); return err },
+		"2024-02-30":                  func(s string) error { _, _, _, err := parseDate([]byte(s)); return err },
+		"24-01-01":                    func(s string) error { _, _, _, err := parseDate([]byte(s)); return err },
+		"0000-01-01":                  func(s string) error { _, _, _, err := parseDate([]byte(s)); return err },
+		"2024/01/01":                  func(s string) error { _, _, _, err := parseDate([]byte(s)); return err },
+		"2024-01-01T00:00:00":         func(s string) error { _, err := parseTimestamp([]byte(s), false); return err },
+		"2024-01-01 25:00:00":         func(s string) error { _, err := parseTimestamp([]byte(s), false); return err },
+		"2024-01-01 00:00:00.1234567": func(s string) error { _, err := parseTimestamp([]byte(s), false); return err },
+		"2024-01-01 00:00:00":         func(s string) error { _, err := parseTimestamp([]byte(s), true); return err },
+		"2024-01-01 00:00:00 UTC":     func(s string) error { _, err := parseTimestamp([]byte(s), true); return err },
+		"abc":                         func(s string) error { _, err := parseFloat([]byte(s), false); return err },
+		`\xzz`:                        func(s string) error { _, err := appendBytea(nil, []byte(s)); return err },
+		`\12`:                         func(s string) error { _, err := appendBytea(nil, []byte(s)); return err },
 	}
 	for in, parse := range bad {
 		err := parse(in)
@@ -110,32 +110,33 @@ func FuzzParse(f *testing.F) {
 	f.Add("0044-03-15 BC")
 	f.Add(`\x00ff`)
 	f.Fuzz(func(t *testing.T, s string) {
+		in := []byte(s)
 		for _, zone := range []bool{false, true} {
-			if us, err := parseTimestamp(s, zone); err == nil {
-				again, err := parseTimestamp(printTimestamp(us, zone), zone)
+			if us, err := parseTimestamp(in, zone); err == nil {
+				again, err := parseTimestamp([]byte(printTimestamp(us, zone)), zone)
 				if err != nil || again != us {
 					t.Fatalf("%q read as %d, printed as %q, read as %d, %v", s, us, printTimestamp(us, zone), again, err)
 				}
 			}
 		}
-		if y, m, d, err := parseDate(s); err == nil {
+		if y, m, d, err := parseDate(in); err == nil {
 			text := printYMD(y, m, d, "")
-			if y2, m2, d2, err := parseDate(text); err != nil || y2 != y || m2 != m || d2 != d {
+			if y2, m2, d2, err := parseDate([]byte(text)); err != nil || y2 != y || m2 != m || d2 != d {
 				t.Fatalf("%q read as %d-%d-%d, printed as %q, read as %d-%d-%d, %v", s, y, m, d, text, y2, m2, d2, err)
 			}
 		}
-		if b, err := appendBytea(nil, s); err == nil {
-			if again, err := appendBytea(nil, `\x`+hex.EncodeToString(b)); err != nil || !bytes.Equal(again, b) {
+		if b, err := appendBytea(nil, in); err == nil {
+			if again, err := appendBytea(nil, []byte(`\x`+hex.EncodeToString(b))); err != nil || !bytes.Equal(again, b) {
 				t.Fatalf("%q read as %x, which does not read back from hex: %x, %v", s, b, again, err)
 			}
 		}
 		for _, float4 := range []bool{false, true} {
-			if v, err := parseFloat(s, float4); err == nil && !math.IsNaN(v) {
+			if v, err := parseFloat(in, float4); err == nil && !math.IsNaN(v) {
 				bits := 64
 				if float4 {
 					bits = 32
 				}
-				if again, err := parseFloat(strconv.FormatFloat(v, 'g', -1, bits), float4); err != nil || again != v {
+				if again, err := parseFloat([]byte(strconv.FormatFloat(v, 'g', -1, bits)), float4); err != nil || again != v {
 					t.Fatalf("%q read as %v, which does not read back: %v, %v", s, v, again, err)
 				}
 			}

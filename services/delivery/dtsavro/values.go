@@ -145,7 +145,7 @@ func (e *Encoder) writeValue(w *avro.Writer, c *column, text []byte, k tuple.Kin
 		w.WriteInt(c.prec)
 		w.WriteBytes(text)
 	case pgtype.Float4OID, pgtype.Float8OID:
-		f, err := parseFloat(string(text), c.oid == pgtype.Float4OID)
+		f, err := parseFloat(text, c.oid == pgtype.Float4OID)
 		if err != nil {
 			return err
 		}
@@ -160,18 +160,18 @@ func (e *Encoder) writeValue(w *avro.Writer, c *column, text []byte, k tuple.Kin
 		w.WriteInt(c.scale)
 	case pgtype.ByteaOID:
 		var err error
-		if e.text, err = appendBytea(e.text[:0], string(text)); err != nil {
+		if e.text, err = appendBytea(e.text[:0], text); err != nil {
 			return err
 		}
 		w.WriteInt(sch.binaryObject)
 		w.WriteString("bytea")
 		w.WriteBytes(e.text)
 	case pgtype.DateOID:
-		return writeDate(w, c, string(text))
+		return writeDate(w, c, text)
 	case pgtype.TimestampOID:
-		return writeTimestamp(w, c, string(text))
+		return writeTimestamp(w, c, text)
 	case pgtype.TimestamptzOID:
-		return writeTimestamptz(w, c, string(text))
+		return writeTimestamptz(w, c, text)
 	default:
 		writeText(w, c, text)
 	}
@@ -187,15 +187,13 @@ func writeText(w *avro.Writer, c *column, text []byte) {
 		w.WriteBytes(text)
 		return
 	}
-	w.WriteInt(sch.textObject)
-	w.WriteString(c.name)
-	w.WriteBytes(text)
+	writeTextObject(w, c.name, text)
 }
 
-func writeTextObject(w *avro.Writer, typeName, text string) {
+func writeTextObject(w *avro.Writer, typeName string, text []byte) {
 	w.WriteInt(sch.textObject)
 	w.WriteString(typeName)
-	w.WriteString(text)
+	w.WriteBytes(text) // a string is written as bytes are
 }
 
 // writeDateTime writes a DateTime; hour < 0 leaves the time fields null.
@@ -219,7 +217,7 @@ func writeDateTime(w *avro.Writer, y int64, mo, d int, hour, minute, second, mic
 
 // writeDate writes a DateTime, or the text for the infinities and years
 // before 1 AD, which DateTime cannot hold.
-func writeDate(w *avro.Writer, c *column, s string) error {
+func writeDate(w *avro.Writer, c *column, s []byte) error {
 	if isInfinity(s) {
 		writeTextObject(w, typeName(c, "date"), s)
 		return nil
@@ -238,7 +236,7 @@ func writeDate(w *avro.Writer, c *column, s string) error {
 
 const microsPerDay = 86_400_000_000
 
-func writeTimestamp(w *avro.Writer, c *column, s string) error {
+func writeTimestamp(w *avro.Writer, c *column, s []byte) error {
 	if isInfinity(s) {
 		writeTextObject(w, typeName(c, "timestamp without time zone"), s)
 		return nil
@@ -263,7 +261,7 @@ func writeTimestamp(w *avro.Writer, c *column, s string) error {
 	return nil
 }
 
-func writeTimestamptz(w *avro.Writer, c *column, s string) error {
+func writeTimestamptz(w *avro.Writer, c *column, s []byte) error {
 	if isInfinity(s) {
 		writeTextObject(w, typeName(c, "timestamp with time zone"), s)
 		return nil
