@@ -41,7 +41,10 @@
 // Images: INSERT has beforeImages null and afterImages the new row; UPDATE
 // has beforeImages the old row when the source sent one (else null) and
 // afterImages the new row; DELETE has beforeImages the old row and
-// afterImages null. One element per entry of fields:
+// afterImages null. Values arrive as the source's text (cdcv1.Tuple) and
+// only floats, bytea, dates and timestamps are parsed, here; text that
+// does not parse fails the event with an error naming the column and its
+// type, never the value. One element per entry of fields:
 //
 //   - SQL NULL is the union's null.
 //   - EmptyObject NONE means "value not present", never NULL: a column the
@@ -80,8 +83,8 @@
 //     microseconds past that second (0..999999)}. The DTS reader takes this
 //     second field as microseconds (UnixTimestamp.micro), so writing micros
 //     is both exact and what a stock reader expects. infinity and -infinity
-//     are TextObject, and so are timestamps past 294247 AD, which capture
-//     sends as text because int64 microseconds since 1970 cannot hold them.
+//     are TextObject, and so are timestamps past 294247 AD, which int64
+//     microseconds since 1970 cannot hold.
 //   - a domain maps as its base type (capture resolves it; Column
 //     .base_type_oid), with its own name where the member has a type field.
 //   - everything else, including boolean ("t"/"f", which the DTS reader
