@@ -2,6 +2,7 @@ package grpccodec
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -15,7 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// batch is a ChangeBatch with every kind of Value, rows events long.
+// batch is a ChangeBatch of row changes, rows events long.
 func batch(rows int) *cdcv1.ChangeBatch {
 	b := &cdcv1.ChangeBatch{
 		Relations: []*cdcv1.Relation{{Oid: 16384, Schema: "public", Table: "orders", KeyColumns: []string{"id"},
@@ -26,25 +27,27 @@ func batch(rows int) *cdcv1.ChangeBatch {
 		b.Events = append(b.Events, &cdcv1.ChangeEvent{
 			Op: cdcv1.Operation_OPERATION_UPDATE, RelationOid: 16384, Lsn: uint64(1000 + i), CommitLsn: 5000, Xid: 77,
 			CommitTime: &timestamppb.Timestamp{Seconds: 1_700_000_000, Nanos: 123}, Snapshot: i%2 == 0,
-			NewValues: []*cdcv1.Value{
-				{Kind: &cdcv1.Value_Int{Int: int64(i)}},
-				{Kind: &cdcv1.Value_Text{Text: fmt.Sprintf("row %d %s", i, strings.Repeat("é", i%7))}},
-				{Kind: &cdcv1.Value_Numeric{Numeric: "12.50"}},
-				{Kind: &cdcv1.Value_Float{Float: -0.5}},
-				{Kind: &cdcv1.Value_Bool{Bool: false}},
-				{Kind: &cdcv1.Value_Bytes{Bytes: []byte{0, 1, 2}}},
-				{Kind: &cdcv1.Value_Date{Date: &cdcv1.Date{Infinity: cdcv1.Infinity_INFINITY_NEGATIVE}}},
-				{Kind: &cdcv1.Value_Timestamp{Timestamp: &cdcv1.Timestamp{Micros: -1}}},
-				{Kind: &cdcv1.Value_Timestamptz{Timestamptz: &cdcv1.Timestamp{Micros: 1 << 50}}},
-				{Kind: &cdcv1.Value_UnchangedToast{UnchangedToast: true}},
-			},
-			OldValues: []*cdcv1.Value{{Kind: &cdcv1.Value_Null{Null: true}}},
+			// Row images as capture sends them: texts, a NULL and an
+			// unchanged TOAST value.
+			NewTuple: rowTuple(strconv.Itoa(i), fmt.Sprintf("row %d %s", i, strings.Repeat("é", i%7)), "12.50", `\x000102`, "-infinity"),
+			OldTuple: &cdcv1.Tuple{Ends: []uint32{0, 0}, Kinds: []byte("nu")},
 		})
 	}
 	return b
 }
 
 // split cuts b into pieces of at most n bytes, as HTTP/2 frames arrive.
+// rowTuple is a Tuple of texts.
+func rowTuple(texts ...string) *cdcv1.Tuple {
+	t := &cdcv1.Tuple{}
+	for _, s := range texts {
+		t.Text = append(t.Text, s...)
+		t.Ends = append(t.Ends, uint32(len(t.Text)))
+		t.Kinds = append(t.Kinds, 't')
+	}
+	return t
+}
+
 func split(b []byte, n int) mem.BufferSlice {
 	var s mem.BufferSlice
 	for len(b) > n {
@@ -99,7 +102,7 @@ func TestUnmarshalCopiesAndReplaces(t *testing.T) {
 	clear(wire)
 	if want := batch(3); !proto.Equal(got, want) {
 		t.Fatalf("after decoding 3 rows into a 5-row batch and clearing the input: %d events, first text %q; want %d events, %q",
-			len(got.GetEvents()), got.GetEvents()[0].GetNewValues()[1].GetText(), 3, want.GetEvents()[0].GetNewValues()[1].GetText())
+			len(got.GetEvents()), got.GetEvents()[0].GetNewTuple().GetText(), 3, want.GetEvents()[0].GetNewTuple().GetText())
 	}
 }
 

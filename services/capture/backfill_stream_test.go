@@ -20,6 +20,7 @@ import (
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	"github.com/ferry-cdc/ferry/services/testenv"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // Tenants make the first key column awkward: a quote, a backslash and a tab
@@ -282,27 +283,32 @@ func (c *churn) op(ctx context.Context, db execer, r *rand.Rand) error {
 	return err
 }
 
-// renderValue prints a value so that it compares with renderRow's columns.
-func renderValue(v *cdcv1.Value) string {
-	switch k := v.GetKind().(type) {
-	case *cdcv1.Value_Null:
+// bfPrefixes tag the columns (tenant, id, amount, note, at) as renderRow's
+// columns are tagged.
+var bfPrefixes = []string{"t:", "i:", "n:", "t:", "ts:"}
+
+// renderValue prints column i of a row image so that it compares with
+// tableRows' columns: at, PostgreSQL's timestamptz text in UTC, as
+// microseconds.
+func renderValue(tu *cdcv1.Tuple, i int) string {
+	text, k := tuple.Field(tu, i)
+	if k != tuple.Text {
 		return "null"
-	case *cdcv1.Value_Int:
-		return "i:" + strconv.FormatInt(k.Int, 10)
-	case *cdcv1.Value_Numeric:
-		return "n:" + k.Numeric
-	case *cdcv1.Value_Text:
-		return "t:" + k.Text
-	case *cdcv1.Value_Timestamptz:
-		return "ts:" + strconv.FormatInt(k.Timestamptz.GetMicros(), 10)
 	}
-	return fmt.Sprintf("?%v", v)
+	if i == 4 {
+		at, err := time.Parse("2006-01-02 15:04:05.999999-07", string(text))
+		if err != nil {
+			return fmt.Sprintf("?%s: %v", text, err)
+		}
+		return "ts:" + strconv.FormatInt(at.UnixMicro(), 10)
+	}
+	return bfPrefixes[i] + string(text)
 }
 
-func renderValues(vs []*cdcv1.Value) string {
-	out := make([]string, len(vs))
-	for i, v := range vs {
-		out[i] = renderValue(v)
+func renderValues(tu *cdcv1.Tuple) string {
+	out := make([]string, tuple.Len(tu))
+	for i := range out {
+		out[i] = renderValue(tu, i)
 	}
 	return strings.Join(out, " | ")
 }
@@ -312,7 +318,7 @@ func renderValues(vs []*cdcv1.Value) string {
 func replay(t *testing.T, streams ...[]bfItem) map[string]string {
 	t.Helper()
 	rows := map[string]string{}
-	key := func(vs []*cdcv1.Value) string { return renderValue(vs[0]) + " | " + renderValue(vs[1]) }
+	key := func(tu *cdcv1.Tuple) string { return renderValue(tu, 0) + " | " + renderValue(tu, 1) }
 	for _, items := range streams {
 		for _, it := range items {
 			for _, rel := range it.batch.GetRelations() {
@@ -327,14 +333,14 @@ func replay(t *testing.T, streams ...[]bfItem) map[string]string {
 			for _, ev := range it.batch.GetEvents() {
 				switch ev.GetOp() {
 				case cdcv1.Operation_OPERATION_INSERT:
-					rows[key(ev.GetNewValues())] = renderValues(ev.GetNewValues())
+					rows[key(ev.GetNewTuple())] = renderValues(ev.GetNewTuple())
 				case cdcv1.Operation_OPERATION_UPDATE:
-					if len(ev.GetOldValues()) > 0 { // the key changed
-						delete(rows, key(ev.GetOldValues()))
+					if ev.GetOldTuple() != nil { // the key changed
+						delete(rows, key(ev.GetOldTuple()))
 					}
-					rows[key(ev.GetNewValues())] = renderValues(ev.GetNewValues())
+					rows[key(ev.GetNewTuple())] = renderValues(ev.GetNewTuple())
 				case cdcv1.Operation_OPERATION_DELETE:
-					delete(rows, key(ev.GetOldValues()))
+					delete(rows, key(ev.GetOldTuple()))
 				}
 			}
 		}
@@ -430,7 +436,7 @@ func checkFrames(t *testing.T, items []bfItem, rows map[string]uint64, chunk int
 		}
 		for _, ev := range prev.GetEvents() {
 			if !ev.GetSnapshot() || ev.GetOp() != cdcv1.Operation_OPERATION_INSERT || ev.GetLsn() != f.GetLsn() ||
-				ev.GetCommitLsn() != f.GetLsn() || ev.GetXid() != 0 || ev.GetCommitTime() == nil || len(ev.GetOldValues()) != 0 {
+				ev.GetCommitLsn() != f.GetLsn() || ev.GetXid() != 0 || ev.GetCommitTime() == nil || ev.GetOldTuple() != nil {
 				t.Fatalf("frame %d: its batch holds %v, want snapshot INSERTs at lsn %d", len(frames), ev, f.GetLsn())
 			}
 		}

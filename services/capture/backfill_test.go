@@ -17,6 +17,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/testenv"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // The table is added while it takes updates, deletes, inserts and key
@@ -126,8 +127,8 @@ func checkResumedRows(t *testing.T, conn *pgx.Conn, items []bfItem, after []stri
 	for _, it := range items {
 		for _, ev := range it.batch.GetEvents() {
 			if ev.GetSnapshot() {
-				tenants = append(tenants, ev.GetNewValues()[0].GetText())
-				ids = append(ids, ev.GetNewValues()[1].GetInt())
+				tenants = append(tenants, colText(ev.GetNewTuple(), 0))
+				ids = append(ids, colInt(ev.GetNewTuple(), 1))
 			}
 		}
 	}
@@ -272,13 +273,13 @@ func TestBackfillDropsTheRowsTheStreamSupersedes(t *testing.T) {
 
 	c := &chunk{n: 7, rel: rel, full: true, snap: snap, last: []string{"7"}}
 	for id := 1; id <= 7; id++ {
-		c.events = append(c.events, &cdcv1.ChangeEvent{Snapshot: true, NewValues: []*cdcv1.Value{textV("x"), intV(int64(id))}})
+		c.events = append(c.events, &cdcv1.ChangeEvent{Snapshot: true, NewTuple: tuple.Of("x", strconv.Itoa(id))})
 		c.keys = append(c.keys, encodeKey([]string{strconv.Itoa(id)}))
 	}
 	kept := bf.keep(c, 5000)
 	var ids []int64
 	for _, ev := range kept {
-		ids = append(ids, ev.GetNewValues()[1].GetInt())
+		ids = append(ids, colInt(ev.GetNewTuple(), 1))
 		if ev.GetLsn() != 5000 || ev.GetCommitLsn() != 5000 {
 			t.Fatalf("kept row %v is not at the high watermark", ev)
 		}

@@ -247,15 +247,15 @@ func (st *stream) decodeChange(m pglogrepl.Message) (*cdcv1.ChangeEvent, *relati
 	if err != nil {
 		return nil, nil, err
 	}
-	newValues, err := decodeTuple(rel, newTuple)
+	newT, err := decodeTuple(rel, newTuple)
 	if err != nil {
 		return nil, nil, err
 	}
 	// A 'K' tuple carries the key columns and nulls elsewhere, which is
 	// the contract's "columns it does not reveal are null".
-	oldValues, err := decodeTuple(rel, oldTuple)
+	oldT, err := decodeTuple(rel, oldTuple)
 	if err != nil {
 		return nil, nil, err
 	}
-	return &cdcv1.ChangeEvent{Op: op, RelationOid: oid, NewValues: newValues, OldValues: oldValues}, rel, nil
+	return &cdcv1.ChangeEvent{Op: op, RelationOid: oid, NewTuple: newT, OldTuple: oldT}, rel, nil
 }

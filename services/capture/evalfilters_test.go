@@ -19,7 +19,7 @@ func filterRelation() *relation {
 	}
 }
 
-func tuple(cols ...string) *pglogrepl.TupleData {
+func pgTuple(cols ...string) *pglogrepl.TupleData {
 	t := &pglogrepl.TupleData{ColumnNum: uint16(len(cols))}
 	for _, c := range cols {
 		switch c {
@@ -49,14 +49,14 @@ func TestFilterTurnsUpdatesAsPostgreSQL15(t *testing.T) {
 		m    pglogrepl.Message
 		want string // the message type that passes, or "" for none
 	}{
-		{"insert passing", &pglogrepl.InsertMessage{RelationID: 7, Tuple: tuple("2", "a")}, "insert"},
-		{"insert failing", &pglogrepl.InsertMessage{RelationID: 7, Tuple: tuple("3", "a")}, ""},
-		{"delete passing", &pglogrepl.DeleteMessage{RelationID: 7, OldTuple: tuple("4", "<null>")}, "delete"},
-		{"update staying in", update(tuple("2", "a"), tuple("4", "b")), "update"},
-		{"update leaving", update(tuple("2", "a"), tuple("3", "b")), "delete"},
-		{"update entering", update(tuple("3", "long"), tuple("4", "<toast>")), "insert"},
-		{"update staying out", update(tuple("3", "a"), tuple("5", "b")), ""},
-		{"update without old row", &pglogrepl.UpdateMessage{RelationID: 7, NewTuple: tuple("6", "b")}, "update"},
+		{"insert passing", &pglogrepl.InsertMessage{RelationID: 7, Tuple: pgTuple("2", "a")}, "insert"},
+		{"insert failing", &pglogrepl.InsertMessage{RelationID: 7, Tuple: pgTuple("3", "a")}, ""},
+		{"delete passing", &pglogrepl.DeleteMessage{RelationID: 7, OldTuple: pgTuple("4", "<null>")}, "delete"},
+		{"update staying in", update(pgTuple("2", "a"), pgTuple("4", "b")), "update"},
+		{"update leaving", update(pgTuple("2", "a"), pgTuple("3", "b")), "delete"},
+		{"update entering", update(pgTuple("3", "long"), pgTuple("4", "<toast>")), "insert"},
+		{"update staying out", update(pgTuple("3", "a"), pgTuple("5", "b")), ""},
+		{"update without old row", &pglogrepl.UpdateMessage{RelationID: 7, NewTuple: pgTuple("6", "b")}, "update"},
 	}
 	for _, c := range cases {
 		got, err := f.filter(rel, c.m)
@@ -89,7 +89,7 @@ func TestFilterTurnsUpdatesAsPostgreSQL15(t *testing.T) {
 func TestFilterRowChangesSwitchTheFilter(t *testing.T) {
 	st := &stream{filters: newStreamFilters("pub", nil)}
 	rel := filterRelation()
-	odd := &pglogrepl.InsertMessage{RelationID: 7, Tuple: tuple("3", "a")}
+	odd := &pglogrepl.InsertMessage{RelationID: 7, Tuple: pgTuple("3", "a")}
 	passes := func() bool {
 		m, err := st.filters.filter(rel, odd)
 		if err != nil {

@@ -107,7 +107,7 @@ func (f *faultEnv) terminateWalsender(t *testing.T) {
 func ids(batches []*cdcv1.ChangeBatch) []int64 {
 	var out []int64
 	for _, ev := range events(batches) {
-		out = append(out, ev.GetNewValues()[0].GetInt())
+		out = append(out, colInt(ev.GetNewTuple(), 0))
 	}
 	return out
 }

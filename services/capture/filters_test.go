@@ -144,12 +144,12 @@ func opsOf(batches []*cdcv1.ChangeBatch) []string {
 	}
 	var out []string
 	for _, ev := range events(batches) {
-		values := ev.GetNewValues()
+		values := ev.GetNewTuple()
 		if ev.GetOp() == cdcv1.Operation_OPERATION_DELETE {
-			values = ev.GetOldValues()
+			values = ev.GetOldTuple()
 		}
 		op := strings.TrimPrefix(ev.GetOp().String(), "OPERATION_")
-		out = append(out, fmt.Sprintf("%s %s %d", op, names[ev.GetRelationOid()], values[0].GetInt()))
+		out = append(out, fmt.Sprintf("%s %s %d", op, names[ev.GetRelationOid()], colInt(values, 0)))
 	}
 	return out
 }

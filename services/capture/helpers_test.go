@@ -3,10 +3,12 @@ package capture
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +25,7 @@ import (
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 	"github.com/ferry-cdc/ferry/services/testenv"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 const waitLimit = 30 * time.Second
@@ -335,3 +338,19 @@ func table(schema, name string) *taskv1.TableRef {
 }
 
 func quoteIdent(parts ...string) string { return pgx.Identifier(parts).Sanitize() }
+
+// colText is column i's text in tu ("" for NULL or unchanged TOAST).
+func colText(tu *cdcv1.Tuple, i int) string {
+	text, _ := tuple.Field(tu, i)
+	return string(text)
+}
+
+// colInt is column i of tu read as an integer; a column that is not one
+// panics, failing the test that asked.
+func colInt(tu *cdcv1.Tuple, i int) int64 {
+	n, err := strconv.ParseInt(colText(tu, i), 10, 64)
+	if err != nil {
+		panic(fmt.Sprintf("column %d is not an integer: %v", i, err))
+	}
+	return n
+}

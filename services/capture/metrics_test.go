@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
 	"github.com/ferry-cdc/ferry/services/testenv"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // startMeteredServer is startServer with Metrics recorded into a reader.
@@ -231,10 +233,9 @@ func BenchmarkMetricsPerBatch(b *testing.B) {
 	defer unwatch()
 	batch := &cdcv1.ChangeBatch{WatermarkLsn: 1}
 	for i := range 1000 {
-		batch.Events = append(batch.Events, &cdcv1.ChangeEvent{Op: cdcv1.Operation_OPERATION_INSERT, RelationOid: 16384, Lsn: uint64(i), NewValues: []*cdcv1.Value{
-			{Kind: &cdcv1.Value_Int{Int: int64(i)}}, {Kind: &cdcv1.Value_Text{Text: "12.345"}}, {Kind: &cdcv1.Value_Text{Text: "a note of some length"}},
-			{Kind: &cdcv1.Value_Bytes{Bytes: []byte{0, 1, 2}}}, {Kind: &cdcv1.Value_Null{Null: true}}, {Kind: &cdcv1.Value_Int{Int: 7}}, {Kind: &cdcv1.Value_Int{Int: 9}},
-		}})
+		batch.Events = append(batch.Events, &cdcv1.ChangeEvent{Op: cdcv1.Operation_OPERATION_INSERT, RelationOid: 16384, Lsn: uint64(i), NewTuple: tuple.Of(
+			strconv.Itoa(i), "12.345", "a note of some length", `\x000102`, nil, "7", "9",
+		)})
 	}
 	resp := &capturev1.StreamChangesResponse{Batch: batch}
 	b.ReportAllocs()

@@ -11,6 +11,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/testenv"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // A partitioned table streams under its root's name, OID and column order
@@ -67,17 +68,17 @@ func checkPartitionedStream(t *testing.T, major int) {
 	}
 	for i, w := range want {
 		ev := got[i]
-		values := ev.GetNewValues()
+		values := ev.GetNewTuple()
 		if w.op == cdcv1.Operation_OPERATION_DELETE {
-			values = ev.GetOldValues()
+			values = ev.GetOldTuple()
 		}
-		if ev.GetOp() != w.op || ev.GetRelationOid() != rootOID || len(values) != 3 {
+		if ev.GetOp() != w.op || ev.GetRelationOid() != rootOID || tuple.Len(values) != 3 {
 			t.Fatalf("PostgreSQL %d: event %d is %v of relation %d with %d values; want %v of the root %d with 3",
-				major, i, ev.GetOp(), ev.GetRelationOid(), len(values), w.op, rootOID)
+				major, i, ev.GetOp(), ev.GetRelationOid(), tuple.Len(values), w.op, rootOID)
 		}
 		for j, v := range w.values {
-			if v != "" && valueText(values[j]) != v {
-				t.Errorf("PostgreSQL %d: event %d column %d = %q, want %q", major, i, j, valueText(values[j]), v)
+			if v != "" && colText(values, j) != v {
+				t.Errorf("PostgreSQL %d: event %d column %d = %q, want %q", major, i, j, colText(values, j), v)
 			}
 		}
 	}
@@ -94,17 +95,6 @@ func checkPartitionedStream(t *testing.T, major int) {
 			}
 		}
 	}
-}
-
-// valueText is a decoded value as text, for comparisons.
-func valueText(v *cdcv1.Value) string {
-	switch k := v.GetKind().(type) {
-	case *cdcv1.Value_Text:
-		return k.Text
-	case *cdcv1.Value_Int:
-		return fmt.Sprint(k.Int)
-	}
-	return fmt.Sprint(v)
 }
 
 // translate leaves a message of a table that is not a partition as it is,

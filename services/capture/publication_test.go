@@ -123,7 +123,7 @@ func rowsOf(batches []*cdcv1.ChangeBatch, schema, name string) []int64 {
 	var out []int64
 	for _, ev := range events(batches) {
 		if oids[ev.GetRelationOid()] && ev.GetOp() == cdcv1.Operation_OPERATION_INSERT {
-			out = append(out, ev.GetNewValues()[0].GetInt())
+			out = append(out, colInt(ev.GetNewTuple(), 0))
 		}
 	}
 	return out
@@ -164,8 +164,8 @@ func TestSchemaPublicationStreamsTablesCreatedLater(t *testing.T) {
 		t.Errorf("rows of the unpublished table were streamed: %v", got)
 	}
 	for _, ev := range events(batches) {
-		if ev.GetOp() == cdcv1.Operation_OPERATION_INSERT && ev.GetNewValues()[0].GetInt() == 2 && ev.GetNewValues()[1].GetText() != "new" {
-			t.Errorf("row 2 of the later table = %v, want note 'new'", ev.GetNewValues())
+		if ev.GetOp() == cdcv1.Operation_OPERATION_INSERT && colInt(ev.GetNewTuple(), 0) == 2 && colText(ev.GetNewTuple(), 1) != "new" {
+			t.Errorf("row 2 of the later table = %v, want note 'new'", ev.GetNewTuple())
 		}
 	}
 }

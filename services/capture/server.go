@@ -3,19 +3,13 @@
 // confirming WAL to PostgreSQL only as far as the client acknowledges.
 //
 // Values travel in PostgreSQL's text protocol: pgoutput runs without
-// binary = true, and full sync reads COPY's text format; both are decoded
-// by decodeText (values.go). Text is exact for every type because it is
-// what the type's own output function prints, and each session fixes the
+// binary = true, and full sync reads COPY's text format. Capture parses no
+// value: each row image goes to delivery as a cdcv1.Tuple of the texts as
+// the source sent them (COPY's unescaped), and a format parses only what it
+// needs when it encodes. Text is exact for every type because it is what
+// the type's own output function prints, and each session fixes the
 // settings that shape it (pgsource: TimeZone=UTC, DateStyle=ISO,
-// IntervalStyle=postgres, extra_float_digits=3). Only a few types are
-// parsed into typed kinds, each losslessly: integers, float4 and float8
-// (extra_float_digits=3 prints the shortest text that reads back to the
-// same binary value; float4 is parsed at 32 bits), bytea, and date and
-// timestamps as days and microseconds, with the infinities, BC years and
-// timestamps beyond int64 microseconds since 1970 (past 294247 AD) kept as
-// their text. numeric stays its exact decimal text (NaN and ±Infinity
-// included), and every other type is its text unchanged. Domains are
-// decoded as their base type, which prints them.
+// IntervalStyle=postgres, extra_float_digits=3, bytea_output=hex).
 package capture
 
 import (

@@ -338,15 +338,15 @@ func snapshotRows(t *testing.T, snap snapshotRead) map[string]map[int64]string {
 			}
 		}
 		for _, ev := range b.GetEvents() {
-			name, v := names[ev.GetRelationOid()], ev.GetNewValues()
+			name, v := names[ev.GetRelationOid()], ev.GetNewTuple()
 			if out[name] == nil {
 				out[name] = map[int64]string{}
 			}
-			id := v[0].GetInt()
+			id := colInt(v, 0)
 			if _, twice := out[name][id]; twice {
 				t.Errorf("%s id %d sent twice", name, id)
 			}
-			out[name][id] = fmt.Sprintf("%d|%s", v[1].GetInt(), v[2].GetText())
+			out[name][id] = fmt.Sprintf("%d|%s", colInt(v, 1), colText(v, 2))
 		}
 	}
 	return out

@@ -12,13 +12,14 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // tableReader reads one chunk of a snapshot's table with COPY ... TO STDOUT
 // in text format. COPY's text format is each value's output function text,
 // as pgoutput sends it, with backslash escapes around it; unescaped, it
-// goes through the stream's own decoder (decodeText), so both phases
-// produce identical values.
+// travels as the stream's values do, so both phases produce identical
+// tuples.
 type tableReader struct {
 	idx      int
 	snap     *exportedSnapshot
@@ -34,7 +35,6 @@ type tableReader struct {
 	cur     *cdcv1.ChangeBatch
 	partial []byte
 	fields  [][]byte
-	text    []byte
 }
 
 // snapshotTable is a table as one reader reads its chunks: described once
@@ -144,19 +144,18 @@ func (tr *tableReader) row(line []byte) error {
 	if len(tr.fields) != len(cols) {
 		return fmt.Errorf("COPY row has %d fields, the table has %d columns", len(tr.fields), len(cols))
 	}
-	values := make([]*cdcv1.Value, len(cols))
+	// The escaped line is at least as long as the text it holds.
+	values := tuple.New(len(cols), len(line))
 	for i, f := range tr.fields {
 		if string(f) == `\N` {
-			values[i] = nullValue
+			tuple.Append(values, tuple.Null, nil)
 			continue
 		}
 		var err error
-		if tr.text, err = unescapeCopyText(tr.text[:0], f); err != nil {
+		if values.Text, err = unescapeCopyText(values.Text, f); err != nil {
 			return fmt.Errorf("column %q: %w", cols[i].Name, err)
 		}
-		if values[i], err = decodeText(tr.rel.decodeOID(i), string(tr.text)); err != nil {
-			return fmt.Errorf("column %q: %w", cols[i].Name, err)
-		}
+		tuple.Append(values, tuple.Text, nil)
 	}
 	if tr.keyCols != nil {
 		key, err := copyKey(tr.fields, tr.keyCols)
@@ -167,7 +166,7 @@ func (tr *tableReader) row(line []byte) error {
 	}
 	lsn := uint64(tr.snap.lsn)
 	tr.cur.Events = append(tr.cur.Events, &cdcv1.ChangeEvent{
-		Op: cdcv1.Operation_OPERATION_INSERT, RelationOid: tr.rel.msg.RelationID, NewValues: values,
+		Op: cdcv1.Operation_OPERATION_INSERT, RelationOid: tr.rel.msg.RelationID, NewTuple: values,
 		Lsn: lsn, CommitLsn: lsn, CommitTime: tr.snap.at, Snapshot: true,
 	})
 	return nil

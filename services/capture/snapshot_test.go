@@ -12,6 +12,7 @@ import (
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	"github.com/ferry-cdc/ferry/services/testenv"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // snapshotRead is everything one ReadSnapshot call sent.
@@ -185,7 +186,7 @@ func compareWithSnapshot(t *testing.T, snap snapshotRead, streamed []*cdcv1.Chan
 		}
 		for _, ev := range b.GetEvents() {
 			if ev.GetRelationOid() == snapRel.GetOid() {
-				byID[ev.GetNewValues()[0].GetInt()] = ev
+				byID[colInt(ev.GetNewTuple(), 0)] = ev
 			}
 		}
 	}
@@ -201,18 +202,19 @@ func compareWithSnapshot(t *testing.T, snap snapshotRead, streamed []*cdcv1.Chan
 		t.Fatalf("relation has %d columns, want 9 (no dropped, no generated column): %v", len(snapRel.GetColumns()), snapRel)
 	}
 	for i, ev := range events(streamed) {
-		id := ev.GetNewValues()[0].GetInt()
+		id := colInt(ev.GetNewTuple(), 0)
 		orig := byID[id-10000]
 		if orig == nil {
 			t.Fatalf("streamed row %d has no snapshot original", id)
 		}
-		for j := 1; j < len(orig.GetNewValues()); j++ {
-			a, b := orig.GetNewValues()[j], ev.GetNewValues()[j]
-			if f := a.GetFloat(); f != f && b.GetFloat() != b.GetFloat() {
-				continue // NaN
-			}
-			if !proto.Equal(a, b) {
-				t.Errorf("row %d (event %d) column %s: snapshot %v, stream %v", id-10000, i, snapRel.GetColumns()[j].GetName(), a, b)
+		if n := tuple.Len(orig.GetNewTuple()); n != tuple.Len(ev.GetNewTuple()) {
+			t.Fatalf("row %d: snapshot has %d columns, stream %d", id-10000, n, tuple.Len(ev.GetNewTuple()))
+		}
+		for j := 1; j < tuple.Len(orig.GetNewTuple()); j++ {
+			a, ak := tuple.Field(orig.GetNewTuple(), j)
+			b, bk := tuple.Field(ev.GetNewTuple(), j)
+			if ak != bk || string(a) != string(b) {
+				t.Errorf("row %d (event %d) column %s: snapshot %q (%c), stream %q (%c)", id-10000, i, snapRel.GetColumns()[j].GetName(), a, ak, b, bk)
 			}
 		}
 	}

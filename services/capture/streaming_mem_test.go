@@ -117,7 +117,7 @@ func countRows(stream capturev1.CaptureService_StreamChangesClient, rows int) er
 		}
 		b := resp.GetBatch()
 		for _, ev := range b.GetEvents() {
-			if id := ev.GetNewValues()[0].GetInt(); id != next {
+			if id := colInt(ev.GetNewTuple(), 0); id != next {
 				return fmt.Errorf("row %d came where %d was due", id, next)
 			}
 			next++

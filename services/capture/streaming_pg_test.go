@@ -177,7 +177,7 @@ func TestStreamLargeTransactionArrivesAtItsCommit(t *testing.T) {
 	evs := events(got)
 	for _, ev := range evs {
 		if ev.GetXid() != evs[0].GetXid() || ev.GetCommitLsn() != evs[0].GetCommitLsn() {
-			t.Fatalf("row %d: xid %d commit %d, row 1: %d %d", ev.GetNewValues()[0].GetInt(),
+			t.Fatalf("row %d: xid %d commit %d, row 1: %d %d", colInt(ev.GetNewTuple(), 0),
 				ev.GetXid(), ev.GetCommitLsn(), evs[0].GetXid(), evs[0].GetCommitLsn())
 		}
 	}

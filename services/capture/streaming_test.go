@@ -92,7 +92,7 @@ func commitMsg(commit, end uint64) []byte {
 func rowIDs(evs []*cdcv1.ChangeEvent) []int64 {
 	var out []int64
 	for _, ev := range evs {
-		out = append(out, ev.GetNewValues()[0].GetInt())
+		out = append(out, colInt(ev.GetNewTuple(), 0))
 	}
 	return out
 }
@@ -160,7 +160,7 @@ func checkStreamedReplay(t *testing.T, newStream func(sender, string) *stream, a
 	} {
 		ev := evs[i]
 		if ev.GetXid() != want.xid || ev.GetCommitLsn() != want.commit || ev.GetLsn() != want.lsn {
-			t.Fatalf("row %d: xid %d commit %x lsn %x, want %d %x %x", ev.GetNewValues()[0].GetInt(),
+			t.Fatalf("row %d: xid %d commit %x lsn %x, want %d %x %x", colInt(ev.GetNewTuple(), 0),
 				ev.GetXid(), ev.GetCommitLsn(), ev.GetLsn(), want.xid, want.commit, want.lsn)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/testenv"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 var t0 = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -168,7 +169,7 @@ func TestThrottleWaitEndsOnCancel(t *testing.T) {
 
 func TestThrottleBatchCost(t *testing.T) {
 	b := &cdcv1.ChangeBatch{Events: []*cdcv1.ChangeEvent{
-		{NewValues: []*cdcv1.Value{textV("a value")}}, {NewValues: []*cdcv1.Value{intV(7)}}, {},
+		{NewTuple: tuple.Of("a value")}, {NewTuple: tuple.Of("7")}, {},
 	}}
 	if c := newStreamThrottle(nil).batchCost(b); c != (cost{rows: 3}) {
 		t.Fatalf("cost with bytes unlimited = %+v; want 3 rows and no size computed", c)
@@ -279,7 +280,7 @@ func TestStreamThrottleBoundsTheRateAndChangesLive(t *testing.T) {
 	}
 	checkWatermarks(t, batches)
 	for i, ev := range events(batches) {
-		if id := ev.GetNewValues()[0].GetInt(); id != int64(i+1) {
+		if id := colInt(ev.GetNewTuple(), 0); id != int64(i+1) {
 			t.Fatalf("event %d has id %d: throttling must not lose or reorder rows", i, id)
 		}
 	}

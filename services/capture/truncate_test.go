@@ -10,6 +10,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // truncateMsg is pgoutput's Truncate: relation count, options, OIDs.
@@ -71,8 +72,8 @@ func TestTruncateIsAnEventInItsTransaction(t *testing.T) {
 			!slices.Equal(tr.GetRelationOids(), w.oids) || tr.GetCascade() != w.cascade || tr.GetRestartIdentity() != w.identity {
 			t.Fatalf("event %d: %v, want %+v", i, ev, w)
 		}
-		if w.op == cdcv1.Operation_OPERATION_TRUNCATE && (ev.GetRelationOid() != w.oids[0] || len(ev.GetNewValues())+len(ev.GetOldValues()) != 0) {
-			t.Fatalf("event %d: relation %d and values %v, want relation %d and none", i, ev.GetRelationOid(), ev.GetNewValues(), w.oids[0])
+		if w.op == cdcv1.Operation_OPERATION_TRUNCATE && (ev.GetRelationOid() != w.oids[0] || ev.GetNewTuple() != nil || ev.GetOldTuple() != nil) {
+			t.Fatalf("event %d: relation %d and values %v, want relation %d and none", i, ev.GetRelationOid(), ev.GetNewTuple(), w.oids[0])
 		}
 	}
 	var defs []uint32
@@ -149,7 +150,7 @@ func TestBackfillDropsChunksATruncateEmptied(t *testing.T) {
 		}
 		c := &chunk{n: n, rel: rel, full: true, snap: snap, last: []string{"3"}}
 		for id := 1; id <= 3; id++ {
-			c.events = append(c.events, &cdcv1.ChangeEvent{Snapshot: true, NewValues: []*cdcv1.Value{textV("x"), intV(int64(id))}})
+			c.events = append(c.events, &cdcv1.ChangeEvent{Snapshot: true, NewTuple: tuple.Of("x", strconv.Itoa(id))})
 			c.keys = append(c.keys, encodeKey([]string{strconv.Itoa(id)}))
 		}
 		return c

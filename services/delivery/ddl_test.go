@@ -13,6 +13,7 @@ import (
 	"github.com/ferry-cdc/ferry/services/delivery/canal"
 	"github.com/ferry-cdc/ferry/services/delivery/canal/canaltest"
 	"github.com/ferry-cdc/ferry/services/testenv"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 func TestAlterSQL(t *testing.T) {
@@ -72,7 +73,7 @@ func TestDDLRecordsReal(t *testing.T) {
 	v2.Columns = append(v2.Columns, &cdcv1.Column{Name: "qty", TypeOid: 23, TypeName: "integer"})
 	withQty := func(id int64, lsn uint64) *cdcv1.ChangeEvent {
 		ev := insert(id, "q", lsn)
-		ev.NewValues = append(ev.NewValues, &cdcv1.Value{Kind: &cdcv1.Value_Int{Int: 5}})
+		tuple.Append(ev.NewTuple, tuple.Text, []byte("5"))
 		return ev
 	}
 

@@ -12,6 +12,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // TestDeliverDTSAvro runs a Deliver stream with options.format DTS_AVRO:
@@ -27,9 +28,7 @@ func TestDeliverDTSAvro(t *testing.T) {
 		PartitionPolicy: taskv1.PartitionPolicy_PARTITION_POLICY_HASH_PRIMARY_KEY,
 	}))
 	del := &cdcv1.ChangeEvent{Op: cdcv1.Operation_OPERATION_DELETE, RelationOid: ordersOID, Lsn: 0x1_00000010, CommitLsn: 0x1_00000020,
-		Xid: 8, CommitTime: insert(0, "", 0).GetCommitTime(), OldValues: []*cdcv1.Value{
-			{Kind: &cdcv1.Value_Int{Int: 2}}, {Kind: &cdcv1.Value_Null{Null: true}},
-			{Kind: &cdcv1.Value_Null{Null: true}}, {Kind: &cdcv1.Value_Null{Null: true}}}}
+		Xid: 8, CommitTime: insert(0, "", 0).GetCommitTime(), OldTuple: tuple.Of("2", nil, nil, nil)}
 	s.send(&cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{ordersRelation()},
 		Events: []*cdcv1.ChangeEvent{insert(1, "a", 90), insert(2, "b", 91), insert(3, "c", 92)}, WatermarkLsn: 100})
 	s.send(&cdcv1.ChangeBatch{Events: []*cdcv1.ChangeEvent{del}, WatermarkLsn: 0x1_00000020})

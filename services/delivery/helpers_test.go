@@ -3,9 +3,11 @@ package delivery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/testenv"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // startServer serves a DeliveryService on a loopback port and returns a
@@ -167,12 +170,8 @@ func insert(id int64, note string, lsn uint64) *cdcv1.ChangeEvent {
 	return &cdcv1.ChangeEvent{
 		Op: cdcv1.Operation_OPERATION_INSERT, RelationOid: ordersOID, Lsn: lsn, CommitLsn: lsn, Xid: 7,
 		CommitTime: timestamppb.New(commitTime),
-		NewValues: []*cdcv1.Value{
-			{Kind: &cdcv1.Value_Int{Int: id}},
-			{Kind: &cdcv1.Value_Text{Text: note}},
-			{Kind: &cdcv1.Value_Numeric{Numeric: "12.50"}},
-			{Kind: &cdcv1.Value_Timestamptz{Timestamptz: &cdcv1.Timestamp{Micros: commitTime.UnixMicro()}}},
-		},
+		// PostgreSQL's text output, as capture sends it.
+		NewTuple: tuple.Of(strconv.FormatInt(id, 10), note, "12.50", "2024-05-06 07:08:09.123+00"),
 	}
 }
 
@@ -233,4 +232,14 @@ func consume(t *testing.T, bootstrap, topic string, n int, within time.Duration)
 		t.Fatalf("unexpected extra message %s", m.Value)
 	}
 	return out
+}
+
+// rowID is column 0 of ev's new row image, an integer.
+func rowID(ev *cdcv1.ChangeEvent) int64 {
+	text, _ := tuple.Field(ev.GetNewTuple(), 0)
+	id, err := strconv.ParseInt(string(text), 10, 64)
+	if err != nil {
+		panic(fmt.Sprintf("column 0 is not an integer: %v", err))
+	}
+	return id
 }

@@ -18,6 +18,7 @@ import (
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/delivery/canal/canaltest"
 	"github.com/ferry-cdc/ferry/services/testenv"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // realKafka returns the local Apache Kafka's bootstrap address or fails.
@@ -110,14 +111,11 @@ func TestDeliverRealKafka(t *testing.T) {
 
 			upd := &cdcv1.ChangeEvent{Op: cdcv1.Operation_OPERATION_UPDATE, RelationOid: ordersOID, Lsn: 120, CommitLsn: 121,
 				CommitTime: timestamppb.New(commitTime),
-				NewValues: []*cdcv1.Value{{Kind: &cdcv1.Value_Int{Int: 20}}, {Kind: &cdcv1.Value_UnchangedToast{UnchangedToast: true}},
-					{Kind: &cdcv1.Value_Numeric{Numeric: "1.00"}}, {Kind: &cdcv1.Value_Null{Null: true}}},
-				OldValues: []*cdcv1.Value{{Kind: &cdcv1.Value_Int{Int: 2}}, {Kind: &cdcv1.Value_Null{Null: true}},
-					{Kind: &cdcv1.Value_Null{Null: true}}, {Kind: &cdcv1.Value_Null{Null: true}}}}
+				NewTuple:   tuple.Of("20", tuple.UnchangedToast, "1.00", nil),
+				OldTuple:   tuple.Of("2", nil, nil, nil)}
 			del := &cdcv1.ChangeEvent{Op: cdcv1.Operation_OPERATION_DELETE, RelationOid: ordersOID, Lsn: 130, CommitLsn: 131,
 				CommitTime: timestamppb.New(commitTime),
-				OldValues: []*cdcv1.Value{{Kind: &cdcv1.Value_Int{Int: 1}}, {Kind: &cdcv1.Value_Null{Null: true}},
-					{Kind: &cdcv1.Value_Null{Null: true}}, {Kind: &cdcv1.Value_Null{Null: true}}}}
+				OldTuple:   tuple.Of("1", nil, nil, nil)}
 			s.send(&cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{ordersRelation()},
 				Events: []*cdcv1.ChangeEvent{insert(1, "first\nline ü", 100), insert(2, `quote " and \`, 101)}, WatermarkLsn: 110})
 			s.waitSafe(110, 30*time.Second)

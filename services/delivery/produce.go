@@ -18,7 +18,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/delivery/canal"
-	"github.com/ferry-cdc/ferry/services/delivery/pgtext"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 func (s *stream) routeFor(tab *canal.Table) (*route, error) {
@@ -89,21 +89,19 @@ func (s *stream) appendKey(dst []byte, tab *canal.Table, ev *cdcv1.ChangeEvent) 
 	if len(tab.KeyIdx) == 0 {
 		return dst, false
 	}
-	row, other := ev.GetNewValues(), ev.GetOldValues()
-	if len(other) > 0 || len(row) == 0 {
+	row, other := ev.GetNewTuple(), ev.GetOldTuple()
+	if tuple.Len(other) > 0 || tuple.Len(row) == 0 {
 		row, other = other, row
 	}
-	cols := tab.Rel.GetColumns()
 	for _, i := range tab.KeyIdx {
-		if i >= len(row) {
+		if i >= tuple.Len(row) {
 			continue
 		}
-		var k pgtext.Kind
-		before := len(dst)
-		dst, k = pgtext.Append(dst, cols[i].GetTypeOid(), row[i])
-		if k != pgtext.KindValue && i < len(other) {
-			dst, _ = pgtext.Append(dst[:before], cols[i].GetTypeOid(), other[i])
+		text, k := tuple.Field(row, i)
+		if k != tuple.Text && i < tuple.Len(other) {
+			text, _ = tuple.Field(other, i)
 		}
+		dst = append(dst, text...)
 	}
 	return dst, true
 }
@@ -253,20 +251,19 @@ func encodeError(err error) error {
 // tooLarge explains a row over its topic's limit.
 func (s *stream) tooLarge(tab *canal.Table, ev *cdcv1.ChangeEvent, ti *topicInfo, key string, size int) error {
 	rel := tab.Rel
-	row := ev.GetNewValues()
-	if len(row) == 0 {
-		row = ev.GetOldValues()
+	row := ev.GetNewTuple()
+	if tuple.Len(row) == 0 {
+		row = ev.GetOldTuple()
 	}
 	type colSize struct {
 		name string
 		n    int
 	}
 	var sizes []colSize
-	var b []byte
 	for i, c := range rel.GetColumns() {
-		if i < len(row) {
-			b, _ = pgtext.Append(b[:0], c.GetTypeOid(), row[i])
-			sizes = append(sizes, colSize{c.GetName(), len(b)})
+		if i < tuple.Len(row) {
+			text, _ := tuple.Field(row, i)
+			sizes = append(sizes, colSize{c.GetName(), len(text)})
 		}
 	}
 	slices.SortFunc(sizes, func(a, b colSize) int { return b.n - a.n })

@@ -14,7 +14,7 @@ import (
 	"github.com/ferry-cdc/ferry/services/delivery"
 	"github.com/ferry-cdc/ferry/services/delivery/canal"
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
-	"github.com/ferry-cdc/ferry/services/delivery/pgtext"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // encoded holds a format's messages for the baseline, keys and values back
@@ -70,14 +70,15 @@ func newBaselineEncoder(start *deliveryv1.StartDelivery) *baselineEncoder {
 }
 
 func (b *baselineEncoder) add(ev *cdcv1.ChangeEvent) error {
-	row, cols := ev.GetNewValues(), b.tab.Rel.GetColumns()
+	row := ev.GetNewTuple()
 	for _, i := range b.tab.KeyIdx {
-		b.out.data, _ = pgtext.Append(b.out.data, cols[i].GetTypeOid(), row[i])
+		text, _ := tuple.Field(row, i)
+		b.out.data = append(b.out.data, text...)
 	}
 	b.out.keyEnd = append(b.out.keyEnd, len(b.out.data))
 	var err error
 	if b.out.data, err = b.enc.Encode(b.out.data, b.tab, ev); err != nil {
-		return fmt.Errorf("encoding row %d for the baseline: %w", row[0].GetInt(), err)
+		return fmt.Errorf("encoding row at LSN %d for the baseline: %w", ev.GetLsn(), err)
 	}
 	b.out.end = append(b.out.end, len(b.out.data))
 	return nil

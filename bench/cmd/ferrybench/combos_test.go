@@ -7,6 +7,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	"github.com/ferry-cdc/ferry/services/delivery/canal"
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // The audit reads ids from records that delivery's own DTS Avro encoder
@@ -16,8 +17,7 @@ func TestDTSAvroIDs(t *testing.T) {
 		{Name: "note", TypeOid: 25}, {Name: "id", TypeOid: 20, Key: true}}}
 	e := dtsavro.New(dtsavro.Options{SourceDatabase: "ferry"})
 	tab := e.SetRelation(rel)
-	ev := &cdcv1.ChangeEvent{Op: cdcv1.Operation_OPERATION_INSERT, RelationOid: 1, NewValues: []*cdcv1.Value{
-		{Kind: &cdcv1.Value_Text{Text: "order 42"}}, {Kind: &cdcv1.Value_Int{Int: 42}}}}
+	ev := &cdcv1.ChangeEvent{Op: cdcv1.Operation_OPERATION_INSERT, RelationOid: 1, NewTuple: tuple.Of("order 42", "42")}
 	msg, err := e.Encode(nil, tab, ev)
 	if err != nil {
 		t.Fatal(err)

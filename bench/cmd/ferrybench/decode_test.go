@@ -8,6 +8,7 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // The decode client's scan of a response agrees with protobuf's own
@@ -16,7 +17,7 @@ import (
 func TestBatchSummary(t *testing.T) {
 	batch := &cdcv1.ChangeBatch{
 		Relations:    []*cdcv1.Relation{{Oid: 1, Table: "t"}},
-		Events:       []*cdcv1.ChangeEvent{{Lsn: 5, CommitLsn: 9}, {Lsn: 6}, {Lsn: 7, NewValues: []*cdcv1.Value{{Kind: &cdcv1.Value_Int{Int: 3}}}}},
+		Events:       []*cdcv1.ChangeEvent{{Lsn: 5, CommitLsn: 9}, {Lsn: 6}, {Lsn: 7, NewTuple: tuple.Of("3")}},
 		WatermarkLsn: 1 << 40,
 	}
 	for _, tc := range []struct {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // The delivery scenario's rows: one table shaped like the backlog's, plus an
@@ -95,20 +97,29 @@ func dlvEvent(seed uint64, i int) *cdcv1.ChangeEvent {
 	return &cdcv1.ChangeEvent{
 		Op:          cdcv1.Operation_OPERATION_INSERT,
 		RelationOid: dlvOID,
-		NewValues: []*cdcv1.Value{
-			{Kind: &cdcv1.Value_Int{Int: int64(i)}},
-			{Kind: &cdcv1.Value_Int{Int: int64(r.IntN(1000))}},
-			{Kind: &cdcv1.Value_Numeric{Numeric: fmt.Sprintf("%d.%02d", cents/100, cents%100)}},
-			{Kind: &cdcv1.Value_Text{Text: note.String()}},
-			{Kind: &cdcv1.Value_Timestamptz{Timestamptz: &cdcv1.Timestamp{Micros: dlvEpoch.UnixMicro() - r.Int64N(365*24*3600*1e6)}}},
-			{Kind: &cdcv1.Value_Text{Text: attrs}},
-			{Kind: &cdcv1.Value_Bool{Bool: r.IntN(2) == 0}},
-		},
+		// PostgreSQL's text output of each column, as capture sends it.
+		NewTuple: tuple.Of(
+			strconv.Itoa(i),
+			strconv.Itoa(r.IntN(1000)),
+			fmt.Sprintf("%d.%02d", cents/100, cents%100),
+			note.String(),
+			time.UnixMicro(dlvEpoch.UnixMicro()-r.Int64N(365*24*3600*1e6)).UTC().Format("2006-01-02 15:04:05.999999")+"+00",
+			attrs,
+			pgBool(r.IntN(2) == 0),
+		),
 		Lsn:        lsn,
 		CommitLsn:  lsn,
 		Xid:        uint32(1000 + i),
 		CommitTime: timestamppb.New(commit),
 	}
+}
+
+// pgBool is boolean's text output.
+func pgBool(b bool) string {
+	if b {
+		return "t"
+	}
+	return "f"
 }
 
 func rowLSN(i int) uint64 { return dlvFirstLSN + uint64(i)*lsnStep }

@@ -54,7 +54,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-	"github.com/ferry-cdc/ferry/services/delivery/pgtext"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // Options configure an Encoder.
@@ -72,7 +72,6 @@ type Options struct {
 
 type column struct {
 	src     int    // index into the event's values
-	oid     uint32 // type OID
 	key     []byte // `"name":`
 	reveals bool   // the before-image reveals it
 }
@@ -119,8 +118,6 @@ type Encoder struct {
 	now     func() time.Time
 	tables  map[uint32]*Table
 	mapping map[[2]string]*taskv1.TableSelection
-	scratch []byte
-	oldBuf  []byte
 	toast   uint64
 }
 
@@ -176,7 +173,7 @@ func (e *Encoder) SetRelation(r *cdcv1.Relation) *Table {
 		}
 		written[c.GetName()] = name
 		reveals := r.GetReplicaIdentity() == cdcv1.ReplicaIdentity_REPLICA_IDENTITY_FULL || c.GetKey()
-		t.cols = append(t.cols, column{src: i, oid: ValueOID(c), key: append(appendString(nil, name), ':'), reveals: reveals})
+		t.cols = append(t.cols, column{src: i, key: append(appendString(nil, name), ':'), reveals: reveals})
 		t.Names.Columns = append(t.Names.Columns, Column{Src: i, Name: name, Reveals: reveals})
 	}
 	idx := map[string]int{}
@@ -260,7 +257,7 @@ func (e *Encoder) Encode(dst []byte, t *Table, ev *cdcv1.ChangeEvent) ([]byte, e
 	dst = e.appendHeader(dst, t, ev, op)
 	dst = e.appendData(dst, t, row, old)
 	dst = append(dst, `}],"old":`...)
-	if op != "UPDATE" || len(old) == 0 {
+	if op != "UPDATE" || tuple.Len(old) == 0 {
 		return append(dst, "null}"...), nil
 	}
 	dst = append(dst, "[{"...)
@@ -270,23 +267,28 @@ func (e *Encoder) Encode(dst []byte, t *Table, ev *cdcv1.ChangeEvent) ([]byte, e
 
 // images picks the row that goes into data (the before-image for a DELETE)
 // and the before-image of an UPDATE, and checks they fit the relation.
-func images(t *Table, ev *cdcv1.ChangeEvent) (op string, row, old []*cdcv1.Value, err error) {
+func images(t *Table, ev *cdcv1.ChangeEvent) (op string, row, old *cdcv1.Tuple, err error) {
 	n := len(t.Rel.GetColumns())
 	switch ev.GetOp() {
 	case cdcv1.Operation_OPERATION_INSERT:
-		op, row = "INSERT", ev.GetNewValues()
+		op, row = "INSERT", ev.GetNewTuple()
 	case cdcv1.Operation_OPERATION_UPDATE:
-		op, row, old = "UPDATE", ev.GetNewValues(), ev.GetOldValues()
+		op, row, old = "UPDATE", ev.GetNewTuple(), ev.GetOldTuple()
 	case cdcv1.Operation_OPERATION_DELETE:
-		op, row = "DELETE", ev.GetOldValues()
+		op, row = "DELETE", ev.GetOldTuple()
 	default:
 		return "", nil, nil, fmt.Errorf("event at LSN %d on %s.%s has operation %v", ev.GetLsn(), t.Rel.GetSchema(), t.Rel.GetTable(), ev.GetOp())
 	}
-	if len(row) != n && (op != "DELETE" || len(row) != 0) {
-		return "", nil, nil, fmt.Errorf("event at LSN %d on %s.%s has %d values for %d columns", ev.GetLsn(), t.Rel.GetSchema(), t.Rel.GetTable(), len(row), n)
+	if tuple.Len(row) != n && (op != "DELETE" || tuple.Len(row) != 0) {
+		return "", nil, nil, fmt.Errorf("event at LSN %d on %s.%s has %d values for %d columns", ev.GetLsn(), t.Rel.GetSchema(), t.Rel.GetTable(), tuple.Len(row), n)
 	}
-	if len(old) != 0 && len(old) != n {
-		return "", nil, nil, fmt.Errorf("event at LSN %d on %s.%s has %d old values for %d columns", ev.GetLsn(), t.Rel.GetSchema(), t.Rel.GetTable(), len(old), n)
+	for _, tu := range []*cdcv1.Tuple{row, old} {
+		if tuple.Len(tu) == 0 {
+			continue
+		}
+		if err := tuple.Check(tu, n); err != nil {
+			return "", nil, nil, fmt.Errorf("event at LSN %d on %s.%s: %w", ev.GetLsn(), t.Rel.GetSchema(), t.Rel.GetTable(), err)
+		}
 	}
 	return op, row, old, nil
 }
@@ -313,41 +315,38 @@ func (e *Encoder) appendHeader(dst []byte, t *Table, ev *cdcv1.ChangeEvent, op s
 	return append(dst, t.types...)
 }
 
-// appendData writes data's one row object.
-func (e *Encoder) appendData(dst []byte, t *Table, row, old []*cdcv1.Value) []byte {
+// appendData writes data's one row object. Every value is its source text
+// as a JSON string: Canal JSON is PostgreSQL's text output, so nothing is
+// parsed.
+func (e *Encoder) appendData(dst []byte, t *Table, row, old *cdcv1.Tuple) []byte {
 	dst = append(dst, '{')
 	for i, c := range t.cols {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, c.key...)
-		var v *cdcv1.Value
-		if len(row) > 0 {
-			v = row[c.src]
-		}
-		dst = e.appendValue(dst, c, v, old)
+		dst = e.appendValue(dst, c, row, old)
 	}
 	return dst
 }
 
 // appendChanged writes old's members: the prior values of the columns the
 // UPDATE changed, among those the replica identity reveals.
-func (e *Encoder) appendChanged(dst []byte, t *Table, row, old []*cdcv1.Value) []byte {
+func (e *Encoder) appendChanged(dst []byte, t *Table, row, old *cdcv1.Tuple) []byte {
 	first := true
 	for _, c := range t.cols {
 		if !c.reveals {
 			continue
 		}
-		var kn, ko pgtext.Kind
-		e.scratch, kn = pgtext.Append(e.scratch[:0], c.oid, row[c.src])
-		if kn == pgtext.KindUnchangedToast {
+		nt, kn := tuple.Field(row, c.src)
+		if kn == tuple.UnchangedToast {
 			continue // untouched by definition
 		}
-		e.oldBuf, ko = pgtext.Append(e.oldBuf[:0], c.oid, old[c.src])
-		if ko == pgtext.KindUnchangedToast {
+		ot, ko := tuple.Field(old, c.src)
+		if ko == tuple.UnchangedToast {
 			continue
 		}
-		if kn == ko && string(e.scratch) == string(e.oldBuf) {
+		if kn == ko && string(nt) == string(ot) {
 			continue
 		}
 		if !first {
@@ -355,31 +354,32 @@ func (e *Encoder) appendChanged(dst []byte, t *Table, row, old []*cdcv1.Value) [
 		}
 		first = false
 		dst = append(dst, c.key...)
-		if ko == pgtext.KindNull {
+		if ko == tuple.Null {
 			dst = append(dst, "null"...)
 		} else {
-			dst = appendBytes(dst, e.oldBuf)
+			dst = appendBytes(dst, ot)
 		}
 	}
 	return dst
 }
 
-func (e *Encoder) appendValue(dst []byte, c column, v *cdcv1.Value, old []*cdcv1.Value) []byte {
-	var k pgtext.Kind
-	e.scratch, k = pgtext.Append(e.scratch[:0], c.oid, v)
-	if k == pgtext.KindUnchangedToast {
-		if len(old) > 0 {
-			e.scratch, k = pgtext.Append(e.scratch[:0], c.oid, old[c.src])
+// appendValue writes column c of row; an unchanged TOAST value is taken
+// from the before-image when that reveals it, else written as null.
+func (e *Encoder) appendValue(dst []byte, c column, row, old *cdcv1.Tuple) []byte {
+	text, k := tuple.Field(row, c.src)
+	if k == tuple.UnchangedToast {
+		if tuple.Len(old) > 0 {
+			text, k = tuple.Field(old, c.src)
 		}
-		if k != pgtext.KindValue {
+		if k != tuple.Text {
 			e.toast++
 			return append(dst, "null"...)
 		}
 	}
-	if k == pgtext.KindNull {
+	if k == tuple.Null {
 		return append(dst, "null"...)
 	}
-	return appendBytes(dst, e.scratch)
+	return appendBytes(dst, text)
 }
 
 // ValueOID is the type a column's values have: the base type of a domain

@@ -41,7 +41,10 @@
 // Images: INSERT has beforeImages null and afterImages the new row; UPDATE
 // has beforeImages the old row when the source sent one (else null) and
 // afterImages the new row; DELETE has beforeImages the old row and
-// afterImages null. One element per entry of fields:
+// afterImages null. Values arrive as the source's text (cdcv1.Tuple) and
+// only floats, bytea, dates and timestamps are parsed, here; text that
+// does not parse fails the event with an error naming the column and its
+// type, never the value. One element per entry of fields:
 //
 //   - SQL NULL is the union's null.
 //   - EmptyObject NONE means "value not present", never NULL: a column the
@@ -80,8 +83,8 @@
 //     microseconds past that second (0..999999)}. The DTS reader takes this
 //     second field as microseconds (UnixTimestamp.micro), so writing micros
 //     is both exact and what a stock reader expects. infinity and -infinity
-//     are TextObject, and so are timestamps past 294247 AD, which capture
-//     sends as text because int64 microseconds since 1970 cannot hold them.
+//     are TextObject, and so are timestamps past 294247 AD, which int64
+//     microseconds since 1970 cannot hold.
 //   - a domain maps as its base type (capture resolves it; Column
 //     .base_type_oid), with its own name where the member has a type field.
 //   - everything else, including boolean ("t"/"f", which the DTS reader
@@ -106,7 +109,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/delivery/canal"
-	"github.com/ferry-cdc/ferry/services/delivery/pgtext"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // SchemaJSON is the Record schema, exactly as formats.md defines it.
@@ -238,21 +241,25 @@ func (e *Encoder) Encode(dst []byte, ct *canal.Table, ev *cdcv1.ChangeEvent) ([]
 	w.Reset(nil)
 	e.writeHeader(w, t, op, ev, commit)
 	_, _ = w.Write(t.fields) // appends to memory; cannot fail
-	e.writeImage(w, t, before, nil, true)
-	e.writeImage(w, t, after, before, false)
+	deleted := ev.GetOp() == cdcv1.Operation_OPERATION_DELETE
+	if err := e.writeImage(w, t, before, nil, true, deleted); err != nil {
+		e.next--
+		return dst, fmt.Errorf("event at LSN %d on %s.%s: %w", ev.GetLsn(), ct.Rel.GetSchema(), ct.Rel.GetTable(), err)
+	}
+	if err := e.writeImage(w, t, after, before, false, false); err != nil {
+		e.next--
+		return dst, fmt.Errorf("event at LSN %d on %s.%s: %w", ev.GetLsn(), ct.Rel.GetSchema(), ct.Rel.GetTable(), err)
+	}
 	w.WriteLong(commit.UnixMilli())
 	// With a schema registry, the delivery stream writes the Confluent
 	// header (magic byte, schema id) into dst before this; see formats.md.
 	return append(dst, w.Buffer()...), nil
 }
 
-// notPresent is written as EmptyObject NONE, like an unchanged TOAST value.
-var notPresent = &cdcv1.Value{Kind: &cdcv1.Value_UnchangedToast{UnchangedToast: true}}
-
-// images picks the before and after rows for ev.
-func images(rel *cdcv1.Relation, ev *cdcv1.ChangeEvent) (op int32, before, after []*cdcv1.Value, err error) {
-	n := len(rel.GetColumns())
-	nw, old := ev.GetNewValues(), ev.GetOldValues()
+// images picks the before and after rows for ev and checks they fit the
+// relation. A nil before of a DELETE is written as NONE for every column.
+func images(rel *cdcv1.Relation, ev *cdcv1.ChangeEvent) (op int32, before, after *cdcv1.Tuple, err error) {
+	nw, old := ev.GetNewTuple(), ev.GetOldTuple()
 	switch ev.GetOp() {
 	case cdcv1.Operation_OPERATION_INSERT:
 		op, after = sch.opInsert, nw
@@ -260,23 +267,17 @@ func images(rel *cdcv1.Relation, ev *cdcv1.ChangeEvent) (op int32, before, after
 		op, before, after = sch.opUpdate, old, nw
 	case cdcv1.Operation_OPERATION_DELETE:
 		op, before = sch.opDelete, old
-		if len(before) == 0 {
-			// Still an array, of NONE: a DELETE with beforeImages null
-			// would name no row at all. (PostgreSQL refuses deletes it
-			// cannot identify, so this is not expected.)
-			before = make([]*cdcv1.Value, n)
-			for i := range before {
-				before[i] = notPresent
-			}
-		}
 	default:
 		return 0, nil, nil, fmt.Errorf("event at LSN %d on %s.%s has operation %v", ev.GetLsn(), rel.GetSchema(), rel.GetTable(), ev.GetOp())
 	}
-	if (after != nil || ev.GetOp() != cdcv1.Operation_OPERATION_DELETE) && len(after) != n {
-		return 0, nil, nil, fmt.Errorf("event at LSN %d on %s.%s has %d values for %d columns", ev.GetLsn(), rel.GetSchema(), rel.GetTable(), len(after), n)
+	n := len(rel.GetColumns())
+	if ev.GetOp() != cdcv1.Operation_OPERATION_DELETE && tuple.Len(after) != n {
+		return 0, nil, nil, fmt.Errorf("event at LSN %d on %s.%s has %d values for %d columns", ev.GetLsn(), rel.GetSchema(), rel.GetTable(), tuple.Len(after), n)
 	}
-	if len(before) != 0 && len(before) != n {
-		return 0, nil, nil, fmt.Errorf("event at LSN %d on %s.%s has %d old values for %d columns", ev.GetLsn(), rel.GetSchema(), rel.GetTable(), len(before), n)
+	for _, t := range []*cdcv1.Tuple{before, after} {
+		if err := tuple.Check(t, n); err != nil {
+			return 0, nil, nil, fmt.Errorf("event at LSN %d on %s.%s: %w", ev.GetLsn(), rel.GetSchema(), rel.GetTable(), err)
+		}
 	}
 	return op, before, after, nil
 }
@@ -311,35 +312,43 @@ func (e *Encoder) writeHeader(w *avro.Writer, t *table, op int32, ev *cdcv1.Chan
 	w.WriteLong(0) // end of tags
 }
 
-// writeImage writes one image union. A nil row is the union's null. other is
-// the before-image, consulted for unchanged TOAST values of the after-image.
-func (e *Encoder) writeImage(w *avro.Writer, t *table, row, other []*cdcv1.Value, isBefore bool) {
-	if row == nil {
+// writeImage writes one image union. A row without columns is the union's
+// null, except
+// a DELETE's before-image, which is still an array, of NONE: a DELETE with
+// beforeImages null would name no row at all (PostgreSQL refuses deletes it
+// cannot identify, so that is not expected). other is the before-image,
+// consulted for unchanged TOAST values of the after-image.
+func (e *Encoder) writeImage(w *avro.Writer, t *table, row, other *cdcv1.Tuple, isBefore, deleted bool) error {
+	if tuple.Len(row) == 0 && !deleted {
 		w.WriteInt(0)
-		return
+		return nil
 	}
 	w.WriteInt(sch.imageArray)
 	if len(t.cols) == 0 {
 		w.WriteLong(0)
-		return
+		return nil
 	}
 	w.WriteLong(int64(len(t.cols)))
 	for i := range t.cols {
 		c := &t.cols[i]
-		v := row[c.src]
+		text, k := tuple.Field(row, c.src)
 		switch {
-		case isBefore && !c.reveals:
-			w.WriteInt(sch.emptyObject)
-			w.WriteInt(sch.none)
-			continue
-		case !isBefore && v.GetUnchangedToast() && len(other) > 0 && c.reveals && other[c.src].GetKind() != nil && !other[c.src].GetUnchangedToast():
-			v = other[c.src]
-		case !isBefore && v.GetUnchangedToast():
+		case isBefore && (!c.reveals || row == nil):
+			k = tuple.UnchangedToast // written as NONE
+		case !isBefore && k == tuple.UnchangedToast && c.reveals && tuple.Len(other) > 0:
+			if ot, ok := tuple.Field(other, c.src); ok != tuple.UnchangedToast {
+				text, k = ot, ok
+			}
+		}
+		if !isBefore && k == tuple.UnchangedToast {
 			e.toast++
 		}
-		e.writeValue(w, c, v)
+		if err := e.writeValue(w, c, text, k); err != nil {
+			return fmt.Errorf("column %d (type oid %d): %w", c.src+1, c.oid, err)
+		}
 	}
 	w.WriteLong(0)
+	return nil
 }
 
 // LSN text: pg_lsn's "%X/%08X".
@@ -369,10 +378,4 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
-}
-
-// appendText renders v as PostgreSQL's text output.
-func (e *Encoder) appendText(c *column, v *cdcv1.Value) []byte {
-	e.text, _ = pgtext.Append(e.text[:0], c.oid, v)
-	return e.text
 }

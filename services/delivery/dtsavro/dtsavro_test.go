@@ -3,6 +3,8 @@ package dtsavro_test
 import (
 	"math"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // Messages are decoded with goavro, an Avro implementation independent of
@@ -54,27 +57,10 @@ func union(t testing.TB, v any) (string, any) {
 	return "", nil
 }
 
-func text(s string) *cdcv1.Value { return &cdcv1.Value{Kind: &cdcv1.Value_Text{Text: s}} }
-func i64(v int64) *cdcv1.Value   { return &cdcv1.Value{Kind: &cdcv1.Value_Int{Int: v}} }
-func null() *cdcv1.Value         { return &cdcv1.Value{Kind: &cdcv1.Value_Null{Null: true}} }
-func toast() *cdcv1.Value {
-	return &cdcv1.Value{Kind: &cdcv1.Value_UnchangedToast{UnchangedToast: true}}
-}
-func num(s string) *cdcv1.Value   { return &cdcv1.Value{Kind: &cdcv1.Value_Numeric{Numeric: s}} }
-func flt(f float64) *cdcv1.Value  { return &cdcv1.Value{Kind: &cdcv1.Value_Float{Float: f}} }
-func boolean(b bool) *cdcv1.Value { return &cdcv1.Value{Kind: &cdcv1.Value_Bool{Bool: b}} }
-func date(days int32) *cdcv1.Value {
-	return &cdcv1.Value{Kind: &cdcv1.Value_Date{Date: &cdcv1.Date{Days: days}}}
-}
-func ts(us int64) *cdcv1.Value {
-	return &cdcv1.Value{Kind: &cdcv1.Value_Timestamp{Timestamp: &cdcv1.Timestamp{Micros: us}}}
-}
-func tstz(us int64) *cdcv1.Value {
-	return &cdcv1.Value{Kind: &cdcv1.Value_Timestamptz{Timestamptz: &cdcv1.Timestamp{Micros: us}}}
-}
-func bytea(b ...byte) *cdcv1.Value { return &cdcv1.Value{Kind: &cdcv1.Value_Bytes{Bytes: b}} }
+// Values are PostgreSQL's text output, as capture sends them; nil is NULL.
+func i64(v int64) any { return strconv.FormatInt(v, 10) }
+func toast() any      { return tuple.UnchangedToast }
 
-// numericMod is numeric(p,s)'s type modifier.
 func numericMod(p, s int32) int32 { return (p<<16 | s&0x7ff) + 4 }
 
 // allTypes has a column for every mapping.
@@ -121,19 +107,16 @@ func objects() *taskv1.ObjectSelection {
 	}
 }
 
-// 2024-05-06 07:08:09.123456 UTC
-const atMicros = 1_714_979_289_123_456
-
-func allValues() []*cdcv1.Value {
-	return []*cdcv1.Value{
+func allValues() []any {
+	return []any{
 		i64(1), i64(-32768), i64(2147483647), i64(4294967295),
-		flt(float64(float32(0.1))), flt(math.Inf(-1)),
-		num("12345678.90"), num("NaN"),
-		text("héllo"), text("v"), text("ab "), text("pg_class"), text("CaseLess"), text("happy"),
-		boolean(true), bytea(0x00, 0xff, 0x10),
-		date(19849), ts(atMicros), tstz(atMicros),
-		text(`{"a": [1, 2]}`), text("{1,2,NULL}"), text("1 day 02:03:04.000005"),
-		text("dropped"), null(),
+		"0.1", "-Infinity",
+		"12345678.90", "NaN",
+		"héllo", "v", "ab ", "pg_class", "CaseLess", "happy",
+		"t", `\x00ff10`,
+		"2024-05-06", "2024-05-06 07:08:09.123456", "2024-05-06 07:08:09.123456+00",
+		`{"a": [1, 2]}`, "{1,2,NULL}", "1 day 02:03:04.000005",
+		"dropped", nil,
 	}
 }
 
@@ -145,9 +128,16 @@ func newEncoder(rel *cdcv1.Relation) *dtsavro.Encoder {
 	return e
 }
 
-func event(op cdcv1.Operation, nv, ov []*cdcv1.Value) *cdcv1.ChangeEvent {
-	return &cdcv1.ChangeEvent{Op: op, RelationOid: 16384, NewValues: nv, OldValues: ov,
+func event(op cdcv1.Operation, nv, ov []any) *cdcv1.ChangeEvent {
+	ev := &cdcv1.ChangeEvent{Op: op, RelationOid: 16384,
 		Lsn: 0x16_B374D848, CommitLsn: 0x16_B374D9A0, Xid: 4_000_000_123, CommitTime: timestamppb.New(commitTime)}
+	if nv != nil {
+		ev.NewTuple = tuple.Of(nv...)
+	}
+	if ov != nil {
+		ev.OldTuple = tuple.Of(ov...)
+	}
+	return ev
 }
 
 func encode(t testing.TB, e *dtsavro.Encoder, ev *cdcv1.ChangeEvent) map[string]any {
@@ -317,10 +307,7 @@ func TestInsertEveryType(t *testing.T) {
 // unchanged TOAST value the before-image does not reveal is NONE too.
 func TestUpdateDefaultIdentity(t *testing.T) {
 	e := newEncoder(allTypes())
-	old := make([]*cdcv1.Value, len(allValues()))
-	for i := range old {
-		old[i] = null()
-	}
+	old := make([]any, len(allValues()))
 	old[0] = i64(7)
 	nv := allValues()
 	nv[8] = toast()
@@ -351,7 +338,7 @@ func TestFullIdentity(t *testing.T) {
 	rel.ReplicaIdentity = cdcv1.ReplicaIdentity_REPLICA_IDENTITY_FULL
 	e := newEncoder(rel)
 	old := allValues()
-	old[8] = text("old remark")
+	old[8] = "old remark"
 	nv := allValues()
 	nv[8] = toast()
 	r := encode(t, e, event(cdcv1.Operation_OPERATION_UPDATE, nv, old))
@@ -390,14 +377,11 @@ func TestSpecialValues(t *testing.T) {
 		}}
 	e := dtsavro.New(dtsavro.Options{SourceDatabase: "my.db", IDBase: 5})
 	e.SetRelation(rel)
-	posInf := &cdcv1.Value{Kind: &cdcv1.Value_Date{Date: &cdcv1.Date{Infinity: cdcv1.Infinity_INFINITY_POSITIVE}}}
-	negInf := &cdcv1.Value{Kind: &cdcv1.Value_Timestamp{Timestamp: &cdcv1.Timestamp{Infinity: cdcv1.Infinity_INFINITY_NEGATIVE}}}
-	tzInf := &cdcv1.Value{Kind: &cdcv1.Value_Timestamptz{Timestamptz: &cdcv1.Timestamp{Infinity: cdcv1.Infinity_INFINITY_POSITIVE}}}
-	ev := event(cdcv1.Operation_OPERATION_INSERT, []*cdcv1.Value{
-		posInf, date(-719_528), date(-719_162), // infinity, 0001-01-01 BC, 0001-01-01
-		ts(-62_135_596_800_000_001), negInf, ts(-1), // 0001-12-31 23:59:59.999999 BC, -infinity, 1969-12-31 23:59:59.999999
-		tstz(-1_500_001), tzInf,
-		num("12300"), num("0.5"), flt(math.NaN()), text("x"), boolean(false),
+	ev := event(cdcv1.Operation_OPERATION_INSERT, []any{
+		"infinity", "0001-01-01 BC", "0001-01-01",
+		"0001-12-31 23:59:59.999999 BC", "-infinity", "1969-12-31 23:59:59.999999",
+		"1969-12-31 23:59:58.499999+00", "infinity",
+		"12300", "0.5", "NaN", "x", "f",
 	}, nil)
 	ev.Snapshot = true
 	ev.CommitTime = nil
@@ -446,14 +430,31 @@ func TestErrors(t *testing.T) {
 		"short old row":    event(cdcv1.Operation_OPERATION_UPDATE, allValues(), allValues()[:3]),
 		"no operation":     event(cdcv1.Operation_OPERATION_UNSPECIFIED, allValues(), nil),
 		"insert, no value": event(cdcv1.Operation_OPERATION_INSERT, nil, nil),
+		"unreadable float": event(cdcv1.Operation_OPERATION_INSERT, withValue(4, "s3cret"), nil),
+		"unreadable date":  event(cdcv1.Operation_OPERATION_INSERT, withValue(16, "s3cret"), nil),
+		"malformed tuple": func() *cdcv1.ChangeEvent {
+			ev := event(cdcv1.Operation_OPERATION_INSERT, allValues(), nil)
+			ev.NewTuple.Ends[2] = 1 << 30
+			return ev
+		}(),
 	} {
-		if _, err := e.Encode(nil, tab, ev); err == nil {
+		_, err := e.Encode(nil, tab, ev)
+		if err == nil {
 			t.Errorf("%s: no error", name)
+		} else if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%s: error %q quotes the value", name, err)
 		}
 	}
 	if e.NextID() != 1000 {
 		t.Errorf("failed encodes consumed ids: next %d", e.NextID())
 	}
+}
+
+// withValue is allValues with column i's text replaced.
+func withValue(i int, text string) []any {
+	v := allValues()
+	v[i] = text
+	return v
 }
 
 func TestAppendLSN(t *testing.T) {
@@ -495,8 +496,8 @@ func TestKindsFromCapture(t *testing.T) {
 		}}
 	e := dtsavro.New(dtsavro.Options{SourceDatabase: "Shop", IDBase: 1})
 	e.SetRelation(rel)
-	r := encode(t, e, event(cdcv1.Operation_OPERATION_INSERT, []*cdcv1.Value{
-		i64(1), text("happy"), i64(42), flt(float64(float32(0.1))), text("x"), text(`{"a": 1}`), text("(1,)"),
+	r := encode(t, e, event(cdcv1.Operation_OPERATION_INSERT, []any{
+		i64(1), "happy", i64(42), "0.1", "x", `{"a": 1}`, "(1,)",
 	}, nil))
 	checkImage(t, "afterImages", r["afterImages"], []any{
 		integer(19, "1"), character("happy"), integer(10, "42"), float(float64(float32(0.1)), 24),

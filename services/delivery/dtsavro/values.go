@@ -1,6 +1,7 @@
 package dtsavro
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/hamba/avro/v2"
@@ -8,7 +9,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	"github.com/ferry-cdc/ferry/services/delivery/canal"
-	"github.com/ferry-cdc/ferry/services/delivery/pgtext"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // positions are the union member indexes and enum ordinals the encoder
@@ -100,9 +101,9 @@ func prepareColumn(c canal.Column, col *cdcv1.Column) column {
 		out.member, out.prec = sch.integer, 19
 	case pgtype.Float4OID:
 		out.member, out.prec = sch.float, 24
-	case pgtext.OIDFloat8:
+	case pgtype.Float8OID:
 		out.member, out.prec = sch.float, 53
-	case 1700:
+	case pgtype.NumericOID:
 		out.member = sch.decimal
 		out.prec, out.scale = numericTypmod(col.GetTypeModifier())
 	case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.QCharOID, pgtype.NameOID:
@@ -125,63 +126,74 @@ func numericTypmod(typmod int32) (prec, scale int32) {
 	return (t >> 16) & 0xffff, ((t & 0x7ff) ^ 1024) - 1024
 }
 
-// writeValue writes one image element: the union index, then the member.
-func (e *Encoder) writeValue(w *avro.Writer, c *column, v *cdcv1.Value) {
-	switch k := v.GetKind().(type) {
-	case nil, *cdcv1.Value_Null:
+// writeValue writes one image element, the union index then the member,
+// from the value's text, parsing only the types DTS Avro writes as numbers.
+func (e *Encoder) writeValue(w *avro.Writer, c *column, text []byte, k tuple.Kind) error {
+	switch k {
+	case tuple.Null:
 		w.WriteInt(0)
-	case *cdcv1.Value_UnchangedToast:
+		return nil
+	case tuple.UnchangedToast:
 		w.WriteInt(sch.emptyObject)
 		w.WriteInt(sch.none)
-	case *cdcv1.Value_Int:
-		e.writeInteger(w, c, v)
-	case *cdcv1.Value_Float:
+		return nil
+	}
+	switch c.oid {
+	case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID, pgtype.OIDOID:
+		// Integer.value is the decimal text, which is PostgreSQL's own.
+		w.WriteInt(sch.integer)
+		w.WriteInt(c.prec)
+		w.WriteBytes(text)
+	case pgtype.Float4OID, pgtype.Float8OID:
+		f, err := parseFloat(text, c.oid == pgtype.Float4OID)
+		if err != nil {
+			return err
+		}
 		w.WriteInt(sch.float)
-		w.WriteDouble(k.Float)
+		w.WriteDouble(f)
 		w.WriteInt(c.prec)
 		w.WriteInt(0)
-	case *cdcv1.Value_Numeric:
+	case pgtype.NumericOID:
 		w.WriteInt(sch.decimal)
-		w.WriteString(k.Numeric)
+		w.WriteBytes(text)
 		w.WriteInt(c.prec)
 		w.WriteInt(c.scale)
-	case *cdcv1.Value_Text:
-		if c.member == sch.character {
-			w.WriteInt(sch.character)
-			w.WriteString("utf8")
-			w.WriteString(k.Text)
-			return
+	case pgtype.ByteaOID:
+		var err error
+		if e.text, err = appendBytea(e.text[:0], text); err != nil {
+			return err
 		}
-		writeTextObject(w, c.name, k.Text)
-	case *cdcv1.Value_Bytes:
 		w.WriteInt(sch.binaryObject)
 		w.WriteString("bytea")
-		w.WriteBytes(k.Bytes)
-	case *cdcv1.Value_Date:
-		e.writeDate(w, c, v)
-	case *cdcv1.Value_Timestamp:
-		e.writeTimestamp(w, c, v)
-	case *cdcv1.Value_Timestamptz:
-		e.writeTimestamptz(w, c, v)
-	default: // bool, and any kind added later: PostgreSQL's text output
-		writeTextObject(w, c.name, string(e.appendText(c, v)))
+		w.WriteBytes(e.text)
+	case pgtype.DateOID:
+		return writeDate(w, c, text)
+	case pgtype.TimestampOID:
+		return writeTimestamp(w, c, text)
+	case pgtype.TimestamptzOID:
+		return writeTimestamptz(w, c, text)
+	default:
+		writeText(w, c, text)
 	}
+	return nil
 }
 
-func writeTextObject(w *avro.Writer, typeName, text string) {
+// writeText writes a value DTS Avro keeps as text: a Character for the
+// character types, else a TextObject naming the type.
+func writeText(w *avro.Writer, c *column, text []byte) {
+	if c.member == sch.character {
+		w.WriteInt(sch.character)
+		w.WriteString("utf8")
+		w.WriteBytes(text)
+		return
+	}
+	writeTextObject(w, c.name, text)
+}
+
+func writeTextObject(w *avro.Writer, typeName string, text []byte) {
 	w.WriteInt(sch.textObject)
 	w.WriteString(typeName)
-	w.WriteString(text)
-}
-
-func (e *Encoder) writeInteger(w *avro.Writer, c *column, v *cdcv1.Value) {
-	prec := c.prec
-	if c.member != sch.integer {
-		prec = 19 // an int kind on a column not typed as one: int64's digits
-	}
-	w.WriteInt(sch.integer)
-	w.WriteInt(prec)
-	w.WriteBytes(e.appendText(c, v))
+	w.WriteBytes(text) // a string is written as bytes are
 }
 
 // writeDateTime writes a DateTime; hour < 0 leaves the time fields null.
@@ -203,43 +215,70 @@ func writeDateTime(w *avro.Writer, y int64, mo, d int, hour, minute, second, mic
 	}
 }
 
-func (e *Encoder) writeDate(w *avro.Writer, c *column, v *cdcv1.Value) {
-	d := v.GetDate()
-	y, mo, day := pgtext.Civil(int64(d.GetDays()))
-	if d.GetInfinity() != cdcv1.Infinity_INFINITY_UNSPECIFIED || y < 1 {
-		writeTextObject(w, typeName(c, "date"), string(e.appendText(c, v)))
-		return
+// writeDate writes a DateTime, or the text for the infinities and years
+// before 1 AD, which DateTime cannot hold.
+func writeDate(w *avro.Writer, c *column, s []byte) error {
+	if isInfinity(s) {
+		writeTextObject(w, typeName(c, "date"), s)
+		return nil
 	}
-	writeDateTime(w, y, mo, day, -1, 0, 0, 0)
+	y, mo, d, err := parseDate(s)
+	if err != nil {
+		return err
+	}
+	if y < 1 {
+		writeTextObject(w, typeName(c, "date"), s)
+		return nil
+	}
+	writeDateTime(w, int64(y), mo, d, -1, 0, 0, 0)
+	return nil
 }
 
 const microsPerDay = 86_400_000_000
 
-func (e *Encoder) writeTimestamp(w *avro.Writer, c *column, v *cdcv1.Value) {
-	ts := v.GetTimestamp()
-	us := ts.GetMicros()
+func writeTimestamp(w *avro.Writer, c *column, s []byte) error {
+	if isInfinity(s) {
+		writeTextObject(w, typeName(c, "timestamp without time zone"), s)
+		return nil
+	}
+	us, err := parseTimestamp(s, false)
+	if errors.Is(err, errBeyondMicros) {
+		writeTextObject(w, c.name, s)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
 	days := floorDiv(us, microsPerDay)
 	rem := us - days*microsPerDay
-	y, mo, d := pgtext.Civil(days)
-	if ts.GetInfinity() != cdcv1.Infinity_INFINITY_UNSPECIFIED || y < 1 {
-		writeTextObject(w, typeName(c, "timestamp without time zone"), string(e.appendText(c, v)))
-		return
+	y, mo, d := civil(days)
+	if y < 1 {
+		writeTextObject(w, typeName(c, "timestamp without time zone"), s)
+		return nil
 	}
 	secs := rem / 1_000_000
 	writeDateTime(w, y, mo, d, secs/3600, secs/60%60, secs%60, rem%1_000_000)
+	return nil
 }
 
-func (e *Encoder) writeTimestamptz(w *avro.Writer, c *column, v *cdcv1.Value) {
-	ts := v.GetTimestamptz()
-	if ts.GetInfinity() != cdcv1.Infinity_INFINITY_UNSPECIFIED {
-		writeTextObject(w, typeName(c, "timestamp with time zone"), string(e.appendText(c, v)))
-		return
+func writeTimestamptz(w *avro.Writer, c *column, s []byte) error {
+	if isInfinity(s) {
+		writeTextObject(w, typeName(c, "timestamp with time zone"), s)
+		return nil
 	}
-	us := ts.GetMicros()
+	us, err := parseTimestamp(s, true)
+	if errors.Is(err, errBeyondMicros) {
+		writeTextObject(w, c.name, s)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
 	sec := floorDiv(us, 1_000_000)
 	w.WriteInt(sch.timestamp)
 	w.WriteLong(sec)
 	w.WriteInt(int32(us - sec*1_000_000)) // 0..999999
+	return nil
 }
 
 // typeName is the column's type name, or def for a kind arriving on a column

@@ -45,13 +45,15 @@ func DSN(src *taskv1.SourceEndpoint, replication bool) (string, error) {
 	q := url.Values{}
 	q.Set("sslmode", sslMode(src.GetSslMode()))
 	q.Set("application_name", ApplicationName)
-	// Fix the settings that shape PostgreSQL's text output, so values decode
+	// Fix the settings that shape PostgreSQL's text output, so values read
 	// the same whatever the server's defaults: timestamptz in UTC, ISO dates,
-	// and floats printed with enough digits to round-trip exactly.
+	// floats printed with enough digits to round-trip exactly, and bytea in
+	// hex. Values travel to Kafka as this text (Canal JSON copies it).
 	q.Set("timezone", "UTC")
 	q.Set("datestyle", "ISO")
 	q.Set("intervalstyle", "postgres")
 	q.Set("extra_float_digits", "3")
+	q.Set("bytea_output", "hex")
 	// SQL Ferry writes (snapshot filters above all) quotes strings the
 	// standard way; a server or role configured otherwise would read a
 	// backslash in them as an escape.

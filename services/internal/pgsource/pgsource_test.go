@@ -19,7 +19,7 @@ import (
 // whatever the server's defaults.
 func TestSessionsUseFixedOutputSettings(t *testing.T) {
 	conn := testenv.PG(t)
-	for setting, want := range map[string]string{"TimeZone": "UTC", "DateStyle": "ISO, MDY", "IntervalStyle": "postgres", "extra_float_digits": "3", "standard_conforming_strings": "on"} {
+	for setting, want := range map[string]string{"TimeZone": "UTC", "DateStyle": "ISO, MDY", "IntervalStyle": "postgres", "extra_float_digits": "3", "bytea_output": "hex", "standard_conforming_strings": "on"} {
 		var got string
 		if err := conn.QueryRow(context.Background(), "SELECT current_setting($1)", setting).Scan(&got); err != nil {
 			t.Fatal(err)

@@ -614,10 +614,14 @@ func (x *Timestamp) GetInfinity() Infinity {
 	return Infinity_INFINITY_UNSPECIFIED
 }
 
-// Value is one column value. Kinds are chosen so that nothing is rounded:
+// Value is one column value, typed. Deprecated: Ferry sends row images as
+// Tuple (ChangeEvent.new_tuple and old_tuple), the source's text unparsed.
+// Kinds are chosen so that nothing is rounded:
 // numeric travels as its exact decimal text, floats as binary64, times in
 // microseconds, and bytea as raw bytes. Types without a dedicated kind travel
 // as PostgreSQL's text output, which is exact for them.
+//
+// Deprecated: Marked as deprecated in ferry/cdc/v1/change.proto.
 type Value struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Kind:
@@ -850,17 +854,92 @@ func (*Value_Timestamp) isValue_Kind() {}
 
 func (*Value_Timestamptz) isValue_Kind() {}
 
+// Tuple is one row image, each value exactly as the source printed it:
+// pgoutput's text, or COPY's text format once unescaped. That text is what
+// the column type's output function prints in the session settings the
+// source connection fixes (TimeZone=UTC, DateStyle=ISO,
+// IntervalStyle=postgres, extra_float_digits=3), so it is exact for every
+// type; a receiver parses only what its format needs, reading each value as
+// its column's type (Column.base_type_oid, or type_oid).
+type Tuple struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The values' text, one after another, in the relation's column order.
+	Text []byte `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	// Per column, where its text ends in text; it starts where the previous
+	// column's ends (at 0 for the first). A null or unchanged TOAST column
+	// takes no text: its end is the previous one.
+	Ends []uint32 `protobuf:"varint,2,rep,packed,name=ends,proto3" json:"ends,omitempty"`
+	// Per column, one byte, as pgoutput marks a tuple's columns: 't' a value,
+	// 'n' SQL NULL, 'u' a TOASTed value the change did not touch and the
+	// source did not send (never a silent empty value).
+	Kinds         []byte `protobuf:"bytes,3,opt,name=kinds,proto3" json:"kinds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Tuple) Reset() {
+	*x = Tuple{}
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tuple) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tuple) ProtoMessage() {}
+
+func (x *Tuple) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tuple.ProtoReflect.Descriptor instead.
+func (*Tuple) Descriptor() ([]byte, []int) {
+	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Tuple) GetText() []byte {
+	if x != nil {
+		return x.Text
+	}
+	return nil
+}
+
+func (x *Tuple) GetEnds() []uint32 {
+	if x != nil {
+		return x.Ends
+	}
+	return nil
+}
+
+func (x *Tuple) GetKinds() []byte {
+	if x != nil {
+		return x.Kinds
+	}
+	return nil
+}
+
 // ChangeEvent is one row change.
 type ChangeEvent struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Op          Operation              `protobuf:"varint,1,opt,name=op,proto3,enum=ferry.cdc.v1.Operation" json:"op,omitempty"`
 	RelationOid uint32                 `protobuf:"varint,2,opt,name=relation_oid,json=relationOid,proto3" json:"relation_oid,omitempty"`
-	// The row after the change, in the relation's column order. For DELETE it
-	// is empty.
+	// Deprecated: new_tuple replaces it, and Ferry no longer sets it.
+	//
+	// Deprecated: Marked as deprecated in ferry/cdc/v1/change.proto.
 	NewValues []*Value `protobuf:"bytes,3,rep,name=new_values,json=newValues,proto3" json:"new_values,omitempty"`
-	// The row before the change as far as the replica identity reveals it, in
-	// column order; columns it does not reveal are null. Empty when the source
-	// sent no before-image.
+	// Deprecated: old_tuple replaces it, and Ferry no longer sets it.
+	//
+	// Deprecated: Marked as deprecated in ferry/cdc/v1/change.proto.
 	OldValues []*Value `protobuf:"bytes,4,rep,name=old_values,json=oldValues,proto3" json:"old_values,omitempty"`
 	// The WAL position of the change record.
 	Lsn uint64 `protobuf:"varint,5,opt,name=lsn,proto3" json:"lsn,omitempty"`
@@ -875,14 +954,20 @@ type ChangeEvent struct {
 	// Set for OPERATION_TRUNCATE, whose relation_oid is then the first of
 	// truncate.relation_oids and whose value lists are empty. It takes its
 	// place among its transaction's row changes by lsn, like a row.
-	Truncate      *Truncate `protobuf:"bytes,10,opt,name=truncate,proto3" json:"truncate,omitempty"`
+	Truncate *Truncate `protobuf:"bytes,10,opt,name=truncate,proto3" json:"truncate,omitempty"`
+	// The row after the change. Unset for DELETE.
+	NewTuple *Tuple `protobuf:"bytes,11,opt,name=new_tuple,json=newTuple,proto3" json:"new_tuple,omitempty"`
+	// The row before the change as far as the replica identity reveals it;
+	// columns it does not reveal are null. Unset when the source sent no
+	// before-image.
+	OldTuple      *Tuple `protobuf:"bytes,12,opt,name=old_tuple,json=oldTuple,proto3" json:"old_tuple,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ChangeEvent) Reset() {
 	*x = ChangeEvent{}
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[6]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +979,7 @@ func (x *ChangeEvent) String() string {
 func (*ChangeEvent) ProtoMessage() {}
 
 func (x *ChangeEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[6]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +992,7 @@ func (x *ChangeEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeEvent.ProtoReflect.Descriptor instead.
 func (*ChangeEvent) Descriptor() ([]byte, []int) {
-	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{6}
+	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ChangeEvent) GetOp() Operation {
@@ -924,6 +1009,7 @@ func (x *ChangeEvent) GetRelationOid() uint32 {
 	return 0
 }
 
+// Deprecated: Marked as deprecated in ferry/cdc/v1/change.proto.
 func (x *ChangeEvent) GetNewValues() []*Value {
 	if x != nil {
 		return x.NewValues
@@ -931,6 +1017,7 @@ func (x *ChangeEvent) GetNewValues() []*Value {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in ferry/cdc/v1/change.proto.
 func (x *ChangeEvent) GetOldValues() []*Value {
 	if x != nil {
 		return x.OldValues
@@ -980,6 +1067,20 @@ func (x *ChangeEvent) GetTruncate() *Truncate {
 	return nil
 }
 
+func (x *ChangeEvent) GetNewTuple() *Tuple {
+	if x != nil {
+		return x.NewTuple
+	}
+	return nil
+}
+
+func (x *ChangeEvent) GetOldTuple() *Tuple {
+	if x != nil {
+		return x.OldTuple
+	}
+	return nil
+}
+
 // ChangeBatch is the unit capture streams and delivery consumes.
 type ChangeBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -999,7 +1100,7 @@ type ChangeBatch struct {
 
 func (x *ChangeBatch) Reset() {
 	*x = ChangeBatch{}
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[7]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1011,7 +1112,7 @@ func (x *ChangeBatch) String() string {
 func (*ChangeBatch) ProtoMessage() {}
 
 func (x *ChangeBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[7]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1024,7 +1125,7 @@ func (x *ChangeBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeBatch.ProtoReflect.Descriptor instead.
 func (*ChangeBatch) Descriptor() ([]byte, []int) {
-	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{7}
+	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ChangeBatch) GetRelations() []*Relation {
@@ -1070,7 +1171,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[8]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1082,7 +1183,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[8]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1095,7 +1196,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{8}
+	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Checkpoint) GetConfirmedLsn() uint64 {
@@ -1159,7 +1260,7 @@ type BackfillProgress struct {
 
 func (x *BackfillProgress) Reset() {
 	*x = BackfillProgress{}
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[9]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1171,7 +1272,7 @@ func (x *BackfillProgress) String() string {
 func (*BackfillProgress) ProtoMessage() {}
 
 func (x *BackfillProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_cdc_v1_change_proto_msgTypes[9]
+	mi := &file_ferry_cdc_v1_change_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1184,7 +1285,7 @@ func (x *BackfillProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackfillProgress.ProtoReflect.Descriptor instead.
 func (*BackfillProgress) Descriptor() ([]byte, []int) {
-	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{9}
+	return file_ferry_cdc_v1_change_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BackfillProgress) GetSchema() string {
@@ -1266,7 +1367,7 @@ const file_ferry_cdc_v1_change_proto_rawDesc = "" +
 	"\binfinity\x18\x02 \x01(\x0e2\x16.ferry.cdc.v1.InfinityR\binfinity\"W\n" +
 	"\tTimestamp\x12\x16\n" +
 	"\x06micros\x18\x01 \x01(\x03R\x06micros\x122\n" +
-	"\binfinity\x18\x02 \x01(\x0e2\x16.ferry.cdc.v1.InfinityR\binfinity\"\xfc\x02\n" +
+	"\binfinity\x18\x02 \x01(\x0e2\x16.ferry.cdc.v1.InfinityR\binfinity\"\x80\x03\n" +
 	"\x05Value\x12\x14\n" +
 	"\x04null\x18\x01 \x01(\bH\x00R\x04null\x12)\n" +
 	"\x0funchanged_toast\x18\x02 \x01(\bH\x00R\x0eunchangedToast\x12\x14\n" +
@@ -1279,15 +1380,19 @@ const file_ferry_cdc_v1_change_proto_rawDesc = "" +
 	"\x04date\x18\t \x01(\v2\x12.ferry.cdc.v1.DateH\x00R\x04date\x127\n" +
 	"\ttimestamp\x18\n" +
 	" \x01(\v2\x17.ferry.cdc.v1.TimestampH\x00R\ttimestamp\x12;\n" +
-	"\vtimestamptz\x18\v \x01(\v2\x17.ferry.cdc.v1.TimestampH\x00R\vtimestamptzB\x06\n" +
-	"\x04kind\"\x91\x03\n" +
+	"\vtimestamptz\x18\v \x01(\v2\x17.ferry.cdc.v1.TimestampH\x00R\vtimestamptz:\x02\x18\x01B\x06\n" +
+	"\x04kind\"E\n" +
+	"\x05Tuple\x12\x12\n" +
+	"\x04text\x18\x01 \x01(\fR\x04text\x12\x12\n" +
+	"\x04ends\x18\x02 \x03(\rR\x04ends\x12\x14\n" +
+	"\x05kinds\x18\x03 \x01(\fR\x05kinds\"\xfd\x03\n" +
 	"\vChangeEvent\x12'\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x17.ferry.cdc.v1.OperationR\x02op\x12!\n" +
-	"\frelation_oid\x18\x02 \x01(\rR\vrelationOid\x122\n" +
+	"\frelation_oid\x18\x02 \x01(\rR\vrelationOid\x126\n" +
 	"\n" +
-	"new_values\x18\x03 \x03(\v2\x13.ferry.cdc.v1.ValueR\tnewValues\x122\n" +
+	"new_values\x18\x03 \x03(\v2\x13.ferry.cdc.v1.ValueB\x02\x18\x01R\tnewValues\x126\n" +
 	"\n" +
-	"old_values\x18\x04 \x03(\v2\x13.ferry.cdc.v1.ValueR\toldValues\x12\x10\n" +
+	"old_values\x18\x04 \x03(\v2\x13.ferry.cdc.v1.ValueB\x02\x18\x01R\toldValues\x12\x10\n" +
 	"\x03lsn\x18\x05 \x01(\x04R\x03lsn\x12\x1d\n" +
 	"\n" +
 	"commit_lsn\x18\x06 \x01(\x04R\tcommitLsn\x12\x10\n" +
@@ -1296,7 +1401,9 @@ const file_ferry_cdc_v1_change_proto_rawDesc = "" +
 	"commitTime\x12\x1a\n" +
 	"\bsnapshot\x18\t \x01(\bR\bsnapshot\x122\n" +
 	"\btruncate\x18\n" +
-	" \x01(\v2\x16.ferry.cdc.v1.TruncateR\btruncate\"\x9b\x01\n" +
+	" \x01(\v2\x16.ferry.cdc.v1.TruncateR\btruncate\x120\n" +
+	"\tnew_tuple\x18\v \x01(\v2\x13.ferry.cdc.v1.TupleR\bnewTuple\x120\n" +
+	"\told_tuple\x18\f \x01(\v2\x13.ferry.cdc.v1.TupleR\boldTuple\"\x9b\x01\n" +
 	"\vChangeBatch\x124\n" +
 	"\trelations\x18\x01 \x03(\v2\x16.ferry.cdc.v1.RelationR\trelations\x121\n" +
 	"\x06events\x18\x02 \x03(\v2\x19.ferry.cdc.v1.ChangeEventR\x06events\x12#\n" +
@@ -1356,7 +1463,7 @@ func file_ferry_cdc_v1_change_proto_rawDescGZIP() []byte {
 }
 
 var file_ferry_cdc_v1_change_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_ferry_cdc_v1_change_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_ferry_cdc_v1_change_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_ferry_cdc_v1_change_proto_goTypes = []any{
 	(Operation)(0),                // 0: ferry.cdc.v1.Operation
 	(ReplicaIdentity)(0),          // 1: ferry.cdc.v1.ReplicaIdentity
@@ -1368,11 +1475,12 @@ var file_ferry_cdc_v1_change_proto_goTypes = []any{
 	(*Date)(nil),                  // 7: ferry.cdc.v1.Date
 	(*Timestamp)(nil),             // 8: ferry.cdc.v1.Timestamp
 	(*Value)(nil),                 // 9: ferry.cdc.v1.Value
-	(*ChangeEvent)(nil),           // 10: ferry.cdc.v1.ChangeEvent
-	(*ChangeBatch)(nil),           // 11: ferry.cdc.v1.ChangeBatch
-	(*Checkpoint)(nil),            // 12: ferry.cdc.v1.Checkpoint
-	(*BackfillProgress)(nil),      // 13: ferry.cdc.v1.BackfillProgress
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*Tuple)(nil),                 // 10: ferry.cdc.v1.Tuple
+	(*ChangeEvent)(nil),           // 11: ferry.cdc.v1.ChangeEvent
+	(*ChangeBatch)(nil),           // 12: ferry.cdc.v1.ChangeBatch
+	(*Checkpoint)(nil),            // 13: ferry.cdc.v1.Checkpoint
+	(*BackfillProgress)(nil),      // 14: ferry.cdc.v1.BackfillProgress
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_ferry_cdc_v1_change_proto_depIdxs = []int32{
 	2,  // 0: ferry.cdc.v1.Column.base_type_kind:type_name -> ferry.cdc.v1.TypeKind
@@ -1386,16 +1494,18 @@ var file_ferry_cdc_v1_change_proto_depIdxs = []int32{
 	0,  // 8: ferry.cdc.v1.ChangeEvent.op:type_name -> ferry.cdc.v1.Operation
 	9,  // 9: ferry.cdc.v1.ChangeEvent.new_values:type_name -> ferry.cdc.v1.Value
 	9,  // 10: ferry.cdc.v1.ChangeEvent.old_values:type_name -> ferry.cdc.v1.Value
-	14, // 11: ferry.cdc.v1.ChangeEvent.commit_time:type_name -> google.protobuf.Timestamp
+	15, // 11: ferry.cdc.v1.ChangeEvent.commit_time:type_name -> google.protobuf.Timestamp
 	4,  // 12: ferry.cdc.v1.ChangeEvent.truncate:type_name -> ferry.cdc.v1.Truncate
-	6,  // 13: ferry.cdc.v1.ChangeBatch.relations:type_name -> ferry.cdc.v1.Relation
-	10, // 14: ferry.cdc.v1.ChangeBatch.events:type_name -> ferry.cdc.v1.ChangeEvent
-	13, // 15: ferry.cdc.v1.Checkpoint.backfills:type_name -> ferry.cdc.v1.BackfillProgress
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	10, // 13: ferry.cdc.v1.ChangeEvent.new_tuple:type_name -> ferry.cdc.v1.Tuple
+	10, // 14: ferry.cdc.v1.ChangeEvent.old_tuple:type_name -> ferry.cdc.v1.Tuple
+	6,  // 15: ferry.cdc.v1.ChangeBatch.relations:type_name -> ferry.cdc.v1.Relation
+	11, // 16: ferry.cdc.v1.ChangeBatch.events:type_name -> ferry.cdc.v1.ChangeEvent
+	14, // 17: ferry.cdc.v1.Checkpoint.backfills:type_name -> ferry.cdc.v1.BackfillProgress
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_ferry_cdc_v1_change_proto_init() }
@@ -1422,7 +1532,7 @@ func file_ferry_cdc_v1_change_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ferry_cdc_v1_change_proto_rawDesc), len(file_ferry_cdc_v1_change_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
