@@ -135,7 +135,7 @@ func (s *stream) produce(ev *cdcv1.ChangeEvent) error {
 		if s.start.GetOptions().GetDeadLetterTopic() != "" {
 			return s.deadLetter(tab, ev, r.topic, key, s.buf, size)
 		}
-		return s.tooLarge(tab, ev, r.topic, string(key), size)
+		return s.tooLarge(tab, ev, r.topic, size)
 	}
 	part := int32(0)
 	switch s.start.GetOptions().GetPartitionPolicy() {
@@ -248,8 +248,10 @@ func encodeError(err error) error {
 	return status.Error(codes.InvalidArgument, err.Error())
 }
 
-// tooLarge explains a row over its topic's limit.
-func (s *stream) tooLarge(tab *canal.Table, ev *cdcv1.ChangeEvent, ti *topicInfo, key string, size int) error {
+// tooLarge explains a row over its topic's limit. It names the row by its
+// table, key columns and LSN: the key's values are row values, which never
+// go into errors (they reach the task's state and Temporal's history).
+func (s *stream) tooLarge(tab *canal.Table, ev *cdcv1.ChangeEvent, ti *topicInfo, size int) error {
 	rel := tab.Rel
 	row := ev.GetNewTuple()
 	if tuple.Len(row) == 0 {
@@ -272,9 +274,23 @@ func (s *stream) tooLarge(tab *canal.Table, ev *cdcv1.ChangeEvent, ti *topicInfo
 		top = append(top, fmt.Sprintf("%s (%d bytes)", c.name, c.n))
 	}
 	return status.Errorf(codes.InvalidArgument,
-		"row of table %s.%s with key %q at LSN %d encodes to %d bytes, over the max.message.bytes of topic %q (%d): "+
+		"row of table %s.%s (key columns %s) at LSN %d encodes to %d bytes, over the max.message.bytes of topic %q (%d): "+
 			"largest columns %s; drop them in the table's column mapping, or raise the topic's max.message.bytes",
-		rel.GetSchema(), rel.GetTable(), key, ev.GetLsn(), size, ti.name, ti.maxBytes, strings.Join(top, ", "))
+		rel.GetSchema(), rel.GetTable(), keyColumns(rel), ev.GetLsn(), size, ti.name, ti.maxBytes, strings.Join(top, ", "))
+}
+
+// keyColumns lists the relation's key columns, "(none)" without a key.
+func keyColumns(rel *cdcv1.Relation) string {
+	var names []string
+	for _, c := range rel.GetColumns() {
+		if c.GetKey() {
+			names = append(names, c.GetName())
+		}
+	}
+	if len(names) == 0 {
+		return "(none)"
+	}
+	return strings.Join(names, ", ")
 }
 
 // deliveryError explains a failed message.
