@@ -63,5 +63,5 @@ func (s *stream) deadLetter(tab *canal.Table, ev *cdcv1.ChangeEvent, data *topic
 		Key:            key,
 		Value:          value,
 		Headers:        headers,
-	}, &msgInfo{tab: tab, key: string(key), topic: dlq.name})
+	}, &msgInfo{tab: tab, topic: dlq.name})
 }

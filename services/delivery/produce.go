@@ -155,7 +155,7 @@ func (s *stream) produce(ev *cdcv1.ChangeEvent) error {
 		Headers:        headersFor(ev),
 	}
 	info := s.infos.next()
-	*info = msgInfo{tab: tab, key: string(key), topic: r.topic.name, commitMicros: commitMicros(ev)}
+	*info = msgInfo{tab: tab, topic: r.topic.name, commitMicros: commitMicros(ev)}
 	return s.send(&s.msg, info)
 }
 
@@ -299,9 +299,9 @@ func (s *stream) deliveryError(ke kafka.Error, info *msgInfo) error {
 	code := kafkaCode(ke)
 	switch {
 	case code == codes.InvalidArgument:
-		return status.Errorf(code, "Kafka rejected a row of table %s.%s with key %q on topic %q as too large (%v): "+
+		return status.Errorf(code, "Kafka rejected a row of table %s.%s (key columns %s) on topic %q as too large (%v): "+
 			"drop its largest columns in the table's column mapping, or raise the topic's max.message.bytes",
-			rel.GetSchema(), rel.GetTable(), info.key, info.topic, ke)
+			rel.GetSchema(), rel.GetTable(), keyColumns(rel), info.topic, ke)
 	case missingTopic(ke.Code()):
 		// librdkafka reports it once the topic has been gone from metadata
 		// for topic.metadata.propagation.max.ms (30 s). Not a connection

@@ -28,7 +28,6 @@ import (
 type msgInfo struct {
 	seq   uint64
 	tab   *canal.Table
-	key   string
 	topic string
 	// schema is the definition a DDL record describes, stored once Kafka
 	// acknowledges the record.
