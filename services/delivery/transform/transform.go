@@ -26,9 +26,9 @@ import (
 type column struct {
 	name   string
 	origin string // the source column it stands for, or "" for a new one
-	slot int
-	typ  *types.Type
-	def  *cdcv1.Column // the column as messages describe it
+	slot   int
+	typ    *types.Type
+	def    *cdcv1.Column // the column as messages describe it
 }
 
 // layout is the table's columns as one step sees them.

@@ -25,7 +25,9 @@ func ordersRel(identity cdcv1.ReplicaIdentity) *cdcv1.Relation {
 	}
 }
 
-func filter(e string) *taskv1.Transform { return &taskv1.Transform{Kind: &taskv1.Transform_Filter{Filter: e}} }
+func filter(e string) *taskv1.Transform {
+	return &taskv1.Transform{Kind: &taskv1.Transform_Filter{Filter: e}}
+}
 
 func compute(name, e string) *taskv1.Transform {
 	return &taskv1.Transform{Kind: &taskv1.Transform_Compute{Compute: &taskv1.ComputedColumn{Name: name, Expression: e}}}
