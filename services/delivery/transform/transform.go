@@ -20,6 +20,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // column is a column of a layout: a name over a slot of the row state.
@@ -68,6 +69,7 @@ type Pipeline struct {
 	steps    []step
 	slots    int // source columns first, then one per compute, mask or cast
 	srcTypes []*types.Type
+	keyIdx   []int // the source's key columns, in key order
 	outSlots []int // per output column, its slot
 	reveals  []bool
 	hasKey   bool
@@ -124,6 +126,11 @@ func Compile(rel *cdcv1.Relation, ts []*taskv1.Transform) (*Pipeline, error) {
 		p.reveals = append(p.reveals, rel.GetReplicaIdentity() == cdcv1.ReplicaIdentity_REPLICA_IDENTITY_FULL || c.GetKey())
 	}
 	p.slots = len(l.cols)
+	for _, k := range rel.GetKeyColumns() {
+		if i := l.find(k); i >= 0 {
+			p.keyIdx = append(p.keyIdx, i)
+		}
+	}
 	for i, t := range ts {
 		if err := p.add(l, t); err != "" {
 			return nil, &Error{Schema: rel.GetSchema(), Table: rel.GetTable(), Position: i, Msg: err}
@@ -156,6 +163,22 @@ func (p *Pipeline) finish(l *layout) {
 		p.identity = p.identity && s == i
 	}
 	p.st.init(p)
+}
+
+// SourceKey appends the text of ev's key columns as the source sent them,
+// before any transform: what errors and dead letters name the row by.
+func (p *Pipeline) SourceKey(dst []byte, ev *cdcv1.ChangeEvent) []byte {
+	row := ev.GetNewTuple()
+	if tuple.Len(row) == 0 {
+		row = ev.GetOldTuple()
+	}
+	for _, i := range p.keyIdx {
+		if i < tuple.Len(row) {
+			text, _ := tuple.Field(row, i)
+			dst = append(dst, text...)
+		}
+	}
+	return dst
 }
 
 // Relation is the relation as messages describe it after the transforms.
