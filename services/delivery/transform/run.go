@@ -1,6 +1,8 @@
 package transform
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 
 	"github.com/google/cel-go/common/types"
@@ -123,10 +125,20 @@ func (p *Pipeline) mask(st *step, v ref.Val) ref.Val {
 	if v == types.NullValue || types.IsError(v) {
 		return v
 	}
+	if st.mask.GetHash() != nil {
+		// Straight from the value's text into the hex, one allocation.
+		if sv, ok := v.(types.String); ok {
+			p.st.scratch = append(p.st.scratch[:0], sv...)
+		} else {
+			p.st.scratch, _ = appendText(p.st.scratch[:0], v)
+		}
+		sum := sha256.Sum256(p.st.scratch)
+		var h [2 * sha256.Size]byte
+		hex.Encode(h[:], sum[:])
+		return types.String(h[:])
+	}
 	text := p.text(v)
 	switch {
-	case st.mask.GetHash() != nil:
-		return types.String(hashText([]byte(text)))
 	case st.mask.GetTruncate() != nil:
 		return types.String(truncateText(text, int(st.mask.GetTruncate().GetLength())))
 	}
