@@ -184,14 +184,24 @@ func (p *Pipeline) applyUpdate(ev *cdcv1.ChangeEvent) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	// Filters that read old judge the change, not the row: there is no
+	// before-row to test them on, and a failing one drops the change.
+	decide := p.hasOld && !p.readsOld
 	oldKnown, oldPass := false, false
-	if tuple.Len(oldT) > 0 && (p.hasOld || p.slots > len(p.srcTypes)) {
+	if tuple.Len(oldT) > 0 && (decide || p.slots > len(p.srcTypes)) {
 		s.old.reset(oldT, nil, true)
 		s.none.reset(nil, nil, false)
-		if oldPass, err = p.run(&s.old, &s.none, false); err != nil {
+		if !decide {
+			err = p.runColumns(&s.old, &s.none)
+		} else if oldPass, err = p.run(&s.old, &s.none, false); err == nil {
+			oldKnown = !s.old.unknown
+		}
+		if err != nil {
 			return Result{}, err
 		}
-		oldKnown = !s.old.unknown
+	}
+	if !decide && !newPass {
+		return Result{}, nil
 	}
 	switch {
 	case newPass && (!oldKnown || oldPass):

@@ -75,6 +75,7 @@ type Pipeline struct {
 	hasKey   bool
 	hasRoute bool
 	hasOld   bool // some filter decides whether an UPDATE moves in or out
+	readsOld bool // some filter reads old, and so judges changes, not rows
 	identity bool // the output tuple is the source's: no column added, dropped or changed
 
 	schema, table types.String
@@ -239,7 +240,7 @@ func cloneColumn(c *cdcv1.Column) *cdcv1.Column {
 
 // program compiles expr in l's environment and checks its type: want, or
 // for want nil a string or bytes (keys), or any column type (computed).
-func program(l *layout, expr string) (cel.Program, *types.Type, string) {
+func program(l *layout, expr string) (cel.Program, *cel.Ast, string) {
 	if expr == "" {
 		return nil, nil, "the expression is empty"
 	}
@@ -255,7 +256,17 @@ func program(l *layout, expr string) (cel.Program, *types.Type, string) {
 	if err != nil {
 		return nil, nil, err.Error()
 	}
-	return prg, ast.OutputType(), ""
+	return prg, ast, ""
+}
+
+// readsOld reports whether a checked expression refers to the variable old.
+func readsOld(ast *cel.Ast) bool {
+	for _, r := range ast.NativeRep().ReferenceMap() {
+		if r.Name == "old" {
+			return true
+		}
+	}
+	return false
 }
 
 // baseOf is t without its nullability.
@@ -269,10 +280,11 @@ func baseOf(t *types.Type) *types.Type {
 }
 
 func (p *Pipeline) addExpr(l *layout, kind stepKind, expr string, want *types.Type) string {
-	prg, t, msg := program(l, expr)
+	prg, ast, msg := program(l, expr)
 	if msg != "" {
 		return msg
 	}
+	t := ast.OutputType()
 	b := baseOf(t)
 	switch {
 	case want == nil && b != types.StringType && b != types.BytesType:
@@ -282,6 +294,7 @@ func (p *Pipeline) addExpr(l *layout, kind stepKind, expr string, want *types.Ty
 	}
 	if kind == stepFilter {
 		p.hasOld = true
+		p.readsOld = p.readsOld || readsOld(ast)
 	}
 	p.steps = append(p.steps, step{kind: kind, pos: -1, prg: prg})
 	return ""
@@ -291,10 +304,11 @@ func (p *Pipeline) addCompute(l *layout, c *taskv1.ComputedColumn) string {
 	if c.GetName() == "" {
 		return "compute: the column name is empty"
 	}
-	prg, t, msg := program(l, c.GetExpression())
+	prg, ast, msg := program(l, c.GetExpression())
 	if msg != "" {
 		return fmt.Sprintf("compute %q: %s", c.GetName(), msg)
 	}
+	t := ast.OutputType()
 	b := baseOf(t)
 	def, ok := outColumn(c.GetName(), b)
 	if !ok {
