@@ -114,16 +114,22 @@ func (s *state) init(p *Pipeline) {
 	s.vars.schema, s.vars.table = p.schema, p.table
 }
 
-var opNames = map[cdcv1.Operation]types.String{
-	cdcv1.Operation_OPERATION_INSERT: "INSERT",
-	cdcv1.Operation_OPERATION_UPDATE: "UPDATE",
-	cdcv1.Operation_OPERATION_DELETE: "DELETE",
+func opName(op cdcv1.Operation) types.String {
+	switch op {
+	case cdcv1.Operation_OPERATION_INSERT:
+		return "INSERT"
+	case cdcv1.Operation_OPERATION_UPDATE:
+		return "UPDATE"
+	case cdcv1.Operation_OPERATION_DELETE:
+		return "DELETE"
+	}
+	return ""
 }
 
 // Apply runs the transforms on ev. Errors are *RowError.
 func (p *Pipeline) Apply(ev *cdcv1.ChangeEvent) (Result, error) {
 	s := &p.st
-	s.vars.op = opNames[ev.GetOp()]
+	s.vars.op = opName(ev.GetOp())
 	s.vars.commit = types.Timestamp{Time: ev.GetCommitTime().AsTime()}
 	s.key, s.keySet, s.topic = s.key[:0], false, ""
 	switch ev.GetOp() {

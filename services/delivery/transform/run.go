@@ -68,9 +68,24 @@ func (p *Pipeline) eval(st *step) (ref.Val, error) {
 		if strings.Contains(err.Error(), "no such overload") {
 			return types.NullValue, nil
 		}
-		return nil, &RowError{Position: st.pos, Msg: err.Error()}
+		return nil, &RowError{Position: st.pos, Msg: p.scrub(err.Error())}
 	}
 	return v, nil
+}
+
+// scrub keeps row values out of a runtime error's message: CEL quotes the
+// text it failed to convert, and some messages name a map key as is.
+func (p *Pipeline) scrub(msg string) string {
+	msg = unquote(msg)
+	for _, v := range []*rowView{p.st.vars.row, p.st.vars.old} {
+		for i := range tuple.Len(v.tu) {
+			// Shorter texts would hit the message's own words.
+			if text, k := tuple.Field(v.tu, i); k == tuple.Text && len(text) >= 3 {
+				msg = strings.ReplaceAll(msg, string(text), "…")
+			}
+		}
+	}
+	return msg
 }
 
 func (p *Pipeline) column(st *step, row *rowView) error {
@@ -87,7 +102,7 @@ func (p *Pipeline) column(st *step, row *rowView) error {
 		v = p.cast(st, row.get(st.from))
 	}
 	if e, ok := v.(*types.Err); ok {
-		return &RowError{Position: st.pos, Msg: e.Error()}
+		return &RowError{Position: st.pos, Msg: p.scrub(e.Error())}
 	}
 	row.vals[st.slot] = v
 	return nil
@@ -199,4 +214,25 @@ func (p *Pipeline) appendValue(dst *cdcv1.Tuple, v ref.Val) {
 	dst.Text = text
 	dst.Ends = append(dst.Ends, uint32(len(dst.Text)))
 	dst.Kinds = append(dst.Kinds, byte(tuple.Text))
+}
+
+// unquote replaces every double-quoted part of msg, where CEL puts the
+// text it failed to read, by "…".
+func unquote(msg string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(msg, '"')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(msg[i+1:], '"')
+		if j < 0 {
+			break
+		}
+		b.WriteString(msg[:i])
+		b.WriteString(`"…"`)
+		msg = msg[i+1+j+1:]
+	}
+	b.WriteString(msg)
+	return b.String()
 }
