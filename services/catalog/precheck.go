@@ -43,6 +43,7 @@ func (s *Server) Precheck(ctx context.Context, req *catalogv1.PrecheckRequest) (
 	items = append(items, checkPublicationPrivilege(ctx, conn, req.GetObjects()))
 	items = append(items, s.checkTables(ctx, conn, req.GetObjects())...)
 	items = append(items, checkRowFilters(ctx, conn, req.GetObjects()))
+	items = append(items, checkTransforms(ctx, conn, req.GetObjects()))
 	items = append(items, checkSignalTable(ctx, conn, hasFilters(req.GetObjects())))
 	items = append(items, checkSchemaRegistry(ctx, req.GetDestination())...)
 	s.logger.Info("precheck done", "source", pgsource.Describe(src), "items", len(items), "took", time.Since(start))

@@ -26,6 +26,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/platform/taskapi"
+	"github.com/ferry-cdc/ferry/services/delivery/transform"
 )
 
 // Server implements taskv1.TaskServiceServer.
@@ -64,6 +65,9 @@ func (s *Server) CreateTask(ctx context.Context, req *taskv1.CreateTaskRequest) 
 	spec, err := Normalize(req.GetSpec())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := s.checkTransforms(ctx, spec); err != nil {
+		return nil, err
 	}
 	id := req.GetTaskId()
 	if id == "" {
@@ -171,6 +175,28 @@ func (s *Server) PrecheckTask(ctx context.Context, req *taskv1.PrecheckTaskReque
 	}
 	items := append(res.GetItems(), taskapi.AcksItem(spec))
 	return &taskv1.PrecheckTaskResponse{Items: taskapi.AcknowledgeWarnings(items, spec.GetAcknowledgedWarnings())}, nil
+}
+
+// checkTransforms compiles spec's transforms against the source's real
+// columns through the catalog's precheck item, so that a bad one is refused
+// now, naming its table, position and CEL's message. A source the catalog
+// cannot reach refuses nothing here: the task's precheck phase runs the
+// same item before anything else.
+func (s *Server) checkTransforms(ctx context.Context, spec *taskv1.TaskSpec) error {
+	if !transform.Any(spec.GetObjects()) {
+		return nil
+	}
+	res, err := s.catalog.Precheck(ctx, &catalogv1.PrecheckRequest{Source: spec.GetSource(), Objects: spec.GetObjects()})
+	if err != nil {
+		s.logger.Warn("transforms not checked at creation: the catalog did not answer", "error", err)
+		return nil
+	}
+	for _, it := range res.GetItems() {
+		if it.GetId() == transform.PrecheckID && it.GetSeverity() == taskv1.Severity_SEVERITY_FAIL {
+			return status.Errorf(codes.InvalidArgument, "objects: %s", it.GetMessage())
+		}
+	}
+	return nil
 }
 
 // PauseTask stops incremental sync at its confirmed checkpoint.

@@ -30,6 +30,9 @@ func (s *Server) ModifyObjects(ctx context.Context, req *taskv1.ModifyObjectsReq
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	if err := s.checkTransforms(ctx, norm); err != nil {
+		return nil, err
+	}
 	sig := &taskv1.ModifyObjectsSignal{Objects: norm.GetObjects(), Compression: req.GetCompression(), Acks: req.GetAcks()}
 	return &taskv1.ModifyObjectsResponse{}, s.signal(ctx, req.GetTaskId(), taskapi.SignalModifyObjects, sig)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/ferry-cdc/ferry/platform/taskapi"
 	"github.com/ferry-cdc/ferry/services/catalog"
 	"github.com/ferry-cdc/ferry/services/delivery/registry"
+	"github.com/ferry-cdc/ferry/services/delivery/transform"
 )
 
 var taskIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$`)
@@ -74,6 +75,7 @@ func Normalize(spec *taskv1.TaskSpec) (*taskv1.TaskSpec, error) {
 	}
 	checkSchemas(sel, &errs)
 	checkFilters(sel, &errs)
+	checkTransforms(sel, &errs)
 	return s, errs.err()
 }
 
@@ -440,5 +442,24 @@ func checkSourceAlerts(a *taskv1.AlertRules, errs *fieldErrors) {
 	}
 	if a.GetTransactionThresholdSeconds() > 7*86400 {
 		errs.add("alerts.transaction_threshold_seconds", "%d is over a week (1 to 604800)", a.GetTransactionThresholdSeconds())
+	}
+}
+
+// checkTransforms refuses transforms that are wrong whatever the table;
+// the precheck (item "transforms") compiles them against the real columns.
+func checkTransforms(sel *taskv1.ObjectSelection, errs *fieldErrors) {
+	check := func(field string, ts []*taskv1.Transform) {
+		for i, t := range ts {
+			if msg := transform.CheckSyntax(t); msg != "" {
+				errs.add(fmt.Sprintf("%s.transforms[%d]", field, i), "%s", msg)
+			}
+		}
+	}
+	check("objects", sel.GetTransforms())
+	for i, s := range sel.GetSchemas() {
+		check(fmt.Sprintf("objects.schemas[%d]", i), s.GetTransforms())
+	}
+	for i, t := range sel.GetTables() {
+		check(fmt.Sprintf("objects.tables[%d]", i), t.GetTransforms())
 	}
 }

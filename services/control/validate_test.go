@@ -376,3 +376,25 @@ func TestSourceHosts(t *testing.T) {
 		}
 	}
 }
+
+// Transforms that are wrong whatever the table are refused by Normalize,
+// named by their place in the spec; the precheck types them.
+func TestNormalizeRefusesBrokenTransforms(t *testing.T) {
+	s := validSpec()
+	s.Objects.Transforms = []*taskv1.Transform{{Kind: &taskv1.Transform_Filter{Filter: "row.id >"}}}
+	s.Objects.Tables[0].Transforms = []*taskv1.Transform{
+		{Kind: &taskv1.Transform_Key{Key: `string(row.id)`}},
+		{},
+		{Kind: &taskv1.Transform_Mask{Mask: &taskv1.MaskColumn{Column: "email"}}},
+	}
+	_, err := Normalize(s)
+	for _, want := range []string{"objects.transforms[0]: ERROR: <input>:1:9: Syntax error", "objects.tables[0].transforms[1]: an empty transform",
+		"objects.tables[0].transforms[2]: mask: choose hash"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Normalize: %v, want %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "transforms[0]: key") {
+		t.Errorf("a good key transform was refused: %v", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/delivery/transform"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
@@ -35,19 +36,49 @@ func BenchmarkEncode7Columns(b *testing.B) {
 		// PostgreSQL's text output, as capture sends it.
 		NewTuple: tuple.Of("123456", "SKU-123456", "3", "12345678.90", nil, "2026-01-02 03:04:05.123456+00", `\x00ff10`),
 	}
-	for _, f := range []taskv1.DataFormat{taskv1.DataFormat_DATA_FORMAT_CANAL_JSON, taskv1.DataFormat_DATA_FORMAT_DTS_AVRO} {
-		b.Run(f.String(), func(b *testing.B) {
-			enc := newEncoder(&deliveryv1.StartDelivery{SourceDatabase: "shop", Options: &taskv1.KafkaOptions{Format: f}})
-			tab := enc.SetRelation(rel)
-			var buf []byte
-			b.ReportAllocs()
-			for b.Loop() {
-				var err error
-				if buf, err = enc.Encode(buf[:0], tab, ev); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(len(buf)), "bytes/msg")
-		})
+	// The typical transform: a predicate, one computed column and one
+	// masked column, against the same row without it.
+	typical := []*taskv1.Transform{
+		{Kind: &taskv1.Transform_Filter{Filter: "row.price > 100.0"}},
+		{Kind: &taskv1.Transform_Compute{Compute: &taskv1.ComputedColumn{Name: "total", Expression: "row.price * double(row.qty)"}}},
+		{Kind: &taskv1.Transform_Mask{Mask: &taskv1.MaskColumn{Column: "sku", Mask: &taskv1.MaskColumn_Hash{Hash: &taskv1.MaskHash{}}}}},
 	}
+	for _, f := range []taskv1.DataFormat{taskv1.DataFormat_DATA_FORMAT_CANAL_JSON, taskv1.DataFormat_DATA_FORMAT_DTS_AVRO} {
+		for _, ts := range [][]*taskv1.Transform{nil, typical} {
+			name := f.String()
+			if ts != nil {
+				name += "/transformed"
+			}
+			b.Run(name, func(b *testing.B) { benchEncode(b, f, rel, ev, ts) })
+		}
+	}
+}
+
+func benchEncode(b *testing.B, f taskv1.DataFormat, rel *cdcv1.Relation, ev *cdcv1.ChangeEvent, ts []*taskv1.Transform) {
+	p, err := transform.Compile(rel, ts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := rel
+	if p != nil {
+		out = p.Relation()
+	}
+	enc := newEncoder(&deliveryv1.StartDelivery{SourceDatabase: "shop", Options: &taskv1.KafkaOptions{Format: f}})
+	tab := enc.SetRelation(out)
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		e := ev
+		if p != nil {
+			res, err := p.Apply(ev)
+			if err != nil || res.Event == nil {
+				b.Fatal(res, err)
+			}
+			e = res.Event
+		}
+		if buf, err = enc.Encode(buf[:0], tab, e); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(buf)), "bytes/msg")
 }

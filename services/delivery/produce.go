@@ -18,6 +18,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/delivery/canal"
+	"github.com/ferry-cdc/ferry/services/delivery/transform"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
@@ -106,6 +107,20 @@ func (s *stream) appendKey(dst []byte, tab *canal.Table, ev *cdcv1.ChangeEvent) 
 	return dst, true
 }
 
+// rowKey is the message key: a key transform's, else the key columns'
+// text (nil when the table has no key).
+func (s *stream) rowKey(tab *canal.Table, ev *cdcv1.ChangeEvent, res transform.Result) ([]byte, bool) {
+	if res.HasKey {
+		return res.Key, true
+	}
+	var hasKey bool
+	s.keyBuf, hasKey = s.appendKey(s.keyBuf[:0], tab, ev)
+	if !hasKey {
+		return nil, false
+	}
+	return s.keyBuf, true
+}
+
 func (s *stream) produce(ev *cdcv1.ChangeEvent) error {
 	if ev.GetOp() == cdcv1.Operation_OPERATION_TRUNCATE {
 		return s.produceTruncate(ev)
@@ -118,44 +133,50 @@ func (s *stream) produce(ev *cdcv1.ChangeEvent) error {
 	if err != nil {
 		return err
 	}
+	// The operations a table ships are the source's: an UPDATE a filter
+	// turns into an INSERT is shipped only when UPDATE is.
 	if !r.ops.allows(ev.GetOp()) {
 		return nil
+	}
+	res, err := s.applyTransforms(tab, ev)
+	if err != nil || res.Event == nil {
+		return err
+	}
+	ev = res.Event
+	ti, tablePart, err := s.target(r, res)
+	if err != nil {
+		return err
 	}
 	s.buf, err = s.enc.Encode(s.buf[:0], tab, ev)
 	if err != nil {
 		return encodeError(err)
 	}
-	var hasKey bool
-	s.keyBuf, hasKey = s.appendKey(s.keyBuf[:0], tab, ev)
-	var key []byte
-	if hasKey {
-		key = s.keyBuf
-	}
-	if size := len(s.buf) + len(key) + recordOverhead; size > r.topic.maxBytes {
+	key, hasKey := s.rowKey(tab, ev, res)
+	if size := len(s.buf) + len(key) + recordOverhead; size > ti.maxBytes {
 		if s.start.GetOptions().GetDeadLetterTopic() != "" {
-			return s.deadLetter(tab, ev, r.topic, key, s.buf, size)
+			return s.deadLetter(tab, ev, ti, key, s.buf, size)
 		}
-		return s.tooLarge(tab, ev, r.topic, size)
+		return s.tooLarge(tab, ev, ti, size)
 	}
 	part := int32(0)
 	switch s.start.GetOptions().GetPartitionPolicy() {
 	case taskv1.PartitionPolicy_PARTITION_POLICY_HASH_TABLE:
-		part = r.tablePart
+		part = tablePart
 	case taskv1.PartitionPolicy_PARTITION_POLICY_HASH_PRIMARY_KEY:
-		part = partitionFor(taskv1.PartitionPolicy_PARTITION_POLICY_HASH_PRIMARY_KEY, r.full, key, r.topic.partitions)
+		part = partitionFor(taskv1.PartitionPolicy_PARTITION_POLICY_HASH_PRIMARY_KEY, r.full, key, ti.partitions)
 		if !hasKey {
 			part = 0
 		}
 	}
 	// One Message serves every row: Produce copies what it needs.
 	s.msg = kafka.Message{
-		TopicPartition: kafka.TopicPartition{Topic: &r.topic.name, Partition: part},
+		TopicPartition: kafka.TopicPartition{Topic: &ti.name, Partition: part},
 		Value:          s.buf,
 		Key:            key,
 		Headers:        headersFor(ev),
 	}
 	info := s.infos.next()
-	*info = msgInfo{tab: tab, topic: r.topic.name, commitMicros: commitMicros(ev)}
+	*info = msgInfo{tab: tab, topic: ti.name, commitMicros: commitMicros(ev)}
 	return s.send(&s.msg, info)
 }
 

@@ -14,7 +14,6 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
@@ -22,6 +21,7 @@ import (
 	"github.com/ferry-cdc/ferry/services/delivery/canal"
 	"github.com/ferry-cdc/ferry/services/delivery/checkpoint"
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
+	"github.com/ferry-cdc/ferry/services/delivery/transform"
 )
 
 // msgInfo travels with each message as its Opaque.
@@ -65,10 +65,14 @@ type stream struct {
 	topics map[string]*topicInfo
 	routes map[uint32]*route
 	tsel   map[[2]string]*taskv1.TableSelection
-	buf    []byte
-	keyBuf []byte
-	msg    kafka.Message // reused for every row (produce)
-	infos  infoSlab
+	// pipes are the compiled transforms of the relations that have any,
+	// srcRels every relation as the source defined it (transforms.go).
+	pipes   map[uint32]*transform.Pipeline
+	srcRels map[uint32]*cdcv1.Relation
+	buf     []byte
+	keyBuf  []byte
+	msg     kafka.Message // reused for every row (produce)
+	infos   infoSlab
 	// inFlight matches delivery reports to messages by order when the
 	// producer is idempotent (inflight.go); nil otherwise, and each
 	// message carries its msgInfo as its Opaque.
@@ -130,6 +134,8 @@ func newStream(ctx context.Context, srv *Server, start *deliveryv1.StartDelivery
 		topics:   map[string]*topicInfo{},
 		routes:   map[uint32]*route{},
 		tsel:     map[[2]string]*taskv1.TableSelection{},
+		pipes:    map[uint32]*transform.Pipeline{},
+		srcRels:  map[uint32]*cdcv1.Relation{},
 		progress: make(chan struct{}, 1),
 		failed:   make(chan struct{}),
 	}
@@ -442,10 +448,14 @@ func (s *stream) produceBatch(b *cdcv1.ChangeBatch) error {
 		// Capture sends a relation with every batch that uses it; only a
 		// new or changed one is worth re-preparing, re-routing and
 		// comparing with the DDL topic's definition.
-		if prev, ok := s.enc.Table(r.GetOid()); ok && proto.Equal(prev.Rel, r) {
+		if s.sameRelation(r) {
 			continue
 		}
-		t := s.enc.SetRelation(r)
+		out, err := s.prepareRelation(r)
+		if err != nil {
+			return err
+		}
+		t := s.enc.SetRelation(out)
 		delete(s.routes, r.GetOid())
 		if err := s.observeSchema(t, b); err != nil {
 			return err

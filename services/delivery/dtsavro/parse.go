@@ -275,3 +275,17 @@ func civil(days int64) (y int64, m, d int) {
 	}
 	return y, m, d
 }
+
+// TimestampMicros reads PostgreSQL's text of a timestamp (withZone false,
+// taken as UTC) or a timestamptz into microseconds since 1970 UTC, for
+// other packages that need the instant (row transforms).
+func TimestampMicros(b []byte, withZone bool) (int64, error) { return parseTimestamp(b, withZone) }
+
+// DateDays reads PostgreSQL's text of a date into days since 1970-01-01.
+func DateDays(b []byte) (int64, error) {
+	y, m, d, err := parseDate(b)
+	if err != nil {
+		return 0, err
+	}
+	return daysFromCivil(int64(y), int64(m), int64(d)), nil
+}

@@ -200,6 +200,61 @@ func (OperationSet) EnumDescriptor() ([]byte, []int) {
 	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{2}
 }
 
+type CastType int32
+
+const (
+	CastType_CAST_TYPE_UNSPECIFIED CastType = 0
+	CastType_CAST_TYPE_TEXT        CastType = 1
+	CastType_CAST_TYPE_BIGINT      CastType = 2
+	CastType_CAST_TYPE_DOUBLE      CastType = 3
+	CastType_CAST_TYPE_BOOLEAN     CastType = 4
+)
+
+// Enum value maps for CastType.
+var (
+	CastType_name = map[int32]string{
+		0: "CAST_TYPE_UNSPECIFIED",
+		1: "CAST_TYPE_TEXT",
+		2: "CAST_TYPE_BIGINT",
+		3: "CAST_TYPE_DOUBLE",
+		4: "CAST_TYPE_BOOLEAN",
+	}
+	CastType_value = map[string]int32{
+		"CAST_TYPE_UNSPECIFIED": 0,
+		"CAST_TYPE_TEXT":        1,
+		"CAST_TYPE_BIGINT":      2,
+		"CAST_TYPE_DOUBLE":      3,
+		"CAST_TYPE_BOOLEAN":     4,
+	}
+)
+
+func (x CastType) Enum() *CastType {
+	p := new(CastType)
+	*p = x
+	return p
+}
+
+func (x CastType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CastType) Descriptor() protoreflect.EnumDescriptor {
+	return file_ferry_task_v1_spec_proto_enumTypes[3].Descriptor()
+}
+
+func (CastType) Type() protoreflect.EnumType {
+	return &file_ferry_task_v1_spec_proto_enumTypes[3]
+}
+
+func (x CastType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CastType.Descriptor instead.
+func (CastType) EnumDescriptor() ([]byte, []int) {
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{3}
+}
+
 type NameCase int32
 
 const (
@@ -237,11 +292,11 @@ func (x NameCase) String() string {
 }
 
 func (NameCase) Descriptor() protoreflect.EnumDescriptor {
-	return file_ferry_task_v1_spec_proto_enumTypes[3].Descriptor()
+	return file_ferry_task_v1_spec_proto_enumTypes[4].Descriptor()
 }
 
 func (NameCase) Type() protoreflect.EnumType {
-	return &file_ferry_task_v1_spec_proto_enumTypes[3]
+	return &file_ferry_task_v1_spec_proto_enumTypes[4]
 }
 
 func (x NameCase) Number() protoreflect.EnumNumber {
@@ -250,7 +305,7 @@ func (x NameCase) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NameCase.Descriptor instead.
 func (NameCase) EnumDescriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{3}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{4}
 }
 
 type DataFormat int32
@@ -286,11 +341,11 @@ func (x DataFormat) String() string {
 }
 
 func (DataFormat) Descriptor() protoreflect.EnumDescriptor {
-	return file_ferry_task_v1_spec_proto_enumTypes[4].Descriptor()
+	return file_ferry_task_v1_spec_proto_enumTypes[5].Descriptor()
 }
 
 func (DataFormat) Type() protoreflect.EnumType {
-	return &file_ferry_task_v1_spec_proto_enumTypes[4]
+	return &file_ferry_task_v1_spec_proto_enumTypes[5]
 }
 
 func (x DataFormat) Number() protoreflect.EnumNumber {
@@ -299,7 +354,7 @@ func (x DataFormat) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DataFormat.Descriptor instead.
 func (DataFormat) EnumDescriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{4}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{5}
 }
 
 type Compression int32
@@ -341,11 +396,11 @@ func (x Compression) String() string {
 }
 
 func (Compression) Descriptor() protoreflect.EnumDescriptor {
-	return file_ferry_task_v1_spec_proto_enumTypes[5].Descriptor()
+	return file_ferry_task_v1_spec_proto_enumTypes[6].Descriptor()
 }
 
 func (Compression) Type() protoreflect.EnumType {
-	return &file_ferry_task_v1_spec_proto_enumTypes[5]
+	return &file_ferry_task_v1_spec_proto_enumTypes[6]
 }
 
 func (x Compression) Number() protoreflect.EnumNumber {
@@ -354,7 +409,7 @@ func (x Compression) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Compression.Descriptor instead.
 func (Compression) EnumDescriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{5}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{6}
 }
 
 type PartitionPolicy int32
@@ -393,11 +448,11 @@ func (x PartitionPolicy) String() string {
 }
 
 func (PartitionPolicy) Descriptor() protoreflect.EnumDescriptor {
-	return file_ferry_task_v1_spec_proto_enumTypes[6].Descriptor()
+	return file_ferry_task_v1_spec_proto_enumTypes[7].Descriptor()
 }
 
 func (PartitionPolicy) Type() protoreflect.EnumType {
-	return &file_ferry_task_v1_spec_proto_enumTypes[6]
+	return &file_ferry_task_v1_spec_proto_enumTypes[7]
 }
 
 func (x PartitionPolicy) Number() protoreflect.EnumNumber {
@@ -406,7 +461,7 @@ func (x PartitionPolicy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PartitionPolicy.Descriptor instead.
 func (PartitionPolicy) EnumDescriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{6}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{7}
 }
 
 type Acks int32
@@ -445,11 +500,11 @@ func (x Acks) String() string {
 }
 
 func (Acks) Descriptor() protoreflect.EnumDescriptor {
-	return file_ferry_task_v1_spec_proto_enumTypes[7].Descriptor()
+	return file_ferry_task_v1_spec_proto_enumTypes[8].Descriptor()
 }
 
 func (Acks) Type() protoreflect.EnumType {
-	return &file_ferry_task_v1_spec_proto_enumTypes[7]
+	return &file_ferry_task_v1_spec_proto_enumTypes[8]
 }
 
 func (x Acks) Number() protoreflect.EnumNumber {
@@ -458,7 +513,7 @@ func (x Acks) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Acks.Descriptor instead.
 func (Acks) EnumDescriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{7}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{8}
 }
 
 type ConflictMode int32
@@ -495,11 +550,11 @@ func (x ConflictMode) String() string {
 }
 
 func (ConflictMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_ferry_task_v1_spec_proto_enumTypes[8].Descriptor()
+	return file_ferry_task_v1_spec_proto_enumTypes[9].Descriptor()
 }
 
 func (ConflictMode) Type() protoreflect.EnumType {
-	return &file_ferry_task_v1_spec_proto_enumTypes[8]
+	return &file_ferry_task_v1_spec_proto_enumTypes[9]
 }
 
 func (x ConflictMode) Number() protoreflect.EnumNumber {
@@ -508,7 +563,7 @@ func (x ConflictMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ConflictMode.Descriptor instead.
 func (ConflictMode) EnumDescriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{8}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{9}
 }
 
 // TruncateMode is how a task handles a TRUNCATE of a selected table. The
@@ -550,11 +605,11 @@ func (x TruncateMode) String() string {
 }
 
 func (TruncateMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_ferry_task_v1_spec_proto_enumTypes[9].Descriptor()
+	return file_ferry_task_v1_spec_proto_enumTypes[10].Descriptor()
 }
 
 func (TruncateMode) Type() protoreflect.EnumType {
-	return &file_ferry_task_v1_spec_proto_enumTypes[9]
+	return &file_ferry_task_v1_spec_proto_enumTypes[10]
 }
 
 func (x TruncateMode) Number() protoreflect.EnumNumber {
@@ -563,7 +618,7 @@ func (x TruncateMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TruncateMode.Descriptor instead.
 func (TruncateMode) EnumDescriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{9}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{10}
 }
 
 // TaskSpec is everything a user configures for one synchronization task. It
@@ -1132,7 +1187,10 @@ type TableSelection struct {
 	Filter  string           `protobuf:"bytes,5,opt,name=filter,proto3" json:"filter,omitempty"`
 	Columns []*ColumnMapping `protobuf:"bytes,6,rep,name=columns,proto3" json:"columns,omitempty"`
 	// Empty: the schema's or database's operations.
-	Operations    []OperationSet `protobuf:"varint,7,rep,packed,name=operations,proto3,enum=ferry.task.v1.OperationSet" json:"operations,omitempty"`
+	Operations []OperationSet `protobuf:"varint,7,rep,packed,name=operations,proto3,enum=ferry.task.v1.OperationSet" json:"operations,omitempty"`
+	// Row transforms for this table, applied after the task's and the
+	// schema's (see Transform).
+	Transforms    []*Transform `protobuf:"bytes,8,rep,name=transforms,proto3" json:"transforms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1216,11 +1274,21 @@ func (x *TableSelection) GetOperations() []OperationSet {
 	return nil
 }
 
+func (x *TableSelection) GetTransforms() []*Transform {
+	if x != nil {
+		return x.Transforms
+	}
+	return nil
+}
+
 type SchemaSelection struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Schema string                 `protobuf:"bytes,1,opt,name=schema,proto3" json:"schema,omitempty"`
 	// Empty: the database's operations.
-	Operations    []OperationSet `protobuf:"varint,2,rep,packed,name=operations,proto3,enum=ferry.task.v1.OperationSet" json:"operations,omitempty"`
+	Operations []OperationSet `protobuf:"varint,2,rep,packed,name=operations,proto3,enum=ferry.task.v1.OperationSet" json:"operations,omitempty"`
+	// Row transforms for the schema's tables, applied after the task's and
+	// before a table's own.
+	Transforms    []*Transform `protobuf:"bytes,3,rep,name=transforms,proto3" json:"transforms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1269,6 +1337,13 @@ func (x *SchemaSelection) GetOperations() []OperationSet {
 	return nil
 }
 
+func (x *SchemaSelection) GetTransforms() []*Transform {
+	if x != nil {
+		return x.Transforms
+	}
+	return nil
+}
+
 type ObjectSelection struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Every table of the database, including tables created later.
@@ -1277,8 +1352,10 @@ type ObjectSelection struct {
 	Schemas []*SchemaSelection `protobuf:"bytes,2,rep,name=schemas,proto3" json:"schemas,omitempty"`
 	Tables  []*TableSelection  `protobuf:"bytes,3,rep,name=tables,proto3" json:"tables,omitempty"`
 	// Empty: INSERT, UPDATE and DELETE.
-	Operations    []OperationSet `protobuf:"varint,4,rep,packed,name=operations,proto3,enum=ferry.task.v1.OperationSet" json:"operations,omitempty"`
-	NameCase      NameCase       `protobuf:"varint,5,opt,name=name_case,json=nameCase,proto3,enum=ferry.task.v1.NameCase" json:"name_case,omitempty"`
+	Operations []OperationSet `protobuf:"varint,4,rep,packed,name=operations,proto3,enum=ferry.task.v1.OperationSet" json:"operations,omitempty"`
+	NameCase   NameCase       `protobuf:"varint,5,opt,name=name_case,json=nameCase,proto3,enum=ferry.task.v1.NameCase" json:"name_case,omitempty"`
+	// Row transforms for every selected table, applied first.
+	Transforms    []*Transform `protobuf:"bytes,6,rep,name=transforms,proto3" json:"transforms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1348,6 +1425,605 @@ func (x *ObjectSelection) GetNameCase() NameCase {
 	return NameCase_NAME_CASE_UNSPECIFIED
 }
 
+func (x *ObjectSelection) GetTransforms() []*Transform {
+	if x != nil {
+		return x.Transforms
+	}
+	return nil
+}
+
+// Transform is one step of a table's row transforms, written in CEL
+// (https://cel.dev). Steps run in order, task's first, then the schema's,
+// then the table's; each sees the row as the steps before it left it, so a
+// step names columns by their names after earlier renames. Every expression
+// is compiled once against the table's real columns and types, and a task
+// whose expression does not compile or type-check is refused before it runs.
+// Expressions see the variables row and old (the row after and before the
+// change; old is only known for UPDATE with a before-image), op ("INSERT",
+// "UPDATE" or "DELETE"), schema, table and commit_time (a timestamp).
+// Column mappings (TableSelection.columns) apply after the transforms and
+// name the columns as the transforms leave them.
+type Transform struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*Transform_Filter
+	//	*Transform_Compute
+	//	*Transform_Drop
+	//	*Transform_Rename
+	//	*Transform_Cast
+	//	*Transform_Mask
+	//	*Transform_Route
+	//	*Transform_Key
+	Kind          isTransform_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Transform) Reset() {
+	*x = Transform{}
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Transform) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Transform) ProtoMessage() {}
+
+func (x *Transform) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Transform.ProtoReflect.Descriptor instead.
+func (*Transform) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Transform) GetKind() isTransform_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *Transform) GetFilter() string {
+	if x != nil {
+		if x, ok := x.Kind.(*Transform_Filter); ok {
+			return x.Filter
+		}
+	}
+	return ""
+}
+
+func (x *Transform) GetCompute() *ComputedColumn {
+	if x != nil {
+		if x, ok := x.Kind.(*Transform_Compute); ok {
+			return x.Compute
+		}
+	}
+	return nil
+}
+
+func (x *Transform) GetDrop() string {
+	if x != nil {
+		if x, ok := x.Kind.(*Transform_Drop); ok {
+			return x.Drop
+		}
+	}
+	return ""
+}
+
+func (x *Transform) GetRename() *RenameColumn {
+	if x != nil {
+		if x, ok := x.Kind.(*Transform_Rename); ok {
+			return x.Rename
+		}
+	}
+	return nil
+}
+
+func (x *Transform) GetCast() *CastColumn {
+	if x != nil {
+		if x, ok := x.Kind.(*Transform_Cast); ok {
+			return x.Cast
+		}
+	}
+	return nil
+}
+
+func (x *Transform) GetMask() *MaskColumn {
+	if x != nil {
+		if x, ok := x.Kind.(*Transform_Mask); ok {
+			return x.Mask
+		}
+	}
+	return nil
+}
+
+func (x *Transform) GetRoute() string {
+	if x != nil {
+		if x, ok := x.Kind.(*Transform_Route); ok {
+			return x.Route
+		}
+	}
+	return ""
+}
+
+func (x *Transform) GetKey() string {
+	if x != nil {
+		if x, ok := x.Kind.(*Transform_Key); ok {
+			return x.Key
+		}
+	}
+	return ""
+}
+
+type isTransform_Kind interface {
+	isTransform_Kind()
+}
+
+type Transform_Filter struct {
+	// Keep only rows for which the expression is true. An UPDATE whose row
+	// enters the filter becomes an INSERT, one whose row leaves it a DELETE
+	// (as publication row filters do).
+	Filter string `protobuf:"bytes,1,opt,name=filter,proto3,oneof"`
+}
+
+type Transform_Compute struct {
+	Compute *ComputedColumn `protobuf:"bytes,2,opt,name=compute,proto3,oneof"`
+}
+
+type Transform_Drop struct {
+	// Leave the named column out of messages.
+	Drop string `protobuf:"bytes,3,opt,name=drop,proto3,oneof"`
+}
+
+type Transform_Rename struct {
+	Rename *RenameColumn `protobuf:"bytes,4,opt,name=rename,proto3,oneof"`
+}
+
+type Transform_Cast struct {
+	Cast *CastColumn `protobuf:"bytes,5,opt,name=cast,proto3,oneof"`
+}
+
+type Transform_Mask struct {
+	Mask *MaskColumn `protobuf:"bytes,6,opt,name=mask,proto3,oneof"`
+}
+
+type Transform_Route struct {
+	// A string expression naming the topic for the row; empty keeps the
+	// table's topic. The topic must exist.
+	Route string `protobuf:"bytes,7,opt,name=route,proto3,oneof"`
+}
+
+type Transform_Key struct {
+	// A string or bytes expression whose value is the row's Kafka key,
+	// instead of the key columns' text.
+	Key string `protobuf:"bytes,8,opt,name=key,proto3,oneof"`
+}
+
+func (*Transform_Filter) isTransform_Kind() {}
+
+func (*Transform_Compute) isTransform_Kind() {}
+
+func (*Transform_Drop) isTransform_Kind() {}
+
+func (*Transform_Rename) isTransform_Kind() {}
+
+func (*Transform_Cast) isTransform_Kind() {}
+
+func (*Transform_Mask) isTransform_Kind() {}
+
+func (*Transform_Route) isTransform_Kind() {}
+
+func (*Transform_Key) isTransform_Kind() {}
+
+// ComputedColumn adds a column, or replaces one of the same name, whose
+// value is an expression's. Its type follows the expression's CEL type:
+// bool, int, double, string, bytes or timestamp.
+type ComputedColumn struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Expression    string                 `protobuf:"bytes,2,opt,name=expression,proto3" json:"expression,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ComputedColumn) Reset() {
+	*x = ComputedColumn{}
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ComputedColumn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ComputedColumn) ProtoMessage() {}
+
+func (x *ComputedColumn) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ComputedColumn.ProtoReflect.Descriptor instead.
+func (*ComputedColumn) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ComputedColumn) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ComputedColumn) GetExpression() string {
+	if x != nil {
+		return x.Expression
+	}
+	return ""
+}
+
+type RenameColumn struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          string                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	To            string                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenameColumn) Reset() {
+	*x = RenameColumn{}
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenameColumn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenameColumn) ProtoMessage() {}
+
+func (x *RenameColumn) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenameColumn.ProtoReflect.Descriptor instead.
+func (*RenameColumn) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RenameColumn) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *RenameColumn) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+// CastColumn converts a column's values and type, as CEL's string(), int(),
+// double() and bool() do.
+type CastColumn struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Column        string                 `protobuf:"bytes,1,opt,name=column,proto3" json:"column,omitempty"`
+	Type          CastType               `protobuf:"varint,2,opt,name=type,proto3,enum=ferry.task.v1.CastType" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CastColumn) Reset() {
+	*x = CastColumn{}
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CastColumn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CastColumn) ProtoMessage() {}
+
+func (x *CastColumn) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CastColumn.ProtoReflect.Descriptor instead.
+func (*CastColumn) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CastColumn) GetColumn() string {
+	if x != nil {
+		return x.Column
+	}
+	return ""
+}
+
+func (x *CastColumn) GetType() CastType {
+	if x != nil {
+		return x.Type
+	}
+	return CastType_CAST_TYPE_UNSPECIFIED
+}
+
+// MaskColumn replaces a column's values, nulls kept null.
+type MaskColumn struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Column string                 `protobuf:"bytes,1,opt,name=column,proto3" json:"column,omitempty"`
+	// Types that are valid to be assigned to Mask:
+	//
+	//	*MaskColumn_Hash
+	//	*MaskColumn_Truncate
+	//	*MaskColumn_Redact
+	Mask          isMaskColumn_Mask `protobuf_oneof:"mask"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MaskColumn) Reset() {
+	*x = MaskColumn{}
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MaskColumn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MaskColumn) ProtoMessage() {}
+
+func (x *MaskColumn) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MaskColumn.ProtoReflect.Descriptor instead.
+func (*MaskColumn) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *MaskColumn) GetColumn() string {
+	if x != nil {
+		return x.Column
+	}
+	return ""
+}
+
+func (x *MaskColumn) GetMask() isMaskColumn_Mask {
+	if x != nil {
+		return x.Mask
+	}
+	return nil
+}
+
+func (x *MaskColumn) GetHash() *MaskHash {
+	if x != nil {
+		if x, ok := x.Mask.(*MaskColumn_Hash); ok {
+			return x.Hash
+		}
+	}
+	return nil
+}
+
+func (x *MaskColumn) GetTruncate() *MaskTruncate {
+	if x != nil {
+		if x, ok := x.Mask.(*MaskColumn_Truncate); ok {
+			return x.Truncate
+		}
+	}
+	return nil
+}
+
+func (x *MaskColumn) GetRedact() *MaskRedact {
+	if x != nil {
+		if x, ok := x.Mask.(*MaskColumn_Redact); ok {
+			return x.Redact
+		}
+	}
+	return nil
+}
+
+type isMaskColumn_Mask interface {
+	isMaskColumn_Mask()
+}
+
+type MaskColumn_Hash struct {
+	// The SHA-256 of the value's text, in hex.
+	Hash *MaskHash `protobuf:"bytes,2,opt,name=hash,proto3,oneof"`
+}
+
+type MaskColumn_Truncate struct {
+	Truncate *MaskTruncate `protobuf:"bytes,3,opt,name=truncate,proto3,oneof"`
+}
+
+type MaskColumn_Redact struct {
+	Redact *MaskRedact `protobuf:"bytes,4,opt,name=redact,proto3,oneof"`
+}
+
+func (*MaskColumn_Hash) isMaskColumn_Mask() {}
+
+func (*MaskColumn_Truncate) isMaskColumn_Mask() {}
+
+func (*MaskColumn_Redact) isMaskColumn_Mask() {}
+
+type MaskHash struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MaskHash) Reset() {
+	*x = MaskHash{}
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MaskHash) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MaskHash) ProtoMessage() {}
+
+func (x *MaskHash) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MaskHash.ProtoReflect.Descriptor instead.
+func (*MaskHash) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{14}
+}
+
+// The first length characters of the value's text.
+type MaskTruncate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Length        uint32                 `protobuf:"varint,1,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MaskTruncate) Reset() {
+	*x = MaskTruncate{}
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MaskTruncate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MaskTruncate) ProtoMessage() {}
+
+func (x *MaskTruncate) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MaskTruncate.ProtoReflect.Descriptor instead.
+func (*MaskTruncate) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *MaskTruncate) GetLength() uint32 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+// "****", followed by the last keep_last characters of the value's text.
+type MaskRedact struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeepLast      uint32                 `protobuf:"varint,1,opt,name=keep_last,json=keepLast,proto3" json:"keep_last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MaskRedact) Reset() {
+	*x = MaskRedact{}
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MaskRedact) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MaskRedact) ProtoMessage() {}
+
+func (x *MaskRedact) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MaskRedact.ProtoReflect.Descriptor instead.
+func (*MaskRedact) Descriptor() ([]byte, []int) {
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *MaskRedact) GetKeepLast() uint32 {
+	if x != nil {
+		return x.KeepLast
+	}
+	return 0
+}
+
 type SyncTypes struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Incremental sync is always on; schema and full sync are chosen in addition.
@@ -1359,7 +2035,7 @@ type SyncTypes struct {
 
 func (x *SyncTypes) Reset() {
 	*x = SyncTypes{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[9]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +2047,7 @@ func (x *SyncTypes) String() string {
 func (*SyncTypes) ProtoMessage() {}
 
 func (x *SyncTypes) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[9]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +2060,7 @@ func (x *SyncTypes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncTypes.ProtoReflect.Descriptor instead.
 func (*SyncTypes) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{9}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SyncTypes) GetSchema() bool {
@@ -1437,7 +2113,7 @@ type KafkaOptions struct {
 
 func (x *KafkaOptions) Reset() {
 	*x = KafkaOptions{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[10]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +2125,7 @@ func (x *KafkaOptions) String() string {
 func (*KafkaOptions) ProtoMessage() {}
 
 func (x *KafkaOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[10]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +2138,7 @@ func (x *KafkaOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaOptions.ProtoReflect.Descriptor instead.
 func (*KafkaOptions) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{10}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *KafkaOptions) GetFormat() DataFormat {
@@ -1547,7 +2223,7 @@ type FullSyncThrottle struct {
 
 func (x *FullSyncThrottle) Reset() {
 	*x = FullSyncThrottle{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[11]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1559,7 +2235,7 @@ func (x *FullSyncThrottle) String() string {
 func (*FullSyncThrottle) ProtoMessage() {}
 
 func (x *FullSyncThrottle) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[11]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1572,7 +2248,7 @@ func (x *FullSyncThrottle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FullSyncThrottle.ProtoReflect.Descriptor instead.
 func (*FullSyncThrottle) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{11}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FullSyncThrottle) GetQueriesPerSecond() uint32 {
@@ -1607,7 +2283,7 @@ type IncrementalThrottle struct {
 
 func (x *IncrementalThrottle) Reset() {
 	*x = IncrementalThrottle{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[12]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1619,7 +2295,7 @@ func (x *IncrementalThrottle) String() string {
 func (*IncrementalThrottle) ProtoMessage() {}
 
 func (x *IncrementalThrottle) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[12]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1632,7 +2308,7 @@ func (x *IncrementalThrottle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementalThrottle.ProtoReflect.Descriptor instead.
 func (*IncrementalThrottle) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{12}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *IncrementalThrottle) GetRowsPerSecond() uint32 {
@@ -1667,7 +2343,7 @@ type AdvancedOptions struct {
 
 func (x *AdvancedOptions) Reset() {
 	*x = AdvancedOptions{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[13]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +2355,7 @@ func (x *AdvancedOptions) String() string {
 func (*AdvancedOptions) ProtoMessage() {}
 
 func (x *AdvancedOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[13]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +2368,7 @@ func (x *AdvancedOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdvancedOptions.ProtoReflect.Descriptor instead.
 func (*AdvancedOptions) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{13}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AdvancedOptions) GetConnectionRetryMinutes() uint32 {
@@ -1740,7 +2416,7 @@ type Labels struct {
 
 func (x *Labels) Reset() {
 	*x = Labels{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[14]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1752,7 +2428,7 @@ func (x *Labels) String() string {
 func (*Labels) ProtoMessage() {}
 
 func (x *Labels) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[14]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +2441,7 @@ func (x *Labels) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Labels.ProtoReflect.Descriptor instead.
 func (*Labels) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{14}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Labels) GetEnvironment() string {
@@ -1811,7 +2487,7 @@ type AlertRules struct {
 
 func (x *AlertRules) Reset() {
 	*x = AlertRules{}
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[15]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +2499,7 @@ func (x *AlertRules) String() string {
 func (*AlertRules) ProtoMessage() {}
 
 func (x *AlertRules) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_task_v1_spec_proto_msgTypes[15]
+	mi := &file_ferry_task_v1_spec_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1836,7 +2512,7 @@ func (x *AlertRules) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRules.ProtoReflect.Descriptor instead.
 func (*AlertRules) Descriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{15}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AlertRules) GetOnFailure() bool {
@@ -1947,7 +2623,7 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\rColumnMapping\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06rename\x18\x02 \x01(\tR\x06rename\x12\x12\n" +
-	"\x04drop\x18\x03 \x01(\bR\x04drop\"\x81\x02\n" +
+	"\x04drop\x18\x03 \x01(\bR\x04drop\"\xbb\x02\n" +
 	"\x0eTableSelection\x12\x16\n" +
 	"\x06schema\x18\x01 \x01(\tR\x06schema\x12\x14\n" +
 	"\x05table\x18\x02 \x01(\tR\x05table\x12\x14\n" +
@@ -1959,12 +2635,18 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\acolumns\x18\x06 \x03(\v2\x1c.ferry.task.v1.ColumnMappingR\acolumns\x12;\n" +
 	"\n" +
 	"operations\x18\a \x03(\x0e2\x1b.ferry.task.v1.OperationSetR\n" +
-	"operations\"f\n" +
+	"operations\x128\n" +
+	"\n" +
+	"transforms\x18\b \x03(\v2\x18.ferry.task.v1.TransformR\n" +
+	"transforms\"\xa0\x01\n" +
 	"\x0fSchemaSelection\x12\x16\n" +
 	"\x06schema\x18\x01 \x01(\tR\x06schema\x12;\n" +
 	"\n" +
 	"operations\x18\x02 \x03(\x0e2\x1b.ferry.task.v1.OperationSetR\n" +
-	"operations\"\x9c\x02\n" +
+	"operations\x128\n" +
+	"\n" +
+	"transforms\x18\x03 \x03(\v2\x18.ferry.task.v1.TransformR\n" +
+	"transforms\"\xd6\x02\n" +
 	"\x0fObjectSelection\x12%\n" +
 	"\x0ewhole_database\x18\x01 \x01(\bR\rwholeDatabase\x128\n" +
 	"\aschemas\x18\x02 \x03(\v2\x1e.ferry.task.v1.SchemaSelectionR\aschemas\x125\n" +
@@ -1972,7 +2654,46 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\n" +
 	"operations\x18\x04 \x03(\x0e2\x1b.ferry.task.v1.OperationSetR\n" +
 	"operations\x124\n" +
-	"\tname_case\x18\x05 \x01(\x0e2\x17.ferry.task.v1.NameCaseR\bnameCase\"7\n" +
+	"\tname_case\x18\x05 \x01(\x0e2\x17.ferry.task.v1.NameCaseR\bnameCase\x128\n" +
+	"\n" +
+	"transforms\x18\x06 \x03(\v2\x18.ferry.task.v1.TransformR\n" +
+	"transforms\"\xc3\x02\n" +
+	"\tTransform\x12\x18\n" +
+	"\x06filter\x18\x01 \x01(\tH\x00R\x06filter\x129\n" +
+	"\acompute\x18\x02 \x01(\v2\x1d.ferry.task.v1.ComputedColumnH\x00R\acompute\x12\x14\n" +
+	"\x04drop\x18\x03 \x01(\tH\x00R\x04drop\x125\n" +
+	"\x06rename\x18\x04 \x01(\v2\x1b.ferry.task.v1.RenameColumnH\x00R\x06rename\x12/\n" +
+	"\x04cast\x18\x05 \x01(\v2\x19.ferry.task.v1.CastColumnH\x00R\x04cast\x12/\n" +
+	"\x04mask\x18\x06 \x01(\v2\x19.ferry.task.v1.MaskColumnH\x00R\x04mask\x12\x16\n" +
+	"\x05route\x18\a \x01(\tH\x00R\x05route\x12\x12\n" +
+	"\x03key\x18\b \x01(\tH\x00R\x03keyB\x06\n" +
+	"\x04kind\"D\n" +
+	"\x0eComputedColumn\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
+	"\n" +
+	"expression\x18\x02 \x01(\tR\n" +
+	"expression\"2\n" +
+	"\fRenameColumn\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\"Q\n" +
+	"\n" +
+	"CastColumn\x12\x16\n" +
+	"\x06column\x18\x01 \x01(\tR\x06column\x12+\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x17.ferry.task.v1.CastTypeR\x04type\"\xcb\x01\n" +
+	"\n" +
+	"MaskColumn\x12\x16\n" +
+	"\x06column\x18\x01 \x01(\tR\x06column\x12-\n" +
+	"\x04hash\x18\x02 \x01(\v2\x17.ferry.task.v1.MaskHashH\x00R\x04hash\x129\n" +
+	"\btruncate\x18\x03 \x01(\v2\x1b.ferry.task.v1.MaskTruncateH\x00R\btruncate\x123\n" +
+	"\x06redact\x18\x04 \x01(\v2\x19.ferry.task.v1.MaskRedactH\x00R\x06redactB\x06\n" +
+	"\x04mask\"\n" +
+	"\n" +
+	"\bMaskHash\"&\n" +
+	"\fMaskTruncate\x12\x16\n" +
+	"\x06length\x18\x01 \x01(\rR\x06length\")\n" +
+	"\n" +
+	"MaskRedact\x12\x1b\n" +
+	"\tkeep_last\x18\x01 \x01(\rR\bkeepLast\"7\n" +
 	"\tSyncTypes\x12\x16\n" +
 	"\x06schema\x18\x01 \x01(\bR\x06schema\x12\x12\n" +
 	"\x04full\x18\x02 \x01(\bR\x04full\"\x9d\x04\n" +
@@ -2036,7 +2757,13 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\x19OPERATION_SET_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14OPERATION_SET_INSERT\x10\x01\x12\x18\n" +
 	"\x14OPERATION_SET_UPDATE\x10\x02\x12\x18\n" +
-	"\x14OPERATION_SET_DELETE\x10\x03*e\n" +
+	"\x14OPERATION_SET_DELETE\x10\x03*|\n" +
+	"\bCastType\x12\x19\n" +
+	"\x15CAST_TYPE_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eCAST_TYPE_TEXT\x10\x01\x12\x14\n" +
+	"\x10CAST_TYPE_BIGINT\x10\x02\x12\x14\n" +
+	"\x10CAST_TYPE_DOUBLE\x10\x03\x12\x15\n" +
+	"\x11CAST_TYPE_BOOLEAN\x10\x04*e\n" +
 	"\bNameCase\x12\x19\n" +
 	"\x15NAME_CASE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10NAME_CASE_SOURCE\x10\x01\x12\x13\n" +
@@ -2084,71 +2811,91 @@ func file_ferry_task_v1_spec_proto_rawDescGZIP() []byte {
 	return file_ferry_task_v1_spec_proto_rawDescData
 }
 
-var file_ferry_task_v1_spec_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_ferry_task_v1_spec_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_ferry_task_v1_spec_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
+var file_ferry_task_v1_spec_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_ferry_task_v1_spec_proto_goTypes = []any{
 	(SslMode)(0),                // 0: ferry.task.v1.SslMode
 	(KafkaSecurity)(0),          // 1: ferry.task.v1.KafkaSecurity
 	(OperationSet)(0),           // 2: ferry.task.v1.OperationSet
-	(NameCase)(0),               // 3: ferry.task.v1.NameCase
-	(DataFormat)(0),             // 4: ferry.task.v1.DataFormat
-	(Compression)(0),            // 5: ferry.task.v1.Compression
-	(PartitionPolicy)(0),        // 6: ferry.task.v1.PartitionPolicy
-	(Acks)(0),                   // 7: ferry.task.v1.Acks
-	(ConflictMode)(0),           // 8: ferry.task.v1.ConflictMode
-	(TruncateMode)(0),           // 9: ferry.task.v1.TruncateMode
-	(*TaskSpec)(nil),            // 10: ferry.task.v1.TaskSpec
-	(*SecretRef)(nil),           // 11: ferry.task.v1.SecretRef
-	(*HostPort)(nil),            // 12: ferry.task.v1.HostPort
-	(*SourceEndpoint)(nil),      // 13: ferry.task.v1.SourceEndpoint
-	(*KafkaEndpoint)(nil),       // 14: ferry.task.v1.KafkaEndpoint
-	(*ColumnMapping)(nil),       // 15: ferry.task.v1.ColumnMapping
-	(*TableSelection)(nil),      // 16: ferry.task.v1.TableSelection
-	(*SchemaSelection)(nil),     // 17: ferry.task.v1.SchemaSelection
-	(*ObjectSelection)(nil),     // 18: ferry.task.v1.ObjectSelection
-	(*SyncTypes)(nil),           // 19: ferry.task.v1.SyncTypes
-	(*KafkaOptions)(nil),        // 20: ferry.task.v1.KafkaOptions
-	(*FullSyncThrottle)(nil),    // 21: ferry.task.v1.FullSyncThrottle
-	(*IncrementalThrottle)(nil), // 22: ferry.task.v1.IncrementalThrottle
-	(*AdvancedOptions)(nil),     // 23: ferry.task.v1.AdvancedOptions
-	(*Labels)(nil),              // 24: ferry.task.v1.Labels
-	(*AlertRules)(nil),          // 25: ferry.task.v1.AlertRules
+	(CastType)(0),               // 3: ferry.task.v1.CastType
+	(NameCase)(0),               // 4: ferry.task.v1.NameCase
+	(DataFormat)(0),             // 5: ferry.task.v1.DataFormat
+	(Compression)(0),            // 6: ferry.task.v1.Compression
+	(PartitionPolicy)(0),        // 7: ferry.task.v1.PartitionPolicy
+	(Acks)(0),                   // 8: ferry.task.v1.Acks
+	(ConflictMode)(0),           // 9: ferry.task.v1.ConflictMode
+	(TruncateMode)(0),           // 10: ferry.task.v1.TruncateMode
+	(*TaskSpec)(nil),            // 11: ferry.task.v1.TaskSpec
+	(*SecretRef)(nil),           // 12: ferry.task.v1.SecretRef
+	(*HostPort)(nil),            // 13: ferry.task.v1.HostPort
+	(*SourceEndpoint)(nil),      // 14: ferry.task.v1.SourceEndpoint
+	(*KafkaEndpoint)(nil),       // 15: ferry.task.v1.KafkaEndpoint
+	(*ColumnMapping)(nil),       // 16: ferry.task.v1.ColumnMapping
+	(*TableSelection)(nil),      // 17: ferry.task.v1.TableSelection
+	(*SchemaSelection)(nil),     // 18: ferry.task.v1.SchemaSelection
+	(*ObjectSelection)(nil),     // 19: ferry.task.v1.ObjectSelection
+	(*Transform)(nil),           // 20: ferry.task.v1.Transform
+	(*ComputedColumn)(nil),      // 21: ferry.task.v1.ComputedColumn
+	(*RenameColumn)(nil),        // 22: ferry.task.v1.RenameColumn
+	(*CastColumn)(nil),          // 23: ferry.task.v1.CastColumn
+	(*MaskColumn)(nil),          // 24: ferry.task.v1.MaskColumn
+	(*MaskHash)(nil),            // 25: ferry.task.v1.MaskHash
+	(*MaskTruncate)(nil),        // 26: ferry.task.v1.MaskTruncate
+	(*MaskRedact)(nil),          // 27: ferry.task.v1.MaskRedact
+	(*SyncTypes)(nil),           // 28: ferry.task.v1.SyncTypes
+	(*KafkaOptions)(nil),        // 29: ferry.task.v1.KafkaOptions
+	(*FullSyncThrottle)(nil),    // 30: ferry.task.v1.FullSyncThrottle
+	(*IncrementalThrottle)(nil), // 31: ferry.task.v1.IncrementalThrottle
+	(*AdvancedOptions)(nil),     // 32: ferry.task.v1.AdvancedOptions
+	(*Labels)(nil),              // 33: ferry.task.v1.Labels
+	(*AlertRules)(nil),          // 34: ferry.task.v1.AlertRules
 }
 var file_ferry_task_v1_spec_proto_depIdxs = []int32{
-	13, // 0: ferry.task.v1.TaskSpec.source:type_name -> ferry.task.v1.SourceEndpoint
-	14, // 1: ferry.task.v1.TaskSpec.destination:type_name -> ferry.task.v1.KafkaEndpoint
-	18, // 2: ferry.task.v1.TaskSpec.objects:type_name -> ferry.task.v1.ObjectSelection
-	19, // 3: ferry.task.v1.TaskSpec.sync_types:type_name -> ferry.task.v1.SyncTypes
-	20, // 4: ferry.task.v1.TaskSpec.kafka:type_name -> ferry.task.v1.KafkaOptions
-	23, // 5: ferry.task.v1.TaskSpec.advanced:type_name -> ferry.task.v1.AdvancedOptions
-	24, // 6: ferry.task.v1.TaskSpec.labels:type_name -> ferry.task.v1.Labels
-	25, // 7: ferry.task.v1.TaskSpec.alerts:type_name -> ferry.task.v1.AlertRules
-	11, // 8: ferry.task.v1.SourceEndpoint.password:type_name -> ferry.task.v1.SecretRef
+	14, // 0: ferry.task.v1.TaskSpec.source:type_name -> ferry.task.v1.SourceEndpoint
+	15, // 1: ferry.task.v1.TaskSpec.destination:type_name -> ferry.task.v1.KafkaEndpoint
+	19, // 2: ferry.task.v1.TaskSpec.objects:type_name -> ferry.task.v1.ObjectSelection
+	28, // 3: ferry.task.v1.TaskSpec.sync_types:type_name -> ferry.task.v1.SyncTypes
+	29, // 4: ferry.task.v1.TaskSpec.kafka:type_name -> ferry.task.v1.KafkaOptions
+	32, // 5: ferry.task.v1.TaskSpec.advanced:type_name -> ferry.task.v1.AdvancedOptions
+	33, // 6: ferry.task.v1.TaskSpec.labels:type_name -> ferry.task.v1.Labels
+	34, // 7: ferry.task.v1.TaskSpec.alerts:type_name -> ferry.task.v1.AlertRules
+	12, // 8: ferry.task.v1.SourceEndpoint.password:type_name -> ferry.task.v1.SecretRef
 	0,  // 9: ferry.task.v1.SourceEndpoint.ssl_mode:type_name -> ferry.task.v1.SslMode
-	12, // 10: ferry.task.v1.SourceEndpoint.hosts:type_name -> ferry.task.v1.HostPort
+	13, // 10: ferry.task.v1.SourceEndpoint.hosts:type_name -> ferry.task.v1.HostPort
 	1,  // 11: ferry.task.v1.KafkaEndpoint.security:type_name -> ferry.task.v1.KafkaSecurity
-	11, // 12: ferry.task.v1.KafkaEndpoint.sasl_password:type_name -> ferry.task.v1.SecretRef
-	11, // 13: ferry.task.v1.KafkaEndpoint.tls_ca:type_name -> ferry.task.v1.SecretRef
-	15, // 14: ferry.task.v1.TableSelection.columns:type_name -> ferry.task.v1.ColumnMapping
+	12, // 12: ferry.task.v1.KafkaEndpoint.sasl_password:type_name -> ferry.task.v1.SecretRef
+	12, // 13: ferry.task.v1.KafkaEndpoint.tls_ca:type_name -> ferry.task.v1.SecretRef
+	16, // 14: ferry.task.v1.TableSelection.columns:type_name -> ferry.task.v1.ColumnMapping
 	2,  // 15: ferry.task.v1.TableSelection.operations:type_name -> ferry.task.v1.OperationSet
-	2,  // 16: ferry.task.v1.SchemaSelection.operations:type_name -> ferry.task.v1.OperationSet
-	17, // 17: ferry.task.v1.ObjectSelection.schemas:type_name -> ferry.task.v1.SchemaSelection
-	16, // 18: ferry.task.v1.ObjectSelection.tables:type_name -> ferry.task.v1.TableSelection
-	2,  // 19: ferry.task.v1.ObjectSelection.operations:type_name -> ferry.task.v1.OperationSet
-	3,  // 20: ferry.task.v1.ObjectSelection.name_case:type_name -> ferry.task.v1.NameCase
-	4,  // 21: ferry.task.v1.KafkaOptions.format:type_name -> ferry.task.v1.DataFormat
-	5,  // 22: ferry.task.v1.KafkaOptions.compression:type_name -> ferry.task.v1.Compression
-	6,  // 23: ferry.task.v1.KafkaOptions.partition_policy:type_name -> ferry.task.v1.PartitionPolicy
-	7,  // 24: ferry.task.v1.KafkaOptions.acks:type_name -> ferry.task.v1.Acks
-	8,  // 25: ferry.task.v1.KafkaOptions.conflict_mode:type_name -> ferry.task.v1.ConflictMode
-	9,  // 26: ferry.task.v1.KafkaOptions.truncate_mode:type_name -> ferry.task.v1.TruncateMode
-	21, // 27: ferry.task.v1.AdvancedOptions.full_throttle:type_name -> ferry.task.v1.FullSyncThrottle
-	22, // 28: ferry.task.v1.AdvancedOptions.incremental_throttle:type_name -> ferry.task.v1.IncrementalThrottle
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	20, // 16: ferry.task.v1.TableSelection.transforms:type_name -> ferry.task.v1.Transform
+	2,  // 17: ferry.task.v1.SchemaSelection.operations:type_name -> ferry.task.v1.OperationSet
+	20, // 18: ferry.task.v1.SchemaSelection.transforms:type_name -> ferry.task.v1.Transform
+	18, // 19: ferry.task.v1.ObjectSelection.schemas:type_name -> ferry.task.v1.SchemaSelection
+	17, // 20: ferry.task.v1.ObjectSelection.tables:type_name -> ferry.task.v1.TableSelection
+	2,  // 21: ferry.task.v1.ObjectSelection.operations:type_name -> ferry.task.v1.OperationSet
+	4,  // 22: ferry.task.v1.ObjectSelection.name_case:type_name -> ferry.task.v1.NameCase
+	20, // 23: ferry.task.v1.ObjectSelection.transforms:type_name -> ferry.task.v1.Transform
+	21, // 24: ferry.task.v1.Transform.compute:type_name -> ferry.task.v1.ComputedColumn
+	22, // 25: ferry.task.v1.Transform.rename:type_name -> ferry.task.v1.RenameColumn
+	23, // 26: ferry.task.v1.Transform.cast:type_name -> ferry.task.v1.CastColumn
+	24, // 27: ferry.task.v1.Transform.mask:type_name -> ferry.task.v1.MaskColumn
+	3,  // 28: ferry.task.v1.CastColumn.type:type_name -> ferry.task.v1.CastType
+	25, // 29: ferry.task.v1.MaskColumn.hash:type_name -> ferry.task.v1.MaskHash
+	26, // 30: ferry.task.v1.MaskColumn.truncate:type_name -> ferry.task.v1.MaskTruncate
+	27, // 31: ferry.task.v1.MaskColumn.redact:type_name -> ferry.task.v1.MaskRedact
+	5,  // 32: ferry.task.v1.KafkaOptions.format:type_name -> ferry.task.v1.DataFormat
+	6,  // 33: ferry.task.v1.KafkaOptions.compression:type_name -> ferry.task.v1.Compression
+	7,  // 34: ferry.task.v1.KafkaOptions.partition_policy:type_name -> ferry.task.v1.PartitionPolicy
+	8,  // 35: ferry.task.v1.KafkaOptions.acks:type_name -> ferry.task.v1.Acks
+	9,  // 36: ferry.task.v1.KafkaOptions.conflict_mode:type_name -> ferry.task.v1.ConflictMode
+	10, // 37: ferry.task.v1.KafkaOptions.truncate_mode:type_name -> ferry.task.v1.TruncateMode
+	30, // 38: ferry.task.v1.AdvancedOptions.full_throttle:type_name -> ferry.task.v1.FullSyncThrottle
+	31, // 39: ferry.task.v1.AdvancedOptions.incremental_throttle:type_name -> ferry.task.v1.IncrementalThrottle
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_ferry_task_v1_spec_proto_init() }
@@ -2160,13 +2907,28 @@ func file_ferry_task_v1_spec_proto_init() {
 		(*SecretRef_File)(nil),
 		(*SecretRef_Env)(nil),
 	}
+	file_ferry_task_v1_spec_proto_msgTypes[9].OneofWrappers = []any{
+		(*Transform_Filter)(nil),
+		(*Transform_Compute)(nil),
+		(*Transform_Drop)(nil),
+		(*Transform_Rename)(nil),
+		(*Transform_Cast)(nil),
+		(*Transform_Mask)(nil),
+		(*Transform_Route)(nil),
+		(*Transform_Key)(nil),
+	}
+	file_ferry_task_v1_spec_proto_msgTypes[13].OneofWrappers = []any{
+		(*MaskColumn_Hash)(nil),
+		(*MaskColumn_Truncate)(nil),
+		(*MaskColumn_Redact)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ferry_task_v1_spec_proto_rawDesc), len(file_ferry_task_v1_spec_proto_rawDesc)),
-			NumEnums:      10,
-			NumMessages:   16,
+			NumEnums:      11,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,238 @@
+package transform
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+
+	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	"github.com/ferry-cdc/ferry/services/tuple"
+)
+
+// run executes the steps with row and old bound, stopping at the first
+// filter that leaves the row out. final: this run decides the message, so
+// route and key steps run too.
+func (p *Pipeline) run(row, old *rowView, final bool) (bool, error) {
+	s := &p.st
+	s.vars.row, s.vars.old = row, old
+	for i := range p.steps {
+		st := &p.steps[i]
+		switch st.kind {
+		case stepFilter:
+			v, err := p.eval(st)
+			if err != nil {
+				return false, err
+			}
+			if v != types.True {
+				return false, nil
+			}
+		case stepRoute, stepKey:
+			if final {
+				if err := p.target(st); err != nil {
+					return false, err
+				}
+			}
+		default:
+			if err := p.column(st, row); err != nil {
+				return false, err
+			}
+		}
+	}
+	return true, nil
+}
+
+// runColumns fills every column step's slot, filters aside: for a row the
+// filters left out whose change is shipped anyway.
+func (p *Pipeline) runColumns(row, old *rowView) error {
+	s := &p.st
+	s.vars.row, s.vars.old = row, old
+	for i := range p.steps {
+		if st := &p.steps[i]; st.kind == stepCompute || st.kind == stepMask || st.kind == stepCast {
+			if err := p.column(st, row); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// eval runs a step's expression. A null operand makes CEL report "no such
+// overload", since the checker has already matched every non-null type; it
+// yields null, as SQL's NULL does (so a filter over a NULL is not true).
+func (p *Pipeline) eval(st *step) (ref.Val, error) {
+	v, _, err := st.prg.Eval(&p.st.vars)
+	if err != nil {
+		if strings.Contains(err.Error(), "no such overload") {
+			return types.NullValue, nil
+		}
+		return nil, &RowError{Position: st.pos, Msg: p.scrub(err.Error())}
+	}
+	return v, nil
+}
+
+// scrub keeps row values out of a runtime error's message: CEL quotes the
+// text it failed to convert, and some messages name a map key as is.
+func (p *Pipeline) scrub(msg string) string {
+	msg = unquote(msg)
+	for _, v := range []*rowView{p.st.vars.row, p.st.vars.old} {
+		for i := range tuple.Len(v.tu) {
+			// Shorter texts would hit the message's own words.
+			if text, k := tuple.Field(v.tu, i); k == tuple.Text && len(text) >= 3 {
+				msg = strings.ReplaceAll(msg, string(text), "…")
+			}
+		}
+	}
+	return msg
+}
+
+func (p *Pipeline) column(st *step, row *rowView) error {
+	var v ref.Val
+	switch st.kind {
+	case stepCompute:
+		var err error
+		if v, err = p.eval(st); err != nil {
+			return err
+		}
+	case stepMask:
+		v = p.mask(st, row.get(st.from))
+	case stepCast:
+		v = p.cast(st, row.get(st.from))
+	}
+	if e, ok := v.(*types.Err); ok {
+		return &RowError{Position: st.pos, Msg: p.scrub(e.Error())}
+	}
+	row.vals[st.slot] = v
+	return nil
+}
+
+func (p *Pipeline) target(st *step) error {
+	v, err := p.eval(st)
+	if err != nil {
+		return err
+	}
+	s := &p.st
+	switch v := v.(type) {
+	case types.String:
+		if st.kind == stepRoute {
+			s.topic = string(v)
+			return nil
+		}
+		s.key, s.keySet = append(s.key[:0], v...), true
+	case types.Bytes:
+		s.key, s.keySet = append(s.key[:0], v...), true
+	}
+	return nil
+}
+
+// text is v as the text of its column type.
+func (p *Pipeline) text(v ref.Val) string {
+	if s, ok := v.(types.String); ok {
+		return string(s)
+	}
+	p.st.scratch, _ = appendText(p.st.scratch[:0], v)
+	return string(p.st.scratch)
+}
+
+func (p *Pipeline) mask(st *step, v ref.Val) ref.Val {
+	if v == types.NullValue || types.IsError(v) {
+		return v
+	}
+	if st.mask.GetHash() != nil {
+		// Straight from the value's text into the hex, one allocation.
+		if sv, ok := v.(types.String); ok {
+			p.st.scratch = append(p.st.scratch[:0], sv...)
+		} else {
+			p.st.scratch, _ = appendText(p.st.scratch[:0], v)
+		}
+		sum := sha256.Sum256(p.st.scratch)
+		var h [2 * sha256.Size]byte
+		hex.Encode(h[:], sum[:])
+		return types.String(h[:])
+	}
+	text := p.text(v)
+	switch {
+	case st.mask.GetTruncate() != nil:
+		return types.String(truncateText(text, int(st.mask.GetTruncate().GetLength())))
+	}
+	return types.String(redactText(text, int(st.mask.GetRedact().GetKeepLast())))
+}
+
+func (p *Pipeline) cast(st *step, v ref.Val) ref.Val {
+	if v == types.NullValue || types.IsError(v) {
+		return v
+	}
+	if st.cast == types.StringType {
+		return types.String(p.text(v))
+	}
+	return v.ConvertToType(st.cast)
+}
+
+// image writes row's output columns into dst, or returns src itself when
+// the transforms keep the source's columns as they are.
+func (p *Pipeline) image(dst *cdcv1.Tuple, row *rowView, src *cdcv1.Tuple) *cdcv1.Tuple {
+	return p.build(dst, row, src, false)
+}
+
+// keyImage is image with every column but the key's null: the
+// before-image of a DELETE made from an UPDATE.
+func (p *Pipeline) keyImage(dst *cdcv1.Tuple, row *rowView, src *cdcv1.Tuple) *cdcv1.Tuple {
+	return p.build(dst, row, src, true)
+}
+
+func (p *Pipeline) build(dst *cdcv1.Tuple, row *rowView, src *cdcv1.Tuple, keyOnly bool) *cdcv1.Tuple {
+	if tuple.Len(src) == 0 || p.identity && !keyOnly {
+		return src
+	}
+	dst.Text, dst.Ends, dst.Kinds = dst.Text[:0], dst.Ends[:0], dst.Kinds[:0]
+	for i, slot := range p.outSlots {
+		switch {
+		case keyOnly && !p.out.GetColumns()[i].GetKey():
+			tuple.Append(dst, tuple.Null, nil)
+		case slot < len(p.srcTypes):
+			text, k := tuple.Field(src, slot)
+			tuple.Append(dst, k, text)
+		default:
+			p.appendValue(dst, row.vals[slot])
+		}
+	}
+	return dst
+}
+
+func (p *Pipeline) appendValue(dst *cdcv1.Tuple, v ref.Val) {
+	if v == nil || v == types.NullValue {
+		tuple.Append(dst, tuple.Null, nil)
+		return
+	}
+	text, err := appendText(dst.Text, v)
+	if err != nil { // the checker admits only types with a text
+		tuple.Append(dst, tuple.Null, nil)
+		return
+	}
+	dst.Text = text
+	dst.Ends = append(dst.Ends, uint32(len(dst.Text)))
+	dst.Kinds = append(dst.Kinds, byte(tuple.Text))
+}
+
+// unquote replaces every double-quoted part of msg, where CEL puts the
+// text it failed to read, by "…".
+func unquote(msg string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(msg, '"')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(msg[i+1:], '"')
+		if j < 0 {
+			break
+		}
+		b.WriteString(msg[:i])
+		b.WriteString(`"…"`)
+		msg = msg[i+1+j+1:]
+	}
+	b.WriteString(msg)
+	return b.String()
+}
