@@ -13,11 +13,12 @@ MODULES := ./gen/... ./platform/... ./services/... ./workflows/... ./e2e/... ./b
 # most 12 of its minutes), is the longest.
 GOTEST_FLAGS ?= -count=1 -p 1 -timeout 40m
 
-.PHONY: help tools gen gen-check lint build up down status demo test test-unit test-e2e clean record-history pg-versions
+.PHONY: help tools gen gen-check lint build up down status demo test test-short test-unit test-e2e clean record-history pg-versions consumer-libs
 
 help:
 	@echo "make demo   set up everything, run a task, show rows arriving in Kafka"
 	@echo "make test   lint, check generated code, run unit, integration and e2e tests"
+	@echo "make test-short   the fast tier: unit tests only, no stack, JVM or network"
 	@echo "make up | down | status   the local stack (PostgreSQL, Kafka, Temporal)"
 
 tools:
@@ -59,6 +60,13 @@ demo:
 	@$(STACK) up ferry
 	@deploy/local/demo.sh
 
+# The fast tier: every module's tests under -short, where each test that
+# needs a real service skips (testenv.Integration). The stack's env is unset
+# and `make test` runs it before starting the stack, so that on a clean
+# clone a test that reaches a service anyway fails here.
+test-short:
+	unset $$(compgen -e | grep '^FERRY_' || true); go test -short -count=1 $(MODULES)
+
 test-unit:
 	go test $(GOTEST_FLAGS) ./gen/... ./platform/... ./services/... ./workflows/... ./bench/...
 
@@ -70,14 +78,18 @@ test-e2e:
 pg-versions:
 	@$(STACK) pg-bin 12 13 14 15 16 17 >/dev/null
 
-test: lint gen-check up pg-versions
+# The Flink jars the consumer harness (e2e/consumers) runs, fetched once and
+# cached the same way.
+consumer-libs:
+	@$(STACK) consumer-libs >/dev/null
+
+test: lint gen-check test-short up pg-versions consumer-libs
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-e2e
 	@$(MAKE) --no-print-directory bench-smoke
 
 clean:
-	@$(STACK) down
-	rm -rf .local
+	@$(STACK) clean
 
 # Records a finished task's history for the replay test, e.g.
 #   make record-history TASK=e2e-kill-123 NAME=kill-and-resume

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -22,7 +23,9 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
+	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
 // The suite runs Ferry's real binaries against the local stack
@@ -34,6 +37,12 @@ const stackHint = "start the local stack with `make up`, or run the whole suite 
 var binDir string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// Every test here needs the stack and skips under -short
+		// (testenv.Integration): no binaries to build.
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "ferry-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -66,15 +75,8 @@ func buildBinaries(dir string) error {
 	return nil
 }
 
-func env(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
 func pgPort() uint32 {
-	p, _ := strconv.Atoi(env("FERRY_PG_PORT", "55432"))
+	p, _ := strconv.Atoi(config.Env("FERRY_PG_PORT", "55432"))
 	return uint32(p)
 }
 
@@ -82,19 +84,20 @@ func pgPort() uint32 {
 // its password travels as a file reference, never in clear.
 func sourceEndpoint() *taskv1.SourceEndpoint {
 	return &taskv1.SourceEndpoint{
-		Host: "127.0.0.1", Port: pgPort(), Database: env("FERRY_PG_DATABASE", "ferry"), User: "ferry",
+		Host: "127.0.0.1", Port: pgPort(), Database: config.Env("FERRY_PG_DATABASE", "ferry"), User: "ferry",
 		Password: &taskv1.SecretRef{Source: &taskv1.SecretRef_File{
-			File: env("FERRY_PG_PASSWORD_FILE", filepath.Join(repoRoot(), ".local", "secrets", "pg-password")),
+			File: config.Env("FERRY_PG_PASSWORD_FILE", filepath.Join(repoRoot(), ".local", "secrets", "pg-password")),
 		}},
 	}
 }
 
-func kafkaBootstrap() string { return env("FERRY_KAFKA_BOOTSTRAP", "127.0.0.1:59092") }
+func kafkaBootstrap() string { return config.Env("FERRY_KAFKA_BOOTSTRAP", "127.0.0.1:59092") }
 
-func temporalAddress() string { return env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233") }
+func temporalAddress() string { return config.Env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233") }
 
 func pgConnect(t *testing.T) *pgx.Conn {
 	t.Helper()
+	testenv.Integration(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	pw, err := os.ReadFile(sourceEndpoint().GetPassword().GetFile())
@@ -168,13 +171,22 @@ type ferry struct {
 	logDir    string
 	control   taskv1.TaskServiceClient
 	temporal  client.Client
+	env       []string // extra environment for every process
 }
 
 var services = []string{"catalog", "capture", "delivery", "control", "worker"}
 
 func startFerry(t *testing.T) *ferry {
 	t.Helper()
+	return startFerryWithEnv(t)
+}
+
+// startFerryWithEnv is startFerry with extra environment for every process.
+func startFerryWithEnv(t *testing.T, env ...string) *ferry {
+	t.Helper()
+	testenv.Integration(t)
 	f := &ferry{
+		env:       env,
 		t:         t,
 		addrs:     map[string]string{},
 		taskQueue: uniqueName("ferry-e2e"),
@@ -212,10 +224,14 @@ func (f *ferry) start(name string) {
 		"FERRY_CATALOG_ADDRESS="+f.addrs["catalog"], "FERRY_CAPTURE_ADDRESS="+f.addrs["capture"],
 		"FERRY_DELIVERY_ADDRESS="+f.addrs["delivery"], "FERRY_TEMPORAL_ADDRESS="+temporalAddress(),
 		"FERRY_TASK_QUEUE="+f.taskQueue,
+		// Secrets here are the stack's (.local) and those of private
+		// PostgreSQL servers, in temporary directories.
+		"FERRY_SECRET_DIRS="+secretDirs(),
 		// Port 0: the kernel picks the port as the process binds it, so
 		// no other process can take it in between, as one picked ahead can.
 		"FERRY_"+strings.ToUpper(name)+"_METRICS_ADDR=127.0.0.1:0",
 	)
+	cmd.Env = append(cmd.Env, f.env...)
 	logFile, err := os.OpenFile(filepath.Join(f.logDir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		f.t.Fatal(err)
@@ -294,6 +310,7 @@ func (f *ferry) logTail(name string) string {
 // consumer reads a topic from the beginning on every partition.
 func newConsumer(t *testing.T, topic string) *kafka.Consumer {
 	t.Helper()
+	testenv.Integration(t)
 	c, err := kafka.NewConsumer(&kafka.ConfigMap{
 		"bootstrap.servers":  kafkaBootstrap(),
 		"group.id":           uniqueName("e2e"),
@@ -313,6 +330,7 @@ func newConsumer(t *testing.T, topic string) *kafka.Consumer {
 
 func createTopic(t *testing.T, name string, configs map[string]string) {
 	t.Helper()
+	testenv.Integration(t)
 	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": kafkaBootstrap()})
 	if err != nil {
 		t.Fatal(err)
@@ -327,4 +345,17 @@ func createTopic(t *testing.T, name string, configs map[string]string) {
 	if res[0].Error.Code() != kafka.ErrNoError {
 		t.Fatalf("creating topic %s: %v", name, res[0].Error)
 	}
+}
+
+// secretDirs are where the tests' secret references point: the stack's
+// (.local, or wherever its env says, as for a worktree using another
+// checkout's stack) and private PostgreSQL servers' temporary directories.
+func secretDirs() string {
+	dirs := []string{filepath.Join(repoRoot(), ".local"), os.TempDir()}
+	for _, v := range []string{"FERRY_PG_PASSWORD_FILE", "FERRY_KAFKA_TLS_CA_FILE", "FERRY_KAFKA_SCRAM256_PASSWORD_FILE", "FERRY_KAFKA_SCRAM512_PASSWORD_FILE"} {
+		if f := os.Getenv(v); f != "" {
+			dirs = append(dirs, filepath.Dir(f))
+		}
+	}
+	return strings.Join(dirs, ",")
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/config"
+	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
 // superSource is the local PostgreSQL as its superuser (FERRY_PG_DSN's
@@ -22,7 +24,8 @@ import (
 // is a session of that role for reading and cleaning up what it owns.
 func superSource(t *testing.T) (src *taskv1.SourceEndpoint, conn *pgx.Conn) {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(env("FERRY_PG_DSN", "postgres://postgres:postgres@127.0.0.1:55432/ferry?sslmode=disable"))
+	testenv.Integration(t)
+	cfg, err := pgx.ParseConfig(config.Env("FERRY_PG_DSN", "postgres://postgres:postgres@127.0.0.1:55432/ferry?sslmode=disable"))
 	if err != nil {
 		t.Fatalf("FERRY_PG_DSN: %v", err)
 	}

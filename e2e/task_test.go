@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // createTask starts a task on one table and waits until its slot streams.
@@ -81,7 +82,7 @@ func (f *ferry) waitStreaming(conn *pgx.Conn, taskID string) {
 }
 
 func slotName(taskID string) string {
-	return "ferry_" + strings.ReplaceAll(strings.ToLower(taskID), "-", "_")
+	return taskapi.ReplicationName(taskID)
 }
 
 func (f *ferry) state(taskID string) *taskv1.TaskState {

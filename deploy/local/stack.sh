@@ -11,10 +11,16 @@
 #   stack.sh kafka-topics ARGS...   run Kafka's TopicCommand against the broker
 #   stack.sh pg-bin MAJOR...        print the server binaries' folder of each
 #                                   PostgreSQL major (12 to 17), fetching it once
+#   stack.sh consumer-libs [VERSION...]  print the jar folder of each Flink
+#                                   version the consumer harness runs (default:
+#                                   FLINK_VERSIONS), fetching it once
+#   stack.sh clean                  stop everything and remove the stack's state
 #
 # Components: postgres kafka temporal registry (the default set), and ferry:
 # Ferry's own services and worker, built from this checkout, which only `up ferry` starts.
-# State and logs: <repo>/.local/.
+# State and logs: <repo>/.local/ (as root with the clone in a directory the
+# postgres user cannot enter, the cluster is in /var/lib/ferry, linked from
+# .local/pg).
 # Caches (tool binaries, Kafka jars, Apicurio Registry): ${FERRY_CACHE:-$HOME/.cache/ferry}.
 set -euo pipefail
 
@@ -46,6 +52,14 @@ fi
 PG_HOST=127.0.0.1
 PG_PORT=${FERRY_PG_PORT:-55432}
 PG_DIR=$LOCAL_DIR/pg
+PG_LOG=$LOG_DIR/postgres.log
+# Under root the server runs as the postgres user, who cannot reach a clone
+# in a private directory (root's 0700 home, say). The cluster then lives
+# under /var/lib/ferry, one per clone, and .local/pg and the log link to it.
+if ((EUID == 0)) && ! (cd / && runuser -u postgres -- test -x "$REPO_ROOT") 2>/dev/null; then
+  PG_DIR=${FERRY_PG_STATE:-/var/lib/ferry}/pg-$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-12)
+  PG_LOG=$PG_DIR/postgres.log
+fi
 PG_DATA=$PG_DIR/data
 PG_SOCKET_DIR=$PG_DIR/run
 PG_DATABASE=ferry
@@ -219,7 +233,8 @@ check_components() {
 as_postgres() {
   # initdb refuses to run as root, so the cluster is owned by the postgres user.
   if ((EUID == 0)); then
-    runuser -u postgres -- "$@"
+    # From /: the clone itself may be closed to the postgres user.
+    (cd / && runuser -u postgres -- "$@")
   else
     "$@"
   fi
@@ -240,12 +255,18 @@ pg_running() {
 
 pg_prepare_dirs() {
   mkdir -p "$LOG_DIR" "$PG_DATA" "$PG_SOCKET_DIR"
+  if [[ $PG_DIR != "$LOCAL_DIR/pg" ]]; then
+    # Where users look: .local/pg and .local/logs/postgres.log.
+    [[ -L $LOCAL_DIR/pg || ! -e $LOCAL_DIR/pg ]] && ln -sfn "$PG_DIR" "$LOCAL_DIR/pg"
+    ln -sf "$PG_LOG" "$LOG_DIR/postgres.log"
+    chmod 755 "$(dirname "$PG_DIR")"
+  fi
   # Unix socket paths are limited to 107 bytes; fail early with a clear message.
   local sock="$PG_SOCKET_DIR/.s.PGSQL.$PG_PORT"
   ((${#sock} <= 100)) || die "postgres: socket path too long (${#sock} bytes): $sock; move the repo to a shorter path"
-  : >>"$LOG_DIR/postgres.log"
+  : >>"$PG_LOG"
   if ((EUID == 0)); then
-    chown postgres:postgres "$PG_DIR" "$PG_DATA" "$PG_SOCKET_DIR" "$LOG_DIR/postgres.log"
+    chown postgres:postgres "$PG_DIR" "$PG_DATA" "$PG_SOCKET_DIR" "$PG_LOG"
     # The repo may live under a root-only directory; the server cannot start if
     # the postgres user cannot reach its own data directory.
     runuser -u postgres -- test -w "$PG_DATA" ||
@@ -330,16 +351,16 @@ up_postgres() {
     pg_write_conf
     require_free_port postgres "$PG_HOST" "$PG_PORT"
     # -w waits for the server to accept connections, bounded by -t.
-    if ! as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$LOG_DIR/postgres.log" \
+    if ! as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" \
       -w -t "$START_TIMEOUT" start >/dev/null; then
-      fail_with_log postgres "$LOG_DIR/postgres.log" "server did not start"
+      fail_with_log postgres "$PG_LOG" "server did not start"
     fi
   fi
   # The role's password is random and lives only in the secrets file, which
   # tasks reference by path; tests check it never reaches a workflow history.
   [[ -s $PG_PASSWORD_FILE ]] || write_secret "$PG_PASSWORD_FILE" "$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')"
   PG_APP_PASSWORD=$(<"$PG_PASSWORD_FILE")
-  pg_bootstrap || fail_with_log postgres "$LOG_DIR/postgres.log" "creating role/database failed"
+  pg_bootstrap || fail_with_log postgres "$PG_LOG" "creating role/database failed"
   log "postgres: ready in $(elapsed "$start") (database $PG_DATABASE, role $PG_APP_USER)"
 }
 
@@ -353,7 +374,7 @@ down_postgres() {
   log "postgres: stopping pid $(head -n1 "$(pg_pidfile)")"
   # Fast (not immediate) shutdown: a clean checkpoint, no crash recovery next time.
   as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t "$STOP_TIMEOUT" stop >/dev/null ||
-    fail_with_log postgres "$LOG_DIR/postgres.log" "server did not stop"
+    fail_with_log postgres "$PG_LOG" "server did not stop"
   log "postgres: stopped in $(elapsed "$start")"
 }
 
@@ -428,6 +449,51 @@ cmd_pg_bin() {
   local major
   for major in "$@"; do
     pg_bin "$major"
+  done
+}
+
+# consumer_libs VERSION: prints the folder with the consumer harness's jars
+# (e2e/consumers/pom.xml) at that Flink version, resolving them on first use.
+# As for Kafka's jars, a marker written after Maven succeeds tells a complete
+# folder from an interrupted download, and a lock lets one of several
+# callers resolve while the others wait.
+consumer_libs() {
+  local version=$1 dir tmp start lock_fd
+  [[ " $FLINK_VERSIONS " == *" $version "* ]] ||
+    die "consumer-libs: Flink $version is not pinned; known: $FLINK_VERSIONS (deploy/local/versions.env)"
+  dir=$FERRY_CACHE/consumers-flink-$version/libs
+  if [[ ! -f $dir/.complete ]]; then
+    command -v mvn >/dev/null 2>&1 || die "consumer-libs: mvn not found; install maven to resolve Flink $version"
+    mkdir -p "$(dirname "$dir")" "$LOG_DIR"
+    exec {lock_fd}>"$(dirname "$dir")/.lock"
+    flock "$lock_fd"
+    if [[ ! -f $dir/.complete ]]; then
+      start=$(now)
+      log "consumers: resolving org.apache.flink:flink-json:$version from Maven Central" >&2
+      tmp=$(mktemp -d "$(dirname "$dir")/.libs.XXXXXX")
+      if ! mvn -q -B -Dstyle.color=never -f "$REPO_ROOT/e2e/consumers/pom.xml" \
+        -Dflink.version="$version" \
+        -Dmaven.dependency.plugin.version="$MAVEN_DEPENDENCY_PLUGIN_VERSION" \
+        -DoutputDirectory="$tmp" \
+        dependency:copy-dependencies >"$LOG_DIR/consumers-flink-$version-mvn.log" 2>&1; then
+        rm -rf "$tmp"
+        fail_with_log consumers "$LOG_DIR/consumers-flink-$version-mvn.log" "resolving Flink $version with Maven failed"
+      fi
+      touch "$tmp/.complete"
+      rm -rf "$dir"
+      mv "$tmp" "$dir"
+      log "consumers: $(find "$dir" -name '*.jar' | wc -l) jars of Flink $version cached in $dir in $(elapsed "$start")" >&2
+    fi
+    exec {lock_fd}>&-
+  fi
+  echo "$dir"
+}
+
+cmd_consumer_libs() {
+  local v versions=("$@")
+  ((${#versions[@]})) || read -ra versions <<<"$FLINK_VERSIONS"
+  for v in "${versions[@]}"; do
+    consumer_libs "$v"
   done
 }
 
@@ -876,6 +942,7 @@ up_ferry() {
       FERRY_CATALOG_ADDRESS="$(ferry_addr catalog)" FERRY_CAPTURE_ADDRESS="$(ferry_addr capture)" \
       FERRY_DELIVERY_ADDRESS="$(ferry_addr delivery)" FERRY_TEMPORAL_ADDRESS="$TEMPORAL_HOST:$TEMPORAL_PORT" \
       "FERRY_${svc^^}_METRICS_ADDR=$metrics" \
+      FERRY_SECRET_DIRS="$SECRETS_DIR,$KAFKA_TLS_DIR" \
       "$FERRY_BIN_DIR/$svc" || fail_with_log "ferry $svc" "$logfile" "could not start"
     if [[ -n $addr ]] && ! wait_until "$START_TIMEOUT" "$pidfile" "$FERRY_BIN_DIR/$svc" -- grpc_healthy "$addr"; then
       fail_with_log "ferry $svc" "$logfile" "not serving on $addr"
@@ -986,8 +1053,16 @@ export FERRY_SCHEMA_REGISTRY_URL='$REGISTRY_URL'
 EOF
 }
 
+# cmd_clean stops everything and removes the stack's state, the cluster
+# kept outside the clone included.
+cmd_clean() {
+  cmd_down
+  [[ $PG_DIR == "$LOCAL_DIR/pg" ]] || rm -rf "$PG_DIR"
+  rm -rf "$LOCAL_DIR"
+}
+
 usage() {
-  sed -n '2,16s/^# \{0,1\}//p' "$0"
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
 }
 
 main() {
@@ -1001,6 +1076,8 @@ main() {
     env) cmd_env ;;
     kafka-topics) cmd_kafka_topics "$@" ;;
     pg-bin) cmd_pg_bin "$@" ;;
+    clean) cmd_clean ;;
+    consumer-libs) cmd_consumer_libs "$@" ;;
     -h | --help | help) usage ;;
     *)
       usage >&2

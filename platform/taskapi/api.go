@@ -81,13 +81,21 @@ const (
 // carry the position.
 const DefaultHeartbeatSeconds = 30
 
+// DefaultSourceCheckSeconds is how often the source alerts read the slot
+// when alerts.source_check_seconds is unset: each reading is one short
+// session on the source.
+const DefaultSourceCheckSeconds = 30
+
 // Alert kinds and states, as the webhook body carries them (the workflow
-// sends task_failed, the incremental activity latency).
+// sends task_failed, the incremental activity the others).
 const (
-	AlertKindTaskFailed = "task_failed"
-	AlertKindLatency    = "latency"
-	AlertFiring         = "firing"
-	AlertResolved       = "resolved"
+	AlertKindTaskFailed      = "task_failed"
+	AlertKindLatency         = "latency"
+	AlertKindRetainedWAL     = "retained_wal"
+	AlertKindSlotLag         = "slot_lag"
+	AlertKindLongTransaction = "long_transaction"
+	AlertFiring              = "firing"
+	AlertResolved            = "resolved"
 )
 
 // Search attributes registered in the Temporal server (deploy/local/stack.sh)

@@ -63,3 +63,25 @@ func FailedPrechecks(items []*taskv1.PrecheckItem) string {
 	}
 	return msg
 }
+
+// AcksID is the precheck item on the producer's acknowledgements.
+const AcksID = "acks"
+
+// AcksItem judges the task's acks: with acks 0 the producer counts a message
+// sent once it is written to the socket, so Ferry would confirm LSNs to
+// PostgreSQL that Kafka never acknowledged, and a broker that drops them
+// loses those changes for good. That breaks Ferry's promise, so it warns
+// (the option exists for users who accept that).
+func AcksItem(spec *taskv1.TaskSpec) *taskv1.PrecheckItem {
+	switch spec.GetKafka().GetAcks() {
+	case taskv1.Acks_ACKS_NONE:
+		return &taskv1.PrecheckItem{Id: AcksID, Severity: taskv1.Severity_SEVERITY_WARN,
+			Message: "kafka.acks is ACKS_NONE: Kafka acknowledges nothing, so Ferry confirms each change to PostgreSQL once it is sent, and a change the broker never stores is lost with no retry",
+			Fix:     `set kafka.acks to ACKS_ALL (the default) so a change is confirmed only after Kafka stored it, or list "acks" in acknowledged_warnings to accept possible loss`}
+	case taskv1.Acks_ACKS_LEADER:
+		return &taskv1.PrecheckItem{Id: AcksID, Severity: taskv1.Severity_SEVERITY_PASS,
+			Message: "kafka.acks is ACKS_LEADER: a change is confirmed once the partition leader stored it; a leader that fails before its followers copy it can still lose it (ACKS_ALL cannot)"}
+	}
+	return &taskv1.PrecheckItem{Id: AcksID, Severity: taskv1.Severity_SEVERITY_PASS,
+		Message: "kafka.acks is ACKS_ALL: a change is confirmed to PostgreSQL only after every in-sync replica stored it"}
+}

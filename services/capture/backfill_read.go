@@ -17,6 +17,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
+	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 )
 
 // The backfill's reader (see backfill.go): a goroutine with a plain SQL
@@ -209,15 +210,9 @@ func (q chunkQuery) after(after []string) string {
 	for i, ci := range q.key {
 		col := q.rel.proto.GetColumns()[ci]
 		cols[i] = pgx.Identifier{col.GetName()}.Sanitize()
-		lits[i] = sqlString(after[i]) + "::" + col.GetTypeName()
+		lits[i] = pgsql.Literal(after[i]) + "::" + col.GetTypeName()
 	}
 	return fmt.Sprintf("(%s) > (%s)", strings.Join(cols, ", "), strings.Join(lits, ", "))
-}
-
-// sqlString quotes s as an escape string literal, which reads the same
-// whatever standard_conforming_strings is.
-func sqlString(s string) string {
-	return "E'" + strings.NewReplacer(`\`, `\\`, "'", "''").Replace(s) + "'"
 }
 
 // awaitTurn waits until fewer than backfillChunksInFlight chunks wait for

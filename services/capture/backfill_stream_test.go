@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/grpc"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
@@ -257,11 +256,6 @@ func (c *churn) key(r *rand.Rand) (string, int64) {
 		return after[0], id + 1 + r.Int64N(300)
 	}
 	return bfTenants[r.IntN(len(bfTenants))], 1 + r.Int64N(c.perTenant*6/5)
-}
-
-// execer is a connection or a transaction.
-type execer interface {
-	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
 }
 
 func (c *churn) op(ctx context.Context, db execer, r *rand.Rand) error {

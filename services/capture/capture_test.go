@@ -285,7 +285,7 @@ func TestQuotedNamesAndRelease(t *testing.T) {
 	s.close()
 
 	rel2, err := client.ReleaseReplication(context.Background(), &capturev1.ReleaseReplicationRequest{
-		Source: testenv.Source(), SlotName: r.slot, PublicationName: r.pub,
+		Source: testenv.Source(t), SlotName: r.slot, PublicationName: r.pub,
 	})
 	if err != nil || !rel2.GetSlotDropped() || !rel2.GetPublicationDropped() {
 		t.Fatalf("ReleaseReplication = %v, %v; want both dropped", rel2, err)
@@ -297,7 +297,7 @@ func TestQuotedNamesAndRelease(t *testing.T) {
 		t.Fatalf("after release %d objects remain (%v)", left, err)
 	}
 	rel3, err := client.ReleaseReplication(context.Background(), &capturev1.ReleaseReplicationRequest{
-		Source: testenv.Source(), SlotName: r.slot, PublicationName: r.pub,
+		Source: testenv.Source(t), SlotName: r.slot, PublicationName: r.pub,
 	})
 	if err != nil || rel3.GetSlotDropped() || rel3.GetPublicationDropped() {
 		t.Fatalf("second ReleaseReplication = %v, %v; want nothing dropped", rel3, err)
@@ -382,7 +382,7 @@ func TestStreamChangesErrors(t *testing.T) {
 	if code, _ := streamError(t, client, &capturev1.StreamChangesRequest{Kind: &capturev1.StreamChangesRequest_Ack{Ack: &capturev1.Ack{}}}); code != codes.InvalidArgument {
 		t.Fatalf("Ack first: %v; want InvalidArgument", code)
 	}
-	src := testenv.Source()
+	src := testenv.Source(t)
 	src.Port = 1
 	start = r.start()
 	start.Source = src
@@ -397,7 +397,7 @@ func TestStreamChangesErrors(t *testing.T) {
 		t.Fatalf("ReadSnapshot without a slot: %v; want InvalidArgument", err)
 	}
 	_, err = client.EnsureReplication(context.Background(), &capturev1.EnsureReplicationRequest{
-		Source: testenv.Source(), SlotName: "Bad-Slot", PublicationName: "p", Tables: r.tables,
+		Source: testenv.Source(t), SlotName: "Bad-Slot", PublicationName: "p", Tables: r.tables,
 	})
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("invalid slot name: %v; want InvalidArgument", err)

@@ -95,7 +95,7 @@ func TestFailoverSlotRefusedBefore17(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = conn.Exec(context.Background(), "DROP TABLE "+quoteIdent("public", name)) })
-	src := testenv.Source()
+	src := testenv.Source(t)
 	src.FailoverSlot = true
 	_, err := c.EnsureReplication(context.Background(), &capturev1.EnsureReplicationRequest{
 		Source: src, SlotName: r.slot, PublicationName: r.pub, Tables: r.tables,

@@ -334,7 +334,7 @@ func TestChunkQueryAppliesTheFilter(t *testing.T) {
 	if got := q.sql(nil); got != want {
 		t.Errorf("first chunk:\n got %s\nwant %s", got, want)
 	}
-	want = `COPY (SELECT "note", "id" FROM ONLY "public"."t" WHERE ("id") > (E'7'::bigint) AND ((note = 'eu'::text)) ORDER BY "id" LIMIT 10) TO STDOUT`
+	want = `COPY (SELECT "note", "id" FROM ONLY "public"."t" WHERE ("id") > ('7'::bigint) AND ((note = 'eu'::text)) ORDER BY "id" LIMIT 10) TO STDOUT`
 	if got := q.sql([]string{"7"}); got != want {
 		t.Errorf("next chunk:\n got %s\nwant %s", got, want)
 	}

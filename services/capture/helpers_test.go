@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
@@ -74,11 +75,13 @@ func serve(t *testing.T, s *Server) capturev1.CaptureServiceClient {
 type replication struct {
 	slot, pub string
 	tables    []*taskv1.TableRef
+	// src is the local PostgreSQL, read once where a t is at hand.
+	src *taskv1.SourceEndpoint
 }
 
 func newReplication(t *testing.T, pub string, tables ...*taskv1.TableRef) replication {
 	t.Helper()
-	r := replication{slot: testenv.UniqueName("ferry_slot"), pub: pub, tables: tables}
+	r := replication{slot: testenv.UniqueName("ferry_slot"), pub: pub, tables: tables, src: testenv.Source(t)}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 		defer cancel()
@@ -96,7 +99,7 @@ func newReplication(t *testing.T, pub string, tables ...*taskv1.TableRef) replic
 func (r replication) ensure(t *testing.T, c capturev1.CaptureServiceClient) *capturev1.EnsureReplicationResponse {
 	t.Helper()
 	resp, err := c.EnsureReplication(context.Background(), &capturev1.EnsureReplicationRequest{
-		Source: testenv.Source(), SlotName: r.slot, PublicationName: r.pub, Tables: r.tables,
+		Source: testenv.Source(t), SlotName: r.slot, PublicationName: r.pub, Tables: r.tables,
 	})
 	if err != nil {
 		t.Fatalf("EnsureReplication: %v", err)
@@ -105,7 +108,8 @@ func (r replication) ensure(t *testing.T, c capturev1.CaptureServiceClient) *cap
 }
 
 func (r replication) start() *capturev1.StartStream {
-	return &capturev1.StartStream{Source: testenv.Source(), SlotName: r.slot, PublicationName: r.pub}
+	// A copy: a test may change the request it gets, never another's.
+	return &capturev1.StartStream{Source: proto.Clone(r.src).(*taskv1.SourceEndpoint), SlotName: r.slot, PublicationName: r.pub}
 }
 
 // testStream is a client of StreamChanges that collects every batch.

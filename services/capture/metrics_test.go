@@ -151,12 +151,12 @@ func TestSnapshotMetricsCountRowsAndTables(t *testing.T) {
 	testenv.Exec(t, conn, `INSERT INTO `+q+` (id, amount) SELECT g, g FROM generate_series(1, 1234) g`)
 	r := newReplication(t, testenv.UniqueName("ferry_pub"), table("public", name))
 	if _, err := client.EnsureReplication(context.Background(), &capturev1.EnsureReplicationRequest{
-		Source: testenv.Source(), SlotName: r.slot, PublicationName: r.pub, Tables: r.tables, PublicationOnly: true,
+		Source: testenv.Source(t), SlotName: r.slot, PublicationName: r.pub, Tables: r.tables, PublicationOnly: true,
 	}); err != nil {
 		t.Fatalf("EnsureReplication(publication_only): %v", err)
 	}
 
-	snap := readSnapshot(t, client, &capturev1.ReadSnapshotRequest{Source: testenv.Source(), SlotName: r.slot,
+	snap := readSnapshot(t, client, &capturev1.ReadSnapshotRequest{Source: testenv.Source(t), SlotName: r.slot,
 		PublicationName: r.pub, Tables: r.tables, MaxBatchEvents: 500})
 	if n := len(snap.progress); n == 0 || !snap.progress[n-1].GetDone() {
 		t.Fatalf("snapshot did not finish: %v", snap.progress)

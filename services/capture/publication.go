@@ -241,7 +241,7 @@ func ensurePublished(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureR
 			quoted, st.version)
 	}
 	if !st.exists {
-		_, err := conn.Exec(ctx, createPublication(quoted, want, st.version))
+		err := createOwnedPublication(ctx, conn, name, createPublication(quoted, want, st.version), req.GetOwner())
 		if err == nil {
 			return true, nil
 		}
@@ -252,8 +252,13 @@ func ensurePublished(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureR
 			return false, err
 		}
 	}
+	if owner := req.GetOwner(); owner != "" {
+		if _, err := ownPublication(ctx, conn, name, owner); err != nil {
+			return false, err
+		}
+	}
 	if st.have.allTables != want.allTables {
-		return false, recreatePublication(ctx, conn, req.GetSlotName(), quoted, st, want)
+		return false, recreatePublication(ctx, conn, req, st, want)
 	}
 	// Before the tables: PostgreSQL refuses a row filter on a partitioned
 	// table while publish_via_partition_root is false.
@@ -283,7 +288,8 @@ func ensurePublished(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureR
 // create in one transaction would leave no such gap, but PostgreSQL does
 // not document replacing the publication a live decoder reads as safe, and
 // a change of selection that big is made safely by a new task.
-func recreatePublication(ctx context.Context, conn *pgx.Conn, slot, quoted string, st pubState, want pubTarget) error {
+func recreatePublication(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureReplicationRequest, st pubState, want pubTarget) error {
+	slot, quoted := req.GetSlotName(), pgx.Identifier{req.GetPublicationName()}.Sanitize()
 	refuse := func(why string) error {
 		return failedPrecondition("publication %s publishes %s, but the task now selects %s, and PostgreSQL cannot alter one into the other; %s. To change between objects.whole_database and a list of schemas or tables, stop the task with release and create it again with the new selection (with sync_types.full to read the tables)",
 			quoted, st.have.describe(), want.describe(), why)
@@ -302,8 +308,10 @@ func recreatePublication(ctx context.Context, conn *pgx.Conn, slot, quoted strin
 		if _, err := tx.Exec(ctx, "DROP PUBLICATION "+quoted); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, createPublication(quoted, want, st.version))
-		return err
+		if _, err := tx.Exec(ctx, createPublication(quoted, want, st.version)); err != nil || req.GetOwner() == "" {
+			return err
+		}
+		return writeClaim(ctx, tx, req.GetPublicationName(), claim{owner: req.GetOwner()})
 	})
 	if err != nil {
 		return publishError(conn, "recreating", quoted, want, err)

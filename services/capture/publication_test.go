@@ -22,7 +22,7 @@ import (
 // publications need (superPG's role and password).
 func superSource(t *testing.T) *taskv1.SourceEndpoint {
 	t.Helper()
-	src := testenv.Source()
+	src := testenv.Source(t)
 	src.User = "postgres"
 	if v := os.Getenv("FERRY_PG_SUPERUSER"); v != "" {
 		src.User = v
@@ -211,7 +211,7 @@ func TestEnsureReplicationSwitchesBetweenTablesAndSchemas(t *testing.T) {
 // with the statement that fixes it, and the alternative.
 func TestSchemaPublicationNeedsASuperuser(t *testing.T) {
 	f := newSchemaFixture(t, "a")
-	f.src = testenv.Source()
+	f.src = testenv.Source(t)
 	_, err := f.ensure(t, &capturev1.EnsureReplicationRequest{Schemas: []string{f.schema}, PublicationOnly: true})
 	if st := status.Convert(err); st.Code() != codes.PermissionDenied || !strings.Contains(st.Message(), "WITH SUPERUSER") ||
 		!strings.Contains(st.Message(), "objects.tables") {

@@ -72,7 +72,7 @@ func (s *Server) EnsureReplication(ctx context.Context, req *capturev1.EnsureRep
 		s.logger.Info("publication ensured", "publication", req.GetPublicationName(), "publication_created", pubCreated)
 		return &capturev1.EnsureReplicationResponse{PublicationCreated: pubCreated}, nil
 	}
-	slotCreated, err := ensureSlot(ctx, conn, req.GetSource(), req.GetSlotName())
+	slotCreated, err := ensureSlot(ctx, conn, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -124,17 +124,26 @@ func checkWALLevel(ctx context.Context, conn *pgx.Conn) error {
 
 // ensureSlot creates the logical slot unless it exists. An existing slot
 // of another plugin or database cannot serve this task and is left alone.
-func ensureSlot(ctx context.Context, conn *pgx.Conn, src *taskv1.SourceEndpoint, name string) (bool, error) {
+func ensureSlot(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureReplicationRequest) (bool, error) {
+	src, name, owner := req.GetSource(), req.GetSlotName(), req.GetOwner()
 	info, err := lookupSlot(ctx, conn, name)
 	if err == nil {
 		if info.plugin != "pgoutput" || info.database != src.GetDatabase() {
 			return false, failedPrecondition("replication slot %s exists with plugin %q on database %q, but Ferry needs pgoutput on %q; drop it or choose another slot name",
 				name, info.plugin, info.database, src.GetDatabase())
 		}
+		if owner != "" {
+			return false, ownSlot(ctx, conn, name, req.GetPublicationName(), owner)
+		}
 		return false, nil
 	}
 	if !errors.Is(err, errSlotMissing) {
 		return false, err
+	}
+	if owner != "" {
+		if err := claimSlot(ctx, conn, req.GetPublicationName(), owner); err != nil {
+			return false, err
+		}
 	}
 	failover, err := slotFailover(ctx, conn, src)
 	if err != nil {
@@ -212,6 +221,12 @@ func (s *Server) ReleaseReplication(ctx context.Context, req *capturev1.ReleaseR
 		return nil, toStatus(err)
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	if why, err := unowned(ctx, conn, req); err != nil || why != "" {
+		if why != "" {
+			s.logger.Warn("replication left in place", "slot", req.GetSlotName(), "publication", req.GetPublicationName(), "because", why)
+		}
+		return &capturev1.ReleaseReplicationResponse{LeftBecause: why}, toStatus(err)
+	}
 
 	slotDropped, err := dropSlot(ctx, conn, req.GetSlotName())
 	if err != nil {
@@ -231,6 +246,36 @@ func (s *Server) ReleaseReplication(ctx context.Context, req *capturev1.ReleaseR
 	s.logger.Info("replication released", "slot", req.GetSlotName(), "publication", req.GetPublicationName(),
 		"slot_dropped", slotDropped, "publication_dropped", pubDropped, "signal_table_dropped", signalsDropped)
 	return &capturev1.ReleaseReplicationResponse{SlotDropped: slotDropped, PublicationDropped: pubDropped}, nil
+}
+
+// unowned says why a release with an owner must leave the slot and
+// publication alone, or "" when they are the owner's (or already gone).
+func unowned(ctx context.Context, conn *pgx.Conn, req *capturev1.ReleaseReplicationRequest) (string, error) {
+	owner, slot, pub := req.GetOwner(), req.GetSlotName(), req.GetPublicationName()
+	if owner == "" {
+		return "", nil
+	}
+	_, err := lookupSlot(ctx, conn, slot)
+	slotExists := err == nil
+	if err != nil && !errors.Is(err, errSlotMissing) {
+		return "", err
+	}
+	c, err := readClaim(ctx, conn, pub)
+	switch {
+	case errors.Is(err, errNoPublication) && !slotExists:
+		return "", nil // released before
+	case errors.Is(err, errNoPublication):
+		return fmt.Sprintf("replication slot %s exists but publication %s, which records Ferry's ownership, does not, so Ferry cannot tell the slot is this task's; drop it yourself if nothing uses it",
+			slot, pgx.Identifier{pub}.Sanitize()), nil
+	case err != nil:
+		return "", err
+	case c.owner != owner:
+		return fmt.Sprintf("publication %s is not this task's (%s); drop it and slot %s yourself if nothing uses them",
+			pgx.Identifier{pub}.Sanitize(), describeClaim(c, owner), slot), nil
+	case slotExists && !c.slot:
+		return fmt.Sprintf("replication slot %s was not created by this task; drop it yourself if nothing uses it, then stop the task with release again", slot), nil
+	}
+	return "", nil
 }
 
 func dropSlot(ctx context.Context, conn *pgx.Conn, name string) (bool, error) {

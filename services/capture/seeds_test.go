@@ -77,7 +77,7 @@ func recordWorkload(t *testing.T) [][]byte {
 
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	repl, err := pgsource.ConnectReplication(ctx, testenv.Source())
+	repl, err := pgsource.ConnectReplication(ctx, testenv.Source(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
+	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 )
 
 // Server implements capturev1.CaptureServiceServer. It keeps no state
@@ -230,7 +231,7 @@ func pluginArgs(version int, pub string, streamInProgress bool, protocol int) ([
 		"proto_version '" + proto + "'",
 		// publication_names is a list of identifiers inside a string
 		// literal: quote the name as an identifier, then as a literal.
-		"publication_names " + quoteLiteral(pgx.Identifier{pub}.Sanitize()),
+		"publication_names " + pgsql.ReplicationLiteral(pgx.Identifier{pub}.Sanitize()),
 	}
 	if !usesSignalTable(version) {
 		args = append(args, "messages 'true'")
@@ -310,17 +311,4 @@ func resumeAt(logger *slog.Logger, slot string, checkpoint pglogrepl.LSN, info s
 		return info.confirmed
 	}
 	return max(checkpoint, info.confirmed)
-}
-
-// quoteLiteral quotes s as an SQL string literal.
-func quoteLiteral(s string) string {
-	out := make([]byte, 0, len(s)+2)
-	out = append(out, '\'')
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\'' {
-			out = append(out, '\'')
-		}
-		out = append(out, s[i])
-	}
-	return string(append(out, '\''))
 }

@@ -70,7 +70,7 @@ func checkSignalTable(t *testing.T) {
 	s.close()
 
 	if _, err := client.ReleaseReplication(context.Background(), &capturev1.ReleaseReplicationRequest{
-		Source: testenv.Source(), SlotName: r.slot, PublicationName: r.pub,
+		Source: testenv.Source(t), SlotName: r.slot, PublicationName: r.pub,
 	}); err != nil {
 		t.Fatal(err)
 	}

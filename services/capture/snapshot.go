@@ -21,6 +21,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
+	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 )
 
 // Full sync meets incremental sync at the slot's consistent point: the slot
@@ -119,8 +120,13 @@ func (s *Server) exportSnapshot(ctx context.Context, req *capturev1.ReadSnapshot
 	} else if !exists {
 		return nil, failedPrecondition("publication %q does not exist; run setup (EnsureReplication with publication_only) before full sync", pub)
 	}
-	if err := s.dropStaleSlot(ctx, conn, req.GetSource(), slot); err != nil {
+	if err := s.dropStaleSlot(ctx, conn, req, slot); err != nil {
 		return nil, err
+	}
+	if owner := req.GetOwner(); owner != "" {
+		if err := claimSlot(ctx, conn, pub, owner); err != nil {
+			return nil, err
+		}
 	}
 	failover, err := slotFailover(ctx, conn, req.GetSource())
 	if err != nil {
@@ -151,7 +157,8 @@ func (s *Server) exportSnapshot(ctx context.Context, req *capturev1.ReadSnapshot
 // its snapshot died with that attempt's session, so the slot's start point
 // no longer meets any snapshot. A slot of another plugin or database is not
 // Ferry's to drop.
-func (s *Server) dropStaleSlot(ctx context.Context, conn *pgx.Conn, src *taskv1.SourceEndpoint, slot string) error {
+func (s *Server) dropStaleSlot(ctx context.Context, conn *pgx.Conn, req *capturev1.ReadSnapshotRequest, slot string) error {
+	src := req.GetSource()
 	info, err := lookupSlot(ctx, conn, slot)
 	if errors.Is(err, errSlotMissing) {
 		return nil
@@ -162,6 +169,11 @@ func (s *Server) dropStaleSlot(ctx context.Context, conn *pgx.Conn, src *taskv1.
 	if info.plugin != "pgoutput" || info.database != src.GetDatabase() {
 		return failedPrecondition("replication slot %s exists with plugin %q on database %q, but Ferry needs pgoutput on %q; drop it or choose another task ID",
 			slot, info.plugin, info.database, src.GetDatabase())
+	}
+	if owner := req.GetOwner(); owner != "" {
+		if err := ownSlot(ctx, conn, slot, req.GetPublicationName(), owner); err != nil {
+			return err
+		}
 	}
 	s.logger.Warn("dropping the slot of an interrupted full sync; the snapshot starts again", "slot", slot)
 	_, err = dropSlot(ctx, conn, slot)
@@ -301,7 +313,7 @@ func importSnapshot(ctx context.Context, conn *pgx.Conn, snap *exportedSnapshot)
 	if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
 		return 0, fmt.Errorf("starting the snapshot transaction: %w", err)
 	}
-	if _, err := conn.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(snap.name)); err != nil {
+	if _, err := conn.Exec(ctx, "SET TRANSACTION SNAPSHOT "+pgsql.Literal(snap.name)); err != nil {
 		return 0, fmt.Errorf("importing snapshot %s: %w", snap.name, err)
 	}
 	return serverVersion(ctx, conn)

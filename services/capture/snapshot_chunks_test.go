@@ -17,6 +17,7 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
@@ -116,7 +117,7 @@ func rowsInSnapshot(t *testing.T, snapshot string, filters map[string]string) ma
 	t.Helper()
 	ctx := context.Background()
 	conn := testenv.PG(t)
-	testenv.Exec(t, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "SET TRANSACTION SNAPSHOT "+quoteLiteral(snapshot))
+	testenv.Exec(t, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "SET TRANSACTION SNAPSHOT "+pgsql.Literal(snapshot))
 	out := map[string]map[int64]string{}
 	for name, filter := range filters {
 		rows, err := conn.Query(ctx, `SELECT id, grp, note FROM ONLY `+quoteIdent("public", name)+` WHERE `+filter)
@@ -257,7 +258,7 @@ func TestSnapshotChunksHoldExactlyTheSnapshot(t *testing.T) {
 	filters := map[string]string{keyed: "id % 7 <> 0", keyless: "grp <> 3", tiny: "true"}
 	r := newReplication(t, testenv.UniqueName("ferry_pub"), table("public", keyed), table("public", keyless), table("", tiny))
 	if _, err := client.EnsureReplication(context.Background(), &capturev1.EnsureReplicationRequest{
-		Source: testenv.Source(), PublicationName: r.pub, Tables: r.tables, PublicationOnly: true,
+		Source: testenv.Source(t), PublicationName: r.pub, Tables: r.tables, PublicationOnly: true,
 		Filters: []*capturev1.TableFilter{filtered(keyed, filters[keyed]), filtered(keyless, filters[keyless])},
 	}); err != nil {
 		t.Fatalf("EnsureReplication(publication_only): %v", err)
@@ -268,7 +269,7 @@ func TestSnapshotChunksHoldExactlyTheSnapshot(t *testing.T) {
 	// before most chunks are read.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*waitLimit)
 	defer cancel()
-	stream, err := client.ReadSnapshot(ctx, &capturev1.ReadSnapshotRequest{Source: testenv.Source(), SlotName: r.slot,
+	stream, err := client.ReadSnapshot(ctx, &capturev1.ReadSnapshotRequest{Source: testenv.Source(t), SlotName: r.slot,
 		PublicationName: r.pub, Tables: r.tables, MaxBatchEvents: 200, Parallelism: 4,
 		Throttle: &taskv1.FullSyncThrottle{QueriesPerSecond: 1}})
 	if err != nil {
@@ -450,7 +451,7 @@ func TestSnapshotThrottleCountsChunkQueries(t *testing.T) {
 	r.publicationOnly(t, client)
 	begun := time.Now()
 	snap := readSnapshot(t, client, &capturev1.ReadSnapshotRequest{
-		Source: testenv.Source(), SlotName: r.slot, PublicationName: r.pub, Tables: r.tables,
+		Source: testenv.Source(t), SlotName: r.slot, PublicationName: r.pub, Tables: r.tables,
 		Parallelism: 4, Throttle: &taskv1.FullSyncThrottle{QueriesPerSecond: 1},
 	})
 	// At one query a second the last chunk starts chunks-1 seconds in.

@@ -93,7 +93,7 @@ func TestSnapshotMeetsTheStreamWithIdenticalValues(t *testing.T) {
 	r := newReplication(t, testenv.UniqueName("ferry_pub"), table("public", name), table("", other))
 
 	ens, err := client.EnsureReplication(context.Background(), &capturev1.EnsureReplicationRequest{
-		Source: testenv.Source(), SlotName: r.slot, PublicationName: r.pub, Tables: r.tables, PublicationOnly: true,
+		Source: testenv.Source(t), SlotName: r.slot, PublicationName: r.pub, Tables: r.tables, PublicationOnly: true,
 	})
 	if err != nil || ens.GetSlotCreated() || ens.GetConfirmedLsn() != 0 || !ens.GetPublicationCreated() {
 		t.Fatalf("EnsureReplication(publication_only) = %v, %v; want the publication and no slot", ens, err)
@@ -102,7 +102,7 @@ func TestSnapshotMeetsTheStreamWithIdenticalValues(t *testing.T) {
 		t.Fatalf("slot after publication_only: %v, want none", err)
 	}
 
-	req := &capturev1.ReadSnapshotRequest{Source: testenv.Source(), SlotName: r.slot, PublicationName: r.pub,
+	req := &capturev1.ReadSnapshotRequest{Source: testenv.Source(t), SlotName: r.slot, PublicationName: r.pub,
 		Tables: r.tables, MaxBatchEvents: 1000, Parallelism: 2}
 	snap := readSnapshot(t, client, req)
 	checkSnapshotShape(t, snap, map[string]uint64{name: 2504, other: 3})

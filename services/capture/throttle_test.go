@@ -322,7 +322,7 @@ func TestThrottledStreamKeepsTheWalsenderAnswered(t *testing.T) {
 func (r replication) publicationOnly(t *testing.T, c capturev1.CaptureServiceClient) {
 	t.Helper()
 	_, err := c.EnsureReplication(context.Background(), &capturev1.EnsureReplicationRequest{
-		Source: testenv.Source(), SlotName: r.slot, PublicationName: r.pub, Tables: r.tables, PublicationOnly: true,
+		Source: testenv.Source(t), SlotName: r.slot, PublicationName: r.pub, Tables: r.tables, PublicationOnly: true,
 	})
 	if err != nil {
 		t.Fatalf("EnsureReplication(publication_only): %v", err)
@@ -338,7 +338,7 @@ func TestSnapshotThrottleBoundsRowsAndChangesLive(t *testing.T) {
 	defer cancel()
 	begun := time.Now()
 	stream, err := client.ReadSnapshot(ctx, &capturev1.ReadSnapshotRequest{
-		Source: testenv.Source(), SlotName: r.slot, PublicationName: r.pub, Tables: r.tables,
+		Source: testenv.Source(t), SlotName: r.slot, PublicationName: r.pub, Tables: r.tables,
 		MaxBatchEvents: 100, Parallelism: 1, Throttle: &taskv1.FullSyncThrottle{RowsPerSecond: 200},
 	})
 	if err != nil {
@@ -393,7 +393,7 @@ func TestSnapshotThrottleLimitsQueries(t *testing.T) {
 	r.publicationOnly(t, client)
 	begun := time.Now()
 	snap := readSnapshot(t, client, &capturev1.ReadSnapshotRequest{
-		Source: testenv.Source(), SlotName: r.slot, PublicationName: r.pub, Tables: r.tables,
+		Source: testenv.Source(t), SlotName: r.slot, PublicationName: r.pub, Tables: r.tables,
 		Parallelism: 3, Throttle: &taskv1.FullSyncThrottle{QueriesPerSecond: 1},
 	})
 	// One COPY per table at one query a second: the third starts 2 s in.

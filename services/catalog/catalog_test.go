@@ -34,7 +34,7 @@ func TestPrecheckOnRealPostgres(t *testing.T) {
 
 	s := NewServer(slog.Default())
 	res, err := s.Precheck(context.Background(), &catalogv1.PrecheckRequest{
-		Source:  testenv.Source(),
+		Source:  testenv.Source(t),
 		Objects: &taskv1.ObjectSelection{Schemas: []*taskv1.SchemaSelection{{Schema: schema}}},
 	})
 	if err != nil {
@@ -59,7 +59,7 @@ func TestPrecheckOnRealPostgres(t *testing.T) {
 }
 
 func TestPrecheckReportsBadCredentialsAsFailedItem(t *testing.T) {
-	src := testenv.Source()
+	src := testenv.Source(t)
 	src.Password = &taskv1.SecretRef{Source: &taskv1.SecretRef_Env{Env: "FERRY_TEST_WRONG_PASSWORD"}}
 	t.Setenv("FERRY_TEST_WRONG_PASSWORD", "not-the-password")
 	res, err := NewServer(slog.Default()).Precheck(context.Background(), &catalogv1.PrecheckRequest{Source: src})
@@ -90,7 +90,7 @@ func TestResolveTables(t *testing.T) {
 	s := NewServer(slog.Default())
 
 	res, err := s.ResolveTables(context.Background(), &catalogv1.ResolveTablesRequest{
-		Source:  testenv.Source(),
+		Source:  testenv.Source(t),
 		Objects: &taskv1.ObjectSelection{Schemas: []*taskv1.SchemaSelection{{Schema: schema}}},
 	})
 	if err != nil {
@@ -113,7 +113,7 @@ func TestResolveTables(t *testing.T) {
 	}
 
 	_, err = s.ResolveTables(context.Background(), &catalogv1.ResolveTablesRequest{
-		Source:  testenv.Source(),
+		Source:  testenv.Source(t),
 		Objects: &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{{Schema: schema, Table: "missing"}}},
 	})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `"missing"`) {
@@ -126,7 +126,7 @@ func TestPrecheckSchemaRegistryReal(t *testing.T) {
 	find := func(dest *taskv1.KafkaEndpoint) *taskv1.PrecheckItem {
 		t.Helper()
 		res, err := s.Precheck(context.Background(), &catalogv1.PrecheckRequest{
-			Source: testenv.Source(), Objects: &taskv1.ObjectSelection{Schemas: []*taskv1.SchemaSelection{{Schema: "public"}}},
+			Source: testenv.Source(t), Objects: &taskv1.ObjectSelection{Schemas: []*taskv1.SchemaSelection{{Schema: "public"}}},
 			Destination: dest,
 		})
 		if err != nil {
@@ -142,13 +142,13 @@ func TestPrecheckSchemaRegistryReal(t *testing.T) {
 	if it := find(&taskv1.KafkaEndpoint{}); it != nil {
 		t.Fatalf("no registry configured, yet the precheck reports %v", it)
 	}
-	it := find(&taskv1.KafkaEndpoint{SchemaRegistryUrl: testenv.SchemaRegistryURL()})
+	it := find(&taskv1.KafkaEndpoint{SchemaRegistryUrl: testenv.SchemaRegistryURL(t)})
 	if it.GetSeverity() != taskv1.Severity_SEVERITY_PASS {
 		t.Fatalf("the local registry: %v, want PASS (start the local stack with `make up`)", it)
 	}
 	// Something that answers HTTP but not the Confluent API there: the
 	// registry's own root, without /apis/ccompat/v7.
-	root := strings.TrimSuffix(testenv.SchemaRegistryURL(), "/apis/ccompat/v7")
+	root := strings.TrimSuffix(testenv.SchemaRegistryURL(t), "/apis/ccompat/v7")
 	for bad, say := range map[string]string{
 		root + "/not-an-api": root + "/not-an-api", // answers 404
 		"http://127.0.0.1:1": "unreachable",

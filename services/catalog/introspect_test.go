@@ -58,7 +58,7 @@ func describeSchema(t *testing.T) string {
 func describe(t *testing.T, srv *Server, schema, table string) *catalogv1.DescribeTableResponse {
 	t.Helper()
 	res, err := srv.DescribeTable(context.Background(), &catalogv1.DescribeTableRequest{
-		Source: testenv.Source(), Table: &taskv1.TableRef{Schema: schema, Table: table},
+		Source: testenv.Source(t), Table: &taskv1.TableRef{Schema: schema, Table: table},
 	})
 	if err != nil {
 		t.Fatalf("describing %s.%s: %v", schema, table, err)
@@ -185,15 +185,15 @@ func TestDescribePartitionsAndInheritance(t *testing.T) {
 func TestDescribeTableErrors(t *testing.T) {
 	srv := NewServer(slog.Default())
 	ctx := context.Background()
-	_, err := srv.DescribeTable(ctx, &catalogv1.DescribeTableRequest{Source: testenv.Source(), Table: &taskv1.TableRef{Schema: "public", Table: "No-Such-Table"}})
+	_, err := srv.DescribeTable(ctx, &catalogv1.DescribeTableRequest{Source: testenv.Source(t), Table: &taskv1.TableRef{Schema: "public", Table: "No-Such-Table"}})
 	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), `"public"."No-Such-Table"`) {
 		t.Errorf("missing table: %v, want NotFound naming it", err)
 	}
-	_, err = srv.DescribeTable(ctx, &catalogv1.DescribeTableRequest{Source: testenv.Source(), Table: &taskv1.TableRef{Table: "orders"}})
+	_, err = srv.DescribeTable(ctx, &catalogv1.DescribeTableRequest{Source: testenv.Source(t), Table: &taskv1.TableRef{Table: "orders"}})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "schema") {
 		t.Errorf("no schema: %v, want InvalidArgument", err)
 	}
-	down := testenv.Source()
+	down := testenv.Source(t)
 	down.Port = 1
 	_, err = srv.DescribeTable(ctx, &catalogv1.DescribeTableRequest{Source: down, Table: &taskv1.TableRef{Schema: "public", Table: "t"}})
 	if status.Code(err) != codes.Unavailable {
@@ -204,7 +204,7 @@ func TestDescribeTableErrors(t *testing.T) {
 func TestListTables(t *testing.T) {
 	s := describeSchema(t)
 	srv := NewServer(slog.Default())
-	res, err := srv.ListTables(context.Background(), &catalogv1.ListTablesRequest{Source: testenv.Source(), Schema: s})
+	res, err := srv.ListTables(context.Background(), &catalogv1.ListTablesRequest{Source: testenv.Source(t), Schema: s})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func TestListTables(t *testing.T) {
 	if m, e := sizes["main"], sizes["events"]; m.GetEstimatedRows() != 50 || m.GetSizeBytes() <= 0 || e.GetEstimatedRows() != 100 || e.GetSizeBytes() <= 0 {
 		t.Errorf("main %v, events %v: want 50 and 100 rows, and sizes", m, e)
 	}
-	_, err = srv.ListTables(context.Background(), &catalogv1.ListTablesRequest{Source: testenv.Source(), Schema: s + "_missing"})
+	_, err = srv.ListTables(context.Background(), &catalogv1.ListTablesRequest{Source: testenv.Source(t), Schema: s + "_missing"})
 	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), s+"_missing") {
 		t.Errorf("missing schema: %v, want NotFound naming it", err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 	"github.com/ferry-cdc/ferry/services/delivery/registry"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 )
@@ -54,7 +55,7 @@ func WarningIDs() []string {
 	return []string{
 		"primary_key", "replica_identity", "toast", "row_size", "database_name", "hot_standby", "hot_standby_feedback",
 		"sync_replication_slots", "synchronized_standby_slots", "failover_slot", "long_transactions", "temporary_tables",
-		"unlogged_tables", greenplumID,
+		"unlogged_tables", greenplumID, taskapi.AcksID,
 	}
 }
 

@@ -120,7 +120,7 @@ func TestPrecheckFailoverOn17(t *testing.T) {
 
 // Below PostgreSQL 17 a task asking for a failover slot fails the precheck.
 func TestPrecheckFailoverSlotBefore17(t *testing.T) {
-	src := testenv.Source()
+	src := testenv.Source(t)
 	src.FailoverSlot = true
 	items := precheckItems(t, NewServer(slog.Default()), src, &taskv1.ObjectSelection{Schemas: []*taskv1.SchemaSelection{{Schema: "public"}}})
 	expect(t, items, "failover_slot", sevFail, []string{"failover slots came with PostgreSQL 17"})

@@ -20,6 +20,7 @@ import (
 // the service's own role may not create.
 func superPG(t *testing.T) *pgx.Conn {
 	t.Helper()
+	testenv.Integration(t)
 	dsn := os.Getenv("FERRY_PG_DSN")
 	if dsn == "" {
 		dsn = "postgres://postgres:postgres@127.0.0.1:55432/ferry?sslmode=disable"
@@ -97,7 +98,7 @@ func TestPrecheckTableItemsOnRealPostgres(t *testing.T) {
 
 	s := NewServer(slog.Default())
 	sel := &taskv1.ObjectSelection{Schemas: []*taskv1.SchemaSelection{{Schema: schema}}}
-	items := precheckItems(t, s, testenv.Source(), sel)
+	items := precheckItems(t, s, testenv.Source(t), sel)
 	expect(t, items, "objects", sevPass, []string{"6 tables selected"}) // the unlogged table is left out
 	expect(t, items, "primary_key", sevWarn, []string{"1 tables", "no_key"}, "unique_only", "keyed")
 	expect(t, items, "replica_identity", sevWarn,
@@ -112,7 +113,7 @@ func TestPrecheckTableItemsOnRealPostgres(t *testing.T) {
 	expect(t, items, "row_size", sevPass, []string{"no selected table stores values out of line"})
 
 	// Without the child's schema problem, a plain selection passes it.
-	items = precheckItems(t, s, testenv.Source(), &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{{Schema: schema, Table: "full_ident"}}})
+	items = precheckItems(t, s, testenv.Source(t), &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{{Schema: schema, Table: "full_ident"}}})
 	for _, id := range []string{"primary_key", "replica_identity", "toast", "inheritance"} {
 		expect(t, items, id, sevPass, nil)
 	}
@@ -140,7 +141,7 @@ func TestPrecheckRowSizeOnRealPostgres(t *testing.T) {
 	sel := &taskv1.ObjectSelection{Schemas: []*taskv1.SchemaSelection{{Schema: schema}}}
 	// The TOAST evidence is the statistics counters, which the inserting
 	// session flushes within a second or so; poll for it.
-	it := pollItem(t, func() *taskv1.PrecheckItem { return precheckItems(t, s, testenv.Source(), sel)["row_size"] },
+	it := pollItem(t, func() *taskv1.PrecheckItem { return precheckItems(t, s, testenv.Source(t), sel)["row_size"] },
 		func(it *taskv1.PrecheckItem) bool { return it.GetSeverity() == sevWarn })
 	expect(t, map[string]*taskv1.PrecheckItem{"row_size": it}, "row_size", sevWarn,
 		[]string{schema + ".big (about 128", "the largest is in " + schema + ".big", "1048588"}, schema+".small")
@@ -185,7 +186,7 @@ func TestPrecheckSourceItemsOnRealPostgres(t *testing.T) {
 	sel := &taskv1.ObjectSelection{Schemas: []*taskv1.SchemaSelection{{Schema: "public"}}}
 	var items map[string]*taskv1.PrecheckItem
 	pollItem(t, func() *taskv1.PrecheckItem {
-		items = precheckItems(t, s, testenv.Source(), sel)
+		items = precheckItems(t, s, testenv.Source(t), sel)
 		return items["long_transactions"]
 	}, func(it *taskv1.PrecheckItem) bool {
 		return strings.Contains(it.GetMessage(), fmt.Sprintf("pid %d ", txPid))
@@ -212,7 +213,7 @@ func TestPrecheckSourceItemsOnRealPostgres(t *testing.T) {
 	}
 
 	// The default age ignores a transaction this young.
-	items = precheckItems(t, NewServer(slog.Default()), testenv.Source(), sel)
+	items = precheckItems(t, NewServer(slog.Default()), testenv.Source(t), sel)
 	expect(t, items, "long_transactions", sevPass, nil, fmt.Sprintf("pid %d ", txPid))
 }
 
@@ -232,7 +233,7 @@ func TestPrecheckDatabaseNameOnRealPostgres(t *testing.T) {
 	name := testenv.UniqueName(`cat.db "x"`)
 	testenv.Exec(t, super, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize())
 	t.Cleanup(func() { testenv.Exec(t, super, `DROP DATABASE `+pgx.Identifier{name}.Sanitize()+` WITH (FORCE)`) })
-	src := testenv.Source()
+	src := testenv.Source(t)
 	src.Database = name
 	items := precheckItems(t, NewServer(slog.Default()), src, &taskv1.ObjectSelection{Schemas: []*taskv1.SchemaSelection{{Schema: "public"}}})
 	expect(t, items, "connectivity", sevPass, nil)
@@ -274,7 +275,7 @@ func TestPrecheckManyTables(t *testing.T) {
 		sel.Tables = append(sel.Tables, &taskv1.TableSelection{Schema: schema, Table: fmt.Sprintf("t%d", i)})
 	}
 	start := time.Now()
-	items := precheckItems(t, NewServer(slog.Default()), testenv.Source(), sel)
+	items := precheckItems(t, NewServer(slog.Default()), testenv.Source(t), sel)
 	t.Logf("precheck of %d tables took %s", n, time.Since(start))
 	expect(t, items, "objects", sevPass, []string{"2000 tables selected"})
 	expect(t, items, "select_privilege", sevPass, nil)

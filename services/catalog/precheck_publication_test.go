@@ -21,7 +21,7 @@ func TestPrecheckPublicationPrivilege(t *testing.T) {
 	tables := &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{{Schema: schema, Table: "t"}}}
 	ctx := context.Background()
 
-	role := testenv.Source().GetUser()
+	role := testenv.Source(t).GetUser()
 	conn := testenv.PG(t)
 	for _, tc := range []struct {
 		sel  *taskv1.ObjectSelection
@@ -53,7 +53,7 @@ func TestPrecheckFailsSchemasWithoutSuperuser(t *testing.T) {
 	schema := testenv.UniqueName("pub_priv")
 	testenv.Exec(t, conn, `CREATE SCHEMA `+schema, `CREATE TABLE `+schema+`.t (id int PRIMARY KEY)`)
 	t.Cleanup(func() { testenv.Exec(t, conn, `DROP SCHEMA `+schema+` CASCADE`) })
-	items := precheckItems(t, NewServer(slog.Default()), testenv.Source(),
+	items := precheckItems(t, NewServer(slog.Default()), testenv.Source(t),
 		&taskv1.ObjectSelection{Schemas: []*taskv1.SchemaSelection{{Schema: schema}}})
 	expect(t, items, "publication_privilege", sevFail, []string{schema, "FOR TABLES IN SCHEMA"})
 	expect(t, items, "objects", sevPass, []string{"1 tables selected"})

@@ -28,11 +28,11 @@ func TestGetPrivileges(t *testing.T) {
 	testenv.Exec(t, superPG(t),
 		`CREATE TABLE `+s+`.theirs (id int)`,
 		`CREATE TABLE `+s+`.theirs_granted (id int)`,
-		`GRANT SELECT ON `+s+`.theirs_granted TO `+testenv.Source().GetUser())
+		`GRANT SELECT ON `+s+`.theirs_granted TO `+testenv.Source(t).GetUser())
 	srv := NewServer(slog.Default())
 
 	res, err := srv.GetPrivileges(context.Background(), &catalogv1.GetPrivilegesRequest{
-		Source:  testenv.Source(),
+		Source:  testenv.Source(t),
 		Objects: &taskv1.ObjectSelection{Schemas: []*taskv1.SchemaSelection{{Schema: s}}},
 	})
 	if err != nil {
@@ -40,9 +40,9 @@ func TestGetPrivileges(t *testing.T) {
 	}
 	// The local stack's role replicates and owns its database, without being
 	// a superuser.
-	if res.GetRole() != testenv.Source().GetUser() || res.GetSuperuser() || !res.GetReplication() || !res.GetCreateOnDatabase() {
+	if res.GetRole() != testenv.Source(t).GetUser() || res.GetSuperuser() || !res.GetReplication() || !res.GetCreateOnDatabase() {
 		t.Errorf("role %q superuser %v replication %v create %v, want %s, false, true, true",
-			res.GetRole(), res.GetSuperuser(), res.GetReplication(), res.GetCreateOnDatabase(), testenv.Source().GetUser())
+			res.GetRole(), res.GetSuperuser(), res.GetReplication(), res.GetCreateOnDatabase(), testenv.Source(t).GetUser())
 	}
 	var got []string
 	for _, p := range res.GetTables() {
@@ -59,7 +59,7 @@ func TestGetPrivileges(t *testing.T) {
 	}
 
 	// No selection: the role's attributes only.
-	res, err = srv.GetPrivileges(context.Background(), &catalogv1.GetPrivilegesRequest{Source: testenv.Source()})
+	res, err = srv.GetPrivileges(context.Background(), &catalogv1.GetPrivilegesRequest{Source: testenv.Source(t)})
 	if err != nil || res.GetRole() == "" || len(res.GetTables()) != 0 {
 		t.Errorf("without a selection: %v, %v; want the role and no tables", res, err)
 	}
@@ -68,13 +68,13 @@ func TestGetPrivileges(t *testing.T) {
 func TestGetPrivilegesErrors(t *testing.T) {
 	srv := NewServer(slog.Default())
 	_, err := srv.GetPrivileges(context.Background(), &catalogv1.GetPrivilegesRequest{
-		Source:  testenv.Source(),
+		Source:  testenv.Source(t),
 		Objects: &taskv1.ObjectSelection{Tables: []*taskv1.TableSelection{{Schema: "public", Table: "no_such_table_here"}}},
 	})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `"public"."no_such_table_here"`) {
 		t.Errorf("missing table: %v, want InvalidArgument naming it", err)
 	}
-	down := testenv.Source()
+	down := testenv.Source(t)
 	down.Port = 1
 	_, err = srv.GetPrivileges(context.Background(), &catalogv1.GetPrivilegesRequest{Source: down})
 	if status.Code(err) != codes.Unavailable {

@@ -12,7 +12,7 @@ import (
 
 func TestGetServerInfo(t *testing.T) {
 	s := NewServer(slog.Default())
-	res, err := s.GetServerInfo(context.Background(), &catalogv1.GetServerInfoRequest{Source: testenv.Source()})
+	res, err := s.GetServerInfo(context.Background(), &catalogv1.GetServerInfoRequest{Source: testenv.Source(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestListSchemas(t *testing.T) {
 	schema := testenv.UniqueName("schemas")
 	testenv.Exec(t, conn, `CREATE SCHEMA `+schema)
 	t.Cleanup(func() { testenv.Exec(t, conn, `DROP SCHEMA `+schema) })
-	res, err := NewServer(slog.Default()).ListSchemas(context.Background(), &catalogv1.ListSchemasRequest{Source: testenv.Source()})
+	res, err := NewServer(slog.Default()).ListSchemas(context.Background(), &catalogv1.ListSchemasRequest{Source: testenv.Source(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

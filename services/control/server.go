@@ -13,12 +13,14 @@ import (
 
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
@@ -34,18 +36,27 @@ type Server struct {
 	namespace string
 	catalog   catalogv1.CatalogServiceClient
 	logger    *slog.Logger
+	payloads  converter.DataConverter
 }
 
 // Options say where tasks live in Temporal.
 type Options struct {
 	TaskQueue string
 	Namespace string
+	// DataConverter reads the payloads DescribeWorkflowExecution returns
+	// raw (heartbeat details): the Temporal client's, so sealed payloads
+	// open. Nil: Temporal's default.
+	DataConverter converter.DataConverter
 }
 
 // NewServer returns a control server that starts tasks through tc and runs
 // standalone prechecks through cat.
 func NewServer(tc client.Client, opts Options, cat catalogv1.CatalogServiceClient, logger *slog.Logger) *Server {
-	return &Server{temporal: tc, taskQueue: opts.TaskQueue, namespace: opts.Namespace, catalog: cat, logger: logger}
+	dc := opts.DataConverter
+	if dc == nil {
+		dc = converter.GetDefaultDataConverter()
+	}
+	return &Server{temporal: tc, taskQueue: opts.TaskQueue, namespace: opts.Namespace, catalog: cat, logger: logger, payloads: dc}
 }
 
 // CreateTask validates the spec and starts the task's workflow.
@@ -107,16 +118,16 @@ func (s *Server) GetTask(ctx context.Context, req *taskv1.GetTaskRequest) (*task
 		return nil, temporalError(req.GetTaskId(), err)
 	}
 	for _, pa := range desc.GetPendingActivities() {
-		showTemporalRetries(st, pa)
+		showTemporalRetries(st, s.openFailure(pa))
 		if pa.GetActivityType().GetName() == taskapi.ActivityFullSync {
 			var fs taskv1.FullSyncActivityResult
-			if pa.GetHeartbeatDetails() != nil && converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &fs) == nil {
+			if pa.GetHeartbeatDetails() != nil && s.payloads.FromPayloads(pa.GetHeartbeatDetails(), &fs) == nil {
 				out.FullSync = &fs
 			}
 			continue
 		}
 		var cp cdcv1.Checkpoint
-		if pa.GetHeartbeatDetails() != nil && converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &cp) == nil &&
+		if pa.GetHeartbeatDetails() != nil && s.payloads.FromPayloads(pa.GetHeartbeatDetails(), &cp) == nil &&
 			cp.GetConfirmedLsn() >= out.HeartbeatConfirmedLsn {
 			out.HeartbeatConfirmedLsn, out.Heartbeat = cp.GetConfirmedLsn(), &cp
 		}
@@ -158,7 +169,8 @@ func (s *Server) PrecheckTask(ctx context.Context, req *taskv1.PrecheckTaskReque
 	if err != nil {
 		return nil, err
 	}
-	return &taskv1.PrecheckTaskResponse{Items: taskapi.AcknowledgeWarnings(res.GetItems(), spec.GetAcknowledgedWarnings())}, nil
+	items := append(res.GetItems(), taskapi.AcksItem(spec))
+	return &taskv1.PrecheckTaskResponse{Items: taskapi.AcknowledgeWarnings(items, spec.GetAcknowledgedWarnings())}, nil
 }
 
 // PauseTask stops incremental sync at its confirmed checkpoint.
@@ -202,4 +214,15 @@ func keyword(fields map[string]*commonpb.Payload, name string) string {
 		_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
 	}
 	return v
+}
+
+// openFailure returns pa with its last failure's message and stack opened
+// when the worker sealed them (a payload key's failure converter).
+func (s *Server) openFailure(pa *workflowpb.PendingActivityInfo) *workflowpb.PendingActivityInfo {
+	if pa.GetLastFailure().GetEncodedAttributes() == nil {
+		return pa
+	}
+	out := proto.Clone(pa).(*workflowpb.PendingActivityInfo)
+	converter.DecodeCommonFailureAttributes(s.payloads, out.GetLastFailure())
+	return out
 }

@@ -398,10 +398,10 @@ func normalizeAcknowledged(s *taskv1.TaskSpec, errs *fieldErrors) {
 // log line, and the spec would promise more than that. A latency rule
 // needs both its threshold and how long latency must stay over it.
 func checkAlerts(a *taskv1.AlertRules, errs *fieldErrors) {
-	rules := a.GetOnFailure() || a.GetLatencyThresholdSeconds() > 0 || a.GetLatencyForSeconds() > 0
+	rules := a.GetOnFailure() || a.GetLatencyThresholdSeconds() > 0 || a.GetLatencyForSeconds() > 0 || sourceAlerts(a)
 	if !rules {
 		if a.GetWebhookUrl() != "" {
-			errs.add("alerts.webhook_url", "set, but no rule is on: set alerts.on_failure or alerts.latency_threshold_seconds")
+			errs.add("alerts.webhook_url", "set, but no rule is on: set alerts.on_failure, alerts.latency_threshold_seconds or a source threshold")
 		}
 		return
 	}
@@ -416,5 +416,29 @@ func checkAlerts(a *taskv1.AlertRules, errs *fieldErrors) {
 	}
 	if a.GetLatencyForSeconds() > 86400 {
 		errs.add("alerts.latency_for_seconds", "%d is over a day (0 to 86400)", a.GetLatencyForSeconds())
+	}
+	checkSourceAlerts(a, errs)
+}
+
+// sourceAlerts reports whether any alert on the source side is on.
+func sourceAlerts(a *taskv1.AlertRules) bool {
+	return a.GetRetainedWalThresholdMegabytes() > 0 || a.GetSlotLagThresholdMegabytes() > 0 || a.GetTransactionThresholdSeconds() > 0
+}
+
+func checkSourceAlerts(a *taskv1.AlertRules, errs *fieldErrors) {
+	if !sourceAlerts(a) {
+		if a.GetSourceForSeconds() > 0 || a.GetSourceCheckSeconds() > 0 {
+			errs.add("alerts.source_for_seconds", "set, but no source threshold is: set alerts.retained_wal_threshold_megabytes, slot_lag_threshold_megabytes or transaction_threshold_seconds")
+		}
+		return
+	}
+	if c := a.GetSourceCheckSeconds(); c != 0 && (c < 5 || c > 3600) {
+		errs.add("alerts.source_check_seconds", "%d is out of range (5 to 3600, default %d): each check is a session on the source", c, taskapi.DefaultSourceCheckSeconds)
+	}
+	if a.GetSourceForSeconds() > 86400 {
+		errs.add("alerts.source_for_seconds", "%d is over a day (0 to 86400)", a.GetSourceForSeconds())
+	}
+	if a.GetTransactionThresholdSeconds() > 7*86400 {
+		errs.add("alerts.transaction_threshold_seconds", "%d is over a week (1 to 604800)", a.GetTransactionThresholdSeconds())
 	}
 }

@@ -132,6 +132,12 @@ func TestAlertRulesNeedAWebhook(t *testing.T) {
 		{&taskv1.AlertRules{WebhookUrl: "http://x/y"}, "no rule is on"},
 		{&taskv1.AlertRules{LatencyForSeconds: 60, WebhookUrl: "http://x/y"}, "alerts.latency_threshold_seconds"},
 		{&taskv1.AlertRules{LatencyThresholdSeconds: 90000, WebhookUrl: "http://x/y"}, "1 to 86400"},
+		{&taskv1.AlertRules{RetainedWalThresholdMegabytes: 4096, SourceForSeconds: 300, WebhookUrl: "http://x/y"}, ""},
+		{&taskv1.AlertRules{TransactionThresholdSeconds: 600, SourceCheckSeconds: 60, WebhookUrl: "http://x/y"}, ""},
+		{&taskv1.AlertRules{SlotLagThresholdMegabytes: 100}, "alerts.webhook_url"},
+		{&taskv1.AlertRules{SlotLagThresholdMegabytes: 100, SourceCheckSeconds: 1, WebhookUrl: "http://x/y"}, "5 to 3600"},
+		{&taskv1.AlertRules{OnFailure: true, SourceForSeconds: 60, WebhookUrl: "http://x/y"}, "no source threshold"},
+		{&taskv1.AlertRules{TransactionThresholdSeconds: 700000, WebhookUrl: "http://x/y"}, "over a week"},
 	} {
 		s := validSpec()
 		s.Alerts = tc.rules

@@ -24,7 +24,7 @@ import (
 // realKafka returns the local Apache Kafka's bootstrap address or fails.
 func realKafka(t *testing.T) string {
 	t.Helper()
-	bootstrap := testenv.KafkaBootstrap()
+	bootstrap := testenv.KafkaBootstrap(t)
 	a, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": bootstrap, "log_level": 0})
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
 // javaProgram prints, for each input line (UTF-8), the line's hashCode and
@@ -35,6 +37,8 @@ public class Hash {
 var partitionCounts = []int32{1, 2, 3, 7, 12, 16, 100}
 
 func TestJavaHashCodeMatchesJava(t *testing.T) {
+	// The vectors come from a real JVM, which the -short tier goes without.
+	testenv.Integration(t)
 	java, err := exec.LookPath("java")
 	if err != nil {
 		t.Fatalf("java (17+) is required for the hashCode vectors: %v", err)

@@ -24,7 +24,7 @@ import (
 // independently of the registry package, and decodes the JSON answer.
 func registryGet(t *testing.T, path string, out any) int {
 	t.Helper()
-	resp, err := http.Get(testenv.SchemaRegistryURL() + path)
+	resp, err := http.Get(testenv.SchemaRegistryURL(t) + path)
 	if err != nil {
 		t.Fatalf("the local schema registry is required (start the local stack with `make up`): %v", err)
 	}
@@ -54,7 +54,7 @@ func TestDeliverDTSAvroWithRegistryReal(t *testing.T) {
 	defer cancel()
 	st := start(bootstrap, orders, &taskv1.KafkaOptions{Format: taskv1.DataFormat_DATA_FORMAT_DTS_AVRO,
 		PartitionPolicy: taskv1.PartitionPolicy_PARTITION_POLICY_HASH_PRIMARY_KEY})
-	st.Kafka.SchemaRegistryUrl = testenv.SchemaRegistryURL()
+	st.Kafka.SchemaRegistryUrl = testenv.SchemaRegistryURL(t)
 	// Schema sync writes a CREATE record to each table's topic: DDL Records
 	// share the data topics, so they must be framed too.
 	st.WriteTableDefinitions = true
@@ -139,7 +139,7 @@ func TestRegistryRefusedOrUnreachableStopsTheStream(t *testing.T) {
 		url    string
 		want   codes.Code
 	}{
-		{taskv1.DataFormat_DATA_FORMAT_CANAL_JSON, testenv.SchemaRegistryURL(), codes.InvalidArgument},
+		{taskv1.DataFormat_DATA_FORMAT_CANAL_JSON, testenv.SchemaRegistryURL(t), codes.InvalidArgument},
 		{taskv1.DataFormat_DATA_FORMAT_DTS_AVRO, "http://127.0.0.1:1/apis/ccompat/v7", codes.Unavailable},
 		{taskv1.DataFormat_DATA_FORMAT_DTS_AVRO, "127.0.0.1:58081", codes.InvalidArgument},
 	} {

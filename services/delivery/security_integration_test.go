@@ -73,11 +73,11 @@ func TestSecuredKafkaRoundTrip(t *testing.T) {
 		taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_256,
 		taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_512,
 	} {
-		t.Run(sec.String(), func(t *testing.T) { roundTrip(t, plain, testenv.KafkaSecured(sec)) })
+		t.Run(sec.String(), func(t *testing.T) { roundTrip(t, plain, testenv.KafkaSecured(t, sec)) })
 	}
 	// The CA as PEM text in a variable (ssl.ca.pem) rather than a file.
 	t.Run("KAFKA_SECURITY_TLS_CA_FROM_ENV", func(t *testing.T) {
-		ep := testenv.KafkaSecured(taskv1.KafkaSecurity_KAFKA_SECURITY_TLS)
+		ep := testenv.KafkaSecured(t, taskv1.KafkaSecurity_KAFKA_SECURITY_TLS)
 		pem, err := os.ReadFile(ep.GetTlsCa().GetFile())
 		if err != nil {
 			t.Fatal(err)
@@ -147,7 +147,7 @@ func TestSecuredKafkaWrongPassword(t *testing.T) {
 			wrong := fmt.Sprintf("wrong-pw-%d-%d", os.Getpid(), time.Now().UnixNano())
 			env := "FERRY_TEST_WRONG_PW_" + sec.String()
 			t.Setenv(env, wrong)
-			ep := testenv.KafkaSecured(sec)
+			ep := testenv.KafkaSecured(t, sec)
 			ep.SaslPassword = &taskv1.SecretRef{Source: &taskv1.SecretRef_Env{Env: env}}
 			ep.Topic = testenv.UniqueName("ferry_sec_bad")
 			client, logs := loggedServer(t)
@@ -178,7 +178,7 @@ func TestSecuredKafkaWrongPassword(t *testing.T) {
 // to set.
 func TestTLSWithoutCA(t *testing.T) {
 	realKafka(t)
-	ep := testenv.KafkaSecured(taskv1.KafkaSecurity_KAFKA_SECURITY_TLS)
+	ep := testenv.KafkaSecured(t, taskv1.KafkaSecurity_KAFKA_SECURITY_TLS)
 	ep.TlsCa = nil
 	ep.Topic = testenv.UniqueName("ferry_sec_noca")
 	client, _ := loggedServer(t)

@@ -291,14 +291,14 @@ func TestAllTypesRoundTrip(t *testing.T) {
 
 	cc := startCapture(t)
 	slot, pub := testenv.UniqueName("ferry_types_slot"), testenv.UniqueName("ferry_types_pub")
-	if _, err := cc.EnsureReplication(context.Background(), &capturev1.EnsureReplicationRequest{Source: testenv.Source(),
+	if _, err := cc.EnsureReplication(context.Background(), &capturev1.EnsureReplicationRequest{Source: testenv.Source(t),
 		SlotName: slot, PublicationName: pub, Tables: []*taskv1.TableRef{{Schema: schema, Table: "all_types"}}}); err != nil {
 		t.Fatalf("EnsureReplication: %v", err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if _, err := cc.ReleaseReplication(ctx, &capturev1.ReleaseReplicationRequest{Source: testenv.Source(), SlotName: slot, PublicationName: pub}); err != nil {
+		if _, err := cc.ReleaseReplication(ctx, &capturev1.ReleaseReplicationRequest{Source: testenv.Source(t), SlotName: slot, PublicationName: pub}); err != nil {
 			t.Errorf("releasing %s and %s: %v", slot, pub, err)
 		}
 	})
@@ -314,7 +314,7 @@ func TestAllTypesRoundTrip(t *testing.T) {
 	avroStart := start(bootstrap, avroTopic, &taskv1.KafkaOptions{Format: taskv1.DataFormat_DATA_FORMAT_DTS_AVRO})
 	canalStart.Objects, avroStart.Objects = objects, objects
 	sessions := []*session{openSession(t, ctx, dc, canalStart), openSession(t, ctx, dc, avroStart)}
-	pumpChanges(t, cc, &capturev1.StartStream{Source: testenv.Source(), SlotName: slot, PublicationName: pub}, sessions, 5)
+	pumpChanges(t, cc, &capturev1.StartStream{Source: testenv.Source(t), SlotName: slot, PublicationName: pub}, sessions, 5)
 
 	info := columnInfo(t, conn, schema)
 	want := expectedChanges(inserted, updated)

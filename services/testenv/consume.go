@@ -13,6 +13,7 @@ import (
 // then 2 s more, long enough for duplicates, which would follow at once.
 func ReadCommittedKeys(t testing.TB, bootstrap, topic string, want int, within time.Duration) map[string]int {
 	t.Helper()
+	Integration(t)
 	c, err := kafka.NewConsumer(&kafka.ConfigMap{
 		"bootstrap.servers": bootstrap, "group.id": "ferry-test-" + topic, "enable.auto.commit": false,
 		"auto.offset.reset": "earliest", "isolation.level": "read_committed", "log_level": 3,

@@ -47,6 +47,7 @@ const brokerStopTimeout = 60 * time.Second
 // to run.
 func StartKafka(t testing.TB) *Broker {
 	t.Helper()
+	Integration(t)
 	libs, err := kafkaLibs()
 	if err != nil {
 		t.Fatalf("a private Kafka broker needs the cached Kafka jars: %v; %s", err, hint)

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 )
 
@@ -54,7 +55,7 @@ const pgInstallHint = "install the PostgreSQL 15 server binaries (apt-get instal
 // it. Missing binaries fail the test.
 func StartPostgres(t testing.TB) *Postgres {
 	t.Helper()
-	p := startPostgres(t, env("FERRY_PG_BIN", "/usr/lib/postgresql/15/bin"))
+	p := startPostgres(t, config.Env("FERRY_PG_BIN", "/usr/lib/postgresql/15/bin"))
 	if m, err := strconv.Atoi(os.Getenv("FERRY_PG_MAJOR")); err == nil {
 		p.Major = m
 	}
@@ -70,6 +71,7 @@ var SupportedMajors = []int{12, 13, 14, 15, 16, 17}
 // FERRY_PG<MAJOR>_BIN names a folder.
 func StartPostgresVersion(t testing.TB, major int) *Postgres {
 	t.Helper()
+	Integration(t)
 	if major == 15 {
 		return StartPostgres(t)
 	}
@@ -88,7 +90,7 @@ func PostgresBin(major int) (string, error) {
 		return bin, nil
 	}
 	if major == 15 {
-		return env("FERRY_PG_BIN", "/usr/lib/postgresql/15/bin"), nil
+		return config.Env("FERRY_PG_BIN", "/usr/lib/postgresql/15/bin"), nil
 	}
 	cmd := exec.Command(filepath.Join(RepoRoot(), "deploy", "local", "stack.sh"), "pg-bin", fmt.Sprint(major))
 	var stderr strings.Builder
@@ -102,6 +104,7 @@ func PostgresBin(major int) (string, error) {
 
 func startPostgres(t testing.TB, bin string) *Postgres {
 	t.Helper()
+	Integration(t)
 	for _, b := range []string{"initdb", "pg_ctl", "postgres"} {
 		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
 			t.Fatalf("a private PostgreSQL needs %s: %v; %s", filepath.Join(bin, b), err, pgInstallHint)

@@ -1,6 +1,9 @@
 // Package testenv points integration tests at the local stack that
 // deploy/local/stack.sh starts. A missing service fails the test with what to
-// run; it never skips, so CI cannot pass without exercising real services.
+// run. The one skip is the fast tier: under -short every helper here that
+// reaches a real service (or starts one) skips its test, so `go test -short`
+// needs no stack; without -short nothing skips, so CI cannot pass without
+// exercising real services.
 package testenv
 
 import (
@@ -17,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 )
 
@@ -28,40 +32,55 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-func env(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
+// Integration marks t as needing real services (the local stack, a private
+// PostgreSQL or Kafka, a JVM): it skips t under -short, and does nothing
+// otherwise, so that without -short a missing service still fails the test.
+// The helpers below call it; a test that reaches a service another way calls
+// it first.
+func Integration(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs real services; the -short tier skips it (make test runs it)")
 	}
-	return def
 }
 
 // Source is the local PostgreSQL as the non-superuser role "ferry", which has
 // REPLICATION and owns the database "ferry".
-func Source() *taskv1.SourceEndpoint {
-	port, _ := strconv.Atoi(env("FERRY_PG_PORT", "55432"))
+func Source(t testing.TB) *taskv1.SourceEndpoint {
+	t.Helper()
+	Integration(t)
+	port, _ := strconv.Atoi(config.Env("FERRY_PG_PORT", "55432"))
 	return &taskv1.SourceEndpoint{
-		Host:     env("FERRY_PG_HOST", "127.0.0.1"),
+		Host:     config.Env("FERRY_PG_HOST", "127.0.0.1"),
 		Port:     uint32(port),
-		Database: env("FERRY_PG_DATABASE", "ferry"),
-		User:     env("FERRY_PG_USER", "ferry"),
+		Database: config.Env("FERRY_PG_DATABASE", "ferry"),
+		User:     config.Env("FERRY_PG_USER", "ferry"),
 		Password: &taskv1.SecretRef{Source: &taskv1.SecretRef_File{
-			File: env("FERRY_PG_PASSWORD_FILE", filepath.Join(RepoRoot(), ".local", "secrets", "pg-password")),
+			File: config.Env("FERRY_PG_PASSWORD_FILE", filepath.Join(RepoRoot(), ".local", "secrets", "pg-password")),
 		}},
 	}
 }
 
 // KafkaBootstrap is the local Apache Kafka broker.
-func KafkaBootstrap() string { return env("FERRY_KAFKA_BOOTSTRAP", "127.0.0.1:59092") }
+func KafkaBootstrap(t testing.TB) string {
+	t.Helper()
+	Integration(t)
+	return config.Env("FERRY_KAFKA_BOOTSTRAP", "127.0.0.1:59092")
+}
 
 // TemporalAddress is the local Temporal dev server.
-func TemporalAddress() string { return env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233") }
+func TemporalAddress(t testing.TB) string {
+	t.Helper()
+	Integration(t)
+	return config.Env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233")
+}
 
 // PG connects to the local PostgreSQL or fails the test.
 func PG(t testing.TB) *pgx.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := pgsource.Connect(ctx, Source())
+	conn, err := pgsource.Connect(ctx, Source(t))
 	if err != nil {
 		t.Fatalf("PostgreSQL is required: %v; %s", err, hint)
 	}
@@ -86,33 +105,37 @@ func UniqueName(prefix string) string {
 }
 
 // SchemaRegistryURL is the local Apicurio Registry's Confluent-compatible API.
-func SchemaRegistryURL() string {
-	return env("FERRY_SCHEMA_REGISTRY_URL", "http://127.0.0.1:58081/apis/ccompat/v7")
+func SchemaRegistryURL(t testing.TB) string {
+	t.Helper()
+	Integration(t)
+	return config.Env("FERRY_SCHEMA_REGISTRY_URL", "http://127.0.0.1:58081/apis/ccompat/v7")
 }
 
 // KafkaSecured is the local broker's listener for sec, with its SCRAM user,
 // password file and CA as deploy/local/stack.sh makes them: SCRAM on
 // 59094, TLS on 59095, SCRAM over TLS on 59096.
-func KafkaSecured(sec taskv1.KafkaSecurity) *taskv1.KafkaEndpoint {
+func KafkaSecured(t testing.TB, sec taskv1.KafkaSecurity) *taskv1.KafkaEndpoint {
+	t.Helper()
+	Integration(t)
 	local := filepath.Join(RepoRoot(), ".local")
 	bits := "256"
 	if strings.HasSuffix(sec.String(), "512") {
 		bits = "512"
 	}
-	user := env("FERRY_KAFKA_SCRAM"+bits+"_USER", "ferry-scram"+bits)
+	user := config.Env("FERRY_KAFKA_SCRAM"+bits+"_USER", "ferry-scram"+bits)
 	ep := &taskv1.KafkaEndpoint{Security: sec, SaslUser: user, SaslPassword: &taskv1.SecretRef{Source: &taskv1.SecretRef_File{
-		File: env("FERRY_KAFKA_SCRAM"+bits+"_PASSWORD_FILE", filepath.Join(local, "secrets", "kafka-"+user+"-password")),
+		File: config.Env("FERRY_KAFKA_SCRAM"+bits+"_PASSWORD_FILE", filepath.Join(local, "secrets", "kafka-"+user+"-password")),
 	}}}
 	ca := &taskv1.SecretRef{Source: &taskv1.SecretRef_File{
-		File: env("FERRY_KAFKA_TLS_CA_FILE", filepath.Join(local, "kafka", "tls", "ca.pem")),
+		File: config.Env("FERRY_KAFKA_TLS_CA_FILE", filepath.Join(local, "kafka", "tls", "ca.pem")),
 	}}
 	switch sec {
 	case taskv1.KafkaSecurity_KAFKA_SECURITY_TLS:
-		ep.BootstrapServers, ep.SaslUser, ep.SaslPassword, ep.TlsCa = env("FERRY_KAFKA_TLS_BOOTSTRAP", "127.0.0.1:59095"), "", nil, ca
+		ep.BootstrapServers, ep.SaslUser, ep.SaslPassword, ep.TlsCa = config.Env("FERRY_KAFKA_TLS_BOOTSTRAP", "127.0.0.1:59095"), "", nil, ca
 	case taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_256, taskv1.KafkaSecurity_KAFKA_SECURITY_SASL_SSL_SCRAM_SHA_512:
-		ep.BootstrapServers, ep.TlsCa = env("FERRY_KAFKA_SASL_SSL_BOOTSTRAP", "127.0.0.1:59096"), ca
+		ep.BootstrapServers, ep.TlsCa = config.Env("FERRY_KAFKA_SASL_SSL_BOOTSTRAP", "127.0.0.1:59096"), ca
 	default:
-		ep.BootstrapServers = env("FERRY_KAFKA_SASL_BOOTSTRAP", "127.0.0.1:59094")
+		ep.BootstrapServers = config.Env("FERRY_KAFKA_SASL_BOOTSTRAP", "127.0.0.1:59094")
 	}
 	return ep
 }

@@ -52,7 +52,8 @@ func (a *Activities) Precheck(ctx context.Context, in *taskv1.PrecheckActivityIn
 	if err != nil {
 		return nil, ClassifyRPC("checking the Kafka topics", err)
 	}
-	return &taskv1.PrecheckActivityResult{Items: append(res.GetItems(), topics.GetItems()...)}, nil
+	items := append(res.GetItems(), topics.GetItems()...)
+	return &taskv1.PrecheckActivityResult{Items: append(items, taskapi.AcksItem(spec))}, nil
 }
 
 // Setup is schema sync as far as it goes today: resolve the selected tables,
@@ -80,7 +81,7 @@ func (a *Activities) Setup(ctx context.Context, in *taskv1.SetupActivityInput) (
 		Source: spec.GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(),
 		Tables: resolved.GetTables(), PublicationOnly: in.GetPublicationOnly() && (!in.GetChunkIfKeyed() || !keyed),
 		Schemas: selectedSchemas(spec.GetObjects()), AllTables: spec.GetObjects().GetWholeDatabase(),
-		Filters: tableFilters(spec),
+		Filters: tableFilters(spec), Owner: in.GetReplicationOwner(),
 	})
 	if err != nil {
 		return nil, ClassifyRPC(fmt.Sprintf("creating slot and publication %s", in.GetSlotName()), err)
@@ -171,11 +172,17 @@ func TopicsFor(spec *taskv1.TaskSpec) []*deliveryv1.TopicSpec {
 
 // Release drops the slot and publication Ferry created for the task.
 func (a *Activities) Release(ctx context.Context, in *taskv1.ReleaseActivityInput) error {
-	_, err := a.Capture.ReleaseReplication(ctx, &capturev1.ReleaseReplicationRequest{
+	res, err := a.Capture.ReleaseReplication(ctx, &capturev1.ReleaseReplicationRequest{
 		Source: in.GetSpec().GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(),
+		Owner: in.GetReplicationOwner(),
 	})
 	if err != nil {
 		return ClassifyRPC(fmt.Sprintf("releasing slot and publication %s", in.GetSlotName()), err)
+	}
+	if why := res.GetLeftBecause(); why != "" {
+		// Dropping what another task or a person made could stop their
+		// replication; the task says so and stays unreleased.
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("releasing slot and publication %s: left in place: %s", in.GetSlotName(), why), taskapi.ErrConfig, nil)
 	}
 	return nil
 }

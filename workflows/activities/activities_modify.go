@@ -50,7 +50,7 @@ func (a *Activities) Modify(ctx context.Context, in *taskv1.ModifyActivityInput)
 	if _, err := a.Capture.EnsureReplication(ctx, &capturev1.EnsureReplicationRequest{
 		Source: spec.GetSource(), PublicationName: in.GetPublicationName(), Tables: now.GetTables(), PublicationOnly: true,
 		Schemas: selectedSchemas(spec.GetObjects()), AllTables: spec.GetObjects().GetWholeDatabase(),
-		Filters: tableFilters(spec),
+		Filters: tableFilters(spec), Owner: in.GetReplicationOwner(),
 	}); err != nil {
 		return nil, ClassifyRPC(fmt.Sprintf("setting the tables of publication %s", in.GetPublicationName()), err)
 	}

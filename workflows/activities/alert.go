@@ -13,12 +13,15 @@ package activities
 //	{
 //	  "task_id": "orders-sync",
 //	  "task_name": "Orders to Kafka",
-//	  "kind": "latency",            // or "task_failed"
-//	  "state": "firing",            // or "resolved" (latency only)
+//	  "kind": "latency",            // or "task_failed", "retained_wal", "slot_lag", "long_transaction"
+//	  "state": "firing",            // or "resolved" (all kinds but task_failed)
 //	  "message": "end-to-end latency 42.5s has stayed above 30s for 60s",
 //	  "at": "2025-01-02T03:04:05.123456789Z",   // RFC 3339, nanoseconds
 //	  "latency_ms": 42500,          // latency alerts; 0 otherwise
-//	  "threshold_seconds": 30       // latency alerts; 0 otherwise
+//	  "threshold_seconds": 30,      // latency alerts; 0 otherwise
+//	  "value": 0,                   // source alerts: the reading, in unit; left out otherwise
+//	  "threshold": 0,               // source alerts: the threshold, in unit
+//	  "unit": ""                    // source alerts: "bytes" or "seconds"
 //	}
 //
 // Any 2xx answer is success. Connection errors and 5xx answers are retried
@@ -41,6 +44,7 @@ package activities
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -80,6 +84,9 @@ type WebhookAlert struct {
 	At               string `json:"at"`
 	LatencyMs        uint64 `json:"latency_ms"`
 	ThresholdSeconds uint32 `json:"threshold_seconds"`
+	Value            int64  `json:"value,omitempty"`
+	Threshold        int64  `json:"threshold,omitempty"`
+	Unit             string `json:"unit,omitempty"`
 }
 
 // permanentError is a webhook failure that retrying cannot change.
@@ -212,20 +219,24 @@ func ackLatency(ack *deliveryv1.DeliverResponse) time.Duration {
 	return time.Duration(acked-commit) * time.Microsecond
 }
 
-// latencyEvaluator turns latency samples into alert transitions: firing once
-// the latency has stayed above threshold in every sample for hold,
-// resolved at the first sample at or below threshold after that. It is
-// pure: time is whatever the caller says.
-type latencyEvaluator struct {
-	threshold, hold time.Duration
-	aboveSince      time.Time // first sample of the current run above; zero when not above
-	firing          bool
+// thresholdEvaluator turns samples into alert transitions: firing once the
+// value has stayed above threshold in every sample for hold, resolved at the
+// first sample at or below threshold after that. It is pure: time is
+// whatever the caller says.
+type thresholdEvaluator[T cmp.Ordered] struct {
+	threshold  T
+	hold       time.Duration
+	aboveSince time.Time // first sample of the current run above; zero when not above
+	firing     bool
 }
+
+// latencyEvaluator judges end-to-end latency.
+type latencyEvaluator = thresholdEvaluator[time.Duration]
 
 // Observe takes one sample and returns the state it moved the alert to, if
 // it moved it.
-func (e *latencyEvaluator) Observe(latency time.Duration, now time.Time) (state string, changed bool) {
-	if latency <= e.threshold {
+func (e *thresholdEvaluator[T]) Observe(v T, now time.Time) (state string, changed bool) {
+	if v <= e.threshold {
 		e.aboveSince = time.Time{}
 		if e.firing {
 			e.firing = false
@@ -243,17 +254,42 @@ func (e *latencyEvaluator) Observe(latency time.Duration, now time.Time) (state 
 	return "", false
 }
 
+// alertSink is where one kind of a task's alert goes: the alert metric, the
+// worker's log and, with a webhook, a notifier of its own, so that alerts
+// of different kinds never supersede each other while one is being posted.
+type alertSink struct {
+	ctx              context.Context
+	taskID, taskName string
+	logger           log.Logger
+	metrics          *Metrics
+	notify           *alertNotifier // nil without a webhook
+}
+
+func newAlertSink(ctx context.Context, logger log.Logger, client *http.Client, taskID string, spec *taskv1.TaskSpec) *alertSink {
+	s := &alertSink{ctx: ctx, taskID: taskID, taskName: spec.GetName(), logger: logger}
+	if u := spec.GetAlerts().GetWebhookUrl(); u != "" {
+		s.notify = &alertNotifier{ctx: ctx, client: client, url: u, logger: logger}
+	}
+	return s
+}
+
+// emit counts, logs and posts one transition, without blocking the caller.
+func (s *alertSink) emit(alert WebhookAlert) {
+	alert.TaskID, alert.TaskName = s.taskID, s.taskName
+	s.metrics.alert(s.ctx, s.taskID, alert.Kind, alert.State)
+	s.logger.Warn("task alert", "taskID", s.taskID, "taskName", s.taskName, "kind", alert.Kind,
+		"state", alert.State, "message", alert.Message)
+	if s.notify != nil {
+		s.notify.send(alert)
+	}
+}
+
 // latencyWatch runs a task's latency alert inside the incremental activity.
 // A nil *latencyWatch (no latency alert configured) ignores samples.
 type latencyWatch struct {
-	eval     latencyEvaluator
-	taskID   string
-	taskName string
-	rules    *taskv1.AlertRules
-	logger   log.Logger
-	notify   *alertNotifier // nil without a webhook
-	metrics  *Metrics
-	ctx      context.Context
+	eval  latencyEvaluator
+	rules *taskv1.AlertRules
+	sink  *alertSink
 }
 
 // latencyWatch builds the watch for an incremental attempt, nil when the
@@ -261,7 +297,7 @@ type latencyWatch struct {
 func (a *Activities) latencyWatch(ctx context.Context, in *taskv1.IncrementalActivityInput) *latencyWatch {
 	w := newLatencyWatch(ctx, activity.GetLogger(ctx), a.httpClient(), in.GetTaskId(), in.GetSpec())
 	if w != nil {
-		w.metrics, w.ctx = a.Metrics, ctx
+		w.sink.metrics = a.Metrics
 	}
 	return w
 }
@@ -273,17 +309,13 @@ func newLatencyWatch(ctx context.Context, logger log.Logger, client *http.Client
 	if rules.GetLatencyThresholdSeconds() == 0 {
 		return nil
 	}
-	w := &latencyWatch{
+	return &latencyWatch{
 		eval: latencyEvaluator{
 			threshold: time.Duration(rules.GetLatencyThresholdSeconds()) * time.Second,
 			hold:      time.Duration(rules.GetLatencyForSeconds()) * time.Second,
 		},
-		taskID: taskID, taskName: spec.GetName(), rules: rules, logger: logger,
+		rules: rules, sink: newAlertSink(ctx, logger, client, taskID, spec),
 	}
-	if u := rules.GetWebhookUrl(); u != "" {
-		w.notify = &alertNotifier{ctx: ctx, client: client, url: u, logger: logger}
-	}
-	return w
 }
 
 // observe feeds one latency sample; a transition is logged and, with a
@@ -301,17 +333,11 @@ func (w *latencyWatch) observe(latency time.Duration, now time.Time) {
 	if state == taskapi.AlertResolved {
 		msg = fmt.Sprintf("end-to-end latency %s is back at or below %ds", lat, w.rules.GetLatencyThresholdSeconds())
 	}
-	alert := WebhookAlert{
-		TaskID: w.taskID, TaskName: w.taskName, Kind: taskapi.AlertKindLatency, State: state, Message: msg,
+	w.sink.emit(WebhookAlert{
+		Kind: taskapi.AlertKindLatency, State: state, Message: msg,
 		At: now.UTC().Format(time.RFC3339Nano), LatencyMs: uint64(latency.Milliseconds()),
 		ThresholdSeconds: w.rules.GetLatencyThresholdSeconds(),
-	}
-	w.metrics.alert(w.ctx, w.taskID, taskapi.AlertKindLatency, state)
-	w.logger.Warn("task alert", "taskID", w.taskID, "taskName", w.taskName, "kind", taskapi.AlertKindLatency,
-		"state", state, "message", msg, "latencyMs", alert.LatencyMs)
-	if w.notify != nil {
-		w.notify.send(alert)
-	}
+	})
 }
 
 // alertNotifier posts alerts from one goroutine at a time, never blocking

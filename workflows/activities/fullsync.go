@@ -54,7 +54,7 @@ func (a *Activities) FullSync(ctx context.Context, in *taskv1.FullSyncActivityIn
 		}}},
 		{Kind: &deliveryv1.ReplicateRequest_Snapshot{Snapshot: &capturev1.ReadSnapshotRequest{
 			Source: spec.GetSource(), SlotName: in.GetSlotName(), PublicationName: in.GetPublicationName(), Tables: tables,
-			Throttle: spec.GetAdvanced().GetFullThrottle(),
+			Throttle: spec.GetAdvanced().GetFullThrottle(), Owner: in.GetReplicationOwner(),
 		}}},
 	} {
 		if err := rs.Send(req); err != nil {

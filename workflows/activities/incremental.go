@@ -60,6 +60,7 @@ func (a *Activities) Incremental(ctx context.Context, in *taskv1.IncrementalActi
 		return nil, err
 	}
 	go func() { errc <- followProgress(ctx, rs, cp, a.latencyWatch(ctx, in)) }()
+	go a.sourceWatch(ctx, in).run(ctx)
 	err = <-errc
 	cancel()
 	if errors.Is(err, errBackfilled) {

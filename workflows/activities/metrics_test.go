@@ -169,7 +169,7 @@ func TestMetricsCountAlerts(t *testing.T) {
 	}
 	spec := &taskv1.TaskSpec{Alerts: &taskv1.AlertRules{LatencyThresholdSeconds: 1, LatencyForSeconds: 1}}
 	w := newLatencyWatch(context.Background(), nil, nil, "t1", spec)
-	w.metrics, w.ctx, w.logger = m, context.Background(), &recLogger{}
+	w.sink.metrics, w.sink.logger = m, &recLogger{}
 	now := time.Now()
 	w.observe(3*time.Second, now)
 	w.observe(3*time.Second, now.Add(2*time.Second))

@@ -93,7 +93,7 @@ func (r *taskRun) runFullSyncOnce(ctx workflow.Context) (*taskv1.FullSyncActivit
 	})
 	fut := workflow.ExecuteActivity(actx, taskapi.ActivityFullSync, &taskv1.FullSyncActivityInput{
 		TaskId: r.in.GetTaskId(), Spec: r.spec(), SlotName: r.st.GetSlotName(),
-		PublicationName: r.st.GetPublicationName(), Tables: r.st.GetTables(),
+		PublicationName: r.st.GetPublicationName(), Tables: r.st.GetTables(), ReplicationOwner: r.st.GetReplicationOwner(),
 	})
 	interrupted := r.awaitOrInterrupt(ctx, fut, cancel)
 	var res taskv1.FullSyncActivityResult

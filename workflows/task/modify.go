@@ -43,7 +43,7 @@ func (r *taskRun) modify(ctx workflow.Context, sig *taskv1.ModifyObjectsSignal) 
 	var res taskv1.ModifyActivityResult
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), taskapi.ActivityModify, &taskv1.ModifyActivityInput{
 		TaskId: r.in.GetTaskId(), Spec: spec, PublicationName: r.st.GetPublicationName(),
-		PreviousTables: r.st.GetTables(), PreviousObjects: r.spec().GetObjects(),
+		PreviousTables: r.st.GetTables(), PreviousObjects: r.spec().GetObjects(), ReplicationOwner: r.st.GetReplicationOwner(),
 	}).Get(ctx, &res)
 	if err != nil {
 		return fmt.Errorf("modify-objects: %w", err)

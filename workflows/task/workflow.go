@@ -6,6 +6,7 @@
 package task
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -108,14 +109,14 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 	}
 	if r.st.Phase == taskv1.Phase_PHASE_SCHEMA_SYNC {
 		r.setPhase(ctx, taskv1.Phase_PHASE_SCHEMA_SYNC)
-		name := ReplicationName(r.in.GetTaskId())
+		name := r.replicationName(ctx)
 		full := r.fullSyncPending(ctx)
 		chunked := full && workflow.GetVersion(ctx, chunkedFullSyncChange, workflow.DefaultVersion, 1) >= 1
 		var res taskv1.SetupActivityResult
 		stopped, err := r.runPrepareStep(ctx, func(actx workflow.Context) error {
 			return workflow.ExecuteActivity(actx, taskapi.ActivitySetup, &taskv1.SetupActivityInput{
 				TaskId: r.in.GetTaskId(), Spec: r.spec(), SlotName: name, PublicationName: name,
-				PublicationOnly: full, ChunkIfKeyed: chunked,
+				PublicationOnly: full, ChunkIfKeyed: chunked, ReplicationOwner: r.st.GetReplicationOwner(),
 			}).Get(ctx, &res)
 		})
 		if err != nil {
@@ -408,6 +409,7 @@ func (r *taskRun) stop(ctx workflow.Context) error {
 		actx := workflow.WithActivityOptions(ctx, r.shortActivityOptions())
 		err := workflow.ExecuteActivity(actx, taskapi.ActivityRelease, &taskv1.ReleaseActivityInput{
 			Spec: r.spec(), SlotName: r.st.GetSlotName(), PublicationName: r.st.GetPublicationName(),
+			ReplicationOwner: r.st.GetReplicationOwner(),
 		}).Get(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("releasing slot and publication %s: %w", r.st.GetSlotName(), err)
@@ -454,4 +456,25 @@ func (r *taskRun) upsert(ctx workflow.Context, u temporal.SearchAttributeUpdate)
 	if err := workflow.UpsertTypedSearchAttributes(ctx, u); err != nil {
 		workflow.GetLogger(ctx).Warn("updating search attributes", "error", err)
 	}
+}
+
+// hashedNamesChange versions the slot and publication names and their
+// ownership: tasks that reached schema sync before it keep the folded name
+// their slot has, and no owner, so capture neither checks nor records one.
+const hashedNamesChange = "hashed-replication-names"
+
+// replicationName is the task's slot and publication name. With it, a new
+// task gets its ownership token: the first run's ID, which no other task
+// (nor an earlier task of the same ID) ever had, kept in the state so that
+// later runs (continue-as-new, RestartTask) present the same one.
+func (r *taskRun) replicationName(ctx workflow.Context) string {
+	if workflow.GetVersion(ctx, hashedNamesChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return taskapi.LegacyReplicationName(r.in.GetTaskId())
+	}
+	if r.st.ReplicationOwner == "" {
+		// The first run's ID; the test environment leaves it empty.
+		info := workflow.GetInfo(ctx)
+		r.st.ReplicationOwner = cmp.Or(info.FirstRunID, info.WorkflowExecution.RunID)
+	}
+	return taskapi.ReplicationName(r.in.GetTaskId())
 }

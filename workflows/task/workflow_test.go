@@ -140,8 +140,15 @@ func TestStopReleasesAndKeepsCheckpoint(t *testing.T) {
 	if got := st.GetCheckpoint().GetConfirmedLsn(); got != 100 {
 		t.Errorf("checkpoint = %d, want the setup LSN 100", got)
 	}
-	if released == nil || released.GetSlotName() != "ferry_t_1" || released.GetPublicationName() != "ferry_t_1" {
-		t.Errorf("release input = %v, want slot and publication ferry_t_1", released)
+	// A task started now gets the hashed name (taskapi.ReplicationName).
+	name := taskapi.ReplicationName("t-1")
+	if released == nil || released.GetSlotName() != name || released.GetPublicationName() != name {
+		t.Errorf("release input = %v, want slot and publication %s", released, name)
+	}
+	// ...and an ownership token, kept in its state, which the release
+	// presents so that capture drops only what this task created.
+	if owner := st.GetReplicationOwner(); owner == "" || released.GetReplicationOwner() != owner {
+		t.Errorf("owner in state %q, in the release %q: want one token in both", owner, released.GetReplicationOwner())
 	}
 	if len(w.increments) != 1 || w.increments[0].GetCheckpoint().GetConfirmedLsn() != 100 {
 		t.Errorf("incremental started with %v, want one attempt from the setup LSN 100", w.increments)
@@ -361,17 +368,6 @@ func TestBackoff(t *testing.T) {
 		if got := Backoff(n); got != want {
 			t.Errorf("Backoff(%d) = %s, want %s", n, got, want)
 		}
-	}
-}
-
-func TestReplicationName(t *testing.T) {
-	for in, want := range map[string]string{"t-1": "ferry_t_1", "Orders_EU": "ferry_orders_eu"} {
-		if got := ReplicationName(in); got != want {
-			t.Errorf("ReplicationName(%q) = %q, want %q", in, got, want)
-		}
-	}
-	if got := ReplicationName(string(make([]byte, 80))); len(got) != 63 {
-		t.Errorf("long names must fit PostgreSQL's 63 bytes, got %d", len(got))
 	}
 }
 

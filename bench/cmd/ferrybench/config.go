@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	envconfig "github.com/ferry-cdc/ferry/platform/config"
 )
 
 // config is everything one invocation needs. Connection settings come from
@@ -143,16 +145,16 @@ func parseConfig(args []string) (*config, error) {
 	if c.spMajor < 16 || c.spRows < 4 {
 		return nil, fmt.Errorf("-streamproto-pg must be 16 or later (protocol 4 is new in 16) and -streamproto-n at least 4")
 	}
-	c.pgHost = env("FERRY_PG_HOST", "127.0.0.1")
-	c.pgDatabase = env("FERRY_PG_DATABASE", "ferry")
-	if _, err := fmt.Sscan(env("FERRY_PG_PORT", "55432"), &c.pgPort); err != nil {
+	c.pgHost = envconfig.Env("FERRY_PG_HOST", "127.0.0.1")
+	c.pgDatabase = envconfig.Env("FERRY_PG_DATABASE", "ferry")
+	if _, err := fmt.Sscan(envconfig.Env("FERRY_PG_PORT", "55432"), &c.pgPort); err != nil {
 		return nil, fmt.Errorf("FERRY_PG_PORT: %w", err)
 	}
-	c.pgSuperDSN = env("FERRY_PG_DSN", fmt.Sprintf("postgres://postgres:postgres@%s:%d/%s?sslmode=disable", c.pgHost, c.pgPort, c.pgDatabase))
-	c.pgPasswordFile = env("FERRY_PG_PASSWORD_FILE", filepath.Join(root, ".local", "secrets", "pg-password"))
-	c.pgBin = env("FERRY_PG_BIN", "/usr/lib/postgresql/15/bin")
-	c.kafkaBootstrap = env("FERRY_KAFKA_BOOTSTRAP", "127.0.0.1:59092")
-	c.temporalAddress = env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233")
+	c.pgSuperDSN = envconfig.Env("FERRY_PG_DSN", fmt.Sprintf("postgres://postgres:postgres@%s:%d/%s?sslmode=disable", c.pgHost, c.pgPort, c.pgDatabase))
+	c.pgPasswordFile = envconfig.Env("FERRY_PG_PASSWORD_FILE", filepath.Join(root, ".local", "secrets", "pg-password"))
+	c.pgBin = envconfig.Env("FERRY_PG_BIN", "/usr/lib/postgresql/15/bin")
+	c.kafkaBootstrap = envconfig.Env("FERRY_KAFKA_BOOTSTRAP", "127.0.0.1:59092")
+	c.temporalAddress = envconfig.Env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233")
 	return c, nil
 }
 
@@ -193,13 +195,6 @@ func (c *config) ferryDSN() (string, error) {
 	}
 	return fmt.Sprintf("postgres://ferry:%s@%s:%d/%s?sslmode=disable",
 		strings.TrimRight(string(pw), "\r\n"), c.pgHost, c.pgPort, c.pgDatabase), nil
-}
-
-func env(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }
 
 // findRepoRoot walks up from the working directory to go.work, so that

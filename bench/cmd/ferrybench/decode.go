@@ -134,7 +134,7 @@ func startCapture(ctx context.Context, e *benchEnv, logDir string) (*ferry, *grp
 // startCaptureWith is startCapture with extra environment for capture.
 func startCaptureWith(ctx context.Context, e *benchEnv, logDir string, env []string) (*ferry, *grpc.ClientConn, error) {
 	f := &ferry{binDir: e.binDir, logDir: logDir, temporal: e.c.temporalAddress,
-		addrs: map[string]string{}, procs: map[string]*exec.Cmd{}, procEnv: map[string][]string{"capture": env}}
+		addrs: map[string]string{}, procs: map[string]*exec.Cmd{}, procEnv: map[string][]string{"capture": env}, env: ferryEnv(e.c)}
 	addr, err := freePort()
 	if err != nil {
 		return f, nil, err

@@ -115,7 +115,7 @@ func startDelivery(ctx context.Context, e *benchEnv, logDir string, env []string
 		return nil, err
 	}
 	f := &ferry{binDir: e.binDir, logDir: logDir, addrs: map[string]string{"delivery": addr},
-		procs: map[string]*exec.Cmd{}, env: env}
+		procs: map[string]*exec.Cmd{}, env: append(ferryEnv(e.c), env...)}
 	if err := f.start(ctx, "delivery"); err != nil {
 		f.stop()
 		return nil, fmt.Errorf("%w (logs in %s)", err, logDir)

@@ -61,7 +61,7 @@ func startFerry(ctx context.Context, c *config, binDir, logDir, taskQueue string
 // (FERRY_CPU_PROFILE for capture and delivery, say).
 func startFerryWith(ctx context.Context, c *config, binDir, logDir, taskQueue string, procEnv map[string][]string) (*ferry, error) {
 	f := &ferry{binDir: binDir, logDir: logDir, taskQueue: taskQueue, temporal: c.temporalAddress,
-		addrs: map[string]string{}, procs: map[string]*exec.Cmd{}, procEnv: procEnv}
+		addrs: map[string]string{}, procs: map[string]*exec.Cmd{}, procEnv: procEnv, env: ferryEnv(c)}
 	for _, s := range []string{"catalog", "capture", "delivery", "control"} {
 		addr, err := freePort()
 		if err != nil {
@@ -226,4 +226,11 @@ func readProc(pid int) (procSample, error) {
 		}
 	}
 	return s, nil
+}
+
+// ferryEnv is the environment every Ferry process of the benchmark gets:
+// its secrets are the stack's (.local, or wherever the password file is)
+// and those of private PostgreSQL servers, in temporary directories.
+func ferryEnv(c *config) []string {
+	return []string{"FERRY_SECRET_DIRS=" + filepath.Join(c.repoRoot, ".local") + "," + os.TempDir() + "," + filepath.Dir(c.pgPasswordFile)}
 }

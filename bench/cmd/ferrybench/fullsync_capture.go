@@ -50,7 +50,7 @@ func measureCaptureAlone(ctx context.Context, e *benchEnv, p fsPart) (res fsCapt
 		return res, err
 	}
 	f := &ferry{binDir: e.binDir, logDir: logDir, temporal: e.c.temporalAddress,
-		addrs: map[string]string{"capture": addr}, procs: map[string]*exec.Cmd{}}
+		addrs: map[string]string{"capture": addr}, procs: map[string]*exec.Cmd{}, env: ferryEnv(e.c)}
 	defer func() {
 		f.stop()
 		if cerr := dropSlotAndPublication(context.WithoutCancel(ctx), e.super, fsCapSlot, fsCapPub); cerr != nil {

@@ -3,18 +3,18 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/jackc/pgx/v5"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/platform/taskapi"
 )
 
 // ferrySlot is the slot name Ferry derives from a task ID.
 func ferrySlot(taskID string) string {
-	return "ferry_" + strings.ReplaceAll(strings.ToLower(taskID), "-", "_")
+	return taskapi.ReplicationName(taskID)
 }
 
 func (f *ferry) createTask(ctx context.Context, c *config, taskID, topic, table string, kafka *taskv1.KafkaOptions) error {

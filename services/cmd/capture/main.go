@@ -12,10 +12,11 @@ import (
 	"strconv"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/platform/telemetry"
 	"github.com/ferry-cdc/ferry/services/capture"
-	"github.com/ferry-cdc/ferry/services/internal/config"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
+	"github.com/ferry-cdc/ferry/services/internal/secret"
 )
 
 // Config is read once at start from flags, which default to the environment.
@@ -31,6 +32,8 @@ type Config struct {
 	StreamInProgress bool
 	StreamProtocol   int
 	SpoolDir         string
+	// Secrets bounds which files and variables task secrets may name.
+	Secrets secret.Settings
 }
 
 func loadConfig() (Config, error) {
@@ -56,6 +59,7 @@ func loadConfig() (Config, error) {
 		"on PostgreSQL 16 and later, the pgoutput protocol of -stream-in-progress: 2 (streaming on) or 4 (streaming parallel); 14 and 15 use 2 (env FERRY_CAPTURE_STREAM_PROTOCOL)")
 	flag.StringVar(&c.SpoolDir, "spool-dir", config.Env("FERRY_CAPTURE_SPOOL_DIR", os.TempDir()),
 		"folder for the temporary files of in-progress streamed transactions (env FERRY_CAPTURE_SPOOL_DIR)")
+	c.Secrets.Register(flag.CommandLine)
 	flag.Parse()
 	if err := capture.CheckStreamProtocol(c.StreamProtocol); err != nil {
 		return c, err
@@ -94,7 +98,11 @@ func run(cfg Config, logger *slog.Logger) (err error) {
 	if impl.Metrics, err = capture.NewMetrics(tel.Meters, logger); err != nil {
 		return err
 	}
-	srv := grpcserver.New("capture", logger, tel.ServerOptions()...)
+	secrets, err := cfg.Secrets.Policy()
+	if err != nil {
+		return err
+	}
+	srv := grpcserver.New("capture", logger, append(tel.ServerOptions(), secrets.ServerOptions()...)...)
 	capturev1.RegisterCaptureServiceServer(srv, impl)
 	return srv.RunUntilSignalProfiled(cfg.Listen, cfg.CPUProfile)
 }

@@ -9,10 +9,11 @@ import (
 	"os"
 
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
+	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/platform/telemetry"
 	"github.com/ferry-cdc/ferry/services/catalog"
-	"github.com/ferry-cdc/ferry/services/internal/config"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
+	"github.com/ferry-cdc/ferry/services/internal/secret"
 )
 
 // Config is read once at start from flags, which default to the environment.
@@ -20,12 +21,15 @@ type Config struct {
 	Listen string
 	// MetricsAddr serves Prometheus /metrics; empty: not served.
 	MetricsAddr string
+	// Secrets bounds which files and variables task secrets may name.
+	Secrets secret.Settings
 }
 
 func loadConfig() Config {
 	var c Config
 	flag.StringVar(&c.Listen, "listen", config.Env("FERRY_CATALOG_LISTEN", "127.0.0.1:7401"), "host:port to serve gRPC on")
 	flag.StringVar(&c.MetricsAddr, "metrics-addr", config.EnvOrOff("FERRY_CATALOG_METRICS_ADDR", "127.0.0.1:9401"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_CATALOG_METRICS_ADDR)")
+	c.Secrets.Register(flag.CommandLine)
 	flag.Parse()
 	return c
 }
@@ -45,7 +49,11 @@ func run(cfg Config, logger *slog.Logger) error {
 	}
 	defer tel.Close()
 	tel.SetGlobal()
-	srv := grpcserver.New("catalog", logger, tel.ServerOptions()...)
+	secrets, err := cfg.Secrets.Policy()
+	if err != nil {
+		return err
+	}
+	srv := grpcserver.New("catalog", logger, append(tel.ServerOptions(), secrets.ServerOptions()...)...)
 	catalogv1.RegisterCatalogServiceServer(srv, catalog.NewServer(logger))
 	return srv.RunUntilSignal(cfg.Listen)
 }

@@ -15,11 +15,12 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
+	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
 	"github.com/ferry-cdc/ferry/platform/telemetry"
 	"github.com/ferry-cdc/ferry/services/delivery"
-	"github.com/ferry-cdc/ferry/services/internal/config"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
+	"github.com/ferry-cdc/ferry/services/internal/secret"
 )
 
 // Config is read once at start from flags, which default to the environment.
@@ -33,6 +34,8 @@ type Config struct {
 	MetricsAddr string
 	// CaptureAddress is the capture service Replicate reads changes from.
 	CaptureAddress string
+	// Secrets bounds which files and variables task secrets may name.
+	Secrets secret.Settings
 }
 
 func loadConfig() Config {
@@ -41,6 +44,7 @@ func loadConfig() Config {
 	flag.StringVar(&c.MetricsAddr, "metrics-addr", config.EnvOrOff("FERRY_DELIVERY_METRICS_ADDR", "127.0.0.1:9403"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_DELIVERY_METRICS_ADDR)")
 	flag.StringVar(&c.CaptureAddress, "capture", config.Env("FERRY_CAPTURE_ADDRESS", "127.0.0.1:7402"), "capture service host:port, which Replicate reads changes from (env FERRY_CAPTURE_ADDRESS)")
 	flag.StringVar(&c.CPUProfile, "cpuprofile", config.Env("FERRY_CPU_PROFILE", ""), "write a CPU profile to this file until exit (env FERRY_CPU_PROFILE)")
+	c.Secrets.Register(flag.CommandLine)
 	flag.Parse()
 	return c
 }
@@ -72,7 +76,11 @@ func run(cfg Config, logger *slog.Logger) (err error) {
 	}
 	defer func() { _ = capConn.Close() }()
 	impl.Capture = capturev1.NewCaptureServiceClient(capConn)
-	srv := grpcserver.New("delivery", logger, tel.ServerOptions()...)
+	secrets, err := cfg.Secrets.Policy()
+	if err != nil {
+		return err
+	}
+	srv := grpcserver.New("delivery", logger, append(tel.ServerOptions(), secrets.ServerOptions()...)...)
 	deliveryv1.RegisterDeliveryServiceServer(srv, impl)
 	return srv.RunUntilSignalProfiled(cfg.Listen, cfg.CPUProfile)
 }

@@ -9,8 +9,8 @@ import (
 	"os/signal"
 	"time"
 
+	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/services/ferryctl"
-	"github.com/ferry-cdc/ferry/services/internal/config"
 )
 
 // loadConfig reads the global flags, which stand before the command; the

@@ -16,7 +16,7 @@ import (
 // realRegistry is a client for the local stack's Apicurio Registry, or fails.
 func realRegistry(t *testing.T) *Client {
 	t.Helper()
-	c, err := New(testenv.SchemaRegistryURL(), Options{Timeout: 5 * time.Second})
+	c, err := New(testenv.SchemaRegistryURL(t), Options{Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestRegisterDTSAvroSchemaReal(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A fresh client (no cache) registering again gets the same id.
-	again, err := New(testenv.SchemaRegistryURL(), Options{})
+	again, err := New(testenv.SchemaRegistryURL(t), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	pg "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 )
 
 // tri is SQL's three-valued logic.
@@ -93,19 +95,8 @@ func (x operand) render(b *strings.Builder) {
 	case x.null:
 		b.WriteString("NULL::pg_catalog." + types[x.typ].name)
 	default:
-		b.WriteString(quoteString(x.lit) + "::pg_catalog." + types[x.typ].name)
+		b.WriteString(pgsql.Literal(x.lit) + "::pg_catalog." + types[x.typ].name)
 	}
-}
-
-// quoteString quotes s as a string constant that reads the same whatever
-// standard_conforming_strings says: an escape string, E'...', whenever s
-// holds a backslash.
-func quoteString(s string) string {
-	q := "'" + strings.ReplaceAll(s, "'", "''") + "'"
-	if strings.Contains(s, `\`) {
-		return "E" + strings.ReplaceAll(q, `\`, `\\`)
-	}
-	return q
 }
 
 // junction is AND or OR: false (AND) or true (OR) decides; otherwise any

@@ -23,6 +23,7 @@ import (
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
+	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
 	"github.com/ferry-cdc/ferry/platform/taskapi"
 	"github.com/ferry-cdc/ferry/platform/telemetry"
@@ -40,34 +41,23 @@ type Config struct {
 	DeliveryAddress   string
 	// MetricsAddr serves Prometheus /metrics; empty: not served.
 	MetricsAddr string
+	// PayloadKeyFile seals every workflow payload (taskapi.EncryptionCodec);
+	// empty leaves them in clear.
+	PayloadKeyFile string
 }
 
 func loadConfig() Config {
 	var c Config
-	flag.StringVar(&c.TemporalAddress, "temporal", envOr("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port")
-	flag.StringVar(&c.TemporalNamespace, "namespace", envOr("FERRY_TEMPORAL_NAMESPACE", "default"), "Temporal namespace")
-	flag.StringVar(&c.TaskQueue, "task-queue", envOr("FERRY_TASK_QUEUE", taskapi.DefaultTaskQueue), "Temporal task queue to poll")
-	flag.StringVar(&c.CatalogAddress, "catalog", envOr("FERRY_CATALOG_ADDRESS", "127.0.0.1:7401"), "catalog service host:port")
-	flag.StringVar(&c.CaptureAddress, "capture", envOr("FERRY_CAPTURE_ADDRESS", "127.0.0.1:7402"), "capture service host:port")
-	flag.StringVar(&c.DeliveryAddress, "delivery", envOr("FERRY_DELIVERY_ADDRESS", "127.0.0.1:7403"), "delivery service host:port")
-	flag.StringVar(&c.MetricsAddr, "metrics-addr", envOrOff("FERRY_WORKER_METRICS_ADDR", "127.0.0.1:9404"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_WORKER_METRICS_ADDR)")
+	flag.StringVar(&c.TemporalAddress, "temporal", config.Env("FERRY_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port")
+	flag.StringVar(&c.TemporalNamespace, "namespace", config.Env("FERRY_TEMPORAL_NAMESPACE", "default"), "Temporal namespace")
+	flag.StringVar(&c.TaskQueue, "task-queue", config.Env("FERRY_TASK_QUEUE", taskapi.DefaultTaskQueue), "Temporal task queue to poll")
+	flag.StringVar(&c.CatalogAddress, "catalog", config.Env("FERRY_CATALOG_ADDRESS", "127.0.0.1:7401"), "catalog service host:port")
+	flag.StringVar(&c.CaptureAddress, "capture", config.Env("FERRY_CAPTURE_ADDRESS", "127.0.0.1:7402"), "capture service host:port")
+	flag.StringVar(&c.DeliveryAddress, "delivery", config.Env("FERRY_DELIVERY_ADDRESS", "127.0.0.1:7403"), "delivery service host:port")
+	flag.StringVar(&c.MetricsAddr, "metrics-addr", config.EnvOrOff("FERRY_WORKER_METRICS_ADDR", "127.0.0.1:9404"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_WORKER_METRICS_ADDR)")
+	flag.StringVar(&c.PayloadKeyFile, "payload-key-file", config.Env("FERRY_PAYLOAD_KEY_FILE", ""), "AES-256 key (32 bytes, raw or hex) that seals workflow payloads in Temporal; the control API needs the same key")
 	flag.Parse()
 	return c
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-// envOrOff is envOr for settings that an empty value turns off.
-func envOrOff(key, def string) string {
-	if v, ok := os.LookupEnv(key); ok {
-		return v
-	}
-	return def
 }
 
 func main() {
@@ -104,8 +94,13 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 		conns[name] = conn
 	}
+	codec, err := taskapi.PayloadCodec(cfg.PayloadKeyFile)
+	if err != nil {
+		return err
+	}
 	tc, err := client.Dial(client.Options{
-		HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: logger, DataConverter: taskapi.DataConverter(),
+		HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: logger, DataConverter: taskapi.DataConverterWith(codec),
+		FailureConverter: taskapi.FailureConverterWith(codec),
 	})
 	if err != nil {
 		return fmt.Errorf("connecting to Temporal at %s: %w", cfg.TemporalAddress, err)

@@ -157,7 +157,12 @@ type EnsureReplicationRequest struct {
 	// FailedPrecondition when it uses a column outside the table's replica
 	// identity (PostgreSQL would then refuse the application's UPDATEs and
 	// DELETEs on the table), and the publication is then left unchanged.
-	Filters       []*TableFilter `protobuf:"bytes,8,rep,name=filters,proto3" json:"filters,omitempty"`
+	Filters []*TableFilter `protobuf:"bytes,8,rep,name=filters,proto3" json:"filters,omitempty"`
+	// The task's ownership token. When set, Ferry records it in the comment of
+	// the publication it creates and of the slot it creates, and refuses to
+	// adopt a publication or slot the comment does not give to this owner
+	// (FailedPrecondition). Empty: no check, as before ownership was recorded.
+	Owner         string `protobuf:"bytes,9,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -246,6 +251,13 @@ func (x *EnsureReplicationRequest) GetFilters() []*TableFilter {
 		return x.Filters
 	}
 	return nil
+}
+
+func (x *EnsureReplicationRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 // A row filter on one published table.
@@ -370,8 +382,11 @@ type ReleaseReplicationRequest struct {
 	Source          *v1.SourceEndpoint     `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
 	SlotName        string                 `protobuf:"bytes,2,opt,name=slot_name,json=slotName,proto3" json:"slot_name,omitempty"`
 	PublicationName string                 `protobuf:"bytes,3,opt,name=publication_name,json=publicationName,proto3" json:"publication_name,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// When set, only a slot and publication the publication's comment gives
+	// to this owner are dropped; others are left, and said so.
+	Owner         string `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReleaseReplicationRequest) Reset() {
@@ -425,17 +440,142 @@ func (x *ReleaseReplicationRequest) GetPublicationName() string {
 	return ""
 }
 
+func (x *ReleaseReplicationRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+type GetSlotHealthRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Source        *v1.SourceEndpoint     `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	SlotName      string                 `protobuf:"bytes,2,opt,name=slot_name,json=slotName,proto3" json:"slot_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSlotHealthRequest) Reset() {
+	*x = GetSlotHealthRequest{}
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSlotHealthRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSlotHealthRequest) ProtoMessage() {}
+
+func (x *GetSlotHealthRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSlotHealthRequest.ProtoReflect.Descriptor instead.
+func (*GetSlotHealthRequest) Descriptor() ([]byte, []int) {
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetSlotHealthRequest) GetSource() *v1.SourceEndpoint {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *GetSlotHealthRequest) GetSlotName() string {
+	if x != nil {
+		return x.SlotName
+	}
+	return ""
+}
+
+type GetSlotHealthResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// WAL written since the slot's confirmed_flush_lsn.
+	LagBytes int64 `protobuf:"varint,1,opt,name=lag_bytes,json=lagBytes,proto3" json:"lag_bytes,omitempty"`
+	// WAL the slot keeps (since its restart_lsn).
+	RetainedWalBytes int64 `protobuf:"varint,2,opt,name=retained_wal_bytes,json=retainedWalBytes,proto3" json:"retained_wal_bytes,omitempty"`
+	// Age of the oldest open transaction with an xid that the task's role sees.
+	OldestTransactionSeconds int64 `protobuf:"varint,3,opt,name=oldest_transaction_seconds,json=oldestTransactionSeconds,proto3" json:"oldest_transaction_seconds,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
+}
+
+func (x *GetSlotHealthResponse) Reset() {
+	*x = GetSlotHealthResponse{}
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSlotHealthResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSlotHealthResponse) ProtoMessage() {}
+
+func (x *GetSlotHealthResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSlotHealthResponse.ProtoReflect.Descriptor instead.
+func (*GetSlotHealthResponse) Descriptor() ([]byte, []int) {
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetSlotHealthResponse) GetLagBytes() int64 {
+	if x != nil {
+		return x.LagBytes
+	}
+	return 0
+}
+
+func (x *GetSlotHealthResponse) GetRetainedWalBytes() int64 {
+	if x != nil {
+		return x.RetainedWalBytes
+	}
+	return 0
+}
+
+func (x *GetSlotHealthResponse) GetOldestTransactionSeconds() int64 {
+	if x != nil {
+		return x.OldestTransactionSeconds
+	}
+	return 0
+}
+
 type ReleaseReplicationResponse struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	SlotDropped        bool                   `protobuf:"varint,1,opt,name=slot_dropped,json=slotDropped,proto3" json:"slot_dropped,omitempty"`
 	PublicationDropped bool                   `protobuf:"varint,2,opt,name=publication_dropped,json=publicationDropped,proto3" json:"publication_dropped,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Why the slot or publication was left in place, when it was: it belongs
+	// to another owner or to nobody Ferry knows.
+	LeftBecause   string `protobuf:"bytes,3,opt,name=left_because,json=leftBecause,proto3" json:"left_because,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReleaseReplicationResponse) Reset() {
 	*x = ReleaseReplicationResponse{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[6]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -447,7 +587,7 @@ func (x *ReleaseReplicationResponse) String() string {
 func (*ReleaseReplicationResponse) ProtoMessage() {}
 
 func (x *ReleaseReplicationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[6]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -460,7 +600,7 @@ func (x *ReleaseReplicationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseReplicationResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseReplicationResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{6}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReleaseReplicationResponse) GetSlotDropped() bool {
@@ -477,6 +617,13 @@ func (x *ReleaseReplicationResponse) GetPublicationDropped() bool {
 	return false
 }
 
+func (x *ReleaseReplicationResponse) GetLeftBecause() string {
+	if x != nil {
+		return x.LeftBecause
+	}
+	return ""
+}
+
 type StreamChangesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Kind:
@@ -490,7 +637,7 @@ type StreamChangesRequest struct {
 
 func (x *StreamChangesRequest) Reset() {
 	*x = StreamChangesRequest{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[7]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -502,7 +649,7 @@ func (x *StreamChangesRequest) String() string {
 func (*StreamChangesRequest) ProtoMessage() {}
 
 func (x *StreamChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[7]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -515,7 +662,7 @@ func (x *StreamChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamChangesRequest.ProtoReflect.Descriptor instead.
 func (*StreamChangesRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{7}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StreamChangesRequest) GetKind() isStreamChangesRequest_Kind {
@@ -602,7 +749,7 @@ type StartStream struct {
 
 func (x *StartStream) Reset() {
 	*x = StartStream{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[8]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -614,7 +761,7 @@ func (x *StartStream) String() string {
 func (*StartStream) ProtoMessage() {}
 
 func (x *StartStream) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[8]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -627,7 +774,7 @@ func (x *StartStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartStream.ProtoReflect.Descriptor instead.
 func (*StartStream) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{8}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StartStream) GetSource() *v1.SourceEndpoint {
@@ -710,7 +857,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[9]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +869,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[9]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +882,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{9}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Ack) GetFlushedLsn() uint64 {
@@ -758,7 +905,7 @@ type StreamChangesResponse struct {
 
 func (x *StreamChangesResponse) Reset() {
 	*x = StreamChangesResponse{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[10]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +917,7 @@ func (x *StreamChangesResponse) String() string {
 func (*StreamChangesResponse) ProtoMessage() {}
 
 func (x *StreamChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[10]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +930,7 @@ func (x *StreamChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamChangesResponse.ProtoReflect.Descriptor instead.
 func (*StreamChangesResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{10}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StreamChangesResponse) GetBatch() *v11.ChangeBatch {
@@ -824,14 +971,17 @@ type ReadSnapshotRequest struct {
 	// Token buckets on the snapshot: queries to the source per second, rows
 	// and megabytes per second. Unset or zero: unlimited. Changed live with
 	// UpdateThrottle.
-	Throttle      *v1.FullSyncThrottle `protobuf:"bytes,8,opt,name=throttle,proto3" json:"throttle,omitempty"`
+	Throttle *v1.FullSyncThrottle `protobuf:"bytes,8,opt,name=throttle,proto3" json:"throttle,omitempty"`
+	// As in EnsureReplicationRequest: the slot ReadSnapshot creates is claimed
+	// for this owner, and a leftover slot is dropped only when it is its.
+	Owner         string `protobuf:"bytes,9,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReadSnapshotRequest) Reset() {
 	*x = ReadSnapshotRequest{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[11]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +993,7 @@ func (x *ReadSnapshotRequest) String() string {
 func (*ReadSnapshotRequest) ProtoMessage() {}
 
 func (x *ReadSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[11]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +1006,7 @@ func (x *ReadSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*ReadSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{11}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReadSnapshotRequest) GetSource() *v1.SourceEndpoint {
@@ -916,6 +1066,13 @@ func (x *ReadSnapshotRequest) GetThrottle() *v1.FullSyncThrottle {
 	return nil
 }
 
+func (x *ReadSnapshotRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
 // Exactly one field is set. batch keeps field number 1, as in
 // StreamChangesResponse, so that the worker relays it as a raw frame.
 type ReadSnapshotResponse struct {
@@ -929,7 +1086,7 @@ type ReadSnapshotResponse struct {
 
 func (x *ReadSnapshotResponse) Reset() {
 	*x = ReadSnapshotResponse{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[12]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1098,7 @@ func (x *ReadSnapshotResponse) String() string {
 func (*ReadSnapshotResponse) ProtoMessage() {}
 
 func (x *ReadSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[12]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1111,7 @@ func (x *ReadSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*ReadSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{12}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReadSnapshotResponse) GetBatch() *v11.ChangeBatch {
@@ -994,7 +1151,7 @@ type SnapshotStarted struct {
 
 func (x *SnapshotStarted) Reset() {
 	*x = SnapshotStarted{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[13]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1163,7 @@ func (x *SnapshotStarted) String() string {
 func (*SnapshotStarted) ProtoMessage() {}
 
 func (x *SnapshotStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[13]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1176,7 @@ func (x *SnapshotStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotStarted.ProtoReflect.Descriptor instead.
 func (*SnapshotStarted) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{13}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SnapshotStarted) GetConsistentLsn() uint64 {
@@ -1056,7 +1213,7 @@ type SnapshotProgress struct {
 
 func (x *SnapshotProgress) Reset() {
 	*x = SnapshotProgress{}
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[14]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1068,7 +1225,7 @@ func (x *SnapshotProgress) String() string {
 func (*SnapshotProgress) ProtoMessage() {}
 
 func (x *SnapshotProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_ferry_capture_v1_capture_proto_msgTypes[14]
+	mi := &file_ferry_capture_v1_capture_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1081,7 +1238,7 @@ func (x *SnapshotProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotProgress.ProtoReflect.Descriptor instead.
 func (*SnapshotProgress) Descriptor() ([]byte, []int) {
-	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{14}
+	return file_ferry_capture_v1_capture_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SnapshotProgress) GetTables() []*v1.TableRowCount {
@@ -1108,7 +1265,7 @@ const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"\vincremental\x18\x02 \x01(\v2\".ferry.task.v1.IncrementalThrottleR\vincremental\x123\n" +
 	"\x04full\x18\x03 \x01(\v2\x1f.ferry.task.v1.FullSyncThrottleR\x04full\"A\n" +
 	"\x16UpdateThrottleResponse\x12'\n" +
-	"\x0fstreams_updated\x18\x01 \x01(\rR\x0estreamsUpdated\"\xe7\x02\n" +
+	"\x0fstreams_updated\x18\x01 \x01(\rR\x0estreamsUpdated\"\xfd\x02\n" +
 	"\x18EnsureReplicationRequest\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x12\x1b\n" +
 	"\tslot_name\x18\x02 \x01(\tR\bslotName\x12)\n" +
@@ -1118,21 +1275,31 @@ const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"\aschemas\x18\x06 \x03(\tR\aschemas\x12\x1d\n" +
 	"\n" +
 	"all_tables\x18\a \x01(\bR\tallTables\x127\n" +
-	"\afilters\x18\b \x03(\v2\x1d.ferry.capture.v1.TableFilterR\afilters\"T\n" +
+	"\afilters\x18\b \x03(\v2\x1d.ferry.capture.v1.TableFilterR\afilters\x12\x14\n" +
+	"\x05owner\x18\t \x01(\tR\x05owner\"T\n" +
 	"\vTableFilter\x12-\n" +
 	"\x05table\x18\x01 \x01(\v2\x17.ferry.task.v1.TableRefR\x05table\x12\x16\n" +
 	"\x06filter\x18\x02 \x01(\tR\x06filter\"\x94\x01\n" +
 	"\x19EnsureReplicationResponse\x12#\n" +
 	"\rconfirmed_lsn\x18\x01 \x01(\x04R\fconfirmedLsn\x12!\n" +
 	"\fslot_created\x18\x02 \x01(\bR\vslotCreated\x12/\n" +
-	"\x13publication_created\x18\x03 \x01(\bR\x12publicationCreated\"\x9a\x01\n" +
+	"\x13publication_created\x18\x03 \x01(\bR\x12publicationCreated\"\xb0\x01\n" +
 	"\x19ReleaseReplicationRequest\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x12\x1b\n" +
 	"\tslot_name\x18\x02 \x01(\tR\bslotName\x12)\n" +
-	"\x10publication_name\x18\x03 \x01(\tR\x0fpublicationName\"p\n" +
+	"\x10publication_name\x18\x03 \x01(\tR\x0fpublicationName\x12\x14\n" +
+	"\x05owner\x18\x04 \x01(\tR\x05owner\"j\n" +
+	"\x14GetSlotHealthRequest\x125\n" +
+	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x12\x1b\n" +
+	"\tslot_name\x18\x02 \x01(\tR\bslotName\"\xa0\x01\n" +
+	"\x15GetSlotHealthResponse\x12\x1b\n" +
+	"\tlag_bytes\x18\x01 \x01(\x03R\blagBytes\x12,\n" +
+	"\x12retained_wal_bytes\x18\x02 \x01(\x03R\x10retainedWalBytes\x12<\n" +
+	"\x1aoldest_transaction_seconds\x18\x03 \x01(\x03R\x18oldestTransactionSeconds\"\x93\x01\n" +
 	"\x1aReleaseReplicationResponse\x12!\n" +
 	"\fslot_dropped\x18\x01 \x01(\bR\vslotDropped\x12/\n" +
-	"\x13publication_dropped\x18\x02 \x01(\bR\x12publicationDropped\"\x80\x01\n" +
+	"\x13publication_dropped\x18\x02 \x01(\bR\x12publicationDropped\x12!\n" +
+	"\fleft_because\x18\x03 \x01(\tR\vleftBecause\"\x80\x01\n" +
 	"\x14StreamChangesRequest\x125\n" +
 	"\x05start\x18\x01 \x01(\v2\x1d.ferry.capture.v1.StartStreamH\x00R\x05start\x12)\n" +
 	"\x03ack\x18\x02 \x01(\v2\x15.ferry.capture.v1.AckH\x00R\x03ackB\x06\n" +
@@ -1154,7 +1321,7 @@ const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"flushedLsn\"\x84\x01\n" +
 	"\x15StreamChangesResponse\x12/\n" +
 	"\x05batch\x18\x01 \x01(\v2\x19.ferry.cdc.v1.ChangeBatchR\x05batch\x12:\n" +
-	"\bbackfill\x18\x02 \x01(\v2\x1e.ferry.cdc.v1.BackfillProgressR\bbackfill\"\x81\x03\n" +
+	"\bbackfill\x18\x02 \x01(\v2\x1e.ferry.cdc.v1.BackfillProgressR\bbackfill\"\x97\x03\n" +
 	"\x13ReadSnapshotRequest\x125\n" +
 	"\x06source\x18\x01 \x01(\v2\x1d.ferry.task.v1.SourceEndpointR\x06source\x121\n" +
 	"\x05table\x18\x02 \x01(\v2\x17.ferry.task.v1.TableRefB\x02\x18\x01R\x05table\x12\x1b\n" +
@@ -1163,7 +1330,8 @@ const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"\x06tables\x18\x05 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\x12(\n" +
 	"\x10max_batch_events\x18\x06 \x01(\rR\x0emaxBatchEvents\x12 \n" +
 	"\vparallelism\x18\a \x01(\rR\vparallelism\x12;\n" +
-	"\bthrottle\x18\b \x01(\v2\x1f.ferry.task.v1.FullSyncThrottleR\bthrottle\"\xc4\x01\n" +
+	"\bthrottle\x18\b \x01(\v2\x1f.ferry.task.v1.FullSyncThrottleR\bthrottle\x12\x14\n" +
+	"\x05owner\x18\t \x01(\tR\x05owner\"\xc4\x01\n" +
 	"\x14ReadSnapshotResponse\x12/\n" +
 	"\x05batch\x18\x01 \x01(\v2\x19.ferry.cdc.v1.ChangeBatchR\x05batch\x12;\n" +
 	"\astarted\x18\x02 \x01(\v2!.ferry.capture.v1.SnapshotStartedR\astarted\x12>\n" +
@@ -1174,10 +1342,11 @@ const file_ferry_capture_v1_capture_proto_rawDesc = "" +
 	"\rsnapshot_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\fsnapshotTime\"\\\n" +
 	"\x10SnapshotProgress\x124\n" +
 	"\x06tables\x18\x01 \x03(\v2\x1c.ferry.task.v1.TableRowCountR\x06tables\x12\x12\n" +
-	"\x04done\x18\x02 \x01(\bR\x04done2\x9b\x04\n" +
+	"\x04done\x18\x02 \x01(\bR\x04done2\xfd\x04\n" +
 	"\x0eCaptureService\x12l\n" +
 	"\x11EnsureReplication\x12*.ferry.capture.v1.EnsureReplicationRequest\x1a+.ferry.capture.v1.EnsureReplicationResponse\x12o\n" +
-	"\x12ReleaseReplication\x12+.ferry.capture.v1.ReleaseReplicationRequest\x1a,.ferry.capture.v1.ReleaseReplicationResponse\x12d\n" +
+	"\x12ReleaseReplication\x12+.ferry.capture.v1.ReleaseReplicationRequest\x1a,.ferry.capture.v1.ReleaseReplicationResponse\x12`\n" +
+	"\rGetSlotHealth\x12&.ferry.capture.v1.GetSlotHealthRequest\x1a'.ferry.capture.v1.GetSlotHealthResponse\x12d\n" +
 	"\rStreamChanges\x12&.ferry.capture.v1.StreamChangesRequest\x1a'.ferry.capture.v1.StreamChangesResponse(\x010\x01\x12_\n" +
 	"\fReadSnapshot\x12%.ferry.capture.v1.ReadSnapshotRequest\x1a&.ferry.capture.v1.ReadSnapshotResponse0\x01\x12c\n" +
 	"\x0eUpdateThrottle\x12'.ferry.capture.v1.UpdateThrottleRequest\x1a(.ferry.capture.v1.UpdateThrottleResponseB;Z9github.com/ferry-cdc/ferry/gen/ferry/capture/v1;capturev1b\x06proto3"
@@ -1194,7 +1363,7 @@ func file_ferry_capture_v1_capture_proto_rawDescGZIP() []byte {
 	return file_ferry_capture_v1_capture_proto_rawDescData
 }
 
-var file_ferry_capture_v1_capture_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_ferry_capture_v1_capture_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_ferry_capture_v1_capture_proto_goTypes = []any{
 	(*UpdateThrottleRequest)(nil),      // 0: ferry.capture.v1.UpdateThrottleRequest
 	(*UpdateThrottleResponse)(nil),     // 1: ferry.capture.v1.UpdateThrottleResponse
@@ -1202,63 +1371,68 @@ var file_ferry_capture_v1_capture_proto_goTypes = []any{
 	(*TableFilter)(nil),                // 3: ferry.capture.v1.TableFilter
 	(*EnsureReplicationResponse)(nil),  // 4: ferry.capture.v1.EnsureReplicationResponse
 	(*ReleaseReplicationRequest)(nil),  // 5: ferry.capture.v1.ReleaseReplicationRequest
-	(*ReleaseReplicationResponse)(nil), // 6: ferry.capture.v1.ReleaseReplicationResponse
-	(*StreamChangesRequest)(nil),       // 7: ferry.capture.v1.StreamChangesRequest
-	(*StartStream)(nil),                // 8: ferry.capture.v1.StartStream
-	(*Ack)(nil),                        // 9: ferry.capture.v1.Ack
-	(*StreamChangesResponse)(nil),      // 10: ferry.capture.v1.StreamChangesResponse
-	(*ReadSnapshotRequest)(nil),        // 11: ferry.capture.v1.ReadSnapshotRequest
-	(*ReadSnapshotResponse)(nil),       // 12: ferry.capture.v1.ReadSnapshotResponse
-	(*SnapshotStarted)(nil),            // 13: ferry.capture.v1.SnapshotStarted
-	(*SnapshotProgress)(nil),           // 14: ferry.capture.v1.SnapshotProgress
-	(*v1.IncrementalThrottle)(nil),     // 15: ferry.task.v1.IncrementalThrottle
-	(*v1.FullSyncThrottle)(nil),        // 16: ferry.task.v1.FullSyncThrottle
-	(*v1.SourceEndpoint)(nil),          // 17: ferry.task.v1.SourceEndpoint
-	(*v1.TableRef)(nil),                // 18: ferry.task.v1.TableRef
-	(*v11.BackfillProgress)(nil),       // 19: ferry.cdc.v1.BackfillProgress
-	(*v11.ChangeBatch)(nil),            // 20: ferry.cdc.v1.ChangeBatch
-	(*timestamppb.Timestamp)(nil),      // 21: google.protobuf.Timestamp
-	(*v1.TableRowCount)(nil),           // 22: ferry.task.v1.TableRowCount
+	(*GetSlotHealthRequest)(nil),       // 6: ferry.capture.v1.GetSlotHealthRequest
+	(*GetSlotHealthResponse)(nil),      // 7: ferry.capture.v1.GetSlotHealthResponse
+	(*ReleaseReplicationResponse)(nil), // 8: ferry.capture.v1.ReleaseReplicationResponse
+	(*StreamChangesRequest)(nil),       // 9: ferry.capture.v1.StreamChangesRequest
+	(*StartStream)(nil),                // 10: ferry.capture.v1.StartStream
+	(*Ack)(nil),                        // 11: ferry.capture.v1.Ack
+	(*StreamChangesResponse)(nil),      // 12: ferry.capture.v1.StreamChangesResponse
+	(*ReadSnapshotRequest)(nil),        // 13: ferry.capture.v1.ReadSnapshotRequest
+	(*ReadSnapshotResponse)(nil),       // 14: ferry.capture.v1.ReadSnapshotResponse
+	(*SnapshotStarted)(nil),            // 15: ferry.capture.v1.SnapshotStarted
+	(*SnapshotProgress)(nil),           // 16: ferry.capture.v1.SnapshotProgress
+	(*v1.IncrementalThrottle)(nil),     // 17: ferry.task.v1.IncrementalThrottle
+	(*v1.FullSyncThrottle)(nil),        // 18: ferry.task.v1.FullSyncThrottle
+	(*v1.SourceEndpoint)(nil),          // 19: ferry.task.v1.SourceEndpoint
+	(*v1.TableRef)(nil),                // 20: ferry.task.v1.TableRef
+	(*v11.BackfillProgress)(nil),       // 21: ferry.cdc.v1.BackfillProgress
+	(*v11.ChangeBatch)(nil),            // 22: ferry.cdc.v1.ChangeBatch
+	(*timestamppb.Timestamp)(nil),      // 23: google.protobuf.Timestamp
+	(*v1.TableRowCount)(nil),           // 24: ferry.task.v1.TableRowCount
 }
 var file_ferry_capture_v1_capture_proto_depIdxs = []int32{
-	15, // 0: ferry.capture.v1.UpdateThrottleRequest.incremental:type_name -> ferry.task.v1.IncrementalThrottle
-	16, // 1: ferry.capture.v1.UpdateThrottleRequest.full:type_name -> ferry.task.v1.FullSyncThrottle
-	17, // 2: ferry.capture.v1.EnsureReplicationRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	18, // 3: ferry.capture.v1.EnsureReplicationRequest.tables:type_name -> ferry.task.v1.TableRef
+	17, // 0: ferry.capture.v1.UpdateThrottleRequest.incremental:type_name -> ferry.task.v1.IncrementalThrottle
+	18, // 1: ferry.capture.v1.UpdateThrottleRequest.full:type_name -> ferry.task.v1.FullSyncThrottle
+	19, // 2: ferry.capture.v1.EnsureReplicationRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	20, // 3: ferry.capture.v1.EnsureReplicationRequest.tables:type_name -> ferry.task.v1.TableRef
 	3,  // 4: ferry.capture.v1.EnsureReplicationRequest.filters:type_name -> ferry.capture.v1.TableFilter
-	18, // 5: ferry.capture.v1.TableFilter.table:type_name -> ferry.task.v1.TableRef
-	17, // 6: ferry.capture.v1.ReleaseReplicationRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	8,  // 7: ferry.capture.v1.StreamChangesRequest.start:type_name -> ferry.capture.v1.StartStream
-	9,  // 8: ferry.capture.v1.StreamChangesRequest.ack:type_name -> ferry.capture.v1.Ack
-	17, // 9: ferry.capture.v1.StartStream.source:type_name -> ferry.task.v1.SourceEndpoint
-	15, // 10: ferry.capture.v1.StartStream.throttle:type_name -> ferry.task.v1.IncrementalThrottle
-	19, // 11: ferry.capture.v1.StartStream.backfills:type_name -> ferry.cdc.v1.BackfillProgress
-	20, // 12: ferry.capture.v1.StreamChangesResponse.batch:type_name -> ferry.cdc.v1.ChangeBatch
-	19, // 13: ferry.capture.v1.StreamChangesResponse.backfill:type_name -> ferry.cdc.v1.BackfillProgress
-	17, // 14: ferry.capture.v1.ReadSnapshotRequest.source:type_name -> ferry.task.v1.SourceEndpoint
-	18, // 15: ferry.capture.v1.ReadSnapshotRequest.table:type_name -> ferry.task.v1.TableRef
-	18, // 16: ferry.capture.v1.ReadSnapshotRequest.tables:type_name -> ferry.task.v1.TableRef
-	16, // 17: ferry.capture.v1.ReadSnapshotRequest.throttle:type_name -> ferry.task.v1.FullSyncThrottle
-	20, // 18: ferry.capture.v1.ReadSnapshotResponse.batch:type_name -> ferry.cdc.v1.ChangeBatch
-	13, // 19: ferry.capture.v1.ReadSnapshotResponse.started:type_name -> ferry.capture.v1.SnapshotStarted
-	14, // 20: ferry.capture.v1.ReadSnapshotResponse.progress:type_name -> ferry.capture.v1.SnapshotProgress
-	21, // 21: ferry.capture.v1.SnapshotStarted.snapshot_time:type_name -> google.protobuf.Timestamp
-	22, // 22: ferry.capture.v1.SnapshotProgress.tables:type_name -> ferry.task.v1.TableRowCount
-	2,  // 23: ferry.capture.v1.CaptureService.EnsureReplication:input_type -> ferry.capture.v1.EnsureReplicationRequest
-	5,  // 24: ferry.capture.v1.CaptureService.ReleaseReplication:input_type -> ferry.capture.v1.ReleaseReplicationRequest
-	7,  // 25: ferry.capture.v1.CaptureService.StreamChanges:input_type -> ferry.capture.v1.StreamChangesRequest
-	11, // 26: ferry.capture.v1.CaptureService.ReadSnapshot:input_type -> ferry.capture.v1.ReadSnapshotRequest
-	0,  // 27: ferry.capture.v1.CaptureService.UpdateThrottle:input_type -> ferry.capture.v1.UpdateThrottleRequest
-	4,  // 28: ferry.capture.v1.CaptureService.EnsureReplication:output_type -> ferry.capture.v1.EnsureReplicationResponse
-	6,  // 29: ferry.capture.v1.CaptureService.ReleaseReplication:output_type -> ferry.capture.v1.ReleaseReplicationResponse
-	10, // 30: ferry.capture.v1.CaptureService.StreamChanges:output_type -> ferry.capture.v1.StreamChangesResponse
-	12, // 31: ferry.capture.v1.CaptureService.ReadSnapshot:output_type -> ferry.capture.v1.ReadSnapshotResponse
-	1,  // 32: ferry.capture.v1.CaptureService.UpdateThrottle:output_type -> ferry.capture.v1.UpdateThrottleResponse
-	28, // [28:33] is the sub-list for method output_type
-	23, // [23:28] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	20, // 5: ferry.capture.v1.TableFilter.table:type_name -> ferry.task.v1.TableRef
+	19, // 6: ferry.capture.v1.ReleaseReplicationRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	19, // 7: ferry.capture.v1.GetSlotHealthRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	10, // 8: ferry.capture.v1.StreamChangesRequest.start:type_name -> ferry.capture.v1.StartStream
+	11, // 9: ferry.capture.v1.StreamChangesRequest.ack:type_name -> ferry.capture.v1.Ack
+	19, // 10: ferry.capture.v1.StartStream.source:type_name -> ferry.task.v1.SourceEndpoint
+	17, // 11: ferry.capture.v1.StartStream.throttle:type_name -> ferry.task.v1.IncrementalThrottle
+	21, // 12: ferry.capture.v1.StartStream.backfills:type_name -> ferry.cdc.v1.BackfillProgress
+	22, // 13: ferry.capture.v1.StreamChangesResponse.batch:type_name -> ferry.cdc.v1.ChangeBatch
+	21, // 14: ferry.capture.v1.StreamChangesResponse.backfill:type_name -> ferry.cdc.v1.BackfillProgress
+	19, // 15: ferry.capture.v1.ReadSnapshotRequest.source:type_name -> ferry.task.v1.SourceEndpoint
+	20, // 16: ferry.capture.v1.ReadSnapshotRequest.table:type_name -> ferry.task.v1.TableRef
+	20, // 17: ferry.capture.v1.ReadSnapshotRequest.tables:type_name -> ferry.task.v1.TableRef
+	18, // 18: ferry.capture.v1.ReadSnapshotRequest.throttle:type_name -> ferry.task.v1.FullSyncThrottle
+	22, // 19: ferry.capture.v1.ReadSnapshotResponse.batch:type_name -> ferry.cdc.v1.ChangeBatch
+	15, // 20: ferry.capture.v1.ReadSnapshotResponse.started:type_name -> ferry.capture.v1.SnapshotStarted
+	16, // 21: ferry.capture.v1.ReadSnapshotResponse.progress:type_name -> ferry.capture.v1.SnapshotProgress
+	23, // 22: ferry.capture.v1.SnapshotStarted.snapshot_time:type_name -> google.protobuf.Timestamp
+	24, // 23: ferry.capture.v1.SnapshotProgress.tables:type_name -> ferry.task.v1.TableRowCount
+	2,  // 24: ferry.capture.v1.CaptureService.EnsureReplication:input_type -> ferry.capture.v1.EnsureReplicationRequest
+	5,  // 25: ferry.capture.v1.CaptureService.ReleaseReplication:input_type -> ferry.capture.v1.ReleaseReplicationRequest
+	6,  // 26: ferry.capture.v1.CaptureService.GetSlotHealth:input_type -> ferry.capture.v1.GetSlotHealthRequest
+	9,  // 27: ferry.capture.v1.CaptureService.StreamChanges:input_type -> ferry.capture.v1.StreamChangesRequest
+	13, // 28: ferry.capture.v1.CaptureService.ReadSnapshot:input_type -> ferry.capture.v1.ReadSnapshotRequest
+	0,  // 29: ferry.capture.v1.CaptureService.UpdateThrottle:input_type -> ferry.capture.v1.UpdateThrottleRequest
+	4,  // 30: ferry.capture.v1.CaptureService.EnsureReplication:output_type -> ferry.capture.v1.EnsureReplicationResponse
+	8,  // 31: ferry.capture.v1.CaptureService.ReleaseReplication:output_type -> ferry.capture.v1.ReleaseReplicationResponse
+	7,  // 32: ferry.capture.v1.CaptureService.GetSlotHealth:output_type -> ferry.capture.v1.GetSlotHealthResponse
+	12, // 33: ferry.capture.v1.CaptureService.StreamChanges:output_type -> ferry.capture.v1.StreamChangesResponse
+	14, // 34: ferry.capture.v1.CaptureService.ReadSnapshot:output_type -> ferry.capture.v1.ReadSnapshotResponse
+	1,  // 35: ferry.capture.v1.CaptureService.UpdateThrottle:output_type -> ferry.capture.v1.UpdateThrottleResponse
+	30, // [30:36] is the sub-list for method output_type
+	24, // [24:30] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_ferry_capture_v1_capture_proto_init() }
@@ -1266,7 +1440,7 @@ func file_ferry_capture_v1_capture_proto_init() {
 	if File_ferry_capture_v1_capture_proto != nil {
 		return
 	}
-	file_ferry_capture_v1_capture_proto_msgTypes[7].OneofWrappers = []any{
+	file_ferry_capture_v1_capture_proto_msgTypes[9].OneofWrappers = []any{
 		(*StreamChangesRequest_Start)(nil),
 		(*StreamChangesRequest_Ack)(nil),
 	}
@@ -1276,7 +1450,7 @@ func file_ferry_capture_v1_capture_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ferry_capture_v1_capture_proto_rawDesc), len(file_ferry_capture_v1_capture_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

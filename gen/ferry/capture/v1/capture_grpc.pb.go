@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	CaptureService_EnsureReplication_FullMethodName  = "/ferry.capture.v1.CaptureService/EnsureReplication"
 	CaptureService_ReleaseReplication_FullMethodName = "/ferry.capture.v1.CaptureService/ReleaseReplication"
+	CaptureService_GetSlotHealth_FullMethodName      = "/ferry.capture.v1.CaptureService/GetSlotHealth"
 	CaptureService_StreamChanges_FullMethodName      = "/ferry.capture.v1.CaptureService/StreamChanges"
 	CaptureService_ReadSnapshot_FullMethodName       = "/ferry.capture.v1.CaptureService/ReadSnapshot"
 	CaptureService_UpdateThrottle_FullMethodName     = "/ferry.capture.v1.CaptureService/UpdateThrottle"
@@ -37,6 +38,9 @@ type CaptureServiceClient interface {
 	EnsureReplication(ctx context.Context, in *EnsureReplicationRequest, opts ...grpc.CallOption) (*EnsureReplicationResponse, error)
 	// Drops the slot and publication that Ferry created, and nothing else.
 	ReleaseReplication(ctx context.Context, in *ReleaseReplicationRequest, opts ...grpc.CallOption) (*ReleaseReplicationResponse, error)
+	// Reads the slot's lag and retained WAL, and the age of the source's
+	// oldest writing transaction, for the task's source alerts.
+	GetSlotHealth(ctx context.Context, in *GetSlotHealthRequest, opts ...grpc.CallOption) (*GetSlotHealthResponse, error)
 	// The client sends StartStream first, then Ack messages; the server sends
 	// change batches. Only an Ack moves the flushed LSN reported to PostgreSQL.
 	// Streaming starts at max(start_lsn, the slot's confirmed_flush_lsn), and
@@ -96,6 +100,16 @@ func (c *captureServiceClient) ReleaseReplication(ctx context.Context, in *Relea
 	return out, nil
 }
 
+func (c *captureServiceClient) GetSlotHealth(ctx context.Context, in *GetSlotHealthRequest, opts ...grpc.CallOption) (*GetSlotHealthResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSlotHealthResponse)
+	err := c.cc.Invoke(ctx, CaptureService_GetSlotHealth_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *captureServiceClient) StreamChanges(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamChangesRequest, StreamChangesResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &CaptureService_ServiceDesc.Streams[0], CaptureService_StreamChanges_FullMethodName, cOpts...)
@@ -149,6 +163,9 @@ type CaptureServiceServer interface {
 	EnsureReplication(context.Context, *EnsureReplicationRequest) (*EnsureReplicationResponse, error)
 	// Drops the slot and publication that Ferry created, and nothing else.
 	ReleaseReplication(context.Context, *ReleaseReplicationRequest) (*ReleaseReplicationResponse, error)
+	// Reads the slot's lag and retained WAL, and the age of the source's
+	// oldest writing transaction, for the task's source alerts.
+	GetSlotHealth(context.Context, *GetSlotHealthRequest) (*GetSlotHealthResponse, error)
 	// The client sends StartStream first, then Ack messages; the server sends
 	// change batches. Only an Ack moves the flushed LSN reported to PostgreSQL.
 	// Streaming starts at max(start_lsn, the slot's confirmed_flush_lsn), and
@@ -193,6 +210,9 @@ func (UnimplementedCaptureServiceServer) EnsureReplication(context.Context, *Ens
 }
 func (UnimplementedCaptureServiceServer) ReleaseReplication(context.Context, *ReleaseReplicationRequest) (*ReleaseReplicationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReleaseReplication not implemented")
+}
+func (UnimplementedCaptureServiceServer) GetSlotHealth(context.Context, *GetSlotHealthRequest) (*GetSlotHealthResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSlotHealth not implemented")
 }
 func (UnimplementedCaptureServiceServer) StreamChanges(grpc.BidiStreamingServer[StreamChangesRequest, StreamChangesResponse]) error {
 	return status.Error(codes.Unimplemented, "method StreamChanges not implemented")
@@ -260,6 +280,24 @@ func _CaptureService_ReleaseReplication_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CaptureService_GetSlotHealth_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSlotHealthRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CaptureServiceServer).GetSlotHealth(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CaptureService_GetSlotHealth_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CaptureServiceServer).GetSlotHealth(ctx, req.(*GetSlotHealthRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _CaptureService_StreamChanges_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(CaptureServiceServer).StreamChanges(&grpc.GenericServerStream[StreamChangesRequest, StreamChangesResponse]{ServerStream: stream})
 }
@@ -310,6 +348,10 @@ var CaptureService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReleaseReplication",
 			Handler:    _CaptureService_ReleaseReplication_Handler,
+		},
+		{
+			MethodName: "GetSlotHealth",
+			Handler:    _CaptureService_GetSlotHealth_Handler,
 		},
 		{
 			MethodName: "UpdateThrottle",

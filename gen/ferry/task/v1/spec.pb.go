@@ -1789,8 +1789,24 @@ type AlertRules struct {
 	LatencyThresholdSeconds uint32 `protobuf:"varint,2,opt,name=latency_threshold_seconds,json=latencyThresholdSeconds,proto3" json:"latency_threshold_seconds,omitempty"`
 	LatencyForSeconds       uint32 `protobuf:"varint,3,opt,name=latency_for_seconds,json=latencyForSeconds,proto3" json:"latency_for_seconds,omitempty"`
 	WebhookUrl              string `protobuf:"bytes,4,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// The source side, checked every source_check_seconds while the task
+	// streams. Zero: no such alert.
+	// WAL the task's slot keeps on the source (since its restart_lsn): what a
+	// stalled task costs the source's disk.
+	RetainedWalThresholdMegabytes uint64 `protobuf:"varint,5,opt,name=retained_wal_threshold_megabytes,json=retainedWalThresholdMegabytes,proto3" json:"retained_wal_threshold_megabytes,omitempty"`
+	// WAL written since the slot's confirmed_flush_lsn: what Kafka has not
+	// acknowledged yet.
+	SlotLagThresholdMegabytes uint64 `protobuf:"varint,6,opt,name=slot_lag_threshold_megabytes,json=slotLagThresholdMegabytes,proto3" json:"slot_lag_threshold_megabytes,omitempty"`
+	// Age of the source's oldest open transaction that wrote: logical decoding
+	// cannot move the slot's restart point past it, so WAL piles up behind it.
+	TransactionThresholdSeconds uint32 `protobuf:"varint,7,opt,name=transaction_threshold_seconds,json=transactionThresholdSeconds,proto3" json:"transaction_threshold_seconds,omitempty"`
+	// How long a source figure must stay over its threshold before the alert
+	// fires. Zero: at the first check over it.
+	SourceForSeconds uint32 `protobuf:"varint,8,opt,name=source_for_seconds,json=sourceForSeconds,proto3" json:"source_for_seconds,omitempty"`
+	// Default 30; 5 to 3600.
+	SourceCheckSeconds uint32 `protobuf:"varint,9,opt,name=source_check_seconds,json=sourceCheckSeconds,proto3" json:"source_check_seconds,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *AlertRules) Reset() {
@@ -1849,6 +1865,41 @@ func (x *AlertRules) GetWebhookUrl() string {
 		return x.WebhookUrl
 	}
 	return ""
+}
+
+func (x *AlertRules) GetRetainedWalThresholdMegabytes() uint64 {
+	if x != nil {
+		return x.RetainedWalThresholdMegabytes
+	}
+	return 0
+}
+
+func (x *AlertRules) GetSlotLagThresholdMegabytes() uint64 {
+	if x != nil {
+		return x.SlotLagThresholdMegabytes
+	}
+	return 0
+}
+
+func (x *AlertRules) GetTransactionThresholdSeconds() uint32 {
+	if x != nil {
+		return x.TransactionThresholdSeconds
+	}
+	return 0
+}
+
+func (x *AlertRules) GetSourceForSeconds() uint32 {
+	if x != nil {
+		return x.SourceForSeconds
+	}
+	return 0
+}
+
+func (x *AlertRules) GetSourceCheckSeconds() uint32 {
+	if x != nil {
+		return x.SourceCheckSeconds
+	}
+	return 0
 }
 
 var File_ferry_task_v1_spec_proto protoreflect.FileDescriptor
@@ -1952,7 +2003,7 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\x11heartbeat_seconds\x18\x05 \x01(\rR\x10heartbeatSeconds\"@\n" +
 	"\x06Labels\x12 \n" +
 	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x14\n" +
-	"\x05scene\x18\x02 \x01(\tR\x05scene\"\xb8\x01\n" +
+	"\x05scene\x18\x02 \x01(\tR\x05scene\"\xe6\x03\n" +
 	"\n" +
 	"AlertRules\x12\x1d\n" +
 	"\n" +
@@ -1960,7 +2011,12 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\x19latency_threshold_seconds\x18\x02 \x01(\rR\x17latencyThresholdSeconds\x12.\n" +
 	"\x13latency_for_seconds\x18\x03 \x01(\rR\x11latencyForSeconds\x12\x1f\n" +
 	"\vwebhook_url\x18\x04 \x01(\tR\n" +
-	"webhookUrl*\x96\x01\n" +
+	"webhookUrl\x12G\n" +
+	" retained_wal_threshold_megabytes\x18\x05 \x01(\x04R\x1dretainedWalThresholdMegabytes\x12?\n" +
+	"\x1cslot_lag_threshold_megabytes\x18\x06 \x01(\x04R\x19slotLagThresholdMegabytes\x12B\n" +
+	"\x1dtransaction_threshold_seconds\x18\a \x01(\rR\x1btransactionThresholdSeconds\x12,\n" +
+	"\x12source_for_seconds\x18\b \x01(\rR\x10sourceForSeconds\x120\n" +
+	"\x14source_check_seconds\x18\t \x01(\rR\x12sourceCheckSeconds*\x96\x01\n" +
 	"\aSslMode\x12\x18\n" +
 	"\x14SSL_MODE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10SSL_MODE_DISABLE\x10\x01\x12\x13\n" +

@@ -1140,6 +1140,31 @@ func (m *AlertRules) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.SourceCheckSeconds != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.SourceCheckSeconds))
+		i--
+		dAtA[i] = 0x48
+	}
+	if m.SourceForSeconds != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.SourceForSeconds))
+		i--
+		dAtA[i] = 0x40
+	}
+	if m.TransactionThresholdSeconds != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.TransactionThresholdSeconds))
+		i--
+		dAtA[i] = 0x38
+	}
+	if m.SlotLagThresholdMegabytes != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.SlotLagThresholdMegabytes))
+		i--
+		dAtA[i] = 0x30
+	}
+	if m.RetainedWalThresholdMegabytes != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.RetainedWalThresholdMegabytes))
+		i--
+		dAtA[i] = 0x28
+	}
 	if len(m.WebhookUrl) > 0 {
 		i -= len(m.WebhookUrl)
 		copy(dAtA[i:], m.WebhookUrl)
@@ -1625,6 +1650,21 @@ func (m *AlertRules) SizeVT() (n int) {
 	l = len(m.WebhookUrl)
 	if l > 0 {
 		n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
+	if m.RetainedWalThresholdMegabytes != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.RetainedWalThresholdMegabytes))
+	}
+	if m.SlotLagThresholdMegabytes != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.SlotLagThresholdMegabytes))
+	}
+	if m.TransactionThresholdSeconds != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.TransactionThresholdSeconds))
+	}
+	if m.SourceForSeconds != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.SourceForSeconds))
+	}
+	if m.SourceCheckSeconds != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.SourceCheckSeconds))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -4581,6 +4621,101 @@ func (m *AlertRules) UnmarshalVT(dAtA []byte) error {
 			}
 			m.WebhookUrl = string(dAtA[iNdEx:postIndex])
 			iNdEx = postIndex
+		case 5:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field RetainedWalThresholdMegabytes", wireType)
+			}
+			m.RetainedWalThresholdMegabytes = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.RetainedWalThresholdMegabytes |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 6:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field SlotLagThresholdMegabytes", wireType)
+			}
+			m.SlotLagThresholdMegabytes = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.SlotLagThresholdMegabytes |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 7:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field TransactionThresholdSeconds", wireType)
+			}
+			m.TransactionThresholdSeconds = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.TransactionThresholdSeconds |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 8:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field SourceForSeconds", wireType)
+			}
+			m.SourceForSeconds = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.SourceForSeconds |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 9:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field SourceCheckSeconds", wireType)
+			}
+			m.SourceCheckSeconds = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.SourceCheckSeconds |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])

@@ -358,8 +358,13 @@ type TaskState struct {
 	// counted from failing_since, ends; the task fails if no attempt has
 	// succeeded (or, streaming, made progress) by then. Unset otherwise.
 	RetryingUntil *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=retrying_until,json=retryingUntil,proto3" json:"retrying_until,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Who owns the slot and publication in the source: written into the
+	// publication's comment when Ferry creates it, and checked before Ferry
+	// adopts or drops either. Empty for tasks set up before Ferry recorded
+	// ownership, which keep the old behaviour.
+	ReplicationOwner string `protobuf:"bytes,23,opt,name=replication_owner,json=replicationOwner,proto3" json:"replication_owner,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *TaskState) Reset() {
@@ -537,6 +542,13 @@ func (x *TaskState) GetRetryingUntil() *timestamppb.Timestamp {
 		return x.RetryingUntil
 	}
 	return nil
+}
+
+func (x *TaskState) GetReplicationOwner() string {
+	if x != nil {
+		return x.ReplicationOwner
+	}
+	return ""
 }
 
 // Signal payloads. Signal names are constants in platform/taskapi.
@@ -1111,9 +1123,11 @@ type SetupActivityInput struct {
 	// With publication_only: when every table has a primary key, create the
 	// slot after all, since full sync will then read the tables in chunks
 	// beside the stream (SetupActivityResult.all_keyed says so).
-	ChunkIfKeyed  bool `protobuf:"varint,6,opt,name=chunk_if_keyed,json=chunkIfKeyed,proto3" json:"chunk_if_keyed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ChunkIfKeyed bool `protobuf:"varint,6,opt,name=chunk_if_keyed,json=chunkIfKeyed,proto3" json:"chunk_if_keyed,omitempty"`
+	// TaskState.replication_owner.
+	ReplicationOwner string `protobuf:"bytes,7,opt,name=replication_owner,json=replicationOwner,proto3" json:"replication_owner,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *SetupActivityInput) Reset() {
@@ -1186,6 +1200,13 @@ func (x *SetupActivityInput) GetChunkIfKeyed() bool {
 		return x.ChunkIfKeyed
 	}
 	return false
+}
+
+func (x *SetupActivityInput) GetReplicationOwner() string {
+	if x != nil {
+		return x.ReplicationOwner
+	}
+	return ""
 }
 
 type SetupActivityResult struct {
@@ -1352,8 +1373,10 @@ type FullSyncActivityInput struct {
 	SlotName        string                 `protobuf:"bytes,3,opt,name=slot_name,json=slotName,proto3" json:"slot_name,omitempty"`
 	PublicationName string                 `protobuf:"bytes,4,opt,name=publication_name,json=publicationName,proto3" json:"publication_name,omitempty"`
 	Tables          []*TableRef            `protobuf:"bytes,5,rep,name=tables,proto3" json:"tables,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// TaskState.replication_owner.
+	ReplicationOwner string `protobuf:"bytes,6,opt,name=replication_owner,json=replicationOwner,proto3" json:"replication_owner,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *FullSyncActivityInput) Reset() {
@@ -1421,6 +1444,13 @@ func (x *FullSyncActivityInput) GetTables() []*TableRef {
 	return nil
 }
 
+func (x *FullSyncActivityInput) GetReplicationOwner() string {
+	if x != nil {
+		return x.ReplicationOwner
+	}
+	return ""
+}
+
 // Modify applies a ModifyObjectsSignal: it resolves the new selection,
 // creates missing topics and sets the publication's tables.
 type ModifyActivityInput struct {
@@ -1433,8 +1463,10 @@ type ModifyActivityInput struct {
 	// otherwise they are resolved again from previous_objects.
 	PreviousTables  []*TableRef      `protobuf:"bytes,4,rep,name=previous_tables,json=previousTables,proto3" json:"previous_tables,omitempty"`
 	PreviousObjects *ObjectSelection `protobuf:"bytes,5,opt,name=previous_objects,json=previousObjects,proto3" json:"previous_objects,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// TaskState.replication_owner.
+	ReplicationOwner string `protobuf:"bytes,6,opt,name=replication_owner,json=replicationOwner,proto3" json:"replication_owner,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ModifyActivityInput) Reset() {
@@ -1500,6 +1532,13 @@ func (x *ModifyActivityInput) GetPreviousObjects() *ObjectSelection {
 		return x.PreviousObjects
 	}
 	return nil
+}
+
+func (x *ModifyActivityInput) GetReplicationOwner() string {
+	if x != nil {
+		return x.ReplicationOwner
+	}
+	return ""
 }
 
 type ModifyActivityResult struct {
@@ -1786,8 +1825,10 @@ type ReleaseActivityInput struct {
 	Spec            *TaskSpec              `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
 	SlotName        string                 `protobuf:"bytes,2,opt,name=slot_name,json=slotName,proto3" json:"slot_name,omitempty"`
 	PublicationName string                 `protobuf:"bytes,3,opt,name=publication_name,json=publicationName,proto3" json:"publication_name,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// TaskState.replication_owner.
+	ReplicationOwner string `protobuf:"bytes,4,opt,name=replication_owner,json=replicationOwner,proto3" json:"replication_owner,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ReleaseActivityInput) Reset() {
@@ -1841,6 +1882,13 @@ func (x *ReleaseActivityInput) GetPublicationName() string {
 	return ""
 }
 
+func (x *ReleaseActivityInput) GetReplicationOwner() string {
+	if x != nil {
+		return x.ReplicationOwner
+	}
+	return ""
+}
+
 var File_ferry_task_v1_workflow_proto protoreflect.FileDescriptor
 
 const file_ferry_task_v1_workflow_proto_rawDesc = "" +
@@ -1850,7 +1898,7 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12+\n" +
 	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12.\n" +
 	"\x05state\x18\x03 \x01(\v2\x18.ferry.task.v1.TaskStateR\x05state\x120\n" +
-	"\x14retry_minute_seconds\x18\x04 \x01(\rR\x12retryMinuteSeconds\"\xca\a\n" +
+	"\x14retry_minute_seconds\x18\x04 \x01(\rR\x12retryMinuteSeconds\"\xf7\a\n" +
 	"\tTaskState\x12*\n" +
 	"\x05phase\x18\x01 \x01(\x0e2\x14.ferry.task.v1.PhaseR\x05phase\x12-\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x15.ferry.task.v1.StatusR\x06status\x128\n" +
@@ -1877,7 +1925,8 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\x06tables\x18\x13 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\x12\x1a\n" +
 	"\breleased\x18\x14 \x01(\bR\breleased\x12*\n" +
 	"\x11full_sync_chunked\x18\x15 \x01(\bR\x0ffullSyncChunked\x12A\n" +
-	"\x0eretrying_until\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\rretryingUntil\"\r\n" +
+	"\x0eretrying_until\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\rretryingUntil\x12+\n" +
+	"\x11replication_owner\x18\x17 \x01(\tR\x10replicationOwner\"\r\n" +
 	"\vPauseSignal\"\x0e\n" +
 	"\fResumeSignal\"\xb6\x01\n" +
 	"\x13ModifyObjectsSignal\x128\n" +
@@ -1908,14 +1957,15 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\x15PrecheckActivityInput\x12+\n" +
 	"\x04spec\x18\x01 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\"K\n" +
 	"\x16PrecheckActivityResult\x121\n" +
-	"\x05items\x18\x01 \x03(\v2\x1b.ferry.task.v1.PrecheckItemR\x05items\"\xf3\x01\n" +
+	"\x05items\x18\x01 \x03(\v2\x1b.ferry.task.v1.PrecheckItemR\x05items\"\xa0\x02\n" +
 	"\x12SetupActivityInput\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12+\n" +
 	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12\x1b\n" +
 	"\tslot_name\x18\x03 \x01(\tR\bslotName\x12)\n" +
 	"\x10publication_name\x18\x04 \x01(\tR\x0fpublicationName\x12)\n" +
 	"\x10publication_only\x18\x05 \x01(\bR\x0fpublicationOnly\x12$\n" +
-	"\x0echunk_if_keyed\x18\x06 \x01(\bR\fchunkIfKeyed\"\xa7\x01\n" +
+	"\x0echunk_if_keyed\x18\x06 \x01(\bR\fchunkIfKeyed\x12+\n" +
+	"\x11replication_owner\x18\a \x01(\tR\x10replicationOwner\"\xa7\x01\n" +
 	"\x13SetupActivityResult\x12/\n" +
 	"\x06tables\x18\x01 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\x12\x1b\n" +
 	"\tstart_lsn\x18\x02 \x01(\x04R\bstartLsn\x12%\n" +
@@ -1929,19 +1979,21 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\n" +
 	"checkpoint\x18\x05 \x01(\v2\x18.ferry.cdc.v1.CheckpointR\n" +
 	"checkpoint\x12)\n" +
-	"\x10until_backfilled\x18\x06 \x01(\bR\x0funtilBackfilled\"\xd6\x01\n" +
+	"\x10until_backfilled\x18\x06 \x01(\bR\x0funtilBackfilled\"\x83\x02\n" +
 	"\x15FullSyncActivityInput\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12+\n" +
 	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12\x1b\n" +
 	"\tslot_name\x18\x03 \x01(\tR\bslotName\x12)\n" +
 	"\x10publication_name\x18\x04 \x01(\tR\x0fpublicationName\x12/\n" +
-	"\x06tables\x18\x05 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\"\x93\x02\n" +
+	"\x06tables\x18\x05 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\x12+\n" +
+	"\x11replication_owner\x18\x06 \x01(\tR\x10replicationOwner\"\xc0\x02\n" +
 	"\x13ModifyActivityInput\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12+\n" +
 	"\x04spec\x18\x02 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12)\n" +
 	"\x10publication_name\x18\x03 \x01(\tR\x0fpublicationName\x12@\n" +
 	"\x0fprevious_tables\x18\x04 \x03(\v2\x17.ferry.task.v1.TableRefR\x0epreviousTables\x12I\n" +
-	"\x10previous_objects\x18\x05 \x01(\v2\x1e.ferry.task.v1.ObjectSelectionR\x0fpreviousObjects\"\xdb\x01\n" +
+	"\x10previous_objects\x18\x05 \x01(\v2\x1e.ferry.task.v1.ObjectSelectionR\x0fpreviousObjects\x12+\n" +
+	"\x11replication_owner\x18\x06 \x01(\tR\x10replicationOwner\"\xdb\x01\n" +
 	"\x14ModifyActivityResult\x12/\n" +
 	"\x06tables\x18\x01 \x03(\v2\x17.ferry.task.v1.TableRefR\x06tables\x12-\n" +
 	"\x05added\x18\x02 \x03(\v2\x17.ferry.task.v1.TableRefR\x05added\x121\n" +
@@ -1962,11 +2014,12 @@ const file_ferry_task_v1_workflow_proto_rawDesc = "" +
 	"\x06tables\x18\x02 \x03(\v2\x1c.ferry.task.v1.TableRowCountR\x06tables\x12\x1d\n" +
 	"\n" +
 	"acked_rows\x18\x03 \x01(\x04R\tackedRows\x12\x12\n" +
-	"\x04done\x18\x04 \x01(\bR\x04done\"\x8b\x01\n" +
+	"\x04done\x18\x04 \x01(\bR\x04done\"\xb8\x01\n" +
 	"\x14ReleaseActivityInput\x12+\n" +
 	"\x04spec\x18\x01 \x01(\v2\x17.ferry.task.v1.TaskSpecR\x04spec\x12\x1b\n" +
 	"\tslot_name\x18\x02 \x01(\tR\bslotName\x12)\n" +
-	"\x10publication_name\x18\x03 \x01(\tR\x0fpublicationName*\x88\x01\n" +
+	"\x10publication_name\x18\x03 \x01(\tR\x0fpublicationName\x12+\n" +
+	"\x11replication_owner\x18\x04 \x01(\tR\x10replicationOwner*\x88\x01\n" +
 	"\x05Phase\x12\x15\n" +
 	"\x11PHASE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0ePHASE_PRECHECK\x10\x01\x12\x15\n" +

@@ -1,4 +1,6 @@
-// Package config holds what every Ferry binary's Config loading shares.
+// Package config holds what every Ferry binary's Config loading shares:
+// the services, the worker, the benchmark and the test helpers read their
+// defaults from the environment the same way.
 package config
 
 import "os"

@@ -1,0 +1,27 @@
+// Package pgsql quotes string constants for the two grammars Ferry sends
+// PostgreSQL: SQL, and the walsender's replication commands. They differ on
+// backslashes, so one quoter cannot serve both.
+package pgsql
+
+import "strings"
+
+// Literal quotes s as an SQL string constant that reads the same whatever
+// standard_conforming_strings says: an escape string, E'...', whenever s
+// holds a backslash, and a plain one otherwise. With the setting off, a
+// plain '...' would read a backslash as an escape ('a\' would not even end).
+func Literal(s string) string {
+	q := "'" + strings.ReplaceAll(s, "'", "''") + "'"
+	if strings.Contains(s, `\`) {
+		return "E" + strings.ReplaceAll(q, `\`, `\\`)
+	}
+	return q
+}
+
+// ReplicationLiteral quotes s for a replication command, such as the
+// output plugin's options in START_REPLICATION. The walsender's scanner
+// (repl_scanner.l) knows only '...' with each quote doubled, reads a
+// backslash as itself whatever standard_conforming_strings says, and has no
+// E'...': Literal's escape string is a syntax error there.
+func ReplicationLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
