@@ -837,6 +837,11 @@ func (m *KafkaOptions) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.CanalValueStyle != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.CanalValueStyle))
+		i--
+		dAtA[i] = 0x58
+	}
 	if m.TruncateMode != 0 {
 		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.TruncateMode))
 		i--
@@ -1547,6 +1552,9 @@ func (m *KafkaOptions) SizeVT() (n int) {
 	}
 	if m.TruncateMode != 0 {
 		n += 1 + protohelpers.SizeOfVarint(uint64(m.TruncateMode))
+	}
+	if m.CanalValueStyle != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.CanalValueStyle))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -3984,6 +3992,25 @@ func (m *KafkaOptions) UnmarshalVT(dAtA []byte) error {
 				b := dAtA[iNdEx]
 				iNdEx++
 				m.TruncateMode |= TruncateMode(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 11:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field CanalValueStyle", wireType)
+			}
+			m.CanalValueStyle = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.CanalValueStyle |= CanalValueStyle(b&0x7F) << shift
 				if b < 0x80 {
 					break
 				}
