@@ -25,19 +25,21 @@
 //   - es: the transaction's commit time in Unix milliseconds; for events
 //     without one (none are expected) it is ts.
 //   - Unchanged TOAST values (pgoutput's 'u': the source did not send a large
-//     value the UPDATE did not touch). The column stays in data, with the
-//     value from the event's before-image when that reveals it (REPLICA
-//     IDENTITY FULL), else JSON null. Because that null is indistinguishable
-//     from SQL NULL on the wire, every such null is counted
-//     (Encoder.UnchangedToastNulls) so that the loss is visible in metrics and
-//     logs; use REPLICA IDENTITY FULL on tables with large values to avoid it.
+//     value the UPDATE did not touch). The value comes from the event's
+//     before-image when that reveals it (REPLICA IDENTITY FULL). Otherwise
+//     the column is left out of data (a null would read as SQL NULL), and
+//     Encoder.UnchangedToast names it for the ferry.unchanged-toast header;
+//     every such value is counted (Encoder.UnchangedToastNulls).
 //   - data for DELETE is the before-image: all columns with REPLICA IDENTITY
 //     FULL, else the key columns, the others null.
-//   - old for UPDATE: the before-image values of the columns whose text
-//     differs from data, limited to the columns the replica identity reveals
-//     (all with FULL, the key columns otherwise); [{}] when the before-image
-//     reveals no change; null when the source sent no before-image at all. For
-//     INSERT and DELETE it is null.
+//   - old for UPDATE: always one object: the before-image values of the
+//     columns whose text differs from data, limited to the columns the
+//     replica identity reveals (all with FULL, the key columns otherwise),
+//     and {} when the before-image reveals no change or the source sent none
+//     (Flink's canal-json reads old[0] of every UPDATE). For INSERT and
+//     DELETE it is null.
+//   - Values: PostgreSQL's text, or with Options.ValueStyle FLINK booleans
+//     and timestamptz in forms Flink parses (valuestyle.go).
 //   - sqlType: java.sql.Types codes from the column's type (see SQLType):
 //     arrays are ARRAY, composites STRUCT, enums VARCHAR, a domain maps as
 //     its base type, and types without a code of their own are OTHER (1111).
