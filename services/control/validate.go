@@ -221,7 +221,7 @@ func checkTruncateMode(k *taskv1.KafkaOptions, errs *fieldErrors) {
 
 // checkCanalValueStyle refuses a style this build does not know, which
 // would otherwise act as POSTGRES and feed Flink values it misreads, and
-// FLINK with DTS Avro, whose values are typed and which it would not change.
+// FLINK or MySQL type names with DTS Avro, which they would not change.
 // UNSPECIFIED is left as it is and means POSTGRES.
 func checkCanalValueStyle(k *taskv1.KafkaOptions, errs *fieldErrors) {
 	const field = "kafka.canal_value_style"
@@ -233,6 +233,9 @@ func checkCanalValueStyle(k *taskv1.KafkaOptions, errs *fieldErrors) {
 		}
 	default:
 		errs.add(field, "%v is not a known style; use CANAL_VALUE_STYLE_POSTGRES (PostgreSQL's text) or CANAL_VALUE_STYLE_FLINK (what Flink's canal-json parses)", k.CanalValueStyle)
+	}
+	if k.CanalMysqlTypeNames && k.Format != taskv1.DataFormat_DATA_FORMAT_CANAL_JSON {
+		errs.add("kafka.canal_mysql_type_names", "applies to kafka.format DATA_FORMAT_CANAL_JSON only (the format is %v)", k.Format)
 	}
 }
 

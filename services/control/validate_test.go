@@ -283,6 +283,15 @@ func TestCanalValueStyleIsChecked(t *testing.T) {
 			t.Errorf("%v: err = %v, want kafka.canal_value_style named", k, err)
 		}
 	}
+	in := validSpec()
+	in.Kafka = &taskv1.KafkaOptions{CanalMysqlTypeNames: true, Format: taskv1.DataFormat_DATA_FORMAT_DTS_AVRO}
+	if _, err := Normalize(in); err == nil || !strings.Contains(err.Error(), "kafka.canal_mysql_type_names") {
+		t.Errorf("MySQL type names with DTS Avro: err = %v, want kafka.canal_mysql_type_names named", err)
+	}
+	in.Kafka.Format = taskv1.DataFormat_DATA_FORMAT_CANAL_JSON
+	if _, err := Normalize(in); err != nil {
+		t.Errorf("MySQL type names with Canal JSON: %v", err)
+	}
 }
 
 func TestKafkaSecurityIsCheckedAndSupported(t *testing.T) {

@@ -250,6 +250,7 @@ func newEncoder(start *deliveryv1.StartDelivery) encoder {
 		DatabaseIsDBName: opts.GetCanalDatabaseIsDbName(),
 		Objects:          start.GetObjects(),
 		ValueStyle:       opts.GetCanalValueStyle(),
+		MySQLTypeNames:   opts.GetCanalMysqlTypeNames(),
 	})
 }
 

@@ -64,7 +64,7 @@ func newBaselineEncoder(start *deliveryv1.StartDelivery) *baselineEncoder {
 	} else {
 		b.enc = canal.New(canal.Options{SourceDatabase: start.GetSourceDatabase(),
 			DatabaseIsDBName: start.GetOptions().GetCanalDatabaseIsDbName(), Objects: start.GetObjects(),
-			ValueStyle: start.GetOptions().GetCanalValueStyle()})
+			ValueStyle: start.GetOptions().GetCanalValueStyle(), MySQLTypeNames: start.GetOptions().GetCanalMysqlTypeNames()})
 	}
 	b.tab = b.enc.SetRelation(dlvRelation())
 	return b

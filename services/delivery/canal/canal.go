@@ -43,7 +43,8 @@
 //   - sqlType: java.sql.Types codes from the column's type (see SQLType):
 //     arrays are ARRAY, composites STRUCT, enums VARCHAR, a domain maps as
 //     its base type, and types without a code of their own are OTHER (1111).
-//   - mysqlType: the type as format_type() prints it.
+//   - mysqlType: the type as format_type() prints it, or with
+//     Options.MySQLTypeNames the MySQL name MySQLType gives.
 package canal
 
 import (
@@ -70,6 +71,9 @@ type Options struct {
 	IDBase int64
 	// Now gives "ts"; nil means time.Now.
 	Now func() time.Time
+	// MySQLTypeNames writes MySQL's type names in mysqlType (MySQLType)
+	// instead of PostgreSQL's.
+	MySQLTypeNames bool
 	// ValueStyle is how values are written: PostgreSQL's text (the
 	// default), or forms Flink's canal-json types parse (see valuestyle.go).
 	ValueStyle taskv1.CanalValueStyle
@@ -253,13 +257,20 @@ func (e *Encoder) SetRelation(r *cdcv1.Relation) *Table {
 			b = append(b, ',')
 		}
 		b = append(b, c.key...)
-		b = appendString(b, r.GetColumns()[c.src].GetTypeName())
+		b = appendString(b, e.mysqlType(r.GetColumns()[c.src]))
 	}
 	b = append(b, `},"data":[`...)
 	t.types = b
 
 	e.tables[r.GetOid()] = t
 	return t
+}
+
+func (e *Encoder) mysqlType(col *cdcv1.Column) string {
+	if e.opts.MySQLTypeNames {
+		return MySQLType(col)
+	}
+	return col.GetTypeName()
 }
 
 // Table returns the prepared relation for oid.

@@ -1488,8 +1488,13 @@ type KafkaOptions struct {
 	TruncateMode TruncateMode `protobuf:"varint,10,opt,name=truncate_mode,json=truncateMode,proto3,enum=ferry.task.v1.TruncateMode" json:"truncate_mode,omitempty"`
 	// How Canal JSON writes values. Default: POSTGRES. Canal JSON only.
 	CanalValueStyle CanalValueStyle `protobuf:"varint,11,opt,name=canal_value_style,json=canalValueStyle,proto3,enum=ferry.task.v1.CanalValueStyle" json:"canal_value_style,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Canal JSON's mysqlType carries MySQL type names (bigint,
+	// decimal(12,2), varchar(64), datetime(6), json, longtext, ...) instead of
+	// PostgreSQL's, for readers such as Apache Paimon that infer column types
+	// from them. The README has the mapping. Canal JSON only.
+	CanalMysqlTypeNames bool `protobuf:"varint,12,opt,name=canal_mysql_type_names,json=canalMysqlTypeNames,proto3" json:"canal_mysql_type_names,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *KafkaOptions) Reset() {
@@ -1597,6 +1602,13 @@ func (x *KafkaOptions) GetCanalValueStyle() CanalValueStyle {
 		return x.CanalValueStyle
 	}
 	return CanalValueStyle_CANAL_VALUE_STYLE_UNSPECIFIED
+}
+
+func (x *KafkaOptions) GetCanalMysqlTypeNames() bool {
+	if x != nil {
+		return x.CanalMysqlTypeNames
+	}
+	return false
 }
 
 type FullSyncThrottle struct {
@@ -2039,7 +2051,7 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\tname_case\x18\x05 \x01(\x0e2\x17.ferry.task.v1.NameCaseR\bnameCase\"7\n" +
 	"\tSyncTypes\x12\x16\n" +
 	"\x06schema\x18\x01 \x01(\bR\x06schema\x12\x12\n" +
-	"\x04full\x18\x02 \x01(\bR\x04full\"\xe9\x04\n" +
+	"\x04full\x18\x02 \x01(\bR\x04full\"\x9e\x05\n" +
 	"\fKafkaOptions\x121\n" +
 	"\x06format\x18\x01 \x01(\x0e2\x19.ferry.task.v1.DataFormatR\x06format\x12<\n" +
 	"\vcompression\x18\x02 \x01(\x0e2\x1a.ferry.task.v1.CompressionR\vcompression\x12I\n" +
@@ -2052,7 +2064,8 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\x19canal_database_is_db_name\x18\t \x01(\bR\x15canalDatabaseIsDbName\x12@\n" +
 	"\rtruncate_mode\x18\n" +
 	" \x01(\x0e2\x1b.ferry.task.v1.TruncateModeR\ftruncateMode\x12J\n" +
-	"\x11canal_value_style\x18\v \x01(\x0e2\x1e.ferry.task.v1.CanalValueStyleR\x0fcanalValueStyle\"\x9a\x01\n" +
+	"\x11canal_value_style\x18\v \x01(\x0e2\x1e.ferry.task.v1.CanalValueStyleR\x0fcanalValueStyle\x123\n" +
+	"\x16canal_mysql_type_names\x18\f \x01(\bR\x13canalMysqlTypeNames\"\x9a\x01\n" +
 	"\x10FullSyncThrottle\x12,\n" +
 	"\x12queries_per_second\x18\x01 \x01(\rR\x10queriesPerSecond\x12&\n" +
 	"\x0frows_per_second\x18\x02 \x01(\rR\rrowsPerSecond\x120\n" +
