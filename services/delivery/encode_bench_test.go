@@ -35,9 +35,18 @@ func BenchmarkEncode7Columns(b *testing.B) {
 		// PostgreSQL's text output, as capture sends it.
 		NewTuple: tuple.Of("123456", "SKU-123456", "3", "12345678.90", nil, "2026-01-02 03:04:05.123456+00", `\x00ff10`),
 	}
-	for _, f := range []taskv1.DataFormat{taskv1.DataFormat_DATA_FORMAT_CANAL_JSON, taskv1.DataFormat_DATA_FORMAT_DTS_AVRO} {
-		b.Run(f.String(), func(b *testing.B) {
-			enc := newEncoder(&deliveryv1.StartDelivery{SourceDatabase: "shop", Options: &taskv1.KafkaOptions{Format: f}})
+	for _, o := range []struct {
+		name string
+		opts *taskv1.KafkaOptions
+	}{
+		{"DATA_FORMAT_CANAL_JSON", &taskv1.KafkaOptions{Format: taskv1.DataFormat_DATA_FORMAT_CANAL_JSON}},
+		{"DATA_FORMAT_DTS_AVRO", &taskv1.KafkaOptions{Format: taskv1.DataFormat_DATA_FORMAT_DTS_AVRO}},
+		// The Flink value style rewrites the timestamptz column.
+		{"DATA_FORMAT_CANAL_JSON_FLINK", &taskv1.KafkaOptions{Format: taskv1.DataFormat_DATA_FORMAT_CANAL_JSON,
+			CanalValueStyle: taskv1.CanalValueStyle_CANAL_VALUE_STYLE_FLINK}},
+	} {
+		b.Run(o.name, func(b *testing.B) {
+			enc := newEncoder(&deliveryv1.StartDelivery{SourceDatabase: "shop", Options: o.opts})
 			tab := enc.SetRelation(rel)
 			var buf []byte
 			b.ReportAllocs()

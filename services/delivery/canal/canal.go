@@ -361,7 +361,8 @@ func (e *Encoder) appendHeader(dst []byte, t *Table, ev *cdcv1.ChangeEvent, op s
 func (e *Encoder) appendData(dst []byte, t *Table, row, old *cdcv1.Tuple) []byte {
 	dst = append(dst, '{')
 	first := true
-	for _, c := range t.cols {
+	for i := range t.cols {
+		c := &t.cols[i]
 		text, k := tuple.Field(row, c.src)
 		if k == tuple.UnchangedToast {
 			if text, k = e.revealed(c, old); k == tuple.UnchangedToast {
@@ -373,10 +374,13 @@ func (e *Encoder) appendData(dst []byte, t *Table, row, old *cdcv1.Tuple) []byte
 		}
 		first = false
 		dst = append(dst, c.key...)
-		if k == tuple.Null {
+		switch {
+		case k == tuple.Null:
 			dst = append(dst, "null"...)
-		} else {
-			dst = e.appendText(dst, c, text)
+		case c.conv == convNone:
+			dst = appendBytes(dst, text)
+		default:
+			dst = appendText(dst, c.conv, text)
 		}
 	}
 	return dst
@@ -409,7 +413,7 @@ func (e *Encoder) appendChanged(dst []byte, t *Table, row, old *cdcv1.Tuple) []b
 		if ko == tuple.Null {
 			dst = append(dst, "null"...)
 		} else {
-			dst = e.appendText(dst, c, ot)
+			dst = appendText(dst, c.conv, ot)
 		}
 	}
 	return dst
@@ -418,7 +422,7 @@ func (e *Encoder) appendChanged(dst []byte, t *Table, row, old *cdcv1.Tuple) []b
 // revealed is an unchanged TOAST value of column c from the before-image
 // (REPLICA IDENTITY FULL). When that does not reveal it, the column is
 // recorded for the header and counted, and the kind stays UnchangedToast.
-func (e *Encoder) revealed(c column, old *cdcv1.Tuple) ([]byte, tuple.Kind) {
+func (e *Encoder) revealed(c *column, old *cdcv1.Tuple) ([]byte, tuple.Kind) {
 	if tuple.Len(old) > 0 {
 		if text, k := tuple.Field(old, c.src); k == tuple.Text {
 			return text, k

@@ -44,9 +44,9 @@ func (e *Encoder) convFor(col *cdcv1.Column) conv {
 	return convNone
 }
 
-// appendText writes a non-null value of column c as a JSON string.
-func (e *Encoder) appendText(dst []byte, c column, text []byte) []byte {
-	switch c.conv {
+// appendText writes a non-null value as a JSON string, rewritten by cv.
+func appendText(dst []byte, cv conv, text []byte) []byte {
+	switch cv {
 	case convBool:
 		switch string(text) {
 		case "t":
