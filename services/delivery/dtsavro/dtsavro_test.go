@@ -107,9 +107,6 @@ func objects() *taskv1.ObjectSelection {
 	}
 }
 
-// 2024-05-06 07:08:09.123456 UTC
-const atMicros = 1_714_979_289_123_456
-
 func allValues() []any {
 	return []any{
 		i64(1), i64(-32768), i64(2147483647), i64(4294967295),

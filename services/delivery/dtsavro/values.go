@@ -129,11 +129,11 @@ func numericTypmod(typmod int32) (prec, scale int32) {
 // writeValue writes one image element, the union index then the member,
 // from the value's text, parsing only the types DTS Avro writes as numbers.
 func (e *Encoder) writeValue(w *avro.Writer, c *column, text []byte, k tuple.Kind) error {
-	switch {
-	case k == tuple.Null:
+	switch k {
+	case tuple.Null:
 		w.WriteInt(0)
 		return nil
-	case k == tuple.UnchangedToast:
+	case tuple.UnchangedToast:
 		w.WriteInt(sch.emptyObject)
 		w.WriteInt(sch.none)
 		return nil
