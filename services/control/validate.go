@@ -57,6 +57,7 @@ func Normalize(spec *taskv1.TaskSpec) (*taskv1.TaskSpec, error) {
 	normalizeKafka(s)
 	checkExactlyOnce(s, &errs)
 	checkTruncateMode(s.Kafka, &errs)
+	checkCanalValueStyle(s.Kafka, &errs)
 	checkTopics(s, &errs)
 	checkColumns(s, &errs)
 	checkSchemaRegistry(s, &errs)
@@ -217,6 +218,26 @@ func checkTruncateMode(k *taskv1.KafkaOptions, errs *fieldErrors) {
 	case taskv1.TruncateMode_TRUNCATE_MODE_DDL_RECORD, taskv1.TruncateMode_TRUNCATE_MODE_FAIL:
 	default:
 		errs.add("kafka.truncate_mode", "%v is not a known mode; use TRUNCATE_MODE_DDL_RECORD (a TRUNCATE becomes a DDL record on the DDL topic) or TRUNCATE_MODE_FAIL (the task stops at a TRUNCATE)", k.TruncateMode)
+	}
+}
+
+// checkCanalValueStyle refuses a style this build does not know, which
+// would otherwise act as POSTGRES and feed Flink values it misreads, and
+// FLINK or MySQL type names with DTS Avro, which they would not change.
+// UNSPECIFIED is left as it is and means POSTGRES.
+func checkCanalValueStyle(k *taskv1.KafkaOptions, errs *fieldErrors) {
+	const field = "kafka.canal_value_style"
+	switch k.CanalValueStyle {
+	case taskv1.CanalValueStyle_CANAL_VALUE_STYLE_UNSPECIFIED, taskv1.CanalValueStyle_CANAL_VALUE_STYLE_POSTGRES:
+	case taskv1.CanalValueStyle_CANAL_VALUE_STYLE_FLINK:
+		if k.Format != taskv1.DataFormat_DATA_FORMAT_CANAL_JSON {
+			errs.add(field, "CANAL_VALUE_STYLE_FLINK applies to kafka.format DATA_FORMAT_CANAL_JSON only (the format is %v)", k.Format)
+		}
+	default:
+		errs.add(field, "%v is not a known style; use CANAL_VALUE_STYLE_POSTGRES (PostgreSQL's text) or CANAL_VALUE_STYLE_FLINK (what Flink's canal-json parses)", k.CanalValueStyle)
+	}
+	if k.CanalMysqlTypeNames && k.Format != taskv1.DataFormat_DATA_FORMAT_CANAL_JSON {
+		errs.add("kafka.canal_mysql_type_names", "applies to kafka.format DATA_FORMAT_CANAL_JSON only (the format is %v)", k.Format)
 	}
 }
 

@@ -264,6 +264,36 @@ func TestTruncateModeDefaultsAndIsChecked(t *testing.T) {
 	}
 }
 
+func TestCanalValueStyleIsChecked(t *testing.T) {
+	for _, style := range []taskv1.CanalValueStyle{taskv1.CanalValueStyle_CANAL_VALUE_STYLE_UNSPECIFIED,
+		taskv1.CanalValueStyle_CANAL_VALUE_STYLE_POSTGRES, taskv1.CanalValueStyle_CANAL_VALUE_STYLE_FLINK} {
+		in := validSpec()
+		in.Kafka = &taskv1.KafkaOptions{CanalValueStyle: style}
+		if s, err := Normalize(in); err != nil || s.GetKafka().GetCanalValueStyle() != style {
+			t.Fatalf("style %v kept as %v (%v)", style, s.GetKafka().GetCanalValueStyle(), err)
+		}
+	}
+	for _, k := range []*taskv1.KafkaOptions{
+		{CanalValueStyle: 9},
+		{CanalValueStyle: taskv1.CanalValueStyle_CANAL_VALUE_STYLE_FLINK, Format: taskv1.DataFormat_DATA_FORMAT_DTS_AVRO},
+	} {
+		in := validSpec()
+		in.Kafka = k
+		if _, err := Normalize(in); err == nil || !strings.Contains(err.Error(), "kafka.canal_value_style") {
+			t.Errorf("%v: err = %v, want kafka.canal_value_style named", k, err)
+		}
+	}
+	in := validSpec()
+	in.Kafka = &taskv1.KafkaOptions{CanalMysqlTypeNames: true, Format: taskv1.DataFormat_DATA_FORMAT_DTS_AVRO}
+	if _, err := Normalize(in); err == nil || !strings.Contains(err.Error(), "kafka.canal_mysql_type_names") {
+		t.Errorf("MySQL type names with DTS Avro: err = %v, want kafka.canal_mysql_type_names named", err)
+	}
+	in.Kafka.Format = taskv1.DataFormat_DATA_FORMAT_CANAL_JSON
+	if _, err := Normalize(in); err != nil {
+		t.Errorf("MySQL type names with Canal JSON: %v", err)
+	}
+}
+
 func TestKafkaSecurityIsCheckedAndSupported(t *testing.T) {
 	pw := &taskv1.SecretRef{Source: &taskv1.SecretRef_File{File: "/secrets/kafka-password"}}
 	ca := &taskv1.SecretRef{Source: &taskv1.SecretRef_Env{Env: "KAFKA_CA_PEM"}}

@@ -43,18 +43,27 @@ func BenchmarkEncode7Columns(b *testing.B) {
 		{Kind: &taskv1.Transform_Compute{Compute: &taskv1.ComputedColumn{Name: "total", Expression: "row.price * double(row.qty)"}}},
 		{Kind: &taskv1.Transform_Mask{Mask: &taskv1.MaskColumn{Column: "sku", Mask: &taskv1.MaskColumn_Hash{Hash: &taskv1.MaskHash{}}}}},
 	}
-	for _, f := range []taskv1.DataFormat{taskv1.DataFormat_DATA_FORMAT_CANAL_JSON, taskv1.DataFormat_DATA_FORMAT_DTS_AVRO} {
+	for _, o := range []struct {
+		name string
+		opts *taskv1.KafkaOptions
+	}{
+		{"DATA_FORMAT_CANAL_JSON", &taskv1.KafkaOptions{Format: taskv1.DataFormat_DATA_FORMAT_CANAL_JSON}},
+		{"DATA_FORMAT_DTS_AVRO", &taskv1.KafkaOptions{Format: taskv1.DataFormat_DATA_FORMAT_DTS_AVRO}},
+		// The Flink value style rewrites the timestamptz column.
+		{"DATA_FORMAT_CANAL_JSON_FLINK", &taskv1.KafkaOptions{Format: taskv1.DataFormat_DATA_FORMAT_CANAL_JSON,
+			CanalValueStyle: taskv1.CanalValueStyle_CANAL_VALUE_STYLE_FLINK}},
+	} {
 		for _, ts := range [][]*taskv1.Transform{nil, typical} {
-			name := f.String()
+			name := o.name
 			if ts != nil {
 				name += "/transformed"
 			}
-			b.Run(name, func(b *testing.B) { benchEncode(b, f, rel, ev, ts) })
+			b.Run(name, func(b *testing.B) { benchEncode(b, o.opts, rel, ev, ts) })
 		}
 	}
 }
 
-func benchEncode(b *testing.B, f taskv1.DataFormat, rel *cdcv1.Relation, ev *cdcv1.ChangeEvent, ts []*taskv1.Transform) {
+func benchEncode(b *testing.B, opts *taskv1.KafkaOptions, rel *cdcv1.Relation, ev *cdcv1.ChangeEvent, ts []*taskv1.Transform) {
 	p, err := transform.Compile(rel, ts)
 	if err != nil {
 		b.Fatal(err)
@@ -63,7 +72,7 @@ func benchEncode(b *testing.B, f taskv1.DataFormat, rel *cdcv1.Relation, ev *cdc
 	if p != nil {
 		out = p.Relation()
 	}
-	enc := newEncoder(&deliveryv1.StartDelivery{SourceDatabase: "shop", Options: &taskv1.KafkaOptions{Format: f}})
+	enc := newEncoder(&deliveryv1.StartDelivery{SourceDatabase: "shop", Options: opts})
 	tab := enc.SetRelation(out)
 	var buf []byte
 	b.ReportAllocs()

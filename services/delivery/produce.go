@@ -173,7 +173,7 @@ func (s *stream) produce(ev *cdcv1.ChangeEvent) error {
 		TopicPartition: kafka.TopicPartition{Topic: &ti.name, Partition: part},
 		Value:          s.buf,
 		Key:            key,
-		Headers:        headersFor(ev),
+		Headers:        headersFor(ev, s.enc.UnchangedToast()),
 	}
 	info := s.infos.next()
 	*info = msgInfo{tab: tab, topic: ti.name, commitMicros: commitMicros(ev)}
@@ -205,7 +205,17 @@ var snapshotHeaders = []kafka.Header{{Key: SnapshotHeader, Value: []byte("true")
 // SnapshotHeader is the Kafka header, valued "true", on rows from full sync.
 const SnapshotHeader = "ferry.snapshot"
 
-func headersFor(ev *cdcv1.ChangeEvent) []kafka.Header {
+// UnchangedToastHeader names, as a JSON array of written column names, the
+// unchanged TOAST values a Canal JSON UPDATE leaves out of data because the
+// replica identity did not reveal them. A JSON array, not a list with
+// commas, because a column name may hold a comma.
+const UnchangedToastHeader = "ferry.unchanged-toast"
+
+func headersFor(ev *cdcv1.ChangeEvent, unchangedToast []byte) []kafka.Header {
+	if unchangedToast != nil {
+		// Only UPDATEs have them, and full sync writes no UPDATE.
+		return []kafka.Header{{Key: UnchangedToastHeader, Value: unchangedToast}}
+	}
 	if ev.GetSnapshot() {
 		return snapshotHeaders
 	}

@@ -231,8 +231,12 @@ type encoder interface {
 	// NextID is the id the next message will carry.
 	NextID() int64
 	// UnchangedToastNulls counts unchanged TOAST values the format could not
-	// carry (null in Canal JSON, EmptyObject NONE in DTS Avro).
+	// carry (left out of Canal JSON's data, EmptyObject NONE in DTS Avro).
 	UnchangedToastNulls() uint64
+	// UnchangedToast names, as a JSON array, the columns the last Encode
+	// marked as unchanged TOAST values out of band, or is nil (always, for
+	// DTS Avro, whose NONE says it in the message).
+	UnchangedToast() []byte
 }
 
 // newEncoder picks the encoder for options.format; Canal JSON is the default.
@@ -250,6 +254,8 @@ func newEncoder(start *deliveryv1.StartDelivery) encoder {
 		SourceDatabase:   start.GetSourceDatabase(),
 		DatabaseIsDBName: opts.GetCanalDatabaseIsDbName(),
 		Objects:          start.GetObjects(),
+		ValueStyle:       opts.GetCanalValueStyle(),
+		MySQLTypeNames:   opts.GetCanalMysqlTypeNames(),
 	})
 }
 
@@ -339,7 +345,7 @@ func (s *stream) run(srv deliverConn) error {
 		result = err
 	}
 	if n := s.enc.UnchangedToastNulls(); n > 0 {
-		s.logger.Warn("unchanged TOAST values not carried, written as null (Canal JSON) or EmptyObject NONE (DTS Avro); set REPLICA IDENTITY FULL to carry them", "count", n)
+		s.logger.Warn("unchanged TOAST values not carried: left out of data with the ferry.unchanged-toast header (Canal JSON), or EmptyObject NONE (DTS Avro); set REPLICA IDENTITY FULL to carry them", "count", n)
 	}
 	s.logger.Info("delivery stream ended", "safe_lsn", stt.SafeLSN, "acked", stt.Acked, "in_flight", stt.InFlight, "error", result)
 	if received {

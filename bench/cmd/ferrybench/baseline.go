@@ -63,7 +63,8 @@ func newBaselineEncoder(start *deliveryv1.StartDelivery) *baselineEncoder {
 		b.enc = dtsavro.New(dtsavro.Options{SourceDatabase: start.GetSourceDatabase(), Objects: start.GetObjects()})
 	} else {
 		b.enc = canal.New(canal.Options{SourceDatabase: start.GetSourceDatabase(),
-			DatabaseIsDBName: start.GetOptions().GetCanalDatabaseIsDbName(), Objects: start.GetObjects()})
+			DatabaseIsDBName: start.GetOptions().GetCanalDatabaseIsDbName(), Objects: start.GetObjects(),
+			ValueStyle: start.GetOptions().GetCanalValueStyle(), MySQLTypeNames: start.GetOptions().GetCanalMysqlTypeNames()})
 	}
 	b.tab = b.enc.SetRelation(dlvRelation())
 	return b

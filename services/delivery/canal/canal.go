@@ -25,23 +25,26 @@
 //   - es: the transaction's commit time in Unix milliseconds; for events
 //     without one (none are expected) it is ts.
 //   - Unchanged TOAST values (pgoutput's 'u': the source did not send a large
-//     value the UPDATE did not touch). The column stays in data, with the
-//     value from the event's before-image when that reveals it (REPLICA
-//     IDENTITY FULL), else JSON null. Because that null is indistinguishable
-//     from SQL NULL on the wire, every such null is counted
-//     (Encoder.UnchangedToastNulls) so that the loss is visible in metrics and
-//     logs; use REPLICA IDENTITY FULL on tables with large values to avoid it.
+//     value the UPDATE did not touch). The value comes from the event's
+//     before-image when that reveals it (REPLICA IDENTITY FULL). Otherwise
+//     the column is left out of data (a null would read as SQL NULL), and
+//     Encoder.UnchangedToast names it for the ferry.unchanged-toast header;
+//     every such value is counted (Encoder.UnchangedToastNulls).
 //   - data for DELETE is the before-image: all columns with REPLICA IDENTITY
 //     FULL, else the key columns, the others null.
-//   - old for UPDATE: the before-image values of the columns whose text
-//     differs from data, limited to the columns the replica identity reveals
-//     (all with FULL, the key columns otherwise); [{}] when the before-image
-//     reveals no change; null when the source sent no before-image at all. For
-//     INSERT and DELETE it is null.
+//   - old for UPDATE: always one object: the before-image values of the
+//     columns whose text differs from data, limited to the columns the
+//     replica identity reveals (all with FULL, the key columns otherwise),
+//     and {} when the before-image reveals no change or the source sent none
+//     (Flink's canal-json reads old[0] of every UPDATE). For INSERT and
+//     DELETE it is null.
+//   - Values: PostgreSQL's text, or with Options.ValueStyle FLINK booleans
+//     and timestamptz in forms Flink parses (valuestyle.go).
 //   - sqlType: java.sql.Types codes from the column's type (see SQLType):
 //     arrays are ARRAY, composites STRUCT, enums VARCHAR, a domain maps as
 //     its base type, and types without a code of their own are OTHER (1111).
-//   - mysqlType: the type as format_type() prints it.
+//   - mysqlType: the type as format_type() prints it, or with
+//     Options.MySQLTypeNames the MySQL name MySQLType gives.
 package canal
 
 import (
@@ -68,12 +71,19 @@ type Options struct {
 	IDBase int64
 	// Now gives "ts"; nil means time.Now.
 	Now func() time.Time
+	// MySQLTypeNames writes MySQL's type names in mysqlType (MySQLType)
+	// instead of PostgreSQL's.
+	MySQLTypeNames bool
+	// ValueStyle is how values are written: PostgreSQL's text (the
+	// default), or forms Flink's canal-json types parse (see valuestyle.go).
+	ValueStyle taskv1.CanalValueStyle
 }
 
 type column struct {
 	src     int    // index into the event's values
 	key     []byte // `"name":`
 	reveals bool   // the before-image reveals it
+	conv    conv   // how ValueStyle rewrites its text
 }
 
 // Table is a relation prepared for encoding.
@@ -119,6 +129,9 @@ type Encoder struct {
 	tables  map[uint32]*Table
 	mapping map[[2]string]*taskv1.TableSelection
 	toast   uint64
+	// unchanged lists, as a JSON array of written names, the unchanged
+	// TOAST columns the last Encode left out; nil when none.
+	unchanged []byte
 }
 
 // New returns an encoder.
@@ -139,9 +152,20 @@ func New(opts Options) *Encoder {
 // NextID is the id the next message will carry.
 func (e *Encoder) NextID() int64 { return e.next }
 
-// UnchangedToastNulls counts unchanged TOAST values written as null because
-// the before-image did not reveal them.
+// UnchangedToastNulls counts unchanged TOAST values left out of data
+// because the before-image did not reveal them.
 func (e *Encoder) UnchangedToastNulls() uint64 { return e.toast }
+
+// UnchangedToast is the JSON array of the written names of the columns the
+// last Encode left out of data as unchanged TOAST values, or nil when it
+// left out none. It is valid until the next Encode; delivery puts it in
+// the UnchangedToastHeader.
+func (e *Encoder) UnchangedToast() []byte {
+	if len(e.unchanged) == 0 {
+		return nil
+	}
+	return e.unchanged
+}
 
 func (e *Encoder) applyCase(s string) string {
 	switch e.opts.Objects.GetNameCase() {
@@ -173,7 +197,7 @@ func (e *Encoder) SetRelation(r *cdcv1.Relation) *Table {
 		}
 		written[c.GetName()] = name
 		reveals := r.GetReplicaIdentity() == cdcv1.ReplicaIdentity_REPLICA_IDENTITY_FULL || c.GetKey()
-		t.cols = append(t.cols, column{src: i, key: append(appendString(nil, name), ':'), reveals: reveals})
+		t.cols = append(t.cols, column{src: i, key: append(appendString(nil, name), ':'), reveals: reveals, conv: e.convFor(c)})
 		t.Names.Columns = append(t.Names.Columns, Column{Src: i, Name: name, Reveals: reveals})
 	}
 	idx := map[string]int{}
@@ -233,13 +257,20 @@ func (e *Encoder) SetRelation(r *cdcv1.Relation) *Table {
 			b = append(b, ',')
 		}
 		b = append(b, c.key...)
-		b = appendString(b, r.GetColumns()[c.src].GetTypeName())
+		b = appendString(b, e.mysqlType(r.GetColumns()[c.src]))
 	}
 	b = append(b, `},"data":[`...)
 	t.types = b
 
 	e.tables[r.GetOid()] = t
 	return t
+}
+
+func (e *Encoder) mysqlType(col *cdcv1.Column) string {
+	if e.opts.MySQLTypeNames {
+		return MySQLType(col)
+	}
+	return col.GetTypeName()
 }
 
 // Table returns the prepared relation for oid.
@@ -254,14 +285,22 @@ func (e *Encoder) Encode(dst []byte, t *Table, ev *cdcv1.ChangeEvent) ([]byte, e
 	if err != nil {
 		return dst, err
 	}
+	e.unchanged = e.unchanged[:0]
 	dst = e.appendHeader(dst, t, ev, op)
 	dst = e.appendData(dst, t, row, old)
+	if len(e.unchanged) > 0 {
+		e.unchanged = append(e.unchanged, ']')
+	}
 	dst = append(dst, `}],"old":`...)
-	if op != "UPDATE" || tuple.Len(old) == 0 {
+	if op != "UPDATE" {
 		return append(dst, "null}"...), nil
 	}
+	// Always one object, {} when nothing is known: Flink's canal-json
+	// reads old[0] for every UPDATE and takes a missing column as unchanged.
 	dst = append(dst, "[{"...)
-	dst = e.appendChanged(dst, t, row, old)
+	if tuple.Len(old) > 0 {
+		dst = e.appendChanged(dst, t, row, old)
+	}
 	return append(dst, "}]}"...), nil
 }
 
@@ -316,16 +355,33 @@ func (e *Encoder) appendHeader(dst []byte, t *Table, ev *cdcv1.ChangeEvent, op s
 }
 
 // appendData writes data's one row object. Every value is its source text
-// as a JSON string: Canal JSON is PostgreSQL's text output, so nothing is
-// parsed.
+// as a JSON string (rewritten only by ValueStyle FLINK). An unchanged TOAST
+// value the before-image does not reveal is left out: a null there would
+// read as SQL NULL.
 func (e *Encoder) appendData(dst []byte, t *Table, row, old *cdcv1.Tuple) []byte {
 	dst = append(dst, '{')
-	for i, c := range t.cols {
-		if i > 0 {
+	first := true
+	for i := range t.cols {
+		c := &t.cols[i]
+		text, k := tuple.Field(row, c.src)
+		if k == tuple.UnchangedToast {
+			if text, k = e.revealed(c, old); k == tuple.UnchangedToast {
+				continue
+			}
+		}
+		if !first {
 			dst = append(dst, ',')
 		}
+		first = false
 		dst = append(dst, c.key...)
-		dst = e.appendValue(dst, c, row, old)
+		switch {
+		case k == tuple.Null:
+			dst = append(dst, "null"...)
+		case c.conv == convNone:
+			dst = appendBytes(dst, text)
+		default:
+			dst = appendText(dst, c.conv, text)
+		}
 	}
 	return dst
 }
@@ -357,29 +413,29 @@ func (e *Encoder) appendChanged(dst []byte, t *Table, row, old *cdcv1.Tuple) []b
 		if ko == tuple.Null {
 			dst = append(dst, "null"...)
 		} else {
-			dst = appendBytes(dst, ot)
+			dst = appendText(dst, c.conv, ot)
 		}
 	}
 	return dst
 }
 
-// appendValue writes column c of row; an unchanged TOAST value is taken
-// from the before-image when that reveals it, else written as null.
-func (e *Encoder) appendValue(dst []byte, c column, row, old *cdcv1.Tuple) []byte {
-	text, k := tuple.Field(row, c.src)
-	if k == tuple.UnchangedToast {
-		if tuple.Len(old) > 0 {
-			text, k = tuple.Field(old, c.src)
-		}
-		if k != tuple.Text {
-			e.toast++
-			return append(dst, "null"...)
+// revealed is an unchanged TOAST value of column c from the before-image
+// (REPLICA IDENTITY FULL). When that does not reveal it, the column is
+// recorded for the header and counted, and the kind stays UnchangedToast.
+func (e *Encoder) revealed(c *column, old *cdcv1.Tuple) ([]byte, tuple.Kind) {
+	if tuple.Len(old) > 0 {
+		if text, k := tuple.Field(old, c.src); k == tuple.Text {
+			return text, k
 		}
 	}
-	if k == tuple.Null {
-		return append(dst, "null"...)
+	e.toast++
+	if len(e.unchanged) == 0 {
+		e.unchanged = append(e.unchanged, '[')
+	} else {
+		e.unchanged = append(e.unchanged, ',')
 	}
-	return appendBytes(dst, text)
+	e.unchanged = append(e.unchanged, c.key[:len(c.key)-1]...)
+	return nil, tuple.UnchangedToast
 }
 
 // ValueOID is the type a column's values have: the base type of a domain

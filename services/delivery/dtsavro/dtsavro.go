@@ -192,6 +192,10 @@ func (e *Encoder) NextID() int64 { return e.next }
 // NONE because the before-image did not reveal them.
 func (e *Encoder) UnchangedToastNulls() uint64 { return e.toast }
 
+// UnchangedToast is always nil: EmptyObject NONE marks an unchanged TOAST
+// value inside the record, so no header is needed.
+func (e *Encoder) UnchangedToast() []byte { return nil }
+
 // Table returns the prepared relation for oid.
 func (e *Encoder) Table(oid uint32) (*canal.Table, bool) { return e.names.Table(oid) }
 

@@ -566,6 +566,61 @@ func (ConflictMode) EnumDescriptor() ([]byte, []int) {
 	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{9}
 }
 
+// CanalValueStyle is how Canal JSON writes a column's value.
+type CanalValueStyle int32
+
+const (
+	CanalValueStyle_CANAL_VALUE_STYLE_UNSPECIFIED CanalValueStyle = 0
+	// PostgreSQL's text output for every type, as formats.md specifies and
+	// the managed service writes (booleans t/f, timestamptz with its offset).
+	CanalValueStyle_CANAL_VALUE_STYLE_POSTGRES CanalValueStyle = 1
+	// What Flink's canal-json types parse: booleans true/false, timestamptz
+	// in UTC with a trailing Z ("2026-12-06 19:23:42.879986Z", Flink's SQL
+	// format for TIMESTAMP_LTZ). Every other type as POSTGRES.
+	CanalValueStyle_CANAL_VALUE_STYLE_FLINK CanalValueStyle = 2
+)
+
+// Enum value maps for CanalValueStyle.
+var (
+	CanalValueStyle_name = map[int32]string{
+		0: "CANAL_VALUE_STYLE_UNSPECIFIED",
+		1: "CANAL_VALUE_STYLE_POSTGRES",
+		2: "CANAL_VALUE_STYLE_FLINK",
+	}
+	CanalValueStyle_value = map[string]int32{
+		"CANAL_VALUE_STYLE_UNSPECIFIED": 0,
+		"CANAL_VALUE_STYLE_POSTGRES":    1,
+		"CANAL_VALUE_STYLE_FLINK":       2,
+	}
+)
+
+func (x CanalValueStyle) Enum() *CanalValueStyle {
+	p := new(CanalValueStyle)
+	*p = x
+	return p
+}
+
+func (x CanalValueStyle) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CanalValueStyle) Descriptor() protoreflect.EnumDescriptor {
+	return file_ferry_task_v1_spec_proto_enumTypes[10].Descriptor()
+}
+
+func (CanalValueStyle) Type() protoreflect.EnumType {
+	return &file_ferry_task_v1_spec_proto_enumTypes[10]
+}
+
+func (x CanalValueStyle) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CanalValueStyle.Descriptor instead.
+func (CanalValueStyle) EnumDescriptor() ([]byte, []int) {
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{10}
+}
+
 // TruncateMode is how a task handles a TRUNCATE of a selected table. The
 // per-table operations filter does not apply: TRUNCATE is not a row change.
 type TruncateMode int32
@@ -605,11 +660,11 @@ func (x TruncateMode) String() string {
 }
 
 func (TruncateMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_ferry_task_v1_spec_proto_enumTypes[10].Descriptor()
+	return file_ferry_task_v1_spec_proto_enumTypes[11].Descriptor()
 }
 
 func (TruncateMode) Type() protoreflect.EnumType {
-	return &file_ferry_task_v1_spec_proto_enumTypes[10]
+	return &file_ferry_task_v1_spec_proto_enumTypes[11]
 }
 
 func (x TruncateMode) Number() protoreflect.EnumNumber {
@@ -618,7 +673,7 @@ func (x TruncateMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TruncateMode.Descriptor instead.
 func (TruncateMode) EnumDescriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{10}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{11}
 }
 
 // TaskSpec is everything a user configures for one synchronization task. It
@@ -2106,9 +2161,16 @@ type KafkaOptions struct {
 	// database name when set.
 	CanalDatabaseIsDbName bool `protobuf:"varint,9,opt,name=canal_database_is_db_name,json=canalDatabaseIsDbName,proto3" json:"canal_database_is_db_name,omitempty"`
 	// What a TRUNCATE of a selected table does. Default: DDL_RECORD.
-	TruncateMode  TruncateMode `protobuf:"varint,10,opt,name=truncate_mode,json=truncateMode,proto3,enum=ferry.task.v1.TruncateMode" json:"truncate_mode,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TruncateMode TruncateMode `protobuf:"varint,10,opt,name=truncate_mode,json=truncateMode,proto3,enum=ferry.task.v1.TruncateMode" json:"truncate_mode,omitempty"`
+	// How Canal JSON writes values. Default: POSTGRES. Canal JSON only.
+	CanalValueStyle CanalValueStyle `protobuf:"varint,11,opt,name=canal_value_style,json=canalValueStyle,proto3,enum=ferry.task.v1.CanalValueStyle" json:"canal_value_style,omitempty"`
+	// Canal JSON's mysqlType carries MySQL type names (bigint,
+	// decimal(12,2), varchar(64), datetime(6), json, longtext, ...) instead of
+	// PostgreSQL's, for readers such as Apache Paimon that infer column types
+	// from them. The README has the mapping. Canal JSON only.
+	CanalMysqlTypeNames bool `protobuf:"varint,12,opt,name=canal_mysql_type_names,json=canalMysqlTypeNames,proto3" json:"canal_mysql_type_names,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *KafkaOptions) Reset() {
@@ -2209,6 +2271,20 @@ func (x *KafkaOptions) GetTruncateMode() TruncateMode {
 		return x.TruncateMode
 	}
 	return TruncateMode_TRUNCATE_MODE_UNSPECIFIED
+}
+
+func (x *KafkaOptions) GetCanalValueStyle() CanalValueStyle {
+	if x != nil {
+		return x.CanalValueStyle
+	}
+	return CanalValueStyle_CANAL_VALUE_STYLE_UNSPECIFIED
+}
+
+func (x *KafkaOptions) GetCanalMysqlTypeNames() bool {
+	if x != nil {
+		return x.CanalMysqlTypeNames
+	}
+	return false
 }
 
 type FullSyncThrottle struct {
@@ -2696,7 +2772,7 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\tkeep_last\x18\x01 \x01(\rR\bkeepLast\"7\n" +
 	"\tSyncTypes\x12\x16\n" +
 	"\x06schema\x18\x01 \x01(\bR\x06schema\x12\x12\n" +
-	"\x04full\x18\x02 \x01(\bR\x04full\"\x9d\x04\n" +
+	"\x04full\x18\x02 \x01(\bR\x04full\"\x9e\x05\n" +
 	"\fKafkaOptions\x121\n" +
 	"\x06format\x18\x01 \x01(\x0e2\x19.ferry.task.v1.DataFormatR\x06format\x12<\n" +
 	"\vcompression\x18\x02 \x01(\x0e2\x1a.ferry.task.v1.CompressionR\vcompression\x12I\n" +
@@ -2708,7 +2784,9 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\fexactly_once\x18\b \x01(\bR\vexactlyOnce\x128\n" +
 	"\x19canal_database_is_db_name\x18\t \x01(\bR\x15canalDatabaseIsDbName\x12@\n" +
 	"\rtruncate_mode\x18\n" +
-	" \x01(\x0e2\x1b.ferry.task.v1.TruncateModeR\ftruncateMode\"\x9a\x01\n" +
+	" \x01(\x0e2\x1b.ferry.task.v1.TruncateModeR\ftruncateMode\x12J\n" +
+	"\x11canal_value_style\x18\v \x01(\x0e2\x1e.ferry.task.v1.CanalValueStyleR\x0fcanalValueStyle\x123\n" +
+	"\x16canal_mysql_type_names\x18\f \x01(\bR\x13canalMysqlTypeNames\"\x9a\x01\n" +
 	"\x10FullSyncThrottle\x12,\n" +
 	"\x12queries_per_second\x18\x01 \x01(\rR\x10queriesPerSecond\x12&\n" +
 	"\x0frows_per_second\x18\x02 \x01(\rR\rrowsPerSecond\x120\n" +
@@ -2793,7 +2871,11 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\fConflictMode\x12\x1d\n" +
 	"\x19CONFLICT_MODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CONFLICT_MODE_REPORT\x10\x01\x12\x18\n" +
-	"\x14CONFLICT_MODE_IGNORE\x10\x02*c\n" +
+	"\x14CONFLICT_MODE_IGNORE\x10\x02*q\n" +
+	"\x0fCanalValueStyle\x12!\n" +
+	"\x1dCANAL_VALUE_STYLE_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aCANAL_VALUE_STYLE_POSTGRES\x10\x01\x12\x1b\n" +
+	"\x17CANAL_VALUE_STYLE_FLINK\x10\x02*c\n" +
 	"\fTruncateMode\x12\x1d\n" +
 	"\x19TRUNCATE_MODE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18TRUNCATE_MODE_DDL_RECORD\x10\x01\x12\x16\n" +
@@ -2811,7 +2893,7 @@ func file_ferry_task_v1_spec_proto_rawDescGZIP() []byte {
 	return file_ferry_task_v1_spec_proto_rawDescData
 }
 
-var file_ferry_task_v1_spec_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
+var file_ferry_task_v1_spec_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
 var file_ferry_task_v1_spec_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_ferry_task_v1_spec_proto_goTypes = []any{
 	(SslMode)(0),                // 0: ferry.task.v1.SslMode
@@ -2824,78 +2906,80 @@ var file_ferry_task_v1_spec_proto_goTypes = []any{
 	(PartitionPolicy)(0),        // 7: ferry.task.v1.PartitionPolicy
 	(Acks)(0),                   // 8: ferry.task.v1.Acks
 	(ConflictMode)(0),           // 9: ferry.task.v1.ConflictMode
-	(TruncateMode)(0),           // 10: ferry.task.v1.TruncateMode
-	(*TaskSpec)(nil),            // 11: ferry.task.v1.TaskSpec
-	(*SecretRef)(nil),           // 12: ferry.task.v1.SecretRef
-	(*HostPort)(nil),            // 13: ferry.task.v1.HostPort
-	(*SourceEndpoint)(nil),      // 14: ferry.task.v1.SourceEndpoint
-	(*KafkaEndpoint)(nil),       // 15: ferry.task.v1.KafkaEndpoint
-	(*ColumnMapping)(nil),       // 16: ferry.task.v1.ColumnMapping
-	(*TableSelection)(nil),      // 17: ferry.task.v1.TableSelection
-	(*SchemaSelection)(nil),     // 18: ferry.task.v1.SchemaSelection
-	(*ObjectSelection)(nil),     // 19: ferry.task.v1.ObjectSelection
-	(*Transform)(nil),           // 20: ferry.task.v1.Transform
-	(*ComputedColumn)(nil),      // 21: ferry.task.v1.ComputedColumn
-	(*RenameColumn)(nil),        // 22: ferry.task.v1.RenameColumn
-	(*CastColumn)(nil),          // 23: ferry.task.v1.CastColumn
-	(*MaskColumn)(nil),          // 24: ferry.task.v1.MaskColumn
-	(*MaskHash)(nil),            // 25: ferry.task.v1.MaskHash
-	(*MaskTruncate)(nil),        // 26: ferry.task.v1.MaskTruncate
-	(*MaskRedact)(nil),          // 27: ferry.task.v1.MaskRedact
-	(*SyncTypes)(nil),           // 28: ferry.task.v1.SyncTypes
-	(*KafkaOptions)(nil),        // 29: ferry.task.v1.KafkaOptions
-	(*FullSyncThrottle)(nil),    // 30: ferry.task.v1.FullSyncThrottle
-	(*IncrementalThrottle)(nil), // 31: ferry.task.v1.IncrementalThrottle
-	(*AdvancedOptions)(nil),     // 32: ferry.task.v1.AdvancedOptions
-	(*Labels)(nil),              // 33: ferry.task.v1.Labels
-	(*AlertRules)(nil),          // 34: ferry.task.v1.AlertRules
+	(CanalValueStyle)(0),        // 10: ferry.task.v1.CanalValueStyle
+	(TruncateMode)(0),           // 11: ferry.task.v1.TruncateMode
+	(*TaskSpec)(nil),            // 12: ferry.task.v1.TaskSpec
+	(*SecretRef)(nil),           // 13: ferry.task.v1.SecretRef
+	(*HostPort)(nil),            // 14: ferry.task.v1.HostPort
+	(*SourceEndpoint)(nil),      // 15: ferry.task.v1.SourceEndpoint
+	(*KafkaEndpoint)(nil),       // 16: ferry.task.v1.KafkaEndpoint
+	(*ColumnMapping)(nil),       // 17: ferry.task.v1.ColumnMapping
+	(*TableSelection)(nil),      // 18: ferry.task.v1.TableSelection
+	(*SchemaSelection)(nil),     // 19: ferry.task.v1.SchemaSelection
+	(*ObjectSelection)(nil),     // 20: ferry.task.v1.ObjectSelection
+	(*Transform)(nil),           // 21: ferry.task.v1.Transform
+	(*ComputedColumn)(nil),      // 22: ferry.task.v1.ComputedColumn
+	(*RenameColumn)(nil),        // 23: ferry.task.v1.RenameColumn
+	(*CastColumn)(nil),          // 24: ferry.task.v1.CastColumn
+	(*MaskColumn)(nil),          // 25: ferry.task.v1.MaskColumn
+	(*MaskHash)(nil),            // 26: ferry.task.v1.MaskHash
+	(*MaskTruncate)(nil),        // 27: ferry.task.v1.MaskTruncate
+	(*MaskRedact)(nil),          // 28: ferry.task.v1.MaskRedact
+	(*SyncTypes)(nil),           // 29: ferry.task.v1.SyncTypes
+	(*KafkaOptions)(nil),        // 30: ferry.task.v1.KafkaOptions
+	(*FullSyncThrottle)(nil),    // 31: ferry.task.v1.FullSyncThrottle
+	(*IncrementalThrottle)(nil), // 32: ferry.task.v1.IncrementalThrottle
+	(*AdvancedOptions)(nil),     // 33: ferry.task.v1.AdvancedOptions
+	(*Labels)(nil),              // 34: ferry.task.v1.Labels
+	(*AlertRules)(nil),          // 35: ferry.task.v1.AlertRules
 }
 var file_ferry_task_v1_spec_proto_depIdxs = []int32{
-	14, // 0: ferry.task.v1.TaskSpec.source:type_name -> ferry.task.v1.SourceEndpoint
-	15, // 1: ferry.task.v1.TaskSpec.destination:type_name -> ferry.task.v1.KafkaEndpoint
-	19, // 2: ferry.task.v1.TaskSpec.objects:type_name -> ferry.task.v1.ObjectSelection
-	28, // 3: ferry.task.v1.TaskSpec.sync_types:type_name -> ferry.task.v1.SyncTypes
-	29, // 4: ferry.task.v1.TaskSpec.kafka:type_name -> ferry.task.v1.KafkaOptions
-	32, // 5: ferry.task.v1.TaskSpec.advanced:type_name -> ferry.task.v1.AdvancedOptions
-	33, // 6: ferry.task.v1.TaskSpec.labels:type_name -> ferry.task.v1.Labels
-	34, // 7: ferry.task.v1.TaskSpec.alerts:type_name -> ferry.task.v1.AlertRules
-	12, // 8: ferry.task.v1.SourceEndpoint.password:type_name -> ferry.task.v1.SecretRef
+	15, // 0: ferry.task.v1.TaskSpec.source:type_name -> ferry.task.v1.SourceEndpoint
+	16, // 1: ferry.task.v1.TaskSpec.destination:type_name -> ferry.task.v1.KafkaEndpoint
+	20, // 2: ferry.task.v1.TaskSpec.objects:type_name -> ferry.task.v1.ObjectSelection
+	29, // 3: ferry.task.v1.TaskSpec.sync_types:type_name -> ferry.task.v1.SyncTypes
+	30, // 4: ferry.task.v1.TaskSpec.kafka:type_name -> ferry.task.v1.KafkaOptions
+	33, // 5: ferry.task.v1.TaskSpec.advanced:type_name -> ferry.task.v1.AdvancedOptions
+	34, // 6: ferry.task.v1.TaskSpec.labels:type_name -> ferry.task.v1.Labels
+	35, // 7: ferry.task.v1.TaskSpec.alerts:type_name -> ferry.task.v1.AlertRules
+	13, // 8: ferry.task.v1.SourceEndpoint.password:type_name -> ferry.task.v1.SecretRef
 	0,  // 9: ferry.task.v1.SourceEndpoint.ssl_mode:type_name -> ferry.task.v1.SslMode
-	13, // 10: ferry.task.v1.SourceEndpoint.hosts:type_name -> ferry.task.v1.HostPort
+	14, // 10: ferry.task.v1.SourceEndpoint.hosts:type_name -> ferry.task.v1.HostPort
 	1,  // 11: ferry.task.v1.KafkaEndpoint.security:type_name -> ferry.task.v1.KafkaSecurity
-	12, // 12: ferry.task.v1.KafkaEndpoint.sasl_password:type_name -> ferry.task.v1.SecretRef
-	12, // 13: ferry.task.v1.KafkaEndpoint.tls_ca:type_name -> ferry.task.v1.SecretRef
-	16, // 14: ferry.task.v1.TableSelection.columns:type_name -> ferry.task.v1.ColumnMapping
+	13, // 12: ferry.task.v1.KafkaEndpoint.sasl_password:type_name -> ferry.task.v1.SecretRef
+	13, // 13: ferry.task.v1.KafkaEndpoint.tls_ca:type_name -> ferry.task.v1.SecretRef
+	17, // 14: ferry.task.v1.TableSelection.columns:type_name -> ferry.task.v1.ColumnMapping
 	2,  // 15: ferry.task.v1.TableSelection.operations:type_name -> ferry.task.v1.OperationSet
-	20, // 16: ferry.task.v1.TableSelection.transforms:type_name -> ferry.task.v1.Transform
+	21, // 16: ferry.task.v1.TableSelection.transforms:type_name -> ferry.task.v1.Transform
 	2,  // 17: ferry.task.v1.SchemaSelection.operations:type_name -> ferry.task.v1.OperationSet
-	20, // 18: ferry.task.v1.SchemaSelection.transforms:type_name -> ferry.task.v1.Transform
-	18, // 19: ferry.task.v1.ObjectSelection.schemas:type_name -> ferry.task.v1.SchemaSelection
-	17, // 20: ferry.task.v1.ObjectSelection.tables:type_name -> ferry.task.v1.TableSelection
+	21, // 18: ferry.task.v1.SchemaSelection.transforms:type_name -> ferry.task.v1.Transform
+	19, // 19: ferry.task.v1.ObjectSelection.schemas:type_name -> ferry.task.v1.SchemaSelection
+	18, // 20: ferry.task.v1.ObjectSelection.tables:type_name -> ferry.task.v1.TableSelection
 	2,  // 21: ferry.task.v1.ObjectSelection.operations:type_name -> ferry.task.v1.OperationSet
 	4,  // 22: ferry.task.v1.ObjectSelection.name_case:type_name -> ferry.task.v1.NameCase
-	20, // 23: ferry.task.v1.ObjectSelection.transforms:type_name -> ferry.task.v1.Transform
-	21, // 24: ferry.task.v1.Transform.compute:type_name -> ferry.task.v1.ComputedColumn
-	22, // 25: ferry.task.v1.Transform.rename:type_name -> ferry.task.v1.RenameColumn
-	23, // 26: ferry.task.v1.Transform.cast:type_name -> ferry.task.v1.CastColumn
-	24, // 27: ferry.task.v1.Transform.mask:type_name -> ferry.task.v1.MaskColumn
+	21, // 23: ferry.task.v1.ObjectSelection.transforms:type_name -> ferry.task.v1.Transform
+	22, // 24: ferry.task.v1.Transform.compute:type_name -> ferry.task.v1.ComputedColumn
+	23, // 25: ferry.task.v1.Transform.rename:type_name -> ferry.task.v1.RenameColumn
+	24, // 26: ferry.task.v1.Transform.cast:type_name -> ferry.task.v1.CastColumn
+	25, // 27: ferry.task.v1.Transform.mask:type_name -> ferry.task.v1.MaskColumn
 	3,  // 28: ferry.task.v1.CastColumn.type:type_name -> ferry.task.v1.CastType
-	25, // 29: ferry.task.v1.MaskColumn.hash:type_name -> ferry.task.v1.MaskHash
-	26, // 30: ferry.task.v1.MaskColumn.truncate:type_name -> ferry.task.v1.MaskTruncate
-	27, // 31: ferry.task.v1.MaskColumn.redact:type_name -> ferry.task.v1.MaskRedact
+	26, // 29: ferry.task.v1.MaskColumn.hash:type_name -> ferry.task.v1.MaskHash
+	27, // 30: ferry.task.v1.MaskColumn.truncate:type_name -> ferry.task.v1.MaskTruncate
+	28, // 31: ferry.task.v1.MaskColumn.redact:type_name -> ferry.task.v1.MaskRedact
 	5,  // 32: ferry.task.v1.KafkaOptions.format:type_name -> ferry.task.v1.DataFormat
 	6,  // 33: ferry.task.v1.KafkaOptions.compression:type_name -> ferry.task.v1.Compression
 	7,  // 34: ferry.task.v1.KafkaOptions.partition_policy:type_name -> ferry.task.v1.PartitionPolicy
 	8,  // 35: ferry.task.v1.KafkaOptions.acks:type_name -> ferry.task.v1.Acks
 	9,  // 36: ferry.task.v1.KafkaOptions.conflict_mode:type_name -> ferry.task.v1.ConflictMode
-	10, // 37: ferry.task.v1.KafkaOptions.truncate_mode:type_name -> ferry.task.v1.TruncateMode
-	30, // 38: ferry.task.v1.AdvancedOptions.full_throttle:type_name -> ferry.task.v1.FullSyncThrottle
-	31, // 39: ferry.task.v1.AdvancedOptions.incremental_throttle:type_name -> ferry.task.v1.IncrementalThrottle
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	11, // 37: ferry.task.v1.KafkaOptions.truncate_mode:type_name -> ferry.task.v1.TruncateMode
+	10, // 38: ferry.task.v1.KafkaOptions.canal_value_style:type_name -> ferry.task.v1.CanalValueStyle
+	31, // 39: ferry.task.v1.AdvancedOptions.full_throttle:type_name -> ferry.task.v1.FullSyncThrottle
+	32, // 40: ferry.task.v1.AdvancedOptions.incremental_throttle:type_name -> ferry.task.v1.IncrementalThrottle
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_ferry_task_v1_spec_proto_init() }
@@ -2927,7 +3011,7 @@ func file_ferry_task_v1_spec_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ferry_task_v1_spec_proto_rawDesc), len(file_ferry_task_v1_spec_proto_rawDesc)),
-			NumEnums:      11,
+			NumEnums:      12,
 			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -1429,6 +1429,21 @@ func (m *KafkaOptions) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.CanalMysqlTypeNames {
+		i--
+		if m.CanalMysqlTypeNames {
+			dAtA[i] = 1
+		} else {
+			dAtA[i] = 0
+		}
+		i--
+		dAtA[i] = 0x60
+	}
+	if m.CanalValueStyle != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.CanalValueStyle))
+		i--
+		dAtA[i] = 0x58
+	}
 	if m.TruncateMode != 0 {
 		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.TruncateMode))
 		i--
@@ -2414,6 +2429,12 @@ func (m *KafkaOptions) SizeVT() (n int) {
 	}
 	if m.TruncateMode != 0 {
 		n += 1 + protohelpers.SizeOfVarint(uint64(m.TruncateMode))
+	}
+	if m.CanalValueStyle != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.CanalValueStyle))
+	}
+	if m.CanalMysqlTypeNames {
+		n += 2
 	}
 	n += len(m.unknownFields)
 	return n
@@ -6029,6 +6050,45 @@ func (m *KafkaOptions) UnmarshalVT(dAtA []byte) error {
 					break
 				}
 			}
+		case 11:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field CanalValueStyle", wireType)
+			}
+			m.CanalValueStyle = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.CanalValueStyle |= CanalValueStyle(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 12:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field CanalMysqlTypeNames", wireType)
+			}
+			var v int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				v |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			m.CanalMysqlTypeNames = bool(v != 0)
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
