@@ -63,7 +63,11 @@ import (
 // overlap (a chunk's LW is written after the previous chunk's HW), while
 // windows of different tables do: the loop keeps a window per table. The
 // horizon below must stay behind every open chunk's snapshot, since
-// readers take them in any order (chunkRegistry.settle).
+// readers take them in any order (chunkRegistry.settle). Chunks of one
+// table are not read at once: a table's progress is one key, the last of
+// the chunks sent, and exactly-once delivery commits each chunk with that
+// progress, so a chunk sent ahead of an earlier one of its table could
+// not be recorded and would be read and written again after a restart.
 
 const (
 	// backfillPrefix is the logical message prefix of backfill watermarks.
