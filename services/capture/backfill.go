@@ -52,7 +52,7 @@ import (
 // either way they carry a random session id so that watermarks replayed from an earlier
 // stream are ignored. The loop never waits for the reader: the reader hands
 // the chunk over before it writes the HW, so the chunk is there when the HW
-// is decoded. Up to backfillChunksInFlight chunks per reader are in
+// is decoded. Up to chunksInFlight chunks per reader are in
 // flight: a reader reads the next chunk while the loop still waits for the
 // previous one's HW or sends it.
 //
@@ -77,10 +77,13 @@ const (
 	// connecting, describing a table, writing a watermark.
 	backfillStatementTimeout = 30 * time.Second
 	backfillChunkTimeout     = 5 * time.Minute
-	// backfillChunksInFlight: two per reader, so that reading a chunk
-	// overlaps the round trip of the one before (its HW through the
+	// backfillChunksInFlight: two for a single reader, so that reading a
+	// chunk overlaps the round trip of the one before (its HW through the
 	// walsender, its rows to the client), which otherwise left the source
-	// idle half the time. Memory is two chunks per reader.
+	// idle half the time. Several readers overlap each other's round trips,
+	// so each keeps one (chunksInFlight): 4 readers with two each held
+	// eight chunks and took capture past 256 MB on 100 tables of 100,000
+	// rows.
 	backfillChunksInFlight = 2
 	// DefaultBackfillReaders is how many sessions read tables at once
 	// unless the capture is told otherwise: enough to keep a small source
@@ -500,7 +503,7 @@ func (bf *backfiller) advance(c *chunk, sent int, hw uint64) *cdcv1.BackfillProg
 	}
 	select {
 	case c.sent <- struct{}{}:
-	default: // cannot happen: at most backfillChunksInFlight are in flight
+	default: // cannot happen: the reader's channel holds all it may have in flight
 	}
 	return proto.Clone(p).(*cdcv1.BackfillProgress)
 }
@@ -659,4 +662,13 @@ func copyKey(fields [][]byte, cols []int) ([]string, error) {
 		key[i] = string(text)
 	}
 	return key, nil
+}
+
+// chunksInFlight is how many chunks each reader may have handed over and
+// not yet sent.
+func (bf *backfiller) chunksInFlight() int {
+	if bf.readers > 1 {
+		return 1
+	}
+	return backfillChunksInFlight
 }

@@ -235,10 +235,10 @@ func sqlString(s string) string {
 	return "E'" + strings.NewReplacer(`\`, `\\`, "'", "''").Replace(s) + "'"
 }
 
-// awaitTurn waits until fewer than backfillChunksInFlight of this reader's
-// chunks wait for the loop.
+// awaitTurn waits until fewer than chunksInFlight of this reader's chunks
+// wait for the loop.
 func (r *chunkReader) awaitTurn(ctx context.Context) error {
-	for r.inFlight >= backfillChunksInFlight {
+	for r.inFlight >= r.bf.chunksInFlight() {
 		select {
 		case <-r.sent:
 			r.inFlight--
