@@ -52,12 +52,22 @@ import (
 // either way they carry a random session id so that watermarks replayed from an earlier
 // stream are ignored. The loop never waits for the reader: the reader hands
 // the chunk over before it writes the HW, so the chunk is there when the HW
-// is decoded. Up to backfillChunksInFlight chunks are in flight: the reader
-// reads the next chunk while the loop still waits for the previous one's
-// HW or sends it. Their windows cannot overlap, because a chunk's LW is
-// written after the previous chunk's HW, and each chunk's snapshot is
-// taken after the previous one's, so it sees everything that one did (the
-// horizon below stays right).
+// is decoded. Up to chunksInFlight chunks per reader are in
+// flight: a reader reads the next chunk while the loop still waits for the
+// previous one's HW or sends it.
+//
+// Several readers, each on a session of its own, read different tables at
+// once (Server.BackfillReaders), so a full sync of many tables keeps the
+// source busy while one chunk crosses the walsender. A table is read by
+// one reader, one chunk after another, so the windows of one table never
+// overlap (a chunk's LW is written after the previous chunk's HW), while
+// windows of different tables do: the loop keeps a window per table. The
+// horizon below must stay behind every open chunk's snapshot, since
+// readers take them in any order (chunkRegistry.settle). Chunks of one
+// table are not read at once: a table's progress is one key, the last of
+// the chunks sent, and exactly-once delivery commits each chunk with that
+// progress, so a chunk sent ahead of an earlier one of its table could
+// not be recorded and would be read and written again after a restart.
 
 const (
 	// backfillPrefix is the logical message prefix of backfill watermarks.
@@ -67,16 +77,24 @@ const (
 	// connecting, describing a table, writing a watermark.
 	backfillStatementTimeout = 30 * time.Second
 	backfillChunkTimeout     = 5 * time.Minute
-	// backfillChunksInFlight: two, so that reading a chunk overlaps the
-	// round trip of the one before (its HW through the walsender, its rows
-	// to the client), which otherwise left the source idle half the time.
-	// Memory is two chunks.
+	// backfillChunksInFlight: two for a single reader, so that reading a
+	// chunk overlaps the round trip of the one before (its HW through the
+	// walsender, its rows to the client), which otherwise left the source
+	// idle half the time. Several readers overlap each other's round trips,
+	// so each keeps one (chunksInFlight): 4 readers with two each held
+	// eight chunks and took capture past 256 MB on 100 tables of 100,000
+	// rows.
 	backfillChunksInFlight = 2
+	// DefaultBackfillReaders is how many sessions read tables at once
+	// unless the capture is told otherwise: enough to keep a small source
+	// busy while chunks wait for their watermarks, few enough to leave
+	// connections and memory (two chunks each) to everyone else.
+	DefaultBackfillReaders = 4
 )
 
 // backfiller is one stream's backfills. The fields after done belong to the
-// replication loop; the reader only touches tables (read-only), the
-// channels and its own chunkReader.
+// replication loop; the readers only touch tables (read-only), chunks,
+// todo, errs and their own chunkReader.
 type backfiller struct {
 	tables    []backfillTable
 	tag       string // "<slot>:<session>:", the start of this stream's watermark contents
@@ -84,16 +102,18 @@ type backfiller struct {
 	chunkRows int
 	pub       string // whose row filters the chunks apply
 	version   int    // the source's server_version_num
+	readers   int    // sessions reading tables at once
 
-	ready  chan *chunk   // reader to loop: the chunk, before its HW is written
-	errs   chan error    // reader to loop: why the reader stopped
-	next   chan struct{} // loop to reader: a chunk in flight is sent
+	chunks *chunkRegistry // readers and loop: the chunks between LW and sent
+	todo   chan int       // readers: the tables no reader has taken yet
+	errs   chan error     // readers to loop: why a reader stopped
 	cancel context.CancelFunc
 	done   chan struct{}
 
 	progress []*cdcv1.BackfillProgress
-	// window is the chunk whose LW the loop has met and whose HW not yet.
-	window  int64
+	// windows holds, per table, the chunk whose LW the loop has met and
+	// whose HW not yet; 0: none.
+	windows []int64
 	changed []map[string]keyChange // per table: keys changed recently
 	// truncated holds, per table, the latest TRUNCATE noted like a change
 	// of every key: a chunk read before it must not bring its rows back.
@@ -136,11 +156,12 @@ type chunk struct {
 	last   []string // the last row's key texts; nil when the chunk is empty
 	full   bool
 	snap   xidSnapshot
+	sent   chan<- struct{} // the reader's: told once the loop sent the chunk
 }
 
-// startBackfill checks the request's unfinished backfills and starts the
-// reader. It returns nil when there is nothing to backfill.
-func startBackfill(ctx context.Context, start *capturev1.StartStream, conn *pgx.Conn) (*backfiller, error) {
+// startBackfill checks the request's unfinished backfills and starts up to
+// readers readers. It returns nil when there is nothing to backfill.
+func startBackfill(ctx context.Context, start *capturev1.StartStream, conn *pgx.Conn, readers int) (*backfiller, error) {
 	var todo []*cdcv1.BackfillProgress
 	for _, p := range start.GetBackfills() {
 		if !p.GetDone() { // the worker may pass finished ones along
@@ -162,9 +183,9 @@ func startBackfill(ctx context.Context, start *capturev1.StartStream, conn *pgx.
 		chunkRows: int(start.GetBackfillChunkRows()),
 		pub:       start.GetPublicationName(),
 		version:   version,
-		ready:     make(chan *chunk, backfillChunksInFlight),
+		readers:   max(readers, 1),
+		chunks:    newChunkRegistry(),
 		errs:      make(chan error, 1),
-		next:      make(chan struct{}, backfillChunksInFlight),
 		done:      make(chan struct{}),
 		matches:   map[uint32]relMatch{},
 		horizon:   horizon,
@@ -191,6 +212,12 @@ func startBackfill(ctx context.Context, start *capturev1.StartStream, conn *pgx.
 		bf.progress = append(bf.progress, p)
 		bf.changed = append(bf.changed, map[string]keyChange{})
 	}
+	bf.windows = make([]int64, len(bf.tables))
+	bf.todo = make(chan int, len(bf.tables))
+	for i := range bf.tables {
+		bf.todo <- i
+	}
+	close(bf.todo)
 	rctx, cancel := context.WithCancel(ctx)
 	bf.cancel = cancel
 	go bf.read(rctx, start.GetSource())
@@ -365,7 +392,9 @@ func (st *stream) backfillMark(m *pglogrepl.LogicalDecodingMessage, lsn pglogrep
 		return true, fmt.Errorf("backfill watermark %q at %s arrived inside transaction %d", m.Content, lsn, st.txn.xid)
 	}
 	if kind == "lw" {
-		bf.window = n
+		if table, ok := bf.chunks.table(n); ok {
+			bf.windows[table] = n
+		}
 		return false, nil
 	}
 	return true, st.backfillChunk(n, lsn)
@@ -410,20 +439,16 @@ func (st *stream) backfillChunk(n int64, hw pglogrepl.LSN) error {
 	return nil
 }
 
-// take is chunk n, which the reader handed over before writing its HW.
+// take is chunk n, which its reader handed over before writing its HW.
 func (bf *backfiller) take(n int64) (*chunk, error) {
-	if bf.window != n {
-		return nil, fmt.Errorf("backfill chunk %d: its high watermark came without its low watermark", n)
-	}
-	select {
-	case c := <-bf.ready:
-		if c.n != n {
-			return nil, fmt.Errorf("backfill: the high watermark of chunk %d came with chunk %d", n, c.n)
-		}
-		return c, nil
-	default:
+	c := bf.chunks.handed(n)
+	if c == nil {
 		return nil, fmt.Errorf("backfill chunk %d: its high watermark came before the chunk", n)
 	}
+	if bf.windows[c.table] != n {
+		return nil, fmt.Errorf("backfill chunk %d: its high watermark came without its low watermark", n)
+	}
+	return c, nil
 }
 
 // keep drops the rows whose key changed under the chunk and places the
@@ -455,9 +480,9 @@ func (bf *backfiller) advance(c *chunk, sent int, hw uint64) *cdcv1.BackfillProg
 	}
 	p.Done = !c.full
 	p.Lsn = hw
-	bf.window = 0
-	if xidPrecedes(bf.horizon, c.snap.xmin) {
-		bf.horizon = c.snap.xmin
+	bf.windows[c.table] = 0
+	if h, ok := bf.chunks.settle(c); ok && xidPrecedes(bf.horizon, h) {
+		bf.horizon = h
 	}
 	for _, changed := range bf.changed {
 		for key, k := range changed {
@@ -477,8 +502,8 @@ func (bf *backfiller) advance(c *chunk, sent int, hw uint64) *cdcv1.BackfillProg
 		clear(bf.matches)
 	}
 	select {
-	case bf.next <- struct{}{}:
-	default: // cannot happen: at most backfillChunksInFlight are in flight
+	case c.sent <- struct{}{}:
+	default: // cannot happen: the reader's channel holds all it may have in flight
 	}
 	return proto.Clone(p).(*cdcv1.BackfillProgress)
 }
@@ -524,7 +549,7 @@ func (bf *backfiller) observe(rel *relation, m pglogrepl.Message, xid uint32) er
 	case *pglogrepl.DeleteMessage:
 		oldTuple = m.OldTuple
 	}
-	change := keyChange{xid: xid, window: bf.window}
+	change := keyChange{xid: xid, window: bf.windows[mt.table]}
 	newKey, newOK := tupleKey(newTuple, mt.key)
 	oldKey, oldOK := tupleKey(oldTuple, mt.key)
 	if newOK {
@@ -573,7 +598,7 @@ func (bf *backfiller) observeTruncate(rel *relation, xid uint32) {
 			if bf.truncated == nil {
 				bf.truncated = map[int]keyChange{}
 			}
-			bf.truncated[i] = keyChange{xid: xid, window: bf.window}
+			bf.truncated[i] = keyChange{xid: xid, window: bf.windows[i]}
 		}
 	}
 }
@@ -637,4 +662,13 @@ func copyKey(fields [][]byte, cols []int) ([]string, error) {
 		key[i] = string(text)
 	}
 	return key, nil
+}
+
+// chunksInFlight is how many chunks each reader may have handed over and
+// not yet sent.
+func (bf *backfiller) chunksInFlight() int {
+	if bf.readers > 1 {
+		return 1
+	}
+	return backfillChunksInFlight
 }

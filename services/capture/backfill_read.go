@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -69,12 +70,15 @@ func (s xidSnapshot) visible(xid uint32) bool {
 // xidPrecedes compares xids modulo 2^32, as PostgreSQL does.
 func xidPrecedes(a, b uint32) bool { return int32(a-b) < 0 }
 
-// chunkReader is the reader goroutine's state.
+// chunkReader is one reader goroutine's state.
 type chunkReader struct {
 	bf       *backfiller
 	conn     *pgx.Conn
 	n        int64 // the last chunk's number
 	inFlight int   // chunks handed over that the loop has not sent yet
+	// sent hears from the loop each time it sent one of this reader's
+	// chunks.
+	sent chan struct{}
 }
 
 // chunkQuery reads one table's chunks.
@@ -89,16 +93,27 @@ type chunkQuery struct {
 	filter string
 }
 
-// read runs the reader until every table is read, reporting a failure to
-// the loop.
+// read runs the readers until every table is read, reporting the first
+// failure to the loop, which then ends the stream and with it the others.
 func (bf *backfiller) read(ctx context.Context, src *taskv1.SourceEndpoint) {
 	defer close(bf.done)
-	if err := bf.readAll(ctx, src); err != nil && ctx.Err() == nil {
-		bf.errs <- err
+	var wg sync.WaitGroup
+	for range min(bf.readers, len(bf.tables)) {
+		wg.Go(func() {
+			if err := bf.readTables(ctx, src); err != nil && ctx.Err() == nil {
+				select {
+				case bf.errs <- err:
+				default: // the loop stops on the first
+				}
+			}
+		})
 	}
+	wg.Wait()
 }
 
-func (bf *backfiller) readAll(ctx context.Context, src *taskv1.SourceEndpoint) error {
+// readTables is one reader: on a session of its own, it reads the tables
+// no other reader has taken, one after another.
+func (bf *backfiller) readTables(ctx context.Context, src *taskv1.SourceEndpoint) error {
 	cctx, cancel := context.WithTimeout(ctx, backfillStatementTimeout)
 	conn, err := pgsource.Connect(cctx, src)
 	cancel()
@@ -120,10 +135,10 @@ func (bf *backfiller) readAll(ctx context.Context, src *taskv1.SourceEndpoint) e
 	if err != nil {
 		return fmt.Errorf("backfill: setting synchronous_commit: %w", err)
 	}
-	r := &chunkReader{bf: bf, conn: conn}
-	for i, t := range bf.tables {
+	r := &chunkReader{bf: bf, conn: conn, sent: make(chan struct{}, backfillChunksInFlight)}
+	for i := range bf.todo {
 		if err := r.table(ctx, i); err != nil {
-			return backfillError(src.GetUser(), t.ref, err)
+			return backfillError(src.GetUser(), bf.tables[i].ref, err)
 		}
 	}
 	return nil
@@ -215,12 +230,12 @@ func (q chunkQuery) after(after []string) string {
 	return fmt.Sprintf("(%s) > (%s)", strings.Join(cols, ", "), strings.Join(lits, ", "))
 }
 
-// awaitTurn waits until fewer than backfillChunksInFlight chunks wait for
-// the loop.
+// awaitTurn waits until fewer than chunksInFlight of this reader's chunks
+// wait for the loop.
 func (r *chunkReader) awaitTurn(ctx context.Context) error {
-	for r.inFlight >= backfillChunksInFlight {
+	for r.inFlight >= r.bf.chunksInFlight() {
 		select {
-		case <-r.bf.next:
+		case <-r.sent:
 			r.inFlight--
 		case <-ctx.Done():
 			return ctx.Err()
@@ -232,7 +247,7 @@ func (r *chunkReader) awaitTurn(ctx context.Context) error {
 // chunk writes the LW and reads the rows after the key after in a
 // snapshot it records.
 func (r *chunkReader) chunk(ctx context.Context, table int, q chunkQuery, after []string) (*chunk, error) {
-	r.n++
+	r.n = r.bf.chunks.start(table)
 	if err := r.mark(ctx, "lw"); err != nil {
 		return nil, err
 	}
@@ -250,10 +265,11 @@ func (r *chunkReader) chunk(ctx context.Context, table int, q chunkQuery, after 
 	if err := tx.QueryRow(cctx, "SELECT txid_current_snapshot()::text, clock_timestamp()").Scan(&text, &at); err != nil {
 		return nil, fmt.Errorf("taking the snapshot of chunk %d: %w", r.n, err)
 	}
-	c := &chunk{n: r.n, table: table, rel: q.rel}
+	c := &chunk{n: r.n, table: table, rel: q.rel, sent: r.sent}
 	if c.snap, err = parseXidSnapshot(text); err != nil {
 		return nil, err
 	}
+	r.bf.chunks.snapped(c.n, c.snap.xmin)
 	// The stream filters the table with the publication as of each change,
 	// so the chunk takes the filter as of its own snapshot.
 	if q.filter, err = publishedFilter(cctx, tx, r.bf.version, r.bf.pub, q.rel.msg.RelationID); err != nil {
@@ -284,11 +300,7 @@ func (r *chunkReader) chunk(ctx context.Context, table int, q chunkQuery, after 
 // handOver gives the chunk to the loop, then writes its HW: the loop finds
 // the chunk waiting when it decodes the HW.
 func (r *chunkReader) handOver(ctx context.Context, c *chunk) error {
-	select {
-	case r.bf.ready <- c:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	r.bf.chunks.hand(c)
 	r.inFlight++
 	return r.mark(ctx, "hw")
 }

@@ -241,9 +241,11 @@ func TestBackfillDropsTheRowsTheStreamSupersedes(t *testing.T) {
 		progress: []*cdcv1.BackfillProgress{{Table: "t", Rows: 10}},
 		changed:  []map[string]keyChange{{}},
 		matches:  map[uint32]relMatch{},
-		next:     make(chan struct{}, 1),
+		chunks:   newChunkRegistry(),
+		windows:  []int64{0},
 		horizon:  90,
 	}
+	next := make(chan struct{}, 1)
 	snap, err := parseXidSnapshot("100:110:105")
 	if err != nil {
 		t.Fatal(err)
@@ -262,7 +264,7 @@ func TestBackfillDropsTheRowsTheStreamSupersedes(t *testing.T) {
 	observe(rel, &pglogrepl.DeleteMessage{RelationID: 42, OldTuple: textTuple("", "3")}, 111)
 	// Between the watermarks every change counts, a key change under both
 	// keys, and other tables not at all.
-	bf.window = 7
+	bf.windows[0] = 7
 	observe(rel, &pglogrepl.UpdateMessage{RelationID: 42, NewTuple: textTuple("", "4")}, 101)
 	observe(rel, &pglogrepl.UpdateMessage{RelationID: 42, OldTuple: textTuple("", "5"), NewTuple: textTuple("c", "50")}, 102)
 	observe(other, &pglogrepl.InsertMessage{RelationID: 43, Tuple: textTuple("d", "6")}, 103)
@@ -271,7 +273,7 @@ func TestBackfillDropsTheRowsTheStreamSupersedes(t *testing.T) {
 		t.Fatalf("an update without its key: %v; want an error that says how to fix it", err)
 	}
 
-	c := &chunk{n: 7, rel: rel, full: true, snap: snap, last: []string{"7"}}
+	c := &chunk{n: 7, rel: rel, full: true, snap: snap, last: []string{"7"}, sent: next}
 	for id := 1; id <= 7; id++ {
 		c.events = append(c.events, &cdcv1.ChangeEvent{Snapshot: true, NewTuple: tuple.Of("x", strconv.Itoa(id))})
 		c.keys = append(c.keys, encodeKey([]string{strconv.Itoa(id)}))
@@ -288,8 +290,8 @@ func TestBackfillDropsTheRowsTheStreamSupersedes(t *testing.T) {
 		t.Fatalf("kept ids %v, want [1 6 7]", ids)
 	}
 	p := bf.advance(c, len(kept), 5000)
-	if p.GetRows() != 13 || !slices.Equal(p.GetAfterKey(), []string{"7"}) || p.GetDone() || p.GetLsn() != 5000 || bf.window != 0 {
-		t.Fatalf("progress %v, window %d", p, bf.window)
+	if p.GetRows() != 13 || !slices.Equal(p.GetAfterKey(), []string{"7"}) || p.GetDone() || p.GetLsn() != 5000 || bf.windows[0] != 0 {
+		t.Fatalf("progress %v, window %d", p, bf.windows[0])
 	}
 	// Every later snapshot sees what committed before this one's xmin.
 	if _, ok := bf.changed[0][encodeKey([]string{"1"})]; ok || len(bf.changed[0]) != 5 || bf.horizon != 100 {
@@ -300,7 +302,7 @@ func TestBackfillDropsTheRowsTheStreamSupersedes(t *testing.T) {
 		t.Fatalf("a change older than the horizon was noted: %v", bf.changed[0])
 	}
 	select {
-	case <-bf.next:
+	case <-next:
 	default:
 		t.Fatal("the reader was not let go on")
 	}

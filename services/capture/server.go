@@ -13,6 +13,7 @@
 package capture
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -56,12 +57,17 @@ type Server struct {
 	// SpoolDir holds the spools of streamed transactions; empty:
 	// os.TempDir().
 	SpoolDir string
+	// BackfillReaders is how many tables a stream's backfill (the keyed
+	// full sync, and tables added later) reads at once, each on a session
+	// of its own; 1 reads them one after another. Zero:
+	// DefaultBackfillReaders.
+	BackfillReaders int
 }
 
 // NewServer returns a Server that logs to logger and streams in-progress
 // transactions where the source supports it.
 func NewServer(logger *slog.Logger) *Server {
-	return &Server{logger: logger, StreamInProgress: true, StreamProtocol: DefaultStreamProtocol}
+	return &Server{logger: logger, StreamInProgress: true, StreamProtocol: DefaultStreamProtocol, BackfillReaders: DefaultBackfillReaders}
 }
 
 // DefaultStreamProtocol is the protocol streamed transactions use on
@@ -204,7 +210,7 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 	}
 	st.hb = heartbeat{every: time.Duration(start.GetHeartbeatSeconds()) * time.Second, payload: slot}
 	// Started once replication has, so every watermark is in the stream.
-	if st.bf, err = startBackfill(ctx, start, conn); err != nil {
+	if st.bf, err = startBackfill(ctx, start, conn, cmp.Or(s.BackfillReaders, DefaultBackfillReaders)); err != nil {
 		st.close()
 		return nil, err
 	}

@@ -140,15 +140,17 @@ func TestBackfillDropsChunksATruncateEmptied(t *testing.T) {
 		progress: []*cdcv1.BackfillProgress{{Table: "t"}},
 		changed:  []map[string]keyChange{{}},
 		matches:  map[uint32]relMatch{},
-		next:     make(chan struct{}, 2),
+		chunks:   newChunkRegistry(),
+		windows:  []int64{0},
 		horizon:  90,
 	}
+	next := make(chan struct{}, 3)
 	chunk := func(n int64, snapshot string) *chunk {
 		snap, err := parseXidSnapshot(snapshot)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := &chunk{n: n, rel: rel, full: true, snap: snap, last: []string{"3"}}
+		c := &chunk{n: n, rel: rel, full: true, snap: snap, last: []string{"3"}, sent: next}
 		for id := 1; id <= 3; id++ {
 			c.events = append(c.events, &cdcv1.ChangeEvent{Snapshot: true, NewTuple: tuple.Of("x", strconv.Itoa(id))})
 			c.keys = append(c.keys, encodeKey([]string{strconv.Itoa(id)}))
@@ -156,7 +158,7 @@ func TestBackfillDropsChunksATruncateEmptied(t *testing.T) {
 		return c
 	}
 	// Between the watermarks of chunk 7.
-	bf.window = 7
+	bf.windows[0] = 7
 	bf.observeTruncate(other, 101)
 	bf.observeTruncate(rel, 101)
 	if kept := bf.keep(chunk(7, "100:110:"), 5000); len(kept) != 0 {
@@ -165,12 +167,12 @@ func TestBackfillDropsChunksATruncateEmptied(t *testing.T) {
 	bf.advance(chunk(7, "100:110:"), 0, 5000)
 	// Before chunk 8's LW, by a transaction its snapshot does not see.
 	bf.observeTruncate(rel, 112)
-	bf.window = 8
+	bf.windows[0] = 8
 	if kept := bf.keep(chunk(8, "110:113:112"), 6000); len(kept) != 0 {
 		t.Fatalf("chunk 8 kept %d rows its snapshot read before the TRUNCATE", len(kept))
 	}
 	bf.advance(chunk(8, "110:113:112"), 0, 6000)
-	bf.window = 9
+	bf.windows[0] = 9
 	if kept := bf.keep(chunk(9, "113:113:"), 7000); len(kept) != 3 {
 		t.Fatalf("chunk 9, read after the TRUNCATE, kept %d of 3 rows", len(kept))
 	}

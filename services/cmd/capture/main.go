@@ -28,10 +28,11 @@ type Config struct {
 	// CPUProfile, when set, is where a CPU profile of the whole run is
 	// written at exit (for the benchmark; off in production).
 	CPUProfile string
-	// StreamInProgress and SpoolDir: see capture.Server.
+	// StreamInProgress, SpoolDir and BackfillReaders: see capture.Server.
 	StreamInProgress bool
 	StreamProtocol   int
 	SpoolDir         string
+	BackfillReaders  int
 	// Secrets bounds which files and variables task secrets may name.
 	Secrets secret.Settings
 }
@@ -59,8 +60,18 @@ func loadConfig() (Config, error) {
 		"on PostgreSQL 16 and later, the pgoutput protocol of -stream-in-progress: 2 (streaming on) or 4 (streaming parallel); 14 and 15 use 2 (env FERRY_CAPTURE_STREAM_PROTOCOL)")
 	flag.StringVar(&c.SpoolDir, "spool-dir", config.Env("FERRY_CAPTURE_SPOOL_DIR", os.TempDir()),
 		"folder for the temporary files of in-progress streamed transactions (env FERRY_CAPTURE_SPOOL_DIR)")
+	readersEnv := config.Env("FERRY_CAPTURE_BACKFILL_READERS", strconv.Itoa(capture.DefaultBackfillReaders))
+	readersDefault, err := strconv.Atoi(readersEnv)
+	if err != nil || readersDefault < 1 {
+		return c, fmt.Errorf("FERRY_CAPTURE_BACKFILL_READERS=%q is not a positive number", readersEnv)
+	}
+	flag.IntVar(&c.BackfillReaders, "backfill-readers", readersDefault,
+		"how many tables the keyed (chunked) full sync and added tables' backfills read at once, each on a session of its own; 1 reads them one after another (env FERRY_CAPTURE_BACKFILL_READERS)")
 	c.Secrets.Register(flag.CommandLine)
 	flag.Parse()
+	if c.BackfillReaders < 1 {
+		return c, fmt.Errorf("-backfill-readers must be at least 1, not %d", c.BackfillReaders)
+	}
 	if err := capture.CheckStreamProtocol(c.StreamProtocol); err != nil {
 		return c, err
 	}
@@ -90,6 +101,7 @@ func run(cfg Config, logger *slog.Logger) (err error) {
 	tel.SetGlobal()
 	impl := capture.NewServer(logger)
 	impl.StreamInProgress, impl.StreamProtocol, impl.SpoolDir = cfg.StreamInProgress, cfg.StreamProtocol, cfg.SpoolDir
+	impl.BackfillReaders = cfg.BackfillReaders
 	if cfg.StreamInProgress {
 		if err := capture.CheckSpoolDir(cfg.SpoolDir); err != nil {
 			return err
