@@ -259,7 +259,9 @@ pg_prepare_dirs() {
     # Where users look: .local/pg and .local/logs/postgres.log.
     [[ -L $LOCAL_DIR/pg || ! -e $LOCAL_DIR/pg ]] && ln -sfn "$PG_DIR" "$LOCAL_DIR/pg"
     ln -sf "$PG_LOG" "$LOG_DIR/postgres.log"
-    chmod 755 "$(dirname "$PG_DIR")"
+    # Only Ferry's own parent: a FERRY_PG_STATE the user names (/tmp,
+    # say) keeps its mode.
+    [[ $(dirname "$PG_DIR") != /var/lib/ferry ]] || chmod 755 /var/lib/ferry
   fi
   # Unix socket paths are limited to 107 bytes; fail early with a clear message.
   local sock="$PG_SOCKET_DIR/.s.PGSQL.$PG_PORT"

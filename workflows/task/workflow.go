@@ -110,6 +110,10 @@ func (r *taskRun) prepare(ctx workflow.Context) error {
 	if r.st.Phase == taskv1.Phase_PHASE_SCHEMA_SYNC {
 		r.setPhase(ctx, taskv1.Phase_PHASE_SCHEMA_SYNC)
 		name := r.replicationName(ctx)
+		// Recorded before setup runs: a failed setup may leave a
+		// publication or slot of this name, which a stop with release
+		// and a restarted run must find.
+		r.st.SlotName, r.st.PublicationName = name, name
 		full := r.fullSyncPending(ctx)
 		chunked := full && workflow.GetVersion(ctx, chunkedFullSyncChange, workflow.DefaultVersion, 1) >= 1
 		var res taskv1.SetupActivityResult
@@ -468,7 +472,13 @@ const hashedNamesChange = "hashed-replication-names"
 // (nor an earlier task of the same ID) ever had, kept in the state so that
 // later runs (continue-as-new, RestartTask) present the same one.
 func (r *taskRun) replicationName(ctx workflow.Context) string {
-	if workflow.GetVersion(ctx, hashedNamesChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	version := workflow.GetVersion(ctx, hashedNamesChange, workflow.DefaultVersion, 1)
+	if n := r.st.GetSlotName(); n != "" {
+		// Named by an earlier run whose schema sync failed (RestartTask):
+		// what its setup may have created has that name, old or new.
+		return n
+	}
+	if version == workflow.DefaultVersion {
 		return taskapi.LegacyReplicationName(r.in.GetTaskId())
 	}
 	if r.st.ReplicationOwner == "" {

@@ -386,3 +386,28 @@ func TestCheckpointFromError(t *testing.T) {
 		t.Errorf("plain error: checkpoint = %v, want none", got)
 	}
 }
+
+// A run restarted after a failed schema sync (RestartTask hands it the old
+// state) sets up the slot and publication its predecessor named, even when
+// that is a name from before hashed names: what the failed setup left has
+// that name.
+func TestRestartedSchemaSyncKeepsTheRecordedName(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	a := &activities.Activities{}
+	env.RegisterActivity(a)
+	var setups []*taskv1.SetupActivityInput
+	env.OnActivity(a.Setup, mock.Anything, mock.Anything).Return(func(_ context.Context, in *taskv1.SetupActivityInput) (*taskv1.SetupActivityResult, error) {
+		setups = append(setups, in)
+		return nil, temporal.NewNonRetryableApplicationError("stop here", taskapi.ErrConfig, nil)
+	})
+	env.OnActivity(a.Alert, mock.Anything, mock.Anything).Return(nil).Maybe()
+	st := &taskv1.TaskState{Phase: taskv1.Phase_PHASE_SCHEMA_SYNC, Spec: testSpec(), SlotName: "ferry_t_1", PublicationName: "ferry_t_1"}
+	env.ExecuteWorkflow(TaskWorkflow, &taskv1.TaskWorkflowInput{TaskId: "t-1", Spec: testSpec(), State: st})
+	if len(setups) == 0 || setups[0].GetSlotName() != "ferry_t_1" || setups[0].GetPublicationName() != "ferry_t_1" {
+		t.Fatalf("setup inputs %v, want the recorded name ferry_t_1", setups)
+	}
+	if setups[0].GetReplicationOwner() != "" {
+		t.Errorf("a task named before ownership was recorded got owner %q; capture would refuse its own objects", setups[0].GetReplicationOwner())
+	}
+}

@@ -202,8 +202,12 @@ func smokeTables10k(rep *report) []string {
 	return p
 }
 
-// appendMissing adds a problem when got is not want.
+// appendMissing adds a problem when got is not want, or when nothing was
+// wanted: a scenario that measured no rows proves nothing.
 func appendMissing(p []string, what string, got, want int) []string {
+	if want <= 0 {
+		return append(p, fmt.Sprintf("%s: the report expects %d rows", what, want))
+	}
 	if got != want {
 		return append(p, fmt.Sprintf("%s: %d of %d", what, got, want))
 	}

@@ -25,9 +25,10 @@ type Policy struct {
 	DirsSetting, EnvSetting string
 }
 
-// DefaultDirs are where container platforms mount secrets, and Ferry's own
-// directory under /etc.
-const DefaultDirs = "/run/secrets,/var/run/secrets,/etc/ferry/secrets"
+// DefaultDirs are Ferry's own directories for mounted secrets. Not the
+// whole of /run/secrets: Kubernetes mounts the pod's service-account token
+// under /var/run/secrets/kubernetes.io, which no task may name.
+const DefaultDirs = "/run/secrets/ferry,/etc/ferry/secrets"
 
 // DefaultEnvPrefix keeps a service's other variables (credentials of the
 // host, Ferry's own settings) out of reach.
@@ -36,6 +37,11 @@ const DefaultEnvPrefix = "FERRY_SECRET_"
 // NewPolicy builds a policy from a comma-separated list of absolute
 // directories and an environment variable prefix.
 func NewPolicy(dirs, envPrefix, dirsSetting, envSetting string) (Policy, error) {
+	if envPrefix == "" {
+		// An empty prefix would let a task name any variable of the
+		// service: credentials of the host included.
+		return Policy{}, fmt.Errorf("%s is empty; name a prefix such as %s", envSetting, DefaultEnvPrefix)
+	}
 	p := Policy{EnvPrefix: envPrefix, DirsSetting: dirsSetting, EnvSetting: envSetting}
 	for _, d := range strings.Split(dirs, ",") {
 		d = strings.TrimSpace(d)

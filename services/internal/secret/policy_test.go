@@ -77,7 +77,7 @@ func TestPolicyAllowsOnlyItsDirectoriesAndPrefix(t *testing.T) {
 }
 
 func TestNewPolicyRefusesRelativeDirectories(t *testing.T) {
-	if _, err := NewPolicy("/run/secrets,secrets", "", "-secret-dirs (FERRY_SECRET_DIRS)", "x"); err == nil || !strings.Contains(err.Error(), "FERRY_SECRET_DIRS") {
+	if _, err := NewPolicy("/run/secrets,secrets", "FERRY_SECRET_", "-secret-dirs (FERRY_SECRET_DIRS)", "x"); err == nil || !strings.Contains(err.Error(), "FERRY_SECRET_DIRS") {
 		t.Fatalf("want an error naming the setting, got %v", err)
 	}
 }
@@ -109,5 +109,19 @@ func TestCheckFindsReferencesAnywhereInARequest(t *testing.T) {
 	}
 	if w.canReach((&cdcv1.ChangeEvent{}).ProtoReflect().Descriptor()) {
 		t.Error("a change event cannot hold a SecretRef")
+	}
+}
+
+// An empty prefix would open every variable of the service.
+func TestNewPolicyRefusesAnEmptyPrefix(t *testing.T) {
+	if _, err := NewPolicy(DefaultDirs, "", "-secret-dirs", "-secret-env-prefix (FERRY_SECRET_ENV_PREFIX)"); err == nil || !strings.Contains(err.Error(), "FERRY_SECRET_ENV_PREFIX") {
+		t.Fatalf("want an error naming the setting, got %v", err)
+	}
+	p, err := NewPolicy(DefaultDirs, DefaultEnvPrefix, "d", "e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Allow("source.password", fileRef("/var/run/secrets/kubernetes.io/serviceaccount/token")); err == nil {
+		t.Fatal("the default directories let a task name the pod's service-account token")
 	}
 }
