@@ -91,7 +91,7 @@ func TestDeliverTransformsAvro(t *testing.T) {
 }
 
 // TestDeliverTransformRuntimeError: a division by zero stops the stream
-// naming table, key and LSN, or goes to the dead-letter topic when set.
+// naming table, key columns and LSN but no value, or goes to the dead-letter topic when set.
 func TestDeliverTransformRuntimeError(t *testing.T) {
 	bad := []*taskv1.Transform{{Kind: &taskv1.Transform_Compute{Compute: &taskv1.ComputedColumn{Name: "r", Expression: "10 / (row.id - 2)"}}}}
 	bootstrap := fakeKafka(t, 1, "orders", "dlq")
@@ -103,8 +103,9 @@ func TestDeliverTransformRuntimeError(t *testing.T) {
 		Events: []*cdcv1.ChangeEvent{insert(1, "a", 90), insert(2, "secret", 91)}, WatermarkLsn: 100})
 	_, err := s.drain(20 * time.Second)
 	msg := status.Convert(err).Message()
-	if status.Code(err) != codes.InvalidArgument || !strings.Contains(msg, "public.orders") || !strings.Contains(msg, `key "2"`) ||
-		!strings.Contains(msg, "LSN 91") || !strings.Contains(msg, "division by zero") || strings.Contains(msg, "secret") {
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(msg, "public.orders") || !strings.Contains(msg, "key columns id") ||
+		!strings.Contains(msg, "LSN 91") || !strings.Contains(msg, "division by zero") ||
+		strings.Contains(msg, "secret") || strings.Contains(msg, `"2"`) || strings.Contains(msg, "12.50") || strings.Contains(msg, "key 2") {
 		t.Fatalf("got %v, want InvalidArgument naming table, key and LSN without values", err)
 	}
 

@@ -68,24 +68,32 @@ func (p *Pipeline) eval(st *step) (ref.Val, error) {
 		if strings.Contains(err.Error(), "no such overload") {
 			return types.NullValue, nil
 		}
-		return nil, &RowError{Position: st.pos, Msg: p.scrub(err.Error())}
+		return nil, &RowError{Position: st.pos, Msg: category(err.Error())}
 	}
 	return v, nil
 }
 
-// scrub keeps row values out of a runtime error's message: CEL quotes the
-// text it failed to convert, and some messages name a map key as is.
-func (p *Pipeline) scrub(msg string) string {
-	msg = unquote(msg)
-	for _, v := range []*rowView{p.st.vars.row, p.st.vars.old} {
-		for i := range tuple.Len(v.tu) {
-			// Shorter texts would hit the message's own words.
-			if text, k := tuple.Field(v.tu, i); k == tuple.Text && len(text) >= 3 {
-				msg = strings.ReplaceAll(msg, string(text), "…")
-			}
+// category names a runtime error by a fixed kind: CEL's messages quote the
+// text it failed to convert or the map key it missed, which are row values,
+// and no scrubbing of them can be complete.
+func category(msg string) string {
+	for _, c := range []struct{ has, is string }{
+		{"division by zero", "division by zero"},
+		{"modulus by zero", "division by zero"},
+		{"overflow", "overflow"},
+		{"no such key", "no such key"},
+		{"index out of bounds", "index out of bounds"},
+		{"invalid", "conversion"},
+		{"conver", "conversion"},
+		{"parse", "conversion"},
+		{"not a valid", "conversion"},
+		{"range", "overflow"},
+	} {
+		if strings.Contains(msg, c.has) {
+			return c.is
 		}
 	}
-	return msg
+	return "other"
 }
 
 func (p *Pipeline) column(st *step, row *rowView) error {
@@ -102,7 +110,7 @@ func (p *Pipeline) column(st *step, row *rowView) error {
 		v = p.cast(st, row.get(st.from))
 	}
 	if e, ok := v.(*types.Err); ok {
-		return &RowError{Position: st.pos, Msg: p.scrub(e.Error())}
+		return &RowError{Position: st.pos, Msg: category(e.Error())}
 	}
 	row.vals[st.slot] = v
 	return nil
@@ -214,25 +222,4 @@ func (p *Pipeline) appendValue(dst *cdcv1.Tuple, v ref.Val) {
 	dst.Text = text
 	dst.Ends = append(dst.Ends, uint32(len(dst.Text)))
 	dst.Kinds = append(dst.Kinds, byte(tuple.Text))
-}
-
-// unquote replaces every double-quoted part of msg, where CEL puts the
-// text it failed to read, by "…".
-func unquote(msg string) string {
-	var b strings.Builder
-	for {
-		i := strings.IndexByte(msg, '"')
-		if i < 0 {
-			break
-		}
-		j := strings.IndexByte(msg[i+1:], '"')
-		if j < 0 {
-			break
-		}
-		b.WriteString(msg[:i])
-		b.WriteString(`"…"`)
-		msg = msg[i+1+j+1:]
-	}
-	b.WriteString(msg)
-	return b.String()
 }
