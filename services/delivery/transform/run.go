@@ -12,51 +12,71 @@ import (
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
-// run executes the steps with row and old bound, stopping at the first
-// filter that leaves the row out. final: this run decides the message, so
-// route and key steps run too.
-func (p *Pipeline) run(row, old *rowView, final bool) (bool, error) {
+// verdict is what the filters say of one image of a row.
+type verdict int
+
+const (
+	pass    verdict = iota
+	fail            // some filter is false or null
+	unknown         // no filter failed, one read an unchanged TOAST value
+)
+
+// mode chooses the steps a run executes.
+type mode int
+
+const (
+	// decide runs filters and columns, stopping at the first failing
+	// filter: the verdict on an image that may not be emitted.
+	decide mode = iota
+	// final is decide plus route and key: the image is emitted if it passes.
+	final
+	// emit runs columns, route and key with the filters aside: the image
+	// is emitted whatever they say (a DELETE for a row leaving them).
+	emit
+	// columns runs the column steps alone: a before-image shipped beside
+	// the image that was decided on.
+	columns
+)
+
+// run executes the steps with row and old bound. A filter stops the run
+// where it fails, since later steps may rely on it (a division guarded by
+// it, say); one that cannot tell for an unchanged TOAST value does not.
+func (p *Pipeline) run(row, old *rowView, m mode) (verdict, error) {
 	s := &p.st
 	s.vars.row, s.vars.old = row, old
+	if m == final || m == emit {
+		s.key, s.keySet, s.topic = s.key[:0], false, ""
+	}
+	out := pass
 	for i := range p.steps {
 		st := &p.steps[i]
 		switch st.kind {
 		case stepFilter:
-			v, err := p.eval(st)
-			if err != nil {
-				return false, err
+			if m == emit || m == columns {
+				continue
 			}
-			if v != types.True {
-				return false, nil
+			v, err := p.eval(st)
+			switch {
+			case err != nil:
+				return fail, err
+			case isUnknown(v):
+				out = unknown
+			case v != types.True:
+				return fail, nil
 			}
 		case stepRoute, stepKey:
-			if final {
+			if m == final || m == emit {
 				if err := p.target(st); err != nil {
-					return false, err
+					return fail, err
 				}
 			}
 		default:
 			if err := p.column(st, row); err != nil {
-				return false, err
+				return fail, err
 			}
 		}
 	}
-	return true, nil
-}
-
-// runColumns fills every column step's slot, filters aside: for a row the
-// filters left out whose change is shipped anyway.
-func (p *Pipeline) runColumns(row, old *rowView) error {
-	s := &p.st
-	s.vars.row, s.vars.old = row, old
-	for i := range p.steps {
-		if st := &p.steps[i]; st.kind == stepCompute || st.kind == stepMask || st.kind == stepCast {
-			if err := p.column(st, row); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return out, nil
 }
 
 // eval runs a step's expression. A null operand makes CEL report "no such
@@ -122,7 +142,7 @@ func (p *Pipeline) target(st *step) error {
 		return err
 	}
 	s := &p.st
-	switch v := v.(type) {
+	switch v := v.(type) { // null or unknown: the table's topic, the source key
 	case types.String:
 		if st.kind == stepRoute {
 			s.topic = string(v)
@@ -145,7 +165,7 @@ func (p *Pipeline) text(v ref.Val) string {
 }
 
 func (p *Pipeline) mask(st *step, v ref.Val) ref.Val {
-	if v == types.NullValue || types.IsError(v) {
+	if v == types.NullValue || types.IsUnknownOrError(v) {
 		return v
 	}
 	if st.mask.GetHash() != nil {
@@ -169,7 +189,7 @@ func (p *Pipeline) mask(st *step, v ref.Val) ref.Val {
 }
 
 func (p *Pipeline) cast(st *step, v ref.Val) ref.Val {
-	if v == types.NullValue || types.IsError(v) {
+	if v == types.NullValue || types.IsUnknownOrError(v) {
 		return v
 	}
 	if st.cast == types.StringType {
@@ -212,6 +232,10 @@ func (p *Pipeline) build(dst *cdcv1.Tuple, row *rowView, src *cdcv1.Tuple, keyOn
 func (p *Pipeline) appendValue(dst *cdcv1.Tuple, v ref.Val) {
 	if v == nil || v == types.NullValue {
 		tuple.Append(dst, tuple.Null, nil)
+		return
+	}
+	if isUnknown(v) { // read from an unchanged TOAST value: unchanged too
+		tuple.Append(dst, tuple.UnchangedToast, nil)
 		return
 	}
 	text, err := appendText(dst.Text, v)
