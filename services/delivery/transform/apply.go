@@ -2,6 +2,7 @@ package transform
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
@@ -75,12 +76,13 @@ func isUnknown(v ref.Val) bool {
 	return ok
 }
 
-func (r *rowView) load(slot int) ref.Val {
-	if slot >= len(r.p.srcTypes) || slot >= tuple.Len(r.tu) {
-		if r.before && slot < len(r.p.srcTypes) {
+// field is a source column's text and kind in this image.
+func (r *rowView) field(slot int) ([]byte, tuple.Kind) {
+	if slot >= tuple.Len(r.tu) {
+		if r.before {
 			r.unknown = true
 		}
-		return types.NullValue
+		return nil, tuple.Null
 	}
 	text, k := tuple.Field(r.tu, slot)
 	if r.before && !r.p.reveals[slot] && tuple.Len(r.alt) > 0 {
@@ -95,13 +97,22 @@ func (r *rowView) load(slot int) ref.Val {
 			text, k = at, ak
 		}
 	}
-	switch {
-	case k == tuple.UnchangedToast:
+	if k == tuple.Null && r.before && !r.p.reveals[slot] {
+		r.unknown = true
+	}
+	return text, k
+}
+
+func (r *rowView) load(slot int) ref.Val {
+	if slot >= len(r.p.srcTypes) {
+		return types.NullValue
+	}
+	text, k := r.field(slot)
+	switch k {
+	case tuple.UnchangedToast:
 		return types.NewUnknown(int64(slot), nil)
-	case k != tuple.Text:
-		if r.before && !r.p.reveals[slot] {
-			r.unknown = true
-		}
+	case tuple.Text:
+	default:
 		return types.NullValue
 	}
 	col := r.p.src.GetColumns()[slot]
@@ -111,6 +122,23 @@ func (r *rowView) load(slot int) ref.Val {
 		return types.NewErr("column %q: its text is not a valid %s", col.GetName(), r.p.srcTypes[slot])
 	}
 	return v
+}
+
+// text is a slot's value as text: a source column's as the source sent
+// it (numeric with its digits and scale, a date without a time), a
+// computed one's as PostgreSQL would print it.
+func (r *rowView) text(slot int) ref.Val {
+	if slot >= len(r.p.srcTypes) {
+		return r.get(slot)
+	}
+	text, k := r.field(slot)
+	switch k {
+	case tuple.UnchangedToast:
+		return types.NewUnknown(int64(slot), nil)
+	case tuple.Text:
+		return types.String(unsafe.String(unsafe.SliceData(text), len(text)))
+	}
+	return types.NullValue
 }
 
 // state is a Pipeline's reusable per-row memory: Apply is not safe for

@@ -125,9 +125,13 @@ func (p *Pipeline) column(st *step, row *rowView) error {
 			return err
 		}
 	case stepMask:
-		v = p.mask(st, row.get(st.from))
+		v = p.mask(st, row.text(st.from))
 	case stepCast:
-		v = p.cast(st, row.get(st.from))
+		if st.cast == types.StringType {
+			v = row.text(st.from)
+		} else {
+			v = p.cast(st, row.get(st.from))
+		}
 	}
 	if e, ok := v.(*types.Err); ok {
 		return &RowError{Position: st.pos, Msg: category(e.Error())}
@@ -191,9 +195,6 @@ func (p *Pipeline) mask(st *step, v ref.Val) ref.Val {
 func (p *Pipeline) cast(st *step, v ref.Val) ref.Val {
 	if v == types.NullValue || types.IsUnknownOrError(v) {
 		return v
-	}
-	if st.cast == types.StringType {
-		return types.String(p.text(v))
 	}
 	return v.ConvertToType(st.cast)
 }
