@@ -16,6 +16,7 @@ import (
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/delivery/canal/canaltest"
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
+	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // ordersTransforms keep odd ids, add amount_cents, hash note and send id 3
@@ -91,7 +92,7 @@ func TestDeliverTransformsAvro(t *testing.T) {
 }
 
 // TestDeliverTransformRuntimeError: a division by zero stops the stream
-// naming table, key and LSN, or goes to the dead-letter topic when set.
+// naming table, key columns and LSN but no value, or goes to the dead-letter topic when set.
 func TestDeliverTransformRuntimeError(t *testing.T) {
 	bad := []*taskv1.Transform{{Kind: &taskv1.Transform_Compute{Compute: &taskv1.ComputedColumn{Name: "r", Expression: "10 / (row.id - 2)"}}}}
 	bootstrap := fakeKafka(t, 1, "orders", "dlq")
@@ -103,8 +104,9 @@ func TestDeliverTransformRuntimeError(t *testing.T) {
 		Events: []*cdcv1.ChangeEvent{insert(1, "a", 90), insert(2, "secret", 91)}, WatermarkLsn: 100})
 	_, err := s.drain(20 * time.Second)
 	msg := status.Convert(err).Message()
-	if status.Code(err) != codes.InvalidArgument || !strings.Contains(msg, "public.orders") || !strings.Contains(msg, `key "2"`) ||
-		!strings.Contains(msg, "LSN 91") || !strings.Contains(msg, "division by zero") || strings.Contains(msg, "secret") {
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(msg, "public.orders") || !strings.Contains(msg, "key columns id") ||
+		!strings.Contains(msg, "LSN 91") || !strings.Contains(msg, "division by zero") ||
+		strings.Contains(msg, "secret") || strings.Contains(msg, `"2"`) || strings.Contains(msg, "12.50") || strings.Contains(msg, "key 2") {
 		t.Fatalf("got %v, want InvalidArgument naming table, key and LSN without values", err)
 	}
 
@@ -134,4 +136,39 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestDeliverTransformUnchangedToast: an UPDATE that left note alone stays
+// an UPDATE under a filter on note, and the masked note stays unchanged:
+// out of Canal's data, named in the ferry.unchanged-toast header.
+func TestDeliverTransformUnchangedToast(t *testing.T) {
+	ts := []*taskv1.Transform{
+		{Kind: &taskv1.Transform_Filter{Filter: "row.note != null"}},
+		{Kind: &taskv1.Transform_Mask{Mask: &taskv1.MaskColumn{Column: "note", Mask: &taskv1.MaskColumn_Hash{Hash: &taskv1.MaskHash{}}}}},
+	}
+	bootstrap := fakeKafka(t, 1, "orders")
+	client, _ := startServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s := openSession(t, ctx, client, transformStart(bootstrap, taskv1.DataFormat_DATA_FORMAT_CANAL_JSON, ts))
+	upd := insert(5, "", 90)
+	upd.Op, upd.NewTuple = cdcv1.Operation_OPERATION_UPDATE, tuple.Of("5", tuple.UnchangedToast, "1.00", nil)
+	s.send(&cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{ordersRelation()}, Events: []*cdcv1.ChangeEvent{upd}, WatermarkLsn: 100})
+	if _, err := s.finish(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	msg := consume(t, bootstrap, "orders", 1, 20*time.Second)[0]
+	m := canaltest.Decode(t, msg.Value)
+	var toast string
+	for _, h := range msg.Headers {
+		if h.Key == UnchangedToastHeader {
+			toast = string(h.Value)
+		}
+	}
+	if len(m.Data) != 1 {
+		t.Fatalf("message %s, want one row", mustJSON(t, m))
+	}
+	if _, has := m.Data[0]["note"]; *m.Type != "UPDATE" || has || toast != `["note"]` {
+		t.Fatalf("message %s header %q; want an UPDATE without note, naming it unchanged", mustJSON(t, m), toast)
+	}
 }

@@ -66,22 +66,23 @@ func (s *stream) applyTransforms(tab *canal.Table, ev *cdcv1.ChangeEvent) (trans
 
 // transformFailed follows the task's error policy for a row a transform
 // failed on: the dead-letter topic when there is one, else the stream
-// stops naming the table, key and LSN (never values).
+// stops naming the table, key columns and LSN: never values, which the
+// dead letter's key alone carries.
 func (s *stream) transformFailed(tab *canal.Table, p *transform.Pipeline, ev *cdcv1.ChangeEvent, re *transform.RowError) error {
 	rel := tab.Rel
-	key := p.SourceKey(nil, ev)
 	if s.start.GetOptions().GetDeadLetterTopic() == "" {
 		return status.Errorf(codes.InvalidArgument,
-			"row of table %s.%s with key %q at LSN %d: %v; fix the transform (modify-objects) or set kafka.dead_letter_topic",
-			rel.GetSchema(), rel.GetTable(), key, ev.GetLsn(), re)
+			"row of table %s.%s (key columns %s) at LSN %d: %v; fix the transform (modify-objects) or set kafka.dead_letter_topic",
+			rel.GetSchema(), rel.GetTable(), keyColumns(rel), ev.GetLsn(), re)
 	}
 	dlq, err := s.topic(s.start.GetOptions().GetDeadLetterTopic())
 	if err != nil {
 		return err
 	}
+	key := p.SourceKey(nil, ev)
 	s.deadLettered.Add(1)
 	s.logger.Warn("row a transform failed on sent to the dead-letter topic", "schema", rel.GetSchema(), "table", rel.GetTable(),
-		"key", string(key), "lsn", ev.GetLsn(), "transform", re.Position, "error", re.Msg, "dead_letter_topic", dlq.name)
+		"key_columns", keyColumns(rel), "lsn", ev.GetLsn(), "transform", re.Position, "error", re.Msg, "dead_letter_topic", dlq.name)
 	return s.send(&kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &dlq.name, Partition: 0},
 		Key:            key,
@@ -104,7 +105,9 @@ func (s *stream) target(r *route, res transform.Result) (*topicInfo, int32, erro
 	}
 	ti, err := s.topic(res.Topic)
 	if err != nil {
-		return nil, 0, status.Errorf(status.Code(err), "table %s: a route transform chose topic %q: %s", r.full, res.Topic, status.Convert(err).Message())
+		// The topic's name and the lookup's message, which quotes it, may
+		// be made of row values.
+		return nil, 0, status.Errorf(status.Code(err), "table %s: a route transform chose a topic Kafka cannot take (%s): create it or fix the route", r.full, status.Code(err))
 	}
 	return ti, JavaPartition(r.full, ti.partitions), nil
 }

@@ -2,6 +2,7 @@ package transform
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
@@ -68,21 +69,50 @@ func (r *rowView) value(slot int) (any, error) {
 	return v, nil
 }
 
-func (r *rowView) load(slot int) ref.Val {
-	if slot >= len(r.p.srcTypes) || slot >= tuple.Len(r.tu) {
-		if r.before && slot < len(r.p.srcTypes) {
+// isUnknown reports whether v is an unchanged TOAST value the source did
+// not send, or a value computed from one.
+func isUnknown(v ref.Val) bool {
+	_, ok := v.(*types.Unknown)
+	return ok
+}
+
+// field is a source column's text and kind in this image.
+func (r *rowView) field(slot int) ([]byte, tuple.Kind) {
+	if slot >= tuple.Len(r.tu) {
+		if r.before {
 			r.unknown = true
 		}
-		return types.NullValue
+		return nil, tuple.Null
 	}
 	text, k := tuple.Field(r.tu, slot)
-	if k == tuple.UnchangedToast && slot < tuple.Len(r.alt) {
+	if r.before && !r.p.reveals[slot] && tuple.Len(r.alt) > 0 {
+		// A before-image completed by the after-image: the row a DELETE
+		// made from an UPDATE is routed and keyed by.
 		text, k = tuple.Field(r.alt, slot)
 	}
-	if k != tuple.Text {
-		if r.before && !r.p.reveals[slot] {
-			r.unknown = true
+	if k == tuple.UnchangedToast && slot < tuple.Len(r.alt) {
+		// Only a before-image's text is the value: a key-only one holds
+		// nulls for every other column.
+		if at, ak := tuple.Field(r.alt, slot); ak == tuple.Text {
+			text, k = at, ak
 		}
+	}
+	if k == tuple.Null && r.before && !r.p.reveals[slot] {
+		r.unknown = true
+	}
+	return text, k
+}
+
+func (r *rowView) load(slot int) ref.Val {
+	if slot >= len(r.p.srcTypes) {
+		return types.NullValue
+	}
+	text, k := r.field(slot)
+	switch k {
+	case tuple.UnchangedToast:
+		return types.NewUnknown(int64(slot), nil)
+	case tuple.Text:
+	default:
 		return types.NullValue
 	}
 	col := r.p.src.GetColumns()[slot]
@@ -92,6 +122,23 @@ func (r *rowView) load(slot int) ref.Val {
 		return types.NewErr("column %q: its text is not a valid %s", col.GetName(), r.p.srcTypes[slot])
 	}
 	return v
+}
+
+// text is a slot's value as text: a source column's as the source sent
+// it (numeric with its digits and scale, a date without a time), a
+// computed one's as PostgreSQL would print it.
+func (r *rowView) text(slot int) ref.Val {
+	if slot >= len(r.p.srcTypes) {
+		return r.get(slot)
+	}
+	text, k := r.field(slot)
+	switch k {
+	case tuple.UnchangedToast:
+		return types.NewUnknown(int64(slot), nil)
+	case tuple.Text:
+		return types.String(unsafe.String(unsafe.SliceData(text), len(text)))
+	}
+	return types.NullValue
 }
 
 // state is a Pipeline's reusable per-row memory: Apply is not safe for
@@ -147,8 +194,8 @@ func (p *Pipeline) applyInsert(ev *cdcv1.ChangeEvent) (Result, error) {
 	s := &p.st
 	s.row.reset(ev.GetNewTuple(), nil, false)
 	s.none.reset(nil, nil, false)
-	pass, err := p.run(&s.row, &s.none, true)
-	if err != nil || !pass {
+	v, err := p.run(&s.row, &s.none, final)
+	if err != nil || v == fail {
 		return Result{}, err
 	}
 	return p.result(ev, cdcv1.Operation_OPERATION_INSERT, p.image(&s.newT, &s.row, ev.GetNewTuple()), nil), nil
@@ -160,15 +207,15 @@ func (p *Pipeline) applyDelete(ev *cdcv1.ChangeEvent) (Result, error) {
 	s := &p.st
 	s.row.reset(ev.GetOldTuple(), nil, true)
 	s.none.reset(nil, nil, false)
-	pass, err := p.run(&s.row, &s.none, true)
+	v, err := p.run(&s.row, &s.none, final)
 	if err != nil {
 		return Result{}, err
 	}
-	if !pass && !s.row.unknown {
+	if v == fail && !s.row.unknown {
 		return Result{}, nil
 	}
-	if !pass { // stopped at a filter: finish the columns regardless
-		if err := p.runColumns(&s.row, &s.none); err != nil {
+	if v == fail { // stopped at a filter: route, key and columns regardless
+		if _, err := p.run(&s.row, &s.none, emit); err != nil {
 			return Result{}, err
 		}
 	}
@@ -180,33 +227,42 @@ func (p *Pipeline) applyDelete(ev *cdcv1.ChangeEvent) (Result, error) {
 // filter becomes an INSERT, one leaving it a DELETE. When the before-image
 // cannot tell, a passing row stays an UPDATE and a failing one becomes a
 // DELETE of its key, which may remove a row that was never sent but never
-// leaves one behind.
+// leaves one behind. A filter that cannot tell for an unchanged TOAST value
+// never makes a DELETE: the before-image decides when it can, else the
+// change stays an UPDATE.
 func (p *Pipeline) applyUpdate(ev *cdcv1.ChangeEvent) (Result, error) {
 	s := &p.st
 	oldT := ev.GetOldTuple()
 	s.row.reset(ev.GetNewTuple(), oldT, false)
 	s.old.reset(oldT, nil, true)
-	newPass, err := p.run(&s.row, &s.old, true)
+	newV, err := p.run(&s.row, &s.old, final)
 	if err != nil {
 		return Result{}, err
 	}
 	// Filters that read old judge the change, not the row: there is no
 	// before-row to test them on, and a failing one drops the change.
-	decide := p.hasOld && !p.readsOld
-	oldKnown, oldPass := false, false
-	if tuple.Len(oldT) > 0 && (decide || p.slots > len(p.srcTypes)) {
+	judge := p.hasOld && !p.readsOld
+	oldKnown, oldV := false, fail
+	if tuple.Len(oldT) > 0 && (judge || p.slots > len(p.srcTypes)) {
 		s.old.reset(oldT, nil, true)
 		s.none.reset(nil, nil, false)
-		if !decide {
-			err = p.runColumns(&s.old, &s.none)
-		} else if oldPass, err = p.run(&s.old, &s.none, false); err == nil {
-			oldKnown = !s.old.unknown
+		m := columns
+		if judge {
+			m = decide
 		}
-		if err != nil {
+		if oldV, err = p.run(&s.old, &s.none, m); err != nil {
 			return Result{}, err
 		}
+		oldKnown = judge && oldV != unknown && !s.old.unknown
 	}
-	if !decide && !newPass {
+	if newV == unknown {
+		newV = pass
+		if oldKnown {
+			newV = oldV
+		}
+	}
+	newPass, oldPass := newV == pass, oldV == pass
+	if !judge && !newPass {
 		return Result{}, nil
 	}
 	switch {
@@ -220,13 +276,35 @@ func (p *Pipeline) applyUpdate(ev *cdcv1.ChangeEvent) (Result, error) {
 		return p.result(ev, cdcv1.Operation_OPERATION_INSERT, p.image(&s.newT, &s.row, ev.GetNewTuple()), nil), nil
 	case oldKnown && !oldPass:
 		return Result{}, nil
-	case oldKnown:
-		return p.result(ev, cdcv1.Operation_OPERATION_DELETE, nil, p.image(&s.oldT, &s.old, oldT)), nil
 	}
-	if err := p.runColumns(&s.row, &s.old); err != nil {
+	return p.deleteFromUpdate(ev, oldKnown)
+}
+
+// deleteFromUpdate is the DELETE of a row an UPDATE moved out of the
+// filters, routed and keyed as the row was: by its before-image, completed
+// by the after-image where the before-image hides a column.
+func (p *Pipeline) deleteFromUpdate(ev *cdcv1.ChangeEvent, oldKnown bool) (Result, error) {
+	s := &p.st
+	oldT := ev.GetOldTuple()
+	if tuple.Len(oldT) == 0 {
+		if _, err := p.run(&s.row, &s.none, emit); err != nil {
+			return Result{}, err
+		}
+		return p.result(ev, cdcv1.Operation_OPERATION_DELETE, nil, p.keyImage(&s.oldT, &s.row, ev.GetNewTuple())), nil
+	}
+	alt := ev.GetNewTuple()
+	if oldKnown {
+		alt = nil
+	}
+	s.old.reset(oldT, alt, true)
+	s.none.reset(nil, nil, false)
+	if _, err := p.run(&s.old, &s.none, emit); err != nil {
 		return Result{}, err
 	}
-	return p.result(ev, cdcv1.Operation_OPERATION_DELETE, nil, p.keyImage(&s.oldT, &s.row, ev.GetNewTuple())), nil
+	if oldKnown {
+		return p.result(ev, cdcv1.Operation_OPERATION_DELETE, nil, p.image(&s.oldT, &s.old, oldT)), nil
+	}
+	return p.result(ev, cdcv1.Operation_OPERATION_DELETE, nil, p.keyImage(&s.oldT, &s.old, oldT)), nil
 }
 
 func (p *Pipeline) result(ev *cdcv1.ChangeEvent, op cdcv1.Operation, newT, oldT *cdcv1.Tuple) Result {

@@ -12,51 +12,71 @@ import (
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
-// run executes the steps with row and old bound, stopping at the first
-// filter that leaves the row out. final: this run decides the message, so
-// route and key steps run too.
-func (p *Pipeline) run(row, old *rowView, final bool) (bool, error) {
+// verdict is what the filters say of one image of a row.
+type verdict int
+
+const (
+	pass    verdict = iota
+	fail            // some filter is false or null
+	unknown         // no filter failed, one read an unchanged TOAST value
+)
+
+// mode chooses the steps a run executes.
+type mode int
+
+const (
+	// decide runs filters and columns, stopping at the first failing
+	// filter: the verdict on an image that may not be emitted.
+	decide mode = iota
+	// final is decide plus route and key: the image is emitted if it passes.
+	final
+	// emit runs columns, route and key with the filters aside: the image
+	// is emitted whatever they say (a DELETE for a row leaving them).
+	emit
+	// columns runs the column steps alone: a before-image shipped beside
+	// the image that was decided on.
+	columns
+)
+
+// run executes the steps with row and old bound. A filter stops the run
+// where it fails, since later steps may rely on it (a division guarded by
+// it, say); one that cannot tell for an unchanged TOAST value does not.
+func (p *Pipeline) run(row, old *rowView, m mode) (verdict, error) {
 	s := &p.st
 	s.vars.row, s.vars.old = row, old
+	if m == final || m == emit {
+		s.key, s.keySet, s.topic = s.key[:0], false, ""
+	}
+	out := pass
 	for i := range p.steps {
 		st := &p.steps[i]
 		switch st.kind {
 		case stepFilter:
-			v, err := p.eval(st)
-			if err != nil {
-				return false, err
+			if m == emit || m == columns {
+				continue
 			}
-			if v != types.True {
-				return false, nil
+			v, err := p.eval(st)
+			switch {
+			case err != nil:
+				return fail, err
+			case isUnknown(v):
+				out = unknown
+			case v != types.True:
+				return fail, nil
 			}
 		case stepRoute, stepKey:
-			if final {
+			if m == final || m == emit {
 				if err := p.target(st); err != nil {
-					return false, err
+					return fail, err
 				}
 			}
 		default:
 			if err := p.column(st, row); err != nil {
-				return false, err
+				return fail, err
 			}
 		}
 	}
-	return true, nil
-}
-
-// runColumns fills every column step's slot, filters aside: for a row the
-// filters left out whose change is shipped anyway.
-func (p *Pipeline) runColumns(row, old *rowView) error {
-	s := &p.st
-	s.vars.row, s.vars.old = row, old
-	for i := range p.steps {
-		if st := &p.steps[i]; st.kind == stepCompute || st.kind == stepMask || st.kind == stepCast {
-			if err := p.column(st, row); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return out, nil
 }
 
 // eval runs a step's expression. A null operand makes CEL report "no such
@@ -68,24 +88,32 @@ func (p *Pipeline) eval(st *step) (ref.Val, error) {
 		if strings.Contains(err.Error(), "no such overload") {
 			return types.NullValue, nil
 		}
-		return nil, &RowError{Position: st.pos, Msg: p.scrub(err.Error())}
+		return nil, &RowError{Position: st.pos, Msg: category(err.Error())}
 	}
 	return v, nil
 }
 
-// scrub keeps row values out of a runtime error's message: CEL quotes the
-// text it failed to convert, and some messages name a map key as is.
-func (p *Pipeline) scrub(msg string) string {
-	msg = unquote(msg)
-	for _, v := range []*rowView{p.st.vars.row, p.st.vars.old} {
-		for i := range tuple.Len(v.tu) {
-			// Shorter texts would hit the message's own words.
-			if text, k := tuple.Field(v.tu, i); k == tuple.Text && len(text) >= 3 {
-				msg = strings.ReplaceAll(msg, string(text), "…")
-			}
+// category names a runtime error by a fixed kind: CEL's messages quote the
+// text it failed to convert or the map key it missed, which are row values,
+// and no scrubbing of them can be complete.
+func category(msg string) string {
+	for _, c := range []struct{ has, is string }{
+		{"division by zero", "division by zero"},
+		{"modulus by zero", "division by zero"},
+		{"overflow", "overflow"},
+		{"no such key", "no such key"},
+		{"index out of bounds", "index out of bounds"},
+		{"invalid", "conversion"},
+		{"conver", "conversion"},
+		{"parse", "conversion"},
+		{"not a valid", "conversion"},
+		{"range", "overflow"},
+	} {
+		if strings.Contains(msg, c.has) {
+			return c.is
 		}
 	}
-	return msg
+	return "other"
 }
 
 func (p *Pipeline) column(st *step, row *rowView) error {
@@ -97,12 +125,16 @@ func (p *Pipeline) column(st *step, row *rowView) error {
 			return err
 		}
 	case stepMask:
-		v = p.mask(st, row.get(st.from))
+		v = p.mask(st, row.text(st.from))
 	case stepCast:
-		v = p.cast(st, row.get(st.from))
+		if st.cast == types.StringType {
+			v = row.text(st.from)
+		} else {
+			v = p.cast(st, row.get(st.from))
+		}
 	}
 	if e, ok := v.(*types.Err); ok {
-		return &RowError{Position: st.pos, Msg: p.scrub(e.Error())}
+		return &RowError{Position: st.pos, Msg: category(e.Error())}
 	}
 	row.vals[st.slot] = v
 	return nil
@@ -114,7 +146,7 @@ func (p *Pipeline) target(st *step) error {
 		return err
 	}
 	s := &p.st
-	switch v := v.(type) {
+	switch v := v.(type) { // null or unknown: the table's topic, the source key
 	case types.String:
 		if st.kind == stepRoute {
 			s.topic = string(v)
@@ -137,7 +169,7 @@ func (p *Pipeline) text(v ref.Val) string {
 }
 
 func (p *Pipeline) mask(st *step, v ref.Val) ref.Val {
-	if v == types.NullValue || types.IsError(v) {
+	if v == types.NullValue || types.IsUnknownOrError(v) {
 		return v
 	}
 	if st.mask.GetHash() != nil {
@@ -161,11 +193,8 @@ func (p *Pipeline) mask(st *step, v ref.Val) ref.Val {
 }
 
 func (p *Pipeline) cast(st *step, v ref.Val) ref.Val {
-	if v == types.NullValue || types.IsError(v) {
+	if v == types.NullValue || types.IsUnknownOrError(v) {
 		return v
-	}
-	if st.cast == types.StringType {
-		return types.String(p.text(v))
 	}
 	return v.ConvertToType(st.cast)
 }
@@ -206,6 +235,10 @@ func (p *Pipeline) appendValue(dst *cdcv1.Tuple, v ref.Val) {
 		tuple.Append(dst, tuple.Null, nil)
 		return
 	}
+	if isUnknown(v) { // read from an unchanged TOAST value: unchanged too
+		tuple.Append(dst, tuple.UnchangedToast, nil)
+		return
+	}
 	text, err := appendText(dst.Text, v)
 	if err != nil { // the checker admits only types with a text
 		tuple.Append(dst, tuple.Null, nil)
@@ -214,25 +247,4 @@ func (p *Pipeline) appendValue(dst *cdcv1.Tuple, v ref.Val) {
 	dst.Text = text
 	dst.Ends = append(dst.Ends, uint32(len(dst.Text)))
 	dst.Kinds = append(dst.Kinds, byte(tuple.Text))
-}
-
-// unquote replaces every double-quoted part of msg, where CEL puts the
-// text it failed to read, by "…".
-func unquote(msg string) string {
-	var b strings.Builder
-	for {
-		i := strings.IndexByte(msg, '"')
-		if i < 0 {
-			break
-		}
-		j := strings.IndexByte(msg[i+1:], '"')
-		if j < 0 {
-			break
-		}
-		b.WriteString(msg[:i])
-		b.WriteString(`"…"`)
-		msg = msg[i+1+j+1:]
-	}
-	b.WriteString(msg)
-	return b.String()
 }

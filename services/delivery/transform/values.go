@@ -88,7 +88,20 @@ func parseBytea(text []byte) (ref.Val, error) {
 	return types.Bytes(b), nil
 }
 
+// PostgreSQL's infinities are CEL's last and first instants, so that they
+// compare as they do in SQL, and print back as infinities.
+var (
+	infinity    = time.Unix(253402300799, 999999999).UTC() // 9999-12-31T23:59:59.999999999Z
+	negInfinity = time.Unix(-62135596800, 0).UTC()         // 0001-01-01T00:00:00Z
+)
+
 func parseTime(oid uint32, text []byte) (ref.Val, error) {
+	switch string(text) {
+	case "infinity":
+		return types.Timestamp{Time: infinity}, nil
+	case "-infinity":
+		return types.Timestamp{Time: negInfinity}, nil
+	}
 	if oid == oidDate {
 		days, err := dtsavro.DateDays(text)
 		if err != nil {
@@ -147,6 +160,12 @@ func appendText(dst []byte, v ref.Val) ([]byte, error) {
 		dst = append(dst, `\x`...)
 		return hex.AppendEncode(dst, v), nil
 	case types.Timestamp:
+		switch {
+		case v.Time.Equal(infinity):
+			return append(dst, "infinity"...), nil
+		case v.Time.Equal(negInfinity):
+			return append(dst, "-infinity"...), nil
+		}
 		return v.UTC().AppendFormat(dst, "2006-01-02 15:04:05.999999+00"), nil
 	}
 	return dst, fmt.Errorf("a value of type %s has no column text", v.Type())

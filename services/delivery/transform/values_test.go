@@ -35,8 +35,11 @@ func TestParseColumnText(t *testing.T) {
 			t.Errorf("parse(%d, %q) = %v, %v; want %v", tc.oid, tc.text, got, err, tc.want)
 		}
 	}
-	if _, err := parse(oidTimestamptz, types.TimestampType, []byte("infinity")); err == nil {
-		t.Error("infinity parsed as an instant")
+	for _, text := range []string{"infinity", "-infinity"} {
+		v, err := parse(oidDate, types.TimestampType, []byte(text))
+		if b, _ := appendText(nil, v); err != nil || string(b) != text {
+			t.Errorf("%s read as %v, %v and printed as %q", text, v, err, b)
+		}
 	}
 }
 
