@@ -154,14 +154,21 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 	}
 }
 
-func freePort(t *testing.T) string {
+// freePorts picks n distinct free ports. Their listeners stay open until
+// all are picked: a port closed at once can come back from the kernel on
+// the next call, which once gave capture and delivery the same one.
+func freePorts(t *testing.T, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addrs := make([]string, n)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = l.Close() }()
+		addrs[i] = l.Addr().String()
 	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String()
+	return addrs
 }
 
 // ferry is one running set of Ferry processes with a task queue of its own,
@@ -196,8 +203,8 @@ func startFerryWithEnv(t *testing.T, env ...string) *ferry {
 		procs:     map[string]*exec.Cmd{},
 		logDir:    t.TempDir(),
 	}
-	for _, s := range []string{"catalog", "capture", "delivery", "control"} {
-		f.addrs[s] = freePort(t)
+	for i, addr := range freePorts(t, 4) {
+		f.addrs[[]string{"catalog", "capture", "delivery", "control"}[i]] = addr
 	}
 	t.Cleanup(f.stopAll)
 	for _, s := range services {

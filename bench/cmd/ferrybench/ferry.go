@@ -62,12 +62,18 @@ func startFerry(ctx context.Context, c *config, binDir, logDir, taskQueue string
 func startFerryWith(ctx context.Context, c *config, binDir, logDir, taskQueue string, procEnv map[string][]string) (*ferry, error) {
 	f := &ferry{binDir: binDir, logDir: logDir, taskQueue: taskQueue, temporal: c.temporalAddress,
 		addrs: map[string]string{}, procs: map[string]*exec.Cmd{}, procEnv: procEnv, env: ferryEnv(c)}
+	// Picked while all are held open, so no two are the same.
+	var held []net.Listener
 	for _, s := range []string{"catalog", "capture", "delivery", "control"} {
-		addr, err := freePort()
+		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("finding a free port: %w", err)
 		}
-		f.addrs[s] = addr
+		held = append(held, l)
+		f.addrs[s] = l.Addr().String()
+	}
+	for _, l := range held {
+		_ = l.Close()
 	}
 	for _, s := range services {
 		if err := f.start(ctx, s); err != nil {
