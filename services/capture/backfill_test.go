@@ -144,10 +144,12 @@ func checkResumedRows(t *testing.T, conn *pgx.Conn, items []bfItem, after []stri
 	}
 }
 
-// Tables are read one after the other in the order given; an empty table
-// takes one empty chunk, and a table already done is skipped.
+// With one reader (-backfill-readers 1), tables are read one after the
+// other in the order given; an empty table takes one empty chunk, and a
+// table already done is skipped. Several readers interleave the tables'
+// frames (TestChunkedFullSyncReadsTablesAtOnce covers them).
 func TestBackfillReadsTablesInTurn(t *testing.T) {
-	client := startServer(t)
+	client := startServerWith(t, func(s *Server) { s.BackfillReaders = 1 })
 	conn := testenv.PG(t)
 	empty, small, done := testenv.UniqueName("bf_empty"), testenv.UniqueName("bf_small"), testenv.UniqueName("bf_done")
 	for _, name := range []string{empty, small, done} {
