@@ -35,13 +35,19 @@ func RepoRoot() string {
 // Integration marks t as needing real services (the local stack, a private
 // PostgreSQL or Kafka, a JVM): it skips t under -short, and does nothing
 // otherwise, so that without -short a missing service still fails the test.
-// The helpers below call it; a test that reaches a service another way calls
-// it first.
+// Under CI=true nothing is skipped: -short there fails the test, since CI
+// must prove every test ran (make test-short runs the fast tier with CI
+// unset). The helpers below call it; a test that reaches a service another
+// way calls it first.
 func Integration(t testing.TB) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs real services; the -short tier skips it (make test runs it)")
+	if !testing.Short() {
+		return
 	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("CI=true runs every test on real services and skips none; run the fast tier with CI unset (make test-short)")
+	}
+	t.Skip("needs real services; the -short tier skips it (make test runs it)")
 }
 
 // Source is the local PostgreSQL as the non-superuser role "ferry", which has
