@@ -54,9 +54,9 @@ func TestREADMECommandsSteerATask(t *testing.T) {
 		"sync_types": {"schema": true}}}`,
 		taskID, src.GetHost(), src.GetPort(), src.GetDatabase(), src.GetUser(), src.GetPassword().GetFile(),
 		kafkaBootstrap(), table, table)
-	control := f.addrs["control"]
+	control, auth := f.addrs["control"], controlGrpcurl(t)
 	grpc := func(method, body string) string {
-		return run(t, grpcurl, "-plaintext", "-d", body, control, "ferry.task.v1.TaskService/"+method)
+		return run(t, grpcurl, append(auth, "-d", body, control, "ferry.task.v1.TaskService/"+method)...)
 	}
 	grpc("CreateTask", spec)
 	f.cleanupTask(conn, taskID)
@@ -129,8 +129,8 @@ func TestREADMECommandsSteerATask(t *testing.T) {
 	// Temporal deletes in the background, once the closed run's visibility
 	// record is written; under load that took about 50 s on the dev server.
 	eventually(t, 180*time.Second, "the deleted task to be gone", func() (bool, string) {
-		out, err := exec.Command(grpcurl, "-plaintext", "-d", fmt.Sprintf(`{"task_id": %q}`, taskID), control,
-			"ferry.task.v1.TaskService/GetTask").CombinedOutput()
+		out, err := exec.Command(grpcurl, append(auth, "-d", fmt.Sprintf(`{"task_id": %q}`, taskID), control,
+			"ferry.task.v1.TaskService/GetTask")...).CombinedOutput()
 		return err != nil && strings.Contains(string(out), "NotFound"), string(out)
 	})
 }

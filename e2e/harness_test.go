@@ -19,12 +19,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.temporal.io/sdk/client"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
+	"github.com/ferry-cdc/ferry/platform/grpcsec"
 	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
@@ -210,7 +210,7 @@ func startFerryWithEnv(t *testing.T, env ...string) *ferry {
 	for _, s := range services {
 		f.start(s)
 	}
-	conn, err := grpc.NewClient(f.addrs["control"], grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
+	conn, err := grpc.NewClient(f.addrs["control"], ferryDial(t, f.addrs["control"]), grpccodec.DialOption())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,9 +256,32 @@ func (f *ferry) start(name string) {
 	}
 }
 
+// ferryDial is how the tests reach Ferry's processes: with the stack's
+// certificate (FERRY_TLS_*), as Ferry's processes reach each other.
+func ferryDial(t *testing.T, addr string) grpc.DialOption {
+	t.Helper()
+	d, err := grpcsec.FromEnv().DialOption(addr)
+	if err != nil {
+		t.Fatalf("Ferry's processes speak mutual TLS with the stack's certificate: %v; %s", err, stackHint)
+	}
+	return d
+}
+
+// controlGrpcurl is grpcurl's part of a control API call as the README
+// writes it: TLS under the stack's CA, and the bearer token.
+func controlGrpcurl(t *testing.T) []string {
+	t.Helper()
+	s := grpcsec.FromEnv()
+	token, err := os.ReadFile(os.Getenv("FERRY_CONTROL_TOKEN_FILE"))
+	if err != nil || s.CAFile == "" {
+		t.Fatalf("the control API's token (FERRY_CONTROL_TOKEN_FILE) and CA (FERRY_TLS_CA): %v; %s", err, stackHint)
+	}
+	return []string{"-cacert", s.CAFile, "-H", "authorization: Bearer " + strings.TrimSpace(string(token))}
+}
+
 func (f *ferry) waitServing(name, addr string) {
 	f.t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
+	conn, err := grpc.NewClient(addr, ferryDial(f.t, addr), grpccodec.DialOption())
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -206,8 +206,9 @@ func TestLifecycleThroughCLIAndGrpcurl(t *testing.T) {
 	// A forced restart over grpcurl resumes from the checkpoint; neither
 	// full sync nor the backfill runs again.
 	snapshots := col.snapshotTotal()
+	auth := controlGrpcurl(t)
 	grpc := func(method, body string) string {
-		return run(t, grpcurl, "-plaintext", "-d", body, f.addrs["control"], "ferry.task.v1.TaskService/"+method)
+		return run(t, grpcurl, append(auth, "-d", body, f.addrs["control"], "ferry.task.v1.TaskService/"+method)...)
 	}
 	grpc("RestartTask", fmt.Sprintf(`{"task_id": %q}`, taskID))
 	exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s VALUES (900800, 0, 'after restart', 1, now())`, c))

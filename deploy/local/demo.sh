@@ -17,8 +17,11 @@ psql_ferry() {
     -h "$FERRY_PG_HOST" -p "$FERRY_PG_PORT" -U "$FERRY_PG_USER" -d "$FERRY_PG_DATABASE" "$@"
 }
 
+# The control API speaks TLS under the stack's CA and takes the stack's
+# bearer token, as grpcurl users call it.
 control() { # method json
-  "$GRPCURL" -plaintext -d "$2" "$CONTROL" "ferry.task.v1.TaskService/$1"
+  "$GRPCURL" -cacert "$FERRY_TLS_CA" -H "authorization: Bearer $(<"$FERRY_CONTROL_TOKEN_FILE")" \
+    -d "$2" "$CONTROL" "ferry.task.v1.TaskService/$1"
 }
 
 echo "==> creating table public.demo_orders"
@@ -53,7 +56,10 @@ until control GetTask "{\"task_id\": \"$TASK_ID\"}" 2>/dev/null | grep -q '"phas
   ((SECONDS < deadline)) || { echo "task $TASK_ID did not reach incremental sync in 60 s:" >&2; control GetTask "{\"task_id\": \"$TASK_ID\"}" >&2; exit 1; }
   sleep 0.5
 done
-until [[ $(psql_ferry -tAc "SELECT active FROM pg_replication_slots WHERE slot_name = 'ferry_${TASK_ID//-/_}'") == t ]]; do
+# The slot's name holds a hash of the task ID; the task's state says it.
+slot=$(control GetTask "{\"task_id\": \"$TASK_ID\"}" | sed -n 's/^ *"slotName": "\(.*\)",\{0,1\}$/\1/p')
+[[ -n $slot ]] || { echo "task $TASK_ID reports no slot name" >&2; exit 1; }
+until [[ $(psql_ferry -tAc "SELECT active FROM pg_replication_slots WHERE slot_name = '$slot'") == t ]]; do
   ((SECONDS < deadline)) || { echo "the slot never became active" >&2; exit 1; }
   sleep 0.2
 done
@@ -83,9 +89,9 @@ echo "first message visible after about ${first} ms (including kcat start-up)"
 cat <<EOF2
 
 Temporal UI:   http://127.0.0.1:8233/namespaces/default/workflows/$TASK_ID
-Task state:    $GRPCURL -plaintext -d '{"task_id":"$TASK_ID"}' $CONTROL ferry.task.v1.TaskService/GetTask
+Task state:    $GRPCURL -cacert $FERRY_TLS_CA -H "authorization: Bearer \$(cat $FERRY_CONTROL_TOKEN_FILE)" -d '{"task_id":"$TASK_ID"}' $CONTROL ferry.task.v1.TaskService/GetTask
 Pause:         $TEMPORAL workflow signal --address $FERRY_TEMPORAL_ADDRESS --workflow-id $TASK_ID --name ferry.pause
 Resume:        $TEMPORAL workflow signal --address $FERRY_TEMPORAL_ADDRESS --workflow-id $TASK_ID --name ferry.resume
-Stop+release:  $GRPCURL -plaintext -d '{"task_id":"$TASK_ID","release":true}' $CONTROL ferry.task.v1.TaskService/StopTask
+Stop+release:  $GRPCURL -cacert $FERRY_TLS_CA -H "authorization: Bearer \$(cat $FERRY_CONTROL_TOKEN_FILE)" -d '{"task_id":"$TASK_ID","release":true}' $CONTROL ferry.task.v1.TaskService/StopTask
 Stop it all:   make down
 EOF2

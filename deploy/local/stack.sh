@@ -79,6 +79,9 @@ KAFKA_SASL_PORT=${FERRY_KAFKA_SASL_PORT:-59094}
 KAFKA_TLS_PORT=${FERRY_KAFKA_TLS_PORT:-59095}
 KAFKA_SASL_SSL_PORT=${FERRY_KAFKA_SASL_SSL_PORT:-59096}
 KAFKA_TLS_DIR=$KAFKA_DIR/tls
+# Ferry's processes speak mutual TLS under a CA of their own, and the
+# control API also takes the bearer token in $FERRY_TLS_DIR/control.token.
+FERRY_TLS_DIR=$LOCAL_DIR/ferry-tls
 # user:mechanism; each password is random, in $SECRETS_DIR/kafka-<user>-password.
 KAFKA_SCRAM_USERS=(ferry-scram256:SCRAM-SHA-256 ferry-scram512:SCRAM-SHA-512)
 
@@ -918,7 +921,35 @@ ferry_build() {
 }
 
 grpc_healthy() { # host:port
-  "$(tools_path grpcurl)" -plaintext -max-time 2 "$1" grpc.health.v1.Health/Check | grep -q SERVING
+  "$(tools_path grpcurl)" -cacert "$FERRY_TLS_DIR/ca.pem" -cert "$FERRY_TLS_DIR/ferry.pem" -key "$FERRY_TLS_DIR/ferry.key" \
+    -max-time 2 "$1" grpc.health.v1.Health/Check | grep -q SERVING
+}
+
+# ferry_tls makes, once, a throwaway CA, one certificate for 127.0.0.1 and
+# localhost that every Ferry process presents as server and as client, and
+# the control API's bearer token.
+ferry_tls() {
+  [[ -s $FERRY_TLS_DIR/ferry.pem && -s $FERRY_TLS_DIR/control.token ]] && return 0
+  command -v openssl >/dev/null 2>&1 || die "ferry: openssl not found; it makes the local TLS certificates"
+  local tmp
+  mkdir -p "$LOCAL_DIR"
+  tmp=$(mktemp -d "$LOCAL_DIR/.ferry-tls.XXXXXX")
+  if ! (
+    cd "$tmp" &&
+      openssl req -x509 -newkey rsa:2048 -noenc -days 3650 -subj "/CN=Ferry local CA" -keyout ca.key -out ca.pem &&
+      openssl req -newkey rsa:2048 -noenc -subj "/CN=ferry-local" -keyout ferry.key -out ferry.csr &&
+      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n' >ferry.ext &&
+      openssl x509 -req -days 3650 -in ferry.csr -CA ca.pem -CAkey ca.key -CAcreateserial -extfile ferry.ext -out ferry.pem &&
+      openssl rand -hex 32 >control.token &&
+      chmod 600 ca.key ferry.key control.token
+  ) >"$tmp/openssl.log" 2>&1; then
+    cat "$tmp/openssl.log" >&2
+    rm -rf "$tmp"
+    die "ferry: making the local TLS certificates with openssl failed"
+  fi
+  rm -rf "$FERRY_TLS_DIR"
+  mv "$tmp" "$FERRY_TLS_DIR"
+  log "ferry: made a local CA, a certificate for Ferry's processes and the control API's token in $FERRY_TLS_DIR"
 }
 
 tools_path() { "$SCRIPT_DIR/tools.sh" path "$1"; }
@@ -945,6 +976,8 @@ up_ferry() {
       FERRY_DELIVERY_ADDRESS="$(ferry_addr delivery)" FERRY_TEMPORAL_ADDRESS="$TEMPORAL_HOST:$TEMPORAL_PORT" \
       "FERRY_${svc^^}_METRICS_ADDR=$metrics" \
       FERRY_SECRET_DIRS="$SECRETS_DIR,$KAFKA_TLS_DIR" \
+      FERRY_TLS_CA="$FERRY_TLS_DIR/ca.pem" FERRY_TLS_CERT="$FERRY_TLS_DIR/ferry.pem" FERRY_TLS_KEY="$FERRY_TLS_DIR/ferry.key" \
+      FERRY_CONTROL_TOKEN_FILE="$FERRY_TLS_DIR/control.token" \
       "$FERRY_BIN_DIR/$svc" || fail_with_log "ferry $svc" "$logfile" "could not start"
     if [[ -n $addr ]] && ! wait_until "$START_TIMEOUT" "$pidfile" "$FERRY_BIN_DIR/$svc" -- grpc_healthy "$addr"; then
       fail_with_log "ferry $svc" "$logfile" "not serving on $addr"
@@ -981,6 +1014,8 @@ cmd_up() {
   check_components "${components[@]}"
   start=$(now)
   mkdir -p "$LOCAL_DIR" "$LOG_DIR" "$RUN_DIR"
+  # Every Ferry process reads these through 'env', the tests' included.
+  ferry_tls
   for c in "${components[@]}"; do
     "up_$c"
   done
@@ -1052,6 +1087,10 @@ export FERRY_KAFKA_SCRAM512_PASSWORD_FILE='$(kafka_scram_file "${KAFKA_SCRAM_USE
 export FERRY_TEMPORAL_ADDRESS='$TEMPORAL_HOST:$TEMPORAL_PORT'
 export FERRY_TEMPORAL_CLI='$temporal_bin'
 export FERRY_SCHEMA_REGISTRY_URL='$REGISTRY_URL'
+export FERRY_TLS_CA='$FERRY_TLS_DIR/ca.pem'
+export FERRY_TLS_CERT='$FERRY_TLS_DIR/ferry.pem'
+export FERRY_TLS_KEY='$FERRY_TLS_DIR/ferry.key'
+export FERRY_CONTROL_TOKEN_FILE='$FERRY_TLS_DIR/control.token'
 EOF
 }
 

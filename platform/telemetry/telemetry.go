@@ -74,6 +74,7 @@ type Telemetry struct {
 
 	logger *slog.Logger
 	server *http.Server
+	mux    *http.ServeMux
 	addr   string
 	served chan struct{} // closed once the HTTP server has stopped
 }
@@ -153,6 +154,7 @@ func (t *Telemetry) serve(ctx context.Context, addr string, reg *prometheus.Regi
 		return fmt.Errorf("listening on %s for /metrics: %w; choose a free address with the metrics flag, or set it empty to disable the endpoint", addr, err)
 	}
 	mux := http.NewServeMux()
+	t.mux = mux
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(t.logger.Handler(), slog.LevelWarn),
 		ErrorHandling: promhttp.ContinueOnError, // one failing collector must not hide the rest
@@ -191,6 +193,14 @@ func (t *Telemetry) stopServer() {
 	defer cancel()
 	if err := t.server.Shutdown(ctx); err != nil {
 		_ = t.server.Close()
+	}
+}
+
+// Handle serves h beside /metrics, when the metrics endpoint is served;
+// /healthz lives there, where a probe needs no TLS certificate.
+func (t *Telemetry) Handle(pattern string, h http.Handler) {
+	if t.mux != nil {
+		t.mux.Handle(pattern, h)
 	}
 }
 

@@ -16,13 +16,13 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
+	"github.com/ferry-cdc/ferry/platform/grpcsec"
 )
 
 // Config is what the global flags set.
@@ -32,6 +32,11 @@ type Config struct {
 	// Timeout bounds a whole command, every RPC it makes included.
 	Timeout time.Duration
 	Output  Output
+	// Transport is TLS to the control API (a client certificate is
+	// optional there), or -insecure.
+	Transport grpcsec.Settings
+	// TokenFile holds the control API's bearer token; empty: none sent.
+	TokenFile string
 }
 
 // Exit codes.
@@ -119,7 +124,11 @@ func Run(ctx context.Context, cfg Config, args []string, stdout, stderr io.Write
 }
 
 func runAction(ctx context.Context, cfg Config, act action, pos []string, stdout io.Writer) error {
-	conn, err := grpc.NewClient(cfg.Server, grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
+	opts, err := dialOptions(cfg)
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(cfg.Server, opts...)
 	if err != nil {
 		return fmt.Errorf("control server address %q: %w", cfg.Server, err)
 	}
@@ -127,6 +136,24 @@ func runAction(ctx context.Context, cfg Config, act action, pos []string, stdout
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	return act(ctx, &session{cfg: cfg, client: taskv1.NewTaskServiceClient(conn), stdout: stdout}, pos)
+}
+
+// dialOptions are the control API's credentials: TLS, with the client
+// certificate when the settings name one, and the token when one is set.
+func dialOptions(cfg Config) ([]grpc.DialOption, error) {
+	creds, err := cfg.Transport.ClientOption(cfg.Server)
+	if err != nil {
+		return nil, err
+	}
+	opts := []grpc.DialOption{creds, grpccodec.DialOption()}
+	if cfg.TokenFile != "" {
+		token, err := grpcsec.BearerToken(cfg.TokenFile, cfg.Transport)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, token)
+	}
+	return opts, nil
 }
 
 func usageFailure(w io.Writer, cmd command, fs *flag.FlagSet, msg string) int {

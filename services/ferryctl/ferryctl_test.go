@@ -20,6 +20,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
+	"github.com/ferry-cdc/ferry/platform/grpcsec"
 )
 
 // recorder is a TaskService that records each request and answers with a
@@ -128,7 +129,7 @@ type result struct {
 func runCLI(t *testing.T, addr string, output Output, args ...string) result {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	cfg := Config{Server: addr, Timeout: 10 * time.Second, Output: output}
+	cfg := Config{Server: addr, Timeout: 10 * time.Second, Output: output, Transport: grpcsec.Settings{Insecure: true}}
 	code := Run(context.Background(), cfg, args, &out, &errOut)
 	return result{code, out.String(), errOut.String()}
 }
@@ -428,7 +429,7 @@ func TestJSONOutputOfAnEmptyResponse(t *testing.T) {
 func TestTimeoutAndUnreachableServer(t *testing.T) {
 	addr := serve(t, &recorder{block: true})
 	var out, errOut bytes.Buffer
-	code := Run(context.Background(), Config{Server: addr, Timeout: 200 * time.Millisecond}, []string{"status", "t1"}, &out, &errOut)
+	code := Run(context.Background(), Config{Server: addr, Timeout: 200 * time.Millisecond, Transport: grpcsec.Settings{Insecure: true}}, []string{"status", "t1"}, &out, &errOut)
 	if code != ExitFailure || !strings.HasPrefix(errOut.String(), "ferryctl: status: DeadlineExceeded: ") ||
 		!strings.HasSuffix(errOut.String(), "(after --timeout 200ms)\n") {
 		t.Fatalf("exit %d, stderr %q", code, errOut.String())
@@ -451,7 +452,7 @@ func TestTimeoutAndUnreachableServer(t *testing.T) {
 
 func TestTimeoutMustBeSet(t *testing.T) {
 	var out, errOut bytes.Buffer
-	code := Run(context.Background(), Config{Server: "127.0.0.1:1"}, []string{"list"}, &out, &errOut)
+	code := Run(context.Background(), Config{Server: "127.0.0.1:1", Transport: grpcsec.Settings{Insecure: true}}, []string{"list"}, &out, &errOut)
 	if code != ExitUsage || errOut.String() != "ferryctl: --timeout must be above zero, not 0s\n" {
 		t.Fatalf("exit %d, stderr %q", code, errOut.String())
 	}

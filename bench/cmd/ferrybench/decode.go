@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
@@ -143,7 +142,7 @@ func startCaptureWith(ctx context.Context, e *benchEnv, logDir string, env []str
 	if err := f.start(ctx, "capture"); err != nil {
 		return f, nil, err
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
+	conn, err := dialFerry(addr, grpccodec.DialOption())
 	if err != nil {
 		return f, nil, fmt.Errorf("dialing capture: %w", err)
 	}

@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
@@ -69,7 +68,7 @@ func runDeliveryOnce(ctx context.Context, e *benchEnv, data *dlvData, run int) (
 		}
 		_ = os.RemoveAll(logDir)
 	}()
-	conn, err := grpc.NewClient(f.addrs["delivery"], grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
+	conn, err := dialFerry(f.addrs["delivery"], grpccodec.DialOption())
 	if err != nil {
 		return r, fmt.Errorf("dialing delivery: %w", err)
 	}

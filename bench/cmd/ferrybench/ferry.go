@@ -14,11 +14,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
+	"github.com/ferry-cdc/ferry/platform/grpcsec"
 )
 
 // services in start order: the worker and control API call the others.
@@ -81,7 +81,7 @@ func startFerryWith(ctx context.Context, c *config, binDir, logDir, taskQueue st
 			return nil, err
 		}
 	}
-	conn, err := grpc.NewClient(f.addrs["control"], grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
+	conn, err := dialFerry(f.addrs["control"], grpccodec.DialOption())
 	if err != nil {
 		f.stop()
 		return nil, fmt.Errorf("dialing control: %w", err)
@@ -130,8 +130,19 @@ func (f *ferry) start(ctx context.Context, name string) error {
 	return nil
 }
 
+// dialFerry reaches one of Ferry's processes as they reach each other:
+// with the stack's certificate (FERRY_TLS_*), so the benchmark measures the
+// transport production runs.
+func dialFerry(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	creds, err := grpcsec.FromEnv().DialOption(addr)
+	if err != nil {
+		return nil, fmt.Errorf("dialing %s: %w", addr, err)
+	}
+	return grpc.NewClient(addr, append(opts, creds)...)
+}
+
 func (f *ferry) waitServing(ctx context.Context, name, addr string) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())
+	conn, err := dialFerry(addr, grpccodec.DialOption())
 	if err != nil {
 		return fmt.Errorf("dialing %s: %w", name, err)
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
@@ -107,7 +106,7 @@ func tableRefs(tables []string) []*taskv1.TableRef {
 // parallelism and no throttle) and reads its stream to the end.
 func readSnapshot(ctx context.Context, c *config, addr string, p fsPart) (fsCaptureResult, error) {
 	res := fsCaptureResult{Parallelism: min(fsCopyConnections, len(p.tables))}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := dialFerry(addr)
 	if err != nil {
 		return res, fmt.Errorf("dialing capture: %w", err)
 	}

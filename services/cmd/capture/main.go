@@ -13,6 +13,7 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	"github.com/ferry-cdc/ferry/platform/config"
+	"github.com/ferry-cdc/ferry/platform/grpcsec"
 	"github.com/ferry-cdc/ferry/platform/telemetry"
 	"github.com/ferry-cdc/ferry/services/capture"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
@@ -35,6 +36,8 @@ type Config struct {
 	BackfillReaders  int
 	// Secrets bounds which files and variables task secrets may name.
 	Secrets secret.Settings
+	// Transport is mutual TLS with Ferry's other processes, or -insecure.
+	Transport grpcsec.Settings
 }
 
 func loadConfig() (Config, error) {
@@ -68,6 +71,7 @@ func loadConfig() (Config, error) {
 	flag.IntVar(&c.BackfillReaders, "backfill-readers", readersDefault,
 		"how many tables the keyed (chunked) full sync and added tables' backfills read at once, each on a session of its own; 1 reads them one after another (env FERRY_CAPTURE_BACKFILL_READERS)")
 	c.Secrets.Register(flag.CommandLine)
+	c.Transport.Register(flag.CommandLine)
 	flag.Parse()
 	if c.BackfillReaders < 1 {
 		return c, fmt.Errorf("-backfill-readers must be at least 1, not %d", c.BackfillReaders)
@@ -114,7 +118,12 @@ func run(cfg Config, logger *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
-	srv := grpcserver.New("capture", logger, append(tel.ServerOptions(), secrets.ServerOptions()...)...)
+	creds, err := cfg.Transport.ServerOption(grpcsec.RequireClientCert)
+	if err != nil {
+		return err
+	}
+	srv := grpcserver.New("capture", logger, append(append(tel.ServerOptions(), creds), secrets.ServerOptions()...)...)
+	tel.Handle("GET /healthz", srv.HealthHandler())
 	capturev1.RegisterCaptureServiceServer(srv, impl)
 	return srv.RunUntilSignalProfiled(cfg.Listen, cfg.CPUProfile)
 }

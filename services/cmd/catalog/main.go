@@ -10,6 +10,7 @@ import (
 
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	"github.com/ferry-cdc/ferry/platform/config"
+	"github.com/ferry-cdc/ferry/platform/grpcsec"
 	"github.com/ferry-cdc/ferry/platform/telemetry"
 	"github.com/ferry-cdc/ferry/services/catalog"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
@@ -23,6 +24,8 @@ type Config struct {
 	MetricsAddr string
 	// Secrets bounds which files and variables task secrets may name.
 	Secrets secret.Settings
+	// Transport is mutual TLS with Ferry's other processes, or -insecure.
+	Transport grpcsec.Settings
 }
 
 func loadConfig() Config {
@@ -30,6 +33,7 @@ func loadConfig() Config {
 	flag.StringVar(&c.Listen, "listen", config.Env("FERRY_CATALOG_LISTEN", "127.0.0.1:7401"), "host:port to serve gRPC on")
 	flag.StringVar(&c.MetricsAddr, "metrics-addr", config.EnvOrOff("FERRY_CATALOG_METRICS_ADDR", "127.0.0.1:9401"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_CATALOG_METRICS_ADDR)")
 	c.Secrets.Register(flag.CommandLine)
+	c.Transport.Register(flag.CommandLine)
 	flag.Parse()
 	return c
 }
@@ -53,7 +57,12 @@ func run(cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := grpcserver.New("catalog", logger, append(tel.ServerOptions(), secrets.ServerOptions()...)...)
+	creds, err := cfg.Transport.ServerOption(grpcsec.RequireClientCert)
+	if err != nil {
+		return err
+	}
+	srv := grpcserver.New("catalog", logger, append(append(tel.ServerOptions(), creds), secrets.ServerOptions()...)...)
+	tel.Handle("GET /healthz", srv.HealthHandler())
 	catalogv1.RegisterCatalogServiceServer(srv, catalog.NewServer(logger))
 	return srv.RunUntilSignal(cfg.Listen)
 }

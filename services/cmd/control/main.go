@@ -16,12 +16,12 @@ import (
 
 	"go.temporal.io/sdk/converter"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
+	"github.com/ferry-cdc/ferry/platform/grpcsec"
 	"github.com/ferry-cdc/ferry/platform/taskapi"
 	"github.com/ferry-cdc/ferry/platform/telemetry"
 	"github.com/ferry-cdc/ferry/services/control"
@@ -39,6 +39,11 @@ type Config struct {
 	// payloads with; empty: not served. CodecOrigins may call it from a
 	// browser (the Temporal UI's origin).
 	CodecAddr, CodecOrigins string
+	// Transport is TLS (client certificates verified when given) with
+	// callers and mutual TLS with catalog, or -insecure.
+	Transport grpcsec.Settings
+	// Auth says who may call: a bearer token or a client certificate.
+	Auth grpcsec.AuthSettings
 }
 
 func loadConfig() Config {
@@ -49,6 +54,8 @@ func loadConfig() Config {
 	flag.StringVar(&c.MetricsAddr, "metrics-addr", config.EnvOrOff("FERRY_CONTROL_METRICS_ADDR", "127.0.0.1:9400"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_CONTROL_METRICS_ADDR)")
 	flag.StringVar(&c.CodecAddr, "codec-addr", config.Env("FERRY_CODEC_ADDR", ""), "host:port to serve the payload codec for the Temporal UI and CLI on (with -payload-key-file); empty: not served")
 	flag.StringVar(&c.CodecOrigins, "codec-origins", config.Env("FERRY_CODEC_ORIGINS", "http://127.0.0.1:8233,http://localhost:8233"), "comma-separated browser origins (the Temporal UI's) allowed to call the codec")
+	c.Transport.Register(flag.CommandLine)
+	c.Auth.Register(flag.CommandLine)
 	flag.Parse()
 	return c
 }
@@ -73,7 +80,11 @@ func run(cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	defer tc.Close()
-	cat, err := grpc.NewClient(cfg.CatalogAddress, append(tel.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())...)
+	dialCreds, err := cfg.Transport.DialOption(cfg.CatalogAddress)
+	if err != nil {
+		return err
+	}
+	cat, err := grpc.NewClient(cfg.CatalogAddress, append(tel.DialOptions(), dialCreds, grpccodec.DialOption())...)
 	if err != nil {
 		return fmt.Errorf("catalog client for %s: %w", cfg.CatalogAddress, err)
 	}
@@ -85,10 +96,32 @@ func run(cfg Config, logger *slog.Logger) error {
 		}
 		defer stop()
 	}
-	srv := grpcserver.New("control", logger, tel.ServerOptions()...)
+	srvOpts, err := controlServerOptions(cfg, logger)
+	if err != nil {
+		return err
+	}
+	srv := grpcserver.New("control", logger, append(tel.ServerOptions(), srvOpts...)...)
+	tel.Handle("GET /healthz", srv.HealthHandler())
 	opts := control.Options{TaskQueue: cfg.Temporal.TaskQueue, Namespace: cfg.Temporal.Namespace, DataConverter: taskapi.DataConverterWith(codec)}
 	taskv1.RegisterTaskServiceServer(srv, control.NewServer(tc, opts, catalogv1.NewCatalogServiceClient(cat), logger))
 	return srv.RunUntilSignal(cfg.Listen)
+}
+
+// controlServerOptions are TLS, verifying a client certificate when one is
+// given, and the check that each call brings a token or a certificate.
+func controlServerOptions(cfg Config, logger *slog.Logger) ([]grpc.ServerOption, error) {
+	creds, err := cfg.Transport.ServerOption(grpcsec.VerifyClientCertIfGiven)
+	if err != nil {
+		return nil, err
+	}
+	auth, err := grpcsec.NewAuthenticator(cfg.Auth, cfg.Transport)
+	if err != nil {
+		return nil, err
+	}
+	if auth.Open() {
+		logger.Warn("the control API is open to anyone who reaches " + cfg.Listen + ": -insecure without -token-file")
+	}
+	return append(auth.ServerOptions(), creds), nil
 }
 
 // serveCodec serves the payload codec for the Temporal UI and CLI until the

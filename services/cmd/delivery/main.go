@@ -11,12 +11,12 @@ import (
 	"os"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
+	"github.com/ferry-cdc/ferry/platform/grpcsec"
 	"github.com/ferry-cdc/ferry/platform/telemetry"
 	"github.com/ferry-cdc/ferry/services/delivery"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
@@ -36,6 +36,8 @@ type Config struct {
 	CaptureAddress string
 	// Secrets bounds which files and variables task secrets may name.
 	Secrets secret.Settings
+	// Transport is mutual TLS with Ferry's other processes, or -insecure.
+	Transport grpcsec.Settings
 }
 
 func loadConfig() Config {
@@ -45,6 +47,7 @@ func loadConfig() Config {
 	flag.StringVar(&c.CaptureAddress, "capture", config.Env("FERRY_CAPTURE_ADDRESS", "127.0.0.1:7402"), "capture service host:port, which Replicate reads changes from (env FERRY_CAPTURE_ADDRESS)")
 	flag.StringVar(&c.CPUProfile, "cpuprofile", config.Env("FERRY_CPU_PROFILE", ""), "write a CPU profile to this file until exit (env FERRY_CPU_PROFILE)")
 	c.Secrets.Register(flag.CommandLine)
+	c.Transport.Register(flag.CommandLine)
 	flag.Parse()
 	return c
 }
@@ -70,7 +73,11 @@ func run(cfg Config, logger *slog.Logger) (err error) {
 	}
 	// Rows reach delivery from capture directly (Replicate); the client
 	// dials lazily, so delivery starts before capture does.
-	capConn, err := grpc.NewClient(cfg.CaptureAddress, append(tel.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())...)
+	dialCreds, err := cfg.Transport.DialOption(cfg.CaptureAddress)
+	if err != nil {
+		return err
+	}
+	capConn, err := grpc.NewClient(cfg.CaptureAddress, append(tel.DialOptions(), dialCreds, grpccodec.DialOption())...)
 	if err != nil {
 		return fmt.Errorf("capture client for %s: %w", cfg.CaptureAddress, err)
 	}
@@ -80,7 +87,12 @@ func run(cfg Config, logger *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
-	srv := grpcserver.New("delivery", logger, append(tel.ServerOptions(), secrets.ServerOptions()...)...)
+	creds, err := cfg.Transport.ServerOption(grpcsec.RequireClientCert)
+	if err != nil {
+		return err
+	}
+	srv := grpcserver.New("delivery", logger, append(append(tel.ServerOptions(), creds), secrets.ServerOptions()...)...)
+	tel.Handle("GET /healthz", srv.HealthHandler())
 	deliveryv1.RegisterDeliveryServiceServer(srv, impl)
 	return srv.RunUntilSignalProfiled(cfg.Listen, cfg.CPUProfile)
 }

@@ -19,6 +19,8 @@ func loadConfig() (ferryctl.Config, []string) {
 	c := ferryctl.Config{Output: ferryctl.OutputText}
 	flag.StringVar(&c.Server, "server", config.Env("FERRY_CONTROL_ADDRESS", "127.0.0.1:7400"), "the control API's `host:port` (env FERRY_CONTROL_ADDRESS)")
 	flag.DurationVar(&c.Timeout, "timeout", 30*time.Second, "bound on the whole command, every call it makes included")
+	c.Transport.Register(flag.CommandLine)
+	flag.StringVar(&c.TokenFile, "token-file", config.Env("FERRY_CONTROL_TOKEN_FILE", ""), "file holding the control API's bearer token (env FERRY_CONTROL_TOKEN_FILE); empty: none sent")
 	flag.Func("output", "`text` for people (the default) or json, the response as protojson", func(s string) error {
 		o, err := ferryctl.ParseOutput(s)
 		c.Output = o

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -37,6 +38,20 @@ func New(name string, logger *slog.Logger, opts ...grpc.ServerOption) *Server {
 	healthpb.RegisterHealthServer(s, h)
 	reflection.Register(s)
 	return &Server{Server: s, health: h, name: name, logger: logger}
+}
+
+// HealthHandler answers an HTTP probe with the gRPC health service's
+// overall status (200 while SERVING, 503 otherwise): Kubernetes' own gRPC
+// probe speaks no TLS, and the services speak nothing else.
+func (s *Server) HealthHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		res, err := s.health.Check(r.Context(), &healthpb.HealthCheckRequest{})
+		if err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			http.Error(w, "not serving", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("SERVING\n"))
+	})
 }
 
 // RunUntilSignal serves on addr until SIGINT or SIGTERM.

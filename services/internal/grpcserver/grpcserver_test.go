@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -42,6 +44,9 @@ func TestServesHealthAndReflectionThenDrains(t *testing.T) {
 	if err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health = %v, %v; want SERVING", res.GetStatus(), err)
 	}
+	if code := probe(srv); code != http.StatusOK {
+		t.Fatalf("/healthz while serving: %d, want 200", code)
+	}
 	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(hctx)
 	if err != nil {
 		t.Fatal(err)
@@ -71,4 +76,13 @@ func TestServesHealthAndReflectionThenDrains(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("Run did not return after cancellation")
 	}
+	if code := probe(srv); code != http.StatusServiceUnavailable {
+		t.Fatalf("/healthz after shutdown: %d, want 503", code)
+	}
+}
+
+func probe(srv *Server) int {
+	rec := httptest.NewRecorder()
+	srv.HealthHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	return rec.Code
 }

@@ -17,13 +17,13 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
+	"github.com/ferry-cdc/ferry/platform/grpcsec"
 	"github.com/ferry-cdc/ferry/platform/taskapi"
 	"github.com/ferry-cdc/ferry/platform/telemetry"
 	"github.com/ferry-cdc/ferry/workflows/activities"
@@ -38,6 +38,8 @@ type Config struct {
 	DeliveryAddress string
 	// MetricsAddr serves Prometheus /metrics; empty: not served.
 	MetricsAddr string
+	// Transport is mutual TLS with the services, or -insecure.
+	Transport grpcsec.Settings
 }
 
 func loadConfig() Config {
@@ -47,6 +49,7 @@ func loadConfig() Config {
 	flag.StringVar(&c.CaptureAddress, "capture", config.Env("FERRY_CAPTURE_ADDRESS", "127.0.0.1:7402"), "capture service host:port")
 	flag.StringVar(&c.DeliveryAddress, "delivery", config.Env("FERRY_DELIVERY_ADDRESS", "127.0.0.1:7403"), "delivery service host:port")
 	flag.StringVar(&c.MetricsAddr, "metrics-addr", config.EnvOrOff("FERRY_WORKER_METRICS_ADDR", "127.0.0.1:9404"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_WORKER_METRICS_ADDR)")
+	c.Transport.Register(flag.CommandLine)
 	flag.Parse()
 	return c
 }
@@ -79,7 +82,11 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 	}()
 	for name, addr := range map[string]string{"catalog": cfg.CatalogAddress, "capture": cfg.CaptureAddress, "delivery": cfg.DeliveryAddress} {
-		conn, err := grpc.NewClient(addr, append(tel.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.DialOption())...)
+		creds, err := cfg.Transport.DialOption(addr)
+		if err != nil {
+			return err
+		}
+		conn, err := grpc.NewClient(addr, append(tel.DialOptions(), creds, grpccodec.DialOption())...)
 		if err != nil {
 			return fmt.Errorf("%s client for %s: %w", name, addr, err)
 		}

@@ -1,0 +1,318 @@
+package grpcsec
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// testCA signs certificates for 127.0.0.1 into files in dir.
+type testCA struct {
+	t    *testing.T
+	dir  string
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	next int64
+}
+
+func newTestCA(t *testing.T, dir string) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA " + dir},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	ca := &testCA{t: t, dir: dir, cert: cert, key: key, next: 2}
+	writePEM(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", der)
+	return ca
+}
+
+// issue writes name.pem and name.key, a certificate for 127.0.0.1 usable
+// by servers and clients, and returns its serial number.
+func (ca *testCA) issue(name string) int64 {
+	ca.t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		ca.t.Fatal(err)
+	}
+	serial := ca.next
+	ca.next++
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{name + ".ferry.test"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		ca.t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		ca.t.Fatal(err)
+	}
+	writePEM(ca.t, filepath.Join(ca.dir, name+".pem"), "CERTIFICATE", der)
+	writePEM(ca.t, filepath.Join(ca.dir, name+".key"), "EC PRIVATE KEY", keyDER)
+	return serial
+}
+
+func (ca *testCA) settings(name string) Settings {
+	return Settings{CertFile: filepath.Join(ca.dir, name+".pem"), KeyFile: filepath.Join(ca.dir, name+".key"), CAFile: filepath.Join(ca.dir, "ca.pem")}
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const echoMethod = "/ferry.test.Echo/Echo"
+
+// serve runs a server with health and one unary method on loopback.
+func serve(t *testing.T, opts ...grpc.ServerOption) string {
+	t.Helper()
+	s := grpc.NewServer(opts...)
+	healthpb.RegisterHealthServer(s, health.NewServer())
+	s.RegisterService(&grpc.ServiceDesc{
+		ServiceName: "ferry.test.Echo", HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{{MethodName: "Echo", Handler: echoHandler}},
+	}, struct{}{})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve(lis) }()
+	t.Cleanup(s.Stop)
+	return lis.Addr().String()
+}
+
+func echoHandler(_ any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
+	in := new(emptypb.Empty)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if ic == nil {
+		return in, nil
+	}
+	return ic(ctx, in, &grpc.UnaryServerInfo{FullMethod: echoMethod}, func(_ context.Context, req any) (any, error) { return req, nil })
+}
+
+// call makes one Echo call (or a health check) and returns its code.
+func call(t *testing.T, addr string, dial grpc.DialOption, healthOnly bool, md ...string) codes.Code {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, dial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, md...)
+	if healthOnly {
+		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	} else {
+		err = conn.Invoke(ctx, echoMethod, &emptypb.Empty{}, &emptypb.Empty{})
+	}
+	return status.Code(err)
+}
+
+func mustDial(t *testing.T, s Settings, addr string) grpc.DialOption {
+	t.Helper()
+	d, err := s.DialOption(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func mustServe(t *testing.T, s Settings, auth ClientAuth) grpc.ServerOption {
+	t.Helper()
+	o, err := s.ServerOption(auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func TestValidateNamesTheWayOut(t *testing.T) {
+	cases := []struct {
+		s    Settings
+		want string // "" for valid
+	}{
+		{Settings{}, "-insecure"},
+		{Settings{Insecure: true}, ""},
+		{Settings{CertFile: "c", KeyFile: "k", CAFile: "a"}, ""},
+		{Settings{CertFile: "c"}, "needs [-tls-key -tls-ca]"},
+		{Settings{Insecure: true, CAFile: "a"}, "choose plaintext or TLS"},
+	}
+	for _, c := range cases {
+		err := c.s.Validate()
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%+v: %v, want valid", c.s, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%+v: %v, want an error with %q", c.s, err, c.want)
+		}
+	}
+}
+
+// Internal services take only clients holding a certificate of the CA.
+func TestMutualTLSRefusesEveryOtherClient(t *testing.T) {
+	ca, other := newTestCA(t, t.TempDir()), newTestCA(t, t.TempDir())
+	ca.issue("capture")
+	ca.issue("worker")
+	other.issue("worker")
+	addr := serve(t, mustServe(t, ca.settings("capture"), RequireClientCert))
+
+	if got := call(t, addr, mustDial(t, ca.settings("worker"), addr), false); got != codes.OK {
+		t.Fatalf("a client of the CA: %v, want OK", got)
+	}
+	pool := x509.NewCertPool()
+	caPEM, _ := os.ReadFile(filepath.Join(ca.dir, "ca.pem"))
+	pool.AppendCertsFromPEM(caPEM)
+	noCert := grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	refused := map[string]grpc.DialOption{
+		"no client certificate":        noCert,
+		"another CA's certificate":     mustDial(t, Settings{CertFile: other.settings("worker").CertFile, KeyFile: other.settings("worker").KeyFile, CAFile: ca.settings("worker").CAFile}, addr),
+		"plaintext":                    grpc.WithTransportCredentials(insecure.NewCredentials()),
+		"a client trusting another CA": mustDial(t, other.settings("worker"), addr),
+	}
+	for what, dial := range refused {
+		if got := call(t, addr, dial, true); got != codes.Unavailable {
+			t.Errorf("%s: health check %v, want Unavailable (the handshake fails)", what, got)
+		}
+	}
+}
+
+// The control API takes a bearer token or a client certificate; health
+// checks need neither.
+func TestControlAuthTokenOrCertificate(t *testing.T) {
+	ca := newTestCA(t, t.TempDir())
+	ca.issue("control")
+	ca.issue("ferryctl")
+	ca.issue("capture")
+	tokenFile := filepath.Join(ca.dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := NewAuthenticator(AuthSettings{TokenFile: tokenFile, ClientNames: "ferryctl"}, ca.settings("control"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, append(auth.ServerOptions(), mustServe(t, ca.settings("control"), VerifyClientCertIfGiven))...)
+	pool := x509.NewCertPool()
+	caPEM, _ := os.ReadFile(ca.settings("control").CAFile)
+	pool.AppendCertsFromPEM(caPEM)
+	serverOnly := grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+
+	cases := []struct {
+		what   string
+		dial   grpc.DialOption
+		health bool
+		md     []string
+		want   codes.Code
+	}{
+		{"nothing", serverOnly, false, nil, codes.Unauthenticated},
+		{"a health check with nothing", serverOnly, true, nil, codes.OK},
+		{"the token", serverOnly, false, []string{"authorization", "Bearer 0123456789abcdef0123"}, codes.OK},
+		{"a wrong token", serverOnly, false, []string{"authorization", "Bearer 0123456789abcdef0124"}, codes.Unauthenticated},
+		{"a listed certificate", mustDial(t, ca.settings("ferryctl"), addr), false, nil, codes.OK},
+		{"a certificate not listed", mustDial(t, ca.settings("capture"), addr), false, nil, codes.PermissionDenied},
+	}
+	for _, c := range cases {
+		if got := call(t, addr, c.dial, c.health, c.md...); got != c.want {
+			t.Errorf("%s: %v, want %v", c.what, got, c.want)
+		}
+	}
+}
+
+func TestShortTokenIsRefused(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(f, []byte("short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewAuthenticator(AuthSettings{TokenFile: f}, Settings{Insecure: true}); err == nil || !strings.Contains(err.Error(), "at least 16") {
+		t.Fatalf("a 5-character token: %v, want a refusal naming the minimum", err)
+	}
+}
+
+// A certificate rewritten in place is served to the next connection.
+func TestRotatedCertificateIsServed(t *testing.T) {
+	ca := newTestCA(t, t.TempDir())
+	first := ca.issue("capture")
+	ca.issue("worker")
+	pair, err := newKeyPair(ca.settings("capture").CertFile, ca.settings("capture").KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := servedSerial(t, pair); got != first {
+		t.Fatalf("serial %d, want %d", got, first)
+	}
+	second := ca.issue("capture")
+	future := time.Now().Add(time.Minute) // the file times must change
+	for _, f := range []string{pair.certFile, pair.keyFile} {
+		if err := os.Chtimes(f, future, future); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pair.checked = time.Time{} // as if recheckEvery had passed
+	if got := servedSerial(t, pair); got != second {
+		t.Fatalf("after rotation serial %d, want %d", got, second)
+	}
+}
+
+func servedSerial(t *testing.T, k *keyPair) int64 {
+	t.Helper()
+	c, err := k.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaf.SerialNumber.Int64()
+}
+
+func TestHostOf(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1:7402": "127.0.0.1", "dns:///capture.ferry.svc:7402": "capture.ferry.svc", "capture": "capture", "[::1]:7402": "::1",
+	} {
+		if got := hostOf(in); got != want {
+			t.Errorf("hostOf(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
