@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -178,10 +179,17 @@ type ferry struct {
 	addrs     map[string]string
 	taskQueue string
 	procs     map[string]*exec.Cmd
-	logDir    string
-	control   taskv1.TaskServiceClient
-	temporal  client.Client
-	env       []string // extra environment for every process
+	// order is every instance started, first to last; an instance is its
+	// kind ("capture"), or its kind and number ("capture-2") when a kind
+	// runs several.
+	order []string
+	// targets are what clients dial for a kind: one instance's address,
+	// or a static list of every instance's.
+	targets  map[string]string
+	logDir   string
+	control  taskv1.TaskServiceClient
+	temporal client.Client
+	env      []string // extra environment for every process
 }
 
 var services = []string{"catalog", "capture", "delivery", "control", "worker"}
@@ -194,21 +202,31 @@ func startFerry(t *testing.T) *ferry {
 // startFerryWithEnv is startFerry with extra environment for every process.
 func startFerryWithEnv(t *testing.T, env ...string) *ferry {
 	t.Helper()
+	return startFerryScaled(t, 1, env...)
+}
+
+// startFerryScaled starts catalog and control once, and capture, delivery
+// and the worker n times each (capture-1 … capture-n); the others reach
+// capture and delivery through a static list of their instances, which
+// they balance round robin.
+func startFerryScaled(t *testing.T, n int, env ...string) *ferry {
+	t.Helper()
 	testenv.Integration(t)
 	f := &ferry{
 		env:       env,
 		t:         t,
 		addrs:     map[string]string{},
+		targets:   map[string]string{},
 		taskQueue: uniqueName("ferry-e2e"),
 		procs:     map[string]*exec.Cmd{},
 		logDir:    t.TempDir(),
 	}
-	for i, addr := range freePorts(t, 4) {
-		f.addrs[[]string{"catalog", "capture", "delivery", "control"}[i]] = addr
-	}
+	f.planInstances(n)
 	t.Cleanup(f.stopAll)
-	for _, s := range services {
-		f.start(s)
+	for _, kind := range services {
+		for _, name := range f.instancesOf(kind, n) {
+			f.start(name)
+		}
 	}
 	conn, err := grpc.NewClient(f.addrs["control"], ferryDial(t, f.addrs["control"]), grpccodec.DialOption())
 	if err != nil {
@@ -225,21 +243,56 @@ func startFerryWithEnv(t *testing.T, env ...string) *ferry {
 	return f
 }
 
+// planInstances picks every gRPC instance's address while all are held
+// open, so no two get the same port, and the targets clients dial.
+func (f *ferry) planInstances(n int) {
+	var names []string
+	for _, kind := range []string{"catalog", "capture", "delivery", "control"} {
+		names = append(names, f.instancesOf(kind, n)...)
+	}
+	for i, addr := range freePorts(f.t, len(names)) {
+		f.addrs[names[i]] = addr
+	}
+	for _, kind := range []string{"catalog", "capture", "delivery", "control"} {
+		var addrs []string
+		for _, name := range f.instancesOf(kind, n) {
+			addrs = append(addrs, f.addrs[name])
+		}
+		f.targets[kind] = addrs[0]
+		if len(addrs) > 1 {
+			f.targets[kind] = "static:///" + strings.Join(addrs, ",")
+			f.addrs[kind] = addrs[0] // tests that name the kind reach the first
+		}
+	}
+}
+
+// instancesOf names a kind's instances: catalog and control run once.
+func (f *ferry) instancesOf(kind string, n int) []string {
+	if n == 1 || kind == "catalog" || kind == "control" {
+		return []string{kind}
+	}
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%d", kind, i+1)
+	}
+	return names
+}
+
 func (f *ferry) start(name string) {
 	f.t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, name))
+	kind, _, _ := strings.Cut(name, "-")
+	cmd := exec.Command(filepath.Join(binDir, kind))
 	cmd.Env = append(os.Environ(),
-		"FERRY_CATALOG_LISTEN="+f.addrs["catalog"], "FERRY_CAPTURE_LISTEN="+f.addrs["capture"],
-		"FERRY_DELIVERY_LISTEN="+f.addrs["delivery"], "FERRY_CONTROL_LISTEN="+f.addrs["control"],
-		"FERRY_CATALOG_ADDRESS="+f.addrs["catalog"], "FERRY_CAPTURE_ADDRESS="+f.addrs["capture"],
-		"FERRY_DELIVERY_ADDRESS="+f.addrs["delivery"], "FERRY_TEMPORAL_ADDRESS="+temporalAddress(),
+		"FERRY_"+strings.ToUpper(kind)+"_LISTEN="+f.addrs[name],
+		"FERRY_CATALOG_ADDRESS="+f.targets["catalog"], "FERRY_CAPTURE_ADDRESS="+f.targets["capture"],
+		"FERRY_DELIVERY_ADDRESS="+f.targets["delivery"], "FERRY_TEMPORAL_ADDRESS="+temporalAddress(),
 		"FERRY_TASK_QUEUE="+f.taskQueue,
 		// Secrets here are the stack's (.local) and those of private
 		// PostgreSQL servers, in temporary directories.
 		"FERRY_SECRET_DIRS="+secretDirs(),
 		// Port 0: the kernel picks the port as the process binds it, so
 		// no other process can take it in between, as one picked ahead can.
-		"FERRY_"+strings.ToUpper(name)+"_METRICS_ADDR=127.0.0.1:0",
+		"FERRY_"+strings.ToUpper(kind)+"_METRICS_ADDR=127.0.0.1:0",
 	)
 	cmd.Env = append(cmd.Env, f.env...)
 	logFile, err := os.OpenFile(filepath.Join(f.logDir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -251,6 +304,9 @@ func (f *ferry) start(name string) {
 		f.t.Fatalf("starting %s: %v", name, err)
 	}
 	f.procs[name] = cmd
+	if !slices.Contains(f.order, name) {
+		f.order = append(f.order, name)
+	}
 	if addr, ok := f.addrs[name]; ok {
 		f.waitServing(name, addr)
 	}
@@ -310,8 +366,8 @@ func (f *ferry) kill(name string) {
 }
 
 func (f *ferry) stopAll() {
-	for i := len(services) - 1; i >= 0; i-- {
-		cmd, ok := f.procs[services[i]]
+	for i := len(f.order) - 1; i >= 0; i-- {
+		cmd, ok := f.procs[f.order[i]]
 		if !ok {
 			continue
 		}
@@ -326,7 +382,7 @@ func (f *ferry) stopAll() {
 		}
 	}
 	if f.t.Failed() {
-		for _, s := range services {
+		for _, s := range f.order {
 			f.t.Logf("---- %s log (tail) ----\n%s", s, f.logTail(s))
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -148,7 +149,7 @@ func (s Settings) dial(addr string) (grpc.DialOption, error) {
 	}
 	name := s.ServerName
 	if name == "" {
-		name = hostOf(addr)
+		name = HostOf(addr)
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: name}
 	if s.CertFile != "" {
@@ -173,19 +174,18 @@ func (s Settings) caPool() (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// hostOf is addr's host, for the name a certificate must carry; a target
-// such as dns:///svc:7402 names its host after the last slash.
-func hostOf(addr string) string {
-	for i := len(addr) - 1; i >= 0; i-- {
-		if addr[i] == '/' {
-			addr = addr[i+1:]
-			break
-		}
+// HostOf is the host a certificate must name for target: a target such as
+// dns:///capture.ferry.svc:7402 names it after the last slash, and a list
+// (static:///a:1,b:2) by its first address.
+func HostOf(target string) string {
+	if i := strings.LastIndexByte(target, '/'); i >= 0 {
+		target = target[i+1:]
 	}
-	if host, _, err := net.SplitHostPort(addr); err == nil {
+	target, _, _ = strings.Cut(target, ",")
+	if host, _, err := net.SplitHostPort(target); err == nil {
 		return host
 	}
-	return addr
+	return target
 }
 
 // FromEnv is what the flags default to: the settings the environment

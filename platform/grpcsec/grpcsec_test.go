@@ -310,9 +310,10 @@ func servedSerial(t *testing.T, k *keyPair) int64 {
 func TestHostOf(t *testing.T) {
 	for in, want := range map[string]string{
 		"127.0.0.1:7402": "127.0.0.1", "dns:///capture.ferry.svc:7402": "capture.ferry.svc", "capture": "capture", "[::1]:7402": "::1",
+		"static:///127.0.0.1:7402,127.0.0.1:7412": "127.0.0.1",
 	} {
-		if got := hostOf(in); got != want {
-			t.Errorf("hostOf(%q) = %q, want %q", in, got, want)
+		if got := HostOf(in); got != want {
+			t.Errorf("HostOf(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

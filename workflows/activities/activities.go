@@ -28,6 +28,10 @@ type Activities struct {
 	Catalog  catalogv1.CatalogServiceClient
 	Capture  capturev1.CaptureServiceClient
 	Delivery deliveryv1.DeliveryServiceClient
+	// CaptureInstances lists a client for every capture instance, for the
+	// calls only the instance holding a stream can serve (throttle
+	// updates); nil: Capture alone, one instance.
+	CaptureInstances func(context.Context) ([]capturev1.CaptureServiceClient, error)
 	// HTTP posts alert webhooks (alert.go); nil uses a client with
 	// WebhookTimeout.
 	HTTP *http.Client

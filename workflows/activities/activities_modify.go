@@ -1,11 +1,14 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
 
 	"go.temporal.io/sdk/temporal"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
@@ -123,14 +126,34 @@ func diffTables(before []*taskv1.TableRef, now *catalogv1.ResolveTablesResponse)
 func tableKey(t *taskv1.TableRef) string { return t.GetSchema() + "\x00" + t.GetTable() }
 
 // ApplyThrottle hands the spec's throttles to the running stream and
-// snapshot of the task's slot.
+// snapshot of the task's slot. Only the capture instance serving them
+// can, and a balanced client would reach any one: every instance is asked,
+// and those without the slot's calls answer zero.
 func (a *Activities) ApplyThrottle(ctx context.Context, in *taskv1.ApplyThrottleInput) (*capturev1.UpdateThrottleResponse, error) {
 	adv := in.GetSpec().GetAdvanced()
-	res, err := a.Capture.UpdateThrottle(ctx, &capturev1.UpdateThrottleRequest{
-		SlotName: in.GetSlotName(), Incremental: adv.GetIncrementalThrottle(), Full: adv.GetFullThrottle(),
-	})
-	if err != nil {
-		return nil, ClassifyRPC(fmt.Sprintf("updating the throttle of slot %s", in.GetSlotName()), err)
+	req := &capturev1.UpdateThrottleRequest{SlotName: in.GetSlotName(), Incremental: adv.GetIncrementalThrottle(), Full: adv.GetFullThrottle()}
+	what := fmt.Sprintf("updating the throttle of slot %s", in.GetSlotName())
+	clients := []capturev1.CaptureServiceClient{a.Capture}
+	if a.CaptureInstances != nil {
+		var err error
+		if clients, err = a.CaptureInstances(ctx); err != nil {
+			return nil, ClassifyRPC(what, status.Error(codes.Unavailable, err.Error()))
+		}
 	}
-	return res, nil
+	var total uint32
+	var firstErr error
+	for _, c := range clients {
+		res, err := c.UpdateThrottle(ctx, req)
+		if err != nil {
+			// An instance that is down holds no stream; one that holds it
+			// answers, and that is what counts.
+			firstErr = cmp.Or(firstErr, err)
+			continue
+		}
+		total += res.GetStreamsUpdated()
+	}
+	if total == 0 && firstErr != nil {
+		return nil, ClassifyRPC(what, firstErr)
+	}
+	return &capturev1.UpdateThrottleResponse{StreamsUpdated: total}, nil
 }

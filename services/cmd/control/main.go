@@ -20,6 +20,7 @@ import (
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/platform/config"
+	"github.com/ferry-cdc/ferry/platform/fleet"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
 	"github.com/ferry-cdc/ferry/platform/grpcsec"
 	"github.com/ferry-cdc/ferry/platform/taskapi"
@@ -50,7 +51,7 @@ func loadConfig() Config {
 	var c Config
 	flag.StringVar(&c.Listen, "listen", config.Env("FERRY_CONTROL_LISTEN", "127.0.0.1:7400"), "host:port to serve gRPC on")
 	c.Temporal.Register(flag.CommandLine)
-	flag.StringVar(&c.CatalogAddress, "catalog", config.Env("FERRY_CATALOG_ADDRESS", "127.0.0.1:7401"), "catalog service host:port")
+	flag.StringVar(&c.CatalogAddress, "catalog", config.Env("FERRY_CATALOG_ADDRESS", "127.0.0.1:7401"), "catalog service: host:port, or dns:///name:port or static:///a,b for several instances (env FERRY_CATALOG_ADDRESS)")
 	flag.StringVar(&c.MetricsAddr, "metrics-addr", config.EnvOrOff("FERRY_CONTROL_METRICS_ADDR", "127.0.0.1:9400"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_CONTROL_METRICS_ADDR)")
 	flag.StringVar(&c.CodecAddr, "codec-addr", config.Env("FERRY_CODEC_ADDR", ""), "host:port to serve the payload codec for the Temporal UI and CLI on (with -payload-key-file); empty: not served")
 	flag.StringVar(&c.CodecOrigins, "codec-origins", config.Env("FERRY_CODEC_ORIGINS", "http://127.0.0.1:8233,http://localhost:8233"), "comma-separated browser origins (the Temporal UI's) allowed to call the codec")
@@ -80,11 +81,7 @@ func run(cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	defer tc.Close()
-	dialCreds, err := cfg.Transport.DialOption(cfg.CatalogAddress)
-	if err != nil {
-		return err
-	}
-	cat, err := grpc.NewClient(cfg.CatalogAddress, append(tel.DialOptions(), dialCreds, grpccodec.DialOption())...)
+	cat, err := fleet.Dial(cfg.CatalogAddress, cfg.Transport, append(tel.DialOptions(), grpccodec.DialOption())...)
 	if err != nil {
 		return fmt.Errorf("catalog client for %s: %w", cfg.CatalogAddress, err)
 	}

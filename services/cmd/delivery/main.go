@@ -10,11 +10,10 @@ import (
 	"log/slog"
 	"os"
 
-	"google.golang.org/grpc"
-
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	"github.com/ferry-cdc/ferry/platform/config"
+	"github.com/ferry-cdc/ferry/platform/fleet"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
 	"github.com/ferry-cdc/ferry/platform/grpcsec"
 	"github.com/ferry-cdc/ferry/platform/telemetry"
@@ -44,7 +43,7 @@ func loadConfig() Config {
 	var c Config
 	flag.StringVar(&c.Listen, "listen", config.Env("FERRY_DELIVERY_LISTEN", "127.0.0.1:7403"), "host:port to serve gRPC on (env FERRY_DELIVERY_LISTEN)")
 	flag.StringVar(&c.MetricsAddr, "metrics-addr", config.EnvOrOff("FERRY_DELIVERY_METRICS_ADDR", "127.0.0.1:9403"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_DELIVERY_METRICS_ADDR)")
-	flag.StringVar(&c.CaptureAddress, "capture", config.Env("FERRY_CAPTURE_ADDRESS", "127.0.0.1:7402"), "capture service host:port, which Replicate reads changes from (env FERRY_CAPTURE_ADDRESS)")
+	flag.StringVar(&c.CaptureAddress, "capture", config.Env("FERRY_CAPTURE_ADDRESS", "127.0.0.1:7402"), "capture service: host:port, or dns:///name:port or static:///a,b for several instances; Replicate reads changes from it (env FERRY_CAPTURE_ADDRESS)")
 	flag.StringVar(&c.CPUProfile, "cpuprofile", config.Env("FERRY_CPU_PROFILE", ""), "write a CPU profile to this file until exit (env FERRY_CPU_PROFILE)")
 	c.Secrets.Register(flag.CommandLine)
 	c.Transport.Register(flag.CommandLine)
@@ -73,11 +72,7 @@ func run(cfg Config, logger *slog.Logger) (err error) {
 	}
 	// Rows reach delivery from capture directly (Replicate); the client
 	// dials lazily, so delivery starts before capture does.
-	dialCreds, err := cfg.Transport.DialOption(cfg.CaptureAddress)
-	if err != nil {
-		return err
-	}
-	capConn, err := grpc.NewClient(cfg.CaptureAddress, append(tel.DialOptions(), dialCreds, grpccodec.DialOption())...)
+	capConn, err := fleet.Dial(cfg.CaptureAddress, cfg.Transport, append(tel.DialOptions(), grpccodec.DialOption())...)
 	if err != nil {
 		return fmt.Errorf("capture client for %s: %w", cfg.CaptureAddress, err)
 	}

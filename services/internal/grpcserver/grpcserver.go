@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
@@ -33,7 +34,12 @@ type Server struct {
 // New returns a server; register services on it before Run. It encodes
 // with grpccodec, which decodes Ferry's messages without reflection.
 func New(name string, logger *slog.Logger, opts ...grpc.ServerOption) *Server {
-	s := grpc.NewServer(append([]grpc.ServerOption{grpccodec.ServerOption()}, opts...)...)
+	// MaxConnectionAge makes clients open a new connection now and then
+	// (GOAWAY), and so resolve their target again: a client learns of an
+	// instance added behind a DNS name only when it resolves. Calls running
+	// on the old connection, streams above all, go on to their end.
+	reconnect := grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: 5 * time.Minute})
+	s := grpc.NewServer(append([]grpc.ServerOption{grpccodec.ServerOption(), reconnect}, opts...)...)
 	h := health.NewServer()
 	healthpb.RegisterHealthServer(s, h)
 	reflection.Register(s)

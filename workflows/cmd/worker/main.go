@@ -22,6 +22,7 @@ import (
 	catalogv1 "github.com/ferry-cdc/ferry/gen/ferry/catalog/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	"github.com/ferry-cdc/ferry/platform/config"
+	"github.com/ferry-cdc/ferry/platform/fleet"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
 	"github.com/ferry-cdc/ferry/platform/grpcsec"
 	"github.com/ferry-cdc/ferry/platform/taskapi"
@@ -45,9 +46,9 @@ type Config struct {
 func loadConfig() Config {
 	var c Config
 	c.Temporal.Register(flag.CommandLine)
-	flag.StringVar(&c.CatalogAddress, "catalog", config.Env("FERRY_CATALOG_ADDRESS", "127.0.0.1:7401"), "catalog service host:port")
-	flag.StringVar(&c.CaptureAddress, "capture", config.Env("FERRY_CAPTURE_ADDRESS", "127.0.0.1:7402"), "capture service host:port")
-	flag.StringVar(&c.DeliveryAddress, "delivery", config.Env("FERRY_DELIVERY_ADDRESS", "127.0.0.1:7403"), "delivery service host:port")
+	flag.StringVar(&c.CatalogAddress, "catalog", config.Env("FERRY_CATALOG_ADDRESS", "127.0.0.1:7401"), "catalog service: host:port, or dns:///name:port or static:///a,b for several instances (env FERRY_CATALOG_ADDRESS)")
+	flag.StringVar(&c.CaptureAddress, "capture", config.Env("FERRY_CAPTURE_ADDRESS", "127.0.0.1:7402"), "capture service: host:port, or dns:///name:port or static:///a,b for several instances (env FERRY_CAPTURE_ADDRESS)")
+	flag.StringVar(&c.DeliveryAddress, "delivery", config.Env("FERRY_DELIVERY_ADDRESS", "127.0.0.1:7403"), "delivery service: host:port, or dns:///name:port or static:///a,b for several instances (env FERRY_DELIVERY_ADDRESS)")
 	flag.StringVar(&c.MetricsAddr, "metrics-addr", config.EnvOrOff("FERRY_WORKER_METRICS_ADDR", "127.0.0.1:9404"), "host:port to serve Prometheus /metrics on; empty disables it (env FERRY_WORKER_METRICS_ADDR)")
 	c.Transport.Register(flag.CommandLine)
 	flag.Parse()
@@ -82,16 +83,14 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 	}()
 	for name, addr := range map[string]string{"catalog": cfg.CatalogAddress, "capture": cfg.CaptureAddress, "delivery": cfg.DeliveryAddress} {
-		creds, err := cfg.Transport.DialOption(addr)
-		if err != nil {
-			return err
-		}
-		conn, err := grpc.NewClient(addr, append(tel.DialOptions(), creds, grpccodec.DialOption())...)
+		conn, err := fleet.Dial(addr, cfg.Transport, append(tel.DialOptions(), grpccodec.DialOption())...)
 		if err != nil {
 			return fmt.Errorf("%s client for %s: %w", name, addr, err)
 		}
 		conns[name] = conn
 	}
+	captures := fleet.NewMembers(cfg.CaptureAddress, cfg.Transport, append(tel.DialOptions(), grpccodec.DialOption())...)
+	defer captures.Close()
 	tc, _, err := cfg.Temporal.Dial(logger)
 	if err != nil {
 		return err
@@ -109,8 +108,16 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Catalog:  catalogv1.NewCatalogServiceClient(conns["catalog"]),
 		Capture:  capturev1.NewCaptureServiceClient(conns["capture"]),
 		Delivery: deliveryv1.NewDeliveryServiceClient(conns["delivery"]),
-		HTTP:     &http.Client{Timeout: activities.WebhookTimeout},
-		Metrics:  metrics,
+		CaptureInstances: func(ctx context.Context) ([]capturev1.CaptureServiceClient, error) {
+			cs, err := captures.Conns(ctx)
+			clients := make([]capturev1.CaptureServiceClient, len(cs))
+			for i, c := range cs {
+				clients[i] = capturev1.NewCaptureServiceClient(c)
+			}
+			return clients, err
+		},
+		HTTP:    &http.Client{Timeout: activities.WebhookTimeout},
+		Metrics: metrics,
 	})
 	logger.Info("worker starting", "temporal", cfg.Temporal.Address, "taskQueue", cfg.Temporal.TaskQueue)
 	return w.Run(interruptOn(ctx))
