@@ -242,9 +242,10 @@ type process struct {
 
 func checkChart(t *testing.T, c *chart, cc chartCase) {
 	procs := checkDeployments(t, c)
+	known := ferryEnvNames(t)
 	for _, p := range procs {
 		checkPorts(t, p)
-		checkEnv(t, p)
+		checkEnv(t, p, known)
 		checkCredentialFiles(t, p)
 	}
 	checkTaskSecrets(t, procs, cc)
@@ -384,10 +385,10 @@ func ferryEnvNames(t *testing.T) map[string]bool {
 
 // checkEnv: every variable the chart sets is one Ferry reads, or a task
 // secret under the default -secret-env-prefix.
-func checkEnv(t *testing.T, p *process) {
-	known := ferryEnvNames(t)
+func checkEnv(t *testing.T, p *process, known map[string]bool) {
 	for _, e := range p.c.Env {
-		if !known[e.Name] && !(resolvers[p.bin] && strings.HasPrefix(e.Name, "FERRY_SECRET_")) {
+		taskSecret := resolvers[p.bin] && strings.HasPrefix(e.Name, "FERRY_SECRET_")
+		if !known[e.Name] && !taskSecret {
 			t.Errorf("%s sets %s, which no Ferry process reads", p.w.Metadata.Name, e.Name)
 		}
 	}
