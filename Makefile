@@ -13,7 +13,7 @@ MODULES := ./gen/... ./platform/... ./services/... ./workflows/... ./e2e/... ./b
 # most 12 of its minutes), is the longest.
 GOTEST_FLAGS ?= -count=1 -p 1 -timeout 40m
 
-.PHONY: help tools gen gen-check lint build up down status demo test test-short test-unit test-e2e clean record-history pg-versions consumer-libs
+.PHONY: help tools gen gen-check lint helm-check build up down status demo test test-short test-unit test-e2e clean record-history pg-versions consumer-libs
 
 help:
 	@echo "make demo   set up everything, run a task, show rows arriving in Kafka"
@@ -40,6 +40,18 @@ lint: tools
 	@echo "==> buf breaking"; $$($(TOOLS) path buf) breaking --against '.git#branch=main'
 	@echo "==> golangci-lint"; $$($(TOOLS) path golangci-lint) run ./platform/... ./services/... ./workflows/... ./e2e/... ./bench/...
 	@echo "==> workflowcheck"; $$($(TOOLS) path workflowcheck) ./workflows/...
+	@$(MAKE) --no-print-directory helm-check
+
+# The chart, with its defaults and with every option on (ci/*-values.yaml),
+# by the pinned helm; e2e/helm_test.go then holds what it renders to the
+# binaries.
+CHART := deploy/helm/ferry
+helm-check:
+	@$(TOOLS) ensure helm >/dev/null
+	@helm=$$($(TOOLS) path helm); for v in "" $(CHART)/ci/*-values.yaml; do \
+		echo "==> helm lint $${v:-(defaults)}"; "$$helm" lint --strict $(CHART) $${v:+--values "$$v"}; \
+		echo "==> helm template $${v:-(defaults)}"; "$$helm" template ferry $(CHART) $${v:+--values "$$v"} >/dev/null; \
+	done
 
 build:
 	go build $(MODULES)

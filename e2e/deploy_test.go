@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
 // The image (deploy/k8s/Dockerfile) is built where Docker runs, which CI is
@@ -58,32 +56,18 @@ func TestDockerfileBuildsEveryBinary(t *testing.T) {
 	}
 }
 
-var manifestCommand = regexp.MustCompile(`(?s)command: \[(/ferry/[^\]]*)\]`)
+// binaryHelp is the -h text of one of the suite's binaries (the
+// Dockerfile's), which lists every flag it has.
+func binaryHelp(t *testing.T, bin string) []byte {
+	t.Helper()
+	help, _ := exec.Command(filepath.Join(binDir, filepath.Base(bin)), "-h").CombinedOutput() // flag's -h exits 2
+	if !strings.Contains(string(help), "Usage of") {
+		t.Fatalf("%s -h: %s", bin, help)
+	}
+	return help
+}
 
-// Every container of deploy/k8s/ferry.yaml runs a binary the image holds,
-// with flags that binary has.
-func TestKubernetesManifestRunsTheBinariesWithTheirFlags(t *testing.T) {
-	testenv.Integration(t) // the binaries are built by TestMain outside the fast tier
-	b, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "k8s", "ferry.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	commands := manifestCommand.FindAllSubmatch(b, -1)
-	if len(commands) != len(services) {
-		t.Fatalf("ferry.yaml runs %d commands, want one for each of %v", len(commands), services)
-	}
-	for _, m := range commands {
-		args := strings.FieldsFunc(string(m[1]), func(r rune) bool { return r == ',' || r == ' ' || r == '\n' })
-		bin := filepath.Join(binDir, filepath.Base(args[0]))
-		help, _ := exec.Command(bin, "-h").CombinedOutput() // flag's -h exits 2
-		if !strings.Contains(string(help), "Usage of") {
-			t.Fatalf("%s -h: %s", args[0], help)
-		}
-		for _, a := range args[1:] {
-			name := strings.TrimLeft(strings.SplitN(a, "=", 2)[0], "-")
-			if !regexp.MustCompile(`(?m)^\s+-` + regexp.QuoteMeta(name) + `\b`).Match(help) {
-				t.Errorf("ferry.yaml runs %s with -%s, which it does not have", args[0], name)
-			}
-		}
-	}
+// hasFlag reports whether -h text lists the flag -name.
+func hasFlag(help []byte, name string) bool {
+	return regexp.MustCompile(`(?m)^\s+-` + regexp.QuoteMeta(name) + `\b`).Match(help)
 }

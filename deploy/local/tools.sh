@@ -18,7 +18,7 @@ TOOLS_DIR=$FERRY_CACHE/tools
 
 # Keep the order stable: `ensure` builds in this order and the cheapest tools
 # come first so a failure in the 3-minute temporal build does not hide them.
-TOOL_NAMES=(grpcurl workflowcheck buf golangci-lint temporal)
+TOOL_NAMES=(grpcurl workflowcheck buf golangci-lint helm temporal)
 
 tool_pkg() {
   case $1 in
@@ -27,6 +27,7 @@ tool_pkg() {
     grpcurl) echo github.com/fullstorydev/grpcurl/cmd/grpcurl ;;
     golangci-lint) echo github.com/golangci/golangci-lint/v2/cmd/golangci-lint ;;
     workflowcheck) echo go.temporal.io/sdk/contrib/tools/workflowcheck ;;
+    helm) echo helm.sh/helm/v4/cmd/helm ;;
     *) return 1 ;;
   esac
 }
@@ -38,6 +39,7 @@ tool_version() {
     grpcurl) echo "$GRPCURL_VERSION" ;;
     golangci-lint) echo "$GOLANGCI_LINT_VERSION" ;;
     workflowcheck) echo "$WORKFLOWCHECK_VERSION" ;;
+    helm) echo "$HELM_VERSION" ;;
     *) return 1 ;;
   esac
 }
