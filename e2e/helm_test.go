@@ -343,10 +343,7 @@ func checkPorts(t *testing.T, p *process) {
 	} else if p.bin != "worker" {
 		t.Errorf("%s runs %s without -listen: it would listen on loopback only", where, p.bin)
 	}
-	probes := map[string]*probe{"livenessProbe": p.c.LivenessProbe}
-	if p.bin != "worker" { // the worker serves nothing to be ready for
-		probes["readinessProbe"] = p.c.ReadinessProbe
-	}
+	probes := map[string]*probe{"livenessProbe": p.c.LivenessProbe, "readinessProbe": p.c.ReadinessProbe}
 	for kind, pr := range probes {
 		if pr == nil || pr.HTTPGet == nil {
 			t.Errorf("%s has no %s over HTTP (the gRPC probe speaks no TLS)", where, kind)
@@ -355,7 +352,7 @@ func checkPorts(t *testing.T, p *process) {
 		if got := containerPort(p.c, pr.HTTPGet.Port); got != metrics {
 			t.Errorf("%s: %s asks port %q, not the metrics port %d", where, kind, pr.HTTPGet.Port, metrics)
 		}
-		if want := "/healthz"; p.bin != "worker" && pr.HTTPGet.Path != want {
+		if want := "/healthz"; pr.HTTPGet.Path != want {
 			t.Errorf("%s: %s asks %s, not %s", where, kind, pr.HTTPGet.Path, want)
 		}
 	}

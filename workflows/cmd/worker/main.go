@@ -120,12 +120,12 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Metrics: metrics,
 	})
 	logger.Info("worker starting", "temporal", cfg.Temporal.Address, "taskQueue", cfg.Temporal.TaskQueue)
-	return w.Run(interruptOn(ctx))
-}
-
-// interruptOn adapts a context to the worker's interrupt channel.
-func interruptOn(ctx context.Context) <-chan any {
-	ch := make(chan any, 1)
-	go func() { <-ctx.Done(); ch <- struct{}{} }()
-	return ch
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("starting the worker on task queue %s: %w", cfg.Temporal.TaskQueue, err)
+	}
+	// Started means polling the task queue: what a readiness probe asks.
+	tel.Handle("GET /healthz", http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { _, _ = rw.Write([]byte("SERVING\n")) }))
+	<-ctx.Done()
+	w.Stop()
+	return nil
 }
