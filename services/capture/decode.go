@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	"github.com/ferry-cdc/ferry/services/capture/wire"
 )
 
 // data handles one pgoutput message.
@@ -19,7 +20,7 @@ func (st *stream) data(ctx context.Context, xld pglogrepl.XLogData) error {
 			return err
 		}
 	}
-	msg, err := parseMessage(xld.WALData)
+	msg, err := wire.ParseMessage(xld.WALData)
 	if err != nil {
 		return fmt.Errorf("parsing pgoutput message at %s: %w", xld.WALStart, err)
 	}

@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -28,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	"github.com/ferry-cdc/ferry/services/capture/wire"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 )
@@ -78,7 +78,7 @@ func NewServer(logger *slog.Logger) *Server {
 // aborts, and found 4/2 = 1.01 in both shapes over 5 runs, with run-to-run
 // spread of 0.81 to 1.17 that followed which protocol ran first. For a
 // client that ships whole transactions at their commit the protocols differ
-// only in StreamAbort's length (streamMode), so nothing faster was to be
+// only in StreamAbort's length (wire.StreamMode), so nothing faster was to be
 // expected.
 const DefaultStreamProtocol = 2
 
@@ -200,9 +200,9 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 		}
 		st.filters = newStreamFilters(pub, exprs)
 	}
-	if streaming != streamOff {
-		st.spools = newSpoolSet(s.SpoolDir, slot)
-		if n, err := st.spools.removeOrphans(); err != nil {
+	if streaming != wire.StreamOff {
+		st.spools = wire.NewSpoolSet(s.SpoolDir, slot)
+		if n, err := st.spools.RemoveOrphans(); err != nil {
 			s.logger.Warn("old spools are left in the spool folder; delete them by hand", "slot", slot, "error", err)
 		} else if n > 0 {
 			s.logger.Info("deleted spools an earlier stream left behind", "slot", slot, "files", n)
@@ -223,16 +223,16 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 // to the stream. With streamInProgress, PostgreSQL 14 and later also get
 // protocol 2 with streaming 'on' (both are new in 14), or, on 16 and later
 // with protocol 4, streaming 'parallel'.
-func pluginArgs(version int, pub string, streamInProgress bool, protocol int) ([]string, streamMode) {
-	streaming := streamOff
+func pluginArgs(version int, pub string, streamInProgress bool, protocol int) ([]string, wire.StreamMode) {
+	streaming := wire.StreamOff
 	switch {
 	case !streamInProgress || version < messagesVersion:
 	case protocol == 4 && version >= parallelStreamVersion:
-		streaming = streamParallel
+		streaming = wire.StreamParallel
 	default:
-		streaming = streamOn
+		streaming = wire.StreamOn
 	}
-	proto := map[streamMode]string{streamOff: "1", streamOn: "2", streamParallel: "4"}[streaming]
+	proto := map[wire.StreamMode]string{wire.StreamOff: "1", wire.StreamOn: "2", wire.StreamParallel: "4"}[streaming]
 	args := []string{
 		"proto_version '" + proto + "'",
 		// publication_names is a list of identifiers inside a string
@@ -243,23 +243,12 @@ func pluginArgs(version int, pub string, streamInProgress bool, protocol int) ([
 		args = append(args, "messages 'true'")
 	}
 	switch streaming {
-	case streamOn:
+	case wire.StreamOn:
 		args = append(args, "streaming 'on'")
-	case streamParallel:
+	case wire.StreamParallel:
 		args = append(args, "streaming 'parallel'")
 	}
 	return args, streaming
-}
-
-// CheckSpoolDir tells whether dir (empty: os.TempDir()) can hold spools,
-// by creating and deleting one, so a capture started with an unusable
-// folder fails at once rather than at its first large transaction.
-func CheckSpoolDir(dir string) error {
-	f, err := os.CreateTemp(dir, "ferry-spool-check-*")
-	if err != nil {
-		return fmt.Errorf("the spool folder %q is not writable: %w", dir, err)
-	}
-	return errors.Join(f.Close(), os.Remove(f.Name()))
 }
 
 // checkStreamable returns the slot's confirmed_flush_lsn once the slot is

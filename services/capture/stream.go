@@ -18,6 +18,7 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	"github.com/ferry-cdc/ferry/services/capture/wire"
 )
 
 const (
@@ -62,7 +63,7 @@ type stream struct {
 	repl    *pgconn.PgConn
 	catalog *pgx.Conn
 	rels    *relationCache
-	lsn     *lsnTracker
+	lsn     *wire.LSNTracker
 	batch   *batcher
 
 	txn           *txn
@@ -84,10 +85,10 @@ type stream struct {
 	version int
 	// spools hold in-progress streamed transactions (protocol 2 or 4,
 	// streaming.go); nil: protocol 1, where none are streamed.
-	spools *spoolSet
-	// streaming is the protocol the stream asked for; streamParallel
+	spools *wire.SpoolSet
+	// streaming is the protocol the stream asked for; wire.StreamParallel
 	// lengthens StreamAbort.
-	streaming streamMode
+	streaming wire.StreamMode
 	// defineRelation records a Relation message; the relation cache's
 	// define, which asks the catalog, unless a test replaces it.
 	defineRelation func(context.Context, *pglogrepl.RelationMessage) error
@@ -114,7 +115,7 @@ func newStream(logger *slog.Logger, out sender, repl *pgconn.PgConn, catalog *pg
 		repl:          repl,
 		catalog:       catalog,
 		rels:          newRelationCache(catalog),
-		lsn:           newLSNTracker(confirmed, start),
+		lsn:           wire.NewLSNTracker(confirmed, start),
 		batch:         batch,
 		lastStatus:    time.Now(),
 		lastWatermark: uint64(confirmed),
@@ -127,7 +128,7 @@ func newStream(logger *slog.Logger, out sender, repl *pgconn.PgConn, catalog *pg
 // use the call's context, which is already cancelled.
 func (st *stream) close() {
 	st.bf.stop()
-	if err := st.spools.removeAll(); err != nil {
+	if err := st.spools.RemoveAll(); err != nil {
 		st.logger.Warn("deleting the spools of in-progress streamed transactions failed; delete them by hand", "error", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -291,7 +292,7 @@ func (st *stream) statusDue(now time.Time) bool {
 }
 
 // sendStatus reports received as written and the acked position as flushed
-// and applied. flushed is never zero (see newLSNTracker), which matters:
+// and applied. flushed is never zero (see wire.NewLSNTracker), which matters:
 // pglogrepl would replace a zero by the write position.
 func (st *stream) sendStatus(now time.Time) error {
 	received, flushed := st.lsn.Positions()

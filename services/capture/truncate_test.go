@@ -1,7 +1,6 @@
 package capture
 
 import (
-	"encoding/binary"
 	"slices"
 	"strconv"
 	"testing"
@@ -10,18 +9,9 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/capture/internal/pgoutputtest"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
-
-// truncateMsg is pgoutput's Truncate: relation count, options, OIDs.
-func truncateMsg(xid uint32, opts uint8, oids ...uint32) []byte {
-	body := binary.BigEndian.AppendUint32(nil, uint32(len(oids)))
-	body = append(body, opts)
-	for _, oid := range oids {
-		body = binary.BigEndian.AppendUint32(body, oid)
-	}
-	return withXid('T', xid, body)
-}
 
 // A TRUNCATE is one event in its transaction's place: between the rows
 // around it, at its own LSN, with the transaction's commit, its relations
@@ -32,16 +22,16 @@ func TestTruncateIsAnEventInItsTransaction(t *testing.T) {
 	st.batch = newBatcher(100, 1000)
 	const a, b = 16500, 16501
 	msgs := [][]byte{
-		beginMsg(900, 0x3000),
-		relationMsg(0, a),
-		insertMsg(0, a, 1),
-		relationMsg(0, b),
-		truncateMsg(0, pglogrepl.TruncateOptionCascade|pglogrepl.TruncateOptionRestartIdentity, a, b),
-		insertMsg(0, a, 2),
-		commitMsg(0x3000, 0x3100),
-		beginMsg(901, 0x4000),
-		truncateMsg(0, 0, b),
-		commitMsg(0x4000, 0x4100),
+		pgoutputtest.Begin(900, 0x3000),
+		pgoutputtest.Relation(0, a),
+		pgoutputtest.Insert(0, a, 1),
+		pgoutputtest.Relation(0, b),
+		pgoutputtest.Truncate(0, pglogrepl.TruncateOptionCascade|pglogrepl.TruncateOptionRestartIdentity, a, b),
+		pgoutputtest.Insert(0, a, 2),
+		pgoutputtest.Commit(0x3000, 0x3100),
+		pgoutputtest.Begin(901, 0x4000),
+		pgoutputtest.Truncate(0, 0, b),
+		pgoutputtest.Commit(0x4000, 0x4100),
 	}
 	if err := feed(st, msgs); err != nil {
 		t.Fatal(err)
@@ -97,11 +87,11 @@ func TestStreamedTruncateReplaysAtCommit(t *testing.T) {
 	st := fuzzStreamV2(out, t.TempDir())
 	const a = 16600
 	msgs := [][]byte{
-		streamStartMsg(700, true),
-		relationMsg(700, a),
-		insertMsg(700, a, 1),
-		truncateMsg(700, 0, a),
-		streamStopMsg(),
+		pgoutputtest.StreamStart(700, true),
+		pgoutputtest.Relation(700, a),
+		pgoutputtest.Insert(700, a, 1),
+		pgoutputtest.Truncate(700, 0, a),
+		pgoutputtest.StreamStop(),
 	}
 	if err := feed(st, msgs); err != nil {
 		t.Fatal(err)
@@ -109,7 +99,7 @@ func TestStreamedTruncateReplaysAtCommit(t *testing.T) {
 	if len(out.batches) != 0 || !st.batch.empty() {
 		t.Fatalf("an open streamed transaction sent %v", out.batches)
 	}
-	msgs = append(msgs, streamCommitMsg(700, 0x5000, 0x5100))
+	msgs = append(msgs, pgoutputtest.StreamCommit(700, 0x5000, 0x5100))
 	st = fuzzStreamV2(out, t.TempDir())
 	if err := feed(st, msgs); err != nil {
 		t.Fatal(err)
@@ -124,7 +114,7 @@ func TestStreamedTruncateReplaysAtCommit(t *testing.T) {
 // A TRUNCATE outside a transaction is a protocol violation, not a no-op.
 func TestTruncateOutsideTransaction(t *testing.T) {
 	st := fuzzStream(&recorder{})
-	if err := feed(st, [][]byte{relationMsg(0, 1), truncateMsg(0, 0, 1)}); err == nil {
+	if err := feed(st, [][]byte{pgoutputtest.Relation(0, 1), pgoutputtest.Truncate(0, 0, 1)}); err == nil {
 		t.Fatal("a TRUNCATE outside a transaction was accepted")
 	}
 }
