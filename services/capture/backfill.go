@@ -21,6 +21,7 @@ import (
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/capture/decode"
 )
 
 // Backfill snapshots the tables added to a running task beside the stream,
@@ -141,7 +142,7 @@ type keyChange struct {
 // relMatch says whether a relation is a table being backfilled, and where
 // its primary key's columns are.
 type relMatch struct {
-	rel   *relation
+	rel   *decode.Relation
 	table int // -1: not backfilled
 	key   []int
 }
@@ -150,7 +151,7 @@ type relMatch struct {
 type chunk struct {
 	n      int64
 	table  int
-	rel    *relation
+	rel    *decode.Relation
 	events []*cdcv1.ChangeEvent
 	keys   []string // the encoded key of each event
 	last   []string // the last row's key texts; nil when the chunk is empty
@@ -512,24 +513,24 @@ func (bf *backfiller) advance(c *chunk, sent int, hw uint64) *cdcv1.BackfillProg
 // when the stream sent that very definition already. When the stream's
 // differs (the table changed), the chunk carries its own and the stream's
 // goes out again before its next change.
-func (st *stream) chunkRelation(rel *relation) *cdcv1.Relation {
-	cur, ok := st.rels.byOID[rel.msg.RelationID]
-	if ok && proto.Equal(cur.proto, rel.proto) {
-		if cur.sent {
+func (st *stream) chunkRelation(rel *decode.Relation) *cdcv1.Relation {
+	cur, ok := st.rels.Lookup(rel.Msg.RelationID)
+	if ok && proto.Equal(cur.Proto, rel.Proto) {
+		if cur.Sent {
 			return nil
 		}
-		cur.sent = true
-		return cur.proto
+		cur.Sent = true
+		return cur.Proto
 	}
 	if ok {
-		cur.sent = false
+		cur.Sent = false
 	}
-	return rel.proto
+	return rel.Proto
 }
 
 // observe notes the keys a change of a table being backfilled touches.
 // Safe on nil.
-func (bf *backfiller) observe(rel *relation, m pglogrepl.Message, xid uint32) error {
+func (bf *backfiller) observe(rel *decode.Relation, m pglogrepl.Message, xid uint32) error {
 	if bf == nil {
 		return nil
 	}
@@ -566,14 +567,14 @@ func (bf *backfiller) observe(rel *relation, m pglogrepl.Message, xid uint32) er
 }
 
 // match tells whether rel is a table still being backfilled.
-func (bf *backfiller) match(rel *relation) (relMatch, error) {
-	oid := rel.msg.RelationID
+func (bf *backfiller) match(rel *decode.Relation) (relMatch, error) {
+	oid := rel.Msg.RelationID
 	if m, ok := bf.matches[oid]; ok && m.rel == rel {
 		return m, nil
 	}
 	m := relMatch{rel: rel, table: -1}
 	for i, t := range bf.tables {
-		if bf.progress[i].GetDone() || t.ref.GetSchema() != rel.msg.Namespace || t.ref.GetTable() != rel.msg.RelationName {
+		if bf.progress[i].GetDone() || t.ref.GetSchema() != rel.Msg.Namespace || t.ref.GetTable() != rel.Msg.RelationName {
 			continue
 		}
 		key, err := columnIndexes(rel, t.pk)
@@ -589,12 +590,12 @@ func (bf *backfiller) match(rel *relation) (relMatch, error) {
 
 // observeTruncate notes a TRUNCATE of rel as a change of every key of it,
 // when rel is a table being backfilled.
-func (bf *backfiller) observeTruncate(rel *relation, xid uint32) {
+func (bf *backfiller) observeTruncate(rel *decode.Relation, xid uint32) {
 	if bf == nil || xidPrecedes(xid, bf.horizon) {
 		return
 	}
 	for i, t := range bf.tables {
-		if !bf.progress[i].GetDone() && t.ref.GetSchema() == rel.msg.Namespace && t.ref.GetTable() == rel.msg.RelationName {
+		if !bf.progress[i].GetDone() && t.ref.GetSchema() == rel.Msg.Namespace && t.ref.GetTable() == rel.Msg.RelationName {
 			if bf.truncated == nil {
 				bf.truncated = map[int]keyChange{}
 			}
@@ -604,10 +605,10 @@ func (bf *backfiller) observeTruncate(rel *relation, xid uint32) {
 }
 
 // columnIndexes finds the named columns in rel.
-func columnIndexes(rel *relation, names []string) ([]int, error) {
+func columnIndexes(rel *decode.Relation, names []string) ([]int, error) {
 	idx := make([]int, len(names))
 	for i, name := range names {
-		idx[i] = slices.IndexFunc(rel.msg.Columns, func(c *pglogrepl.RelationMessageColumn) bool { return c.Name == name })
+		idx[i] = slices.IndexFunc(rel.Msg.Columns, func(c *pglogrepl.RelationMessageColumn) bool { return c.Name == name })
 		if idx[i] < 0 {
 			return nil, fmt.Errorf("primary-key column %q is not among the table's published columns", name)
 		}

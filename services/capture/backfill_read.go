@@ -17,6 +17,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/capture/decode"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 )
@@ -83,7 +84,7 @@ type chunkReader struct {
 
 // chunkQuery reads one table's chunks.
 type chunkQuery struct {
-	rel    *relation
+	rel    *decode.Relation
 	key    []int
 	prefix string // COPY (SELECT ... FROM ...
 	order  string // ORDER BY ... LIMIT n) TO STDOUT
@@ -176,13 +177,13 @@ func (r *chunkReader) table(ctx context.Context, i int) error {
 	}
 }
 
-func newChunkQuery(t backfillTable, rel *relation, relkind string, limit int) (chunkQuery, error) {
+func newChunkQuery(t backfillTable, rel *decode.Relation, relkind string, limit int) (chunkQuery, error) {
 	key, err := columnIndexes(rel, t.pk)
 	if err != nil {
 		return chunkQuery{}, err
 	}
-	cols := make([]string, len(rel.msg.Columns))
-	for i, c := range rel.msg.Columns {
+	cols := make([]string, len(rel.Msg.Columns))
+	for i, c := range rel.Msg.Columns {
 		cols[i] = pgx.Identifier{c.Name}.Sanitize()
 	}
 	keys := make([]string, len(key))
@@ -223,7 +224,7 @@ func (q chunkQuery) after(after []string) string {
 	cols := make([]string, len(q.key))
 	lits := make([]string, len(q.key))
 	for i, ci := range q.key {
-		col := q.rel.proto.GetColumns()[ci]
+		col := q.rel.Proto.GetColumns()[ci]
 		cols[i] = pgx.Identifier{col.GetName()}.Sanitize()
 		lits[i] = pgsql.Literal(after[i]) + "::" + col.GetTypeName()
 	}
@@ -272,7 +273,7 @@ func (r *chunkReader) chunk(ctx context.Context, table int, q chunkQuery, after 
 	r.bf.chunks.snapped(c.n, c.snap.xmin)
 	// The stream filters the table with the publication as of each change,
 	// so the chunk takes the filter as of its own snapshot.
-	if q.filter, err = publishedFilter(cctx, tx, r.bf.version, r.bf.pub, q.rel.msg.RelationID); err != nil {
+	if q.filter, err = publishedFilter(cctx, tx, r.bf.version, r.bf.pub, q.rel.Msg.RelationID); err != nil {
 		return nil, fmt.Errorf("chunk %d: %w", r.n, err)
 	}
 	tr := &tableReader{snap: &exportedSnapshot{at: timestamppb.New(at)}, maxBatch: q.limit + 1,

@@ -16,6 +16,7 @@ import (
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/capture/decode"
 	"github.com/ferry-cdc/ferry/services/testenv"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
@@ -229,8 +230,8 @@ func textTuple(values ...string) *pglogrepl.TupleData {
 	return td
 }
 
-func testRelation(oid uint32, name string) *relation {
-	return &relation{msg: &pglogrepl.RelationMessage{RelationID: oid, Namespace: "public", RelationName: name,
+func testRelation(oid uint32, name string) *decode.Relation {
+	return &decode.Relation{Msg: &pglogrepl.RelationMessage{RelationID: oid, Namespace: "public", RelationName: name,
 		Columns: []*pglogrepl.RelationMessageColumn{{Name: "note"}, {Name: "id", Flags: 1}}}}
 }
 
@@ -252,7 +253,7 @@ func TestBackfillDropsTheRowsTheStreamSupersedes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	observe := func(r *relation, m pglogrepl.Message, xid uint32) {
+	observe := func(r *decode.Relation, m pglogrepl.Message, xid uint32) {
 		t.Helper()
 		if err := bf.observe(r, m, xid); err != nil {
 			t.Fatal(err)
@@ -364,7 +365,7 @@ func TestBackfillWatermarksBelongToOneStream(t *testing.T) {
 
 func TestChunkQueryQuotesTheKey(t *testing.T) {
 	rel := testRelation(42, "t")
-	rel.proto = &cdcv1.Relation{Columns: []*cdcv1.Column{{Name: "note", TypeName: "text"}, {Name: "id", TypeName: "character varying(20)"}}}
+	rel.Proto = &cdcv1.Relation{Columns: []*cdcv1.Column{{Name: "note", TypeName: "text"}, {Name: "id", TypeName: "character varying(20)"}}}
 	q, err := newChunkQuery(backfillTable{ref: &taskv1.TableRef{Schema: "public", Table: "t"}, pk: []string{"id"}}, rel, "r", 500)
 	if err != nil {
 		t.Fatal(err)

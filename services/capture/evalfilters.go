@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ferry-cdc/ferry/services/capture/decode"
 	"github.com/ferry-cdc/ferry/services/internal/rowfilter"
 )
 
@@ -108,24 +109,24 @@ func (f *streamFilters) set(content []byte) error {
 func (f *streamFilters) forget(oid uint32) { delete(f.progs, oid) }
 
 // program is rel's compiled filter, or nil when it has none.
-func (f *streamFilters) program(rel *relation) (*rowfilter.Program, error) {
-	if p, ok := f.progs[rel.msg.RelationID]; ok {
+func (f *streamFilters) program(rel *decode.Relation) (*rowfilter.Program, error) {
+	if p, ok := f.progs[rel.Msg.RelationID]; ok {
 		return p, nil
 	}
-	name := pgx.Identifier{rel.msg.Namespace, rel.msg.RelationName}.Sanitize()
+	name := pgx.Identifier{rel.Msg.Namespace, rel.Msg.RelationName}.Sanitize()
 	expr := f.exprs[name]
 	var p *rowfilter.Program
 	if expr != "" {
-		cols := make([]rowfilter.Column, len(rel.msg.Columns))
-		for i, c := range rel.msg.Columns {
-			cols[i] = rowfilter.Column{Name: c.Name, Type: rel.decodeOID(i)}
+		cols := make([]rowfilter.Column, len(rel.Msg.Columns))
+		for i, c := range rel.Msg.Columns {
+			cols[i] = rowfilter.Column{Name: c.Name, Type: rel.DecodeOID(i)}
 		}
 		var err error
 		if p, err = rowfilter.Compile(context.Background(), expr, cols, rowfilter.Canonical{}); err != nil {
 			return nil, failedPrecondition("the filter of table %s no longer fits the table (%v); Ferry evaluates filters itself before PostgreSQL 15 and checked it against the table when it was set: set the filter again with modify-objects, or remove it", name, err)
 		}
 	}
-	f.progs[rel.msg.RelationID] = p
+	f.progs[rel.Msg.RelationID] = p
 	return p, nil
 }
 
@@ -135,7 +136,7 @@ func (f *streamFilters) program(rel *relation) (*rowfilter.Program, error) {
 // with one becomes an INSERT when only the new row passes, a DELETE when
 // only the old one does, and is dropped when neither does. It returns nil
 // for a dropped change.
-func (f *streamFilters) filter(rel *relation, m pglogrepl.Message) (pglogrepl.Message, error) {
+func (f *streamFilters) filter(rel *decode.Relation, m pglogrepl.Message) (pglogrepl.Message, error) {
 	p, err := f.program(rel)
 	if err != nil || p == nil {
 		return m, err
@@ -143,7 +144,7 @@ func (f *streamFilters) filter(rel *relation, m pglogrepl.Message) (pglogrepl.Me
 	pass := func(t, old *pglogrepl.TupleData) (bool, error) {
 		ok, err := p.Pass(tupleRow{t: t, old: old})
 		if err != nil {
-			return false, failedPrecondition("evaluating the filter of table %s: %v; Ferry evaluates filters itself before PostgreSQL 15, and PostgreSQL 15 would stop decoding here too", pgx.Identifier{rel.msg.Namespace, rel.msg.RelationName}.Sanitize(), err)
+			return false, failedPrecondition("evaluating the filter of table %s: %v; Ferry evaluates filters itself before PostgreSQL 15, and PostgreSQL 15 would stop decoding here too", pgx.Identifier{rel.Msg.Namespace, rel.Msg.RelationName}.Sanitize(), err)
 		}
 		return ok, nil
 	}

@@ -7,15 +7,16 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	"github.com/ferry-cdc/ferry/services/capture/decode"
 )
 
 // filterRelation is public.t (id int8 key, note text) as pgoutput
 // describes it.
-func filterRelation() *relation {
-	return &relation{
-		msg: &pglogrepl.RelationMessage{RelationID: 7, Namespace: "public", RelationName: "t",
+func filterRelation() *decode.Relation {
+	return &decode.Relation{
+		Msg: &pglogrepl.RelationMessage{RelationID: 7, Namespace: "public", RelationName: "t",
 			Columns: []*pglogrepl.RelationMessageColumn{{Name: "id", DataType: 20, Flags: 1}, {Name: "note", DataType: 25}}},
-		proto: &cdcv1.Relation{},
+		Proto: &cdcv1.Relation{},
 	}
 }
 

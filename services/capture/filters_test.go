@@ -324,7 +324,7 @@ func TestRowFilterSnapshotAndBackfill(t *testing.T) {
 
 func TestChunkQueryAppliesTheFilter(t *testing.T) {
 	rel := testRelation(42, "t") // columns note, id
-	rel.proto = &cdcv1.Relation{Columns: []*cdcv1.Column{{Name: "note", TypeName: "text"}, {Name: "id", TypeName: "bigint"}}}
+	rel.Proto = &cdcv1.Relation{Columns: []*cdcv1.Column{{Name: "note", TypeName: "text"}, {Name: "id", TypeName: "bigint"}}}
 	q, err := newChunkQuery(backfillTable{ref: &taskv1.TableRef{Schema: "public", Table: "t"}, pk: []string{"id"}}, rel, "r", 10)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	"github.com/ferry-cdc/ferry/services/capture/decode"
 	"github.com/ferry-cdc/ferry/services/capture/internal/pgoutputtest"
 	"github.com/ferry-cdc/ferry/services/capture/wire"
 	"github.com/ferry-cdc/ferry/services/tuple"
@@ -157,11 +158,11 @@ func fuzzStream(out sender) *stream {
 	logger := slog.New(slog.DiscardHandler)
 	st := newStream(logger, out, nil, nil, 0x1000000, 0x1000000, newBatcher(4, 1000))
 	st.defineRelation = func(_ context.Context, rm *pglogrepl.RelationMessage) error {
-		types := make([]columnType, len(rm.Columns))
+		types := make([]decode.ColumnType, len(rm.Columns))
 		for j, c := range rm.Columns {
-			types[j] = columnType{name: strconv.Itoa(int(c.DataType)), baseOID: c.DataType}
+			types[j] = decode.ColumnType{Name: strconv.Itoa(int(c.DataType)), BaseOID: c.DataType}
 		}
-		st.rels.put(rm, types, nil)
+		st.rels.Put(rm, types, nil)
 		return nil
 	}
 	return st
@@ -229,7 +230,7 @@ func feed(st *stream, msgs [][]byte) error {
 // checkFedBatches: events come only from Insert, Update, Delete and
 // Truncate messages; each row has as many values as its relation has
 // columns, and a TRUNCATE none, over defined relations.
-func checkFedBatches(t *testing.T, msgs [][]byte, batches []*cdcv1.ChangeBatch, rels *relationCache) {
+func checkFedBatches(t *testing.T, msgs [][]byte, batches []*cdcv1.ChangeBatch, rels *decode.Relations) {
 	t.Helper()
 	changes := 0
 	for _, m := range msgs {
@@ -246,26 +247,26 @@ func checkFedBatches(t *testing.T, msgs [][]byte, batches []*cdcv1.ChangeBatch, 
 			checkFedTruncate(t, ev, rels)
 			continue
 		}
-		rel, err := rels.get(ev.GetRelationOid())
+		rel, err := rels.Get(ev.GetRelationOid())
 		if err != nil {
 			t.Fatalf("a row of an undefined relation was shipped: %v", err)
 		}
 		for _, tu := range []*cdcv1.Tuple{ev.GetNewTuple(), ev.GetOldTuple()} {
-			if err := tuple.Check(tu, len(rel.msg.Columns)); err != nil {
+			if err := tuple.Check(tu, len(rel.Msg.Columns)); err != nil {
 				t.Fatalf("row of relation %d: %v", ev.GetRelationOid(), err)
 			}
 		}
 	}
 }
 
-func checkFedTruncate(t *testing.T, ev *cdcv1.ChangeEvent, rels *relationCache) {
+func checkFedTruncate(t *testing.T, ev *cdcv1.ChangeEvent, rels *decode.Relations) {
 	t.Helper()
 	oids := ev.GetTruncate().GetRelationOids()
 	if len(oids) == 0 || oids[0] != ev.GetRelationOid() || ev.GetNewTuple() != nil || ev.GetOldTuple() != nil {
 		t.Fatalf("TRUNCATE event of relation %d lists %v and carries values", ev.GetRelationOid(), oids)
 	}
 	for _, oid := range oids {
-		if _, err := rels.get(oid); err != nil {
+		if _, err := rels.Get(oid); err != nil {
 			t.Fatalf("a TRUNCATE of an undefined relation was shipped: %v", err)
 		}
 	}

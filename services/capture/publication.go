@@ -24,7 +24,7 @@ const schemaPublicationVersion = 150000
 // viaRootVersion is PostgreSQL 13, which brought publish_via_partition_root.
 // Before it a publication cannot name a partitioned table: Ferry publishes
 // its leaves, and the stream carries their changes under the root's name
-// (partitions.go), as 13 and later do.
+// (decode/partitions.go), as 13 and later do.
 const viaRootVersion = 130000
 
 // pubTarget is what a publication publishes: every table of the database,

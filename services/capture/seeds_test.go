@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/ferry-cdc/ferry/services/capture/decode"
 	"github.com/ferry-cdc/ferry/services/capture/wire"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 	"github.com/ferry-cdc/ferry/services/testenv"
@@ -129,7 +130,7 @@ func runSeedWorkload(t *testing.T, q, qf string) {
 
 // writeSeeds rewrites the corpora: every real message alone, the whole
 // sequence, and every text value with its column's type.
-func writeSeeds(t *testing.T, raw [][]byte, rels *relationCache) {
+func writeSeeds(t *testing.T, raw [][]byte, rels *decode.Relations) {
 	t.Helper()
 	dir := filepath.Join("testdata", "fuzz")
 	// FuzzParseMessage is the wire package's.
@@ -171,7 +172,7 @@ func writeSeeds(t *testing.T, raw [][]byte, rels *relationCache) {
 
 // textValues lists the text columns of a change message with the type
 // each decodes as.
-func textValues(t *testing.T, m []byte, rels *relationCache) []typedText {
+func textValues(t *testing.T, m []byte, rels *decode.Relations) []typedText {
 	t.Helper()
 	msg, err := wire.ParseMessage(m)
 	if err != nil {
@@ -189,7 +190,7 @@ func textValues(t *testing.T, m []byte, rels *relationCache) []typedText {
 	default:
 		return nil
 	}
-	rel, err := rels.get(oid)
+	rel, err := rels.Get(oid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +201,7 @@ func textValues(t *testing.T, m []byte, rels *relationCache) []typedText {
 		}
 		for i, c := range tup.Columns {
 			if c.DataType == pglogrepl.TupleDataTypeText && len(c.Data) < 200 {
-				out = append(out, typedText{rel.decodeOID(i), string(c.Data)})
+				out = append(out, typedText{rel.DecodeOID(i), string(c.Data)})
 			}
 		}
 	}

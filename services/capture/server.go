@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	"github.com/ferry-cdc/ferry/services/capture/decode"
 	"github.com/ferry-cdc/ferry/services/capture/wire"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 	"github.com/ferry-cdc/ferry/services/internal/pgsql"
@@ -190,7 +191,7 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 		newBatcher(start.GetMaxBatchEvents(), start.GetMaxBatchDelayMs()))
 	st.version, st.streaming = version, streaming
 	if version < viaRootVersion {
-		st.roots = newPartitionRoots(conn)
+		st.roots = decode.NewPartitionRoots(conn)
 	}
 	if evaluatedFilters(version) {
 		exprs, err := readFilterRow(ctx, conn, pub)

@@ -12,6 +12,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/capture/decode"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
@@ -31,7 +32,7 @@ type tableReader struct {
 	keyCols []int
 	keys    [][]string
 
-	rel     *relation
+	rel     *decode.Relation
 	cur     *cdcv1.ChangeBatch
 	partial []byte
 	fields  [][]byte
@@ -42,7 +43,7 @@ type tableReader struct {
 type snapshotTable struct {
 	idx  int
 	ref  *taskv1.TableRef
-	rel  *relation
+	rel  *decode.Relation
 	cols []string // quoted
 	from string
 	// filter is pub's row filter on the table, if any, as this snapshot
@@ -58,8 +59,8 @@ func describeSnapshotTable(ctx context.Context, conn *pgx.Conn, version int, pub
 	if err != nil {
 		return nil, err
 	}
-	st := &snapshotTable{idx: idx, ref: t, rel: rel, cols: make([]string, len(rel.msg.Columns))}
-	for i, c := range rel.msg.Columns {
+	st := &snapshotTable{idx: idx, ref: t, rel: rel, cols: make([]string, len(rel.Msg.Columns))}
+	for i, c := range rel.Msg.Columns {
 		st.cols[i] = pgx.Identifier{c.Name}.Sanitize()
 	}
 	// A partitioned table is published through its root
@@ -69,7 +70,7 @@ func describeSnapshotTable(ctx context.Context, conn *pgx.Conn, version int, pub
 	if relkind == "p" {
 		st.from = qualified(t)
 	}
-	if st.filter, err = publishedFilter(ctx, conn, version, pub, rel.msg.RelationID); err != nil {
+	if st.filter, err = publishedFilter(ctx, conn, version, pub, rel.Msg.RelationID); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -79,7 +80,7 @@ func describeSnapshotTable(ctx context.Context, conn *pgx.Conn, version int, pub
 // the chunk.
 func (tr *tableReader) read(ctx context.Context, conn *pgx.Conn, st *snapshotTable, c tableChunk) error {
 	tr.rel = st.rel
-	tr.cur = &cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{st.rel.proto}}
+	tr.cur = &cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{st.rel.Proto}}
 	// queries_per_second counts the queries that read table data, one COPY
 	// per chunk; the few catalog lookups describing the table are not.
 	if err := tr.thr.wait(ctx, cost{queries: 1}); err != nil {
@@ -134,7 +135,7 @@ func (w copyWriter) Write(p []byte) (int, error) {
 
 // row decodes one line of COPY's text format into a snapshot INSERT.
 func (tr *tableReader) row(line []byte) error {
-	cols := tr.rel.msg.Columns
+	cols := tr.rel.Msg.Columns
 	tr.fields = tr.fields[:0]
 	if len(cols) > 0 {
 		for f := range bytes.SplitSeq(line, []byte{'\t'}) {
@@ -166,7 +167,7 @@ func (tr *tableReader) row(line []byte) error {
 	}
 	lsn := uint64(tr.snap.lsn)
 	tr.cur.Events = append(tr.cur.Events, &cdcv1.ChangeEvent{
-		Op: cdcv1.Operation_OPERATION_INSERT, RelationOid: tr.rel.msg.RelationID, NewTuple: values,
+		Op: cdcv1.Operation_OPERATION_INSERT, RelationOid: tr.rel.Msg.RelationID, NewTuple: values,
 		Lsn: lsn, CommitLsn: lsn, CommitTime: tr.snap.at, Snapshot: true,
 	})
 	return nil
@@ -260,8 +261,8 @@ func parseDigits(b []byte, base, limit int) (n, used int) {
 // describeTable builds the table's relation as pgoutput would send it: the
 // columns pgoutput publishes (not dropped, not generated) in attnum order,
 // flagged as key when in the replica identity, then described by the
-// stream's own relationCache so that both phases carry the same Relation.
-func describeTable(ctx context.Context, conn *pgx.Conn, t *taskv1.TableRef) (*relation, string, error) {
+// stream's own decode.Relations so that both phases carry the same Relation.
+func describeTable(ctx context.Context, conn *pgx.Conn, t *taskv1.TableRef) (*decode.Relation, string, error) {
 	schema := t.GetSchema()
 	if schema == "" {
 		schema = "public"
@@ -283,11 +284,12 @@ func describeTable(ctx context.Context, conn *pgx.Conn, t *taskv1.TableRef) (*re
 		return nil, "", fmt.Errorf("listing the columns: %w", err)
 	}
 	msg.ColumnNum = uint16(len(msg.Columns))
-	cache := newRelationCache(conn)
-	if err := cache.define(ctx, msg); err != nil {
+	cache := decode.NewRelations(conn)
+	if err := cache.Define(ctx, msg); err != nil {
 		return nil, "", err
 	}
-	return cache.byOID[msg.RelationID], relkind, nil
+	rel, _ := cache.Lookup(msg.RelationID)
+	return rel, relkind, nil
 }
 
 // publishedColumns lists the columns pgoutput sends, with its key flag:

@@ -18,6 +18,7 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	"github.com/ferry-cdc/ferry/services/capture/decode"
 	"github.com/ferry-cdc/ferry/services/capture/wire"
 )
 
@@ -62,7 +63,7 @@ type stream struct {
 	out     sender
 	repl    *pgconn.PgConn
 	catalog *pgx.Conn
-	rels    *relationCache
+	rels    *decode.Relations
 	lsn     *wire.LSNTracker
 	batch   *batcher
 
@@ -74,8 +75,8 @@ type stream struct {
 	hb            heartbeat
 	bf            *backfiller // nil: no tables to backfill (backfill.go)
 	// roots present partitions' changes under their roots (PostgreSQL 12,
-	// partitions.go); nil where the publication does so itself.
-	roots *partitionRoots
+	// decode/partitions.go); nil where the publication does so itself.
+	roots *decode.PartitionRoots
 	// sig finds Ferry's signal table in the stream (signals.go).
 	sig signalColumns
 	// filters are the row filters Ferry evaluates itself, before
@@ -114,13 +115,13 @@ func newStream(logger *slog.Logger, out sender, repl *pgconn.PgConn, catalog *pg
 		out:           out,
 		repl:          repl,
 		catalog:       catalog,
-		rels:          newRelationCache(catalog),
+		rels:          decode.NewRelations(catalog),
 		lsn:           wire.NewLSNTracker(confirmed, start),
 		batch:         batch,
 		lastStatus:    time.Now(),
 		lastWatermark: uint64(confirmed),
 	}
-	st.defineRelation = st.rels.define
+	st.defineRelation = st.rels.Define
 	return st
 }
 

@@ -1,4 +1,4 @@
-package capture
+package decode
 
 import (
 	"strings"
@@ -13,7 +13,7 @@ import (
 // TestDecodeTupleKeepsTheText: each value is pgoutput's text byte for
 // byte, whatever its type, and null and unchanged TOAST keep their kinds.
 func TestDecodeTupleKeepsTheText(t *testing.T) {
-	rel := &relation{msg: &pglogrepl.RelationMessage{
+	rel := &Relation{Msg: &pglogrepl.RelationMessage{
 		Namespace: "public", RelationName: "t",
 		Columns: []*pglogrepl.RelationMessageColumn{
 			{Name: "id", DataType: pgtype.Int8OID}, {Name: "big", DataType: pgtype.TextOID}, {Name: "n", DataType: pgtype.Int4OID},
@@ -28,7 +28,7 @@ func TestDecodeTupleKeepsTheText(t *testing.T) {
 		{DataType: 't', Data: []byte("294276-12-31 23:59:59.999999+00")},
 		{DataType: 't', Data: []byte{}},
 	}}
-	got, err := decodeTuple(rel, in)
+	got, err := Tuple(rel, in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,18 +52,18 @@ func TestDecodeTupleKeepsTheText(t *testing.T) {
 }
 
 func TestDecodeTupleRejectsWhatItCannotCarry(t *testing.T) {
-	rel := &relation{msg: &pglogrepl.RelationMessage{
+	rel := &Relation{Msg: &pglogrepl.RelationMessage{
 		Namespace: "public", RelationName: "t",
 		Columns: []*pglogrepl.RelationMessageColumn{{Name: "id", DataType: pgtype.Int8OID}, {Name: "b", DataType: pgtype.ByteaOID}},
 	}}
 	secret := []byte("s3cret")
-	_, err := decodeTuple(rel, &pglogrepl.TupleData{Columns: []*pglogrepl.TupleDataColumn{
+	_, err := Tuple(rel, &pglogrepl.TupleData{Columns: []*pglogrepl.TupleDataColumn{
 		{DataType: 't', Data: []byte("1")}, {DataType: 'b', Data: secret},
 	}})
 	if err == nil || !strings.Contains(err.Error(), `column "b"`) || strings.Contains(err.Error(), string(secret)) {
 		t.Fatalf("a binary value: error %v, want one naming the column and not the value", err)
 	}
-	if _, err := decodeTuple(rel, &pglogrepl.TupleData{Columns: []*pglogrepl.TupleDataColumn{{DataType: 'n'}}}); err == nil {
+	if _, err := Tuple(rel, &pglogrepl.TupleData{Columns: []*pglogrepl.TupleDataColumn{{DataType: 'n'}}}); err == nil {
 		t.Fatal("a tuple with too few columns decoded")
 	}
 }
