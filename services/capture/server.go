@@ -28,6 +28,7 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	"github.com/ferry-cdc/ferry/services/capture/decode"
+	"github.com/ferry-cdc/ferry/services/capture/throttle"
 	"github.com/ferry-cdc/ferry/services/capture/wire"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 	"github.com/ferry-cdc/ferry/services/internal/pgsql"
@@ -39,7 +40,7 @@ import (
 type Server struct {
 	capturev1.UnimplementedCaptureServiceServer
 	logger    *slog.Logger
-	throttles throttleRegistry
+	throttles throttle.Registry
 	// Metrics records per-slot metrics (metrics.go); nil records none.
 	Metrics *Metrics
 	// snapshotChunkBlocks, when set, replaces snapshotChunkBlocks, so that
@@ -117,8 +118,8 @@ func (s *Server) StreamChanges(gs capturev1.CaptureService_StreamChangesServer) 
 	if err := validateNames(start.GetSlotName(), start.GetPublicationName()); err != nil {
 		return err
 	}
-	thr := newStreamThrottle(start.GetThrottle())
-	defer s.throttles.add(start.GetSlotName(), thr)()
+	thr := throttle.ForStream(start.GetThrottle())
+	defer s.throttles.Add(start.GetSlotName(), thr)()
 	gs, unwatch := s.Metrics.watchStream(start, gs)
 	defer unwatch()
 	st, err := s.openStream(ctx, start, gs)
@@ -130,7 +131,7 @@ func (s *Server) StreamChanges(gs capturev1.CaptureService_StreamChangesServer) 
 	}
 	defer st.close()
 	st.pace = st.paceWith(ctx, thr)
-	st.limited = thr.limited
+	st.limited = thr.Limited
 
 	acks := make(chan error, 1)
 	go st.receiveAcks(gs, acks)

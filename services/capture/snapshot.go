@@ -20,6 +20,7 @@ import (
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/capture/throttle"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 )
@@ -75,8 +76,8 @@ func (s *Server) ReadSnapshot(req *capturev1.ReadSnapshotRequest, gs capturev1.C
 		return status.Error(codes.InvalidArgument, "ReadSnapshot needs at least one table")
 	}
 	ctx := gs.Context()
-	thr := newSnapshotThrottle(req.GetThrottle())
-	defer s.throttles.add(req.GetSlotName(), thr)()
+	thr := throttle.ForSnapshot(req.GetThrottle())
+	defer s.throttles.Add(req.GetSlotName(), thr)()
 	gs, unwatch := s.Metrics.watchSnapshot(req, gs)
 	defer unwatch()
 	snap, err := s.exportSnapshot(ctx, req)
@@ -183,7 +184,7 @@ func (s *Server) dropStaleSlot(ctx context.Context, conn *pgx.Conn, req *capture
 // readTables plans the chunks, runs the readers and sends what they read,
 // with progress about once a second. It returns the final counts.
 func (s *Server) readTables(ctx context.Context, req *capturev1.ReadSnapshotRequest, snap *exportedSnapshot,
-	thr *throttle, gs capturev1.CaptureService_ReadSnapshotServer) ([]*taskv1.TableRowCount, error) {
+	thr *throttle.Throttle, gs capturev1.CaptureService_ReadSnapshotServer) ([]*taskv1.TableRowCount, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// The first reader's session plans: it is in the snapshot already.
@@ -324,7 +325,7 @@ func importSnapshot(ctx context.Context, conn *pgx.Conn, snap *exportedSnapshot)
 type chunkReaders struct {
 	req     *capturev1.ReadSnapshotRequest
 	snap    *exportedSnapshot
-	thr     *throttle
+	thr     *throttle.Throttle
 	version int
 	chunks  []tableChunk
 	next    *atomic.Int64

@@ -13,6 +13,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/capture/decode"
+	"github.com/ferry-cdc/ferry/services/capture/throttle"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
@@ -26,7 +27,7 @@ type tableReader struct {
 	snap     *exportedSnapshot
 	maxBatch int
 	items    chan<- snapshotItem
-	thr      *throttle // shared by the snapshot's readers
+	thr      *throttle.Throttle // shared by the snapshot's readers
 	// keyCols, set by a backfill, are the primary-key columns whose text
 	// each row's key is kept from, in keys (backfill.go).
 	keyCols []int
@@ -83,7 +84,7 @@ func (tr *tableReader) read(ctx context.Context, conn *pgx.Conn, st *snapshotTab
 	tr.cur = &cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{st.rel.Proto}}
 	// queries_per_second counts the queries that read table data, one COPY
 	// per chunk; the few catalog lookups describing the table are not.
-	if err := tr.thr.wait(ctx, cost{queries: 1}); err != nil {
+	if err := tr.thr.Wait(ctx, throttle.Cost{Queries: 1}); err != nil {
 		return err
 	}
 	if _, err := conn.PgConn().CopyTo(ctx, copyWriter{tr, ctx}, snapshotChunkQuery(st.cols, st.from, st.filter, c)); err != nil {
@@ -186,7 +187,7 @@ func (tr *tableReader) emit(ctx context.Context, last bool) error {
 	// Rows and bytes are paid before the hand-over, so the readers together
 	// emit no faster than the throttle allows, whatever their number.
 	if it.batch != nil {
-		if err := tr.thr.wait(ctx, tr.thr.batchCost(it.batch)); err != nil {
+		if err := tr.thr.Wait(ctx, tr.thr.BatchCost(it.batch)); err != nil {
 			return err
 		}
 	}

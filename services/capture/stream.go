@@ -19,6 +19,7 @@ import (
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	"github.com/ferry-cdc/ferry/services/capture/decode"
+	"github.com/ferry-cdc/ferry/services/capture/throttle"
 	"github.com/ferry-cdc/ferry/services/capture/wire"
 )
 
@@ -380,7 +381,7 @@ func (st *stream) flushIfDue(now time.Time) error {
 func (st *stream) send(b *cdcv1.ChangeBatch) error {
 	parts := []*cdcv1.ChangeBatch{b}
 	if st.limited != nil && st.limited() {
-		parts = splitBatch(b, throttledPartEvents)
+		parts = throttle.SplitBatch(b, throttle.PartEvents)
 	}
 	for _, p := range parts {
 		if st.pace != nil {
@@ -391,7 +392,7 @@ func (st *stream) send(b *cdcv1.ChangeBatch) error {
 		// Parts each paid within a slice still add up to a long time away
 		// from the replication connection: keep the walsender hearing from
 		// us (the update reports only what acks confirmed).
-		if now := time.Now(); len(parts) > 1 && now.Sub(st.lastStatus) >= throttleSlice {
+		if now := time.Now(); len(parts) > 1 && now.Sub(st.lastStatus) >= throttle.Slice {
 			if err := st.sendStatus(now); err != nil {
 				return err
 			}
