@@ -111,7 +111,7 @@ func (st *stream) message(now time.Time, m *pglogrepl.LogicalDecodingMessage, wa
 // do not each cost an empty batch.
 func (st *stream) commit(now time.Time, m *pglogrepl.CommitMessage) error {
 	hadEvents := st.txn != nil && st.txn.events > 0
-	var signals []signal
+	var signals []txnSignal
 	if st.txn != nil {
 		signals = st.txn.signals
 	}

@@ -49,7 +49,7 @@ import (
 // last chunk snapshot's xmin, which every later snapshot sees.
 //
 // Watermarks are logical messages on PostgreSQL 14 and later (pgoutput's
-// messages option) and rows of Ferry's signal table before (signals.go);
+// messages option) and rows of Ferry's signal table before (package signal);
 // either way they carry a random session id so that watermarks replayed from an earlier
 // stream are ignored. The loop never waits for the reader: the reader hands
 // the chunk over before it writes the HW, so the chunk is there when the HW

@@ -18,6 +18,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/capture/decode"
+	"github.com/ferry-cdc/ferry/services/capture/signal"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 )
@@ -307,7 +308,7 @@ func (r *chunkReader) handOver(ctx context.Context, c *chunk) error {
 }
 
 // mark writes the current chunk's watermark of kind "lw" or "hw": a row
-// of the signal table before PostgreSQL 14 (signals.go), else a message. Not
+// of the signal table before PostgreSQL 14 (package signal), else a message. Not
 // transactional, so pgoutput sends it at its own WAL position. PostgreSQL
 // 15 does not flush such a message (pg_logical_emit_message's flush
 // argument came in 17), and the walsender sends only flushed WAL, so a
@@ -320,9 +321,9 @@ func (r *chunkReader) mark(ctx context.Context, kind string) error {
 	defer cancel()
 	content := r.bf.markContent(kind, r.n)
 	var err error
-	if usesSignalTable(r.bf.version) {
+	if signal.UsesTable(r.bf.version) {
 		// Committed at once, and so flushed.
-		err = writeSignal(mctx, r.conn, r.bf.version, r.bf.slot, backfillPrefix, content)
+		err = signal.Write(mctx, r.conn, r.bf.version, r.bf.slot, backfillPrefix, content)
 	} else {
 		q := "SELECT pg_logical_emit_message(false, $1, $2)"
 		if kind == "hw" {

@@ -2,79 +2,19 @@ package capture
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"maps"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ferry-cdc/ferry/services/capture/decode"
+	"github.com/ferry-cdc/ferry/services/capture/signal"
 	"github.com/ferry-cdc/ferry/services/internal/rowfilter"
 )
 
-// Before PostgreSQL 15 there are no publication row filters: Ferry
-// evaluates each filter itself (rowfilter.Program), with PostgreSQL's
-// semantics, and keeps the filters where the stream and the snapshots both
-// read them in WAL order, as they read a publication: in a row of its
-// signal table, (publication, filterPrefix), holding a JSON object of
-// Ferry's rendering of each filter by quoted table name. Setup writes the
-// row when the filters change. A snapshot reads it in its own transaction
-// and pushes the rendering into its WHERE clause; the stream takes it from
-// the row's change at that change's commit, so the changes after it are
-// filtered with it, as PostgreSQL 15 filters the changes after an ALTER
-// PUBLICATION. A stream starts with the row as it stands then: when a
-// filter changed after the slot's confirmed position, the changes in
-// between, replayed, are filtered with the new filter, where PostgreSQL 15
-// would use the old one.
-const filterPrefix = "ferry.filters"
-
-// evaluatedFilters reports whether a server of this server_version_num
-// leaves filters to Ferry.
-func evaluatedFilters(version int) bool { return version < rowfilter.MinServerVersion }
-
-// readFilterRow is the publication's filters as its row holds them, or
-// none when there is no row (or no signal table).
-func readFilterRow(ctx context.Context, q rowFilterQuerier, pub string) (map[string]string, error) {
-	var exists bool
-	if err := q.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", signalTableName).Scan(&exists); err != nil || !exists {
-		return nil, wrapSignal("looking up", err)
-	}
-	var content string
-	err := q.QueryRow(ctx, "SELECT content FROM "+signalTableName+" WHERE slot_name = $1 AND prefix = $2", pub, filterPrefix).Scan(&content)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the filters of publication %s from %s: %w", pgx.Identifier{pub}.Sanitize(), signalTableName, err)
-	}
-	return parseFilterRow(pub, []byte(content))
-}
-
-func parseFilterRow(pub string, content []byte) (map[string]string, error) {
-	var out map[string]string
-	if err := json.Unmarshal(content, &out); err != nil {
-		return nil, fmt.Errorf("the filters of publication %s in %s are not a JSON object of filters by table: %w", pgx.Identifier{pub}.Sanitize(), signalTableName, err)
-	}
-	return out, nil
-}
-
-// writeFilterRow replaces the publication's filters, or deletes its row
-// when there are none.
-func writeFilterRow(ctx context.Context, conn *pgx.Conn, pub string, filters map[string]string) error {
-	var err error
-	if len(filters) == 0 {
-		_, err = conn.Exec(ctx, "DELETE FROM "+signalTableName+" WHERE slot_name = $1 AND prefix = $2", pub, filterPrefix)
-	} else {
-		content, _ := json.Marshal(filters) // a map of strings always marshals
-		err = upsertSignal(ctx, conn, pub, filterPrefix, string(content))
-	}
-	if err != nil {
-		return fmt.Errorf("writing the filters of publication %s to %s: %w", pgx.Identifier{pub}.Sanitize(), signalTableName, err)
-	}
-	return nil
-}
+// Before PostgreSQL 15 the stream evaluates row filters itself, as
+// PostgreSQL 15's pgoutput would, from the row of the signal table that
+// holds them (signal.FilterPrefix says how they get there).
 
 // streamFilters are the filters a stream applies itself.
 type streamFilters struct {
@@ -93,7 +33,7 @@ func (f *streamFilters) set(content []byte) error {
 	exprs := map[string]string{}
 	if content != nil {
 		var err error
-		if exprs, err = parseFilterRow(f.pub, content); err != nil {
+		if exprs, err = signal.ParseFilters(f.pub, content); err != nil {
 			return err
 		}
 	}
@@ -222,14 +162,4 @@ func (r tupleRow) Field(i int) ([]byte, rowfilter.State) {
 		return nil, rowfilter.Unchanged
 	}
 	return c.Data, rowfilter.Present
-}
-
-// forgetFilterRow deletes a released publication's filters, if Ferry's
-// signal table holds any.
-func forgetFilterRow(ctx context.Context, conn *pgx.Conn, pub string) error {
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", signalTableName).Scan(&exists); err != nil || !exists {
-		return wrapSignal("looking up", err)
-	}
-	return writeFilterRow(ctx, conn, pub, nil)
 }

@@ -8,6 +8,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	"github.com/ferry-cdc/ferry/services/capture/decode"
+	"github.com/ferry-cdc/ferry/services/capture/signal"
 )
 
 // filterRelation is public.t (id int8 key, note text) as pgoutput
@@ -102,13 +103,13 @@ func TestFilterRowChangesSwitchTheFilter(t *testing.T) {
 		t.Fatal("an unfiltered table dropped a row")
 	}
 	even := []byte(`{"\"public\".\"t\"":"((\"id\" % '2'::pg_catalog.int4) = '0'::pg_catalog.int4)"}`)
-	if err := st.commitSignals(time.Now(), []signal{{slot: "other", prefix: filterPrefix, content: []byte(`{}`)}, {slot: "pub", prefix: filterPrefix, content: even}}, 100); err != nil {
+	if err := st.commitSignals(time.Now(), []txnSignal{{slot: "other", prefix: signal.FilterPrefix, content: []byte(`{}`)}, {slot: "pub", prefix: signal.FilterPrefix, content: even}}, 100); err != nil {
 		t.Fatal(err)
 	}
 	if passes() {
 		t.Fatal("row 3 passed the filter id % 2 = 0")
 	}
-	if err := st.commitSignals(time.Now(), []signal{{slot: "pub", prefix: filterPrefix}}, 200); err != nil {
+	if err := st.commitSignals(time.Now(), []txnSignal{{slot: "pub", prefix: signal.FilterPrefix}}, 200); err != nil {
 		t.Fatal(err)
 	}
 	if !passes() {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	"github.com/ferry-cdc/ferry/services/capture/signal"
 	"github.com/ferry-cdc/ferry/services/internal/rowfilter"
 )
 
@@ -86,11 +87,6 @@ func filterStatus(pub string, err error) error {
 	return status.Errorf(code, "publication %s left unchanged: %v", pgx.Identifier{pub}.Sanitize(), err)
 }
 
-// rowFilterQuerier runs publishedFilter's query in a snapshot's transaction.
-type rowFilterQuerier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
 // publishedFilter is the row filter the publication applies to the table
 // (relation oid), as PostgreSQL renders it, or "" for none. A plain SELECT
 // on pg_publication_rel reads the catalog in the caller's transaction
@@ -98,9 +94,9 @@ type rowFilterQuerier interface {
 // latest), so a snapshot filters its rows as the publication stood at that
 // snapshot, which is what the slot decodes the changes after it with.
 // Before PostgreSQL 15 it is the filter Ferry evaluates, read from its row
-// in the same snapshot (evalfilters.go).
-func publishedFilter(ctx context.Context, q rowFilterQuerier, version int, pub string, oid uint32) (string, error) {
-	if evaluatedFilters(version) {
+// in the same snapshot (signal.ReadFilters).
+func publishedFilter(ctx context.Context, q signal.Querier, version int, pub string, oid uint32) (string, error) {
+	if signal.EvaluatedFilters(version) {
 		return evaluatedFilter(ctx, q, pub, oid)
 	}
 	var expr string
@@ -118,7 +114,7 @@ func publishedFilter(ctx context.Context, q rowFilterQuerier, version int, pub s
 }
 
 // serverVersion is the source's server_version_num.
-func serverVersion(ctx context.Context, q rowFilterQuerier) (int, error) {
+func serverVersion(ctx context.Context, q signal.Querier) (int, error) {
 	var v int
 	if err := q.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&v); err != nil {
 		return 0, fmt.Errorf("reading the source's server_version_num: %w", err)
@@ -128,8 +124,8 @@ func serverVersion(ctx context.Context, q rowFilterQuerier) (int, error) {
 
 // evaluatedFilter is the filter Ferry evaluates on table oid, from the
 // publication's row as the caller's snapshot sees it.
-func evaluatedFilter(ctx context.Context, q rowFilterQuerier, pub string, oid uint32) (string, error) {
-	exprs, err := readFilterRow(ctx, q, pub)
+func evaluatedFilter(ctx context.Context, q signal.Querier, pub string, oid uint32) (string, error) {
+	exprs, err := signal.ReadFilters(ctx, q, pub)
 	if err != nil || len(exprs) == 0 {
 		return "", err
 	}
@@ -144,7 +140,7 @@ func evaluatedFilter(ctx context.Context, q rowFilterQuerier, pub string, oid ui
 	// The row is Ferry's, but a snapshot's query is no place to trust it.
 	if expr != "" {
 		if err := rowfilter.OneCondition(expr); err != nil {
-			return "", failedPrecondition("the filter of table %s in %s is not one condition (%v); set it again with modify-objects", name, signalTableName, err)
+			return "", failedPrecondition("the filter of table %s in %s is not one condition (%v); set it again with modify-objects", name, signal.TableName, err)
 		}
 	}
 	return expr, nil

@@ -15,6 +15,7 @@ import (
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/capture/signal"
 	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
@@ -64,7 +65,7 @@ func (e *filterEnv) rowFilters(t *testing.T) map[string]string {
 		}
 		return collectFilters(t, rows)
 	}
-	exprs, err := readFilterRow(ctx, conn, e.pub)
+	exprs, err := signal.ReadFilters(ctx, conn, e.pub)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	"github.com/ferry-cdc/ferry/services/capture/signal"
 	"github.com/ferry-cdc/ferry/services/internal/rowfilter"
 )
 
@@ -178,7 +179,7 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, req *capturev1.Ensur
 	if err != nil {
 		return false, err
 	}
-	if !evaluatedFilters(st.version) {
+	if !signal.EvaluatedFilters(st.version) {
 		return ensurePublished(ctx, conn, req, st, filters, false)
 	}
 	return ensureFilterRow(ctx, conn, req, st, filters)
@@ -193,7 +194,7 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, req *capturev1.Ensur
 // filter is new on PostgreSQL 14, whose publications otherwise leave it out.
 func ensureFilterRow(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureReplicationRequest, st pubState, filters map[string]string) (bool, error) {
 	name := req.GetPublicationName()
-	had, err := readFilterRow(ctx, conn, name)
+	had, err := signal.ReadFilters(ctx, conn, name)
 	if err != nil {
 		return false, err
 	}
@@ -203,17 +204,17 @@ func ensureFilterRow(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureR
 	}
 	maps.Copy(interim, filters)
 	if len(interim) > 0 {
-		if err := ensureSignalTable(ctx, conn); err != nil {
+		if err := signal.EnsureTable(ctx, conn); err != nil {
 			return false, err
 		}
 	}
-	if len(filters) > 0 && st.exists && !st.have.allTables && !slices.Contains(st.have.tables, signalTableName) {
-		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", pgx.Identifier{name}.Sanitize(), signalTableName)); err != nil {
+	if len(filters) > 0 && st.exists && !st.have.allTables && !slices.Contains(st.have.tables, signal.TableName) {
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", pgx.Identifier{name}.Sanitize(), signal.TableName)); err != nil {
 			return false, fmt.Errorf("adding Ferry's signal table to publication %s: %w", pgx.Identifier{name}.Sanitize(), err)
 		}
 	}
 	if !maps.Equal(had, interim) {
-		if err := writeFilterRow(ctx, conn, name, interim); err != nil {
+		if err := signal.WriteFilters(ctx, conn, name, interim); err != nil {
 			return false, err
 		}
 	}
@@ -223,7 +224,7 @@ func ensureFilterRow(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureR
 	if err != nil || maps.Equal(interim, filters) {
 		return created, err
 	}
-	return created, writeFilterRow(ctx, conn, name, filters)
+	return created, signal.WriteFilters(ctx, conn, name, filters)
 }
 
 // ensurePublished makes the publication publish what the request asks
@@ -330,12 +331,12 @@ func versionedTarget(ctx context.Context, conn *pgx.Conn, version int, want pubT
 			return want, err
 		}
 	}
-	if usesSignalTable(version) || signals {
-		if err := ensureSignalTable(ctx, conn); err != nil {
+	if signal.UsesTable(version) || signals {
+		if err := signal.EnsureTable(ctx, conn); err != nil {
 			return want, err
 		}
 		if !want.allTables {
-			want.tables = append(want.tables, signalTableName)
+			want.tables = append(want.tables, signal.TableName)
 			slices.Sort(want.tables)
 			want.tables = slices.Compact(want.tables)
 		}

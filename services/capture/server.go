@@ -28,6 +28,7 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	"github.com/ferry-cdc/ferry/services/capture/decode"
+	"github.com/ferry-cdc/ferry/services/capture/signal"
 	"github.com/ferry-cdc/ferry/services/capture/throttle"
 	"github.com/ferry-cdc/ferry/services/capture/wire"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
@@ -194,8 +195,8 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 	if version < viaRootVersion {
 		st.roots = decode.NewPartitionRoots(conn)
 	}
-	if evaluatedFilters(version) {
-		exprs, err := readFilterRow(ctx, conn, pub)
+	if signal.EvaluatedFilters(version) {
+		exprs, err := signal.ReadFilters(ctx, conn, pub)
 		if err != nil {
 			st.close()
 			return nil, err
@@ -228,7 +229,7 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 func pluginArgs(version int, pub string, streamInProgress bool, protocol int) ([]string, wire.StreamMode) {
 	streaming := wire.StreamOff
 	switch {
-	case !streamInProgress || version < messagesVersion:
+	case !streamInProgress || version < signal.MessagesVersion:
 	case protocol == 4 && version >= parallelStreamVersion:
 		streaming = wire.StreamParallel
 	default:
@@ -241,7 +242,7 @@ func pluginArgs(version int, pub string, streamInProgress bool, protocol int) ([
 		// literal: quote the name as an identifier, then as a literal.
 		"publication_names " + pgsql.ReplicationLiteral(pgx.Identifier{pub}.Sanitize()),
 	}
-	if !usesSignalTable(version) {
+	if !signal.UsesTable(version) {
 		args = append(args, "messages 'true'")
 	}
 	switch streaming {

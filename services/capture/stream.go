@@ -19,6 +19,7 @@ import (
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	"github.com/ferry-cdc/ferry/services/capture/decode"
+	"github.com/ferry-cdc/ferry/services/capture/signal"
 	"github.com/ferry-cdc/ferry/services/capture/throttle"
 	"github.com/ferry-cdc/ferry/services/capture/wire"
 )
@@ -54,7 +55,7 @@ type txn struct {
 	commitLSN  uint64
 	commitTime *timestamppb.Timestamp
 	events     int
-	signals    []signal // signal table rows (signals.go)
+	signals    []txnSignal // signal table rows (signals.go)
 }
 
 // stream is one StreamChanges call. Everything but lsn is owned by the
@@ -341,7 +342,7 @@ func (st *stream) idleWatermark(now time.Time) error {
 // non-transactional logical message, which needs no table and no privilege
 // beyond connecting (pg_logical_emit_message is executable by PUBLIC), or
 // before PostgreSQL 14, whose pgoutput drops messages, a row of Ferry's
-// signal table (signals.go). The stream turns either into a watermark. A
+// signal table (package signal). The stream turns either into a watermark. A
 // failed heartbeat is logged, not fatal: the slot keeps advancing on
 // keepalives. Only a lost session ends the stream, since relation lookups
 // need it too.
@@ -352,7 +353,7 @@ func (st *stream) heartbeat(ctx context.Context, now time.Time) error {
 	st.hb.last = now
 	hctx, cancel := context.WithTimeout(ctx, heartbeatTimeout)
 	defer cancel()
-	err := writeSignal(hctx, st.catalog, st.version, st.hb.payload, heartbeatPrefix, st.hb.payload)
+	err := signal.Write(hctx, st.catalog, st.version, st.hb.payload, heartbeatPrefix, st.hb.payload)
 	switch {
 	case err == nil:
 		if st.hb.failing {
@@ -367,7 +368,7 @@ func (st *stream) heartbeat(ctx context.Context, now time.Time) error {
 	}
 	st.hb.failing = true
 	st.logger.Warn("writing the heartbeat failed; the slot advances on keepalives only until it works",
-		"error", err, "hint", "the source user must be able to run pg_logical_emit_message (PostgreSQL 14 and later) or write Ferry's signal table "+signalTableName+" (before 14), and the source must not be a standby")
+		"error", err, "hint", "the source user must be able to run pg_logical_emit_message (PostgreSQL 14 and later) or write Ferry's signal table "+signal.TableName+" (before 14), and the source must not be a standby")
 	return nil
 }
 
