@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -647,22 +646,6 @@ func appendKeyPart(b, part []byte) []byte {
 	b = strconv.AppendInt(b, int64(len(part)), 10)
 	b = append(b, ':')
 	return append(b, part...)
-}
-
-// copyKey is the unescaped text of a COPY row's key fields.
-func copyKey(fields [][]byte, cols []int) ([]string, error) {
-	key := make([]string, len(cols))
-	for i, ci := range cols {
-		if string(fields[ci]) == `\N` {
-			return nil, errors.New("a primary-key column is null")
-		}
-		text, err := unescapeCopyText(nil, fields[ci])
-		if err != nil {
-			return nil, err
-		}
-		key[i] = string(text)
-	}
-	return key, nil
 }
 
 // chunksInFlight is how many chunks each reader may have handed over and

@@ -15,10 +15,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/capture/decode"
 	"github.com/ferry-cdc/ferry/services/capture/signal"
+	"github.com/ferry-cdc/ferry/services/capture/snapshot"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 )
@@ -91,7 +91,7 @@ type chunkQuery struct {
 	order  string // ORDER BY ... LIMIT n) TO STDOUT
 	limit  int
 	// filter is the publication's row filter on the table as the chunk's
-	// snapshot sees it (publishedFilter); "" for none.
+	// snapshot sees it (snapshot.PublishedFilter); "" for none.
 	filter string
 }
 
@@ -150,7 +150,7 @@ func (bf *backfiller) readTables(ctx context.Context, src *taskv1.SourceEndpoint
 func (r *chunkReader) table(ctx context.Context, i int) error {
 	t := r.bf.tables[i]
 	dctx, cancel := context.WithTimeout(ctx, backfillStatementTimeout)
-	rel, relkind, err := describeTable(dctx, r.conn, t.ref)
+	rel, relkind, err := snapshot.DescribeTable(dctx, r.conn, t.ref)
 	cancel()
 	if err != nil {
 		return err
@@ -274,27 +274,27 @@ func (r *chunkReader) chunk(ctx context.Context, table int, q chunkQuery, after 
 	r.bf.chunks.snapped(c.n, c.snap.xmin)
 	// The stream filters the table with the publication as of each change,
 	// so the chunk takes the filter as of its own snapshot.
-	if q.filter, err = publishedFilter(cctx, tx, r.bf.version, r.bf.pub, q.rel.Msg.RelationID); err != nil {
+	if q.filter, err = snapshot.PublishedFilter(cctx, tx, r.bf.version, r.bf.pub, q.rel.Msg.RelationID); err != nil {
 		return nil, fmt.Errorf("chunk %d: %w", r.n, err)
 	}
-	tr := &tableReader{snap: &exportedSnapshot{at: timestamppb.New(at)}, maxBatch: q.limit + 1,
-		rel: q.rel, cur: &cdcv1.ChangeBatch{}, keyCols: q.key}
-	if _, err := r.conn.PgConn().CopyTo(cctx, copyWriter{tr, cctx}, q.sql(after)); err != nil {
+	tr := snapshot.NewKeyReader(q.rel, timestamppb.New(at), q.key, q.limit+1)
+	if _, err := r.conn.PgConn().CopyTo(cctx, tr.Writer(cctx), q.sql(after)); err != nil {
 		return nil, fmt.Errorf("reading chunk %d: %w", r.n, err)
 	}
-	if len(tr.partial) > 0 {
+	if !tr.Complete() {
 		return nil, fmt.Errorf("reading chunk %d: COPY output ended inside a row", r.n)
 	}
 	if err := tx.Commit(cctx); err != nil {
 		return nil, fmt.Errorf("ending the transaction of chunk %d: %w", r.n, err)
 	}
-	c.events, c.full = tr.cur.GetEvents(), len(tr.cur.GetEvents()) >= q.limit
-	c.keys = make([]string, len(tr.keys))
-	for i, k := range tr.keys {
+	c.events, c.full = tr.Events(), len(tr.Events()) >= q.limit
+	keys := tr.Keys()
+	c.keys = make([]string, len(keys))
+	for i, k := range keys {
 		c.keys[i] = encodeKey(k)
 	}
-	if len(tr.keys) > 0 {
-		c.last = tr.keys[len(tr.keys)-1]
+	if len(keys) > 0 {
+		c.last = keys[len(keys)-1]
 	}
 	return c, nil
 }

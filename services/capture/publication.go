@@ -169,7 +169,7 @@ func readPublication(ctx context.Context, conn *pgx.Conn, name string) (pubState
 // ensurePublication creates the publication, or makes an existing one
 // publish exactly what the request asks for, always via the partition root.
 // Before PostgreSQL 15 the filters go to their row of the signal table
-// instead (evalfilters.go; ensureFilterRow).
+// instead (signal.WriteFilters; ensureFilterRow).
 func ensurePublication(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureReplicationRequest) (bool, error) {
 	filters, err := checkFilters(ctx, conn, req)
 	if err != nil {

@@ -84,7 +84,7 @@ func recordWorkload(t *testing.T) [][]byte {
 		t.Fatal(err)
 	}
 	defer func() { _ = repl.Close(context.Background()) }()
-	version, err := serverVersion(ctx, conn)
+	version, err := pgsource.ServerVersion(ctx, conn)
 	if err != nil {
 		t.Fatal(err)
 	}

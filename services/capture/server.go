@@ -44,8 +44,9 @@ type Server struct {
 	throttles throttle.Registry
 	// Metrics records per-slot metrics (metrics.go); nil records none.
 	Metrics *Metrics
-	// snapshotChunkBlocks, when set, replaces snapshotChunkBlocks, so that
-	// tests split small tables into many chunks.
+	// snapshotChunkBlocks, when set, replaces the snapshot's smallest
+	// chunk (snapshot.Options), so that tests split small tables into many
+	// chunks.
 	snapshotChunkBlocks int64
 	// StreamInProgress asks PostgreSQL 14 and later to stream large
 	// transactions while they run (pgoutput protocol 2, streaming.go)
@@ -173,7 +174,7 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 		return nil, err
 	}
 	startLSN := resumeAt(s.logger, slot, pglogrepl.LSN(start.GetStartLsn()), slotNow)
-	version, err := serverVersion(ctx, conn)
+	version, err := pgsource.ServerVersion(ctx, conn)
 	if err != nil {
 		_ = repl.Close(context.WithoutCancel(ctx))
 		return nil, err

@@ -97,7 +97,7 @@ func recordStreamedWorkload(t *testing.T, e *streamPG, q, slot, pub string, prot
 		t.Fatal(err)
 	}
 	defer func() { _ = repl.Close(context.Background()) }()
-	version, err := serverVersion(ctx, e.pg.Conn(t))
+	version, err := pgsource.ServerVersion(ctx, e.pg.Conn(t))
 	if err != nil {
 		t.Fatal(err)
 	}
