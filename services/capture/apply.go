@@ -146,7 +146,7 @@ func (st *stream) change(now time.Time, m pglogrepl.Message, lsn pglogrepl.LSN) 
 	if err != nil {
 		return fmt.Errorf("decoding the change at %s: %w", lsn, err)
 	}
-	if err := st.bf.observe(rel, m, st.txn.xid); err != nil {
+	if err := st.bf.Observe(rel, m, st.txn.xid); err != nil {
 		return fmt.Errorf("the change at %s: %w", lsn, err)
 	}
 	ev.Lsn = uint64(lsn)
@@ -179,7 +179,7 @@ func (st *stream) truncate(now time.Time, m *pglogrepl.TruncateMessage, lsn pglo
 		if err != nil {
 			return fmt.Errorf("decoding the TRUNCATE at %s: %w", lsn, err)
 		}
-		st.bf.observeTruncate(rel, st.txn.xid)
+		st.bf.ObserveTruncate(rel, st.txn.xid)
 		if !rel.Sent {
 			defs = append(defs, rel.Proto)
 			rel.Sent = true

@@ -322,21 +322,3 @@ func TestRowFilterSnapshotAndBackfill(t *testing.T) {
 		t.Errorf("last frame %v, want 5 rows", f)
 	}
 }
-
-func TestChunkQueryAppliesTheFilter(t *testing.T) {
-	rel := testRelation(42, "t") // columns note, id
-	rel.Proto = &cdcv1.Relation{Columns: []*cdcv1.Column{{Name: "note", TypeName: "text"}, {Name: "id", TypeName: "bigint"}}}
-	q, err := newChunkQuery(backfillTable{ref: &taskv1.TableRef{Schema: "public", Table: "t"}, pk: []string{"id"}}, rel, "r", 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.filter = "(note = 'eu'::text)"
-	want := `COPY (SELECT "note", "id" FROM ONLY "public"."t" WHERE ((note = 'eu'::text)) ORDER BY "id" LIMIT 10) TO STDOUT`
-	if got := q.sql(nil); got != want {
-		t.Errorf("first chunk:\n got %s\nwant %s", got, want)
-	}
-	want = `COPY (SELECT "note", "id" FROM ONLY "public"."t" WHERE ("id") > ('7'::bigint) AND ((note = 'eu'::text)) ORDER BY "id" LIMIT 10) TO STDOUT`
-	if got := q.sql([]string{"7"}); got != want {
-		t.Errorf("next chunk:\n got %s\nwant %s", got, want)
-	}
-}

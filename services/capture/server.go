@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	"github.com/ferry-cdc/ferry/services/capture/backfill"
 	"github.com/ferry-cdc/ferry/services/capture/decode"
 	"github.com/ferry-cdc/ferry/services/capture/signal"
 	"github.com/ferry-cdc/ferry/services/capture/throttle"
@@ -73,6 +74,10 @@ type Server struct {
 func NewServer(logger *slog.Logger) *Server {
 	return &Server{logger: logger, StreamInProgress: true, StreamProtocol: DefaultStreamProtocol, BackfillReaders: DefaultBackfillReaders}
 }
+
+// DefaultBackfillReaders is how many tables a stream's backfill reads at
+// once unless the capture is told otherwise (backfill.DefaultReaders).
+const DefaultBackfillReaders = backfill.DefaultReaders
 
 // DefaultStreamProtocol is the protocol streamed transactions use on
 // PostgreSQL 16 and later unless the capture is told otherwise. It stays 2,
@@ -214,7 +219,7 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 	}
 	st.hb = heartbeat{every: time.Duration(start.GetHeartbeatSeconds()) * time.Second, payload: slot}
 	// Started once replication has, so every watermark is in the stream.
-	if st.bf, err = startBackfill(ctx, start, conn, cmp.Or(s.BackfillReaders, DefaultBackfillReaders)); err != nil {
+	if st.bf, err = backfill.Start(ctx, start, conn, cmp.Or(s.BackfillReaders, DefaultBackfillReaders)); err != nil {
 		st.close()
 		return nil, err
 	}

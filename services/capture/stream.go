@@ -18,6 +18,7 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	"github.com/ferry-cdc/ferry/services/capture/backfill"
 	"github.com/ferry-cdc/ferry/services/capture/decode"
 	"github.com/ferry-cdc/ferry/services/capture/signal"
 	"github.com/ferry-cdc/ferry/services/capture/throttle"
@@ -75,7 +76,7 @@ type stream struct {
 	lastWatermark uint64
 	lastIdleMark  time.Time
 	hb            heartbeat
-	bf            *backfiller // nil: no tables to backfill (backfill.go)
+	bf            *backfill.Backfills // nil: no tables to backfill (package backfill)
 	// roots present partitions' changes under their roots (PostgreSQL 12,
 	// decode/partitions.go); nil where the publication does so itself.
 	roots *decode.PartitionRoots
@@ -130,7 +131,7 @@ func newStream(logger *slog.Logger, out sender, repl *pgconn.PgConn, catalog *pg
 // close ends both sessions. It runs when the gRPC call ends, so it must not
 // use the call's context, which is already cancelled.
 func (st *stream) close() {
-	st.bf.stop()
+	st.bf.Stop()
 	if err := st.spools.RemoveAll(); err != nil {
 		st.logger.Warn("deleting the spools of in-progress streamed transactions failed; delete them by hand", "error", err)
 	}
@@ -181,7 +182,7 @@ func (st *stream) run(ctx context.Context, clientDone <-chan error) error {
 			return err
 		default:
 		}
-		if err := st.bf.failed(); err != nil {
+		if err := st.bf.Failed(); err != nil {
 			return err
 		}
 		now := time.Now()

@@ -33,7 +33,7 @@ type TableReader struct {
 	items    chan<- snapshotItem
 	thr      *throttle.Throttle // shared by the snapshot's readers
 	// keyCols, set by a backfill, are the primary-key columns whose text
-	// each row's key is kept from, in keys (capture's backfill.go).
+	// each row's key is kept from, in keys (package backfill).
 	keyCols []int
 	keys    [][]string
 

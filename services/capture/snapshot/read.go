@@ -40,7 +40,7 @@ import (
 // The snapshot lives only as long as the replication session that exported
 // it, so a snapshot that is interrupted cannot be resumed: the next attempt
 // drops the slot and starts again. The resumable path is DBLog's
-// watermarks beside the stream (capture's backfill.go), which reads tables in
+// watermarks beside the stream (package backfill), which reads tables in
 // primary-key order and so needs a key on every table. The task workflow
 // (the Setup activity and the workflow's planChunkedFullSync) takes that path for full
 // sync when every selected table has a primary key, and for tables added

@@ -1,4 +1,4 @@
-package capture
+package backfill
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -74,7 +75,7 @@ func xidPrecedes(a, b uint32) bool { return int32(a-b) < 0 }
 
 // chunkReader is one reader goroutine's state.
 type chunkReader struct {
-	bf       *backfiller
+	bf       *Backfills
 	conn     *pgx.Conn
 	n        int64 // the last chunk's number
 	inFlight int   // chunks handed over that the loop has not sent yet
@@ -97,7 +98,7 @@ type chunkQuery struct {
 
 // read runs the readers until every table is read, reporting the first
 // failure to the loop, which then ends the stream and with it the others.
-func (bf *backfiller) read(ctx context.Context, src *taskv1.SourceEndpoint) {
+func (bf *Backfills) read(ctx context.Context, src *taskv1.SourceEndpoint) {
 	defer close(bf.done)
 	var wg sync.WaitGroup
 	for range min(bf.readers, len(bf.tables)) {
@@ -115,7 +116,7 @@ func (bf *backfiller) read(ctx context.Context, src *taskv1.SourceEndpoint) {
 
 // readTables is one reader: on a session of its own, it reads the tables
 // no other reader has taken, one after another.
-func (bf *backfiller) readTables(ctx context.Context, src *taskv1.SourceEndpoint) error {
+func (bf *Backfills) readTables(ctx context.Context, src *taskv1.SourceEndpoint) error {
 	cctx, cancel := context.WithTimeout(ctx, backfillStatementTimeout)
 	conn, err := pgsource.Connect(cctx, src)
 	cancel()
@@ -248,7 +249,7 @@ func (r *chunkReader) awaitTurn(ctx context.Context) error {
 
 // chunk writes the LW and reads the rows after the key after in a
 // snapshot it records.
-func (r *chunkReader) chunk(ctx context.Context, table int, q chunkQuery, after []string) (*chunk, error) {
+func (r *chunkReader) chunk(ctx context.Context, table int, q chunkQuery, after []string) (*Chunk, error) {
 	r.n = r.bf.chunks.start(table)
 	if err := r.mark(ctx, "lw"); err != nil {
 		return nil, err
@@ -267,7 +268,7 @@ func (r *chunkReader) chunk(ctx context.Context, table int, q chunkQuery, after 
 	if err := tx.QueryRow(cctx, "SELECT txid_current_snapshot()::text, clock_timestamp()").Scan(&text, &at); err != nil {
 		return nil, fmt.Errorf("taking the snapshot of chunk %d: %w", r.n, err)
 	}
-	c := &chunk{n: r.n, table: table, rel: q.rel, sent: r.sent}
+	c := &Chunk{n: r.n, table: table, rel: q.rel, sent: r.sent}
 	if c.snap, err = parseXidSnapshot(text); err != nil {
 		return nil, err
 	}
@@ -301,7 +302,7 @@ func (r *chunkReader) chunk(ctx context.Context, table int, q chunkQuery, after 
 
 // handOver gives the chunk to the loop, then writes its HW: the loop finds
 // the chunk waiting when it decodes the HW.
-func (r *chunkReader) handOver(ctx context.Context, c *chunk) error {
+func (r *chunkReader) handOver(ctx context.Context, c *Chunk) error {
 	r.bf.chunks.hand(c)
 	r.inFlight++
 	return r.mark(ctx, "hw")
@@ -323,13 +324,13 @@ func (r *chunkReader) mark(ctx context.Context, kind string) error {
 	var err error
 	if signal.UsesTable(r.bf.version) {
 		// Committed at once, and so flushed.
-		err = signal.Write(mctx, r.conn, r.bf.version, r.bf.slot, backfillPrefix, content)
+		err = signal.Write(mctx, r.conn, r.bf.version, r.bf.slot, Prefix, content)
 	} else {
 		q := "SELECT pg_logical_emit_message(false, $1, $2)"
 		if kind == "hw" {
 			q = "SELECT pg_logical_emit_message(false, $1, $2), txid_current()"
 		}
-		_, err = r.conn.Exec(mctx, q, backfillPrefix, content)
+		_, err = r.conn.Exec(mctx, q, Prefix, content)
 	}
 	if err != nil {
 		return fmt.Errorf("writing the %s watermark of chunk %d: %w", kind, r.n, err)
@@ -348,4 +349,18 @@ func backfillError(role string, t *taskv1.TableRef, err error) error {
 		return status.Errorf(codes.Unavailable, "backfill of %s: %v; the source answered too slowly, the backfill resumes at its last confirmed chunk", qualified(t), err)
 	}
 	return fmt.Errorf("backfill of %s: %w", qualified(t), err)
+}
+
+// qualified is a table's quoted schema.table; an empty schema means public.
+func qualified(t *taskv1.TableRef) string {
+	schema := t.GetSchema()
+	if schema == "" {
+		schema = "public"
+	}
+	return pgx.Identifier{schema, t.GetTable()}.Sanitize()
+}
+
+func isPgCode(err error, code string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == code
 }
