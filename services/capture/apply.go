@@ -48,7 +48,7 @@ func (st *stream) apply(ctx context.Context, msg pglogrepl.Message, walStart pgl
 			return nil
 		}
 		if st.filters != nil {
-			st.filters.forget(m.RelationID)
+			st.filters.Forget(m.RelationID)
 		}
 		// Events already batched were decoded with the old definition; the
 		// receiver applies a batch's relations first, so they must not share
@@ -211,5 +211,5 @@ func (st *stream) filterChange(m pglogrepl.Message) (pglogrepl.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	return st.filters.filter(rel, m)
+	return st.filters.Filter(rel, m)
 }

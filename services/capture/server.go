@@ -207,7 +207,7 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 			st.close()
 			return nil, err
 		}
-		st.filters = newStreamFilters(pub, exprs)
+		st.filters = decode.NewFilters(pub, exprs)
 	}
 	if streaming != wire.StreamOff {
 		st.spools = wire.NewSpoolSet(s.SpoolDir, slot)

@@ -67,8 +67,8 @@ func (st *stream) signalRow(m pglogrepl.Message) bool {
 func (st *stream) commitSignals(now time.Time, signals []txnSignal, at pglogrepl.LSN) error {
 	for _, s := range signals {
 		if s.prefix == signal.FilterPrefix {
-			if st.filters != nil && s.slot == st.filters.pub {
-				if err := st.filters.set(s.content); err != nil {
+			if st.filters != nil && s.slot == st.filters.Publication() {
+				if err := st.filters.Set(s.content); err != nil {
 					return err
 				}
 			}

@@ -83,8 +83,8 @@ type stream struct {
 	// sig finds Ferry's signal table in the stream (signals.go).
 	sig signalColumns
 	// filters are the row filters Ferry evaluates itself, before
-	// PostgreSQL 15 (evalfilters.go); nil where the publication filters.
-	filters *streamFilters
+	// PostgreSQL 15 (decode/filters.go); nil where the publication filters.
+	filters *decode.Filters
 	// version is the source's server_version_num.
 	version int
 	// spools hold in-progress streamed transactions (protocol 2 or 4,

@@ -1,7 +1,8 @@
 // Package decode turns pgoutput's messages into Ferry's change events:
 // relation definitions described from the catalog, partitions' changes
-// presented under their roots, and row images as cdcv1.Tuple, each value
-// the text pgoutput sent.
+// presented under their roots, row images as cdcv1.Tuple, each value the
+// text pgoutput sent, and, before PostgreSQL 15, the row filters Ferry
+// evaluates itself.
 package decode
 
 import (

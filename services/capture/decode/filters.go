@@ -1,4 +1,4 @@
-package capture
+package decode
 
 import (
 	"context"
@@ -6,8 +6,9 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
-	"github.com/ferry-cdc/ferry/services/capture/decode"
 	"github.com/ferry-cdc/ferry/services/capture/signal"
 	"github.com/ferry-cdc/ferry/services/internal/rowfilter"
 )
@@ -16,20 +17,20 @@ import (
 // PostgreSQL 15's pgoutput would, from the row of the signal table that
 // holds them (signal.FilterPrefix says how they get there).
 
-// streamFilters are the filters a stream applies itself.
-type streamFilters struct {
+// Filters are the filters a stream applies itself.
+type Filters struct {
 	pub   string
 	exprs map[string]string // by quoted table name
 	progs map[uint32]*rowfilter.Program
 }
 
-func newStreamFilters(pub string, exprs map[string]string) *streamFilters {
-	return &streamFilters{pub: pub, exprs: exprs, progs: map[uint32]*rowfilter.Program{}}
+func NewFilters(pub string, exprs map[string]string) *Filters {
+	return &Filters{pub: pub, exprs: exprs, progs: map[uint32]*rowfilter.Program{}}
 }
 
-// set takes the filters of a committed change of the publication's row
+// Set takes the filters of a committed change of the publication's row
 // (nil content: the row was deleted).
-func (f *streamFilters) set(content []byte) error {
+func (f *Filters) Set(content []byte) error {
 	exprs := map[string]string{}
 	if content != nil {
 		var err error
@@ -44,12 +45,15 @@ func (f *streamFilters) set(content []byte) error {
 	return nil
 }
 
-// forget drops a relation's compiled filter when pgoutput describes it
+// Publication is the publication whose filters these are.
+func (f *Filters) Publication() string { return f.pub }
+
+// Forget drops a relation's compiled filter when pgoutput describes it
 // anew: its columns may have moved.
-func (f *streamFilters) forget(oid uint32) { delete(f.progs, oid) }
+func (f *Filters) Forget(oid uint32) { delete(f.progs, oid) }
 
 // program is rel's compiled filter, or nil when it has none.
-func (f *streamFilters) program(rel *decode.Relation) (*rowfilter.Program, error) {
+func (f *Filters) program(rel *Relation) (*rowfilter.Program, error) {
 	if p, ok := f.progs[rel.Msg.RelationID]; ok {
 		return p, nil
 	}
@@ -63,20 +67,20 @@ func (f *streamFilters) program(rel *decode.Relation) (*rowfilter.Program, error
 		}
 		var err error
 		if p, err = rowfilter.Compile(context.Background(), expr, cols, rowfilter.Canonical{}); err != nil {
-			return nil, failedPrecondition("the filter of table %s no longer fits the table (%v); Ferry evaluates filters itself before PostgreSQL 15 and checked it against the table when it was set: set the filter again with modify-objects, or remove it", name, err)
+			return nil, status.Errorf(codes.FailedPrecondition, "the filter of table %s no longer fits the table (%v); Ferry evaluates filters itself before PostgreSQL 15 and checked it against the table when it was set: set the filter again with modify-objects, or remove it", name, err)
 		}
 	}
 	f.progs[rel.Msg.RelationID] = p
 	return p, nil
 }
 
-// filter applies rel's filter to a row change as PostgreSQL 15's pgoutput
-// applies a publication row filter: an INSERT or a DELETE passes if its
+// Filter applies rel's Filter to a row change as PostgreSQL 15's pgoutput
+// applies a publication row Filter: an INSERT or a DELETE passes if its
 // row does; an UPDATE without an old row if its new row does; an UPDATE
 // with one becomes an INSERT when only the new row passes, a DELETE when
 // only the old one does, and is dropped when neither does. It returns nil
 // for a dropped change.
-func (f *streamFilters) filter(rel *decode.Relation, m pglogrepl.Message) (pglogrepl.Message, error) {
+func (f *Filters) Filter(rel *Relation, m pglogrepl.Message) (pglogrepl.Message, error) {
 	p, err := f.program(rel)
 	if err != nil || p == nil {
 		return m, err
@@ -84,7 +88,7 @@ func (f *streamFilters) filter(rel *decode.Relation, m pglogrepl.Message) (pglog
 	pass := func(t, old *pglogrepl.TupleData) (bool, error) {
 		ok, err := p.Pass(tupleRow{t: t, old: old})
 		if err != nil {
-			return false, failedPrecondition("evaluating the filter of table %s: %v; Ferry evaluates filters itself before PostgreSQL 15, and PostgreSQL 15 would stop decoding here too", pgx.Identifier{rel.Msg.Namespace, rel.Msg.RelationName}.Sanitize(), err)
+			return false, status.Errorf(codes.FailedPrecondition, "evaluating the filter of table %s: %v; Ferry evaluates filters itself before PostgreSQL 15, and PostgreSQL 15 would stop decoding here too", pgx.Identifier{rel.Msg.Namespace, rel.Msg.RelationName}.Sanitize(), err)
 		}
 		return ok, nil
 	}
