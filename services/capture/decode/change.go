@@ -46,13 +46,13 @@ func (c *Relations) Change(m pglogrepl.Message) (*cdcv1.ChangeEvent, *Relation, 
 	if err != nil {
 		return nil, nil, err
 	}
-	newT, err := Tuple(rel, newTuple)
+	newT, err := decodeTuple(rel, newTuple)
 	if err != nil {
 		return nil, nil, err
 	}
 	// A 'K' tuple carries the key columns and nulls elsewhere, which is
 	// the contract's "columns it does not reveal are null".
-	oldT, err := Tuple(rel, oldTuple)
+	oldT, err := decodeTuple(rel, oldTuple)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -74,8 +74,8 @@ func (f *Filters) program(rel *Relation) (*rowfilter.Program, error) {
 	return p, nil
 }
 
-// Filter applies rel's Filter to a row change as PostgreSQL 15's pgoutput
-// applies a publication row Filter: an INSERT or a DELETE passes if its
+// Filter applies rel's filter to a row change as PostgreSQL 15's pgoutput
+// applies a publication row filter: an INSERT or a DELETE passes if its
 // row does; an UPDATE without an old row if its new row does; an UPDATE
 // with one becomes an INSERT when only the new row passes, a DELETE when
 // only the old one does, and is dropped when neither does. It returns nil

@@ -9,10 +9,10 @@ import (
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
-// Tuple copies a pgoutput tuple into a cdcv1.Tuple, each value as the text
+// decodeTuple copies a pgoutput tuple into a Tuple, each value as the text
 // pgoutput sent: capture parses no value, so that a format parses only what
 // it needs, when it encodes.
-func Tuple(rel *Relation, t *pglogrepl.TupleData) (*cdcv1.Tuple, error) {
+func decodeTuple(rel *Relation, t *pglogrepl.TupleData) (*cdcv1.Tuple, error) {
 	if t == nil {
 		return nil, nil
 	}

@@ -28,7 +28,7 @@ func TestDecodeTupleKeepsTheText(t *testing.T) {
 		{DataType: 't', Data: []byte("294276-12-31 23:59:59.999999+00")},
 		{DataType: 't', Data: []byte{}},
 	}}
-	got, err := Tuple(rel, in)
+	got, err := decodeTuple(rel, in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,13 +57,13 @@ func TestDecodeTupleRejectsWhatItCannotCarry(t *testing.T) {
 		Columns: []*pglogrepl.RelationMessageColumn{{Name: "id", DataType: pgtype.Int8OID}, {Name: "b", DataType: pgtype.ByteaOID}},
 	}}
 	secret := []byte("s3cret")
-	_, err := Tuple(rel, &pglogrepl.TupleData{Columns: []*pglogrepl.TupleDataColumn{
+	_, err := decodeTuple(rel, &pglogrepl.TupleData{Columns: []*pglogrepl.TupleDataColumn{
 		{DataType: 't', Data: []byte("1")}, {DataType: 'b', Data: secret},
 	}})
 	if err == nil || !strings.Contains(err.Error(), `column "b"`) || strings.Contains(err.Error(), string(secret)) {
 		t.Fatalf("a binary value: error %v, want one naming the column and not the value", err)
 	}
-	if _, err := Tuple(rel, &pglogrepl.TupleData{Columns: []*pglogrepl.TupleDataColumn{{DataType: 'n'}}}); err == nil {
+	if _, err := decodeTuple(rel, &pglogrepl.TupleData{Columns: []*pglogrepl.TupleDataColumn{{DataType: 'n'}}}); err == nil {
 		t.Fatal("a tuple with too few columns decoded")
 	}
 }

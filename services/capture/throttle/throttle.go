@@ -131,7 +131,7 @@ func (t *Throttle) set(queries, rows, megabytes uint32) {
 	t.changed = make(chan struct{})
 }
 
-// Limited reports whether rows or bytes are Limited now.
+// Limited reports whether rows or bytes are limited now.
 func (t *Throttle) Limited() bool { return t.rows.limited() || t.bytes.limited() }
 
 // PartEvents is the largest part a throttled stream sends at once.
