@@ -112,17 +112,6 @@ func connectReplication(ctx context.Context, src *taskv1.SourceEndpoint) (*pgcon
 	return conn, err
 }
 
-// snapshotReadError names the table a snapshot reader failed on and, when
-// the role may not read it, the GRANT that fixes it.
-func snapshotReadError(role string, t *taskv1.TableRef, snapshot string, err error) error {
-	if isPgCode(err, "42501") {
-		return status.Errorf(codes.PermissionDenied,
-			"reading %s in snapshot %s: %v; role %q may not read the table: run GRANT SELECT ON %s TO %s",
-			qualified(t), snapshot, err, role, qualified(t), pgx.Identifier{role}.Sanitize())
-	}
-	return fmt.Errorf("reading %s in snapshot %s: %w", qualified(t), snapshot, err)
-}
-
 // slotDropped is a task's slot gone missing. It is never recreated here: the
 // WAL since its confirmed position is no longer retained for the task, and
 // a new slot would start at the current position and silently skip those

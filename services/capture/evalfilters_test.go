@@ -7,15 +7,48 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	"github.com/ferry-cdc/ferry/services/capture/decode"
+	"github.com/ferry-cdc/ferry/services/capture/signal"
 )
 
+// A filter row's change switches the filter from its commit on; a deleted
+// row removes it; another publication's row is not this stream's.
+func TestFilterRowChangesSwitchTheFilter(t *testing.T) {
+	st := &stream{filters: decode.NewFilters("pub", nil)}
+	rel := filterRelation()
+	odd := &pglogrepl.InsertMessage{RelationID: 7, Tuple: pgTuple("3", "a")}
+	passes := func() bool {
+		m, err := st.filters.Filter(rel, odd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m != nil
+	}
+	if !passes() {
+		t.Fatal("an unfiltered table dropped a row")
+	}
+	even := []byte(`{"\"public\".\"t\"":"((\"id\" % '2'::pg_catalog.int4) = '0'::pg_catalog.int4)"}`)
+	if err := st.commitSignals(time.Now(), []txnSignal{{slot: "other", prefix: signal.FilterPrefix, content: []byte(`{}`)}, {slot: "pub", prefix: signal.FilterPrefix, content: even}}, 100); err != nil {
+		t.Fatal(err)
+	}
+	if passes() {
+		t.Fatal("row 3 passed the filter id % 2 = 0")
+	}
+	if err := st.commitSignals(time.Now(), []txnSignal{{slot: "pub", prefix: signal.FilterPrefix}}, 200); err != nil {
+		t.Fatal(err)
+	}
+	if !passes() {
+		t.Fatal("a removed filter still dropped a row")
+	}
+}
+
 // filterRelation is public.t (id int8 key, note text) as pgoutput
-// describes it.
-func filterRelation() *relation {
-	return &relation{
-		msg: &pglogrepl.RelationMessage{RelationID: 7, Namespace: "public", RelationName: "t",
+// describes it (decode's filter tests have the same).
+func filterRelation() *decode.Relation {
+	return &decode.Relation{
+		Msg: &pglogrepl.RelationMessage{RelationID: 7, Namespace: "public", RelationName: "t",
 			Columns: []*pglogrepl.RelationMessageColumn{{Name: "id", DataType: 20, Flags: 1}, {Name: "note", DataType: 25}}},
-		proto: &cdcv1.Relation{},
+		Proto: &cdcv1.Relation{},
 	}
 }
 
@@ -32,85 +65,4 @@ func pgTuple(cols ...string) *pglogrepl.TupleData {
 		}
 	}
 	return t
-}
-
-// What PostgreSQL 15's pgoutput does with a filtered UPDATE, reproduced:
-// old and new pass, an UPDATE; only the old, a DELETE of the old row; only
-// the new, an INSERT of the new row with the old row's unchanged TOAST
-// values filled in; neither, nothing; no old row, the new row decides.
-func TestFilterTurnsUpdatesAsPostgreSQL15(t *testing.T) {
-	f := newStreamFilters("pub", map[string]string{`"public"."t"`: `(("id" % '2'::pg_catalog.int4) = '0'::pg_catalog.int4)`})
-	rel := filterRelation()
-	update := func(old, nw *pglogrepl.TupleData) *pglogrepl.UpdateMessage {
-		return &pglogrepl.UpdateMessage{RelationID: 7, OldTupleType: pglogrepl.UpdateMessageTupleTypeOld, OldTuple: old, NewTuple: nw}
-	}
-	cases := []struct {
-		name string
-		m    pglogrepl.Message
-		want string // the message type that passes, or "" for none
-	}{
-		{"insert passing", &pglogrepl.InsertMessage{RelationID: 7, Tuple: pgTuple("2", "a")}, "insert"},
-		{"insert failing", &pglogrepl.InsertMessage{RelationID: 7, Tuple: pgTuple("3", "a")}, ""},
-		{"delete passing", &pglogrepl.DeleteMessage{RelationID: 7, OldTuple: pgTuple("4", "<null>")}, "delete"},
-		{"update staying in", update(pgTuple("2", "a"), pgTuple("4", "b")), "update"},
-		{"update leaving", update(pgTuple("2", "a"), pgTuple("3", "b")), "delete"},
-		{"update entering", update(pgTuple("3", "long"), pgTuple("4", "<toast>")), "insert"},
-		{"update staying out", update(pgTuple("3", "a"), pgTuple("5", "b")), ""},
-		{"update without old row", &pglogrepl.UpdateMessage{RelationID: 7, NewTuple: pgTuple("6", "b")}, "update"},
-	}
-	for _, c := range cases {
-		got, err := f.filter(rel, c.m)
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		kind := ""
-		switch m := got.(type) {
-		case *pglogrepl.InsertMessage:
-			kind = "insert"
-			if c.name == "update entering" && string(m.Tuple.Columns[1].Data) != "long" {
-				t.Errorf("%s: the INSERT carries %q, want the old row's unchanged TOAST value", c.name, m.Tuple.Columns[1].Data)
-			}
-		case *pglogrepl.UpdateMessage:
-			kind = "update"
-		case *pglogrepl.DeleteMessage:
-			kind = "delete"
-			if c.name == "update leaving" && string(m.OldTuple.Columns[0].Data) != "2" {
-				t.Errorf("%s: the DELETE carries key %q, want the old row's", c.name, m.OldTuple.Columns[0].Data)
-			}
-		}
-		if kind != c.want {
-			t.Errorf("%s: became %q, want %q", c.name, kind, c.want)
-		}
-	}
-}
-
-// A filter row's change switches the filter from its commit on; a deleted
-// row removes it; another publication's row is not this stream's.
-func TestFilterRowChangesSwitchTheFilter(t *testing.T) {
-	st := &stream{filters: newStreamFilters("pub", nil)}
-	rel := filterRelation()
-	odd := &pglogrepl.InsertMessage{RelationID: 7, Tuple: pgTuple("3", "a")}
-	passes := func() bool {
-		m, err := st.filters.filter(rel, odd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m != nil
-	}
-	if !passes() {
-		t.Fatal("an unfiltered table dropped a row")
-	}
-	even := []byte(`{"\"public\".\"t\"":"((\"id\" % '2'::pg_catalog.int4) = '0'::pg_catalog.int4)"}`)
-	if err := st.commitSignals(time.Now(), []signal{{slot: "other", prefix: filterPrefix, content: []byte(`{}`)}, {slot: "pub", prefix: filterPrefix, content: even}}, 100); err != nil {
-		t.Fatal(err)
-	}
-	if passes() {
-		t.Fatal("row 3 passed the filter id % 2 = 0")
-	}
-	if err := st.commitSignals(time.Now(), []signal{{slot: "pub", prefix: filterPrefix}}, 200); err != nil {
-		t.Fatal(err)
-	}
-	if !passes() {
-		t.Fatal("a removed filter still dropped a row")
-	}
 }

@@ -21,7 +21,7 @@ import (
 // tests the old and the new row: an UPDATE whose old row passed and whose
 // new row does not arrives as a DELETE, the reverse as an INSERT. Full sync
 // and backfills read the filter back from the publication, in their own
-// snapshot (publishedFilter), and apply it as a WHERE clause, so a snapshot
+// snapshot (snapshot.PublishedFilter), and apply it as a WHERE clause, so a snapshot
 // holds exactly the rows the stream would. The text they run is
 // PostgreSQL's rendering of the filter, never the request's.
 
@@ -84,68 +84,4 @@ func filterStatus(pub string, err error) error {
 		code = codes.InvalidArgument
 	}
 	return status.Errorf(code, "publication %s left unchanged: %v", pgx.Identifier{pub}.Sanitize(), err)
-}
-
-// rowFilterQuerier runs publishedFilter's query in a snapshot's transaction.
-type rowFilterQuerier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-// publishedFilter is the row filter the publication applies to the table
-// (relation oid), as PostgreSQL renders it, or "" for none. A plain SELECT
-// on pg_publication_rel reads the catalog in the caller's transaction
-// snapshot (the functions behind pg_publication_tables would read the
-// latest), so a snapshot filters its rows as the publication stood at that
-// snapshot, which is what the slot decodes the changes after it with.
-// Before PostgreSQL 15 it is the filter Ferry evaluates, read from its row
-// in the same snapshot (evalfilters.go).
-func publishedFilter(ctx context.Context, q rowFilterQuerier, version int, pub string, oid uint32) (string, error) {
-	if evaluatedFilters(version) {
-		return evaluatedFilter(ctx, q, pub, oid)
-	}
-	var expr string
-	err := q.QueryRow(ctx, `
-		SELECT coalesce(pg_get_expr(r.prqual, r.prrelid), '')
-		FROM pg_publication p JOIN pg_publication_rel r ON r.prpubid = p.oid
-		WHERE p.pubname = $1 AND r.prrelid = $2`, pub, oid).Scan(&expr)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("reading the row filter of publication %s: %w", pgx.Identifier{pub}.Sanitize(), err)
-	}
-	return expr, nil
-}
-
-// serverVersion is the source's server_version_num.
-func serverVersion(ctx context.Context, q rowFilterQuerier) (int, error) {
-	var v int
-	if err := q.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&v); err != nil {
-		return 0, fmt.Errorf("reading the source's server_version_num: %w", err)
-	}
-	return v, nil
-}
-
-// evaluatedFilter is the filter Ferry evaluates on table oid, from the
-// publication's row as the caller's snapshot sees it.
-func evaluatedFilter(ctx context.Context, q rowFilterQuerier, pub string, oid uint32) (string, error) {
-	exprs, err := readFilterRow(ctx, q, pub)
-	if err != nil || len(exprs) == 0 {
-		return "", err
-	}
-	var name string
-	err = q.QueryRow(ctx, `
-		SELECT '"' || replace(n.nspname, '"', '""') || '"."' || replace(c.relname, '"', '""') || '"'
-		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, oid).Scan(&name)
-	if err != nil {
-		return "", fmt.Errorf("naming the table of relation %d: %w", oid, err)
-	}
-	expr := exprs[name]
-	// The row is Ferry's, but a snapshot's query is no place to trust it.
-	if expr != "" {
-		if err := rowfilter.OneCondition(expr); err != nil {
-			return "", failedPrecondition("the filter of table %s in %s is not one condition (%v); set it again with modify-objects", name, signalTableName, err)
-		}
-	}
-	return expr, nil
 }

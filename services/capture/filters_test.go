@@ -15,6 +15,7 @@ import (
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/capture/signal"
 	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
@@ -64,7 +65,7 @@ func (e *filterEnv) rowFilters(t *testing.T) map[string]string {
 		}
 		return collectFilters(t, rows)
 	}
-	exprs, err := readFilterRow(ctx, conn, e.pub)
+	exprs, err := signal.ReadFilters(ctx, conn, e.pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,23 +320,5 @@ func TestRowFilterSnapshotAndBackfill(t *testing.T) {
 	}
 	if f := lastFrame(items); f.GetRows() != 5 {
 		t.Errorf("last frame %v, want 5 rows", f)
-	}
-}
-
-func TestChunkQueryAppliesTheFilter(t *testing.T) {
-	rel := testRelation(42, "t") // columns note, id
-	rel.proto = &cdcv1.Relation{Columns: []*cdcv1.Column{{Name: "note", TypeName: "text"}, {Name: "id", TypeName: "bigint"}}}
-	q, err := newChunkQuery(backfillTable{ref: &taskv1.TableRef{Schema: "public", Table: "t"}, pk: []string{"id"}}, rel, "r", 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.filter = "(note = 'eu'::text)"
-	want := `COPY (SELECT "note", "id" FROM ONLY "public"."t" WHERE ((note = 'eu'::text)) ORDER BY "id" LIMIT 10) TO STDOUT`
-	if got := q.sql(nil); got != want {
-		t.Errorf("first chunk:\n got %s\nwant %s", got, want)
-	}
-	want = `COPY (SELECT "note", "id" FROM ONLY "public"."t" WHERE ("id") > ('7'::bigint) AND ((note = 'eu'::text)) ORDER BY "id" LIMIT 10) TO STDOUT`
-	if got := q.sql([]string{"7"}); got != want {
-		t.Errorf("next chunk:\n got %s\nwant %s", got, want)
 	}
 }

@@ -14,31 +14,15 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	"github.com/ferry-cdc/ferry/services/capture/decode"
+	"github.com/ferry-cdc/ferry/services/capture/internal/pgoutputtest"
+	"github.com/ferry-cdc/ferry/services/capture/wire"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
 // The seed corpora under testdata/fuzz are real pgoutput messages and
 // values, written by TestFuzzSeedsFromPostgres (see there); plain go test
 // runs them, go test -fuzz explores from them.
-
-// FuzzParseMessage: no input makes the decoder panic, and what it accepts is
-// exactly one well-framed message.
-func FuzzParseMessage(f *testing.F) {
-	f.Add([]byte{})
-	f.Add([]byte("I\x00\x00\x40\x00N\x00\x01t\xff\xff\xff\xff"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		msg, err := parseMessage(data)
-		if errors.Is(err, errDecoderPanic) {
-			t.Fatalf("framing check let through a message pglogrepl cannot decode: %v", err)
-		}
-		if err == nil && msg == nil {
-			t.Fatal("no message and no error")
-		}
-		if err != nil && msg != nil {
-			t.Fatalf("both a message %T and an error %v", msg, err)
-		}
-	})
-}
 
 // FuzzStreamMessages feeds a sequence of messages (each preceded by its
 // length as a big-endian uint16) through the stream's handler, as if the
@@ -51,7 +35,7 @@ func FuzzStreamMessages(f *testing.F) {
 		out := &recorder{}
 		st := fuzzStream(out)
 		err := feed(st, msgs)
-		if errors.Is(err, errDecoderPanic) {
+		if errors.Is(err, wire.ErrDecoderPanic) {
 			t.Fatalf("decoder panicked: %v", err)
 		}
 		if err == nil {
@@ -64,44 +48,19 @@ func FuzzStreamMessages(f *testing.F) {
 	})
 }
 
-// FuzzParseStreamMessage is FuzzParseMessage for protocols 2 and 4 (which
-// differ in StreamAbort), inside and outside a stream block.
-func FuzzParseStreamMessage(f *testing.F) {
-	f.Add([]byte("S\x00\x00\x00\x07\x01"), false)
-	f.Add([]byte("I\x00\x00\x00\x07\x00\x00\x40\x00N\x00\x01t\xff\xff\xff\xff"), true)
-	f.Add(streamAbortMsgV4(7, 8, 0x1234, 1), false)
-	f.Fuzz(func(t *testing.T, data []byte, inStream bool) {
-		for _, parallel := range []bool{false, true} {
-			msg, err := parseStreamMessage(data, inStream, parallel)
-			if errors.Is(err, errDecoderPanic) {
-				t.Fatalf("framing check let through a message pglogrepl cannot decode: %v", err)
-			}
-			if (err == nil) == (msg == nil) {
-				t.Fatalf("message %T and error %v", msg, err)
-			}
-		}
-		// What is spooled is replayed as protocol 1: the same framing.
-		if err := checkStreamFraming(data, true, false); err == nil && inStream && hasStreamXid(data[0]) {
-			if _, err := parseMessage(append([]byte{data[0]}, data[5:]...)); err != nil {
-				t.Fatalf("a framed stream message does not replay: %v", err)
-			}
-		}
-	})
-}
-
 // FuzzStreamedMessages is FuzzStreamMessages speaking protocol 2, with
 // stream blocks, aborts and commits: besides its checks, no row of a
 // rolled-back (sub)transaction, nor of one not committed yet, is shipped,
 // and every streamed row carries its commit's LSN and top-level xid.
 func FuzzStreamedMessages(f *testing.F) {
-	f.Add(joinSequence(streamStartMsg(7, true), streamStopMsg(), streamCommitMsg(7, 1, 2)))
+	f.Add(joinSequence(pgoutputtest.StreamStart(7, true), pgoutputtest.StreamStop(), pgoutputtest.StreamCommit(7, 1, 2)))
 	f.Fuzz(func(t *testing.T, seq []byte) {
 		msgs := splitSequence(seq)
 		out := &recorder{}
 		dir := t.TempDir()
 		st := fuzzStreamV2(out, dir)
 		err := feed(st, msgs)
-		if errors.Is(err, errDecoderPanic) {
+		if errors.Is(err, wire.ErrDecoderPanic) {
 			t.Fatalf("decoder panicked: %v", err)
 		}
 		if err == nil && !st.batch.empty() {
@@ -109,7 +68,7 @@ func FuzzStreamedMessages(f *testing.F) {
 		}
 		checkFedBatches(t, msgs, out.batches, st.rels)
 		checkStreamedRows(t, msgs, out.batches)
-		if err := st.spools.removeAll(); err != nil {
+		if err := st.spools.RemoveAll(); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -134,11 +93,11 @@ func streamedOrigins(msgs [][]byte) (map[uint64]streamOrigin, []bool) {
 		inBlock[i] = open
 		switch {
 		case len(m) == 0:
-		case open && m[0] == msgStreamStop:
+		case open && m[0] == wire.MsgStreamStop:
 			open = false
-		case open && hasStreamXid(m[0]) && len(m) >= 5:
+		case open && wire.HasStreamXid(m[0]) && len(m) >= 5:
 			origins[uint64(lsns[i])] = streamOrigin{top: top, sub: binary.BigEndian.Uint32(m[1:]), pos: i}
-		case !open && m[0] == msgStreamStart && len(m) >= 5:
+		case !open && m[0] == wire.MsgStreamStart && len(m) >= 5:
 			open, top = true, binary.BigEndian.Uint32(m[1:])
 		}
 	}
@@ -170,11 +129,11 @@ func checkRowEnd(t *testing.T, msgs [][]byte, inBlock []bool, o streamOrigin, ev
 			continue
 		}
 		switch {
-		case m[0] == msgStreamAbort && len(m) >= 9:
+		case m[0] == wire.MsgStreamAbort && len(m) >= 9:
 			if sub := binary.BigEndian.Uint32(m[5:]); sub == o.top || sub == o.sub {
 				t.Fatalf("a row of %d/%d was shipped though message %d aborted it", o.top, o.sub, j)
 			}
-		case m[0] == msgStreamCommit && len(m) >= 14:
+		case m[0] == wire.MsgStreamCommit && len(m) >= 14:
 			if want := binary.BigEndian.Uint64(m[6:]); ev.GetCommitLsn() != want {
 				t.Fatalf("a row of %d carries commit %x, its commit is at %x", o.top, ev.GetCommitLsn(), want)
 			}
@@ -199,11 +158,11 @@ func fuzzStream(out sender) *stream {
 	logger := slog.New(slog.DiscardHandler)
 	st := newStream(logger, out, nil, nil, 0x1000000, 0x1000000, newBatcher(4, 1000))
 	st.defineRelation = func(_ context.Context, rm *pglogrepl.RelationMessage) error {
-		types := make([]columnType, len(rm.Columns))
+		types := make([]decode.ColumnType, len(rm.Columns))
 		for j, c := range rm.Columns {
-			types[j] = columnType{name: strconv.Itoa(int(c.DataType)), baseOID: c.DataType}
+			types[j] = decode.ColumnType{Name: strconv.Itoa(int(c.DataType)), BaseOID: c.DataType}
 		}
-		st.rels.put(rm, types, nil)
+		st.rels.Put(rm, types, nil)
 		return nil
 	}
 	return st
@@ -212,8 +171,8 @@ func fuzzStream(out sender) *stream {
 // fuzzStreamV2 is fuzzStream speaking protocol 2, spooling to dir.
 func fuzzStreamV2(out sender, dir string) *stream {
 	st := fuzzStream(out)
-	st.spools = newSpoolSet(dir, "fuzz")
-	st.streaming = streamOn
+	st.spools = wire.NewSpoolSet(dir, "fuzz")
+	st.streaming = wire.StreamOn
 	return st
 }
 
@@ -221,7 +180,7 @@ func fuzzStreamV2(out sender, dir string) *stream {
 // 'parallel'.
 func fuzzStreamV4(out sender, dir string) *stream {
 	st := fuzzStreamV2(out, dir)
-	st.streaming = streamParallel
+	st.streaming = wire.StreamParallel
 	return st
 }
 
@@ -271,7 +230,7 @@ func feed(st *stream, msgs [][]byte) error {
 // checkFedBatches: events come only from Insert, Update, Delete and
 // Truncate messages; each row has as many values as its relation has
 // columns, and a TRUNCATE none, over defined relations.
-func checkFedBatches(t *testing.T, msgs [][]byte, batches []*cdcv1.ChangeBatch, rels *relationCache) {
+func checkFedBatches(t *testing.T, msgs [][]byte, batches []*cdcv1.ChangeBatch, rels *decode.Relations) {
 	t.Helper()
 	changes := 0
 	for _, m := range msgs {
@@ -288,26 +247,26 @@ func checkFedBatches(t *testing.T, msgs [][]byte, batches []*cdcv1.ChangeBatch, 
 			checkFedTruncate(t, ev, rels)
 			continue
 		}
-		rel, err := rels.get(ev.GetRelationOid())
+		rel, err := rels.Get(ev.GetRelationOid())
 		if err != nil {
 			t.Fatalf("a row of an undefined relation was shipped: %v", err)
 		}
 		for _, tu := range []*cdcv1.Tuple{ev.GetNewTuple(), ev.GetOldTuple()} {
-			if err := tuple.Check(tu, len(rel.msg.Columns)); err != nil {
+			if err := tuple.Check(tu, len(rel.Msg.Columns)); err != nil {
 				t.Fatalf("row of relation %d: %v", ev.GetRelationOid(), err)
 			}
 		}
 	}
 }
 
-func checkFedTruncate(t *testing.T, ev *cdcv1.ChangeEvent, rels *relationCache) {
+func checkFedTruncate(t *testing.T, ev *cdcv1.ChangeEvent, rels *decode.Relations) {
 	t.Helper()
 	oids := ev.GetTruncate().GetRelationOids()
 	if len(oids) == 0 || oids[0] != ev.GetRelationOid() || ev.GetNewTuple() != nil || ev.GetOldTuple() != nil {
 		t.Fatalf("TRUNCATE event of relation %d lists %v and carries values", ev.GetRelationOid(), oids)
 	}
 	for _, oid := range oids {
-		if _, err := rels.get(oid); err != nil {
+		if _, err := rels.Get(oid); err != nil {
 			t.Fatalf("a TRUNCATE of an undefined relation was shipped: %v", err)
 		}
 	}

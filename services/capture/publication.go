@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	"github.com/ferry-cdc/ferry/services/capture/signal"
 	"github.com/ferry-cdc/ferry/services/internal/rowfilter"
 )
 
@@ -24,7 +25,7 @@ const schemaPublicationVersion = 150000
 // viaRootVersion is PostgreSQL 13, which brought publish_via_partition_root.
 // Before it a publication cannot name a partitioned table: Ferry publishes
 // its leaves, and the stream carries their changes under the root's name
-// (partitions.go), as 13 and later do.
+// (decode/partitions.go), as 13 and later do.
 const viaRootVersion = 130000
 
 // pubTarget is what a publication publishes: every table of the database,
@@ -168,7 +169,7 @@ func readPublication(ctx context.Context, conn *pgx.Conn, name string) (pubState
 // ensurePublication creates the publication, or makes an existing one
 // publish exactly what the request asks for, always via the partition root.
 // Before PostgreSQL 15 the filters go to their row of the signal table
-// instead (evalfilters.go; ensureFilterRow).
+// instead (signal.WriteFilters; ensureFilterRow).
 func ensurePublication(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureReplicationRequest) (bool, error) {
 	filters, err := checkFilters(ctx, conn, req)
 	if err != nil {
@@ -178,7 +179,7 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, req *capturev1.Ensur
 	if err != nil {
 		return false, err
 	}
-	if !evaluatedFilters(st.version) {
+	if !signal.EvaluatedFilters(st.version) {
 		return ensurePublished(ctx, conn, req, st, filters, false)
 	}
 	return ensureFilterRow(ctx, conn, req, st, filters)
@@ -193,7 +194,7 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, req *capturev1.Ensur
 // filter is new on PostgreSQL 14, whose publications otherwise leave it out.
 func ensureFilterRow(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureReplicationRequest, st pubState, filters map[string]string) (bool, error) {
 	name := req.GetPublicationName()
-	had, err := readFilterRow(ctx, conn, name)
+	had, err := signal.ReadFilters(ctx, conn, name)
 	if err != nil {
 		return false, err
 	}
@@ -203,17 +204,17 @@ func ensureFilterRow(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureR
 	}
 	maps.Copy(interim, filters)
 	if len(interim) > 0 {
-		if err := ensureSignalTable(ctx, conn); err != nil {
+		if err := signal.EnsureTable(ctx, conn); err != nil {
 			return false, err
 		}
 	}
-	if len(filters) > 0 && st.exists && !st.have.allTables && !slices.Contains(st.have.tables, signalTableName) {
-		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", pgx.Identifier{name}.Sanitize(), signalTableName)); err != nil {
+	if len(filters) > 0 && st.exists && !st.have.allTables && !slices.Contains(st.have.tables, signal.TableName) {
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", pgx.Identifier{name}.Sanitize(), signal.TableName)); err != nil {
 			return false, fmt.Errorf("adding Ferry's signal table to publication %s: %w", pgx.Identifier{name}.Sanitize(), err)
 		}
 	}
 	if !maps.Equal(had, interim) {
-		if err := writeFilterRow(ctx, conn, name, interim); err != nil {
+		if err := signal.WriteFilters(ctx, conn, name, interim); err != nil {
 			return false, err
 		}
 	}
@@ -223,7 +224,7 @@ func ensureFilterRow(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureR
 	if err != nil || maps.Equal(interim, filters) {
 		return created, err
 	}
-	return created, writeFilterRow(ctx, conn, name, filters)
+	return created, signal.WriteFilters(ctx, conn, name, filters)
 }
 
 // ensurePublished makes the publication publish what the request asks
@@ -330,12 +331,12 @@ func versionedTarget(ctx context.Context, conn *pgx.Conn, version int, want pubT
 			return want, err
 		}
 	}
-	if usesSignalTable(version) || signals {
-		if err := ensureSignalTable(ctx, conn); err != nil {
+	if signal.UsesTable(version) || signals {
+		if err := signal.EnsureTable(ctx, conn); err != nil {
 			return want, err
 		}
 		if !want.allTables {
-			want.tables = append(want.tables, signalTableName)
+			want.tables = append(want.tables, signal.TableName)
 			slices.Sort(want.tables)
 			want.tables = slices.Compact(want.tables)
 		}

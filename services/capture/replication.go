@@ -15,6 +15,7 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/capture/signal"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 )
 
@@ -236,10 +237,10 @@ func (s *Server) ReleaseReplication(ctx context.Context, req *capturev1.ReleaseR
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if err := forgetFilterRow(ctx, conn, req.GetPublicationName()); err != nil {
+	if err := signal.ForgetFilters(ctx, conn, req.GetPublicationName()); err != nil {
 		return nil, toStatus(err)
 	}
-	signalsDropped, err := releaseSignalTable(ctx, conn)
+	signalsDropped, err := signal.ReleaseTable(ctx, conn)
 	if err != nil {
 		return nil, toStatus(err)
 	}

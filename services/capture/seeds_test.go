@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/ferry-cdc/ferry/services/capture/decode"
+	"github.com/ferry-cdc/ferry/services/capture/wire"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 	"github.com/ferry-cdc/ferry/services/testenv"
 )
@@ -30,7 +32,7 @@ func TestFuzzSeedsFromPostgres(t *testing.T) {
 	raw := recordWorkload(t)
 	kinds := map[byte]int{}
 	for i, m := range raw {
-		if _, err := parseMessage(m); err != nil {
+		if _, err := wire.ParseMessage(m); err != nil {
 			t.Fatalf("real message %d (%q) is refused: %v", i, m[0], err)
 		}
 		kinds[m[0]]++
@@ -82,7 +84,7 @@ func recordWorkload(t *testing.T) [][]byte {
 		t.Fatal(err)
 	}
 	defer func() { _ = repl.Close(context.Background()) }()
-	version, err := serverVersion(ctx, conn)
+	version, err := pgsource.ServerVersion(ctx, conn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,34 +130,41 @@ func runSeedWorkload(t *testing.T, q, qf string) {
 
 // writeSeeds rewrites the corpora: every real message alone, the whole
 // sequence, and every text value with its column's type.
-func writeSeeds(t *testing.T, raw [][]byte, rels *relationCache) {
+func writeSeeds(t *testing.T, raw [][]byte, rels *decode.Relations) {
 	t.Helper()
 	dir := filepath.Join("testdata", "fuzz")
+	// FuzzParseMessage is the wire package's.
+	wireDir := filepath.Join("wire", "testdata", "fuzz")
 	// Only the generated seeds: crash-* inputs the fuzzers found stay.
 	old, err := filepath.Glob(filepath.Join(dir, "Fuzz*", "real-*"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	wireOld, err := filepath.Glob(filepath.Join(wireDir, "Fuzz*", "real-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old = append(old, wireOld...)
 	for _, f := range old {
 		if err := os.Remove(f); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i, m := range raw {
-		writeSeed(t, "FuzzParseMessage", fmt.Sprintf("real-%02d-%c", i, m[0]), "[]byte("+strconv.Quote(string(m))+")")
+		writeSeed(t, filepath.Join(wireDir, "FuzzParseMessage"), fmt.Sprintf("real-%02d-%c", i, m[0]), "[]byte("+strconv.Quote(string(m))+")")
 	}
-	writeSeed(t, "FuzzStreamMessages", "real-workload", "[]byte("+strconv.Quote(string(joinSequence(raw...)))+")")
+	writeSeed(t, filepath.Join(dir, "FuzzStreamMessages"), "real-workload", "[]byte("+strconv.Quote(string(joinSequence(raw...)))+")")
 	// The same without the out-of-line value, which is most of the bytes
 	// and makes every mutation slow to minimize.
 	small := slices.DeleteFunc(slices.Clone(raw), func(m []byte) bool { return len(m) > 1000 })
-	writeSeed(t, "FuzzStreamMessages", "real-workload-small", "[]byte("+strconv.Quote(string(joinSequence(small...)))+")")
+	writeSeed(t, filepath.Join(dir, "FuzzStreamMessages"), "real-workload-small", "[]byte("+strconv.Quote(string(joinSequence(small...)))+")")
 	seen := map[string]bool{}
 	for _, m := range raw {
 		for _, v := range textValues(t, m, rels) {
 			line := fmt.Sprintf("uint32(%d)\nstring(%s)", v.oid, strconv.Quote(v.text))
 			if !seen[line] {
 				seen[line] = true
-				writeSeed(t, "FuzzDecodeText", fmt.Sprintf("real-%03d", len(seen)), line)
+				writeSeed(t, filepath.Join(dir, "FuzzDecodeText"), fmt.Sprintf("real-%03d", len(seen)), line)
 			}
 		}
 	}
@@ -163,9 +172,9 @@ func writeSeeds(t *testing.T, raw [][]byte, rels *relationCache) {
 
 // textValues lists the text columns of a change message with the type
 // each decodes as.
-func textValues(t *testing.T, m []byte, rels *relationCache) []typedText {
+func textValues(t *testing.T, m []byte, rels *decode.Relations) []typedText {
 	t.Helper()
-	msg, err := parseMessage(m)
+	msg, err := wire.ParseMessage(m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +190,7 @@ func textValues(t *testing.T, m []byte, rels *relationCache) []typedText {
 	default:
 		return nil
 	}
-	rel, err := rels.get(oid)
+	rel, err := rels.Get(oid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +201,7 @@ func textValues(t *testing.T, m []byte, rels *relationCache) []typedText {
 		}
 		for i, c := range tup.Columns {
 			if c.DataType == pglogrepl.TupleDataTypeText && len(c.Data) < 200 {
-				out = append(out, typedText{rel.decodeOID(i), string(c.Data)})
+				out = append(out, typedText{rel.DecodeOID(i), string(c.Data)})
 			}
 		}
 	}
@@ -204,9 +213,9 @@ type typedText struct {
 	text string
 }
 
-func writeSeed(t *testing.T, target, name, values string) {
+// writeSeed writes one seed into dir, the corpus of one fuzz target.
+func writeSeed(t *testing.T, dir, name, values string) {
 	t.Helper()
-	dir := filepath.Join("testdata", "fuzz", target)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -28,6 +27,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	"github.com/ferry-cdc/ferry/services/capture/backfill"
+	"github.com/ferry-cdc/ferry/services/capture/decode"
+	"github.com/ferry-cdc/ferry/services/capture/signal"
+	"github.com/ferry-cdc/ferry/services/capture/throttle"
+	"github.com/ferry-cdc/ferry/services/capture/wire"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 )
@@ -38,11 +42,12 @@ import (
 type Server struct {
 	capturev1.UnimplementedCaptureServiceServer
 	logger    *slog.Logger
-	throttles throttleRegistry
+	throttles throttle.Registry
 	// Metrics records per-slot metrics (metrics.go); nil records none.
 	Metrics *Metrics
-	// snapshotChunkBlocks, when set, replaces snapshotChunkBlocks, so that
-	// tests split small tables into many chunks.
+	// snapshotChunkBlocks, when set, replaces the snapshot's smallest
+	// chunk (snapshot.Options), so that tests split small tables into many
+	// chunks.
 	snapshotChunkBlocks int64
 	// StreamInProgress asks PostgreSQL 14 and later to stream large
 	// transactions while they run (pgoutput protocol 2, streaming.go)
@@ -70,6 +75,10 @@ func NewServer(logger *slog.Logger) *Server {
 	return &Server{logger: logger, StreamInProgress: true, StreamProtocol: DefaultStreamProtocol, BackfillReaders: DefaultBackfillReaders}
 }
 
+// DefaultBackfillReaders is how many tables a stream's backfill reads at
+// once unless the capture is told otherwise (backfill.DefaultReaders).
+const DefaultBackfillReaders = backfill.DefaultReaders
+
 // DefaultStreamProtocol is the protocol streamed transactions use on
 // PostgreSQL 16 and later unless the capture is told otherwise. It stays 2,
 // which 14 and 15 speak too, because 4 was not faster: the streamproto
@@ -78,7 +87,7 @@ func NewServer(logger *slog.Logger) *Server {
 // aborts, and found 4/2 = 1.01 in both shapes over 5 runs, with run-to-run
 // spread of 0.81 to 1.17 that followed which protocol ran first. For a
 // client that ships whole transactions at their commit the protocols differ
-// only in StreamAbort's length (streamMode), so nothing faster was to be
+// only in StreamAbort's length (wire.StreamMode), so nothing faster was to be
 // expected.
 const DefaultStreamProtocol = 2
 
@@ -116,8 +125,8 @@ func (s *Server) StreamChanges(gs capturev1.CaptureService_StreamChangesServer) 
 	if err := validateNames(start.GetSlotName(), start.GetPublicationName()); err != nil {
 		return err
 	}
-	thr := newStreamThrottle(start.GetThrottle())
-	defer s.throttles.add(start.GetSlotName(), thr)()
+	thr := throttle.ForStream(start.GetThrottle())
+	defer s.throttles.Add(start.GetSlotName(), thr)()
 	gs, unwatch := s.Metrics.watchStream(start, gs)
 	defer unwatch()
 	st, err := s.openStream(ctx, start, gs)
@@ -129,7 +138,7 @@ func (s *Server) StreamChanges(gs capturev1.CaptureService_StreamChangesServer) 
 	}
 	defer st.close()
 	st.pace = st.paceWith(ctx, thr)
-	st.limited = thr.limited
+	st.limited = thr.Limited
 
 	acks := make(chan error, 1)
 	go st.receiveAcks(gs, acks)
@@ -170,7 +179,7 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 		return nil, err
 	}
 	startLSN := resumeAt(s.logger, slot, pglogrepl.LSN(start.GetStartLsn()), slotNow)
-	version, err := serverVersion(ctx, conn)
+	version, err := pgsource.ServerVersion(ctx, conn)
 	if err != nil {
 		_ = repl.Close(context.WithoutCancel(ctx))
 		return nil, err
@@ -190,19 +199,19 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 		newBatcher(start.GetMaxBatchEvents(), start.GetMaxBatchDelayMs()))
 	st.version, st.streaming = version, streaming
 	if version < viaRootVersion {
-		st.roots = newPartitionRoots(conn)
+		st.roots = decode.NewPartitionRoots(conn)
 	}
-	if evaluatedFilters(version) {
-		exprs, err := readFilterRow(ctx, conn, pub)
+	if signal.EvaluatedFilters(version) {
+		exprs, err := signal.ReadFilters(ctx, conn, pub)
 		if err != nil {
 			st.close()
 			return nil, err
 		}
-		st.filters = newStreamFilters(pub, exprs)
+		st.filters = decode.NewFilters(pub, exprs)
 	}
-	if streaming != streamOff {
-		st.spools = newSpoolSet(s.SpoolDir, slot)
-		if n, err := st.spools.removeOrphans(); err != nil {
+	if streaming != wire.StreamOff {
+		st.spools = wire.NewSpoolSet(s.SpoolDir, slot)
+		if n, err := st.spools.RemoveOrphans(); err != nil {
 			s.logger.Warn("old spools are left in the spool folder; delete them by hand", "slot", slot, "error", err)
 		} else if n > 0 {
 			s.logger.Info("deleted spools an earlier stream left behind", "slot", slot, "files", n)
@@ -210,7 +219,7 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 	}
 	st.hb = heartbeat{every: time.Duration(start.GetHeartbeatSeconds()) * time.Second, payload: slot}
 	// Started once replication has, so every watermark is in the stream.
-	if st.bf, err = startBackfill(ctx, start, conn, cmp.Or(s.BackfillReaders, DefaultBackfillReaders)); err != nil {
+	if st.bf, err = backfill.Start(ctx, start, conn, cmp.Or(s.BackfillReaders, DefaultBackfillReaders)); err != nil {
 		st.close()
 		return nil, err
 	}
@@ -223,43 +232,32 @@ func (s *Server) openStream(ctx context.Context, start *capturev1.StartStream, g
 // to the stream. With streamInProgress, PostgreSQL 14 and later also get
 // protocol 2 with streaming 'on' (both are new in 14), or, on 16 and later
 // with protocol 4, streaming 'parallel'.
-func pluginArgs(version int, pub string, streamInProgress bool, protocol int) ([]string, streamMode) {
-	streaming := streamOff
+func pluginArgs(version int, pub string, streamInProgress bool, protocol int) ([]string, wire.StreamMode) {
+	streaming := wire.StreamOff
 	switch {
-	case !streamInProgress || version < messagesVersion:
+	case !streamInProgress || version < signal.MessagesVersion:
 	case protocol == 4 && version >= parallelStreamVersion:
-		streaming = streamParallel
+		streaming = wire.StreamParallel
 	default:
-		streaming = streamOn
+		streaming = wire.StreamOn
 	}
-	proto := map[streamMode]string{streamOff: "1", streamOn: "2", streamParallel: "4"}[streaming]
+	proto := map[wire.StreamMode]string{wire.StreamOff: "1", wire.StreamOn: "2", wire.StreamParallel: "4"}[streaming]
 	args := []string{
 		"proto_version '" + proto + "'",
 		// publication_names is a list of identifiers inside a string
 		// literal: quote the name as an identifier, then as a literal.
 		"publication_names " + pgsql.ReplicationLiteral(pgx.Identifier{pub}.Sanitize()),
 	}
-	if !usesSignalTable(version) {
+	if !signal.UsesTable(version) {
 		args = append(args, "messages 'true'")
 	}
 	switch streaming {
-	case streamOn:
+	case wire.StreamOn:
 		args = append(args, "streaming 'on'")
-	case streamParallel:
+	case wire.StreamParallel:
 		args = append(args, "streaming 'parallel'")
 	}
 	return args, streaming
-}
-
-// CheckSpoolDir tells whether dir (empty: os.TempDir()) can hold spools,
-// by creating and deleting one, so a capture started with an unusable
-// folder fails at once rather than at its first large transaction.
-func CheckSpoolDir(dir string) error {
-	f, err := os.CreateTemp(dir, "ferry-spool-check-*")
-	if err != nil {
-		return fmt.Errorf("the spool folder %q is not writable: %w", dir, err)
-	}
-	return errors.Join(f.Close(), os.Remove(f.Name()))
 }
 
 // checkStreamable returns the slot's confirmed_flush_lsn once the slot is

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	"github.com/ferry-cdc/ferry/services/capture/signal"
 	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
@@ -31,8 +32,8 @@ func checkSignalTable(t *testing.T) {
 	r.ensure(t, client)
 	var published int
 	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_publication_tables
-		WHERE pubname = $1 AND schemaname = $2 AND tablename = $3`, r.pub, signalSchema, signalTable).Scan(&published); err != nil || published != 1 {
-		t.Fatalf("publication %s lists %s %d times (%v); want once", r.pub, signalTableName, published, err)
+		WHERE pubname = $1 AND schemaname = $2 AND tablename = $3`, r.pub, signal.Schema, signal.Table).Scan(&published); err != nil || published != 1 {
+		t.Fatalf("publication %s lists %s %d times (%v); want once", r.pub, signal.TableName, published, err)
 	}
 
 	start := r.start()
@@ -41,9 +42,9 @@ func checkSignalTable(t *testing.T) {
 	stop := make(chan struct{})
 	defer close(stop)
 	go s.autoAck(stop)
-	pollUntil(t, "the heartbeat's row in "+signalTableName, func() int {
+	pollUntil(t, "the heartbeat's row in "+signal.TableName, func() int {
 		var n int
-		if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM "+signalTableName+
+		if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM "+signal.TableName+
 			" WHERE slot_name = $1 AND prefix = $2 AND content = $1", r.slot, heartbeatPrefix).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
@@ -58,8 +59,8 @@ func checkSignalTable(t *testing.T) {
 	batches := s.snapshot()
 	for _, b := range batches {
 		for _, rel := range b.GetRelations() {
-			if rel.GetSchema() == signalSchema {
-				t.Fatalf("the stream shipped the definition of %s: %v", signalTableName, rel)
+			if rel.GetSchema() == signal.Schema {
+				t.Fatalf("the stream shipped the definition of %s: %v", signal.TableName, rel)
 			}
 		}
 	}
@@ -75,7 +76,7 @@ func checkSignalTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	var left bool
-	if err := conn.QueryRow(context.Background(), "SELECT to_regclass($1) IS NOT NULL", signalTableName).Scan(&left); err != nil || left {
-		t.Fatalf("after release, %s still exists: %v (%v)", signalTableName, left, err)
+	if err := conn.QueryRow(context.Background(), "SELECT to_regclass($1) IS NOT NULL", signal.TableName).Scan(&left); err != nil || left {
+		t.Fatalf("after release, %s still exists: %v (%v)", signal.TableName, left, err)
 	}
 }

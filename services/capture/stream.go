@@ -18,6 +18,11 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	"github.com/ferry-cdc/ferry/services/capture/backfill"
+	"github.com/ferry-cdc/ferry/services/capture/decode"
+	"github.com/ferry-cdc/ferry/services/capture/signal"
+	"github.com/ferry-cdc/ferry/services/capture/throttle"
+	"github.com/ferry-cdc/ferry/services/capture/wire"
 )
 
 const (
@@ -51,7 +56,7 @@ type txn struct {
 	commitLSN  uint64
 	commitTime *timestamppb.Timestamp
 	events     int
-	signals    []signal // signal table rows (signals.go)
+	signals    []txnSignal // signal table rows (signals.go)
 }
 
 // stream is one StreamChanges call. Everything but lsn is owned by the
@@ -61,8 +66,8 @@ type stream struct {
 	out     sender
 	repl    *pgconn.PgConn
 	catalog *pgx.Conn
-	rels    *relationCache
-	lsn     *lsnTracker
+	rels    *decode.Relations
+	lsn     *wire.LSNTracker
 	batch   *batcher
 
 	txn           *txn
@@ -71,23 +76,23 @@ type stream struct {
 	lastWatermark uint64
 	lastIdleMark  time.Time
 	hb            heartbeat
-	bf            *backfiller // nil: no tables to backfill (backfill.go)
+	bf            *backfill.Backfills // nil: no tables to backfill (package backfill)
 	// roots present partitions' changes under their roots (PostgreSQL 12,
-	// partitions.go); nil where the publication does so itself.
-	roots *partitionRoots
+	// decode/partitions.go); nil where the publication does so itself.
+	roots *decode.PartitionRoots
 	// sig finds Ferry's signal table in the stream (signals.go).
 	sig signalColumns
 	// filters are the row filters Ferry evaluates itself, before
-	// PostgreSQL 15 (evalfilters.go); nil where the publication filters.
-	filters *streamFilters
+	// PostgreSQL 15 (decode/filters.go); nil where the publication filters.
+	filters *decode.Filters
 	// version is the source's server_version_num.
 	version int
 	// spools hold in-progress streamed transactions (protocol 2 or 4,
 	// streaming.go); nil: protocol 1, where none are streamed.
-	spools *spoolSet
-	// streaming is the protocol the stream asked for; streamParallel
+	spools *wire.SpoolSet
+	// streaming is the protocol the stream asked for; wire.StreamParallel
 	// lengthens StreamAbort.
-	streaming streamMode
+	streaming wire.StreamMode
 	// defineRelation records a Relation message; the relation cache's
 	// define, which asks the catalog, unless a test replaces it.
 	defineRelation func(context.Context, *pglogrepl.RelationMessage) error
@@ -113,21 +118,21 @@ func newStream(logger *slog.Logger, out sender, repl *pgconn.PgConn, catalog *pg
 		out:           out,
 		repl:          repl,
 		catalog:       catalog,
-		rels:          newRelationCache(catalog),
-		lsn:           newLSNTracker(confirmed, start),
+		rels:          decode.NewRelations(catalog),
+		lsn:           wire.NewLSNTracker(confirmed, start),
 		batch:         batch,
 		lastStatus:    time.Now(),
 		lastWatermark: uint64(confirmed),
 	}
-	st.defineRelation = st.rels.define
+	st.defineRelation = st.rels.Define
 	return st
 }
 
 // close ends both sessions. It runs when the gRPC call ends, so it must not
 // use the call's context, which is already cancelled.
 func (st *stream) close() {
-	st.bf.stop()
-	if err := st.spools.removeAll(); err != nil {
+	st.bf.Stop()
+	if err := st.spools.RemoveAll(); err != nil {
 		st.logger.Warn("deleting the spools of in-progress streamed transactions failed; delete them by hand", "error", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -177,7 +182,7 @@ func (st *stream) run(ctx context.Context, clientDone <-chan error) error {
 			return err
 		default:
 		}
-		if err := st.bf.failed(); err != nil {
+		if err := st.bf.Failed(); err != nil {
 			return err
 		}
 		now := time.Now()
@@ -291,7 +296,7 @@ func (st *stream) statusDue(now time.Time) bool {
 }
 
 // sendStatus reports received as written and the acked position as flushed
-// and applied. flushed is never zero (see newLSNTracker), which matters:
+// and applied. flushed is never zero (see wire.NewLSNTracker), which matters:
 // pglogrepl would replace a zero by the write position.
 func (st *stream) sendStatus(now time.Time) error {
 	received, flushed := st.lsn.Positions()
@@ -338,7 +343,7 @@ func (st *stream) idleWatermark(now time.Time) error {
 // non-transactional logical message, which needs no table and no privilege
 // beyond connecting (pg_logical_emit_message is executable by PUBLIC), or
 // before PostgreSQL 14, whose pgoutput drops messages, a row of Ferry's
-// signal table (signals.go). The stream turns either into a watermark. A
+// signal table (package signal). The stream turns either into a watermark. A
 // failed heartbeat is logged, not fatal: the slot keeps advancing on
 // keepalives. Only a lost session ends the stream, since relation lookups
 // need it too.
@@ -349,7 +354,7 @@ func (st *stream) heartbeat(ctx context.Context, now time.Time) error {
 	st.hb.last = now
 	hctx, cancel := context.WithTimeout(ctx, heartbeatTimeout)
 	defer cancel()
-	err := writeSignal(hctx, st.catalog, st.version, st.hb.payload, heartbeatPrefix, st.hb.payload)
+	err := signal.Write(hctx, st.catalog, st.version, st.hb.payload, heartbeatPrefix, st.hb.payload)
 	switch {
 	case err == nil:
 		if st.hb.failing {
@@ -364,7 +369,7 @@ func (st *stream) heartbeat(ctx context.Context, now time.Time) error {
 	}
 	st.hb.failing = true
 	st.logger.Warn("writing the heartbeat failed; the slot advances on keepalives only until it works",
-		"error", err, "hint", "the source user must be able to run pg_logical_emit_message (PostgreSQL 14 and later) or write Ferry's signal table "+signalTableName+" (before 14), and the source must not be a standby")
+		"error", err, "hint", "the source user must be able to run pg_logical_emit_message (PostgreSQL 14 and later) or write Ferry's signal table "+signal.TableName+" (before 14), and the source must not be a standby")
 	return nil
 }
 
@@ -378,7 +383,7 @@ func (st *stream) flushIfDue(now time.Time) error {
 func (st *stream) send(b *cdcv1.ChangeBatch) error {
 	parts := []*cdcv1.ChangeBatch{b}
 	if st.limited != nil && st.limited() {
-		parts = splitBatch(b, throttledPartEvents)
+		parts = throttle.SplitBatch(b, throttle.PartEvents)
 	}
 	for _, p := range parts {
 		if st.pace != nil {
@@ -389,7 +394,7 @@ func (st *stream) send(b *cdcv1.ChangeBatch) error {
 		// Parts each paid within a slice still add up to a long time away
 		// from the replication connection: keep the walsender hearing from
 		// us (the update reports only what acks confirmed).
-		if now := time.Now(); len(parts) > 1 && now.Sub(st.lastStatus) >= throttleSlice {
+		if now := time.Now(); len(parts) > 1 && now.Sub(st.lastStatus) >= throttle.Slice {
 			if err := st.sendStatus(now); err != nil {
 				return err
 			}

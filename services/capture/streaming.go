@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ferry-cdc/ferry/services/capture/wire"
 	"github.com/jackc/pglogrepl"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -17,13 +18,13 @@ import (
 // transactions' blocks and with ordinary transactions, and ends with a
 // StreamCommit or a StreamAbort. Until then it may still roll back, whole
 // or one subtransaction at a time, so nothing of it may reach the client:
-// its messages go to a spool (spool.go), and the commit replays them
+// its messages go to a spool (wire/spool.go), and the commit replays them
 // through the protocol 1 path (apply) as one ordinary transaction at the
 // commit's position. The client sees exactly what protocol 1 would have
 // sent, at the same place in the stream, with the same LSNs.
 //
 // Protocol 4 with streaming 'parallel' (PostgreSQL 16 and later) sends the
-// same blocks; only its StreamAbort is longer (streamMode). A subscriber
+// same blocks; only its StreamAbort is longer (wire.StreamMode). A subscriber
 // gains from it by applying several streamed transactions at once, in
 // parallel workers; Ferry gains nothing of the kind, since a transaction
 // may reach the client only at its commit, in commit order, whatever the
@@ -35,14 +36,14 @@ import (
 // protocol 1 message for data.
 func (st *stream) streamData(ctx context.Context, xld pglogrepl.XLogData) (bool, error) {
 	data := xld.WALData
-	inBlock := st.spools.inBlock()
-	if len(data) == 0 || !inBlock && !isStreamControl(data[0]) {
+	inBlock := st.spools.InBlock()
+	if len(data) == 0 || !inBlock && !wire.IsStreamControl(data[0]) {
 		return false, nil
 	}
-	if inBlock && data[0] != msgStreamStop {
+	if inBlock && data[0] != wire.MsgStreamStop {
 		return true, st.spoolMessage(xld)
 	}
-	msg, err := parseStreamMessage(data, inBlock, st.streaming == streamParallel)
+	msg, err := wire.ParseStreamMessage(data, inBlock, st.streaming == wire.StreamParallel)
 	if err != nil {
 		return true, fmt.Errorf("parsing pgoutput message at %s: %w", xld.WALStart, err)
 	}
@@ -51,12 +52,12 @@ func (st *stream) streamData(ctx context.Context, xld pglogrepl.XLogData) (bool,
 	}
 	switch m := msg.(type) {
 	case *pglogrepl.StreamStartMessageV2:
-		return true, st.spools.start(m.Xid, m.FirstSegment == 1)
+		return true, st.spools.Start(m.Xid, m.FirstSegment == 1)
 	case *pglogrepl.StreamStopMessageV2:
-		return true, st.spools.stop()
+		return true, st.spools.Stop()
 	case *pglogrepl.StreamCommitMessageV2:
 		return true, st.streamCommit(ctx, m)
-	case *streamAbortMessage:
+	case *wire.StreamAbortMessage:
 		return true, st.streamAbort(m)
 	}
 	return true, fmt.Errorf("unexpected stream message %T at %s", msg, xld.WALStart)
@@ -79,15 +80,14 @@ func (st *stream) streamData(ctx context.Context, xld pglogrepl.XLogData) (bool,
 // transaction commits) assumes the client has it.
 func (st *stream) spoolMessage(xld pglogrepl.XLogData) error {
 	data := xld.WALData
-	if err := checkStreamFraming(data, true, st.streaming == streamParallel); err != nil {
+	if err := wire.CheckStreamFraming(data, true, st.streaming == wire.StreamParallel); err != nil {
 		return fmt.Errorf("parsing pgoutput message at %s: %w", xld.WALStart, err)
 	}
 	if data[0] == 'O' {
 		return nil // an origin carries nothing Ferry needs
 	}
-	r := wireReader{buf: data[1:]}
-	subxid := r.uint32()
-	return st.spools.add(subxid, xld.WALStart, data[0], r.buf)
+	subxid, body := wire.StreamXid(data)
+	return st.spools.Add(subxid, xld.WALStart, data[0], body)
 }
 
 // streamAbort drops what a rolled-back transaction or subtransaction
@@ -95,8 +95,8 @@ func (st *stream) spoolMessage(xld pglogrepl.XLogData) error {
 // a subtransaction at replay. The abort's LSN and time (protocol 4) are
 // only logged: an abort sends nothing, so it moves no watermark; the next
 // keepalive or commit covers its WAL.
-func (st *stream) streamAbort(m *streamAbortMessage) error {
-	known, err := st.spools.abort(m.Xid, m.SubXid)
+func (st *stream) streamAbort(m *wire.StreamAbortMessage) error {
+	known, err := st.spools.Abort(m.Xid, m.SubXid)
 	if err != nil {
 		return err
 	}
@@ -124,13 +124,13 @@ func (st *stream) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitMes
 	}
 	st.txn = &txn{xid: m.Xid, commitLSN: uint64(m.CommitLSN), commitTime: timestamppb.New(m.CommitTime)}
 	begun := now
-	err := st.spools.replay(m.Xid, func(rec spoolRecord) error { return st.replayRecord(ctx, rec) })
+	err := st.spools.Replay(m.Xid, func(rec wire.SpoolRecord) error { return st.replayRecord(ctx, rec) })
 	if err != nil {
-		if errors.Is(err, errNoSpool) {
+		if errors.Is(err, wire.ErrNoSpool) {
 			// Committing a transaction whose changes were never seen would
 			// skip them: fail, and let the next connection send it again.
 			return fmt.Errorf("slot %s: streamed transaction %d committed at %s but none of it was streamed on this connection: %w",
-				st.spools.slot, m.Xid, m.CommitLSN, err)
+				st.spools.Slot(), m.Xid, m.CommitLSN, err)
 		}
 		return fmt.Errorf("replaying streamed transaction %d (commit %s): %w", m.Xid, m.CommitLSN, err)
 	}
@@ -149,9 +149,9 @@ func (st *stream) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitMes
 //
 // A long replay keeps away from the replication connection; status updates
 // go on meanwhile so the walsender does not time the stream out.
-func (st *stream) replayRecord(ctx context.Context, rec spoolRecord) error {
-	typ := rec.data[0]
-	if rec.aborted && typ != 'R' && typ != 'Y' {
+func (st *stream) replayRecord(ctx context.Context, rec wire.SpoolRecord) error {
+	typ := rec.Data[0]
+	if rec.Aborted && typ != 'R' && typ != 'Y' {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -162,9 +162,9 @@ func (st *stream) replayRecord(ctx context.Context, rec spoolRecord) error {
 			return err
 		}
 	}
-	msg, err := parseMessage(rec.data)
+	msg, err := wire.ParseMessage(rec.Data)
 	if err != nil {
-		return fmt.Errorf("parsing the spooled message at %s of subtransaction %d: %w", rec.lsn, rec.subxid, err)
+		return fmt.Errorf("parsing the spooled message at %s of subtransaction %d: %w", rec.LSN, rec.Subxid, err)
 	}
-	return st.apply(ctx, msg, rec.lsn)
+	return st.apply(ctx, msg, rec.LSN)
 }

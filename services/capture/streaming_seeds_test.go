@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
+	"github.com/ferry-cdc/ferry/services/capture/wire"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 	"github.com/ferry-cdc/ferry/services/testenv"
 )
@@ -40,7 +41,7 @@ func checkRecordedWorkload(t *testing.T, e *streamPG, name string, protocol int)
 	parallel := protocol == 4
 	kinds := map[string]int{}
 	for i, m := range raw {
-		if _, err := parseStreamMessage(m, inBlock[i], parallel); err != nil {
+		if _, err := wire.ParseStreamMessage(m, inBlock[i], parallel); err != nil {
 			t.Fatalf("real message %d (%q) is refused: %v", i, m[0], err)
 		}
 		kinds[streamKind(m, inBlock[i])]++
@@ -96,12 +97,12 @@ func recordStreamedWorkload(t *testing.T, e *streamPG, q, slot, pub string, prot
 		t.Fatal(err)
 	}
 	defer func() { _ = repl.Close(context.Background()) }()
-	version, err := serverVersion(ctx, e.pg.Conn(t))
+	version, err := pgsource.ServerVersion(ctx, e.pg.Conn(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	args, streaming := pluginArgs(version, pub, true, protocol)
-	if want := map[int]streamMode{2: streamOn, 4: streamParallel}[protocol]; streaming != want {
+	if want := map[int]wire.StreamMode{2: wire.StreamOn, 4: wire.StreamParallel}[protocol]; streaming != want {
 		t.Fatalf("plugin arguments %v on server %d ask for %s, want %s", args, version, streaming, want)
 	}
 	if err := pglogrepl.StartReplication(ctx, repl, slot, 0, pglogrepl.StartReplicationOptions{Mode: pglogrepl.LogicalReplication, PluginArgs: args}); err != nil {
@@ -115,9 +116,9 @@ func recordStreamedWorkload(t *testing.T, e *streamPG, q, slot, pub string, prot
 		m := nextWALData(ctx, t, repl, len(raw))
 		raw, inBlock = append(raw, m), append(inBlock, open)
 		switch m[0] {
-		case msgStreamStart:
+		case wire.MsgStreamStart:
 			open = true
-		case msgStreamStop:
+		case wire.MsgStreamStop:
 			open = false
 		}
 		if m[0] == 'M' && !open && strings.Contains(string(m), seedEndPrefix) {
@@ -173,7 +174,7 @@ func writeStreamSeeds(t *testing.T, raw [][]byte, inBlock []bool) {
 	var small [][]byte
 	kept := 0
 	for i, m := range raw {
-		if inBlock[i] && m[0] != msgStreamStop {
+		if inBlock[i] && m[0] != wire.MsgStreamStop {
 			if kept++; kept > 3 {
 				continue
 			}

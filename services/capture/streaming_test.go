@@ -1,93 +1,18 @@
 package capture
 
 import (
-	"encoding/binary"
+	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/jackc/pglogrepl"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	"github.com/ferry-cdc/ferry/services/capture/internal/pgoutputtest"
+	"github.com/ferry-cdc/ferry/services/capture/wire"
 )
 
 // Builders of protocol 2 messages as pgoutput writes them. xid is 0
 // outside a stream block, where messages carry none.
-
-func withXid(typ byte, xid uint32, body []byte) []byte {
-	out := []byte{typ}
-	if xid != 0 {
-		out = binary.BigEndian.AppendUint32(out, xid)
-	}
-	return append(out, body...)
-}
-
-func streamStartMsg(xid uint32, first bool) []byte {
-	out := binary.BigEndian.AppendUint32([]byte{msgStreamStart}, xid)
-	if first {
-		return append(out, 1)
-	}
-	return append(out, 0)
-}
-
-func streamStopMsg() []byte { return []byte{msgStreamStop} }
-
-func streamCommitMsg(xid uint32, commit, end uint64) []byte {
-	out := binary.BigEndian.AppendUint32([]byte{msgStreamCommit}, xid)
-	out = append(out, 0)
-	out = binary.BigEndian.AppendUint64(out, commit)
-	out = binary.BigEndian.AppendUint64(out, end)
-	return binary.BigEndian.AppendUint64(out, 0)
-}
-
-func streamAbortMsg(xid, subxid uint32) []byte {
-	out := binary.BigEndian.AppendUint32([]byte{msgStreamAbort}, xid)
-	return binary.BigEndian.AppendUint32(out, subxid)
-}
-
-// streamAbortMsgV4 is StreamAbort as protocol 4 sends it with streaming
-// 'parallel': the abort's LSN and time (microseconds since 2000) follow.
-func streamAbortMsgV4(xid, subxid uint32, lsn uint64, micros int64) []byte {
-	out := binary.BigEndian.AppendUint64(streamAbortMsg(xid, subxid), lsn)
-	return binary.BigEndian.AppendUint64(out, uint64(micros))
-}
-
-// relationMsg defines relation oid as public.t(id int8).
-func relationMsg(xid, oid uint32) []byte {
-	body := binary.BigEndian.AppendUint32(nil, oid)
-	body = append(body, "public\x00t\x00d"...)
-	body = binary.BigEndian.AppendUint16(body, 1)
-	body = append(body, 1)
-	body = append(body, "id\x00"...)
-	body = binary.BigEndian.AppendUint32(body, 20)
-	body = binary.BigEndian.AppendUint32(body, 0xffffffff)
-	return withXid('R', xid, body)
-}
-
-// insertMsg inserts id into relation oid.
-func insertMsg(xid, oid uint32, id int) []byte {
-	body := binary.BigEndian.AppendUint32(nil, oid)
-	body = append(body, 'N')
-	body = binary.BigEndian.AppendUint16(body, 1)
-	text := strconv.Itoa(id)
-	body = append(body, 't')
-	body = binary.BigEndian.AppendUint32(body, uint32(len(text)))
-	return withXid('I', xid, append(body, text...))
-}
-
-func beginMsg(xid uint32, final uint64) []byte {
-	out := binary.BigEndian.AppendUint64([]byte{'B'}, final)
-	out = binary.BigEndian.AppendUint64(out, 0)
-	return binary.BigEndian.AppendUint32(out, xid)
-}
-
-func commitMsg(commit, end uint64) []byte {
-	out := binary.BigEndian.AppendUint64([]byte{'C', 0}, commit)
-	out = binary.BigEndian.AppendUint64(out, end)
-	return binary.BigEndian.AppendUint64(out, 0)
-}
 
 func rowIDs(evs []*cdcv1.ChangeEvent) []int64 {
 	var out []int64
@@ -105,8 +30,8 @@ func rowIDs(evs []*cdcv1.ChangeEvent) []int64 {
 //
 // Protocol 4 (streaming 'parallel') differs only in its longer aborts.
 func TestStreamedTransactionsReplayAtTheirCommit(t *testing.T) {
-	v4Abort := func(xid, subxid uint32) []byte { return streamAbortMsgV4(xid, subxid, 0x4000, 1) }
-	t.Run("protocol 2", func(t *testing.T) { checkStreamedReplay(t, fuzzStreamV2, streamAbortMsg) })
+	v4Abort := func(xid, subxid uint32) []byte { return pgoutputtest.StreamAbortV4(xid, subxid, 0x4000, 1) }
+	t.Run("protocol 2", func(t *testing.T) { checkStreamedReplay(t, fuzzStreamV2, pgoutputtest.StreamAbort) })
 	t.Run("protocol 4", func(t *testing.T) { checkStreamedReplay(t, fuzzStreamV4, v4Abort) })
 }
 
@@ -116,31 +41,31 @@ func checkStreamedReplay(t *testing.T, newStream func(sender, string) *stream, a
 	st := newStream(out, dir)
 	const oid = 16400
 	msgs := [][]byte{
-		streamStartMsg(700, true),
-		relationMsg(700, oid),
-		insertMsg(700, oid, 1),
-		insertMsg(701, oid, 2), // subtransaction 701, rolled back below
+		pgoutputtest.StreamStart(700, true),
+		pgoutputtest.Relation(700, oid),
+		pgoutputtest.Insert(700, oid, 1),
+		pgoutputtest.Insert(701, oid, 2), // subtransaction 701, rolled back below
 		// The relation's definition comes with the rolled-back
 		// subtransaction's change; pgoutput does not repeat it for row 5.
-		relationMsg(701, oid+1),
-		insertMsg(701, oid+1, 20),
-		streamStopMsg(),
-		streamStartMsg(800, true),
-		relationMsg(800, oid),
-		insertMsg(800, oid, 90), // transaction 800 aborts
-		streamStopMsg(),
-		beginMsg(900, 0x3000),
-		relationMsg(0, oid),
-		insertMsg(0, oid, 50),
-		commitMsg(0x3000, 0x3100),
+		pgoutputtest.Relation(701, oid+1),
+		pgoutputtest.Insert(701, oid+1, 20),
+		pgoutputtest.StreamStop(),
+		pgoutputtest.StreamStart(800, true),
+		pgoutputtest.Relation(800, oid),
+		pgoutputtest.Insert(800, oid, 90), // transaction 800 aborts
+		pgoutputtest.StreamStop(),
+		pgoutputtest.Begin(900, 0x3000),
+		pgoutputtest.Relation(0, oid),
+		pgoutputtest.Insert(0, oid, 50),
+		pgoutputtest.Commit(0x3000, 0x3100),
 		abort(700, 701),
-		streamStartMsg(700, false),
-		insertMsg(702, oid, 3),
-		insertMsg(700, oid, 4),
-		insertMsg(700, oid+1, 5),
-		streamStopMsg(),
+		pgoutputtest.StreamStart(700, false),
+		pgoutputtest.Insert(702, oid, 3),
+		pgoutputtest.Insert(700, oid, 4),
+		pgoutputtest.Insert(700, oid+1, 5),
+		pgoutputtest.StreamStop(),
 		abort(800, 800),
-		streamCommitMsg(700, 0x5000, 0x5100),
+		pgoutputtest.StreamCommit(700, 0x5000, 0x5100),
 	}
 	if err := feed(st, msgs); err != nil {
 		t.Fatal(err)
@@ -180,7 +105,7 @@ func TestOpenStreamedTransactionSendsNothing(t *testing.T) {
 	out := &recorder{}
 	st := fuzzStreamV2(out, dir)
 	err := feed(st, [][]byte{
-		streamStartMsg(700, true), relationMsg(700, 16400), insertMsg(700, 16400, 1), streamStopMsg(),
+		pgoutputtest.StreamStart(700, true), pgoutputtest.Relation(700, 16400), pgoutputtest.Insert(700, 16400, 1), pgoutputtest.StreamStop(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +116,7 @@ func TestOpenStreamedTransactionSendsNothing(t *testing.T) {
 	if len(spoolFiles(t, dir)) != 1 {
 		t.Fatal("the streamed transaction has no spool")
 	}
-	if err := st.spools.removeAll(); err != nil {
+	if err := st.spools.RemoveAll(); err != nil {
 		t.Fatal(err)
 	}
 	if files := spoolFiles(t, dir); len(files) != 0 {
@@ -204,87 +129,15 @@ func TestOpenStreamedTransactionSendsNothing(t *testing.T) {
 // stream message inside an ordinary transaction.
 func TestStreamProtocolViolations(t *testing.T) {
 	for name, msgs := range map[string][][]byte{
-		"commit without spool":       {streamCommitMsg(5, 0x5000, 0x5100)},
-		"begin inside a block":       {streamStartMsg(5, true), beginMsg(6, 0x3000)},
-		"block inside a transaction": {beginMsg(6, 0x3000), streamStartMsg(5, true)},
-		"later block first":          {streamStartMsg(5, false)},
-		"stop outside a block":       {streamStopMsg()},
+		"commit without spool":       {pgoutputtest.StreamCommit(5, 0x5000, 0x5100)},
+		"begin inside a block":       {pgoutputtest.StreamStart(5, true), pgoutputtest.Begin(6, 0x3000)},
+		"block inside a transaction": {pgoutputtest.Begin(6, 0x3000), pgoutputtest.StreamStart(5, true)},
+		"later block first":          {pgoutputtest.StreamStart(5, false)},
+		"stop outside a block":       {pgoutputtest.StreamStop()},
 	} {
 		st := fuzzStreamV2(&recorder{}, t.TempDir())
 		if err := feed(st, msgs); err == nil {
 			t.Errorf("%s: accepted", name)
-		}
-	}
-}
-
-func TestParseStreamMessage(t *testing.T) {
-	for name, c := range map[string]struct {
-		data     []byte
-		inStream bool
-		ok       bool
-	}{
-		"start":                {streamStartMsg(5, true), false, true},
-		"start in a block":     {streamStartMsg(5, true), true, false},
-		"stop":                 {streamStopMsg(), true, true},
-		"stop with a tail":     {append(streamStopMsg(), 0), true, false},
-		"commit":               {streamCommitMsg(5, 1, 2), false, true},
-		"short commit":         {streamCommitMsg(5, 1, 2)[:20], false, false},
-		"abort":                {streamAbortMsg(5, 6), false, true},
-		"abort with a v4 tail": {streamAbortMsgV4(5, 6, 7, 8), false, false},
-		"insert with xid":      {insertMsg(5, 1, 1), true, true},
-		"insert without xid":   {insertMsg(0, 1, 1), true, false},
-		"relation with xid":    {relationMsg(5, 1), true, true},
-		"insert outside":       {insertMsg(0, 1, 1), false, true},
-		"begin in a block":     {beginMsg(5, 1), true, false},
-		"xid cut short":        {[]byte("I\x00\x00"), true, false},
-		"origin in a block":    {append([]byte("O"+string(make([]byte, 8))+"origin"), 0), true, true},
-		"commit in a block":    {commitMsg(1, 2), true, false},
-		"unknown type outside": {[]byte("Z"), false, false},
-	} {
-		msg, err := parseStreamMessage(c.data, c.inStream, false)
-		if (err == nil) != c.ok || (msg == nil) == c.ok {
-			t.Errorf("%s: got %T, %v; want ok=%v", name, msg, err, c.ok)
-		}
-	}
-	m, err := parseStreamMessage(insertMsg(77, 16400, 3), true, false)
-	if im, ok := m.(*pglogrepl.InsertMessageV2); err != nil || !ok || im.Xid != 77 || im.RelationID != 16400 {
-		t.Fatalf("insert with xid parses as %+v, %v", m, err)
-	}
-}
-
-// With streaming 'parallel' (protocol 4) StreamAbort carries the abort's
-// LSN and time after the two xids, which pglogrepl does not read; Ferry
-// does, and refuses protocol 2's shorter form, as it refuses the longer one
-// on protocol 2. The other messages are protocol 2's.
-func TestParseStreamMessageProtocol4(t *testing.T) {
-	at := time.Date(2025, time.March, 4, 5, 6, 7, 891_000, time.UTC)
-	micros := at.Sub(time.Date(2000, time.January, 1, 0, 0, 0, 0, time.UTC)).Microseconds()
-	m, err := parseStreamMessage(streamAbortMsgV4(5, 6, 0x16_0000_2A28, micros), false, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	abort, ok := m.(*streamAbortMessage)
-	if !ok || abort.Xid != 5 || abort.SubXid != 6 || abort.AbortLSN != 0x16_0000_2A28 || !abort.AbortTime.Equal(at) {
-		t.Fatalf("protocol 4 abort parses as %T %+v", m, m)
-	}
-	if m, err := parseStreamMessage(streamAbortMsg(5, 6), false, false); err != nil || m.(*streamAbortMessage).AbortLSN != 0 {
-		t.Fatalf("protocol 2 abort parses as %+v, %v", m, err)
-	}
-	for name, data := range map[string][]byte{
-		"protocol 2's abort":  streamAbortMsg(5, 6),
-		"abort without time":  streamAbortMsgV4(5, 6, 7, 8)[:17],
-		"abort with one more": append(streamAbortMsgV4(5, 6, 7, 8), 0),
-	} {
-		if _, err := parseStreamMessage(data, false, true); err == nil {
-			t.Errorf("%s: accepted on protocol 4", name)
-		}
-	}
-	for _, c := range []struct {
-		data     []byte
-		inStream bool
-	}{{streamStartMsg(5, true), false}, {insertMsg(5, 1, 1), true}, {streamStopMsg(), true}, {streamCommitMsg(5, 1, 2), false}} {
-		if _, err := parseStreamMessage(c.data, c.inStream, true); err != nil {
-			t.Errorf("message %q refused on protocol 4: %v", c.data[0], err)
 		}
 	}
 }
@@ -295,16 +148,16 @@ func TestPluginArgsStreamProtocol(t *testing.T) {
 	for _, c := range []struct {
 		version, protocol int
 		stream            bool
-		want              streamMode
+		want              wire.StreamMode
 		proto, streaming  string
 	}{
-		{170000, 4, true, streamParallel, "proto_version '4'", "streaming 'parallel'"},
-		{160000, 4, true, streamParallel, "proto_version '4'", "streaming 'parallel'"},
-		{160000, 2, true, streamOn, "proto_version '2'", "streaming 'on'"},
-		{150000, 4, true, streamOn, "proto_version '2'", "streaming 'on'"},
-		{140000, 4, true, streamOn, "proto_version '2'", "streaming 'on'"},
-		{170000, 4, false, streamOff, "proto_version '1'", ""},
-		{130000, 4, true, streamOff, "proto_version '1'", ""},
+		{170000, 4, true, wire.StreamParallel, "proto_version '4'", "streaming 'parallel'"},
+		{160000, 4, true, wire.StreamParallel, "proto_version '4'", "streaming 'parallel'"},
+		{160000, 2, true, wire.StreamOn, "proto_version '2'", "streaming 'on'"},
+		{150000, 4, true, wire.StreamOn, "proto_version '2'", "streaming 'on'"},
+		{140000, 4, true, wire.StreamOn, "proto_version '2'", "streaming 'on'"},
+		{170000, 4, false, wire.StreamOff, "proto_version '1'", ""},
+		{130000, 4, true, wire.StreamOff, "proto_version '1'", ""},
 	} {
 		args, mode := pluginArgs(c.version, "pub", c.stream, c.protocol)
 		joined := strings.Join(args, ", ")
@@ -313,4 +166,14 @@ func TestPluginArgsStreamProtocol(t *testing.T) {
 			t.Errorf("version %d protocol %d stream %v: %v (%s), want %s with %q", c.version, c.protocol, c.stream, args, mode, c.proto, c.streaming)
 		}
 	}
+}
+
+// spoolFiles lists the spools in dir.
+func spoolFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "ferry-*.spool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ferry-cdc/ferry/services/capture/wire"
 	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
@@ -38,14 +39,14 @@ func checkProtocol4Aborts(t *testing.T, e *streamPG) {
 	ended := time.Now().Add(time.Second)
 	aborts := 0
 	for i, m := range raw {
-		if inBlock[i] || m[0] != msgStreamAbort {
+		if inBlock[i] || m[0] != wire.MsgStreamAbort {
 			continue
 		}
-		msg, err := parseStreamMessage(m, false, true)
+		msg, err := wire.ParseStreamMessage(m, false, true)
 		if err != nil {
 			t.Fatal(err)
 		}
-		a := msg.(*streamAbortMessage)
+		a := msg.(*wire.StreamAbortMessage)
 		if len(m) != 1+4+4+8+8 || a.AbortLSN == 0 || a.AbortTime.Before(begun) || a.AbortTime.After(ended) {
 			t.Fatalf("abort %d of %d/%d: %d bytes, LSN %s, time %s (workload ran %s to %s)",
 				i, a.Xid, a.SubXid, len(m), a.AbortLSN, a.AbortTime, begun, ended)

@@ -11,7 +11,7 @@ import (
 
 // signalTableVersion is PostgreSQL 14: before it pgoutput drops logical
 // messages, and Ferry carries its heartbeats and full-sync watermarks
-// through a table of its own instead (services/capture/signals.go).
+// through a table of its own instead (services/capture/signal).
 const signalTableVersion = 140000
 
 // filterTableVersion is PostgreSQL 15, which brought publication row

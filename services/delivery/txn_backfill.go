@@ -2,7 +2,7 @@ package delivery
 
 // # Backfill progress in the exactly-once checkpoint
 //
-// A backfill chunk (services/capture/backfill.go) arrives as a batch of
+// A backfill chunk (services/capture/backfill) arrives as a batch of
 // snapshot INSERTs whose watermark is the chunk's high watermark, followed
 // at once by a backfill frame: the table's progress at that watermark. A
 // chunk read again after a restart gets a new watermark, so resuming from

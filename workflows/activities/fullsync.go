@@ -26,7 +26,7 @@ import (
 // the acknowledged count the number of rows delivery received, which must
 // be the number capture read. It is single-attempt like Incremental; an
 // interrupted snapshot starts again from scratch (see
-// services/capture/snapshot.go).
+// services/capture/snapshot).
 func (a *Activities) FullSync(ctx context.Context, in *taskv1.FullSyncActivityInput) (*taskv1.FullSyncActivityResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -16,6 +16,7 @@ import (
 	"github.com/ferry-cdc/ferry/platform/grpcsec"
 	"github.com/ferry-cdc/ferry/platform/telemetry"
 	"github.com/ferry-cdc/ferry/services/capture"
+	"github.com/ferry-cdc/ferry/services/capture/wire"
 	"github.com/ferry-cdc/ferry/services/internal/grpcserver"
 	"github.com/ferry-cdc/ferry/services/internal/secret"
 )
@@ -107,7 +108,7 @@ func run(cfg Config, logger *slog.Logger) (err error) {
 	impl.StreamInProgress, impl.StreamProtocol, impl.SpoolDir = cfg.StreamInProgress, cfg.StreamProtocol, cfg.SpoolDir
 	impl.BackfillReaders = cfg.BackfillReaders
 	if cfg.StreamInProgress {
-		if err := capture.CheckSpoolDir(cfg.SpoolDir); err != nil {
+		if err := wire.CheckSpoolDir(cfg.SpoolDir); err != nil {
 			return err
 		}
 	}

@@ -152,3 +152,15 @@ func ConnectReplication(ctx context.Context, src *taskv1.SourceEndpoint) (*pgcon
 func Describe(src *taskv1.SourceEndpoint) string {
 	return fmt.Sprintf("postgres %s@%s/%s", src.GetUser(), hostList(Hosts(src)), src.GetDatabase())
 }
+
+// ServerVersion is the source's server_version_num, read on q: a session,
+// or a transaction of one.
+func ServerVersion(ctx context.Context, q interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}) (int, error) {
+	var v int
+	if err := q.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&v); err != nil {
+		return 0, fmt.Errorf("reading the source's server_version_num: %w", err)
+	}
+	return v, nil
+}

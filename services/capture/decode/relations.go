@@ -1,4 +1,9 @@
-package capture
+// Package decode turns pgoutput's messages into Ferry's change events:
+// relation definitions described from the catalog, partitions' changes
+// presented under their roots, row images as cdcv1.Tuple, each value the
+// text pgoutput sent, and, before PostgreSQL 15, the row filters Ferry
+// evaluates itself.
+package decode
 
 import (
 	"context"
@@ -10,33 +15,34 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 )
 
-// relation is one table definition as the stream last reported it.
-type relation struct {
-	msg   *pglogrepl.RelationMessage
-	proto *cdcv1.Relation
-	// sent is whether proto went out on this stream since it last changed.
-	sent bool
+// Relation is one table definition as the stream last reported it.
+type Relation struct {
+	Msg   *pglogrepl.RelationMessage
+	Proto *cdcv1.Relation
+	// Sent is whether Proto went out on this stream since it last changed.
+	Sent bool
 }
 
-// catalog is the SQL session relations are described with.
-type catalog interface {
+// Catalog is the SQL session relations are described with.
+type Catalog interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// relationCache maps relation OIDs to definitions. pgoutput sends a
+// Relations maps relation OIDs to definitions. pgoutput sends a
 // RelationMessage before a relation's first change in a session and again
 // after its definition changes, so each message replaces the entry.
-type relationCache struct {
-	conn  catalog
-	byOID map[uint32]*relation
+type Relations struct {
+	conn  Catalog
+	byOID map[uint32]*Relation
 }
 
-func newRelationCache(conn catalog) *relationCache {
-	return &relationCache{conn: conn, byOID: map[uint32]*relation{}}
+// NewRelations is an empty cache that describes relations on conn.
+func NewRelations(conn Catalog) *Relations {
+	return &Relations{conn: conn, byOID: map[uint32]*Relation{}}
 }
 
-// define describes msg's relation, looking up type names and key columns.
-func (c *relationCache) define(ctx context.Context, msg *pglogrepl.RelationMessage) error {
+// Define describes msg's relation, looking up type names and key columns.
+func (c *Relations) Define(ctx context.Context, msg *pglogrepl.RelationMessage) error {
 	types, err := c.columnTypes(ctx, msg)
 	if err != nil {
 		return fmt.Errorf("describing the columns of %s.%s: %w", msg.Namespace, msg.RelationName, err)
@@ -45,13 +51,13 @@ func (c *relationCache) define(ctx context.Context, msg *pglogrepl.RelationMessa
 	if err != nil {
 		return fmt.Errorf("reading the key of %s.%s: %w", msg.Namespace, msg.RelationName, err)
 	}
-	c.put(msg, types, keys)
+	c.Put(msg, types, keys)
 	return nil
 }
 
-// put records msg's relation with what the catalog said about its columns
+// Put records msg's relation with what the catalog said about its columns
 // (types has one entry per column) and key.
-func (c *relationCache) put(msg *pglogrepl.RelationMessage, types []columnType, keys []string) {
+func (c *Relations) Put(msg *pglogrepl.RelationMessage, types []ColumnType, keys []string) {
 	rel := &cdcv1.Relation{
 		Oid:             msg.RelationID,
 		Schema:          msg.Namespace,
@@ -63,17 +69,25 @@ func (c *relationCache) put(msg *pglogrepl.RelationMessage, types []columnType, 
 		rel.Columns = append(rel.Columns, &cdcv1.Column{
 			Name:         col.Name,
 			TypeOid:      col.DataType,
-			TypeName:     types[i].name,
+			TypeName:     types[i].Name,
 			TypeModifier: col.TypeModifier,
 			Key:          col.Flags&1 != 0,
-			BaseTypeOid:  types[i].baseOID,
-			BaseTypeKind: types[i].baseKind,
+			BaseTypeOid:  types[i].BaseOID,
+			BaseTypeKind: types[i].BaseKind,
 		})
 	}
-	c.byOID[msg.RelationID] = &relation{msg: msg, proto: rel}
+	c.byOID[msg.RelationID] = &Relation{Msg: msg, Proto: rel}
 }
 
-func (c *relationCache) get(oid uint32) (*relation, error) {
+// Lookup is the definition of relation oid, if there is one.
+func (c *Relations) Lookup(oid uint32) (*Relation, bool) {
+	rel, ok := c.byOID[oid]
+	return rel, ok
+}
+
+// Get is the definition of relation oid, which pgoutput sends before the
+// relation's first change.
+func (c *Relations) Get(oid uint32) (*Relation, error) {
 	rel, ok := c.byOID[oid]
 	if !ok {
 		return nil, fmt.Errorf("change for relation %d arrived before its definition", oid)
@@ -81,11 +95,11 @@ func (c *relationCache) get(oid uint32) (*relation, error) {
 	return rel, nil
 }
 
-// columnType is what the catalog says about a column's type.
-type columnType struct {
-	name     string // format_type
-	baseOID  uint32 // the domain's base type, nested domains resolved; else the type
-	baseKind cdcv1.TypeKind
+// ColumnType is what the catalog says about a column's type.
+type ColumnType struct {
+	Name     string // format_type
+	BaseOID  uint32 // the domain's base type, nested domains resolved; else the type
+	BaseKind cdcv1.TypeKind
 }
 
 // columnTypes formats the message's own type OIDs and modifiers, so names
@@ -94,7 +108,7 @@ type columnType struct {
 // domain's text output is its base type's, so values decode as the base
 // type's and formats map them as that type (formats.md: domains by base
 // type).
-func (c *relationCache) columnTypes(ctx context.Context, msg *pglogrepl.RelationMessage) ([]columnType, error) {
+func (c *Relations) columnTypes(ctx context.Context, msg *pglogrepl.RelationMessage) ([]ColumnType, error) {
 	oids := make([]uint32, len(msg.Columns))
 	mods := make([]int32, len(msg.Columns))
 	for i, col := range msg.Columns {
@@ -120,11 +134,11 @@ func (c *relationCache) columnTypes(ctx context.Context, msg *pglogrepl.Relation
 	if err != nil {
 		return nil, err
 	}
-	types, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (columnType, error) {
-		var t columnType
+	types, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ColumnType, error) {
+		var t ColumnType
 		var typtype, category string
-		err := row.Scan(&t.name, &t.baseOID, &typtype, &category)
-		t.baseKind = typeKind(typtype, category)
+		err := row.Scan(&t.Name, &t.BaseOID, &typtype, &category)
+		t.BaseKind = typeKind(typtype, category)
 		return t, err
 	})
 	if err != nil {
@@ -157,22 +171,22 @@ func typeKind(typtype, category string) cdcv1.TypeKind {
 	return cdcv1.TypeKind_TYPE_KIND_UNSPECIFIED
 }
 
-// decodeOID is the type column i's values are decoded as: the domain's base
+// DecodeOID is the type column i's values are decoded as: the domain's base
 // type for a domain.
-func (r *relation) decodeOID(i int) uint32 {
-	if i < len(r.proto.GetColumns()) {
-		if b := r.proto.GetColumns()[i].GetBaseTypeOid(); b != 0 {
+func (r *Relation) DecodeOID(i int) uint32 {
+	if i < len(r.Proto.GetColumns()) {
+		if b := r.Proto.GetColumns()[i].GetBaseTypeOid(); b != 0 {
 			return b
 		}
 	}
-	return r.msg.Columns[i].DataType
+	return r.Msg.Columns[i].DataType
 }
 
 // keyColumns returns the primary key's columns, or else those of the best
 // unique index: the replica identity index if there is one, then one whose
 // columns are all NOT NULL, then the narrowest. Partial and expression
 // indexes do not identify rows, and INCLUDE columns are not key columns.
-func (c *relationCache) keyColumns(ctx context.Context, oid uint32) ([]string, error) {
+func (c *Relations) keyColumns(ctx context.Context, oid uint32) ([]string, error) {
 	rows, err := c.conn.Query(ctx, `
 		WITH candidate AS (
 			SELECT i.indexrelid, i.indkey::int2[] AS keys, i.indnkeyatts,

@@ -1,4 +1,4 @@
-package capture
+package wire
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pglogrepl"
@@ -28,11 +29,11 @@ type spooled struct {
 	aborted bool
 }
 
-func replayAll(t *testing.T, s *spoolSet, xid uint32) []spooled {
+func replayAll(t *testing.T, s *SpoolSet, xid uint32) []spooled {
 	t.Helper()
 	var out []spooled
-	err := s.replay(xid, func(r spoolRecord) error {
-		out = append(out, spooled{r.subxid, r.lsn, string(r.data), r.aborted})
+	err := s.Replay(xid, func(r SpoolRecord) error {
+		out = append(out, spooled{r.Subxid, r.LSN, string(r.Data), r.Aborted})
 		return nil
 	})
 	if err != nil {
@@ -54,32 +55,32 @@ func mustSpool(t *testing.T, err error) {
 // commit, its abort or removeAll.
 func TestSpoolReplaysInOrderAndForgets(t *testing.T) {
 	dir := t.TempDir()
-	s := newSpoolSet(dir, "slot_a")
+	s := NewSpoolSet(dir, "slot_a")
 	big := bytes.Repeat([]byte("x"), 3*spoolBuffer+7)
 
-	mustSpool(t, s.start(100, true))
-	mustSpool(t, s.add(100, 10, 'R', []byte("rel")))
-	mustSpool(t, s.add(101, 11, 'I', []byte("sub 101 a")))
-	mustSpool(t, s.stop())
-	mustSpool(t, s.start(200, true))
-	mustSpool(t, s.add(200, 12, 'I', []byte("other")))
-	mustSpool(t, s.stop())
-	mustSpool(t, s.start(100, false))
-	mustSpool(t, s.add(102, 13, 'I', big))
-	mustSpool(t, s.add(101, 14, 'R', []byte("rel again")))
-	mustSpool(t, s.add(100, 15, 'U', []byte("top")))
-	mustSpool(t, s.stop())
+	mustSpool(t, s.Start(100, true))
+	mustSpool(t, s.Add(100, 10, 'R', []byte("rel")))
+	mustSpool(t, s.Add(101, 11, 'I', []byte("sub 101 a")))
+	mustSpool(t, s.Stop())
+	mustSpool(t, s.Start(200, true))
+	mustSpool(t, s.Add(200, 12, 'I', []byte("other")))
+	mustSpool(t, s.Stop())
+	mustSpool(t, s.Start(100, false))
+	mustSpool(t, s.Add(102, 13, 'I', big))
+	mustSpool(t, s.Add(101, 14, 'R', []byte("rel again")))
+	mustSpool(t, s.Add(100, 15, 'U', []byte("top")))
+	mustSpool(t, s.Stop())
 	if got := len(spoolFiles(t, dir)); got != 2 {
 		t.Fatalf("%d spool files for two open transactions", got)
 	}
 
-	if known, err := s.abort(100, 101); !known || err != nil {
+	if known, err := s.Abort(100, 101); !known || err != nil {
 		t.Fatalf("subtransaction abort: %v, %v", known, err)
 	}
-	if known, err := s.abort(200, 200); !known || err != nil {
+	if known, err := s.Abort(200, 200); !known || err != nil {
 		t.Fatalf("top-level abort: %v, %v", known, err)
 	}
-	if known, err := s.abort(300, 300); known || err != nil {
+	if known, err := s.Abort(300, 300); known || err != nil {
 		t.Fatalf("abort of a transaction never streamed: %v, %v", known, err)
 	}
 	if got := len(spoolFiles(t, dir)); got != 1 {
@@ -99,44 +100,44 @@ func TestSpoolReplaysInOrderAndForgets(t *testing.T) {
 	if files := spoolFiles(t, dir); len(files) != 0 {
 		t.Fatalf("spools left after commit and abort: %v", files)
 	}
-	if err := s.replay(100, func(spoolRecord) error { return nil }); !errors.Is(err, errNoSpool) {
-		t.Fatalf("a second replay: %v, want errNoSpool", err)
+	if err := s.Replay(100, func(SpoolRecord) error { return nil }); !errors.Is(err, ErrNoSpool) {
+		t.Fatalf("a second replay: %v, want ErrNoSpool", err)
 	}
 
-	mustSpool(t, s.start(400, true))
-	mustSpool(t, s.add(400, 20, 'I', []byte("left open")))
-	mustSpool(t, s.removeAll())
-	if files := spoolFiles(t, dir); len(files) != 0 || len(s.open) != 0 || s.inBlock() {
-		t.Fatalf("removeAll left %v, %d open, in block %v", files, len(s.open), s.inBlock())
+	mustSpool(t, s.Start(400, true))
+	mustSpool(t, s.Add(400, 20, 'I', []byte("left open")))
+	mustSpool(t, s.RemoveAll())
+	if files := spoolFiles(t, dir); len(files) != 0 || len(s.open) != 0 || s.InBlock() {
+		t.Fatalf("removeAll left %v, %d open, in block %v", files, len(s.open), s.InBlock())
 	}
 }
 
 // The stream messages must follow the protocol: each refusal names the
 // transaction.
 func TestSpoolRefusesOutOfOrderMessages(t *testing.T) {
-	s := newSpoolSet(t.TempDir(), "slot_b")
-	if err := s.start(7, false); !errors.Is(err, errNoSpool) {
+	s := NewSpoolSet(t.TempDir(), "slot_b")
+	if err := s.Start(7, false); !errors.Is(err, ErrNoSpool) {
 		t.Fatalf("a later block without the first: %v", err)
 	}
-	if err := s.add(7, 1, 'I', nil); err == nil {
+	if err := s.Add(7, 1, 'I', nil); err == nil {
 		t.Fatal("a message outside any block was spooled")
 	}
-	if err := s.stop(); err == nil {
+	if err := s.Stop(); err == nil {
 		t.Fatal("StreamStop outside a block was accepted")
 	}
-	mustSpool(t, s.start(7, true))
-	if err := s.start(8, true); err == nil {
+	mustSpool(t, s.Start(7, true))
+	if err := s.Start(8, true); err == nil {
 		t.Fatal("a block began inside another")
 	}
-	if _, err := s.abort(7, 7); err == nil {
+	if _, err := s.Abort(7, 7); err == nil {
 		t.Fatal("an abort inside the transaction's own block was accepted")
 	}
-	mustSpool(t, s.add(7, 1, 'I', []byte("row")))
-	mustSpool(t, s.stop())
-	if err := s.start(7, true); err == nil {
+	mustSpool(t, s.Add(7, 1, 'I', []byte("row")))
+	mustSpool(t, s.Stop())
+	if err := s.Start(7, true); err == nil {
 		t.Fatal("a transaction's first block came twice")
 	}
-	if err := s.replay(7, func(spoolRecord) error { return errors.New("stop") }); err == nil || err.Error() != "stop" {
+	if err := s.Replay(7, func(SpoolRecord) error { return errors.New("stop") }); err == nil || err.Error() != "stop" {
 		t.Fatalf("replay did not return its callback's error: %v", err)
 	}
 	if len(s.open) != 0 {
@@ -148,7 +149,7 @@ func TestSpoolRefusesOutOfOrderMessages(t *testing.T) {
 // that names the fix.
 func TestSpoolInAMissingFolder(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "missing")
-	err := newSpoolSet(dir, "slot_c").start(5, true)
+	err := NewSpoolSet(dir, "slot_c").Start(5, true)
 	if err == nil || !contains(err.Error(), "slot_c", "transaction 5", "-spool-dir") {
 		t.Fatalf("spooling into a missing folder: %v", err)
 	}
@@ -172,7 +173,7 @@ func TestSpoolOrphansOfTheSlotAreDeleted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n, err := newSpoolSet(dir, "slot_d").removeOrphans()
+	n, err := NewSpoolSet(dir, "slot_d").RemoveOrphans()
 	if err != nil || n != 2 {
 		t.Fatalf("removed %d, %v; want 2", n, err)
 	}
@@ -184,4 +185,13 @@ func TestSpoolOrphansOfTheSlotAreDeleted(t *testing.T) {
 	if !slices.Equal(left, want) {
 		t.Fatalf("left %v, want %v", left, want)
 	}
+}
+
+func contains(s string, parts ...string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
 }

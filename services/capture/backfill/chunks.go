@@ -1,4 +1,4 @@
-package capture
+package backfill
 
 import "sync"
 
@@ -17,7 +17,7 @@ type openChunk struct {
 	table   int
 	xmin    uint32 // its snapshot's, once snapped
 	snapped bool
-	c       *chunk // nil until its reader hands it over
+	c       *Chunk // nil until its reader hands it over
 }
 
 func newChunkRegistry() *chunkRegistry {
@@ -44,7 +44,7 @@ func (r *chunkRegistry) snapped(n int64, xmin uint32) {
 }
 
 // hand makes the chunk read available to the loop, before its HW.
-func (r *chunkRegistry) hand(c *chunk) {
+func (r *chunkRegistry) hand(c *Chunk) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if o := r.open[c.n]; o != nil {
@@ -64,7 +64,7 @@ func (r *chunkRegistry) table(n int64) (int, bool) {
 }
 
 // handed is chunk n if its reader handed it over, else nil.
-func (r *chunkRegistry) handed(n int64) *chunk {
+func (r *chunkRegistry) handed(n int64) *Chunk {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if o := r.open[n]; o != nil {
@@ -79,7 +79,7 @@ func (r *chunkRegistry) handed(n int64) *chunk {
 // c's xmin; one started earlier may have taken an older snapshot, in any
 // order with c's. ok is false while an open chunk's snapshot is still
 // unknown (taken, perhaps, but not yet recorded): the horizon then stays.
-func (r *chunkRegistry) settle(c *chunk) (horizon uint32, ok bool) {
+func (r *chunkRegistry) settle(c *Chunk) (horizon uint32, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.open, c.n)

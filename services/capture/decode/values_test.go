@@ -1,4 +1,4 @@
-package capture
+package decode
 
 import (
 	"strings"
@@ -13,7 +13,7 @@ import (
 // TestDecodeTupleKeepsTheText: each value is pgoutput's text byte for
 // byte, whatever its type, and null and unchanged TOAST keep their kinds.
 func TestDecodeTupleKeepsTheText(t *testing.T) {
-	rel := &relation{msg: &pglogrepl.RelationMessage{
+	rel := &Relation{Msg: &pglogrepl.RelationMessage{
 		Namespace: "public", RelationName: "t",
 		Columns: []*pglogrepl.RelationMessageColumn{
 			{Name: "id", DataType: pgtype.Int8OID}, {Name: "big", DataType: pgtype.TextOID}, {Name: "n", DataType: pgtype.Int4OID},
@@ -52,7 +52,7 @@ func TestDecodeTupleKeepsTheText(t *testing.T) {
 }
 
 func TestDecodeTupleRejectsWhatItCannotCarry(t *testing.T) {
-	rel := &relation{msg: &pglogrepl.RelationMessage{
+	rel := &Relation{Msg: &pglogrepl.RelationMessage{
 		Namespace: "public", RelationName: "t",
 		Columns: []*pglogrepl.RelationMessageColumn{{Name: "id", DataType: pgtype.Int8OID}, {Name: "b", DataType: pgtype.ByteaOID}},
 	}}

@@ -1,4 +1,4 @@
-package capture
+package wire
 
 import (
 	"sync"
@@ -6,7 +6,7 @@ import (
 	"github.com/jackc/pglogrepl"
 )
 
-// lsnTracker holds the two positions a stream reports to PostgreSQL. They are
+// LSNTracker holds the two positions a stream reports to PostgreSQL. They are
 // kept apart on purpose: received grows with everything the server sends,
 // while flushed, the only one PostgreSQL uses to advance the slot's
 // confirmed_flush_lsn, moves only when the client acknowledges that changes
@@ -14,7 +14,7 @@ import (
 //
 // Acks arrive on the gRPC receiving goroutine while the replication loop
 // reads, hence the mutex.
-type lsnTracker struct {
+type LSNTracker struct {
 	mu       sync.Mutex
 	received pglogrepl.LSN
 	flushed  pglogrepl.LSN
@@ -24,11 +24,11 @@ type lsnTracker struct {
 	reportedWrite pglogrepl.LSN
 }
 
-// newLSNTracker starts flushed at the slot's confirmed_flush_lsn: the stream
+// NewLSNTracker starts flushed at the slot's confirmed_flush_lsn: the stream
 // must never report zero, which pglogrepl would replace by the write
 // position, nor anything the client has not acknowledged.
-func newLSNTracker(confirmed, start pglogrepl.LSN) *lsnTracker {
-	return &lsnTracker{
+func NewLSNTracker(confirmed, start pglogrepl.LSN) *LSNTracker {
+	return &LSNTracker{
 		received:      max(confirmed, start),
 		flushed:       confirmed,
 		reported:      confirmed,
@@ -38,7 +38,7 @@ func newLSNTracker(confirmed, start pglogrepl.LSN) *lsnTracker {
 
 // Receive records that the server sent WAL up to lsn. It never touches
 // flushed.
-func (t *lsnTracker) Receive(lsn pglogrepl.LSN) {
+func (t *LSNTracker) Receive(lsn pglogrepl.LSN) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.received = max(t.received, lsn)
@@ -48,7 +48,7 @@ func (t *lsnTracker) Receive(lsn pglogrepl.LSN) {
 // after it. An ack beyond what was received is capped at received: the
 // client cannot have made durable what it was never sent, so such an ack is
 // a client bug and confirming it could skip WAL.
-func (t *lsnTracker) Ack(lsn pglogrepl.LSN) (flushed pglogrepl.LSN, capped bool) {
+func (t *LSNTracker) Ack(lsn pglogrepl.LSN) (flushed pglogrepl.LSN, capped bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if lsn > t.received {
@@ -59,21 +59,21 @@ func (t *lsnTracker) Ack(lsn pglogrepl.LSN) (flushed pglogrepl.LSN, capped bool)
 }
 
 // Positions returns the positions to report now.
-func (t *lsnTracker) Positions() (received, flushed pglogrepl.LSN) {
+func (t *LSNTracker) Positions() (received, flushed pglogrepl.LSN) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.received, t.flushed
 }
 
 // Changed tells whether a status update would report anything new.
-func (t *lsnTracker) Changed() bool {
+func (t *LSNTracker) Changed() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.flushed != t.reported || t.received != t.reportedWrite
 }
 
 // Reported records the positions of a status update that was sent.
-func (t *lsnTracker) Reported(received, flushed pglogrepl.LSN) {
+func (t *LSNTracker) Reported(received, flushed pglogrepl.LSN) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.reportedWrite, t.reported = received, flushed

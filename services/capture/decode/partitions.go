@@ -1,4 +1,4 @@
-package capture
+package decode
 
 import (
 	"context"
@@ -8,9 +8,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// partitionRoots makes a PostgreSQL 12 stream look like one from 13 and
+// PartitionRoots makes a PostgreSQL 12 stream look like one from 13 and
 // later with publish_via_partition_root: 12 cannot publish a partitioned
-// table, so Ferry publishes its leaves (publishedLeaves), and pgoutput then
+// table, so Ferry publishes its leaves (capture's publishedLeaves), and pgoutput then
 // reports each change under the leaf that holds the row. Before the rest of
 // the loop sees a message, its leaf is replaced by the root: the relation's
 // OID and names become the root's and its columns take the root's order,
@@ -18,8 +18,8 @@ import (
 // that moves a row to another partition reaches the stream as a DELETE
 // from one leaf and an INSERT into the other, which is also how 13 and
 // later send it under the root.
-type partitionRoots struct {
-	conn   catalog
+type PartitionRoots struct {
+	conn   Catalog
 	byLeaf map[uint32]*leafRoot
 }
 
@@ -30,13 +30,14 @@ type leafRoot struct {
 	from []int
 }
 
-func newPartitionRoots(conn catalog) *partitionRoots {
-	return &partitionRoots{conn: conn, byLeaf: map[uint32]*leafRoot{}}
+// NewPartitionRoots looks partitions up on conn.
+func NewPartitionRoots(conn Catalog) *PartitionRoots {
+	return &PartitionRoots{conn: conn, byLeaf: map[uint32]*leafRoot{}}
 }
 
-// translate returns msg as the root would have sent it, or msg itself when
+// Translate returns msg as the root would have sent it, or msg itself when
 // it does not concern a partition.
-func (p *partitionRoots) translate(ctx context.Context, msg pglogrepl.Message) (pglogrepl.Message, error) {
+func (p *PartitionRoots) Translate(ctx context.Context, msg pglogrepl.Message) (pglogrepl.Message, error) {
 	switch m := msg.(type) {
 	case *pglogrepl.RelationMessage:
 		return p.relation(ctx, m)
@@ -61,7 +62,7 @@ func (p *partitionRoots) translate(ctx context.Context, msg pglogrepl.Message) (
 }
 
 // truncate names each root once in place of its truncated leaves.
-func (p *partitionRoots) truncate(m *pglogrepl.TruncateMessage) *pglogrepl.TruncateMessage {
+func (p *PartitionRoots) truncate(m *pglogrepl.TruncateMessage) *pglogrepl.TruncateMessage {
 	out := *m
 	out.RelationIDs = make([]uint32, 0, len(m.RelationIDs))
 	seen := map[uint32]bool{}
@@ -92,7 +93,7 @@ func (lr *leafRoot) tuple(t *pglogrepl.TupleData) *pglogrepl.TupleData {
 
 // relation looks up whether m's relation is a partition, and if so
 // remembers how its root presents it and returns the root's definition.
-func (p *partitionRoots) relation(ctx context.Context, m *pglogrepl.RelationMessage) (pglogrepl.Message, error) {
+func (p *PartitionRoots) relation(ctx context.Context, m *pglogrepl.RelationMessage) (pglogrepl.Message, error) {
 	var (
 		rootOID         uint32
 		schema, name    string
@@ -133,7 +134,7 @@ func (p *partitionRoots) relation(ctx context.Context, m *pglogrepl.RelationMess
 
 // queryRoot reads the root of a partition and the root's columns in its
 // own order, as pgoutput would send them (no dropped or generated ones).
-func (p *partitionRoots) queryRoot(ctx context.Context, oid uint32, isPartition *bool, root *uint32, schema, name *string, columns *[]string) error {
+func (p *PartitionRoots) queryRoot(ctx context.Context, oid uint32, isPartition *bool, root *uint32, schema, name *string, columns *[]string) error {
 	rows, err := p.conn.Query(ctx, `
 		SELECT c.relispartition, r.oid, rn.nspname::text, r.relname::text,
 		       coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a

@@ -3,13 +3,14 @@ package capture
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	"github.com/ferry-cdc/ferry/services/capture/decode"
+	"github.com/ferry-cdc/ferry/services/capture/wire"
 )
 
 // data handles one pgoutput message.
@@ -19,7 +20,7 @@ func (st *stream) data(ctx context.Context, xld pglogrepl.XLogData) error {
 			return err
 		}
 	}
-	msg, err := parseMessage(xld.WALData)
+	msg, err := wire.ParseMessage(xld.WALData)
 	if err != nil {
 		return fmt.Errorf("parsing pgoutput message at %s: %w", xld.WALStart, err)
 	}
@@ -31,7 +32,7 @@ func (st *stream) apply(ctx context.Context, msg pglogrepl.Message, walStart pgl
 	now := time.Now()
 	if st.roots != nil {
 		var err error
-		if msg, err = st.roots.translate(ctx, msg); err != nil {
+		if msg, err = st.roots.Translate(ctx, msg); err != nil {
 			return err
 		}
 	}
@@ -47,7 +48,7 @@ func (st *stream) apply(ctx context.Context, msg pglogrepl.Message, walStart pgl
 			return nil
 		}
 		if st.filters != nil {
-			st.filters.forget(m.RelationID)
+			st.filters.Forget(m.RelationID)
 		}
 		// Events already batched were decoded with the old definition; the
 		// receiver applies a batch's relations first, so they must not share
@@ -110,7 +111,7 @@ func (st *stream) message(now time.Time, m *pglogrepl.LogicalDecodingMessage, wa
 // do not each cost an empty batch.
 func (st *stream) commit(now time.Time, m *pglogrepl.CommitMessage) error {
 	hadEvents := st.txn != nil && st.txn.events > 0
-	var signals []signal
+	var signals []txnSignal
 	if st.txn != nil {
 		signals = st.txn.signals
 	}
@@ -141,11 +142,11 @@ func (st *stream) change(now time.Time, m pglogrepl.Message, lsn pglogrepl.LSN) 
 			return err
 		}
 	}
-	ev, rel, err := st.decodeChange(m)
+	ev, rel, err := st.rels.Change(m)
 	if err != nil {
 		return fmt.Errorf("decoding the change at %s: %w", lsn, err)
 	}
-	if err := st.bf.observe(rel, m, st.txn.xid); err != nil {
+	if err := st.bf.Observe(rel, m, st.txn.xid); err != nil {
 		return fmt.Errorf("the change at %s: %w", lsn, err)
 	}
 	ev.Lsn = uint64(lsn)
@@ -153,8 +154,8 @@ func (st *stream) change(now time.Time, m pglogrepl.Message, lsn pglogrepl.LSN) 
 	ev.Xid = st.txn.xid
 	ev.CommitTime = st.txn.commitTime
 	var def *cdcv1.Relation
-	if !rel.sent {
-		def, rel.sent = rel.proto, true
+	if !rel.Sent {
+		def, rel.Sent = rel.Proto, true
 	}
 	st.batch.add(now, def, ev)
 	st.txn.events++
@@ -174,17 +175,17 @@ func (st *stream) truncate(now time.Time, m *pglogrepl.TruncateMessage, lsn pglo
 	}
 	var defs []*cdcv1.Relation
 	for _, oid := range m.RelationIDs {
-		rel, err := st.rels.get(oid)
+		rel, err := st.rels.Get(oid)
 		if err != nil {
 			return fmt.Errorf("decoding the TRUNCATE at %s: %w", lsn, err)
 		}
-		st.bf.observeTruncate(rel, st.txn.xid)
-		if !rel.sent {
-			defs = append(defs, rel.proto)
-			rel.sent = true
+		st.bf.ObserveTruncate(rel, st.txn.xid)
+		if !rel.Sent {
+			defs = append(defs, rel.Proto)
+			rel.Sent = true
 		}
 	}
-	ev := truncateEvent(m)
+	ev := decode.TruncateEvent(m)
 	ev.Lsn = uint64(lsn)
 	ev.CommitLsn = st.txn.commitLSN
 	ev.Xid = st.txn.xid
@@ -192,19 +193,6 @@ func (st *stream) truncate(now time.Time, m *pglogrepl.TruncateMessage, lsn pglo
 	st.batch.addMany(now, defs, ev, m.RelationIDs)
 	st.txn.events++
 	return nil
-}
-
-// truncateEvent is the event of a TRUNCATE message, without its position.
-func truncateEvent(m *pglogrepl.TruncateMessage) *cdcv1.ChangeEvent {
-	return &cdcv1.ChangeEvent{
-		Op:          cdcv1.Operation_OPERATION_TRUNCATE,
-		RelationOid: m.RelationIDs[0],
-		Truncate: &cdcv1.Truncate{
-			RelationOids:    slices.Clone(m.RelationIDs),
-			Cascade:         m.Option&pglogrepl.TruncateOptionCascade != 0,
-			RestartIdentity: m.Option&pglogrepl.TruncateOptionRestartIdentity != 0,
-		},
-	}
 }
 
 // filterChange applies the filter Ferry evaluates itself (before
@@ -219,43 +207,9 @@ func (st *stream) filterChange(m pglogrepl.Message) (pglogrepl.Message, error) {
 	case *pglogrepl.DeleteMessage:
 		oid = m.RelationID
 	}
-	rel, err := st.rels.get(oid)
+	rel, err := st.rels.Get(oid)
 	if err != nil {
 		return nil, err
 	}
-	return st.filters.filter(rel, m)
-}
-
-func (st *stream) decodeChange(m pglogrepl.Message) (*cdcv1.ChangeEvent, *relation, error) {
-	var (
-		op       cdcv1.Operation
-		oid      uint32
-		newTuple *pglogrepl.TupleData
-		oldTuple *pglogrepl.TupleData
-	)
-	switch m := m.(type) {
-	case *pglogrepl.InsertMessage:
-		op, oid, newTuple = cdcv1.Operation_OPERATION_INSERT, m.RelationID, m.Tuple
-	case *pglogrepl.UpdateMessage:
-		op, oid, newTuple, oldTuple = cdcv1.Operation_OPERATION_UPDATE, m.RelationID, m.NewTuple, m.OldTuple
-	case *pglogrepl.DeleteMessage:
-		op, oid, oldTuple = cdcv1.Operation_OPERATION_DELETE, m.RelationID, m.OldTuple
-	default:
-		return nil, nil, fmt.Errorf("unexpected message %T", m)
-	}
-	rel, err := st.rels.get(oid)
-	if err != nil {
-		return nil, nil, err
-	}
-	newT, err := decodeTuple(rel, newTuple)
-	if err != nil {
-		return nil, nil, err
-	}
-	// A 'K' tuple carries the key columns and nulls elsewhere, which is
-	// the contract's "columns it does not reveal are null".
-	oldT, err := decodeTuple(rel, oldTuple)
-	if err != nil {
-		return nil, nil, err
-	}
-	return &cdcv1.ChangeEvent{Op: op, RelationOid: oid, NewTuple: newT, OldTuple: oldT}, rel, nil
+	return st.filters.Filter(rel, m)
 }

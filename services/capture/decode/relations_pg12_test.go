@@ -1,4 +1,4 @@
-package capture
+package decode
 
 import (
 	"context"
@@ -25,7 +25,7 @@ func TestKeyColumnsOnPostgres12And15(t *testing.T) {
 			cancel()
 			t.Fatalf("PostgreSQL %d: %v", major, err)
 		}
-		keys, err := newRelationCache(conn).keyColumns(ctx, oid)
+		keys, err := NewRelations(conn).keyColumns(ctx, oid)
 		cancel()
 		if err != nil || !slices.Equal(keys, []string{"a", "b"}) {
 			t.Errorf("PostgreSQL %d: key columns %v (%v), want [a b]", major, keys, err)

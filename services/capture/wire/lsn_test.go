@@ -1,4 +1,4 @@
-package capture
+package wire
 
 import (
 	"testing"
@@ -9,7 +9,7 @@ import (
 // The product's core promise: nothing is confirmed to PostgreSQL that the
 // client did not acknowledge, however much WAL has been received.
 func TestReceivingNeverMovesFlushed(t *testing.T) {
-	tr := newLSNTracker(100, 100)
+	tr := NewLSNTracker(100, 100)
 	for _, lsn := range []pglogrepl.LSN{150, 200, 1 << 40} {
 		tr.Receive(lsn)
 		if received, flushed := tr.Positions(); flushed != 100 || received != lsn {
@@ -19,7 +19,7 @@ func TestReceivingNeverMovesFlushed(t *testing.T) {
 }
 
 func TestFlushedStartsAtConfirmedNotStart(t *testing.T) {
-	tr := newLSNTracker(100, 500)
+	tr := NewLSNTracker(100, 500)
 	received, flushed := tr.Positions()
 	if flushed != 100 || received != 500 {
 		t.Fatalf("received=%d flushed=%d; want 500 and 100", received, flushed)
@@ -27,7 +27,7 @@ func TestFlushedStartsAtConfirmedNotStart(t *testing.T) {
 }
 
 func TestAckMovesFlushedMonotonically(t *testing.T) {
-	tr := newLSNTracker(100, 100)
+	tr := NewLSNTracker(100, 100)
 	tr.Receive(1000)
 	if f, capped := tr.Ack(300); f != 300 || capped {
 		t.Fatalf("Ack(300) = %d, %v", f, capped)
@@ -45,7 +45,7 @@ func TestAckMovesFlushedMonotonically(t *testing.T) {
 }
 
 func TestChangedTracksReports(t *testing.T) {
-	tr := newLSNTracker(100, 100)
+	tr := NewLSNTracker(100, 100)
 	if tr.Changed() {
 		t.Fatal("a fresh tracker has nothing new to report")
 	}

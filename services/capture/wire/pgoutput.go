@@ -1,4 +1,8 @@
-package capture
+// Package wire is capture's side of the replication protocol: pgoutput's
+// messages framed and parsed (protocol 1, and 2 or 4 with in-progress
+// transactions streamed), the spools those transactions wait in until
+// they commit, and the positions a stream reports back to PostgreSQL.
+package wire
 
 import (
 	"encoding/binary"
@@ -9,23 +13,23 @@ import (
 	"github.com/jackc/pglogrepl"
 )
 
-// errDecoderPanic marks a message that made pglogrepl's decoder panic. The
+// ErrDecoderPanic marks a message that made pglogrepl's decoder panic. The
 // framing check below exists so that this never happens; the fuzz tests
 // fail when it does.
-var errDecoderPanic = errors.New("pgoutput decoder panicked")
+var ErrDecoderPanic = errors.New("pgoutput decoder panicked")
 
-// parseMessage decodes one pgoutput (protocol version 1) message. pglogrepl
+// ParseMessage decodes one pgoutput (protocol version 1) message. pglogrepl
 // trusts the server's lengths: a short or corrupt message makes it index
 // past the buffer, and a tuple column or TRUNCATE claiming 4 GiB makes it
 // allocate that much. checkFraming walks the message first, so whatever
 // reaches pglogrepl is complete and exactly as long as it says.
-func parseMessage(data []byte) (msg pglogrepl.Message, err error) {
+func ParseMessage(data []byte) (msg pglogrepl.Message, err error) {
 	if err := checkFraming(data); err != nil {
 		return nil, err
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			msg, err = nil, fmt.Errorf("%w on message type %q: %v", errDecoderPanic, data[0], r)
+			msg, err = nil, fmt.Errorf("%w on message type %q: %v", ErrDecoderPanic, data[0], r)
 		}
 	}()
 	return pglogrepl.Parse(data)
@@ -214,54 +218,54 @@ func checkRelation(r *wireReader) {
 // right after its type byte; the rest of each is as in protocol 1.
 // Protocol version 4 (PostgreSQL 16 and later) with streaming 'parallel'
 // sends the same messages, except that StreamAbort also carries the
-// abort's LSN and time (streamMode).
+// abort's LSN and time (StreamMode).
 const (
-	msgStreamStart  = 'S' // top-level xid, first-segment flag
-	msgStreamStop   = 'E' // nothing
-	msgStreamCommit = 'c' // xid, flags, commit LSN, end LSN, commit time
-	msgStreamAbort  = 'A' // top-level xid, aborted (sub)transaction's xid; parallel: abort LSN, abort time
+	MsgStreamStart  = 'S' // top-level xid, first-segment flag
+	MsgStreamStop   = 'E' // nothing
+	MsgStreamCommit = 'c' // xid, flags, commit LSN, end LSN, commit time
+	MsgStreamAbort  = 'A' // top-level xid, aborted (sub)transaction's xid; parallel: abort LSN, abort time
 )
 
-// streamMode is what a stream asked pgoutput to send of transactions still
+// StreamMode is what a stream asked pgoutput to send of transactions still
 // in progress.
-type streamMode int
+type StreamMode int
 
 const (
-	// streamOff (protocol 1): a transaction arrives whole at its commit.
-	streamOff streamMode = iota
-	// streamOn (protocol 2, streaming 'on', PostgreSQL 14 and later).
-	streamOn
-	// streamParallel (protocol 4, streaming 'parallel', PostgreSQL 16 and
+	// StreamOff (protocol 1): a transaction arrives whole at its commit.
+	StreamOff StreamMode = iota
+	// StreamOn (protocol 2, streaming 'on', PostgreSQL 14 and later).
+	StreamOn
+	// StreamParallel (protocol 4, streaming 'parallel', PostgreSQL 16 and
 	// later). For the publisher, 'parallel' differs from 'on' only in the
 	// StreamAbort message, which gains the abort's LSN and time so that a
 	// subscriber's parallel apply worker can record its progress; which
 	// transactions are streamed, when, and how their blocks interleave is
 	// decided by the reorder buffer alone, the same in both modes.
-	streamParallel
+	StreamParallel
 )
 
-func (m streamMode) String() string {
+func (m StreamMode) String() string {
 	switch m {
-	case streamOn:
+	case StreamOn:
 		return "protocol 2, streaming on"
-	case streamParallel:
+	case StreamParallel:
 		return "protocol 4, streaming parallel"
 	}
 	return "protocol 1, no streaming"
 }
 
-// isStreamControl tells whether typ is one of the four stream messages.
-func isStreamControl(typ byte) bool {
+// IsStreamControl tells whether typ is one of the four stream messages.
+func IsStreamControl(typ byte) bool {
 	switch typ {
-	case msgStreamStart, msgStreamStop, msgStreamCommit, msgStreamAbort:
+	case MsgStreamStart, MsgStreamStop, MsgStreamCommit, MsgStreamAbort:
 		return true
 	}
 	return false
 }
 
-// hasStreamXid tells whether a message of type typ carries an xid inside a
+// HasStreamXid tells whether a message of type typ carries an xid inside a
 // stream block.
-func hasStreamXid(typ byte) bool {
+func HasStreamXid(typ byte) bool {
 	switch typ {
 	case 'R', 'Y', 'I', 'U', 'D', 'T', 'M':
 		return true
@@ -269,47 +273,56 @@ func hasStreamXid(typ byte) bool {
 	return false
 }
 
-// checkStreamFraming is checkFraming for protocol version 2, or 4 with
+// CheckStreamFraming is checkFraming for protocol version 2, or 4 with
 // parallel: inStream says whether a stream block is open, which decides
 // both which messages may come and how they are laid out. Begin and Commit
 // never come inside a block, nor stream messages other than StreamStop.
-func checkStreamFraming(data []byte, inStream, parallel bool) error {
+func CheckStreamFraming(data []byte, inStream, parallel bool) error {
 	if len(data) == 0 {
 		return errors.New("empty pgoutput message")
 	}
 	typ := data[0]
 	r := &wireReader{buf: data[1:]}
 	switch {
-	case inStream && hasStreamXid(typ):
+	case inStream && HasStreamXid(typ):
 		if r.take(4); r.err != nil {
 			return r.done(typ)
 		}
 		return checkBody(typ, r.buf)
 	case inStream && typ == 'O':
 		return checkBody(typ, r.buf)
-	case inStream && typ != msgStreamStop:
+	case inStream && typ != MsgStreamStop:
 		return fmt.Errorf("pgoutput message %q inside a stream block", typ)
-	case !inStream && typ == msgStreamStop:
+	case !inStream && typ == MsgStreamStop:
 		return errors.New("pgoutput StreamStop outside a stream block")
-	case typ == msgStreamStart:
+	case typ == MsgStreamStart:
 		r.take(4 + 1)
-	case typ == msgStreamCommit:
+	case typ == MsgStreamCommit:
 		r.take(4 + 1 + 8 + 8 + 8)
-	case typ == msgStreamAbort && parallel:
+	case typ == MsgStreamAbort && parallel:
 		r.take(4 + 4 + 8 + 8)
-	case typ == msgStreamAbort:
+	case typ == MsgStreamAbort:
 		r.take(4 + 4)
-	case typ != msgStreamStop:
+	case typ != MsgStreamStop:
 		return checkBody(typ, r.buf)
 	}
 	return r.done(typ)
 }
 
-// streamAbortMessage is a StreamAbort. pglogrepl (the version go.mod pins)
+// StreamXid splits a message that CheckStreamFraming accepted inside a
+// stream block, of a type that carries an xid there (HasStreamXid), into
+// that xid and the protocol 1 body that follows it.
+func StreamXid(data []byte) (xid uint32, body []byte) {
+	r := wireReader{buf: data[1:]}
+	xid = r.uint32()
+	return xid, r.buf
+}
+
+// StreamAbortMessage is a StreamAbort. pglogrepl (the version go.mod pins)
 // decodes protocol 2's two xids and ignores the abort LSN and time that
 // protocol 4 appends with streaming 'parallel', so Ferry reads those
 // itself; they are zero in protocol 2.
-type streamAbortMessage struct {
+type StreamAbortMessage struct {
 	pglogrepl.StreamAbortMessageV2
 	AbortLSN  pglogrepl.LSN
 	AbortTime time.Time
@@ -319,21 +332,21 @@ type streamAbortMessage struct {
 // UTC, in microseconds since 1970.
 const pgEpochMicros = 946_684_800_000_000
 
-// parseStreamMessage decodes one protocol 2 (or, with parallel, protocol 4)
-// message with pglogrepl, once checkStreamFraming accepts it; a StreamAbort
-// comes back as a *streamAbortMessage.
-func parseStreamMessage(data []byte, inStream, parallel bool) (msg pglogrepl.Message, err error) {
-	if err := checkStreamFraming(data, inStream, parallel); err != nil {
+// ParseStreamMessage decodes one protocol 2 (or, with parallel, protocol 4)
+// message with pglogrepl, once CheckStreamFraming accepts it; a StreamAbort
+// comes back as a *StreamAbortMessage.
+func ParseStreamMessage(data []byte, inStream, parallel bool) (msg pglogrepl.Message, err error) {
+	if err := CheckStreamFraming(data, inStream, parallel); err != nil {
 		return nil, err
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			msg, err = nil, fmt.Errorf("%w on message type %q: %v", errDecoderPanic, data[0], r)
+			msg, err = nil, fmt.Errorf("%w on message type %q: %v", ErrDecoderPanic, data[0], r)
 		}
 	}()
 	msg, err = pglogrepl.ParseV2(data, inStream)
 	if abort, ok := msg.(*pglogrepl.StreamAbortMessageV2); ok && err == nil {
-		out := &streamAbortMessage{StreamAbortMessageV2: *abort}
+		out := &StreamAbortMessage{StreamAbortMessageV2: *abort}
 		if parallel {
 			r := wireReader{buf: data[1+4+4:]}
 			out.AbortLSN = pglogrepl.LSN(r.uint64())

@@ -1,4 +1,4 @@
-package capture
+package snapshot
 
 import (
 	"cmp"
@@ -193,6 +193,18 @@ func checkFilenode(ctx context.Context, conn *pgx.Conn, t *taskv1.TableRef, c ta
 			qualified(t))
 	}
 	return nil
+}
+
+// ChunkCount is how many chunks a plain table of the given blocks is read
+// in when the smallest chunk is minBlocks (PostgreSQL 14 and later).
+func ChunkCount(blocks, minBlocks int64) int {
+	return len(splitBlocks(blocks, minBlocks, snapshotMaxChunks))
+}
+
+// ChunkSelect is the SELECT that reads blocks [lo, hi) of a table (hi 0:
+// to its end); see snapshotChunkSelect.
+func ChunkSelect(cols []string, from, filter string, lo, hi uint32) string {
+	return snapshotChunkSelect(cols, from, filter, tableChunk{ranged: true, lo: lo, hi: hi})
 }
 
 // snapshotChunkQuery is the COPY of snapshotChunkSelect.

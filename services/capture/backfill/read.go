@@ -1,4 +1,4 @@
-package capture
+package backfill
 
 import (
 	"context"
@@ -11,12 +11,15 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/capture/decode"
+	"github.com/ferry-cdc/ferry/services/capture/signal"
+	"github.com/ferry-cdc/ferry/services/capture/snapshot"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 )
@@ -72,7 +75,7 @@ func xidPrecedes(a, b uint32) bool { return int32(a-b) < 0 }
 
 // chunkReader is one reader goroutine's state.
 type chunkReader struct {
-	bf       *backfiller
+	bf       *Backfills
 	conn     *pgx.Conn
 	n        int64 // the last chunk's number
 	inFlight int   // chunks handed over that the loop has not sent yet
@@ -83,19 +86,19 @@ type chunkReader struct {
 
 // chunkQuery reads one table's chunks.
 type chunkQuery struct {
-	rel    *relation
+	rel    *decode.Relation
 	key    []int
 	prefix string // COPY (SELECT ... FROM ...
 	order  string // ORDER BY ... LIMIT n) TO STDOUT
 	limit  int
 	// filter is the publication's row filter on the table as the chunk's
-	// snapshot sees it (publishedFilter); "" for none.
+	// snapshot sees it (snapshot.PublishedFilter); "" for none.
 	filter string
 }
 
 // read runs the readers until every table is read, reporting the first
 // failure to the loop, which then ends the stream and with it the others.
-func (bf *backfiller) read(ctx context.Context, src *taskv1.SourceEndpoint) {
+func (bf *Backfills) read(ctx context.Context, src *taskv1.SourceEndpoint) {
 	defer close(bf.done)
 	var wg sync.WaitGroup
 	for range min(bf.readers, len(bf.tables)) {
@@ -113,7 +116,7 @@ func (bf *backfiller) read(ctx context.Context, src *taskv1.SourceEndpoint) {
 
 // readTables is one reader: on a session of its own, it reads the tables
 // no other reader has taken, one after another.
-func (bf *backfiller) readTables(ctx context.Context, src *taskv1.SourceEndpoint) error {
+func (bf *Backfills) readTables(ctx context.Context, src *taskv1.SourceEndpoint) error {
 	cctx, cancel := context.WithTimeout(ctx, backfillStatementTimeout)
 	conn, err := pgsource.Connect(cctx, src)
 	cancel()
@@ -148,7 +151,7 @@ func (bf *backfiller) readTables(ctx context.Context, src *taskv1.SourceEndpoint
 func (r *chunkReader) table(ctx context.Context, i int) error {
 	t := r.bf.tables[i]
 	dctx, cancel := context.WithTimeout(ctx, backfillStatementTimeout)
-	rel, relkind, err := describeTable(dctx, r.conn, t.ref)
+	rel, relkind, err := snapshot.DescribeTable(dctx, r.conn, t.ref)
 	cancel()
 	if err != nil {
 		return err
@@ -176,13 +179,13 @@ func (r *chunkReader) table(ctx context.Context, i int) error {
 	}
 }
 
-func newChunkQuery(t backfillTable, rel *relation, relkind string, limit int) (chunkQuery, error) {
+func newChunkQuery(t backfillTable, rel *decode.Relation, relkind string, limit int) (chunkQuery, error) {
 	key, err := columnIndexes(rel, t.pk)
 	if err != nil {
 		return chunkQuery{}, err
 	}
-	cols := make([]string, len(rel.msg.Columns))
-	for i, c := range rel.msg.Columns {
+	cols := make([]string, len(rel.Msg.Columns))
+	for i, c := range rel.Msg.Columns {
 		cols[i] = pgx.Identifier{c.Name}.Sanitize()
 	}
 	keys := make([]string, len(key))
@@ -223,7 +226,7 @@ func (q chunkQuery) after(after []string) string {
 	cols := make([]string, len(q.key))
 	lits := make([]string, len(q.key))
 	for i, ci := range q.key {
-		col := q.rel.proto.GetColumns()[ci]
+		col := q.rel.Proto.GetColumns()[ci]
 		cols[i] = pgx.Identifier{col.GetName()}.Sanitize()
 		lits[i] = pgsql.Literal(after[i]) + "::" + col.GetTypeName()
 	}
@@ -246,7 +249,7 @@ func (r *chunkReader) awaitTurn(ctx context.Context) error {
 
 // chunk writes the LW and reads the rows after the key after in a
 // snapshot it records.
-func (r *chunkReader) chunk(ctx context.Context, table int, q chunkQuery, after []string) (*chunk, error) {
+func (r *chunkReader) chunk(ctx context.Context, table int, q chunkQuery, after []string) (*Chunk, error) {
 	r.n = r.bf.chunks.start(table)
 	if err := r.mark(ctx, "lw"); err != nil {
 		return nil, err
@@ -265,48 +268,48 @@ func (r *chunkReader) chunk(ctx context.Context, table int, q chunkQuery, after 
 	if err := tx.QueryRow(cctx, "SELECT txid_current_snapshot()::text, clock_timestamp()").Scan(&text, &at); err != nil {
 		return nil, fmt.Errorf("taking the snapshot of chunk %d: %w", r.n, err)
 	}
-	c := &chunk{n: r.n, table: table, rel: q.rel, sent: r.sent}
+	c := &Chunk{n: r.n, table: table, rel: q.rel, sent: r.sent}
 	if c.snap, err = parseXidSnapshot(text); err != nil {
 		return nil, err
 	}
 	r.bf.chunks.snapped(c.n, c.snap.xmin)
 	// The stream filters the table with the publication as of each change,
 	// so the chunk takes the filter as of its own snapshot.
-	if q.filter, err = publishedFilter(cctx, tx, r.bf.version, r.bf.pub, q.rel.msg.RelationID); err != nil {
+	if q.filter, err = snapshot.PublishedFilter(cctx, tx, r.bf.version, r.bf.pub, q.rel.Msg.RelationID); err != nil {
 		return nil, fmt.Errorf("chunk %d: %w", r.n, err)
 	}
-	tr := &tableReader{snap: &exportedSnapshot{at: timestamppb.New(at)}, maxBatch: q.limit + 1,
-		rel: q.rel, cur: &cdcv1.ChangeBatch{}, keyCols: q.key}
-	if _, err := r.conn.PgConn().CopyTo(cctx, copyWriter{tr, cctx}, q.sql(after)); err != nil {
+	tr := snapshot.NewKeyReader(q.rel, timestamppb.New(at), q.key, q.limit+1)
+	if _, err := r.conn.PgConn().CopyTo(cctx, tr.Writer(cctx), q.sql(after)); err != nil {
 		return nil, fmt.Errorf("reading chunk %d: %w", r.n, err)
 	}
-	if len(tr.partial) > 0 {
+	if !tr.Complete() {
 		return nil, fmt.Errorf("reading chunk %d: COPY output ended inside a row", r.n)
 	}
 	if err := tx.Commit(cctx); err != nil {
 		return nil, fmt.Errorf("ending the transaction of chunk %d: %w", r.n, err)
 	}
-	c.events, c.full = tr.cur.GetEvents(), len(tr.cur.GetEvents()) >= q.limit
-	c.keys = make([]string, len(tr.keys))
-	for i, k := range tr.keys {
+	c.events, c.full = tr.Events(), len(tr.Events()) >= q.limit
+	keys := tr.Keys()
+	c.keys = make([]string, len(keys))
+	for i, k := range keys {
 		c.keys[i] = encodeKey(k)
 	}
-	if len(tr.keys) > 0 {
-		c.last = tr.keys[len(tr.keys)-1]
+	if len(keys) > 0 {
+		c.last = keys[len(keys)-1]
 	}
 	return c, nil
 }
 
 // handOver gives the chunk to the loop, then writes its HW: the loop finds
 // the chunk waiting when it decodes the HW.
-func (r *chunkReader) handOver(ctx context.Context, c *chunk) error {
+func (r *chunkReader) handOver(ctx context.Context, c *Chunk) error {
 	r.bf.chunks.hand(c)
 	r.inFlight++
 	return r.mark(ctx, "hw")
 }
 
 // mark writes the current chunk's watermark of kind "lw" or "hw": a row
-// of the signal table before PostgreSQL 14 (signals.go), else a message. Not
+// of the signal table before PostgreSQL 14 (package signal), else a message. Not
 // transactional, so pgoutput sends it at its own WAL position. PostgreSQL
 // 15 does not flush such a message (pg_logical_emit_message's flush
 // argument came in 17), and the walsender sends only flushed WAL, so a
@@ -319,15 +322,15 @@ func (r *chunkReader) mark(ctx context.Context, kind string) error {
 	defer cancel()
 	content := r.bf.markContent(kind, r.n)
 	var err error
-	if usesSignalTable(r.bf.version) {
+	if signal.UsesTable(r.bf.version) {
 		// Committed at once, and so flushed.
-		err = writeSignal(mctx, r.conn, r.bf.version, r.bf.slot, backfillPrefix, content)
+		err = signal.Write(mctx, r.conn, r.bf.version, r.bf.slot, Prefix, content)
 	} else {
 		q := "SELECT pg_logical_emit_message(false, $1, $2)"
 		if kind == "hw" {
 			q = "SELECT pg_logical_emit_message(false, $1, $2), txid_current()"
 		}
-		_, err = r.conn.Exec(mctx, q, backfillPrefix, content)
+		_, err = r.conn.Exec(mctx, q, Prefix, content)
 	}
 	if err != nil {
 		return fmt.Errorf("writing the %s watermark of chunk %d: %w", kind, r.n, err)
@@ -346,4 +349,18 @@ func backfillError(role string, t *taskv1.TableRef, err error) error {
 		return status.Errorf(codes.Unavailable, "backfill of %s: %v; the source answered too slowly, the backfill resumes at its last confirmed chunk", qualified(t), err)
 	}
 	return fmt.Errorf("backfill of %s: %w", qualified(t), err)
+}
+
+// qualified is a table's quoted schema.table; an empty schema means public.
+func qualified(t *taskv1.TableRef) string {
+	schema := t.GetSchema()
+	if schema == "" {
+		schema = "public"
+	}
+	return pgx.Identifier{schema, t.GetTable()}.Sanitize()
+}
+
+func isPgCode(err error, code string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == code
 }

@@ -1,4 +1,4 @@
-package capture
+package backfill
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package capture
+package backfill
 
 import "testing"
 
@@ -14,8 +14,8 @@ func TestChunkRegistryHorizonStaysBehindOpenChunks(t *testing.T) {
 	if tab, ok := r.table(b); !ok || tab != 1 {
 		t.Fatalf("chunk %d's table: %d, %v; want 1", b, tab, ok)
 	}
-	ca := &chunk{n: a, table: 0, snap: xidSnapshot{xmin: 100, xmax: 105}}
-	cb := &chunk{n: b, table: 1, snap: xidSnapshot{xmin: 120, xmax: 125}}
+	ca := &Chunk{n: a, table: 0, snap: xidSnapshot{xmin: 100, xmax: 105}}
+	cb := &Chunk{n: b, table: 1, snap: xidSnapshot{xmin: 120, xmax: 125}}
 	r.snapped(b, 120)
 	r.hand(cb)
 	if r.handed(a) != nil || r.handed(b) != cb {
@@ -29,7 +29,7 @@ func TestChunkRegistryHorizonStaysBehindOpenChunks(t *testing.T) {
 	r.snapped(a, 100)
 	r.snapped(c, 130)
 	r.hand(ca)
-	cc := &chunk{n: c, table: 0, snap: xidSnapshot{xmin: 130, xmax: 131}}
+	cc := &Chunk{n: c, table: 0, snap: xidSnapshot{xmin: 130, xmax: 131}}
 	r.hand(cc)
 	// c, sent before a, may not move the horizon past a's older snapshot.
 	if h, ok := r.settle(cc); !ok || h != 100 {

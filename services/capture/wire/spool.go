@@ -1,4 +1,4 @@
-package capture
+package wire
 
 import (
 	"bufio"
@@ -30,12 +30,12 @@ const (
 	spoolHeader = 4 + 4 + 8
 )
 
-// errNoSpool means a stream message named a transaction that has no spool.
-var errNoSpool = errors.New("no spool for the transaction")
+// ErrNoSpool means a stream message named a transaction that has no spool.
+var ErrNoSpool = errors.New("no spool for the transaction")
 
-// spoolSet holds the spools of one stream's in-progress streamed
+// SpoolSet holds the spools of one stream's in-progress streamed
 // transactions.
-type spoolSet struct {
+type SpoolSet struct {
 	dir  string // where spools are created; empty: os.TempDir()
 	slot string // names the spool files and errors
 	open map[uint32]*spool
@@ -54,27 +54,30 @@ type spool struct {
 	bytes   int64
 }
 
-// spoolRecord is one spooled message as replay hands it out. data is only
+// SpoolRecord is one spooled message as replay hands it out. data is only
 // valid until the next record (the buffer is reused, as pgconn does with
 // received messages).
-type spoolRecord struct {
-	subxid uint32
-	lsn    pglogrepl.LSN
-	data   []byte // a protocol 1 message: type byte, then the body without the xid
-	// aborted: the subtransaction subxid was rolled back.
-	aborted bool
+type SpoolRecord struct {
+	Subxid uint32
+	LSN    pglogrepl.LSN
+	Data   []byte // a protocol 1 message: type byte, then the body without the xid
+	// Aborted: the subtransaction subxid was rolled back.
+	Aborted bool
 }
 
-func newSpoolSet(dir, slot string) *spoolSet {
-	return &spoolSet{dir: dir, slot: slot, open: map[uint32]*spool{}, w: bufio.NewWriterSize(nil, spoolBuffer)}
+func NewSpoolSet(dir, slot string) *SpoolSet {
+	return &SpoolSet{dir: dir, slot: slot, open: map[uint32]*spool{}, w: bufio.NewWriterSize(nil, spoolBuffer)}
 }
 
-// inBlock tells whether a stream block is open.
-func (s *spoolSet) inBlock() bool { return s.cur != nil }
+// Slot is the slot whose stream the spools belong to.
+func (s *SpoolSet) Slot() string { return s.slot }
 
-// start opens a stream block of top-level transaction xid; first marks its
+// InBlock tells whether a stream block is open.
+func (s *SpoolSet) InBlock() bool { return s.cur != nil }
+
+// Start opens a stream block of top-level transaction xid; first marks its
 // first block, which creates the spool. A later block continues it.
-func (s *spoolSet) start(xid uint32, first bool) error {
+func (s *SpoolSet) Start(xid uint32, first bool) error {
 	if s.cur != nil {
 		return fmt.Errorf("slot %s: a stream block of transaction %d began inside the block of transaction %d", s.slot, xid, s.cur.xid)
 	}
@@ -83,7 +86,7 @@ func (s *spoolSet) start(xid uint32, first bool) error {
 	case first && sp != nil:
 		return fmt.Errorf("slot %s: transaction %d streamed its first block twice", s.slot, xid)
 	case !first && sp == nil:
-		return fmt.Errorf("slot %s: a later stream block of transaction %d came without its first: %w", s.slot, xid, errNoSpool)
+		return fmt.Errorf("slot %s: a later stream block of transaction %d came without its first: %w", s.slot, xid, ErrNoSpool)
 	case first:
 		f, err := os.CreateTemp(s.dir, fmt.Sprintf("ferry-%s-%d-*.spool", s.slot, xid))
 		if err != nil {
@@ -97,9 +100,9 @@ func (s *spoolSet) start(xid uint32, first bool) error {
 	return nil
 }
 
-// add appends a message of the open block: its type, its body without the
+// Add appends a message of the open block: its type, its body without the
 // xid, the xid of its (sub)transaction and its WAL position.
-func (s *spoolSet) add(subxid uint32, lsn pglogrepl.LSN, typ byte, body []byte) error {
+func (s *SpoolSet) Add(subxid uint32, lsn pglogrepl.LSN, typ byte, body []byte) error {
 	sp := s.cur
 	if sp == nil {
 		return fmt.Errorf("slot %s: message %q of transaction %d outside a stream block", s.slot, typ, subxid)
@@ -120,12 +123,12 @@ func (s *spoolSet) add(subxid uint32, lsn pglogrepl.LSN, typ byte, body []byte) 
 	return nil
 }
 
-func (s *spoolSet) writeError(sp *spool, err error) error {
+func (s *SpoolSet) writeError(sp *spool, err error) error {
 	return fmt.Errorf("slot %s: writing the spool %s of streamed transaction %d (is its folder full?): %w", s.slot, sp.file.Name(), sp.xid, err)
 }
 
-// stop closes the open block, writing what the buffer holds to its spool.
-func (s *spoolSet) stop() error {
+// Stop closes the open block, writing what the buffer holds to its spool.
+func (s *SpoolSet) Stop() error {
 	sp := s.cur
 	if sp == nil {
 		return fmt.Errorf("slot %s: StreamStop outside a stream block", s.slot)
@@ -137,13 +140,13 @@ func (s *spoolSet) stop() error {
 	return nil
 }
 
-// abort handles StreamAbort. subxid == xid aborts the whole transaction:
+// Abort handles StreamAbort. subxid == xid aborts the whole transaction:
 // its spool is deleted. Otherwise only subtransaction subxid rolled back
 // (ROLLBACK TO SAVEPOINT): its records stay in the file but are marked to
 // be skipped. PostgreSQL sends an abort for every streamed subtransaction
 // the rollback ends, nested ones included, so the set is complete. known is
 // false when nothing was spooled for xid, so nothing needed discarding.
-func (s *spoolSet) abort(xid, subxid uint32) (known bool, err error) {
+func (s *SpoolSet) Abort(xid, subxid uint32) (known bool, err error) {
 	sp := s.open[xid]
 	if sp == nil {
 		return false, nil
@@ -158,13 +161,13 @@ func (s *spoolSet) abort(xid, subxid uint32) (known bool, err error) {
 	return true, nil
 }
 
-// replay hands transaction xid's records to fn in the order they were
+// Replay hands transaction xid's records to fn in the order they were
 // spooled, reading the file sequentially, then deletes the spool, whether
 // or not replay succeeded.
-func (s *spoolSet) replay(xid uint32, fn func(spoolRecord) error) (err error) {
+func (s *SpoolSet) Replay(xid uint32, fn func(SpoolRecord) error) (err error) {
 	sp := s.open[xid]
 	if sp == nil {
-		return fmt.Errorf("slot %s: commit of streamed transaction %d: %w", s.slot, xid, errNoSpool)
+		return fmt.Errorf("slot %s: commit of streamed transaction %d: %w", s.slot, xid, ErrNoSpool)
 	}
 	if s.cur != nil {
 		return fmt.Errorf("slot %s: commit of transaction %d inside a stream block", s.slot, xid)
@@ -189,7 +192,7 @@ func (s *spoolSet) replay(xid uint32, fn func(spoolRecord) error) (err error) {
 			return s.readError(sp, n, err)
 		}
 		subxid := binary.BigEndian.Uint32(hdr[4:])
-		rec := spoolRecord{subxid: subxid, lsn: pglogrepl.LSN(binary.BigEndian.Uint64(hdr[8:])), data: buf, aborted: sp.aborted[subxid]}
+		rec := SpoolRecord{Subxid: subxid, LSN: pglogrepl.LSN(binary.BigEndian.Uint64(hdr[8:])), Data: buf, Aborted: sp.aborted[subxid]}
 		if err := fn(rec); err != nil {
 			return err
 		}
@@ -197,12 +200,12 @@ func (s *spoolSet) replay(xid uint32, fn func(spoolRecord) error) (err error) {
 	return nil
 }
 
-func (s *spoolSet) readError(sp *spool, n int64, err error) error {
+func (s *SpoolSet) readError(sp *spool, n int64, err error) error {
 	return fmt.Errorf("slot %s: reading record %d of %d of the spool %s of transaction %d: %w", s.slot, n, sp.records, sp.file.Name(), sp.xid, err)
 }
 
 // remove closes and deletes a spool.
-func (s *spoolSet) remove(sp *spool) error {
+func (s *SpoolSet) remove(sp *spool) error {
 	delete(s.open, sp.xid)
 	if s.cur == sp {
 		s.cur = nil
@@ -217,10 +220,10 @@ func (s *spoolSet) remove(sp *spool) error {
 	return nil
 }
 
-// removeAll deletes every spool. When the stream ends, in-progress
+// RemoveAll deletes every spool. When the stream ends, in-progress
 // transactions are of no more use: on the next connection PostgreSQL sends
 // each one again from its start. Safe on nil.
-func (s *spoolSet) removeAll() error {
+func (s *SpoolSet) RemoveAll() error {
 	if s == nil {
 		return nil
 	}
@@ -240,12 +243,12 @@ func spoolPattern(dir, slot string) string {
 	return filepath.Join(dir, "ferry-"+slot+"-*.spool")
 }
 
-// removeOrphans deletes spools an earlier stream of the slot left behind
+// RemoveOrphans deletes spools an earlier stream of the slot left behind
 // when its process died before cleaning up. It runs once the slot is free:
 // no live stream writes them then (and one still reading an open file on
 // its way out keeps reading it), and PostgreSQL sends their transactions
 // again from the start anyway.
-func (s *spoolSet) removeOrphans() (int, error) {
+func (s *SpoolSet) RemoveOrphans() (int, error) {
 	files, err := filepath.Glob(spoolPattern(s.dir, s.slot))
 	if err != nil {
 		return 0, fmt.Errorf("slot %s: listing old spools: %w", s.slot, err)
@@ -256,4 +259,15 @@ func (s *spoolSet) removeOrphans() (int, error) {
 		}
 	}
 	return len(files), nil
+}
+
+// CheckSpoolDir tells whether dir (empty: os.TempDir()) can hold spools,
+// by creating and deleting one, so a capture started with an unusable
+// folder fails at once rather than at its first large transaction.
+func CheckSpoolDir(dir string) error {
+	f, err := os.CreateTemp(dir, "ferry-spool-check-*")
+	if err != nil {
+		return fmt.Errorf("the spool folder %q is not writable: %w", dir, err)
+	}
+	return errors.Join(f.Close(), os.Remove(f.Name()))
 }

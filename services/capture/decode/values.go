@@ -1,4 +1,4 @@
-package capture
+package decode
 
 import (
 	"fmt"
@@ -12,13 +12,13 @@ import (
 // decodeTuple copies a pgoutput tuple into a Tuple, each value as the text
 // pgoutput sent: capture parses no value, so that a format parses only what
 // it needs, when it encodes.
-func decodeTuple(rel *relation, t *pglogrepl.TupleData) (*cdcv1.Tuple, error) {
+func decodeTuple(rel *Relation, t *pglogrepl.TupleData) (*cdcv1.Tuple, error) {
 	if t == nil {
 		return nil, nil
 	}
-	if len(t.Columns) != len(rel.msg.Columns) {
+	if len(t.Columns) != len(rel.Msg.Columns) {
 		return nil, fmt.Errorf("relation %s.%s: tuple has %d columns, relation has %d",
-			rel.msg.Namespace, rel.msg.RelationName, len(t.Columns), len(rel.msg.Columns))
+			rel.Msg.Namespace, rel.Msg.RelationName, len(t.Columns), len(rel.Msg.Columns))
 	}
 	size := 0
 	for _, col := range t.Columns {
@@ -36,7 +36,7 @@ func decodeTuple(rel *relation, t *pglogrepl.TupleData) (*cdcv1.Tuple, error) {
 		default:
 			// Only binary = true in the start options makes pgoutput send 'b'.
 			return nil, fmt.Errorf("column %q of %s.%s: unexpected tuple data kind %q",
-				rel.msg.Columns[i].Name, rel.msg.Namespace, rel.msg.RelationName, col.DataType)
+				rel.Msg.Columns[i].Name, rel.Msg.Namespace, rel.Msg.RelationName, col.DataType)
 		}
 	}
 	return out, nil

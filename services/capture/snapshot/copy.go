@@ -1,37 +1,43 @@
-package capture
+package snapshot
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/capture/decode"
+	"github.com/ferry-cdc/ferry/services/capture/throttle"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
-// tableReader reads one chunk of a snapshot's table with COPY ... TO STDOUT
+// TableReader reads one chunk of a snapshot's table with COPY ... TO STDOUT
 // in text format. COPY's text format is each value's output function text,
 // as pgoutput sends it, with backslash escapes around it; unescaped, it
 // travels as the stream's values do, so both phases produce identical
 // tuples.
-type tableReader struct {
+type TableReader struct {
 	idx      int
-	snap     *exportedSnapshot
+	snap     *Exported
 	maxBatch int
 	items    chan<- snapshotItem
-	thr      *throttle // shared by the snapshot's readers
+	thr      *throttle.Throttle // shared by the snapshot's readers
 	// keyCols, set by a backfill, are the primary-key columns whose text
-	// each row's key is kept from, in keys (backfill.go).
+	// each row's key is kept from, in keys (package backfill).
 	keyCols []int
 	keys    [][]string
 
-	rel     *relation
+	rel     *decode.Relation
 	cur     *cdcv1.ChangeBatch
 	partial []byte
 	fields  [][]byte
@@ -42,24 +48,24 @@ type tableReader struct {
 type snapshotTable struct {
 	idx  int
 	ref  *taskv1.TableRef
-	rel  *relation
+	rel  *decode.Relation
 	cols []string // quoted
 	from string
 	// filter is pub's row filter on the table, if any, as this snapshot
 	// sees the publication: the one the slot decodes the changes after the
-	// snapshot with (see filters.go).
+	// snapshot with (see capture's filters.go).
 	filter string
 }
 
 // describeSnapshotTable describes table idx for reading; version is the
 // source's server_version_num.
 func describeSnapshotTable(ctx context.Context, conn *pgx.Conn, version int, pub string, idx int, t *taskv1.TableRef) (*snapshotTable, error) {
-	rel, relkind, err := describeTable(ctx, conn, t)
+	rel, relkind, err := DescribeTable(ctx, conn, t)
 	if err != nil {
 		return nil, err
 	}
-	st := &snapshotTable{idx: idx, ref: t, rel: rel, cols: make([]string, len(rel.msg.Columns))}
-	for i, c := range rel.msg.Columns {
+	st := &snapshotTable{idx: idx, ref: t, rel: rel, cols: make([]string, len(rel.Msg.Columns))}
+	for i, c := range rel.Msg.Columns {
 		st.cols[i] = pgx.Identifier{c.Name}.Sanitize()
 	}
 	// A partitioned table is published through its root
@@ -69,7 +75,7 @@ func describeSnapshotTable(ctx context.Context, conn *pgx.Conn, version int, pub
 	if relkind == "p" {
 		st.from = qualified(t)
 	}
-	if st.filter, err = publishedFilter(ctx, conn, version, pub, rel.msg.RelationID); err != nil {
+	if st.filter, err = PublishedFilter(ctx, conn, version, pub, rel.Msg.RelationID); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -77,12 +83,12 @@ func describeSnapshotTable(ctx context.Context, conn *pgx.Conn, version int, pub
 
 // read reads chunk c of table st and hands over its rows, then the end of
 // the chunk.
-func (tr *tableReader) read(ctx context.Context, conn *pgx.Conn, st *snapshotTable, c tableChunk) error {
+func (tr *TableReader) read(ctx context.Context, conn *pgx.Conn, st *snapshotTable, c tableChunk) error {
 	tr.rel = st.rel
-	tr.cur = &cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{st.rel.proto}}
+	tr.cur = &cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{st.rel.Proto}}
 	// queries_per_second counts the queries that read table data, one COPY
 	// per chunk; the few catalog lookups describing the table are not.
-	if err := tr.thr.wait(ctx, cost{queries: 1}); err != nil {
+	if err := tr.thr.Wait(ctx, throttle.Cost{Queries: 1}); err != nil {
 		return err
 	}
 	if _, err := conn.PgConn().CopyTo(ctx, copyWriter{tr, ctx}, snapshotChunkQuery(st.cols, st.from, st.filter, c)); err != nil {
@@ -97,10 +103,29 @@ func (tr *tableReader) read(ctx context.Context, conn *pgx.Conn, st *snapshotTab
 	return tr.emit(ctx, true)
 }
 
-// copyWriter adapts tableReader to the io.Writer that CopyTo fills; the
+// NewKeyReader is a TableReader for a backfill chunk: it keeps up to
+// maxBatch rows of rel, stamped with at, in one batch instead of handing
+// them over, and each row's key texts (the columns keyCols).
+func NewKeyReader(rel *decode.Relation, at *timestamppb.Timestamp, keyCols []int, maxBatch int) *TableReader {
+	return &TableReader{snap: &Exported{At: at}, maxBatch: maxBatch, rel: rel, cur: &cdcv1.ChangeBatch{}, keyCols: keyCols}
+}
+
+// Writer is what COPY's output goes to (see copyWriter).
+func (tr *TableReader) Writer(ctx context.Context) io.Writer { return copyWriter{tr, ctx} }
+
+// Complete tells whether COPY's output ended at the end of a row.
+func (tr *TableReader) Complete() bool { return len(tr.partial) == 0 }
+
+// Events are the rows read and not handed over.
+func (tr *TableReader) Events() []*cdcv1.ChangeEvent { return tr.cur.GetEvents() }
+
+// Keys are the key texts of the rows read, in order (NewKeyReader).
+func (tr *TableReader) Keys() [][]string { return tr.keys }
+
+// copyWriter adapts TableReader to the io.Writer that CopyTo fills; the
 // context lets a blocked hand-over end when the snapshot is abandoned.
 type copyWriter struct {
-	tr  *tableReader
+	tr  *TableReader
 	ctx context.Context
 }
 
@@ -133,8 +158,8 @@ func (w copyWriter) Write(p []byte) (int, error) {
 }
 
 // row decodes one line of COPY's text format into a snapshot INSERT.
-func (tr *tableReader) row(line []byte) error {
-	cols := tr.rel.msg.Columns
+func (tr *TableReader) row(line []byte) error {
+	cols := tr.rel.Msg.Columns
 	tr.fields = tr.fields[:0]
 	if len(cols) > 0 {
 		for f := range bytes.SplitSeq(line, []byte{'\t'}) {
@@ -164,16 +189,16 @@ func (tr *tableReader) row(line []byte) error {
 		}
 		tr.keys = append(tr.keys, key)
 	}
-	lsn := uint64(tr.snap.lsn)
+	lsn := uint64(tr.snap.LSN)
 	tr.cur.Events = append(tr.cur.Events, &cdcv1.ChangeEvent{
-		Op: cdcv1.Operation_OPERATION_INSERT, RelationOid: tr.rel.msg.RelationID, NewTuple: values,
-		Lsn: lsn, CommitLsn: lsn, CommitTime: tr.snap.at, Snapshot: true,
+		Op: cdcv1.Operation_OPERATION_INSERT, RelationOid: tr.rel.Msg.RelationID, NewTuple: values,
+		Lsn: lsn, CommitLsn: lsn, CommitTime: tr.snap.At, Snapshot: true,
 	})
 	return nil
 }
 
 // emit hands the current batch over (and the end of the chunk when last).
-func (tr *tableReader) emit(ctx context.Context, last bool) error {
+func (tr *TableReader) emit(ctx context.Context, last bool) error {
 	it := snapshotItem{table: tr.idx, done: last}
 	if len(tr.cur.GetEvents()) > 0 {
 		it.batch = tr.cur
@@ -185,7 +210,7 @@ func (tr *tableReader) emit(ctx context.Context, last bool) error {
 	// Rows and bytes are paid before the hand-over, so the readers together
 	// emit no faster than the throttle allows, whatever their number.
 	if it.batch != nil {
-		if err := tr.thr.wait(ctx, tr.thr.batchCost(it.batch)); err != nil {
+		if err := tr.thr.Wait(ctx, tr.thr.BatchCost(it.batch)); err != nil {
 			return err
 		}
 	}
@@ -257,11 +282,11 @@ func parseDigits(b []byte, base, limit int) (n, used int) {
 	return n, used
 }
 
-// describeTable builds the table's relation as pgoutput would send it: the
+// DescribeTable builds the table's relation as pgoutput would send it: the
 // columns pgoutput publishes (not dropped, not generated) in attnum order,
 // flagged as key when in the replica identity, then described by the
-// stream's own relationCache so that both phases carry the same Relation.
-func describeTable(ctx context.Context, conn *pgx.Conn, t *taskv1.TableRef) (*relation, string, error) {
+// stream's own decode.Relations so that both phases carry the same Relation.
+func DescribeTable(ctx context.Context, conn *pgx.Conn, t *taskv1.TableRef) (*decode.Relation, string, error) {
 	schema := t.GetSchema()
 	if schema == "" {
 		schema = "public"
@@ -273,7 +298,7 @@ func describeTable(ctx context.Context, conn *pgx.Conn, t *taskv1.TableRef) (*re
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = $1 AND c.relname = $2`, schema, t.GetTable()).Scan(&msg.RelationID, &relkind, &ident)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, "", failedPrecondition("table %s does not exist in the snapshot; create it or remove it from the task", qualified(t))
+		return nil, "", status.Errorf(codes.FailedPrecondition, "table %s does not exist in the snapshot; create it or remove it from the task", qualified(t))
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("looking up the table: %w", err)
@@ -283,11 +308,12 @@ func describeTable(ctx context.Context, conn *pgx.Conn, t *taskv1.TableRef) (*re
 		return nil, "", fmt.Errorf("listing the columns: %w", err)
 	}
 	msg.ColumnNum = uint16(len(msg.Columns))
-	cache := newRelationCache(conn)
-	if err := cache.define(ctx, msg); err != nil {
+	cache := decode.NewRelations(conn)
+	if err := cache.Define(ctx, msg); err != nil {
 		return nil, "", err
 	}
-	return cache.byOID[msg.RelationID], relkind, nil
+	rel, _ := cache.Lookup(msg.RelationID)
+	return rel, relkind, nil
 }
 
 // publishedColumns lists the columns pgoutput sends, with its key flag:
@@ -319,4 +345,20 @@ func publishedColumns(ctx context.Context, conn *pgx.Conn, oid uint32) ([]*pglog
 		}
 		return &c, err
 	})
+}
+
+// copyKey is the unescaped text of a COPY row's key fields.
+func copyKey(fields [][]byte, cols []int) ([]string, error) {
+	key := make([]string, len(cols))
+	for i, ci := range cols {
+		if string(fields[ci]) == `\N` {
+			return nil, errors.New("a primary-key column is null")
+		}
+		text, err := unescapeCopyText(nil, fields[ci])
+		if err != nil {
+			return nil, err
+		}
+		key[i] = string(text)
+	}
+	return key, nil
 }
