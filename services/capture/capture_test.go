@@ -133,7 +133,15 @@ func checkRelations(t *testing.T, batches []*cdcv1.ChangeBatch, oid uint32, name
 		if len(b.GetEvents()) > 0 && len(rels) == 0 && len(b.GetRelations()) == 0 {
 			t.Fatalf("batch %d has events before any relation", i)
 		}
-		rels = append(rels, b.GetRelations()...)
+		for _, r := range b.GetRelations() {
+			// pgoutput sends a table's definition again whenever its cache
+			// entry is invalidated (autovacuum can do that); an identical
+			// repeat says nothing new, and was seen once on 14 in CI-like load.
+			if len(rels) > 0 && proto.Equal(rels[len(rels)-1], r) {
+				continue
+			}
+			rels = append(rels, r)
+		}
 	}
 	if len(rels) != 2 {
 		t.Fatalf("got %d relation definitions, want 2 (initial and after REPLICA IDENTITY FULL): %v", len(rels), rels)

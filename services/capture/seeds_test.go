@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/ferry-cdc/ferry/services/capture/decode"
 	"github.com/ferry-cdc/ferry/services/capture/wire"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
 	"github.com/ferry-cdc/ferry/services/testenv"
@@ -54,7 +53,7 @@ func TestFuzzSeedsFromPostgres(t *testing.T) {
 	}
 	checkFedBatches(t, raw, out.batches, st.rels)
 	if os.Getenv("FERRY_UPDATE_FUZZ_SEEDS") == "1" {
-		writeSeeds(t, raw, st.rels)
+		writeSeeds(t, raw)
 	}
 }
 
@@ -128,9 +127,9 @@ func runSeedWorkload(t *testing.T, q, qf string) {
 		`SELECT pg_logical_emit_message(false, '`+seedEndPrefix+`', '')`)
 }
 
-// writeSeeds rewrites the corpora: every real message alone, the whole
-// sequence, and every text value with its column's type.
-func writeSeeds(t *testing.T, raw [][]byte, rels *decode.Relations) {
+// writeSeeds rewrites the corpora: every real message alone, and the whole
+// sequence.
+func writeSeeds(t *testing.T, raw [][]byte) {
 	t.Helper()
 	dir := filepath.Join("testdata", "fuzz")
 	// FuzzParseMessage is the wire package's.
@@ -158,59 +157,6 @@ func writeSeeds(t *testing.T, raw [][]byte, rels *decode.Relations) {
 	// and makes every mutation slow to minimize.
 	small := slices.DeleteFunc(slices.Clone(raw), func(m []byte) bool { return len(m) > 1000 })
 	writeSeed(t, filepath.Join(dir, "FuzzStreamMessages"), "real-workload-small", "[]byte("+strconv.Quote(string(joinSequence(small...)))+")")
-	seen := map[string]bool{}
-	for _, m := range raw {
-		for _, v := range textValues(t, m, rels) {
-			line := fmt.Sprintf("uint32(%d)\nstring(%s)", v.oid, strconv.Quote(v.text))
-			if !seen[line] {
-				seen[line] = true
-				writeSeed(t, filepath.Join(dir, "FuzzDecodeText"), fmt.Sprintf("real-%03d", len(seen)), line)
-			}
-		}
-	}
-}
-
-// textValues lists the text columns of a change message with the type
-// each decodes as.
-func textValues(t *testing.T, m []byte, rels *decode.Relations) []typedText {
-	t.Helper()
-	msg, err := wire.ParseMessage(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var oid uint32
-	var tuples []*pglogrepl.TupleData
-	switch m := msg.(type) {
-	case *pglogrepl.InsertMessage:
-		oid, tuples = m.RelationID, []*pglogrepl.TupleData{m.Tuple}
-	case *pglogrepl.UpdateMessage:
-		oid, tuples = m.RelationID, []*pglogrepl.TupleData{m.OldTuple, m.NewTuple}
-	case *pglogrepl.DeleteMessage:
-		oid, tuples = m.RelationID, []*pglogrepl.TupleData{m.OldTuple}
-	default:
-		return nil
-	}
-	rel, err := rels.Get(oid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []typedText
-	for _, tup := range tuples {
-		if tup == nil {
-			continue
-		}
-		for i, c := range tup.Columns {
-			if c.DataType == pglogrepl.TupleDataTypeText && len(c.Data) < 200 {
-				out = append(out, typedText{rel.DecodeOID(i), string(c.Data)})
-			}
-		}
-	}
-	return out
-}
-
-type typedText struct {
-	oid  uint32
-	text string
 }
 
 // writeSeed writes one seed into dir, the corpus of one fuzz target.
