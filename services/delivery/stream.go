@@ -21,13 +21,14 @@ import (
 	"github.com/ferry-cdc/ferry/services/delivery/canal"
 	"github.com/ferry-cdc/ferry/services/delivery/checkpoint"
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 	"github.com/ferry-cdc/ferry/services/delivery/transform"
 )
 
 // msgInfo travels with each message as its Opaque.
 type msgInfo struct {
 	seq   uint64
-	tab   *canal.Table
+	tab   *relation.Table
 	topic string
 	// schema is the definition a DDL record describes, stored once Kafka
 	// acknowledges the record.
@@ -220,14 +221,14 @@ func (s *stream) startProducer(names []string) error {
 }
 
 // encoder turns change events into messages of one format. Every format
-// names tables and columns through canal.Table, so that keys, routing, the
-// size check and checkpoints are the same whatever the format.
+// names tables and columns through relation.Table, so that keys, routing,
+// the size check and checkpoints are the same whatever the format.
 type encoder interface {
-	SetRelation(r *cdcv1.Relation) *canal.Table
-	Table(oid uint32) (*canal.Table, bool)
-	Encode(dst []byte, t *canal.Table, ev *cdcv1.ChangeEvent) ([]byte, error)
+	SetRelation(r *cdcv1.Relation) *relation.Table
+	Table(oid uint32) (*relation.Table, bool)
+	Encode(dst []byte, t *relation.Table, ev *cdcv1.ChangeEvent) ([]byte, error)
 	// EncodeDDL encodes a DDL record (see ddl.go).
-	EncodeDDL(dst []byte, t *canal.Table, d canal.DDL) ([]byte, error)
+	EncodeDDL(dst []byte, t *relation.Table, d relation.DDL) ([]byte, error)
 	// NextID is the id the next message will carry.
 	NextID() int64
 	// UnchangedToastNulls counts unchanged TOAST values the format could not

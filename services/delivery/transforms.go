@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
-	"github.com/ferry-cdc/ferry/services/delivery/canal"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 	"github.com/ferry-cdc/ferry/services/delivery/transform"
 )
 
@@ -51,7 +51,7 @@ func (s *stream) sameRelation(r *cdcv1.Relation) bool {
 
 // applyTransforms runs ev's table's transforms; a nil event means the row
 // is left out, or was dead-lettered.
-func (s *stream) applyTransforms(tab *canal.Table, ev *cdcv1.ChangeEvent) (transform.Result, error) {
+func (s *stream) applyTransforms(tab *relation.Table, ev *cdcv1.ChangeEvent) (transform.Result, error) {
 	p := s.pipes[ev.GetRelationOid()]
 	if p == nil {
 		return transform.Result{Event: ev}, nil
@@ -68,7 +68,7 @@ func (s *stream) applyTransforms(tab *canal.Table, ev *cdcv1.ChangeEvent) (trans
 // failed on: the dead-letter topic when there is one, else the stream
 // stops naming the table, key columns and LSN: never values, which the
 // dead letter's key alone carries.
-func (s *stream) transformFailed(tab *canal.Table, p *transform.Pipeline, ev *cdcv1.ChangeEvent, re *transform.RowError) error {
+func (s *stream) transformFailed(tab *relation.Table, p *transform.Pipeline, ev *cdcv1.ChangeEvent, re *transform.RowError) error {
 	rel := tab.Rel
 	if s.start.GetOptions().GetDeadLetterTopic() == "" {
 		return status.Errorf(codes.InvalidArgument,
