@@ -22,7 +22,6 @@ import (
 	"github.com/ferry-cdc/ferry/services/delivery/checkpoint"
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
 	"github.com/ferry-cdc/ferry/services/delivery/relation"
-	"github.com/ferry-cdc/ferry/services/delivery/transform"
 )
 
 // msgInfo travels with each message as its Opaque.
@@ -66,9 +65,8 @@ type stream struct {
 	topics map[string]*topicInfo
 	routes map[uint32]*route
 	tsel   map[[2]string]*taskv1.TableSelection
-	// pipes are the compiled transforms of the relations that have any,
-	// srcRels every relation as the source defined it (transforms.go).
-	pipes   map[uint32]*transform.Pipeline
+	// srcRels are the relations as the source defined them, before any
+	// transform (transforms.go).
 	srcRels map[uint32]*cdcv1.Relation
 	buf     []byte
 	keyBuf  []byte
@@ -135,7 +133,6 @@ func newStream(ctx context.Context, srv *Server, start *deliveryv1.StartDelivery
 		topics:   map[string]*topicInfo{},
 		routes:   map[uint32]*route{},
 		tsel:     map[[2]string]*taskv1.TableSelection{},
-		pipes:    map[uint32]*transform.Pipeline{},
 		srcRels:  map[uint32]*cdcv1.Relation{},
 		progress: make(chan struct{}, 1),
 		failed:   make(chan struct{}),
@@ -458,11 +455,10 @@ func (s *stream) produceBatch(b *cdcv1.ChangeBatch) error {
 		if s.sameRelation(r) {
 			continue
 		}
-		out, err := s.prepareRelation(r)
+		t, err := s.prepareRelation(r)
 		if err != nil {
 			return err
 		}
-		t := s.enc.SetRelation(out)
 		delete(s.routes, r.GetOid())
 		if err := s.observeSchema(t, b); err != nil {
 			return err

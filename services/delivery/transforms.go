@@ -25,22 +25,29 @@ const (
 	reasonTransformFailed = "transform_failed"
 )
 
-// prepareRelation compiles r's transforms and returns the relation the
-// encoder describes messages by. A transform that no longer compiles (a
-// column it reads was dropped, say) stops the stream with its table,
-// position and CEL's message.
-func (s *stream) prepareRelation(r *cdcv1.Relation) (*cdcv1.Relation, error) {
+// prepareRelation compiles r's transforms and gives the encoder the
+// relation as they leave it; the table it returns carries the transforms.
+// A transform that no longer compiles (a column it reads was dropped, say)
+// stops the stream with its table, position and CEL's message.
+func (s *stream) prepareRelation(r *cdcv1.Relation) (*relation.Table, error) {
 	s.srcRels[r.GetOid()] = r
 	p, err := transform.Compile(r, transform.For(s.start.GetObjects(), r.GetSchema(), r.GetTable()))
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if p == nil {
-		delete(s.pipes, r.GetOid())
-		return r, nil
+		return s.enc.SetRelation(r), nil
 	}
-	s.pipes[r.GetOid()] = p
-	return p.Relation(), nil
+	t := s.enc.SetRelation(p.Relation())
+	t.Transforms = p
+	return t, nil
+}
+
+// pipeline is tab's transforms, nil when the task has none for it. Checking
+// the interface's type costs no more than a nil check.
+func pipeline(tab *relation.Table) *transform.Pipeline {
+	p, _ := tab.Transforms.(*transform.Pipeline)
+	return p
 }
 
 // sameRelation reports whether r is the definition already prepared.
@@ -52,7 +59,7 @@ func (s *stream) sameRelation(r *cdcv1.Relation) bool {
 // applyTransforms runs ev's table's transforms; a nil event means the row
 // is left out, or was dead-lettered.
 func (s *stream) applyTransforms(tab *relation.Table, ev *cdcv1.ChangeEvent) (transform.Result, error) {
-	p := s.pipes[ev.GetRelationOid()]
+	p := pipeline(tab)
 	if p == nil {
 		return transform.Result{Event: ev}, nil
 	}

@@ -27,6 +27,11 @@ type Table struct {
 	// same for every row), set by the encoder that prepared it, so that no
 	// row pays a lookup to find it. Each format has its own type.
 	Encoding any
+	// Transforms are the table's row transforms, a *transform.Pipeline set
+	// by delivery, or nil when the task has none for the table: every row
+	// pays a nil check, not a lookup. Package transform reads this
+	// package's column facts, so the type cannot be named here.
+	Transforms any
 }
 
 // Names are a relation's names as messages carry them: the capitalization
