@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
-	"github.com/ferry-cdc/ferry/services/delivery/canal"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 )
 
 // DDL records
@@ -91,7 +91,7 @@ func (l *schemaLog) takeAcked() []schemaRecord {
 }
 
 // defOf is t's definition as its messages name it.
-func defOf(t *canal.Table) tableDef {
+func defOf(t *relation.Table) tableDef {
 	cols := t.Rel.GetColumns()
 	d := tableDef{Identity: t.Rel.GetReplicaIdentity().String()}
 	for _, c := range t.Names.Columns {
@@ -102,11 +102,11 @@ func defOf(t *canal.Table) tableDef {
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
-func qualified(t *canal.Table) string {
+func qualified(t *relation.Table) string {
 	return quoteIdent(t.Names.Schema) + "." + quoteIdent(t.Names.Table)
 }
 
-func createSQL(t *canal.Table, d tableDef) string {
+func createSQL(t *relation.Table, d tableDef) string {
 	cols := make([]string, len(d.Columns))
 	for i, c := range d.Columns {
 		cols[i] = quoteIdent(c.Name) + " " + c.Type
@@ -115,7 +115,7 @@ func createSQL(t *canal.Table, d tableDef) string {
 }
 
 // alterSQL is the statement that turns old into d, or "" when none can.
-func alterSQL(t *canal.Table, old, d tableDef) string {
+func alterSQL(t *relation.Table, old, d tableDef) string {
 	was := map[string]string{}
 	for _, c := range old.Columns {
 		was[c.Name] = c.Type
@@ -158,7 +158,7 @@ func (d tableDef) equal(o tableDef) bool {
 
 // observeSchema writes a DDL record when t's definition is new or changed.
 // b is the batch that carried it, for the LSN and time of the change.
-func (s *stream) observeSchema(t *canal.Table, b *cdcv1.ChangeBatch) error {
+func (s *stream) observeSchema(t *relation.Table, b *cdcv1.ChangeBatch) error {
 	if operationsFor(s.start.GetObjects(), s.tsel[[2]string{t.Rel.GetSchema(), t.Rel.GetTable()}], t.Rel.GetSchema()) == 0 {
 		// A table the task no longer selects gets no DDL records either.
 		return nil
@@ -170,14 +170,14 @@ func (s *stream) observeSchema(t *canal.Table, b *cdcv1.ChangeBatch) error {
 		return nil
 	}
 	s.schemas.known[key] = def
-	d := canal.DDL{Kind: "ALTER"}
+	d := relation.DDL{Kind: "ALTER"}
 	switch {
 	case !known && !s.start.GetWriteTableDefinitions():
 		// Without schema sync the first definition is only a baseline.
 		s.schemas.ack(schemaRecord{key, def})
 		return nil
 	case !known:
-		d = canal.DDL{Kind: "CREATE", SQL: createSQL(t, def)}
+		d = relation.DDL{Kind: "CREATE", SQL: createSQL(t, def)}
 	default:
 		d.SQL = alterSQL(t, old, def)
 	}
@@ -197,7 +197,7 @@ func (s *stream) observeSchema(t *canal.Table, b *cdcv1.ChangeBatch) error {
 	return s.produceDDL(t, d, schemaRecord{key, def})
 }
 
-func (s *stream) produceDDL(t *canal.Table, d canal.DDL, rec schemaRecord) error {
+func (s *stream) produceDDL(t *relation.Table, d relation.DDL, rec schemaRecord) error {
 	ti, err := s.ddlTopic(t)
 	if err != nil {
 		return err
@@ -214,7 +214,7 @@ func (s *stream) produceDDL(t *canal.Table, d canal.DDL, rec schemaRecord) error
 	}, &msgInfo{tab: t, topic: ti.name, schema: &rec})
 }
 
-func (s *stream) ddlTopic(t *canal.Table) (*topicInfo, error) {
+func (s *stream) ddlTopic(t *relation.Table) (*topicInfo, error) {
 	if name := s.start.GetOptions().GetDdlTopic(); name != "" {
 		return s.topic(name)
 	}

@@ -6,7 +6,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
-	"github.com/ferry-cdc/ferry/services/delivery/canal"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 )
 
 // Dead-letter messages (KafkaOptions.dead_letter_topic) carry a row that is
@@ -32,7 +32,7 @@ const (
 
 // deadLetter routes an oversized row to the dead-letter topic. value is the
 // encoded row, size its size on the wire to the data topic.
-func (s *stream) deadLetter(tab *canal.Table, ev *cdcv1.ChangeEvent, data *topicInfo, key, value []byte, size int) error {
+func (s *stream) deadLetter(tab *relation.Table, ev *cdcv1.ChangeEvent, data *topicInfo, key, value []byte, size int) error {
 	dlq, err := s.topic(s.start.GetOptions().GetDeadLetterTopic())
 	if err != nil {
 		return err

@@ -10,9 +10,9 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-	"github.com/ferry-cdc/ferry/services/delivery/canal"
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
 	"github.com/ferry-cdc/ferry/services/delivery/registry"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 )
 
 // framedEncoder writes DTS Avro in the Confluent wire format: the magic byte
@@ -65,12 +65,12 @@ func (f *framedEncoder) register(topic string) (uint32, error) {
 	}
 }
 
-func (f *framedEncoder) SetRelation(r *cdcv1.Relation) *canal.Table {
+func (f *framedEncoder) SetRelation(r *cdcv1.Relation) *relation.Table {
 	delete(f.headers, r.GetOid())
 	return f.encoder.SetRelation(r)
 }
 
-func (f *framedEncoder) Encode(dst []byte, t *canal.Table, ev *cdcv1.ChangeEvent) ([]byte, error) {
+func (f *framedEncoder) Encode(dst []byte, t *relation.Table, ev *cdcv1.ChangeEvent) ([]byte, error) {
 	oid := t.Rel.GetOid()
 	h, ok := f.headers[oid]
 	if !ok {
@@ -92,7 +92,7 @@ func (f *framedEncoder) Encode(dst []byte, t *canal.Table, ev *cdcv1.ChangeEvent
 
 // EncodeDDL frames a DDL Record for the topic it goes to: the DDL topic, or
 // the table's own. DDL is rare, so the id comes from the client's cache.
-func (f *framedEncoder) EncodeDDL(dst []byte, t *canal.Table, d canal.DDL) ([]byte, error) {
+func (f *framedEncoder) EncodeDDL(dst []byte, t *relation.Table, d relation.DDL) ([]byte, error) {
 	topic := f.ddlTopic
 	if topic == "" {
 		topic = f.topicOf(t.Rel.GetOid())

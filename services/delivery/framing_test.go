@@ -15,9 +15,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
-	"github.com/ferry-cdc/ferry/services/delivery/canal"
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
 	"github.com/ferry-cdc/ferry/services/delivery/registry"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 )
 
 // subjectsServer is a minimal Confluent API: each subject gets its own id,
@@ -77,7 +77,7 @@ func TestFramedEncoderPrefixesThePlainRecord(t *testing.T) {
 		t.Fatalf("late topic: % x, %v; want id 41", got[:min(5, len(got))], err)
 	}
 	// DDL Records go to the DDL topic, framed with its subject's id.
-	ddl := canal.DDL{Kind: "CREATE", SQL: "CREATE TABLE x ()", LSN: 90, Commit: commitTime}
+	ddl := relation.DDL{Kind: "CREATE", SQL: "CREATE TABLE x ()", LSN: 90, Commit: commitTime}
 	_, _ = plain.Encode(nil, tab, ev) // keeps the plain encoder's ids in step
 	wantDDL, _ := plain.EncodeDDL(nil, tab, ddl)
 	gotDDL, err := fe.EncodeDDL(nil, tab, ddl)

@@ -17,12 +17,12 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-	"github.com/ferry-cdc/ferry/services/delivery/canal"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 	"github.com/ferry-cdc/ferry/services/delivery/transform"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
-func (s *stream) routeFor(tab *canal.Table) (*route, error) {
+func (s *stream) routeFor(tab *relation.Table) (*route, error) {
 	oid := tab.Rel.GetOid()
 	if r, ok := s.routes[oid]; ok {
 		return r, nil
@@ -86,7 +86,7 @@ func (s *stream) topic(name string) (*topicInfo, error) {
 
 // appendKey appends the key text of ev (see the package documentation) and
 // reports whether the table has a key.
-func (s *stream) appendKey(dst []byte, tab *canal.Table, ev *cdcv1.ChangeEvent) ([]byte, bool) {
+func (s *stream) appendKey(dst []byte, tab *relation.Table, ev *cdcv1.ChangeEvent) ([]byte, bool) {
 	if len(tab.KeyIdx) == 0 {
 		return dst, false
 	}
@@ -109,7 +109,7 @@ func (s *stream) appendKey(dst []byte, tab *canal.Table, ev *cdcv1.ChangeEvent) 
 
 // rowKey is the message key: a key transform's, else the key columns'
 // text (nil when the table has no key).
-func (s *stream) rowKey(tab *canal.Table, ev *cdcv1.ChangeEvent, res transform.Result) ([]byte, bool) {
+func (s *stream) rowKey(tab *relation.Table, ev *cdcv1.ChangeEvent, res transform.Result) ([]byte, bool) {
 	if res.HasKey {
 		return res.Key, true
 	}
@@ -282,7 +282,7 @@ func encodeError(err error) error {
 // tooLarge explains a row over its topic's limit. It names the row by its
 // table, key columns and LSN: the key's values are row values, which never
 // go into errors (they reach the task's state and Temporal's history).
-func (s *stream) tooLarge(tab *canal.Table, ev *cdcv1.ChangeEvent, ti *topicInfo, size int) error {
+func (s *stream) tooLarge(tab *relation.Table, ev *cdcv1.ChangeEvent, ti *topicInfo, size int) error {
 	rel := tab.Rel
 	row := ev.GetNewTuple()
 	if tuple.Len(row) == 0 {

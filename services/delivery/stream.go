@@ -21,13 +21,13 @@ import (
 	"github.com/ferry-cdc/ferry/services/delivery/canal"
 	"github.com/ferry-cdc/ferry/services/delivery/checkpoint"
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
-	"github.com/ferry-cdc/ferry/services/delivery/transform"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 )
 
 // msgInfo travels with each message as its Opaque.
 type msgInfo struct {
 	seq   uint64
-	tab   *canal.Table
+	tab   *relation.Table
 	topic string
 	// schema is the definition a DDL record describes, stored once Kafka
 	// acknowledges the record.
@@ -65,9 +65,8 @@ type stream struct {
 	topics map[string]*topicInfo
 	routes map[uint32]*route
 	tsel   map[[2]string]*taskv1.TableSelection
-	// pipes are the compiled transforms of the relations that have any,
-	// srcRels every relation as the source defined it (transforms.go).
-	pipes   map[uint32]*transform.Pipeline
+	// srcRels are the relations as the source defined them, before any
+	// transform (transforms.go).
 	srcRels map[uint32]*cdcv1.Relation
 	buf     []byte
 	keyBuf  []byte
@@ -134,7 +133,6 @@ func newStream(ctx context.Context, srv *Server, start *deliveryv1.StartDelivery
 		topics:   map[string]*topicInfo{},
 		routes:   map[uint32]*route{},
 		tsel:     map[[2]string]*taskv1.TableSelection{},
-		pipes:    map[uint32]*transform.Pipeline{},
 		srcRels:  map[uint32]*cdcv1.Relation{},
 		progress: make(chan struct{}, 1),
 		failed:   make(chan struct{}),
@@ -220,14 +218,14 @@ func (s *stream) startProducer(names []string) error {
 }
 
 // encoder turns change events into messages of one format. Every format
-// names tables and columns through canal.Table, so that keys, routing, the
-// size check and checkpoints are the same whatever the format.
+// names tables and columns through relation.Table, so that keys, routing,
+// the size check and checkpoints are the same whatever the format.
 type encoder interface {
-	SetRelation(r *cdcv1.Relation) *canal.Table
-	Table(oid uint32) (*canal.Table, bool)
-	Encode(dst []byte, t *canal.Table, ev *cdcv1.ChangeEvent) ([]byte, error)
+	SetRelation(r *cdcv1.Relation) *relation.Table
+	Table(oid uint32) (*relation.Table, bool)
+	Encode(dst []byte, t *relation.Table, ev *cdcv1.ChangeEvent) ([]byte, error)
 	// EncodeDDL encodes a DDL record (see ddl.go).
-	EncodeDDL(dst []byte, t *canal.Table, d canal.DDL) ([]byte, error)
+	EncodeDDL(dst []byte, t *relation.Table, d relation.DDL) ([]byte, error)
 	// NextID is the id the next message will carry.
 	NextID() int64
 	// UnchangedToastNulls counts unchanged TOAST values the format could not
@@ -457,11 +455,10 @@ func (s *stream) produceBatch(b *cdcv1.ChangeBatch) error {
 		if s.sameRelation(r) {
 			continue
 		}
-		out, err := s.prepareRelation(r)
+		t, err := s.prepareRelation(r)
 		if err != nil {
 			return err
 		}
-		t := s.enc.SetRelation(out)
 		delete(s.routes, r.GetOid())
 		if err := s.observeSchema(t, b); err != nil {
 			return err

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
-	"github.com/ferry-cdc/ferry/services/delivery/canal"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 	"github.com/ferry-cdc/ferry/services/delivery/transform"
 )
 
@@ -25,22 +25,29 @@ const (
 	reasonTransformFailed = "transform_failed"
 )
 
-// prepareRelation compiles r's transforms and returns the relation the
-// encoder describes messages by. A transform that no longer compiles (a
-// column it reads was dropped, say) stops the stream with its table,
-// position and CEL's message.
-func (s *stream) prepareRelation(r *cdcv1.Relation) (*cdcv1.Relation, error) {
+// prepareRelation compiles r's transforms and gives the encoder the
+// relation as they leave it; the table it returns carries the transforms.
+// A transform that no longer compiles (a column it reads was dropped, say)
+// stops the stream with its table, position and CEL's message.
+func (s *stream) prepareRelation(r *cdcv1.Relation) (*relation.Table, error) {
 	s.srcRels[r.GetOid()] = r
 	p, err := transform.Compile(r, transform.For(s.start.GetObjects(), r.GetSchema(), r.GetTable()))
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if p == nil {
-		delete(s.pipes, r.GetOid())
-		return r, nil
+		return s.enc.SetRelation(r), nil
 	}
-	s.pipes[r.GetOid()] = p
-	return p.Relation(), nil
+	t := s.enc.SetRelation(p.Relation())
+	t.Transforms = p
+	return t, nil
+}
+
+// pipeline is tab's transforms, nil when the task has none for it. Checking
+// the interface's type costs no more than a nil check.
+func pipeline(tab *relation.Table) *transform.Pipeline {
+	p, _ := tab.Transforms.(*transform.Pipeline)
+	return p
 }
 
 // sameRelation reports whether r is the definition already prepared.
@@ -51,8 +58,8 @@ func (s *stream) sameRelation(r *cdcv1.Relation) bool {
 
 // applyTransforms runs ev's table's transforms; a nil event means the row
 // is left out, or was dead-lettered.
-func (s *stream) applyTransforms(tab *canal.Table, ev *cdcv1.ChangeEvent) (transform.Result, error) {
-	p := s.pipes[ev.GetRelationOid()]
+func (s *stream) applyTransforms(tab *relation.Table, ev *cdcv1.ChangeEvent) (transform.Result, error) {
+	p := pipeline(tab)
 	if p == nil {
 		return transform.Result{Event: ev}, nil
 	}
@@ -68,7 +75,7 @@ func (s *stream) applyTransforms(tab *canal.Table, ev *cdcv1.ChangeEvent) (trans
 // failed on: the dead-letter topic when there is one, else the stream
 // stops naming the table, key columns and LSN: never values, which the
 // dead letter's key alone carries.
-func (s *stream) transformFailed(tab *canal.Table, p *transform.Pipeline, ev *cdcv1.ChangeEvent, re *transform.RowError) error {
+func (s *stream) transformFailed(tab *relation.Table, p *transform.Pipeline, ev *cdcv1.ChangeEvent, re *transform.RowError) error {
 	rel := tab.Rel
 	if s.start.GetOptions().GetDeadLetterTopic() == "" {
 		return status.Errorf(codes.InvalidArgument,

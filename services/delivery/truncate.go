@@ -9,7 +9,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-	"github.com/ferry-cdc/ferry/services/delivery/canal"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 )
 
 // TRUNCATE
@@ -30,7 +30,7 @@ import (
 // truncateGroup is the truncated tables whose DDL topic is topic.
 type truncateGroup struct {
 	topic  *topicInfo
-	tables []*canal.Table
+	tables []*relation.Table
 }
 
 func (s *stream) produceTruncate(ev *cdcv1.ChangeEvent) error {
@@ -65,12 +65,12 @@ func (s *stream) produceTruncate(ev *cdcv1.ChangeEvent) error {
 }
 
 // truncatedTables is the tables of ev that the task selects, in ev's order.
-func (s *stream) truncatedTables(ev *cdcv1.ChangeEvent) ([]*canal.Table, error) {
+func (s *stream) truncatedTables(ev *cdcv1.ChangeEvent) ([]*relation.Table, error) {
 	oids := ev.GetTruncate().GetRelationOids()
 	if len(oids) == 0 {
 		oids = []uint32{ev.GetRelationOid()}
 	}
-	var out []*canal.Table
+	var out []*relation.Table
 	for _, oid := range oids {
 		t, ok := s.enc.Table(oid)
 		if !ok {
@@ -85,7 +85,7 @@ func (s *stream) truncatedTables(ev *cdcv1.ChangeEvent) ([]*canal.Table, error) 
 }
 
 func (s *stream) sendTruncate(g *truncateGroup, ev *cdcv1.ChangeEvent) error {
-	d := canal.DDL{Kind: "TRUNCATE", SQL: truncateSQL(g.tables, ev.GetTruncate()), LSN: ev.GetLsn()}
+	d := relation.DDL{Kind: "TRUNCATE", SQL: truncateSQL(g.tables, ev.GetTruncate()), LSN: ev.GetLsn()}
 	if ct := ev.GetCommitTime(); ct != nil {
 		d.Commit = ct.AsTime()
 	}
@@ -104,7 +104,7 @@ func (s *stream) sendTruncate(g *truncateGroup, ev *cdcv1.ChangeEvent) error {
 
 // truncateSQL names the tables as their messages do, with the statement's
 // options in PostgreSQL's order.
-func truncateSQL(tabs []*canal.Table, tr *cdcv1.Truncate) string {
+func truncateSQL(tabs []*relation.Table, tr *cdcv1.Truncate) string {
 	names := make([]string, len(tabs))
 	for i, t := range tabs {
 		names[i] = qualified(t)
@@ -121,7 +121,7 @@ func truncateSQL(tabs []*canal.Table, tr *cdcv1.Truncate) string {
 
 // truncateRefused is the error of truncate_mode FAIL. InvalidArgument: no
 // retry can get past the TRUNCATE, which is replayed at every restart.
-func truncateRefused(tabs []*canal.Table, ev *cdcv1.ChangeEvent) error {
+func truncateRefused(tabs []*relation.Table, ev *cdcv1.ChangeEvent) error {
 	names := make([]string, len(tabs))
 	for i, t := range tabs {
 		names[i] = t.Rel.GetSchema() + "." + t.Rel.GetTable()

@@ -14,6 +14,7 @@ import (
 	"github.com/ferry-cdc/ferry/services/delivery"
 	"github.com/ferry-cdc/ferry/services/delivery/canal"
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
@@ -50,10 +51,10 @@ func (m *encoded) bytes(from int) int64 {
 // id and "ts" (Canal JSON) differ, being clock readings of the same width.
 type baselineEncoder struct {
 	enc interface {
-		SetRelation(r *cdcv1.Relation) *canal.Table
-		Encode(dst []byte, t *canal.Table, ev *cdcv1.ChangeEvent) ([]byte, error)
+		SetRelation(r *cdcv1.Relation) *relation.Table
+		Encode(dst []byte, t *relation.Table, ev *cdcv1.ChangeEvent) ([]byte, error)
 	}
-	tab *canal.Table
+	tab *relation.Table
 	out encoded
 }
 

@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
-	"github.com/ferry-cdc/ferry/services/delivery/canal"
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
@@ -25,7 +25,7 @@ func TestDTSAvroIDs(t *testing.T) {
 	if ids, err := dtsAvroIDs(msg); err != nil || !slices.Equal(ids, []int{42}) {
 		t.Fatalf("dtsAvroIDs = %v, %v; want [42]", ids, err)
 	}
-	ddl, err := e.EncodeDDL(nil, tab, canal.DDL{Kind: "CREATE", SQL: "CREATE TABLE public.bench_orders ()"})
+	ddl, err := e.EncodeDDL(nil, tab, relation.DDL{Kind: "CREATE", SQL: "CREATE TABLE public.bench_orders ()"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/delivery/canal"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 )
 
 // The audit's fast path must read what delivery's own Canal JSON encoder
@@ -27,7 +28,7 @@ func TestCanalRowReadsTheEncodersMessages(t *testing.T) {
 			t.Errorf("canalRow(message %d) = %q, %d, %v; want %q, %d", n, table, id, err, dlvTable, want)
 		}
 	}
-	ddl, err := canal.New(canal.Options{}).EncodeDDL(nil, enc.tab, canal.DDL{Kind: "CREATE", SQL: "CREATE TABLE x ()"})
+	ddl, err := canal.New(canal.Options{}).EncodeDDL(nil, enc.tab, relation.DDL{Kind: "CREATE", SQL: "CREATE TABLE x ()"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
@@ -86,49 +87,22 @@ type column struct {
 	conv    conv   // how ValueStyle rewrites its text
 }
 
-// Table is a relation prepared for encoding.
-type Table struct {
-	Rel *cdcv1.Relation
-	// KeyIdx are the indexes of the key columns (Relation.key_columns), in
-	// key order, into the event's values.
-	KeyIdx []int
-	// Names are the relation's names after name mapping, for other formats
-	// that must name things exactly as Canal JSON does.
-	Names Names
-
+// table is a relation's Canal JSON, computed once per definition.
+type table struct {
 	database, table string // as "database" and "table" carry them
 	prefix          []byte // `"database":..,"table":..,"pkNames":..,"isDdl":false,"type":"`
 	types           []byte // `"sqlType":{..},"mysqlType":{..},"data":[`
 	cols            []column
 }
 
-// Names are a relation's names as messages carry them: the capitalization
-// policy applied, column renames and drops applied.
-type Names struct {
-	Database string // the source database (Options.SourceDatabase)
-	Schema   string
-	Table    string
-	Columns  []Column // the written columns, in source order
-}
-
-// Column is a written column.
-type Column struct {
-	Src  int // index into the event's values
-	Name string
-	// Reveals: the before-image carries this column's value (REPLICA
-	// IDENTITY FULL, or a key column).
-	Reveals bool
-}
-
 // Encoder turns change events into Canal JSON. It is not safe for concurrent
 // use.
 type Encoder struct {
-	opts    Options
-	next    int64
-	now     func() time.Time
-	tables  map[uint32]*Table
-	mapping map[[2]string]*taskv1.TableSelection
-	toast   uint64
+	opts  Options
+	next  int64
+	now   func() time.Time
+	rels  *relation.Registry
+	toast uint64
 	// unchanged lists, as a JSON array of written names, the unchanged
 	// TOAST columns the last Encode left out; nil when none.
 	unchanged []byte
@@ -136,15 +110,12 @@ type Encoder struct {
 
 // New returns an encoder.
 func New(opts Options) *Encoder {
-	e := &Encoder{opts: opts, next: opts.IDBase, now: opts.Now, tables: map[uint32]*Table{}, mapping: map[[2]string]*taskv1.TableSelection{}}
+	e := &Encoder{opts: opts, next: opts.IDBase, now: opts.Now, rels: relation.NewRegistry(opts.SourceDatabase, opts.Objects)}
 	if e.next == 0 {
 		e.next = time.Now().UnixMicro()
 	}
 	if e.now == nil {
 		e.now = time.Now
-	}
-	for _, t := range opts.Objects.GetTables() {
-		e.mapping[[2]string{t.GetSchema(), t.GetTable()}] = t
 	}
 	return e
 }
@@ -167,62 +138,27 @@ func (e *Encoder) UnchangedToast() []byte {
 	return e.unchanged
 }
 
-func (e *Encoder) applyCase(s string) string {
-	switch e.opts.Objects.GetNameCase() {
-	case taskv1.NameCase_NAME_CASE_LOWER:
-		return strings.ToLower(s)
-	case taskv1.NameCase_NAME_CASE_UPPER:
-		return strings.ToUpper(s)
+// SetRelation defines or redefines a relation.
+func (e *Encoder) SetRelation(r *cdcv1.Relation) *relation.Table {
+	rt := e.rels.Set(r)
+	t := &table{database: rt.Names.Schema, table: rt.Names.Table}
+	if e.opts.DatabaseIsDBName {
+		t.database = rt.Names.Database
 	}
-	return s
+	for _, c := range rt.Names.Columns {
+		t.cols = append(t.cols, column{src: c.Src, key: append(appendString(nil, c.Name), ':'), reveals: c.Reveals, conv: e.convFor(c.Def)})
+	}
+	t.prefix = appendPrefix(nil, t, rt.Names.Key)
+	t.types = e.appendTypes(nil, t, rt.Rel)
+	rt.Encoding = t
+	return rt
 }
 
-// SetRelation defines or redefines a relation.
-func (e *Encoder) SetRelation(r *cdcv1.Relation) *Table {
-	t := &Table{Rel: r}
-	sel := e.mapping[[2]string{r.GetSchema(), r.GetTable()}]
-	maps := map[string]*taskv1.ColumnMapping{}
-	for _, m := range sel.GetColumns() {
-		maps[m.GetName()] = m
-	}
-	written := map[string]string{} // source column -> written name
-	for i, c := range r.GetColumns() {
-		m := maps[c.GetName()]
-		if m.GetDrop() {
-			continue
-		}
-		name := e.applyCase(c.GetName())
-		if m.GetRename() != "" {
-			name = m.GetRename()
-		}
-		written[c.GetName()] = name
-		reveals := r.GetReplicaIdentity() == cdcv1.ReplicaIdentity_REPLICA_IDENTITY_FULL || c.GetKey()
-		t.cols = append(t.cols, column{src: i, key: append(appendString(nil, name), ':'), reveals: reveals, conv: e.convFor(c)})
-		t.Names.Columns = append(t.Names.Columns, Column{Src: i, Name: name, Reveals: reveals})
-	}
-	idx := map[string]int{}
-	for i, c := range r.GetColumns() {
-		idx[c.GetName()] = i
-	}
-	var pk []string
-	for _, k := range r.GetKeyColumns() {
-		if i, ok := idx[k]; ok {
-			t.KeyIdx = append(t.KeyIdx, i)
-		}
-		if w, ok := written[k]; ok {
-			pk = append(pk, w)
-		}
-	}
-
-	t.Names.Database = e.applyCase(e.opts.SourceDatabase)
-	t.Names.Schema = e.applyCase(r.GetSchema())
-	t.Names.Table = e.applyCase(r.GetTable())
-	db := r.GetSchema()
-	if e.opts.DatabaseIsDBName {
-		db = e.opts.SourceDatabase
-	}
-	t.database, t.table = e.applyCase(db), e.applyCase(r.GetTable())
-	b := []byte(`"database":`)
+// appendPrefix writes the keys between id and type, the same for every row:
+// database, table, pkNames (the written key names; null when none is
+// written) and isDdl.
+func appendPrefix(b []byte, t *table, pk []string) []byte {
+	b = append(b, `"database":`...)
 	b = appendString(b, t.database)
 	b = append(b, `,"table":`...)
 	b = appendString(b, t.table)
@@ -239,10 +175,13 @@ func (e *Encoder) SetRelation(r *cdcv1.Relation) *Table {
 		}
 		b = append(b, ']')
 	}
-	b = append(b, `,"isDdl":false,"type":"`...)
-	t.prefix = b
+	return append(b, `,"isDdl":false,"type":"`...)
+}
 
-	b = []byte(`"sqlType":{`)
+// appendTypes writes sqlType, mysqlType and the start of data, the same for
+// every row.
+func (e *Encoder) appendTypes(b []byte, t *table, r *cdcv1.Relation) []byte {
+	b = append(b, `"sqlType":{`...)
 	for i, c := range t.cols {
 		if i > 0 {
 			b = append(b, ',')
@@ -259,11 +198,7 @@ func (e *Encoder) SetRelation(r *cdcv1.Relation) *Table {
 		b = append(b, c.key...)
 		b = appendString(b, e.mysqlType(r.GetColumns()[c.src]))
 	}
-	b = append(b, `},"data":[`...)
-	t.types = b
-
-	e.tables[r.GetOid()] = t
-	return t
+	return append(b, `},"data":[`...)
 }
 
 func (e *Encoder) mysqlType(col *cdcv1.Column) string {
@@ -274,14 +209,24 @@ func (e *Encoder) mysqlType(col *cdcv1.Column) string {
 }
 
 // Table returns the prepared relation for oid.
-func (e *Encoder) Table(oid uint32) (*Table, bool) {
-	t, ok := e.tables[oid]
-	return t, ok
+func (e *Encoder) Table(oid uint32) (*relation.Table, bool) { return e.rels.Table(oid) }
+
+// form is rt's Canal JSON, which a Canal JSON encoder's SetRelation made.
+func form(rt *relation.Table) (*table, error) {
+	t, ok := rt.Encoding.(*table)
+	if !ok {
+		return nil, fmt.Errorf("relation %d was not prepared for Canal JSON", rt.Rel.GetOid())
+	}
+	return t, nil
 }
 
 // Encode appends ev's Canal JSON to dst.
-func (e *Encoder) Encode(dst []byte, t *Table, ev *cdcv1.ChangeEvent) ([]byte, error) {
-	op, row, old, err := images(t, ev)
+func (e *Encoder) Encode(dst []byte, rt *relation.Table, ev *cdcv1.ChangeEvent) ([]byte, error) {
+	t, err := form(rt)
+	if err != nil {
+		return dst, err
+	}
+	op, row, old, err := images(rt.Rel, ev)
 	if err != nil {
 		return dst, err
 	}
@@ -306,8 +251,8 @@ func (e *Encoder) Encode(dst []byte, t *Table, ev *cdcv1.ChangeEvent) ([]byte, e
 
 // images picks the row that goes into data (the before-image for a DELETE)
 // and the before-image of an UPDATE, and checks they fit the relation.
-func images(t *Table, ev *cdcv1.ChangeEvent) (op string, row, old *cdcv1.Tuple, err error) {
-	n := len(t.Rel.GetColumns())
+func images(rel *cdcv1.Relation, ev *cdcv1.ChangeEvent) (op string, row, old *cdcv1.Tuple, err error) {
+	n := len(rel.GetColumns())
 	switch ev.GetOp() {
 	case cdcv1.Operation_OPERATION_INSERT:
 		op, row = "INSERT", ev.GetNewTuple()
@@ -316,17 +261,17 @@ func images(t *Table, ev *cdcv1.ChangeEvent) (op string, row, old *cdcv1.Tuple, 
 	case cdcv1.Operation_OPERATION_DELETE:
 		op, row = "DELETE", ev.GetOldTuple()
 	default:
-		return "", nil, nil, fmt.Errorf("event at LSN %d on %s.%s has operation %v", ev.GetLsn(), t.Rel.GetSchema(), t.Rel.GetTable(), ev.GetOp())
+		return "", nil, nil, fmt.Errorf("event at LSN %d on %s.%s has operation %v", ev.GetLsn(), rel.GetSchema(), rel.GetTable(), ev.GetOp())
 	}
 	if tuple.Len(row) != n && (op != "DELETE" || tuple.Len(row) != 0) {
-		return "", nil, nil, fmt.Errorf("event at LSN %d on %s.%s has %d values for %d columns", ev.GetLsn(), t.Rel.GetSchema(), t.Rel.GetTable(), tuple.Len(row), n)
+		return "", nil, nil, fmt.Errorf("event at LSN %d on %s.%s has %d values for %d columns", ev.GetLsn(), rel.GetSchema(), rel.GetTable(), tuple.Len(row), n)
 	}
 	for _, tu := range []*cdcv1.Tuple{row, old} {
 		if tuple.Len(tu) == 0 {
 			continue
 		}
 		if err := tuple.Check(tu, n); err != nil {
-			return "", nil, nil, fmt.Errorf("event at LSN %d on %s.%s: %w", ev.GetLsn(), t.Rel.GetSchema(), t.Rel.GetTable(), err)
+			return "", nil, nil, fmt.Errorf("event at LSN %d on %s.%s: %w", ev.GetLsn(), rel.GetSchema(), rel.GetTable(), err)
 		}
 	}
 	return op, row, old, nil
@@ -334,7 +279,7 @@ func images(t *Table, ev *cdcv1.ChangeEvent) (op string, row, old *cdcv1.Tuple, 
 
 // appendHeader writes every key before data: id, the table's precomputed
 // names and types, the operation and the times.
-func (e *Encoder) appendHeader(dst []byte, t *Table, ev *cdcv1.ChangeEvent, op string) []byte {
+func (e *Encoder) appendHeader(dst []byte, t *table, ev *cdcv1.ChangeEvent, op string) []byte {
 	ts := e.now().UnixMilli()
 	es := ts
 	if ct := ev.GetCommitTime(); ct != nil {
@@ -358,7 +303,7 @@ func (e *Encoder) appendHeader(dst []byte, t *Table, ev *cdcv1.ChangeEvent, op s
 // as a JSON string (rewritten only by ValueStyle FLINK). An unchanged TOAST
 // value the before-image does not reveal is left out: a null there would
 // read as SQL NULL.
-func (e *Encoder) appendData(dst []byte, t *Table, row, old *cdcv1.Tuple) []byte {
+func (e *Encoder) appendData(dst []byte, t *table, row, old *cdcv1.Tuple) []byte {
 	dst = append(dst, '{')
 	first := true
 	for i := range t.cols {
@@ -388,7 +333,7 @@ func (e *Encoder) appendData(dst []byte, t *Table, row, old *cdcv1.Tuple) []byte
 
 // appendChanged writes old's members: the prior values of the columns the
 // UPDATE changed, among those the replica identity reveals.
-func (e *Encoder) appendChanged(dst []byte, t *Table, row, old *cdcv1.Tuple) []byte {
+func (e *Encoder) appendChanged(dst []byte, t *table, row, old *cdcv1.Tuple) []byte {
 	first := true
 	for _, c := range t.cols {
 		if !c.reveals {
@@ -438,21 +383,6 @@ func (e *Encoder) revealed(c *column, old *cdcv1.Tuple) ([]byte, tuple.Kind) {
 	return nil, tuple.UnchangedToast
 }
 
-// ValueOID is the type a column's values have: the base type of a domain
-// (capture resolves it), else the column's own type.
-func ValueOID(col *cdcv1.Column) uint32 {
-	if b := col.GetBaseTypeOid(); b != 0 {
-		return b
-	}
-	return col.GetTypeOid()
-}
-
-// IsCitext recognizes the citext extension's type, whose OID differs per
-// database; format_type qualifies it when its schema is not on the path.
-func IsCitext(typeName string) bool {
-	return typeName == "citext" || strings.HasSuffix(typeName, ".citext")
-}
-
 // SQLType maps a column's type to its java.sql.Types code. A domain maps as
 // its base type. Types formats.md does not assign get the code PostgreSQL's
 // JDBC driver reports where formats.md lists that code (oid BIGINT, name
@@ -467,7 +397,7 @@ func SQLType(col *cdcv1.Column) int {
 	case cdcv1.TypeKind_TYPE_KIND_ENUM:
 		return 12 // VARCHAR
 	}
-	switch ValueOID(col) {
+	switch relation.ValueOID(col) {
 	case 16:
 		return 16 // BOOLEAN
 	case 1560:
@@ -510,7 +440,7 @@ func SQLType(col *cdcv1.Column) int {
 		return 1 // CHAR
 	}
 	switch {
-	case IsCitext(col.GetTypeName()):
+	case relation.IsCitext(col.GetTypeName()):
 		return -1 // LONGVARCHAR, as text
 	case col.GetBaseTypeKind() == cdcv1.TypeKind_TYPE_KIND_UNSPECIFIED && strings.HasSuffix(col.GetTypeName(), "[]"):
 		return 2003 // ARRAY, from a relation that does not say its kind

@@ -12,6 +12,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/delivery/canal/canaltest"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
@@ -25,7 +26,7 @@ func str(s string) *string { return &s }
 func i64(v int64) any { return strconv.FormatInt(v, 10) }
 func toast() any      { return tuple.UnchangedToast }
 
-func relation(ident cdcv1.ReplicaIdentity) *cdcv1.Relation {
+func ordersRelation(ident cdcv1.ReplicaIdentity) *cdcv1.Relation {
 	return &cdcv1.Relation{
 		Oid: 16384, Schema: "Sales", Table: "Orders", ReplicaIdentity: ident,
 		KeyColumns: []string{"id", "region"},
@@ -61,7 +62,7 @@ func row(id int64, amount, note string) []any {
 	}
 }
 
-func newEncoder(rel *cdcv1.Relation) (*Encoder, *Table) {
+func newEncoder(rel *cdcv1.Relation) (*Encoder, *relation.Table) {
 	e := New(Options{
 		Objects: objects(),
 		IDBase:  1000,
@@ -88,7 +89,7 @@ const goldenPrefix = `"database":"sales","table":"orders","pkNames":["id","regio
 const goldenTypes = `"sql":"","sqlType":{"id":-5,"region":12,"amount":2,"Remark":-1,"ok":16,"at":2014,"tags":2003,"ratio":7,"raw":-2},"mysqlType":{"id":"bigint","region":"character varying(8)","amount":"numeric(5,2)","Remark":"text","ok":"boolean","at":"timestamp with time zone","tags":"text[]","ratio":"real","raw":"bytea"}`
 
 func TestGolden(t *testing.T) {
-	e, tab := newEncoder(relation(cdcv1.ReplicaIdentity_REPLICA_IDENTITY_FULL))
+	e, tab := newEncoder(ordersRelation(cdcv1.ReplicaIdentity_REPLICA_IDENTITY_FULL))
 	cases := []struct {
 		name string
 		ev   *cdcv1.ChangeEvent
@@ -128,7 +129,7 @@ func TestGolden(t *testing.T) {
 }
 
 func TestStrictFields(t *testing.T) {
-	e, tab := newEncoder(relation(cdcv1.ReplicaIdentity_REPLICA_IDENTITY_DEFAULT))
+	e, tab := newEncoder(ordersRelation(cdcv1.ReplicaIdentity_REPLICA_IDENTITY_DEFAULT))
 	nv := row(2, "1.00", "x")
 	nv[3] = toast()
 	nv[1] = "us"
@@ -245,7 +246,7 @@ func TestInvalidUTF8AndSeparators(t *testing.T) {
 }
 
 func BenchmarkEncode(b *testing.B) {
-	e, tab := newEncoder(relation(cdcv1.ReplicaIdentity_REPLICA_IDENTITY_DEFAULT))
+	e, tab := newEncoder(ordersRelation(cdcv1.ReplicaIdentity_REPLICA_IDENTITY_DEFAULT))
 	ev := event(cdcv1.Operation_OPERATION_INSERT, row(1, "9.50", "some note text"), nil)
 	var buf []byte
 	b.ReportAllocs()

@@ -2,26 +2,18 @@ package canal
 
 import (
 	"strconv"
-	"time"
-)
 
-// DDL is a table definition or a change to one, as the DDL topic carries it.
-type DDL struct {
-	// Kind is the statement's kind: "CREATE", "ALTER" or "TRUNCATE".
-	Kind string
-	SQL  string
-	// LSN is where the change took effect: the first change that used the
-	// new definition (0 for a definition written by schema sync), or the
-	// TRUNCATE's own position.
-	LSN uint64
-	// Commit is when; the zero time means now.
-	Commit time.Time
-}
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
+)
 
 // EncodeDDL appends a DDL record for t. As formats.md asks, data, old,
 // pkNames, sqlType and mysqlType are null, and the names are those the
 // table's row messages carry.
-func (e *Encoder) EncodeDDL(dst []byte, t *Table, d DDL) ([]byte, error) {
+func (e *Encoder) EncodeDDL(dst []byte, rt *relation.Table, d relation.DDL) ([]byte, error) {
+	t, err := form(rt)
+	if err != nil {
+		return dst, err
+	}
 	ts := e.now().UnixMilli()
 	es := ts
 	if !d.Commit.IsZero() {

@@ -5,13 +5,14 @@ import (
 	"time"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 )
 
 func TestEncodeDDL(t *testing.T) {
 	e := New(Options{SourceDatabase: "shop", Objects: objects(), IDBase: 7,
 		Now: func() time.Time { return time.UnixMilli(2_000) }})
-	tab := e.SetRelation(relation(cdcv1.ReplicaIdentity_REPLICA_IDENTITY_DEFAULT))
-	b, err := e.EncodeDDL(nil, tab, DDL{Kind: "ALTER", SQL: `ALTER TABLE "sales"."orders" ADD COLUMN "x" integer`, Commit: time.UnixMilli(1_000)})
+	tab := e.SetRelation(ordersRelation(cdcv1.ReplicaIdentity_REPLICA_IDENTITY_DEFAULT))
+	b, err := e.EncodeDDL(nil, tab, relation.DDL{Kind: "ALTER", SQL: `ALTER TABLE "sales"."orders" ADD COLUMN "x" integer`, Commit: time.UnixMilli(1_000)})
 	if err != nil {
 		t.Fatal(err)
 	}

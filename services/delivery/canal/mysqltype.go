@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 )
 
 // MySQLType is the MySQL type name written in mysqlType under
@@ -25,7 +26,7 @@ func MySQLType(col *cdcv1.Column) string {
 	if col.GetBaseTypeOid() != 0 && col.GetBaseTypeOid() != col.GetTypeOid() {
 		mod = -1 // a domain's column modifier is not its base type's
 	}
-	switch ValueOID(col) {
+	switch relation.ValueOID(col) {
 	case 16:
 		return "boolean"
 	case 21:

@@ -55,7 +55,7 @@ func TestMySQLType(t *testing.T) {
 func TestMySQLTypeNamesOption(t *testing.T) {
 	for _, on := range []bool{false, true} {
 		e := New(Options{Objects: objects(), IDBase: 1, Now: func() time.Time { return time.UnixMilli(1) }, MySQLTypeNames: on})
-		rel := relation(cdcv1.ReplicaIdentity_REPLICA_IDENTITY_FULL)
+		rel := ordersRelation(cdcv1.ReplicaIdentity_REPLICA_IDENTITY_FULL)
 		rel.Columns[1].TypeModifier = 8 + 4
 		rel.Columns[2].TypeModifier = 5<<16 | 2 + 4
 		tab := e.SetRelation(rel)

@@ -6,6 +6,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 )
 
 // conv is how ValueStyle FLINK rewrites a column's text. Only the types
@@ -35,7 +36,7 @@ func (e *Encoder) convFor(col *cdcv1.Column) conv {
 	if e.opts.ValueStyle != taskv1.CanalValueStyle_CANAL_VALUE_STYLE_FLINK || col.GetBaseTypeKind() == cdcv1.TypeKind_TYPE_KIND_ARRAY {
 		return convNone
 	}
-	switch ValueOID(col) {
+	switch relation.ValueOID(col) {
 	case 16:
 		return convBool
 	case 1184:

@@ -58,7 +58,7 @@ func TestValueStyleFlink(t *testing.T) {
 func TestValueStylePostgresIsDefault(t *testing.T) {
 	for _, style := range []taskv1.CanalValueStyle{taskv1.CanalValueStyle_CANAL_VALUE_STYLE_UNSPECIFIED, taskv1.CanalValueStyle_CANAL_VALUE_STYLE_POSTGRES} {
 		e := New(Options{Objects: objects(), IDBase: 1, ValueStyle: style})
-		tab := e.SetRelation(relation(cdcv1.ReplicaIdentity_REPLICA_IDENTITY_FULL))
+		tab := e.SetRelation(ordersRelation(cdcv1.ReplicaIdentity_REPLICA_IDENTITY_FULL))
 		b, err := e.Encode(nil, tab, event(cdcv1.Operation_OPERATION_INSERT, row(1, "1.00", "x"), nil))
 		if err != nil {
 			t.Fatal(err)

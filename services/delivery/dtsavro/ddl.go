@@ -1,20 +1,18 @@
 package dtsavro
 
 import (
-	"fmt"
-
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
-	"github.com/ferry-cdc/ferry/services/delivery/canal"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 )
 
-// EncodeDDL appends a DDL Record for ct: operation DDL, objectName as for the
+// EncodeDDL appends a DDL Record for rt: operation DDL, objectName as for the
 // table's rows, fields and beforeImages null, and the statement in the
 // string branch of afterImages (formats.md). sourcePosition and
 // safeSourcePosition are the LSN where the definition took effect.
-func (e *Encoder) EncodeDDL(dst []byte, ct *canal.Table, d canal.DDL) ([]byte, error) {
-	t := e.tables[ct.Rel.GetOid()]
-	if t == nil {
-		return dst, fmt.Errorf("relation %d was never set", ct.Rel.GetOid())
+func (e *Encoder) EncodeDDL(dst []byte, rt *relation.Table, d relation.DDL) ([]byte, error) {
+	t, err := form(rt)
+	if err != nil {
+		return dst, err
 	}
 	commit := d.Commit
 	if commit.IsZero() {

@@ -3,14 +3,14 @@ package dtsavro_test
 import (
 	"testing"
 
-	"github.com/ferry-cdc/ferry/services/delivery/canal"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 )
 
 func TestEncodeDDL(t *testing.T) {
 	e := newEncoder(allTypes())
 	tab, _ := e.Table(16384)
 	sql := `ALTER TABLE "sales"."orders" DROP COLUMN "x"`
-	b, err := e.EncodeDDL(nil, tab, canal.DDL{Kind: "ALTER", SQL: sql, LSN: 0x16_B374D848, Commit: commitTime})
+	b, err := e.EncodeDDL(nil, tab, relation.DDL{Kind: "ALTER", SQL: sql, LSN: 0x16_B374D848, Commit: commitTime})
 	if err != nil {
 		t.Fatal(err)
 	}

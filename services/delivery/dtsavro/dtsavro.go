@@ -108,7 +108,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-	"github.com/ferry-cdc/ferry/services/delivery/canal"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
@@ -137,14 +137,13 @@ type Options struct {
 // Encoder turns change events into DTS Avro Records. It is not safe for
 // concurrent use.
 type Encoder struct {
-	opts   Options
-	names  *canal.Encoder // name mapping, shared with Canal JSON
-	tables map[uint32]*table
-	next   int64
-	now    func() time.Time
-	w      *avro.Writer
-	text   []byte
-	toast  uint64
+	opts  Options
+	rels  *relation.Registry
+	next  int64
+	now   func() time.Time
+	w     *avro.Writer
+	text  []byte
+	toast uint64
 }
 
 // table is a relation prepared for encoding.
@@ -168,13 +167,10 @@ type column struct {
 func New(opts Options) *Encoder {
 	e := &Encoder{
 		opts: opts,
-		// Canal's encoder is used only for its name mapping, so that both
-		// formats name tables and columns identically.
-		names:  canal.New(canal.Options{SourceDatabase: opts.SourceDatabase, Objects: opts.Objects, IDBase: 1}),
-		tables: map[uint32]*table{},
-		next:   opts.IDBase,
-		now:    opts.Now,
-		w:      avro.NewWriter(nil, 512),
+		rels: relation.NewRegistry(opts.SourceDatabase, opts.Objects),
+		next: opts.IDBase,
+		now:  opts.Now,
+		w:    avro.NewWriter(nil, 512),
 	}
 	if e.next == 0 {
 		e.next = time.Now().UnixMicro()
@@ -197,28 +193,36 @@ func (e *Encoder) UnchangedToastNulls() uint64 { return e.toast }
 func (e *Encoder) UnchangedToast() []byte { return nil }
 
 // Table returns the prepared relation for oid.
-func (e *Encoder) Table(oid uint32) (*canal.Table, bool) { return e.names.Table(oid) }
+func (e *Encoder) Table(oid uint32) (*relation.Table, bool) { return e.rels.Table(oid) }
 
 // SetRelation defines or redefines a relation.
-func (e *Encoder) SetRelation(r *cdcv1.Relation) *canal.Table {
-	ct := e.names.SetRelation(r)
-	n := ct.Names
+func (e *Encoder) SetRelation(r *cdcv1.Relation) *relation.Table {
+	rt := e.rels.Set(r)
+	n := rt.Names
 	t := &table{objectName: escapeName(n.Database) + "." + escapeName(n.Schema) + "." + escapeName(n.Table)}
 	w := avro.NewWriter(nil, 64)
 	w.WriteInt(sch.fieldsArray)
 	w.WriteLong(int64(len(n.Columns)))
 	for _, c := range n.Columns {
-		col := r.GetColumns()[c.Src]
 		w.WriteString(c.Name)
-		w.WriteInt(int32(col.GetTypeOid())) // wraps like oid::int4
-		t.cols = append(t.cols, prepareColumn(c, col))
+		w.WriteInt(int32(c.Def.GetTypeOid())) // wraps like oid::int4
+		t.cols = append(t.cols, prepareColumn(c))
 	}
 	if len(n.Columns) > 0 {
 		w.WriteLong(0)
 	}
 	t.fields = append([]byte(nil), w.Buffer()...)
-	e.tables[r.GetOid()] = t
-	return ct
+	rt.Encoding = t
+	return rt
+}
+
+// form is rt's prepared form, which a DTS Avro encoder's SetRelation made.
+func form(rt *relation.Table) (*table, error) {
+	t, ok := rt.Encoding.(*table)
+	if !ok {
+		return nil, fmt.Errorf("relation %d was never set", rt.Rel.GetOid())
+	}
+	return t, nil
 }
 
 // escapeName writes "." as \u002E, which the DTS reader's ObjectNameUtils
@@ -228,12 +232,12 @@ func escapeName(s string) string {
 }
 
 // Encode appends ev's Record to dst.
-func (e *Encoder) Encode(dst []byte, ct *canal.Table, ev *cdcv1.ChangeEvent) ([]byte, error) {
-	t := e.tables[ct.Rel.GetOid()]
-	if t == nil {
-		return dst, fmt.Errorf("relation %d was never set", ct.Rel.GetOid())
+func (e *Encoder) Encode(dst []byte, rt *relation.Table, ev *cdcv1.ChangeEvent) ([]byte, error) {
+	t, err := form(rt)
+	if err != nil {
+		return dst, err
 	}
-	op, before, after, err := images(ct.Rel, ev)
+	op, before, after, err := images(rt.Rel, ev)
 	if err != nil {
 		return dst, err
 	}
@@ -248,11 +252,11 @@ func (e *Encoder) Encode(dst []byte, ct *canal.Table, ev *cdcv1.ChangeEvent) ([]
 	deleted := ev.GetOp() == cdcv1.Operation_OPERATION_DELETE
 	if err := e.writeImage(w, t, before, nil, true, deleted); err != nil {
 		e.next--
-		return dst, fmt.Errorf("event at LSN %d on %s.%s: %w", ev.GetLsn(), ct.Rel.GetSchema(), ct.Rel.GetTable(), err)
+		return dst, fmt.Errorf("event at LSN %d on %s.%s: %w", ev.GetLsn(), rt.Rel.GetSchema(), rt.Rel.GetTable(), err)
 	}
 	if err := e.writeImage(w, t, after, before, false, false); err != nil {
 		e.next--
-		return dst, fmt.Errorf("event at LSN %d on %s.%s: %w", ev.GetLsn(), ct.Rel.GetSchema(), ct.Rel.GetTable(), err)
+		return dst, fmt.Errorf("event at LSN %d on %s.%s: %w", ev.GetLsn(), rt.Rel.GetSchema(), rt.Rel.GetTable(), err)
 	}
 	w.WriteLong(commit.UnixMilli())
 	// With a schema registry, the delivery stream writes the Confluent

@@ -7,8 +7,7 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
-	"github.com/ferry-cdc/ferry/services/delivery/canal"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
@@ -89,8 +88,9 @@ func member(s avro.Schema, name string) int32 {
 }
 
 // prepareColumn decides, once per relation, how the column's values map.
-func prepareColumn(c canal.Column, col *cdcv1.Column) column {
-	oid := canal.ValueOID(col) // a domain maps as its base type
+func prepareColumn(c relation.Column) column {
+	col := c.Def
+	oid := relation.ValueOID(col) // a domain maps as its base type
 	out := column{src: c.Src, reveals: c.Reveals, oid: oid, name: col.GetTypeName(), member: sch.textObject}
 	switch oid {
 	case pgtype.Int2OID:
@@ -109,7 +109,7 @@ func prepareColumn(c canal.Column, col *cdcv1.Column) column {
 	case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.QCharOID, pgtype.NameOID:
 		out.member = sch.character
 	}
-	if canal.IsCitext(col.GetTypeName()) || col.GetBaseTypeKind() == cdcv1.TypeKind_TYPE_KIND_ENUM {
+	if relation.IsCitext(col.GetTypeName()) || relation.IsEnum(col) {
 		out.member = sch.character
 	}
 	return out

@@ -8,7 +8,7 @@ import (
 	"github.com/google/cel-go/common/types/ref"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
-	"github.com/ferry-cdc/ferry/services/delivery/canal"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
@@ -116,7 +116,7 @@ func (r *rowView) load(slot int) ref.Val {
 		return types.NullValue
 	}
 	col := r.p.src.GetColumns()[slot]
-	v, err := parse(canal.ValueOID(col), r.p.srcTypes[slot], text)
+	v, err := parse(relation.ValueOID(col), r.p.srcTypes[slot], text)
 	if err != nil {
 		// The parser's message would quote the value.
 		return types.NewErr("column %q: its text is not a valid %s", col.GetName(), r.p.srcTypes[slot])

@@ -16,8 +16,8 @@ import (
 	"github.com/google/cel-go/common/types/ref"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
-	"github.com/ferry-cdc/ferry/services/delivery/canal"
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
+	"github.com/ferry-cdc/ferry/services/delivery/relation"
 )
 
 // PostgreSQL type OIDs that map to CEL types other than string.
@@ -40,7 +40,7 @@ const (
 // celType is the CEL type a column's values take; every type without a
 // closer CEL type is a string holding PostgreSQL's text.
 func celType(col *cdcv1.Column) *types.Type {
-	switch canal.ValueOID(col) {
+	switch relation.ValueOID(col) {
 	case oidBool:
 		return types.BoolType
 	case oidInt2, oidInt4, oidInt8, oidOID:
