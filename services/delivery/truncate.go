@@ -25,7 +25,8 @@ import (
 // the task does not select are left out; the operations filter does not
 // apply, TRUNCATE being no row change. With truncate_mode FAIL the stream
 // stops instead, before the TRUNCATE, so nothing from its transaction on is
-// confirmed.
+// confirmed. Debezium JSON writes one "t" event per truncated table instead,
+// as Debezium does, each on its table's DDL topic.
 
 // truncateGroup is the truncated tables whose DDL topic is topic.
 type truncateGroup struct {

@@ -93,11 +93,31 @@ func appendMoney(dst []byte, text []byte, asNumber bool) ([]byte, error) {
 // appendBytea writes bytea (hex output, or the escape format) as base64,
 // which is how JsonConverter writes Connect BYTES.
 func appendBytea(dst []byte, text []byte) ([]byte, error) {
+	if h, ok := bytes.CutPrefix(text, []byte(`\x`)); ok && len(h)%2 == 0 {
+		return appendHexAsBase64(dst, h)
+	}
 	raw, err := byteaBytes(text)
 	if err != nil {
 		return dst, err
 	}
 	return appendBase64(dst, raw), nil
+}
+
+// appendHexAsBase64 writes hex digits as base64 three bytes at a time, so
+// that no copy of the bytes is allocated: base64 of whole 3-byte groups
+// concatenates.
+func appendHexAsBase64(dst, h []byte) ([]byte, error) {
+	dst = append(dst, '"')
+	var group [3]byte
+	for len(h) > 0 {
+		n := min(len(h), 6)
+		if _, err := hex.Decode(group[:n/2], h[:n]); err != nil {
+			return dst, errors.New("bad bytea hex digits")
+		}
+		dst = base64.StdEncoding.AppendEncode(dst, group[:n/2])
+		h = h[n:]
+	}
+	return append(dst, '"'), nil
 }
 
 func appendBase64(dst, raw []byte) []byte {
@@ -273,6 +293,15 @@ func floorDiv(a, b int64) int64 {
 func appendTimestamptz(dst []byte, text []byte) ([]byte, error) {
 	if string(text) == "infinity" || string(text) == "-infinity" {
 		return appendBytesString(dst, text), nil
+	}
+	if n := len(text); n >= 22 && text[4] == '-' && text[10] == ' ' && string(text[n-3:]) == "+00" {
+		// Capture's sessions print in UTC: only the separators differ
+		// from ISO 8601 (a BC or five-digit year fails the test above).
+		dst = append(dst, '"')
+		dst = append(dst, text[:10]...)
+		dst = append(dst, 'T')
+		dst = append(dst, text[11:n-3]...)
+		return append(dst, 'Z', '"'), nil
 	}
 	us, err := dtsavro.TimestampMicros(text, true)
 	if err != nil && beyondMicros(text) {
