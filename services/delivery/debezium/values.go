@@ -181,8 +181,9 @@ func appendBits(dst []byte, text []byte) ([]byte, error) {
 // appendPoint writes "(x,y)" as io.debezium.data.geometry.Point, with the
 // point's WKB (little-endian) and no SRID.
 func appendPoint(dst []byte, text []byte) ([]byte, error) {
-	in, ok := bytes.CutPrefix(text, []byte("("))
-	if in, ok = bytes.CutSuffix(in, []byte(")")); !ok {
+	in, ok1 := bytes.CutPrefix(text, []byte("("))
+	in, ok2 := bytes.CutSuffix(in, []byte(")"))
+	if !ok1 || !ok2 {
 		return dst, errors.New("bad point")
 	}
 	xs, ys, ok := bytes.Cut(in, []byte(","))
