@@ -3,13 +3,16 @@ package delivery
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/testenv"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
@@ -31,12 +34,29 @@ type dbzEnvelope struct {
 func TestDeliverDebeziumKfake(t *testing.T) {
 	bootstrap := fakeKafka(t, 3, "orders")
 	client, _ := startServer(t)
+	deliverDebezium(t, client, bootstrap, "orders", false)
+}
+
+// With exactly-once, the tombstone commits in the DELETE's transaction: a
+// read_committed reader (consume's) sees both.
+func TestDeliverDebeziumExactlyOnceReal(t *testing.T) {
+	bootstrap := realKafka(t)
+	client, _ := startServer(t)
+	topic := testenv.UniqueName("ferry_dbz_eos")
+	ensure(t, client, bootstrap, &deliveryv1.TopicSpec{Name: topic, Partitions: 3})
+	deliverDebezium(t, client, bootstrap, topic, true)
+}
+
+func deliverDebezium(t *testing.T, client deliveryv1.DeliveryServiceClient, bootstrap, topic string, exactlyOnce bool) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	st := start(bootstrap, "orders", &taskv1.KafkaOptions{
+	st := start(bootstrap, topic, &taskv1.KafkaOptions{
 		Format:          taskv1.DataFormat_DATA_FORMAT_DEBEZIUM_JSON,
 		PartitionPolicy: taskv1.PartitionPolicy_PARTITION_POLICY_HASH_PRIMARY_KEY,
+		ExactlyOnce:     exactlyOnce,
 	})
+	st.TaskId = strings.ReplaceAll(st.TaskId, "_", "-")
 	st.WriteTableDefinitions = true
 	s := openSession(t, ctx, client, st)
 	upd := insert(1, "a2", 93)
@@ -52,7 +72,7 @@ func TestDeliverDebeziumKfake(t *testing.T) {
 	if last.GetSafeLsn() != 100 || last.GetAckedEvents() != 6 {
 		t.Fatalf("final response %v, want safe 100 acked 6 (four rows, a tombstone, a TRUNCATE)", last)
 	}
-	msgs := consume(t, bootstrap, "orders", 6, 20*time.Second)
+	msgs := consume(t, bootstrap, topic, 6, 20*time.Second)
 	checkDebeziumMessages(t, msgs)
 }
 
