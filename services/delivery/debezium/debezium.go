@@ -41,7 +41,6 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-	"github.com/ferry-cdc/ferry/services/delivery/canal"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
@@ -68,7 +67,7 @@ type Options struct {
 // concurrent use.
 type Encoder struct {
 	opts   Options
-	names  *canal.Encoder // name mapping, shared with Canal JSON
+	names  *nameMapper // name mapping, shared with every format
 	tables map[uint32]*table
 	now    func() time.Time
 	next   int64
@@ -106,7 +105,7 @@ func New(opts Options) *Encoder {
 	}
 	e := &Encoder{
 		opts:   opts,
-		names:  canal.New(canal.Options{SourceDatabase: opts.SourceDatabase, Objects: opts.Objects, IDBase: 1}),
+		names:  newNameMapper(opts.SourceDatabase, opts.Objects),
 		tables: map[uint32]*table{},
 		now:    opts.Now,
 		next:   1,
@@ -139,10 +138,10 @@ func (e *Encoder) UnchangedToast() []byte {
 func (e *Encoder) Tombstones() bool { return e.opts.Tombstones }
 
 // Table returns the prepared relation for oid.
-func (e *Encoder) Table(oid uint32) (*canal.Table, bool) { return e.names.Table(oid) }
+func (e *Encoder) Table(oid uint32) (*Table, bool) { return e.names.Table(oid) }
 
 // SetRelation defines or redefines a relation.
-func (e *Encoder) SetRelation(r *cdcv1.Relation) *canal.Table {
+func (e *Encoder) SetRelation(r *cdcv1.Relation) *Table {
 	ct := e.names.SetRelation(r)
 	n := ct.Names
 	t := &table{}
@@ -181,7 +180,7 @@ func fieldSchemas(cols []column) []string {
 	return out
 }
 
-func (e *Encoder) table(ct *canal.Table) (*table, error) {
+func (e *Encoder) table(ct *Table) (*table, error) {
 	t := e.tables[ct.Rel.GetOid()]
 	if t == nil {
 		return nil, fmt.Errorf("relation %d was never set", ct.Rel.GetOid())
@@ -190,7 +189,7 @@ func (e *Encoder) table(ct *canal.Table) (*table, error) {
 }
 
 // Encode appends ev's change event (the value) to dst.
-func (e *Encoder) Encode(dst []byte, ct *canal.Table, ev *cdcv1.ChangeEvent) ([]byte, error) {
+func (e *Encoder) Encode(dst []byte, ct *Table, ev *cdcv1.ChangeEvent) ([]byte, error) {
 	t, err := e.table(ct)
 	if err != nil {
 		return dst, err
@@ -362,7 +361,7 @@ func (e *Encoder) appendSource(dst []byte, t *table, ev *cdcv1.ChangeEvent) []by
 // EncodeKey appends ev's key message: the key columns of the after-image
 // (the before-image for a DELETE), or reports false when the table has
 // no written key column.
-func (e *Encoder) EncodeKey(dst []byte, ct *canal.Table, ev *cdcv1.ChangeEvent) ([]byte, bool, error) {
+func (e *Encoder) EncodeKey(dst []byte, ct *Table, ev *cdcv1.ChangeEvent) ([]byte, bool, error) {
 	t, err := e.table(ct)
 	if err != nil || len(t.keys) == 0 {
 		return dst, false, err
@@ -402,7 +401,7 @@ func (e *Encoder) EncodeKey(dst []byte, ct *canal.Table, ev *cdcv1.ChangeEvent) 
 // EncodeDDL writes a TRUNCATE as Debezium's "t" event of t (before and
 // after null); CREATE and ALTER, of which Debezium's PostgreSQL connector
 // writes no event, append nothing.
-func (e *Encoder) EncodeDDL(dst []byte, ct *canal.Table, d canal.DDL) ([]byte, error) {
+func (e *Encoder) EncodeDDL(dst []byte, ct *Table, d DDL) ([]byte, error) {
 	if d.Kind != "TRUNCATE" {
 		return dst, nil
 	}

@@ -13,7 +13,6 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
-	"github.com/ferry-cdc/ferry/services/delivery/canal"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
@@ -50,7 +49,7 @@ func row(id, amount string, note any) *cdcv1.Tuple {
 	return tuple.Of(id, "eu", amount, note, "2023-11-14 22:13:20.123+00", "hidden", `\xdead01`, "7")
 }
 
-func encoder(schemas bool) (*Encoder, *canal.Table) {
+func encoder(schemas bool) (*Encoder, *Table) {
 	e := New(Options{SourceDatabase: "Shop", ServerName: "srv", Objects: objects(), Schemas: schemas, Tombstones: true,
 		Now: func() time.Time { return time.UnixMilli(1700000001000) }})
 	return e, e.SetRelation(relation(cdcv1.ReplicaIdentity_REPLICA_IDENTITY_DEFAULT))
@@ -163,11 +162,11 @@ func TestSnapshotRowsAreReads(t *testing.T) {
 
 func TestDDLRecordsAreNotWrittenAndTruncateIsT(t *testing.T) {
 	e, tab := encoder(false)
-	got, err := e.EncodeDDL([]byte("x"), tab, canal.DDL{Kind: "ALTER", SQL: "ALTER TABLE ..."})
+	got, err := e.EncodeDDL([]byte("x"), tab, DDL{Kind: "ALTER", SQL: "ALTER TABLE ..."})
 	if err != nil || string(got) != "x" {
 		t.Errorf("ALTER: %q, %v; want nothing appended", got, err)
 	}
-	got, err = e.EncodeDDL(nil, tab, canal.DDL{Kind: "TRUNCATE", LSN: 5, Commit: time.UnixMilli(1700000000500)})
+	got, err = e.EncodeDDL(nil, tab, DDL{Kind: "TRUNCATE", LSN: 5, Commit: time.UnixMilli(1700000000500)})
 	if err != nil {
 		t.Fatal(err)
 	}
