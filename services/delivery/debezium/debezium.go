@@ -67,7 +67,7 @@ type Options struct {
 // concurrent use.
 type Encoder struct {
 	opts   Options
-	names  *nameMapper // name mapping, shared with every format
+	names  nameMapper // name mapping, shared with every format
 	tables map[uint32]*table
 	now    func() time.Time
 	next   int64
@@ -138,11 +138,11 @@ func (e *Encoder) UnchangedToast() []byte {
 func (e *Encoder) Tombstones() bool { return e.opts.Tombstones }
 
 // Table returns the prepared relation for oid.
-func (e *Encoder) Table(oid uint32) (*Table, bool) { return e.names.Table(oid) }
+func (e *Encoder) Table(oid uint32) (*Table, bool) { return e.names.table(oid) }
 
 // SetRelation defines or redefines a relation.
 func (e *Encoder) SetRelation(r *cdcv1.Relation) *Table {
-	ct := e.names.SetRelation(r)
+	ct := e.names.set(r)
 	n := ct.Names
 	t := &table{}
 	isKey := map[int]bool{}
