@@ -58,6 +58,7 @@ func Normalize(spec *taskv1.TaskSpec) (*taskv1.TaskSpec, error) {
 	checkExactlyOnce(s, &errs)
 	checkTruncateMode(s.Kafka, &errs)
 	checkCanalValueStyle(s.Kafka, &errs)
+	checkDebezium(s.Kafka, &errs)
 	checkTopics(s, &errs)
 	checkColumns(s, &errs)
 	checkSchemaRegistry(s, &errs)
@@ -238,6 +239,33 @@ func checkCanalValueStyle(k *taskv1.KafkaOptions, errs *fieldErrors) {
 	}
 	if k.CanalMysqlTypeNames && k.Format != taskv1.DataFormat_DATA_FORMAT_CANAL_JSON {
 		errs.add("kafka.canal_mysql_type_names", "applies to kafka.format DATA_FORMAT_CANAL_JSON only (the format is %v)", k.Format)
+	}
+}
+
+// checkDebezium refuses the Debezium JSON options with another format,
+// which would ignore them, and a decimal handling this build does not know.
+// UNSPECIFIED decimal handling is left as it is and means STRING.
+func checkDebezium(k *taskv1.KafkaOptions, errs *fieldErrors) {
+	if k.Format != taskv1.DataFormat_DATA_FORMAT_DEBEZIUM_JSON {
+		for _, o := range []struct {
+			field string
+			set   bool
+		}{
+			{"kafka.debezium_schemas", k.DebeziumSchemas},
+			{"kafka.debezium_no_tombstones", k.DebeziumNoTombstones},
+			{"kafka.debezium_decimal_handling", k.DebeziumDecimalHandling != taskv1.DebeziumDecimalHandling_DEBEZIUM_DECIMAL_HANDLING_UNSPECIFIED},
+			{"kafka.debezium_server_name", k.DebeziumServerName != ""},
+		} {
+			if o.set {
+				errs.add(o.field, "applies to kafka.format DATA_FORMAT_DEBEZIUM_JSON only (the format is %v)", k.Format)
+			}
+		}
+	}
+	switch k.DebeziumDecimalHandling {
+	case taskv1.DebeziumDecimalHandling_DEBEZIUM_DECIMAL_HANDLING_UNSPECIFIED, taskv1.DebeziumDecimalHandling_DEBEZIUM_DECIMAL_HANDLING_STRING,
+		taskv1.DebeziumDecimalHandling_DEBEZIUM_DECIMAL_HANDLING_DOUBLE:
+	default:
+		errs.add("kafka.debezium_decimal_handling", "%v is not a known mode; use DEBEZIUM_DECIMAL_HANDLING_STRING (exact text) or DEBEZIUM_DECIMAL_HANDLING_DOUBLE (a JSON number)", k.DebeziumDecimalHandling)
 	}
 }
 

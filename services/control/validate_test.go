@@ -294,6 +294,31 @@ func TestCanalValueStyleIsChecked(t *testing.T) {
 	}
 }
 
+func TestDebeziumOptionsNeedTheDebeziumFormat(t *testing.T) {
+	dbz := taskv1.DataFormat_DATA_FORMAT_DEBEZIUM_JSON
+	for _, c := range []struct {
+		k     *taskv1.KafkaOptions
+		field string // "" when valid
+	}{
+		{&taskv1.KafkaOptions{Format: dbz, DebeziumSchemas: true, DebeziumNoTombstones: true, DebeziumServerName: "srv",
+			DebeziumDecimalHandling: taskv1.DebeziumDecimalHandling_DEBEZIUM_DECIMAL_HANDLING_DOUBLE}, ""},
+		{&taskv1.KafkaOptions{DebeziumSchemas: true}, "kafka.debezium_schemas"},
+		{&taskv1.KafkaOptions{Format: taskv1.DataFormat_DATA_FORMAT_DTS_AVRO, DebeziumNoTombstones: true}, "kafka.debezium_no_tombstones"},
+		{&taskv1.KafkaOptions{DebeziumServerName: "srv"}, "kafka.debezium_server_name"},
+		{&taskv1.KafkaOptions{Format: dbz, DebeziumDecimalHandling: 7}, "kafka.debezium_decimal_handling"},
+	} {
+		in := validSpec()
+		in.Kafka = c.k
+		_, err := Normalize(in)
+		switch {
+		case c.field == "" && err != nil:
+			t.Errorf("%v: %v", c.k, err)
+		case c.field != "" && (err == nil || !strings.Contains(err.Error(), c.field)):
+			t.Errorf("%v: err = %v, want %s named", c.k, err, c.field)
+		}
+	}
+}
+
 func TestKafkaSecurityIsCheckedAndSupported(t *testing.T) {
 	pw := &taskv1.SecretRef{Source: &taskv1.SecretRef_File{File: "/secrets/kafka-password"}}
 	ca := &taskv1.SecretRef{Source: &taskv1.SecretRef_Env{Env: "KAFKA_CA_PEM"}}

@@ -206,6 +206,12 @@ func (s *stream) produceDDL(t *relation.Table, d relation.DDL, rec schemaRecord)
 	if err != nil {
 		return encodeError(err)
 	}
+	if len(s.buf) == 0 {
+		// The format has no DDL records (Debezium JSON): the definition
+		// is only remembered, as for a change no statement expresses.
+		s.schemas.ack(rec)
+		return nil
+	}
 	s.logger.Info("table definition written to the DDL topic", "schema", t.Rel.GetSchema(), "table", t.Rel.GetTable(),
 		"kind", d.Kind, "sql", d.SQL, "topic", ti.name, "lsn", d.LSN)
 	return s.send(&kafka.Message{

@@ -13,7 +13,7 @@ import (
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
-// BenchmarkEncode7Columns measures both formats on the same 7-column row
+// BenchmarkEncode7Columns measures every format on the same 7-column row
 // (the e2e table's: bigint key, text, integer, numeric, NULL text,
 // timestamptz, bytea).
 func BenchmarkEncode7Columns(b *testing.B) {
@@ -49,6 +49,8 @@ func BenchmarkEncode7Columns(b *testing.B) {
 	}{
 		{"DATA_FORMAT_CANAL_JSON", &taskv1.KafkaOptions{Format: taskv1.DataFormat_DATA_FORMAT_CANAL_JSON}},
 		{"DATA_FORMAT_DTS_AVRO", &taskv1.KafkaOptions{Format: taskv1.DataFormat_DATA_FORMAT_DTS_AVRO}},
+		{"DATA_FORMAT_DEBEZIUM_JSON", &taskv1.KafkaOptions{Format: taskv1.DataFormat_DATA_FORMAT_DEBEZIUM_JSON}},
+		{"DATA_FORMAT_DEBEZIUM_JSON_SCHEMAS", &taskv1.KafkaOptions{Format: taskv1.DataFormat_DATA_FORMAT_DEBEZIUM_JSON, DebeziumSchemas: true}},
 		// The Flink value style rewrites the timestamptz column.
 		{"DATA_FORMAT_CANAL_JSON_FLINK", &taskv1.KafkaOptions{Format: taskv1.DataFormat_DATA_FORMAT_CANAL_JSON,
 			CanalValueStyle: taskv1.CanalValueStyle_CANAL_VALUE_STYLE_FLINK}},

@@ -152,9 +152,13 @@ func (s *stream) produce(ev *cdcv1.ChangeEvent) error {
 		return encodeError(err)
 	}
 	key, hasKey := s.rowKey(tab, ev, res)
-	if size := len(s.buf) + len(key) + recordOverhead; size > ti.maxBytes {
+	msgKey, hasMsgKey, err := s.messageKey(tab, ev, res, key, hasKey)
+	if err != nil {
+		return encodeError(err)
+	}
+	if size := len(s.buf) + len(msgKey) + recordOverhead; size > ti.maxBytes {
 		if s.start.GetOptions().GetDeadLetterTopic() != "" {
-			return s.deadLetter(tab, ev, ti, key, s.buf, size)
+			return s.deadLetter(tab, ev, ti, msgKey, s.buf, size)
 		}
 		return s.tooLarge(tab, ev, ti, size)
 	}
@@ -172,8 +176,45 @@ func (s *stream) produce(ev *cdcv1.ChangeEvent) error {
 	s.msg = kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &ti.name, Partition: part},
 		Value:          s.buf,
-		Key:            key,
+		Key:            msgKey,
 		Headers:        headersFor(ev, s.enc.UnchangedToast()),
+	}
+	info := s.infos.next()
+	*info = msgInfo{tab: tab, topic: ti.name, commitMicros: commitMicros(ev)}
+	if err := s.send(&s.msg, info); err != nil {
+		return err
+	}
+	return s.tombstone(tab, ev, ti, part, msgKey, hasMsgKey)
+}
+
+// messageKey is the Kafka key: a key transform's, else the format's own
+// key message (Debezium JSON), else the key columns' text (key).
+func (s *stream) messageKey(tab *relation.Table, ev *cdcv1.ChangeEvent, res transform.Result, key []byte, hasKey bool) ([]byte, bool, error) {
+	ke, ok := s.enc.(keyedEncoder)
+	if !ok || res.HasKey {
+		return key, hasKey, nil
+	}
+	var err error
+	s.msgKeyBuf, hasKey, err = ke.EncodeKey(s.msgKeyBuf[:0], tab, ev)
+	if err != nil || !hasKey {
+		return nil, false, err
+	}
+	return s.msgKeyBuf, true, nil
+}
+
+// tombstone follows a DELETE with its key and a null value when the
+// format asks for it (Debezium's tombstones.on.delete), so that log
+// compaction can drop the key. A row without a key gets none: compaction
+// has nothing to drop. It is enqueued like any message, so the safe LSN
+// passes the DELETE only once Kafka has acknowledged both.
+func (s *stream) tombstone(tab *relation.Table, ev *cdcv1.ChangeEvent, ti *topicInfo, part int32, key []byte, hasKey bool) error {
+	ke, ok := s.enc.(keyedEncoder)
+	if !ok || !ke.Tombstones() || !hasKey || ev.GetOp() != cdcv1.Operation_OPERATION_DELETE {
+		return nil
+	}
+	s.msg = kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &ti.name, Partition: part},
+		Key:            key,
 	}
 	info := s.infos.next()
 	*info = msgInfo{tab: tab, topic: ti.name, commitMicros: commitMicros(ev)}

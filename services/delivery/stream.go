@@ -20,6 +20,7 @@ import (
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/delivery/canal"
 	"github.com/ferry-cdc/ferry/services/delivery/checkpoint"
+	"github.com/ferry-cdc/ferry/services/delivery/debezium"
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
 	"github.com/ferry-cdc/ferry/services/delivery/relation"
 )
@@ -70,8 +71,10 @@ type stream struct {
 	srcRels map[uint32]*cdcv1.Relation
 	buf     []byte
 	keyBuf  []byte
-	msg     kafka.Message // reused for every row (produce)
-	infos   infoSlab
+	// msgKeyBuf holds a format's own key message (keyedEncoder).
+	msgKeyBuf []byte
+	msg       kafka.Message // reused for every row (produce)
+	infos     infoSlab
 	// inFlight matches delivery reports to messages by order when the
 	// producer is idempotent (inflight.go); nil otherwise, and each
 	// message carries its msgInfo as its Opaque.
@@ -100,7 +103,8 @@ type stream struct {
 func newStream(ctx context.Context, srv *Server, start *deliveryv1.StartDelivery) (*stream, error) {
 	opts := start.GetOptions()
 	switch opts.GetFormat() {
-	case taskv1.DataFormat_DATA_FORMAT_UNSPECIFIED, taskv1.DataFormat_DATA_FORMAT_CANAL_JSON, taskv1.DataFormat_DATA_FORMAT_DTS_AVRO:
+	case taskv1.DataFormat_DATA_FORMAT_UNSPECIFIED, taskv1.DataFormat_DATA_FORMAT_CANAL_JSON, taskv1.DataFormat_DATA_FORMAT_DTS_AVRO,
+		taskv1.DataFormat_DATA_FORMAT_DEBEZIUM_JSON:
 	default:
 		return nil, status.Errorf(codes.InvalidArgument, "options.format %v is not a known format", opts.GetFormat())
 	}
@@ -237,10 +241,31 @@ type encoder interface {
 	UnchangedToast() []byte
 }
 
+// keyedEncoder is a format with a key message of its own (Debezium JSON)
+// instead of the key columns' text. Partitions are still chosen by that
+// text, so that every format puts a row on the same partition.
+type keyedEncoder interface {
+	// EncodeKey appends ev's key message, or reports false when the table
+	// has no key.
+	EncodeKey(dst []byte, t *relation.Table, ev *cdcv1.ChangeEvent) ([]byte, bool, error)
+	// Tombstones: a DELETE is followed by its key with a null value.
+	Tombstones() bool
+}
+
 // newEncoder picks the encoder for options.format; Canal JSON is the default.
 func newEncoder(start *deliveryv1.StartDelivery) encoder {
 	opts := start.GetOptions()
-	if opts.GetFormat() == taskv1.DataFormat_DATA_FORMAT_DTS_AVRO {
+	switch opts.GetFormat() {
+	case taskv1.DataFormat_DATA_FORMAT_DEBEZIUM_JSON:
+		return debezium.New(debezium.Options{
+			SourceDatabase: start.GetSourceDatabase(),
+			ServerName:     opts.GetDebeziumServerName(),
+			Objects:        start.GetObjects(),
+			Schemas:        opts.GetDebeziumSchemas(),
+			Tombstones:     !opts.GetDebeziumNoTombstones(),
+			Decimal:        opts.GetDebeziumDecimalHandling(),
+		})
+	case taskv1.DataFormat_DATA_FORMAT_DTS_AVRO:
 		// Plain Avro binary; with a schema registry, useRegistry wraps it
 		// in the Confluent framing (formats.md).
 		return dtsavro.New(dtsavro.Options{
@@ -343,7 +368,7 @@ func (s *stream) run(srv deliverConn) error {
 		result = err
 	}
 	if n := s.enc.UnchangedToastNulls(); n > 0 {
-		s.logger.Warn("unchanged TOAST values not carried: left out of data with the ferry.unchanged-toast header (Canal JSON), or EmptyObject NONE (DTS Avro); set REPLICA IDENTITY FULL to carry them", "count", n)
+		s.logger.Warn("unchanged TOAST values not carried: left out of data with the ferry.unchanged-toast header (Canal JSON), EmptyObject NONE (DTS Avro), or __debezium_unavailable_value with the header (Debezium JSON); set REPLICA IDENTITY FULL to carry them", "count", n)
 	}
 	s.logger.Info("delivery stream ended", "safe_lsn", stt.SafeLSN, "acked", stt.Acked, "in_flight", stt.InFlight, "error", result)
 	if received {

@@ -25,7 +25,8 @@ import (
 // the task does not select are left out; the operations filter does not
 // apply, TRUNCATE being no row change. With truncate_mode FAIL the stream
 // stops instead, before the TRUNCATE, so nothing from its transaction on is
-// confirmed.
+// confirmed. Debezium JSON writes one "t" event per truncated table instead,
+// as Debezium does, each on its table's DDL topic.
 
 // truncateGroup is the truncated tables whose DDL topic is topic.
 type truncateGroup struct {
@@ -51,7 +52,8 @@ func (s *stream) produceTruncate(ev *cdcv1.ChangeEvent) error {
 		for i < len(groups) && groups[i].topic != ti {
 			i++
 		}
-		if i == len(groups) {
+		if i == len(groups) || s.truncateEach() {
+			i = len(groups)
 			groups = append(groups, &truncateGroup{topic: ti})
 		}
 		groups[i].tables = append(groups[i].tables, t)
@@ -62,6 +64,12 @@ func (s *stream) produceTruncate(ev *cdcv1.ChangeEvent) error {
 		}
 	}
 	return nil
+}
+
+// truncateEach: Debezium JSON writes one "t" event per truncated table, as
+// Debezium does, rather than one record per DDL topic.
+func (s *stream) truncateEach() bool {
+	return s.start.GetOptions().GetFormat() == taskv1.DataFormat_DATA_FORMAT_DEBEZIUM_JSON
 }
 
 // truncatedTables is the tables of ev that the task selects, in ev's order.

@@ -277,7 +277,9 @@ func pumpChanges(t *testing.T, cc capturev1.CaptureServiceClient, start *capture
 // TestAllTypesRoundTrip streams a table with a column of every built-in
 // PostgreSQL 15 type (and arrays, ranges, multiranges, an enum, a composite
 // and domains) through the real capture and delivery services into the
-// real Kafka, in Canal JSON and DTS Avro. Every Canal value must equal
+// real Kafka, in Canal JSON, DTS Avro and Debezium JSON (with schemas).
+// Every Canal value, and every Debezium value whose schema is a string of
+// the text, must equal
 // PostgreSQL's own ::text, every DTS Avro value (decoded with goavro, not
 // the encoder's library) must state the same value, and both formats must
 // match the reviewed golden files (go test -run TestAllTypesRoundTrip
@@ -306,18 +308,22 @@ func TestAllTypesRoundTrip(t *testing.T) {
 
 	dc, _ := startServer(t)
 	canalTopic, avroTopic := testenv.UniqueName("ferry_types_canal"), testenv.UniqueName("ferry_types_avro")
-	ensure(t, dc, bootstrap, &deliveryv1.TopicSpec{Name: canalTopic, Partitions: 1}, &deliveryv1.TopicSpec{Name: avroTopic, Partitions: 1})
+	dbzTopic := testenv.UniqueName("ferry_types_dbz")
+	ensure(t, dc, bootstrap, &deliveryv1.TopicSpec{Name: canalTopic, Partitions: 1}, &deliveryv1.TopicSpec{Name: avroTopic, Partitions: 1},
+		&deliveryv1.TopicSpec{Name: dbzTopic, Partitions: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	objects := &taskv1.ObjectSelection{Schemas: []*taskv1.SchemaSelection{{Schema: schema}}}
 	canalStart := start(bootstrap, canalTopic, nil)
 	avroStart := start(bootstrap, avroTopic, &taskv1.KafkaOptions{Format: taskv1.DataFormat_DATA_FORMAT_DTS_AVRO})
-	canalStart.Objects, avroStart.Objects = objects, objects
-	sessions := []*session{openSession(t, ctx, dc, canalStart), openSession(t, ctx, dc, avroStart)}
+	dbzStart := start(bootstrap, dbzTopic, &taskv1.KafkaOptions{Format: taskv1.DataFormat_DATA_FORMAT_DEBEZIUM_JSON, DebeziumSchemas: true})
+	canalStart.Objects, avroStart.Objects, dbzStart.Objects = objects, objects, objects
+	sessions := []*session{openSession(t, ctx, dc, canalStart), openSession(t, ctx, dc, avroStart), openSession(t, ctx, dc, dbzStart)}
 	pumpChanges(t, cc, &capturev1.StartStream{Source: testenv.Source(t), SlotName: slot, PublicationName: pub}, sessions, 5)
 
 	info := columnInfo(t, conn, schema)
 	want := expectedChanges(inserted, updated)
 	checkCanalTypes(t, consume(t, bootstrap, canalTopic, len(want), 30*time.Second), info, want, schema)
 	checkAvroTypes(t, consume(t, bootstrap, avroTopic, len(want), 30*time.Second), info, want, schema)
+	checkDebeziumTypes(t, consume(t, bootstrap, dbzTopic, len(want)+1, 30*time.Second), info, want, schema)
 }

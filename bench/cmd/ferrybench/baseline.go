@@ -13,6 +13,7 @@ import (
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/delivery"
 	"github.com/ferry-cdc/ferry/services/delivery/canal"
+	"github.com/ferry-cdc/ferry/services/delivery/debezium"
 	"github.com/ferry-cdc/ferry/services/delivery/dtsavro"
 	"github.com/ferry-cdc/ferry/services/delivery/relation"
 	"github.com/ferry-cdc/ferry/services/tuple"
@@ -54,15 +55,23 @@ type baselineEncoder struct {
 		SetRelation(r *cdcv1.Relation) *relation.Table
 		Encode(dst []byte, t *relation.Table, ev *cdcv1.ChangeEvent) ([]byte, error)
 	}
+	// dbz is the Debezium JSON encoder, whose key is its own JSON.
+	dbz *debezium.Encoder
 	tab *relation.Table
 	out encoded
 }
 
 func newBaselineEncoder(start *deliveryv1.StartDelivery) *baselineEncoder {
 	b := &baselineEncoder{}
-	if start.GetOptions().GetFormat() == taskv1.DataFormat_DATA_FORMAT_DTS_AVRO {
+	o := start.GetOptions()
+	switch o.GetFormat() {
+	case taskv1.DataFormat_DATA_FORMAT_DTS_AVRO:
 		b.enc = dtsavro.New(dtsavro.Options{SourceDatabase: start.GetSourceDatabase(), Objects: start.GetObjects()})
-	} else {
+	case taskv1.DataFormat_DATA_FORMAT_DEBEZIUM_JSON:
+		b.dbz = debezium.New(debezium.Options{SourceDatabase: start.GetSourceDatabase(), ServerName: o.GetDebeziumServerName(),
+			Objects: start.GetObjects(), Schemas: o.GetDebeziumSchemas(), Tombstones: !o.GetDebeziumNoTombstones(), Decimal: o.GetDebeziumDecimalHandling()})
+		b.enc = b.dbz
+	default:
 		b.enc = canal.New(canal.Options{SourceDatabase: start.GetSourceDatabase(),
 			DatabaseIsDBName: start.GetOptions().GetCanalDatabaseIsDbName(), Objects: start.GetObjects(),
 			ValueStyle: start.GetOptions().GetCanalValueStyle(), MySQLTypeNames: start.GetOptions().GetCanalMysqlTypeNames()})
@@ -73,9 +82,16 @@ func newBaselineEncoder(start *deliveryv1.StartDelivery) *baselineEncoder {
 
 func (b *baselineEncoder) add(ev *cdcv1.ChangeEvent) error {
 	row := ev.GetNewTuple()
-	for _, i := range b.tab.KeyIdx {
-		text, _ := tuple.Field(row, i)
-		b.out.data = append(b.out.data, text...)
+	if b.dbz != nil {
+		var err error
+		if b.out.data, _, err = b.dbz.EncodeKey(b.out.data, b.tab, ev); err != nil {
+			return fmt.Errorf("encoding the key at LSN %d for the baseline: %w", ev.GetLsn(), err)
+		}
+	} else {
+		for _, i := range b.tab.KeyIdx {
+			text, _ := tuple.Field(row, i)
+			b.out.data = append(b.out.data, text...)
+		}
 	}
 	b.out.keyEnd = append(b.out.keyEnd, len(b.out.data))
 	var err error

@@ -20,8 +20,9 @@ type combo struct{ format, codec string }
 
 // comboFormats are the formats a combo may name.
 var comboFormats = map[string]taskv1.DataFormat{
-	"canal": taskv1.DataFormat_DATA_FORMAT_CANAL_JSON,
-	"avro":  taskv1.DataFormat_DATA_FORMAT_DTS_AVRO,
+	"canal":    taskv1.DataFormat_DATA_FORMAT_CANAL_JSON,
+	"avro":     taskv1.DataFormat_DATA_FORMAT_DTS_AVRO,
+	"debezium": taskv1.DataFormat_DATA_FORMAT_DEBEZIUM_JSON,
 }
 
 func (k combo) String() string { return k.format + "/" + k.codec }
@@ -36,8 +37,11 @@ func (k combo) kafkaOptions() *taskv1.KafkaOptions {
 
 // ids is how the audit reads row ids from the combo's messages.
 func (k combo) ids() rowIDs {
-	if k.format == "avro" {
+	switch k.format {
+	case "avro":
 		return dtsAvroIDs
+	case "debezium":
+		return debeziumIDs // the reader of Debezium's own topic
 	}
 	return canalIDs
 }
@@ -50,7 +54,7 @@ func parseCombos(flagName, list string) ([]combo, error) {
 		_, fok := comboFormats[f]
 		_, cok := codecs[c]
 		if !ok || !fok || !cok {
-			return nil, fmt.Errorf("%s: %q is not format/codec; formats canal, avro; codecs lz4, zstd, gzip, snappy", flagName, s)
+			return nil, fmt.Errorf("%s: %q is not format/codec; formats canal, avro, debezium; codecs lz4, zstd, gzip, snappy", flagName, s)
 		}
 		out = append(out, combo{format: f, codec: c})
 	}

@@ -89,7 +89,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.DurationVar(&c.ferryTimeout, "ferry-timeout", 10*time.Minute, "how long Ferry (or Debezium) may take to deliver one backlog")
 	fs.BoolVar(&c.debezium, "debezium", true, "backlog, mixed, latency and fullsync scenarios: run the Debezium baseline (Kafka Connect standalone; fetches its jars with Maven on first use)")
 	scenarios := fs.String("scenarios", strings.Join(allScenarios(), ","), "comma-separated scenarios to run: "+strings.Join(allScenarios(), ", "))
-	backlogCombos := fs.String("backlog-combos", "canal/lz4,canal/zstd,avro/lz4,avro/zstd", "backlog scenario: comma-separated format/codec pairs Ferry runs with (formats canal, avro); Debezium runs once per run, against the first")
+	backlogCombos := fs.String("backlog-combos", "canal/lz4,canal/zstd,avro/lz4,avro/zstd,debezium/lz4", "backlog scenario: comma-separated format/codec pairs Ferry runs with (formats canal, avro, debezium); Debezium runs once per run, against the first")
 	bigCombos := fs.String("bigtxn-combos", "canal/lz4", "bigtxn scenario: comma-separated format/codec pairs, as -backlog-combos")
 	fs.IntVar(&c.bigRows, "bigtxn-n", 1_000_000, "bigtxn and decode scenarios: rows in the one big transaction")
 	fs.BoolVar(&c.bigDebezium, "bigtxn-debezium", true, "bigtxn scenario: run the Debezium baseline too (when -debezium)")

@@ -10,8 +10,9 @@ import (
 // dlvSeed fixes the generated rows; change it and every figure changes.
 const dlvSeed = 20_261_124
 
-// The two formats, in report order.
-var dlvFormats = []taskv1.DataFormat{taskv1.DataFormat_DATA_FORMAT_CANAL_JSON, taskv1.DataFormat_DATA_FORMAT_DTS_AVRO}
+// The formats, in report order.
+var dlvFormats = []taskv1.DataFormat{taskv1.DataFormat_DATA_FORMAT_CANAL_JSON, taskv1.DataFormat_DATA_FORMAT_DTS_AVRO,
+	taskv1.DataFormat_DATA_FORMAT_DEBEZIUM_JSON}
 
 // codecs maps the -codecs names to the task option.
 var codecs = map[string]taskv1.Compression{
@@ -22,8 +23,11 @@ var codecs = map[string]taskv1.Compression{
 }
 
 func formatName(f taskv1.DataFormat) string {
-	if f == taskv1.DataFormat_DATA_FORMAT_DTS_AVRO {
+	switch f {
+	case taskv1.DataFormat_DATA_FORMAT_DTS_AVRO:
 		return "DTS Avro"
+	case taskv1.DataFormat_DATA_FORMAT_DEBEZIUM_JSON:
+		return "Debezium JSON"
 	}
 	return "Canal JSON"
 }

@@ -58,8 +58,8 @@ func smokeDelivery(rep *report) []string {
 	}
 	var p []string
 	for _, r := range d.Runs {
-		// Both formats under every codec, and the paced latency of each.
-		if want := 2 * len(d.Codecs); len(r.Throughput) != want || len(r.Latency) == 0 {
+		// Every format under every codec, and the paced latency of each.
+		if want := len(dlvFormats) * len(d.Codecs); len(r.Throughput) != want || len(r.Latency) == 0 {
 			p = append(p, fmt.Sprintf("delivery run %d: %d throughput figures (want %d) and %d latency figures", r.Run, len(r.Throughput), want, len(r.Latency)))
 		}
 	}

@@ -15,7 +15,7 @@ func completeReport() report {
 		return &mixedSide{Messages: map[string]int{opInsert: 7, opUpdate: 2, opDelete: 1}}
 	}
 	rep := report{Rows: 50, Runs: []runResult{{Run: 1, Ferry: ferryResult{Topic: audit(50)}, Debezium: &debeziumResult{Topic: audit(50)}}}}
-	rep.Delivery = &dlvReport{Codecs: []string{"lz4", "zstd"}, Runs: []dlvRun{{Run: 1, Throughput: make([]dlvThroughput, 4), Latency: make([]dlvLatency, 2)}}}
+	rep.Delivery = &dlvReport{Codecs: []string{"lz4", "zstd"}, Runs: []dlvRun{{Run: 1, Throughput: make([]dlvThroughput, 2*len(dlvFormats)), Latency: make([]dlvLatency, len(dlvFormats))}}}
 	rep.Mixed = &mixedReport{Counts: map[string]int{opInsert: 7, opUpdate: 2, opDelete: 1}, Runs: []mixedRun{{Run: 1, Ferry: *mixedSide(), Debezium: mixedSide()}}}
 	rep.Latency = &latencyReport{Rate: 100, Measured: "1s", Warmup: "500ms", Runs: []latencyRun{{Run: 1,
 		Ferry: latencyFigures{Rows: 100, MessagesN: 150}, Debezium: &latencyFigures{Rows: 100, MessagesN: 150}}}}

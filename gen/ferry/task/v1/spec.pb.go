@@ -314,6 +314,11 @@ const (
 	DataFormat_DATA_FORMAT_UNSPECIFIED DataFormat = 0
 	DataFormat_DATA_FORMAT_CANAL_JSON  DataFormat = 1
 	DataFormat_DATA_FORMAT_DTS_AVRO    DataFormat = 2
+	// Debezium's JSON envelope (before, after, source, op, ts_ms) as its
+	// PostgreSQL connector writes it with Kafka Connect's JsonConverter, with
+	// a JSON key message; values follow Debezium's PostgreSQL type mapping
+	// (the README has the table and where Ferry differs).
+	DataFormat_DATA_FORMAT_DEBEZIUM_JSON DataFormat = 3
 )
 
 // Enum value maps for DataFormat.
@@ -322,11 +327,13 @@ var (
 		0: "DATA_FORMAT_UNSPECIFIED",
 		1: "DATA_FORMAT_CANAL_JSON",
 		2: "DATA_FORMAT_DTS_AVRO",
+		3: "DATA_FORMAT_DEBEZIUM_JSON",
 	}
 	DataFormat_value = map[string]int32{
-		"DATA_FORMAT_UNSPECIFIED": 0,
-		"DATA_FORMAT_CANAL_JSON":  1,
-		"DATA_FORMAT_DTS_AVRO":    2,
+		"DATA_FORMAT_UNSPECIFIED":   0,
+		"DATA_FORMAT_CANAL_JSON":    1,
+		"DATA_FORMAT_DTS_AVRO":      2,
+		"DATA_FORMAT_DEBEZIUM_JSON": 3,
 	}
 )
 
@@ -566,6 +573,59 @@ func (ConflictMode) EnumDescriptor() ([]byte, []int) {
 	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{9}
 }
 
+// DebeziumDecimalHandling is Debezium's decimal.handling.mode.
+type DebeziumDecimalHandling int32
+
+const (
+	DebeziumDecimalHandling_DEBEZIUM_DECIMAL_HANDLING_UNSPECIFIED DebeziumDecimalHandling = 0
+	// The exact decimal text ("1234.50"), as decimal.handling.mode=string:
+	// exact, and read without a schema by Flink's DECIMAL and the JDBC sink.
+	DebeziumDecimalHandling_DEBEZIUM_DECIMAL_HANDLING_STRING DebeziumDecimalHandling = 1
+	// A JSON number (float64), as decimal.handling.mode=double: may round.
+	DebeziumDecimalHandling_DEBEZIUM_DECIMAL_HANDLING_DOUBLE DebeziumDecimalHandling = 2
+)
+
+// Enum value maps for DebeziumDecimalHandling.
+var (
+	DebeziumDecimalHandling_name = map[int32]string{
+		0: "DEBEZIUM_DECIMAL_HANDLING_UNSPECIFIED",
+		1: "DEBEZIUM_DECIMAL_HANDLING_STRING",
+		2: "DEBEZIUM_DECIMAL_HANDLING_DOUBLE",
+	}
+	DebeziumDecimalHandling_value = map[string]int32{
+		"DEBEZIUM_DECIMAL_HANDLING_UNSPECIFIED": 0,
+		"DEBEZIUM_DECIMAL_HANDLING_STRING":      1,
+		"DEBEZIUM_DECIMAL_HANDLING_DOUBLE":      2,
+	}
+)
+
+func (x DebeziumDecimalHandling) Enum() *DebeziumDecimalHandling {
+	p := new(DebeziumDecimalHandling)
+	*p = x
+	return p
+}
+
+func (x DebeziumDecimalHandling) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DebeziumDecimalHandling) Descriptor() protoreflect.EnumDescriptor {
+	return file_ferry_task_v1_spec_proto_enumTypes[10].Descriptor()
+}
+
+func (DebeziumDecimalHandling) Type() protoreflect.EnumType {
+	return &file_ferry_task_v1_spec_proto_enumTypes[10]
+}
+
+func (x DebeziumDecimalHandling) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DebeziumDecimalHandling.Descriptor instead.
+func (DebeziumDecimalHandling) EnumDescriptor() ([]byte, []int) {
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{10}
+}
+
 // CanalValueStyle is how Canal JSON writes a column's value.
 type CanalValueStyle int32
 
@@ -605,11 +665,11 @@ func (x CanalValueStyle) String() string {
 }
 
 func (CanalValueStyle) Descriptor() protoreflect.EnumDescriptor {
-	return file_ferry_task_v1_spec_proto_enumTypes[10].Descriptor()
+	return file_ferry_task_v1_spec_proto_enumTypes[11].Descriptor()
 }
 
 func (CanalValueStyle) Type() protoreflect.EnumType {
-	return &file_ferry_task_v1_spec_proto_enumTypes[10]
+	return &file_ferry_task_v1_spec_proto_enumTypes[11]
 }
 
 func (x CanalValueStyle) Number() protoreflect.EnumNumber {
@@ -618,7 +678,7 @@ func (x CanalValueStyle) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CanalValueStyle.Descriptor instead.
 func (CanalValueStyle) EnumDescriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{10}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{11}
 }
 
 // TruncateMode is how a task handles a TRUNCATE of a selected table. The
@@ -660,11 +720,11 @@ func (x TruncateMode) String() string {
 }
 
 func (TruncateMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_ferry_task_v1_spec_proto_enumTypes[11].Descriptor()
+	return file_ferry_task_v1_spec_proto_enumTypes[12].Descriptor()
 }
 
 func (TruncateMode) Type() protoreflect.EnumType {
-	return &file_ferry_task_v1_spec_proto_enumTypes[11]
+	return &file_ferry_task_v1_spec_proto_enumTypes[12]
 }
 
 func (x TruncateMode) Number() protoreflect.EnumNumber {
@@ -673,7 +733,7 @@ func (x TruncateMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TruncateMode.Descriptor instead.
 func (TruncateMode) EnumDescriptor() ([]byte, []int) {
-	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{11}
+	return file_ferry_task_v1_spec_proto_rawDescGZIP(), []int{12}
 }
 
 // TaskSpec is everything a user configures for one synchronization task. It
@@ -2169,8 +2229,23 @@ type KafkaOptions struct {
 	// PostgreSQL's, for readers such as Apache Paimon that infer column types
 	// from them. The README has the mapping. Canal JSON only.
 	CanalMysqlTypeNames bool `protobuf:"varint,12,opt,name=canal_mysql_type_names,json=canalMysqlTypeNames,proto3" json:"canal_mysql_type_names,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Debezium JSON only: key and value carry Kafka Connect's schema
+	// ({"schema":..,"payload":..}, JsonConverter's schemas.enable=true).
+	// Default: payload only (schemas.enable=false).
+	DebeziumSchemas bool `protobuf:"varint,13,opt,name=debezium_schemas,json=debeziumSchemas,proto3" json:"debezium_schemas,omitempty"`
+	// Debezium JSON only: no tombstone (the key with a null value) after a
+	// DELETE. Default: a tombstone follows every DELETE of a table with a
+	// key, as Debezium's tombstones.on.delete=true, so compacted topics drop
+	// the key.
+	DebeziumNoTombstones bool `protobuf:"varint,14,opt,name=debezium_no_tombstones,json=debeziumNoTombstones,proto3" json:"debezium_no_tombstones,omitempty"`
+	// Debezium JSON only: how numeric and money are written. Default: STRING.
+	DebeziumDecimalHandling DebeziumDecimalHandling `protobuf:"varint,15,opt,name=debezium_decimal_handling,json=debeziumDecimalHandling,proto3,enum=ferry.task.v1.DebeziumDecimalHandling" json:"debezium_decimal_handling,omitempty"`
+	// Debezium JSON only: the "name" of the source block and the first part
+	// of the schema names (Debezium's topic.prefix). Default: the source
+	// database's name.
+	DebeziumServerName string `protobuf:"bytes,16,opt,name=debezium_server_name,json=debeziumServerName,proto3" json:"debezium_server_name,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *KafkaOptions) Reset() {
@@ -2285,6 +2360,34 @@ func (x *KafkaOptions) GetCanalMysqlTypeNames() bool {
 		return x.CanalMysqlTypeNames
 	}
 	return false
+}
+
+func (x *KafkaOptions) GetDebeziumSchemas() bool {
+	if x != nil {
+		return x.DebeziumSchemas
+	}
+	return false
+}
+
+func (x *KafkaOptions) GetDebeziumNoTombstones() bool {
+	if x != nil {
+		return x.DebeziumNoTombstones
+	}
+	return false
+}
+
+func (x *KafkaOptions) GetDebeziumDecimalHandling() DebeziumDecimalHandling {
+	if x != nil {
+		return x.DebeziumDecimalHandling
+	}
+	return DebeziumDecimalHandling_DEBEZIUM_DECIMAL_HANDLING_UNSPECIFIED
+}
+
+func (x *KafkaOptions) GetDebeziumServerName() string {
+	if x != nil {
+		return x.DebeziumServerName
+	}
+	return ""
 }
 
 type FullSyncThrottle struct {
@@ -2772,7 +2875,7 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\tkeep_last\x18\x01 \x01(\rR\bkeepLast\"7\n" +
 	"\tSyncTypes\x12\x16\n" +
 	"\x06schema\x18\x01 \x01(\bR\x06schema\x12\x12\n" +
-	"\x04full\x18\x02 \x01(\bR\x04full\"\x9e\x05\n" +
+	"\x04full\x18\x02 \x01(\bR\x04full\"\x95\a\n" +
 	"\fKafkaOptions\x121\n" +
 	"\x06format\x18\x01 \x01(\x0e2\x19.ferry.task.v1.DataFormatR\x06format\x12<\n" +
 	"\vcompression\x18\x02 \x01(\x0e2\x1a.ferry.task.v1.CompressionR\vcompression\x12I\n" +
@@ -2786,7 +2889,11 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\rtruncate_mode\x18\n" +
 	" \x01(\x0e2\x1b.ferry.task.v1.TruncateModeR\ftruncateMode\x12J\n" +
 	"\x11canal_value_style\x18\v \x01(\x0e2\x1e.ferry.task.v1.CanalValueStyleR\x0fcanalValueStyle\x123\n" +
-	"\x16canal_mysql_type_names\x18\f \x01(\bR\x13canalMysqlTypeNames\"\x9a\x01\n" +
+	"\x16canal_mysql_type_names\x18\f \x01(\bR\x13canalMysqlTypeNames\x12)\n" +
+	"\x10debezium_schemas\x18\r \x01(\bR\x0fdebeziumSchemas\x124\n" +
+	"\x16debezium_no_tombstones\x18\x0e \x01(\bR\x14debeziumNoTombstones\x12b\n" +
+	"\x19debezium_decimal_handling\x18\x0f \x01(\x0e2&.ferry.task.v1.DebeziumDecimalHandlingR\x17debeziumDecimalHandling\x120\n" +
+	"\x14debezium_server_name\x18\x10 \x01(\tR\x12debeziumServerName\"\x9a\x01\n" +
 	"\x10FullSyncThrottle\x12,\n" +
 	"\x12queries_per_second\x18\x01 \x01(\rR\x10queriesPerSecond\x12&\n" +
 	"\x0frows_per_second\x18\x02 \x01(\rR\rrowsPerSecond\x120\n" +
@@ -2846,12 +2953,13 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\x15NAME_CASE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10NAME_CASE_SOURCE\x10\x01\x12\x13\n" +
 	"\x0fNAME_CASE_LOWER\x10\x02\x12\x13\n" +
-	"\x0fNAME_CASE_UPPER\x10\x03*_\n" +
+	"\x0fNAME_CASE_UPPER\x10\x03*~\n" +
 	"\n" +
 	"DataFormat\x12\x1b\n" +
 	"\x17DATA_FORMAT_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DATA_FORMAT_CANAL_JSON\x10\x01\x12\x18\n" +
-	"\x14DATA_FORMAT_DTS_AVRO\x10\x02*\x83\x01\n" +
+	"\x14DATA_FORMAT_DTS_AVRO\x10\x02\x12\x1d\n" +
+	"\x19DATA_FORMAT_DEBEZIUM_JSON\x10\x03*\x83\x01\n" +
 	"\vCompression\x12\x1b\n" +
 	"\x17COMPRESSION_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fCOMPRESSION_LZ4\x10\x01\x12\x14\n" +
@@ -2871,7 +2979,11 @@ const file_ferry_task_v1_spec_proto_rawDesc = "" +
 	"\fConflictMode\x12\x1d\n" +
 	"\x19CONFLICT_MODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CONFLICT_MODE_REPORT\x10\x01\x12\x18\n" +
-	"\x14CONFLICT_MODE_IGNORE\x10\x02*q\n" +
+	"\x14CONFLICT_MODE_IGNORE\x10\x02*\x90\x01\n" +
+	"\x17DebeziumDecimalHandling\x12)\n" +
+	"%DEBEZIUM_DECIMAL_HANDLING_UNSPECIFIED\x10\x00\x12$\n" +
+	" DEBEZIUM_DECIMAL_HANDLING_STRING\x10\x01\x12$\n" +
+	" DEBEZIUM_DECIMAL_HANDLING_DOUBLE\x10\x02*q\n" +
 	"\x0fCanalValueStyle\x12!\n" +
 	"\x1dCANAL_VALUE_STYLE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aCANAL_VALUE_STYLE_POSTGRES\x10\x01\x12\x1b\n" +
@@ -2893,93 +3005,95 @@ func file_ferry_task_v1_spec_proto_rawDescGZIP() []byte {
 	return file_ferry_task_v1_spec_proto_rawDescData
 }
 
-var file_ferry_task_v1_spec_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
+var file_ferry_task_v1_spec_proto_enumTypes = make([]protoimpl.EnumInfo, 13)
 var file_ferry_task_v1_spec_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_ferry_task_v1_spec_proto_goTypes = []any{
-	(SslMode)(0),                // 0: ferry.task.v1.SslMode
-	(KafkaSecurity)(0),          // 1: ferry.task.v1.KafkaSecurity
-	(OperationSet)(0),           // 2: ferry.task.v1.OperationSet
-	(CastType)(0),               // 3: ferry.task.v1.CastType
-	(NameCase)(0),               // 4: ferry.task.v1.NameCase
-	(DataFormat)(0),             // 5: ferry.task.v1.DataFormat
-	(Compression)(0),            // 6: ferry.task.v1.Compression
-	(PartitionPolicy)(0),        // 7: ferry.task.v1.PartitionPolicy
-	(Acks)(0),                   // 8: ferry.task.v1.Acks
-	(ConflictMode)(0),           // 9: ferry.task.v1.ConflictMode
-	(CanalValueStyle)(0),        // 10: ferry.task.v1.CanalValueStyle
-	(TruncateMode)(0),           // 11: ferry.task.v1.TruncateMode
-	(*TaskSpec)(nil),            // 12: ferry.task.v1.TaskSpec
-	(*SecretRef)(nil),           // 13: ferry.task.v1.SecretRef
-	(*HostPort)(nil),            // 14: ferry.task.v1.HostPort
-	(*SourceEndpoint)(nil),      // 15: ferry.task.v1.SourceEndpoint
-	(*KafkaEndpoint)(nil),       // 16: ferry.task.v1.KafkaEndpoint
-	(*ColumnMapping)(nil),       // 17: ferry.task.v1.ColumnMapping
-	(*TableSelection)(nil),      // 18: ferry.task.v1.TableSelection
-	(*SchemaSelection)(nil),     // 19: ferry.task.v1.SchemaSelection
-	(*ObjectSelection)(nil),     // 20: ferry.task.v1.ObjectSelection
-	(*Transform)(nil),           // 21: ferry.task.v1.Transform
-	(*ComputedColumn)(nil),      // 22: ferry.task.v1.ComputedColumn
-	(*RenameColumn)(nil),        // 23: ferry.task.v1.RenameColumn
-	(*CastColumn)(nil),          // 24: ferry.task.v1.CastColumn
-	(*MaskColumn)(nil),          // 25: ferry.task.v1.MaskColumn
-	(*MaskHash)(nil),            // 26: ferry.task.v1.MaskHash
-	(*MaskTruncate)(nil),        // 27: ferry.task.v1.MaskTruncate
-	(*MaskRedact)(nil),          // 28: ferry.task.v1.MaskRedact
-	(*SyncTypes)(nil),           // 29: ferry.task.v1.SyncTypes
-	(*KafkaOptions)(nil),        // 30: ferry.task.v1.KafkaOptions
-	(*FullSyncThrottle)(nil),    // 31: ferry.task.v1.FullSyncThrottle
-	(*IncrementalThrottle)(nil), // 32: ferry.task.v1.IncrementalThrottle
-	(*AdvancedOptions)(nil),     // 33: ferry.task.v1.AdvancedOptions
-	(*Labels)(nil),              // 34: ferry.task.v1.Labels
-	(*AlertRules)(nil),          // 35: ferry.task.v1.AlertRules
+	(SslMode)(0),                 // 0: ferry.task.v1.SslMode
+	(KafkaSecurity)(0),           // 1: ferry.task.v1.KafkaSecurity
+	(OperationSet)(0),            // 2: ferry.task.v1.OperationSet
+	(CastType)(0),                // 3: ferry.task.v1.CastType
+	(NameCase)(0),                // 4: ferry.task.v1.NameCase
+	(DataFormat)(0),              // 5: ferry.task.v1.DataFormat
+	(Compression)(0),             // 6: ferry.task.v1.Compression
+	(PartitionPolicy)(0),         // 7: ferry.task.v1.PartitionPolicy
+	(Acks)(0),                    // 8: ferry.task.v1.Acks
+	(ConflictMode)(0),            // 9: ferry.task.v1.ConflictMode
+	(DebeziumDecimalHandling)(0), // 10: ferry.task.v1.DebeziumDecimalHandling
+	(CanalValueStyle)(0),         // 11: ferry.task.v1.CanalValueStyle
+	(TruncateMode)(0),            // 12: ferry.task.v1.TruncateMode
+	(*TaskSpec)(nil),             // 13: ferry.task.v1.TaskSpec
+	(*SecretRef)(nil),            // 14: ferry.task.v1.SecretRef
+	(*HostPort)(nil),             // 15: ferry.task.v1.HostPort
+	(*SourceEndpoint)(nil),       // 16: ferry.task.v1.SourceEndpoint
+	(*KafkaEndpoint)(nil),        // 17: ferry.task.v1.KafkaEndpoint
+	(*ColumnMapping)(nil),        // 18: ferry.task.v1.ColumnMapping
+	(*TableSelection)(nil),       // 19: ferry.task.v1.TableSelection
+	(*SchemaSelection)(nil),      // 20: ferry.task.v1.SchemaSelection
+	(*ObjectSelection)(nil),      // 21: ferry.task.v1.ObjectSelection
+	(*Transform)(nil),            // 22: ferry.task.v1.Transform
+	(*ComputedColumn)(nil),       // 23: ferry.task.v1.ComputedColumn
+	(*RenameColumn)(nil),         // 24: ferry.task.v1.RenameColumn
+	(*CastColumn)(nil),           // 25: ferry.task.v1.CastColumn
+	(*MaskColumn)(nil),           // 26: ferry.task.v1.MaskColumn
+	(*MaskHash)(nil),             // 27: ferry.task.v1.MaskHash
+	(*MaskTruncate)(nil),         // 28: ferry.task.v1.MaskTruncate
+	(*MaskRedact)(nil),           // 29: ferry.task.v1.MaskRedact
+	(*SyncTypes)(nil),            // 30: ferry.task.v1.SyncTypes
+	(*KafkaOptions)(nil),         // 31: ferry.task.v1.KafkaOptions
+	(*FullSyncThrottle)(nil),     // 32: ferry.task.v1.FullSyncThrottle
+	(*IncrementalThrottle)(nil),  // 33: ferry.task.v1.IncrementalThrottle
+	(*AdvancedOptions)(nil),      // 34: ferry.task.v1.AdvancedOptions
+	(*Labels)(nil),               // 35: ferry.task.v1.Labels
+	(*AlertRules)(nil),           // 36: ferry.task.v1.AlertRules
 }
 var file_ferry_task_v1_spec_proto_depIdxs = []int32{
-	15, // 0: ferry.task.v1.TaskSpec.source:type_name -> ferry.task.v1.SourceEndpoint
-	16, // 1: ferry.task.v1.TaskSpec.destination:type_name -> ferry.task.v1.KafkaEndpoint
-	20, // 2: ferry.task.v1.TaskSpec.objects:type_name -> ferry.task.v1.ObjectSelection
-	29, // 3: ferry.task.v1.TaskSpec.sync_types:type_name -> ferry.task.v1.SyncTypes
-	30, // 4: ferry.task.v1.TaskSpec.kafka:type_name -> ferry.task.v1.KafkaOptions
-	33, // 5: ferry.task.v1.TaskSpec.advanced:type_name -> ferry.task.v1.AdvancedOptions
-	34, // 6: ferry.task.v1.TaskSpec.labels:type_name -> ferry.task.v1.Labels
-	35, // 7: ferry.task.v1.TaskSpec.alerts:type_name -> ferry.task.v1.AlertRules
-	13, // 8: ferry.task.v1.SourceEndpoint.password:type_name -> ferry.task.v1.SecretRef
+	16, // 0: ferry.task.v1.TaskSpec.source:type_name -> ferry.task.v1.SourceEndpoint
+	17, // 1: ferry.task.v1.TaskSpec.destination:type_name -> ferry.task.v1.KafkaEndpoint
+	21, // 2: ferry.task.v1.TaskSpec.objects:type_name -> ferry.task.v1.ObjectSelection
+	30, // 3: ferry.task.v1.TaskSpec.sync_types:type_name -> ferry.task.v1.SyncTypes
+	31, // 4: ferry.task.v1.TaskSpec.kafka:type_name -> ferry.task.v1.KafkaOptions
+	34, // 5: ferry.task.v1.TaskSpec.advanced:type_name -> ferry.task.v1.AdvancedOptions
+	35, // 6: ferry.task.v1.TaskSpec.labels:type_name -> ferry.task.v1.Labels
+	36, // 7: ferry.task.v1.TaskSpec.alerts:type_name -> ferry.task.v1.AlertRules
+	14, // 8: ferry.task.v1.SourceEndpoint.password:type_name -> ferry.task.v1.SecretRef
 	0,  // 9: ferry.task.v1.SourceEndpoint.ssl_mode:type_name -> ferry.task.v1.SslMode
-	14, // 10: ferry.task.v1.SourceEndpoint.hosts:type_name -> ferry.task.v1.HostPort
+	15, // 10: ferry.task.v1.SourceEndpoint.hosts:type_name -> ferry.task.v1.HostPort
 	1,  // 11: ferry.task.v1.KafkaEndpoint.security:type_name -> ferry.task.v1.KafkaSecurity
-	13, // 12: ferry.task.v1.KafkaEndpoint.sasl_password:type_name -> ferry.task.v1.SecretRef
-	13, // 13: ferry.task.v1.KafkaEndpoint.tls_ca:type_name -> ferry.task.v1.SecretRef
-	17, // 14: ferry.task.v1.TableSelection.columns:type_name -> ferry.task.v1.ColumnMapping
+	14, // 12: ferry.task.v1.KafkaEndpoint.sasl_password:type_name -> ferry.task.v1.SecretRef
+	14, // 13: ferry.task.v1.KafkaEndpoint.tls_ca:type_name -> ferry.task.v1.SecretRef
+	18, // 14: ferry.task.v1.TableSelection.columns:type_name -> ferry.task.v1.ColumnMapping
 	2,  // 15: ferry.task.v1.TableSelection.operations:type_name -> ferry.task.v1.OperationSet
-	21, // 16: ferry.task.v1.TableSelection.transforms:type_name -> ferry.task.v1.Transform
+	22, // 16: ferry.task.v1.TableSelection.transforms:type_name -> ferry.task.v1.Transform
 	2,  // 17: ferry.task.v1.SchemaSelection.operations:type_name -> ferry.task.v1.OperationSet
-	21, // 18: ferry.task.v1.SchemaSelection.transforms:type_name -> ferry.task.v1.Transform
-	19, // 19: ferry.task.v1.ObjectSelection.schemas:type_name -> ferry.task.v1.SchemaSelection
-	18, // 20: ferry.task.v1.ObjectSelection.tables:type_name -> ferry.task.v1.TableSelection
+	22, // 18: ferry.task.v1.SchemaSelection.transforms:type_name -> ferry.task.v1.Transform
+	20, // 19: ferry.task.v1.ObjectSelection.schemas:type_name -> ferry.task.v1.SchemaSelection
+	19, // 20: ferry.task.v1.ObjectSelection.tables:type_name -> ferry.task.v1.TableSelection
 	2,  // 21: ferry.task.v1.ObjectSelection.operations:type_name -> ferry.task.v1.OperationSet
 	4,  // 22: ferry.task.v1.ObjectSelection.name_case:type_name -> ferry.task.v1.NameCase
-	21, // 23: ferry.task.v1.ObjectSelection.transforms:type_name -> ferry.task.v1.Transform
-	22, // 24: ferry.task.v1.Transform.compute:type_name -> ferry.task.v1.ComputedColumn
-	23, // 25: ferry.task.v1.Transform.rename:type_name -> ferry.task.v1.RenameColumn
-	24, // 26: ferry.task.v1.Transform.cast:type_name -> ferry.task.v1.CastColumn
-	25, // 27: ferry.task.v1.Transform.mask:type_name -> ferry.task.v1.MaskColumn
+	22, // 23: ferry.task.v1.ObjectSelection.transforms:type_name -> ferry.task.v1.Transform
+	23, // 24: ferry.task.v1.Transform.compute:type_name -> ferry.task.v1.ComputedColumn
+	24, // 25: ferry.task.v1.Transform.rename:type_name -> ferry.task.v1.RenameColumn
+	25, // 26: ferry.task.v1.Transform.cast:type_name -> ferry.task.v1.CastColumn
+	26, // 27: ferry.task.v1.Transform.mask:type_name -> ferry.task.v1.MaskColumn
 	3,  // 28: ferry.task.v1.CastColumn.type:type_name -> ferry.task.v1.CastType
-	26, // 29: ferry.task.v1.MaskColumn.hash:type_name -> ferry.task.v1.MaskHash
-	27, // 30: ferry.task.v1.MaskColumn.truncate:type_name -> ferry.task.v1.MaskTruncate
-	28, // 31: ferry.task.v1.MaskColumn.redact:type_name -> ferry.task.v1.MaskRedact
+	27, // 29: ferry.task.v1.MaskColumn.hash:type_name -> ferry.task.v1.MaskHash
+	28, // 30: ferry.task.v1.MaskColumn.truncate:type_name -> ferry.task.v1.MaskTruncate
+	29, // 31: ferry.task.v1.MaskColumn.redact:type_name -> ferry.task.v1.MaskRedact
 	5,  // 32: ferry.task.v1.KafkaOptions.format:type_name -> ferry.task.v1.DataFormat
 	6,  // 33: ferry.task.v1.KafkaOptions.compression:type_name -> ferry.task.v1.Compression
 	7,  // 34: ferry.task.v1.KafkaOptions.partition_policy:type_name -> ferry.task.v1.PartitionPolicy
 	8,  // 35: ferry.task.v1.KafkaOptions.acks:type_name -> ferry.task.v1.Acks
 	9,  // 36: ferry.task.v1.KafkaOptions.conflict_mode:type_name -> ferry.task.v1.ConflictMode
-	11, // 37: ferry.task.v1.KafkaOptions.truncate_mode:type_name -> ferry.task.v1.TruncateMode
-	10, // 38: ferry.task.v1.KafkaOptions.canal_value_style:type_name -> ferry.task.v1.CanalValueStyle
-	31, // 39: ferry.task.v1.AdvancedOptions.full_throttle:type_name -> ferry.task.v1.FullSyncThrottle
-	32, // 40: ferry.task.v1.AdvancedOptions.incremental_throttle:type_name -> ferry.task.v1.IncrementalThrottle
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	12, // 37: ferry.task.v1.KafkaOptions.truncate_mode:type_name -> ferry.task.v1.TruncateMode
+	11, // 38: ferry.task.v1.KafkaOptions.canal_value_style:type_name -> ferry.task.v1.CanalValueStyle
+	10, // 39: ferry.task.v1.KafkaOptions.debezium_decimal_handling:type_name -> ferry.task.v1.DebeziumDecimalHandling
+	32, // 40: ferry.task.v1.AdvancedOptions.full_throttle:type_name -> ferry.task.v1.FullSyncThrottle
+	33, // 41: ferry.task.v1.AdvancedOptions.incremental_throttle:type_name -> ferry.task.v1.IncrementalThrottle
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_ferry_task_v1_spec_proto_init() }
@@ -3011,7 +3125,7 @@ func file_ferry_task_v1_spec_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ferry_task_v1_spec_proto_rawDesc), len(file_ferry_task_v1_spec_proto_rawDesc)),
-			NumEnums:      12,
+			NumEnums:      13,
 			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,

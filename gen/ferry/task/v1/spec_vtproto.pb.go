@@ -1429,6 +1429,40 @@ func (m *KafkaOptions) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if len(m.DebeziumServerName) > 0 {
+		i -= len(m.DebeziumServerName)
+		copy(dAtA[i:], m.DebeziumServerName)
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(len(m.DebeziumServerName)))
+		i--
+		dAtA[i] = 0x1
+		i--
+		dAtA[i] = 0x82
+	}
+	if m.DebeziumDecimalHandling != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.DebeziumDecimalHandling))
+		i--
+		dAtA[i] = 0x78
+	}
+	if m.DebeziumNoTombstones {
+		i--
+		if m.DebeziumNoTombstones {
+			dAtA[i] = 1
+		} else {
+			dAtA[i] = 0
+		}
+		i--
+		dAtA[i] = 0x70
+	}
+	if m.DebeziumSchemas {
+		i--
+		if m.DebeziumSchemas {
+			dAtA[i] = 1
+		} else {
+			dAtA[i] = 0
+		}
+		i--
+		dAtA[i] = 0x68
+	}
 	if m.CanalMysqlTypeNames {
 		i--
 		if m.CanalMysqlTypeNames {
@@ -2435,6 +2469,19 @@ func (m *KafkaOptions) SizeVT() (n int) {
 	}
 	if m.CanalMysqlTypeNames {
 		n += 2
+	}
+	if m.DebeziumSchemas {
+		n += 2
+	}
+	if m.DebeziumNoTombstones {
+		n += 2
+	}
+	if m.DebeziumDecimalHandling != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.DebeziumDecimalHandling))
+	}
+	l = len(m.DebeziumServerName)
+	if l > 0 {
+		n += 2 + l + protohelpers.SizeOfVarint(uint64(l))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -6089,6 +6136,97 @@ func (m *KafkaOptions) UnmarshalVT(dAtA []byte) error {
 				}
 			}
 			m.CanalMysqlTypeNames = bool(v != 0)
+		case 13:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field DebeziumSchemas", wireType)
+			}
+			var v int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				v |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			m.DebeziumSchemas = bool(v != 0)
+		case 14:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field DebeziumNoTombstones", wireType)
+			}
+			var v int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				v |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			m.DebeziumNoTombstones = bool(v != 0)
+		case 15:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field DebeziumDecimalHandling", wireType)
+			}
+			m.DebeziumDecimalHandling = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.DebeziumDecimalHandling |= DebeziumDecimalHandling(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 16:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field DebeziumServerName", wireType)
+			}
+			var stringLen uint64
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				stringLen |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			intStringLen := int(stringLen)
+			if intStringLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + intStringLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.DebeziumServerName = string(dAtA[iNdEx:postIndex])
+			iNdEx = postIndex
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
