@@ -19,6 +19,7 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 	"github.com/ferry-cdc/ferry/services/testenv"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
@@ -229,7 +230,7 @@ func (c *churn) run(conn *pgx.Conn) error {
 		} else {
 			err = c.op(context.Background(), conn, r)
 		}
-		if err != nil && !isPgCode(err, "23505") { // a key change onto a taken key
+		if err != nil && !pgsql.IsCode(err, "23505") { // a key change onto a taken key
 			return err
 		}
 	}

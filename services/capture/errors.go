@@ -17,6 +17,7 @@ import (
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
+	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 )
 
 // toStatus maps an error to the gRPC status clients act on, which the
@@ -104,7 +105,7 @@ const connectionHint = "PostgreSQL could not be reached or the connection was lo
 // REPLICATION attribute gets the statement that grants it.
 func connectReplication(ctx context.Context, src *taskv1.SourceEndpoint) (*pgconn.PgConn, error) {
 	conn, err := pgsource.ConnectReplication(ctx, src)
-	if isPgCode(err, "42501") {
+	if pgsql.IsCode(err, "42501") {
 		return nil, status.Errorf(codes.PermissionDenied,
 			"%v; role %q lacks the REPLICATION attribute that logical replication needs: run ALTER ROLE %s WITH REPLICATION as a superuser",
 			err, src.GetUser(), pgx.Identifier{src.GetUser()}.Sanitize())

@@ -8,6 +8,7 @@ import (
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	"github.com/ferry-cdc/ferry/services/capture/decode"
+	"github.com/ferry-cdc/ferry/services/capture/internal/pgoutputtest"
 	"github.com/ferry-cdc/ferry/services/capture/signal"
 )
 
@@ -16,7 +17,7 @@ import (
 func TestFilterRowChangesSwitchTheFilter(t *testing.T) {
 	st := &stream{filters: decode.NewFilters("pub", nil)}
 	rel := filterRelation()
-	odd := &pglogrepl.InsertMessage{RelationID: 7, Tuple: pgTuple("3", "a")}
+	odd := &pglogrepl.InsertMessage{RelationID: 7, Tuple: pgoutputtest.Tuple("3", "a")}
 	passes := func() bool {
 		m, err := st.filters.Filter(rel, odd)
 		if err != nil {
@@ -50,19 +51,4 @@ func filterRelation() *decode.Relation {
 			Columns: []*pglogrepl.RelationMessageColumn{{Name: "id", DataType: 20, Flags: 1}, {Name: "note", DataType: 25}}},
 		Proto: &cdcv1.Relation{},
 	}
-}
-
-func pgTuple(cols ...string) *pglogrepl.TupleData {
-	t := &pglogrepl.TupleData{ColumnNum: uint16(len(cols))}
-	for _, c := range cols {
-		switch c {
-		case "<null>":
-			t.Columns = append(t.Columns, &pglogrepl.TupleDataColumn{DataType: pglogrepl.TupleDataTypeNull})
-		case "<toast>":
-			t.Columns = append(t.Columns, &pglogrepl.TupleDataColumn{DataType: pglogrepl.TupleDataTypeToast})
-		default:
-			t.Columns = append(t.Columns, &pglogrepl.TupleDataColumn{DataType: pglogrepl.TupleDataTypeText, Data: []byte(c)})
-		}
-	}
-	return t
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
+	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 	"github.com/ferry-cdc/ferry/services/internal/rowfilter"
 )
 
@@ -35,7 +36,7 @@ func checkFilters(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureRepl
 	}
 	listed := map[string]bool{}
 	for _, t := range req.GetTables() {
-		listed[qualified(t)] = true
+		listed[pgsql.Qualified(t)] = true
 	}
 	inSchema := map[string]bool{}
 	for _, s := range req.GetSchemas() {
@@ -44,7 +45,7 @@ func checkFilters(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureRepl
 	out := map[string]string{}
 	for i, f := range req.GetFilters() {
 		t := f.GetTable()
-		name, schema := qualified(t), cmp.Or(t.GetSchema(), "public")
+		name, schema := pgsql.Qualified(t), cmp.Or(t.GetSchema(), "public")
 		var why string
 		switch {
 		case t.GetTable() == "":

@@ -15,6 +15,7 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	"github.com/ferry-cdc/ferry/services/capture/signal"
+	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 	"github.com/ferry-cdc/ferry/services/internal/rowfilter"
 )
 
@@ -56,7 +57,7 @@ func wantedTarget(req *capturev1.EnsureReplicationRequest, filters map[string]st
 	}
 	for _, t := range req.GetTables() {
 		if !inSchema[cmp.Or(t.GetSchema(), "public")] {
-			p.tables = append(p.tables, withFilter(qualified(t), filters[qualified(t)]))
+			p.tables = append(p.tables, withFilter(pgsql.Qualified(t), filters[pgsql.Qualified(t)]))
 		}
 	}
 	slices.Sort(p.schemas)
@@ -246,7 +247,7 @@ func ensurePublished(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureR
 		if err == nil {
 			return true, nil
 		}
-		if !isPgCode(err, "42710") { // duplicate_object: created concurrently
+		if !pgsql.IsCode(err, "42710") { // duplicate_object: created concurrently
 			return false, publishError(conn, "creating", quoted, want, err)
 		}
 		if st, err = readPublication(ctx, conn, name); err != nil {
@@ -390,7 +391,7 @@ func publishedLeaves(ctx context.Context, conn *pgx.Conn, tables []string) ([]st
 // ("must be superuser to create FOR ALL TABLES publication") leaves without
 // a way out.
 func publishError(conn *pgx.Conn, doing, quoted string, want pubTarget, err error) error {
-	if isPgCode(err, "42501") && want.needsSuperuser() {
+	if pgsql.IsCode(err, "42501") && want.needsSuperuser() {
 		role := conn.Config().User
 		return status.Errorf(codes.PermissionDenied,
 			"%s publication %s %s: %v; PostgreSQL lets only superusers publish whole schemas (objects.schemas, FOR TABLES IN SCHEMA) or the whole database (objects.whole_database, FOR ALL TABLES), and role %q is not one: run ALTER ROLE %s WITH SUPERUSER, or select the tables by name in objects.tables (a table created later is then captured only once modify-objects adds it)",

@@ -9,14 +9,13 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
-	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/capture/signal"
 	"github.com/ferry-cdc/ferry/services/internal/pgsource"
+	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 )
 
 // PostgreSQL only accepts these slot names; checking here gives a clear
@@ -36,15 +35,6 @@ func validateNames(slot, publication string) error {
 		return status.Errorf(codes.InvalidArgument, "publication name %q must be 1-63 bytes", publication)
 	}
 	return nil
-}
-
-// qualified is a table's quoted schema.table; an empty schema means public.
-func qualified(t *taskv1.TableRef) string {
-	schema := t.GetSchema()
-	if schema == "" {
-		schema = "public"
-	}
-	return pgx.Identifier{schema, t.GetTable()}.Sanitize()
 }
 
 // EnsureReplication creates the publication and then, unless asked for the
@@ -159,7 +149,7 @@ func ensureSlot(ctx context.Context, conn *pgx.Conn, req *capturev1.EnsureReplic
 	switch {
 	case err == nil:
 		return true, nil
-	case isPgCode(err, "42710"): // created concurrently
+	case pgsql.IsCode(err, "42710"): // created concurrently
 		return false, nil
 	}
 	return false, fmt.Errorf("creating replication slot %s: %w", name, err)
@@ -290,7 +280,7 @@ func dropSlot(ctx context.Context, conn *pgx.Conn, name string) (bool, error) {
 	switch {
 	case err == nil:
 		return true, nil
-	case isPgCode(err, "42704"): // dropped concurrently
+	case pgsql.IsCode(err, "42704"): // dropped concurrently
 		return false, nil
 	}
 	return false, fmt.Errorf("dropping replication slot %s: %w", name, err)
@@ -336,13 +326,8 @@ func dropPublication(ctx context.Context, conn *pgx.Conn, name string) (bool, er
 	switch {
 	case err == nil:
 		return true, nil
-	case isPgCode(err, "42704"):
+	case pgsql.IsCode(err, "42704"):
 		return false, nil
 	}
 	return false, fmt.Errorf("dropping publication %s: %w", quoted, err)
-}
-
-func isPgCode(err error, code string) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == code
 }

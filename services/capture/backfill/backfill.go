@@ -25,6 +25,7 @@ import (
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/capture/decode"
+	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 )
 
 // Backfill snapshots the tables added to a running task beside the stream,
@@ -204,10 +205,10 @@ func Start(ctx context.Context, start *capturev1.StartStream, conn *pgx.Conn, re
 	seen := map[string]bool{}
 	for i, p := range todo {
 		t := tables[i]
-		if seen[qualified(t.ref)] {
-			return nil, status.Errorf(codes.InvalidArgument, "table %s is backfilled twice; list each table once", qualified(t.ref))
+		if seen[pgsql.Qualified(t.ref)] {
+			return nil, status.Errorf(codes.InvalidArgument, "table %s is backfilled twice; list each table once", pgsql.Qualified(t.ref))
 		}
-		seen[qualified(t.ref)] = true
+		seen[pgsql.Qualified(t.ref)] = true
 		p = proto.Clone(p).(*cdcv1.BackfillProgress)
 		if p.GetEstimatedRows() == 0 {
 			p.EstimatedRows = estimates[i]
@@ -307,7 +308,7 @@ func checkBackfillTables(ctx context.Context, conn *pgx.Conn, pub string, ps []*
 	_, err = pgx.ForEachRow(rows, []any{&exists, &ident, &published, &estimate, &pk, &identCols}, func() error {
 		t := &tables[i]
 		i++
-		name := qualified(t.ref)
+		name := pgsql.Qualified(t.ref)
 		if !exists {
 			return status.Errorf(codes.FailedPrecondition, "table %s does not exist; create it or remove it from the task", name)
 		}
@@ -490,7 +491,7 @@ func (bf *Backfills) Observe(rel *decode.Relation, m pglogrepl.Message, xid uint
 	}
 	if !newOK && !oldOK {
 		return fmt.Errorf("a change of %s, which is being backfilled, does not carry its primary key (an unchanged TOASTed key column, or a delete without the key in its replica identity), so the backfill cannot tell which row it touched; run ALTER TABLE %s REPLICA IDENTITY FULL",
-			qualified(bf.tables[mt.table].ref), qualified(bf.tables[mt.table].ref))
+			pgsql.Qualified(bf.tables[mt.table].ref), pgsql.Qualified(bf.tables[mt.table].ref))
 	}
 	return nil
 }
@@ -508,7 +509,7 @@ func (bf *Backfills) match(rel *decode.Relation) (relMatch, error) {
 		}
 		key, err := columnIndexes(rel, t.pk)
 		if err != nil {
-			return m, fmt.Errorf("backfill of %s: %w", qualified(t.ref), err)
+			return m, fmt.Errorf("backfill of %s: %w", pgsql.Qualified(t.ref), err)
 		}
 		m.table, m.key = i, key
 		break
@@ -582,7 +583,7 @@ func appendKeyPart(b, part []byte) []byte {
 func (c *Chunk) Relation() *decode.Relation { return c.rel }
 
 // TableName is the quoted name of chunk c's table.
-func (bf *Backfills) TableName(c *Chunk) string { return qualified(bf.tables[c.table].ref) }
+func (bf *Backfills) TableName(c *Chunk) string { return pgsql.Qualified(bf.tables[c.table].ref) }
 
 // chunksInFlight is how many chunks each reader may have handed over and
 // not yet sent.

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
@@ -52,7 +53,7 @@ CREATE PUBLICATION %[3]s FOR TABLES IN SCHEMA %[1]s`, quoteIdent(schema), n, quo
 	}
 	for i, tb := range tables {
 		if tb.ref.GetTable() != ps[i].GetTable() || !slices.Equal(tb.pk, []string{"b", "a"}) {
-			t.Fatalf("answer %d is %s with key %v; want %s with key [b a]", i, qualified(tb.ref), tb.pk, ps[i].GetTable())
+			t.Fatalf("answer %d is %s with key %v; want %s with key [b a]", i, pgsql.Qualified(tb.ref), tb.pk, ps[i].GetTable())
 		}
 	}
 	if got := estimates[n-7]; got != 40 {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -193,9 +192,9 @@ func newChunkQuery(t backfillTable, rel *decode.Relation, relkind string, limit 
 		keys[i] = cols[ci]
 	}
 	// As full sync: a partitioned table's rows are read through its root.
-	from := "ONLY " + qualified(t.ref)
+	from := "ONLY " + pgsql.Qualified(t.ref)
 	if relkind == "p" {
-		from = qualified(t.ref)
+		from = pgsql.Qualified(t.ref)
 	}
 	return chunkQuery{
 		rel: rel, key: key, limit: limit,
@@ -342,25 +341,11 @@ func (r *chunkReader) mark(ctx context.Context, kind string) error {
 // it needs, and makes a timeout retryable.
 func backfillError(role string, t *taskv1.TableRef, err error) error {
 	switch {
-	case isPgCode(err, "42501"):
+	case pgsql.IsCode(err, "42501"):
 		return status.Errorf(codes.PermissionDenied, "backfill of %s: %v; role %q may not read the table: run GRANT SELECT ON %s TO %s",
-			qualified(t), err, role, qualified(t), pgx.Identifier{role}.Sanitize())
+			pgsql.Qualified(t), err, role, pgsql.Qualified(t), pgx.Identifier{role}.Sanitize())
 	case errors.Is(err, context.DeadlineExceeded):
-		return status.Errorf(codes.Unavailable, "backfill of %s: %v; the source answered too slowly, the backfill resumes at its last confirmed chunk", qualified(t), err)
+		return status.Errorf(codes.Unavailable, "backfill of %s: %v; the source answered too slowly, the backfill resumes at its last confirmed chunk", pgsql.Qualified(t), err)
 	}
-	return fmt.Errorf("backfill of %s: %w", qualified(t), err)
-}
-
-// qualified is a table's quoted schema.table; an empty schema means public.
-func qualified(t *taskv1.TableRef) string {
-	schema := t.GetSchema()
-	if schema == "" {
-		schema = "public"
-	}
-	return pgx.Identifier{schema, t.GetTable()}.Sanitize()
-}
-
-func isPgCode(err error, code string) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == code
+	return fmt.Errorf("backfill of %s: %w", pgsql.Qualified(t), err)
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
+	"github.com/ferry-cdc/ferry/services/capture/internal/pgoutputtest"
 )
 
 // filterRelation is public.t (id int8 key, note text) as pgoutput
@@ -16,21 +17,6 @@ func filterRelation() *Relation {
 			Columns: []*pglogrepl.RelationMessageColumn{{Name: "id", DataType: 20, Flags: 1}, {Name: "note", DataType: 25}}},
 		Proto: &cdcv1.Relation{},
 	}
-}
-
-func pgTuple(cols ...string) *pglogrepl.TupleData {
-	t := &pglogrepl.TupleData{ColumnNum: uint16(len(cols))}
-	for _, c := range cols {
-		switch c {
-		case "<null>":
-			t.Columns = append(t.Columns, &pglogrepl.TupleDataColumn{DataType: pglogrepl.TupleDataTypeNull})
-		case "<toast>":
-			t.Columns = append(t.Columns, &pglogrepl.TupleDataColumn{DataType: pglogrepl.TupleDataTypeToast})
-		default:
-			t.Columns = append(t.Columns, &pglogrepl.TupleDataColumn{DataType: pglogrepl.TupleDataTypeText, Data: []byte(c)})
-		}
-	}
-	return t
 }
 
 // What PostgreSQL 15's pgoutput does with a filtered UPDATE, reproduced:
@@ -48,14 +34,14 @@ func TestFilterTurnsUpdatesAsPostgreSQL15(t *testing.T) {
 		m    pglogrepl.Message
 		want string // the message type that passes, or "" for none
 	}{
-		{"insert passing", &pglogrepl.InsertMessage{RelationID: 7, Tuple: pgTuple("2", "a")}, "insert"},
-		{"insert failing", &pglogrepl.InsertMessage{RelationID: 7, Tuple: pgTuple("3", "a")}, ""},
-		{"delete passing", &pglogrepl.DeleteMessage{RelationID: 7, OldTuple: pgTuple("4", "<null>")}, "delete"},
-		{"update staying in", update(pgTuple("2", "a"), pgTuple("4", "b")), "update"},
-		{"update leaving", update(pgTuple("2", "a"), pgTuple("3", "b")), "delete"},
-		{"update entering", update(pgTuple("3", "long"), pgTuple("4", "<toast>")), "insert"},
-		{"update staying out", update(pgTuple("3", "a"), pgTuple("5", "b")), ""},
-		{"update without old row", &pglogrepl.UpdateMessage{RelationID: 7, NewTuple: pgTuple("6", "b")}, "update"},
+		{"insert passing", &pglogrepl.InsertMessage{RelationID: 7, Tuple: pgoutputtest.Tuple("2", "a")}, "insert"},
+		{"insert failing", &pglogrepl.InsertMessage{RelationID: 7, Tuple: pgoutputtest.Tuple("3", "a")}, ""},
+		{"delete passing", &pglogrepl.DeleteMessage{RelationID: 7, OldTuple: pgoutputtest.Tuple("4", "<null>")}, "delete"},
+		{"update staying in", update(pgoutputtest.Tuple("2", "a"), pgoutputtest.Tuple("4", "b")), "update"},
+		{"update leaving", update(pgoutputtest.Tuple("2", "a"), pgoutputtest.Tuple("3", "b")), "delete"},
+		{"update entering", update(pgoutputtest.Tuple("3", "long"), pgoutputtest.Tuple("4", "<toast>")), "insert"},
+		{"update staying out", update(pgoutputtest.Tuple("3", "a"), pgoutputtest.Tuple("5", "b")), ""},
+		{"update without old row", &pglogrepl.UpdateMessage{RelationID: 7, NewTuple: pgoutputtest.Tuple("6", "b")}, "update"},
 	}
 	for _, c := range cases {
 		got, err := f.Filter(rel, c.m)

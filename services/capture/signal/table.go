@@ -6,13 +6,13 @@ package signal
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 )
 
 // Before PostgreSQL 14 pgoutput drops logical messages, so the heartbeat
@@ -60,7 +60,7 @@ func EnsureTable(ctx context.Context, conn *pgx.Conn) error {
 	}
 	for _, stmt := range signalDDL {
 		if _, err := conn.Exec(ctx, stmt); err != nil {
-			if isPgCode(err, "42501") {
+			if pgsql.IsCode(err, "42501") {
 				role := conn.Config().User
 				return status.Errorf(codes.FailedPrecondition, "creating Ferry's signal table %s: %v; before PostgreSQL 14 Ferry carries its heartbeats and full-sync watermarks through this table, which it must own to publish it: run GRANT CREATE ON DATABASE %s TO %s, or as a superuser CREATE SCHEMA %s AUTHORIZATION %s",
 					TableName, err, pgx.Identifier{conn.Config().Database}.Sanitize(), pgx.Identifier{role}.Sanitize(),
@@ -126,7 +126,7 @@ func ReleaseTable(ctx context.Context, conn *pgx.Conn) (bool, error) {
 	}
 	if dropped {
 		// RESTRICT: a schema someone else put objects in stays.
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{Schema}.Sanitize()); err != nil && !isPgCode(err, "2BP01") {
+		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{Schema}.Sanitize()); err != nil && !pgsql.IsCode(err, "2BP01") {
 			return true, fmt.Errorf("dropping Ferry's schema %s: %w", Schema, err)
 		}
 	}
@@ -138,9 +138,4 @@ func wrapSignal(doing string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s Ferry's signal table %s: %w", doing, TableName, err)
-}
-
-func isPgCode(err error, code string) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == code
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 )
 
 // The exported snapshot is read in chunks of heap blocks, so that the
@@ -185,12 +186,12 @@ func checkFilenode(ctx context.Context, conn *pgx.Conn, t *taskv1.TableRef, c ta
 	}
 	var now uint32
 	if err := conn.QueryRow(ctx, "SELECT coalesce(pg_relation_filenode($1::oid), 0)", c.oid).Scan(&now); err != nil {
-		return fmt.Errorf("checking the file of %s: %w", qualified(t), err)
+		return fmt.Errorf("checking the file of %s: %w", pgsql.Qualified(t), err)
 	}
 	if now != c.filenode {
 		return status.Errorf(codes.Aborted,
 			"table %s was rewritten (VACUUM FULL, CLUSTER or a rewriting ALTER TABLE) while full sync read it in chunks; the snapshot starts again",
-			qualified(t))
+			pgsql.Qualified(t))
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/services/capture/decode"
 	"github.com/ferry-cdc/ferry/services/capture/throttle"
+	"github.com/ferry-cdc/ferry/services/internal/pgsql"
 	"github.com/ferry-cdc/ferry/services/tuple"
 )
 
@@ -71,9 +72,9 @@ func describeSnapshotTable(ctx context.Context, conn *pgx.Conn, version int, pub
 	// A partitioned table is published through its root
 	// (publish_via_partition_root), so its partitions' rows are read through
 	// it; any other table only for its own rows, as pgoutput reports them.
-	st.from = "ONLY " + qualified(t)
+	st.from = "ONLY " + pgsql.Qualified(t)
 	if relkind == "p" {
-		st.from = qualified(t)
+		st.from = pgsql.Qualified(t)
 	}
 	if st.filter, err = PublishedFilter(ctx, conn, version, pub, rel.Msg.RelationID); err != nil {
 		return nil, err
@@ -298,7 +299,7 @@ func DescribeTable(ctx context.Context, conn *pgx.Conn, t *taskv1.TableRef) (*de
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = $1 AND c.relname = $2`, schema, t.GetTable()).Scan(&msg.RelationID, &relkind, &ident)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, "", status.Errorf(codes.FailedPrecondition, "table %s does not exist in the snapshot; create it or remove it from the task", qualified(t))
+		return nil, "", status.Errorf(codes.FailedPrecondition, "table %s does not exist in the snapshot; create it or remove it from the task", pgsql.Qualified(t))
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("looking up the table: %w", err)

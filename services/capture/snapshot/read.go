@@ -7,7 +7,6 @@ package snapshot
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -273,24 +272,10 @@ func (r *chunkReaders) loop(ctx context.Context, conn *pgx.Conn) error {
 // snapshotReadError names the table a snapshot reader failed on and, when
 // the role may not read it, the GRANT that fixes it.
 func snapshotReadError(role string, t *taskv1.TableRef, snapshot string, err error) error {
-	if isPgCode(err, "42501") {
+	if pgsql.IsCode(err, "42501") {
 		return status.Errorf(codes.PermissionDenied,
 			"reading %s in snapshot %s: %v; role %q may not read the table: run GRANT SELECT ON %s TO %s",
-			qualified(t), snapshot, err, role, qualified(t), pgx.Identifier{role}.Sanitize())
+			pgsql.Qualified(t), snapshot, err, role, pgsql.Qualified(t), pgx.Identifier{role}.Sanitize())
 	}
-	return fmt.Errorf("reading %s in snapshot %s: %w", qualified(t), snapshot, err)
-}
-
-// qualified is a table's quoted schema.table; an empty schema means public.
-func qualified(t *taskv1.TableRef) string {
-	schema := t.GetSchema()
-	if schema == "" {
-		schema = "public"
-	}
-	return pgx.Identifier{schema, t.GetTable()}.Sanitize()
-}
-
-func isPgCode(err error, code string) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == code
+	return fmt.Errorf("reading %s in snapshot %s: %w", pgsql.Qualified(t), snapshot, err)
 }
