@@ -74,10 +74,11 @@ type Members struct {
 	conns map[string]*grpc.ClientConn
 }
 
-// NewMembers returns Members of target; the certificate each instance
-// shows is checked for target's host name, not for its address.
+// NewMembers returns Members of target. The certificate each instance
+// shows is checked for target's host name, not for the address DNS gave;
+// a static list names each instance itself.
 func NewMembers(target string, sec grpcsec.Settings, opts ...grpc.DialOption) *Members {
-	if sec.ServerName == "" {
+	if _, static := strings.CutPrefix(target, staticScheme+":///"); sec.ServerName == "" && !static {
 		sec.ServerName = grpcsec.HostOf(target)
 	}
 	return &Members{target: target, sec: sec, opts: opts, conns: map[string]*grpc.ClientConn{}}
@@ -133,7 +134,8 @@ func (staticBuilder) Scheme() string { return staticScheme }
 func (staticBuilder) Build(t resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
 	var st resolver.State
 	for _, a := range splitList(t.Endpoint()) {
-		st.Addresses = append(st.Addresses, resolver.Address{Addr: a})
+		// TLS checks each instance's certificate for its own host.
+		st.Addresses = append(st.Addresses, resolver.Address{Addr: a, ServerName: grpcsec.HostOf(a)})
 	}
 	if len(st.Addresses) == 0 {
 		return nil, fmt.Errorf("static target %q lists no address", t.URL.String())

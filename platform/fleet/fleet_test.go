@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-cdc/ferry/platform/grpcsec/grpcsectest"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -16,13 +18,13 @@ import (
 )
 
 // instance serves health on loopback and counts the checks it answers.
-func instance(t *testing.T) (string, *atomic.Int64) {
+func instance(t *testing.T, opts ...grpc.ServerOption) (string, *atomic.Int64) {
 	t.Helper()
 	var calls atomic.Int64
-	s := grpc.NewServer(grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	s := grpc.NewServer(append(opts, grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		calls.Add(1)
 		return h(ctx, req)
-	}))
+	}))...)
 	healthpb.RegisterHealthServer(s, health.NewServer())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -46,15 +48,51 @@ func TestCallsAreSpreadOverEveryInstance(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	h := healthpb.NewHealthClient(conn)
-	for range 20 {
+	// Round robin alternates once both are connected; until then calls go
+	// to whichever connected first.
+	deadline := time.Now().Add(10 * time.Second)
+	for aCalls.Load() == 0 || bCalls.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("calls per instance %d and %d after 10 s: round robin should reach both", aCalls.Load(), bCalls.Load())
+		}
 		if _, err := h.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// Round robin alternates once both are connected; the first calls may
-	// all reach the instance that connected first.
-	if aCalls.Load() == 0 || bCalls.Load() == 0 {
-		t.Fatalf("calls per instance %d and %d: round robin should reach both", aCalls.Load(), bCalls.Load())
+}
+
+// A static list over TLS checks each instance's certificate for its own
+// host, not the first one's: here one instance has a certificate for
+// localhost only, the other for 127.0.0.1 only.
+func TestStaticInstancesAreCheckedForTheirOwnNames(t *testing.T) {
+	ca := grpcsectest.NewCA(t)
+	ca.Issue("byname", "localhost")
+	ca.Issue("byip", "127.0.0.1")
+	ca.Issue("client")
+	server := func(name string) grpc.ServerOption {
+		cert, key, caFile := ca.Files(name)
+		o, err := grpcsec.Settings{CertFile: cert, KeyFile: key, CAFile: caFile}.ServerOption(grpcsec.VerifyClientCertIfGiven)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	a, aCalls := instance(t, server("byname"))
+	b, bCalls := instance(t, server("byip"))
+	_, aPort, _ := net.SplitHostPort(a)
+	cert, key, caFile := ca.Files("client")
+	conn, err := Dial("static:///localhost:"+aPort+","+b, grpcsec.Settings{CertFile: cert, KeyFile: key, CAFile: caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h := healthpb.NewHealthClient(conn)
+	for aCalls.Load() == 0 || bCalls.Load() == 0 {
+		if _, err := h.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true)); err != nil {
+			t.Fatalf("with %d and %d calls answered: %v (a handshake checked the wrong name?)", aCalls.Load(), bCalls.Load(), err)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -65,6 +66,9 @@ func NewAuthenticator(a AuthSettings, transport Settings) (*Authenticator, error
 			return nil, fmt.Errorf("-token-file %s holds %d characters; use a random token of at least 16 (for example: openssl rand -hex 32)", a.TokenFile, len(auth.token))
 		}
 	}
+	if transport.Insecure && len(auth.names) > 0 {
+		return nil, errors.New("-client-names needs TLS, which -insecure turns off: drop -insecure, or use -token-file instead")
+	}
 	auth.open = transport.Insecure && auth.token == nil
 	return auth, nil
 }
@@ -113,8 +117,9 @@ func (a *Authenticator) check(ctx context.Context, method string) error {
 func (a *Authenticator) tokenMatches(ctx context.Context) bool {
 	md, _ := metadata.FromIncomingContext(ctx)
 	for _, v := range md.Get("authorization") {
-		got, ok := strings.CutPrefix(v, "Bearer ")
-		if ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), a.token) == 1 {
+		// The scheme is case-insensitive (RFC 9110, 11.1).
+		scheme, got, ok := strings.Cut(v, " ")
+		if ok && strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), a.token) == 1 {
 			return true
 		}
 	}

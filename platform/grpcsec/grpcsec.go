@@ -11,8 +11,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -32,6 +34,17 @@ type Settings struct {
 	ServerName string
 	// Insecure serves and dials plaintext; it must be asked for.
 	Insecure bool
+	// PeerNames are the names (common name or DNS name) a client
+	// certificate must carry to call catalog, capture or delivery; empty:
+	// a name of this process's own certificate, which Ferry's processes
+	// share. Other certificates of the same CA (an operator's, for the
+	// control API) are refused there.
+	PeerNames string
+	// Logger hears of a rotated certificate that failed to load; nil: a
+	// discarding one.
+	Logger *slog.Logger
+
+	insecureErr error // FERRY_INSECURE that is no boolean
 }
 
 // Register adds -tls-cert, -tls-key, -tls-ca, -tls-server-name and
@@ -42,7 +55,11 @@ func (s *Settings) Register(fs *flag.FlagSet) {
 	fs.StringVar(&s.KeyFile, "tls-key", config.Env("FERRY_TLS_KEY", ""), "PEM private key of -tls-cert (env FERRY_TLS_KEY)")
 	fs.StringVar(&s.CAFile, "tls-ca", config.Env("FERRY_TLS_CA", ""), "PEM CA bundle that signs the certificates of Ferry's processes (env FERRY_TLS_CA)")
 	fs.StringVar(&s.ServerName, "tls-server-name", config.Env("FERRY_TLS_SERVER_NAME", ""), "name to check the servers' certificates for; empty: the host dialled (env FERRY_TLS_SERVER_NAME)")
-	insecureDefault, _ := strconv.ParseBool(config.Env("FERRY_INSECURE", "false"))
+	fs.StringVar(&s.PeerNames, "peer-names", config.Env("FERRY_TLS_PEER_NAMES", ""), "comma-separated certificate names (common or DNS) that may call catalog, capture and delivery; empty: the names of this process's own certificate (env FERRY_TLS_PEER_NAMES)")
+	insecureDefault, err := strconv.ParseBool(config.Env("FERRY_INSECURE", "false"))
+	if err != nil {
+		s.insecureErr = fmt.Errorf("FERRY_INSECURE=%q is not a boolean: set true or false", os.Getenv("FERRY_INSECURE"))
+	}
 	fs.BoolVar(&s.Insecure, "insecure", insecureDefault, "serve and dial gRPC in plaintext, without TLS (env FERRY_INSECURE); for a trusted loopback only")
 }
 
@@ -54,6 +71,9 @@ var errNoTransport = errors.New("no transport security: set -tls-cert, -tls-key 
 // Validate reports a configuration that cannot work, before anything
 // listens or dials.
 func (s Settings) Validate() error {
+	if s.insecureErr != nil {
+		return s.insecureErr
+	}
 	files := map[string]string{"-tls-cert": s.CertFile, "-tls-key": s.KeyFile, "-tls-ca": s.CAFile}
 	var set, unset []string
 	for _, flagName := range []string{"-tls-cert", "-tls-key", "-tls-ca"} {
@@ -100,20 +120,69 @@ func (s Settings) ServerOption(auth ClientAuth) (grpc.ServerOption, error) {
 	if err != nil {
 		return nil, err
 	}
-	pair, err := newKeyPair(s.CertFile, s.KeyFile)
+	pair, err := newKeyPair(s.CertFile, s.KeyFile, s.Logger)
 	if err != nil {
 		return nil, err
 	}
 	cfg := &tls.Config{
-		MinVersion:     tls.VersionTLS12,
+		// Every peer is Go (Ferry's processes, ferryctl, grpcurl).
+		MinVersion:     tls.VersionTLS13,
 		ClientCAs:      pool,
 		ClientAuth:     tls.RequireAndVerifyClientCert,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return pair.get() },
 	}
 	if auth == VerifyClientCertIfGiven {
 		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	} else {
+		cfg.VerifyConnection = s.peerCheck(pair)
 	}
 	return grpc.Creds(credentials.NewTLS(cfg)), nil
+}
+
+// peerCheck refuses a client whose certificate, though the CA signed it,
+// carries none of the peer names: only Ferry's own processes may stream
+// rows or confirm positions.
+func (s Settings) peerCheck(pair *keyPair) func(tls.ConnectionState) error {
+	listed := splitNames(s.PeerNames)
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("no client certificate")
+		}
+		allowed := listed
+		if len(allowed) == 0 {
+			own, err := pair.get()
+			if err != nil || own.Leaf == nil {
+				return fmt.Errorf("reading this process's own certificate names: %v", err)
+			}
+			allowed = certNames(own.Leaf)
+		}
+		peer := cs.PeerCertificates[0]
+		for _, n := range certNames(peer) {
+			if slices.Contains(allowed, n) {
+				return nil
+			}
+		}
+		return fmt.Errorf("client certificate %q carries none of the names %v that Ferry's processes use (-peer-names)", peer.Subject.CommonName, allowed)
+	}
+}
+
+// certNames are a certificate's common name and DNS names.
+func certNames(c *x509.Certificate) []string {
+	names := slices.Clone(c.DNSNames)
+	if c.Subject.CommonName != "" {
+		names = append(names, c.Subject.CommonName)
+	}
+	return names
+}
+
+func splitNames(list string) []string {
+	var out []string
+	for _, n := range strings.Split(list, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // DialOption returns the credentials one of Ferry's processes dials addr
@@ -147,13 +216,11 @@ func (s Settings) dial(addr string) (grpc.DialOption, error) {
 	if err != nil {
 		return nil, err
 	}
-	name := s.ServerName
-	if name == "" {
-		name = HostOf(addr)
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: name}
+	// An empty ServerName lets gRPC check each address's own name: the
+	// target's host, or each static address's (fleet).
+	cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, ServerName: s.ServerName}
 	if s.CertFile != "" {
-		pair, err := newKeyPair(s.CertFile, s.KeyFile)
+		pair, err := newKeyPair(s.CertFile, s.KeyFile, s.Logger)
 		if err != nil {
 			return nil, err
 		}

@@ -2,20 +2,16 @@ package grpcsec
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferry-cdc/ferry/platform/grpcsec/grpcsectest"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -28,75 +24,16 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
-// testCA signs certificates for 127.0.0.1 into files in dir.
-type testCA struct {
-	t    *testing.T
-	dir  string
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	next int64
-}
+// testCA is grpcsectest's CA with Settings for a certificate.
+type testCA struct{ *grpcsectest.CA }
 
-func newTestCA(t *testing.T, dir string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA " + dir},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	ca := &testCA{t: t, dir: dir, cert: cert, key: key, next: 2}
-	writePEM(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", der)
-	return ca
-}
+func newTestCA(t *testing.T) testCA { return testCA{grpcsectest.NewCA(t)} }
 
-// issue writes name.pem and name.key, a certificate for 127.0.0.1 usable
-// by servers and clients, and returns its serial number.
-func (ca *testCA) issue(name string) int64 {
-	ca.t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		ca.t.Fatal(err)
-	}
-	serial := ca.next
-	ca.next++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{name + ".ferry.test"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		ca.t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		ca.t.Fatal(err)
-	}
-	writePEM(ca.t, filepath.Join(ca.dir, name+".pem"), "CERTIFICATE", der)
-	writePEM(ca.t, filepath.Join(ca.dir, name+".key"), "EC PRIVATE KEY", keyDER)
-	return serial
-}
+func (ca testCA) issue(name string, hosts ...string) int64 { return ca.Issue(name, hosts...) }
 
-func (ca *testCA) settings(name string) Settings {
-	return Settings{CertFile: filepath.Join(ca.dir, name+".pem"), KeyFile: filepath.Join(ca.dir, name+".key"), CAFile: filepath.Join(ca.dir, "ca.pem")}
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+func (ca testCA) settings(name string) Settings {
+	cert, key, caFile := ca.Files(name)
+	return Settings{CertFile: cert, KeyFile: key, CAFile: caFile}
 }
 
 const echoMethod = "/ferry.test.Echo/Echo"
@@ -189,42 +126,53 @@ func TestValidateNamesTheWayOut(t *testing.T) {
 	}
 }
 
-// Internal services take only clients holding a certificate of the CA.
+// Internal services take only Ferry's own processes: a certificate of the
+// CA that carries a name of theirs. An operator's certificate from the same
+// CA (for the control API) is refused, unless -peer-names lists it.
 func TestMutualTLSRefusesEveryOtherClient(t *testing.T) {
-	ca, other := newTestCA(t, t.TempDir()), newTestCA(t, t.TempDir())
-	ca.issue("capture")
-	ca.issue("worker")
-	other.issue("worker")
-	addr := serve(t, mustServe(t, ca.settings("capture"), RequireClientCert))
+	ca, other := newTestCA(t), newTestCA(t)
+	ca.issue("ferry") // what every Ferry process presents
+	ca.issue("operator")
+	other.issue("ferry")
+	addr := serve(t, mustServe(t, ca.settings("ferry"), RequireClientCert))
 
-	if got := call(t, addr, mustDial(t, ca.settings("worker"), addr), false); got != codes.OK {
-		t.Fatalf("a client of the CA: %v, want OK", got)
+	if got := call(t, addr, mustDial(t, ca.settings("ferry"), addr), false); got != codes.OK {
+		t.Fatalf("a Ferry process: %v, want OK", got)
 	}
 	pool := x509.NewCertPool()
-	caPEM, _ := os.ReadFile(filepath.Join(ca.dir, "ca.pem"))
+	caPEM, _ := os.ReadFile(ca.settings("").CAFile)
 	pool.AppendCertsFromPEM(caPEM)
-	noCert := grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	noCert := grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}))
+	otherCert := other.settings("ferry")
+	otherCert.CAFile = ca.settings("").CAFile
 	refused := map[string]grpc.DialOption{
-		"no client certificate":        noCert,
-		"another CA's certificate":     mustDial(t, Settings{CertFile: other.settings("worker").CertFile, KeyFile: other.settings("worker").KeyFile, CAFile: ca.settings("worker").CAFile}, addr),
-		"plaintext":                    grpc.WithTransportCredentials(insecure.NewCredentials()),
-		"a client trusting another CA": mustDial(t, other.settings("worker"), addr),
+		"no client certificate":                noCert,
+		"another CA's certificate":             mustDial(t, otherCert, addr),
+		"plaintext":                            grpc.WithTransportCredentials(insecure.NewCredentials()),
+		"a client trusting another CA":         mustDial(t, other.settings("ferry"), addr),
+		"the CA's certificate of another name": mustDial(t, ca.settings("operator"), addr),
 	}
 	for what, dial := range refused {
 		if got := call(t, addr, dial, true); got != codes.Unavailable {
 			t.Errorf("%s: health check %v, want Unavailable (the handshake fails)", what, got)
 		}
 	}
+	listed := ca.settings("ferry")
+	listed.PeerNames = "operator, ferry"
+	addr = serve(t, mustServe(t, listed, RequireClientCert))
+	if got := call(t, addr, mustDial(t, ca.settings("operator"), addr), false); got != codes.OK {
+		t.Errorf("a certificate -peer-names lists: %v, want OK", got)
+	}
 }
 
 // The control API takes a bearer token or a client certificate; health
 // checks need neither.
 func TestControlAuthTokenOrCertificate(t *testing.T) {
-	ca := newTestCA(t, t.TempDir())
+	ca := newTestCA(t)
 	ca.issue("control")
 	ca.issue("ferryctl")
 	ca.issue("capture")
-	tokenFile := filepath.Join(ca.dir, "token")
+	tokenFile := filepath.Join(ca.Dir, "token")
 	if err := os.WriteFile(tokenFile, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -249,6 +197,7 @@ func TestControlAuthTokenOrCertificate(t *testing.T) {
 		{"a health check with nothing", serverOnly, true, nil, codes.OK},
 		{"the token", serverOnly, false, []string{"authorization", "Bearer 0123456789abcdef0123"}, codes.OK},
 		{"a wrong token", serverOnly, false, []string{"authorization", "Bearer 0123456789abcdef0124"}, codes.Unauthenticated},
+		{"the token, scheme in lower case", serverOnly, false, []string{"authorization", "bearer 0123456789abcdef0123"}, codes.OK},
 		{"a listed certificate", mustDial(t, ca.settings("ferryctl"), addr), false, nil, codes.OK},
 		{"a certificate not listed", mustDial(t, ca.settings("capture"), addr), false, nil, codes.PermissionDenied},
 	}
@@ -256,6 +205,19 @@ func TestControlAuthTokenOrCertificate(t *testing.T) {
 		if got := call(t, addr, c.dial, c.health, c.md...); got != c.want {
 			t.Errorf("%s: %v, want %v", c.what, got, c.want)
 		}
+	}
+}
+
+func TestClientNamesNeedTLS(t *testing.T) {
+	if _, err := NewAuthenticator(AuthSettings{ClientNames: "ferryctl"}, Settings{Insecure: true}); err == nil || !strings.Contains(err.Error(), "-insecure") {
+		t.Fatalf("-client-names with -insecure: %v, want a refusal, since no certificate would be checked", err)
+	}
+}
+
+func TestUnreadableInsecureSettingIsAnError(t *testing.T) {
+	t.Setenv("FERRY_INSECURE", "yes please")
+	if err := FromEnv().Validate(); err == nil || !strings.Contains(err.Error(), "FERRY_INSECURE") {
+		t.Fatalf("FERRY_INSECURE=%q: %v, want an error naming it", "yes please", err)
 	}
 }
 
@@ -271,10 +233,10 @@ func TestShortTokenIsRefused(t *testing.T) {
 
 // A certificate rewritten in place is served to the next connection.
 func TestRotatedCertificateIsServed(t *testing.T) {
-	ca := newTestCA(t, t.TempDir())
+	ca := newTestCA(t)
 	first := ca.issue("capture")
 	ca.issue("worker")
-	pair, err := newKeyPair(ca.settings("capture").CertFile, ca.settings("capture").KeyFile)
+	pair, err := newKeyPair(ca.settings("capture").CertFile, ca.settings("capture").KeyFile, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,6 +253,27 @@ func TestRotatedCertificateIsServed(t *testing.T) {
 	pair.checked = time.Time{} // as if recheckEvery had passed
 	if got := servedSerial(t, pair); got != second {
 		t.Fatalf("after rotation serial %d, want %d", got, second)
+	}
+}
+
+// A certificate file caught half-written keeps the last good pair served.
+func TestBrokenRotationKeepsTheLastGoodCertificate(t *testing.T) {
+	ca := newTestCA(t)
+	first := ca.issue("capture")
+	pair, err := newKeyPair(ca.settings("capture").CertFile, ca.settings("capture").KeyFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pair.certFile, []byte("-----BEGIN CERTIFICATE-----\nhalf"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	future := time.Now().Add(time.Minute)
+	if err := os.Chtimes(pair.certFile, future, future); err != nil {
+		t.Fatal(err)
+	}
+	pair.checked = time.Time{}
+	if got := servedSerial(t, pair); got != first {
+		t.Fatalf("after a broken rotation serial %d, want the last good %d", got, first)
 	}
 }
 

@@ -3,6 +3,7 @@ package grpcsec
 import (
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 // take the service down.
 type keyPair struct {
 	certFile, keyFile string
+	logger            *slog.Logger
 
 	mu       sync.Mutex
 	modified [2]time.Time
@@ -25,8 +27,11 @@ type keyPair struct {
 // recheckEvery bounds how often a handshake looks at the files' times.
 const recheckEvery = 10 * time.Second
 
-func newKeyPair(certFile, keyFile string) (*keyPair, error) {
-	k := &keyPair{certFile: certFile, keyFile: keyFile}
+func newKeyPair(certFile, keyFile string, logger *slog.Logger) (*keyPair, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	k := &keyPair{certFile: certFile, keyFile: keyFile, logger: logger}
 	if err := k.load(); err != nil {
 		return nil, err
 	}
@@ -39,7 +44,12 @@ func (k *keyPair) get() (*tls.Certificate, error) {
 	if time.Since(k.checked) >= recheckEvery {
 		k.checked = time.Now()
 		if mod, err := k.modTimes(); err == nil && mod != k.modified {
-			_ = k.load() // keep serving the last good pair
+			if err := k.load(); err != nil {
+				// Keep serving the last good pair; the next change of the
+				// files is tried again.
+				k.modified = mod
+				k.logger.Warn("a changed TLS certificate did not load; serving the previous one", "error", err)
+			}
 		}
 	}
 	return k.current, nil

@@ -128,3 +128,51 @@ func checkDebeziumMessages(t *testing.T, msgs []*kafka.Message) {
 		t.Errorf("ops %v, want c c u d tombstone t", ops)
 	}
 }
+
+// An UPDATE that changes the key is written as Debezium writes it: a
+// DELETE of the old key and its tombstone, on the old key's partition,
+// then a create of the new key, so that compaction drops the old key.
+func TestDeliverDebeziumKeyChangeIsDeleteTombstoneCreate(t *testing.T) {
+	bootstrap := fakeKafka(t, 3, "orders")
+	client, _ := startServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st := start(bootstrap, "orders", &taskv1.KafkaOptions{
+		Format: taskv1.DataFormat_DATA_FORMAT_DEBEZIUM_JSON, PartitionPolicy: taskv1.PartitionPolicy_PARTITION_POLICY_HASH_PRIMARY_KEY,
+	})
+	s := openSession(t, ctx, client, st)
+	moved := insert(7, "moved", 92)
+	moved.Op, moved.OldTuple = cdcv1.Operation_OPERATION_UPDATE, tuple.Of("1", nil, nil, nil)
+	s.send(&cdcv1.ChangeBatch{Relations: []*cdcv1.Relation{ordersRelation()},
+		Events: []*cdcv1.ChangeEvent{insert(1, "a", 90), moved}, WatermarkLsn: 100})
+	last, err := s.finish(20 * time.Second)
+	if err != nil {
+		t.Fatalf("stream ended with %v", err)
+	}
+	if last.GetSafeLsn() != 100 || last.GetAckedEvents() != 4 {
+		t.Fatalf("final response %v, want safe 100 acked 4 (the insert, then delete, tombstone, create)", last)
+	}
+	byKey := map[string][]string{}
+	parts := map[string]int32{}
+	for _, m := range consume(t, bootstrap, "orders", 4, 20*time.Second) {
+		op := "tombstone"
+		if m.Value != nil {
+			var env dbzEnvelope
+			if err := json.Unmarshal(m.Value, &env); err != nil {
+				t.Fatalf("%s: %v", m.Value, err)
+			}
+			op = env.Op
+		}
+		byKey[string(m.Key)] = append(byKey[string(m.Key)], op)
+		if p, seen := parts[string(m.Key)]; seen && p != m.TopicPartition.Partition {
+			t.Errorf("key %s on partitions %d and %d", m.Key, p, m.TopicPartition.Partition)
+		}
+		parts[string(m.Key)] = m.TopicPartition.Partition
+	}
+	if got := strings.Join(byKey[`{"id":1}`], " "); got != "c d tombstone" {
+		t.Errorf("the old key's messages: %s, want c d tombstone", got)
+	}
+	if got := strings.Join(byKey[`{"id":7}`], " "); got != "c" {
+		t.Errorf("the new key's messages: %s, want c", got)
+	}
+}

@@ -5,6 +5,7 @@ package delivery
 // sequence number in the checkpointer.
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	cdcv1 "github.com/ferry-cdc/ferry/gen/ferry/cdc/v1"
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
@@ -142,7 +144,55 @@ func (s *stream) produce(ev *cdcv1.ChangeEvent) error {
 	if err != nil || res.Event == nil {
 		return err
 	}
-	ev = res.Event
+	if del, ins, ok := s.splitKeyChange(tab, res); ok {
+		if err := s.emit(tab, r, res, del); err != nil {
+			return err
+		}
+		return s.emit(tab, r, res, ins)
+	}
+	return s.emit(tab, r, res, res.Event)
+}
+
+// splitKeyChange turns an UPDATE that changes the key into a DELETE of the
+// old key and an INSERT of the new, for a format with key messages of its
+// own (Debezium JSON), as Debezium writes it: the DELETE's tombstone then
+// lets compaction and upserting sinks drop the old key. A key a transform
+// sets is the user's, and is left alone.
+func (s *stream) splitKeyChange(tab *relation.Table, res transform.Result) (del, ins *cdcv1.ChangeEvent, ok bool) {
+	ev := res.Event
+	if _, keyed := s.enc.(keyedEncoder); !keyed || res.HasKey || ev.GetOp() != cdcv1.Operation_OPERATION_UPDATE || !keyChanged(tab, ev) {
+		return nil, nil, false
+	}
+	del = proto.CloneOf(ev)
+	del.Op, del.NewTuple = cdcv1.Operation_OPERATION_DELETE, nil
+	ins = proto.CloneOf(ev)
+	ins.Op, ins.OldTuple = cdcv1.Operation_OPERATION_INSERT, nil
+	return del, ins, true
+}
+
+// keyChanged: pgoutput sends the old key only when it changed (or every
+// old column, under REPLICA IDENTITY FULL, where the key is compared).
+func keyChanged(tab *relation.Table, ev *cdcv1.ChangeEvent) bool {
+	old, cur := ev.GetOldTuple(), ev.GetNewTuple()
+	if old == nil || len(tab.KeyIdx) == 0 {
+		return false
+	}
+	for _, i := range tab.KeyIdx {
+		if i >= tuple.Len(old) || i >= tuple.Len(cur) {
+			return false
+		}
+		a, ak := tuple.Field(old, i)
+		b, bk := tuple.Field(cur, i)
+		if ak != bk || !bytes.Equal(a, b) {
+			return true
+		}
+	}
+	return false
+}
+
+// emit writes one event, as the route and transforms say, with its
+// tombstone when the format writes one.
+func (s *stream) emit(tab *relation.Table, r *route, res transform.Result, ev *cdcv1.ChangeEvent) error {
 	ti, tablePart, err := s.target(r, res)
 	if err != nil {
 		return err

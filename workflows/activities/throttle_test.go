@@ -53,6 +53,15 @@ func TestApplyThrottleReachesEveryCaptureInstance(t *testing.T) {
 		}
 	}
 
+	// Nobody holds it and every instance answers: zero, and no error (the
+	// stream may be between attempts; the workflow tries again later).
+	a.CaptureInstances = func(context.Context) ([]capturev1.CaptureServiceClient, error) {
+		return []capturev1.CaptureServiceClient{idle, &throttleInstance{}}, nil
+	}
+	if res, err := a.ApplyThrottle(context.Background(), throttleInput()); err != nil || res.GetStreamsUpdated() != 0 {
+		t.Fatalf("with every instance idle: %v, %v; want 0 streams and no error", res, err)
+	}
+
 	// Nobody holds it and an instance is down: the error says so, since the
 	// holder may be the one that is down.
 	a.CaptureInstances = func(context.Context) ([]capturev1.CaptureServiceClient, error) {

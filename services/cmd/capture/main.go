@@ -104,6 +104,7 @@ func run(cfg Config, logger *slog.Logger) (err error) {
 	}
 	defer tel.Close()
 	tel.SetGlobal()
+	cfg.Transport.Logger = logger // hears of a rotated certificate that did not load
 	impl := capture.NewServer(logger)
 	impl.StreamInProgress, impl.StreamProtocol, impl.SpoolDir = cfg.StreamInProgress, cfg.StreamProtocol, cfg.SpoolDir
 	impl.BackfillReaders = cfg.BackfillReaders

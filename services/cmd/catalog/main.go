@@ -53,6 +53,7 @@ func run(cfg Config, logger *slog.Logger) error {
 	}
 	defer tel.Close()
 	tel.SetGlobal()
+	cfg.Transport.Logger = logger // hears of a rotated certificate that did not load
 	secrets, err := cfg.Secrets.Policy()
 	if err != nil {
 		return err

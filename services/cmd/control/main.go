@@ -76,6 +76,7 @@ func run(cfg Config, logger *slog.Logger) error {
 	}
 	defer tel.Close()
 	tel.SetGlobal()
+	cfg.Transport.Logger = logger // hears of a rotated certificate that did not load
 	tc, codec, err := cfg.Temporal.Dial(logger)
 	if err != nil {
 		return err

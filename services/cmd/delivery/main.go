@@ -66,6 +66,7 @@ func run(cfg Config, logger *slog.Logger) (err error) {
 	}
 	defer tel.Close()
 	tel.SetGlobal()
+	cfg.Transport.Logger = logger // hears of a rotated certificate that did not load
 	impl := delivery.NewServer(logger)
 	if impl.Metrics, err = delivery.NewMetrics(tel.Meters); err != nil {
 		return err

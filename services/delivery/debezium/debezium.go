@@ -14,8 +14,9 @@
 //   - before: the before-image the source sent: every column under REPLICA
 //     IDENTITY FULL, the key columns (others null) for a DELETE or a key
 //     change otherwise, and null for an UPDATE without one, as Debezium.
-//   - An UPDATE that changes the key is one "u" event keyed by the new key;
-//     Debezium writes a "d", a tombstone and a "c" instead.
+//   - An UPDATE that changes the key reaches the encoder as a DELETE of
+//     the old key and an INSERT of the new (delivery splits it, as
+//     Debezium does), so the old key gets its tombstone.
 //   - Unchanged TOAST values (not sent, not revealed by a FULL
 //     before-image) are UnavailableValue where the column's schema is a
 //     string (bytes: its UTF-8 bytes; arrays of strings: a one-element

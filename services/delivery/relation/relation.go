@@ -3,8 +3,8 @@
 // (the capitalization policy, column renames and drops of
 // ObjectSelection), the registry of those by relation OID, the facts about
 // a column's type that the formats map from, and the description of a DDL
-// record. Canal JSON and DTS Avro both read it, so that both name tables
-// and columns identically, and delivery keys, routes and checkpoints by it
+// record. Canal JSON, DTS Avro and Debezium JSON all read it, so that they
+// name tables and columns identically, and delivery keys, routes and checkpoints by it
 // whatever the format.
 package relation
 

@@ -72,6 +72,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer tel.Close()
 	tel.SetGlobal()
+	cfg.Transport.Logger = logger // hears of a rotated certificate that did not load
 	metrics, err := activities.NewMetrics(tel.Meters)
 	if err != nil {
 		return err
@@ -97,14 +98,42 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer tc.Close()
 
+	// A fatal error (the namespace gone, credentials refused) stops the
+	// worker's polling; the process must then exit, to be restarted.
+	fatal := make(chan error, 1)
 	w := worker.New(tc, cfg.Temporal.TaskQueue, worker.Options{
 		// Cancellation reaches an activity only with a heartbeat response, so
 		// the throttle bounds how fast pause and stop take effect.
 		MaxHeartbeatThrottleInterval: activities.HeartbeatThrottle,
 		Interceptors:                 []interceptor.WorkerInterceptor{metrics.Interceptor()},
+		OnFatalError: func(err error) {
+			select {
+			case fatal <- err:
+			default: // the first is enough
+			}
+		},
 	})
 	w.RegisterWorkflowWithOptions(task.TaskWorkflow, workflow.RegisterOptions{Name: taskapi.WorkflowName})
-	w.RegisterActivity(&activities.Activities{
+	w.RegisterActivity(newActivities(conns, captures, metrics))
+	logger.Info("worker starting", "temporal", cfg.Temporal.Address, "taskQueue", cfg.Temporal.TaskQueue)
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("starting the worker on task queue %s: %w", cfg.Temporal.TaskQueue, err)
+	}
+	// Started means polling the task queue: what a readiness probe asks.
+	tel.Handle("GET /healthz", http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { _, _ = rw.Write([]byte("SERVING\n")) }))
+	defer w.Stop()
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-fatal:
+		return fmt.Errorf("the worker of task queue %s stopped: %w", cfg.Temporal.TaskQueue, err)
+	}
+}
+
+// newActivities are the activities over clients of the services; captures
+// reaches every capture instance, for throttle updates.
+func newActivities(conns map[string]*grpc.ClientConn, captures *fleet.Members, metrics *activities.Metrics) *activities.Activities {
+	return &activities.Activities{
 		Catalog:  catalogv1.NewCatalogServiceClient(conns["catalog"]),
 		Capture:  capturev1.NewCaptureServiceClient(conns["capture"]),
 		Delivery: deliveryv1.NewDeliveryServiceClient(conns["delivery"]),
@@ -118,14 +147,5 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		},
 		HTTP:    &http.Client{Timeout: activities.WebhookTimeout},
 		Metrics: metrics,
-	})
-	logger.Info("worker starting", "temporal", cfg.Temporal.Address, "taskQueue", cfg.Temporal.TaskQueue)
-	if err := w.Start(); err != nil {
-		return fmt.Errorf("starting the worker on task queue %s: %w", cfg.Temporal.TaskQueue, err)
 	}
-	// Started means polling the task queue: what a readiness probe asks.
-	tel.Handle("GET /healthz", http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { _, _ = rw.Write([]byte("SERVING\n")) }))
-	<-ctx.Done()
-	w.Stop()
-	return nil
 }
