@@ -16,7 +16,12 @@ import (
 // two or more of the tables running together in pg_stat_activity, which
 // one reader never shows), and that Kafka, rebuilt, equals every table.
 func TestChunkedFullSyncReadsTablesAtOnce(t *testing.T) {
-	const tables, rows = 6, 40_000
+	// Rows of about 450 bytes make each 10,000-row chunk's COPY last long
+	// enough (tens of milliseconds) for samples to catch two at once: with
+	// narrow rows and the stream over TLS, the readers spent most of their
+	// time waiting for their chunk's watermark, and one run in three saw
+	// no overlap although the readers ran in parallel.
+	const tables, rows, pad = 6, 20_000, 400
 	conn := pgConnect(t)
 	base := uniqueName("e2e_par")
 	sizes := map[string]int{}
@@ -25,7 +30,7 @@ func TestChunkedFullSyncReadsTablesAtOnce(t *testing.T) {
 		names = append(names, fmt.Sprintf("%s_%d", base, i))
 		sizes[names[i]] = rows
 	}
-	createVersionedTables(t, conn, sizes)
+	createVersionedTablesPadded(t, conn, sizes, pad)
 	createTopic(t, names[0], nil)
 	col := collectChanges(t, names[0])
 	for _, n := range names {

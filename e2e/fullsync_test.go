@@ -116,12 +116,19 @@ func TestFullSyncMeetsIncrementalWithNoGapAndNoDouble(t *testing.T) {
 // and analyzed so that their row estimates are exact.
 func createVersionedTables(t *testing.T, conn *pgx.Conn, rows map[string]int) {
 	t.Helper()
+	createVersionedTablesPadded(t, conn, rows, 0)
+}
+
+// createVersionedTablesPadded is createVersionedTables with pad bytes more
+// in every val, for rows that take longer to read.
+func createVersionedTablesPadded(t *testing.T, conn *pgx.Conn, rows map[string]int, pad int) {
+	t.Helper()
 	for tab, n := range rows {
 		exec1(t, conn, fmt.Sprintf(`CREATE TABLE public.%s (id bigint PRIMARY KEY, ver int NOT NULL DEFAULT 0,
 			val text, amount numeric(12,2), at timestamptz)`, tab))
 		t.Cleanup(func() { _, _ = conn.Exec(context.Background(), "DROP TABLE IF EXISTS public."+tab) })
-		exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s SELECT g, 0, 'v' || g, g / 100.0,
-			'2026-01-01 00:00:00+00'::timestamptz + g * interval '1 second' FROM generate_series(1, %d) g`, tab, n))
+		exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s SELECT g, 0, repeat('p', %d) || 'v' || g, g / 100.0,
+			'2026-01-01 00:00:00+00'::timestamptz + g * interval '1 second' FROM generate_series(1, %d) g`, tab, pad, n))
 		exec1(t, conn, "ANALYZE public."+tab)
 	}
 }

@@ -58,6 +58,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -69,6 +70,15 @@ import (
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
 )
+
+// MaxChangeMessageBytes is the largest message delivery takes from
+// capture's streams: none. A keyed full sync sends each chunk (10,000 rows)
+// as one batch, and a row may hold a value of up to 1 GB, so gRPC's default
+// of 4 MB stalled the full sync of any table whose rows average more than
+// about 400 bytes (TestChunkedFullSyncReadsTablesAtOnce, with 450-byte
+// rows). A row too large for its topic is refused where it is produced,
+// with an error that names it.
+const MaxChangeMessageBytes = math.MaxInt32
 
 // Server implements DeliveryService.
 type Server struct {

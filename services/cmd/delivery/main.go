@@ -12,6 +12,8 @@ import (
 
 	capturev1 "github.com/ferry-cdc/ferry/gen/ferry/capture/v1"
 	deliveryv1 "github.com/ferry-cdc/ferry/gen/ferry/delivery/v1"
+	"google.golang.org/grpc"
+
 	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/platform/fleet"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
@@ -73,7 +75,8 @@ func run(cfg Config, logger *slog.Logger) (err error) {
 	}
 	// Rows reach delivery from capture directly (Replicate); the client
 	// dials lazily, so delivery starts before capture does.
-	capConn, err := fleet.Dial(cfg.CaptureAddress, cfg.Transport, append(tel.DialOptions(), grpccodec.DialOption())...)
+	capConn, err := fleet.Dial(cfg.CaptureAddress, cfg.Transport, append(tel.DialOptions(), grpccodec.DialOption(),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(delivery.MaxChangeMessageBytes)))...)
 	if err != nil {
 		return fmt.Errorf("capture client for %s: %w", cfg.CaptureAddress, err)
 	}
