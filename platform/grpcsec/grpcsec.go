@@ -6,6 +6,7 @@
 package grpcsec
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -152,7 +153,7 @@ func (s Settings) peerCheck(pair *keyPair) func(tls.ConnectionState) error {
 		if len(allowed) == 0 {
 			own, err := pair.get()
 			if err != nil || own.Leaf == nil {
-				return fmt.Errorf("reading this process's own certificate names: %v", err)
+				return fmt.Errorf("reading this process's own certificate names: %w", cmp.Or(err, errors.New("it has no parsed leaf")))
 			}
 			allowed = certNames(own.Leaf)
 		}
