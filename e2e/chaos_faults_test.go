@@ -36,6 +36,9 @@ type chaosPlan struct {
 	seed        uint64
 	exactlyOnce bool
 	faults      []string
+	// incremental says, per fault, to wait for incremental sync before it
+	// strikes; the others strike at once, most often in full sync.
+	incremental []bool
 	longCut     string // "", "cut-pg-long" or "cut-kafka-long"
 	rng         *rand.Rand
 }
@@ -45,6 +48,7 @@ func newChaosPlan(seed uint64) *chaosPlan {
 	p := &chaosPlan{seed: seed, rng: rng, exactlyOnce: rng.IntN(2) == 1}
 	for _, i := range rng.Perm(len(chaosFaults))[:3] {
 		p.faults = append(p.faults, chaosFaults[i])
+		p.incremental = append(p.incremental, rng.IntN(2) == 1)
 	}
 	if rng.IntN(4) == 0 {
 		p.longCut = []string{"cut-pg-long", "cut-kafka-long"}[rng.IntN(2)]
@@ -68,6 +72,7 @@ func (p *chaosPlan) override(list string) {
 			p.longCut = f
 		default:
 			p.faults = append(p.faults, f)
+			p.incremental = append(p.incremental, p.rng.IntN(2) == 1)
 		}
 	}
 }

@@ -46,6 +46,7 @@ type chaosRound struct {
 	w       *chaosWriter
 	log     *chaosLog
 	skipped []string
+	struck  []string // the faults as they struck: name@full or name@inc
 	// streamedFrom is how many writer transactions had committed when the
 	// task was seen streaming with full sync done: later ones are streamed
 	// changes, which the confirmed-LSN check can name one by one.
@@ -116,9 +117,16 @@ func (r *chaosRound) spec() *taskv1.TaskSpec {
 func (r *chaosRound) run() chaosResult {
 	r.t.Helper()
 	for i, fault := range r.plan.faults {
+		if r.plan.incremental[i] {
+			r.waitFullSyncDone()
+		}
 		<-time.After(r.plan.moment(500*time.Millisecond, 3*time.Second)) // the random moment
-		st := r.f.state(r.e.taskID)
-		r.t.Logf("fault %d: %s (phase %s)", i+1, fault, st.GetPhase())
+		phase := "full"
+		if st := r.f.state(r.e.taskID); st.GetFullSyncDone() {
+			phase = "inc"
+		}
+		r.t.Logf("fault %d: %s in %s sync", i+1, fault, phase)
+		r.struck = append(r.struck, fault+"@"+phase)
 		r.strike(fault)
 		r.waitRunning(fault)
 	}
@@ -147,6 +155,9 @@ func (r *chaosRound) waitFullSyncDone() {
 		return st.GetFullSyncDone() && st.GetPhase() == taskv1.Phase_PHASE_INCREMENTAL && r.e.slotActive(),
 			fmt.Sprintf("phase %s status %s error %s", st.GetPhase(), st.GetStatus(), st.GetLastError())
 	})
+	if r.streamedFrom > 0 {
+		return
+	}
 	txns, _ := r.w.committed()
 	r.streamedFrom = len(txns)
 	r.t.Logf("full sync done (chunked %t) after %d writer transactions", r.f.state(r.e.taskID).GetFullSyncChunked(), len(txns))
@@ -198,7 +209,8 @@ func (r *chaosRound) runLongCut() chaosResult {
 	if r.plan.longCut == "cut-kafka-long" {
 		p, causes = r.env.kafkaProxy, []string{"Kafka", r.env.kafkaProxy.addr()}
 	}
-	r.t.Logf("fault: %s", r.plan.longCut)
+	r.t.Logf("fault: %s in incremental sync", r.plan.longCut)
+	r.struck = append(r.struck, r.plan.longCut+"@inc")
 	p.cut()
 	st, err := r.e.waitFailed((chaosWindow + 90) * time.Second)
 	p.restore()
@@ -254,7 +266,7 @@ func (r *chaosRound) result(rows, lost int) chaosResult {
 	}
 	r.t.Logf("%d messages, %d writer transactions committed, %d with an unknown outcome, %d snapshot repeats; skipped: %v",
 		messages, len(txns), failed, snap, r.skipped)
-	return chaosResult{seed: r.plan.seed, mode: mode, faults: r.plan.String(), rows: rows,
+	return chaosResult{seed: r.plan.seed, mode: mode, faults: strings.Join(r.struck, ","), rows: rows,
 		lost: lost, outOfOrder: ooo, dups: dups, snapRpt: snap}
 }
 

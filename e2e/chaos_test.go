@@ -51,7 +51,14 @@ func TestChaos(t *testing.T) {
 		}
 		results = append(results, res)
 	}
-	t.Log("chaos results (rerun a round with FERRY_CHAOS_SEED=<seed> FERRY_CHAOS_ROUNDS=1):\n" + chaosTable(results))
+	table := chaosTable(results)
+	t.Log("chaos results (rerun a round with FERRY_CHAOS_SEED=<seed> FERRY_CHAOS_ROUNDS=1):\n" + table)
+	// make chaos prints the table apart from the test's log.
+	if path := os.Getenv("FERRY_CHAOS_TABLE"); path != "" {
+		if err := os.WriteFile(path, []byte(table), 0o644); err != nil {
+			t.Errorf("writing the chaos table: %v", err)
+		}
+	}
 }
 
 func chaosSettings(t *testing.T) (int, uint64) {
@@ -80,10 +87,10 @@ func chaosSettings(t *testing.T) (int, uint64) {
 // confirmed changes missing.
 func chaosTable(results []chaosResult) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-5s %-20s %-13s %-70s %7s %5s %6s %5s %6s %s\n",
+	fmt.Fprintf(&b, "%-5s %-20s %-13s %-84s %7s %5s %6s %5s %6s %s\n",
 		"round", "seed", "mode", "faults", "rows", "lost", "order", "dups", "snaprp", "result")
 	for _, r := range results {
-		fmt.Fprintf(&b, "%-5d %-20d %-13s %-70s %7d %5d %6d %5d %6d %s\n",
+		fmt.Fprintf(&b, "%-5d %-20d %-13s %-84s %7d %5d %6d %5d %6d %s\n",
 			r.round, r.seed, r.mode, r.faults, r.rows, r.lost, r.outOfOrder, r.dups, r.snapRpt, r.result)
 	}
 	return b.String()
