@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -82,6 +84,7 @@ func startChaosRound(t *testing.T, env *chaosEnv, plan *chaosPlan) *chaosRound {
 	r.log = collectChaosLog(t, r.e.bootstrap, table)
 	r.f = startFerryWithEnv(t, "FERRY_CAPTURE_SPOOL_DIR="+env.spoolDir)
 	r.e.f = r.f
+	t.Cleanup(r.keepLogs)
 	r.w = startChaosWriter(t, r.writerDSN(), table, chaosInitialRows, plan.seed)
 	r.e.startSpec(r.spec())
 	return r
@@ -264,8 +267,11 @@ func (r *chaosRound) result(rows, lost int) chaosResult {
 			rows += len(tx.changes)
 		}
 	}
-	r.t.Logf("%d messages, %d writer transactions committed, %d with an unknown outcome, %d snapshot repeats; skipped: %v",
-		messages, len(txns), failed, snap, r.skipped)
+	r.log.mu.Lock()
+	rereads := r.log.rereads
+	r.log.mu.Unlock()
+	r.t.Logf("%d messages (and %d the consumer read again after losing its assignment), %d writer transactions committed, %d with an unknown outcome, %d snapshot repeats; skipped: %v",
+		messages, rereads, len(txns), failed, snap, r.skipped)
 	return chaosResult{seed: r.plan.seed, mode: mode, faults: strings.Join(r.struck, ","), rows: rows,
 		lost: lost, outOfOrder: ooo, dups: dups, snapRpt: snap}
 }
@@ -284,4 +290,18 @@ func (r *chaosRound) explainDuplicates() {
 			}
 		}
 	}
+}
+
+// keepLogs copies a failed round's Ferry logs out of its temporary
+// directory, which the test removes, and names where.
+func (r *chaosRound) keepLogs() {
+	if !r.t.Failed() {
+		return
+	}
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("ferry-chaos-%d", r.plan.seed))
+	if out, err := exec.Command("cp", "-r", r.f.logDir, dir).CombinedOutput(); err != nil {
+		r.t.Logf("keeping the round's logs: %v: %s", err, out)
+		return
+	}
+	r.t.Logf("the round's Ferry logs are in %s", dir)
 }
