@@ -137,6 +137,7 @@ func (r *chaosRound) fillSpool() {
 	r.t.Helper()
 	if r.env.spoolSkip != "" {
 		r.skipped = append(r.skipped, "spool-full: "+r.env.spoolSkip)
+		r.struck[len(r.struck)-1] += "(skipped)"
 		return
 	}
 	filler := filepath.Join(r.env.spoolDir, "chaos-filler")

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
 // TestChaos runs seeded, bounded rounds of the fault matrix (issue 15).
@@ -32,6 +34,7 @@ import (
 // a round takes 40 to 90 s on two busy cores and the broker's start about
 // 10 s, so the test stays under about 4 minutes there.
 func TestChaos(t *testing.T) {
+	testenv.Integration(t)
 	rounds, seed := chaosSettings(t)
 	t.Logf("chaos: %d rounds from seed %d", rounds, seed)
 	env := newChaosEnv(t)
