@@ -33,6 +33,7 @@ type chaosLog struct {
 	// reads again is the consumer's repeat, not Kafka's, and is skipped.
 	next        map[int32]kafka.Offset
 	rereads     int
+	at          kafka.TopicPartition // the message being applied, to name it
 	messages    int
 	duplicates  int
 	snapRepeats int
@@ -87,6 +88,7 @@ func (l *chaosLog) fresh(tp kafka.TopicPartition) bool {
 		return false
 	}
 	l.next[tp.Partition] = tp.Offset + 1
+	l.at = tp
 	return true
 }
 
@@ -131,8 +133,8 @@ func (l *chaosLog) order(c chaosChange, typ string, snapshot bool) {
 		l.duplicates++
 		if len(l.dupExamples) < 5 {
 			l.dupChanges = append(l.dupChanges, c)
-			l.dupExamples = append(l.dupExamples, fmt.Sprintf("key %d: %s of rank %d again (first as a snapshot row: %t; highest rank %d); message %d",
-				c.id, typ, c.rank, l.firstSnap[c], l.top[c.id], l.messages))
+			l.dupExamples = append(l.dupExamples, fmt.Sprintf("key %d: %s of rank %d again (first as a snapshot row: %t; highest rank %d); message %d, partition %d offset %v",
+				c.id, typ, c.rank, l.firstSnap[c], l.top[c.id], l.messages, l.at.Partition, l.at.Offset))
 		}
 	case ok && c.rank < top:
 		l.outOfOrder++
