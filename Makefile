@@ -13,7 +13,7 @@ MODULES := ./gen/... ./platform/... ./services/... ./workflows/... ./e2e/... ./b
 # most 12 of its minutes), is the longest.
 GOTEST_FLAGS ?= -count=1 -p 1 -timeout 40m
 
-.PHONY: help tools gen gen-check lint helm-check build up down status demo test test-short test-unit test-e2e clean record-history pg-versions consumer-libs
+.PHONY: help tools gen gen-check lint helm-check build up down status demo test test-short test-unit test-e2e chaos clean record-history pg-versions consumer-libs
 
 help:
 	@echo "make demo   set up everything, run a task, show rows arriving in Kafka"
@@ -84,6 +84,20 @@ test-unit:
 
 test-e2e:
 	go test $(GOTEST_FLAGS) -v ./e2e/...
+
+# The fault matrix (e2e/chaos_test.go) against the running stack (make up):
+# CHAOS_ROUNDS seeded rounds, then their table. CHAOS_SEED=<a round's
+# seed> CHAOS_ROUNDS=1 replays a round; the seed is the clock's by default.
+# .ci/run runs one round of a fixed plan inside test-e2e. The whole log
+# stays in a temporary file, named at the end.
+CHAOS_ROUNDS ?= 20
+CHAOS_SEED ?= $(shell date +%s%N)
+chaos:
+	@eval "$$($(STACK) env)"; table=$$(mktemp); log=$$(mktemp --suffix=.chaos.log); status=0; \
+	FERRY_CHAOS_ROUNDS=$(CHAOS_ROUNDS) FERRY_CHAOS_SEED=$(CHAOS_SEED) FERRY_CHAOS_TABLE=$$table \
+		go test -count=1 -p 1 -timeout 150m -run '^TestChaos$$' -v ./e2e/ >"$$log" 2>&1 || status=$$?; \
+	grep -E '^ *--- (PASS|FAIL)' "$$log" || true; cat "$$table"; rm -f "$$table"; \
+	echo "make chaos: exit $$status; the whole log is $$log"; exit $$status
 
 # The other PostgreSQL majors the version matrix runs on, fetched once and
 # cached (deploy/local/stack.sh pg-bin), so no test waits on a download.

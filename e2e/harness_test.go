@@ -419,8 +419,14 @@ func newConsumer(t *testing.T, topic string) *kafka.Consumer {
 
 func createTopic(t *testing.T, name string, configs map[string]string) {
 	t.Helper()
+	createTopicAt(t, kafkaBootstrap(), name, configs)
+}
+
+// createTopicAt is createTopic on the broker at bootstrap.
+func createTopicAt(t *testing.T, bootstrap, name string, configs map[string]string) {
+	t.Helper()
 	testenv.Integration(t)
-	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": kafkaBootstrap()})
+	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": bootstrap})
 	if err != nil {
 		t.Fatal(err)
 	}

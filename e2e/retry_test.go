@@ -73,7 +73,7 @@ func newRetryEnv(t *testing.T, privateBroker bool, connMinutes uint32) *retryEnv
 // one-second retry minutes, which only the workflow input can set.
 func (e *retryEnv) startTask(connMinutes uint32) {
 	e.t.Helper()
-	spec, err := control.Normalize(&taskv1.TaskSpec{
+	e.startSpec(&taskv1.TaskSpec{
 		Name:        "e2e " + e.table,
 		Source:      e.pg.Source(),
 		Destination: &taskv1.KafkaEndpoint{BootstrapServers: e.bootstrap, Topic: e.table},
@@ -83,6 +83,13 @@ func (e *retryEnv) startTask(connMinutes uint32) {
 		Advanced:    &taskv1.AdvancedOptions{ConnectionRetryMinutes: connMinutes, OtherRetryMinutes: otherWindow},
 		Alerts:      &taskv1.AlertRules{OnFailure: true, WebhookUrl: e.hook.url},
 	})
+}
+
+// startSpec starts task e.taskID with spec as control's CreateTask does,
+// with one-second retry minutes.
+func (e *retryEnv) startSpec(raw *taskv1.TaskSpec) {
+	e.t.Helper()
+	spec, err := control.Normalize(raw)
 	if err != nil {
 		e.t.Fatalf("normalizing the spec of %s: %v", e.taskID, err)
 	}
@@ -261,9 +268,16 @@ func (e *retryEnv) waitFailed(timeout time.Duration) (*taskv1.TaskState, error) 
 	return &st, err
 }
 
-// checkFailedPastWindow checks the failure names the window, the cause (all
-// of want) and the connection class.
+// checkFailedPastWindow checks the failure names the window (failWindow
+// one-second minutes), the cause (all of want) and the connection class.
 func (e *retryEnv) checkFailedPastWindow(err error, st *taskv1.TaskState, want ...string) {
+	e.t.Helper()
+	e.checkFailedPastWindowOf(failWindow, err, st, want...)
+}
+
+// checkFailedPastWindowOf is checkFailedPastWindow for a window of window
+// one-second minutes.
+func (e *retryEnv) checkFailedPastWindowOf(window time.Duration, err error, st *taskv1.TaskState, want ...string) {
 	e.t.Helper()
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) {
@@ -272,7 +286,7 @@ func (e *retryEnv) checkFailedPastWindow(err error, st *taskv1.TaskState, want .
 	if st.GetStatus() != taskv1.Status_STATUS_FAILED || st.GetFailingClass() != taskv1.ErrorClass_ERROR_CLASS_CONNECTION {
 		e.t.Fatalf("final state %s class %s, want FAILED with a CONNECTION failure", st.GetStatus(), st.GetFailingClass())
 	}
-	for _, w := range append([]string{"beyond its connection retry window of " + (failWindow * time.Second).String()}, want...) {
+	for _, w := range append([]string{"beyond its connection retry window of " + (window * time.Second).String()}, want...) {
 		if !strings.Contains(appErr.Message(), w) || !strings.Contains(st.GetLastError(), w) {
 			e.t.Fatalf("the failure does not name %q:\nworkflow error: %s\nlast_error: %s", w, appErr.Message(), st.GetLastError())
 		}

@@ -27,6 +27,9 @@ type Broker struct {
 	libs    string
 	port    int
 	ctlPort int
+	// advertised is the port clients are told to use; 0: port. A test puts
+	// a proxy there to cut the network between clients and the broker.
+	advertised int
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has been waited for
@@ -47,15 +50,26 @@ const brokerStopTimeout = 60 * time.Second
 // to run.
 func StartKafka(t testing.TB) *Broker {
 	t.Helper()
+	return StartKafkaAdvertising(t, 0)
+}
+
+// StartKafkaAdvertising is StartKafka with the broker advertising port
+// advertised on 127.0.0.1 (0: its own), where the test runs a proxy to the
+// broker's own port (Port): clients then reach it only through the proxy.
+func StartKafkaAdvertising(t testing.TB, advertised int) *Broker {
+	t.Helper()
 	Integration(t)
 	libs, err := kafkaLibs()
 	if err != nil {
 		t.Fatalf("a private Kafka broker needs the cached Kafka jars: %v; %s", err, hint)
 	}
-	b := &Broker{t: t, dir: t.TempDir(), libs: libs}
+	b := &Broker{t: t, dir: t.TempDir(), libs: libs, advertised: advertised}
 	b.port, b.ctlPort = freePort(t), freePort(t)
-	for b.ctlPort == b.port {
-		b.ctlPort = freePort(t)
+	for b.ctlPort == b.port || b.port == advertised || b.ctlPort == advertised {
+		b.port, b.ctlPort = freePort(t), freePort(t)
+	}
+	if b.advertised == 0 {
+		b.advertised = b.port
 	}
 	if err := b.writeConfig(); err != nil {
 		t.Fatalf("writing the private Kafka broker's config: %v", err)
@@ -70,6 +84,9 @@ func StartKafka(t testing.TB) *Broker {
 
 // Bootstrap is the broker's PLAINTEXT address.
 func (b *Broker) Bootstrap() string { return fmt.Sprintf("127.0.0.1:%d", b.port) }
+
+// Port is the broker's own PLAINTEXT port, whatever it advertises.
+func (b *Broker) Port() int { return b.port }
 
 // kafkaLibs finds the jar folder deploy/local/stack.sh fills:
 // $FERRY_CACHE/kafka-$KAFKA_VERSION/libs, complete once .complete exists.
@@ -132,7 +149,7 @@ func (b *Broker) writeConfig() error {
 process.roles=broker,controller
 controller.quorum.voters=1@127.0.0.1:%[2]d
 listeners=PLAINTEXT://127.0.0.1:%[1]d,CONTROLLER://127.0.0.1:%[2]d
-advertised.listeners=PLAINTEXT://127.0.0.1:%[1]d
+advertised.listeners=PLAINTEXT://127.0.0.1:%[4]d
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
@@ -151,7 +168,7 @@ num.network.threads=2
 num.io.threads=4
 log.retention.hours=24
 log.segment.bytes=104857600
-`, b.port, b.ctlPort, filepath.Join(b.dir, "data"))
+`, b.port, b.ctlPort, filepath.Join(b.dir, "data"), b.advertised)
 	return os.WriteFile(b.configPath(), []byte(conf), 0o600)
 }
 
@@ -257,6 +274,10 @@ func (b *Broker) Stop() {
 			b.Bootstrap(), brokerStopTimeout, b.logTail())
 	}
 }
+
+// Kill SIGKILLs the broker, as a crashed host does; Start brings it back
+// on its data.
+func (b *Broker) Kill() { b.kill() }
 
 // kill ends the process at once, if it runs.
 func (b *Broker) kill() {

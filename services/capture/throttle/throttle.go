@@ -142,12 +142,19 @@ const PartEvents = 25
 
 // SplitBatch cuts b into parts of at most n events, in order. The first
 // part carries the relations and the last b's watermark. A part that ends
-// where a transaction ends gets that transaction's commit LSN as its
-// watermark, so that Kafka's acks confirm progress part by part; one that
-// ends inside a transaction gets none. Confirming a commit record's own
-// position is safe: PostgreSQL skips only transactions whose commit record
-// starts before the confirmed position, so that transaction would be sent
-// again, never lost.
+// where a transaction ends gets a watermark just past that transaction's
+// commit LSN (commit_lsn + 1), so that Kafka's acks confirm progress part by
+// part; one that ends inside a transaction gets none.
+//
+// Not the commit LSN itself: that is where the commit record starts, and
+// both PostgreSQL (where a slot resumes) and exactly-once delivery (which
+// events a resumed stream drops) take a position to cover exactly the
+// transactions whose commit record starts before it. A watermark at the
+// commit LSN left the part's last transaction uncovered though it was in
+// Kafka, so an exactly-once stream resumed there wrote it again, a
+// duplicate a read_committed consumer saw (the chaos test found it). One
+// byte past it covers that transaction and no later one: the next commit
+// record starts after this one's end.
 func SplitBatch(b *cdcv1.ChangeBatch, n int) []*cdcv1.ChangeBatch {
 	ev := b.GetEvents()
 	if len(ev) <= n {
@@ -158,7 +165,7 @@ func SplitBatch(b *cdcv1.ChangeBatch, n int) []*cdcv1.ChangeBatch {
 		end := min(i+n, len(ev))
 		p := &cdcv1.ChangeBatch{Events: ev[i:end]}
 		if last := ev[end-1].GetCommitLsn(); end < len(ev) && last != 0 && ev[end].GetCommitLsn() != last {
-			p.WatermarkLsn = last
+			p.WatermarkLsn = last + 1
 		}
 		parts = append(parts, p)
 	}

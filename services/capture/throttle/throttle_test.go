@@ -233,8 +233,8 @@ func TestSplitBatchKeepsRelationsFirstAndWatermarkLast(t *testing.T) {
 		e.CommitLsn = uint64(1000 + i/5*10)
 	}
 	parts = SplitBatch(b, 25)
-	if parts[0].GetWatermarkLsn() != 1040 || parts[1].GetWatermarkLsn() != 1090 || parts[2].GetWatermarkLsn() != 900 {
-		t.Errorf("watermarks %d %d %d, want the commit LSNs 1040 and 1090, then the batch's 900",
+	if parts[0].GetWatermarkLsn() != 1041 || parts[1].GetWatermarkLsn() != 1091 || parts[2].GetWatermarkLsn() != 900 {
+		t.Errorf("watermarks %d %d %d, want just past the commit LSNs 1040 and 1090 (covering those transactions), then the batch's 900",
 			parts[0].GetWatermarkLsn(), parts[1].GetWatermarkLsn(), parts[2].GetWatermarkLsn())
 	}
 	next := uint64(100)
@@ -248,5 +248,37 @@ func TestSplitBatchKeepsRelationsFirstAndWatermarkLast(t *testing.T) {
 	}
 	if one := SplitBatch(&cdcv1.ChangeBatch{Events: b.Events[:3], WatermarkLsn: 5}, 25); len(one) != 1 || one[0].GetWatermarkLsn() != 5 {
 		t.Error("a small batch must go whole")
+	}
+}
+
+// TestSplitBatchWatermarksCoverExactlyTheirTransactions checks the contract
+// PostgreSQL and exactly-once delivery both read a watermark by: it covers
+// the transactions whose commit record starts before it. Every event up to
+// a part's end must have a commit LSN below the part's watermark (else an
+// exactly-once stream resumed there writes it again), every later one at
+// or above it (else it is lost).
+func TestSplitBatchWatermarksCoverExactlyTheirTransactions(t *testing.T) {
+	b := &cdcv1.ChangeBatch{WatermarkLsn: 5000}
+	for i := range 100 {
+		// Transactions of 5 events whose commit records are 48 bytes apart,
+		// as small ones are in the WAL: every part ends at a commit.
+		b.Events = append(b.Events, &cdcv1.ChangeEvent{Lsn: uint64(i), CommitLsn: 1000 + uint64(i/5)*48})
+	}
+	seen, marks := 0, 0
+	for _, p := range SplitBatch(b, 25) {
+		seen += len(p.GetEvents())
+		w := p.GetWatermarkLsn()
+		if w == 0 || w == b.GetWatermarkLsn() {
+			continue
+		}
+		marks++
+		for i, e := range b.Events {
+			if covered := e.GetCommitLsn() < w; covered != (i < seen) {
+				t.Fatalf("watermark %d after %d events: event %d (commit LSN %d) covered %t", w, seen, i, e.GetCommitLsn(), covered)
+			}
+		}
+	}
+	if marks != 3 {
+		t.Fatalf("%d parts with a watermark of their own, want 3", marks)
 	}
 }
