@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
+	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
 // ctl runs the ferryctl binary against one Ferry's control API.
@@ -36,7 +37,7 @@ func (c ctl) run(args ...string) ctlResult {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "ferryctl"), append([]string{"--timeout", "30s"}, args...)...)
 	// The address comes from the environment, as an operator's shell sets it.
-	cmd.Env = append(os.Environ(), "FERRY_CONTROL_ADDRESS="+c.server)
+	cmd.Env = append(append(os.Environ(), testenv.FerryTransportEnv()...), "FERRY_CONTROL_ADDRESS="+c.server)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

@@ -25,7 +25,6 @@ import (
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/platform/config"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
-	"github.com/ferry-cdc/ferry/platform/grpcsec"
 	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
@@ -294,6 +293,7 @@ func (f *ferry) start(name string) {
 		// no other process can take it in between, as one picked ahead can.
 		"FERRY_"+strings.ToUpper(kind)+"_METRICS_ADDR=127.0.0.1:0",
 	)
+	cmd.Env = append(cmd.Env, testenv.FerryTransportEnv()...)
 	cmd.Env = append(cmd.Env, f.env...)
 	logFile, err := os.OpenFile(filepath.Join(f.logDir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -316,7 +316,7 @@ func (f *ferry) start(name string) {
 // certificate (FERRY_TLS_*), as Ferry's processes reach each other.
 func ferryDial(t *testing.T, addr string) grpc.DialOption {
 	t.Helper()
-	d, err := grpcsec.FromEnv().DialOption(addr)
+	d, err := testenv.FerryTransport().DialOption(addr)
 	if err != nil {
 		t.Fatalf("Ferry's processes speak mutual TLS with the stack's certificate: %v; %s", err, stackHint)
 	}
@@ -327,12 +327,11 @@ func ferryDial(t *testing.T, addr string) grpc.DialOption {
 // writes it: TLS under the stack's CA, and the bearer token.
 func controlGrpcurl(t *testing.T) []string {
 	t.Helper()
-	s := grpcsec.FromEnv()
-	token, err := os.ReadFile(os.Getenv("FERRY_CONTROL_TOKEN_FILE"))
-	if err != nil || s.CAFile == "" {
-		t.Fatalf("the control API's token (FERRY_CONTROL_TOKEN_FILE) and CA (FERRY_TLS_CA): %v; %s", err, stackHint)
+	token := testenv.ControlToken()
+	if token == "" {
+		t.Fatalf("the control API's token (%s) is missing; %s", testenv.ControlTokenFile(), stackHint)
 	}
-	return []string{"-cacert", s.CAFile, "-H", "authorization: Bearer " + strings.TrimSpace(string(token))}
+	return []string{"-cacert", testenv.FerryTransport().CAFile, "-H", "authorization: Bearer " + token}
 }
 
 func (f *ferry) waitServing(name, addr string) {

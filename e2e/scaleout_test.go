@@ -23,6 +23,7 @@ import (
 type scaledTask struct {
 	table, taskID string
 	first         int // the table's first id; no other table's ids come near
+	snapshotRows  int // full sync rows its topic must hold
 	rows          *failoverRows
 	w             *idWriter
 }
@@ -33,7 +34,9 @@ type scaledTask struct {
 // writer and topic. Mid-stream one instance of each kind is SIGKILLed and
 // stays dead: the survivors carry every task on, every committed row
 // arrives in its own topic and no other, each task keeps its own slot, and
-// a throttle update still reaches whichever capture holds the stream.
+// a throttle update still reaches whichever capture holds the stream, and
+// pause, resume and modify-objects steer tasks whichever instances serve
+// them.
 func TestScaledOutFerryLosesNothingWhenOneOfEachDies(t *testing.T) {
 	conn := pgConnect(t)
 	f := startFerryScaled(t, 2)
@@ -55,6 +58,8 @@ func TestScaledOutFerryLosesNothingWhenOneOfEachDies(t *testing.T) {
 	t.Logf("killed %s, delivery-1 and worker-1 mid-stream", capVictim)
 	waitScaledRows(t, tasks, 400, "rows of every task after the kills")
 	checkThrottleReachesTheStream(t, f, tasks[0].taskID)
+	checkPauseAndResume(t, f, conn, tasks[1])
+	checkModifyAddsATable(t, f, conn, tasks[2])
 
 	for _, st := range tasks {
 		committed := st.w.finish()
@@ -76,7 +81,7 @@ func TestScaledOutFerryLosesNothingWhenOneOfEachDies(t *testing.T) {
 // task with full sync that streams it to its own topic.
 func startScaledTask(t *testing.T, f *ferry, conn *pgx.Conn, i int) *scaledTask {
 	t.Helper()
-	st := &scaledTask{table: uniqueName(fmt.Sprintf("e2e_scale%d", i)), first: (i + 1) * 10_000_000}
+	st := &scaledTask{table: uniqueName(fmt.Sprintf("e2e_scale%d", i)), first: (i + 1) * 10_000_000, snapshotRows: 100}
 	st.taskID = strings.ReplaceAll(st.table, "_", "-")
 	exec1(t, conn, fmt.Sprintf(`CREATE TABLE public.%s (id bigint PRIMARY KEY, val text NOT NULL)`, st.table))
 	exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s SELECT g, 'row ' || g FROM generate_series(%d, %d) g`, st.table, st.first, st.first+99))
@@ -197,8 +202,8 @@ func checkOwnRowsOnly(t *testing.T, st *scaledTask) {
 			t.Errorf("topic %s holds row %d of another table", st.table, id)
 		}
 	}
-	if st.rows.snapBefore != 100 {
-		t.Errorf("topic %s holds %d snapshot rows, want the table's 100", st.table, st.rows.snapBefore)
+	if st.rows.snapBefore != st.snapshotRows {
+		t.Errorf("topic %s holds %d snapshot rows, want its tables' %d", st.table, st.rows.snapBefore, st.snapshotRows)
 	}
 }
 
@@ -219,4 +224,55 @@ func checkOwnSlots(t *testing.T, f *ferry, conn *pgx.Conn, tasks []*scaledTask) 
 			t.Errorf("slot %s of %s is not being read after the kills", s.GetSlotName(), st.taskID)
 		}
 	}
+}
+
+// checkPauseAndResume pauses a task while its writer goes on, sees its
+// slot let go, and resumes it; the rows written meanwhile are counted with
+// the rest at the end.
+func checkPauseAndResume(t *testing.T, f *ferry, conn *pgx.Conn, st *scaledTask) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := f.control.PauseTask(ctx, &taskv1.PauseTaskRequest{TaskId: st.taskID}); err != nil {
+		t.Fatalf("PauseTask %s: %v", st.taskID, err)
+	}
+	eventually(t, 60*time.Second, st.taskID+" to pause", func() (bool, string) {
+		s := f.state(st.taskID)
+		return s.GetStatus() == taskv1.Status_STATUS_PAUSED && !slotReading(conn, slotName(st.taskID)), "status " + s.GetStatus().String()
+	})
+	paused := st.w.committedCount()
+	eventually(t, 30*time.Second, "rows written while "+st.taskID+" is paused", func() (bool, string) {
+		return st.w.committedCount() >= paused+100, fmt.Sprintf("%d rows since the pause", st.w.committedCount()-paused)
+	})
+	if _, err := f.control.ResumeTask(ctx, &taskv1.ResumeTaskRequest{TaskId: st.taskID}); err != nil {
+		t.Fatalf("ResumeTask %s: %v", st.taskID, err)
+	}
+	f.waitStreaming(conn, st.taskID)
+}
+
+// checkModifyAddsATable adds a table of 50 rows from the task's id range
+// to a running task; its full sync reaches the task's topic.
+func checkModifyAddsATable(t *testing.T, f *ferry, conn *pgx.Conn, st *scaledTask) {
+	t.Helper()
+	added := st.table + "_added"
+	from := st.first + 5_000_000
+	exec1(t, conn, fmt.Sprintf(`CREATE TABLE public.%s (id bigint PRIMARY KEY, val text NOT NULL)`, added))
+	exec1(t, conn, fmt.Sprintf(`INSERT INTO public.%s SELECT g, 'row ' || g FROM generate_series(%d, %d) g`, added, from, from+49))
+	t.Cleanup(func() { _, _ = conn.Exec(context.Background(), "DROP TABLE IF EXISTS public."+added) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := f.control.ModifyObjects(ctx, &taskv1.ModifyObjectsRequest{TaskId: st.taskID, Objects: &taskv1.ObjectSelection{
+		Tables: []*taskv1.TableSelection{{Schema: "public", Table: st.table}, {Schema: "public", Table: added}},
+	}}); err != nil {
+		t.Fatalf("ModifyObjects adding %s to %s: %v", added, st.taskID, err)
+	}
+	st.snapshotRows += 50
+	want := make([]int, 50)
+	for i := range want {
+		want[i] = from + i
+	}
+	eventually(t, 90*time.Second, "the added table's rows in "+st.table, func() (bool, string) {
+		missing := st.rows.missing(want)
+		return len(missing) == 0, fmt.Sprintf("%d of 50 missing", len(missing))
+	})
 }

@@ -22,7 +22,7 @@ import (
 
 	taskv1 "github.com/ferry-cdc/ferry/gen/ferry/task/v1"
 	"github.com/ferry-cdc/ferry/platform/grpccodec"
-	"github.com/ferry-cdc/ferry/platform/grpcsec"
+	"github.com/ferry-cdc/ferry/services/testenv"
 )
 
 // TestProcessesSpeakOnlyMutualTLS starts Ferry as the stack configures it
@@ -33,7 +33,7 @@ import (
 // settings does not start.
 func TestProcessesSpeakOnlyMutualTLS(t *testing.T) {
 	f := startFerry(t)
-	sec := grpcsec.FromEnv()
+	sec := testenv.FerryTransport()
 	serverOnly := serverOnlyTLS(t, sec.CAFile)
 	for _, name := range []string{"catalog", "capture", "delivery"} {
 		for what, dial := range map[string]grpc.DialOption{
@@ -50,11 +50,11 @@ func TestProcessesSpeakOnlyMutualTLS(t *testing.T) {
 	}
 
 	control := f.addrs["control"]
-	token, err := os.ReadFile(os.Getenv("FERRY_CONTROL_TOKEN_FILE"))
-	if err != nil {
-		t.Fatalf("the control API's token: %v; %s", err, stackHint)
+	token := testenv.ControlToken()
+	if token == "" {
+		t.Fatalf("the control API's token (%s) is missing; %s", testenv.ControlTokenFile(), stackHint)
 	}
-	bearer := []string{"authorization", "Bearer " + strings.TrimSpace(string(token))}
+	bearer := []string{"authorization", "Bearer " + token}
 	cases := []struct {
 		what string
 		dial grpc.DialOption
