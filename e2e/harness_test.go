@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,19 +153,13 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 	}
 }
 
-// freePorts picks n distinct free ports. Their listeners stay open until
-// all are picked: a port closed at once can come back from the kernel on
-// the next call, which once gave capture and delivery the same one.
+// freePorts picks n distinct free ports (testenv.FreePorts: held open
+// together, and below the kernel's ephemeral range).
 func freePorts(t *testing.T, n int) []string {
 	t.Helper()
-	addrs := make([]string, n)
-	for i := range addrs {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = l.Close() }()
-		addrs[i] = l.Addr().String()
+	var addrs []string
+	for _, p := range testenv.FreePorts(t, n) {
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", p))
 	}
 	return addrs
 }
